@@ -1,0 +1,55 @@
+"""Initial edge embeddings of a neural graph."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor, nn
+
+from nngraph.schema import NUM_EDGE_TYPES
+
+from .kernel import MAX_KERNEL_BOX, KernelLinear
+from .utils import make_mlp
+
+
+class EdgeEncoder(nn.Module):
+    r"""Embeds every edge from its kernel and type, whatever box the kernel is padded into.
+
+    .. math::
+        \mathbf{e}^{(0)}_{uv} = \mathrm{MLP}\big(\mathbf{W}^{\top}\operatorname{pad}_{B_{\max}}(\mathbf{w}_{uv})
+        + \mathbf{e}_{\text{type}(uv)}\big)
+
+    The kernel map is a :class:`~nngraph.gnn.kernel.KernelLinear`: it equals a linear map on the
+    kernel zero-padded into ``max_kernel_box``, so the same kernel gets the same embedding whether
+    the batch pads it to ``1x1``, ``3x3`` or ``5x5`` (an ``nn.Linear`` weight is a 1x1 kernel).
+
+    Args:
+        hidden_dim (int): embedding width.
+        max_kernel_box (tuple[int, int, int]): largest kernel box accepted. (default: :obj:`(3, 7, 7)`)
+        act (str): activation of the MLP. (default: :obj:`"silu"`)
+
+    Shapes:
+        - **input:** ``edge_attr`` :math:`(E, K)`, ``edge_type`` :math:`(E,)`, ``kernel_box`` :math:`(B, 3)`
+        - **output:** :math:`(E, \text{hidden\_dim})`
+    """
+
+    def __init__(self, hidden_dim: int, max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, act: str = "silu"):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.kernel = KernelLinear(hidden_dim, max_kernel_box)
+        self.emb_type = nn.Embedding(NUM_EDGE_TYPES, hidden_dim)
+        self.mlp = make_mlp(hidden_dim, hidden_dim, hidden_dim, act)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.kernel.reset_parameters()
+        nn.init.normal_(self.emb_type.weight, std=1.0)
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+    def forward(self, data) -> Tensor:
+        e = self.kernel(data.edge_attr, getattr(data, "kernel_box", None))  # (E, H)
+        return self.mlp(e + self.emb_type(data.edge_type))  # (E, H)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.hidden_dim}, max_kernel_box={self.kernel.max_kernel_box})"

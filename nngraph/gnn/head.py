@@ -1,0 +1,76 @@
+"""Equivariant per-node and per-edge head: predicts a delta for every bias and weight."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nngraph.schema import NODE_FEATURE_DIM
+
+from .kernel import MAX_KERNEL_BOX, KernelDecoder
+from .utils import make_act
+
+
+class NodeEdgeHead(nn.Module):
+    r"""Maps node and edge embeddings to deltas for ``data.x`` and ``data.edge_attr``.
+
+    As in the INR-editing model of `Kofinas et al. (ICLR 2024) <https://arxiv.org/abs/2403.12143>`_,
+    both outputs are multiplied by a learnable scale :math:`s` initialised at ``init_scale`` (0.01), so
+    an untrained head barely moves the weights:
+
+    .. math::
+        \Delta\mathbf{x}_v = s \cdot \mathbf{W}_2^{n}\,\sigma(\mathbf{W}_1^{n}\mathbf{h}_v)
+        \qquad
+        \Delta\mathbf{w}_{uv} = s \cdot \operatorname{crop}_{B}\big(\mathbf{W}_2^{e}\,\sigma(\mathbf{W}_1^{e}\mathbf{e}_{uv})\big)
+
+    The edge output is a :class:`~nngraph.gnn.kernel.KernelDecoder`: a kernel is predicted in
+    ``max_kernel_box`` and cropped to the batch's ``kernel_box``, so it has the width ``K`` of the
+    batch's ``edge_attr`` and does not depend on the padding. Applied per node and per edge, the head is
+    equivariant. Add the deltas to the graph (``x + dx``, ``edge_attr + de``) and read the weights
+    back with the converter's ``from_graph``; entries that hold no parameter (padding, identity edges,
+    absent norm columns) should be masked by the task.
+
+    Args:
+        hidden_dim (int): width :math:`H` of node and edge embeddings.
+        node_out_dim (int): width of the node delta. (default: :obj:`5`, the columns of ``data.x``)
+        max_kernel_box (tuple[int, int, int]): largest kernel box accepted. (default: :obj:`(3, 7, 7)`)
+        init_scale (float): initial value of the learnable output scale. (default: :obj:`0.01`)
+        act (str): activation. (default: :obj:`"silu"`)
+
+    Shapes:
+        - **input:** nodes :math:`(N, H)`, edges :math:`(E, H)`, ``kernel_box`` :math:`(B, 3)`, ``K``
+        - **output:** node deltas :math:`(N, \text{node\_out\_dim})`, edge deltas :math:`(E, K)`
+    """
+
+    def __init__(self, hidden_dim: int, node_out_dim: int = NODE_FEATURE_DIM,
+                 max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, init_scale: float = 0.01, act: str = "silu"):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.node_out_dim = node_out_dim
+        self.init_scale = init_scale
+        self.node_mlp = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), make_act(act),
+                                      nn.Linear(hidden_dim, node_out_dim))
+        self.edge_lin = nn.Linear(hidden_dim, hidden_dim)
+        self.edge_act = make_act(act)
+        self.edge_out = KernelDecoder(hidden_dim, max_kernel_box)
+        self.scale = nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for m in self.node_mlp:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+        self.edge_lin.reset_parameters()
+        self.edge_out.reset_parameters()
+        nn.init.constant_(self.scale, self.init_scale)
+
+    def forward(self, x: Tensor, edge_attr: Tensor, kernel_box: Tensor | Sequence[int] | None,
+                kernel_size: int) -> tuple[Tensor, Tensor]:
+        dx = self.node_mlp(x)  # (N, node_out_dim)
+        de = self.edge_out(self.edge_act(self.edge_lin(edge_attr)), kernel_box, kernel_size)  # (E, K)
+        return self.scale * dx, self.scale * de
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.hidden_dim}, node_out_dim={self.node_out_dim}, "
+                f"max_kernel_box={self.edge_out.max_kernel_box}, init_scale={self.init_scale})")

@@ -1,0 +1,93 @@
+"""Initial node embeddings of a neural graph."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nngraph.schema import NODE_FEATURE_DIM, NUM_ACTIVATIONS, NUM_NODE_KINDS, NodeType
+
+from .utils import make_mlp
+
+
+class NodeEncoder(nn.Module):
+    r"""Embeds every neuron from its own features, nothing positional for hidden neurons.
+
+    .. math::
+        \mathbf{h}^{(0)}_v = \mathrm{MLP}\Big(\mathbf{W}_x \mathbf{x}_v + \mathbf{e}_{\text{kind}(v)}
+        + \mathbf{e}_{\text{type}(v)} + \mathbf{e}_{\text{act}(v)} + \mathbf{e}_{\text{layer}(v)}
+        + \mathbf{e}_{\text{io}(v)} \,[+\, \mathbf{W}_p \mathbf{p}_v]\Big)
+
+    where :math:`\mathbf{e}_{\text{io}(v)}` is a learned embedding of an input or output neuron's
+    ``node_index`` (separate tables for inputs and outputs; zero for hidden neurons, whose
+    ``node_index`` is ``-1``) and :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
+    see :func:`nngraph.gnn.probe_features`). ``layer`` is the same for every neuron of an activation
+    space, so it is invariant under permutations of hidden neurons.
+
+    Args:
+        hidden_dim (int): embedding width.
+        num_io_embeddings (int): rows of each input / output index table; larger indices wrap
+            around (``node_index % num_io_embeddings``). (default: :obj:`1024`)
+        max_layers (int): rows of the layer table; deeper layers share the last row. (default: :obj:`256`)
+        probe_dim (int): width :math:`P` of ``data.probe``, or 0 for no probe features. (default: :obj:`0`)
+        act (str): activation of the MLP. (default: :obj:`"silu"`)
+
+    Shapes:
+        - **input:** ``x`` :math:`(N, 5)`, ``node_kind``, ``node_type``, ``act``, ``layer``,
+          ``node_index`` :math:`(N,)` long, ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
+        - **output:** :math:`(N, \text{hidden\_dim})`
+    """
+
+    def __init__(self, hidden_dim: int, num_io_embeddings: int = 1024, max_layers: int = 256,
+                 probe_dim: int = 0, act: str = "silu"):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.num_io_embeddings = num_io_embeddings
+        self.max_layers = max_layers
+        self.probe_dim = probe_dim
+        self.lin_x = nn.Linear(NODE_FEATURE_DIM, hidden_dim)
+        self.emb_kind = nn.Embedding(NUM_NODE_KINDS, hidden_dim)
+        self.emb_type = nn.Embedding(len(NodeType), hidden_dim)
+        self.emb_act = nn.Embedding(NUM_ACTIVATIONS, hidden_dim)
+        self.emb_layer = nn.Embedding(max_layers, hidden_dim)
+        # rows [0, M) inputs, [M, 2M) outputs, row 2M hidden (fixed zero).
+        self.emb_io = nn.Embedding(2 * num_io_embeddings + 1, hidden_dim, padding_idx=2 * num_io_embeddings)
+        self.lin_probe = nn.Linear(probe_dim, hidden_dim) if probe_dim > 0 else None
+        self.mlp = make_mlp(hidden_dim, hidden_dim, hidden_dim, act)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin_x.reset_parameters()
+        for emb in (self.emb_kind, self.emb_type, self.emb_act, self.emb_layer, self.emb_io):
+            nn.init.normal_(emb.weight, std=1.0)
+        with torch.no_grad():
+            self.emb_io.weight[self.emb_io.padding_idx].zero_()
+        if self.lin_probe is not None:
+            self.lin_probe.reset_parameters()
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+    def io_index(self, node_type: Tensor, node_index: Tensor) -> Tensor:
+        """Row of the input/output table of every node (the zero row for hidden neurons)."""
+        m = self.num_io_embeddings
+        idx = node_index.clamp(min=0) % m  # (N,)
+        hidden = torch.full_like(idx, 2 * m)
+        out = torch.where(node_type == NodeType.OUTPUT, idx + m, hidden)
+        return torch.where(node_type == NodeType.INPUT, idx, out)  # (N,)
+
+    def forward(self, data) -> Tensor:
+        h = self.lin_x(data.x)  # (N, H)
+        h = h + self.emb_kind(data.node_kind) + self.emb_type(data.node_type) + self.emb_act(data.act)
+        h = h + self.emb_layer(data.layer.clamp(0, self.max_layers - 1))
+        h = h + self.emb_io(self.io_index(data.node_type, data.node_index))
+        if self.lin_probe is not None:
+            probe = getattr(data, "probe", None)
+            if probe is None:
+                raise ValueError("the encoder was built with probe_dim > 0 but the graph has no 'probe'; "
+                                 "set data.probe = nngraph.gnn.probe_features(module, data, inputs)")
+            h = h + self.lin_probe(probe.to(h.dtype))
+        return self.mlp(h)  # (N, H)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.hidden_dim}, num_io_embeddings={self.num_io_embeddings}, "
+                f"probe_dim={self.probe_dim})")
