@@ -1,0 +1,38 @@
+"""``nngraph.convert``: PyTorch modules to neural graphs and back.
+
+Every module in this package other than the infrastructure below is a converter family and is
+imported here so that it registers itself: adding a family is adding one file.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .api import batch_graphs, build_layout, from_graph, pad_kernel_box, random_hidden_permutation, to_graph
+from .errors import GraphMismatchError, UnsupportedError
+from .layout import Layout, SymmetryGroup
+from .registry import register_function, register_module, supported_functions, supported_modules
+from .trace import trace
+
+_INFRASTRUCTURE = {"api", "builder", "errors", "layout", "registry", "trace", "values", "walk"}
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = [
+    "GraphMismatchError",
+    "Layout",
+    "SymmetryGroup",
+    "UnsupportedError",
+    "batch_graphs",
+    "build_layout",
+    "from_graph",
+    "pad_kernel_box",
+    "random_hidden_permutation",
+    "register_function",
+    "register_module",
+    "supported_functions",
+    "supported_modules",
+    "to_graph",
+    "trace",
+]

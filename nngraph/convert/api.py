@@ -1,0 +1,152 @@
+"""The public conversion functions: module -> graph, graph -> module, and their helpers."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch, Data
+
+from .builder import GraphBuilder
+from .layout import Layout
+from .trace import trace
+from .walk import walk
+
+_LAYOUT_CACHE: dict[tuple, Layout] = {}
+_CACHE_SIZE = 64
+
+
+def _architecture_key(module: nn.Module, example_inputs, kernel_box) -> tuple | None:
+    if example_inputs is not None:
+        shapes = tuple((tuple(t.shape), t.dtype) for t in example_inputs)
+    else:
+        shapes = None
+    params = tuple((n, tuple(p.shape), p.dtype) for n, p in module.named_parameters(remove_duplicate=False))
+    buffers = tuple((n, tuple(b.shape)) for n, b in module.named_buffers(remove_duplicate=False))
+    return (type(module), repr(module), params, buffers, shapes, kernel_box)
+
+
+def build_layout(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    kernel_box: tuple[int, int, int] | None = None,
+    cache: bool = True,
+) -> Layout:
+    """Trace ``module`` and record the structure of its neural graph.
+
+    The layout depends only on the architecture; with ``cache=True`` models that share their
+    class, ``repr``, parameter shapes and example-input shapes share one layout (a model zoo
+    converts at the cost of one trace).
+    """
+    key = _architecture_key(module, example_inputs, kernel_box) if cache else None
+    if key is not None and key in _LAYOUT_CACHE:
+        return _LAYOUT_CACHE[key]
+    gm = trace(module, example_inputs)
+    builder = GraphBuilder(module)
+    walk(gm, builder)
+    param = next(iter(module.parameters()), None)
+    layout = builder.finish(param.dtype if param is not None else torch.float32, kernel_box)
+    if key is not None:
+        if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
+            _LAYOUT_CACHE.pop(next(iter(_LAYOUT_CACHE)))
+        _LAYOUT_CACHE[key] = layout
+    return layout
+
+
+def to_graph(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
+    kernel_box: tuple[int, int, int] | None = None,
+) -> Data:
+    """Turn ``module`` into a neural graph (see :mod:`nngraph.schema` for the fields).
+
+    Args:
+        module: a model built from supported layers (``nngraph.convert.supported_modules()``).
+        example_inputs: a tensor or tuple of tensors to trace shapes with. Needed only when the
+            shapes cannot be made up from the first layer (a CNN with a flatten head whose input
+            is not 16 pixels wide, for instance).
+        kernel_box: ``(depth, height, width)`` to pad every edge kernel into; by default the
+            largest kernel of this model. Give one box to every model of a dataset to batch graphs
+            with a plain PyG ``DataLoader``; otherwise use :func:`batch_graphs`.
+
+    Returns:
+        :class:`torch_geometric.data.Data` with ``x (N, 5)``, ``edge_index (2, E)``,
+        ``edge_attr (E, prod(kernel_box))`` and the integer fields of :mod:`nngraph.schema`.
+
+    Raises:
+        UnsupportedError: for a layer or operation nngraph cannot represent faithfully.
+
+    Example:
+        >>> mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+        >>> g = to_graph(mlp)
+        >>> g.num_nodes, g.num_edges
+        (35, 96)
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    layout = build_layout(module, example_inputs, kernel_box)
+    return layout.to_graph(module)
+
+
+def from_graph(
+    graph: Data,
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
+) -> nn.Module:
+    """A copy of ``module`` whose parameters and normalization buffers are read from ``graph``.
+
+    ``from_graph(to_graph(m), m)`` reproduces every parameter bit for bit. ``graph`` may carry
+    edited features (weight deltas added); its structure must be ``module``'s, otherwise
+    :class:`~nngraph.convert.GraphMismatchError` is raised and nothing is loaded.
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    box = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0]) if "kernel_box" in graph else None
+    layout = build_layout(module, example_inputs, box)
+    return layout.from_graph(graph, module)
+
+
+def random_hidden_permutation(
+    module: nn.Module,
+    generator: torch.Generator | None = None,
+    example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
+) -> tuple[nn.Module, torch.Tensor]:
+    """Permute the hidden neurons of ``module`` in a function-preserving way.
+
+    Returns:
+        ``(permuted_module, node_perm)`` where old node ``i`` of ``to_graph(module)`` is node
+        ``node_perm[i]`` of ``to_graph(permuted_module)``.
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    layout = build_layout(module, example_inputs)
+    perm = layout.random_node_permutation(generator)
+    graph = layout.to_graph(module)
+    permuted = layout.permute_graph(graph, perm)
+    return layout.from_graph(permuted, module), perm
+
+
+def pad_kernel_box(graph: Data, kernel_box: tuple[int, int, int]) -> Data:
+    """``graph`` with its edge kernels zero-padded (centred) into the larger ``kernel_box``."""
+    old = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0])
+    new = tuple(int(v) for v in kernel_box)
+    if old == new:
+        return graph
+    if any(n < o for n, o in zip(new, old)):
+        raise ValueError(f"cannot pad kernels of box {old} into the smaller box {new}")
+    out = graph.clone()
+    kernels = graph.edge_attr.view(-1, *old)  # (E, D, H, W)
+    padded = kernels.new_zeros(kernels.shape[0], *new)  # (E, D', H', W')
+    o = [(n - k) // 2 for n, k in zip(new, old)]
+    padded[:, o[0]:o[0] + old[0], o[1]:o[1] + old[1], o[2]:o[2] + old[2]] = kernels
+    out.edge_attr = padded.view(kernels.shape[0], -1)  # (E, D' * H' * W')
+    out.kernel_box = torch.tensor([new])
+    return out
+
+
+def batch_graphs(graphs: Sequence[Data], kernel_box: tuple[int, int, int] | None = None) -> Batch:
+    """Batch neural graphs of different architectures: kernels are padded into one common box
+    (the elementwise largest, or ``kernel_box``) before :meth:`Batch.from_data_list`."""
+    boxes = torch.cat([g.kernel_box.reshape(-1, 3) for g in graphs])  # (B, 3)
+    box = tuple(int(v) for v in boxes.amax(0)) if kernel_box is None else tuple(kernel_box)
+    return Batch.from_data_list([pad_kernel_box(g, box) for g in graphs])

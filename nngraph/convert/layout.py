@@ -1,0 +1,227 @@
+"""The frozen record of where every parameter entry of a model lives in its neural graph.
+
+``Layout.to_graph`` scatters parameters into node and edge features with the same index tensors
+that ``Layout.from_graph`` gathers them back with, which is what makes the inverse exact.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch_geometric.data import Data
+
+from ..schema import NODE_FEATURE_DIM
+from .errors import GraphMismatchError
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """Parameter ``name`` (flattened) lives in ``x[nodes, column]``; ``nodes`` is ``(numel,)``."""
+
+    name: str
+    nodes: torch.Tensor
+    column: int
+
+
+@dataclass(frozen=True)
+class EdgePlacement:
+    """Parameter ``name`` (flattened) lives at ``edge_attr.view(-1)[positions]``; ``(numel,)``."""
+
+    name: str
+    positions: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SymmetryGroup:
+    """Neurons that one permutation acts on.
+
+    ``rows`` ``(R, C)``: every row is an activation space; one permutation of ``0..C-1`` is applied
+    to all rows. With ``block_size`` set, only permutations that keep contiguous blocks of that size
+    together are symmetries (within-block shuffles and block shuffles), and ``satellites``
+    ``(S, C // block_size)`` are nodes (attention heads, norm groups) that move with their block.
+    """
+
+    rows: torch.Tensor
+    block_size: int | None = None
+    satellites: torch.Tensor | None = None
+
+    def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random symmetry as ``(old_nodes, new_nodes)``: node ``old_nodes[i]`` moves to ``new_nodes[i]``."""
+        num = self.rows.shape[1]
+        if self.block_size is None:
+            perm = torch.randperm(num, generator=generator)
+        else:
+            blocks = num // self.block_size
+            block_perm = torch.randperm(blocks, generator=generator)
+            within = torch.stack([torch.randperm(self.block_size, generator=generator) for _ in range(blocks)])
+            perm = (block_perm.unsqueeze(1) * self.block_size + within).reshape(-1)  # (C,)
+        old = [self.rows[:, perm].reshape(-1)]  # neuron perm[i] takes place i
+        new = [self.rows.reshape(-1)]
+        if self.satellites is not None:
+            old.append(self.satellites[:, block_perm].reshape(-1))
+            new.append(self.satellites.reshape(-1))
+        return torch.cat(old), torch.cat(new)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Structure of a neural graph and where every parameter entry lives in it.
+
+    Build one with :func:`nngraph.convert.build_layout`; it depends only on the architecture, so
+    one layout serves every model of a zoo that shares it.
+    """
+
+    num_nodes: int
+    edge_index: torch.Tensor  # (2, E)
+    edge_type: torch.Tensor  # (E,)
+    node_type: torch.Tensor  # (N,)
+    node_kind: torch.Tensor  # (N,)
+    node_index: torch.Tensor  # (N,)
+    layer: torch.Tensor  # (N,)
+    act: torch.Tensor  # (N,)
+    kernel_box: tuple[int, int, int]
+    identity_positions: torch.Tensor  # flat positions in edge_attr that hold a constant 1
+    node_placements: tuple[NodePlacement, ...]
+    edge_placements: tuple[EdgePlacement, ...]
+    symmetries: tuple[SymmetryGroup, ...]
+    module_nodes: dict[str, torch.Tensor] = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    @property
+    def edge_dim(self) -> int:
+        return self.kernel_box[0] * self.kernel_box[1] * self.kernel_box[2]
+
+    # ------------------------------------------------------------ to / from
+    def to_graph(self, module: nn.Module) -> Data:
+        """Read ``module``'s parameters into a new graph with this layout."""
+        tensors = _named_tensors(module)
+        dtype = _float_dtype(tensors, self.dtype)
+        x = torch.zeros(self.num_nodes, NODE_FEATURE_DIM, dtype=dtype)  # (N, F)
+        edge_attr = torch.zeros(self.num_edges * self.edge_dim, dtype=dtype)  # (E * K,)
+        edge_attr[self.identity_positions] = 1
+        with torch.no_grad():
+            for p in self.node_placements:
+                x[p.nodes, p.column] = _lookup(tensors, p.name).detach().reshape(-1).to(dtype)
+            for p in self.edge_placements:
+                edge_attr[p.positions] = _lookup(tensors, p.name).detach().reshape(-1).to(dtype)
+        return Data(
+            x=x,
+            edge_index=self.edge_index.clone(),
+            edge_attr=edge_attr.view(self.num_edges, self.edge_dim),  # (E, K)
+            edge_type=self.edge_type.clone(),
+            node_type=self.node_type.clone(),
+            node_kind=self.node_kind.clone(),
+            node_index=self.node_index.clone(),
+            layer=self.layer.clone(),
+            act=self.act.clone(),
+            kernel_box=torch.tensor([self.kernel_box]),  # (1, 3)
+            num_nodes=self.num_nodes,
+        )
+
+    def check_fits(self, graph: Data) -> None:
+        """Raise :class:`GraphMismatchError` unless ``graph`` has exactly this layout's structure."""
+        problems = []
+        if int(graph.num_nodes) != self.num_nodes:
+            problems.append(f"{int(graph.num_nodes)} nodes, the module needs {self.num_nodes}")
+        if graph.edge_index.shape != self.edge_index.shape:
+            problems.append(f"{graph.edge_index.shape[1]} edges, the module needs {self.num_edges}")
+        elif not torch.equal(graph.edge_index.cpu(), self.edge_index):
+            problems.append("the same number of edges but connecting other nodes")
+        box = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0]) if "kernel_box" in graph else None
+        if box is not None and box != self.kernel_box:
+            problems.append(f"kernel box {box}, the module's layout has {self.kernel_box}")
+        if tuple(graph.x.shape) != (self.num_nodes, NODE_FEATURE_DIM) and not problems:
+            problems.append(f"node features of shape {tuple(graph.x.shape)}")
+        if not problems and "node_kind" in graph and not torch.equal(graph.node_kind.cpu(), self.node_kind):
+            problems.append("nodes of other kinds (another architecture)")
+        if problems:
+            raise GraphMismatchError(
+                "the graph does not fit the module: it has " + "; ".join(problems)
+                + ". Convert the module with nngraph.to_graph to see the structure it needs."
+            )
+
+    def from_graph(self, graph: Data, module: nn.Module) -> nn.Module:
+        """A deep copy of ``module`` whose parameters and normalization buffers are read from ``graph``."""
+        self.check_fits(graph)
+        if tuple(graph.edge_attr.shape) != (self.num_edges, self.edge_dim):
+            raise GraphMismatchError(
+                f"edge features of shape {tuple(graph.edge_attr.shape)}, the module needs "
+                f"{(self.num_edges, self.edge_dim)}"
+            )
+        out = copy.deepcopy(module)
+        tensors = _named_tensors(out)
+        x = graph.x
+        edge_attr = graph.edge_attr.reshape(-1)  # (E * K,)
+        with torch.no_grad():
+            for p in self.node_placements:
+                target = _lookup(tensors, p.name)
+                target.copy_(x[p.nodes.to(x.device), p.column].view(target.shape))
+            for p in self.edge_placements:
+                target = _lookup(tensors, p.name)
+                target.copy_(edge_attr[p.positions.to(x.device)].view(target.shape))
+        return out
+
+    # ------------------------------------------------------------ symmetry
+    def random_node_permutation(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A node relabelling ``perm`` (old node ``i`` -> new node ``perm[i]``) drawn from the model's
+        permutation symmetries (composed over all symmetry groups)."""
+        perm = torch.arange(self.num_nodes)
+        for group in self.symmetries:
+            old, new = group.sample(generator)
+            step = torch.arange(self.num_nodes)
+            step[old] = new
+            perm = step[perm]
+        return perm
+
+    def permute_graph(self, graph: Data, perm: torch.Tensor) -> Data:
+        """Relabel ``graph``'s nodes by ``perm`` and reorder its edges into this layout's edge order,
+        so that the result can be read back with :meth:`from_graph` (old node ``i`` -> ``perm[i]``)."""
+        n = self.num_nodes
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(n)
+        src, dst = self.edge_index
+        keys = _edge_keys(graph.edge_index[0], graph.edge_index[1], graph.edge_type, n)
+        order = torch.argsort(keys)
+        # the edge of the new graph at layout position j is the old edge between the preimages
+        wanted = _edge_keys(inverse[src], inverse[dst], self.edge_type, n)
+        found = torch.searchsorted(keys[order], wanted).clamp(max=keys.numel() - 1)
+        if not torch.equal(keys[order][found], wanted):
+            raise GraphMismatchError("the permutation does not map the graph's edges onto its own layout")
+        if torch.unique(keys).numel() != keys.numel():
+            raise GraphMismatchError("the graph has parallel edges of one type; relabelling is ambiguous")
+        out = graph.clone()
+        out.x = graph.x[inverse]
+        out.edge_attr = graph.edge_attr[order[found]]
+        return out
+
+
+def _edge_keys(src: torch.Tensor, dst: torch.Tensor, edge_type: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    return (src * num_nodes + dst) * 64 + edge_type
+
+
+def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    tensors = dict(module.named_parameters(remove_duplicate=False))
+    tensors.update(dict(module.named_buffers(remove_duplicate=False)))
+    return tensors
+
+
+def _lookup(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    try:
+        return tensors[name]
+    except KeyError:
+        raise GraphMismatchError(
+            f"the module has no parameter {name!r}; was the layout built from another architecture?"
+        ) from None
+
+
+def _float_dtype(tensors: dict[str, torch.Tensor], default: torch.dtype) -> torch.dtype:
+    for t in tensors.values():
+        if t.is_floating_point():
+            return t.dtype
+    return default

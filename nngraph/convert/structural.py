@@ -1,0 +1,142 @@
+"""Operations that move or combine activations without weights of their own: residual sums,
+flattening, tuple indexing, and pass-through ops (dropout, identity, ...)."""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..schema import EdgeType, NodeKind
+from .errors import UnsupportedError
+from .registry import register_function, register_module
+from .values import Opaque, TensorValue
+from .walk import describe
+
+# ----------------------------------------------------------------------- pass-through
+
+
+def _passthrough(ctx, node, x, *args, **kwargs):
+    return x
+
+
+register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+                passthrough=True)(_passthrough)
+register_function(F.dropout, "contiguous", "clone", "detach", passthrough=True)(_passthrough)
+
+
+@register_function("size", "dim")
+def _size(ctx, node, *args, **kwargs):
+    return Opaque(node.name)
+
+
+@register_function(getattr)
+def _getattr(ctx, node, obj, name, *args):
+    if name in ("shape", "dtype", "device", "ndim"):
+        return Opaque(node.name)
+    raise UnsupportedError(f"{describe(node)} reads attribute {name!r} of an activation; only shape-like attributes are supported")
+
+
+# ----------------------------------------------------------------------- residual sums
+
+
+def residual_sum(ctx, node, a: TensorValue, b: TensorValue) -> TensorValue:
+    """``a + b``: new SUM neurons with identity edges from both operands; one permutation acts on all three."""
+    if a.nodes is None and b.nodes is None:
+        raise UnsupportedError(f"{describe(node)} adds two model inputs; nngraph needs a layer between them")
+    if a.nodes is None:
+        a = ctx.neurons(a, b.axis - len(b.shape), node)
+    if b.nodes is None:
+        b = ctx.neurons(b, a.axis - len(a.shape), node)
+    if a.num_neurons != b.num_neurons or a.spatial != b.spatial:
+        raise UnsupportedError(
+            f"{describe(node)} adds tensors with {a.num_neurons} and {b.num_neurons} neurons; a residual sum "
+            "needs the same neurons on both sides"
+        )
+    builder = ctx.builder
+    out = builder.add_nodes(a.num_neurons, NodeKind.SUM, layer=max(builder.node_layer(a.nodes), builder.node_layer(b.nodes)) + 1)
+    builder.add_edges(torch.cat([a.nodes, b.nodes]), torch.cat([out, out]), EdgeType.RESIDUAL, identity=True)
+    builder.tie(a.nodes, out)
+    builder.tie(b.nodes, out)
+    shape = ctx.shape_of(node)
+    axis = (a.axis - len(a.shape)) % len(shape)
+    return TensorValue(nodes=out, shape=shape, axis=axis, spatial=a.spatial, source=node)
+
+
+@register_function(operator.add, operator.iadd, torch.add, "add", "add_")
+def _add(ctx, node, a, b, *args, **kwargs):
+    if not (isinstance(a, TensorValue) and isinstance(b, TensorValue)) or args or kwargs.get("alpha", 1) != 1:
+        raise UnsupportedError(
+            f"{describe(node)} adds a constant or a scaled tensor to an activation; only sums of two "
+            "activations (residual connections) are supported"
+        )
+    return residual_sum(ctx, node, a, b)
+
+
+# ----------------------------------------------------------------------- flatten
+
+
+def flatten_channels(ctx, node, x: TensorValue) -> TensorValue:
+    """``(B, C, *S) -> (B, C * prod(S))``: the neurons stay the channels, each spanning positions ``S``."""
+    shape = ctx.shape_of(node)
+    if x.nodes is None:  # flattening a model input: every feature becomes an input neuron
+        return TensorValue(nodes=None, shape=shape, axis=len(shape) - 1, source=x.source)
+    if tuple(shape) == tuple(x.shape):
+        return x
+    if x.axis != 1 or x.spatial or len(shape) != 2 or shape[0] != x.shape[0]:
+        raise UnsupportedError(
+            f"{describe(node)} reshapes {tuple(x.shape)} (neurons on axis {x.axis}) into {tuple(shape)}; only "
+            "flattening (B, C, *spatial) into (B, C * prod(spatial)) is supported"
+        )
+    return x.with_(shape=shape, axis=1, spatial=tuple(x.shape[2:]))
+
+
+@register_module(nn.Flatten, passthrough=True)
+def _flatten_module(ctx, node, x):
+    module = ctx.module_of(node)
+    if module.start_dim != 1 or module.end_dim != -1:
+        raise UnsupportedError(f"{describe(node)}: only Flatten(start_dim=1, end_dim=-1) is supported")
+    return flatten_channels(ctx, node, x)
+
+
+@register_function(torch.flatten, "flatten", passthrough=True)
+def _flatten_function(ctx, node, x, start_dim=1, end_dim=-1):
+    if start_dim != 1 or end_dim != -1:
+        raise UnsupportedError(f"{describe(node)}: only flatten(x, 1) is supported")
+    return flatten_channels(ctx, node, x)
+
+
+@register_function("view", "reshape", torch.reshape, passthrough=True)
+def _reshape(ctx, node, x, *shape, **kwargs):
+    return flatten_channels(ctx, node, x)
+
+
+# ----------------------------------------------------------------------- tuples and indexing
+
+
+@register_function(operator.getitem)
+def _getitem(ctx, node, obj, index):
+    if isinstance(obj, (tuple, list)):
+        return obj[index]
+    if isinstance(obj, Opaque):
+        return Opaque(node.name)
+    if not isinstance(obj, TensorValue):
+        raise UnsupportedError(f"{describe(node)} indexes {obj!r}")
+    return _index_tensor(ctx, node, obj, index)
+
+
+def _index_tensor(ctx, node, x: TensorValue, index) -> TensorValue:
+    """Indexing that leaves the neuron axis whole (``x[:, 0]`` on a sequence, for example)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if x.nodes is None or any(i is Ellipsis or i is None for i in index):
+        raise UnsupportedError(f"{describe(node)}: only basic indexing of an activation on non-neuron axes is supported")
+    if len(index) > x.axis:
+        at_axis = index[x.axis]
+        if not (isinstance(at_axis, slice) and at_axis == slice(None)):
+            raise UnsupportedError(
+                f"{describe(node)} selects neurons ({at_axis!r} on the neuron axis); picking or reordering "
+                "neurons breaks the permutation symmetry and is refused"
+            )
+    dropped = sum(1 for i in index[: x.axis] if isinstance(i, int))
+    return x.with_(shape=ctx.shape_of(node), axis=x.axis - dropped, source=node)

@@ -1,0 +1,100 @@
+"""Turn a module into an fx graph with shapes, knowing nothing about neural graphs.
+
+Modules that have a converter are kept as leaves; everything else is traced through. Shapes come
+from running example inputs through :class:`torch.fx.passes.shape_prop.ShapeProp`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from .errors import UnsupportedError
+from .registry import MODULE_CONVERTERS
+
+
+class _LeafTracer(fx.Tracer):
+    """Keeps modules with a registered converter (and torch.nn built-ins) as single call_module nodes."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if type(m) in MODULE_CONVERTERS:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None = None) -> fx.GraphModule:
+    """Symbolically trace ``module`` and annotate every node with ``meta['tensor_meta']``.
+
+    Args:
+        module: the model.
+        example_inputs: inputs to propagate shapes with; made up from the first layer when omitted
+            (see :func:`example_inputs_for`).
+
+    Raises:
+        UnsupportedError: if symbolic tracing fails (data-dependent control flow, for example).
+    """
+    tracer = _LeafTracer()
+    try:
+        graph = tracer.trace(module)
+    except Exception as error:  # fx raises many kinds of errors
+        raise UnsupportedError(
+            f"torch.fx could not trace {type(module).__name__}: {error}. nngraph needs a forward "
+            "without data-dependent control flow; wrap the offending code in a submodule with a "
+            "registered converter, or convert the parts separately."
+        ) from error
+    gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
+    inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(*inputs)
+    except Exception as error:
+        raise UnsupportedError(
+            f"running example inputs of shapes {[tuple(getattr(t, 'shape', ())) for t in inputs]} "
+            f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
+            "with the shapes the model expects."
+        ) from error
+    return gm
+
+
+def _first_layer(module: nn.Module) -> nn.Module | None:
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.MultiheadAttention,
+                          nn.TransformerEncoderLayer)):
+            return m
+    return None
+
+
+def example_inputs_for(module: nn.Module, gm: fx.GraphModule | None = None) -> tuple[torch.Tensor, ...]:
+    """Small inputs for ``module`` made up from its first layer, for shape propagation.
+
+    A Linear first layer gives ``(2, in_features)``; a ConvNd ``(2, C, 16, ...)`` (a CNN whose
+    flatten head needs another size must be given ``example_inputs``); an Embedding ``(2, 8)``
+    token ids; attention and transformer layers ``(2, 5, d_model)`` (batch first as configured).
+    """
+    first = _first_layer(module)
+    num_inputs = 1
+    if gm is not None:
+        num_inputs = sum(1 for n in gm.graph.nodes if n.op == "placeholder")
+    param = next(iter(module.parameters()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+    if first is None:
+        raise UnsupportedError(
+            f"{type(module).__name__} has no Linear, Conv, Embedding or attention layer to infer an "
+            "input shape from; pass example_inputs."
+        )
+    if isinstance(first, nn.Linear):
+        x = torch.randn(2, first.in_features, dtype=dtype, device=device)
+    elif isinstance(first, nn.modules.conv._ConvNd):
+        spatial = [16] * len(first.kernel_size)
+        x = torch.randn(2, first.in_channels, *spatial, dtype=dtype, device=device)
+    elif isinstance(first, nn.Embedding):
+        x = torch.randint(0, first.num_embeddings, (2, 8), device=device)
+    else:
+        d_model = first.embed_dim if isinstance(first, nn.MultiheadAttention) else first.self_attn.embed_dim
+        batch_first = first.batch_first if isinstance(first, nn.MultiheadAttention) else first.self_attn.batch_first
+        shape = (2, 5, d_model) if batch_first else (5, 2, d_model)
+        x = torch.randn(*shape, dtype=dtype, device=device)
+    return (x,) * num_inputs

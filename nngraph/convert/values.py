@@ -1,0 +1,43 @@
+"""What flows along the edges of an fx graph while it is being converted."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class TensorValue:
+    """A tensor of the model, seen as neurons along one axis.
+
+    Attributes:
+        nodes: ``(C,)`` graph node ids of the neurons along ``axis``, or ``None`` for a model
+            input whose neurons are created by the first converter that reads it (only then is it
+            known which axis holds the features).
+        shape: the tensor's shape from shape propagation (``None`` if unknown).
+        axis: non-negative index of the neuron axis in ``shape``.
+        spatial: extent of the positions each neuron spans after a flatten (``(H, W)`` for a
+            flattened ``(B, C, H, W)`` map; ``()`` when every feature is one neuron).
+        source: the fx node this value was first created for (used in error messages and to
+            decide whether an activation may be recorded in place).
+    """
+
+    nodes: torch.Tensor | None
+    shape: tuple[int, ...] | None
+    axis: int = -1
+    spatial: tuple[int, ...] = ()
+    source: object = None
+
+    @property
+    def num_neurons(self) -> int:
+        return 0 if self.nodes is None else int(self.nodes.numel())
+
+    def with_(self, **changes) -> "TensorValue":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A non-tensor value (a size, a dtype, ...) that converters read from shape metadata instead."""
+
+    description: str = ""

@@ -1,0 +1,184 @@
+"""Walk a traced fx graph and hand every node to its converter."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..schema import NodeKind, NodeType
+from .builder import GraphBuilder
+from .errors import UnsupportedError
+from .registry import (
+    FUNCTION_CONVERTERS,
+    MODULE_CONVERTERS,
+    PASSTHROUGH,
+    supported_functions,
+    supported_modules,
+    target_name,
+)
+from .values import Opaque, TensorValue
+
+
+class ConversionContext:
+    """What converters see: the builder, the traced module, and helpers to read values."""
+
+    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder):
+        self.gm = gm
+        self.builder = builder
+        self._uses = _count_uses(gm)
+
+    # -- modules and shapes
+    def module_of(self, node: fx.Node) -> nn.Module:
+        return self.gm.get_submodule(node.target)
+
+    @staticmethod
+    def shape_of(node: fx.Node) -> tuple[int, ...] | None:
+        meta = node.meta.get("tensor_meta")
+        return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+    # -- values
+    def neurons(self, value: Any, axis: int, node: fx.Node) -> TensorValue:
+        """``value`` with its neurons on ``axis`` (negative counts from the end). Creates the input
+        neurons of a model input the first time it is read."""
+        if not isinstance(value, TensorValue):
+            raise UnsupportedError(f"{describe(node)} expects a tensor, got {value!r}")
+        ndim = len(value.shape) if value.shape is not None else None
+        wanted = axis % ndim if ndim is not None else axis
+        if value.nodes is None:
+            count = value.shape[wanted]
+            nodes = self.builder.add_nodes(count, NodeKind.INPUT, layer=0, node_type=NodeType.INPUT)
+            object.__setattr__(value, "nodes", nodes)
+            object.__setattr__(value, "axis", wanted)
+            return value
+        if value.axis != wanted:
+            raise UnsupportedError(
+                f"{describe(node)} reads features along axis {wanted} of a tensor of shape {value.shape} "
+                f"whose neurons are along axis {value.axis}; moving neurons between axes (transpose, "
+                "permute) is not supported."
+            )
+        return value
+
+    def used_once(self, value: TensorValue) -> bool:
+        """Whether the fx value ``value`` came from (after pass-through ops) has a single consumer."""
+        return self._uses.get(value.source, 0) <= 1
+
+
+def _root(node: fx.Node, roots: dict[fx.Node, fx.Node]) -> fx.Node:
+    return roots.get(node, node)
+
+
+def _count_uses(gm: fx.GraphModule) -> dict[fx.Node, int]:
+    """Consumers of every value, where pass-through ops (dropout, pooling, flatten, ...) forward
+    their input's identity instead of counting as a new value."""
+    roots: dict[fx.Node, fx.Node] = {}
+    uses: dict[fx.Node, int] = {}
+    for node in gm.graph.nodes:
+        key = _target_key(gm, node)
+        tensor_args = [a for a in node.all_input_nodes]
+        if key is not None and key in PASSTHROUGH and tensor_args:
+            roots[node] = _root(tensor_args[0], roots)
+            continue
+        for arg in tensor_args:
+            r = _root(arg, roots)
+            uses[r] = uses.get(r, 0) + 1
+    return {node: uses.get(_root(node, roots), 0) for node in gm.graph.nodes}
+
+
+def _target_key(gm: fx.GraphModule, node: fx.Node) -> object | None:
+    if node.op == "call_module":
+        return type(gm.get_submodule(node.target))
+    if node.op in ("call_function", "call_method"):
+        return node.target
+    return None
+
+
+def describe(node: fx.Node) -> str:
+    """``'layer1.0.conv1' (Conv2d)``-style description of an fx node for error messages."""
+    if node.op == "call_module":
+        module = node.graph.owning_module.get_submodule(node.target)
+        return f"module {node.target!r} ({type(module).__name__})"
+    if node.op in ("call_function", "call_method"):
+        return f"operation {target_name(node.target)} at fx node {node.name!r}"
+    return f"fx node {node.name!r} ({node.op})"
+
+
+def _map_args(args: Any, env: dict[fx.Node, Any]) -> Any:
+    return fx.node.map_arg(args, lambda n: env[n])
+
+
+def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
+    """Convert every node of ``gm`` into ``builder`` and mark the output neurons."""
+    ctx = ConversionContext(gm, builder)
+    env: dict[fx.Node, Any] = {}
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = TensorValue(nodes=None, shape=ctx.shape_of(node), source=node)
+        elif node.op == "get_attr":
+            env[node] = Opaque(f"attribute {node.target}")
+            attr = _fetch_attr(gm, node.target)
+            if isinstance(attr, torch.Tensor) and attr.is_floating_point():
+                raise UnsupportedError(
+                    f"{describe(node)} reads the tensor {node.target!r} directly in forward; nngraph "
+                    "converts parameters only through the layers that own them "
+                    f"(supported modules: {', '.join(supported_modules())})."
+                )
+        elif node.op == "output":
+            _mark_outputs(node.args[0], env, builder)
+        else:
+            env[node] = _convert_node(ctx, node, env)
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+    args = _map_args(node.args, env)
+    kwargs = _map_args(node.kwargs, env)
+    if node.op == "call_module":
+        module = ctx.module_of(node)
+        converter = MODULE_CONVERTERS.get(type(module))
+        if converter is None:
+            raise UnsupportedError(
+                f"{describe(node)} has no converter. Supported modules: {', '.join(supported_modules())}. "
+                "Register one with nngraph.convert.register_module, or build the model from supported layers."
+            )
+    else:
+        converter = FUNCTION_CONVERTERS.get(node.target)
+        has_tensor = any(isinstance(v, TensorValue) for v in _flatten((args, kwargs)))
+        if converter is None and not has_tensor:
+            return Opaque(node.name)  # arithmetic on sizes and other non-tensor bookkeeping
+        if converter is None:
+            raise UnsupportedError(
+                f"{describe(node)} acts on the model's activations and nngraph does not know how it mixes "
+                f"neurons, so it refuses rather than guess. Supported operations: {', '.join(supported_functions())}; "
+                f"supported modules: {', '.join(supported_modules())}."
+            )
+    try:
+        return converter(ctx, node, *args, **kwargs)
+    except UnsupportedError:
+        raise
+    except Exception as error:
+        raise UnsupportedError(f"converting {describe(node)} failed: {error}") from error
+
+
+def _flatten(tree: Any) -> list[Any]:
+    if isinstance(tree, (list, tuple)):
+        return [leaf for item in tree for leaf in _flatten(item)]
+    if isinstance(tree, dict):
+        return [leaf for item in tree.values() for leaf in _flatten(item)]
+    return [tree]
+
+
+def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -> None:
+    values = [env[n] for n in _flatten(result) if isinstance(n, fx.Node)]
+    tensors = [v for v in values if isinstance(v, TensorValue)]
+    if not tensors:
+        raise UnsupportedError("the model returns no tensor that nngraph could follow")
+    for value in tensors:
+        if value.nodes is not None:
+            builder.mark_output(value.nodes)
