@@ -1,0 +1,42 @@
+"""Model zoos generated here: INRs of images and mixed-architecture classifiers.
+
+Build one from Python (:func:`build_inr_zoo`, :func:`build_classifier_zoo`) or the command line
+(``python -m nngraph.zoo inr --out DIR``), read it with :class:`Zoo`, rebuild any model from its spec
+with :func:`build_model`.
+"""
+from nngraph.zoo.classifiers import ClassifierZooConfig, build_classifier_zoo
+from nngraph.zoo.images import ImageSet, coordinate_grid, load_images
+from nngraph.zoo.inr import INRZooConfig, build_inr_zoo, zoo_images
+from nngraph.zoo.jobs import Unit, parse_shard, run_units
+from nngraph.zoo.report import summarize, text_histogram
+from nngraph.zoo.seeds import derive_seed, stratified_split
+from nngraph.zoo.siren import fit_sirens, siren_forward
+from nngraph.zoo.specs import ResidualBlock, build_model, count_parameters, siren_spec
+from nngraph.zoo.storage import Zoo, ZooError, sha256_file
+
+__all__ = [
+    "ClassifierZooConfig",
+    "INRZooConfig",
+    "ImageSet",
+    "ResidualBlock",
+    "Unit",
+    "Zoo",
+    "ZooError",
+    "build_classifier_zoo",
+    "build_inr_zoo",
+    "build_model",
+    "coordinate_grid",
+    "count_parameters",
+    "derive_seed",
+    "fit_sirens",
+    "load_images",
+    "parse_shard",
+    "run_units",
+    "sha256_file",
+    "siren_forward",
+    "siren_spec",
+    "stratified_split",
+    "summarize",
+    "text_histogram",
+    "zoo_images",
+]

@@ -1,0 +1,120 @@
+"""Resumable, shardable generation jobs.
+
+A job is a list of :class:`Unit` s (the smallest piece of work that is computed as a whole, e.g. a
+chunk of INRs fitted in one batch or one training run with its checkpoints). Shard ``i/n`` takes the
+units with ``unit.index % n == i``. A unit whose models are all in the manifest is skipped, so a
+killed job rerun with the same command continues where it stopped; the results never depend on the
+sharding or on resumption because every model's seed derives from the global seed and its index.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from nngraph.zoo.storage import append_manifest, manifest_name, read_manifests, save_weights
+
+__all__ = ["Unit", "parse_shard", "run_units"]
+
+#: What a unit computes: one ``(entry, state_dict)`` per model; ``entry`` holds ``id`` and ``index``.
+Result = tuple[dict[str, Any], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of work computed as a whole.
+
+    Attributes:
+        index: position of the unit in the job (decides its shard).
+        model_ids: ids of the models the unit produces.
+    """
+
+    index: int
+    model_ids: tuple[str, ...]
+
+
+def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
+    """``"i/n"`` (0-based ``i``) -> ``(i, n)``; ``None`` -> ``(0, 1)``."""
+    if text is None:
+        return (0, 1)
+    if isinstance(text, tuple):
+        i, n = text
+    else:
+        try:
+            i, n = (int(t) for t in str(text).split("/"))
+        except ValueError:
+            raise ValueError(f"shard must look like 'i/n' with 0 <= i < n, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard must look like 'i/n' with 0 <= i < n, got {text!r}")
+    return (i, n)
+
+
+def run_units(
+    root: str,
+    units: Sequence[Unit],
+    compute: Callable[[Unit], list[Result]],
+    shard=None,
+    max_models: int | None = None,
+    progress: bool = True,
+    desc: str = "models",
+    workers: int = 1,
+) -> int:
+    """Compute the missing units of this shard and store their models.
+
+    Args:
+        root: the zoo directory.
+        units: every unit of the job (the same list for every shard).
+        compute: maps a unit to its models; must be deterministic.
+        shard: ``"i/n"`` or ``(i, n)``. (default: the whole job)
+        max_models: stop after storing this many new models (for quick partial runs and tests).
+        progress: show a tqdm progress bar.
+        workers: compute units in this many processes (``compute`` must then be picklable); the
+            calling process alone writes files, in unit order.
+
+    Returns:
+        The number of models stored by this call.
+    """
+    i, n = parse_shard(shard)
+    if max_models is not None and max_models <= 0:
+        return 0
+    os.makedirs(root, exist_ok=True)
+    manifest = os.path.join(root, manifest_name((i, n)))
+    done = {e["id"] for e in read_manifests(root)}
+    mine = [u for u in units if u.index % n == i]
+    total = sum(len(u.model_ids) for u in mine)
+    already = sum(m in done for u in mine for m in u.model_ids)
+    written = 0
+    todo = [u for u in mine if not all(m in done for m in u.model_ids)]
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(todo)))
+        results = pool.imap(compute, todo)
+    else:
+        results = map(compute, todo)
+    try:
+        with tqdm(total=total, initial=already, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+            for unit, computed in zip(todo, results):
+                stored = []
+                for entry, state in computed:
+                    if entry["id"] in done:
+                        continue
+                    if max_models is not None and written >= max_models:
+                        break
+                    entry = dict(entry)
+                    entry["file"], entry["sha256"] = save_weights(root, entry["id"], state)
+                    stored.append(entry)
+                    written += 1
+                append_manifest(manifest, stored)  # only after every weights file of the unit is complete
+                done.update(e["id"] for e in stored)
+                bar.update(len(stored))
+                if max_models is not None and written >= max_models:
+                    break
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return written

@@ -1,0 +1,70 @@
+"""Summaries of a built zoo: mean PSNR of INRs, histogram of classifier accuracies (text and PNG)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nngraph.zoo.storage import Zoo
+
+__all__ = ["text_histogram", "save_histogram_png", "summarize"]
+
+
+def text_histogram(values, bins: int = 10, lo: float = 0.0, hi: float = 1.0, width: int = 40) -> str:
+    """A text histogram of ``values`` over ``[lo, hi]``, one line per bin."""
+    v = torch.as_tensor(list(values), dtype=torch.float64)
+    counts = torch.histc(v, bins=bins, min=lo, max=hi).long().tolist()
+    top = max(counts) or 1
+    edges = torch.linspace(lo, hi, bins + 1).tolist()
+    return "\n".join(f"[{edges[b]:.2f}, {edges[b + 1]:.2f}{']' if b == bins - 1 else ')'} {counts[b]:5d} "
+                     + "#" * round(width * counts[b] / top) for b in range(bins))
+
+
+def save_histogram_png(values, path: str, title: str, bins: int = 20, xlabel: str = "test accuracy") -> None:
+    """Save a histogram plot (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(list(values), bins=bins, range=(0, 1), color="#4477aa", edgecolor="white")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("models")
+    ax.set_title(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summarize(root: str, png: str | None = None) -> str:
+    """A text summary of the zoo in ``root``; for classifier zoos also a histogram PNG (default
+    ``<root>/accuracy_histogram.png``)."""
+    zoo = Zoo(root)
+    lines = [repr(zoo)]
+    splits = {s: len(zoo.split(s)) for s in ("train", "val", "test")}
+    lines.append(f"splits: {splits}")
+    if zoo.config["kind"] == "inr":
+        p = torch.tensor([e["psnr"] for e in zoo.entries])
+        steps = torch.tensor([e["steps"] for e in zoo.entries], dtype=torch.float)
+        reached = sum(e["psnr"] >= zoo.config["target_psnr"] for e in zoo.entries)
+        lines.append(f"PSNR dB: mean {p.mean():.2f}  min {p.min():.2f}  max {p.max():.2f}  "
+                     f"(target {zoo.config['target_psnr']}, reached by {reached}/{len(p)})")
+        lines.append(f"Adam steps: mean {steps.mean():.1f}  max {int(steps.max())}")
+    else:
+        acc = [e["test_acc"] for e in zoo.entries]
+        final = [e["test_acc"] for e in zoo.entries if e["final"]]
+        t = torch.tensor(acc)
+        lines.append(f"test accuracy over {len(acc)} checkpoints ({len(final)} runs): mean {t.mean():.3f}  "
+                     f"std {t.std():.3f}  min {t.min():.3f}  max {t.max():.3f}")
+        fams: dict[str, list[float]] = {}
+        for e in zoo.entries:
+            fams.setdefault(e["family"], []).append(e["test_acc"])
+        lines.append("by family: " + ", ".join(f"{f} n={len(a)} mean={sum(a) / len(a):.3f}"
+                                              for f, a in sorted(fams.items())))
+        lines.append(text_histogram(acc))
+        png = png or os.path.join(root, "accuracy_histogram.png")
+        save_histogram_png(acc, png, f"test accuracy of {len(acc)} classifiers")
+        lines.append(f"histogram plot: {png}")
+    return "\n".join(lines)

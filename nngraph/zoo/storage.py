@@ -1,0 +1,203 @@
+"""On-disk layout of a zoo and the :class:`Zoo` reader.
+
+A zoo directory holds::
+
+    zoo.json                     the settings the zoo was built with (written once, checked on resume)
+    weights/<model_id>.safetensors   one file per model, keys = the model's ``state_dict`` names
+    manifest.jsonl               one JSON object per model (``manifest.shard-<i>-of-<n>.jsonl`` per shard)
+    extra files of the family (e.g. ``images.safetensors`` for INR zoos)
+
+Every write is atomic: a temp file in the same directory, fsync, then ``os.replace``. A manifest line
+is appended only after its weights file is complete, so a model is in the zoo iff its manifest line is.
+A manifest line cut short by a kill (no trailing newline) is dropped on the next append.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Iterable
+
+import torch
+from safetensors.torch import load_file, save
+
+from nngraph.zoo.specs import build_model
+
+__all__ = ["Zoo", "ZooError", "atomic_write_bytes", "sha256_file", "save_weights", "append_manifest",
+           "read_manifests", "manifest_name", "write_config"]
+
+CONFIG = "zoo.json"
+WEIGHTS_DIR = "weights"
+
+
+class ZooError(RuntimeError):
+    """A zoo directory is missing a file, holds a corrupted one, or was built with other settings."""
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_weights(root: str, model_id: str, state: dict[str, torch.Tensor]) -> tuple[str, str]:
+    """Atomically write a state dict as safetensors; returns ``(relative path, sha256)``.
+
+    The bytes depend only on the tensors (no timestamps), so equal weights give equal checksums.
+    """
+    rel = f"{WEIGHTS_DIR}/{model_id}.safetensors"
+    data = save({k: v.detach().to("cpu").contiguous() for k, v in state.items()})
+    atomic_write_bytes(os.path.join(root, rel), data)
+    return rel, sha256_bytes(data)
+
+
+def manifest_name(shard: tuple[int, int] = (0, 1)) -> str:
+    """``manifest.jsonl`` for an unsharded run, ``manifest.shard-<i>-of-<n>.jsonl`` otherwise."""
+    i, n = shard
+    return "manifest.jsonl" if n == 1 else f"manifest.shard-{i}-of-{n}.jsonl"
+
+
+def _repair_tail(path: str) -> None:
+    """Drop a last line cut short by a kill (a complete line always ends with a newline)."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        content = f.read()
+        f.truncate(content.rfind(b"\n") + 1)
+
+
+def append_manifest(path: str, entries: Iterable[dict[str, Any]]) -> None:
+    """Append entries as JSON lines in one write, then fsync."""
+    _repair_tail(path)
+    text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_manifests(root: str) -> list[dict[str, Any]]:
+    """All complete entries of every ``manifest*.jsonl`` in ``root``, sorted by ``index``.
+
+    The same model in two manifests (e.g. a shard rerun unsharded) must have the same checksum.
+    """
+    by_id: dict[str, dict] = {}
+    for path in sorted(glob.glob(os.path.join(root, "manifest*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for number, line in enumerate(lines[:-1], 1):  # the part after the last newline is incomplete
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ZooError(f"{path}:{number} is not valid JSON ({err}); the manifest is corrupted") from None
+            old = by_id.get(e["id"])
+            if old is not None and old["sha256"] != e["sha256"]:
+                raise ZooError(f"model {e['id']} appears twice with different checksums ({path}); "
+                               "the zoo mixes runs with different settings")
+            by_id[e["id"]] = e
+    return sorted(by_id.values(), key=lambda e: (e["index"], e["id"]))
+
+
+def write_config(root: str, config: dict[str, Any]) -> None:
+    """Write ``zoo.json``, or check that the existing one holds the same settings."""
+    path = os.path.join(root, CONFIG)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if old != json.loads(json.dumps(config)):
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != json.loads(json.dumps(config)).get(k))
+            raise ZooError(f"{root} holds a zoo built with other settings (differing: {diff}); "
+                           "rerun with the same settings to resume, or use a new --out directory")
+        return
+    atomic_write_bytes(path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+
+
+class Zoo:
+    """Read access to a zoo directory.
+
+    Args:
+        root (str): the zoo directory.
+
+    Attributes:
+        config (dict): the settings in ``zoo.json``.
+        entries (list[dict]): every model's manifest entry, sorted by ``index``.
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        path = os.path.join(root, CONFIG)
+        if not os.path.exists(path):
+            raise ZooError(f"{root} is not a zoo: {CONFIG} is missing (build one with `python -m nngraph.zoo`)")
+        with open(path, encoding="utf-8") as f:
+            self.config = json.load(f)
+        self.entries = read_manifests(root)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"Zoo({self.root!r}, kind={self.config.get('kind')!r}, models={len(self)})"
+
+    def split(self, name: str) -> list[dict[str, Any]]:
+        """The entries of one split (``"train"``, ``"val"``, ``"test"``, or ``"all"``)."""
+        return list(self.entries) if name == "all" else [e for e in self.entries if e["split"] == name]
+
+    def path(self, entry: dict[str, Any]) -> str:
+        return os.path.join(self.root, entry["file"])
+
+    def verify(self, entry: dict[str, Any]) -> None:
+        """Raise :class:`ZooError` if the model's weights file is missing or fails its checksum."""
+        path = self.path(entry)
+        if not os.path.exists(path):
+            raise ZooError(f"weights of model {entry['id']} missing: {path}")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise ZooError(f"weights of model {entry['id']} are corrupted: {path} has sha256 {digest[:12]}..., "
+                           f"the manifest says {entry['sha256'][:12]}...; regenerate the zoo (rerun the "
+                           "same command after deleting the file and its manifest line)")
+
+    def load_state_dict(self, entry: dict[str, Any], verify: bool = True) -> dict[str, torch.Tensor]:
+        """The model's weights (checked against the manifest checksum unless ``verify=False``)."""
+        if verify:
+            self.verify(entry)
+        try:
+            return load_file(self.path(entry))
+        except FileNotFoundError:
+            raise ZooError(f"weights of model {entry['id']} missing: {self.path(entry)}") from None
+
+    def load_model(self, entry: dict[str, Any], verify: bool = True) -> torch.nn.Module:
+        """Rebuild the model from its spec and load its weights; returned in eval mode."""
+        model = build_model(entry["spec"])
+        model.load_state_dict(self.load_state_dict(entry, verify))
+        return model.eval()
