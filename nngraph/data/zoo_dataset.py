@@ -1,0 +1,218 @@
+"""A PyG dataset over a model zoo: every model converted to its neural graph once, then cached.
+
+The cache holds one file per model, ``<cache_dir>/<model_id>.pt``: a dict of plain tensors saved with
+``torch.save`` and read back with ``torch.load(weights_only=True)``, stamped with the weights'
+sha256 and the conversion settings, so a cached graph is reconverted when its model or the
+converter settings change.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Any, Callable, Sequence
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch_geometric.data import Data, Dataset
+from tqdm.auto import tqdm
+
+from nngraph.zoo.specs import build_model
+from nngraph.zoo.storage import Zoo, ZooError, atomic_write_bytes
+
+__all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
+
+#: Bump when the cached format changes.
+CACHE_FORMAT = 1
+
+
+def example_inputs_for_spec(spec: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor]:
+    """Zero inputs of the shape a zoo model expects (``(batch, *in_shape)`` or ``(batch, in_features)``)."""
+    if "in_shape" in spec:
+        return (torch.zeros(batch, *spec["in_shape"]),)
+    return (torch.zeros(batch, spec["in_features"]),)
+
+
+def default_target(kind: str) -> str:
+    """The manifest field used as ``y``: the digit for INR zoos, the test accuracy for classifier zoos."""
+    return {"inr": "label", "classifier": "test_acc"}[kind]
+
+
+def _auto_kernel_box(entries: Sequence[dict]) -> tuple[int, int, int]:
+    k = max([e["spec"].get("kernel_size", 1) for e in entries] or [1])
+    return (1, k, k)
+
+
+def _to_plain(graph: Data) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in graph.items():
+        if torch.is_tensor(value):
+            out[key] = value.detach().cpu()
+        elif key == "num_nodes":
+            out[key] = torch.tensor(int(value))
+        else:
+            raise TypeError(f"cannot cache graph field {key!r} of type {type(value).__name__}")
+    return out
+
+
+def _from_plain(fields: dict[str, torch.Tensor]) -> Data:
+    fields = dict(fields)
+    num_nodes = fields.pop("num_nodes", None)
+    data = Data(**fields)
+    if num_nodes is not None:
+        data.num_nodes = int(num_nodes)
+    return data
+
+
+class ZooDataset(Dataset):
+    r"""The neural graphs of one split of a zoo built by :mod:`nngraph.zoo`.
+
+    Each item is the :class:`~torch_geometric.data.Data` of :func:`nngraph.to_graph` (see
+    :mod:`nngraph.schema`) plus
+
+    - ``y``: ``(1,)`` the target, ``long`` for integer fields (the digit of an INR), ``float``
+      otherwise (the test accuracy of a classifier),
+    - ``family`` (str), ``model_id`` (str), ``index`` ``(1,)`` long (the model's zoo index),
+    - one ``(1,)`` float tensor per name in ``fields``.
+
+    Args:
+        root (str): the zoo directory.
+        split (str): ``"train"``, ``"val"``, ``"test"`` or ``"all"``. (default: :obj:`"train"`)
+        target (str, optional): manifest field used as ``y``. (default: ``label`` for INR zoos,
+            ``test_acc`` for classifier zoos)
+        fields (Sequence[str]): further numeric manifest fields to attach. (default: :obj:`()`)
+        families (Sequence[str], optional): keep only these model families.
+        kernel_box (tuple or str): box every edge kernel is padded into; ``"auto"`` takes the largest
+            kernel of the whole zoo so all graphs batch with a plain ``DataLoader``. (default: :obj:`"auto"`)
+        cache_dir (str, optional): where graphs are cached. (default: ``<root>/graphs``)
+        verify (bool): check every weights file of the split against its manifest checksum when the
+            dataset is created (fast: a few MB per thousand small models). (default: :obj:`True`)
+        skip_unsupported (bool): leave out models the converter rejects (with a warning) instead of
+            raising. (default: :obj:`False`)
+        in_memory (bool): keep all graphs in memory instead of reading the cache per item.
+        force_reload (bool): reconvert every model.
+        transform (callable, optional): applied to every item on access.
+        progress (bool): show a progress bar while converting.
+
+    Raises:
+        ZooError: if a weights file is missing or fails its checksum, or a cache file is unreadable.
+    """
+
+    def __init__(self, root: str, split: str = "train", target: str | None = None, fields: Sequence[str] = (),
+                 families: Sequence[str] | None = None, kernel_box: tuple[int, int, int] | str = "auto",
+                 cache_dir: str | None = None, verify: bool = True, skip_unsupported: bool = False,
+                 in_memory: bool = False, force_reload: bool = False,
+                 transform: Callable[[Data], Data] | None = None, progress: bool = True):
+        self.zoo = Zoo(root)
+        self.split = split
+        self.kind = self.zoo.config["kind"]
+        self.target = target or default_target(self.kind)
+        self.fields = tuple(fields)
+        self.box = _auto_kernel_box(self.zoo.entries) if kernel_box == "auto" else tuple(kernel_box)
+        self.cache_dir = cache_dir or os.path.join(root, "graphs")
+        entries = self.zoo.split(split)
+        if families is not None:
+            entries = [e for e in entries if e["family"] in set(families)]
+        self._images = None
+        super().__init__(None, transform)
+        if verify:
+            for e in entries:
+                self.zoo.verify(e)
+        self.entries = self._convert(entries, force_reload, skip_unsupported, progress)
+        self._graphs = [self._read(e) for e in self.entries] if in_memory else None
+
+    # -- conversion and cache -------------------------------------------------------------------
+    def _stamp(self, entry: dict) -> str:
+        import nngraph
+
+        return f"{CACHE_FORMAT}|{getattr(nngraph, '__version__', '?')}|{self.box}|{entry['sha256']}"
+
+    def _cache_path(self, entry: dict) -> str:
+        return os.path.join(self.cache_dir, f"{entry['id']}.pt")
+
+    def _load_cache(self, entry: dict) -> dict | None:
+        path = self._cache_path(entry)
+        if not os.path.exists(path):
+            return None
+        try:
+            blob = torch.load(path, weights_only=True)
+        except Exception as err:
+            raise ZooError(f"cached graph {path} of model {entry['id']} is unreadable ({err}); delete it "
+                           "or pass force_reload=True") from None
+        return blob if blob.get("stamp") == self._stamp(entry) else None
+
+    def _convert(self, entries: list[dict], force: bool, skip: bool, progress: bool) -> list[dict]:
+        from nngraph import UnsupportedError, to_graph
+
+        todo = [e for e in entries if force or self._load_cache(e) is None]
+        skipped: dict[str, list[str]] = {}  # reason -> model ids
+        os.makedirs(self.cache_dir, exist_ok=True)
+        for e in tqdm(todo, desc="converting models", disable=not progress or not todo, dynamic_ncols=True):
+            model = self.zoo.load_model(e, verify=False)  # verified in __init__ (or on purpose not)
+            try:
+                graph = to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box)
+            except UnsupportedError as err:
+                if not skip:
+                    raise UnsupportedError(f"model {e['id']} (family {e['family']}): {err}") from err
+                skipped.setdefault(str(err).split(". ")[0], []).append(e["id"])
+                continue
+            buffer = io.BytesIO()
+            torch.save({"stamp": self._stamp(e), "graph": _to_plain(graph)}, buffer)
+            atomic_write_bytes(self._cache_path(e), buffer.getvalue())
+        for reason, ids in skipped.items():
+            warnings.warn(f"ZooDataset: left out {len(ids)} models (e.g. {ids[0]}): {reason}")
+        left_out = {i for ids in skipped.values() for i in ids}
+        return [e for e in entries if e["id"] not in left_out]
+
+    def _read(self, entry: dict) -> Data:
+        blob = self._load_cache(entry)
+        if blob is None:
+            raise ZooError(f"cached graph of model {entry['id']} is missing or stale ({self._cache_path(entry)}); "
+                           "recreate the dataset")
+        data = _from_plain(blob["graph"])
+        value = entry[self.target]
+        data.y = torch.tensor([value], dtype=torch.long if isinstance(value, int) else torch.float)
+        data.family = entry["family"]
+        data.model_id = entry["id"]
+        data.index = torch.tensor([entry["index"]])
+        for name in self.fields:
+            data[name] = torch.tensor([float(entry[name])])
+        return data
+
+    # -- Dataset interface ----------------------------------------------------------------------
+    def len(self) -> int:
+        return len(self.entries)
+
+    def get(self, idx: int) -> Data:
+        return self._graphs[idx].clone() if self._graphs is not None else self._read(self.entries[idx])
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({len(self)}, kind={self.kind}, split={self.split}, y={self.target})"
+
+    # -- models -----------------------------------------------------------------------------
+    def entry(self, idx: int) -> dict[str, Any]:
+        """The manifest entry of item ``idx`` (spec, hyperparameters, metrics, ...)."""
+        return self.entries[idx]
+
+    def load_model(self, idx: int) -> nn.Module:
+        """The stored model of item ``idx`` (weights verified), in eval mode."""
+        return self.zoo.load_model(self.entries[idx])
+
+    def model_from_graph(self, graph: Data, idx: int) -> nn.Module:
+        """The model of item ``idx`` with its parameters read from ``graph`` (e.g. an edited graph)."""
+        from nngraph import from_graph
+
+        spec = self.entries[idx]["spec"]
+        return from_graph(graph, build_model(spec), example_inputs_for_spec(spec)).eval()
+
+    def image(self, idx: int) -> torch.Tensor:
+        """The image an INR was fitted to, ``(C, H, W)`` in [0, 1] (INR zoos only)."""
+        if self.kind != "inr":
+            raise ValueError("image() is only defined for INR zoos")
+        if self._images is None:
+            path = os.path.join(self.zoo.root, "images.safetensors")
+            if not os.path.exists(path):
+                raise ZooError(f"{path} is missing; rerun the zoo build command to restore it")
+            self._images = load_file(path)["images"]
+        return self._images[self.entries[idx]["image_index"]]
