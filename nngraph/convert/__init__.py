@@ -14,7 +14,7 @@ from .layout import Layout, SymmetryGroup
 from .registry import register_function, register_module, supported_functions, supported_modules
 from .trace import trace
 
-_INFRASTRUCTURE = {"api", "builder", "errors", "layout", "registry", "trace", "values", "walk"}
+_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "layout", "registry", "trace", "values", "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

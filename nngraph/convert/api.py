@@ -16,14 +16,14 @@ _LAYOUT_CACHE: dict[tuple, Layout] = {}
 _CACHE_SIZE = 64
 
 
-def _architecture_key(module: nn.Module, example_inputs, kernel_box) -> tuple | None:
+def _architecture_key(module: nn.Module, example_inputs, kernel_box, method) -> tuple | None:
     if example_inputs is not None:
         shapes = tuple((tuple(t.shape), t.dtype) for t in example_inputs)
     else:
         shapes = None
     params = tuple((n, tuple(p.shape), p.dtype) for n, p in module.named_parameters(remove_duplicate=False))
     buffers = tuple((n, tuple(b.shape)) for n, b in module.named_buffers(remove_duplicate=False))
-    return (type(module), repr(module), params, buffers, shapes, kernel_box)
+    return (type(module), repr(module), params, buffers, shapes, kernel_box, method)
 
 
 def build_layout(
@@ -31,18 +31,19 @@ def build_layout(
     example_inputs: Sequence[torch.Tensor] | None = None,
     kernel_box: tuple[int, int, int] | None = None,
     cache: bool = True,
+    method: str = "auto",
 ) -> Layout:
     """Trace ``module`` and record the structure of its neural graph.
 
     The layout depends only on the architecture; with ``cache=True`` models that share their
     class, ``repr``, parameter shapes and example-input shapes share one layout (a model zoo
-    converts at the cost of one trace).
+    converts at the cost of one trace). ``method`` chooses the tracer (see :func:`trace`).
     """
-    key = _architecture_key(module, example_inputs, kernel_box) if cache else None
+    key = _architecture_key(module, example_inputs, kernel_box, method) if cache else None
     if key is not None and key in _LAYOUT_CACHE:
         return _LAYOUT_CACHE[key]
-    gm = trace(module, example_inputs)
-    builder = GraphBuilder(module)
+    gm, aliases = trace(module, example_inputs, method)
+    builder = GraphBuilder(module, aliases)
     walk(gm, builder)
     param = next(iter(module.parameters()), None)
     layout = builder.finish(param.dtype if param is not None else torch.float32, kernel_box)
@@ -57,6 +58,7 @@ def to_graph(
     module: nn.Module,
     example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
     kernel_box: tuple[int, int, int] | None = None,
+    method: str = "auto",
 ) -> Data:
     """Turn ``module`` into a neural graph (see :mod:`nngraph.schema` for the fields).
 
@@ -84,7 +86,7 @@ def to_graph(
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    layout = build_layout(module, example_inputs, kernel_box)
+    layout = build_layout(module, example_inputs, kernel_box, method=method)
     return layout.to_graph(module)
 
 
@@ -92,6 +94,7 @@ def from_graph(
     graph: Data,
     module: nn.Module,
     example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
+    method: str = "auto",
 ) -> nn.Module:
     """A copy of ``module`` whose parameters and normalization buffers are read from ``graph``.
 
@@ -102,7 +105,7 @@ def from_graph(
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     box = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0]) if "kernel_box" in graph else None
-    layout = build_layout(module, example_inputs, box)
+    layout = build_layout(module, example_inputs, box, method=method)
     return layout.from_graph(graph, module)
 
 

@@ -30,8 +30,9 @@ class GraphBuilder:
     either in a node feature column (``x``) or at a position of an edge kernel (``edge_attr``).
     """
 
-    def __init__(self, module: torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, aliases: dict[str, str] | None = None):
         self.module = module
+        self.aliases = dict(aliases or {})
         self.named_tensors: dict[str, torch.Tensor] = dict(module.named_parameters(remove_duplicate=False))
         self.named_tensors.update(dict(module.named_buffers(remove_duplicate=False)))
         self._node_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("kind", "type", "index", "layer")}
@@ -121,7 +122,8 @@ class GraphBuilder:
         return ids
 
     # ------------------------------------------------------------- parameters
-    def _claim(self, name: str) -> torch.Tensor:
+    def _claim(self, name: str) -> tuple[str, torch.Tensor]:
+        name = self.aliases.get(name, name)
         if name not in self.named_tensors:
             raise KeyError(f"the model has no parameter or buffer named {name!r}")
         if name in self._placed:
@@ -129,11 +131,11 @@ class GraphBuilder:
                 f"parameter {name!r} is used twice (shared weights); nngraph needs each weight in one place"
             )
         self._placed.add(name)
-        return self.named_tensors[name]
+        return name, self.named_tensors[name]
 
     def place_node_param(self, name: str, nodes: torch.Tensor, column: int) -> None:
         """Put parameter ``name`` (shape ``nodes.shape``) into column ``column`` of ``x``."""
-        tensor = self._claim(name)
+        name, tensor = self._claim(name)
         if tuple(nodes.shape) != tuple(tensor.shape):
             raise ValueError(f"{name}: node ids of shape {tuple(nodes.shape)} for a tensor of {tuple(tensor.shape)}")
         self._node_placements.append(NodePlacement(name, nodes.reshape(-1).long(), int(column)))
@@ -149,7 +151,7 @@ class GraphBuilder:
         flat position ``kernel_pos[idx]`` of a kernel of shape ``kernel_shape`` (C order), which must
         be the kernel shape those edges were added with. ``edges`` and ``kernel_pos`` broadcast to
         the parameter's shape."""
-        tensor = self._claim(name)
+        name, tensor = self._claim(name)
         edges = edges.expand(tensor.shape).reshape(-1).long()
         kernel_pos = torch.as_tensor(kernel_pos).expand(tensor.shape).reshape(-1).long()
         self._edge_placements.append((name, edges, kernel_pos, tuple(kernel_shape)))

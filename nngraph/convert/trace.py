@@ -24,26 +24,44 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
-def trace(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None = None) -> fx.GraphModule:
-    """Symbolically trace ``module`` and annotate every node with ``meta['tensor_meta']``.
+def trace(
+    module: nn.Module, example_inputs: Sequence[torch.Tensor] | None = None, method: str = "auto"
+) -> tuple[fx.GraphModule, dict[str, str]]:
+    """Trace ``module`` and annotate every node with ``meta['tensor_meta']``.
 
     Args:
         module: the model.
         example_inputs: inputs to propagate shapes with; made up from the first layer when omitted
             (see :func:`example_inputs_for`).
+        method: ``"fx"`` (symbolic tracing, layers kept as modules), ``"export"`` (``torch.export``,
+            lifted back to layers by :func:`~nngraph.convert.export_lift.lift_export`; reaches code
+            fx cannot follow), or ``"auto"``: fx, and export where fx fails.
+
+    Returns:
+        ``(graph_module, aliases)``; ``aliases`` maps parameter names of stand-in layers to the
+        model's own parameter names (empty for fx).
 
     Raises:
-        UnsupportedError: if symbolic tracing fails (data-dependent control flow, for example).
+        UnsupportedError: if neither tracer can follow the model.
     """
+    if method not in ("auto", "fx", "export"):
+        raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
+    if method == "export":
+        return _export(module, example_inputs)
     tracer = _LeafTracer()
     try:
         graph = tracer.trace(module)
     except Exception as error:  # fx raises many kinds of errors
-        raise UnsupportedError(
+        fx_error = UnsupportedError(
             f"torch.fx could not trace {type(module).__name__}: {error}. nngraph needs a forward "
-            "without data-dependent control flow; wrap the offending code in a submodule with a "
-            "registered converter, or convert the parts separately."
-        ) from error
+            "without data-dependent control flow, or example inputs with which torch.export can follow it."
+        )
+        if method == "fx":
+            raise fx_error from error
+        try:
+            return _export(module, example_inputs)
+        except UnsupportedError as export_error:
+            raise UnsupportedError(f"{fx_error}\nThe torch.export fallback failed too: {export_error}") from error
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
     try:
@@ -55,7 +73,14 @@ def trace(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None = Non
             f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
             "with the shapes the model expects."
         ) from error
-    return gm
+    return gm, {}
+
+
+def _export(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None) -> tuple[fx.GraphModule, dict[str, str]]:
+    from .export_lift import lift_export
+
+    inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module)
+    return lift_export(module, inputs)
 
 
 def _first_layer(module: nn.Module) -> nn.Module | None:

@@ -1,0 +1,246 @@
+"""Reach models torch.fx cannot trace symbolically, through ``torch.export``.
+
+``torch.export`` produces an ATen-level graph in which parameters are inputs. :func:`lift_export`
+lifts it back to the level the converters work at: every ``aten.linear`` / ``aten.conv2d`` /
+``aten.batch_norm`` / ``aten.layer_norm`` / ``aten.group_norm`` / ``aten.embedding`` call becomes a
+``call_module`` node of an equivalent ``torch.nn`` layer (built on the meta device, holding no
+data), and element-wise and structural ATen ops become the torch functions the converters know.
+The parameter names of these stand-in layers are aliased to the real parameter names of the
+model, so the layout reads and writes the model's own parameters. An ATen op with no mapping is
+kept as is, and the walk refuses it by name.
+"""
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..modules import Sine
+from .errors import UnsupportedError
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class _ShapeMeta:
+    shape: torch.Size
+
+
+@dataclass(frozen=True)
+class _ParamRef:
+    name: str  # the model's parameter / buffer name
+    shape: torch.Size
+
+
+@dataclass(frozen=True)
+class _Scaled:
+    node: fx.Node  # the lifted tensor
+    factor: float
+
+
+_FUNCTIONS = {
+    aten.relu.default: torch.relu,
+    aten.relu_.default: torch.relu,
+    aten.tanh.default: torch.tanh,
+    aten.sigmoid.default: torch.sigmoid,
+    aten.silu.default: F.silu,
+    aten.gelu.default: F.gelu,
+    aten.leaky_relu.default: F.leaky_relu,
+    aten.elu.default: F.elu,
+    aten.softplus.default: F.softplus,
+    aten.add.Tensor: operator.add,
+    aten.flatten.using_ints: torch.flatten,
+    aten.view.default: torch.reshape,
+    aten.reshape.default: torch.reshape,
+    aten.mean.dim: torch.mean,
+    aten.sum.dim_IntList: torch.sum,
+    aten.adaptive_avg_pool1d.default: F.adaptive_avg_pool1d,
+    aten.adaptive_avg_pool2d.default: F.adaptive_avg_pool2d,
+    aten.adaptive_avg_pool3d.default: F.adaptive_avg_pool3d,
+    aten.max_pool1d.default: F.max_pool1d,
+    aten.max_pool2d.default: F.max_pool2d,
+    aten.max_pool3d.default: F.max_pool3d,
+    aten.avg_pool1d.default: F.avg_pool1d,
+    aten.avg_pool2d.default: F.avg_pool2d,
+    aten.avg_pool3d.default: F.avg_pool3d,
+    aten.dropout.default: F.dropout,
+    aten.clone.default: "clone",
+    aten.contiguous.default: "contiguous",
+    operator.getitem: operator.getitem,
+}
+
+
+class _Lifter:
+    def __init__(self, program: torch.export.ExportedProgram):
+        self.program = program
+        self.graph = fx.Graph()
+        self.root = nn.Module()
+        self.aliases: dict[str, str] = {}
+        self.env: dict[fx.Node, Any] = {}
+        sig = program.graph_signature
+        self.param_of = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+
+    # ------------------------------------------------------------------ helpers
+    def _shape(self, node: fx.Node) -> torch.Size | None:
+        val = node.meta.get("val")
+        return val.shape if isinstance(val, torch.Tensor) else None
+
+    def _emit(self, op: str, target: Any, args: tuple, kwargs: dict, like: fx.Node) -> fx.Node:
+        new = self.graph.create_node(op, target, args, kwargs, name=like.name)
+        shape = self._shape(like)
+        if shape is not None:
+            new.meta["tensor_meta"] = _ShapeMeta(shape)
+        return new
+
+    def _arg(self, value: Any) -> Any:
+        """Map an exported argument to the lifted graph (a parameter used as data is refused)."""
+        if isinstance(value, fx.Node):
+            mapped = self.env[value]
+            if isinstance(mapped, _ParamRef):
+                raise UnsupportedError(
+                    f"parameter {mapped.name!r} is used by an operation that is not a supported layer "
+                    "(matmul with a parameter, a parameter added to an activation, ...)"
+                )
+            if isinstance(mapped, _Scaled):
+                raise UnsupportedError(
+                    f"an activation scaled by the constant {mapped.factor} is used other than inside "
+                    "sin(w0 * x); scaling neurons by constants is not supported"
+                )
+            return mapped
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._arg(v) for v in value)
+        return value
+
+    def _param(self, value: Any) -> _ParamRef | None:
+        if value is None:
+            return None
+        mapped = self.env.get(value) if isinstance(value, fx.Node) else None
+        if not isinstance(mapped, _ParamRef):
+            raise UnsupportedError(f"a layer's weight is computed in forward ({value}); only parameters are supported")
+        return mapped
+
+    def _module(self, layer: nn.Module, like: fx.Node, params: dict[str, _ParamRef | None], x: fx.Node) -> fx.Node:
+        named = [p for p in params.values() if p is not None]
+        prefix = named[0].name.rsplit(".", 1)[0] if named and "." in named[0].name else like.name
+        base = re.sub(r"\W", "_", prefix) or "layer"
+        name, k = base, 1
+        while hasattr(self.root, name):
+            name, k = f"{base}_{k}", k + 1
+        self.root.add_module(name, layer)
+        for attr, ref in params.items():
+            if ref is not None:
+                self.aliases[f"{name}.{attr}"] = ref.name
+        return self._emit("call_module", name, (x,), {}, like)
+
+    # --------------------------------------------------------------- layers
+    def linear(self, node, x, w, b=None):
+        w, b = self._param(w), self._param(b)
+        layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
+    def conv(self, node, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+        w, b = self._param(w), self._param(b)
+        dims = len(w.shape) - 2
+        cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride,
+                    padding=padding if isinstance(padding, str) else tuple(padding) if isinstance(padding, (list, tuple)) else padding,
+                    dilation=dilation, groups=groups, bias=b is not None, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
+    def batch_norm(self, node, x, w, b, mean, var, training, momentum, eps, *rest):
+        w, b, mean, var = (self._param(v) for v in (w, b, mean, var))
+        ndim = len(self._shape(x))
+        cls = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}[ndim]
+        channels = self._shape(x)[1]
+        layer = cls(channels, eps=eps, momentum=momentum, affine=w is not None,
+                    track_running_stats=mean is not None, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b, "running_mean": mean, "running_var": var}, self._arg(x))
+
+    def layer_norm(self, node, x, shape, w=None, b=None, eps=1e-5, *rest):
+        w, b = self._param(w), self._param(b)
+        layer = nn.LayerNorm(tuple(shape), eps=eps, elementwise_affine=w is not None, bias=b is not None, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
+    def group_norm(self, node, x, groups, w=None, b=None, eps=1e-5, *rest):
+        w, b = self._param(w), self._param(b)
+        layer = nn.GroupNorm(groups, self._shape(x)[1], eps=eps, affine=w is not None, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
+    def embedding(self, node, w, ids, padding_idx=-1, *rest):
+        w = self._param(w)
+        layer = nn.Embedding(w.shape[0], w.shape[1], padding_idx=None if padding_idx == -1 else padding_idx, device="meta")
+        return self._module(layer, node, {"weight": w}, self._arg(ids))
+
+    def mul(self, node, a, b):
+        if isinstance(b, (int, float)) and isinstance(a, fx.Node):
+            return _Scaled(self._arg(a), float(b))
+        if isinstance(a, (int, float)) and isinstance(b, fx.Node):
+            return _Scaled(self._arg(b), float(a))
+        return self._emit("call_function", node.target, self._arg((a, b)), {}, node)
+
+    def sin(self, node, x):
+        mapped = self.env[x]
+        w0, source = (mapped.factor, mapped.node) if isinstance(mapped, _Scaled) else (1.0, self._arg(x))
+        name = f"sine_{node.name}"
+        self.root.add_module(name, Sine(w0))
+        return self._emit("call_module", name, (source,), {}, node)
+
+    # -------------------------------------------------------------------- run
+    def run(self) -> tuple[fx.GraphModule, dict[str, str]]:
+        layers = {
+            aten.linear.default: self.linear,
+            aten.conv1d.default: self.conv, aten.conv2d.default: self.conv, aten.conv3d.default: self.conv,
+            aten.batch_norm.default: self.batch_norm,
+            aten.layer_norm.default: self.layer_norm,
+            aten.group_norm.default: self.group_norm,
+            aten.embedding.default: self.embedding,
+            aten.mul.Tensor: self.mul,
+            aten.sin.default: self.sin,
+        }
+        for node in self.program.graph.nodes:
+            if node.op == "placeholder":
+                if node.name in self.param_of:
+                    self.env[node] = _ParamRef(self.param_of[node.name], self._shape(node))
+                else:
+                    self.env[node] = self._emit("placeholder", node.target, (), {}, node)
+            elif node.op == "output":
+                self.graph.output(self._arg(node.args[0]))
+            elif node.op == "call_function" and node.target in layers:
+                self.env[node] = layers[node.target](node, *node.args, **node.kwargs)
+            elif node.op == "call_function" and node.target in _FUNCTIONS:
+                target = _FUNCTIONS[node.target]
+                op = "call_method" if isinstance(target, str) else "call_function"
+                kwargs = {k: v for k, v in self._arg(node.kwargs).items() if k not in ("train", "approximate")}
+                args = self._arg(node.args)
+                if node.target is aten.dropout.default:
+                    args = args[:1]
+                self.env[node] = self._emit(op, target, args, kwargs, node)
+            elif node.op == "call_function":
+                self.env[node] = self._emit("call_function", node.target, self._arg(node.args), self._arg(node.kwargs), node)
+            else:
+                raise UnsupportedError(f"exported graph node {node.format_node()} is not supported")
+        return fx.GraphModule(self.root, self.graph), self.aliases
+
+
+def lift_export(module: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[fx.GraphModule, dict[str, str]]:
+    """Export ``module`` with ``example_inputs`` and lift the ATen graph to layer level.
+
+    Returns:
+        ``(graph_module, aliases)``: the lifted graph (stand-in layers on the meta device, every node
+        annotated with ``meta['tensor_meta'].shape``) and a map from stand-in parameter names to
+        the model's parameter names.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        program = torch.export.export(module, tuple(example_inputs))
+    except Exception as error:
+        raise UnsupportedError(f"torch.export could not export {type(module).__name__}: {error}") from error
+    finally:
+        module.train(was_training)
+    return _Lifter(program).run()

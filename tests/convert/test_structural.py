@@ -1,0 +1,165 @@
+"""Residual sums, activations used twice, indexing, and the errors for what cannot be represented."""
+import pytest
+import torch
+from torch import nn
+
+import nngraph
+from nngraph.schema import Activation, EdgeType, NodeKind, NodeType
+
+from .graph_checks import assert_function_preserved, assert_round_trip, assert_same_up_to_relabelling
+
+
+class ResidualMLP(nn.Module):
+    def __init__(self, d=6, hidden=10):
+        super().__init__()
+        self.inp = nn.Linear(3, d)
+        self.f1, self.f2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+        self.g1, self.g2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+        self.out = nn.Linear(d, 2)
+
+    def forward(self, x):
+        h = self.inp(x)
+        h = h + self.f2(torch.relu(self.f1(h)))
+        h = h + self.g2(torch.tanh(self.g1(h)))
+        return self.out(h)
+
+
+def test_residual_sum_nodes_and_identity_edges():
+    m = ResidualMLP()
+    g = assert_round_trip(m, torch.randn(4, 3))
+    sums = (g.node_kind == NodeKind.SUM).nonzero().view(-1)
+    assert sums.numel() == 12
+    residual = g.edge_type == EdgeType.RESIDUAL
+    assert residual.sum() == 24
+    assert g.edge_attr[residual].eq(1).all()  # identity edges carry 1
+    assert torch.isin(g.edge_index[1, residual], sums).all()
+
+
+def test_residual_stream_permuted_as_one():
+    torch.manual_seed(0)
+    m = ResidualMLP().double()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    d, hidden = 6, 10
+    p, q, r = torch.randperm(d), torch.randperm(hidden), torch.randperm(hidden)  # stream, f, g
+    pm = ResidualMLP().double()
+    with torch.no_grad():
+        pm.inp.weight.copy_(m.inp.weight[p]); pm.inp.bias.copy_(m.inp.bias[p])
+        pm.f1.weight.copy_(m.f1.weight[q][:, p]); pm.f1.bias.copy_(m.f1.bias[q])
+        pm.f2.weight.copy_(m.f2.weight[p][:, q]); pm.f2.bias.copy_(m.f2.bias[p])
+        pm.g1.weight.copy_(m.g1.weight[r][:, p]); pm.g1.bias.copy_(m.g1.bias[r])
+        pm.g2.weight.copy_(m.g2.weight[p][:, r]); pm.g2.bias.copy_(m.g2.bias[p])
+        pm.out.weight.copy_(m.out.weight[:, p]); pm.out.bias.copy_(m.out.bias)
+    assert_function_preserved(m, pm, x)
+    g1, g2 = nngraph.to_graph(m), nngraph.to_graph(pm)
+    layout = nngraph.build_layout(m)
+    perm = torch.arange(g1.num_nodes)
+    stream = [layout.module_nodes["inp"], layout.module_nodes["f2"], layout.module_nodes["g2"]]
+    sums = (g1.node_kind == NodeKind.SUM).nonzero().view(-1).view(2, d)
+    for nodes, pi in [(n, p) for n in stream + list(sums)] + [(layout.module_nodes["f1"], q), (layout.module_nodes["g1"], r)]:
+        perm[nodes[pi]] = nodes
+    assert_same_up_to_relabelling(g1, g2, perm)
+    permuted, perm2 = nngraph.random_hidden_permutation(m, torch.Generator().manual_seed(5))
+    assert_function_preserved(m, permuted, x)
+    assert_same_up_to_relabelling(g1, nngraph.to_graph(permuted), perm2)
+
+
+def test_activation_of_a_value_used_twice_gets_its_own_neurons():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(torch.relu(h)) + h
+
+    g = assert_round_trip(Twice(), torch.randn(3, 2))
+    assert (g.node_kind == NodeKind.ACTIVATION).sum() == 4
+    assert (g.act[g.node_kind == NodeKind.LINEAR][:4] == 0).all()  # the raw h stays unmarked
+    assert (g.act[g.node_kind == NodeKind.ACTIVATION] == Activation.RELU).all()
+    model = Twice().double()
+    permuted, perm = nngraph.random_hidden_permutation(model, torch.Generator().manual_seed(1))
+    assert_function_preserved(model, permuted, torch.randn(5, 2, dtype=torch.float64))
+    assert_same_up_to_relabelling(nngraph.to_graph(model), nngraph.to_graph(permuted), perm)
+
+
+def test_selecting_neurons_is_refused_with_the_place_named():
+    class Picks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 6), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.b(self.a(x)[:, :3])
+
+    with pytest.raises(nngraph.UnsupportedError, match="selects neurons"):
+        nngraph.to_graph(Picks())
+
+
+def test_sorting_features_is_refused():
+    class Sorts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 6), nn.Linear(6, 1)
+
+        def forward(self, x):
+            return self.b(torch.sort(self.a(x), dim=-1).values)
+
+    with pytest.raises(nngraph.UnsupportedError, match="sort"):
+        nngraph.to_graph(Sorts())
+
+
+def test_unknown_module_names_itself_and_the_supported_list():
+    class Mystery(nn.Module):
+        def forward(self, x):
+            return x.cumsum(-1)
+
+    model = nn.Sequential(nn.Linear(2, 3), nn.Softmax(dim=-1), nn.Linear(3, 1))
+    with pytest.raises(nngraph.UnsupportedError, match=r"module '1' \(Softmax\).*Supported modules: .*Linear"):
+        nngraph.to_graph(model)
+    with pytest.raises(nngraph.UnsupportedError, match="cumsum"):
+        nngraph.to_graph(nn.Sequential(nn.Linear(2, 3), Mystery(), nn.Linear(3, 1)))
+
+
+def test_unread_parameter_is_refused():
+    class Extra(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 3)
+            self.unused = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.a(x)
+
+    with pytest.raises(nngraph.UnsupportedError, match="unused.weight"):
+        nngraph.to_graph(Extra())
+
+
+def test_scalar_added_to_activation_is_refused():
+    class Shift(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.b(self.a(x) + 1.0)
+
+    with pytest.raises(nngraph.UnsupportedError, match="constant"):
+        nngraph.to_graph(Shift())
+
+
+def test_from_graph_refuses_a_graph_of_another_architecture():
+    small = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    other = nn.Sequential(nn.Linear(2, 5), nn.ReLU(), nn.Linear(5, 1))
+    with pytest.raises(nngraph.GraphMismatchError, match="nodes"):
+        nngraph.from_graph(nngraph.to_graph(small), other)
+    g = nngraph.to_graph(small)
+    g.edge_attr = g.edge_attr[:, :0]
+    with pytest.raises(nngraph.GraphMismatchError, match="edge features"):
+        nngraph.from_graph(g, small)
+
+
+def test_output_neurons_are_indexed_and_fixed():
+    g = nngraph.to_graph(ResidualMLP())
+    out = g.node_type == NodeType.OUTPUT
+    assert g.node_index[out].tolist() == [0, 1]
