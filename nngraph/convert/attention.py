@@ -1,0 +1,226 @@
+"""Attention: nn.MultiheadAttention and nn.TransformerEncoderLayer / nn.TransformerEncoder.
+
+Representation of one multi-head attention with embedding size ``E``, ``H`` heads of size
+``d = E // H`` (input neurons ``x``):
+
+- ``E`` :attr:`NodeKind.QUERY`, ``E`` :attr:`NodeKind.KEY` and ``E`` :attr:`NodeKind.VALUE` nodes,
+  one per row of ``in_proj_weight`` (rows ``[Q; K; V]``), with a :attr:`EdgeType.WEIGHT` edge
+  from every input neuron (the projection is a Linear layer) and ``in_proj_bias`` as their bias.
+  Query, key and value read the ``query``, ``key`` and ``value`` tensors' neurons respectively, so
+  self-attention and cross-attention (``key is value`` or not) are represented the same way.
+- ``E`` output nodes (:attr:`NodeKind.LINEAR`): ``out_proj`` as WEIGHT edges value -> output,
+  ``out_proj.bias`` as their bias.
+- ``H`` :attr:`NodeKind.HEAD` nodes with :attr:`EdgeType.HEAD_MEMBER` edges to the ``3d`` query,
+  key and value neurons of their head, and a :attr:`EdgeType.QK_PAIR` edge from query ``j`` to key
+  ``j`` (the two are multiplied and summed over ``j`` within a head). These structural edges are
+  identity edges (a constant 1 at the kernel centre); the softmax and the ``1 / sqrt(d)`` scale
+  have no parameters and are implied by the node kinds.
+
+Symmetries (all function-preserving): one permutation acts on the rows of Q, K and V together
+(the same within-head permutation of query and key keeps every score ``q . k``; the value and the
+matching ``out_proj`` columns may follow it, which is a subgroup of the true value symmetry), and
+it must keep the heads' contiguous blocks of ``d`` neurons together; the head nodes move with their
+block. Output neurons of ``out_proj`` are ordinary permutable neurons (in a transformer layer they
+are tied to the residual stream through the residual SUM nodes).
+
+What the published systems do: Graph Metanetworks (Lim et al., ICLR 2024) build a "parameter
+graph" for self-attention in which the Q/K/V projections and the output projection are weighted
+edges and extra nodes record the multi-head structure; neural graphs (Kofinas et al., ICLR 2024)
+describe transformers on paper only (linear projections as layers of the graph); their released
+code converts MLPs and CNNs, not attention. This module follows the same idea — projections as
+Linear-like edges, heads as nodes — and adds the QK pairing and the block symmetry explicitly.
+
+A TransformerEncoderLayer is kept as one fx leaf and converted from the same pieces: the attention
+above, the feed-forward ``linear1 -> activation -> linear2`` (hidden neurons permutable), residual
+SUM nodes and LayerNorm NORM nodes, in the order of its ``forward`` (``norm_first`` both ways).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..schema import BIAS, Activation, EdgeType, NodeKind
+from .errors import UnsupportedError
+from .norm import normalize_nodes
+from .registry import register_module
+from .structural import residual_sum
+from .values import Opaque, TensorValue
+from .walk import describe
+
+# ----------------------------------------------------------------------- pieces
+
+
+def dense_nodes(builder, name: str, module: nn.Linear, in_nodes: torch.Tensor, kind: NodeKind = NodeKind.LINEAR) -> torch.Tensor:
+    """A Linear layer ``name`` on neurons ``in_nodes`` ``(n_in,)``: new output nodes ``(n_out,)``."""
+    n_out, n_in = module.weight.shape
+    if in_nodes.numel() != n_in:
+        raise ValueError(f"{name}: {in_nodes.numel()} input neurons for in_features={n_in}")
+    out = builder.add_nodes(n_out, kind, layer=builder.node_layer(in_nodes) + 1)
+    # edge e = o * n_in + c connects input neuron c to output neuron o, like weight (n_out, n_in)
+    edges = builder.add_edges(in_nodes.repeat(n_out), out.repeat_interleave(n_in), EdgeType.WEIGHT)
+    builder.place_edge_param(f"{name}.weight", edges.view(n_out, n_in))
+    if module.bias is not None:
+        builder.place_node_param(f"{name}.bias", out, BIAS)
+    builder.record_module_nodes(name, out)
+    return out
+
+
+def check_attention(node, module: nn.MultiheadAttention) -> None:
+    """Refuse the MultiheadAttention options the representation does not cover."""
+    problems = []
+    if not module._qkv_same_embed_dim:
+        problems.append(f"kdim={module.kdim} / vdim={module.vdim} differ from embed_dim={module.embed_dim}")
+    if module.bias_k is not None or module.bias_v is not None:
+        problems.append("add_bias_kv=True (learned key/value tokens)")
+    if module.add_zero_attn:
+        problems.append("add_zero_attn=True")
+    if problems:
+        raise UnsupportedError(
+            f"{describe(node)} uses {', '.join(problems)}; nngraph supports MultiheadAttention with "
+            "kdim = vdim = embed_dim, add_bias_kv=False and add_zero_attn=False."
+        )
+
+
+def attention_nodes(builder, name: str, module: nn.MultiheadAttention, q_in: torch.Tensor,
+                    k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
+    """Add the nodes and edges of attention ``name`` reading query/key/value neurons ``(E,)`` each;
+    returns the ``(E,)`` output neurons of ``out_proj``."""
+    e, h = module.embed_dim, module.num_heads
+    d = e // h
+    layer = max(builder.node_layer(t) for t in (q_in, k_in, v_in)) + 1
+    q = builder.add_nodes(e, NodeKind.QUERY, layer)
+    k = builder.add_nodes(e, NodeKind.KEY, layer)
+    v = builder.add_nodes(e, NodeKind.VALUE, layer)
+    qkv = torch.cat([q, k, v])  # (3E,) in the row order of in_proj_weight
+    # edge e' = r * E + c connects input neuron c of the row's tensor to projection row r
+    src = torch.cat([q_in.repeat(e), k_in.repeat(e), v_in.repeat(e)])  # (3E * E,)
+    edges = builder.add_edges(src, qkv.repeat_interleave(e), EdgeType.WEIGHT)
+    builder.place_edge_param(f"{name}.in_proj_weight", edges.view(3 * e, e))
+    if module.in_proj_bias is not None:
+        builder.place_node_param(f"{name}.in_proj_bias", qkv, BIAS)
+    heads = builder.add_nodes(h, NodeKind.HEAD, layer)
+    # head j // d of neuron j, for the query, key and value rows
+    builder.add_edges(heads.repeat_interleave(d).repeat(3), qkv, EdgeType.HEAD_MEMBER, identity=True)
+    builder.add_edges(q, k, EdgeType.QK_PAIR, identity=True)
+    out = dense_nodes(builder, f"{name}.out_proj", module.out_proj, v)
+    builder.tie(q, k)
+    builder.tie(q, v)
+    builder.constrain_blocks(q, d, satellites=heads)
+    for part, nodes in (("query", q), ("key", k), ("value", v), ("heads", heads)):
+        builder.record_module_nodes(f"{name}.{part}", nodes)
+    builder.record_module_nodes(name, out)
+    return out
+
+
+def _refuse_activation_masks(node, values) -> None:
+    """Masks may be model inputs or constants, never computed from the model's activations."""
+    for value in values:
+        if isinstance(value, TensorValue) and value.nodes is not None:
+            raise UnsupportedError(
+                f"{describe(node)} receives a mask or extra tensor computed from the model's activations; "
+                "nngraph only supports masks that are model inputs"
+            )
+
+
+def _output_shape(node, position: int = 0) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    if isinstance(meta, (tuple, list)):
+        meta = meta[position]
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+# ----------------------------------------------------------------------- MultiheadAttention
+
+
+@register_module(nn.MultiheadAttention)
+def convert_multihead_attention(ctx, node, query, key, value, *args, **kwargs):
+    """Returns ``(output, Opaque(attention weights))`` like the module returns a tuple."""
+    module: nn.MultiheadAttention = ctx.module_of(node)
+    check_attention(node, module)
+    _refuse_activation_masks(node, list(args) + list(kwargs.values()))
+    q_in = ctx.neurons(query, -1, node).nodes
+    k_in = ctx.neurons(key, -1, node).nodes
+    v_in = ctx.neurons(value, -1, node).nodes
+    for label, nodes in (("key", k_in), ("value", v_in)):
+        if nodes.numel() != module.embed_dim:
+            raise UnsupportedError(f"{describe(node)}: {label} has {nodes.numel()} features, embed_dim={module.embed_dim}")
+    out = attention_nodes(ctx.builder, node.target, module, q_in, k_in, v_in)
+    shape = _output_shape(node)
+    return (TensorValue(nodes=out, shape=shape, axis=len(shape) - 1, source=node),
+            Opaque(f"attention weights of {node.target}"))
+
+
+# ----------------------------------------------------------------------- TransformerEncoderLayer
+
+
+def _feed_forward_activation(node, module: nn.TransformerEncoderLayer) -> Activation:
+    act = module.activation
+    if act in (F.relu, torch.relu) or isinstance(act, nn.ReLU):
+        return Activation.RELU
+    if act is F.gelu or isinstance(act, nn.GELU):
+        return Activation.GELU
+    raise UnsupportedError(
+        f"{describe(node)} uses the feed-forward activation {act!r}; nngraph supports 'relu' and 'gelu' "
+        "(or nn.ReLU() / nn.GELU()) in TransformerEncoderLayer."
+    )
+
+
+def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer, x: TensorValue) -> TensorValue:
+    """Convert encoder layer ``name`` applied to ``x`` (neurons on the last axis) from its pieces."""
+    check_attention(node, module.self_attn)
+    act = _feed_forward_activation(node, module)
+    builder = ctx.builder
+
+    def sa(a: torch.Tensor) -> torch.Tensor:
+        return attention_nodes(builder, f"{name}.self_attn", module.self_attn, a, a, a)
+
+    def ff(a: torch.Tensor) -> torch.Tensor:
+        hidden = dense_nodes(builder, f"{name}.linear1", module.linear1, a)
+        builder.set_activation(hidden, act)
+        return dense_nodes(builder, f"{name}.linear2", module.linear2, hidden)
+
+    def norm(which: str, a: torch.Tensor) -> torch.Tensor:
+        out = normalize_nodes(builder, getattr(module, which), f"{name}.{which}", a)
+        builder.record_module_nodes(f"{name}.{which}", out)
+        return out
+
+    def add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return residual_sum(ctx, node, x.with_(nodes=a), x.with_(nodes=b)).nodes
+
+    h = x.nodes
+    if module.norm_first:  # x = x + sa(norm1(x)); x = x + ff(norm2(x))
+        h = add(h, sa(norm("norm1", h)))
+        h = add(h, ff(norm("norm2", h)))
+    else:  # x = norm1(x + sa(x)); x = norm2(x + ff(x))
+        h = norm("norm1", add(h, sa(h)))
+        h = norm("norm2", add(h, ff(h)))
+    builder.record_module_nodes(name, h)
+    return x.with_(nodes=h, source=node)
+
+
+@register_module(nn.TransformerEncoderLayer)
+def convert_encoder_layer(ctx, node, src, *args, **kwargs) -> TensorValue:
+    _refuse_activation_masks(node, list(args) + list(kwargs.values()))
+    x = ctx.neurons(src, -1, node)
+    x = x.with_(shape=ctx.shape_of(node), axis=len(ctx.shape_of(node)) - 1)
+    return encoder_layer_nodes(ctx, node, node.target, ctx.module_of(node), x)
+
+
+@register_module(nn.TransformerEncoder)
+def convert_encoder(ctx, node, src, *args, **kwargs) -> TensorValue:
+    """The stack: every layer in turn, then the optional final norm."""
+    module: nn.TransformerEncoder = ctx.module_of(node)
+    _refuse_activation_masks(node, list(args) + list(kwargs.values()))
+    x = ctx.neurons(src, -1, node)
+    x = x.with_(shape=ctx.shape_of(node), axis=len(ctx.shape_of(node)) - 1)
+    for i, layer in enumerate(module.layers):
+        if type(layer) is not nn.TransformerEncoderLayer:
+            raise UnsupportedError(f"{describe(node)}: layer {i} is a {type(layer).__name__}, not a TransformerEncoderLayer")
+        x = encoder_layer_nodes(ctx, node, f"{node.target}.layers.{i}", layer, x)
+    if module.norm is not None:
+        if type(module.norm) is not nn.LayerNorm or len(module.norm.normalized_shape) != 1:
+            raise UnsupportedError(f"{describe(node)}: the final norm must be a LayerNorm over the last dimension")
+        x = x.with_(nodes=normalize_nodes(ctx.builder, module.norm, f"{node.target}.norm", x.nodes))
+    ctx.builder.record_module_nodes(node.target, x.nodes)
+    return x
