@@ -48,6 +48,8 @@ def trace(
         raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
     if method == "export":
         return _export(module, example_inputs)
+    if type(module) in MODULE_CONVERTERS:  # a bare layer: fx would trace its forward, not keep it whole
+        return _trace_bare_layer(module, example_inputs)
     tracer = _LeafTracer()
     try:
         graph = tracer.trace(module)
@@ -74,6 +76,38 @@ def trace(
             "with the shapes the model expects."
         ) from error
     return gm, {}
+
+
+def _trace_bare_layer(
+    module: nn.Module, example_inputs: Sequence[torch.Tensor] | None
+) -> tuple[fx.GraphModule, dict[str, str]]:
+    """A one-node graph calling ``module`` as the submodule ``layer`` of a wrapper (one placeholder per
+    required positional argument of its ``forward``); ``aliases`` map ``layer.*`` to the layer's names."""
+    import inspect
+
+    graph = fx.Graph()
+    params = [
+        p for p in inspect.signature(module.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    call = graph.call_module("layer", tuple(graph.placeholder(p.name) for p in params))
+    graph.output(call)
+    root = nn.Module()
+    root.add_module("layer", module)
+    gm = fx.GraphModule(root, graph, type(module).__name__)
+    names = [n for n, _ in module.named_parameters(remove_duplicate=False)]
+    names += [n for n, _ in module.named_buffers(remove_duplicate=False)]
+    inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(*inputs)
+    except Exception as error:
+        raise UnsupportedError(
+            f"running example inputs of shapes {[tuple(getattr(t, 'shape', ())) for t in inputs]} "
+            f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
+            "with the shapes the model expects."
+        ) from error
+    return gm, {f"layer.{n}": n for n in names}
 
 
 def _export(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None) -> tuple[fx.GraphModule, dict[str, str]]:

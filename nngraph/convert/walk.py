@@ -175,7 +175,7 @@ def _flatten(tree: Any) -> list[Any]:
 
 
 def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -> None:
-    values = [env[n] for n in _flatten(result) if isinstance(n, fx.Node)]
+    values = _flatten([env[n] for n in _flatten(result) if isinstance(n, fx.Node)])  # layers may return tuples
     tensors = [v for v in values if isinstance(v, TensorValue)]
     if not tensors:
         raise UnsupportedError("the model returns no tensor that nngraph could follow")
