@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import scatter
 
+from .segment import (BidirectionalIndex, bidirectional_index, gather_rows, permute_rows, segment_max,
+                      segment_sum)
 from .utils import make_act, make_mlp
 
 
@@ -31,8 +32,9 @@ class NeuralGraphConv(MessagePassing):
             + \mathbf{S}\mathbf{h}'_u + \mathbf{T}\mathbf{h}'_v\big)\Big)
 
     where :math:`\bigoplus = [\mathrm{mean} \,\|\, \max \,\|\, \mathrm{std}]`. Both directions are
-    aggregated by one scatter over a doubled edge list whose targets are ``v`` (forward slots
-    ``0..N-1``) and ``u + N`` (backward slots ``N..2N-1``). Every operation acts per node, per edge or as
+    aggregated at once over a doubled message list sorted by the slot each message lands in
+    (:func:`~nngraph.gnn.segment.bidirectional_index`: slot ``2v`` collects forward messages of node
+    ``v``, slot ``2v + 1`` its backward messages), by segment reductions. Every operation acts per node, per edge or as
     a symmetric aggregation, and ``LN`` normalizes each node / edge over its own features, so the
     layer is equivariant to any relabelling of the nodes.
 
@@ -53,60 +55,73 @@ class NeuralGraphConv(MessagePassing):
         H = hidden_dim
         self.hidden_dim = H
         self.dropout = dropout
-        self.lin_edge = nn.Linear(H, 5 * H)  # FiLM gamma/beta per direction + edge-update term U e
-        self.lin_msg = nn.Linear(H, 2 * H, bias=False)  # A->, A<-
+        self.lin_gamma = nn.Linear(H, 2 * H)  # [gamma->, gamma<-]
+        self.lin_beta = nn.Linear(H, 2 * H)  # [beta->, beta<-]
+        self.lin_msg = nn.Linear(H, 2 * H, bias=False)  # [A->, A<-]
         self.node_mlp = make_mlp(H + 2 * (len(self.AGGREGATORS) * H + 1), H, H, act)
         self.norm_node = nn.LayerNorm(H)
-        self.lin_ends = nn.Linear(H, 2 * H, bias=False)  # S, T
-        self.edge_out = nn.Linear(H, H)
+        self.lin_edge = nn.Linear(H, H)  # U
+        self.lin_ends = nn.Linear(H, 2 * H, bias=False)  # [S, T]
+        self.edge_out = nn.Linear(H, H)  # W_o
         self.norm_edge = nn.LayerNorm(H)
         self.act = make_act(act)
         self.reset_parameters()
 
     def reset_parameters(self):
         super().reset_parameters()
-        for m in (self.lin_edge, self.lin_msg, self.lin_ends, self.edge_out, self.norm_node, self.norm_edge):
+        for m in (self.lin_gamma, self.lin_beta, self.lin_msg, self.lin_edge, self.lin_ends, self.edge_out,
+                  self.norm_node, self.norm_edge):
             m.reset_parameters()
         for m in self.node_mlp:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
+        with torch.no_grad():  # FiLM scales start around 1: gamma = 1 + W e
+            self.lin_gamma.bias.add_(1.0)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
-        N, H = x.size(0), self.hidden_dim
-        src, dst = edge_index[0], edge_index[1]
-        gamma_f, beta_f, gamma_b, beta_b, u = self.lin_edge(edge_attr).split(H, dim=-1)  # 5 x (E, H)
-        a_f, a_b = self.lin_msg(x).split(H, dim=-1)  # 2 x (N, H)
-        # Doubled graph: forward rows read u and write slot v; backward rows read v (+N) and write slot u + N.
-        both = torch.stack([torch.cat([src, dst + N]), torch.cat([dst, src + N])])  # (2, 2E)
-        agg = self.propagate(
-            both, x=torch.cat([a_f, a_b], dim=0),  # (2N, H)
-            gamma=torch.cat([gamma_f, gamma_b], dim=0), beta=torch.cat([beta_f, beta_b], dim=0),  # (2E, H)
-            size=(2 * N, 2 * N))  # (2N, F)
-        agg = agg.view(2, N, -1).transpose(0, 1).reshape(N, -1)  # (N, 2F): [forward | backward]
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                index: BidirectionalIndex | None = None) -> tuple[Tensor, Tensor]:
+        """Updates nodes and edges. ``index`` (from :func:`bidirectional_index`) may be passed to share
+        it between layers; it is built from ``edge_index`` otherwise."""
+        N, E, H = x.size(0), edge_attr.size(0), self.hidden_dim
+        if index is None:
+            index = bidirectional_index(edge_index, N)
+        gamma = self.lin_gamma(edge_attr).view(2 * E, H)  # (2E, H): row 2k forward, 2k+1 backward
+        beta = self.lin_beta(edge_attr).view(2 * E, H)  # (2E, H)
+        table = self.lin_msg(x).view(2 * N, H)  # (2N, H): row 2n A-> h_n, 2n+1 A<- h_n
+        agg = self.propagate(torch.stack([index.src, index.dst]), x=table, gamma=gamma, beta=beta,
+                             index_info=index, size=(2 * N, 2 * N))  # (2N, F)
+        agg = agg.view(N, -1)  # (N, 2F): [forward | backward]
         upd = self.node_mlp(torch.cat([x, agg], dim=-1))  # (N, H)
         x = self.norm_node(x + nn.functional.dropout(upd, self.dropout, self.training))  # (N, H)
 
-        s, t = self.lin_ends(x).split(H, dim=-1)  # 2 x (N, H)
-        upd_e = self.edge_updater(edge_index, s=s, t=t, u=u)  # (E, H)
+        ends = self.lin_ends(x).view(2 * N, H)  # (2N, H): row 2n S h_n, 2n+1 T h_n
+        upd_e = self.edge_updater(torch.stack([index.src, index.dst]), ends=ends, u=self.lin_edge(edge_attr),
+                                  index_info=index)  # (E, H)
         edge_attr = self.norm_edge(edge_attr + nn.functional.dropout(upd_e, self.dropout, self.training))
         return x, edge_attr
 
-    def message(self, x_j: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-        return self.act(x_j * (1.0 + gamma) + beta)  # (2E, H)
+    def _gather(self, table: Tensor, index: BidirectionalIndex) -> Tensor:
+        return gather_rows(table, index.src, index.src_perm, index.src_ptr, index.src_seg_id)  # (2E, H)
 
-    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,
-                  dim_size: int | None = None) -> Tensor:
-        H = inputs.size(-1)
-        sums = scatter(torch.cat([inputs, inputs * inputs], dim=-1), index, 0, dim_size, "sum")  # (2N, 2H)
-        count = torch.bincount(index, minlength=dim_size).to(inputs.dtype).unsqueeze(-1)  # (2N, 1)
-        moments = sums / count.clamp(min=1.0)  # (2N, 2H)
-        mean, sq_mean = moments[:, :H], moments[:, H:]  # (2N, H) each
+    def message(self, x: Tensor, gamma: Tensor, beta: Tensor, index_info: BidirectionalIndex) -> Tensor:
+        x_j = self._gather(x, index_info)  # (2E, H): A-> h_u for forward rows, A<- h_v for backward rows
+        return self.act(torch.addcmul(beta, x_j, gamma))  # (2E, H)
+
+    def aggregate(self, inputs: Tensor, index_info: BidirectionalIndex) -> Tensor:
+        msg = permute_rows(inputs, index_info.perm, index_info.inv_perm)  # (2E, H) sorted by slot
+        ptr, seg = index_info.ptr, index_info.seg_id
+        count = index_info.count.to(inputs.dtype)  # (2N, 1)
+        inv = 1.0 / count.clamp(min=1.0)  # (2N, 1)
+        mean = segment_sum(msg, ptr, seg) * inv  # (2N, H)
+        sq_mean = segment_sum(msg * msg, ptr, seg) * inv  # (2N, H)
         std = (sq_mean - mean * mean).clamp(min=0.0).add(1e-6).sqrt()  # (2N, H)
-        mx = scatter(inputs, index, 0, dim_size, "max")  # (2N, H), 0 where no message
+        mx = segment_max(msg, ptr, seg)  # (2N, H), 0 where no message
         return torch.cat([mean, mx, std, torch.log1p(count)], dim=-1)  # (2N, 3H + 1)
 
-    def edge_update(self, s_j: Tensor, t_i: Tensor, u: Tensor) -> Tensor:
-        return self.edge_out(self.act(u + s_j + t_i))  # (E, H)
+    def edge_update(self, ends: Tensor, u: Tensor, index_info: BidirectionalIndex) -> Tensor:
+        H = self.hidden_dim
+        st = self._gather(ends, index_info).view(-1, 2, H)  # (E, 2, H): [S h_u, T h_v]
+        return self.edge_out(self.act(u + st.sum(dim=1)))  # (E, H)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden_dim}, aggr={list(self.AGGREGATORS)})"

@@ -10,6 +10,7 @@ from .edge_encoder import EdgeEncoder
 from .kernel import MAX_KERNEL_BOX
 from .node_encoder import NodeEncoder
 from .readout import GraphReadout
+from .segment import bidirectional_index
 
 
 class NeuralGraphEncoder(nn.Module):
@@ -84,8 +85,9 @@ class NeuralGraphEncoder(nn.Module):
         """
         h = self.node_encoder(batch)  # (N, H)
         e = self.edge_encoder(batch)  # (E, H)
+        index = bidirectional_index(batch.edge_index, h.size(0))  # shared by all layers
         for conv in self.convs:
-            h, e = conv(h, batch.edge_index, e)
+            h, e = conv(h, batch.edge_index, e, index)
         return h, e
 
     def forward(self, batch) -> Tensor:

@@ -75,11 +75,27 @@ class NodeEncoder(nn.Module):
         out = torch.where(node_type == NodeType.OUTPUT, idx + m, hidden)
         return torch.where(node_type == NodeType.INPUT, idx, out)  # (N,)
 
+    @staticmethod
+    def node_index(data) -> Tensor:
+        """``data.node_index`` with the offsets PyG's batching adds to ``*index*`` keys removed.
+
+        ``Batch.from_data_list`` increments every attribute whose name contains ``"index"`` by the
+        number of nodes of the preceding graphs, unless the graph class overrides ``__inc__``. The
+        increments it applied are recorded in ``batch._inc_dict`` and are subtracted here (no-op when
+        they are zero).
+        """
+        index = data.node_index
+        inc = getattr(data, "_inc_dict", None)
+        inc = inc.get("node_index") if isinstance(inc, dict) else None
+        if isinstance(inc, Tensor) and inc.numel() > 0 and bool((inc != 0).any()):
+            index = index - inc.to(index.device)[data.batch]  # (N,)
+        return index
+
     def forward(self, data) -> Tensor:
         h = self.lin_x(data.x)  # (N, H)
         h = h + self.emb_kind(data.node_kind) + self.emb_type(data.node_type) + self.emb_act(data.act)
         h = h + self.emb_layer(data.layer.clamp(0, self.max_layers - 1))
-        h = h + self.emb_io(self.io_index(data.node_type, data.node_index))
+        h = h + self.emb_io(self.io_index(data.node_type, self.node_index(data)))
         if self.lin_probe is not None:
             probe = getattr(data, "probe", None)
             if probe is None:
