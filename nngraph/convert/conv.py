@@ -1,0 +1,126 @@
+"""Convolutions: nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d.
+
+The neurons of a convolution are its channels (:attr:`NodeKind.CONV`, on axis 1 of
+``(B, C, *spatial)``). Every (in-channel, out-channel) pair that the groups connect is one
+:attr:`EdgeType.WEIGHT` edge carrying the whole kernel, flattened in C order with the kernel shape
+padded to three dimensions: ``(1, 1, k)`` for 1d, ``(1, kh, kw)`` for 2d, ``(kd, kh, kw)`` for 3d.
+The bias is the ``BIAS`` feature of the out-channel's node.
+
+Stride, padding, dilation and ``padding_mode`` act on positions, never on channels, so they do
+not change the graph (they are fixed by the architecture the layout belongs to). With ``groups``
+``g``, out-channel ``o`` reads only the in-channels of its group, so a layer has
+``C_out * C_in / g`` edges (``C`` for a depthwise convolution). A grouped convolution is symmetric
+only under permutations that keep its groups together, which the layout's symmetry classes record
+conservatively (see :func:`constrain_groups`).
+
+A transposed convolution stores its weight as ``(C_in, C_out / g, *k)``; its edges go from
+in-channel ``i`` to the out-channels of ``i``'s group, each carrying ``weight[i, j]`` as stored
+(not flipped into the equivalent forward convolution).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..schema import BIAS, EdgeType, NodeKind
+from .errors import UnsupportedError
+from .registry import register_module
+from .values import TensorValue
+from .walk import describe
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def kernel_shape_3d(kernel_size: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(k,) -> (1, 1, k)``, ``(kh, kw) -> (1, kh, kw)``, ``(kd, kh, kw)`` unchanged."""
+    if not 1 <= len(kernel_size) <= 3:
+        raise ValueError(f"kernel of {len(kernel_size)} dimensions; 1 to 3 are supported")
+    return tuple([1] * (3 - len(kernel_size)) + [int(k) for k in kernel_size])  # type: ignore[return-value]
+
+
+def grouped_pairs(n_in: int, n_out: int, groups: int, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel indices of every (in, out) pair the groups connect, in the order of the weight's
+    first two dimensions.
+
+    Returns:
+        ``(in_idx, out_idx)``, both ``(C_out, C_in / g)`` for a convolution (weight
+        ``(C_out, C_in / g, *k)``) and ``(C_in, C_out / g)`` for a transposed one (weight
+        ``(C_in, C_out / g, *k)``).
+    """
+    cin_g, cout_g = n_in // groups, n_out // groups
+    if not transposed:
+        o = torch.arange(n_out).view(-1, 1)  # (C_out, 1)
+        j = torch.arange(cin_g).view(1, -1)  # (1, C_in / g)
+        in_idx = (o // cout_g) * cin_g + j  # (C_out, C_in / g)
+        return in_idx, o.expand(n_out, cin_g)
+    i = torch.arange(n_in).view(-1, 1)  # (C_in, 1)
+    j = torch.arange(cout_g).view(1, -1)  # (1, C_out / g)
+    out_idx = (i // cin_g) * cout_g + j  # (C_in, C_out / g)
+    return i.expand(n_in, cout_g), out_idx
+
+
+def constrain_groups(builder, in_nodes: torch.Tensor, out_nodes: torch.Tensor, groups: int) -> None:
+    """Restrict the symmetries of a grouped layer's channels to ones that keep its groups intact.
+
+    With ``C_in / g == C_out / g`` (depthwise with multiplier 1 included) the in- and out-channels
+    are permuted together by one permutation that keeps blocks of ``C_in / g`` channels whole
+    (tie + block constraint): every such permutation preserves the function. Otherwise (channel
+    multipliers) the two spaces cannot share one permutation, and both classes are frozen:
+    conservative, so :func:`~nngraph.convert.random_hidden_permutation` never proposes a
+    permutation that changes the function.
+    """
+    if groups == 1:
+        return
+    cin_g, cout_g = in_nodes.numel() // groups, out_nodes.numel() // groups
+    if cin_g == cout_g:
+        builder.tie(in_nodes, out_nodes)
+        if cin_g > 1:
+            builder.constrain_blocks(out_nodes, cin_g)
+        return
+    for nodes in (in_nodes, out_nodes):
+        builder._block(nodes).fixed = True  # no permutation of these classes is sampled
+
+
+def _convert(ctx, node, x, transposed: bool) -> TensorValue:
+    module = ctx.module_of(node)
+    name = node.target
+    dims = len(module.kernel_size)
+    if isinstance(x, TensorValue) and x.spatial:
+        raise UnsupportedError(
+            f"{describe(node)} convolves a flattened tensor (neurons spanning positions {x.spatial}); "
+            "convolutions need (B, C, *spatial) inputs with the channels on axis 1"
+        )
+    x = ctx.neurons(x, -(dims + 1), node)  # channels: axis 1 of (B, C, *S), axis 0 of unbatched (C, *S)
+    if x.num_neurons != module.in_channels:
+        raise ValueError(f"{x.num_neurons} input channels, the layer expects in_channels={module.in_channels}")
+    builder = ctx.builder
+    n_in, n_out, groups = module.in_channels, module.out_channels, module.groups
+    out = builder.add_nodes(n_out, NodeKind.CONV, layer=builder.node_layer(x.nodes) + 1)
+    in_idx, out_idx = grouped_pairs(n_in, n_out, groups, transposed)  # each (W0, W1): weight.shape[:2]
+    kernel_shape = kernel_shape_3d(module.kernel_size)
+    edges = builder.add_edges(x.nodes[in_idx], out[out_idx], EdgeType.WEIGHT, kernel_shape=kernel_shape)  # (W0 * W1,)
+    weight_shape = tuple(module.weight.shape)  # (W0, W1, *k)
+    # weight[a, b, *k] -> edge a * W1 + b, kernel position = flat index of *k (C order)
+    edge_of_entry = edges.view(*weight_shape[:2], *[1] * dims)  # (W0, W1, 1, ...), broadcast over k
+    position = torch.arange(module.weight[0, 0].numel()).view(1, 1, *module.kernel_size)  # (1, 1, *k)
+    builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
+    if module.bias is not None:
+        builder.place_node_param(f"{name}.bias", out, BIAS)
+    constrain_groups(builder, x.nodes, out, groups)
+    builder.record_module_nodes(name, out)
+    shape = ctx.shape_of(node)
+    return TensorValue(nodes=out, shape=shape, axis=len(shape) - dims - 1, source=node)
+
+
+@register_module(*_CONVS)
+def convert_conv(ctx, node, x, *args, **kwargs) -> TensorValue:
+    """``(B, C_in, *S) -> (B, C_out, *S')``: one CONV node per out-channel, one edge per connected
+    channel pair carrying its kernel."""
+    return _convert(ctx, node, x, transposed=False)
+
+
+@register_module(*_TRANSPOSED)
+def convert_conv_transpose(ctx, node, x, *args, **kwargs) -> TensorValue:
+    """Like :func:`convert_conv`, with the weight's ``(C_in, C_out / g)`` layout."""
+    return _convert(ctx, node, x, transposed=True)
