@@ -11,10 +11,11 @@ import pkgutil
 from .api import batch_graphs, build_layout, from_graph, pad_kernel_box, random_hidden_permutation, to_graph
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import Layout, SymmetryGroup
+from .probe import probe_features
 from .registry import register_function, register_module, supported_functions, supported_modules
 from .trace import trace
 
-_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "layout", "registry", "trace", "values", "walk"}
+_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "probe", "layout", "registry", "trace", "values", "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
@@ -28,6 +29,7 @@ __all__ = [
     "build_layout",
     "from_graph",
     "pad_kernel_box",
+    "probe_features",
     "random_hidden_permutation",
     "register_function",
     "register_module",

@@ -46,7 +46,7 @@ def build_layout(
     builder = GraphBuilder(module, aliases)
     walk(gm, builder)
     param = next(iter(module.parameters()), None)
-    layout = builder.finish(param.dtype if param is not None else torch.float32, kernel_box)
+    layout = builder.finish(param.dtype if param is not None else torch.float32, kernel_box, gm.graph)
     if key is not None:
         if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
             _LAYOUT_CACHE.pop(next(iter(_LAYOUT_CACHE)))

@@ -48,6 +48,7 @@ class GraphBuilder:
         self._blocks: list[_Block] = []
         self._parent: list[int] = []
         self.module_nodes: dict[str, torch.Tensor] = {}
+        self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = {}
 
     # ------------------------------------------------------------------ nodes
     def add_nodes(
@@ -200,12 +201,18 @@ class GraphBuilder:
             block.satellites.append(satellites.reshape(-1))
             self._block(satellites).fixed = True  # moved only through the block permutation
 
+    def record_value(self, name: str, nodes: torch.Tensor, axis: int, spatial: tuple[int, ...]) -> None:
+        """Remember that fx value ``name`` holds the neurons ``nodes`` on ``axis`` (for probe features)."""
+        self.value_nodes[name] = (nodes, axis, spatial)
+
     def record_module_nodes(self, name: str, nodes: torch.Tensor) -> None:
         """Remember which nodes hold the output neurons of the module / fx node ``name``."""
         self.module_nodes[name] = nodes
 
     # ------------------------------------------------------------------ finish
-    def finish(self, dtype: torch.dtype, kernel_box: tuple[int, int, int] | None = None) -> Layout:
+    def finish(
+        self, dtype: torch.dtype, kernel_box: tuple[int, int, int] | None = None, fx_graph=None
+    ) -> Layout:
         """Freeze what was collected into a :class:`Layout`. Every parameter and floating-point
         buffer of the module must have been placed."""
         missing = [
@@ -251,6 +258,8 @@ class GraphBuilder:
             edge_placements=edge_placements,
             symmetries=self._symmetries(),
             module_nodes=dict(self.module_nodes),
+            value_nodes=dict(self.value_nodes),
+            fx_graph=fx_graph if not self.aliases else None,
             dtype=dtype,
         )
 

@@ -127,6 +127,9 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
             _mark_outputs(node.args[0], env, builder)
         else:
             env[node] = _convert_node(ctx, node, env)
+    for fx_node, value in env.items():  # graph order: later values of the same neurons win
+        if isinstance(value, TensorValue) and value.nodes is not None:
+            builder.record_value(fx_node.name, value.nodes, value.axis, value.spatial)
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:

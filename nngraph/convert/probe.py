@@ -1,0 +1,76 @@
+"""Probe features: every neuron's activation on a few fixed inputs, as a node feature."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import fx, nn
+
+from .api import build_layout
+from .errors import UnsupportedError
+from .layout import Layout
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule, wanted: set[str]):
+        super().__init__(gm)
+        self.wanted = wanted
+        self.values: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if n.name in self.wanted:
+            self.values[n.name] = out
+        return out
+
+
+def probe_features(
+    module: nn.Module,
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    layout: Layout | None = None,
+) -> torch.Tensor:
+    r"""Each neuron's value on ``P`` probe inputs, as node features of ``to_graph(module)``.
+
+    Runs ``inputs`` through ``module`` and reads, for every node of the graph, the last value its
+    neuron takes in the forward pass (after its activation, where one is recorded on it), averaged
+    over positions (pixels, tokens) — so relabelling hidden neurons of the model permutes the rows
+    exactly like the graph's nodes. Nodes that are not neurons of an activation (attention heads,
+    norm groups, queries and keys) get zeros. This is the one place where the source model is needed
+    rather than its graph: store the result as ``graph.probe`` and build the encoder with
+    ``probe_dim=P``.
+
+    Args:
+        module: the model the graph is built from (fx-traceable: not a torch.export fallback).
+        inputs: a batch of ``P`` probe inputs along dimension 0 (a tuple for several model inputs).
+        layout: the model's layout, if already built.
+
+    Shapes:
+        - **output:** :math:`(N, P)`
+    """
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    layout = layout if layout is not None else build_layout(module, inputs)
+    if layout.fx_graph is None:
+        raise UnsupportedError("probe features need a model torch.fx can trace; this one was converted through torch.export")
+    gm = fx.GraphModule(module, layout.fx_graph)
+    recorder = _Recorder(gm, set(layout.value_nodes))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            recorder.run(*inputs)
+    finally:
+        module.train(was_training)
+    num_probes = inputs[0].shape[0]
+    param = next(iter(module.parameters()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    probe = torch.zeros(layout.num_nodes, num_probes, dtype=dtype)  # (N, P)
+    for name, (nodes, axis, spatial) in layout.value_nodes.items():  # graph order: later values win
+        value = recorder.values.get(name)
+        if not isinstance(value, torch.Tensor):
+            continue
+        if spatial:  # a flattened (P, C * S) map: the neuron is the channel
+            value = value.reshape(num_probes, nodes.numel(), -1).mean(-1)  # (P, C)
+        else:
+            value = value.movedim(axis, -1).reshape(num_probes, -1, nodes.numel()).mean(1)  # (P, C)
+        probe[nodes] = value.t().to(dtype)
+    return probe
