@@ -1,0 +1,132 @@
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nngraph.zoo import Zoo, ZooError, build_inr_zoo, coordinate_grid
+from nngraph.zoo.siren import psnr
+from tests.zoo.tiny import checksums, tiny_inr
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("inr_full"))
+    assert build_inr_zoo(root, tiny_inr(), progress=False) == 12
+    return Zoo(root)
+
+
+def test_full_zoo_contents(full):
+    assert len(full) == 12 and len(set(checksums(full).values())) == 12
+    e = full.entries[0]
+    assert e["family"] == "siren" and e["spec"]["hidden"] == [8, 8]
+    assert [x["image_index"] for x in full.entries] == [i // 2 for i in range(12)]
+    assert [x["label"] for x in full.entries] == [i // 2 for i in range(12)]  # digits 0..5
+    # the stored weights render the stored image at the stored PSNR
+    images = load_file(os.path.join(full.root, "images.safetensors"))["images"]  # (6, 1, 8, 8)
+    for e in full.entries:
+        out = full.load_model(e)(coordinate_grid(8, 8)).detach()  # (64, 1)
+        target = images[e["image_index"]].flatten(1).T  # (1, 8, 8) -> (64, 1)
+        assert abs(float(psnr((out - target).pow(2).mean())) - e["psnr"]) < 1e-2
+        assert e["psnr"] >= 25.0 or e["steps"] == 80
+
+
+def test_deterministic_for_a_seed(full, tmp_path):
+    build_inr_zoo(str(tmp_path / "again"), tiny_inr(), progress=False)
+    assert checksums(Zoo(str(tmp_path / "again"))) == checksums(full)
+    build_inr_zoo(str(tmp_path / "other"), tiny_inr(seed=4), progress=False)
+    assert set(checksums(Zoo(str(tmp_path / "other"))).values()).isdisjoint(checksums(full).values())
+
+
+def test_resume_after_interruption_redoes_nothing(full, tmp_path):
+    root = str(tmp_path / "z")
+    assert build_inr_zoo(root, tiny_inr(), max_models=5, progress=False) == 5  # "killed" inside chunk 2
+    first = {e["id"]: os.stat(os.path.join(root, e["file"])).st_mtime_ns for e in Zoo(root).entries}
+    assert len(first) == 5
+    assert build_inr_zoo(root, tiny_inr(), progress=False) == 7
+    zoo = Zoo(root)
+    assert checksums(zoo) == checksums(full)
+    for e in zoo.entries:  # models stored before the interruption were not rewritten
+        if e["id"] in first:
+            assert os.stat(os.path.join(root, e["file"])).st_mtime_ns == first[e["id"]]
+    assert build_inr_zoo(root, tiny_inr(), progress=False) == 0  # complete: nothing to do
+    assert not [f for f in os.listdir(os.path.join(root, "weights")) if f.startswith(".tmp")]
+
+
+def test_crash_between_weights_and_manifest(full, tmp_path, monkeypatch):
+    import nngraph.zoo.jobs as jobs
+
+    root = str(tmp_path / "z")
+
+    def crash(path, entries):
+        raise KeyboardInterrupt("killed before the manifest line was written")
+
+    monkeypatch.setattr(jobs, "append_manifest", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_inr_zoo(root, tiny_inr(), progress=False)
+    monkeypatch.undo()
+    assert len(os.listdir(os.path.join(root, "weights"))) == 4  # written, but not in the zoo
+    assert len(Zoo(root)) == 0
+    assert build_inr_zoo(root, tiny_inr(), progress=False) == 12
+    assert checksums(Zoo(root)) == checksums(full)
+
+
+def test_truncated_manifest_line_is_dropped_and_redone(full, tmp_path):
+    root = str(tmp_path / "z")
+    build_inr_zoo(root, tiny_inr(), max_models=4, progress=False)
+    manifest = os.path.join(root, "manifest.jsonl")
+    with open(manifest, "a") as f:
+        f.write('{"id": "inr-0000004", "index": 4, "sha2')  # a kill in the middle of a write
+    assert len(Zoo(root)) == 4
+    build_inr_zoo(root, tiny_inr(), progress=False)
+    assert checksums(Zoo(root)) == checksums(full)
+    with open(manifest) as f:
+        assert all(json.loads(line) for line in f)
+
+
+def test_shards_union_equals_full_run(full, tmp_path):
+    root = str(tmp_path / "z")
+    for shard in ("1/3", "0/3", "2/3"):
+        build_inr_zoo(root, tiny_inr(), shard=shard, progress=False)
+    assert sorted(f for f in os.listdir(root) if f.startswith("manifest")) == [
+        f"manifest.shard-{i}-of-3.jsonl" for i in range(3)]
+    assert checksums(Zoo(root)) == checksums(full)
+    assert build_inr_zoo(root, tiny_inr(), progress=False) == 0  # an unsharded rerun sees all shards
+
+
+def test_other_settings_refuse_to_resume(tmp_path):
+    root = str(tmp_path / "z")
+    build_inr_zoo(root, tiny_inr(), max_models=1, progress=False)
+    with pytest.raises(ZooError, match="target_psnr"):
+        build_inr_zoo(root, tiny_inr(target_psnr=30.0), progress=False)
+
+
+def test_splits_by_image_and_stratified(tmp_path):
+    root = str(tmp_path / "z")
+    build_inr_zoo(root, tiny_inr(max_images=60, inrs_per_image=2, max_steps=0, chunk_size=64), progress=False)
+    zoo = Zoo(root)
+    split_of_image = {}
+    for e in zoo.entries:
+        assert split_of_image.setdefault(e["image_index"], e["split"]) == e["split"]
+    images = load_file(os.path.join(root, "images.safetensors"))
+    labels = images["labels"]
+    assert images["images"].shape == (60, 1, 8, 8)
+    for c in range(10):
+        names = [split_of_image[i] for i in (labels == c).nonzero().flatten().tolist()]
+        n = len(names)
+        for name, frac in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
+            assert abs(names.count(name) - frac * n) < 1, (c, names)
+
+def test_npz_source(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    rgb = (torch.rand(4, 5, 5, 3, generator=g) * 255).to(torch.uint8).numpy()  # (N, H, W, C)
+    import numpy as np
+
+    np.savez(tmp_path / "imgs.npz", images=rgb, labels=np.array([1, 0, 1, 0]))
+    root = str(tmp_path / "z")
+    build_inr_zoo(root, tiny_inr(source=str(tmp_path / "imgs.npz"), max_images=None, resolution=6),
+                  progress=False)
+    zoo = Zoo(root)
+    assert len(zoo) == 8 and zoo.entries[0]["spec"]["out_features"] == 3
+    assert zoo.load_model(zoo.entries[0])(torch.zeros(1, 2)).shape == (1, 3)
