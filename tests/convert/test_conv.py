@@ -274,14 +274,14 @@ def test_channel_indexing_is_refused_with_the_operation_named():
         nngraph.to_graph(ChannelSlice(), torch.randn(1, 3, 8, 8))
 
 
-def test_conv_after_flatten_is_refused():
+def test_sorting_channels_is_refused_with_the_operation_named():
     class M(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = nn.Conv2d(2, 3, 1), nn.Conv1d(3, 2, 1)
+            self.a, self.b = nn.Conv2d(2, 3, 1), nn.Conv2d(3, 2, 1)
 
         def forward(self, x):
-            return self.b(self.a(x).flatten(1).unsqueeze(0))
+            return self.b(torch.sort(self.a(x), dim=1).values)
 
-    with pytest.raises(UnsupportedError):
+    with pytest.raises(UnsupportedError, match=r"sort at fx node .* refuses rather than guess"):
         nngraph.to_graph(M(), torch.randn(1, 2, 4, 4))
