@@ -1,27 +1,42 @@
-"""nngraph: neural networks as graphs, and equivariant graph networks that learn from them."""
+"""nngraph: neural networks as graphs, and equivariant graph networks that learn from them.
+
+The public surface:
+
+- conversion: :func:`to_graph`, :func:`from_graph`, :func:`batch_graphs`, :func:`build_layout`,
+  :func:`random_hidden_permutation`, :func:`probe_features` (:mod:`nngraph.convert`);
+- the encoder: :class:`NeuralGraphEncoder`, :class:`NodeEdgeHead` (:mod:`nngraph.gnn`);
+- the graph format: :mod:`nngraph.schema`;
+- model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``.
+"""
 from __future__ import annotations
 
-from . import schema
+from . import gnn, schema
 from .convert import (
     GraphMismatchError,
     UnsupportedError,
     batch_graphs,
     build_layout,
     from_graph,
+    probe_features,
     random_hidden_permutation,
     to_graph,
 )
+from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GraphMismatchError",
+    "NeuralGraphEncoder",
+    "NodeEdgeHead",
     "Sine",
     "UnsupportedError",
     "batch_graphs",
     "build_layout",
     "from_graph",
+    "gnn",
+    "probe_features",
     "random_hidden_permutation",
     "schema",
     "to_graph",
