@@ -1,0 +1,265 @@
+"""The one training loop shared by every task.
+
+``fit`` trains a model by minibatch gradient descent, evaluates it after every epoch, keeps the best
+checkpoint, stops early, logs one JSON line per epoch and resumes where a killed run stopped.
+Under ``torchrun`` it trains data-parallel (DDP, gloo on CPU): each process sees ``1/world`` of every
+global batch, gradients are averaged, every process evaluates the whole validation set and rank 0's
+metric decides early stopping for all, and only rank 0 writes files.
+
+A task supplies two functions:
+
+- ``loss_fn(model, batch) -> Tensor`` — the scalar training loss of a batch. It must call ``model(...)``
+  (the forward of the possibly DDP-wrapped model), not a method of it, so that gradients are synchronised.
+- ``eval_fn(model, loader) -> dict[str, float]`` — metrics on the validation loader (the plain model).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from . import distributed as dist_utils
+from .checkpoint import load_checkpoint, model_state, optimizer_from_flat, save_checkpoint
+from .metrics import MetricsLog, read_metrics
+
+__all__ = ["TrainConfig", "FitResult", "fit", "seed_everything", "to_device", "make_loader"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`.
+
+    Args:
+        out_dir: where the run's checkpoints (``best``, ``last``) and ``metrics.jsonl`` go.
+        epochs: maximum number of epochs.
+        batch_size: the global batch size (split evenly over the processes).
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        schedule: ``"constant"`` or ``"cosine"`` (decay to 0 over ``epochs``, after ``warmup`` epochs).
+        warmup: epochs of linear warmup.
+        grad_clip: clip the gradient norm at this value (``None``: no clipping).
+        monitor: the metric of ``eval_fn`` that picks the best checkpoint and stops early.
+        mode: ``"max"`` or ``"min"`` for ``monitor``.
+        patience: stop after this many epochs without improvement (``None``: never).
+        seed: seeds the data order and every epoch's randomness (dropout, augmentation).
+        device: ``"cpu"``, ``"cuda"``, ...
+        resume: continue from ``out_dir/last`` if it exists.
+        progress: show tqdm progress bars (rank 0 only).
+        num_workers: DataLoader worker processes.
+    """
+
+    out_dir: str
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup: int = 0
+    grad_clip: float | None = 1.0
+    monitor: str = "val_loss"
+    mode: str = "min"
+    patience: int | None = 10
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = True
+    progress: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"Could not resolve schedule {self.schedule!r} among choices ['constant', 'cosine']")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; the model passed in holds the best checkpoint's weights afterwards."""
+
+    best_epoch: int
+    best_value: float
+    epochs_run: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    out_dir: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (call before building the model)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move a batch (PyG ``Batch``, tensor, or a list/tuple/dict of them) to ``device``."""
+    if hasattr(obj, "to") and not isinstance(obj, nn.Module):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def make_loader(dataset: Dataset | Sequence, batch_size: int, shuffle: bool = False, sampler=None,
+                num_workers: int = 0) -> DataLoader:
+    """A PyG ``DataLoader`` (batches graphs, tensors, tuples of tensors alike)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, num_workers=num_workers)
+
+
+def _lr_at(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch`` (a function of the epoch only, so resuming needs no state)."""
+    if epoch < config.warmup:
+        return config.lr * (epoch + 1) / (config.warmup + 1)
+    if config.schedule == "constant":
+        return config.lr
+    span = max(config.epochs - config.warmup, 1)
+    return 0.5 * config.lr * (1 + math.cos(math.pi * (epoch - config.warmup) / span))
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def _settings_json(settings: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(settings, default=str))
+
+
+def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequence,
+        loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+        eval_fn: Callable[[nn.Module, DataLoader], dict[str, float]],
+        config: TrainConfig, settings: dict[str, Any] | None = None) -> FitResult:
+    """Train ``model`` on ``train_set``, evaluating on ``val_set`` after every epoch.
+
+    Files in ``config.out_dir``: ``best.safetensors`` + ``best.json`` (weights and settings/metrics of the
+    best epoch), ``last.*`` (weights, optimizer and counters to resume from), ``metrics.jsonl``.
+    Rerunning with the same settings after a kill continues from the last finished epoch; a run that
+    finished is not trained again. Different settings in the same ``out_dir`` raise ``ValueError``.
+
+    Args:
+        model: the model; it is moved to ``config.device``.
+        train_set, val_set: datasets whose items a PyG ``DataLoader`` batches.
+        loss_fn: ``(model, batch) -> scalar loss``; must call ``model(...)``.
+        eval_fn: ``(model, loader) -> {"val_loss": ..., ...}``; must return ``config.monitor``.
+        config: :class:`TrainConfig`.
+        settings: JSON-able description of the task and model, stored with every checkpoint.
+
+    Returns:
+        :class:`FitResult`; ``model`` holds the best weights.
+    """
+    start = time.perf_counter()
+    device = torch.device(config.device)
+    distributed = dist_utils.setup(device)
+    world, rank = dist_utils.world_size(), dist_utils.rank()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
+    settings = _settings_json({"train": dataclasses.asdict(config), **(settings or {})})
+    settings["train"].pop("progress", None)
+    settings["train"].pop("resume", None)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    log = MetricsLog(os.path.join(config.out_dir, "metrics.jsonl"))
+
+    # ---- resume -------------------------------------------------------------------------------
+    state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "finished": False}
+    found = load_checkpoint(config.out_dir, "last") if config.resume else None
+    if found is not None:
+        tensors, info = found
+        if info.get("settings") != settings:
+            raise ValueError(f"{config.out_dir} holds a run with other settings; use another out_dir or "
+                             "delete it to start over")
+        model.load_state_dict(model_state(tensors))
+        optimizer_from_flat(optimizer, tensors, info["optimizer"])
+        state = {k: info[k] for k in state}
+    elif dist_utils.is_main() and os.path.exists(log.path):
+        os.remove(log.path)  # a fresh run
+    if dist_utils.is_main() and found is not None:
+        log.truncate(state["epoch"])
+    dist_utils.barrier()
+
+    train_model: nn.Module = model
+    if distributed:
+        train_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    train_loader = make_loader(train_set, config.batch_size // world, sampler=sampler,
+                               num_workers=config.num_workers)
+    val_loader = make_loader(val_set, config.batch_size, num_workers=config.num_workers)
+    show = config.progress and dist_utils.is_main()
+
+    epoch = state["epoch"]
+    while not state["finished"] and epoch < config.epochs:
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch * 1009 + rank)  # dropout, augmentation
+        lr = _lr_at(config, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_model.train()
+        total, count = 0.0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show,
+                   leave=False, dynamic_ncols=True)
+        for batch in bar:
+            batch = to_device(batch, device)
+            loss = loss_fn(train_model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            total += float(loss.detach())
+            count += 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        train_loss = dist_utils.all_mean(total / max(count, 1))
+
+        model.eval()
+        with torch.no_grad():
+            metrics = eval_fn(model, val_loader)
+        metrics = dist_utils.broadcast({k: float(v) for k, v in metrics.items()})
+        if config.monitor not in metrics:
+            raise KeyError(f"eval_fn returned {sorted(metrics)}, which lacks the monitored {config.monitor!r}")
+        epoch += 1
+        value = metrics[config.monitor]
+        improved = _better(value, state["best_value"], config.mode)
+        if improved:
+            state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        stop = config.patience is not None and state["bad_epochs"] >= config.patience
+        state.update(epoch=epoch, finished=stop or epoch >= config.epochs)
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, **metrics,
+               "seconds": round(time.perf_counter() - start, 3)}
+        if dist_utils.is_main():
+            log.append(row)
+            if improved:
+                save_checkpoint(config.out_dir, "best", model, {"settings": settings, "epoch": epoch, "metrics": row})
+            save_checkpoint(config.out_dir, "last", model, {"settings": settings, **state}, optimizer)
+            if show:
+                tqdm.write(f"epoch {epoch}: train_loss {train_loss:.4f} "
+                           + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        dist_utils.barrier()
+
+    best = load_checkpoint(config.out_dir, "best")
+    if best is not None:
+        model.load_state_dict(model_state(best[0]))
+    history = read_metrics(log.path)
+    return FitResult(best_epoch=state["best_epoch"], best_value=state["best_value"], epochs_run=state["epoch"],
+                     history=history, seconds=time.perf_counter() - start, out_dir=config.out_dir)

@@ -1,0 +1,117 @@
+"""The shared training loop: metrics, best checkpoint, resume after a kill, early stopping, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from nngraph.train import TrainConfig, fit, load_best_model, read_metrics, seed_everything
+from tests import train_worker as worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _model():
+    seed_everything(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def _config(tmp_path, name, **kw):
+    settings = {"epochs": 4, "patience": None, "batch_size": 16, "lr": 1e-2, **kw}
+    return TrainConfig(out_dir=str(tmp_path / name), progress=False, **settings)
+
+
+def test_fit_writes_metrics_and_loadable_best_checkpoint(tmp_path):
+    data = worker.problem()
+    model = _model()
+    result = fit(model, data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run"))
+    rows = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert all(set(r) >= {"train_loss", "val_loss", "lr"} for r in rows)
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]  # it learns
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert result.best_epoch == best["epoch"]
+    fresh = _model()
+    info = load_best_model(str(tmp_path / "run"), fresh)
+    assert info["epoch"] == best["epoch"] and info["settings"]["train"]["epochs"] == 4
+    for a, b in zip(fresh.parameters(), model.parameters()):
+        assert torch.equal(a, b)  # the returned model holds the best weights
+    assert not [f for f in os.listdir(tmp_path / "run") if f.startswith(".tmp-")]
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_continues_and_matches_uninterrupted_run(tmp_path):
+    data = worker.problem()
+    full = _model()
+    fit(full, data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "full", schedule="cosine"))
+
+    calls = {"n": 0}
+
+    def dying_loss(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 2 * 4 + 2:  # 4 batches per epoch: dies in the middle of epoch 3
+            raise _Killed
+        return worker.loss_fn(model, batch)
+
+    with pytest.raises(_Killed):
+        fit(_model(), data, data[:16], dying_loss, worker.eval_fn, _config(tmp_path, "cut", schedule="cosine"))
+    assert [r["epoch"] for r in read_metrics(str(tmp_path / "cut" / "metrics.jsonl"))] == [1, 2]
+
+    calls["n"] = 0
+    resumed = _model()
+    result = fit(resumed, data, data[:16], dying_loss, worker.eval_fn, _config(tmp_path, "cut", schedule="cosine"))
+    assert calls["n"] == 2 * 4  # only epochs 3 and 4 were trained again
+    assert result.epochs_run == 4
+    for a, b in zip(resumed.parameters(), full.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    rows_full = read_metrics(str(tmp_path / "full" / "metrics.jsonl"))
+    rows_cut = read_metrics(str(tmp_path / "cut" / "metrics.jsonl"))
+    assert [r["val_loss"] for r in rows_cut] == pytest.approx([r["val_loss"] for r in rows_full], abs=1e-6)
+
+    calls["n"] = 0  # a finished run is not trained again
+    fit(_model(), data, data[:16], dying_loss, worker.eval_fn, _config(tmp_path, "cut", schedule="cosine"))
+    assert calls["n"] == 0
+
+
+def test_other_settings_in_the_same_directory_are_refused(tmp_path):
+    data = worker.problem()
+    fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1))
+    with pytest.raises(ValueError, match="other settings"):
+        fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1, lr=0.5))
+
+
+def test_early_stopping(tmp_path):
+    data = worker.problem()
+    scores = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])
+
+    def eval_fn(model, loader):
+        return {"val_loss": next(scores)}
+
+    result = fit(_model(), data, data[:16], worker.loss_fn, eval_fn, _config(tmp_path, "run", epochs=6, patience=2))
+    assert result.epochs_run == 4 and result.best_epoch == 2 and result.best_value == pytest.approx(0.4)
+
+
+@pytest.mark.distributed
+def test_ddp_two_processes_agree_and_match_one_process(tmp_path):
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    script = os.path.join(ROOT, "tests", "train_worker.py")
+    out = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", script, str(tmp_path / "ddp"), "3"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    subprocess.run([sys.executable, script, str(tmp_path / "one"), "3"], env=env, check=True, timeout=60)
+    r0, r1, one = (json.load(open(tmp_path / d / f)) for d, f in [("ddp", "rank0.json"), ("ddp", "rank1.json"),
+                                                                    ("one", "rank0.json")])
+    assert r0["weights"] == r1["weights"]  # both ranks hold the same model
+    for a, b in zip(r0["weights"], one["weights"]):  # 2 x 8 per rank == 16 in one process
+        assert a == pytest.approx(b, abs=1e-5)
+    assert len(read_metrics(str(tmp_path / "ddp" / "metrics.jsonl"))) == 3
