@@ -1,0 +1,234 @@
+"""Pooling and spatial reductions, flatten heads after convolutions, and batching kernel boxes."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import nngraph
+from nngraph.convert import UnsupportedError
+from nngraph.schema import EdgeType
+
+from .graph_checks import (
+    assert_function_preserved,
+    assert_round_trip,
+    assert_same_up_to_relabelling,
+    edge_dict,
+    nodes_of,
+)
+
+
+class ConvPool(nn.Module):
+    """conv -> relu -> pool -> conv (1x1): the pool's neurons are the first conv's channels."""
+
+    def __init__(self, pool, dims=2):
+        super().__init__()
+        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        self.conv, self.pool, self.out = conv(2, 4, 3, padding=1), pool, conv(4, 3, 1)
+
+    def forward(self, x):
+        return self.out(self.pool(torch.relu(self.conv(x))))
+
+
+POOLS = {
+    "max1d": (nn.MaxPool1d(2), 1), "max2d": (nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), 2),
+    "max3d": (nn.MaxPool3d(2), 3), "avg1d": (nn.AvgPool1d(3, stride=1), 1),
+    "avg2d": (nn.AvgPool2d(2, count_include_pad=False, padding=1), 2), "avg3d": (nn.AvgPool3d(2), 3),
+    "adaptive_avg1d": (nn.AdaptiveAvgPool1d(3), 1), "adaptive_avg2d": (nn.AdaptiveAvgPool2d((1, 2)), 2),
+    "adaptive_avg3d": (nn.AdaptiveAvgPool3d(1), 3), "adaptive_max1d": (nn.AdaptiveMaxPool1d(2), 1),
+    "adaptive_max2d": (nn.AdaptiveMaxPool2d(3), 2), "adaptive_max3d": (nn.AdaptiveMaxPool3d((1, 2, 2)), 3),
+    "lp2d": (nn.LPPool2d(2, 2), 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POOLS))
+def test_pool_modules_keep_the_channel_nodes(case):
+    torch.manual_seed(0)
+    pool, dims = POOLS[case]
+    x = torch.randn(2, 2, *[6] * dims)
+    g = assert_round_trip(ConvPool(pool, dims), x)
+    without = nngraph.to_graph(ConvPool(nn.Identity(), dims), x)
+    assert g.num_nodes == without.num_nodes == 2 + 4 + 3 and g.num_edges == without.num_edges == 8 + 12
+    assert torch.equal(g.edge_index, without.edge_index) and torch.equal(g.layer, without.layer)
+
+
+class Functional(nn.Module):
+    def __init__(self, fn, dims=2, rest=None):
+        super().__init__()
+        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        self.conv, self.fn, self.out = conv(2, 4, 3), fn, nn.Linear(4, 3)
+        self.rest = tuple(range(2, 2 + dims)) if rest is None else rest  # spatial dims left after fn
+
+    def extra_repr(self) -> str:  # the layout cache keys on repr: tell the variants apart
+        return f"fn={self.fn!r}, rest={self.rest}"
+
+    def forward(self, x):
+        h = self.fn(torch.tanh(self.conv(x)))  # (B, 4, *S')
+        if self.rest:
+            h = h.mean(dim=self.rest)  # (B, 4)
+        return self.out(h)  # (B, 3)
+
+
+FUNCTIONS = {
+    "max_pool1d": (lambda h: F.max_pool1d(h, 2), 1),
+    "max_pool2d": (lambda h: F.max_pool2d(h, 2, stride=1), 2),
+    "max_pool3d": (lambda h: F.max_pool3d(h, 2), 3),
+    "avg_pool1d": (lambda h: F.avg_pool1d(h, 2), 1),
+    "avg_pool2d": (lambda h: F.avg_pool2d(h, kernel_size=2), 2),
+    "avg_pool3d": (lambda h: F.avg_pool3d(h, 2), 3),
+    "adaptive_avg_pool2d": (lambda h: F.adaptive_avg_pool2d(h, 2), 2),
+    "adaptive_max_pool1d": (lambda h: F.adaptive_max_pool1d(h, 1), 1),
+    "adaptive_max_pool3d": (lambda h: F.adaptive_max_pool3d(h, 1), 3),
+    "sum_keepdim": (lambda h: h.sum(dim=(2, 3), keepdim=True), 2),
+    "torch_sum": (lambda h: torch.sum(h, -1), 2, (2,)),
+    "torch_mean_dim2": (lambda h: torch.mean(h, dim=[2]), 1, ()),
+    "amax": (lambda h: h.amax(dim=(-1,)), 1, ()),
+    "torch_amin": (lambda h: torch.amin(h, 2, True), 2),
+    "mean_sum_amax_3d": (lambda h: h.mean(3).sum(-1).amax(2), 3, ()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FUNCTIONS))
+def test_functional_pools_and_reductions_round_trip(case):
+    torch.manual_seed(0)
+    fn, dims, *rest = FUNCTIONS[case]
+    x = torch.randn(2, 2, *[6] * dims)
+    g = assert_round_trip(Functional(fn, dims, *rest), x)
+    assert g.num_nodes == 2 + 4 + 3 and g.num_edges == 8 + 12
+
+
+def test_reductions_over_neurons_are_refused():
+    cases = [(lambda h: h.mean(1), "dimension 1, which holds the neurons"),  # (B, 4, 4, 4) -> (B, 4, 4)
+             (lambda h: torch.sum(h, dim=(-3, -1)), "dimension 1, which holds the neurons"),  # -> (B, 4)
+             (lambda h: h.sum().expand(2, 4), "every dimension")]  # -> () -> (2, 4)
+    for fn, words in cases:
+        with pytest.raises(UnsupportedError, match=words):
+            nngraph.to_graph(Functional(fn, 2, ()), torch.randn(2, 2, 6, 6))
+
+
+def test_max_pool_with_indices_is_refused():
+    class WithIndices(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool = nn.Conv2d(2, 4, 1), nn.MaxPool2d(2, return_indices=True)
+
+        def forward(self, x):
+            return self.pool(self.conv(x))[0]
+
+    with pytest.raises(UnsupportedError, match="returns the indices"):
+        nngraph.to_graph(WithIndices(), torch.randn(1, 2, 4, 4))
+
+
+# ----------------------------------------------------------------------------- flatten heads
+
+
+class FlattenHead(nn.Module):
+    def __init__(self, k=3, pool=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, k, padding=k // 2)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        side = 4 if pool else 8
+        self.fc = nn.Linear(4 * side * side, 5)
+
+    def forward(self, x):  # (B, 3, 8, 8)
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))  # (B, 4 * S * S) -> (B, 5)
+
+
+def reference_flatten_head(model: FlattenHead, side: int, box: tuple[int, int, int]):
+    """Slow and obvious: fc edge (channel c -> output o) carries fc.weight[o, c*S*S + h*S + w] at (h, w),
+    centred in ``box``; conv edge (i -> c) carries its kernel centred in ``box``."""
+    conv_nodes = list(range(3, 7))
+    fc_nodes = list(range(7, 12))
+    edges = {}
+    k = model.conv.kernel_size[0]
+    for c, i in itertools.product(range(4), range(3)):
+        kernel = torch.zeros(box)
+        for h, w in itertools.product(range(k), range(k)):
+            kernel[(box[0] - 1) // 2, h + (box[1] - k) // 2, w + (box[2] - k) // 2] = model.conv.weight[c, i, h, w]
+        edges[(i, conv_nodes[c], int(EdgeType.WEIGHT))] = kernel.reshape(-1)
+    for o, c in itertools.product(range(5), range(4)):
+        kernel = torch.zeros(box)
+        for h, w in itertools.product(range(side), range(side)):
+            kernel[(box[0] - 1) // 2, h + (box[1] - side) // 2, w + (box[2] - side) // 2] = \
+                model.fc.weight[o, c * side * side + h * side + w]
+        edges[(conv_nodes[c], fc_nodes[o], int(EdgeType.WEIGHT))] = kernel.reshape(-1)
+    return edges
+
+
+@pytest.mark.parametrize("k, pool, box", [(3, False, (1, 8, 8)), (5, True, (1, 5, 5)), (3, True, (1, 4, 4))])
+def test_flatten_head_against_reference_loop(k, pool, box):
+    torch.manual_seed(0)
+    model = FlattenHead(k, pool)
+    x = torch.randn(2, 3, 8, 8)
+    g = assert_round_trip(model, x)
+    assert tuple(g.kernel_box[0].tolist()) == box  # the larger of the conv kernel and the spatial map
+    expected = reference_flatten_head(model, 4 if pool else 8, box)
+    got = edge_dict(g)
+    assert got.keys() == expected.keys()
+    for key, kernel in expected.items():
+        assert torch.equal(got[key], kernel), key
+
+
+def test_flatten_head_permutation_and_fixed_kernel_box():
+    torch.manual_seed(1)
+    model = FlattenHead(3, pool=True).double()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    permuted, perm = nngraph.random_hidden_permutation(model, torch.Generator().manual_seed(0), x)
+    assert_function_preserved(model, permuted, x)
+    assert_same_up_to_relabelling(nngraph.to_graph(model, x), nngraph.to_graph(permuted, x), perm)
+    hidden = nodes_of(model, "conv", x)
+    assert not torch.equal(perm[hidden], hidden)
+    g = nngraph.to_graph(model, x, kernel_box=(3, 9, 9))
+    assert g.edge_attr.shape[1] == 243
+    assert_round_trip_with_box(model, x, (3, 9, 9))
+
+
+def assert_round_trip_with_box(model, x, box):
+    g = nngraph.to_graph(model, x, kernel_box=box)
+    back = nngraph.from_graph(g, model, x)
+    for (name, a), b in zip(model.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+class GapCNN(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 3, k, padding=k // 2), nn.Conv2d(3, 2, k)
+        self.fc = nn.Linear(2, 4)
+
+    def forward(self, x):
+        h = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        return self.fc(F.adaptive_avg_pool2d(torch.relu(self.conv2(h)), 1).flatten(1))
+
+
+def test_batching_3x3_and_5x5_cnns_centres_the_kernels():
+    torch.manual_seed(0)
+    small, large = GapCNN(3), GapCNN(5)
+    x = torch.randn(1, 1, 12, 12)
+    g3, g5 = nngraph.to_graph(small, x), nngraph.to_graph(large, x)
+    assert g3.kernel_box.tolist() == [[1, 3, 3]] and g5.kernel_box.tolist() == [[1, 5, 5]]
+    batch = nngraph.batch_graphs([g3, g5])
+    assert batch.edge_attr.shape == (g3.num_edges + g5.num_edges, 25)
+    assert batch.num_graphs == 2 and batch.kernel_box.tolist() == [[1, 5, 5], [1, 5, 5]]
+    padded = batch.edge_attr[: g3.num_edges].view(-1, 5, 5)  # (E3, 5, 5)
+    assert torch.equal(padded[:, 1:4, 1:4].reshape(-1, 9), g3.edge_attr)  # the 3x3 kernel sits in the centre
+    border = torch.ones(5, 5, dtype=torch.bool)
+    border[1:4, 1:4] = False
+    assert padded[:, border].eq(0).all()
+    centre_conv = g3.edge_attr[:3].view(-1, 3, 3)[:, 1, 1]  # conv1's kernel centres
+    assert torch.equal(padded[:3, 2, 2], centre_conv) and torch.equal(centre_conv, small.conv1.weight[:, 0, 1, 1])
+    assert torch.equal(batch.edge_attr[g3.num_edges:], g5.edge_attr)
+    # the linear head's 1x1 "kernels" land on the centre of the box too
+    fc = padded[-8:].reshape(8, 25)  # the last 8 edges of the small graph: fc, 2 -> 4
+    assert torch.equal(fc[:, 12], small.fc.weight.reshape(-1))  # edge o * 2 + c carries weight[o, c]
+    assert fc[:, [i for i in range(25) if i != 12]].eq(0).all()
+
+
+def test_unbatched_input_keeps_channels_on_axis_0():
+    torch.manual_seed(0)
+    g = assert_round_trip(ConvPool(nn.AvgPool2d(2)), torch.randn(2, 6, 6))
+    assert g.num_nodes == 2 + 4 + 3
