@@ -7,7 +7,10 @@ Representation of one multi-head attention with embedding size ``E``, ``H`` head
   one per row of ``in_proj_weight`` (rows ``[Q; K; V]``), with a :attr:`EdgeType.WEIGHT` edge
   from every input neuron (the projection is a Linear layer) and ``in_proj_bias`` as their bias.
   Query, key and value read the ``query``, ``key`` and ``value`` tensors' neurons respectively, so
-  self-attention and cross-attention (``key is value`` or not) are represented the same way.
+  self-attention and cross-attention (``key is value`` or not) are represented the same way; a
+  bare ``nn.MultiheadAttention`` converted on its own has three inputs, hence three sets of input
+  nodes. ``batch_first`` only moves the sequence axis: the neurons are the last axis either way.
+  Masks may be model inputs (or absent); a mask computed from the model's activations is refused.
 - ``E`` output nodes (:attr:`NodeKind.LINEAR`): ``out_proj`` as WEIGHT edges value -> output,
   ``out_proj.bias`` as their bias.
 - ``H`` :attr:`NodeKind.HEAD` nodes with :attr:`EdgeType.HEAD_MEMBER` edges to the ``3d`` query,
@@ -23,12 +26,15 @@ it must keep the heads' contiguous blocks of ``d`` neurons together; the head no
 block. Output neurons of ``out_proj`` are ordinary permutable neurons (in a transformer layer they
 are tied to the residual stream through the residual SUM nodes).
 
-What the published systems do: Graph Metanetworks (Lim et al., ICLR 2024) build a "parameter
-graph" for self-attention in which the Q/K/V projections and the output projection are weighted
-edges and extra nodes record the multi-head structure; neural graphs (Kofinas et al., ICLR 2024)
-describe transformers on paper only (linear projections as layers of the graph); their released
-code converts MLPs and CNNs, not attention. This module follows the same idea — projections as
-Linear-like edges, heads as nodes — and adds the QK pairing and the block symmetry explicitly.
+What the published systems do (as far as the stored sources show): Graph Metanetworks (Lim et al.,
+ICLR 2024) list multi-head attention among the layers their "parameter graphs" cover (every
+parameter an edge or node feature, built by `gmn/graph_construct/` in cptq/graph_metanetworks,
+whose code was not available to read here); neural graphs (Kofinas et al., ICLR 2024) describe
+transformers on paper only and their released code (mkofinas/neural-graphs) builds graphs for
+MLPs and CNNs, not attention. This module follows the shared idea — the projections are
+Linear-like weight edges between neurons — and makes the multi-head structure explicit: head
+nodes, QK pairings and a block-restricted symmetry, so that the permutations the layout declares
+are exactly function-preserving.
 
 A TransformerEncoderLayer is kept as one fx leaf and converted from the same pieces: the attention
 above, the feed-forward ``linear1 -> activation -> linear2`` (hidden neurons permutable), residual
