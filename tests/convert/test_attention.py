@@ -291,3 +291,29 @@ class _LearnedMask(_InputMask):
 def test_mask_from_a_layer_is_refused():
     with pytest.raises(nngraph.UnsupportedError, match="computed from the model's activations"):
         nngraph.to_graph(_LearnedMask(), (torch.randn(5, E), torch.zeros(5, 5)))
+
+
+class TinyLM(nn.Module):
+    """Embedding -> TransformerEncoder (2 pre-norm layers) -> Linear: tokens in, logits out."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, E)
+        layer = nn.TransformerEncoderLayer(E, H, FF, dropout=0.0, batch_first=True, norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.out = nn.Linear(E, 11)
+
+    def forward(self, ids):
+        return self.out(self.enc(self.emb(ids)))
+
+
+def test_tiny_language_model_round_trips_and_symmetries():
+    torch.manual_seed(7)
+    model = randomize_norms(TinyLM()).double()
+    ids = torch.randint(0, 11, (2, 7))
+    g = assert_round_trip(model, ids)
+    assert len(nngraph.build_layout(model, (ids,)).symmetries) == 5  # residual stream, 2 x (heads, FF)
+    for seed in range(3):
+        permuted, perm = nngraph.random_hidden_permutation(model, torch.Generator().manual_seed(seed), ids)
+        assert_function_preserved(model, permuted, ids)
+        assert_same_up_to_relabelling(g, nngraph.to_graph(permuted, ids), perm)
