@@ -187,3 +187,21 @@ def test_refusals_name_the_problem():
     with pytest.raises(nngraph.UnsupportedError, match="flattened feature map"):
         nngraph.to_graph(nn.Sequential(nn.BatchNorm2d(3), nn.Flatten(), nn.BatchNorm1d(48), nn.Linear(48, 2)),
                          (torch.randn(2, 3, 4, 4),))
+
+
+def test_cnn_with_batch_norm_and_group_norm_round_trips_and_symmetries():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(2, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 4, 3), nn.GroupNorm(2, 4),
+                          nn.SiLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).double()
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
+    model.train()
+    model(x * 2 + 1)
+    model.eval()
+    with torch.no_grad():
+        for m in (model[1], model[4]):
+            m.weight.copy_(torch.randn_like(m.weight)); m.bias.copy_(torch.randn_like(m.bias))
+    g = assert_round_trip(model, x)
+    for seed in range(3):
+        permuted, perm = nngraph.random_hidden_permutation(model, torch.Generator().manual_seed(seed), x)
+        assert_function_preserved(model, permuted, x)
+        assert_same_up_to_relabelling(g, nngraph.to_graph(permuted, x), perm)
