@@ -1,0 +1,56 @@
+"""Sign-flip augmentation: the symmetry of odd activations that the graph does not capture.
+
+For an odd activation (``sin``, ``tanh``), negating a hidden neuron's incoming weights and bias together
+with its outgoing weights leaves the network's function unchanged. On a neural graph: draw ``s_v = +-1``
+for every flippable neuron (``s_v = 1`` for the rest), multiply every edge by ``s_src * s_dst`` (an edge
+between two flipped neurons keeps its sign), every bias by ``s_v``, and probe features by ``s_v``.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from nngraph import schema
+
+__all__ = ["ODD_ACTIVATIONS", "flippable_nodes", "sign_flip"]
+
+ODD_ACTIVATIONS = (schema.Activation.SINE, schema.Activation.TANH)
+_FLIPPABLE_KINDS = (schema.NodeKind.LINEAR, schema.NodeKind.CONV)
+
+
+def flippable_nodes(graph) -> torch.Tensor:
+    """``(N,)`` bool: hidden linear/conv neurons with an odd activation, touched only by weight edges.
+
+    Neurons that feed a residual sum, a norm or any other identity edge are left alone: negating them
+    would change the function.
+    """
+    odd = torch.zeros_like(graph.act, dtype=torch.bool)
+    for a in ODD_ACTIVATIONS:
+        odd |= graph.act == int(a)
+    kind_ok = torch.zeros_like(odd)
+    for k in _FLIPPABLE_KINDS:
+        kind_ok |= graph.node_kind == int(k)
+    ok = odd & kind_ok & (graph.node_type == int(schema.NodeType.HIDDEN))
+    structural = graph.edge_index[:, graph.edge_type != int(schema.EdgeType.WEIGHT)].reshape(-1)  # (2 * E_s,)
+    ok[structural] = False
+    return ok
+
+
+def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None):
+    """A copy of ``graph`` (a ``Data`` or a ``Batch``) with each flippable neuron negated with probability ``p``.
+
+    Shapes:
+        - ``x`` :math:`(N, F)`, ``edge_attr`` :math:`(E, K)`, ``probe`` :math:`(N, P)` keep their shapes.
+    """
+    ok = flippable_nodes(graph)
+    draw = torch.rand(ok.shape, generator=generator, device="cpu").to(ok.device) < p
+    sign = torch.where(ok & draw, -1.0, 1.0).to(graph.x.dtype)  # (N,)
+    src, dst = graph.edge_index
+    out = copy.copy(graph)  # shallow: shares the untouched tensors
+    out.edge_attr = graph.edge_attr * (sign[src] * sign[dst]).unsqueeze(-1)  # (E, K)
+    x = graph.x.clone()
+    x[:, schema.BIAS] = x[:, schema.BIAS] * sign
+    out.x = x
+    if getattr(graph, "probe", None) is not None:
+        out.probe = graph.probe * sign.unsqueeze(-1).to(graph.probe.dtype)  # (N, P)
+    return out

@@ -1,0 +1,140 @@
+"""Loading zoo splits as in-memory neural graphs, with the extra node features the tasks use.
+
+- probe features (``nngraph.probe_features``: each neuron's value on fixed probe inputs),
+- random positional features on hidden neurons (breaks permutation equivariance on purpose: a baseline),
+- :class:`GraphScaler`: per-depth RMS scaling of weights and biases (equivariant; commutes with sign flips).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import copy
+
+import torch
+from torch import nn
+
+import nngraph
+from nngraph import schema
+from nngraph.data import ZooDataset, example_inputs_for_spec
+
+__all__ = ["Split", "load_split", "probe_inputs_for", "add_positional_features", "GraphScaler"]
+
+
+@dataclass
+class Split:
+    """One split of a zoo: graphs (with ``probe`` if asked), the models, their manifest entries."""
+
+    graphs: list
+    models: list[nn.Module]
+    entries: list[dict]
+    dataset: ZooDataset = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+
+def probe_inputs_for(spec: dict, num: int, seed: int = 0) -> torch.Tensor:
+    """``num`` fixed probe inputs for models of ``spec``: uniform in [-1, 1] (coordinates of an INR, pixels)."""
+    shape = example_inputs_for_spec(spec, 1)[0].shape[1:]
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(num, *shape, generator=g) * 2 - 1  # (P, *in_shape)
+
+
+def load_split(root: str, split: str, num_probes: int = 0, families=None, max_items: int | None = None,
+               probe_seed: int = 0) -> Split:
+    """The graphs and models of ``split`` of the zoo at ``root``, in memory.
+
+    With ``num_probes > 0`` every graph gets ``probe`` ``(N, num_probes)`` from the same probe inputs.
+    Models the converter refuses are left out (with a warning from :class:`~nngraph.data.ZooDataset`).
+    """
+    ds = ZooDataset(root, split, families=families, in_memory=True, progress=False, skip_unsupported=True)
+    n = len(ds) if max_items is None else min(len(ds), max_items)
+    graphs, models, entries = [], [], []
+    for i in range(n):
+        g = ds[i]
+        model = ds.load_model(i)
+        if num_probes > 0:
+            inputs = probe_inputs_for(ds.entry(i)["spec"], num_probes, probe_seed)
+            g.probe = nngraph.probe_features(model, inputs).float()  # (N, P)
+        graphs.append(g)
+        models.append(model)
+        entries.append(ds.entry(i))
+    return Split(graphs, models, entries, ds)
+
+
+def add_positional_features(graphs: list, dim: int, seed: int = 0) -> list:
+    """Copies of ``graphs`` whose ``probe`` gains ``dim`` columns: a fixed random vector per node *position*
+    for hidden neurons (zeros elsewhere). Relabelling hidden neurons no longer relabels the features, so
+    an encoder reading them is no longer permutation-equivariant (the "broken symmetry" baseline).
+    """
+    max_nodes = max(int(g.num_nodes) for g in graphs)
+    table = torch.randn(max_nodes, dim, generator=torch.Generator().manual_seed(seed))  # (N_max, dim)
+    out = []
+    for g in graphs:
+        g = g.clone()
+        hidden = (g.node_type == int(schema.NodeType.HIDDEN)).unsqueeze(-1)  # (N, 1)
+        pos = table[: int(g.num_nodes)] * hidden  # (N, dim)
+        old = getattr(g, "probe", None)
+        g.probe = pos if old is None else torch.cat([old, pos], dim=-1)  # (N, P + dim)
+        out.append(g)
+    return out
+
+
+class GraphScaler(nn.Module):
+    """Divides weights by the RMS of their depth and biases by the RMS of theirs (fitted on training graphs).
+
+    The depth of an edge is the ``layer`` of its target neuron. One scale per depth is the same for every
+    neuron of a layer, so scaling commutes with relabelling hidden neurons, and (no centring) with sign flips.
+    Scales are buffers, saved with the model.
+
+    Args:
+        max_layers: depths beyond this share the last scale.
+    """
+
+    def __init__(self, max_layers: int = 64):
+        super().__init__()
+        self.max_layers = max_layers
+        self.register_buffer("edge_scale", torch.ones(max_layers))
+        self.register_buffer("node_scale", torch.ones(max_layers))
+
+    def _depth(self, layer: torch.Tensor) -> torch.Tensor:
+        return layer.clamp(0, self.max_layers - 1)
+
+    @torch.no_grad()
+    def fit(self, graphs: list) -> "GraphScaler":
+        """Set the scales from the RMS of weight edges and biases per depth over ``graphs``."""
+        e_sum, e_cnt = torch.zeros(self.max_layers), torch.zeros(self.max_layers)
+        n_sum, n_cnt = torch.zeros(self.max_layers), torch.zeros(self.max_layers)
+        for g in graphs:
+            w = g.edge_type == int(schema.EdgeType.WEIGHT)
+            d = self._depth(g.layer[g.edge_index[1, w]])  # (E_w,)
+            sq = g.edge_attr[w].pow(2)  # (E_w, K)
+            nz = (g.edge_attr[w] != 0).sum(-1).float()  # padding zeros do not count
+            e_sum.index_add_(0, d, sq.sum(-1).float())
+            e_cnt.index_add_(0, d, nz)
+            hidden_or_out = g.node_type != int(schema.NodeType.INPUT)
+            dn = self._depth(g.layer[hidden_or_out])
+            n_sum.index_add_(0, dn, g.x[hidden_or_out, schema.BIAS].pow(2).float())
+            n_cnt.index_add_(0, dn, (g.x[hidden_or_out, schema.BIAS] != 0).float())
+        self.edge_scale.copy_(torch.where(e_cnt > 0, (e_sum / e_cnt.clamp(min=1)).sqrt(), torch.ones(1)).clamp(min=1e-6))
+        self.node_scale.copy_(torch.where(n_cnt > 0, (n_sum / n_cnt.clamp(min=1)).sqrt(), torch.ones(1)).clamp(min=1e-6))
+        return self
+
+    def edge_factor(self, batch) -> torch.Tensor:
+        """``(E, 1)``: the scale of every edge (1 for identity / structural edges)."""
+        s = self.edge_scale[self._depth(batch.layer[batch.edge_index[1]])]  # (E,)
+        s = torch.where(batch.edge_type == int(schema.EdgeType.WEIGHT), s, torch.ones_like(s))
+        return s.unsqueeze(-1)
+
+    def node_factor(self, batch) -> torch.Tensor:
+        """``(N,)``: the bias scale of every node."""
+        return self.node_scale[self._depth(batch.layer)]
+
+    def forward(self, batch):
+        """A shallow copy of ``batch`` with scaled ``edge_attr`` and bias column."""
+        out = copy.copy(batch)  # shallow: shares the untouched tensors
+        out.edge_attr = batch.edge_attr / self.edge_factor(batch)  # (E, K)
+        x = batch.x.clone()
+        x[:, schema.BIAS] = x[:, schema.BIAS] / self.node_factor(batch)
+        out.x = x
+        return out

@@ -1,0 +1,151 @@
+"""INR classification: predict the digit a SIREN represents from its weights alone.
+
+    python -m tasks.inr_classification --zoo zoos/inr --out runs/inr_cls --epochs 30
+
+Rows of the results table (test accuracy): the encoder without / with probe features, with sign-flip
+augmentation, with equivariance broken (random positional features on hidden neurons); an MLP on the
+flattened weights; weight statistics + gradient boosting; and an MLP on the pixels (the ceiling).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from .augment import sign_flip
+from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
+from .graph_training import predict_graphs, train_graph_predictor
+from .graphs import GraphScaler, add_positional_features, load_split
+from .report import format_table, plot_curves, row, save_results
+from .weightstats import weight_stat_features
+
+TASK = "inr_classification"
+METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encoder_probe_flip", "encoder_broken")
+
+
+def _csv(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tasks.inr_classification", description=__doc__.split("\n")[0])
+    p.add_argument("--zoo", required=True, help="an INR zoo directory (python -m nngraph.zoo inr --out ...)")
+    p.add_argument("--out", default="runs/inr_classification", help="where runs, plots and results go")
+    p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--baseline-epochs", type=int, default=100)
+    p.add_argument("--hidden-dim", type=int, default=32)
+    p.add_argument("--num-layers", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--probes", type=int, default=16, help="probe inputs (coordinates) for the probe variants")
+    p.add_argument("--positional-dim", type=int, default=8, help="random positional features (broken variant)")
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return float((pred == y).float().mean())
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Train every method of ``args.methods``; returns the results rows (and writes results.json, plots)."""
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    os.makedirs(args.out, exist_ok=True)
+    progress = not args.no_progress
+    train = load_split(args.zoo, "train", args.probes, max_items=args.max_train)
+    val = load_split(args.zoo, "val", args.probes)
+    test = load_split(args.zoo, "test", args.probes)
+    y = {name: torch.tensor([e["label"] for e in s.entries]) for name, s in
+         (("train", train), ("val", val), ("test", test))}
+    rows, histories = [], {}
+    common = dict(hidden_dim=args.hidden_dim, num_layers=args.num_layers, epochs=args.epochs,
+                  batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
+                  seed=args.seed, device=args.device, progress=progress)
+    scaler = GraphScaler().fit(train.graphs)
+    n_note = f"{len(train)} train / {len(test)} test INRs"
+
+    variants = {  # name -> (probe_dim, augment, positional)
+        "encoder": (0, None, False),
+        "encoder_probe": (args.probes, None, False),
+        "encoder_probe_flip": (args.probes, sign_flip, False),
+        "encoder_broken": (args.probes, sign_flip, True),
+    }
+    for name, (probe_dim, augment, positional) in variants.items():
+        if name not in args.methods:
+            continue
+        graphs = {k: s.graphs for k, s in (("train", train), ("val", val), ("test", test))}
+        if positional:
+            graphs = {k: add_positional_features(g, args.positional_dim, args.seed) for k, g in graphs.items()}
+            probe_dim += args.positional_dim
+        start = time.perf_counter()
+        model, result = train_graph_predictor(graphs["train"], graphs["val"], "classification",
+                                              run_dir(args.out, name), scaler, 10, probe_dim=probe_dim,
+                                              augment=augment, **common)
+        acc = _accuracy(predict_graphs(model, graphs["test"], "classification").argmax(-1), y["test"])
+        histories[name] = result.history
+        note = {"encoder": "no probe features", "encoder_probe": f"{args.probes} probe inputs",
+                "encoder_probe_flip": "probes + sign-flip augmentation",
+                "encoder_broken": f"as probe_flip + {args.positional_dim} random positional features"}[name]
+        rows.append(row(TASK, name, "test_acc", acc, time.perf_counter() - start, note=note,
+                        best_epoch=result.best_epoch))
+        print(f"{name}: test accuracy {acc:.4f}", flush=True)
+
+    if "flat_mlp" in args.methods:
+        start = time.perf_counter()
+        flat = {k: torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in s.models])
+                for k, s in (("train", train), ("val", val), ("test", test))}  # (M, num_params)
+        model, result = fit_vector_mlp(flat["train"], y["train"], flat["val"], y["val"], "classification",
+                                       run_dir(args.out, "flat_mlp"), epochs=args.baseline_epochs, seed=args.seed,
+                                       patience=args.patience)
+        acc = _accuracy(predict_vectors(model, flat["test"]).argmax(-1), y["test"])
+        histories["flat_mlp"] = result.history
+        rows.append(row(TASK, "flat_mlp", "test_acc", acc, time.perf_counter() - start, note="MLP on weight vector"))
+
+    if "stats_gbm" in args.methods:
+        start = time.perf_counter()
+        feats = {k: torch.stack([weight_stat_features(m) for m in s.models])
+                 for k, s in (("train", train), ("test", test))}  # (M, D)
+        pred = torch.as_tensor(gradient_boosting(feats["train"], y["train"], feats["test"], "classification",
+                                                 args.seed))
+        rows.append(row(TASK, "stats_gbm", "test_acc", _accuracy(pred, y["test"]), time.perf_counter() - start,
+                        note="weight statistics + gradient boosting"))
+
+    if "pixels" in args.methods:
+        start = time.perf_counter()
+        pix = {k: torch.stack([s.dataset.image(i).reshape(-1) for i in range(len(s))])
+               for k, s in (("train", train), ("val", val), ("test", test))}  # (M, C*H*W)
+        model, result = fit_vector_mlp(pix["train"], y["train"], pix["val"], y["val"], "classification",
+                                       run_dir(args.out, "pixels"), epochs=args.baseline_epochs, seed=args.seed,
+                                       patience=args.patience)
+        acc = _accuracy(predict_vectors(model, pix["test"]).argmax(-1), y["test"])
+        histories["pixels"] = result.history
+        rows.append(row(TASK, "pixels", "test_acc", acc, time.perf_counter() - start,
+                        note="ceiling: MLP on the images"))
+
+    for r in rows:
+        r["note"] = f"{r['note']}; {n_note}"
+    if histories:
+        plot_curves(histories, ["train_loss", "val_acc"], os.path.join(args.out, "curves.png"), "INR classification")
+    save_results(rows, os.path.join(args.out, "results.json"))
+    return rows
+
+
+def main(argv=None) -> int:
+    rows = run(build_parser().parse_args(argv))
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

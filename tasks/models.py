@@ -1,0 +1,89 @@
+"""The models the tasks train: the graph encoder with a readout or a per-weight head, and a plain MLP."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import nngraph
+from nngraph import schema
+
+from .graphs import GraphScaler
+
+__all__ = ["GraphPredictor", "GraphEditor", "VectorMLP"]
+
+
+class GraphPredictor(nn.Module):
+    """``NeuralGraphEncoder`` on scaled graphs: one output vector per graph (logits or a regression value).
+
+    Args:
+        scaler: a fitted :class:`GraphScaler`.
+        out_dim, hidden_dim, num_layers, probe_dim, dropout: of the encoder.
+    """
+
+    def __init__(self, scaler: GraphScaler, out_dim: int, hidden_dim: int = 32, num_layers: int = 3,
+                 probe_dim: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.scaler = scaler
+        self.encoder = nngraph.NeuralGraphEncoder(out_dim, hidden_dim=hidden_dim, num_layers=num_layers,
+                                                  probe_dim=probe_dim, dropout=dropout)
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.encoder(self.scaler(batch))  # (B, out_dim)
+
+
+class GraphEditor(nn.Module):
+    """Predicts a delta for every weight and bias: ``encoder.encode`` + ``NodeEdgeHead``.
+
+    The deltas are multiplied back by the scaler's per-depth scales (so a unit output moves a weight by
+    the typical size of the weights of its layer) and masked to entries that hold parameters (the bias
+    column of non-input neurons; weight edges).
+
+    Shapes:
+        - **output:** ``dx`` :math:`(N, 5)`, ``de`` :math:`(E, K)`
+    """
+
+    def __init__(self, scaler: GraphScaler, hidden_dim: int = 32, num_layers: int = 3, probe_dim: int = 0,
+                 init_scale: float = 0.01):
+        super().__init__()
+        self.scaler = scaler
+        self.encoder = nngraph.NeuralGraphEncoder(1, hidden_dim=hidden_dim, num_layers=num_layers,
+                                                  probe_dim=probe_dim)
+        self.encoder.readout.requires_grad_(False)  # unused: per-weight outputs only
+        self.head = nngraph.NodeEdgeHead(hidden_dim, init_scale=init_scale)
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        h, e = self.encoder.encode(self.scaler(batch))  # (N, H), (E, H)
+        dx, de = self.head(h, e, batch.kernel_box, batch.edge_attr.size(1))  # (N, 5), (E, K)
+        node_mask = torch.zeros_like(dx)
+        node_mask[:, schema.BIAS] = (batch.node_type != int(schema.NodeType.INPUT)).to(dx.dtype)
+        dx = dx * node_mask * self.scaler.node_factor(batch).unsqueeze(-1)
+        edge_mask = (batch.edge_type == int(schema.EdgeType.WEIGHT)).to(de.dtype).unsqueeze(-1)  # (E, 1)
+        de = de * edge_mask * self.scaler.edge_factor(batch)
+        return dx, de
+
+
+class VectorMLP(nn.Module):
+    """``Linear -> act -> ... -> Linear`` on standardised feature vectors (mean/std are buffers).
+
+    Args:
+        in_dim, out_dim: widths; ``hidden``: hidden widths; ``dropout``: after each hidden layer.
+        mean, std: ``(in_dim,)`` feature standardisation (fit on the training set).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden=(128, 128), dropout: float = 0.0,
+                 mean: torch.Tensor | None = None, std: torch.Tensor | None = None, act: str = "relu"):
+        super().__init__()
+        acts = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+        if act not in acts:
+            raise ValueError(f"Could not resolve activation {act!r} among choices {sorted(acts)}")
+        layers, width = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), acts[act](), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.zeros(in_dim) if mean is None else mean.float())
+        self.register_buffer("std", torch.ones(in_dim) if std is None else std.float().clamp(min=1e-8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)  # (B, out_dim)

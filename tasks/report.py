@@ -1,0 +1,100 @@
+"""Results rows, the printed table, a JSON of results, and the plots (matplotlib Agg, PNG)."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["row", "format_table", "save_results", "plot_curves", "plot_scatter", "plot_edit_grid"]
+
+
+def row(task: str, method: str, metric: str, value: float, seconds: float | None = None, **extra) -> dict[str, Any]:
+    """One line of the results table."""
+    return {"task": task, "method": method, "metric": metric, "value": float(value),
+            "seconds": None if seconds is None else round(float(seconds), 1), **extra}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+    return "" if v is None else str(v)
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table: task, method, metric, value, training seconds, and any notes."""
+    header = ["task", "method", "metric", "value", "seconds", "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [_fmt(r.get(h)) if h != "seconds" else ("" if r.get(h) is None else f"{r[h]:.0f}") for h in header]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_results(rows: Sequence[dict[str, Any]], path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(list(rows), f, indent=2)
+
+
+def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str, title: str = "") -> str:
+    """Training curves: one panel per metric in ``keys``, one line per run."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, hist in histories.items():
+            pts = [(h["epoch"], h[key]) for h in hist if h.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=name, marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_scatter(true: np.ndarray, pred: np.ndarray, groups: Sequence[str], path: str, title: str = "") -> str:
+    """Predicted vs true values, coloured by group (architecture family)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    groups = np.asarray(groups)
+    for g in sorted(set(groups.tolist())):
+        m = groups == g
+        ax.scatter(np.asarray(true)[m], np.asarray(pred)[m], s=14, label=g, alpha=0.75)
+    lo = float(min(np.min(true), np.min(pred)))
+    hi = float(max(np.max(true), np.max(pred)))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("true test accuracy")
+    ax.set_ylabel("predicted")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_edit_grid(columns: dict[str, np.ndarray], path: str, max_rows: int = 6) -> str:
+    """A grid of images: one column per entry of ``columns`` (each ``(M, H, W)``), one row per example."""
+    names = list(columns)
+    n = min(max_rows, len(next(iter(columns.values()))))
+    fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(n):
+            ax = axes[i][j]
+            ax.imshow(np.clip(columns[name][i], 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
