@@ -23,7 +23,38 @@ def _architecture_key(module: nn.Module, example_inputs, kernel_box, method) -> 
         shapes = None
     params = tuple((n, tuple(p.shape), p.dtype) for n, p in module.named_parameters(remove_duplicate=False))
     buffers = tuple((n, tuple(b.shape)) for n, b in module.named_buffers(remove_duplicate=False))
-    return (type(module), repr(module), params, buffers, shapes, kernel_box, method)
+    return (_module_signature(module), params, buffers, shapes, kernel_box, method)
+
+
+_PLAIN = (bool, int, float, str, type(None))
+_INTERNAL = {"_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set"}
+
+
+def _attribute_signature(value):
+    """A hashable stand-in for an attribute a ``forward`` may branch on; unknown objects by identity."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_attribute_signature(v) for v in value))
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype)
+    return ("object", id(value))
+
+
+def _module_signature(module: nn.Module) -> tuple:
+    """Everything about ``module`` and its submodules that may change the traced graph: their
+    classes, names and plain attributes (flags, sizes, strings); any other attribute (a function,
+    a config object) by identity, so that two models share a cached layout only when their
+    forwards cannot differ."""
+    out = []
+    for name, sub in module.named_modules(remove_duplicate=False):
+        attrs = tuple(
+            (k, _attribute_signature(v)) for k, v in sorted(vars(sub).items())
+            if k not in _INTERNAL and not k.startswith("_forward") and not k.startswith("_backward")
+            and not k.endswith("hooks")
+        )
+        out.append((name, type(sub), attrs))
+    return tuple(out)
 
 
 def build_layout(
@@ -42,6 +73,11 @@ def build_layout(
     key = _architecture_key(module, example_inputs, kernel_box, method) if cache else None
     if key is not None and key in _LAYOUT_CACHE:
         return _LAYOUT_CACHE[key]
+    if key is not None and kernel_box is not None:
+        # from_graph passes the graph's box: the default layout serves when its box is that box
+        default = _LAYOUT_CACHE.get(_architecture_key(module, example_inputs, None, method))
+        if default is not None and default.kernel_box == tuple(int(v) for v in kernel_box):
+            return default
     gm, aliases = trace(module, example_inputs, method)
     builder = GraphBuilder(module, aliases)
     walk(gm, builder)

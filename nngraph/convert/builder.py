@@ -117,7 +117,8 @@ class GraphBuilder:
         self._edge_chunks["src"].append(src)
         self._edge_chunks["dst"].append(dst)
         self._edge_chunks["type"].append(torch.full((count,), int(edge_type)))
-        self._edge_chunks["kshape"].append(torch.tensor(kernel_shape, dtype=torch.long).expand(count, 3))
+        if count:  # one (3,) kernel shape per block of edges; only the largest matters (the box)
+            self._edge_chunks["kshape"].append(torch.tensor(kernel_shape, dtype=torch.long))
         if identity:
             self._edge_constants.append(ids)
         return ids
@@ -153,9 +154,12 @@ class GraphBuilder:
         be the kernel shape those edges were added with. ``edges`` and ``kernel_pos`` broadcast to
         the parameter's shape."""
         name, tensor = self._claim(name)
-        edges = edges.expand(tensor.shape).reshape(-1).long()
-        kernel_pos = torch.as_tensor(kernel_pos).expand(tensor.shape).reshape(-1).long()
-        self._edge_placements.append((name, edges, kernel_pos, tuple(kernel_shape)))
+        edges, kernel_pos = edges.long(), torch.as_tensor(kernel_pos).long()
+        for index in (edges, kernel_pos):
+            if torch.broadcast_shapes(index.shape, tensor.shape) != tensor.shape:
+                raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {tuple(tensor.shape)}")
+        # kept broadcastable (not expanded to one entry per weight) until finish: memory
+        self._edge_placements.append((name, edges, kernel_pos, tuple(kernel_shape), tuple(tensor.shape)))
 
     # ------------------------------------------------------------- symmetries
     def _root(self, group: int) -> int:
@@ -230,16 +234,16 @@ class GraphBuilder:
         cat = lambda chunks, n: torch.cat(chunks) if chunks else torch.zeros(n, dtype=torch.long)  # noqa: E731
         src = cat(self._edge_chunks["src"], 0)
         dst = cat(self._edge_chunks["dst"], 0)
-        kshape = torch.cat(self._edge_chunks["kshape"]) if self._edge_chunks["kshape"] else torch.ones(0, 3).long()
-        box = torch.ones(3, dtype=torch.long) if kshape.numel() == 0 else kshape.amax(0)
+        kshapes = self._edge_chunks["kshape"]
+        box = torch.stack(kshapes).amax(0) if kshapes else torch.ones(3, dtype=torch.long)
         if kernel_box is not None:
             wanted = torch.tensor(kernel_box, dtype=torch.long)
             if (wanted < box).any():
                 raise ValueError(f"kernel_box {tuple(kernel_box)} is smaller than the largest kernel {tuple(box.tolist())}")
             box = wanted
         edge_placements = tuple(
-            EdgePlacement(name, edges * int(box.prod()) + _box_position(kernel_pos, torch.tensor([shape]), box))
-            for name, edges, kernel_pos, shape in self._edge_placements
+            EdgePlacement(name, _flat_positions(edges, kernel_pos, torch.tensor([kshape]), box, shape))
+            for name, edges, kernel_pos, kshape, shape in self._edge_placements
         )
         constant_edges = torch.cat(self._edge_constants) if self._edge_constants else torch.zeros(0, dtype=torch.long)
         centre = int(_box_position(torch.zeros(1, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), box))
@@ -274,11 +278,22 @@ class GraphBuilder:
         return tuple(out)
 
 
+def _flat_positions(edges, kernel_pos, kshape, box, shape) -> torch.Tensor:
+    """``(prod(shape),)`` positions in the flat ``edge_attr`` of a parameter of ``shape`` whose entry
+    ``idx`` is at kernel position ``kernel_pos[idx]`` of edge ``edges[idx]`` (both broadcast to ``shape``)."""
+    positions = edges * int(box.prod()) + _box_position(kernel_pos, kshape, box)  # broadcastable to shape
+    return positions.expand(shape).reshape(-1)  # (numel,)
+
+
 def _box_position(kernel_pos: torch.Tensor, kshape: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     """Flat position inside ``box`` of flat position ``kernel_pos`` of a kernel of shape ``kshape``
     (``(n, 3)`` or ``(1, 3)``), the kernel centred in the box (floor for odd margins)."""
     if kernel_pos.numel() == 0:
         return kernel_pos
+    if kshape.shape[0] == 1 and kernel_pos.numel() > int(kshape.prod()):
+        # one kernel shape for many entries: work out its positions once, then gather
+        table = _box_position(torch.arange(int(kshape.prod())), kshape, box)  # (prod(kshape),)
+        return table[kernel_pos]
     d = kernel_pos // (kshape[:, 1] * kshape[:, 2])
     h = (kernel_pos // kshape[:, 2]) % kshape[:, 1]
     w = kernel_pos % kshape[:, 2]
