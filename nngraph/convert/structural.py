@@ -118,7 +118,8 @@ def _reshape(ctx, node, x, *shape, **kwargs):
 @register_function(operator.getitem)
 def _getitem(ctx, node, obj, index):
     if isinstance(obj, (tuple, list)):
-        return obj[index]
+        item = obj[index]  # the element's consumers are this node's, not the tuple's
+        return item.with_(source=node) if isinstance(item, TensorValue) else item
     if isinstance(obj, Opaque):
         return Opaque(node.name)
     if not isinstance(obj, TensorValue):

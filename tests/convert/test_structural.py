@@ -163,3 +163,20 @@ def test_output_neurons_are_indexed_and_fixed():
     g = nngraph.to_graph(ResidualMLP())
     out = g.node_type == NodeType.OUTPUT
     assert g.node_index[out].tolist() == [0, 1]
+
+
+def test_layout_cache_tells_apart_models_whose_forward_branches_on_a_flag():
+    class Flagged(nn.Module):
+        def __init__(self, flag):
+            super().__init__()
+            self.flag = flag
+            self.a, self.b = nn.Linear(2, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(torch.relu(h) if self.flag else torch.tanh(h))
+
+    relu, tanh = nngraph.to_graph(Flagged(True)), nngraph.to_graph(Flagged(False))
+    assert (relu.act == Activation.RELU).sum() == 3 and (tanh.act == Activation.TANH).sum() == 3
+    # same architecture, other weights: one cached layout serves both
+    assert nngraph.build_layout(Flagged(True)) is nngraph.build_layout(Flagged(True))
