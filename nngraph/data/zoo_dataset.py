@@ -73,7 +73,7 @@ class ZooDataset(Dataset):
 
     - ``y``: ``(1,)`` the target, ``long`` for integer fields (the digit of an INR), ``float``
       otherwise (the test accuracy of a classifier),
-    - ``family`` (str), ``model_id`` (str), ``index`` ``(1,)`` long (the model's zoo index),
+    - ``family`` (str), ``model_id`` (str), ``model_idx`` ``(1,)`` long (the model's zoo index),
     - one ``(1,)`` float tensor per name in ``fields``.
 
     Args:
@@ -175,7 +175,7 @@ class ZooDataset(Dataset):
         data.y = torch.tensor([value], dtype=torch.long if isinstance(value, int) else torch.float)
         data.family = entry["family"]
         data.model_id = entry["id"]
-        data.index = torch.tensor([entry["index"]])
+        data.model_idx = torch.tensor([entry["index"]])  # not "index": PyG would offset it when batching
         for name in self.fields:
             data[name] = torch.tensor([float(entry[name])])
         return data

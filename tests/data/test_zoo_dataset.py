@@ -137,3 +137,12 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_batched_metadata_is_not_offset(inr_zoo):
+    from torch_geometric.data import Batch
+
+    ds = ZooDataset(inr_zoo, split="train", progress=False)
+    batch = Batch.from_data_list([ds[0], ds[1]])
+    assert batch.model_idx.tolist() == [ds.entry(0)["index"], ds.entry(1)["index"]]
+    assert batch.model_id == [ds.entry(0)["id"], ds.entry(1)["id"]]
