@@ -35,7 +35,8 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
     ``"regression"`` (monitors ``val_loss``). ``augment`` (a batch -> batch function) is applied to
     training batches only."""
     seed_everything(seed)
-    model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout)
+    box = tuple(int(v) for v in train_graphs[0].kernel_box.reshape(-1))
+    model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout, box)
 
     def loss_fn(m, batch):
         if augment is not None:
@@ -60,7 +61,7 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          monitor=monitor, mode=mode, patience=patience, seed=seed, device=device, progress=progress)
     run_settings = {"model": "graph_predictor", "kind": kind, "out_dim": out_dim, "hidden_dim": hidden_dim,
-                    "num_layers": num_layers, "probe_dim": probe_dim, "dropout": dropout,
+                    "num_layers": num_layers, "probe_dim": probe_dim, "kernel_box": list(box), "dropout": dropout,
                     "augment": getattr(augment, "__name__", None), "n_train": len(train_graphs), **(settings or {})}
     result = fit(model, train_graphs, val_graphs, loss_fn, eval_fn, config, run_settings)
     return model, result

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import copy
+import json
 
 import torch
 from torch import nn
@@ -16,8 +17,9 @@ from torch import nn
 import nngraph
 from nngraph import schema
 from nngraph.data import ZooDataset, example_inputs_for_spec
+from nngraph.zoo import Zoo, build_model
 
-__all__ = ["Split", "load_split", "probe_inputs_for", "add_positional_features", "GraphScaler"]
+__all__ = ["Split", "load_split", "zoo_kernel_box", "probe_inputs_for", "add_positional_features", "GraphScaler"]
 
 
 @dataclass
@@ -40,6 +42,31 @@ def probe_inputs_for(spec: dict, num: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(num, *shape, generator=g) * 2 - 1  # (P, *in_shape)
 
 
+_BOXES: dict[str, tuple[int, int, int]] = {}
+
+
+def zoo_kernel_box(root: str) -> tuple[int, int, int]:
+    """The elementwise largest edge-kernel box over every architecture of a zoo, read from the converter.
+
+    Workaround: ``ZooDataset(kernel_box="auto")`` looks only at ``spec["kernel_size"]`` and misses the
+    spatial maps of a flatten head (a ResNet with stem stride 1 and a flatten head on 8x8 digits has 8x8
+    edge kernels), so conversion fails with "kernel_box is smaller than the largest kernel".
+    """
+    if root not in _BOXES:
+        box = [1, 1, 1]
+        seen = set()
+        for e in Zoo(root).entries:
+            key = json.dumps(e["spec"], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            spec = e["spec"]
+            g = nngraph.to_graph(build_model(spec), example_inputs_for_spec(spec))
+            box = [max(a, int(b)) for a, b in zip(box, g.kernel_box.reshape(-1))]
+        _BOXES[root] = tuple(box)
+    return _BOXES[root]
+
+
 def load_split(root: str, split: str, num_probes: int = 0, families=None, max_items: int | None = None,
                probe_seed: int = 0) -> Split:
     """The graphs and models of ``split`` of the zoo at ``root``, in memory.
@@ -47,7 +74,8 @@ def load_split(root: str, split: str, num_probes: int = 0, families=None, max_it
     With ``num_probes > 0`` every graph gets ``probe`` ``(N, num_probes)`` from the same probe inputs.
     Models the converter refuses are left out (with a warning from :class:`~nngraph.data.ZooDataset`).
     """
-    ds = ZooDataset(root, split, families=families, in_memory=True, progress=False, skip_unsupported=True)
+    ds = ZooDataset(root, split, families=families, kernel_box=zoo_kernel_box(root), in_memory=True,
+                    progress=False, skip_unsupported=True)
     n = len(ds) if max_items is None else min(len(ds), max_items)
     graphs, models, entries = [], [], []
     for i in range(n):

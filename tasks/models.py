@@ -12,6 +12,11 @@ from .graphs import GraphScaler
 __all__ = ["GraphPredictor", "GraphEditor", "VectorMLP"]
 
 
+def max_box(kernel_box) -> tuple[int, int, int]:
+    """The encoder's ``max_kernel_box``: its default (3, 7, 7), grown to fit the data's ``kernel_box``."""
+    return tuple(max(a, int(b)) for a, b in zip((3, 7, 7), kernel_box))
+
+
 class GraphPredictor(nn.Module):
     """``NeuralGraphEncoder`` on scaled graphs: one output vector per graph (logits or a regression value).
 
@@ -21,11 +26,12 @@ class GraphPredictor(nn.Module):
     """
 
     def __init__(self, scaler: GraphScaler, out_dim: int, hidden_dim: int = 32, num_layers: int = 3,
-                 probe_dim: int = 0, dropout: float = 0.0):
+                 probe_dim: int = 0, dropout: float = 0.0, kernel_box=(1, 1, 1)):
         super().__init__()
         self.scaler = scaler
         self.encoder = nngraph.NeuralGraphEncoder(out_dim, hidden_dim=hidden_dim, num_layers=num_layers,
-                                                  probe_dim=probe_dim, dropout=dropout)
+                                                  probe_dim=probe_dim, dropout=dropout,
+                                                  max_kernel_box=max_box(kernel_box))
 
     def forward(self, batch) -> torch.Tensor:
         return self.encoder(self.scaler(batch))  # (B, out_dim)

@@ -1,0 +1,163 @@
+"""Accuracy prediction: regress each classifier's test accuracy from its weights (mixed architectures).
+
+    python -m tasks.accuracy_prediction --zoo zoos/clf --out runs/acc_pred --epochs 40
+
+Reports Kendall's tau and R² on held-out models, tau per architecture family, and tau / R² on a family
+held out of training entirely. Rows: the encoder, the encoder with equivariance broken, weight statistics
++ gradient boosting and + an MLP. (An MLP on the flattened weights needs one architecture: not applicable.)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
+from .graph_training import predict_graphs, train_graph_predictor
+from .graphs import GraphScaler, add_positional_features, load_split
+from .metrics import kendall_tau, per_group_tau, r2
+from .report import format_table, plot_curves, plot_scatter, row, save_results
+from .weightstats import weight_stat_features
+
+TASK = "accuracy_prediction"
+METHODS = ("encoder", "encoder_broken", "stats_gbm", "stats_mlp")
+
+
+def _csv(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tasks.accuracy_prediction", description=__doc__.split("\n")[0])
+    p.add_argument("--zoo", required=True, help="a classifier zoo (python -m nngraph.zoo classifiers --out ...)")
+    p.add_argument("--out", default="runs/accuracy_prediction")
+    p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
+    p.add_argument("--holdout-family", default="resnet", help="family left out of training for the transfer test "
+                   "('' to skip)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--baseline-epochs", type=int, default=200)
+    p.add_argument("--hidden-dim", type=int, default=32)
+    p.add_argument("--num-layers", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--positional-dim", type=int, default=8)
+    p.add_argument("--gbm-iters", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _targets(split) -> np.ndarray:
+    return np.array([e["test_acc"] for e in split.entries], dtype=float)
+
+
+def _families(split) -> list[str]:
+    return [e["family"] for e in split.entries]
+
+
+def _subset(split, keep):
+    from .graphs import Split
+
+    idx = [i for i, e in enumerate(split.entries) if keep(e)]
+    return Split([split.graphs[i] for i in idx], [split.models[i] for i in idx], [split.entries[i] for i in idx],
+                 split.dataset)
+
+
+def _score_rows(method: str, true, pred, families, seconds, note, scope: str = "test") -> list[dict]:
+    rows = [row(TASK, method, f"kendall_tau[{scope}]", kendall_tau(true, pred), seconds, note=note),
+            row(TASK, method, f"r2[{scope}]", r2(true, pred), None, note=note)]
+    if scope == "test":
+        for fam, tau in per_group_tau(true, pred, families).items():
+            rows.append(row(TASK, method, f"kendall_tau[{fam}]", tau, None, note=f"n={families.count(fam)}"))
+    return rows
+
+
+def _graph_method(args, name, train, val, test, progress, tag=""):
+    """Train the encoder (``name`` = encoder / encoder_broken) and predict ``test``; returns (pred, result)."""
+    graphs = [train.graphs, val.graphs, test.graphs]
+    probe_dim = 0
+    if name == "encoder_broken":
+        graphs = [add_positional_features(g, args.positional_dim, args.seed) for g in graphs]
+        probe_dim = args.positional_dim
+    scaler = GraphScaler().fit(graphs[0])
+    model, result = train_graph_predictor(
+        graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
+        num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
+        progress=progress)
+    return predict_graphs(model, graphs[2], "regression").numpy(), result
+
+
+def _stats_method(args, name, train, val, test, tag=""):
+    feats = [torch.stack([weight_stat_features(m) for m in s.models]) for s in (train, val, test)]  # (M, D)
+    ys = [torch.tensor(_targets(s), dtype=torch.float) for s in (train, val, test)]
+    if name == "stats_gbm":
+        return np.asarray(gradient_boosting(feats[0], ys[0], feats[2], "regression", args.seed, args.gbm_iters)), None
+    model, result = fit_vector_mlp(feats[0], ys[0], feats[1], ys[1], "regression", run_dir(args.out, name + tag),
+                                   epochs=args.baseline_epochs, seed=args.seed, patience=args.patience,
+                                   hidden=(64, 64), batch_size=16)
+    return predict_vectors(model, feats[2]).squeeze(-1).numpy(), result
+
+
+def _predict(args, name, train, val, test, progress, tag=""):
+    if name.startswith("encoder"):
+        return _graph_method(args, name, train, val, test, progress, tag)
+    return _stats_method(args, name, train, val, test, tag)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Train every method; returns the results rows (and writes results.json, curves and scatter plots)."""
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    os.makedirs(args.out, exist_ok=True)
+    progress = not args.no_progress
+    train, val, test = (load_split(args.zoo, s) for s in ("train", "val", "test"))
+    note = f"{len(train)} train / {len(test)} test models"
+    rows, histories = [], {}
+    for name in args.methods:
+        start = time.perf_counter()
+        pred, result = _predict(args, name, train, val, test, progress)
+        if result is not None:
+            histories[name] = result.history
+        rows += _score_rows(name, _targets(test), pred, _families(test), time.perf_counter() - start, note)
+        print(f"{name}: kendall tau {kendall_tau(_targets(test), pred):.4f}", flush=True)
+        if name == "encoder":
+            plot_scatter(_targets(test), pred, _families(test), os.path.join(args.out, "scatter.png"),
+                         "encoder: predicted vs true test accuracy")
+
+    fam = args.holdout_family
+    families = set(_families(train) + _families(val) + _families(test))
+    if fam and fam in families and len(families) > 1:
+        not_fam = lambda e: e["family"] != fam  # noqa: E731
+        tr, va = _subset(train, not_fam), _subset(val, not_fam)
+        held = [_subset(s, lambda e: e["family"] == fam) for s in (train, val, test)]
+        held = type(train)(sum((h.graphs for h in held), []), sum((h.models for h in held), []),
+                           sum((h.entries for h in held), []), train.dataset)
+        for name in args.methods:
+            start = time.perf_counter()
+            pred, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")
+            rows += _score_rows(name, _targets(held), pred, _families(held), time.perf_counter() - start,
+                                f"trained without {fam}: {len(tr)} models; tested on all {len(held)} {fam}",
+                                scope=f"unseen {fam}")
+    if histories:
+        plot_curves(histories, ["train_loss", "val_loss"], os.path.join(args.out, "curves.png"), "accuracy prediction")
+    save_results(rows, os.path.join(args.out, "results.json"))
+    return rows
+
+
+def main(argv=None) -> int:
+    rows = run(build_parser().parse_args(argv))
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
