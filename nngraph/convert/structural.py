@@ -89,7 +89,10 @@ def flatten_channels(ctx, node, x: TensorValue) -> TensorValue:
             f"{describe(node)} reshapes {tuple(x.shape)} (neurons on axis {x.axis}) into {tuple(shape)}; only "
             "flattening (B, C, *spatial) into (B, C * prod(spatial)) is supported"
         )
-    return x.with_(shape=shape, axis=1, spatial=tuple(x.shape[2:]))
+    spatial = tuple(x.shape[2:])
+    if all(s == 1 for s in spatial):  # (B, C, 1, 1) after global pooling: one value per neuron
+        spatial = ()
+    return x.with_(shape=shape, axis=1, spatial=spatial)
 
 
 @register_module(nn.Flatten, passthrough=True)

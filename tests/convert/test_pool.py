@@ -232,3 +232,11 @@ def test_unbatched_input_keeps_channels_on_axis_0():
     torch.manual_seed(0)
     g = assert_round_trip(ConvPool(nn.AvgPool2d(2)), torch.randn(2, 6, 6))
     assert g.num_nodes == 2 + 4 + 3
+
+
+def test_flattened_global_pool_is_plain_features():
+    """(B, C, 1, 1) -> flatten -> (B, C): one value per neuron, so per-neuron layers may follow."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(4),
+                          nn.Linear(4, 2)).eval()
+    g = assert_round_trip(model, torch.randn(2, 3, 6, 6))
+    assert g.kernel_box.tolist() == [[1, 3, 3]] and g.num_nodes == 3 + 4 + 4 + 2
