@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--probes", type=int, default=16, help="probe inputs (coordinates) for the probe variants")
     p.add_argument("--positional-dim", type=int, default=8, help="random positional features (broken variant)")
+    p.add_argument("--gbm-iters", type=int, default=200, help="boosting iterations of the stats baseline")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         feats = {k: torch.stack([weight_stat_features(m) for m in s.models])
                  for k, s in (("train", train), ("test", test))}  # (M, D)
         pred = torch.as_tensor(gradient_boosting(feats["train"], y["train"], feats["test"], "classification",
-                                                 args.seed))
+                                                 args.seed, args.gbm_iters))
         rows.append(row(TASK, "stats_gbm", "test_acc", _accuracy(pred, y["test"]), time.perf_counter() - start,
                         note="weight statistics + gradient boosting"))
 
