@@ -54,6 +54,7 @@ _FUNCTIONS = {
     aten.elu.default: F.elu,
     aten.softplus.default: F.softplus,
     aten.add.Tensor: operator.add,
+    aten.add_.Tensor: operator.add,
     aten.flatten.using_ints: torch.flatten,
     aten.view.default: torch.reshape,
     aten.reshape.default: torch.reshape,
@@ -71,7 +72,6 @@ _FUNCTIONS = {
     aten.dropout.default: F.dropout,
     aten.clone.default: "clone",
     aten.contiguous.default: "contiguous",
-    operator.getitem: operator.getitem,
 }
 
 
@@ -183,6 +183,21 @@ class _Lifter:
             return _Scaled(self._arg(b), float(a))
         return self._emit("call_function", node.target, self._arg((a, b)), {}, node)
 
+    def adaptive_max_pool(self, node, x, output_size):
+        """ATen returns ``(values, indices)``; the indices are never used by a layer we convert."""
+        fn = {3: F.adaptive_max_pool1d, 4: F.adaptive_max_pool2d, 5: F.adaptive_max_pool3d}[len(self._shape(x))]
+        values = self.graph.create_node("call_function", fn, (self._arg(x), output_size), {}, name=node.name)
+        val = node.meta.get("val")
+        if isinstance(val, (tuple, list)) and isinstance(val[0], torch.Tensor):
+            values.meta["tensor_meta"] = _ShapeMeta(val[0].shape)
+        return (values, None)
+
+    def getitem(self, node, container, index):
+        mapped = self.env[container]
+        if isinstance(mapped, tuple):  # a tuple made at lift time
+            return mapped[index]
+        return self._emit("call_function", operator.getitem, (self._arg(container), index), {}, node)
+
     def sin(self, node, x):
         mapped = self.env[x]
         w0, source = (mapped.factor, mapped.node) if isinstance(mapped, _Scaled) else (1.0, self._arg(x))
@@ -201,6 +216,10 @@ class _Lifter:
             aten.embedding.default: self.embedding,
             aten.mul.Tensor: self.mul,
             aten.sin.default: self.sin,
+            aten.adaptive_max_pool1d.default: self.adaptive_max_pool,
+            aten.adaptive_max_pool2d.default: self.adaptive_max_pool,
+            aten.adaptive_max_pool3d.default: self.adaptive_max_pool,
+            operator.getitem: self.getitem,
         }
         for node in self.program.graph.nodes:
             if node.op == "placeholder":

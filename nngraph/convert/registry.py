@@ -62,7 +62,9 @@ def target_name(target: object) -> str:
     if isinstance(target, str):
         return f"Tensor.{target}"
     module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+    name = getattr(target, "__qualname__", None) or ""
+    if not name or "<locals>" in name:  # torch's boolean_dispatch wrappers: the plain name reads better
+        name = getattr(target, "__name__", None) or repr(target)
     return f"{module}.{name}" if module and module != "builtins" else name
 
 

@@ -44,12 +44,7 @@ def test_export_and_fx_agree_on_a_cnn():
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3),
     ).eval()
     x = torch.randn(2, 1, 8, 8)
-    try:
-        by_fx = nngraph.to_graph(cnn, x, method="fx")
-    except nngraph.UnsupportedError as error:  # a family not converted yet makes both paths fail alike
-        with pytest.raises(nngraph.UnsupportedError):
-            nngraph.to_graph(cnn, x, method="export")
-        pytest.xfail(f"fx path does not convert this CNN yet: {error}")
+    by_fx = nngraph.to_graph(cnn, x, method="fx")
     by_export = nngraph.to_graph(cnn, x, method="export")
     for key in ("x", "edge_index", "edge_attr", "edge_type", "node_kind", "node_type", "act", "layer"):
         assert torch.equal(by_fx[key], by_export[key]), key
@@ -80,3 +75,27 @@ def test_export_of_functional_sine_with_other_scale_refused():
 
     with pytest.raises(nngraph.UnsupportedError, match="scaled by the constant 3.0"):
         nngraph.to_graph(Scaled(), torch.randn(2, 2), method="export")
+
+
+def test_export_matches_fx_on_a_resnet_with_inplace_add_and_adaptive_max_pool():
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+        def forward(self, x):
+            out = self.b(torch.relu(self.a(x)))
+            out += x
+            return torch.relu(out)
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Block(4), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    x = torch.randn(2, 1, 8, 8)
+    by_fx, by_export = nngraph.to_graph(net, x, method="fx"), nngraph.to_graph(net, x, method="export")
+    for key in ("x", "edge_index", "edge_attr", "edge_type", "node_kind", "node_type", "act", "layer"):
+        assert torch.equal(by_fx[key], by_export[key]), key
+
+
+def test_supported_functions_have_readable_names():
+    names = nngraph.convert.supported_functions()
+    assert not [n for n in names if "<locals>" in n]
+    assert any(n.endswith("max_pool2d") for n in names)
