@@ -47,9 +47,13 @@ class EdgeEncoder(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
-    def forward(self, data) -> Tensor:
-        e = self.kernel(data.edge_attr, getattr(data, "kernel_box", None))  # (E, H)
-        return self.mlp(e + self.emb_type(data.edge_type))  # (E, H)
+    def forward(self, data, order: Tensor | None = None) -> Tensor:
+        """Embeds the edges of ``data``, in the order ``order`` (a permutation of the edges) if given."""
+        edge_attr, edge_type = data.edge_attr, data.edge_type
+        if order is not None:
+            edge_attr, edge_type = edge_attr[order], edge_type[order]  # (E, K), (E,)
+        e = self.kernel(edge_attr, getattr(data, "kernel_box", None))  # (E, H)
+        return self.mlp(e + self.emb_type(edge_type))  # (E, H)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden_dim}, max_kernel_box={self.kernel.max_kernel_box})"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .conv import NeuralGraphConv
@@ -10,7 +11,7 @@ from .edge_encoder import EdgeEncoder
 from .kernel import MAX_KERNEL_BOX
 from .node_encoder import NodeEncoder
 from .readout import GraphReadout
-from .segment import bidirectional_index
+from .segment import edge_order, message_index, permute_rows
 
 
 class NeuralGraphEncoder(nn.Module):
@@ -46,6 +47,8 @@ class NeuralGraphEncoder(nn.Module):
             around beyond). (default: :obj:`1024`)
         max_layers (int): learned embeddings of ``layer`` (deeper layers share the last).
             (default: :obj:`256`)
+        aggregators (sequence of str): PNA-style aggregators of every layer, any of ``"mean"``,
+            ``"max"``, ``"min"``, ``"std"``. (default: :obj:`("mean", "max", "std")`)
         act (str): activation used throughout. (default: :obj:`"silu"`)
         dropout (float): dropout on node and edge updates. (default: :obj:`0.0`)
 
@@ -56,6 +59,7 @@ class NeuralGraphEncoder(nn.Module):
     """
 
     def __init__(self, out_dim: int, hidden_dim: int = 64, num_layers: int = 4, probe_dim: int = 0,
+                 aggregators: Sequence[str] = ("mean", "max", "std"),
                  max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, num_io_embeddings: int = 1024,
                  max_layers: int = 256, act: str = "silu", dropout: float = 0.0):
         super().__init__()
@@ -65,7 +69,7 @@ class NeuralGraphEncoder(nn.Module):
         self.probe_dim = probe_dim
         self.node_encoder = NodeEncoder(hidden_dim, num_io_embeddings, max_layers, probe_dim, act)
         self.edge_encoder = EdgeEncoder(hidden_dim, max_kernel_box, act)
-        self.convs = nn.ModuleList(NeuralGraphConv(hidden_dim, act, dropout) for _ in range(num_layers))
+        self.convs = nn.ModuleList(NeuralGraphConv(hidden_dim, aggregators, act, dropout) for _ in range(num_layers))
         self.readout = GraphReadout(hidden_dim, out_dim, act)
 
     def reset_parameters(self):
@@ -83,16 +87,30 @@ class NeuralGraphEncoder(nn.Module):
         Returns:
             ``(h, e)``: node embeddings :math:`(N, H)` and edge embeddings :math:`(E, H)`.
         """
+        h, e, _, _, inv = self._encode(batch)
+        return h, self._restore(e, inv)
+
+    def _encode(self, batch):
+        """Runs the layers on the edges sorted by target; returns them sorted, with the inverse order."""
+        order = edge_order(batch.edge_index)  # (E,)
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(order.numel(), device=order.device)
+        edge_index = batch.edge_index[:, order]  # (2, E) sorted by target
         h = self.node_encoder(batch)  # (N, H)
-        e = self.edge_encoder(batch)  # (E, H)
-        index = bidirectional_index(batch.edge_index, h.size(0))  # shared by all layers
+        e = self.edge_encoder(batch, order)  # (E, H) in sorted order
+        index = message_index(edge_index, h.size(0))  # shared by all layers
         for conv in self.convs:
-            h, e = conv(h, batch.edge_index, e, index)
-        return h, e
+            h, e = conv(h, edge_index, e, index)
+        return h, e, edge_index, index, (order, inv)
+
+    @staticmethod
+    def _restore(e, order_inv):
+        order, inv = order_inv
+        return permute_rows(e, inv, order)  # (E, H) in the batch's edge order
 
     def forward(self, batch) -> Tensor:
-        h, e = self.encode(batch)
-        return self.readout(h, e, batch.edge_index, getattr(batch, "batch", None),
+        h, e, edge_index, _, _ = self._encode(batch)  # pooling does not care about the edge order
+        return self.readout(h, e, edge_index, getattr(batch, "batch", None),
                             getattr(batch, "num_graphs", None))  # (B, out_dim)
 
     def __repr__(self) -> str:

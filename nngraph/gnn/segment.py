@@ -1,9 +1,10 @@
-"""Sorted-segment aggregation over the doubled (forward + backward) message list of a neural graph.
+"""Sorted-segment aggregation over the edges of a neural graph, in both directions.
 
-Scatter-max with autograd costs several times a sorted segment reduction on CPU. The encoder therefore
-builds the doubled message list once per batch (:func:`bidirectional_index`), sorts it by the slot each
-message is aggregated into, and every layer reduces contiguous segments (:func:`segment_sum`,
-:func:`segment_max`, whose backward passes are single gathers).
+On CPU, scatter-max with autograd and the scatter-add behind the backward of a gather cost several
+times a sorted segment reduction. The encoder therefore sorts the edges by target once per batch
+(:func:`edge_order`), builds a :class:`MessageIndex` (:func:`message_index`) and every layer reduces
+contiguous segments: forward messages (to the target) are already grouped, backward messages (to the
+source) are grouped by one permutation. Gathers of node rows onto edges have a segment-sum backward.
 """
 from __future__ import annotations
 
@@ -13,40 +14,41 @@ import torch
 from torch import Tensor
 
 
-class BidirectionalIndex(NamedTuple):
-    r"""Where each of the :math:`2E` messages of a graph with :math:`N` nodes is read and written.
+class MessageIndex(NamedTuple):
+    r"""Segments of an edge list sorted by target (``dst`` non-decreasing), for :math:`N` nodes.
 
-    Message ``2k`` is the forward message of edge ``k`` (``u -> v``): it reads row ``2u`` of an
-    interleaved node table :math:`(2N, H)` (forward projection of ``u``) and is aggregated into slot
-    ``2v``. Message ``2k + 1`` is the backward message: it reads row ``2v + 1`` and is aggregated into
-    slot ``2u + 1``. So a node table of shape :math:`(N, 2H)` and the aggregate of shape
-    :math:`(2N, F)` are both free views of per-node ``[forward | backward]`` layouts.
+    Forward messages (``u -> v``, aggregated at ``v``) are in edge order and form the segments
+    ``dst_ptr``. Backward messages (aggregated at ``u``) are grouped by ``src_perm``.
     """
 
-    src: Tensor  # (2E,) row of the interleaved node table each message reads
-    dst: Tensor  # (2E,) slot each message is aggregated into
-    perm: Tensor  # (2E,) message order sorted by slot
-    inv_perm: Tensor  # (2E,) position of each message in that order
-    seg_id: Tensor  # (2E,) dst[perm], non-decreasing
-    ptr: Tensor  # (2N + 1,) segment offsets of the sorted messages
-    count: Tensor  # (2N, 1) long, messages per slot
-    src_perm: Tensor  # (2E,) message order sorted by the row it reads (for the backward of gathers)
-    src_seg_id: Tensor  # (2E,) src[src_perm]
-    src_ptr: Tensor  # (2N + 1,)
+    src: Tensor  # (E,) source of every edge
+    dst: Tensor  # (E,) target of every edge, non-decreasing
+    dst_ptr: Tensor  # (N + 1,) edges of target v are dst_ptr[v]:dst_ptr[v + 1]
+    src_perm: Tensor  # (E,) edge order sorted by source
+    src_inv: Tensor  # (E,) position of every edge in that order
+    src_sorted: Tensor  # (E,) src[src_perm], non-decreasing
+    src_ptr: Tensor  # (N + 1,)
+    in_degree: Tensor  # (N, 1) long
+    out_degree: Tensor  # (N, 1) long
 
 
-def bidirectional_index(edge_index: Tensor, num_nodes: int) -> BidirectionalIndex:
-    """Builds the doubled, slot-sorted message index of ``edge_index`` (see :class:`BidirectionalIndex`)."""
-    u, v = edge_index[0], edge_index[1]
-    src = torch.stack([2 * u, 2 * v + 1], dim=1).reshape(-1)  # (2E,) interleaved
-    dst = torch.stack([2 * v, 2 * u + 1], dim=1).reshape(-1)  # (2E,) interleaved
-    seg_id, perm = torch.sort(dst, stable=True)  # (2E,), (2E,)
-    inv_perm = torch.empty_like(perm)
-    inv_perm[perm] = torch.arange(perm.numel(), device=perm.device)
-    count = torch.bincount(dst, minlength=2 * num_nodes)  # (2N,)
-    src_seg_id, src_perm = torch.sort(src, stable=True)  # (2E,), (2E,)
-    return BidirectionalIndex(src, dst, perm, inv_perm, seg_id, _offsets(count), count.unsqueeze(-1),
-                              src_perm, src_seg_id, _offsets(torch.bincount(src, minlength=2 * num_nodes)))
+def edge_order(edge_index: Tensor) -> Tensor:
+    """Permutation that sorts the edges by target (stable). Shapes: ``(2, E) -> (E,)``."""
+    return torch.sort(edge_index[1], stable=True)[1]
+
+
+def message_index(edge_index: Tensor, num_nodes: int) -> MessageIndex:
+    """Builds the :class:`MessageIndex` of an edge list already sorted by target (see :func:`edge_order`)."""
+    src, dst = edge_index[0], edge_index[1]
+    if dst.numel() > 1 and bool((dst[1:] < dst[:-1]).any()):
+        raise ValueError("message_index needs edges sorted by target: reorder them with edge_order(edge_index)")
+    in_degree = torch.bincount(dst, minlength=num_nodes)  # (N,)
+    out_degree = torch.bincount(src, minlength=num_nodes)  # (N,)
+    src_sorted, src_perm = torch.sort(src, stable=True)  # (E,), (E,)
+    src_inv = torch.empty_like(src_perm)
+    src_inv[src_perm] = torch.arange(src_perm.numel(), device=src_perm.device)
+    return MessageIndex(src, dst, _offsets(in_degree), src_perm, src_inv, src_sorted, _offsets(out_degree),
+                        in_degree.unsqueeze(-1), out_degree.unsqueeze(-1))
 
 
 def _offsets(count: Tensor) -> Tensor:
@@ -71,7 +73,7 @@ class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
         out = torch.segment_reduce(x, "max", offsets=ptr)  # -inf in empty segments
-        out = torch.where(torch.isinf(out) & (out < 0), torch.zeros_like(out), out)
+        out = out.masked_fill_(out == float("-inf"), 0.0)
         ctx.save_for_backward(x, out, seg_id)
         return out
 
@@ -79,34 +81,21 @@ class _SegmentMax(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, out, seg_id = ctx.saved_tensors
         mask = x == out.index_select(0, seg_id)  # (M, F): the maxima (ties all receive the gradient)
-        return grad.index_select(0, seg_id) * mask, None, None
-
-
-def segment_sum(x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-    r"""Sum of each segment ``x[ptr[s]:ptr[s+1]]`` (0 for empty segments).
-
-    Shapes:
-        - **input:** :math:`(M, F)` sorted by segment, ``ptr`` :math:`(S + 1,)`, ``seg_id`` :math:`(M,)`
-        - **output:** :math:`(S, F)`
-    """
-    return _SegmentSum.apply(x, ptr, seg_id)
-
-
-def segment_max(x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-    r"""Maximum of each segment (0 for empty segments); see :func:`segment_sum`."""
-    return _SegmentMax.apply(x, ptr, seg_id)
+        return grad.index_select(0, seg_id).mul_(mask), None, None
 
 
 class _GatherRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table: Tensor, index: Tensor, perm: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-        ctx.save_for_backward(perm, ptr, seg_id)
+    def forward(ctx, table: Tensor, index: Tensor, perm: Tensor | None, ptr: Tensor) -> Tensor:
+        ctx.save_for_backward(perm if perm is not None else index, ptr)
+        ctx.sorted = perm is None
         return table.index_select(0, index)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        perm, ptr, seg_id = ctx.saved_tensors
-        return torch.segment_reduce(grad.index_select(0, perm), "sum", offsets=ptr), None, None, None, None
+        perm, ptr = ctx.saved_tensors
+        grad = grad if ctx.sorted else grad.index_select(0, perm)
+        return torch.segment_reduce(grad, "sum", offsets=ptr), None, None, None
 
 
 class _PermuteRows(torch.autograd.Function):
@@ -121,21 +110,36 @@ class _PermuteRows(torch.autograd.Function):
         return grad.index_select(0, inv_perm), None, None
 
 
-def gather_rows(table: Tensor, index: Tensor, perm: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-    r"""``table[index]`` whose backward is a sorted segment sum instead of a scatter-add.
-
-    ``perm`` sorts ``index`` (``seg_id = index[perm]``) and ``ptr`` holds the segment offsets over the
-    rows of ``table``.
+def segment_sum(x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
+    r"""Sum of each segment ``x[ptr[s]:ptr[s+1]]`` (0 for empty segments); ``seg_id[m]`` is the segment of row ``m``.
 
     Shapes:
-        - **input:** ``table`` :math:`(S, F)`, ``index``, ``perm``, ``seg_id`` :math:`(M,)`, ``ptr`` :math:`(S + 1,)`
+        - **input:** :math:`(M, F)` sorted by segment, ``ptr`` :math:`(S + 1,)`, ``seg_id`` :math:`(M,)`
+        - **output:** :math:`(S, F)`
+    """
+    return _SegmentSum.apply(x, ptr, seg_id)
+
+
+def segment_max(x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
+    r"""Maximum of each segment (0 for empty segments); see :func:`segment_sum`."""
+    return _SegmentMax.apply(x, ptr, seg_id)
+
+
+def gather_rows(table: Tensor, index: Tensor, perm: Tensor | None, ptr: Tensor) -> Tensor:
+    r"""``table[index]`` whose backward is a sorted segment sum instead of a scatter-add.
+
+    ``perm`` sorts ``index`` (:obj:`None` if ``index`` is already sorted) and ``ptr`` holds the segment
+    offsets of the sorted index over the rows of ``table``.
+
+    Shapes:
+        - **input:** ``table`` :math:`(S, F)`, ``index`` and ``perm`` :math:`(M,)`, ``ptr`` :math:`(S + 1,)`
         - **output:** :math:`(M, F)`
     """
-    return _GatherRows.apply(table, index, perm, ptr, seg_id)
+    return _GatherRows.apply(table, index, perm, ptr)
 
 
 def permute_rows(x: Tensor, perm: Tensor, inv_perm: Tensor) -> Tensor:
-    r"""``x[perm]`` for a permutation ``perm`` (with inverse ``inv_perm``): backward is a gather too.
+    r"""``x[perm]`` for a permutation ``perm`` (with inverse ``inv_perm``): its backward is a gather too.
 
     Shapes:
         - **input:** :math:`(M, F)`, ``perm`` and ``inv_perm`` :math:`(M,)`

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -7,31 +8,26 @@ from nngraph.gnn import NeuralGraphConv
 def reference(conv: NeuralGraphConv, x, edge_index, e):
     """The layer's update written out node by node and edge by edge (slow, obviously right)."""
     H = conv.hidden_dim
-    gamma = conv.lin_gamma(e)  # (E, 2H): [forward | backward]
-    beta = conv.lin_beta(e)
-    a = conv.lin_msg(x)  # (N, 2H)
     rows = []
     for v in range(x.size(0)):
-        feats = [x[v]]
-        for d, (mine, other) in enumerate([(1, 0), (0, 1)]):  # forward: v is the target; backward: the source
+        feats, degrees = [x[v]], []
+        for mine, other, gamma, beta, a in [(1, 0, conv.gamma_fwd, conv.beta_fwd, conv.msg_fwd),
+                                            (0, 1, conv.gamma_bwd, conv.beta_bwd, conv.msg_bwd)]:
+            # forward: v is the target and reads the source; backward: the other way round
             ks = (edge_index[mine] == v).nonzero().view(-1).tolist()
-            msgs = [F.silu(gamma[k, d * H:(d + 1) * H] * a[edge_index[other, k], d * H:(d + 1) * H]
-                           + beta[k, d * H:(d + 1) * H]) for k in ks]
-            if msgs:
-                m = torch.stack(msgs)
-                mean, mx = m.mean(0), m.max(0).values
-                std = (m.pow(2).mean(0) - mean.pow(2)).clamp(min=0).add(1e-6).sqrt()
-            else:
-                mean = mx = torch.zeros(H, dtype=x.dtype)
-                std = torch.full((H,), 1e-3, dtype=x.dtype)
-            feats += [mean, mx, std, torch.log1p(torch.tensor([float(len(ks))], dtype=x.dtype))]
-        rows.append(torch.cat(feats))
+            msgs = [F.silu(gamma(e[k]) * a(x[edge_index[other, k]]) + beta(e[k])) for k in ks]
+            m = torch.stack(msgs) if msgs else torch.zeros(1, H, dtype=x.dtype)
+            mean = m.mean(0)
+            value = {"mean": mean, "max": m.max(0).values, "min": m.min(0).values,
+                     "std": (m.pow(2).mean(0) - mean.pow(2)).clamp(min=0).add(1e-6).sqrt()}
+            feats += [value[a] for a in conv.aggregators]
+            degrees.append(torch.log1p(torch.tensor([float(len(ks))], dtype=x.dtype)))
+        rows.append(torch.cat(feats + degrees))
     h = conv.norm_node(x + conv.node_mlp(torch.stack(rows)))
-    st = conv.lin_ends(h)
     out_e = []
     for k in range(e.size(0)):
         u, v = edge_index[:, k].tolist()
-        z = conv.lin_edge(e[k]) + st[u, :H] + st[v, H:]
+        z = conv.lin_edge(e[k]) + conv.lin_src(h[u]) + conv.lin_dst(h[v])
         out_e.append(conv.edge_out(F.silu(z)))
     return h, conv.norm_edge(e + torch.stack(out_e))
 
@@ -92,7 +88,20 @@ def test_directions_are_told_apart():
 def test_repr_and_reset():
     conv = NeuralGraphConv(8)
     assert repr(conv) == "NeuralGraphConv(8, aggr=['mean', 'max', 'std'])"
-    w = conv.lin_msg.weight.clone()
+    w = conv.msg_fwd.weight.clone()
     conv.reset_parameters()
-    assert not torch.equal(w, conv.lin_msg.weight)
-    assert torch.allclose(conv.lin_gamma.bias.mean(), torch.tensor(1.0), atol=0.3)  # FiLM scales start near 1
+    assert not torch.equal(w, conv.msg_fwd.weight)
+    assert torch.allclose(conv.gamma_fwd.bias.mean(), torch.tensor(1.0), atol=0.3)  # FiLM scales start near 1
+    with pytest.raises(ValueError, match="among choices"):
+        NeuralGraphConv(8, aggregators=("mean", "median"))
+
+
+def test_aggregator_choices_match_reference():
+    torch.manual_seed(0)
+    x, edge_index, e = graph(4)
+    for aggs in [("mean",), ("max", "min"), ("std", "mean", "min")]:
+        conv = NeuralGraphConv(8, aggregators=aggs).double()
+        h, e2 = conv(x, edge_index, e)
+        h_ref, e_ref = reference(conv, x, edge_index, e)
+        assert torch.allclose(h, h_ref, atol=1e-10, rtol=0), aggs
+        assert torch.allclose(e2, e_ref, atol=1e-10, rtol=0), aggs

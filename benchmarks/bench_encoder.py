@@ -1,0 +1,163 @@
+"""Encoder throughput and memory: batches of 64 SIREN INRs (2->32->32->1) and of small CNNs, and one
+forward pass over a ResNet-18-sized graph.
+
+Throughput is graphs per second of the median of several timed repetitions after warm-up; forward
+runs under ``torch.no_grad()``, forward+backward backpropagates ``out.sum()`` into every parameter
+(no optimizer step). Peak memory is the rise of the process's peak resident set size over the step
+(``VmHWM``, reset through ``/proc/self/clear_refs``; else the ``ru_maxrss`` growth). The machine's
+load average is printed with the table: on a shared 2-core machine other processes slow everything.
+
+Usage: ``python -m benchmarks encoder`` or ``python benchmarks/bench_encoder.py [--hidden 32] [--layers 4]
+[--batch 64] [--no-resnet] [--profile]``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import nngraph  # noqa: E402
+from nngraph.gnn import NeuralGraphEncoder  # noqa: E402
+from nngraph.modules import Sine  # noqa: E402
+
+
+def _status(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def peak_mib(fn) -> tuple[float, str]:
+    """Peak resident memory rise (MiB) while running ``fn()`` once."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before, exact = _status("VmRSS"), True
+    except OSError:
+        before, exact = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, False
+    fn()
+    after = _status("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (after - before) / 1024, "VmHWM" if exact else "ru_maxrss growth"
+
+
+def timed(fn, reps: int, warmup: int = 2) -> float:
+    """Median wall seconds of ``fn()``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def siren() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 32), Sine(), nn.Linear(32, 32), Sine(), nn.Linear(32, 1))
+
+
+def small_cnn() -> nn.Module:
+    """The CNN-zoo classifier shape (Unterthiner et al.): three 3x3 convs of 16 channels, 10 classes."""
+    return nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, reps: int) -> dict:
+    torch.manual_seed(0)
+    graphs = [nngraph.to_graph(make(), example) for _ in range(batch_size)]
+    batch = nngraph.batch_graphs(graphs)
+
+    def forward():
+        with torch.no_grad():
+            encoder(batch)
+
+    def forward_backward():
+        encoder.zero_grad(set_to_none=True)
+        encoder(batch).sum().backward()
+
+    t_fwd = timed(forward, reps)
+    t_fb = timed(forward_backward, reps)
+    mem, how = peak_mib(forward_backward)
+    return dict(name=name, nodes=graphs[0].num_nodes, edges=graphs[0].num_edges, K=batch.edge_attr.size(1),
+                fwd=batch_size / t_fwd, fb=batch_size / t_fb, mem=mem, how=how)
+
+
+def bench_resnet(encoder: nn.Module) -> dict:
+    from benchmarks.resnet import resnet18
+
+    torch.manual_seed(0)
+    model = resnet18()
+    start = time.perf_counter()
+    graph = nngraph.to_graph(model, (torch.randn(1, 3, 64, 64),))
+    t_conv = time.perf_counter() - start
+    out = {}
+
+    def forward():
+        with torch.no_grad():
+            out["y"] = encoder(graph)
+
+    start = time.perf_counter()
+    mem, how = peak_mib(forward)
+    t_fwd = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters())
+    return dict(name="ResNet-18 (1 graph)", nodes=graph.num_nodes, edges=graph.num_edges,
+                K=graph.edge_attr.size(1), params=params, convert=t_conv, fwd_s=t_fwd, mem=mem, how=how)
+
+
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--no-resnet", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table for the INR step")
+    args = parser.parse_args(argv if argv is not None else [])
+
+    torch.manual_seed(0)
+    encoder = NeuralGraphEncoder(out_dim=10, hidden_dim=args.hidden, num_layers=args.layers)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; encoder hidden {args.hidden}, {args.layers} layers, "
+          f"{sum(p.numel() for p in encoder.parameters()):,} parameters\n")
+    rows = [bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps),
+            bench_batch("CNN 1-16-16-16-10 (3x3)", small_cnn, (torch.randn(1, 1, 28, 28),), encoder,
+                        args.batch, args.reps)]
+    print(f"| batch of {args.batch} | nodes/graph | edges/graph | K | forward graphs/s | fwd+bwd graphs/s "
+          "| peak MiB (fwd+bwd) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['name']} | {r['nodes']} | {r['edges']} | {r['K']} | {r['fwd']:.0f} | {r['fb']:.0f} "
+              f"| {r['mem']:.0f} |")
+    print(f"\n(peak memory: {rows[0]['how']}; target: SIREN fwd+bwd >= 175 graphs/s at hidden 32, 4 layers)")
+
+    if not args.no_resnet:
+        r = bench_resnet(encoder)
+        print(f"\n| {r['name']} | params | nodes | edges | K | to_graph s | encoder forward s | peak MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"| | {r['params']:,} | {r['nodes']:,} | {r['edges']:,} | {r['K']} | {r['convert']:.1f} "
+              f"| {r['fwd_s']:.1f} | {r['mem']:.0f} |")
+
+    if args.profile:
+        from torch.profiler import profile
+
+        graphs = [nngraph.to_graph(siren()) for _ in range(args.batch)]
+        batch = nngraph.batch_graphs(graphs)
+        with profile() as prof:
+            for _ in range(3):
+                encoder.zero_grad(set_to_none=True)
+                encoder(batch).sum().backward()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
