@@ -168,6 +168,9 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
         :class:`FitResult`; ``model`` holds the best weights.
     """
     start = time.perf_counter()
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"fit needs non-empty training and validation sets (got {len(train_set)} and "
+                         f"{len(val_set)} items); give the zoo more models or a larger validation fraction")
     device = torch.device(config.device)
     distributed = dist_utils.setup(device)
     world, rank = dist_utils.world_size(), dist_utils.rank()

@@ -1,0 +1,58 @@
+"""Each task runs end to end on a tiny zoo and reports finite metrics (and its files)."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from nngraph.cli import main as cli_main
+from tasks import accuracy_prediction, inr_classification, inr_editing
+
+FAST = ["--epochs", "1", "--baseline-epochs", "2", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
+
+
+def _finite(rows, metric_prefix):
+    values = [r["value"] for r in rows if r["metric"].startswith(metric_prefix)]
+    assert values and all(math.isfinite(v) for v in values), rows
+    return values
+
+
+def test_inr_classification(inr_zoo, tmp_path):
+    out = str(tmp_path / "cls")
+    rows = inr_classification.run(inr_classification.build_parser().parse_args(
+        ["--zoo", inr_zoo, "--out", out, "--probes", "4", "--gbm-iters", "5", *FAST]))
+    assert {r["method"] for r in rows} == set(inr_classification.METHODS)
+    assert all(0 <= v <= 1 for v in _finite(rows, "test_acc"))
+    assert os.path.exists(os.path.join(out, "curves.png")) and os.path.exists(os.path.join(out, "results.json"))
+    assert os.path.exists(os.path.join(out, "runs", "encoder_probe_flip", "best.safetensors"))
+
+
+def test_accuracy_prediction(clf_zoo, tmp_path):
+    out = str(tmp_path / "acc")
+    rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", out, "--gbm-iters", "5", "--methods", "encoder,stats_mlp", "--holdout-family",
+         "mlp", *FAST]))
+    r2 = [r["value"] for r in rows if r["metric"] == "r2[test]"]
+    assert len(r2) == 2 and all(math.isfinite(v) for v in r2)
+    assert any(r["metric"] == "r2[unseen mlp]" for r in rows)
+    assert os.path.exists(os.path.join(out, "scatter.png"))
+
+
+def test_inr_editing_through_the_cli(inr_zoo, tmp_path, capsys):
+    out = str(tmp_path / "edit")
+    assert cli_main(["task", "inr_editing", "--zoo", inr_zoo, "--out", out, *FAST]) == 0
+    assert "| inr_editing | encoder | test_mse |" in capsys.readouterr().out
+    import json
+
+    rows = json.load(open(os.path.join(out, "results.json")))
+    mse = {r["method"]: r["value"] for r in rows}
+    assert set(mse) == {"noop", "encoder", "flat_mlp"} and all(math.isfinite(v) and v > 0 for v in mse.values())
+    # an editor whose head starts at scale 0.01 barely moves the weights after one epoch
+    assert mse["encoder"] == pytest.approx(mse["noop"], rel=0.5)
+    assert os.path.exists(os.path.join(out, "edits.png"))
+
+
+def test_cli_rejects_unknown_task(capsys):
+    assert cli_main(["task", "nope"]) == 2
+    assert "among choices" in capsys.readouterr().err
