@@ -65,6 +65,12 @@ def trace(
         except UnsupportedError as export_error:
             raise UnsupportedError(f"{fx_error}\nThe torch.export fallback failed too: {export_error}") from error
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
+    _propagate_shapes(gm, module, example_inputs)
+    return gm, {}
+
+
+def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, example_inputs: Sequence[torch.Tensor] | None) -> None:
+    """Annotate ``gm``'s nodes with ``meta['tensor_meta']`` by running example inputs through it."""
     inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
     try:
         with torch.no_grad():
@@ -75,7 +81,6 @@ def trace(
             f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
             "with the shapes the model expects."
         ) from error
-    return gm, {}
 
 
 def _trace_bare_layer(
@@ -97,16 +102,7 @@ def _trace_bare_layer(
     gm = fx.GraphModule(root, graph, type(module).__name__)
     names = [n for n, _ in module.named_parameters(remove_duplicate=False)]
     names += [n for n, _ in module.named_buffers(remove_duplicate=False)]
-    inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(*inputs)
-    except Exception as error:
-        raise UnsupportedError(
-            f"running example inputs of shapes {[tuple(getattr(t, 'shape', ())) for t in inputs]} "
-            f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
-            "with the shapes the model expects."
-        ) from error
+    _propagate_shapes(gm, module, example_inputs)
     return gm, {f"layer.{n}": n for n in names}
 
 
