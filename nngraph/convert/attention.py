@@ -48,6 +48,7 @@ from torch import nn
 
 from ..schema import BIAS, Activation, EdgeType, NodeKind
 from .errors import UnsupportedError
+from .linear import dense_layer
 from .norm import normalize_nodes
 from .registry import register_module
 from .structural import residual_sum
@@ -55,21 +56,6 @@ from .values import Opaque, TensorValue
 from .walk import describe
 
 # ----------------------------------------------------------------------- pieces
-
-
-def dense_nodes(builder, name: str, module: nn.Linear, in_nodes: torch.Tensor, kind: NodeKind = NodeKind.LINEAR) -> torch.Tensor:
-    """A Linear layer ``name`` on neurons ``in_nodes`` ``(n_in,)``: new output nodes ``(n_out,)``."""
-    n_out, n_in = module.weight.shape
-    if in_nodes.numel() != n_in:
-        raise ValueError(f"{name}: {in_nodes.numel()} input neurons for in_features={n_in}")
-    out = builder.add_nodes(n_out, kind, layer=builder.node_layer(in_nodes) + 1)
-    # edge e = o * n_in + c connects input neuron c to output neuron o, like weight (n_out, n_in)
-    edges = builder.add_edges(in_nodes.repeat(n_out), out.repeat_interleave(n_in), EdgeType.WEIGHT)
-    builder.place_edge_param(f"{name}.weight", edges.view(n_out, n_in))
-    if module.bias is not None:
-        builder.place_node_param(f"{name}.bias", out, BIAS)
-    builder.record_module_nodes(name, out)
-    return out
 
 
 def check_attention(node, module: nn.MultiheadAttention) -> None:
@@ -109,7 +95,7 @@ def attention_nodes(builder, name: str, module: nn.MultiheadAttention, q_in: tor
     # head j // d of neuron j, for the query, key and value rows
     builder.add_edges(heads.repeat_interleave(d).repeat(3), qkv, EdgeType.HEAD_MEMBER, identity=True)
     builder.add_edges(q, k, EdgeType.QK_PAIR, identity=True)
-    out = dense_nodes(builder, f"{name}.out_proj", module.out_proj, v)
+    out = dense_layer(builder, f"{name}.out_proj", module.out_proj, v)
     builder.tie(q, k)
     builder.tie(q, v)
     builder.constrain_blocks(q, d, satellites=heads)
@@ -182,9 +168,9 @@ def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer
         return attention_nodes(builder, f"{name}.self_attn", module.self_attn, a, a, a)
 
     def ff(a: torch.Tensor) -> torch.Tensor:
-        hidden = dense_nodes(builder, f"{name}.linear1", module.linear1, a)
+        hidden = dense_layer(builder, f"{name}.linear1", module.linear1, a)
         builder.set_activation(hidden, act)
-        return dense_nodes(builder, f"{name}.linear2", module.linear2, hidden)
+        return dense_layer(builder, f"{name}.linear2", module.linear2, hidden)
 
     def norm(which: str, a: torch.Tensor) -> torch.Tensor:
         out = normalize_nodes(builder, getattr(module, which), f"{name}.{which}", a)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..schema import NODE_FEATURE_DIM, Activation, EdgeType, NodeKind, NodeType
+from ..schema import Activation, EdgeType, NodeKind, NodeType
 from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup
 
 

@@ -17,25 +17,29 @@ def _kernel_shape(spatial: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple([1] * (3 - len(spatial)) + list(spatial))  # type: ignore[return-value]
 
 
-@register_module(nn.Linear)
-def convert_linear(ctx, node, x, *args, **kwargs) -> TensorValue:
-    module: nn.Linear = ctx.module_of(node)
-    name = node.target
-    x = ctx.neurons(x, -1, node) if x.nodes is None or not x.spatial else x
-    builder = ctx.builder
+def dense_layer(
+    builder,
+    name: str,
+    module: nn.Linear,
+    in_nodes: torch.Tensor,
+    spatial: tuple[int, ...] = (),
+    kind: NodeKind = NodeKind.LINEAR,
+) -> torch.Tensor:
+    """Linear layer ``name`` reading neurons ``in_nodes`` ``(n_in,)``, each spanning ``spatial``
+    positions (after a flatten); returns the new output nodes ``(n_out,)``."""
     per_neuron = 1
-    for s in x.spatial:
+    for s in spatial:
         per_neuron *= s
-    if x.num_neurons * per_neuron != module.in_features:
+    n_in, n_out = in_nodes.numel(), module.out_features
+    if n_in * per_neuron != module.in_features:
         raise ValueError(
-            f"{x.num_neurons} input neurons x {per_neuron} positions do not match in_features={module.in_features}"
+            f"{name}: {n_in} input neurons x {per_neuron} positions do not match in_features={module.in_features}"
         )
-    out = builder.add_nodes(module.out_features, NodeKind.LINEAR, layer=builder.node_layer(x.nodes) + 1)
-    n_in, n_out = x.num_neurons, module.out_features
+    out = builder.add_nodes(n_out, kind, layer=builder.node_layer(in_nodes) + 1)
     # edge e = o * n_in + c connects input neuron c to output neuron o
-    src = x.nodes.repeat(n_out)  # (n_out * n_in,)
+    src = in_nodes.repeat(n_out)  # (n_out * n_in,)
     dst = out.repeat_interleave(n_in)  # (n_out * n_in,)
-    kernel_shape = _kernel_shape(x.spatial) if per_neuron > 1 else (1, 1, 1)
+    kernel_shape = _kernel_shape(spatial) if per_neuron > 1 else (1, 1, 1)
     edges = builder.add_edges(src, dst, EdgeType.WEIGHT, kernel_shape=kernel_shape)
     # weight[o, c * P + p] -> edge o * n_in + c, kernel position p
     edge_of_entry = edges.view(n_out, n_in, 1).expand(n_out, n_in, per_neuron).reshape(n_out, -1)  # (out, in)
@@ -44,5 +48,12 @@ def convert_linear(ctx, node, x, *args, **kwargs) -> TensorValue:
     if module.bias is not None:
         builder.place_node_param(f"{name}.bias", out, BIAS)
     builder.record_module_nodes(name, out)
+    return out
+
+
+@register_module(nn.Linear)
+def convert_linear(ctx, node, x, *args, **kwargs) -> TensorValue:
+    x = ctx.neurons(x, -1, node) if x.nodes is None or not x.spatial else x
+    out = dense_layer(ctx.builder, node.target, ctx.module_of(node), x.nodes, x.spatial)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=out, shape=shape, axis=len(shape) - 1, source=node)
