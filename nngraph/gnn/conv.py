@@ -18,14 +18,16 @@ class NeuralGraphConv(MessagePassing):
     `Kofinas et al. (ICLR 2024) <https://arxiv.org/abs/2403.12143>`_, on sparse edge lists.
 
     Every edge :math:`u \to v` (data flow through the model) sends a *forward* message to :math:`v` and
-    a *backward* message to :math:`u`, each with its own parameters, FiLM-modulated by the edge:
+    a *backward* message to :math:`u`, FiLM-modulated by the edge. The two directions read their node
+    through different maps and are aggregated separately, so they are told apart; the FiLM
+    modulation :math:`(\boldsymbol{\gamma}, \boldsymbol{\beta})` of an edge is shared by both:
 
     .. math::
-        \mathbf{m}^{\rightarrow}_{uv} &= \sigma\big(\boldsymbol{\gamma}^{\rightarrow}(\mathbf{e}_{uv})
-            \odot \mathbf{A}^{\rightarrow}\mathbf{h}_u + \boldsymbol{\beta}^{\rightarrow}(\mathbf{e}_{uv})\big),
+        \mathbf{m}^{\rightarrow}_{uv} &= \sigma\big(\boldsymbol{\gamma}(\mathbf{e}_{uv})
+            \odot \mathbf{A}^{\rightarrow}\mathbf{h}_u + \boldsymbol{\beta}(\mathbf{e}_{uv})\big),
         \qquad
-        \mathbf{m}^{\leftarrow}_{uv} = \sigma\big(\boldsymbol{\gamma}^{\leftarrow}(\mathbf{e}_{uv})
-            \odot \mathbf{A}^{\leftarrow}\mathbf{h}_v + \boldsymbol{\beta}^{\leftarrow}(\mathbf{e}_{uv})\big)
+        \mathbf{m}^{\leftarrow}_{uv} = \sigma\big(\boldsymbol{\gamma}(\mathbf{e}_{uv})
+            \odot \mathbf{A}^{\leftarrow}\mathbf{h}_v + \boldsymbol{\beta}(\mathbf{e}_{uv})\big)
 
         \mathbf{h}'_v &= \mathrm{LN}\Big(\mathbf{h}_v + \mathrm{MLP}\big[\mathbf{h}_v \,\|\,
             \textstyle\bigoplus_{u \to v} \mathbf{m}^{\rightarrow}_{uv} \,\|\,
@@ -70,8 +72,7 @@ class NeuralGraphConv(MessagePassing):
         self.aggregators = tuple(aggregators)
         self.dropout = dropout
         # Separate maps instead of one wide map split afterwards: slicing costs a copy in the backward.
-        self.gamma_fwd, self.gamma_bwd = nn.Linear(H, H), nn.Linear(H, H)
-        self.beta_fwd, self.beta_bwd = nn.Linear(H, H), nn.Linear(H, H)
+        self.lin_gamma, self.lin_beta = nn.Linear(H, H), nn.Linear(H, H)
         self.msg_fwd, self.msg_bwd = nn.Linear(H, H, bias=False), nn.Linear(H, H, bias=False)
         self.node_mlp = make_mlp(H + 2 * (len(self.aggregators) * H + 1), H, H, act)
         self.norm_node = nn.LayerNorm(H)
@@ -84,15 +85,14 @@ class NeuralGraphConv(MessagePassing):
 
     def reset_parameters(self):
         super().reset_parameters()
-        for m in (self.gamma_fwd, self.gamma_bwd, self.beta_fwd, self.beta_bwd, self.msg_fwd, self.msg_bwd,
+        for m in (self.lin_gamma, self.lin_beta, self.msg_fwd, self.msg_bwd,
                   self.lin_edge, self.lin_src, self.lin_dst, self.edge_out, self.norm_node, self.norm_edge):
             m.reset_parameters()
         for m in self.node_mlp:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
         with torch.no_grad():  # FiLM scales start around 1
-            self.gamma_fwd.bias.add_(1.0)
-            self.gamma_bwd.bias.add_(1.0)
+            self.lin_gamma.bias.add_(1.0)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
                 index: MessageIndex | None = None) -> tuple[Tensor, Tensor]:
@@ -104,12 +104,13 @@ class NeuralGraphConv(MessagePassing):
             x, e = self.forward(x, edge_index_s, edge_attr[order], message_index(edge_index_s, x.size(0)))
             return x, e[inv]
 
+        gamma, beta = self.lin_gamma(edge_attr), self.lin_beta(edge_attr)  # (E, H) each
         # forward messages u -> v, in edge order: already grouped by target
-        agg_fwd = self.propagate(edge_index, x=self.msg_fwd(x), gamma=self.gamma_fwd(edge_attr),
-                                 beta=self.beta_fwd(edge_attr), index_info=index, backward=False)  # (N, F)
+        agg_fwd = self.propagate(edge_index, x=self.msg_fwd(x), gamma=gamma, beta=beta, index_info=index,
+                                 backward=False)  # (N, F)
         # backward messages v -> u, grouped by source
-        agg_bwd = self.propagate(edge_index, x=self.msg_bwd(x), gamma=self.gamma_bwd(edge_attr),
-                                 beta=self.beta_bwd(edge_attr), index_info=index, backward=True)  # (N, F)
+        agg_bwd = self.propagate(edge_index, x=self.msg_bwd(x), gamma=gamma, beta=beta, index_info=index,
+                                 backward=True)  # (N, F)
         deg = torch.log1p(torch.cat([index.in_degree, index.out_degree], dim=-1).to(x.dtype))  # (N, 2)
         upd = self.node_mlp(torch.cat([x, agg_fwd, agg_bwd, deg], dim=-1))  # (N, H)
         x = self.norm_node(x + nn.functional.dropout(upd, self.dropout, self.training))  # (N, H)

@@ -80,8 +80,8 @@ class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, out, seg_id = ctx.saved_tensors
-        mask = x == out.index_select(0, seg_id)  # (M, F): the maxima (ties all receive the gradient)
-        return grad.index_select(0, seg_id).mul_(mask), None, None
+        not_max = x != out.index_select(0, seg_id)  # (M, F): all but the maxima (ties all get the gradient)
+        return grad.index_select(0, seg_id).masked_fill_(not_max, 0.0), None, None
 
 
 class _GatherRows(torch.autograd.Function):

@@ -11,8 +11,8 @@ def reference(conv: NeuralGraphConv, x, edge_index, e):
     rows = []
     for v in range(x.size(0)):
         feats, degrees = [x[v]], []
-        for mine, other, gamma, beta, a in [(1, 0, conv.gamma_fwd, conv.beta_fwd, conv.msg_fwd),
-                                            (0, 1, conv.gamma_bwd, conv.beta_bwd, conv.msg_bwd)]:
+        gamma, beta = conv.lin_gamma, conv.lin_beta
+        for mine, other, a in [(1, 0, conv.msg_fwd), (0, 1, conv.msg_bwd)]:
             # forward: v is the target and reads the source; backward: the other way round
             ks = (edge_index[mine] == v).nonzero().view(-1).tolist()
             msgs = [F.silu(gamma(e[k]) * a(x[edge_index[other, k]]) + beta(e[k])) for k in ks]
@@ -91,7 +91,7 @@ def test_repr_and_reset():
     w = conv.msg_fwd.weight.clone()
     conv.reset_parameters()
     assert not torch.equal(w, conv.msg_fwd.weight)
-    assert torch.allclose(conv.gamma_fwd.bias.mean(), torch.tensor(1.0), atol=0.3)  # FiLM scales start near 1
+    assert torch.allclose(conv.lin_gamma.bias.mean(), torch.tensor(1.0), atol=0.3)  # FiLM scales start near 1
     with pytest.raises(ValueError, match="among choices"):
         NeuralGraphConv(8, aggregators=("mean", "median"))
 
