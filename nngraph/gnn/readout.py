@@ -5,7 +5,26 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from .segment import segment_max, segment_sum
 from .utils import make_mlp
+
+
+def pool(x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
+    r"""Mean and max of the rows of ``x`` per graph (zeros for graphs without rows).
+
+    Uses sorted segment reductions when ``batch`` is non-decreasing (as in PyG batches), a scatter otherwise.
+
+    Shapes:
+        - **input:** :math:`(M, F)`, ``batch`` :math:`(M,)`
+        - **output:** two :math:`(B, F)`
+    """
+    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+        return scatter(x, batch, 0, num_graphs, "mean"), scatter(x, batch, 0, num_graphs, "max")
+    count = torch.bincount(batch, minlength=num_graphs)  # (B,)
+    ptr = count.new_zeros(num_graphs + 1)
+    ptr[1:] = torch.cumsum(count, 0)  # (B + 1,)
+    mean = segment_sum(x, ptr, batch) / count.clamp(min=1).to(x.dtype).unsqueeze(-1)  # (B, F)
+    return mean, segment_max(x, ptr, batch)
 
 
 class GraphReadout(nn.Module):
@@ -46,12 +65,8 @@ class GraphReadout(nn.Module):
             num_graphs = 1
         if num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        edge_batch = batch[edge_index[0]]  # (E,)
-        pooled = torch.cat([
-            scatter(x, batch, 0, num_graphs, "mean"), scatter(x, batch, 0, num_graphs, "max"),
-            scatter(edge_attr, edge_batch, 0, num_graphs, "mean"),
-            scatter(edge_attr, edge_batch, 0, num_graphs, "max"),
-        ], dim=-1)  # (B, 4H)
+        edge_batch = batch[edge_index[1]]  # (E,)
+        pooled = torch.cat([*pool(x, batch, num_graphs), *pool(edge_attr, edge_batch, num_graphs)], dim=-1)  # (B, 4H)
         return self.mlp(pooled)  # (B, out_dim)
 
     def __repr__(self) -> str:
