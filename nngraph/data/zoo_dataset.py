@@ -2,12 +2,13 @@
 
 The cache holds one file per model, ``<cache_dir>/<model_id>.pt``: a dict of plain tensors saved with
 ``torch.save`` and read back with ``torch.load(weights_only=True)``, stamped with the weights'
-sha256 and the conversion settings, so a cached graph is reconverted when its model or the
-converter settings change.
+sha256, the nngraph version and the kernel box, so a cached graph is reconverted when its model,
+nngraph or the box changes (``<cache_dir>/index.json`` maps model ids to their stamps).
 """
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from typing import Any, Callable, Sequence
@@ -37,11 +38,6 @@ def example_inputs_for_spec(spec: dict[str, Any], batch: int = 2) -> tuple[torch
 def default_target(kind: str) -> str:
     """The manifest field used as ``y``: the digit for INR zoos, the test accuracy for classifier zoos."""
     return {"inr": "label", "classifier": "test_acc"}[kind]
-
-
-def _auto_kernel_box(entries: Sequence[dict]) -> tuple[int, int, int]:
-    k = max([e["spec"].get("kernel_size", 1) for e in entries] or [1])
-    return (1, k, k)
 
 
 def _to_plain(graph: Data) -> dict[str, torch.Tensor]:
@@ -84,9 +80,10 @@ class ZooDataset(Dataset):
         fields (Sequence[str]): further numeric manifest fields to attach. (default: :obj:`()`)
         families (Sequence[str], optional): keep only these model families.
         kernel_box (tuple or str): box every edge kernel is padded into; ``"auto"`` takes the largest
-            kernel of the whole zoo so all graphs batch with a plain ``DataLoader``. (default: :obj:`"auto"`)
+            box of any graph of the zoo (all splits), so all graphs batch with a plain ``DataLoader``
+            and every split has the same ``edge_attr`` width. (default: :obj:`"auto"`)
         cache_dir (str, optional): where graphs are cached. (default: ``<root>/graphs``)
-        verify (bool): check every weights file of the split against its manifest checksum when the
+        verify (bool): check every weights file of the zoo against its manifest checksum when the
             dataset is created (fast: a few MB per thousand small models). (default: :obj:`True`)
         skip_unsupported (bool): leave out models the converter rejects (with a warning) instead of
             raising. (default: :obj:`False`)
@@ -109,17 +106,18 @@ class ZooDataset(Dataset):
         self.kind = self.zoo.config["kind"]
         self.target = target or default_target(self.kind)
         self.fields = tuple(fields)
-        self.box = _auto_kernel_box(self.zoo.entries) if kernel_box == "auto" else tuple(kernel_box)
         self.cache_dir = cache_dir or os.path.join(root, "graphs")
-        entries = self.zoo.split(split)
+        population = self.zoo.entries
         if families is not None:
-            entries = [e for e in entries if e["family"] in set(families)]
+            population = [e for e in population if e["family"] in set(families)]
         self._images = None
         super().__init__(None, transform)
         if verify:
-            for e in entries:
+            for e in population:
                 self.zoo.verify(e)
-        self.entries = self._convert(entries, force_reload, skip_unsupported, progress)
+        # every model of the zoo is converted (once), so that all splits share one kernel box
+        converted = self._convert(population, kernel_box, force_reload, skip_unsupported, progress)
+        self.entries = [e for e in converted if split == "all" or e["split"] == split]
         self._graphs = [self._read(e) for e in self.entries] if in_memory else None
 
     # -- conversion and cache -------------------------------------------------------------------
@@ -131,46 +129,69 @@ class ZooDataset(Dataset):
     def _cache_path(self, entry: dict) -> str:
         return os.path.join(self.cache_dir, f"{entry['id']}.pt")
 
-    def _load_cache(self, entry: dict) -> dict | None:
+    def _load_cache(self, entry: dict) -> dict:
         path = self._cache_path(entry)
         if not os.path.exists(path):
-            return None
+            raise ZooError(f"cached graph of model {entry['id']} is missing ({path}); recreate the dataset")
         try:
             blob = torch.load(path, weights_only=True)
         except Exception as err:
             raise ZooError(f"cached graph {path} of model {entry['id']} is unreadable ({err}); delete it "
                            "or pass force_reload=True") from None
-        return blob if blob.get("stamp") == self._stamp(entry) else None
+        if blob.get("stamp") != self._stamp(entry):
+            raise ZooError(f"cached graph {path} is stale (the model or nngraph changed); recreate the dataset")
+        return blob
 
-    def _convert(self, entries: list[dict], force: bool, skip: bool, progress: bool) -> list[dict]:
-        from nngraph import UnsupportedError, to_graph
+    def _index_path(self) -> str:
+        return os.path.join(self.cache_dir, "index.json")
 
-        todo = [e for e in entries if force or self._load_cache(e) is None]
-        skipped: dict[str, list[str]] = {}  # reason -> model ids
+    def _convert(self, entries: list[dict], kernel_box, force: bool, skip: bool, progress: bool) -> list[dict]:
+        from nngraph import UnsupportedError, build_layout, to_graph
+
         os.makedirs(self.cache_dir, exist_ok=True)
+        try:
+            with open(self._index_path(), encoding="utf-8") as f:
+                self._index = json.load(f)  # model id -> stamp
+        except (FileNotFoundError, json.JSONDecodeError):
+            self._index = {}
+        # 1. each architecture's own kernel box (one trace per architecture), then the common box
+        skipped: dict[str, list[str]] = {}  # reason -> model ids
+        own: dict[str, tuple | None] = {}
+        why: dict[str, str] = {}
+        for e in entries:
+            key = json.dumps(e["spec"], sort_keys=True)
+            if key not in own:
+                try:
+                    own[key] = build_layout(build_model(e["spec"]), example_inputs_for_spec(e["spec"])).kernel_box
+                except UnsupportedError as err:
+                    if not skip:
+                        raise UnsupportedError(f"model {e['id']} (family {e['family']}): {err}") from err
+                    own[key], why[key] = None, str(err).split(". ")[0]
+            if own[key] is None:
+                skipped.setdefault(why[key], []).append(e["id"])
+        kept = [e for e in entries if own[json.dumps(e["spec"], sort_keys=True)] is not None]
+        boxes = torch.tensor([own[json.dumps(e["spec"], sort_keys=True)] for e in kept] or [[1, 1, 1]])  # (M, 3)
+        # padding a converted graph later would not match from_graph for even-sized kernels, so the
+        # graphs are converted in the final box directly
+        self.box = tuple(int(v) for v in boxes.amax(0)) if kernel_box == "auto" else tuple(kernel_box)
+        # 2. convert what is not cached under the current stamp
+        todo = [e for e in kept if force or self._index.get(e["id"]) != self._stamp(e)
+                or not os.path.exists(self._cache_path(e))]
         for e in tqdm(todo, desc="converting models", disable=not progress or not todo, dynamic_ncols=True):
             model = self.zoo.load_model(e, verify=False)  # verified in __init__ (or on purpose not)
-            try:
-                graph = to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box)
-            except UnsupportedError as err:
-                if not skip:
-                    raise UnsupportedError(f"model {e['id']} (family {e['family']}): {err}") from err
-                skipped.setdefault(str(err).split(". ")[0], []).append(e["id"])
-                continue
+            graph = to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box)
             buffer = io.BytesIO()
             torch.save({"stamp": self._stamp(e), "graph": _to_plain(graph)}, buffer)
             atomic_write_bytes(self._cache_path(e), buffer.getvalue())
+            self._index[e["id"]] = self._stamp(e)
+        if todo:
+            atomic_write_bytes(self._index_path(), json.dumps(self._index).encode())
         for reason, ids in skipped.items():
             warnings.warn(f"ZooDataset: left out {len(ids)} models (e.g. {ids[0]}): {reason}")
-        left_out = {i for ids in skipped.values() for i in ids}
-        return [e for e in entries if e["id"] not in left_out]
+        return kept
 
     def _read(self, entry: dict) -> Data:
-        blob = self._load_cache(entry)
-        if blob is None:
-            raise ZooError(f"cached graph of model {entry['id']} is missing or stale ({self._cache_path(entry)}); "
-                           "recreate the dataset")
-        data = _from_plain(blob["graph"])
+        data = _from_plain(self._load_cache(entry)["graph"])
         value = entry[self.target]
         data.y = torch.tensor([value], dtype=torch.long if isinstance(value, int) else torch.float)
         data.family = entry["family"]

@@ -83,7 +83,8 @@ def test_corrupted_or_missing_weights_fail_clearly(inr_copy):
         f.write(b"\x00\x01")
     with pytest.raises(ZooError, match=f"{e['id']} are corrupted"):
         ZooDataset(inr_copy, split="test", progress=False)
-    ZooDataset(inr_copy, split="train", progress=False)  # other splits are unaffected
+    with pytest.raises(ZooError, match=f"{e['id']} are corrupted"):
+        ZooDataset(inr_copy, split="train", progress=False)  # the whole zoo is checked
     os.remove(zoo.path(e))
     with pytest.raises(ZooError, match="missing"):
         ZooDataset(inr_copy, split="test", progress=False)
@@ -94,11 +95,14 @@ def test_corrupted_cache_fails_clearly_and_stale_cache_is_rebuilt(inr_copy):
     path = os.path.join(inr_copy, "graphs", f"{ds.entry(0)['id']}.pt")
     with open(path, "wb") as f:
         f.write(b"garbage")
+    ds = ZooDataset(inr_copy, split="test", progress=False)
     with pytest.raises(ZooError, match="unreadable"):
-        ZooDataset(inr_copy, split="test", progress=False)
+        ds[0]
+    with pytest.raises(ZooError, match="unreadable"):
+        ZooDataset(inr_copy, split="test", in_memory=True, progress=False)
     ds = ZooDataset(inr_copy, split="test", force_reload=True, progress=False)
     assert ds[0].num_nodes == 2 + 8 + 8 + 1
-    # a cache written under other settings (here: another kernel box) is reconverted
+    # graphs are converted into a larger box on request
     ds3 = ZooDataset(inr_copy, split="test", kernel_box=(1, 3, 3), progress=False)
     assert ds3[0].edge_attr.shape[1] == 9
 
