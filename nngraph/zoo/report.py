@@ -65,6 +65,9 @@ def summarize(root: str, png: str | None = None) -> str:
                                               for f, a in sorted(fams.items())))
         lines.append(text_histogram(acc))
         png = png or os.path.join(root, "accuracy_histogram.png")
-        save_histogram_png(acc, png, f"test accuracy of {len(acc)} classifiers")
-        lines.append(f"histogram plot: {png}")
+        try:
+            save_histogram_png(acc, png, f"test accuracy of {len(acc)} classifiers")
+            lines.append(f"histogram plot: {png}")
+        except ImportError:
+            lines.append("histogram plot skipped: matplotlib is not installed")
     return "\n".join(lines)
