@@ -33,7 +33,8 @@ def fit_vector_mlp(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Te
         raise ValueError(f"Could not resolve kind {kind!r} among choices ['classification', 'regression', 'vector']")
     seed_everything(seed)
     out_dim = int(y_train.max()) + 1 if kind == "classification" else (1 if y_train.dim() == 1 else y_train.shape[1])
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    mean, std = x_train.mean(0), x_train.std(0)
+    std = torch.where(std < 1e-4, torch.ones_like(std), std)  # features constant in training (e.g. padding)
     model = VectorMLP(x_train.shape[1], out_dim, hidden, dropout, mean, std)
 
     def outputs(m, x):

@@ -22,12 +22,12 @@ PROFILES = {
     "small": {
         "inr_zoo": INRZooConfig.small(),
         "clf_zoo": ClassifierZooConfig.small(num_runs=40),
-        "inr_classification": ["--epochs", "6", "--baseline-epochs", "60", "--hidden-dim", "32", "--num-layers", "2",
-                               "--gbm-iters", "40", "--patience", "6"],
-        "accuracy_prediction": ["--epochs", "15", "--baseline-epochs", "100", "--hidden-dim", "32", "--num-layers", "2",
+        "inr_classification": ["--epochs", "4", "--baseline-epochs", "60", "--hidden-dim", "32", "--num-layers", "2",
+                               "--gbm-iters", "40", "--max-train", "128"],
+        "accuracy_prediction": ["--epochs", "8", "--baseline-epochs", "100", "--hidden-dim", "32", "--num-layers", "2",
                                 "--gbm-iters", "100"],
-        "inr_editing": ["--epochs", "6", "--baseline-epochs", "40", "--hidden-dim", "32", "--num-layers", "2",
-                        "--max-train", "160"],
+        "inr_editing": ["--epochs", "4", "--baseline-epochs", "40", "--hidden-dim", "32", "--num-layers", "2",
+                        "--max-train", "96"],
     },
     "full": {
         "inr_zoo": INRZooConfig(inrs_per_image=2),
