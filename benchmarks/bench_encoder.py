@@ -3,12 +3,13 @@ forward pass over a ResNet-18-sized graph.
 
 Throughput is graphs per second of the median of several timed repetitions after warm-up; forward
 runs under ``torch.no_grad()``, forward+backward backpropagates ``out.sum()`` into every parameter
-(no optimizer step). Peak memory is the rise of the process's peak resident set size over the step
-(``VmHWM``, reset through ``/proc/self/clear_refs``; else the ``ru_maxrss`` growth). The machine's
+(no optimizer step). Peak memory is the rise of the peak resident set size over one forward+backward
+step in a fresh process (``VmHWM``, reset through ``/proc/self/clear_refs``; else the ``ru_maxrss``
+growth), so earlier runs' freed-but-kept heap does not hide it. The machine's
 load average is printed with the table: on a shared 2-core machine other processes slow everything.
 
 Usage: ``python -m benchmarks encoder`` or ``python benchmarks/bench_encoder.py [--hidden 32] [--layers 4]
-[--batch 64] [--no-resnet] [--profile]``.
+[--batch 64] [--threads N] [--no-resnet] [--profile]``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import os
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +52,28 @@ def peak_mib(fn) -> tuple[float, str]:
     return (after - before) / 1024, "VmHWM" if exact else "ru_maxrss growth"
 
 
+def _child_peak(kind: str, batch_size: int, hidden: int, layers: int, threads: int) -> float:
+    """Peak memory of one forward+backward, measured in a fresh process (a clean heap)."""
+    code = ("import sys, torch; from benchmarks.bench_encoder import _peak_here; "
+            f"print(_peak_here({kind!r}, {batch_size}, {hidden}, {layers}, {threads}))")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_here(kind: str, batch_size: int, hidden: int, layers: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    make, example = (siren, None) if kind == "siren" else (small_cnn, (torch.randn(1, 1, 28, 28),))
+    batch = nngraph.batch_graphs([nngraph.to_graph(make(), example) for _ in range(batch_size)])
+    encoder = NeuralGraphEncoder(out_dim=10, hidden_dim=hidden, num_layers=layers)
+    # warm-up on one graph: one-time allocations (thread pools, caches) are not counted, the batch's are
+    encoder(nngraph.batch_graphs([nngraph.to_graph(make(), example)])).sum().backward()
+    encoder.zero_grad(set_to_none=True)
+    return peak_mib(lambda: encoder(batch).sum().backward())[0]
+
+
 def timed(fn, reps: int, warmup: int = 2) -> float:
     """Median wall seconds of ``fn()``."""
     for _ in range(warmup):
@@ -72,7 +96,7 @@ def small_cnn() -> nn.Module:
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
 
-def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, reps: int) -> dict:
+def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, reps: int, kind: str) -> dict:
     torch.manual_seed(0)
     graphs = [nngraph.to_graph(make(), example) for _ in range(batch_size)]
     batch = nngraph.batch_graphs(graphs)
@@ -87,9 +111,9 @@ def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, r
 
     t_fwd = timed(forward, reps)
     t_fb = timed(forward_backward, reps)
-    mem, how = peak_mib(forward_backward)
+    mem = _child_peak(kind, batch_size, encoder.hidden_dim, encoder.num_layers, torch.get_num_threads())
     return dict(name=name, nodes=graphs[0].num_nodes, edges=graphs[0].num_edges, K=batch.edge_attr.size(1),
-                fwd=batch_size / t_fwd, fb=batch_size / t_fb, mem=mem, how=how)
+                fwd=batch_size / t_fwd, fb=batch_size / t_fb, mem=mem, how="VmHWM rise in a fresh process")
 
 
 def bench_resnet(encoder: nn.Module) -> dict:
@@ -120,6 +144,8 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: rows for 1 thread and for torch's default)")
     parser.add_argument("--no-resnet", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table for the INR step")
     args = parser.parse_args(argv if argv is not None else [])
@@ -129,20 +155,27 @@ def main(argv: list[str] | None = None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; encoder hidden {args.hidden}, {args.layers} layers, "
           f"{sum(p.numel() for p in encoder.parameters()):,} parameters\n")
-    rows = [bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps),
-            bench_batch("CNN 1-16-16-16-10 (3x3)", small_cnn, (torch.randn(1, 1, 28, 28),), encoder,
-                        args.batch, args.reps)]
-    print(f"| batch of {args.batch} | nodes/graph | edges/graph | K | forward graphs/s | fwd+bwd graphs/s "
-          "| peak MiB (fwd+bwd) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    threads = sorted({1, torch.get_num_threads()}) if args.threads is None else [args.threads]
+    default_threads = torch.get_num_threads()
+    rows = []
+    for nt in threads:
+        torch.set_num_threads(nt)
+        rows.append(dict(bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps, "siren"), threads=nt))
+        rows.append(dict(bench_batch("CNN 1-16-16-16-10 (3x3)", small_cnn, (torch.randn(1, 1, 28, 28),), encoder,
+                                     args.batch, args.reps, "cnn"), threads=nt))
+    torch.set_num_threads(default_threads)
+    print(f"| batch of {args.batch} | threads | nodes/graph | edges/graph | K | forward graphs/s "
+          "| fwd+bwd graphs/s | peak MiB (fwd+bwd) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['name']} | {r['nodes']} | {r['edges']} | {r['K']} | {r['fwd']:.0f} | {r['fb']:.0f} "
-              f"| {r['mem']:.0f} |")
+        print(f"| {r['name']} | {r['threads']} | {r['nodes']} | {r['edges']} | {r['K']} | {r['fwd']:.0f} "
+              f"| {r['fb']:.0f} | {r['mem']:.0f} |")
     print(f"\n(peak memory: {rows[0]['how']}; target: SIREN fwd+bwd >= 175 graphs/s at hidden 32, 4 layers)")
 
     if not args.no_resnet:
         r = bench_resnet(encoder)
-        print(f"\n| {r['name']} | params | nodes | edges | K | to_graph s | encoder forward s | peak MiB |")
+        print(f"\n| {r['name']}, {torch.get_num_threads()} threads | params | nodes | edges | K | to_graph s "
+              "| encoder forward s | peak MiB |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         print(f"| | {r['params']:,} | {r['nodes']:,} | {r['edges']:,} | {r['K']} | {r['convert']:.1f} "
               f"| {r['fwd_s']:.1f} | {r['mem']:.0f} |")
