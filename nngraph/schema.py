@@ -9,7 +9,7 @@ field               shape / dtype    meaning
 ``x``               ``(N, 5)`` float node features, named by :data:`NODE_FEATURES` (zeros where absent)
 ``node_type``       ``(N,)`` long    :class:`NodeType`: input / hidden / output
 ``node_kind``       ``(N,)`` long    :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
-``node_index``      ``(N,)`` long    position of an input or output neuron in its tensor, ``-1`` for hidden
+``io_position``     ``(N,)`` long    position of an input or output neuron in its tensor, ``-1`` for hidden
 ``layer``           ``(N,)`` long    depth of the neuron's activation space (inputs are 0)
 ``act``             ``(N,)`` long    :class:`Activation` applied to the neuron's value (0 = none)
 ``edge_index``      ``(2, E)`` long  source -> target, in the direction data flows through the model
@@ -17,8 +17,13 @@ field               shape / dtype    meaning
                                      centre into ``kernel_box`` and flattened (C order); 1 at the
                                      centre for identity edges (residual sums, norms, activations)
 ``edge_type``       ``(E,)`` long    :class:`EdgeType`
-``kernel_box``      ``(1, 3)`` long  the ``(depth, height, width)`` box every edge kernel is padded into
+``kernel_box``      ``(1, 3)`` long  the ``(depth, height, width)`` box every edge kernel is padded into;
+                                     every side is odd, so that padding a box into a larger one puts
+                                     each kernel exactly where converting into the larger box would
 ==================  ===============  ==============================================================
+
+(``io_position`` avoids the substring ``index``: PyG shifts such fields by the node count when
+batching.)
 
 Hidden neurons carry nothing that depends on their position inside their layer, so relabelling
 hidden neurons of the model relabels the nodes of the graph and nothing else.

@@ -103,8 +103,8 @@ def to_graph(
         example_inputs: a tensor or tuple of tensors to trace shapes with. Needed only when the
             shapes cannot be made up from the first layer (a CNN with a flatten head whose input
             is not 16 pixels wide, for instance).
-        kernel_box: ``(depth, height, width)`` to pad every edge kernel into; by default the
-            largest kernel of this model. Give one box to every model of a dataset to batch graphs
+        kernel_box: ``(depth, height, width)`` to pad every edge kernel into, odd on every side; by
+            default the largest kernel of this model, rounded up to odd sides. Give one box to every model of a dataset to batch graphs
             with a plain PyG ``DataLoader``; otherwise use :func:`batch_graphs`.
 
     Returns:
@@ -173,6 +173,8 @@ def pad_kernel_box(graph: Data, kernel_box: tuple[int, int, int]) -> Data:
         return graph
     if any(n < o for n, o in zip(new, old)):
         raise ValueError(f"cannot pad kernels of box {old} into the smaller box {new}")
+    if any(n % 2 == 0 for n in new + old):
+        raise ValueError(f"kernel boxes must have odd sides, got {old} -> {new}")
     out = graph.clone()
     kernels = graph.edge_attr.view(-1, *old)  # (E, D, H, W)
     padded = kernels.new_zeros(kernels.shape[0], *new)  # (E, D', H', W')

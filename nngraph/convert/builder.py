@@ -236,8 +236,11 @@ class GraphBuilder:
         dst = cat(self._edge_chunks["dst"], 0)
         kshapes = self._edge_chunks["kshape"]
         box = torch.stack(kshapes).amax(0) if kshapes else torch.ones(3, dtype=torch.long)
+        box = box + (1 - box % 2)  # odd sides: re-padding into a larger odd box keeps every kernel's place
         if kernel_box is not None:
             wanted = torch.tensor(kernel_box, dtype=torch.long)
+            if (wanted % 2 == 0).any():
+                raise ValueError(f"kernel_box {tuple(kernel_box)} must have odd sides (kernels are centred in it)")
             if (wanted < box).any():
                 raise ValueError(f"kernel_box {tuple(kernel_box)} is smaller than the largest kernel {tuple(box.tolist())}")
             box = wanted
@@ -253,7 +256,7 @@ class GraphBuilder:
             edge_type=cat(self._edge_chunks["type"], 0),
             node_type=cat(self._node_chunks["type"], 0),
             node_kind=cat(self._node_chunks["kind"], 0),
-            node_index=cat(self._node_chunks["index"], 0),
+            io_position=cat(self._node_chunks["index"], 0),
             layer=cat(self._node_chunks["layer"], 0),
             act=cat(self._act, 0),
             kernel_box=tuple(int(v) for v in box),

@@ -1,7 +1,7 @@
 """nn.Embedding: a Linear layer applied to a one-hot encoding of the token id.
 
 Each vocabulary entry becomes an input node (:attr:`NodeKind.TOKEN`, ``node_type`` INPUT,
-``node_index`` = token id, so the vocabulary keeps its order), each embedding dimension a hidden
+``io_position`` = token id, so the vocabulary keeps its order), each embedding dimension a hidden
 node (:attr:`NodeKind.EMBEDDING`), and ``weight[t, d]`` the :attr:`EdgeType.WEIGHT` edge
 token ``t`` -> dimension ``d``. The integer token-id tensor itself has no feature axis and makes no
 nodes. ``padding_idx`` is just a row of the weight (kept as is); ``max_norm`` renormalizes rows in

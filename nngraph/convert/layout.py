@@ -78,7 +78,7 @@ class Layout:
     edge_type: torch.Tensor  # (E,)
     node_type: torch.Tensor  # (N,)
     node_kind: torch.Tensor  # (N,)
-    node_index: torch.Tensor  # (N,)
+    io_position: torch.Tensor  # (N,)
     layer: torch.Tensor  # (N,)
     act: torch.Tensor  # (N,)
     kernel_box: tuple[int, int, int]
@@ -121,7 +121,7 @@ class Layout:
             edge_type=self.edge_type.clone(),
             node_type=self.node_type.clone(),
             node_kind=self.node_kind.clone(),
-            node_index=self.node_index.clone(),
+            io_position=self.io_position.clone(),
             layer=self.layer.clone(),
             act=self.act.clone(),
             kernel_box=torch.tensor([self.kernel_box]),  # (1, 3)

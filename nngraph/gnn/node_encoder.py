@@ -18,22 +18,22 @@ class NodeEncoder(nn.Module):
         + \mathbf{e}_{\text{io}(v)} \,[+\, \mathbf{W}_p \mathbf{p}_v]\Big)
 
     where :math:`\mathbf{e}_{\text{io}(v)}` is a learned embedding of an input or output neuron's
-    ``node_index`` (separate tables for inputs and outputs; zero for hidden neurons, whose
-    ``node_index`` is ``-1``) and :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
+    ``io_position`` (separate tables for inputs and outputs; zero for hidden neurons, whose
+    ``io_position`` is ``-1``) and :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
     see :func:`nngraph.gnn.probe_features`). ``layer`` is the same for every neuron of an activation
     space, so it is invariant under permutations of hidden neurons.
 
     Args:
         hidden_dim (int): embedding width.
         num_io_embeddings (int): rows of each input / output index table; larger indices wrap
-            around (``node_index % num_io_embeddings``). (default: :obj:`1024`)
+            around (``io_position % num_io_embeddings``). (default: :obj:`1024`)
         max_layers (int): rows of the layer table; deeper layers share the last row. (default: :obj:`256`)
         probe_dim (int): width :math:`P` of ``data.probe``, or 0 for no probe features. (default: :obj:`0`)
         act (str): activation of the MLP. (default: :obj:`"silu"`)
 
     Shapes:
         - **input:** ``x`` :math:`(N, 5)`, ``node_kind``, ``node_type``, ``act``, ``layer``,
-          ``node_index`` :math:`(N,)` long, ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
+          ``io_position`` :math:`(N,)` long, ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
         - **output:** :math:`(N, \text{hidden\_dim})`
     """
 
@@ -67,35 +67,19 @@ class NodeEncoder(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
-    def io_index(self, node_type: Tensor, node_index: Tensor) -> Tensor:
+    def io_index(self, node_type: Tensor, io_position: Tensor) -> Tensor:
         """Row of the input/output table of every node (the zero row for hidden neurons)."""
         m = self.num_io_embeddings
-        idx = node_index.clamp(min=0) % m  # (N,)
+        idx = io_position.clamp(min=0) % m  # (N,)
         hidden = torch.full_like(idx, 2 * m)
         out = torch.where(node_type == NodeType.OUTPUT, idx + m, hidden)
         return torch.where(node_type == NodeType.INPUT, idx, out)  # (N,)
-
-    @staticmethod
-    def node_index(data) -> Tensor:
-        """``data.node_index`` with the offsets PyG's batching adds to ``*index*`` keys removed.
-
-        ``Batch.from_data_list`` increments every attribute whose name contains ``"index"`` by the
-        number of nodes of the preceding graphs, unless the graph class overrides ``__inc__``. The
-        increments it applied are recorded in ``batch._inc_dict`` and are subtracted here (no-op when
-        they are zero).
-        """
-        index = data.node_index
-        inc = getattr(data, "_inc_dict", None)
-        inc = inc.get("node_index") if isinstance(inc, dict) else None
-        if isinstance(inc, Tensor) and inc.numel() > 0 and bool((inc != 0).any()):
-            index = index - inc.to(index.device)[data.batch]  # (N,)
-        return index
 
     def forward(self, data) -> Tensor:
         h = self.lin_x(data.x)  # (N, H)
         h = h + self.emb_kind(data.node_kind) + self.emb_type(data.node_type) + self.emb_act(data.act)
         h = h + self.emb_layer(data.layer.clamp(0, self.max_layers - 1))
-        h = h + self.emb_io(self.io_index(data.node_type, self.node_index(data)))
+        h = h + self.emb_io(self.io_index(data.node_type, data.io_position))
         if self.lin_probe is not None:
             probe = getattr(data, "probe", None)
             if probe is None:

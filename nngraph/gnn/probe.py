@@ -18,7 +18,7 @@ def probe_features(module: nn.Module, graph, inputs: Tensor) -> Tensor:
     exactly like the graph's nodes.
 
     Supported: stacks of ``nn.Linear`` and element-wise modules (``nn.Sequential`` MLPs, SIRENs), whose
-    graphs list the input nodes first (``node_index`` order), then each layer's neurons in order.
+    graphs list the input nodes first (``io_position`` order), then each layer's neurons in order.
     Other architectures raise :class:`NotImplementedError` (they need the converter's neuron map).
 
     Args:

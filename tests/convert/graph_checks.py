@@ -7,7 +7,7 @@ from torch_geometric.data import Data
 
 import nngraph
 
-INTEGER_NODE_FIELDS = ("node_type", "node_kind", "node_index", "layer", "act")
+INTEGER_NODE_FIELDS = ("node_type", "node_kind", "io_position", "layer", "act")
 
 
 def assert_round_trip(module: nn.Module, *inputs: torch.Tensor) -> Data:

@@ -23,9 +23,9 @@ from .graph_checks import (
 
 def reference_conv_graph(convs: list[nn.Module]):
     """Slow and obvious: a chain of convolutions, one loop over every weight and kernel position.
-    Kernels are centred in the largest kernel box (floor for odd margins)."""
+    Kernels are centred in the largest kernel box, rounded up to odd sides (floor for odd margins)."""
     shapes = [(1,) * (3 - len(c.kernel_size)) + tuple(c.kernel_size) for c in convs]
-    box = [max(s[d] for s in shapes) for d in range(3)]
+    box = [max(s[d] for s in shapes) // 2 * 2 + 1 for d in range(3)]
     layer_nodes, next_id = [], 0
     for size in [convs[0].in_channels] + [c.out_channels for c in convs]:
         layer_nodes.append(list(range(next_id, next_id + size)))
@@ -117,7 +117,9 @@ def test_conv_transpose_edges_follow_groups():
     # in-channels 0, 1 feed out-channels 0..2 (nodes 4..6); in-channels 2, 3 feed 3..5 (nodes 7..9)
     assert pairs == {(i, 4 + o) for i in range(2) for o in range(3)} | {(i, 7 + o) for i in (2, 3) for o in range(3)}
     edges = edge_dict(g)
-    assert torch.equal(edges[(3, 8, 0)], conv.weight[3, 1].reshape(-1))
+    expected = torch.zeros(3, 3)  # the 2x2 kernel in the box rounded up to odd sides, floor margins
+    expected[:2, :2] = conv.weight[3, 1]
+    assert torch.equal(edges[(3, 8, 0)], expected.reshape(-1))
 
 
 # ----------------------------------------------------------------------------- permutations
@@ -179,7 +181,7 @@ def test_hand_permuted_cnn_gives_relabelled_graph():
         pm.fc.bias.copy_(m.fc.bias)
     assert_function_preserved(m, pm, x)
     g1, g2 = nngraph.to_graph(m, x), nngraph.to_graph(pm, x)
-    assert g1.kernel_box.tolist() == [[1, 4, 4]]  # the 4x4 flattened map is larger than the 3x3 kernels
+    assert g1.kernel_box.tolist() == [[1, 5, 5]]  # the 4x4 flattened map (odd sides: 5x5) beats the 3x3 kernels
     perm = torch.arange(g1.num_nodes)
     _relabel(perm, nodes_of(m, "conv1", x), p1)
     _relabel(perm, nodes_of(m, "conv2", x), p2)

@@ -25,7 +25,7 @@ def test_embedding_against_reference_loop():
     g = nngraph.to_graph(model)
     tokens, dims = nodes_of(model, "0.tokens"), nodes_of(model, "0")
     assert (g.node_type[tokens] == NodeType.INPUT).all() and (g.node_kind[tokens] == NodeKind.TOKEN).all()
-    assert g.node_index[tokens].tolist() == list(range(7))
+    assert g.io_position[tokens].tolist() == list(range(7))
     assert (g.node_type[dims] == NodeType.HIDDEN).all() and (g.node_kind[dims] == NodeKind.EMBEDDING).all()
     expected = {}
     for t in range(7):

@@ -27,8 +27,8 @@ def test_mlp_counts_and_fields():
     assert g.num_nodes == 67 and g.num_edges == 1120
     assert g.edge_attr.shape == (1120, 1) and g.x.shape == (67, 5)
     assert (g.node_type == NodeType.INPUT).sum() == 2 and (g.node_type == NodeType.OUTPUT).sum() == 1
-    assert g.node_index[g.node_type == NodeType.HIDDEN].eq(-1).all()
-    assert g.node_index[g.node_type == NodeType.INPUT].tolist() == [0, 1]
+    assert g.io_position[g.node_type == NodeType.HIDDEN].eq(-1).all()
+    assert g.io_position[g.node_type == NodeType.INPUT].tolist() == [0, 1]
     assert g.layer.unique().tolist() == [0, 1, 2, 3]
     assert (g.edge_type == EdgeType.WEIGHT).all()
     assert g.kernel_box.tolist() == [[1, 1, 1]]

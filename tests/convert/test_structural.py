@@ -162,7 +162,7 @@ def test_from_graph_refuses_a_graph_of_another_architecture():
 def test_output_neurons_are_indexed_and_fixed():
     g = nngraph.to_graph(ResidualMLP())
     out = g.node_type == NodeType.OUTPUT
-    assert g.node_index[out].tolist() == [0, 1]
+    assert g.io_position[out].tolist() == [0, 1]
 
 
 def test_layout_cache_tells_apart_models_whose_forward_branches_on_a_flag():
@@ -180,3 +180,21 @@ def test_layout_cache_tells_apart_models_whose_forward_branches_on_a_flag():
     assert (relu.act == Activation.RELU).sum() == 3 and (tanh.act == Activation.TANH).sum() == 3
     # same architecture, other weights: one cached layout serves both
     assert nngraph.build_layout(Flagged(True)) is nngraph.build_layout(Flagged(True))
+
+
+def test_padding_a_graph_into_a_larger_box_equals_converting_into_it():
+    """Even-sized kernels (a 2x2 conv, a 4x4 flatten map) land where a direct conversion puts them."""
+    net = nn.Sequential(nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 2))
+    x = torch.randn(1, 1, 7, 7)
+    g = nngraph.to_graph(net, x)
+    assert g.kernel_box.tolist() == [[1, 5, 5]]  # the 4x4 map, rounded up to odd sides
+    direct = nngraph.to_graph(net, x, kernel_box=(1, 9, 9))
+    from nngraph.convert import pad_kernel_box
+
+    padded = pad_kernel_box(g, (1, 9, 9))
+    assert torch.equal(padded.edge_attr, direct.edge_attr)
+    back = nngraph.from_graph(padded, net, x)
+    for p, q in zip(net.parameters(), back.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="odd"):
+        nngraph.to_graph(net, x, kernel_box=(1, 8, 8))

@@ -57,7 +57,7 @@ def mlp_graph(model: nn.Sequential) -> Data:
         offset_in, offset = offset, offset + n_out
     lt = lambda v: torch.tensor([int(t) for t in v], dtype=torch.long)  # noqa: E731
     E = sum(s.numel() for s in src)
-    return Data(x=torch.cat(x), node_type=lt(ntype), node_kind=lt(kind), node_index=lt(index), layer=lt(layer),
+    return Data(x=torch.cat(x), node_type=lt(ntype), node_kind=lt(kind), io_position=lt(index), layer=lt(layer),
                 act=lt(act), edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
                 edge_type=torch.full((E,), int(EdgeType.WEIGHT)), kernel_box=torch.tensor([[1, 1, 1]]))
 
@@ -134,7 +134,7 @@ def conv_graph(channels=(3, 4, 5), k=3, classes=3, generator=None, dtype=torch.f
             w[:, K // 2] = torch.randn(o.numel(), generator=generator, dtype=dtype)
         attr.append(w)
     E = sum(s.numel() for s in src)
-    return Data(x=x, node_type=ntype, node_kind=kind, node_index=index, layer=layer, act=act,
+    return Data(x=x, node_type=ntype, node_kind=kind, io_position=index, layer=layer, act=act,
                 edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
                 edge_type=torch.zeros(E, dtype=torch.long), kernel_box=torch.tensor([[1, k, k]]))
 
@@ -147,7 +147,7 @@ def permute_graph(graph: Data, generator=None) -> tuple[Data, torch.Tensor]:
     node_perm[hidden] = hidden[torch.randperm(hidden.numel(), generator=generator)]
     inv = torch.argsort(node_perm)  # new node -> old node
     out = graph.clone()
-    for key in ("x", "node_type", "node_kind", "node_index", "layer", "act"):
+    for key in ("x", "node_type", "node_kind", "io_position", "layer", "act"):
         out[key] = graph[key][inv]
     eperm = torch.randperm(graph.num_edges, generator=generator)
     out.edge_index = node_perm[graph.edge_index][:, eperm]

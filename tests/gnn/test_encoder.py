@@ -81,7 +81,7 @@ def test_hidden_neurons_get_no_position():
         perm = torch.arange(graph.num_nodes)
         perm[i], perm[j] = j, i
         out = graph.clone()
-        for key in ("x", "node_type", "node_kind", "node_index", "layer", "act"):
+        for key in ("x", "node_type", "node_kind", "io_position", "layer", "act"):
             out[key] = graph[key][perm]
         out.edge_index = perm[graph.edge_index]
         return out
@@ -89,9 +89,9 @@ def test_hidden_neurons_get_no_position():
     hidden = (g.node_type == 1).nonzero().view(-1)
     outputs = (g.node_type == 2).nonzero().view(-1)
     assert (enc(swap(g, int(hidden[0]), int(hidden[1]))) - y).abs().max() < 1e-10
-    # keep node_index attached to the position, so the outputs are really exchanged
+    # keep io_position attached to the position, so the outputs are really exchanged
     g_out = swap(g, int(outputs[0]), int(outputs[1]))
-    g_out.node_index = g.node_index.clone()
+    g_out.io_position = g.io_position.clone()
     assert (enc(g_out) - y).abs().max() > 1e-4
 
 
