@@ -198,3 +198,12 @@ def test_padding_a_graph_into_a_larger_box_equals_converting_into_it():
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="odd"):
         nngraph.to_graph(net, x, kernel_box=(1, 8, 8))
+
+
+def test_batching_keeps_io_positions_and_shifts_edges():
+    a = nngraph.to_graph(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3)))
+    b = nngraph.to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 5)))
+    batch = nngraph.batch_graphs([a, b])
+    assert torch.equal(batch.io_position, torch.cat([a.io_position, b.io_position]))
+    assert torch.equal(batch.edge_index[:, a.num_edges:], b.edge_index + a.num_nodes)
+    assert batch.kernel_box.tolist() == [[1, 5, 5], [1, 5, 5]]
