@@ -20,7 +20,8 @@ from torch_geometric.data import Data, Dataset
 from tqdm.auto import tqdm
 
 from nngraph.zoo.specs import build_model
-from nngraph.zoo.storage import Zoo, ZooError, atomic_write_bytes
+from nngraph.io import atomic_write
+from nngraph.zoo.storage import Zoo, ZooError
 
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
@@ -182,10 +183,10 @@ class ZooDataset(Dataset):
             graph = to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box)
             buffer = io.BytesIO()
             torch.save({"stamp": self._stamp(e), "graph": _to_plain(graph)}, buffer)
-            atomic_write_bytes(self._cache_path(e), buffer.getvalue())
+            atomic_write(self._cache_path(e), buffer.getvalue())
             self._index[e["id"]] = self._stamp(e)
         if todo:
-            atomic_write_bytes(self._index_path(), json.dumps(self._index).encode())
+            atomic_write(self._index_path(), json.dumps(self._index).encode())
         for reason, ids in skipped.items():
             warnings.warn(f"ZooDataset: left out {len(ids)} models (e.g. {ids[0]}): {reason}")
         return kept

@@ -19,7 +19,8 @@ from nngraph.zoo.jobs import Unit, run_units
 from nngraph.zoo.seeds import derive_seed, stratified_split
 from nngraph.zoo.siren import fit_sirens, siren_state_dict
 from nngraph.zoo.specs import siren_spec
-from nngraph.zoo.storage import atomic_write_bytes, write_config
+from nngraph.io import atomic_write
+from nngraph.zoo.storage import write_config
 
 __all__ = ["INRZooConfig", "build_inr_zoo", "zoo_images", "IMAGES_FILE"]
 
@@ -97,7 +98,7 @@ def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_
     write_config(out, settings)
     images_path = os.path.join(out, IMAGES_FILE)
     if not os.path.exists(images_path):
-        atomic_write_bytes(images_path, save({"images": images.images, "labels": images.labels}))
+        atomic_write(images_path, save({"images": images.images, "labels": images.labels}))
 
     k = config.inrs_per_image
     total = n_img * k

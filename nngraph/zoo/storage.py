@@ -17,15 +17,15 @@ import glob
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Iterable
 
 import torch
 from safetensors.torch import load_file, save
 
 from nngraph.zoo.specs import build_model
+from nngraph.io import atomic_write
 
-__all__ = ["Zoo", "ZooError", "atomic_write_bytes", "sha256_file", "save_weights", "append_manifest",
+__all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest",
            "read_manifests", "manifest_name", "write_config"]
 
 CONFIG = "zoo.json"
@@ -34,23 +34,6 @@ WEIGHTS_DIR = "weights"
 
 class ZooError(RuntimeError):
     """A zoo directory is missing a file, holds a corrupted one, or was built with other settings."""
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -72,7 +55,7 @@ def save_weights(root: str, model_id: str, state: dict[str, torch.Tensor]) -> tu
     """
     rel = f"{WEIGHTS_DIR}/{model_id}.safetensors"
     data = save({k: v.detach().to("cpu").contiguous() for k, v in state.items()})
-    atomic_write_bytes(os.path.join(root, rel), data)
+    atomic_write(os.path.join(root, rel), data)
     return rel, sha256_bytes(data)
 
 
@@ -140,7 +123,7 @@ def write_config(root: str, config: dict[str, Any]) -> None:
             raise ZooError(f"{root} holds a zoo built with other settings (differing: {diff}); "
                            "rerun with the same settings to resume, or use a new --out directory")
         return
-    atomic_write_bytes(path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
 
 
 class Zoo:
