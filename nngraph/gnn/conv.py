@@ -127,7 +127,8 @@ class NeuralGraphConv(MessagePassing):
             x_j = gather_rows(x, idx.dst, None, idx.dst_ptr)  # (E, H)
         else:
             x_j = gather_rows(x, idx.src, idx.src_perm, idx.src_ptr)  # (E, H)
-        return self.act(torch.addcmul(beta, x_j, gamma))  # (E, H)
+        # x_j * gamma + beta rather than addcmul: addcmul's backward multiplies by its scalar twice more
+        return self.act(x_j * gamma + beta)  # (E, H)
 
     def aggregate(self, inputs: Tensor, index_info: MessageIndex, backward: bool) -> Tensor:
         idx = index_info

@@ -72,8 +72,9 @@ class _SegmentSum(torch.autograd.Function):
 class _SegmentMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-        out = torch.segment_reduce(x, "max", offsets=ptr)  # -inf in empty segments
-        out = out.masked_fill_(out == float("-inf"), 0.0)
+        # scatter_reduce beats segment_reduce for max on CPU; empty segments keep the initial 0
+        index = seg_id.view(-1, *([1] * (x.dim() - 1))).expand_as(x)  # (M, F)
+        out = x.new_zeros(ptr.numel() - 1, *x.shape[1:]).scatter_reduce_(0, index, x, "amax", include_self=False)
         ctx.save_for_backward(x, out, seg_id)
         return out
 
