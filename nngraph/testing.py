@@ -88,7 +88,7 @@ def permuted_graphs(module: nn.Module, example_inputs: Sequence[Tensor] | Tensor
     ``g1`` relabelled (node features and edge features), raising :class:`AssertionError` otherwise.
     ``permute`` and ``to_graph`` default to :func:`nngraph.convert.random_hidden_permutation` and
     :func:`nngraph.to_graph`. With ``probe_inputs``, both graphs get ``probe`` features
-    (:func:`nngraph.gnn.probe_features`).
+    (:func:`nngraph.convert.probe_features`).
     """
     if permute is None or to_graph is None:
         from nngraph import convert  # the GNN never imports the converter; the test helpers may
@@ -120,11 +120,11 @@ def permuted_graphs(module: nn.Module, example_inputs: Sequence[Tensor] | Tensor
     if not torch.equal(g2.edge_attr[edge_perm], g1.edge_attr):
         raise AssertionError("edge features of the permuted graph are not the relabelled original ones")
     if probe_inputs is not None:
-        from nngraph.gnn import probe_features
+        from nngraph.convert import probe_features
 
         probe_inputs = probe_inputs.to(_dtype_of(module))
-        g1.probe = probe_features(module, g1, probe_inputs)
-        g2.probe = probe_features(permuted, g2, probe_inputs)
+        g1.probe = probe_features(module, probe_inputs)
+        g2.probe = probe_features(permuted, probe_inputs)
     return g1, g2, node_perm, edge_perm
 
 

@@ -1,12 +1,11 @@
-"""Permutation-equivariant GNN over neural graphs (sees only PyG batches, never ``nn.Module``s,
-except :func:`probe_features`)."""
+"""Permutation-equivariant GNN over neural graphs. It sees only PyG batches, never ``nn.Module``s:
+probe features (which need the source model) come from :func:`nngraph.convert.probe_features`."""
 from .conv import NeuralGraphConv
 from .edge_encoder import EdgeEncoder
 from .encoder import NeuralGraphEncoder
 from .head import NodeEdgeHead
 from .kernel import KernelDecoder, KernelLinear
 from .node_encoder import NodeEncoder
-from .probe import probe_features
 from .readout import GraphReadout
 
 __all__ = [
@@ -18,5 +17,4 @@ __all__ = [
     "KernelDecoder",
     "GraphReadout",
     "NodeEdgeHead",
-    "probe_features",
 ]

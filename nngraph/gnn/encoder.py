@@ -40,7 +40,7 @@ class NeuralGraphEncoder(nn.Module):
         out_dim (int): width of the graph-level output.
         hidden_dim (int): width of node and edge embeddings. (default: :obj:`64`)
         num_layers (int): message-passing layers. (default: :obj:`4`)
-        probe_dim (int): width of ``data.probe`` (:func:`~nngraph.gnn.probe_features`), 0 for none.
+        probe_dim (int): width of ``data.probe`` (:func:`~nngraph.convert.probe_features`), 0 for none.
             (default: :obj:`0`)
         max_kernel_box (tuple[int, int, int]): largest kernel box accepted. (default: :obj:`(3, 7, 7)`)
         num_io_embeddings (int): learned embeddings per input / output neuron index (indices wrap

@@ -20,7 +20,7 @@ class NodeEncoder(nn.Module):
     where :math:`\mathbf{e}_{\text{io}(v)}` is a learned embedding of an input or output neuron's
     ``io_position`` (separate tables for inputs and outputs; zero for hidden neurons, whose
     ``io_position`` is ``-1``) and :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
-    see :func:`nngraph.gnn.probe_features`). ``layer`` is the same for every neuron of an activation
+    see :func:`nngraph.convert.probe_features`). ``layer`` is the same for every neuron of an activation
     space, so it is invariant under permutations of hidden neurons.
 
     Args:
@@ -84,7 +84,7 @@ class NodeEncoder(nn.Module):
             probe = getattr(data, "probe", None)
             if probe is None:
                 raise ValueError("the encoder was built with probe_dim > 0 but the graph has no 'probe'; "
-                                 "set data.probe = nngraph.gnn.probe_features(module, data, inputs)")
+                                 "set data.probe = nngraph.probe_features(module, inputs)")
             h = h + self.lin_probe(probe.to(h.dtype))
         return self.mlp(h)  # (N, H)
 
