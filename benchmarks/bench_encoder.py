@@ -30,9 +30,9 @@ from torch import nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nngraph  # noqa: E402
-from nngraph.gnn import NeuralGraphEncoder  # noqa: E402
-from nngraph.modules import Sine  # noqa: E402
+import nngraph
+from nngraph.gnn import NeuralGraphEncoder
+from nngraph.modules import Sine
 
 
 def _status(field: str) -> int:
@@ -112,8 +112,8 @@ def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, r
     t_fwd = timed(forward, reps)
     t_fb = timed(forward_backward, reps)
     mem = _child_peak(kind, batch_size, encoder.hidden_dim, encoder.num_layers, torch.get_num_threads())
-    return dict(name=name, nodes=graphs[0].num_nodes, edges=graphs[0].num_edges, K=batch.edge_attr.size(1),
-                fwd=batch_size / t_fwd, fb=batch_size / t_fb, mem=mem, how="VmHWM rise in a fresh process")
+    return {"name": name, "nodes": graphs[0].num_nodes, "edges": graphs[0].num_edges, "K": batch.edge_attr.size(1),
+            "fwd": batch_size / t_fwd, "fb": batch_size / t_fb, "mem": mem, "how": "VmHWM rise in a fresh process"}
 
 
 def bench_resnet(encoder: nn.Module) -> dict:
@@ -134,8 +134,8 @@ def bench_resnet(encoder: nn.Module) -> dict:
     mem, how = peak_mib(forward)
     t_fwd = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
-    return dict(name="ResNet-18 (1 graph)", nodes=graph.num_nodes, edges=graph.num_edges,
-                K=graph.edge_attr.size(1), params=params, convert=t_conv, fwd_s=t_fwd, mem=mem, how=how)
+    return {"name": "ResNet-18 (1 graph)", "nodes": graph.num_nodes, "edges": graph.num_edges,
+            "K": graph.edge_attr.size(1), "params": params, "convert": t_conv, "fwd_s": t_fwd, "mem": mem, "how": how}
 
 
 def main(argv: list[str] | None = None):
@@ -160,9 +160,11 @@ def main(argv: list[str] | None = None):
     rows = []
     for nt in threads:
         torch.set_num_threads(nt)
-        rows.append(dict(bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps, "siren"), threads=nt))
-        rows.append(dict(bench_batch("CNN 1-16-16-16-10 (3x3)", small_cnn, (torch.randn(1, 1, 28, 28),), encoder,
-                                     args.batch, args.reps, "cnn"), threads=nt))
+        cnn_input = (torch.randn(1, 1, 28, 28),)
+        rows.append({**bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps, "siren"),
+                     "threads": nt})
+        rows.append({**bench_batch("CNN 1-16-16-16-10 (3x3)", small_cnn, cnn_input, encoder, args.batch, args.reps,
+                                   "cnn"), "threads": nt})
     torch.set_num_threads(default_threads)
     print(f"| batch of {args.batch} | threads | nodes/graph | edges/graph | K | forward graphs/s "
           "| fwd+bwd graphs/s | peak MiB (fwd+bwd) |")

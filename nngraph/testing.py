@@ -13,7 +13,7 @@ Tolerances are per dtype (:data:`TOLERANCES`), relative to the size of the outpu
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

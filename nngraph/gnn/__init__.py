@@ -9,12 +9,12 @@ from .node_encoder import NodeEncoder
 from .readout import GraphReadout
 
 __all__ = [
-    "NeuralGraphEncoder",
-    "NeuralGraphConv",
-    "NodeEncoder",
     "EdgeEncoder",
-    "KernelLinear",
-    "KernelDecoder",
     "GraphReadout",
+    "KernelDecoder",
+    "KernelLinear",
+    "NeuralGraphConv",
+    "NeuralGraphEncoder",
     "NodeEdgeHead",
+    "NodeEncoder",
 ]

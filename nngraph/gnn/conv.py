@@ -1,7 +1,7 @@
 """One message-passing layer over a neural graph: node and edge update, both directions."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

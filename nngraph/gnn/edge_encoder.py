@@ -1,7 +1,7 @@
 """Initial edge embeddings of a neural graph."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

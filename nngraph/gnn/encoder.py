@@ -1,7 +1,7 @@
 """The permutation-equivariant encoder of neural graphs."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

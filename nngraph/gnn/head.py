@@ -1,7 +1,7 @@
 """Equivariant per-node and per-edge head: predicts a delta for every bias and weight."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,8 @@ class NodeEdgeHead(nn.Module):
     .. math::
         \Delta\mathbf{x}_v = s \cdot \mathbf{W}_2^{n}\,\sigma(\mathbf{W}_1^{n}\mathbf{h}_v)
         \qquad
-        \Delta\mathbf{w}_{uv} = s \cdot \operatorname{crop}_{B}\big(\mathbf{W}_2^{e}\,\sigma(\mathbf{W}_1^{e}\mathbf{e}_{uv})\big)
+        \Delta\mathbf{w}_{uv} = s \cdot \operatorname{crop}_{B}\big(
+            \mathbf{W}_2^{e}\,\sigma(\mathbf{W}_1^{e}\mathbf{e}_{uv})\big)
 
     The edge output is a :class:`~nngraph.gnn.kernel.KernelDecoder`: a kernel is predicted in
     ``max_kernel_box`` and cropped to the batch's ``kernel_box``, so it has the width ``K`` of the

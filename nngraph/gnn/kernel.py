@@ -16,7 +16,7 @@ size ``m`` (for even sizes the extra zero goes after the kernel).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

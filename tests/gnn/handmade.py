@@ -55,7 +55,7 @@ def mlp_graph(model: nn.Sequential) -> Data:
         dst.append(o.reshape(-1) + offset)
         attr.append(lin.weight.detach().reshape(-1, 1))
         offset_in, offset = offset, offset + n_out
-    lt = lambda v: torch.tensor([int(t) for t in v], dtype=torch.long)  # noqa: E731
+    lt = lambda v: torch.tensor([int(t) for t in v], dtype=torch.long)
     E = sum(s.numel() for s in src)
     return Data(x=torch.cat(x), node_type=lt(ntype), node_kind=lt(kind), io_position=lt(index), layer=lt(layer),
                 act=lt(act), edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),

@@ -15,7 +15,8 @@ def _index():
 def test_message_index_layout():
     edge_index, idx = _index()
     assert bool((idx.dst[1:] >= idx.dst[:-1]).all())
-    assert torch.equal(idx.src[idx.src_perm], idx.src_sorted) and bool((idx.src_sorted[1:] >= idx.src_sorted[:-1]).all())
+    assert torch.equal(idx.src[idx.src_perm], idx.src_sorted)
+    assert bool((idx.src_sorted[1:] >= idx.src_sorted[:-1]).all())
     assert torch.equal(idx.src_perm[idx.src_inv], torch.arange(30))
     assert idx.dst_ptr[-1] == 30 and idx.src_ptr.numel() == 11
     assert torch.equal(idx.in_degree.view(-1), torch.bincount(edge_index[1], minlength=10))

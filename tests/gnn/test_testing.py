@@ -18,7 +18,7 @@ class NodeOrderEncoder(nn.Module):
         self.enc = NeuralGraphEncoder(2, hidden_dim=8, num_layers=1).double()
 
     def forward(self, g):
-        h, e = self.enc.encode(g)
+        h, _ = self.enc.encode(g)
         pos = torch.arange(h.size(0), dtype=h.dtype).unsqueeze(-1)
         return (h * pos).sum(0, keepdim=True)
 
