@@ -30,6 +30,11 @@ class NeuralGraphEncoder(nn.Module):
     one ``kernel_box`` (``nngraph.batch_graphs`` pads them); the embedding of a kernel does not depend on
     which box that is, as long as it fits in ``max_kernel_box``.
 
+    Internally the edges are sorted by target once per batch and every layer aggregates with sorted
+    segment reductions (:mod:`nngraph.gnn.segment`); :meth:`encode` returns edge embeddings in the
+    batch's own edge order. Time and memory grow with the number of edges (weights), never with
+    :math:`N^2`.
+
     For per-weight predictions (e.g. weight deltas), use :meth:`encode` with a
     :class:`~nngraph.gnn.NodeEdgeHead`::
 
