@@ -1,15 +1,19 @@
 """Results rows, the printed table, a JSON of results, and the plots (matplotlib Agg, PNG)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from nngraph.io import atomic_write  # noqa: E402
+from nngraph.train import distributed  # noqa: E402
 
 __all__ = ["row", "format_table", "save_results", "plot_curves", "plot_scatter", "plot_edit_grid"]
 
@@ -36,12 +40,23 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def main_process_only(fn: Callable) -> Callable:
+    """Under torchrun only rank 0 writes files; the other ranks return ``None``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs) if distributed.is_main() else None
+
+    return wrapper
+
+
+@main_process_only
 def save_results(rows: Sequence[dict[str, Any]], path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(list(rows), f, indent=2)
+    """The results rows as JSON, written atomically."""
+    atomic_write(path, (json.dumps(list(rows), indent=2) + "\n").encode())
 
 
+@main_process_only
 def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str, title: str = "") -> str:
     """Training curves: one panel per metric in ``keys``, one line per run."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
@@ -61,6 +76,7 @@ def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str
     return path
 
 
+@main_process_only
 def plot_scatter(true: np.ndarray, pred: np.ndarray, groups: Sequence[str], path: str, title: str = "") -> str:
     """Predicted vs true values, coloured by group (architecture family)."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -81,6 +97,7 @@ def plot_scatter(true: np.ndarray, pred: np.ndarray, groups: Sequence[str], path
     return path
 
 
+@main_process_only
 def plot_edit_grid(columns: dict[str, np.ndarray], path: str, max_rows: int = 6) -> str:
     """A grid of images: one column per entry of ``columns`` (each ``(M, H, W)``), one row per example."""
     names = list(columns)
