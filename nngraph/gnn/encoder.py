@@ -56,6 +56,8 @@ class NeuralGraphEncoder(nn.Module):
             ``"max"``, ``"min"``, ``"std"``. (default: :obj:`("mean", "max", "std")`)
         act (str): activation used throughout. (default: :obj:`"silu"`)
         dropout (float): dropout on node and edge updates. (default: :obj:`0.0`)
+        readout_by_type (bool): pool input, hidden and output neurons separately
+            (:class:`GraphReadout` ``by_type``). (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` (or one :class:`~torch_geometric.data.Data`)
@@ -66,7 +68,7 @@ class NeuralGraphEncoder(nn.Module):
     def __init__(self, out_dim: int, hidden_dim: int = 64, num_layers: int = 4, probe_dim: int = 0,
                  aggregators: Sequence[str] = ("mean", "max", "std"),
                  max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, num_io_embeddings: int = 1024,
-                 max_layers: int = 256, act: str = "silu", dropout: float = 0.0):
+                 max_layers: int = 256, act: str = "silu", dropout: float = 0.0, readout_by_type: bool = True):
         super().__init__()
         self.out_dim = out_dim
         self.hidden_dim = hidden_dim
@@ -75,7 +77,7 @@ class NeuralGraphEncoder(nn.Module):
         self.node_encoder = NodeEncoder(hidden_dim, num_io_embeddings, max_layers, probe_dim, act)
         self.edge_encoder = EdgeEncoder(hidden_dim, max_kernel_box, act)
         self.convs = nn.ModuleList(NeuralGraphConv(hidden_dim, aggregators, act, dropout) for _ in range(num_layers))
-        self.readout = GraphReadout(hidden_dim, out_dim, act)
+        self.readout = GraphReadout(hidden_dim, out_dim, act, by_type=readout_by_type)
 
     def reset_parameters(self):
         self.node_encoder.reset_parameters()
@@ -116,7 +118,7 @@ class NeuralGraphEncoder(nn.Module):
     def forward(self, batch) -> Tensor:
         h, e, edge_index, _, _ = self._encode(batch)  # pooling does not care about the edge order
         return self.readout(h, e, edge_index, getattr(batch, "batch", None),
-                            getattr(batch, "num_graphs", None))  # (B, out_dim)
+                            getattr(batch, "num_graphs", None), batch.node_type)  # (B, out_dim)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(out_dim={self.out_dim}, hidden_dim={self.hidden_dim}, "

@@ -56,13 +56,20 @@ class NodeEncoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        self.lin_x.reset_parameters()
-        for emb in (self.emb_kind, self.emb_type, self.emb_act, self.emb_layer, self.emb_io):
-            nn.init.normal_(emb.weight, std=1.0)
+        # Balanced scales: the five tables sum to unit variance, and a unit-sized feature (weights and biases
+        # scaled per layer, as the tasks' GraphScaler does) or probe vector adds as much again. With default
+        # nn.Linear init and unit-variance tables, the per-model part was ~1/10 of the embedding, the encoder's
+        # output barely depended on the model and training sat at chance for hundreds of steps.
+        tables = (self.emb_kind, self.emb_type, self.emb_act, self.emb_layer, self.emb_io)
+        for emb in tables:
+            nn.init.normal_(emb.weight, std=len(tables) ** -0.5)
         with torch.no_grad():
             self.emb_io.weight[self.emb_io.padding_idx].zero_()
+        nn.init.normal_(self.lin_x.weight, std=1.0)  # one feature column is used per neuron kind
+        nn.init.zeros_(self.lin_x.bias)
         if self.lin_probe is not None:
-            self.lin_probe.reset_parameters()
+            nn.init.normal_(self.lin_probe.weight, std=self.probe_dim ** -0.5)
+            nn.init.zeros_(self.lin_probe.bias)
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()

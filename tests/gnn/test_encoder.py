@@ -66,7 +66,7 @@ def test_output_changes_with_weights(arch):
         assert (enc(g2) - y).abs().max() > 1e-6, field  # float64 noise is ~1e-16
     # a different model of the same architecture is told apart too
     other = nngraph.to_graph(example(arch, seed=1)[0])
-    assert (enc(other) - y).abs().max() > 1e-3
+    assert (enc(other) - y).abs().max() > 1e-4  # untrained, on unscaled weights: 5e-4 to 4e-3 by init seed
 
 
 def test_hidden_neurons_get_no_position():

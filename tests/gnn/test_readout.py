@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch_geometric.utils import scatter
 
@@ -31,3 +32,24 @@ def test_readout_is_invariant_and_shaped():
     p, q = torch.randperm(5), torch.randperm(7)  # relabel nodes (old i -> p[i]) and shuffle edges
     y2 = ro(x[torch.argsort(p)], e[q], p[edge_index][:, q], None)
     assert torch.allclose(y, y2, atol=1e-12)
+
+
+def test_readout_by_type_is_invariant_and_keeps_the_output_neuron():
+    torch.manual_seed(0)
+    ro = GraphReadout(8, 3, by_type=True).double()
+    assert repr(ro) == "GraphReadout(8, 3, pool=['mean', 'max'], by_type=True)"
+    x, e = torch.randn(6, 8, dtype=torch.float64), torch.randn(7, 8, dtype=torch.float64)
+    node_type = torch.tensor([0, 1, 1, 1, 1, 2])
+    edge_index = torch.randint(0, 6, (2, 7))
+    y = ro(x, e, edge_index, None, node_type=node_type)
+    assert y.shape == (1, 3)
+    p, q = torch.randperm(6), torch.randperm(7)
+    inv = torch.argsort(p)
+    y2 = ro(x[inv], e[q], p[edge_index][:, q], None, node_type=node_type[inv])
+    assert torch.allclose(y, y2, atol=1e-12)
+    # the output neuron is pooled on its own: swapping it with a hidden neuron's features changes the result
+    x3 = x.clone()
+    x3[[1, 5]] = x[[5, 1]]
+    assert (ro(x3, e, edge_index, None, node_type=node_type) - y).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="node_type"):
+        ro(x, e, edge_index, None)
