@@ -1,12 +1,16 @@
 """A PyG dataset over a model zoo: every model converted to its neural graph once, then cached.
 
-The cache holds one file per model, ``<cache_dir>/<model_id>.pt``: a dict of plain tensors saved with
-``torch.save`` and read back with ``torch.load(weights_only=True)``, stamped with the weights'
-sha256, the nngraph version and the kernel box, so a cached graph is reconverted when its model,
-nngraph or the box changes (``<cache_dir>/index.json`` maps model ids to their stamps).
+The cache holds one file per model, ``<cache_dir>/<model_id>.pt``, with the features that depend on
+the weights (``x``, ``edge_attr``), and one file per architecture, ``<cache_dir>/structure-<key>.pt``,
+with the rest of the graph (edge list, node types, ...), which every model of that architecture
+shares. Both are dicts of plain tensors saved with ``torch.save`` and read back with
+``torch.load(weights_only=True)``; model files are stamped with the weights' sha256, the nngraph
+version and the kernel box, so a cached graph is reconverted when its model, nngraph or the box
+changes (``<cache_dir>/index.json`` maps model ids to their stamps).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -26,7 +30,9 @@ from nngraph.zoo.storage import Zoo, ZooError
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
 #: Bump when the cached format changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+#: Graph fields that depend on the weights; every other field depends on the architecture only.
+WEIGHT_FIELDS = ("x", "edge_attr")
 
 
 def example_inputs_for_spec(spec: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor]:
@@ -51,6 +57,12 @@ def _to_plain(graph: Data) -> dict[str, torch.Tensor]:
         else:
             raise TypeError(f"cannot cache graph field {key!r} of type {type(value).__name__}")
     return out
+
+
+def _saved(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def _from_plain(fields: dict[str, torch.Tensor]) -> Data:
@@ -112,6 +124,7 @@ class ZooDataset(Dataset):
         if families is not None:
             population = [e for e in population if e["family"] in set(families)]
         self._images = None
+        self._structures: dict[str, dict[str, torch.Tensor]] = {}
         super().__init__(None, transform)
         if verify:
             for e in population:
@@ -129,6 +142,25 @@ class ZooDataset(Dataset):
 
     def _cache_path(self, entry: dict) -> str:
         return os.path.join(self.cache_dir, f"{entry['id']}.pt")
+
+    def _structure_key(self, entry: dict) -> str:
+        text = json.dumps([CACHE_FORMAT, entry["spec"], self.box], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _structure_path(self, key: str) -> str:
+        return os.path.join(self.cache_dir, f"structure-{key}.pt")
+
+    def _structure(self, key: str) -> dict[str, torch.Tensor]:
+        if key not in self._structures:
+            path = self._structure_path(key)
+            try:
+                self._structures[key] = torch.load(path, weights_only=True)
+            except FileNotFoundError:
+                raise ZooError(f"cached graph structure {path} is missing; pass force_reload=True") from None
+            except Exception as err:
+                raise ZooError(f"cached graph structure {path} is unreadable ({err}); delete it or pass "
+                               "force_reload=True") from None
+        return self._structures[key]
 
     def _load_cache(self, entry: dict) -> dict:
         path = self._cache_path(entry)
@@ -180,10 +212,13 @@ class ZooDataset(Dataset):
                 or not os.path.exists(self._cache_path(e))]
         for e in tqdm(todo, desc="converting models", disable=not progress or not todo, dynamic_ncols=True):
             model = self.zoo.load_model(e, verify=False)  # verified in __init__ (or on purpose not)
-            graph = to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box)
-            buffer = io.BytesIO()
-            torch.save({"stamp": self._stamp(e), "graph": _to_plain(graph)}, buffer)
-            atomic_write(self._cache_path(e), buffer.getvalue())
+            graph = _to_plain(to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box))
+            key = self._structure_key(e)
+            if key not in self._structures:  # (re)written once per architecture and run
+                self._structures[key] = {k: v for k, v in graph.items() if k not in WEIGHT_FIELDS}
+                atomic_write(self._structure_path(key), _saved(self._structures[key]))
+            weights = {k: graph[k] for k in WEIGHT_FIELDS}
+            atomic_write(self._cache_path(e), _saved({"stamp": self._stamp(e), "structure": key, "graph": weights}))
             self._index[e["id"]] = self._stamp(e)
         if todo:
             atomic_write(self._index_path(), json.dumps(self._index).encode())
@@ -192,7 +227,9 @@ class ZooDataset(Dataset):
         return kept
 
     def _read(self, entry: dict) -> Data:
-        data = _from_plain(self._load_cache(entry)["graph"])
+        blob = self._load_cache(entry)
+        structure = {k: v.clone() for k, v in self._structure(blob["structure"]).items()}  # items own their tensors
+        data = _from_plain({**structure, **blob["graph"]})
         value = entry[self.target]
         data.y = torch.tensor([value], dtype=torch.long if isinstance(value, int) else torch.float)
         data.family = entry["family"]

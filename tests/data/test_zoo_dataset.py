@@ -150,3 +150,20 @@ def test_batched_metadata_is_not_offset(inr_zoo):
     batch = Batch.from_data_list([ds[0], ds[1]])
     assert batch.model_idx.tolist() == [ds.entry(0)["index"], ds.entry(1)["index"]]
     assert batch.model_id == [ds.entry(0)["id"], ds.entry(1)["id"]]
+
+
+def test_structure_is_stored_once_per_architecture_and_checked(inr_copy):
+    ds = ZooDataset(inr_copy, split="all", progress=False)
+    cache = os.path.join(inr_copy, "graphs")
+    structures = [f for f in os.listdir(cache) if f.startswith("structure-")]
+    assert len(structures) == 1  # every INR of the zoo shares one architecture
+    model_file = torch.load(os.path.join(cache, f"{ds.entry(0)['id']}.pt"), weights_only=True)
+    assert set(model_file["graph"]) == {"x", "edge_attr"}
+    a, b = ds[0], ds[1]
+    a.edge_index.add_(1)  # items own their tensors: editing one leaves the next untouched
+    assert torch.equal(ds[1].edge_index, b.edge_index)
+    with open(os.path.join(cache, structures[0]), "wb") as f:
+        f.write(b"garbage")
+    with pytest.raises(ZooError, match="structure .* unreadable"):
+        ZooDataset(inr_copy, split="test", progress=False)[0]
+    assert ZooDataset(inr_copy, split="test", force_reload=True, progress=False)[0].num_nodes == 2 + 8 + 8 + 1
