@@ -35,9 +35,22 @@ class Split:
         return len(self.graphs)
 
 
-def probe_inputs_for(spec: dict, num: int, seed: int = 0) -> torch.Tensor:
-    """``num`` fixed probe inputs for models of ``spec``: uniform in [-1, 1] (coordinates of an INR, pixels)."""
+def probe_inputs_for(spec: dict, num: int, seed: int = 0, placement: str = "grid") -> torch.Tensor:
+    """``num`` fixed probe inputs for models of ``spec``, in [-1, 1].
+
+    ``placement="grid"``: for 2-D coordinate inputs (an INR) with ``num`` a square ``k * k``, the ``k x k``
+    grid over [-1, 1]^2 in the zoo's pixel order (row-major, ``(x, y)`` columns), so the output neuron's
+    probe values are a ``k x k`` rendering of the image; otherwise (other inputs, ``num`` not a square, or
+    ``placement="random"``) uniform random inputs.
+    """
+    if placement not in ("grid", "random"):
+        raise ValueError(f"Could not resolve probe placement {placement!r} among choices ['grid', 'random']")
     shape = example_inputs_for_spec(spec, 1)[0].shape[1:]
+    k = round(num ** 0.5)
+    if placement == "grid" and tuple(shape) == (2,) and k * k == num and k > 1:
+        ys = torch.linspace(-1.0, 1.0, k)
+        gy, gx = torch.meshgrid(ys, ys, indexing="ij")  # (k, k) each
+        return torch.stack([gx, gy], dim=-1).reshape(num, 2)  # (P, 2)
     g = torch.Generator().manual_seed(seed)
     return torch.rand(num, *shape, generator=g) * 2 - 1  # (P, *in_shape)
 
@@ -68,10 +81,11 @@ def zoo_kernel_box(root: str) -> tuple[int, int, int]:
 
 
 def load_split(root: str, split: str, num_probes: int = 0, families=None, max_items: int | None = None,
-               probe_seed: int = 0) -> Split:
+               probe_seed: int = 0, probe_placement: str = "grid") -> Split:
     """The graphs and models of ``split`` of the zoo at ``root``, in memory.
 
-    With ``num_probes > 0`` every graph gets ``probe`` ``(N, num_probes)`` from the same probe inputs.
+    With ``num_probes > 0`` every graph gets ``probe`` ``(N, num_probes)`` from the same probe inputs
+    (:func:`probe_inputs_for` with ``probe_placement``).
     Models the converter refuses are left out (with a warning from :class:`~nngraph.data.ZooDataset`).
     """
     ds = ZooDataset(root, split, families=families, kernel_box=zoo_kernel_box(root), in_memory=True,
@@ -82,7 +96,7 @@ def load_split(root: str, split: str, num_probes: int = 0, families=None, max_it
         g = ds[i]
         model = ds.load_model(i)
         if num_probes > 0:
-            inputs = probe_inputs_for(ds.entry(i)["spec"], num_probes, probe_seed)
+            inputs = probe_inputs_for(ds.entry(i)["spec"], num_probes, probe_seed, probe_placement)
             g.probe = nngraph.probe_features(model, inputs).float()  # (N, P)
         graphs.append(g)
         models.append(model)

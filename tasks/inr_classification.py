@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--patience", type=int, default=15)
-    p.add_argument("--probes", type=int, default=16, help="probe inputs (coordinates) for the probe variants")
+    p.add_argument("--probes", type=int, default=64,
+                   help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
+    p.add_argument("--probe-placement", choices=("grid", "random"), default="grid",
+                   help="grid: the output neuron's probe values are a k x k rendering of the image")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout of the encoder's node and edge updates")
     p.add_argument("--positional-dim", type=int, default=8, help="random positional features (broken variant)")
     p.add_argument("--gbm-iters", type=int, default=200, help="boosting iterations of the stats baseline")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
@@ -64,14 +68,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
-    train = load_split(args.zoo, "train", args.probes, max_items=args.max_train)
-    val = load_split(args.zoo, "val", args.probes)
-    test = load_split(args.zoo, "test", args.probes)
+    probe_kw = dict(probe_placement=args.probe_placement)
+    train = load_split(args.zoo, "train", args.probes, max_items=args.max_train, **probe_kw)
+    val = load_split(args.zoo, "val", args.probes, **probe_kw)
+    test = load_split(args.zoo, "test", args.probes, **probe_kw)
     y = {name: torch.tensor([e["label"] for e in s.entries]) for name, s in
          (("train", train), ("val", val), ("test", test))}
     rows, histories = [], {}
     common = dict(hidden_dim=args.hidden_dim, num_layers=args.num_layers, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
+                  dropout=args.dropout,
                   seed=args.seed, device=args.device, progress=progress)
     scaler = GraphScaler().fit(train.graphs)
     n_note = f"{len(train)} train / {len(test)} test INRs"
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                                               augment=augment, **common)
         acc = _accuracy(predict_graphs(model, graphs["test"], "classification").argmax(-1), y["test"])
         histories[name] = result.history
-        note = {"encoder": "no probe features", "encoder_probe": f"{args.probes} probe inputs",
+        note = {"encoder": "no probe features", "encoder_probe": f"{args.probes} probe inputs ({args.probe_placement})",
                 "encoder_probe_flip": "probes + sign-flip augmentation",
                 "encoder_broken": f"as probe_flip + {args.positional_dim} random positional features"}[name]
         rows.append(row(TASK, name, "test_acc", acc, time.perf_counter() - start, note=note,
