@@ -5,10 +5,17 @@
 Reports Kendall's tau and R² on held-out models, tau per architecture family, and tau / R² on a family
 held out of training entirely. Rows: the encoder, the encoder with equivariance broken, weight statistics
 + gradient boosting and + an MLP. (An MLP on the flattened weights needs one architecture: not applicable.)
+
+The zoo's splits are by training run (every checkpoint of a run is in one split; checked here). Models
+whose weights diverged to NaN / inf are dropped (counted in the notes); the encoder sees weights scaled
+per depth with median-based scales and squashed by ``asinh`` (:mod:`tasks.robust`: a handful of diverged
+models otherwise turn every scale NaN or every other model's weights to ~0), and regresses the
+standardised accuracy.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -21,6 +28,7 @@ from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import GraphScaler, add_positional_features, load_split
 from .metrics import kendall_tau, per_group_tau, r2
 from .report import format_table, plot_curves, plot_scatter, row, save_results
+from .robust import RobustGraphScaler, finite_only, signed_log
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
@@ -47,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--positional-dim", type=int, default=8)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--scaler", choices=("robust", "rms"), default="robust",
+                   help="encoder input scaling: per-depth median scales + asinh (robust) or the plain per-depth "
+                   "RMS of tasks.graphs.GraphScaler (rms: diverged models make it NaN)")
+    p.add_argument("--target", choices=("standard", "raw"), default="standard",
+                   help="encoder regresses the accuracy standardised on the training set, or the raw accuracy")
     p.add_argument("--gbm-iters", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -60,6 +74,19 @@ def _targets(split) -> np.ndarray:
 
 def _families(split) -> list[str]:
     return [e["family"] for e in split.entries]
+
+
+def check_runs_disjoint(splits: dict) -> None:
+    """Raise if checkpoints of one training run (manifest ``run``) sit in more than one split (leakage)."""
+    where: dict = {}
+    for name, split in splits.items():
+        for e in split.entries:
+            where.setdefault(e.get("run", e["id"]), set()).add(name)
+    mixed = {r: sorted(s) for r, s in where.items() if len(s) > 1}
+    if mixed:
+        some = dict(list(mixed.items())[:5])
+        raise ValueError(f"checkpoints of {len(mixed)} training runs straddle splits (e.g. {some}); "
+                         "split the zoo by run")
 
 
 def _subset(split, keep):
@@ -86,17 +113,35 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
     if name == "encoder_broken":
         graphs = [add_positional_features(g, args.positional_dim, args.seed) for g in graphs]
         probe_dim = args.positional_dim
-    scaler = GraphScaler().fit(graphs[0])
+    scaler = (RobustGraphScaler() if args.scaler == "robust" else GraphScaler()).fit(graphs[0])
+    mean, std = 0.0, 1.0
+    if args.target == "standard":
+        y = _targets(train)
+        mean, std = float(y.mean()), float(max(y.std(), 1e-6))
+        graphs[:2] = [_with_targets(gs, (_targets(s) - mean) / std) for gs, s in zip(graphs[:2], (train, val))]
     model, result = train_graph_predictor(
         graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
         num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
-        progress=progress)
-    return predict_graphs(model, graphs[2], "regression").numpy(), result
+        lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
+        device=args.device, progress=progress,
+        settings={"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std})
+    return predict_graphs(model, graphs[2], "regression").numpy() * std + mean, result
+
+
+def _with_targets(graphs: list, y: np.ndarray) -> list:
+    """Shallow copies of ``graphs`` with ``y`` replaced by ``(1,)`` float targets."""
+    out = []
+    for g, v in zip(graphs, y):
+        g = copy.copy(g)
+        g.y = torch.tensor([float(v)])
+        out.append(g)
+    return out
 
 
 def _stats_method(args, name, train, val, test, tag=""):
-    feats = [torch.stack([weight_stat_features(m) for m in s.models]) for s in (train, val, test)]  # (M, D)
+    # asinh: diverged models have statistics of 1e17+, which would swamp the MLP's standardisation
+    # (gradient boosting only sees the order of each feature: unaffected).
+    feats = [signed_log(torch.stack([weight_stat_features(m) for m in s.models])) for s in (train, val, test)]  # (M, D)
     ys = [torch.tensor(_targets(s), dtype=torch.float) for s in (train, val, test)]
     if name == "stats_gbm":
         return np.asarray(gradient_boosting(feats[0], ys[0], feats[2], "regression", args.seed, args.gbm_iters)), None
@@ -119,8 +164,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
-    train, val, test = (load_split(args.zoo, s) for s in ("train", "val", "test"))
-    note = f"{len(train)} train / {len(test)} test models"
+    splits = {s: load_split(args.zoo, s) for s in ("train", "val", "test")}
+    check_runs_disjoint(splits)
+    dropped = 0
+    for s in splits:
+        splits[s], n = finite_only(splits[s])
+        dropped += n
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    note = f"{len(train)} train / {len(test)} test models" + (f" ({dropped} non-finite dropped)" if dropped else "")
     rows, histories = [], {}
     for name in args.methods:
         start = time.perf_counter()
