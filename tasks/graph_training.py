@@ -28,12 +28,12 @@ def _loss(out: torch.Tensor, y: torch.Tensor, kind: str, reduction: str = "mean"
 def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_dir: str, scaler: GraphScaler,
                           out_dim: int, hidden_dim: int = 32, num_layers: int = 3, probe_dim: int = 0,
                           augment: Callable | None = None, epochs: int = 20, batch_size: int = 32,
-                          lr: float = 1e-3, weight_decay: float = 5e-4, dropout: float = 0.0,
+                          lr: float = 1e-3, weight_decay: float = 5e-4, dropout: float = 0.0, warmup: int = 0,
                           patience: int | None = 10, seed: int = 0, device: str = "cpu", progress: bool = True,
                           settings: dict | None = None) -> tuple[GraphPredictor, FitResult]:
     """Train a :class:`GraphPredictor`; ``kind`` is ``"classification"`` (monitors ``val_acc``) or
     ``"regression"`` (monitors ``val_loss``). ``augment`` (a batch -> batch function) is applied to
-    training batches only."""
+    training batches only. ``warmup``: epochs of linear learning-rate warmup before the cosine decay."""
     seed_everything(seed)
     box = tuple(int(v) for v in train_graphs[0].kernel_box.reshape(-1))
     model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout, box)
@@ -59,6 +59,7 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
 
     monitor, mode = ("val_acc", "max") if kind == "classification" else ("val_loss", "min")
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         warmup=warmup,
                          monitor=monitor, mode=mode, patience=patience, seed=seed, device=device, progress=progress)
     run_settings = {"model": "graph_predictor", "kind": kind, "out_dim": out_dim, "hidden_dim": hidden_dim,
                     "num_layers": num_layers, "probe_dim": probe_dim, "kernel_box": list(box), "dropout": dropout,

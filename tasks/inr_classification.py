@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warmup")
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--probes", type=int, default=64,
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows, histories = [], {}
     common = dict(hidden_dim=args.hidden_dim, num_layers=args.num_layers, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
-                  dropout=args.dropout,
+                  dropout=args.dropout, warmup=args.warmup,
                   seed=args.seed, device=args.device, progress=progress)
     scaler = GraphScaler().fit(train.graphs)
     n_note = f"{len(train)} train / {len(test)} test INRs"
