@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warmup")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="epochs of linear learning-rate warmup (without, one sign-flip run sat at chance for 2 epochs)")
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--probes", type=int, default=64,
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
