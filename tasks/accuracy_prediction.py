@@ -27,7 +27,7 @@ from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_d
 from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import GraphScaler, add_positional_features, load_split
 from .metrics import kendall_tau, per_group_tau, r2
-from .report import format_table, plot_curves, plot_scatter, row, save_results
+from .report import plot_scatter, row, run_main, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
 from .weightstats import weight_stat_features
 
@@ -198,16 +198,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             rows += _score_rows(name, _targets(held), pred, _families(held), time.perf_counter() - start,
                                 f"trained without {fam}: {len(tr)} models; tested on all {len(held)} {fam}",
                                 scope=f"unseen {fam}")
-    if histories:
-        plot_curves(histories, ["train_loss", "val_loss"], os.path.join(args.out, "curves.png"), "accuracy prediction")
-    save_results(rows, os.path.join(args.out, "results.json"))
+    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "accuracy prediction")
     return rows
 
 
 def main(argv=None) -> int:
-    rows = run(build_parser().parse_args(argv))
-    print(format_table(rows))
-    return 0
+    return run_main(run, build_parser, argv)
 
 
 if __name__ == "__main__":

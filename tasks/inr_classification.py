@@ -19,7 +19,7 @@ from .augment import sign_flip
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import GraphScaler, add_positional_features, load_split
-from .report import format_table, plot_curves, row, save_results
+from .report import row, run_main, save_run
 from .weightstats import weight_stat_features
 
 TASK = "inr_classification"
@@ -144,16 +144,12 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     for r in rows:
         r["note"] = f"{r['note']}; {n_note}"
-    if histories:
-        plot_curves(histories, ["train_loss", "val_acc"], os.path.join(args.out, "curves.png"), "INR classification")
-    save_results(rows, os.path.join(args.out, "results.json"))
+    save_run(rows, histories, ["train_loss", "val_acc"], args.out, "INR classification")
     return rows
 
 
 def main(argv=None) -> int:
-    rows = run(build_parser().parse_args(argv))
-    print(format_table(rows))
-    return 0
+    return run_main(run, build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from .baselines import run_dir
 from .graphs import GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
 from .render import SirenRenderer, dilate, render_module
-from .report import format_table, plot_curves, plot_edit_grid, row, save_results
+from .report import plot_edit_grid, row, run_main, save_run
 
 TASK = "inr_editing"
 METHODS = ("noop", "encoder", "flat_mlp")
@@ -209,17 +209,13 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows.append(row(TASK, "flat_mlp", "test_mse", mse, time.perf_counter() - start,
                         note="MLP on the weight vector predicting the flat delta; " + note))
 
-    if histories:
-        plot_curves(histories, ["train_loss", "val_loss"], os.path.join(args.out, "curves.png"), "INR editing")
     plot_edit_grid(grid, os.path.join(args.out, "edits.png"))
-    save_results(rows, os.path.join(args.out, "results.json"))
+    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "INR editing")
     return rows
 
 
 def main(argv=None) -> int:
-    rows = run(build_parser().parse_args(argv))
-    print(format_table(rows))
-    return 0
+    return run_main(run, build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any, Callable, Sequence
 
 import matplotlib
@@ -14,7 +15,8 @@ import numpy as np  # noqa: E402
 from nngraph.io import atomic_write  # noqa: E402
 from nngraph.train import distributed  # noqa: E402
 
-__all__ = ["row", "format_table", "save_results", "plot_curves", "plot_scatter", "plot_edit_grid"]
+__all__ = ["row", "format_table", "save_results", "save_run", "run_main", "plot_curves", "plot_scatter",
+           "plot_edit_grid"]
 
 
 def row(task: str, method: str, metric: str, value: float, seconds: float | None = None, **extra) -> dict[str, Any]:
@@ -114,3 +116,17 @@ def plot_edit_grid(columns: dict[str, np.ndarray], path: str, max_rows: int = 6)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], curve_keys: Sequence[str],
+             out: str, title: str) -> None:
+    """A task's outputs in ``out``: ``curves.png`` (when anything was trained) and ``results.json``."""
+    if histories:
+        plot_curves(histories, curve_keys, os.path.join(out, "curves.png"), title)
+    save_results(rows, os.path.join(out, "results.json"))
+
+
+def run_main(run: Callable, build_parser: Callable, argv=None) -> int:
+    """Entry point of a task module: parse flags, run, print the results table."""
+    print(format_table(run(build_parser().parse_args(argv))))
+    return 0
