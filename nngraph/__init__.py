@@ -6,7 +6,9 @@ The public surface:
   :func:`random_hidden_permutation`, :func:`probe_features` (:mod:`nngraph.convert`);
 - the encoder: :class:`NeuralGraphEncoder`, :class:`NodeEdgeHead` (:mod:`nngraph.gnn`);
 - the graph format: :mod:`nngraph.schema`;
-- model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``.
+- model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``;
+- the shared training loop (checkpoints, resume, DDP): ``import nngraph.train``;
+- equivariance checks for encoders: ``import nngraph.testing``.
 """
 from __future__ import annotations
 
