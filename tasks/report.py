@@ -127,6 +127,8 @@ def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], c
 
 
 def run_main(run: Callable, build_parser: Callable, argv=None) -> int:
-    """Entry point of a task module: parse flags, run, print the results table."""
-    print(format_table(run(build_parser().parse_args(argv))))
+    """Entry point of a task module: parse flags, run, print the results table (rank 0 only under torchrun)."""
+    rows = run(build_parser().parse_args(argv))
+    if distributed.is_main():
+        print(format_table(rows))
     return 0
