@@ -10,6 +10,7 @@ from torch import nn
 
 from nngraph.train import FitResult, TrainConfig, fit, seed_everything
 
+from .metrics import monitor_for, validation_metrics
 from .models import VectorMLP
 
 __all__ = ["fit_vector_mlp", "predict_vectors", "gradient_boosting"]
@@ -56,12 +57,9 @@ def fit_vector_mlp(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Te
             else:
                 losses += float(nn.functional.mse_loss(out, y, reduction="sum")) / (1 if y.dim() == 1 else y.shape[1])
             n += len(y)
-        metrics = {"val_loss": losses / n}
-        if kind == "classification":
-            metrics["val_acc"] = correct / n
-        return metrics
+        return validation_metrics(losses, correct, n, kind)
 
-    monitor, mode = ("val_acc", "max") if kind == "classification" else ("val_loss", "min")
+    monitor, mode = monitor_for(kind)
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          monitor=monitor, mode=mode, patience=patience, seed=seed, progress=progress)
     result = fit(model, _pairs(x_train, y_train), _pairs(x_val, y_val), loss_fn, eval_fn, config,

@@ -9,6 +9,7 @@ from torch import nn
 from nngraph.train import FitResult, TrainConfig, fit, make_loader, seed_everything
 
 from .graphs import GraphScaler
+from .metrics import monitor_for, validation_metrics
 from .models import GraphPredictor
 
 __all__ = ["train_graph_predictor", "predict_graphs"]
@@ -52,12 +53,9 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
             if kind == "classification":
                 correct += int((out.argmax(-1) == batch.y).sum())
             n += batch.num_graphs
-        metrics = {"val_loss": total / n}
-        if kind == "classification":
-            metrics["val_acc"] = correct / n
-        return metrics
+        return validation_metrics(total, correct, n, kind)
 
-    monitor, mode = ("val_acc", "max") if kind == "classification" else ("val_loss", "min")
+    monitor, mode = monitor_for(kind)
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          warmup=warmup,
                          monitor=monitor, mode=mode, patience=patience, seed=seed, device=device, progress=progress)

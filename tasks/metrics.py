@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["kendall_tau", "r2", "per_group_tau"]
+__all__ = ["kendall_tau", "r2", "per_group_tau", "validation_metrics", "monitor_for"]
 
 
 def kendall_tau(true: Sequence[float], pred: Sequence[float]) -> float:
@@ -28,3 +28,16 @@ def per_group_tau(true: Sequence[float], pred: Sequence[float], groups: Sequence
     """Kendall's tau within every group (e.g. architecture family)."""
     t, p, g = np.asarray(true), np.asarray(pred), np.asarray(groups)
     return {name: kendall_tau(t[g == name], p[g == name]) for name in sorted(set(g.tolist()))}
+
+
+def validation_metrics(total_loss: float, correct: int, n: int, kind: str) -> dict[str, float]:
+    """``val_loss`` (mean over ``n`` items) and, for classification, ``val_acc``."""
+    metrics = {"val_loss": total_loss / n}
+    if kind == "classification":
+        metrics["val_acc"] = correct / n
+    return metrics
+
+
+def monitor_for(kind: str) -> tuple[str, str]:
+    """The metric early stopping and best checkpoints follow, and whether higher or lower is better."""
+    return ("val_acc", "max") if kind == "classification" else ("val_loss", "min")

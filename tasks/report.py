@@ -57,6 +57,13 @@ def save_results(rows: Sequence[dict[str, Any]], path: str) -> None:
     atomic_write(path, (json.dumps(list(rows), indent=2) + "\n").encode())
 
 
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 @main_process_only
 def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str, title: str = "") -> str:
     """Training curves: one panel per metric in ``keys``, one line per run."""
@@ -71,10 +78,7 @@ def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @main_process_only
@@ -92,10 +96,7 @@ def plot_scatter(true: np.ndarray, pred: np.ndarray, groups: Sequence[str], path
     ax.set_ylabel("predicted")
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @main_process_only
@@ -112,10 +113,7 @@ def plot_edit_grid(columns: dict[str, np.ndarray], path: str, max_rows: int = 6)
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], curve_keys: Sequence[str],
