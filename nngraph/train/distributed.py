@@ -1,6 +1,7 @@
 """Process-group helpers: the same script runs on one process or under ``torchrun`` (gloo on CPU)."""
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -20,7 +21,15 @@ def setup(device: str | torch.device = "cpu") -> bool:
     if not dist.is_initialized():
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         dist.init_process_group(backend)
+        # gloo's threads must be joined before the interpreter exits, or the process aborts
+        # ("terminate called without an active exception") after training succeeded
+        atexit.register(_shutdown)
     return True
+
+
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def world_size() -> int:
