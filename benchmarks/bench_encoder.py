@@ -10,8 +10,12 @@ step in a fresh process (``VmHWM``, reset through ``/proc/self/clear_refs``; els
 growth), so earlier runs' freed-but-kept heap does not hide it. The machine's
 load average is printed with the table: on a shared 2-core machine other processes slow everything.
 
+By default the process first calls :func:`nngraph.train.keep_freed_memory` (as ``nngraph.train.fit``
+does on the CPU): glibc then reuses freed memory instead of returning it to the kernel, and each
+step stops page-faulting in its edge tensors afresh. ``--default-malloc`` measures glibc's defaults.
+
 Usage: ``python -m benchmarks encoder`` or ``python benchmarks/bench_encoder.py [--hidden 32] [--layers 4]
-[--batch 64] [--threads N] [--no-resnet] [--profile]``.
+[--batch 64] [--threads N] [--no-resnet] [--profile] [--default-malloc]``.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ if __package__ in (None, ""):
 import nngraph
 from nngraph.gnn import NeuralGraphEncoder
 from nngraph.modules import Sine
+from nngraph.train import keep_freed_memory
 
 
 def _status(field: str) -> int:
@@ -54,17 +59,19 @@ def peak_mib(fn) -> tuple[float, str]:
     return (after - before) / 1024, "VmHWM" if exact else "ru_maxrss growth"
 
 
-def _child_peak(kind: str, batch_size: int, hidden: int, layers: int, threads: int) -> float:
+def _child_peak(kind: str, batch_size: int, hidden: int, layers: int, threads: int, keep: bool) -> float:
     """Peak memory of one forward+backward, measured in a fresh process (a clean heap)."""
     code = ("import sys, torch; from benchmarks.bench_encoder import _peak_here; "
-            f"print(_peak_here({kind!r}, {batch_size}, {hidden}, {layers}, {threads}))")
+            f"print(_peak_here({kind!r}, {batch_size}, {hidden}, {layers}, {threads}, {keep}))")
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _peak_here(kind: str, batch_size: int, hidden: int, layers: int, threads: int) -> float:
+def _peak_here(kind: str, batch_size: int, hidden: int, layers: int, threads: int, keep: bool) -> float:
+    if keep:
+        keep_freed_memory()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     make, example = (siren, None) if kind == "siren" else (small_cnn, (torch.randn(1, 1, 28, 28),))
@@ -99,7 +106,8 @@ def small_cnn() -> nn.Module:
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
 
-def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, reps: int, kind: str) -> dict:
+def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, reps: int, kind: str,
+                keep: bool) -> dict:
     torch.manual_seed(0)
     graphs = [nngraph.to_graph(make(), example) for _ in range(batch_size)]
     batch = nngraph.batch_graphs(graphs)
@@ -114,7 +122,7 @@ def bench_batch(name: str, make, example, encoder: nn.Module, batch_size: int, r
 
     t_fwd, t_fwd_med = timed(forward, reps)
     t_fb, t_fb_med = timed(forward_backward, reps)
-    mem = _child_peak(kind, batch_size, encoder.hidden_dim, encoder.num_layers, torch.get_num_threads())
+    mem = _child_peak(kind, batch_size, encoder.hidden_dim, encoder.num_layers, torch.get_num_threads(), keep)
     return {"name": name, "nodes": graphs[0].num_nodes, "edges": graphs[0].num_edges, "K": batch.edge_attr.size(1),
             "fwd": batch_size / t_fwd, "fb": batch_size / t_fb, "mem": mem,
             "fwd_med": batch_size / t_fwd_med, "fb_med": batch_size / t_fb_med, "how": "VmHWM rise in a fresh process"}
@@ -152,23 +160,27 @@ def main(argv: list[str] | None = None):
                         help="torch threads (default: rows for 1 thread and for torch's default)")
     parser.add_argument("--no-resnet", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table for the INR step")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's malloc defaults (no nngraph.train.keep_freed_memory)")
     args = parser.parse_args(argv if argv is not None else [])
+    keep = not args.default_malloc and keep_freed_memory()
 
     torch.manual_seed(0)
     encoder = NeuralGraphEncoder(out_dim=10, hidden_dim=args.hidden, num_layers=args.layers)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; encoder hidden {args.hidden}, {args.layers} layers, "
-          f"{sum(p.numel() for p in encoder.parameters()):,} parameters\n")
+          f"{sum(p.numel() for p in encoder.parameters()):,} parameters; "
+          f"malloc: {'keep_freed_memory' if keep else 'glibc defaults'}\n")
     threads = sorted({1, torch.get_num_threads()}) if args.threads is None else [args.threads]
     default_threads = torch.get_num_threads()
     rows = []
     for nt in threads:
         torch.set_num_threads(nt)
         cnn_input = (torch.randn(1, 1, 28, 28),)
-        rows.append({**bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps, "siren"),
+        rows.append({**bench_batch("SIREN 2-32-32-1", siren, None, encoder, args.batch, args.reps, "siren", keep),
                      "threads": nt})
         rows.append({**bench_batch("CNN 1-16-16-16-10 (3x3)", small_cnn, cnn_input, encoder, args.batch, args.reps,
-                                   "cnn"), "threads": nt})
+                                   "cnn", keep), "threads": nt})
     torch.set_num_threads(default_threads)
     print(f"| batch of {args.batch} | threads | nodes/graph | edges/graph | K | forward graphs/s (best / median) "
           "| fwd+bwd graphs/s (best / median) | peak MiB (fwd+bwd) |")

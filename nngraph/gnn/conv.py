@@ -7,11 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from .segment import MessageIndex, edge_order, gather_rows, message_index, permute_rows, segment_max, segment_sum
+from .segment import AGGREGATORS, MessageIndex, film_message, inverse_count, message_index, segment_aggregate
 from .utils import make_act, make_mlp
-
-AGGREGATORS = ("mean", "max", "min", "std")
-
 
 class NeuralGraphConv(MessagePassing):
     r"""Edge-updating, direction-aware message passing for neural graphs, after the PNA + FiLM layers of
@@ -42,10 +39,11 @@ class NeuralGraphConv(MessagePassing):
     operation acts per node, per edge or as a symmetric aggregation, and ``LN`` normalizes each node /
     edge over its own features, so the layer is equivariant to any relabelling of the nodes.
 
-    Aggregation uses sorted segment reductions (:mod:`nngraph.gnn.segment`): pass the edges sorted
-    by target with their :class:`~nngraph.gnn.segment.MessageIndex` (what
-    :class:`~nngraph.gnn.NeuralGraphEncoder` does once for all layers); without ``index`` the layer
-    sorts them itself.
+    Messages and aggregation are single autograd ops with hand-written backward passes
+    (:func:`~nngraph.gnn.segment.film_message`, :func:`~nngraph.gnn.segment.segment_aggregate`): on the
+    CPU the layer is bound by memory traffic over edge-sized tensors. Pass the edges'
+    :class:`~nngraph.gnn.segment.MessageIndex` to reuse it across layers (what
+    :class:`~nngraph.gnn.NeuralGraphEncoder` does); without it the layer builds it.
 
     Args:
         hidden_dim (int): node and edge width :math:`H`.
@@ -96,19 +94,13 @@ class NeuralGraphConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
                 index: MessageIndex | None = None) -> tuple[Tensor, Tensor]:
-        if index is None:  # sort, run, restore the caller's edge order
-            order = edge_order(edge_index)
-            inv = torch.empty_like(order)
-            inv[order] = torch.arange(order.numel(), device=order.device)
-            edge_index_s = edge_index[:, order]  # (2, E)
-            x, e = self.forward(x, edge_index_s, edge_attr[order], message_index(edge_index_s, x.size(0)))
-            return x, e[inv]
-
+        if index is None:
+            index = message_index(edge_index, x.size(0))
         gamma, beta = self.lin_gamma(edge_attr), self.lin_beta(edge_attr)  # (E, H) each
-        # forward messages u -> v, in edge order: already grouped by target
+        # forward messages u -> v, aggregated at v
         agg_fwd = self.propagate(edge_index, x=self.msg_fwd(x), gamma=gamma, beta=beta, index_info=index,
                                  backward=False)  # (N, F)
-        # backward messages v -> u, grouped by source
+        # backward messages v -> u, aggregated at u
         agg_bwd = self.propagate(edge_index, x=self.msg_bwd(x), gamma=gamma, beta=beta, index_info=index,
                                  backward=True)  # (N, F)
         deg = torch.log1p(torch.cat([index.in_degree, index.out_degree], dim=-1).to(x.dtype))  # (N, 2)
@@ -123,41 +115,18 @@ class NeuralGraphConv(MessagePassing):
     def message(self, x: Tensor, gamma: Tensor, beta: Tensor, index_info: MessageIndex,
                 backward: bool) -> Tensor:
         idx = index_info
-        if backward:  # reads the target v; dst is sorted, so the gather's backward needs no permutation
-            x_j = gather_rows(x, idx.dst, None, idx.dst_ptr)  # (E, H)
-        else:
-            x_j = gather_rows(x, idx.src, idx.src_perm, idx.src_ptr)  # (E, H)
-        # x_j * gamma + beta rather than addcmul: addcmul's backward multiplies by its scalar twice more
-        return self.act(x_j * gamma + beta)  # (E, H)
+        # forward messages read the source u, backward messages the target v
+        return film_message(x, idx.dst if backward else idx.src, gamma, beta, self.act)  # (E, H)
 
     def aggregate(self, inputs: Tensor, index_info: MessageIndex, backward: bool) -> Tensor:
         idx = index_info
-        if backward:
-            msg = permute_rows(inputs, idx.src_perm, idx.src_inv)  # (E, H) grouped by source
-            ptr, seg, count = idx.src_ptr, idx.src_sorted, idx.out_degree
-        else:
-            msg, ptr, seg, count = inputs, idx.dst_ptr, idx.dst, idx.in_degree
-        out = []
-        if "mean" in self.aggregators or "std" in self.aggregators:
-            inv = 1.0 / count.to(msg.dtype).clamp(min=1.0)  # (N, 1)
-            mean = segment_sum(msg, ptr, seg) * inv  # (N, H)
-        for name in self.aggregators:
-            if name == "mean":
-                out.append(mean)
-            elif name == "max":
-                out.append(segment_max(msg, ptr, seg))  # (N, H), 0 without messages
-            elif name == "min":
-                out.append(-segment_max(-msg, ptr, seg))  # (N, H)
-            elif name == "std":
-                var = segment_sum(msg * msg, ptr, seg) * inv - mean * mean  # (N, H)
-                out.append(var.clamp(min=0.0).add(1e-6).sqrt())
-        return torch.cat(out, dim=-1)  # (N, len(aggregators) * H)
+        seg, count = (idx.src, idx.out_degree) if backward else (idx.dst, idx.in_degree)
+        return segment_aggregate(inputs, seg, inverse_count(count, inputs.dtype), self.aggregators)  # (N, A * H)
 
     def edge_update(self, s: Tensor, t: Tensor, u: Tensor, index_info: MessageIndex) -> Tensor:
         idx = index_info
-        s_j = gather_rows(s, idx.src, idx.src_perm, idx.src_ptr)  # (E, H): S h_u
-        t_i = gather_rows(t, idx.dst, None, idx.dst_ptr)  # (E, H): T h_v
-        return self.edge_out(self.act(u + s_j + t_i))  # (E, H)
+        pre = u + s.index_select(0, idx.src) + t.index_select(0, idx.dst)  # (E, H): U e_uv + S h_u + T h_v
+        return self.edge_out(self.act(pre))  # (E, H)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden_dim}, aggr={list(self.aggregators)})"

@@ -48,14 +48,10 @@ class EdgeEncoder(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
-    def forward(self, data, order: Tensor | None = None) -> Tensor:
-        """Embeds the edges of ``data``, in the order ``order`` (a permutation of the edges) if given."""
-        edge_attr, edge_type = data.edge_attr, data.edge_type
-        if order is not None and edge_attr.size(-1) <= self.hidden_dim:  # reorder the narrower tensor
-            edge_attr, edge_type, order = edge_attr[order], edge_type[order], None  # (E, K), (E,)
-        e = self.kernel(edge_attr, getattr(data, "kernel_box", None))  # (E, H)
-        e = self.mlp(e + self.emb_type(edge_type))  # (E, H)
-        return e if order is None else e.index_select(0, order)  # (E, H)
+    def forward(self, data) -> Tensor:
+        """Embeds the edges of ``data``."""
+        e = self.kernel(data.edge_attr, getattr(data, "kernel_box", None))  # (E, H)
+        return self.mlp(e + self.emb_type(data.edge_type))  # (E, H)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden_dim}, max_kernel_box={self.kernel.max_kernel_box})"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from .conv import NeuralGraphConv
@@ -11,7 +10,7 @@ from .edge_encoder import EdgeEncoder
 from .kernel import MAX_KERNEL_BOX
 from .node_encoder import NodeEncoder
 from .readout import GraphReadout
-from .segment import edge_order, message_index, permute_rows
+from .segment import message_index
 
 
 class NeuralGraphEncoder(nn.Module):
@@ -30,9 +29,8 @@ class NeuralGraphEncoder(nn.Module):
     one ``kernel_box`` (``nngraph.batch_graphs`` pads them); the embedding of a kernel does not depend on
     which box that is, as long as it fits in ``max_kernel_box``.
 
-    Internally the edges are sorted by target once per batch and every layer aggregates with sorted
-    segment reductions (:mod:`nngraph.gnn.segment`); :meth:`encode` returns edge embeddings in the
-    batch's own edge order. Time and memory grow with the number of edges (weights), never with
+    Messages and aggregations are fused autograd ops over the edge list (:mod:`nngraph.gnn.segment`).
+    Time and memory grow with the number of edges (weights), never with
     :math:`N^2`.
 
     For per-weight predictions (e.g. weight deltas), use :meth:`encode` with a
@@ -94,30 +92,16 @@ class NeuralGraphEncoder(nn.Module):
         Returns:
             ``(h, e)``: node embeddings :math:`(N, H)` and edge embeddings :math:`(E, H)`.
         """
-        h, e, _, _, inv = self._encode(batch)
-        return h, self._restore(e, inv)
-
-    def _encode(self, batch):
-        """Runs the layers on the edges sorted by target; returns them sorted, with the inverse order."""
-        order = edge_order(batch.edge_index)  # (E,)
-        inv = torch.empty_like(order)
-        inv[order] = torch.arange(order.numel(), device=order.device)
-        edge_index = batch.edge_index[:, order]  # (2, E) sorted by target
         h = self.node_encoder(batch)  # (N, H)
-        e = self.edge_encoder(batch, order)  # (E, H) in sorted order
-        index = message_index(edge_index, h.size(0))  # shared by all layers
+        e = self.edge_encoder(batch)  # (E, H)
+        index = message_index(batch.edge_index, h.size(0))  # shared by all layers
         for conv in self.convs:
-            h, e = conv(h, edge_index, e, index)
-        return h, e, edge_index, index, (order, inv)
-
-    @staticmethod
-    def _restore(e, order_inv):
-        order, inv = order_inv
-        return permute_rows(e, inv, order)  # (E, H) in the batch's edge order
+            h, e = conv(h, batch.edge_index, e, index)
+        return h, e
 
     def forward(self, batch) -> Tensor:
-        h, e, edge_index, _, _ = self._encode(batch)  # pooling does not care about the edge order
-        return self.readout(h, e, edge_index, getattr(batch, "batch", None),
+        h, e = self.encode(batch)
+        return self.readout(h, e, batch.edge_index, getattr(batch, "batch", None),
                             getattr(batch, "num_graphs", None), batch.node_type)  # (B, out_dim)
 
     def __repr__(self) -> str:

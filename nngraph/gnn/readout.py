@@ -3,30 +3,22 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 from nngraph.schema import NodeType
 
-from .segment import segment_max, segment_sum
+from .segment import inverse_count, segment_aggregate
 from .utils import make_mlp
 
 
 def pool(x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
     r"""Mean and max of the rows of ``x`` per graph (zeros for graphs without rows).
 
-    Uses sorted segment reductions when ``batch`` is non-decreasing (as in PyG batches), a scatter otherwise.
-
     Shapes:
         - **input:** :math:`(M, F)`, ``batch`` :math:`(M,)`
         - **output:** two :math:`(B, F)`
     """
-    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
-        return scatter(x, batch, 0, num_graphs, "mean"), scatter(x, batch, 0, num_graphs, "max")
-    count = torch.bincount(batch, minlength=num_graphs)  # (B,)
-    ptr = count.new_zeros(num_graphs + 1)
-    ptr[1:] = torch.cumsum(count, 0)  # (B + 1,)
-    mean = segment_sum(x, ptr, batch) / count.clamp(min=1).to(x.dtype).unsqueeze(-1)  # (B, F)
-    return mean, segment_max(x, ptr, batch)
+    count = torch.bincount(batch, minlength=num_graphs).unsqueeze(-1)  # (B, 1)
+    return segment_aggregate(x, batch, inverse_count(count, x.dtype), ("mean", "max")).chunk(2, dim=-1)
 
 
 class GraphReadout(nn.Module):

