@@ -1,6 +1,7 @@
 """Results rows, the printed table, a JSON of results, and the plots (matplotlib Agg, PNG)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -125,8 +126,18 @@ def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], c
 
 
 def run_main(run: Callable, build_parser: Callable, argv=None) -> int:
-    """Entry point of a task module: parse flags, run, print the results table (rank 0 only under torchrun)."""
-    rows = run(build_parser().parse_args(argv))
-    if distributed.is_main():
+    """Entry point of a task module: parse flags, run, print the results table.
+
+    Under torchrun every rank runs the task and only rank 0 prints: the other ranks' standard output (the
+    per-method progress lines the tasks print, the table) goes to ``os.devnull`` while ``run`` runs. Their
+    standard error (warnings, tracebacks; tqdm bars are rank 0's only anyway) is left alone.
+    """
+    args = build_parser().parse_args(argv)
+    main = distributed.is_main()  # RANK from the environment: the process group does not exist yet
+    with contextlib.ExitStack() as stack:
+        if not main:
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        rows = run(args)
+    if main:
         print(format_table(rows))
     return 0
