@@ -82,14 +82,13 @@ class _Aggregate(torch.autograd.Function):
         if "std" in grads:
             b = (grads["std"] * inv_count / saved["std"]).mul_(saved["positive"])  # (S, F): d std / dx = b (x - mean)
             a = -b * saved["mean"] if a is None else a - b * saved["mean"]
-            dx = x * b.index_select(0, seg_id)  # (M, F)
-        if a is not None:
-            a_rows = a.index_select(0, seg_id)  # (M, F)
-            dx = a_rows if dx is None else dx.add_(a_rows)
+            dx = torch.addcmul(a.index_select(0, seg_id), x, b.index_select(0, seg_id))  # (M, F)
+        elif a is not None:
+            dx = a.index_select(0, seg_id)  # (M, F)
         for name in ("max", "min"):
             if name in grads:  # every row equal to the extremum gets the gradient (ties included)
                 hit = x == saved[name].index_select(0, seg_id)  # (M, F)
-                part = torch.where(hit, grads[name].index_select(0, seg_id), 0.0)  # (M, F)
+                part = grads[name].index_select(0, seg_id).mul_(hit)  # (M, F)
                 dx = part if dx is None else dx.add_(part)
         return dx, None, None, None
 
