@@ -88,7 +88,7 @@ class _Aggregate(torch.autograd.Function):
         for name in ("max", "min"):
             if name in grads:  # every row equal to the extremum gets the gradient (ties included)
                 hit = x == saved[name].index_select(0, seg_id)  # (M, F)
-                part = grads[name].index_select(0, seg_id).mul_(hit)  # (M, F)
+                part = torch.where(hit, grads[name].index_select(0, seg_id), 0.0)  # (M, F)
                 dx = part if dx is None else dx.add_(part)
         return dx, None, None, None
 
