@@ -32,7 +32,7 @@ def reference_conv_graph(convs: list[nn.Module]):
         next_id += size
     edges, bias = {}, torch.zeros(next_id)
     for k, (conv, shape) in enumerate(zip(convs, shapes)):
-        cin_g = conv.in_channels // conv.groups
+        cin_g, cout_g = conv.in_channels // conv.groups, conv.out_channels // conv.groups
         offset = [(b - s) // 2 for b, s in zip(box, shape)]
         for o in range(conv.out_channels):
             if conv.bias is not None:
