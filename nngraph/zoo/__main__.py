@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-steps", type=int, default=None)
     q.add_argument("--lr", type=float, default=None)
     q.add_argument("--chunk-size", type=int, default=None)
+    q.add_argument("--init", choices=("siren", "dwsnets"), default=None,
+                   help="initialisation: siren (default; random first-layer frequencies up to w0/in) or dwsnets "
+                        "(small first layer, zero biases, as the DWSNets MNIST INRs)")
     q.add_argument("--device", default="cpu")
 
     q = sub.add_parser("classifiers", help="small classifiers of mixed architectures")
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
     common = ["source", "seed", "split", "resolution"]
     if args.command == "inr":
         config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images",
-                                                       "target_psnr", "max_steps", "lr", "chunk_size"])
+                                                       "target_psnr", "max_steps", "lr", "chunk_size", "init"])
         n = build_inr_zoo(args.out, config, args.shard, args.max_models, not args.no_progress, args.device)
     else:
         config = _config(ClassifierZooConfig, args, common + ["num_runs", "checkpoints", "max_epochs",
