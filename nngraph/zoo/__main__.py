@@ -5,6 +5,7 @@ Examples::
     python -m nngraph.zoo inr --out zoos/inr                 # default INR zoo
     python -m nngraph.zoo inr --out zoos/inr-small --small   # builds in seconds
     python -m nngraph.zoo inr --out zoos/mnist --source mnist.npz --resolution 28 --hidden 64,64
+    python -m nngraph.zoo inr --out zoos/inr-dws --init dwsnets --lr 5e-4 --max-steps 1000 --target-psnr 40
     python -m nngraph.zoo classifiers --out zoos/clf --workers 2
     python -m nngraph.zoo classifiers --out zoos/clf --shard 3/8   # one of 8 shards
     python -m nngraph.zoo summary zoos/clf
