@@ -5,6 +5,7 @@ Examples::
     python -m nngraph.zoo inr --out zoos/inr                 # default INR zoo
     python -m nngraph.zoo inr --out zoos/inr-small --small   # builds in seconds
     python -m nngraph.zoo inr --out zoos/mnist --source mnist.npz --resolution 28 --hidden 64,64
+    python -m nngraph.zoo inr --out zoos/inr-dws --init dwsnets --lr 5e-4 --max-steps 1000 --target-psnr 40
     python -m nngraph.zoo classifiers --out zoos/clf --workers 2
     python -m nngraph.zoo classifiers --out zoos/clf --shard 3/8   # one of 8 shards
     python -m nngraph.zoo summary zoos/clf
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-steps", type=int, default=None)
     q.add_argument("--lr", type=float, default=None)
     q.add_argument("--chunk-size", type=int, default=None)
+    q.add_argument("--init", choices=("siren", "dwsnets"), default=None,
+                   help="initialisation: siren (default; random first-layer frequencies up to w0/in) or dwsnets "
+                        "(small first layer, zero biases, as the DWSNets MNIST INRs)")
     q.add_argument("--device", default="cpu")
 
     q = sub.add_parser("classifiers", help="small classifiers of mixed architectures")
@@ -87,7 +91,7 @@ def main(argv=None) -> int:
     common = ["source", "seed", "split", "resolution"]
     if args.command == "inr":
         config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images",
-                                                       "target_psnr", "max_steps", "lr", "chunk_size"])
+                                                       "target_psnr", "max_steps", "lr", "chunk_size", "init"])
         n = build_inr_zoo(args.out, config, args.shard, args.max_models, not args.no_progress, args.device)
     else:
         config = _config(ClassifierZooConfig, args, common + ["num_runs", "checkpoints", "max_epochs",

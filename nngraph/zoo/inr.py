@@ -17,7 +17,7 @@ from safetensors.torch import save
 from nngraph.zoo.images import ImageSet, coordinate_grid, load_images
 from nngraph.zoo.jobs import Unit, run_units
 from nngraph.zoo.seeds import derive_seed, stratified_split
-from nngraph.zoo.siren import fit_sirens, siren_state_dict
+from nngraph.zoo.siren import INIT_SCHEMES, fit_sirens, siren_state_dict
 from nngraph.zoo.specs import siren_spec
 from nngraph.io import atomic_write
 from nngraph.zoo.storage import write_config
@@ -44,6 +44,8 @@ class INRZooConfig:
         split: fractions of images in train / val / test.
         seed: global seed; every INR's seed derives from it and the INR's index.
         chunk_size: INRs fitted together in one batch (part of the result: keep it when resuming).
+        init: initialisation scheme, ``"siren"`` or ``"dwsnets"`` (:func:`~nngraph.zoo.siren.init_siren`).
+            ``zoo.json`` holds it only when it is not ``"siren"`` (zoos built before it existed still resume).
     """
 
     source: str = "digits"
@@ -58,6 +60,7 @@ class INRZooConfig:
     split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     seed: int = 0
     chunk_size: int = 512
+    init: str = "siren"
 
     @classmethod
     def small(cls, **overrides) -> "INRZooConfig":
@@ -87,6 +90,8 @@ def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_
         device: where to fit (the weights are stored on CPU).
     """
     config = config or INRZooConfig()
+    if config.init not in INIT_SCHEMES:
+        raise ValueError(f"Could not resolve init scheme {config.init!r} among choices {list(INIT_SCHEMES)}")
     images = zoo_images(config)
     n_img, channels = images.images.shape[0], images.images.shape[1]
     spec = siren_spec(2, config.hidden, channels, config.w0)
@@ -94,6 +99,8 @@ def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_
     settings = {"kind": "inr", "version": 1, **dataclasses.asdict(config), "spec": spec,
                 "data_fingerprint": images.fingerprint, "num_images": n_img,
                 "num_models": n_img * config.inrs_per_image}
+    if config.init == "siren":
+        del settings["init"]  # the default before the option existed: keeps older zoo.json files valid
     os.makedirs(out, exist_ok=True)
     write_config(out, settings)
     images_path = os.path.join(out, IMAGES_FILE)
@@ -114,7 +121,7 @@ def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_
         seeds = [derive_seed(config.seed, "inr", int(i)) for i in index]
         gens = [torch.Generator().manual_seed(s) for s in seeds]
         fit = fit_sirens(spec, coords, targets_all[image].to(device), gens, config.target_psnr,
-                         config.max_steps, config.lr)
+                         config.max_steps, config.lr, init=config.init)
         params = [p.cpu() for p in fit.params]
         results = []
         for b, i in enumerate(index.tolist()):

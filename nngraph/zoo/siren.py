@@ -12,32 +12,51 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["init_siren", "init_sirens", "siren_forward", "fit_sirens", "SirenFit", "siren_state_dict", "psnr"]
+__all__ = ["INIT_SCHEMES", "init_siren", "init_sirens", "siren_forward", "fit_sirens", "SirenFit", "siren_state_dict", "psnr"]
 
 
-def init_siren(spec: dict, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One SIREN's ``(weight, bias)`` per layer with the standard SIREN initialisation.
+INIT_SCHEMES = ("siren", "dwsnets")
 
-    First layer ``U(-1/in, 1/in)``, later layers ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)``; biases as
-    ``nn.Linear``: ``U(-1/sqrt(in), 1/sqrt(in))``.
+
+def init_siren(spec: dict, generator: torch.Generator, scheme: str = "siren") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One SIREN's ``(weight, bias)`` per layer.
+
+    ``scheme="siren"`` (the standard SIREN initialisation): first layer ``U(-1/in, 1/in)``, later layers
+    ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)``; biases as ``nn.Linear``: ``U(-1/sqrt(in), 1/sqrt(in))``. With
+    ``w0 = 30`` the first layer is a bank of random frequencies up to ``w0 / in`` that fitting barely moves.
+
+    ``scheme="dwsnets"`` (the INRs of the DWSNets / neural-graphs MNIST datasets, ``nn/inr.py`` of
+    AvivNavon/DWSNets): every sine layer, the first included, ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)`` with zero
+    biases (low frequencies at init: fitting has to move the first layer); the linear output layer as
+    ``nn.Linear``: weight and bias ``U(-1/sqrt(in), 1/sqrt(in))``. (DWSNets also adds 0.5 to the output;
+    here the output bias has to learn that offset.)
     """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"Could not resolve init scheme {scheme!r} among choices {list(INIT_SCHEMES)}")
     widths = [spec["in_features"], *spec["hidden"], spec["out_features"]]
+    last = len(widths) - 2
     layers = []
     for l, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        bound = 1.0 / a if l == 0 else math.sqrt(6.0 / a) / spec["w0"]
+        if scheme == "siren":
+            bound = 1.0 / a if l == 0 else math.sqrt(6.0 / a) / spec["w0"]
+        else:
+            bound = 1.0 / math.sqrt(a) if l == last else math.sqrt(6.0 / a) / spec["w0"]
         w = (torch.rand(b, a, generator=generator) * 2 - 1) * bound  # (out, in)
         bias = (torch.rand(b, generator=generator) * 2 - 1) / math.sqrt(a)  # (out,)
+        if scheme == "dwsnets" and l != last:
+            bias = torch.zeros_like(bias)
         layers.append((w, bias))
     return layers
 
 
-def init_sirens(spec: dict, generators: list[torch.Generator]) -> list[torch.Tensor]:
-    """Stacked parameters ``[W_0, b_0, W_1, b_1, ...]`` of ``B = len(generators)`` SIRENs.
+def init_sirens(spec: dict, generators: list[torch.Generator], scheme: str = "siren") -> list[torch.Tensor]:
+    """Stacked parameters ``[W_0, b_0, W_1, b_1, ...]`` of ``B = len(generators)`` SIRENs
+    (:func:`init_siren` with ``scheme``).
 
     Shapes:
         - **W_l:** :math:`(B, out_l, in_l)`; **b_l:** :math:`(B, out_l)`
     """
-    per_model = [init_siren(spec, g) for g in generators]
+    per_model = [init_siren(spec, g, scheme) for g in generators]
     flat = []
     for l in range(len(per_model[0])):
         flat.append(torch.stack([m[l][0] for m in per_model]))  # (B, out, in)
@@ -93,6 +112,7 @@ def fit_sirens(
     lr: float = 1e-3,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    init: str = "siren",
 ) -> SirenFit:
     """Fit ``B`` SIRENs (one per target) with Adam; each stops as soon as it reaches ``target_psnr``.
 
@@ -104,12 +124,13 @@ def fit_sirens(
         coords: ``(P, D_in)`` shared input coordinates.
         targets: ``(B, P, D_out)`` values in [0, 1].
         generators: one seeded generator per SIREN (its initialisation).
+        init: the initialisation scheme (:func:`init_siren`).
 
     Returns:
         A :class:`SirenFit`.
     """
     device = targets.device
-    params = [p.to(device) for p in init_sirens(spec, generators)]
+    params = [p.to(device) for p in init_sirens(spec, generators, init)]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
     B = targets.shape[0]

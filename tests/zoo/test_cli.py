@@ -12,6 +12,10 @@ def test_cli_inr_and_classifiers(tmp_path, capsys):
     zoo = Zoo(inr)
     assert len(zoo) == 6 and zoo.config["hidden"] == [8, 8] and zoo.config["max_steps"] == 10
     assert "PSNR dB: mean" in capsys.readouterr().out
+    dws = str(tmp_path / "dws")
+    assert main(["inr", "--out", dws, "--max-images", "2", "--inrs-per-image", "1", "--resolution", "8",
+                 "--hidden", "8", "--max-steps", "0", "--init", "dwsnets", "--no-progress"]) == 0
+    assert Zoo(dws).config["init"] == "dwsnets" and "init" not in zoo.config
     clf = str(tmp_path / "clf")
     assert main(["classifiers", "--out", clf, "--small", "--num-runs", "3", "--max-epochs", "1",
                  "--no-progress", "--shard", "0/1"]) == 0

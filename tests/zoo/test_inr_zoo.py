@@ -130,3 +130,18 @@ def test_npz_source(tmp_path):
     zoo = Zoo(root)
     assert len(zoo) == 8 and zoo.entries[0]["spec"]["out_features"] == 3
     assert zoo.load_model(zoo.entries[0])(torch.zeros(1, 2)).shape == (1, 3)
+
+
+def test_init_option_is_stored_only_when_not_the_default(full, tmp_path):
+    assert "init" not in full.config  # zoo.json of the default scheme is as before the option existed
+    root = str(tmp_path / "dws")
+    build_inr_zoo(root, tiny_inr(init="dwsnets"), progress=False)
+    zoo = Zoo(root)
+    assert zoo.config["init"] == "dwsnets"
+    assert set(checksums(zoo).values()).isdisjoint(checksums(full).values())
+    first = load_file(os.path.join(root, zoo.entries[0]["file"]))["0.weight"]
+    assert float(first.abs().max()) < 0.5 * float(load_file(os.path.join(full.root, full.entries[0]["file"]))["0.weight"].abs().max())
+    with pytest.raises(ZooError, match="init"):  # resuming with the other scheme is refused
+        build_inr_zoo(root, tiny_inr(), progress=False)
+    with pytest.raises(ValueError, match="xavier"):
+        build_inr_zoo(str(tmp_path / "bad"), tiny_inr(init="xavier"), progress=False)

@@ -63,3 +63,32 @@ def test_fit_is_independent_per_sirens_and_deterministic():
     solo = fit_sirens(spec, coords, targets[2:3], _gens(1, offset=2), target_psnr=99.0, max_steps=20)
     for p, q in zip(a.params, solo.params):
         torch.testing.assert_close(p[2:3], q, rtol=1e-4, atol=1e-5)
+
+
+def test_dwsnets_init_bounds_and_zero_biases():
+    spec = siren_spec(2, [64, 64], 1, w0=30.0)
+    (w0, b0), (w1, b1), (w2, b2) = init_siren(spec, torch.Generator().manual_seed(0), "dwsnets")
+    first = math.sqrt(6 / 2) / 30  # the hidden-layer rule on the first layer too: ~0.058, not 1/2
+    assert w0.abs().max() <= first and w0.abs().max() > 0.9 * first
+    bound = math.sqrt(6 / 64) / 30
+    assert w1.abs().max() <= bound and w1.abs().max() > 0.9 * bound
+    assert not b0.any() and not b1.any()  # sine-layer biases start at zero
+    assert w2.abs().max() <= 1 / 8 and w2.abs().max() > bound and b2.abs().max() > 0  # nn.Linear output layer
+
+
+def test_default_init_is_the_siren_scheme_and_unknown_schemes_fail():
+    spec = siren_spec(2, [16], 1)
+    default = init_siren(spec, torch.Generator().manual_seed(5))
+    for (w, b), (v, c) in zip(default, init_siren(spec, torch.Generator().manual_seed(5), "siren")):
+        assert torch.equal(w, v) and torch.equal(b, c)
+    fit = fit_sirens(spec, coordinate_grid(4, 4), torch.rand(2, 16, 1), _gens(2), target_psnr=99.0, max_steps=0,
+                     init="dwsnets")  # zero steps: the stored weights are the initialisation
+    expected = init_sirens(spec, _gens(2), "dwsnets")
+    for p, q in zip(fit.params, expected):
+        assert torch.equal(p, q)
+    try:
+        init_siren(spec, torch.Generator(), "xavier")
+    except ValueError as err:
+        assert "xavier" in str(err)
+    else:
+        raise AssertionError("an unknown scheme must raise")
