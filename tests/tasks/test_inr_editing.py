@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import torch
 from torch_geometric.data import Batch
 
@@ -92,3 +93,13 @@ def test_editing_options_reach_training(inr_zoo, tmp_path):
     assert settings["train_resolution"] == 31 and settings["depth_gain"] == [0.1]
     assert settings["augment"] == "sign_flip" and settings["init_scale"] == 0.05
     assert os.path.exists(os.path.join(out, "edits_fine.png"))
+
+
+def test_edit_quality_separates_background_speckle_from_stroke_error():
+    target = torch.zeros(2, 1, 4, 4)
+    target[:, :, 1:3, 1:3] = 1.0  # a 2x2 stroke on 12 background pixels per image
+    images = target.clone()
+    images[0, 0, 0, 0] = 0.5  # one speckle dot
+    images[1, 0, 1, 1] = 0.0  # one stroke pixel missed
+    q = inr_editing.edit_quality(images, target)
+    assert q == pytest.approx({"speckle": 1 / 24, "mse_background": 0.25 / 24, "mse_stroke": 1.0 / 8})
