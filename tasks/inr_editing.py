@@ -6,7 +6,11 @@ The encoder's equivariant node/edge head (``nngraph.NodeEdgeHead``) predicts the
 the edited SIRENs differentiably from the graph features (:class:`~tasks.render.SirenRenderer`) and
 minimises the MSE to the 3x3 grey dilation of the image. Evaluation applies the deltas with
 ``nngraph.from_graph`` and renders the real module. Rows (test MSE): the encoder, doing nothing (the
-unedited INR), and an MLP on the flattened weights that predicts the flat delta.
+unedited INR), and an MLP on the flattened weights that predicts the flat delta; each with its MSE on the
+background and the strokes of the target and the fraction of speckled background pixels (:func:`edit_quality`).
+
+Options: ``--flip`` (sign-flip augmentation), ``--head-scale``, ``--first-layer-gain`` (damp or freeze the
+first layer's deltas), ``--render-res`` (training loss on a finer grid). Measured in ``tasks/README.md``.
 """
 from __future__ import annotations
 
