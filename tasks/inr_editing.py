@@ -6,7 +6,11 @@ The encoder's equivariant node/edge head (``nngraph.NodeEdgeHead``) predicts the
 the edited SIRENs differentiably from the graph features (:class:`~tasks.render.SirenRenderer`) and
 minimises the MSE to the 3x3 grey dilation of the image. Evaluation applies the deltas with
 ``nngraph.from_graph`` and renders the real module. Rows (test MSE): the encoder, doing nothing (the
-unedited INR), and an MLP on the flattened weights that predicts the flat delta.
+unedited INR), and an MLP on the flattened weights that predicts the flat delta; each with its MSE on the
+background and the strokes of the target and the fraction of speckled background pixels (:func:`edit_quality`).
+
+Options: ``--flip`` (sign-flip augmentation), ``--head-scale``, ``--first-layer-gain`` (damp or freeze the
+first layer's deltas), ``--render-res`` (training loss on a finer grid). Measured in ``tasks/README.md``.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import nngraph
 from nngraph.train import TrainConfig, fit, make_loader, seed_everything
 from nngraph.zoo import build_model
 
+from .augment import sign_flip
 from .baselines import run_dir
 from .graphs import GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
@@ -51,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--probes", type=int, default=0, help="probe inputs for the encoder (0: none)")
     p.add_argument("--dilation", type=int, default=3, help="side of the square max filter")
+    p.add_argument("--render-res", type=int, default=0,
+                   help="side of the grid the training loss renders on (0: the image's); a finer grid "
+                        "(2 * side - 1 holds every pixel) compares with the bilinearly upsampled target, so "
+                        "oscillation between pixels is penalised. Scoring always uses the image's grid")
+    p.add_argument("--head-scale", type=float, default=0.01, help="initial output scale of the delta head")
+    p.add_argument("--first-layer-gain", type=float, default=1.0,
+                   help="fixed factor on the first layer's (frequency) deltas; 0 freezes that layer")
+    p.add_argument("--flip", action="store_true", help="sign-flip augmentation of training graphs (encoder)")
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -68,22 +81,67 @@ def attach_targets(split, size: int) -> list:
     return out
 
 
+def upsample_target(target: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, R, R)``: bilinear with aligned corners, the grid of ``coordinate_grid(R, R)``.
+
+    With ``R = 2 * H - 1`` every original pixel is a grid point and keeps its value exactly.
+    """
+    if resolution == target.shape[-1]:
+        return target
+    return nn.functional.interpolate(target, size=(resolution, resolution), mode="bilinear", align_corners=True)
+
+
+def rendering_loss(renderer: SirenRenderer, fine: SirenRenderer | None = None):
+    """``loss(x, edge_attr, num_graphs, target, reduction)``: MSE of the rendered SIRENs to ``target``, on
+    ``fine``'s grid (against the upsampled target) when given, else on ``renderer``'s."""
+    r = fine if fine is not None else renderer
+
+    def loss(x, edge_attr, num_graphs, target, reduction="mean"):
+        image = r(x, edge_attr, num_graphs)  # (B, C, R, R)
+        return nn.functional.mse_loss(image, upsample_target(target, r.resolution), reduction=reduction)
+
+    return loss
+
+
+def edit_quality(images: torch.Tensor, target: torch.Tensor, dark: float = 0.05, bright: float = 0.15) -> dict:
+    """Where the error of edited renders lies; ``images``, ``target``: ``(M, C, H, W)``.
+
+    ``mse_background`` / ``mse_stroke``: MSE on pixels whose dilated target is ``<= dark`` / above it;
+    ``speckle``: the fraction of background pixels rendered brighter than ``bright`` (isolated bright
+    dots on black, the artefact the render grids show).
+    """
+    bg = target <= dark  # (M, C, H, W)
+    err = (images - target).pow(2)
+    return {"mse_background": float(err[bg].mean()), "mse_stroke": float(err[~bg].mean()),
+            "speckle": float((images[bg] > bright).float().mean())}
+
+
 def train_editor(train_graphs, val_graphs, renderer: SirenRenderer, scaler: GraphScaler, out_dir: str,
                  hidden_dim=32, num_layers=3, probe_dim=0, epochs=30, batch_size=32, lr=2e-3, weight_decay=0.0,
-                 patience=15, seed=0, device="cpu", progress=True):
-    """Train a :class:`~tasks.models.GraphEditor` on the rendering loss; returns ``(model, FitResult)``."""
+                 patience=15, seed=0, device="cpu", progress=True, train_renderer: SirenRenderer | None = None,
+                 init_scale=0.01, depth_gain=None, augment=None):
+    """Train a :class:`~tasks.models.GraphEditor` on the rendering loss; returns ``(model, FitResult)``.
+
+    ``train_renderer``: renders the training loss (a finer grid); validation (the monitored ``val_loss``)
+    always renders with ``renderer``, the grid the task scores on. ``augment``: batch -> batch on
+    training batches (e.g. sign flips; the target image does not change).
+    """
     seed_everything(seed)
-    model = GraphEditor(scaler, hidden_dim, num_layers, probe_dim)
+    model = GraphEditor(scaler, hidden_dim, num_layers, probe_dim, init_scale=init_scale, depth_gain=depth_gain)
+    train_loss, val_loss = rendering_loss(renderer, train_renderer), rendering_loss(renderer)
 
     def batch_mse(m, batch, reduction="mean"):
+        if augment is not None:
+            batch = augment(batch)
         dx, de = m(batch)  # (N, 5), (E, K)
-        image = renderer(batch.x + dx, batch.edge_attr + de, batch.num_graphs)  # (B, C, H, W)
-        return nn.functional.mse_loss(image, batch.target, reduction=reduction)
+        return train_loss(batch.x + dx, batch.edge_attr + de, batch.num_graphs, batch.target, reduction)
 
     def eval_fn(m, loader):
         total, n = 0.0, 0
         for batch in loader:
-            total += float(batch_mse(m, batch.to(device), "sum"))
+            batch = batch.to(device)
+            dx, de = m(batch)
+            total += float(val_loss(batch.x + dx, batch.edge_attr + de, batch.num_graphs, batch.target, "sum"))
             n += batch.target.numel()
         return {"val_loss": total / n}
 
@@ -91,7 +149,10 @@ def train_editor(train_graphs, val_graphs, renderer: SirenRenderer, scaler: Grap
                          monitor="val_loss", mode="min", patience=patience, seed=seed, device=device,
                          progress=progress)
     settings = {"model": "graph_editor", "hidden_dim": hidden_dim, "num_layers": num_layers, "probe_dim": probe_dim,
-                "n_train": len(train_graphs)}
+                "n_train": len(train_graphs), "init_scale": init_scale,
+                "depth_gain": None if depth_gain is None else list(depth_gain),
+                "train_resolution": (train_renderer or renderer).resolution,
+                "augment": getattr(augment, "__name__", None)}
     result = fit(model, train_graphs, val_graphs, batch_mse, eval_fn, config, settings)
     return model, result
 
@@ -128,21 +189,25 @@ class FlatEditor(nn.Module):
 
 
 def train_flat_editor(flat, targets, renderer: SirenRenderer, out_dir: str, epochs=100, batch_size=32, lr=1e-3,
-                      patience=15, seed=0, progress=False):
-    """Train :class:`FlatEditor` on the rendering loss. ``flat``/``targets``: dicts of train / val tensors."""
+                      patience=15, seed=0, progress=False, train_renderer: SirenRenderer | None = None):
+    """Train :class:`FlatEditor` on the rendering loss. ``flat``/``targets``: dicts of train / val tensors.
+    ``train_renderer`` as in :func:`train_editor`."""
     seed_everything(seed)
     model = FlatEditor(flat["train"])
     unflat = renderer.gather.unflat
 
-    def batch_mse(m, batch, reduction="mean"):
+    def mse(r, m, batch, reduction):
         w, target = batch
-        image = renderer.render_params(unflat(w + m(w)))  # (B, C, H, W)
-        return nn.functional.mse_loss(image, target, reduction=reduction)
+        image = r.render_params(unflat(w + m(w)))  # (B, C, R, R)
+        return nn.functional.mse_loss(image, upsample_target(target, r.resolution), reduction=reduction)
+
+    def batch_mse(m, batch, reduction="mean"):
+        return mse(train_renderer or renderer, m, batch, reduction)
 
     def eval_fn(m, loader):
         total, n = 0.0, 0
         for w, target in loader:
-            total += float(batch_mse(m, (w, target), "sum"))
+            total += float(mse(renderer, m, (w, target), "sum"))
             n += target.numel()
         return {"val_loss": total / n}
 
@@ -169,30 +234,42 @@ def run(args: argparse.Namespace) -> list[dict]:
     template = build_model(spec)
     resolution = targets["train"].shape[-1]
     renderer = SirenRenderer(template, resolution)
+    fine = SirenRenderer(template, args.render_res) if args.render_res and args.render_res != resolution else None
     test_models = splits["test"].models
     original = torch.stack([render_module(m, resolution) for m in test_models])  # (M, C, H, W)
     note = f"{len(graphs['train'])} train / {len(test_models)} test INRs; {args.dilation}x{args.dilation} dilation"
     rows, histories = [], {}
-    grid = {"original": original[:, 0].numpy(), "target (dilated)": targets["test"][:, 0].numpy()}
+    # the rows of the render grids: 6 test INRs spread over the split (consecutive INRs share an image)
+    shown = torch.arange(0, len(test_models), max(1, len(test_models) // 6))[:6]
+    grid = {"original": original[shown, 0].numpy(), "target (dilated)": targets["test"][shown, 0].numpy()}
+    zoom = 4 * resolution  # the fine grid: what the INRs do between the pixels they were fitted on
+    fine_grid = {"original": torch.stack([render_module(test_models[i], zoom) for i in shown])[:, 0].numpy(),
+                 "target (dilated)": upsample_target(targets["test"][shown], zoom)[:, 0].numpy()}
 
     if "noop" in args.methods:
         mse = float(nn.functional.mse_loss(original, targets["test"]))
-        rows.append(row(TASK, "noop", "test_mse", mse, 0.0, note="the unedited INR; " + note))
+        rows.append(row(TASK, "noop", "test_mse", mse, 0.0, note="the unedited INR; " + note,
+                        **edit_quality(original, targets["test"])))
 
     if "encoder" in args.methods:
         start = time.perf_counter()
         scaler = GraphScaler().fit(graphs["train"])
+        gain = None if args.first_layer_gain == 1.0 else [args.first_layer_gain]
         model, result = train_editor(graphs["train"], graphs["val"], renderer, scaler, run_dir(args.out, "encoder"),
                                      args.hidden_dim, args.num_layers, args.probes, args.epochs, args.batch_size,
-                                     args.lr, args.weight_decay, args.patience, args.seed, args.device, progress)
+                                     args.lr, args.weight_decay, args.patience, args.seed, args.device, progress,
+                                     train_renderer=fine, init_scale=args.head_scale, depth_gain=gain,
+                                     augment=sign_flip if args.flip else None)
         edited = edit_graphs(model, graphs["test"])
         modules = [nngraph.from_graph(g, template) for g in edited]  # the real edited SIRENs
         images = torch.stack([render_module(m, resolution) for m in modules])  # (M, C, H, W)
         mse = float(nn.functional.mse_loss(images, targets["test"]))
         histories["encoder"] = result.history
-        grid["encoder edit"] = images[:, 0].numpy()
+        grid["encoder edit"] = images[shown, 0].numpy()
+        fine_grid["encoder edit"] = torch.stack([render_module(modules[i], zoom) for i in shown])[:, 0].numpy()
         rows.append(row(TASK, "encoder", "test_mse", mse, time.perf_counter() - start,
-                        note="NodeEdgeHead deltas, applied with from_graph; " + note))
+                        note="NodeEdgeHead deltas, applied with from_graph; " + note,
+                        **edit_quality(images, targets["test"])))
         print(f"encoder: test MSE {mse:.5f}", flush=True)
 
     if "flat_mlp" in args.methods:
@@ -200,16 +277,25 @@ def run(args: argparse.Namespace) -> list[dict]:
         flat = {k: torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in s.models])
                 for k, s in splits.items()}  # (M, num_params), in named_parameters order
         model, result = train_flat_editor(flat, targets, renderer, run_dir(args.out, "flat_mlp"), args.baseline_epochs,
-                                          args.batch_size, 1e-3, args.patience, args.seed, progress=False)
+                                          args.batch_size, 1e-3, args.patience, args.seed, progress=False,
+                                          train_renderer=fine)
         with torch.no_grad():
-            images = renderer.render_params(renderer.gather.unflat(flat["test"] + model.eval()(flat["test"])))
+            edited_flat = flat["test"] + model.eval()(flat["test"])  # (M, P)
+            images = renderer.render_params(renderer.gather.unflat(edited_flat))
+            fine_grid["flat-MLP edit"] = SirenRenderer(template, zoom).render_params(
+                renderer.gather.unflat(edited_flat[shown]))[:, 0].numpy()
         mse = float(nn.functional.mse_loss(images, targets["test"]))
         histories["flat_mlp"] = result.history
-        grid["flat-MLP edit"] = images[:, 0].numpy()
+        grid["flat-MLP edit"] = images[shown, 0].numpy()
         rows.append(row(TASK, "flat_mlp", "test_mse", mse, time.perf_counter() - start,
-                        note="MLP on the weight vector predicting the flat delta; " + note))
+                        note="MLP on the weight vector predicting the flat delta; " + note,
+                        **edit_quality(images, targets["test"])))
 
+    for r in rows:
+        print(f"{r['method']}: test MSE {r['value']:.5f} (background {r['mse_background']:.5f}, stroke "
+              f"{r['mse_stroke']:.5f}; speckle {r['speckle']:.4f})", flush=True)
     plot_edit_grid(grid, os.path.join(args.out, "edits.png"))
+    plot_edit_grid(fine_grid, os.path.join(args.out, "edits_fine.png"))  # the same INRs on a 4x finer grid
     save_run(rows, histories, ["train_loss", "val_loss"], args.out, "INR editing")
     return rows
 

@@ -44,27 +44,40 @@ class GraphEditor(nn.Module):
     the typical size of the weights of its layer) and masked to entries that hold parameters (the bias
     column of non-input neurons; weight edges).
 
+    Args:
+        init_scale: initial value of the head's learnable output scale.
+        depth_gain: optional fixed factors on the deltas per depth, ``depth_gain[d - 1]`` for the weights
+            into and the biases of layer ``d`` (``[0.1]``: first-layer deltas ten times smaller; ``0`` freezes
+            that layer). Default: 1 everywhere.
+
     Shapes:
         - **output:** ``dx`` :math:`(N, 5)`, ``de`` :math:`(E, K)`
     """
 
     def __init__(self, scaler: GraphScaler, hidden_dim: int = 32, num_layers: int = 3, probe_dim: int = 0,
-                 init_scale: float = 0.01):
+                 init_scale: float = 0.01, depth_gain=None):
         super().__init__()
         self.scaler = scaler
         self.encoder = nngraph.NeuralGraphEncoder(1, hidden_dim=hidden_dim, num_layers=num_layers,
                                                   probe_dim=probe_dim)
         self.encoder.readout.requires_grad_(False)  # unused: per-weight outputs only
         self.head = nngraph.NodeEdgeHead(hidden_dim, init_scale=init_scale)
+        gain = torch.ones(scaler.max_layers)
+        if depth_gain is not None:
+            for depth, g in enumerate(depth_gain, start=1):  # depth d: the weights into / biases of layer d
+                gain[min(depth, scaler.max_layers - 1)] = float(g)
+        self.register_buffer("depth_gain", gain)  # (max_layers,) a fixed factor on the deltas of each depth
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         h, e = self.encoder.encode(self.scaler(batch))  # (N, H), (E, H)
         dx, de = self.head(h, e, batch.kernel_box, batch.edge_attr.size(1))  # (N, 5), (E, K)
+        node_gain = self.depth_gain[self.scaler._depth(batch.layer)]  # (N,)
         node_mask = torch.zeros_like(dx)
         node_mask[:, schema.BIAS] = (batch.node_type != int(schema.NodeType.INPUT)).to(dx.dtype)
-        dx = dx * node_mask * self.scaler.node_factor(batch).unsqueeze(-1)
+        dx = dx * node_mask * (self.scaler.node_factor(batch) * node_gain).unsqueeze(-1)
         edge_mask = (batch.edge_type == int(schema.EdgeType.WEIGHT)).to(de.dtype).unsqueeze(-1)  # (E, 1)
-        de = de * edge_mask * self.scaler.edge_factor(batch)
+        edge_gain = self.depth_gain[self.scaler._depth(batch.layer[batch.edge_index[1]])].unsqueeze(-1)  # (E, 1)
+        de = de * edge_mask * self.scaler.edge_factor(batch) * edge_gain
         return dx, de
 
 
