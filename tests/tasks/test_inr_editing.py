@@ -9,7 +9,6 @@ import torch
 from torch_geometric.data import Batch
 
 import nngraph
-from nngraph.zoo import build_model, siren_spec
 from tasks import inr_editing
 from tasks.augment import sign_flip
 from tasks.graphs import GraphScaler
@@ -17,13 +16,11 @@ from tasks.inr_editing import rendering_loss, upsample_target
 from tasks.models import GraphEditor
 from tasks.render import SirenRenderer
 
+from .test_render import small_sirens
+
 
 def _batch(n=3):
-    spec = siren_spec(2, [8, 6], 1, 30.0)
-    models = []
-    for s in range(n):
-        torch.manual_seed(s)
-        models.append(build_model(spec))
+    models = small_sirens(n)
     return models, Batch.from_data_list([nngraph.to_graph(m) for m in models])
 
 

@@ -9,7 +9,8 @@ from nngraph.zoo import build_model, siren_spec
 from tasks.render import ParamGather, SirenRenderer, dilate, render_module
 
 
-def _sirens(n=3):
+def small_sirens(n: int = 3) -> list:
+    """``n`` SIRENs 2 -> 8 -> 6 -> 1 (w0 30), seeded 0, 1, ..."""
     spec = siren_spec(2, [8, 6], 1, 30.0)
     out = []
     for s in range(n):
@@ -19,7 +20,7 @@ def _sirens(n=3):
 
 
 def test_renderer_matches_from_graph_module_on_edited_graphs():
-    models = _sirens()
+    models = small_sirens()
     batch = Batch.from_data_list([nngraph.to_graph(m) for m in models])
     g = torch.Generator().manual_seed(0)
     x = (batch.x + 0.05 * torch.randn(batch.x.shape, generator=g)).requires_grad_(True)
@@ -38,7 +39,7 @@ def test_renderer_matches_from_graph_module_on_edited_graphs():
 
 
 def test_flat_round_trip_follows_named_parameters():
-    models = _sirens(2)
+    models = small_sirens(2)
     batch = Batch.from_data_list([nngraph.to_graph(m) for m in models])
     gather = ParamGather(models[0])
     flat = gather.flat(batch.x, batch.edge_attr, 2)  # (2, P)
