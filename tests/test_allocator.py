@@ -1,9 +1,8 @@
 """keep_freed_memory: an encoder training step reuses freed memory instead of page-faulting it in again."""
 import os
+import platform
 import subprocess
 import sys
-
-import pytest
 
 # Five forward+backward steps of the encoder on 32 SIRENs, in a fresh process (the test's own heap does not
 # count); prints whether the setting was applied and the minor page faults per step.
@@ -37,11 +36,12 @@ def _faults(mode: str) -> tuple[str, float]:
     return applied, float(faults)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_keep_freed_memory_stops_page_faults_in_a_training_step():
     applied, kept = _faults("keep")
-    if applied != "True":
-        pytest.skip("not glibc")
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        assert applied == "False"  # macOS, Windows, musl: documented to change nothing
+        return
+    assert applied == "True"
     _, default = _faults("default")
     # measured: ~25,000 faults per step with glibc's defaults (the edge tensors come back as fresh pages), ~2,000 kept
     assert kept * 4 < default

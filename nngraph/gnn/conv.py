@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from .segment import AGGREGATORS, MessageIndex, film_message, inverse_count, message_index, segment_aggregate
+from .segment import MessageIndex, check_aggregators, film_message, inverse_count, message_index, segment_aggregate
 from .utils import make_act, make_mlp
 
 class NeuralGraphConv(MessagePassing):
@@ -61,13 +61,9 @@ class NeuralGraphConv(MessagePassing):
     def __init__(self, hidden_dim: int, aggregators: Sequence[str] = ("mean", "max", "std"), act: str = "silu",
                  dropout: float = 0.0):
         super().__init__(aggr=None, node_dim=0)
-        unknown = [a for a in aggregators if a not in AGGREGATORS]
-        if unknown or not aggregators:
-            raise ValueError(f"Could not resolve aggregators {unknown or list(aggregators)} among choices "
-                             f"{list(AGGREGATORS)}")
         H = hidden_dim
         self.hidden_dim = H
-        self.aggregators = tuple(aggregators)
+        self.aggregators = check_aggregators(aggregators)
         self.dropout = dropout
         # Separate maps instead of one wide map split afterwards: slicing costs a copy in the backward.
         self.lin_gamma, self.lin_beta = nn.Linear(H, H), nn.Linear(H, H)

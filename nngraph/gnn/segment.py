@@ -27,14 +27,6 @@ class MessageIndex(NamedTuple):
     out_degree: Tensor  # (N, 1) long
 
 
-def edge_order(edge_index: Tensor) -> Tensor:
-    """Permutation that sorts the edges by target (stable). Shapes: ``(2, E) -> (E,)``.
-
-    Sorting is optional; it makes the scatters onto targets write consecutive rows.
-    """
-    return torch.sort(edge_index[1], stable=True)[1]
-
-
 def message_index(edge_index: Tensor, num_nodes: int) -> MessageIndex:
     """Builds the :class:`MessageIndex` of an edge list. Shapes: ``(2, E) -> MessageIndex``."""
     src, dst = edge_index[0], edge_index[1]
@@ -44,6 +36,15 @@ def message_index(edge_index: Tensor, num_nodes: int) -> MessageIndex:
 
 
 AGGREGATORS = ("mean", "max", "min", "std")
+
+
+def check_aggregators(aggregators) -> tuple[str, ...]:
+    """The aggregator names as a tuple; ``ValueError`` naming the choices if one is unknown or none is given."""
+    unknown = [a for a in aggregators if a not in AGGREGATORS]
+    if unknown or not aggregators:
+        raise ValueError(f"Could not resolve aggregators {unknown or list(aggregators)} among choices "
+                         f"{list(AGGREGATORS)}")
+    return tuple(aggregators)
 
 
 class _Aggregate(torch.autograd.Function):
@@ -111,11 +112,7 @@ def segment_aggregate(x: Tensor, seg_id: Tensor, inv_count: Tensor, aggregators=
         - **input:** ``x`` :math:`(M, F)`, ``seg_id`` :math:`(M,)` long, ``inv_count`` :math:`(S, 1)`
         - **output:** :math:`(S, \text{len(aggregators)} \cdot F)`
     """
-    unknown = [a for a in aggregators if a not in AGGREGATORS]
-    if unknown or not aggregators:
-        raise ValueError(f"Could not resolve aggregators {unknown or list(aggregators)} among choices "
-                         f"{list(AGGREGATORS)}")
-    return _Aggregate.apply(x, seg_id, inv_count, tuple(aggregators))
+    return _Aggregate.apply(x, seg_id, inv_count, check_aggregators(aggregators))
 
 
 def inverse_count(count: Tensor, dtype: torch.dtype) -> Tensor:

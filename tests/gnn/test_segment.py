@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from nngraph.gnn.segment import edge_order, film_message, inverse_count, message_index, segment_aggregate
+from nngraph.gnn.segment import film_message, inverse_count, message_index, segment_aggregate
 
 
 def _edges():
@@ -27,8 +27,6 @@ def test_message_index_degrees():
     assert torch.equal(idx.in_degree.view(-1), torch.bincount(edge_index[1], minlength=10))
     assert torch.equal(idx.out_degree.view(-1), torch.bincount(edge_index[0], minlength=10))
     assert idx.in_degree.shape == (10, 1) and int(idx.in_degree[9]) == 0
-    order = edge_order(edge_index)
-    assert bool((edge_index[1, order][1:] >= edge_index[1, order][:-1]).all())
 
 
 @pytest.mark.parametrize("aggregators", [("mean", "max", "std"), ("min",), ("std", "mean"), ("max", "min")])
