@@ -59,7 +59,7 @@ def run(norm: bool, size: int) -> dict:
     torch.manual_seed(0)
     model = resnet18(norm=norm).eval()
     x = torch.randn(1, 3, size, size)
-    api._LAYOUT_CACHE.clear()
+    api.clear_cache()
     graph, first, first_mem, how = measure(lambda: nngraph.to_graph(model, x))
     graph = None  # noqa: F841  (free it before the next measurement)
     graph, cached, cached_mem, _ = measure(lambda: nngraph.to_graph(model, x))

@@ -3,7 +3,8 @@
 The public surface:
 
 - conversion: :func:`to_graph`, :func:`from_graph`, :func:`batch_graphs`, :func:`build_layout`,
-  :func:`random_hidden_permutation`, :func:`probe_features` (:mod:`nngraph.convert`);
+  :func:`random_hidden_permutation`, :func:`probe_features`, and :func:`verify`, the soundness
+  check (:mod:`nngraph.convert`);
 - the encoder: :class:`NeuralGraphEncoder`, :class:`NodeEdgeHead` (:mod:`nngraph.gnn`);
 - the graph format: :mod:`nngraph.schema`;
 - model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``;
@@ -15,13 +16,16 @@ from __future__ import annotations
 from . import gnn, schema
 from .convert import (
     GraphMismatchError,
+    SoundnessError,
     UnsupportedError,
+    VerifyReport,
     batch_graphs,
     build_layout,
     from_graph,
     probe_features,
     random_hidden_permutation,
     to_graph,
+    verify,
 )
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine
@@ -33,7 +37,9 @@ __all__ = [
     "NeuralGraphEncoder",
     "NodeEdgeHead",
     "Sine",
+    "SoundnessError",
     "UnsupportedError",
+    "VerifyReport",
     "batch_graphs",
     "build_layout",
     "from_graph",
@@ -42,4 +48,5 @@ __all__ = [
     "random_hidden_permutation",
     "schema",
     "to_graph",
+    "verify",
 ]

@@ -8,14 +8,23 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .api import batch_graphs, build_layout, from_graph, pad_kernel_box, random_hidden_permutation, to_graph
+from .api import (
+    batch_graphs,
+    build_layout,
+    clear_cache,
+    from_graph,
+    pad_kernel_box,
+    random_hidden_permutation,
+    to_graph,
+)
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import Layout, SymmetryGroup
 from .probe import probe_features
 from .registry import register_function, register_module, supported_functions, supported_modules
 from .trace import trace
+from .verify import SoundnessError, VerifyReport, verify
 
-_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "probe", "layout", "registry", "trace", "values", "walk"}
+_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "probe", "layout", "registry", "trace", "values", "verify", "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
@@ -23,10 +32,13 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
 __all__ = [
     "GraphMismatchError",
     "Layout",
+    "SoundnessError",
     "SymmetryGroup",
     "UnsupportedError",
+    "VerifyReport",
     "batch_graphs",
     "build_layout",
+    "clear_cache",
     "from_graph",
     "pad_kernel_box",
     "probe_features",
@@ -37,4 +49,5 @@ __all__ = [
     "supported_modules",
     "to_graph",
     "trace",
+    "verify",
 ]

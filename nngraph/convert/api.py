@@ -8,7 +8,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from .builder import GraphBuilder
-from .layout import Layout
+from .layout import Layout, inputs_from_spec
 from .trace import trace
 from .walk import walk
 
@@ -57,6 +57,11 @@ def _module_signature(module: nn.Module) -> tuple:
     return tuple(out)
 
 
+def clear_cache() -> None:
+    """Forget every cached layout (benchmarks time the first conversion of a model this way)."""
+    _LAYOUT_CACHE.clear()
+
+
 def build_layout(
     module: nn.Module,
     example_inputs: Sequence[torch.Tensor] | None = None,
@@ -82,7 +87,9 @@ def build_layout(
     builder = GraphBuilder(module, aliases)
     walk(gm, builder)
     param = next(iter(module.parameters()), None)
-    layout = builder.finish(param.dtype if param is not None else torch.float32, kernel_box, gm.graph)
+    layout = builder.finish(
+        param.dtype if param is not None else torch.float32, kernel_box, gm.graph, gm.meta.get("input_spec")
+    )
     if key is not None:
         if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
             _LAYOUT_CACHE.pop(next(iter(_LAYOUT_CACHE)))
@@ -95,6 +102,7 @@ def to_graph(
     example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
     kernel_box: tuple[int, int, int] | None = None,
     method: str = "auto",
+    verify: bool = False,
 ) -> Data:
     """Turn ``module`` into a neural graph (see :mod:`nngraph.schema` for the fields).
 
@@ -106,6 +114,10 @@ def to_graph(
         kernel_box: ``(depth, height, width)`` to pad every edge kernel into, odd on every side; by
             default the largest kernel of this model, rounded up to odd sides. Give one box to every model of a dataset to batch graphs
             with a plain PyG ``DataLoader``; otherwise use :func:`batch_graphs`.
+        method: the tracer: ``"fx"``, ``"export"`` or ``"auto"`` (fx, and export where fx fails).
+        verify: also run :func:`~nngraph.convert.verify` (random hidden permutations checked in
+            float64 against the model's outputs) and raise
+            :class:`~nngraph.convert.verify.SoundnessError` if the graph is not sound.
 
     Returns:
         :class:`torch_geometric.data.Data` with ``x (N, 5)``, ``edge_index (2, E)``,
@@ -123,6 +135,10 @@ def to_graph(
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     layout = build_layout(module, example_inputs, kernel_box, method=method)
+    if verify:
+        from .verify import verify as check
+
+        check(module, example_inputs, method=method, raise_on_failure=True)
     return layout.to_graph(module)
 
 
@@ -136,10 +152,14 @@ def from_graph(
 
     ``from_graph(to_graph(m), m)`` reproduces every parameter bit for bit. ``graph`` may carry
     edited features (weight deltas added); its structure must be ``module``'s, otherwise
-    :class:`~nngraph.convert.GraphMismatchError` is raised and nothing is loaded.
+    :class:`~nngraph.convert.GraphMismatchError` is raised and nothing is loaded. The graph records
+    the shapes of the inputs it was traced with, so ``example_inputs`` is needed only for graphs
+    made without that record. A shared parameter (tied weights) is read from its first place.
     """
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
+    if example_inputs is None and getattr(graph, "input_spec", None) is not None:
+        example_inputs = inputs_from_spec(graph.input_spec)
     box = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0]) if "kernel_box" in graph else None
     layout = build_layout(module, example_inputs, box, method=method)
     return layout.from_graph(graph, module)

@@ -6,10 +6,12 @@ each parameter entry goes; :meth:`GraphBuilder.finish` turns that into a :class:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from ..schema import Activation, EdgeType, NodeKind, NodeType
+from .errors import UnsupportedError
 from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup
 
 
@@ -44,6 +46,8 @@ class GraphBuilder:
         self._node_placements: list[NodePlacement] = []
         self._edge_placements: list[tuple[str, torch.Tensor, torch.Tensor, tuple[int, int, int]]] = []
         self._placed: set[str] = set()
+        self._first_name: dict[int, str] = {}  # id(tensor) -> the name it was first placed under
+        self._first_axes: dict[str, Callable[[], list[list[torch.Tensor]]]] = {}  # first places, lazily
         self._group_of_node: list[torch.Tensor] = []
         self._blocks: list[_Block] = []
         self._parent: list[int] = []
@@ -124,23 +128,29 @@ class GraphBuilder:
         return ids
 
     # ------------------------------------------------------------- parameters
-    def _claim(self, name: str) -> tuple[str, torch.Tensor]:
+    def _claim(self, name: str) -> tuple[str, torch.Tensor, str | None]:
+        """``(name, tensor, first)``: ``first`` is ``None`` the first time ``tensor`` is placed, and
+        the name it was first placed under when it is placed again (a shared parameter: a module
+        called twice, or tied weights such as an embedding and an output projection)."""
         name = self.aliases.get(name, name)
         if name not in self.named_tensors:
             raise KeyError(f"the model has no parameter or buffer named {name!r}")
-        if name in self._placed:
-            raise ValueError(
-                f"parameter {name!r} is used twice (shared weights); nngraph needs each weight in one place"
-            )
+        tensor = self.named_tensors[name]
+        first = self._first_name.get(id(tensor))
+        if first is None:
+            self._first_name[id(tensor)] = name
         self._placed.add(name)
-        return name, self.named_tensors[name]
+        return name, tensor, first
 
     def place_node_param(self, name: str, nodes: torch.Tensor, column: int) -> None:
         """Put parameter ``name`` (shape ``nodes.shape``) into column ``column`` of ``x``."""
-        name, tensor = self._claim(name)
+        name, tensor, first = self._claim(name)
         if tuple(nodes.shape) != tuple(tensor.shape):
             raise ValueError(f"{name}: node ids of shape {tuple(nodes.shape)} for a tensor of {tuple(tensor.shape)}")
-        self._node_placements.append(NodePlacement(name, nodes.reshape(-1).long(), int(column)))
+        nodes = nodes.long()
+        self._share(name, first, lambda: [[line] if (line := _axis_nodes(nodes, k)) is not None else []
+                                          for k in range(nodes.dim())])
+        self._node_placements.append(NodePlacement(name, nodes.reshape(-1), int(column), read_back=first is None))
 
     def place_edge_param(
         self,
@@ -153,13 +163,46 @@ class GraphBuilder:
         flat position ``kernel_pos[idx]`` of a kernel of shape ``kernel_shape`` (C order), which must
         be the kernel shape those edges were added with. ``edges`` and ``kernel_pos`` broadcast to
         the parameter's shape."""
-        name, tensor = self._claim(name)
+        name, tensor, first = self._claim(name)
         edges, kernel_pos = edges.long(), torch.as_tensor(kernel_pos).long()
         for index in (edges, kernel_pos):
             if torch.broadcast_shapes(index.shape, tensor.shape) != tensor.shape:
                 raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {tuple(tensor.shape)}")
+        self._share(name, first, lambda: self._edge_axis_nodes(edges, tuple(tensor.shape)))
         # kept broadcastable (not expanded to one entry per weight) until finish: memory
-        self._edge_placements.append((name, edges, kernel_pos, tuple(kernel_shape), tuple(tensor.shape)))
+        self._edge_placements.append(
+            (name, edges, kernel_pos, tuple(kernel_shape), tuple(tensor.shape), first is None)
+        )
+
+    def _edge_axis_nodes(self, edges: torch.Tensor, shape: tuple[int, ...]) -> list[list[torch.Tensor]]:
+        """Per axis of a parameter placed on ``edges``: the node ids its index selects, as a list with
+        one ``(shape[axis],)`` tensor per edge end (source, target) that depends on that axis only."""
+        full = edges.expand(shape)
+        src, dst = torch.cat(self._edge_chunks["src"]), torch.cat(self._edge_chunks["dst"])
+        out = []
+        for k in range(len(shape)):
+            lines = [_axis_nodes(end[full], k) for end in (src, dst)]
+            out.append([
+                line for line in lines
+                if line is not None and (shape[k] == 1 or bool((line != line[0]).any()))
+            ])
+        return out
+
+    def _share(self, name: str, first: str | None, axis_nodes: Callable[[], list]) -> None:
+        """Remember how to find the per-axis nodes of a parameter's first place; at a later place of
+        the same tensor, tie each axis's nodes with those of the first place so that one permutation
+        acts on both, or fix every neuron both places touch when the axes do not correspond. Axes
+        that select no nodes (kernel positions) are never permuted."""
+        if first is None:
+            self._first_axes[name] = axis_nodes  # evaluated only if the tensor is placed again
+            return
+        a, b = self._first_axes[first](), axis_nodes()
+        pairs = [(x, y) for xs, ys in zip(a, b) for x, y in zip(xs, ys)]
+        same_axes = len(a) == len(b) and all(len(xs) == len(ys) for xs, ys in zip(a, b))
+        if same_axes and all(self._tie_rows(x, y) for x, y in pairs):
+            return
+        for nodes in [n for xs in a + b for n in xs]:  # sound: a permutation moving none of these moves no entry
+            self.fix(nodes)
 
     # ------------------------------------------------------------- symmetries
     def _root(self, group: int) -> int:
@@ -193,6 +236,30 @@ class GraphBuilder:
         block_a.satellites += block_b.satellites
         self._parent[rb] = ra
 
+    def fix(self, nodes: torch.Tensor) -> None:
+        """Mark every activation space that ``nodes`` belong to as fixed (no permutation acts on it):
+        the honest answer where an operation breaks the symmetry of some neurons."""
+        if nodes.numel() == 0:
+            return
+        groups = torch.cat(self._group_of_node)[nodes.reshape(-1)]
+        for group in groups.unique().tolist():
+            self._blocks[self._root(int(group))].fixed = True
+
+    def _tie_rows(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        """:meth:`tie` ``a`` and ``b`` if each is a whole activation space, in the order its class
+        permutes it; otherwise do nothing and return ``False``."""
+        if a.numel() != b.numel() or not (self._is_row(a) and self._is_row(b)):
+            return False
+        self.tie(a, b)
+        return True
+
+    def _is_row(self, nodes: torch.Tensor) -> bool:
+        groups = torch.cat(self._group_of_node)[nodes]
+        if groups.unique().numel() != 1:
+            return False
+        block = self._blocks[self._root(int(groups[0]))]
+        return any(row.shape == nodes.shape and torch.equal(row, nodes) for row in block.rows)
+
     def constrain_blocks(self, nodes: torch.Tensor, block_size: int, satellites: torch.Tensor | None = None) -> None:
         """Only permutations that keep contiguous blocks of ``block_size`` neurons together are
         symmetries of the class of ``nodes`` (GroupNorm groups, attention heads). ``satellites``
@@ -215,17 +282,16 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ finish
     def finish(
-        self, dtype: torch.dtype, kernel_box: tuple[int, int, int] | None = None, fx_graph=None
+        self, dtype: torch.dtype, kernel_box: tuple[int, int, int] | None = None, fx_graph=None,
+        input_spec: tuple | None = None,
     ) -> Layout:
         """Freeze what was collected into a :class:`Layout`. Every parameter and floating-point
         buffer of the module must have been placed."""
         missing = [
             n for n, t in self.named_tensors.items()
-            if n not in self._placed and t.is_floating_point() and not n.endswith("num_batches_tracked")
+            if id(t) not in self._first_name and t.is_floating_point() and not n.endswith("num_batches_tracked")
         ]
         if missing:
-            from .errors import UnsupportedError
-
             raise UnsupportedError(
                 "these parameters are not used by any layer nngraph converted, so the graph would "
                 f"silently drop them: {missing}. They may be read by an operation nngraph does not "
@@ -245,8 +311,8 @@ class GraphBuilder:
                 raise ValueError(f"kernel_box {tuple(kernel_box)} is smaller than the largest kernel {tuple(box.tolist())}")
             box = wanted
         edge_placements = tuple(
-            EdgePlacement(name, _flat_positions(edges, kernel_pos, torch.tensor([kshape]), box, shape))
-            for name, edges, kernel_pos, kshape, shape in self._edge_placements
+            EdgePlacement(name, _flat_positions(edges, kernel_pos, torch.tensor([kshape]), box, shape), read_back)
+            for name, edges, kernel_pos, kshape, shape, read_back in self._edge_placements
         )
         constant_edges = torch.cat(self._edge_constants) if self._edge_constants else torch.zeros(0, dtype=torch.long)
         centre = int(_box_position(torch.zeros(1, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), box))
@@ -268,6 +334,7 @@ class GraphBuilder:
             value_nodes=dict(self.value_nodes),
             fx_graph=fx_graph if not self.aliases else None,
             dtype=dtype,
+            input_spec=input_spec,
         )
 
     def _symmetries(self) -> tuple[SymmetryGroup, ...]:
@@ -279,6 +346,18 @@ class GraphBuilder:
             satellites = torch.stack(block.satellites) if block.satellites else None  # (S, C // block_size)
             out.append(SymmetryGroup(rows=rows, block_size=block.block_size, satellites=satellites))
         return tuple(out)
+
+
+def _axis_nodes(nodes: torch.Tensor, axis: int) -> torch.Tensor | None:
+    """``(shape[axis],)`` node ids if ``nodes`` depends on its index along ``axis`` only, else ``None``."""
+    index = [0] * nodes.dim()
+    index[axis] = slice(None)
+    line = nodes[tuple(index)]  # (shape[axis],)
+    view = [1] * nodes.dim()
+    view[axis] = -1
+    if torch.equal(line.view(view).expand_as(nodes), nodes):
+        return line.clone()
+    return None
 
 
 def _flat_positions(edges, kernel_pos, kshape, box, shape) -> torch.Tensor:

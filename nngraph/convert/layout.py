@@ -23,6 +23,9 @@ class NodePlacement:
     name: str
     nodes: torch.Tensor
     column: int
+    #: ``False`` for the second and later places of a shared parameter: written by ``to_graph``,
+    #: not read back (the first place is)
+    read_back: bool = True
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class EdgePlacement:
 
     name: str
     positions: torch.Tensor
+    read_back: bool = True  # as for NodePlacement
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,9 @@ class Layout:
     value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = field(default_factory=dict)
     #: the traced fx graph (``None`` for models reached through torch.export)
     fx_graph: object = None
+    #: ``((shape, dtype), ...)`` of the example inputs the model was traced with (``None`` if some
+    #: input was not a tensor)
+    input_spec: tuple | None = None
 
     @property
     def num_edges(self) -> int:
@@ -126,7 +133,15 @@ class Layout:
             act=self.act.clone(),
             kernel_box=torch.tensor([self.kernel_box]),  # (1, 3)
             num_nodes=self.num_nodes,
+            **({} if self.input_spec is None else {"input_spec": _spec_to_plain(self.input_spec)}),
         )
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Inputs of the shapes and dtypes the model was traced with: standard normal floats, zero
+        integers (valid token ids), true booleans."""
+        if self.input_spec is None:
+            raise ValueError("this layout did not record its example inputs; pass example_inputs")
+        return inputs_from_spec(self.input_spec, seed)
 
     def check_fits(self, graph: Data) -> None:
         """Raise :class:`GraphMismatchError` unless ``graph`` has exactly this layout's structure."""
@@ -164,9 +179,13 @@ class Layout:
         edge_attr = graph.edge_attr.reshape(-1)  # (E * K,)
         with torch.no_grad():
             for p in self.node_placements:
+                if not p.read_back:
+                    continue
                 target = _lookup(tensors, p.name)
                 target.copy_(x[p.nodes.to(x.device), p.column].view(target.shape))
             for p in self.edge_placements:
+                if not p.read_back:
+                    continue
                 target = _lookup(tensors, p.name)
                 target.copy_(edge_attr[p.positions.to(x.device)].view(target.shape))
         return out
@@ -203,6 +222,26 @@ class Layout:
         out.x = graph.x[inverse]
         out.edge_attr = graph.edge_attr[order[found]]
         return out
+
+
+def inputs_from_spec(spec, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Tensors for ``((shape, dtype), ...)`` (dtypes as ``torch.dtype`` or their names)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for shape, dtype in spec:
+        dtype = getattr(torch, dtype.replace("torch.", "")) if isinstance(dtype, str) else dtype
+        if dtype.is_floating_point:
+            out.append(torch.randn(tuple(shape), generator=generator).to(dtype))
+        elif dtype == torch.bool:
+            out.append(torch.ones(tuple(shape), dtype=dtype))
+        else:
+            out.append(torch.zeros(tuple(shape), dtype=dtype))
+    return tuple(out)
+
+
+def _spec_to_plain(spec) -> list:
+    """The input spec as lists of ints and dtype names (safe for ``torch.load(weights_only=True)``)."""
+    return [[list(shape), str(dtype).replace("torch.", "")] for shape, dtype in spec]
 
 
 def _edge_keys(src: torch.Tensor, dst: torch.Tensor, edge_type: torch.Tensor, num_nodes: int) -> torch.Tensor:

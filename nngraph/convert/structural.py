@@ -49,6 +49,17 @@ def residual_sum(ctx, node, a: TensorValue, b: TensorValue) -> TensorValue:
         a = ctx.neurons(a, b.axis - len(b.shape), node)
     if b.nodes is None:
         b = ctx.neurons(b, a.axis - len(a.shape), node)
+    if a.nodes.shape == b.nodes.shape and torch.equal(a.nodes, b.nodes):
+        raise UnsupportedError(
+            f"{describe(node)} adds a value to itself (h + h); nngraph represents a sum by one identity "
+            "edge per operand, and two parallel edges between the same neurons cannot be told apart"
+        )
+    if a.axis - len(a.shape) != b.axis - len(b.shape):
+        raise UnsupportedError(
+            f"{describe(node)} adds a tensor of shape {tuple(a.shape)} with neurons on axis {a.axis} to one of "
+            f"shape {tuple(b.shape)} with neurons on axis {b.axis}: the sum mixes neurons with positions, so "
+            "permuting them is not a symmetry. Move the neurons to the same axis before adding."
+        )
     if a.num_neurons != b.num_neurons or a.spatial != b.spatial:
         raise UnsupportedError(
             f"{describe(node)} adds tensors with {a.num_neurons} and {b.num_neurons} neurons; a residual sum "

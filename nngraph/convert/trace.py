@@ -46,6 +46,7 @@ def trace(
     """
     if method not in ("auto", "fx", "export"):
         raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
+    refuse_hidden_code(module)
     if method == "export":
         return _export(module, example_inputs)
     if type(module) in MODULE_CONVERTERS:  # a bare layer: fx would trace its forward, not keep it whole
@@ -69,9 +70,43 @@ def trace(
     return gm, {}
 
 
+def refuse_hidden_code(module: nn.Module) -> None:
+    """Refuse forward hooks, forward pre-hooks and per-instance ``forward`` overrides: code a
+    tracer may not see, which can change what the model computes. Backward hooks do not change
+    the forward and are allowed."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        raise UnsupportedError(
+            "global forward hooks are registered (torch.nn.modules.module.register_module_forward_hook); "
+            "they change what every module computes. Remove them before converting."
+        )
+    for name, sub in module.named_modules():
+        where = f"module {name!r} ({type(sub).__name__})" if name else f"the model ({type(sub).__name__})"
+        if sub._forward_hooks or sub._forward_pre_hooks:
+            raise UnsupportedError(
+                f"{where} has forward hooks or forward pre-hooks, which can change its output and "
+                "which nngraph does not trace. Remove them (handle.remove()) or fold what they do into forward."
+            )
+        if "forward" in vars(sub):
+            raise UnsupportedError(
+                f"{where} has its forward replaced on the instance (module.forward = ...); nngraph "
+                "converts what the class's forward computes, so it refuses. Define a subclass instead."
+            )
+
+
+def input_spec(inputs: Sequence[object]) -> tuple | None:
+    """``((shape, dtype), ...)`` of ``inputs``, or ``None`` if one of them is not a tensor."""
+    if not all(isinstance(t, torch.Tensor) for t in inputs):
+        return None
+    return tuple((tuple(t.shape), t.dtype) for t in inputs)
+
+
 def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, example_inputs: Sequence[torch.Tensor] | None) -> None:
-    """Annotate ``gm``'s nodes with ``meta['tensor_meta']`` by running example inputs through it."""
+    """Annotate ``gm``'s nodes with ``meta['tensor_meta']`` by running example inputs through it,
+    and record the inputs' shapes and dtypes as ``gm.meta['input_spec']``."""
     inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
+    gm.meta["input_spec"] = input_spec(inputs)
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(*inputs)
@@ -110,7 +145,9 @@ def _export(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None) ->
     from .export_lift import lift_export
 
     inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module)
-    return lift_export(module, inputs)
+    gm, aliases = lift_export(module, inputs)
+    gm.meta["input_spec"] = input_spec(inputs)
+    return gm, aliases
 
 
 def _first_layer(module: nn.Module) -> nn.Module | None:

@@ -1,6 +1,7 @@
 """Walk a traced fx graph and hand every node to its converter."""
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -70,12 +71,20 @@ def _root(node: fx.Node, roots: dict[fx.Node, fx.Node]) -> fx.Node:
 
 def _count_uses(gm: fx.GraphModule) -> dict[fx.Node, int]:
     """Consumers of every value, where pass-through ops (dropout, pooling, flatten, ...) forward
-    their input's identity instead of counting as a new value."""
+    their input's identity instead of counting as a new value, and repeated indexing of one value
+    with one index (``o[0]`` written twice) is one value."""
     roots: dict[fx.Node, fx.Node] = {}
     uses: dict[fx.Node, int] = {}
+    items: dict[tuple[fx.Node, str], fx.Node] = {}
     for node in gm.graph.nodes:
         key = _target_key(gm, node)
         tensor_args = [a for a in node.all_input_nodes]
+        if key is operator.getitem and isinstance(node.args[0], fx.Node):
+            item = (_root(node.args[0], roots), repr(node.args[1]))
+            if item in items:
+                roots[node] = items[item]
+            else:
+                items[item] = node
         if key is not None and key in PASSTHROUGH and tensor_args:
             roots[node] = _root(tensor_args[0], roots)
             continue

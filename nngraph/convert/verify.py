@@ -1,0 +1,200 @@
+"""The soundness check users can run: does the graph's claimed symmetry preserve the model's function?
+
+:func:`verify` converts a float64 copy of the model, draws random permutations of its hidden neurons
+from the graph's symmetry groups, writes every permuted graph back into the model and compares the
+outputs with the original's. It also checks that ``from_graph(to_graph(m), m)`` restores every
+parameter bit for bit. A converter bug that claims a symmetry the model does not have shows up here
+as an output error far above float64 round-off.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .errors import GraphMismatchError, UnsupportedError
+
+#: The default tolerance of :func:`verify`, relative to ``max(1, max |output|)``.
+DEFAULT_TOLERANCE = 1e-9
+
+
+class SoundnessError(AssertionError):
+    """The graph of a model claims a symmetry that changes the model's function (a converter bug)."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` measured.
+
+    Attributes:
+        max_output_error: largest ``|f_perm(x) - f(x)|`` over all permutations and outputs, divided by
+            ``max(1, max |f(x)|)`` (float64).
+        round_trip_error: largest ``|p' - p|`` over all parameters after ``from_graph(to_graph(m), m)``
+            (0.0 when the inverse is exact).
+        num_permutations: how many random symmetries were drawn.
+        num_nodes: nodes of the graph.
+        num_hidden: hidden neurons (``node_type == HIDDEN``).
+        num_permutable: hidden neurons some symmetry group moves; the others are fixed.
+        moved_fraction: fraction of parameter entries the permutations changed (0 means the check
+            tested nothing: the model has no symmetry nngraph could use).
+        tolerance: the tolerance the errors were compared with.
+    """
+
+    max_output_error: float
+    round_trip_error: float
+    num_permutations: int
+    num_nodes: int
+    num_hidden: int
+    num_permutable: int
+    moved_fraction: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_output_error <= self.tolerance and self.round_trip_error == 0.0
+
+    def __str__(self) -> str:
+        verdict = "sound" if self.ok else "UNSOUND"
+        return (
+            f"{verdict}: output error {self.max_output_error:.2e} (tolerance {self.tolerance:.0e}) over "
+            f"{self.num_permutations} permutations, round-trip error {self.round_trip_error:.2e}; "
+            f"{self.num_permutable} of {self.num_hidden} hidden neurons permutable, "
+            f"{100 * self.moved_fraction:.1f}% of parameter entries moved"
+        )
+
+
+def verify(
+    module: nn.Module,
+    example_inputs: Sequence[Any] | torch.Tensor | None = None,
+    num_permutations: int = 8,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+    method: str = "auto",
+    raise_on_failure: bool = False,
+) -> VerifyReport:
+    """Check in float64 that ``module``'s neural graph is sound and its inverse exact.
+
+    Args:
+        module: the model (left unchanged: a float64 copy in eval mode is checked).
+        example_inputs: a tensor or tuple of inputs; floating-point ones are cast to float64, integer
+            ones (token ids) kept. Made up from the first layer when omitted.
+        num_permutations: random hidden-neuron permutations to draw (default: 8).
+        tolerance: largest relative output error accepted (default: ``1e-9``).
+        seed: seed of the permutations (default: 0).
+        method: the tracer, as for :func:`~nngraph.convert.to_graph`.
+        raise_on_failure: raise :class:`SoundnessError` with the report instead of returning it.
+
+    Returns:
+        a :class:`VerifyReport`; ``report.ok`` says whether the graph is sound.
+
+    Example:
+        >>> report = nngraph.verify(model, (torch.randn(2, 3, 32, 32),))
+        >>> print(report)
+        sound: output error 3.1e-16 ...
+    """
+    from .api import build_layout  # api imports this module's report type for to_graph(verify=True)
+
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    model = copy.deepcopy(module).eval().to(torch.float64)
+    inputs = None if example_inputs is None else tuple(_to_float64(x) for x in example_inputs)
+    layout = build_layout(model, inputs, cache=False, method=method)
+    if inputs is None:
+        inputs = layout.example_inputs()
+    with torch.no_grad():
+        reference = _tensors(model(*inputs))
+        if not reference:
+            raise UnsupportedError(f"{type(module).__name__} returns no tensor to compare")
+        scale = max(1.0, max(float(t.abs().max()) for t in reference if t.numel()))
+        graph = layout.to_graph(model)
+        round_trip = _max_param_difference(model, layout.from_graph(graph, _scrambled(model)))
+        generator = torch.Generator().manual_seed(seed)
+        worst, moved, total = 0.0, 0, 0
+        for _ in range(num_permutations):
+            perm = layout.random_node_permutation(generator)
+            try:
+                permuted = layout.from_graph(layout.permute_graph(graph, perm), model)
+            except GraphMismatchError:  # a claimed symmetry that does not even keep the graph's edges
+                worst = float("inf")
+                continue
+            outputs = _tensors(permuted(*inputs))
+            if len(outputs) != len(reference):
+                raise SoundnessError("the permuted model returns another number of tensors")
+            for a, b in zip(outputs, reference):
+                if a.shape != b.shape:
+                    raise SoundnessError(f"the permuted model returns shape {tuple(a.shape)} for {tuple(b.shape)}")
+                if a.numel():
+                    worst = max(worst, float((a - b).abs().max()) / scale)
+            changed, count = _changed_entries(model, permuted)
+            moved, total = moved + changed, total + count
+    hidden = layout.node_type == 1
+    permutable = torch.zeros(layout.num_nodes, dtype=torch.bool)
+    for group in layout.symmetries:
+        permutable[group.rows.reshape(-1)] = True
+    report = VerifyReport(
+        max_output_error=worst,
+        round_trip_error=round_trip,
+        num_permutations=num_permutations,
+        num_nodes=layout.num_nodes,
+        num_hidden=int(hidden.sum()),
+        num_permutable=int((permutable & hidden).sum()),
+        moved_fraction=moved / total if total else 0.0,
+        tolerance=tolerance,
+    )
+    if raise_on_failure and not report.ok:
+        raise SoundnessError(f"{type(module).__name__}: {report}")
+    return report
+
+
+def _to_float64(x: Any) -> Any:
+    return x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    """Every tensor in a model's output (tensors, tuples, lists, dicts and Hugging Face ModelOutputs)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in _tensors(v)]
+    if isinstance(out, (tuple, list)):
+        return [t for v in out for t in _tensors(v)]
+    return []
+
+
+def _named_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    state = dict(module.named_parameters(remove_duplicate=False))
+    state.update(dict(module.named_buffers(remove_duplicate=False)))
+    return {k: v for k, v in state.items() if v.is_floating_point()}
+
+
+def _scrambled(module: nn.Module) -> nn.Module:
+    """A copy whose floating-point parameters and buffers hold other values (ties kept), so that a
+    round trip into it shows every entry ``from_graph`` does not write."""
+    out = copy.deepcopy(module)
+    generator = torch.Generator().manual_seed(1234)
+    for value in _named_state(out).values():
+        value.copy_(torch.randn(value.shape, generator=generator, dtype=value.dtype) + 7.0)
+    return out
+
+
+def _max_param_difference(a: nn.Module, b: nn.Module) -> float:
+    sa, sb = _named_state(a), _named_state(b)
+    worst = 0.0
+    for name, value in sa.items():
+        other = sb[name]
+        if value.shape != other.shape:
+            return float("inf")
+        if value.numel():
+            diff = (value - other).abs()
+            diff = torch.where(torch.isnan(value) & torch.isnan(other), torch.zeros_like(diff), diff)
+            worst = max(worst, float(diff.max()))
+    return worst
+
+
+def _changed_entries(a: nn.Module, b: nn.Module) -> tuple[int, int]:
+    sa, sb = _named_state(a), _named_state(b)
+    changed = sum(int((sa[k] != sb[k]).sum()) for k in sa)
+    return changed, sum(v.numel() for v in sa.values())

@@ -1,0 +1,280 @@
+"""Small models whose forwards mix, reorder, share or hide neurons: each must convert to a sound graph
+(``nngraph.verify`` passes) or be refused with an ``UnsupportedError`` that names the operation and its
+place. ``expected`` says which; a change in either direction is a change of behaviour to look at.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nngraph import Sine
+
+
+@dataclass(frozen=True)
+class Trap:
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: Callable[[], tuple]
+    expected: str  # "sound" or "refused"
+
+
+class Lambda(nn.Module):
+    """``forward(x) = fn(self, x)`` on a model with Linear layers ``a`` (6 -> 6), ``c`` (6 -> 3) and,
+    if ``with_b``, ``b`` (6 -> 6)."""
+
+    def __init__(self, fn, with_b: bool = False):
+        super().__init__()
+        self.fn = fn
+        self.a = nn.Linear(6, 6)
+        self.b = nn.Linear(6, 6) if with_b else None
+        self.c = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def _vec():
+    return (torch.randn(3, 6),)
+
+
+def _seq():
+    return (torch.randn(2, 5, 6),)
+
+
+def _img():
+    return (torch.randn(2, 3, 8, 8),)
+
+
+def lam(fn):
+    return lambda: Lambda(fn)
+
+
+def lam_b(fn):
+    return lambda: Lambda(fn, with_b=True)
+
+
+class TiedHead(nn.Module):
+    """An embedding whose matrix is also the output projection (``tie_weights``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 6)
+        self.hidden = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 11, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        h = h + torch.tanh(self.hidden(h))
+        return self.head(self.norm(h))
+
+
+class SharedBias(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+        self.b.bias = self.a.bias
+
+    def forward(self, x):
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+class SharedTransposed(nn.Module):
+    """One Parameter used as ``a.weight`` (6 -> 4) and as ``b.weight`` of a 4 -> 6 layer would need a
+    transpose; here ``b`` reuses it as 6 -> 4 on another branch, so its neurons tie across branches."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 4), nn.Linear(6, 4), nn.Linear(4, 2)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.c(torch.relu(self.a(x)) + torch.tanh(self.b(torch.sigmoid(x))))
+
+
+class SharedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.c = nn.Conv2d(4, 4, 3, padding=1)
+        self.c.weight = self.b.weight
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        h = torch.relu(self.c(torch.relu(self.b(h))))
+        return self.head(h.mean((2, 3)))
+
+
+def _hooked(kind):
+    def build():
+        m = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3))
+        if kind == "forward":
+            m[0].register_forward_hook(lambda mod, i, o: o * 2)
+        elif kind == "pre":
+            m[2].register_forward_pre_hook(lambda mod, i: (i[0].flip(-1),))
+        else:
+            m[0].forward = lambda x: F.linear(x, m[0].weight.flip(0), m[0].bias)
+        return m
+    return build
+
+
+class MHAReuse(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.att = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        o = self.att(x, x, x)
+        return self.out(torch.relu(o[0]) + o[0])
+
+
+class MixedAxes(nn.Module):
+    """``(B, C, L) + (B, L, C)`` with ``C == L``: neurons added to positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.lin, self.out = nn.Conv1d(5, 5, 1), nn.Linear(5, 5), nn.Linear(5, 2)
+
+    def forward(self, x, y):
+        return self.out(self.conv(x) + self.lin(y))
+
+
+class BufferShift(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(6, 6), nn.Linear(6, 3)
+        self.register_buffer("shift", torch.randn(6))
+
+    def forward(self, x):
+        return self.c(torch.relu(self.a(x) + self.shift))
+
+
+class RawMatmul(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 6))
+        self.c = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.c(torch.relu(x @ self.w))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, shortcut: bool):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.proj = nn.Conv2d(3, 8, 1) if shortcut else None
+        self.c0 = None if shortcut else nn.Conv2d(3, 8, 1)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        skip = self.proj(x) if self.proj is not None else torch.relu(self.c0(x))
+        h = torch.relu(self.bn1(self.c1(x)))
+        h = torch.relu(self.bn2(self.c2(h)) + skip)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 6), nn.Linear(6, 2), nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.b(h), self.c(h)
+
+
+class DoubleResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c, self.d = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = self.a(x)
+        h = h + torch.relu(self.b(h)) + torch.tanh(self.c(h))
+        return self.d(h)
+
+
+def _transformer():
+    layer = nn.TransformerEncoderLayer(6, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+    return nn.Sequential(nn.Linear(6, 6), layer, nn.Linear(6, 3))
+
+
+def _cnn(*mid):
+    return lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *mid, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(8, 2))
+
+
+TRAPS: list[Trap] = [
+    # neuron selection and reordering: no sound graph keeps them permutable
+    Trap("slice_neurons", lam(lambda s, x: s.c(F.pad(torch.relu(s.a(x))[:, :3], (0, 3)))), _vec, "refused"),
+    Trap("fancy_index_neurons", lam(lambda s, x: s.c(s.a(x)[:, [5, 4, 3, 2, 1, 0]])), _vec, "refused"),
+    Trap("ellipsis_index", lam(lambda s, x: s.c(s.a(x)[..., :])), _vec, "refused"),
+    Trap("flip_neurons", lam(lambda s, x: s.c(s.a(x).flip(-1))), _vec, "refused"),
+    Trap("roll_neurons", lam(lambda s, x: s.c(torch.roll(s.a(x), 1, -1))), _vec, "refused"),
+    Trap("cumsum_neurons", lam(lambda s, x: s.c(torch.cumsum(s.a(x), -1))), _vec, "refused"),
+    Trap("sort_neurons", lam(lambda s, x: s.c(torch.sort(s.a(x), -1).values)), _vec, "refused"),
+    Trap("transpose_seq", lam(lambda s, x: s.c(s.a(x).transpose(1, 2).transpose(1, 2))), _seq, "refused"),
+    Trap("permute_seq", lam(lambda s, x: s.c(s.a(x).permute(0, 2, 1).permute(0, 2, 1))), _seq, "refused"),
+    Trap("view_split_neurons", lam(lambda s, x: s.c(s.a(x).view(3, 2, 3).flip(1).reshape(3, 6))), _vec, "refused"),
+    Trap("chunk_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).chunk(2, -1)[::-1], -1))), _vec, "refused"),
+    Trap("split_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).split(3, -1)[::-1], -1))), _vec, "refused"),
+    Trap("cat_neurons", lam_b(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.b(x)[:, 3:]], -1))), _vec, "refused"),
+    Trap("max_over_neurons", lam(lambda s, x: s.c(s.a(x) - s.a(x).max(-1, keepdim=True).values)), _vec, "refused"),
+    Trap("softmax_neurons", lam(lambda s, x: s.c(torch.softmax(s.a(x), -1))), _vec, "refused"),
+    Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "refused"),
+    Trap("where_neurons", lam_b(lambda s, x: s.c(torch.where(s.a(x) > 0, s.a(x), s.b(x)))), _vec, "refused"),
+    # arithmetic the graph has no node for
+    Trap("self_sum", lam(lambda s, x: s.c(s.a(x) + s.a(x))), _vec, "sound"),  # two calls: two spaces
+    Trap("h_plus_h", lam(lambda s, x: (lambda h: s.c(h + h))(s.a(x))), _vec, "refused"),
+    Trap("scale_constant", lam(lambda s, x: s.c(2.0 * s.a(x))), _vec, "refused"),
+    Trap("add_scalar", lam(lambda s, x: s.c(s.a(x) + 1.0)), _vec, "refused"),
+    Trap("subtract", lam_b(lambda s, x: s.c(s.a(x) - s.b(x))), _vec, "refused"),
+    Trap("gate_product", lam_b(lambda s, x: s.c(s.a(x) * torch.sigmoid(s.b(x)))), _vec, "refused"),
+    Trap("divide", lam_b(lambda s, x: s.c(s.a(x) / (1 + s.b(x) ** 2))), _vec, "refused"),
+    Trap("abs", lam(lambda s, x: s.c(s.a(x).abs())), _vec, "refused"),
+    Trap("add_alpha", lam_b(lambda s, x: s.c(torch.add(s.a(x), s.b(x), alpha=2.0))), _vec, "refused"),
+    Trap("buffer_shift", BufferShift, _vec, "refused"),
+    Trap("raw_parameter_matmul", RawMatmul, _vec, "refused"),
+    Trap("weight_read_in_forward", lam(lambda s, x: s.c(F.linear(x, s.a.weight.flip(0), s.a.bias))), _vec, "refused"),
+    # sums across axes and repeated uses
+    Trap("mixed_axes_sum", MixedAxes, lambda: (torch.randn(2, 5, 5), torch.randn(2, 5, 5)), "refused"),
+    Trap("tuple_item_reused", MHAReuse, _seq, "sound"),
+    Trap("value_reused_raw_and_activated", lam(lambda s, x: (lambda h: s.c(torch.relu(h) + h))(s.a(x))), _vec, "sound"),
+    Trap("activation_twice", lam(lambda s, x: (lambda h: s.c(torch.relu(h) + torch.tanh(h)))(s.a(x))), _vec, "sound"),
+    Trap("double_residual", DoubleResidual, _vec, "sound"),
+    Trap("residual_identity", lambda: ResidualBlock(False), _img, "sound"),
+    Trap("residual_projection", lambda: ResidualBlock(True), _img, "sound"),
+    Trap("two_outputs", TwoOutputs, _vec, "sound"),
+    # shared parameters
+    Trap("module_called_twice", lam_b(lambda s, x: s.c(torch.relu(s.a(torch.relu(s.a(s.b(x))))))), _vec, "sound"),
+    Trap("tied_embedding_head", TiedHead, lambda: (torch.randint(0, 11, (2, 5)),), "sound"),
+    Trap("shared_bias", SharedBias, _vec, "sound"),
+    Trap("shared_weight_two_branches", SharedTransposed, _vec, "sound"),
+    Trap("shared_conv_kernel", SharedConv, _img, "sound"),
+    # code the tracer does not see
+    Trap("forward_hook", _hooked("forward"), _vec, "refused"),
+    Trap("forward_pre_hook", _hooked("pre"), _vec, "refused"),
+    Trap("instance_forward", _hooked("instance"), _vec, "refused"),
+    # indexing that keeps the neuron axis whole, and ordinary layers
+    Trap("select_token", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, 0])), _seq, "sound"),
+    Trap("mean_over_sequence", lam(lambda s, x: s.c(torch.relu(s.a(x)).mean(1))), _seq, "sound"),
+    Trap("transformer_layer", _transformer, _seq, "sound"),
+    Trap("grouped_conv", _cnn(nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU()), _img, "sound"),
+    Trap("depthwise_conv", _cnn(nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU()), _img, "sound"),
+    Trap("group_norm", _cnn(nn.GroupNorm(2, 8), nn.SiLU()), _img, "sound"),
+    Trap("max_pool", _cnn(nn.ReLU(), nn.MaxPool2d(2)), _img, "sound"),
+    Trap("layer_norm_mlp", lambda: nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6), nn.GELU(), nn.Linear(6, 3)), _vec, "sound"),
+    Trap("siren", lambda: nn.Sequential(nn.Linear(6, 8), Sine(30.0), nn.Linear(8, 8), Sine(1.0), nn.Linear(8, 1)), _vec, "sound"),
+    Trap("flatten_head", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2)), _img, "sound"),
+]
