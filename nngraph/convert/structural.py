@@ -114,18 +114,6 @@ def _flatten_module(ctx, node, x):
     return flatten_channels(ctx, node, x)
 
 
-@register_function(torch.flatten, "flatten", passthrough=True)
-def _flatten_function(ctx, node, x, start_dim=1, end_dim=-1):
-    if start_dim != 1 or end_dim != -1:
-        raise UnsupportedError(f"{describe(node)}: only flatten(x, 1) is supported")
-    return flatten_channels(ctx, node, x)
-
-
-@register_function("view", "reshape", torch.reshape, passthrough=True)
-def _reshape(ctx, node, x, *shape, **kwargs):
-    return flatten_channels(ctx, node, x)
-
-
 # ----------------------------------------------------------------------- tuples and indexing
 
 
@@ -142,16 +130,9 @@ def _getitem(ctx, node, obj, index):
 
 
 def _index_tensor(ctx, node, x: TensorValue, index) -> TensorValue:
-    """Indexing that leaves the neuron axis whole (``x[:, 0]`` on a sequence, for example)."""
-    index = index if isinstance(index, tuple) else (index,)
-    if x.nodes is None or any(i is Ellipsis or i is None for i in index):
-        raise UnsupportedError(f"{describe(node)}: only basic indexing of an activation on non-neuron axes is supported")
-    if len(index) > x.axis:
-        at_axis = index[x.axis]
-        if not (isinstance(at_axis, slice) and at_axis == slice(None)):
-            raise UnsupportedError(
-                f"{describe(node)} selects neurons ({at_axis!r} on the neuron axis); picking or reordering "
-                "neurons breaks the permutation symmetry and is refused"
-            )
-    dropped = sum(1 for i in index[: x.axis] if isinstance(i, int))
-    return x.with_(shape=ctx.shape_of(node), axis=x.axis - dropped, source=node)
+    """Basic and list indexing, converted as a movement (see :mod:`nngraph.convert.movement`):
+    ``x[:, 0]`` on a sequence keeps the neurons; a slice of the neuron axis selects neurons and fixes
+    their activation space; a list on it reorders them."""
+    from .movement import move
+
+    return move(ctx, node, lambda t: t[index], x)

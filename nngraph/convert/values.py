@@ -20,6 +20,10 @@ class TensorValue:
             flattened ``(B, C, H, W)`` map; ``()`` when every feature is one neuron).
         source: the fx node this value was first created for (used in error messages and to
             decide whether an activation may be recorded in place).
+        heads: ``0``, or the number ``H`` of attention heads the neurons are split into: entry
+            ``h`` of axis ``head_axis`` and entry ``j`` of axis ``axis`` is neuron
+            ``nodes[h * (C // H) + j]`` (a ``(B, T, E)`` tensor viewed as ``(B, T, H, E // H)``).
+        head_axis: non-negative index of the head axis when ``heads`` is set.
     """
 
     nodes: torch.Tensor | None
@@ -27,6 +31,8 @@ class TensorValue:
     axis: int = -1
     spatial: tuple[int, ...] = ()
     source: object = None
+    heads: int = 0
+    head_axis: int = -1
 
     @property
     def num_neurons(self) -> int:

@@ -52,6 +52,11 @@ class ConversionContext:
             object.__setattr__(value, "nodes", nodes)
             object.__setattr__(value, "axis", wanted)
             return value
+        if value.heads:
+            raise UnsupportedError(
+                f"{describe(node)} reads a tensor of shape {value.shape} whose neurons are split into "
+                f"{value.heads} heads (axes {value.head_axis} and {value.axis}); merge the heads first"
+            )
         if value.axis != wanted:
             raise UnsupportedError(
                 f"{describe(node)} reads features along axis {wanted} of a tensor of shape {value.shape} "

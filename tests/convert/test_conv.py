@@ -271,9 +271,14 @@ class ChannelSlice(nn.Module):
         return self.out(self.conv(x)[:, :3])
 
 
-def test_channel_indexing_is_refused_with_the_operation_named():
-    with pytest.raises(UnsupportedError, match=r"getitem.*selects neurons"):
-        nngraph.to_graph(ChannelSlice(), torch.randn(1, 3, 8, 8))
+def test_channel_indexing_fixes_the_channels_and_stays_sound():
+    model, x = ChannelSlice(), torch.randn(1, 3, 8, 8)
+    layout = nngraph.build_layout(model, (x,))
+    assert layout.symmetries == ()
+    g = nngraph.to_graph(model, x)
+    reads = g.edge_index[0][g.edge_index[1] == layout.module_nodes["out"][0]]
+    assert torch.equal(reads, layout.module_nodes["conv"][:3])
+    assert nngraph.verify(model, x).ok
 
 
 def test_sorting_channels_is_refused_with_the_operation_named():

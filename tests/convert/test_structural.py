@@ -83,7 +83,7 @@ def test_activation_of_a_value_used_twice_gets_its_own_neurons():
     assert_same_up_to_relabelling(nngraph.to_graph(model), nngraph.to_graph(permuted), perm)
 
 
-def test_selecting_neurons_is_refused_with_the_place_named():
+def test_selecting_neurons_fixes_them_and_stays_sound():
     class Picks(nn.Module):
         def __init__(self):
             super().__init__()
@@ -92,8 +92,13 @@ def test_selecting_neurons_is_refused_with_the_place_named():
         def forward(self, x):
             return self.b(self.a(x)[:, :3])
 
-    with pytest.raises(nngraph.UnsupportedError, match="selects neurons"):
-        nngraph.to_graph(Picks())
+    model = Picks()
+    layout = nngraph.build_layout(model)
+    assert layout.symmetries == ()  # the only hidden space is the one a selection reads: fixed
+    g = assert_round_trip(model, torch.randn(3, 2))
+    src = g.edge_index[0][g.edge_index[1] == layout.module_nodes["b"][0]]
+    assert torch.equal(src, layout.module_nodes["a"][:3])  # b reads the first three neurons of a
+    assert nngraph.verify(model).ok
 
 
 def test_sorting_features_is_refused():

@@ -155,3 +155,16 @@ def test_trap_is_sound_or_refused_by_name(trap):
 def test_trap_suite_is_large_and_mixed():
     outcomes = [t.expected for t in TRAPS]
     assert len(TRAPS) >= 50 and outcomes.count("sound") >= 15 and outcomes.count("refused") >= 15
+
+
+def test_a_selection_of_neurons_fixes_their_space_and_nothing_else():
+    from .traps import SliceHead
+
+    model = SliceHead()
+    layout = nngraph.build_layout(model, (torch.randn(3, 6),))
+    b_nodes = layout.module_nodes["b"]
+    a_nodes = layout.module_nodes["a"]
+    moved = torch.cat([g.rows.reshape(-1) for g in layout.symmetries])
+    assert not torch.isin(b_nodes, moved).any()  # the selected space is fixed
+    assert torch.isin(a_nodes, moved).all()  # the one before it is not
+    assert nngraph.verify(model, torch.randn(3, 6)).ok

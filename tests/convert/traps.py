@@ -124,6 +124,15 @@ def _hooked(kind):
     return build
 
 
+class SliceHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.c(torch.relu(self.b(torch.relu(self.a(x))))[:, 1:4])
+
+
 class MHAReuse(nn.Module):
     def __init__(self):
         super().__init__()
@@ -216,16 +225,17 @@ def _cnn(*mid):
 
 
 TRAPS: list[Trap] = [
-    # neuron selection and reordering: no sound graph keeps them permutable
+    # neuron selection and reordering: a reorder is a relabelling, a selection fixes the neurons
     Trap("slice_neurons", lam(lambda s, x: s.c(F.pad(torch.relu(s.a(x))[:, :3], (0, 3)))), _vec, "refused"),
-    Trap("fancy_index_neurons", lam(lambda s, x: s.c(s.a(x)[:, [5, 4, 3, 2, 1, 0]])), _vec, "refused"),
-    Trap("ellipsis_index", lam(lambda s, x: s.c(s.a(x)[..., :])), _vec, "refused"),
-    Trap("flip_neurons", lam(lambda s, x: s.c(s.a(x).flip(-1))), _vec, "refused"),
-    Trap("roll_neurons", lam(lambda s, x: s.c(torch.roll(s.a(x), 1, -1))), _vec, "refused"),
+    Trap("select_neurons", SliceHead, _vec, "sound"),  # sound because the selected space is fixed
+    Trap("fancy_index_neurons", lam(lambda s, x: s.c(s.a(x)[:, [5, 4, 3, 2, 1, 0]])), _vec, "sound"),
+    Trap("ellipsis_index", lam(lambda s, x: s.c(s.a(x)[..., :])), _vec, "sound"),
+    Trap("flip_neurons", lam(lambda s, x: s.c(s.a(x).flip(-1))), _vec, "sound"),
+    Trap("roll_neurons", lam(lambda s, x: s.c(torch.roll(s.a(x), 1, -1))), _vec, "sound"),
     Trap("cumsum_neurons", lam(lambda s, x: s.c(torch.cumsum(s.a(x), -1))), _vec, "refused"),
     Trap("sort_neurons", lam(lambda s, x: s.c(torch.sort(s.a(x), -1).values)), _vec, "refused"),
-    Trap("transpose_seq", lam(lambda s, x: s.c(s.a(x).transpose(1, 2).transpose(1, 2))), _seq, "refused"),
-    Trap("permute_seq", lam(lambda s, x: s.c(s.a(x).permute(0, 2, 1).permute(0, 2, 1))), _seq, "refused"),
+    Trap("transpose_seq", lam(lambda s, x: s.c(s.a(x).transpose(1, 2).transpose(1, 2))), _seq, "sound"),
+    Trap("permute_seq", lam(lambda s, x: s.c(s.a(x).permute(0, 2, 1).permute(0, 2, 1))), _seq, "sound"),
     Trap("view_split_neurons", lam(lambda s, x: s.c(s.a(x).view(3, 2, 3).flip(1).reshape(3, 6))), _vec, "refused"),
     Trap("chunk_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).chunk(2, -1)[::-1], -1))), _vec, "refused"),
     Trap("split_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).split(3, -1)[::-1], -1))), _vec, "refused"),

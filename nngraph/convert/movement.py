@@ -1,0 +1,180 @@
+"""Operations that only move entries of an activation: transpose, permute, view / reshape, flatten,
+unflatten, (un)squeeze, expand, select, slice, flip, roll.
+
+Each is converted by running it on two small integer "label" tensors of the value's shape: one holding
+every entry's neuron index, one its position (flat index over the other axes). The result tells where
+the neurons went:
+
+- on one axis, all of them (maybe reordered: a flip of the feature axis is a relabelling, nothing
+  more): a value with its neurons on that axis;
+- split over two axes as ``h * D + d`` (a ``(B, T, E)`` tensor viewed as ``(B, T, H, E // H)``): a
+  value whose neurons are split into ``H`` heads, which attention reads;
+- on one axis, some of them (a slice of the feature axis): the selected neurons, and the whole
+  activation space is marked fixed (no permutation may move neurons into or out of the selection);
+- mixed with positions (``(B, C, H, W) -> (B, C * H * W)``): the flatten of
+  :func:`~nngraph.convert.structural.flatten_channels`, which gives each neuron its spatial map.
+
+Anything else (neurons spread over positions in another way) is refused by name. Positions never
+matter to a permutation of neurons, so every accepted case is function-preserving by construction.
+"""
+from __future__ import annotations
+
+import torch
+
+from .errors import UnsupportedError
+from .registry import register_function
+from .structural import flatten_channels
+from .values import TensorValue
+from .walk import describe
+
+aten = torch.ops.aten
+
+
+def neuron_labels(x: TensorValue) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(neuron, position)`` long tensors of ``x.shape``: the index into ``x.nodes`` of every entry,
+    and the flat index of its coordinates on the other axes."""
+    shape = tuple(x.shape)
+    ndim = len(shape)
+
+    def along(axis: int, size: int) -> torch.Tensor:
+        view = [1] * ndim
+        view[axis] = size
+        return torch.arange(size).view(view)
+
+    if x.heads:
+        per_head = shape[x.axis]
+        neuron = along(x.head_axis, shape[x.head_axis]) * per_head + along(x.axis, per_head)
+        neuron_axes = {x.head_axis, x.axis}
+    else:
+        neuron = along(x.axis, shape[x.axis])
+        neuron_axes = {x.axis}
+    others = [k for k in range(ndim) if k not in neuron_axes]
+    position_shape = [1 if k in neuron_axes else shape[k] for k in range(ndim)]
+    size = 1
+    for k in others:
+        size *= shape[k]
+    position = torch.arange(size).view(position_shape)
+    return neuron.expand(shape).contiguous(), position.expand(shape).contiguous()
+
+
+def _only_along(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor | None:
+    """``t`` restricted to ``axes`` (index 0 elsewhere) if ``t`` depends on those axes only."""
+    index = tuple(slice(None) if k in axes else slice(0, 1) for k in range(t.dim()))
+    part = t[index]
+    return part if torch.equal(part.expand_as(t), t) else None
+
+
+def _independent_of(t: torch.Tensor, axes: tuple[int, ...]) -> bool:
+    index = tuple(slice(0, 1) if k in axes else slice(None) for k in range(t.dim()))
+    return torch.equal(t[index].expand_as(t), t)
+
+
+def locate_neurons(ctx, node, x: TensorValue, neuron: torch.Tensor, position: torch.Tensor) -> TensorValue | None:
+    """The value an op produced from ``x``, given the op applied to ``x``'s label tensors; ``None``
+    if the neurons are mixed with positions."""
+    count = x.num_neurons
+    shape = tuple(neuron.shape)
+    for k in range(neuron.dim()):
+        line = _only_along(neuron, (k,))
+        if line is None or not _independent_of(position, (k,)):
+            continue
+        line = line.reshape(-1)
+        if line.numel() == count and torch.equal(torch.sort(line).values, torch.arange(count)):
+            return TensorValue(nodes=x.nodes[line], shape=shape, axis=k, source=node)
+        if line.numel() == torch.unique(line).numel():  # a selection of neurons
+            ctx.builder.fix(x.nodes)
+            return TensorValue(nodes=x.nodes[line], shape=shape, axis=k, source=node)
+    for h in range(neuron.dim()):
+        for d in range(neuron.dim()):
+            if h == d or shape[h] * shape[d] != count or shape[h] == 1 or shape[d] == 1:
+                continue
+            table = _only_along(neuron, (h, d))
+            if table is None or not _independent_of(position, (h, d)):
+                continue
+            table = table.reshape(shape[h], shape[d]) if h < d else table.reshape(shape[d], shape[h]).t()
+            if torch.equal(table, torch.arange(count).view(shape[h], shape[d])):
+                return TensorValue(nodes=x.nodes, shape=shape, axis=d, heads=shape[h], head_axis=h, source=node)
+    return None
+
+
+def move(ctx, node, fn, x, *args, **kwargs):
+    """Convert ``fn(x, *args, **kwargs)``, an op that only moves entries of ``x``."""
+    shape = ctx.shape_of(node)
+    if not isinstance(x, TensorValue):
+        raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
+    if x.nodes is None:  # a model input: its neurons are made where a layer first reads it
+        return TensorValue(nodes=None, shape=shape, source=x.source)
+    if shape is not None and tuple(shape) == tuple(x.shape) and fn in _SHAPE_ONLY:
+        return x.with_(source=node)
+    if x.spatial:
+        return flatten_channels(ctx, node, x)
+    neuron, position = neuron_labels(x)
+    moved = locate_neurons(ctx, node, x, fn(neuron, *args, **kwargs), fn(position, *args, **kwargs))
+    if moved is not None:
+        return moved
+    if x.axis == 1 and not x.heads and shape is not None and len(shape) == 2:
+        return flatten_channels(ctx, node, x)
+    raise UnsupportedError(
+        f"{describe(node)} turns a tensor of shape {tuple(x.shape)} (neurons on axis {x.axis}) into "
+        f"{tuple(shape)} with the neurons spread over positions; nngraph follows neurons that stay on "
+        "one axis, split into heads over two, or are flattened with their spatial positions from axis 1."
+    )
+
+
+def _reshape(t, *shape, **kwargs):
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (list, tuple, torch.Size)) else shape
+    return t.reshape(*shape)
+
+
+def _expand(t, *sizes, **kwargs):
+    sizes = sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (list, tuple, torch.Size)) else sizes
+    return t.expand(*sizes)
+
+
+def _flip(t, *dims, **kwargs):
+    dims = kwargs.get("dims", dims[0] if len(dims) == 1 else dims)
+    return torch.flip(t, (dims,) if isinstance(dims, int) else tuple(dims))
+
+
+def _permute(t, *dims, **kwargs):
+    dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+    return t.permute(*dims)
+
+
+_MOVES = {
+    "transpose": torch.transpose, torch.transpose: torch.transpose, aten.transpose.int: torch.transpose,
+    "permute": _permute, torch.permute: _permute, aten.permute.default: _permute,
+    "view": _reshape, "reshape": _reshape, torch.reshape: _reshape,
+    aten.view.default: _reshape, aten.reshape.default: _reshape, aten._unsafe_view.default: _reshape,
+    "unsqueeze": torch.unsqueeze, torch.unsqueeze: torch.unsqueeze, aten.unsqueeze.default: torch.unsqueeze,
+    "squeeze": torch.squeeze, torch.squeeze: torch.squeeze, aten.squeeze.dim: torch.squeeze,
+    aten.squeeze.dims: torch.squeeze,
+    "expand": _expand, aten.expand.default: _expand,
+    "movedim": torch.movedim, torch.movedim: torch.movedim,
+    "unflatten": torch.unflatten, torch.unflatten: torch.unflatten,
+    aten.select.int: torch.select, "select": torch.select, torch.select: torch.select,
+    aten.slice.Tensor: aten.slice.Tensor,
+    "flip": _flip, torch.flip: _flip, aten.flip.default: _flip,
+    "roll": torch.roll, torch.roll: torch.roll, aten.roll.default: torch.roll,
+    aten.alias.default: lambda t: t,
+}
+_SHAPE_ONLY = {_reshape, _expand, torch.unsqueeze, torch.squeeze, torch.unflatten}
+
+
+def _register(target, fn):
+    @register_function(target, passthrough=True)
+    def convert(ctx, node, x, *args, **kwargs):
+        return move(ctx, node, fn, x, *args, **kwargs)
+
+
+for _target, _fn in _MOVES.items():
+    _register(_target, _fn)
+
+
+@register_function(torch.flatten, "flatten", aten.flatten.using_ints, passthrough=True)
+def _flatten_function(ctx, node, x, start_dim=1, end_dim=-1):
+    """``flatten(x, 1)`` of a feature map gives each channel its spatial map (a flatten head); any
+    other flatten is a movement."""
+    if isinstance(x, TensorValue) and x.nodes is not None and start_dim == 1 and end_dim == -1 and x.axis == 1:
+        return flatten_channels(ctx, node, x)
+    return move(ctx, node, torch.flatten, x, start_dim, end_dim)

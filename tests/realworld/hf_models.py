@@ -1,0 +1,106 @@
+"""Tiny, randomly initialised Hugging Face models built from configs (nothing is downloaded).
+
+Each entry builds ``(model, example_inputs)``; the sizes are the smallest the configs accept, so
+that conversion and the float64 soundness check take seconds.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+transformers = __import__("pytest").importorskip("transformers")
+
+
+def _ids(vocab: int = 50, batch: int = 2, length: int = 6) -> torch.Tensor:
+    return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(0))
+
+
+def _pixels(channels: int = 3, size: int = 32, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def bert():
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=16, type_vocab_size=2)
+    return transformers.BertModel(cfg, add_pooling_layer=True), (_ids(),)
+
+
+def distilbert():
+    cfg = transformers.DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32,
+                                        max_position_embeddings=16)
+    return transformers.DistilBertModel(cfg), (_ids(),)
+
+
+def gpt2():
+    cfg = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=16, use_cache=False)
+    return transformers.GPT2LMHeadModel(cfg), (_ids(),)
+
+
+def vit():
+    cfg = transformers.ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=32, num_labels=3)
+    return transformers.ViTForImageClassification(cfg), (_pixels(size=16),)
+
+
+def llama():
+    cfg = transformers.LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+                                   use_cache=False)
+    return transformers.LlamaForCausalLM(cfg), (_ids(),)
+
+
+def t5():
+    cfg = transformers.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
+                                use_cache=False)
+    model = transformers.T5Model(cfg)
+    return model, (_ids(), _ids(length=4))
+
+
+def clip_vision():
+    cfg = transformers.CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=2, num_attention_heads=2)
+    return transformers.CLIPVisionModel(cfg), (_pixels(size=16),)
+
+
+def resnet():
+    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    return transformers.ResNetModel(cfg), (_pixels(),)
+
+
+def mobilenet_v2():
+    cfg = transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.25)
+    return transformers.MobileNetV2Model(cfg), (_pixels(),)
+
+
+def efficientnet():
+    cfg = transformers.EfficientNetConfig(image_size=32, width_coefficient=0.1, depth_coefficient=0.1,
+                                          hidden_dim=32)
+    return transformers.EfficientNetModel(cfg), (_pixels(),)
+
+
+def convnext():
+    cfg = transformers.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    return transformers.ConvNextModel(cfg), (_pixels(),)
+
+
+def swin():
+    cfg = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[2, 2],
+                                  window_size=4)
+    return transformers.SwinModel(cfg), (_pixels(),)
+
+
+MODELS: dict[str, Callable] = {
+    "BertModel": bert,
+    "DistilBertModel": distilbert,
+    "GPT2LMHeadModel": gpt2,
+    "ViTForImageClassification": vit,
+    "LlamaForCausalLM": llama,
+    "T5Model": t5,
+    "CLIPVisionModel": clip_vision,
+    "ResNetModel": resnet,
+    "MobileNetV2Model": mobilenet_v2,
+    "EfficientNetModel": efficientnet,
+    "ConvNextModel": convnext,
+    "SwinModel": swin,
+}
