@@ -62,6 +62,8 @@ class NodeKind(IntEnum):
     VALUE = 10  # attention value dimension
     HEAD = 11  # one attention head (groups its query/key/value neurons)
     GROUP = 12  # one GroupNorm group (groups its channels)
+    CAUSAL_HEAD = 13  # one attention head of causal attention (is_causal=True)
+    ATTENDED = 14  # a value neuron after attention mixed it over positions (scaled_dot_product_attention)
 
 
 NUM_NODE_KINDS = len(NodeKind)
@@ -78,6 +80,7 @@ class EdgeType(IntEnum):
     HEAD_MEMBER = 5  # head -> its query / key / value neurons
     GROUP_MEMBER = 6  # GroupNorm group -> its channels
     CONCAT = 7  # reserved for structural copies
+    ATTEND = 8  # value neuron -> its ATTENDED neuron (identity; the mixing over positions is implied)
 
 
 NUM_EDGE_TYPES = len(EdgeType)

@@ -50,7 +50,7 @@ from ..schema import BIAS, Activation, EdgeType, NodeKind
 from .errors import UnsupportedError
 from .linear import dense_layer
 from .norm import normalize_nodes
-from .registry import register_module
+from .registry import register_function, register_module
 from .structural import residual_sum
 from .values import Opaque, TensorValue
 from .walk import describe
@@ -140,7 +140,7 @@ def convert_multihead_attention(ctx, node, query, key, value, *args, **kwargs):
     out = attention_nodes(ctx.builder, node.target, module, q_in, k_in, v_in)
     shape = _output_shape(node)
     return (TensorValue(nodes=out, shape=shape, axis=len(shape) - 1, source=node),
-            Opaque(f"attention weights of {node.target}"))
+            Opaque(f"attention weights of {node.target}", from_activations=True))
 
 
 # ----------------------------------------------------------------------- TransformerEncoderLayer
@@ -216,3 +216,77 @@ def convert_encoder(ctx, node, src, *args, **kwargs) -> TensorValue:
         x = x.with_(nodes=normalize_nodes(ctx.builder, module.norm, f"{node.target}.norm", x.nodes))
     ctx.builder.record_module_nodes(node.target, x.nodes)
     return x
+
+
+# ----------------------------------------------------------------------- attention as plain ops
+
+
+def _split_heads(node, name: str, value) -> TensorValue:
+    if not isinstance(value, TensorValue) or value.nodes is None or not value.heads:
+        raise UnsupportedError(
+            f"{describe(node)}: the {name} must be an activation split into heads, (B, H, T, D) with "
+            "its neurons viewed from a (B, T, H * D) projection"
+        )
+    ndim = len(value.shape)
+    if value.head_axis != ndim - 3 or value.axis != ndim - 1:
+        raise UnsupportedError(
+            f"{describe(node)}: the {name} has its heads on axis {value.head_axis} and head dimensions on "
+            f"axis {value.axis}; scaled_dot_product_attention reads (..., H, T, D)"
+        )
+    return value
+
+
+def _tie_or_fix(builder, a: torch.Tensor, b: torch.Tensor) -> bool:
+    if builder._tie_rows(a, b):
+        return True
+    builder.fix(a)
+    builder.fix(b)
+    return False
+
+
+@register_function(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
+def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask=None, dropout_p=0.0,
+                                         is_causal=False, scale=None, enable_gqa=False, **kwargs):
+    """``softmax(q k^T * scale + mask) v`` per head, written as plain ops (as Hugging Face does).
+
+    Adds ``H`` head nodes (:attr:`NodeKind.HEAD`, or :attr:`NodeKind.CAUSAL_HEAD` with
+    ``is_causal``) with HEAD_MEMBER edges to their query, key and attended neurons, QK_PAIR edges
+    query ``j`` -> key ``j``, and one :attr:`NodeKind.ATTENDED` neuron per value neuron (ATTEND
+    edge value -> attended). One permutation acts on query, key, value and attended neurons, keeping
+    the heads' blocks together; the head nodes move with their block. A mask may be a model input or
+    computed from inputs and constants, never from activations; the scale must be the default.
+    """
+    builder = ctx.builder
+    q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
+    _refuse_activation_masks(node, [attn_mask])
+    if enable_gqa or not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
+        raise UnsupportedError(
+            f"{describe(node)}: query, key and value have {q.heads}, {k.heads} and {v.heads} heads of "
+            f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
+            "and equal query and key sizes (grouped-query attention is not supported yet)"
+        )
+    if dropout_p:
+        raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
+    heads, per_head = q.heads, q.num_neurons // q.heads
+    default = per_head ** -0.5
+    if scale is not None and abs(float(scale) - default) > 1e-12 * default:
+        raise UnsupportedError(f"{describe(node)} scales scores by {scale}, not 1 / sqrt({per_head}); "
+                               "nngraph records only the default scale")
+    layer = max(builder.node_layer(t.nodes) for t in (q, k, v)) + 1
+    head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if is_causal else NodeKind.HEAD, layer)
+    attended = builder.add_nodes(v.num_neurons, NodeKind.ATTENDED, layer)
+    builder.add_edges(v.nodes, attended, EdgeType.ATTEND, identity=True)
+    members = torch.cat([q.nodes, k.nodes, attended])
+    owners = torch.cat([head_nodes.repeat_interleave(per_head).repeat(2),
+                        head_nodes.repeat_interleave(v.num_neurons // heads)])
+    builder.add_edges(owners, members, EdgeType.HEAD_MEMBER, identity=True)
+    builder.add_edges(q.nodes, k.nodes, EdgeType.QK_PAIR, identity=True)
+    builder.tie(v.nodes, attended)
+    if _tie_or_fix(builder, q.nodes, k.nodes) and v.num_neurons == q.num_neurons and _tie_or_fix(builder, q.nodes, v.nodes):
+        builder.constrain_blocks(q.nodes, per_head, satellites=head_nodes)
+    else:  # the heads of query/key and of value cannot be moved by one block permutation
+        for t in (q.nodes, k.nodes, v.nodes, head_nodes):
+            builder.fix(t)
+    shape = ctx.shape_of(node)
+    return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=heads,
+                       head_axis=len(shape) - 3, source=node)

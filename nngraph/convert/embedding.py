@@ -4,7 +4,8 @@ Each vocabulary entry becomes an input node (:attr:`NodeKind.TOKEN`, ``node_type
 ``io_position`` = token id, so the vocabulary keeps its order), each embedding dimension a hidden
 node (:attr:`NodeKind.EMBEDDING`), and ``weight[t, d]`` the :attr:`EdgeType.WEIGHT` edge
 token ``t`` -> dimension ``d``. The integer token-id tensor itself has no feature axis and makes no
-nodes. ``padding_idx`` is just a row of the weight (kept as is); ``max_norm`` renormalizes rows in
+nodes; it may be a model input or a constant of the model (the ``position_ids`` buffer of a
+transformer, whose positions then become the input nodes). ``padding_idx`` is just a row of the weight (kept as is); ``max_norm`` renormalizes rows in
 place during the forward pass and is refused.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 from ..schema import EdgeType, NodeKind, NodeType
 from .errors import UnsupportedError
 from .registry import register_module
-from .values import TensorValue
+from .values import Opaque, TensorValue
 from .walk import describe
 
 
@@ -26,8 +27,11 @@ def convert_embedding(ctx, node, ids, *args, **kwargs) -> TensorValue:
             f"{describe(node)} has max_norm={module.max_norm}: it rescales its weight rows in place during the "
             "forward pass, so the stored weights are not the ones it computes with. Use max_norm=None."
         )
-    if not isinstance(ids, TensorValue) or ids.nodes is not None:
-        raise UnsupportedError(f"{describe(node)} must read token ids that are a model input")
+    if not isinstance(ids, Opaque) and (not isinstance(ids, TensorValue) or ids.nodes is not None):
+        raise UnsupportedError(
+            f"{describe(node)} must read token ids that are a model input or a constant of the model "
+            "(an integer buffer such as position_ids)"
+        )
     builder = ctx.builder
     num, dim = module.num_embeddings, module.embedding_dim
     tokens = builder.add_nodes(num, NodeKind.TOKEN, layer=0, node_type=NodeType.INPUT)

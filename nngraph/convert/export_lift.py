@@ -137,6 +137,13 @@ class _Lifter:
                 self.aliases[f"{name}.{attr}"] = ref.name
         return self._emit("call_module", name, (x,), {}, like)
 
+    def _constant(self, node: fx.Node, name: str, val: torch.Tensor) -> fx.Node:
+        """An integer or boolean buffer (``position_ids``, ``token_type_ids``): a constant of the model,
+        not a parameter, read through a ``get_attr`` of a stand-in on the meta device."""
+        attr = re.sub(r"\W", "_", name)
+        self.root.register_buffer(attr, torch.empty(val.shape, dtype=val.dtype, device="meta"))
+        return self._emit("get_attr", attr, (), {}, node)
+
     # --------------------------------------------------------------- layers
     def linear(self, node, x, w, b=None):
         w, b = self._param(w), self._param(b)
@@ -223,7 +230,10 @@ class _Lifter:
         }
         for node in self.program.graph.nodes:
             if node.op == "placeholder":
-                if node.name in self.param_of:
+                val = node.meta.get("val")
+                if node.name in self.param_of and isinstance(val, torch.Tensor) and not val.is_floating_point():
+                    self.env[node] = self._constant(node, self.param_of[node.name], val)
+                elif node.name in self.param_of:
                     self.env[node] = _ParamRef(self.param_of[node.name], self._shape(node))
                 else:
                     self.env[node] = self._emit("placeholder", node.target, (), {}, node)

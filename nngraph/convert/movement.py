@@ -24,7 +24,7 @@ import torch
 from .errors import UnsupportedError
 from .registry import register_function
 from .structural import flatten_channels
-from .values import TensorValue
+from .values import Opaque, TensorValue
 from .walk import describe
 
 aten = torch.ops.aten
@@ -100,6 +100,8 @@ def locate_neurons(ctx, node, x: TensorValue, neuron: torch.Tensor, position: to
 def move(ctx, node, fn, x, *args, **kwargs):
     """Convert ``fn(x, *args, **kwargs)``, an op that only moves entries of ``x``."""
     shape = ctx.shape_of(node)
+    if isinstance(x, Opaque):  # moving a constant (position ids, a mask) gives a constant
+        return Opaque(node.name)
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
     if x.nodes is None:  # a model input: its neurons are made where a layer first reads it

@@ -44,6 +44,9 @@ class TensorValue:
 
 @dataclass(frozen=True)
 class Opaque:
-    """A non-tensor value (a size, a dtype, ...) that converters read from shape metadata instead."""
+    """A value that carries no neurons: a size, a dtype, a constant of the model (position ids, a
+    mask built from constants). ``from_activations`` marks one computed from the model's activations
+    (attention weights), which no operation may use: the graph would not show the dependence."""
 
     description: str = ""
+    from_activations: bool = False

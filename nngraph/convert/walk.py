@@ -156,6 +156,12 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
 def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
     args = _map_args(node.args, env)
     kwargs = _map_args(node.kwargs, env)
+    derived = [v for v in _flatten((args, kwargs)) if isinstance(v, Opaque) and v.from_activations]
+    if derived and not (node.target is operator.getitem and isinstance(args[0], (tuple, list))):
+        raise UnsupportedError(
+            f"{describe(node)} uses {derived[0].description}, computed from the model's activations "
+            "outside any layer nngraph represents; the graph could not show that dependence"
+        )
     if node.op == "call_module":
         module = ctx.module_of(node)
         converter = MODULE_CONVERTERS.get(type(module))
@@ -167,8 +173,8 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
     else:
         converter = FUNCTION_CONVERTERS.get(node.target)
         has_tensor = any(isinstance(v, TensorValue) for v in _flatten((args, kwargs)))
-        if converter is None and not has_tensor:
-            return Opaque(node.name)  # arithmetic on sizes and other non-tensor bookkeeping
+        if not has_tensor:
+            return Opaque(node.name)  # sizes, constants (position ids, masks) and other bookkeeping
         if converter is None:
             raise UnsupportedError(
                 f"{describe(node)} acts on the model's activations and nngraph does not know how it mixes "

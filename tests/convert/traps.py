@@ -288,3 +288,17 @@ TRAPS: list[Trap] = [
     Trap("siren", lambda: nn.Sequential(nn.Linear(6, 8), Sine(30.0), nn.Linear(8, 8), Sine(1.0), nn.Linear(8, 1)), _vec, "sound"),
     Trap("flatten_head", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2)), _img, "sound"),
 ]
+
+
+class UsesAttentionWeights(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.att = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        o, w = self.att(x, x, x)
+        return self.out(o + torch.bmm(w, x))
+
+
+TRAPS.append(Trap("attention_weights_used", UsesAttentionWeights, _seq, "refused"))
