@@ -8,7 +8,8 @@ The public surface:
 - the graph format: :mod:`nngraph.schema`;
 - model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``;
 - the shared training loop (checkpoints, resume, DDP): ``import nngraph.train``;
-- equivariance checks for encoders: ``import nngraph.testing``.
+- equivariance checks for encoders: ``import nngraph.testing``;
+- errors on bad files and interrupted work, under :class:`NNGraphError` (:mod:`nngraph.errors`).
 """
 from __future__ import annotations
 
@@ -23,17 +24,22 @@ from .convert import (
     random_hidden_permutation,
     to_graph,
 )
+from .errors import CheckpointError, NNGraphError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "GraphMismatchError",
+    "NNGraphError",
     "NeuralGraphEncoder",
     "NodeEdgeHead",
     "Sine",
+    "SpecError",
     "UnsupportedError",
+    "ZooError",
     "batch_graphs",
     "build_layout",
     "from_graph",
