@@ -1,18 +1,29 @@
-"""File writing that a killed process cannot leave half done, and the cleanup of what a kill leaves.
+"""File writing that a killed process cannot leave half done, the cleanup of what a kill leaves, and a
+lock that tells a second process who is at work.
 
 Temporary files are named ``.tmp-<pid>@<host>-<random>`` so that a later process can tell a dead
 writer's leftovers (:func:`clean_stale_temps`) from the file of a writer still at work.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import re
 import socket
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-__all__ = ["atomic_write", "replace", "clean_stale_temps", "TEMP_PREFIX"]
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
+
+__all__ = ["atomic_write", "replace", "clean_stale_temps", "exclusive_lock", "LockHeld", "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"
 #: Temporary files older than this (seconds) are stale whoever wrote them (a write takes seconds at most).
@@ -108,3 +119,73 @@ def clean_stale_temps(directory: str, max_age: float = STALE_AFTER) -> list[str]
         except OSError:
             continue
     return removed
+
+
+class LockHeld(BlockingIOError):
+    """Another process holds the lock on ``path``; ``holder`` is what it recorded (``pid``, ``host``,
+    ``started``), empty if it has not written it yet."""
+
+    def __init__(self, path: str, holder: dict[str, Any]):
+        super().__init__(errno.EWOULDBLOCK, f"{path} is locked by {holder or 'another process'}")
+        self.path, self.holder = path, holder
+
+
+#: Lock files this process holds (real path -> file descriptor), so that nested holds are no-ops.
+_HELD: dict[str, int] = {}
+
+
+def _read_holder(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _record_holder(fd: int) -> None:
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+
+
+def _try_flock(fd: int, path: str) -> bool:
+    """Take the lock without waiting; ``False`` if the filesystem has no locks (warned), :class:`LockHeld`
+    if another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LockHeld(path, _read_holder(path)) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        warnings.warn(f"cannot lock {path} ({err.strerror}): a second process could work in the same place")
+        return False
+    return True
+
+
+@contextmanager
+def exclusive_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if needed) for the block; fail at once if
+    another process holds it.
+
+    The file records the holder (pid, host, start time) for the error of the next process that tries.
+    The kernel drops the lock when the holder exits or is killed, so a leftover file never blocks. A
+    nested hold of the same path in the same process is a no-op (the outer one releases it).
+
+    Raises:
+        LockHeld: if another process holds the lock (with what it recorded).
+    """
+    key = os.path.realpath(path)
+    if fcntl is None or key in _HELD:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_flock(fd, path):
+            _record_holder(fd)
+            _HELD[key] = fd
+        yield
+    finally:
+        _HELD.pop(key, None)
+        os.close(fd)  # releases the lock

@@ -6,7 +6,8 @@ with the rest of the graph (edge list, node types, ...), which every model of th
 shares. Both are dicts of plain tensors saved with ``torch.save`` and read back with
 ``torch.load(weights_only=True)``; model files are stamped with the weights' sha256, the nngraph
 version and the kernel box, so a cached graph is reconverted when its model, nngraph or the box
-changes (``<cache_dir>/index.json`` maps model ids to their stamps).
+changes (``<cache_dir>/index.json`` maps model ids to their stamps). Temporary files a killed
+conversion left in the cache are deleted when the next dataset is created.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from torch import nn
 from torch_geometric.data import Data, Dataset
 from tqdm.auto import tqdm
 
-from nngraph.io import atomic_write
+from nngraph.io import atomic_write, clean_stale_temps
 from nngraph.zoo.specs import SpecLimits, build_model
 from nngraph.zoo.storage import Zoo, ZooError, inside
 
@@ -189,6 +190,7 @@ class ZooDataset(Dataset):
         from nngraph import UnsupportedError, build_layout, to_graph
 
         os.makedirs(self.cache_dir, exist_ok=True)
+        clean_stale_temps(self.cache_dir)
         try:
             with open(self._index_path(), encoding="utf-8") as f:
                 self._index = json.load(f)  # model id -> stamp

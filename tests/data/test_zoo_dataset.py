@@ -189,3 +189,20 @@ def test_cache_path_stays_inside_the_cache_dir(inr_copy):
     ds = ZooDataset(inr_copy, split="test", progress=False)
     with pytest.raises(ZooError, match="outside"):
         ds._cache_path({**ds.entry(0), "id": "../../evil"})
+
+
+def test_stale_temporary_files_in_the_cache_are_removed(inr_copy):
+    import subprocess
+    import sys
+
+    from nngraph.io import _host
+
+    ZooDataset(inr_copy, split="test", progress=False)
+    cache = os.path.join(inr_copy, "graphs")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live = os.path.join(cache, f".tmp-{dead.pid}@{_host()}-x"), os.path.join(cache, ".tmp-recent")
+    for path in (stale, live):
+        open(path, "wb").write(b"partial")
+    ZooDataset(inr_copy, split="test", progress=False)
+    assert not os.path.exists(stale) and os.path.exists(live)
