@@ -9,7 +9,8 @@ The public surface:
 - the graph format: :mod:`nngraph.schema`;
 - model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``;
 - the shared training loop (checkpoints, resume, DDP): ``import nngraph.train``;
-- equivariance checks for encoders: ``import nngraph.testing``.
+- equivariance checks for encoders: ``import nngraph.testing``;
+- errors on bad files and interrupted work, under :class:`NNGraphError` (:mod:`nngraph.errors`).
 """
 from __future__ import annotations
 
@@ -27,19 +28,24 @@ from .convert import (
     to_graph,
     verify,
 )
+from .errors import CheckpointError, NNGraphError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "GraphMismatchError",
+    "NNGraphError",
     "NeuralGraphEncoder",
     "NodeEdgeHead",
     "Sine",
     "SoundnessError",
+    "SpecError",
     "UnsupportedError",
     "VerifyReport",
+    "ZooError",
     "batch_graphs",
     "build_layout",
     "from_graph",

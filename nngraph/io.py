@@ -1,10 +1,59 @@
-"""File writing that a killed process cannot leave half done."""
+"""File writing that a killed process cannot leave half done, the cleanup of what a kill leaves, and a
+lock that tells a second process who is at work.
+
+Temporary files are named ``.tmp-<pid>@<host>-<random>`` so that a later process can tell a dead
+writer's leftovers (:func:`clean_stale_temps`) from the file of a writer still at work.
+"""
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
+import re
+import socket
 import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-__all__ = ["atomic_write"]
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
+
+__all__ = ["atomic_write", "replace", "clean_stale_temps", "exclusive_lock", "LockHeld", "TEMP_PREFIX"]
+
+TEMP_PREFIX = ".tmp-"
+#: Temporary files older than this (seconds) are stale whoever wrote them (a write takes seconds at most).
+STALE_AFTER = 3600.0
+_OWNED = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)@([0-9a-f]{8})-")
+
+
+def _host() -> str:
+    """8 hex digits naming this machine (hostnames may hold characters unfit for file names)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace(src: str, dst: str) -> None:
+    """``os.replace(src, dst)``, then fsync the directory so the rename survives a power loss in order."""
+    os.replace(src, dst)
+    _fsync_dir(os.path.dirname(os.path.abspath(dst)))
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -12,14 +61,131 @@ def atomic_write(path: str, data: bytes) -> None:
     (a temporary file in the same directory, fsynced, then renamed over ``path``)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def _is_stale(name: str, age: float, max_age: float) -> bool:
+    """A temp file is stale if this host's writer is dead, or if it is older than ``max_age``."""
+    owned = _OWNED.match(name)
+    if owned and owned.group(2) == _host() and not _alive(int(owned.group(1))):
+        return True
+    return age > max_age
+
+
+def clean_stale_temps(directory: str, max_age: float = STALE_AFTER) -> list[str]:
+    """Delete the ``.tmp-*`` files :func:`atomic_write` left in ``directory`` when its process was killed.
+
+    Only stale ones go: written on this host by a process that is gone, or older than ``max_age``
+    seconds (the writer may be on another host sharing the directory). Files that vanish or cannot be
+    deleted (a read-only directory) are left alone.
+
+    Returns:
+        The paths deleted.
+    """
+    removed = []
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(TEMP_PREFIX)]
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if _is_stale(name, now - os.stat(path).st_mtime, max_age):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+class LockHeld(BlockingIOError):
+    """Another process holds the lock on ``path``; ``holder`` is what it recorded (``pid``, ``host``,
+    ``started``), empty if it has not written it yet."""
+
+    def __init__(self, path: str, holder: dict[str, Any]):
+        super().__init__(errno.EWOULDBLOCK, f"{path} is locked by {holder or 'another process'}")
+        self.path, self.holder = path, holder
+
+
+#: Lock files this process holds (real path -> file descriptor), so that nested holds are no-ops.
+_HELD: dict[str, int] = {}
+
+
+def _read_holder(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _record_holder(fd: int) -> None:
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+
+
+def _try_flock(fd: int, path: str) -> bool:
+    """Take the lock without waiting; ``False`` if the filesystem has no locks (warned), :class:`LockHeld`
+    if another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LockHeld(path, _read_holder(path)) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        warnings.warn(f"cannot lock {path} ({err.strerror}): a second process could work in the same place")
+        return False
+    return True
+
+
+@contextmanager
+def exclusive_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if needed) for the block; fail at once if
+    another process holds it.
+
+    The file records the holder (pid, host, start time) for the error of the next process that tries.
+    The kernel drops the lock when the holder exits or is killed, so a leftover file never blocks. A
+    nested hold of the same path in the same process is a no-op (the outer one releases it).
+
+    Raises:
+        LockHeld: if another process holds the lock (with what it recorded).
+    """
+    key = os.path.realpath(path)
+    if fcntl is None or key in _HELD:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_flock(fd, path):
+            _record_holder(fd)
+            _HELD[key] = fd
+        yield
+    finally:
+        _HELD.pop(key, None)
+        os.close(fd)  # releases the lock

@@ -38,20 +38,23 @@ def _param_names(spec: dict) -> list[str]:
 
 
 def load_weights(root: str) -> dict:
-    """Flat weights ``w``, initialisations ``w0`` ``(M, P)``, labels, splits and tensor sizes of an INR zoo."""
+    """Flat weights ``w``, initialisations ``w0`` ``(M, P)``, labels, splits and tensor sizes of an INR zoo.
+
+    Every weights file is checked against its manifest checksum (a corrupted one raises ``ZooError``).
+    """
     zoo = Zoo(root)
     scheme = zoo.config.get("init", "siren")
     spec = zoo.entries[0]["spec"]
     names = _param_names(spec)
-    w, w0, labels, splits = [], [], [], []
+    w, w0, labels, splits, sizes = [], [], [], [], None
     for e in zoo.entries:
-        sd = load_file(os.path.join(root, e["file"]))
+        sd = zoo.load_state_dict(e)
+        sizes = sizes or [int(sd[n].numel()) for n in names]
         init = [t for pair in init_siren(e["spec"], torch.Generator().manual_seed(e["seed"]), scheme) for t in pair]
         w.append(torch.cat([sd[n].reshape(-1) for n in names]))
         w0.append(torch.cat([t.reshape(-1) for t in init]))
         labels.append(e["label"])
         splits.append(e["split"])
-    sizes = [int(t.numel()) for t in (load_file(os.path.join(root, zoo.entries[0]["file"]))[n] for n in names)]
     return {"w": torch.stack(w).double().numpy(), "w0": torch.stack(w0).double().numpy(), "names": names,
             "sizes": sizes, "labels": np.array(labels), "splits": np.array(splits), "config": zoo.config}
 

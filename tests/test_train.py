@@ -115,3 +115,66 @@ def test_ddp_two_processes_agree_and_match_one_process(tmp_path):
     for a, b in zip(r0["weights"], one["weights"]):  # 2 x 8 per rank == 16 in one process
         assert a == pytest.approx(b, abs=1e-5)
     assert len(read_metrics(str(tmp_path / "ddp" / "metrics.jsonl"))) == 3
+
+
+def _cut_at_epoch_3(tmp_path, name):
+    """A run of 4 epochs killed in the middle of epoch 3; returns the loss function counting its calls."""
+    calls = {"n": 0, "die": True}
+
+    def dying_loss(model, batch):
+        calls["n"] += 1
+        if calls["die"] and calls["n"] == 2 * 4 + 2:
+            raise _Killed
+        return worker.loss_fn(model, batch)
+
+    data = worker.problem()
+    with pytest.raises(_Killed):
+        fit(_model(), data, data[:16], dying_loss, worker.eval_fn, _config(tmp_path, name))
+    calls.update(n=0, die=False)
+    return dying_loss, calls
+
+
+def _resume_and_compare(tmp_path, name, loss_fn, calls):
+    data = worker.problem()
+    full = _model()
+    fit(full, data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "full"))
+    resumed = _model()
+    fit(resumed, data, data[:16], loss_fn, worker.eval_fn, _config(tmp_path, name))
+    assert calls["n"] == 2 * 4  # only epochs 3 and 4 were trained
+    for a, b in zip(resumed.parameters(), full.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("how", [shutil.move, shutil.copytree])
+def test_moved_or_copied_run_directory_resumes(tmp_path, how):
+    loss_fn, calls = _cut_at_epoch_3(tmp_path, "cut")
+    how(str(tmp_path / "cut"), str(tmp_path / "elsewhere"))
+    _resume_and_compare(tmp_path, "elsewhere", loss_fn, calls)
+
+
+def test_checkpoint_of_an_older_version_resumes(tmp_path):
+    """``last.json`` without checksums and with ``out_dir`` in its settings, as written before."""
+    loss_fn, calls = _cut_at_epoch_3(tmp_path, "cut")
+    path = tmp_path / "cut" / "last.json"
+    meta = json.loads(path.read_text())
+    del meta["tensors_sha256"], meta["checksum"]
+    meta["settings"]["train"]["out_dir"] = "/somewhere/else"
+    path.write_text(json.dumps(meta))
+    _resume_and_compare(tmp_path, "cut", loss_fn, calls)
+
+
+def test_stale_temporary_files_are_removed_on_start(tmp_path):
+    from nngraph.io import _host
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [run / f".tmp-{dead.pid}@{_host()}-abc", run / ".tmp-old"]
+    live = [run / f".tmp-{os.getpid()}@{_host()}-xyz", run / ".tmp-recent", run / f".tmp-{dead.pid}@00000000-q"]
+    for p in stale + live:
+        p.write_bytes(b"partial")
+    os.utime(run / ".tmp-old", (0, 0))
+    data = worker.problem()
+    fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1))
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in live)

@@ -15,13 +15,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..errors import NNGraphError
 from .errors import GraphMismatchError, UnsupportedError
 
 #: The default tolerance of :func:`verify`, relative to ``max(1, max |output|)``.
 DEFAULT_TOLERANCE = 1e-9
 
 
-class SoundnessError(AssertionError):
+class SoundnessError(NNGraphError, AssertionError):
     """The graph of a model claims a symmetry that changes the model's function (a converter bug)."""
 
 

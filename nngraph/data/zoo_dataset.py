@@ -6,7 +6,8 @@ with the rest of the graph (edge list, node types, ...), which every model of th
 shares. Both are dicts of plain tensors saved with ``torch.save`` and read back with
 ``torch.load(weights_only=True)``; model files are stamped with the weights' sha256, the nngraph
 version and the kernel box, so a cached graph is reconverted when its model, nngraph or the box
-changes (``<cache_dir>/index.json`` maps model ids to their stamps).
+changes (``<cache_dir>/index.json`` maps model ids to their stamps). Temporary files a killed
+conversion left in the cache are deleted when the next dataset is created.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from torch import nn
 from torch_geometric.data import Data, Dataset
 from tqdm.auto import tqdm
 
-from nngraph.zoo.specs import build_model
-from nngraph.io import atomic_write
-from nngraph.zoo.storage import Zoo, ZooError
+from nngraph.io import atomic_write, clean_stale_temps
+from nngraph.zoo.specs import SpecLimits, build_model
+from nngraph.zoo.storage import Zoo, ZooError, inside
 
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
@@ -106,17 +107,21 @@ class ZooDataset(Dataset):
         force_reload (bool): reconvert every model.
         transform (callable, optional): applied to every item on access.
         progress (bool): show a progress bar while converting.
+        limits (SpecLimits, optional): the largest model a manifest spec may describe.
+            (default: :data:`~nngraph.zoo.specs.DEFAULT_LIMITS`)
 
     Raises:
-        ZooError: if a weights file is missing or fails its checksum, or a cache file is unreadable.
+        ZooError: if a manifest line is bad (an unsafe id or path, a spec over ``limits``: named with
+            its line), a weights file is missing or fails its checksum, or a cache file is unreadable.
     """
 
     def __init__(self, root: str, split: str = "train", target: str | None = None, fields: Sequence[str] = (),
                  families: Sequence[str] | None = None, kernel_box: tuple[int, int, int] | str = "auto",
                  cache_dir: str | None = None, verify: bool = True, skip_unsupported: bool = False,
                  in_memory: bool = False, force_reload: bool = False,
-                 transform: Callable[[Data], Data] | None = None, progress: bool = True):
-        self.zoo = Zoo(root)
+                 transform: Callable[[Data], Data] | None = None, progress: bool = True,
+                 limits: SpecLimits | None = None):
+        self.zoo = Zoo(root, limits)
         self.split = split
         self.kind = self.zoo.config["kind"]
         self.target = target or default_target(self.kind)
@@ -143,7 +148,10 @@ class ZooDataset(Dataset):
         return f"{CACHE_FORMAT}|{getattr(nngraph, '__version__', '?')}|{self.box}|{entry['sha256']}"
 
     def _cache_path(self, entry: dict) -> str:
-        return os.path.join(self.cache_dir, f"{entry['id']}.pt")
+        try:
+            return inside(self.cache_dir, f"{entry['id']}.pt", f"cache file of model {entry['id']!r}")
+        except ValueError as err:
+            raise ZooError(f"{err}; refusing to write it") from None
 
     def _structure_key(self, entry: dict) -> str:
         text = json.dumps([CACHE_FORMAT, entry["spec"], self.box], sort_keys=True)
@@ -184,6 +192,7 @@ class ZooDataset(Dataset):
         from nngraph import UnsupportedError, build_layout, to_graph
 
         os.makedirs(self.cache_dir, exist_ok=True)
+        clean_stale_temps(self.cache_dir)
         try:
             with open(self._index_path(), encoding="utf-8") as f:
                 self._index = json.load(f)  # model id -> stamp
@@ -197,7 +206,7 @@ class ZooDataset(Dataset):
             key = json.dumps(e["spec"], sort_keys=True)
             if key not in own:
                 try:
-                    own[key] = build_layout(build_model(e["spec"]), example_inputs_for_spec(e["spec"])).kernel_box
+                    own[key] = build_layout(build_model(e["spec"], self.zoo.limits), example_inputs_for_spec(e["spec"])).kernel_box
                 except UnsupportedError as err:
                     if not skip:
                         raise UnsupportedError(f"model {e['id']} (family {e['family']}): {err}") from err
@@ -265,7 +274,7 @@ class ZooDataset(Dataset):
         from nngraph import from_graph
 
         spec = self.entries[idx]["spec"]
-        return from_graph(graph, build_model(spec), example_inputs_for_spec(spec)).eval()
+        return from_graph(graph, build_model(spec, self.zoo.limits), example_inputs_for_spec(spec)).eval()
 
     def image(self, idx: int) -> torch.Tensor:
         """The image an INR was fitted to, ``(C, H, W)`` in [0, 1] (INR zoos only)."""

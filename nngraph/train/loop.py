@@ -28,6 +28,8 @@ from torch.utils.data import Dataset, DistributedSampler
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from nngraph.io import clean_stale_temps
+
 from . import distributed as dist_utils
 from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint, model_state, optimizer_from_flat, save_checkpoint
@@ -145,8 +147,29 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+#: TrainConfig fields that do not change the result, so a run resumes whatever they are (``out_dir``:
+#: a moved or copied run directory resumes).
+_UNSTORED = ("out_dir", "progress", "keep_freed_memory", "resume")
+
+
 def _settings_json(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str))
+
+
+def _stored_settings(config: TrainConfig, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings a checkpoint stores and a resumed run must match."""
+    out = _settings_json({"train": dataclasses.asdict(config), **(settings or {})})
+    for key in _UNSTORED:
+        out["train"].pop(key, None)
+    return out
+
+
+def _same_settings(stored: Any, settings: dict[str, Any]) -> bool:
+    """Whether a checkpoint's settings match, ignoring the fields :data:`_UNSTORED` (older runs stored them)."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("train"), dict):
+        return False
+    stored = {**stored, "train": {k: v for k, v in stored["train"].items() if k not in _UNSTORED}}
+    return stored == settings
 
 
 def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequence,
@@ -182,10 +205,9 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
     world, rank = dist_utils.world_size(), dist_utils.rank()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
-    settings = _settings_json({"train": dataclasses.asdict(config), **(settings or {})})
-    settings["train"].pop("progress", None)
-    settings["train"].pop("keep_freed_memory", None)
-    settings["train"].pop("resume", None)
+    settings = _stored_settings(config, settings)
+    if dist_utils.is_main():
+        clean_stale_temps(config.out_dir)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     log = MetricsLog(os.path.join(config.out_dir, "metrics.jsonl"))
@@ -195,7 +217,7 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
     found = load_checkpoint(config.out_dir, "last") if config.resume else None
     if found is not None:
         tensors, info = found
-        if info.get("settings") != settings:
+        if not _same_settings(info.get("settings"), settings):
             raise ValueError(f"{config.out_dir} holds a run with other settings; use another out_dir or "
                              "delete it to start over")
         model.load_state_dict(model_state(tensors))

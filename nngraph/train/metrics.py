@@ -6,6 +6,8 @@ import math
 import os
 from typing import Any
 
+from nngraph.io import atomic_write
+
 __all__ = ["MetricsLog", "read_metrics"]
 
 
@@ -24,8 +26,7 @@ class MetricsLog:
     def truncate(self, last_epoch: int) -> None:
         """Keep only the lines of epochs ``<= last_epoch`` (a killed run may have logged past its checkpoint)."""
         rows = [r for r in read_metrics(self.path) if r.get("epoch", 0) <= last_epoch]
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        atomic_write(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
 
     def append(self, row: dict[str, Any]) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)

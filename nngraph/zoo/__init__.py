@@ -11,7 +11,7 @@ from nngraph.zoo.jobs import Unit, parse_shard, run_units
 from nngraph.zoo.report import summarize, text_histogram
 from nngraph.zoo.seeds import derive_seed, stratified_split
 from nngraph.zoo.siren import fit_sirens, siren_forward
-from nngraph.zoo.specs import ResidualBlock, build_model, count_parameters, siren_spec
+from nngraph.zoo.specs import ResidualBlock, SpecLimits, build_model, count_parameters, siren_spec
 from nngraph.zoo.storage import Zoo, ZooError, sha256_file
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "INRZooConfig",
     "ImageSet",
     "ResidualBlock",
+    "SpecLimits",
     "Unit",
     "Zoo",
     "ZooError",

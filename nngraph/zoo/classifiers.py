@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nngraph.zoo.images import ImageSet, load_images
-from nngraph.zoo.jobs import Unit, run_units
+from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import derive_seed, random_split, stratified_split
 from nngraph.zoo.specs import ACTIVATIONS, build_model, count_parameters
 from nngraph.zoo.storage import write_config
@@ -237,7 +237,17 @@ def build_classifier_zoo(out: str, config: ClassifierZooConfig | None = None, sh
         max_models: stop after storing this many checkpoints.
         progress: show a progress bar.
         workers: processes training runs in parallel (each on one thread).
+
+    Raises:
+        ZooError: if another process is building the same shard in ``out`` (:func:`~nngraph.zoo.jobs.building`).
     """
+    with building(out, shard):
+        return _build_classifier_zoo(out, config, shard, max_models, progress, workers)
+
+
+def _build_classifier_zoo(out: str, config: ClassifierZooConfig | None = None, shard=None,
+                          max_models: int | None = None, progress: bool = True, workers: int = 1) -> int:
+    """build_classifier_zoo under the build lock."""
     config = config or ClassifierZooConfig()
     images, _ = classifier_data(config)
     in_shape, num_classes = list(images.images.shape[1:]), images.num_classes

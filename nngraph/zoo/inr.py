@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save
 
 from nngraph.zoo.images import ImageSet, coordinate_grid, load_images
-from nngraph.zoo.jobs import Unit, run_units
+from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import derive_seed, stratified_split
 from nngraph.zoo.siren import INIT_SCHEMES, fit_sirens, siren_state_dict
 from nngraph.zoo.specs import siren_spec
@@ -88,7 +88,17 @@ def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_
         max_models: stop after storing this many INRs.
         progress: show a progress bar.
         device: where to fit (the weights are stored on CPU).
+
+    Raises:
+        ZooError: if another process is building the same shard in ``out`` (:func:`~nngraph.zoo.jobs.building`).
     """
+    with building(out, shard):
+        return _build_inr_zoo(out, config, shard, max_models, progress, device)
+
+
+def _build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_models: int | None = None,
+                   progress: bool = True, device: str | torch.device = "cpu") -> int:
+    """build_inr_zoo under the build lock."""
     config = config or INRZooConfig()
     if config.init not in INIT_SCHEMES:
         raise ValueError(f"Could not resolve init scheme {config.init!r} among choices {list(INIT_SCHEMES)}")

@@ -5,20 +5,27 @@ chunk of INRs fitted in one batch or one training run with its checkpoints). Sha
 units with ``unit.index % n == i``. A unit whose models are all in the manifest is skipped, so a
 killed job rerun with the same command continues where it stopped; the results never depend on the
 sharding or on resumption because every model's seed derives from the global seed and its index.
+
+A build of one shard holds a lock in the zoo directory (:func:`building`), so a second process building
+the same shard there fails at once with the first one's pid, host and start time; different shards
+build in parallel (each appends to its own manifest).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from nngraph.zoo.storage import append_manifest, manifest_name, read_manifests, save_weights
+from nngraph.errors import ZooError
+from nngraph.io import LockHeld, clean_stale_temps, exclusive_lock
+from nngraph.zoo.storage import WEIGHTS_DIR, append_manifest, manifest_name, read_manifests, save_weights
 
-__all__ = ["Unit", "parse_shard", "run_units"]
+__all__ = ["Unit", "building", "parse_shard", "run_units"]
 
 #: What a unit computes: one ``(entry, state_dict)`` per model; ``entry`` holds ``id`` and ``index``.
 Result = tuple[dict[str, Any], dict[str, torch.Tensor]]
@@ -53,6 +60,38 @@ def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
     return (i, n)
 
 
+def _lock_path(root: str, shard: tuple[int, int]) -> str:
+    return os.path.join(root, f".{manifest_name(shard)}.lock")
+
+
+def _held_message(root: str, shard: tuple[int, int], err: LockHeld) -> str:
+    h = err.holder
+    who = (f"pid {h.get('pid')} on {h.get('host')}, started {h.get('started')}" if h
+           else "a process that has not recorded itself yet")
+    return (f"{root} (shard {shard[0]}/{shard[1]}) is being built by another process: {who}; wait for it to "
+            f"finish or stop it, then rerun to resume (lock file {err.path})")
+
+
+@contextmanager
+def building(root: str, shard=None) -> Iterator[None]:
+    """Hold the build lock of ``shard`` in the zoo directory ``root`` (created if needed), and delete the
+    temporary files a killed build left there.
+
+    Raises:
+        ZooError: if another process is building this shard of the zoo, naming its pid, host and start time.
+    """
+    shard = parse_shard(shard)
+    os.makedirs(root, exist_ok=True)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(_lock_path(root, shard)))
+        except LockHeld as err:
+            raise ZooError(_held_message(root, shard, err)) from None
+        for directory in (root, os.path.join(root, WEIGHTS_DIR)):
+            clean_stale_temps(directory)
+        yield
+
+
 def run_units(
     root: str,
     units: Sequence[Unit],
@@ -77,11 +116,20 @@ def run_units(
 
     Returns:
         The number of models stored by this call.
+
+    Raises:
+        ZooError: if another process is building the same shard in ``root`` (:func:`building`).
     """
-    i, n = parse_shard(shard)
     if max_models is not None and max_models <= 0:
         return 0
-    os.makedirs(root, exist_ok=True)
+    with building(root, shard):
+        return _run_units(root, units, compute, parse_shard(shard), max_models, progress, desc, workers)
+
+
+def _run_units(root: str, units: Sequence[Unit], compute: Callable[[Unit], list[Result]], shard: tuple[int, int],
+               max_models: int | None, progress: bool, desc: str, workers: int) -> int:
+    """:func:`run_units` under the build lock."""
+    i, n = shard
     manifest = os.path.join(root, manifest_name((i, n)))
     done = {e["id"] for e in read_manifests(root)}
     mine = [u for u in units if u.index % n == i]

@@ -18,17 +18,24 @@ Every spec has a ``"family"`` key; the other keys depend on the family:
 Models use only standard ``torch.nn`` layers (plus ``Sine``) in ``nn.Sequential`` or a module with a
 plain ``forward``, so ``torch.fx`` can trace them. The parameter names of the built module are the
 keys of the safetensors files in a zoo.
+
+Specs come from manifests, i.e. from strangers: :func:`check_spec` validates every size field and
+computes the model's size from the spec alone (:func:`spec_size`), so :func:`build_model` refuses a spec
+over the :class:`SpecLimits` before a single tensor is allocated.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
+from nngraph.errors import SpecError
 from nngraph.modules import Sine
 
-__all__ = ["ACTIVATIONS", "FAMILIES", "ResidualBlock", "build_model", "siren_spec", "count_parameters"]
+__all__ = ["ACTIVATIONS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SpecLimits", "SpecSize", "build_model",
+           "check_spec", "count_parameters", "siren_spec", "spec_size"]
 
 #: Activation names accepted in specs.
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -149,16 +156,171 @@ def _build_resnet(s: dict) -> nn.Module:
 FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet}
 
 
-def build_model(spec: dict[str, Any]) -> nn.Module:
-    """Build the (randomly initialised) ``nn.Module`` an architecture spec describes.
+@dataclass(frozen=True)
+class SpecLimits:
+    """The largest model a spec may describe (checked by :func:`check_spec` before anything is built).
 
-    Load a zoo's weights into it with ``model.load_state_dict(safetensors.torch.load_file(path))``,
-    or use :meth:`nngraph.zoo.Zoo.load_model`.
+    Args:
+        max_width (int): features or channels of any layer. (default: :obj:`16384`)
+        max_depth (int): layers with weights. (default: :obj:`256`)
+        max_parameters (int): parameters of the whole model (200 MB in float32). (default: :obj:`50_000_000`)
+        max_input_elements (int): elements of one input sample. (default: :obj:`2 ** 24`)
+        max_activations (int): output elements of all weight layers for one sample. (default: :obj:`2 ** 25`)
     """
+
+    max_width: int = 16384
+    max_depth: int = 256
+    max_parameters: int = 50_000_000
+    max_input_elements: int = 2 ** 24
+    max_activations: int = 2 ** 25
+
+
+#: The limits :func:`build_model` and :class:`~nngraph.zoo.Zoo` use unless given others.
+DEFAULT_LIMITS = SpecLimits()
+
+
+@dataclass(frozen=True)
+class SpecSize:
+    """The size of the model a spec describes, computed from the spec alone (see :class:`SpecLimits`)."""
+
+    width: int
+    depth: int
+    parameters: int
+    input_elements: int
+    activations: int
+
+
+def _field(s: dict, key: str) -> Any:
+    if key not in s:
+        raise SpecError(f"{s['family']} spec lacks {key!r} (it has {sorted(s)})")
+    return s[key]
+
+
+def _is_size(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _size(s: dict, key: str) -> int:
+    v = _field(s, key)
+    if not _is_size(v):
+        raise SpecError(f"{s['family']} spec: {key!r} must be a positive int, got {v!r}")
+    return v
+
+
+def _sizes(s: dict, key: str, length: int | None = None) -> list[int]:
+    v = _field(s, key)
+    if not isinstance(v, list) or not all(_is_size(x) for x in v) or (length is not None and len(v) != length):
+        shape = "a list of positive ints" + (f" of length {length}" if length is not None else "")
+        raise SpecError(f"{s['family']} spec: {key!r} must be {shape}, got {v!r}")
+    return v
+
+
+def _in_shape(s: dict) -> list[int]:
+    return _sizes(s, "in_shape", 3)
+
+
+def _head_size(s: dict, channels: int, hw: int) -> tuple[int, int]:
+    """``(parameters, input features)`` of the head's final Linear."""
+    features = channels * hw if s.get("head") == "flatten" else channels
+    classes = _size(s, "num_classes")
+    return features * classes + classes, features
+
+
+def _siren_size(s: dict) -> SpecSize:
+    widths = [_size(s, "in_features"), *_sizes(s, "hidden"), _size(s, "out_features")]
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    return SpecSize(max(widths), len(widths) - 1, params, widths[0], sum(widths[1:]))
+
+
+def _mlp_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    hidden, classes = _sizes(s, "hidden"), _size(s, "num_classes")
+    per_layer = {"batch": 2, "layer": 3}.get(s.get("norm"), 1)  # per feature: bias, norm weight and bias
+    widths = [c * h * w, *hidden]
+    params = sum(a * b + per_layer * b for a, b in zip(widths[:-1], widths[1:])) + widths[-1] * classes + classes
+    return SpecSize(max(hidden + [classes]), len(hidden) + 1, params, c * h * w, sum(hidden) + classes)
+
+
+def _conv_params(c_in: int, c_out: int, k: int, norm: str) -> int:
+    return c_in * c_out * k * k + (2 * c_out if norm == "batch" else c_out)
+
+
+def _cnn_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    channels, k = _sizes(s, "channels"), _size(s, "kernel_size")
+    strides = _sizes(s, "strides", len(channels))
+    params, activations, inputs = 0, 0, c * h * w
+    for out, stride in zip(channels, strides):
+        params += _conv_params(c, out, k, s.get("norm"))
+        c, h, w = out, _conv_out(h, stride), _conv_out(w, stride)
+        activations += c * h * w
+    head, _ = _head_size(s, c, h * w)
+    return SpecSize(max(channels + [_size(s, "num_classes")]), len(channels) + 1, params + head, inputs,
+                    activations + _size(s, "num_classes"))
+
+
+def _resnet_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    width, blocks, k = _size(s, "width"), _field(s, "blocks"), _size(s, "kernel_size")
+    if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 0:
+        raise SpecError(f"resnet spec: 'blocks' must be a non-negative int, got {blocks!r}")
+    stride = _size(s, "stem_stride")
+    hw = _conv_out(h, stride) * _conv_out(w, stride)
+    params = _conv_params(c, width, k, s.get("norm")) + 2 * blocks * _conv_params(width, width, k, s.get("norm"))
+    head, _ = _head_size(s, width, hw)
+    return SpecSize(max(width, _size(s, "num_classes")), 2 + 2 * blocks, params + head, c * h * w,
+                    (1 + 2 * blocks) * width * hw + _size(s, "num_classes"))
+
+
+_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size}
+
+
+def _family(spec: Any) -> str:
+    if not isinstance(spec, dict):
+        raise SpecError(f"a spec must be a JSON object with a 'family' key, got {type(spec).__name__}")
     family = spec.get("family")
     if family not in FAMILIES:
-        raise ValueError(f"Could not resolve model family {family!r} among choices {sorted(FAMILIES)}")
-    return FAMILIES[family](spec)
+        raise SpecError(f"Could not resolve model family {family!r} among choices {sorted(FAMILIES)}")
+    return family
+
+
+def spec_size(spec: dict[str, Any]) -> SpecSize:
+    """The size of the model ``spec`` describes, from the spec alone (nothing is allocated).
+
+    Raises:
+        SpecError: if the family is unknown or a size field is missing or not a positive int.
+    """
+    return _SIZES[_family(spec)](spec)
+
+
+def check_spec(spec: dict[str, Any], limits: SpecLimits | None = None) -> SpecSize:
+    """Validate ``spec`` and check its size against ``limits``; returns its :class:`SpecSize`.
+
+    Raises:
+        SpecError: naming every limit the spec exceeds (and how to raise it).
+    """
+    limits = limits or DEFAULT_LIMITS
+    size = spec_size(spec)
+    over = [f"{f.name[4:]} {getattr(size, f.name[4:])} > {f.name} {getattr(limits, f.name)}" for f in fields(limits)
+            if getattr(size, f.name[4:]) > getattr(limits, f.name)]
+    if over:
+        raise SpecError(f"{spec['family']} spec is too large: " + ", ".join(over)
+                        + "; pass larger nngraph.zoo.specs.SpecLimits(...) if the model is meant to be this big")
+    return size
+
+
+def build_model(spec: dict[str, Any], limits: SpecLimits | None = None) -> nn.Module:
+    """Build the (randomly initialised) ``nn.Module`` an architecture spec describes.
+
+    The spec is checked first (:func:`check_spec` with ``limits``, default :data:`DEFAULT_LIMITS`).
+    Load a zoo's weights into it with ``model.load_state_dict(safetensors.torch.load_file(path))``,
+    or use :meth:`nngraph.zoo.Zoo.load_model`.
+
+    Raises:
+        SpecError: if the spec is malformed or over the limits.
+    """
+    check_spec(spec, limits)
+    return FAMILIES[spec["family"]](spec)
 
 
 def count_parameters(model_or_spec) -> int:

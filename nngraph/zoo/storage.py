@@ -10,6 +10,11 @@ A zoo directory holds::
 Every write is atomic: a temp file in the same directory, fsync, then ``os.replace``. A manifest line
 is appended only after its weights file is complete, so a model is in the zoo iff its manifest line is.
 A manifest line cut short by a kill (no trailing newline) is dropped on the next append.
+
+Manifests are data from strangers: every line is checked when read (:func:`check_entry`): its ``id``
+is a safe file name, its ``file`` a relative path that resolves (symlinks included) inside the zoo, its
+``sha256`` 64 hex digits and its ``spec`` within the :class:`~nngraph.zoo.specs.SpecLimits`. A bad line
+raises :class:`ZooError` naming the manifest and the line.
 """
 from __future__ import annotations
 
@@ -17,23 +22,72 @@ import glob
 import hashlib
 import json
 import os
+import re
 from typing import Any, Iterable
 
 import torch
 from safetensors.torch import load_file, save
 
-from nngraph.zoo.specs import build_model
+from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
+from nngraph.zoo.specs import SpecLimits, build_model, check_spec
 
-__all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest",
-           "read_manifests", "manifest_name", "write_config"]
+__all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest", "read_manifests",
+           "manifest_name", "write_config", "check_model_id", "check_entry", "inside"]
 
 CONFIG = "zoo.json"
 WEIGHTS_DIR = "weights"
+#: A model id: a file name on every OS (letters, digits, ``._-``), not hidden, at most 128 characters.
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class ZooError(RuntimeError):
-    """A zoo directory is missing a file, holds a corrupted one, or was built with other settings."""
+def check_model_id(model_id: Any) -> str:
+    """Return ``model_id`` if it is a safe file name (:data:`MODEL_ID`), else raise :class:`ValueError`."""
+    if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id):
+        raise ValueError(f"id {model_id!r} is not a model id (1-128 of letters, digits, '.', '_', '-', "
+                         "not starting with '.' or '-')")
+    return model_id
+
+
+def inside(root: str, relative: Any, what: str = "file") -> str:
+    """``root/relative`` if it is a relative path that resolves (symlinks included) inside ``root``.
+
+    Raises:
+        ValueError: naming ``what`` if ``relative`` is absolute, empty, climbs out of ``root`` or leads
+            out of it through a symlink. No file is opened, so nothing outside ``root`` is read.
+    """
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        raise ValueError(f"{what} {relative!r} is not a path (an empty or non-string value)")
+    if os.path.isabs(relative):
+        raise ValueError(f"{what} {relative!r} is absolute; it must be relative to {root}")
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, relative))
+    if os.path.commonpath([base, path]) != base or path == base:
+        raise ValueError(f"{what} {relative!r} resolves to {path}, outside {root}")
+    return os.path.join(root, relative)
+
+
+def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict[str, Any]:
+    """Return ``entry`` if it is a safe manifest entry of the zoo in ``root``, else raise :class:`ValueError`.
+
+    Checked: a JSON object with a safe ``id`` (:func:`check_model_id`), a ``file`` inside ``root``
+    (:func:`inside`), a ``sha256`` of 64 hex digits and a ``spec`` within ``limits``.
+    """
+    if not isinstance(entry, dict):
+        raise ValueError(f"a manifest entry must be a JSON object, got {type(entry).__name__}")
+    missing = [k for k in ("id", "file", "sha256", "spec") if k not in entry]
+    if missing:
+        raise ValueError(f"entry lacks {missing} (it has {sorted(entry)})")
+    check_model_id(entry["id"])
+    inside(root, entry["file"], f"file of model {entry['id']}")
+    if not isinstance(entry["sha256"], str) or not SHA256.fullmatch(entry["sha256"]):
+        raise ValueError(f"sha256 of model {entry['id']} is not 64 lowercase hex digits: {entry['sha256']!r}")
+    try:
+        check_spec(entry["spec"], limits)
+    except SpecError as err:
+        raise ValueError(f"spec of model {entry['id']}: {err}") from None
+    return entry
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -53,7 +107,7 @@ def save_weights(root: str, model_id: str, state: dict[str, torch.Tensor]) -> tu
 
     The bytes depend only on the tensors (no timestamps), so equal weights give equal checksums.
     """
-    rel = f"{WEIGHTS_DIR}/{model_id}.safetensors"
+    rel = f"{WEIGHTS_DIR}/{check_model_id(model_id)}.safetensors"
     data = save({k: v.detach().to("cpu").contiguous() for k, v in state.items()})
     atomic_write(os.path.join(root, rel), data)
     return rel, sha256_bytes(data)
@@ -88,10 +142,21 @@ def append_manifest(path: str, entries: Iterable[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
-def read_manifests(root: str) -> list[dict[str, Any]]:
+def _parse_line(root: str, path: str, number: int, line: str, limits: SpecLimits | None) -> dict[str, Any]:
+    """The checked entry on line ``number`` of manifest ``path``; :class:`ZooError` naming both if it is bad."""
+    try:
+        return check_entry(root, json.loads(line), limits)
+    except json.JSONDecodeError as err:
+        raise ZooError(f"{path}:{number} is not valid JSON ({err}); the manifest is corrupted") from None
+    except ValueError as err:
+        raise ZooError(f"{path}:{number}: {err}; the manifest is corrupted or not from nngraph.zoo") from None
+
+
+def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str, Any]]:
     """All complete entries of every ``manifest*.jsonl`` in ``root``, sorted by ``index``.
 
-    The same model in two manifests (e.g. a shard rerun unsharded) must have the same checksum.
+    Every line is checked (:func:`check_entry`, specs against ``limits``). The same model in two
+    manifests (e.g. a shard rerun unsharded) must have the same checksum.
     """
     by_id: dict[str, dict] = {}
     for path in sorted(glob.glob(os.path.join(root, "manifest*.jsonl"))):
@@ -100,13 +165,10 @@ def read_manifests(root: str) -> list[dict[str, Any]]:
         for number, line in enumerate(lines[:-1], 1):  # the part after the last newline is incomplete
             if not line.strip():
                 continue
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ZooError(f"{path}:{number} is not valid JSON ({err}); the manifest is corrupted") from None
+            e = _parse_line(root, path, number, line, limits)
             old = by_id.get(e["id"])
             if old is not None and old["sha256"] != e["sha256"]:
-                raise ZooError(f"model {e['id']} appears twice with different checksums ({path}); "
+                raise ZooError(f"{path}:{number}: model {e['id']} appears twice with different checksums; "
                                "the zoo mixes runs with different settings")
             by_id[e["id"]] = e
     return sorted(by_id.values(), key=lambda e: (e["index"], e["id"]))
@@ -131,20 +193,26 @@ class Zoo:
 
     Args:
         root (str): the zoo directory.
+        limits (SpecLimits, optional): the largest model a manifest spec may describe.
+            (default: :data:`~nngraph.zoo.specs.DEFAULT_LIMITS`)
+
+    Raises:
+        ZooError: if ``zoo.json`` is missing or a manifest line is bad (named with its line number).
 
     Attributes:
         config (dict): the settings in ``zoo.json``.
         entries (list[dict]): every model's manifest entry, sorted by ``index``.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, limits: SpecLimits | None = None):
         self.root = root
+        self.limits = limits
         path = os.path.join(root, CONFIG)
         if not os.path.exists(path):
             raise ZooError(f"{root} is not a zoo: {CONFIG} is missing (build one with `python -m nngraph.zoo`)")
         with open(path, encoding="utf-8") as f:
             self.config = json.load(f)
-        self.entries = read_manifests(root)
+        self.entries = read_manifests(root, limits)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -157,7 +225,11 @@ class Zoo:
         return list(self.entries) if name == "all" else [e for e in self.entries if e["split"] == name]
 
     def path(self, entry: dict[str, Any]) -> str:
-        return os.path.join(self.root, entry["file"])
+        """The weights file of ``entry``; :class:`ZooError` if it would lie outside the zoo."""
+        try:
+            return inside(self.root, entry["file"], f"file of model {entry.get('id')!r}")
+        except ValueError as err:
+            raise ZooError(f"{err}; refusing to read it") from None
 
     def verify(self, entry: dict[str, Any]) -> None:
         """Raise :class:`ZooError` if the model's weights file is missing or fails its checksum."""
@@ -181,6 +253,6 @@ class Zoo:
 
     def load_model(self, entry: dict[str, Any], verify: bool = True) -> torch.nn.Module:
         """Rebuild the model from its spec and load its weights; returned in eval mode."""
-        model = build_model(entry["spec"])
+        model = build_model(entry["spec"], self.limits)
         model.load_state_dict(self.load_state_dict(entry, verify))
         return model.eval()

@@ -167,3 +167,42 @@ def test_structure_is_stored_once_per_architecture_and_checked(inr_copy):
     with pytest.raises(ZooError, match="structure .* unreadable"):
         ZooDataset(inr_copy, split="test", progress=False)[0]
     assert ZooDataset(inr_copy, split="test", force_reload=True, progress=False)[0].num_nodes == 2 + 8 + 8 + 1
+
+
+@pytest.mark.parametrize("bad_id", ["../../evil", "ABSOLUTE"])
+def test_manifest_ids_cannot_write_outside_the_cache(inr_copy, tmp_path, bad_id):
+    import json
+
+    target = str(tmp_path / "victim")
+    bad_id = target if bad_id == "ABSOLUTE" else bad_id
+    zoo = Zoo(inr_copy)
+    with open(os.path.join(inr_copy, "manifest.jsonl"), "a") as f:
+        f.write(json.dumps({**zoo.entries[0], "id": bad_id, "index": 999}) + "\n")
+    with pytest.raises(ZooError, match=r"manifest.jsonl:\d+: .*id"):
+        ZooDataset(inr_copy, split="all", progress=False)
+    cache = os.path.join(inr_copy, "graphs")
+    assert not os.path.exists(os.path.normpath(os.path.join(cache, f"{bad_id}.pt")))
+    assert not os.path.exists(target + ".pt")
+
+
+def test_cache_path_stays_inside_the_cache_dir(inr_copy):
+    ds = ZooDataset(inr_copy, split="test", progress=False)
+    with pytest.raises(ZooError, match="outside"):
+        ds._cache_path({**ds.entry(0), "id": "../../evil"})
+
+
+def test_stale_temporary_files_in_the_cache_are_removed(inr_copy):
+    import subprocess
+    import sys
+
+    from nngraph.io import _host
+
+    ZooDataset(inr_copy, split="test", progress=False)
+    cache = os.path.join(inr_copy, "graphs")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live = os.path.join(cache, f".tmp-{dead.pid}@{_host()}-x"), os.path.join(cache, ".tmp-recent")
+    for path in (stale, live):
+        open(path, "wb").write(b"partial")
+    ZooDataset(inr_copy, split="test", progress=False)
+    assert not os.path.exists(stale) and os.path.exists(live)

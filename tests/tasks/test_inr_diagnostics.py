@@ -45,3 +45,19 @@ def test_cli_writes_json(inr_zoo, tmp_path, capsys):
     assert out["init"] == "siren" and set(out["linear_probe"]) == {"w", "w-w0", "w0"}
     assert out["tensors"]["all"]["rel"] > 0 and 0 <= out["shared_init_probe"]["test"] <= 1
     assert "logistic regression on w-w0" in capsys.readouterr().out
+
+
+def test_corrupted_weights_are_refused(inr_zoo, tmp_path):
+    import os
+    import shutil
+
+    from nngraph.zoo import Zoo, ZooError
+
+    root = str(tmp_path / "zoo")
+    shutil.copytree(inr_zoo, root)
+    e = Zoo(root).entries[-1]
+    with open(os.path.join(root, e["file"]), "r+b") as f:
+        f.seek(-2, os.SEEK_END)
+        f.write(b"\x00\x01")
+    with pytest.raises(ZooError, match=f"{e['id']} are corrupted"):
+        inr_diagnostics.load_weights(root)

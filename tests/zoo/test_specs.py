@@ -59,3 +59,64 @@ def test_unknown_family_and_activation_are_named():
     bad = dict(SPECS[0], act="swish")
     with pytest.raises(ValueError, match=str(sorted(ACTIVATIONS)).replace("[", r"\[").replace("]", r"\]")):
         build_model(bad)
+
+
+def test_spec_size_is_computed_without_building():
+    from nngraph.zoo.specs import spec_size
+
+    for spec in SPECS + [siren_spec(2, [32, 16], 3)]:
+        size = spec_size(spec)
+        assert size.parameters == count_parameters(spec), spec
+        model = build_model(spec).eval()
+        x = torch.zeros(1, *spec["in_shape"]) if "in_shape" in spec else torch.zeros(1, 2)
+        assert size.input_elements == x.numel()
+
+
+@pytest.mark.parametrize("change, limit", [
+    ({"hidden": [60000, 60000]}, "max_parameters"),
+    ({"hidden": [8] * 1000}, "max_depth"),
+    ({"hidden": [20000]}, "max_width"),
+    ({"in_shape": [3, 10000, 10000]}, "max_input_elements"),
+])
+def test_oversized_specs_are_refused_before_allocation(monkeypatch, change, limit):
+    from nngraph.errors import SpecError
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer was allocated")
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", refuse)
+    with pytest.raises(SpecError, match=limit):
+        build_model({**SPECS[0], **change})
+
+
+def test_cnn_activations_are_limited():
+    from nngraph.errors import SpecError
+    from nngraph.zoo.specs import SpecLimits
+
+    spec = {**SPECS[2], "in_shape": [1, 512, 512], "channels": [256, 256], "strides": [1, 1]}
+    with pytest.raises(SpecError, match="max_activations"):
+        build_model(spec)
+    with pytest.raises(SpecError, match="max_activations"):
+        build_model(SPECS[2], limits=SpecLimits(max_activations=100))
+
+
+@pytest.mark.parametrize("change, text", [
+    ({"hidden": [8, -1]}, "hidden"), ({"hidden": [8.5]}, "hidden"), ({"hidden": "8"}, "hidden"),
+    ({"hidden": [True]}, "hidden"), ({"in_shape": [1, 8]}, "in_shape"), ({"num_classes": 0}, "num_classes"),
+])
+def test_malformed_sizes_are_named(change, text):
+    from nngraph.errors import SpecError
+
+    with pytest.raises(SpecError, match=text):
+        build_model({**SPECS[0], **change})
+
+
+def test_missing_spec_key_is_named():
+    from nngraph.errors import SpecError
+
+    spec = dict(SPECS[2])
+    del spec["strides"]
+    with pytest.raises(SpecError, match="strides"):
+        build_model(spec)
+    with pytest.raises(SpecError, match="strides"):
+        build_model({**SPECS[2], "strides": [1]})  # one stride for two layers

@@ -73,3 +73,90 @@ def test_parse_shard():
     for bad in ("5/5", "1", "a/b", "-1/2"):
         with pytest.raises(ValueError, match="i/n"):
             parse_shard(bad)
+
+
+def _append_line(zoo, **changes) -> int:
+    """Append a copy of the first entry with ``changes`` to ``manifest.jsonl``; returns its line number."""
+    path = os.path.join(zoo.root, "manifest.jsonl")
+    append_manifest(path, [{**zoo.entries[0], "index": 99, **changes}])
+    with open(path) as f:
+        return len(f.read().splitlines())
+
+
+def _outside_copy(zoo, tmp_path) -> str:
+    """A valid weights file outside the zoo (same bytes, so the manifest checksum matches)."""
+    outside = str(tmp_path / "outside.safetensors")
+    shutil.copy(zoo.path(zoo.entries[0]), outside)
+    return outside
+
+
+@pytest.mark.parametrize("bad_id", ["../../x", "/tmp/x", "a/b", "..", ".hidden", "", "x" * 200, "a\nb", 7])
+def test_unsafe_ids_are_refused_with_the_line(zoo, bad_id):
+    line = _append_line(zoo, id=bad_id)
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:{line}: .*id"):
+        Zoo(zoo.root)
+
+
+def test_files_outside_the_zoo_are_refused_and_not_read(zoo, tmp_path, monkeypatch):
+    import nngraph.zoo.storage as storage
+
+    outside = _outside_copy(zoo, tmp_path)
+    rel = os.path.relpath(outside, zoo.root)
+    assert rel.startswith("..")
+    os.symlink(outside, os.path.join(zoo.root, "weights", "link.safetensors"))
+    hashed = []
+    monkeypatch.setattr(storage, "sha256_file", lambda p: hashed.append(p) or "0" * 64)
+    for n, bad in enumerate([outside, rel, "weights/../../" + os.path.basename(outside), "weights/link.safetensors",
+                             "weights\x00.safetensors", ""]):
+        root = str(tmp_path / f"z{n}")
+        shutil.copytree(zoo.root, root, symlinks=True)
+        line = _append_line(Zoo(root), id=f"evil-{n}", file=bad)
+        with pytest.raises(ZooError, match=rf"manifest.jsonl:{line}: .*file") as info:
+            Zoo(root)
+        assert "outside" in str(info.value) or "relative" in str(info.value) or "empty" in str(info.value)
+    assert hashed == []  # nothing outside the zoo was ever read
+
+
+def test_entry_built_by_hand_cannot_leave_the_zoo(zoo, tmp_path):
+    outside = _outside_copy(zoo, tmp_path)
+    entry = {**zoo.entries[0], "file": os.path.relpath(outside, zoo.root)}
+    for call in (zoo.verify, zoo.load_state_dict, zoo.load_model):
+        with pytest.raises(ZooError, match="outside") as info:
+            call(entry)
+        assert entry["sha256"][:12] not in str(info.value)
+
+
+@pytest.mark.parametrize("line", ["null", "[1, 2]", '"text"', "{}"])
+def test_lines_that_are_not_entries_are_refused_with_the_line(zoo, line):
+    path = os.path.join(zoo.root, "manifest.jsonl")
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(ZooError, match=r"manifest.jsonl:5: "):
+        Zoo(zoo.root)
+
+
+def test_malformed_sha_is_refused_with_the_line(zoo):
+    line = _append_line(zoo, id="bad-sha", sha256="abc")
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:{line}: .*sha256"):
+        Zoo(zoo.root)
+
+
+def test_huge_spec_is_refused_before_anything_is_allocated(zoo, monkeypatch):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer was allocated")
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", refuse)
+    spec = {**zoo.entries[0]["spec"], "hidden": [60000, 60000]}
+    line = _append_line(zoo, id="huge", spec=spec)
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:{line}: .*parameters"):
+        Zoo(zoo.root)
+
+
+def test_spec_limits_are_configurable(zoo):
+    from nngraph.zoo.specs import SpecLimits
+
+    with pytest.raises(ZooError, match=r"manifest.jsonl:1: .*width 8 .*max_width 4"):
+        Zoo(zoo.root, limits=SpecLimits(max_width=4))
+    assert len(Zoo(zoo.root, limits=SpecLimits(max_width=8))) == len(zoo)
