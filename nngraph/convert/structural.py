@@ -25,6 +25,23 @@ register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDr
                 passthrough=True)(_passthrough)
 register_function(F.dropout, "contiguous", "clone", "detach", passthrough=True)(_passthrough)
 
+_aten = torch.ops.aten
+
+
+@register_function("to", "float", "double", "type_as", _aten.to.dtype, _aten.to.dtype_layout, _aten._to_copy.default,
+                   passthrough=True)
+def _cast(ctx, node, x, *args, **kwargs):
+    """A cast keeps the neurons; a cast to a non-floating dtype (rounding) is refused."""
+    dtype = kwargs.get("dtype", next((a for a in args if isinstance(a, torch.dtype)), None))
+    if dtype is not None and not dtype.is_floating_point and isinstance(x, TensorValue) and x.nodes is not None:
+        raise UnsupportedError(f"{describe(node)} casts an activation to {dtype}")
+    return x
+
+
+@register_function(_aten._assert_tensor_metadata.default)
+def _assert_metadata(ctx, node, *args, **kwargs):
+    return Opaque(node.name)
+
 
 @register_function("size", "dim")
 def _size(ctx, node, *args, **kwargs):
