@@ -64,19 +64,21 @@ MODULES: dict[type, Callable[[nn.Module], ActSpec]] = {
 }
 
 
-def _params(*names_defaults):
+def _params(*names_defaults, inplace: bool = False):
     """A parser of ``(x, *args, **kwargs)`` into the named parameters (positional order as in
-    ``torch.nn.functional``; ``inplace`` ignored)."""
+    ``torch.nn.functional``, and in ATen; a trailing ``inplace`` flag where the function has one)."""
+    names = [n for n, _ in names_defaults] + (["inplace"] if inplace else [])
 
     def parse(args, kwargs):
+        if len(args) > len(names):
+            raise UnsupportedError(f"{len(args)} arguments, the function takes {names}")
         values = dict(names_defaults)
-        for (name, _), value in zip(names_defaults, args):
-            values[name] = value
+        values.update(zip(names, args))
         for name, value in kwargs.items():
-            if name in values:
-                values[name] = value
-            elif name != "inplace":
+            if name not in names:
                 raise UnsupportedError(f"unknown argument {name}={value!r}")
+            values[name] = value
+        values.pop("inplace", None)
         missing = [n for n, v in values.items() if v is _REQUIRED]
         if missing:
             raise UnsupportedError(f"missing argument(s) {missing}")
@@ -87,6 +89,7 @@ def _params(*names_defaults):
 
 _REQUIRED = object()
 _NONE = _params()
+_INPLACE = _params(inplace=True)
 
 #: functional target -> (argument parser, parsed arguments -> activation)
 FUNCTIONS: dict[object, tuple[Callable, Callable[[dict], ActSpec]]] = {}
@@ -99,27 +102,28 @@ def _register(targets, parser, spec) -> None:
 
 
 _plain = lambda kind: (lambda p: (kind, ()))  # noqa: E731
-_register((torch.relu, F.relu, "relu", torch.relu_, "relu_"), _NONE, _plain(Activation.RELU))
-_register((F.relu6,), _NONE, _plain(Activation.RELU6))
-_register((F.hardtanh, F.hardtanh_), _params(("min_val", -1.0), ("max_val", 1.0)),
+_register((torch.relu, "relu", torch.relu_, "relu_"), _NONE, _plain(Activation.RELU))
+_register((F.relu,), _INPLACE, _plain(Activation.RELU))
+_register((F.relu6,), _INPLACE, _plain(Activation.RELU6))
+_register((F.hardtanh, F.hardtanh_), _params(("min_val", -1.0), ("max_val", 1.0), inplace=True),
           lambda p: _hardtanh(p["min_val"], p["max_val"]))
 _register((F.gelu,), _params(("approximate", "none")), lambda p: _gelu(p["approximate"]))
-_register((F.silu,), _NONE, _plain(Activation.SILU))
+_register((F.silu,), _INPLACE, _plain(Activation.SILU))
 _register((torch.tanh, F.tanh, "tanh"), _NONE, _plain(Activation.TANH))
 _register((torch.sigmoid, F.sigmoid, "sigmoid"), _NONE, _plain(Activation.SIGMOID))
-_register((F.leaky_relu,), _params(("negative_slope", 0.01)), lambda p: (Activation.LEAKY_RELU, (p["negative_slope"],)))
-_register((F.elu,), _params(("alpha", 1.0)), lambda p: (Activation.ELU, (p["alpha"],)))
-_register((F.celu, torch.celu), _params(("alpha", 1.0)), lambda p: (Activation.CELU, (p["alpha"],)))
-_register((F.selu, torch.selu), _NONE, _plain(Activation.SELU))
+_register((F.leaky_relu,), _params(("negative_slope", 0.01), inplace=True), lambda p: (Activation.LEAKY_RELU, (p["negative_slope"],)))
+_register((F.elu,), _params(("alpha", 1.0), inplace=True), lambda p: (Activation.ELU, (p["alpha"],)))
+_register((F.celu, torch.celu), _params(("alpha", 1.0), inplace=True), lambda p: (Activation.CELU, (p["alpha"],)))
+_register((F.selu, torch.selu), _INPLACE, _plain(Activation.SELU))
 _register((F.softplus,), _params(("beta", 1.0), ("threshold", 20.0)),
           lambda p: (Activation.SOFTPLUS, (p["beta"], p["threshold"])))
-_register((F.mish,), _NONE, _plain(Activation.MISH))
-_register((F.hardswish,), _NONE, _plain(Activation.HARDSWISH))
-_register((F.hardsigmoid,), _NONE, _plain(Activation.HARDSIGMOID))
+_register((F.mish,), _INPLACE, _plain(Activation.MISH))
+_register((F.hardswish,), _INPLACE, _plain(Activation.HARDSWISH))
+_register((F.hardsigmoid,), _INPLACE, _plain(Activation.HARDSIGMOID))
 _register((F.logsigmoid,), _NONE, _plain(Activation.LOG_SIGMOID))
 _register((F.softshrink,), _params(("lambd", 0.5)), lambda p: (Activation.SOFTSHRINK, (p["lambd"],)))
 _register((F.hardshrink, torch.hardshrink), _params(("lambd", 0.5)), lambda p: (Activation.HARDSHRINK, (p["lambd"],)))
-_register((F.threshold, torch.threshold), _params(("threshold", _REQUIRED), ("value", _REQUIRED)),
+_register((F.threshold, torch.threshold), _params(("threshold", _REQUIRED), ("value", _REQUIRED), inplace=True),
           lambda p: (Activation.THRESHOLD, (p["threshold"], p["value"])))
 
 

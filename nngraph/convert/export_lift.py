@@ -43,6 +43,16 @@ class _Scaled:
     factor: float
 
 
+@dataclass(frozen=True)
+class _Padded:
+    """``aten.pad`` with a non-constant mode, waiting for the convolution it belongs to (a
+    convolution with ``padding_mode`` other than ``"zeros"`` exports as ``pad`` then ``conv``)."""
+
+    node: fx.Node  # the lifted tensor before padding
+    pad: tuple[int, ...]  # (left_w, right_w, left_h, right_h, ...), as F.pad takes it
+    mode: str
+
+
 _FUNCTIONS = {
     aten.relu.default: torch.relu,
     aten.relu_.default: torch.relu,
@@ -51,8 +61,17 @@ _FUNCTIONS = {
     aten.silu.default: F.silu,
     aten.gelu.default: F.gelu,
     aten.leaky_relu.default: F.leaky_relu,
-    aten.elu.default: F.elu,
     aten.softplus.default: F.softplus,
+    aten.hardtanh.default: F.hardtanh,  # ReLU6 and F.relu6 export as hardtanh(0, 6)
+    aten.hardswish.default: F.hardswish,
+    aten.hardsigmoid.default: F.hardsigmoid,
+    aten.mish.default: F.mish,
+    aten.selu.default: F.selu,
+    aten.celu.default: F.celu,
+    aten.log_sigmoid.default: F.logsigmoid,
+    aten.softshrink.default: F.softshrink,
+    aten.hardshrink.default: F.hardshrink,
+    aten.threshold.default: F.threshold,
     aten.add.Tensor: operator.add,
     aten.add_.Tensor: operator.add,
     aten.flatten.using_ints: torch.flatten,
@@ -73,6 +92,12 @@ _FUNCTIONS = {
     aten.clone.default: "clone",
     aten.contiguous.default: "contiguous",
 }
+for _name, _fn in (("relu_", torch.relu), ("tanh_", torch.tanh), ("sigmoid_", torch.sigmoid), ("silu_", F.silu),
+                   ("leaky_relu_", F.leaky_relu), ("hardtanh_", F.hardtanh), ("hardswish_", F.hardswish),
+                   ("hardsigmoid_", F.hardsigmoid), ("mish_", F.mish), ("selu_", F.selu), ("celu_", F.celu),
+                   ("threshold_", F.threshold)):
+    if hasattr(aten, _name):  # in-place forms, where ATen has them
+        _FUNCTIONS[getattr(aten, _name).default] = _fn
 
 
 class _Lifter:
@@ -105,6 +130,11 @@ class _Lifter:
                 raise UnsupportedError(
                     f"parameter {mapped.name!r} is used by an operation that is not a supported layer "
                     "(matmul with a parameter, a parameter added to an activation, ...)"
+                )
+            if isinstance(mapped, _Padded):
+                raise UnsupportedError(
+                    f"padding with mode {mapped.mode!r} is used other than directly by a convolution "
+                    "(as padding_mode does); padding activations is not supported"
                 )
             if isinstance(mapped, _Scaled):
                 raise UnsupportedError(
@@ -147,10 +177,53 @@ class _Lifter:
         w, b = self._param(w), self._param(b)
         dims = len(w.shape) - 2
         cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-        layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride,
-                    padding=padding if isinstance(padding, str) else tuple(padding) if isinstance(padding, (list, tuple)) else padding,
-                    dilation=dilation, groups=groups, bias=b is not None, device="meta")
+        padding = padding if isinstance(padding, str) else tuple(padding) if isinstance(padding, (list, tuple)) else padding
+        padding_mode = "zeros"
+        source = self.env[x] if isinstance(x, fx.Node) else None
+        if isinstance(source, _Padded):  # pad(mode) + conv(padding=0) is a conv with that padding_mode
+            pairs = [source.pad[2 * i: 2 * i + 2] for i in range(len(source.pad) // 2)][::-1]  # (before, after) per dim
+            if len(pairs) != dims or any(a != c for a, c in pairs) or _any_nonzero(padding):
+                raise UnsupportedError(
+                    f"a convolution reads an input padded by {list(source.pad)} (mode {source.mode!r}); only the "
+                    "symmetric padding of a convolution's own padding_mode is supported"
+                )
+            padding, padding_mode, x = tuple(a for a, _ in pairs), source.mode, source.node
+        else:
+            x = self._arg(x)
+        layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride, padding=padding,
+                    dilation=dilation, groups=groups, bias=b is not None, padding_mode=padding_mode, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, x)
+
+    def conv_transpose(self, node, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        w, b = self._param(w), self._param(b)  # weight (C_in, C_out / g, *k)
+        dims = len(w.shape) - 2
+        cls = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dims]
+        layer = cls(w.shape[0], w.shape[1] * groups, tuple(w.shape[2:]), stride=stride, padding=padding,
+                    output_padding=output_padding, groups=groups, bias=b is not None, dilation=dilation,
+                    device="meta")
         return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
+    def pad(self, node, x, pad, mode="constant", value=None):
+        if mode == "constant":
+            return self._emit("call_function", F.pad, (self._arg(x), pad, mode, value), {}, node)  # refused by the walk
+        return _Padded(self._arg(x), tuple(int(p) for p in pad), mode)
+
+    def elu(self, node, x, alpha=1.0, scale=1.0, input_scale=1.0):
+        if scale != 1 or input_scale != 1:
+            raise UnsupportedError(f"aten.elu with scale={scale}, input_scale={input_scale}; only F.elu's are supported")
+        return self._emit("call_function", F.elu, (self._arg(x), alpha), {}, node)
+
+    def select(self, node, x, dim, index):
+        """``x.select(dim, i)`` (``x[:, i]``) as the indexing the walk knows."""
+        dim = dim % len(self._shape(x))
+        return self._emit("call_function", operator.getitem, (self._arg(x), (slice(None),) * dim + (index,)), {}, node)
+
+    def slice(self, node, x, dim=0, start=None, end=None, step=1):
+        shape = self._shape(x)
+        dim = dim % len(shape)
+        whole = (start in (None, 0)) and (end is None or end >= shape[dim]) and step == 1
+        item = slice(None) if whole else slice(start, end, None if step == 1 else step)
+        return self._emit("call_function", operator.getitem, (self._arg(x), (slice(None),) * dim + (item,)), {}, node)
 
     def batch_norm(self, node, x, w, b, mean, var, training, momentum, eps, *rest):
         w, b, mean, var = (self._param(v) for v in (w, b, mean, var))
@@ -210,6 +283,13 @@ class _Lifter:
         layers = {
             aten.linear.default: self.linear,
             aten.conv1d.default: self.conv, aten.conv2d.default: self.conv, aten.conv3d.default: self.conv,
+            aten.conv1d.padding: self.conv, aten.conv2d.padding: self.conv, aten.conv3d.padding: self.conv,
+            aten.conv_transpose1d.default: self.conv_transpose, aten.conv_transpose2d.input: self.conv_transpose,
+            aten.conv_transpose3d.input: self.conv_transpose,
+            aten.pad.default: self.pad,
+            aten.elu.default: self.elu,
+            aten.select.int: self.select,
+            aten.slice.Tensor: self.slice,
             aten.batch_norm.default: self.batch_norm,
             aten.layer_norm.default: self.layer_norm,
             aten.group_norm.default: self.group_norm,
@@ -234,7 +314,7 @@ class _Lifter:
             elif node.op == "call_function" and node.target in _FUNCTIONS:
                 target = _FUNCTIONS[node.target]
                 op = "call_method" if isinstance(target, str) else "call_function"
-                kwargs = {k: v for k, v in self._arg(node.kwargs).items() if k not in ("train", "approximate")}
+                kwargs = {k: v for k, v in self._arg(node.kwargs).items() if k != "train"}
                 args = self._arg(node.args)
                 if node.target is aten.dropout.default:
                     args = args[:1]
@@ -244,6 +324,12 @@ class _Lifter:
             else:
                 raise UnsupportedError(f"exported graph node {node.format_node()} is not supported")
         return fx.GraphModule(self.root, self.graph), self.aliases
+
+
+def _any_nonzero(padding) -> bool:
+    if isinstance(padding, str):
+        return padding != "valid"
+    return any(int(p) != 0 for p in (padding if isinstance(padding, (list, tuple)) else (padding,)))
 
 
 def lift_export(module: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[fx.GraphModule, dict[str, str]]:
