@@ -79,6 +79,8 @@ _FUNCTIONS = {
     aten.reshape.default: torch.reshape,
     aten.mean.dim: torch.mean,
     aten.sum.dim_IntList: torch.sum,
+    aten.amax.default: torch.amax,
+    aten.amin.default: torch.amin,
     aten.adaptive_avg_pool1d.default: F.adaptive_avg_pool1d,
     aten.adaptive_avg_pool2d.default: F.adaptive_avg_pool2d,
     aten.adaptive_avg_pool3d.default: F.adaptive_avg_pool3d,
