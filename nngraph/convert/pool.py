@@ -65,9 +65,10 @@ def _axes(value, dims: int, fill: float, default=None) -> list[float]:
     return [float(fill)] * (3 - dims) + [0.0 if v is None else float(v) for v in values]
 
 
-def pool_args(family: str, dims: int, params: dict) -> dict[str, float]:
+def pool_args(family: str, dims: int, params: dict, in_shape: tuple[int, ...]) -> dict[str, float]:
     """The :data:`~nngraph.schema.POOL_ARGS` of a pooling of ``family`` with arguments ``params``
-    (by the functional form's names; missing ones take torch's defaults)."""
+    (by the functional form's names; missing ones take torch's defaults) on an input of ``in_shape``
+    (an adaptive size ``None`` is the input's size, as torch.export writes it)."""
     out: dict[str, float] = {}
 
     def put(prefix, values):
@@ -75,7 +76,10 @@ def pool_args(family: str, dims: int, params: dict) -> dict[str, float]:
             out[f"{prefix}_{axis}"] = v
 
     if family.startswith("adaptive"):
-        put("kernel", _axes(params["output_size"], dims, 1))
+        size = params["output_size"]
+        if isinstance(size, (list, tuple)):
+            size = [in_shape[len(in_shape) - dims + i] if v is None else v for i, v in enumerate(size)]
+        put("kernel", _axes(size, dims, 1))
         return out
     kernel = params["kernel_size"]
     put("kernel", _axes(kernel, dims, 1))
@@ -126,7 +130,8 @@ def record_pool(ctx, node, x: TensorValue, kind: Pool, args: dict[str, float]) -
     return x
 
 
-def pool_channels(ctx, node, x, dims: int, kind: Pool = Pool.NONE, args: dict | None = None) -> TensorValue:
+def pool_channels(ctx, node, x, dims: int, kind: Pool = Pool.NONE, params: dict | None = None,
+                  family: str = "") -> TensorValue:
     """``(B, C, *S) -> (B, C, *S')`` (or unbatched ``(C, *S)``): the same channel neurons, new shape."""
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
@@ -141,7 +146,7 @@ def pool_channels(ctx, node, x, dims: int, kind: Pool = Pool.NONE, args: dict | 
             f"{describe(node)} turns {x.shape} into {shape}; pooling must keep the {x.num_neurons} channels on axis {x.axis}"
         )
     if kind != Pool.NONE:
-        x = record_pool(ctx, node, x, kind, args or {})
+        x = record_pool(ctx, node, x, kind, pool_args(family, dims, params, x.shape))
     return x.with_(shape=shape)
 
 
@@ -159,7 +164,7 @@ def _pool_module(ctx, node, x, *args, **kwargs) -> TensorValue:
     family, dims = _MODULES[type(module)]
     kind, names = _FAMILIES[family]
     params = {n: getattr(module, n) for n in names if hasattr(module, n)}
-    return pool_channels(ctx, node, x, dims, kind, pool_args(family, dims, params))
+    return pool_channels(ctx, node, x, dims, kind, params, family)
 
 
 def _pool_function(ctx, node, x, *args, **kwargs) -> TensorValue:
@@ -169,7 +174,7 @@ def _pool_function(ctx, node, x, *args, **kwargs) -> TensorValue:
         raise UnsupportedError(f"{describe(node)}: arguments {args}, {kwargs} do not match {names}")
     params = {**dict(zip(names, args)), **kwargs}
     _refuse_indices(node, params.get("return_indices", False) is True)
-    return pool_channels(ctx, node, x, dims, kind, pool_args(family, dims, params))
+    return pool_channels(ctx, node, x, dims, kind, params, family)
 
 
 register_module(*_MODULES, passthrough=True)(_pool_module)
