@@ -8,9 +8,16 @@ data), and element-wise and structural ATen ops become the torch functions the c
 The parameter names of these stand-in layers are aliased to the real parameter names of the
 model, so the layout reads and writes the model's own parameters. An ATen op with no mapping is
 kept as is, and the walk refuses it by name.
+
+Layers that torch.export decomposes into many ATen ops (``nn.MultiheadAttention``,
+``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder``, ``nn.LPPool*``) are found again by the
+``nn_module_stack`` every exported node records, and their whole subgraph becomes one
+``call_module`` of a meta-device copy of the layer, as fx keeps it; self-attention only (one input
+tensor, no mask tensors), the rest is refused.
 """
 from __future__ import annotations
 
+import copy
 import operator
 import re
 from dataclasses import dataclass
@@ -102,9 +109,15 @@ for _name, _fn in (("relu_", torch.relu), ("tanh_", torch.tanh), ("sigmoid_", to
         _FUNCTIONS[getattr(aten, _name).default] = _fn
 
 
+#: layers whose exported subgraph is collapsed back into one call of the layer
+_COLLAPSED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.LPPool1d, nn.LPPool2d,
+              *((nn.LPPool3d,) if hasattr(nn, "LPPool3d") else ()))
+
+
 class _Lifter:
-    def __init__(self, program: torch.export.ExportedProgram):
+    def __init__(self, program: torch.export.ExportedProgram, module: nn.Module):
         self.program = program
+        self.module = module
         self.graph = fx.Graph()
         self.root = nn.Module()
         self.aliases: dict[str, str] = {}
@@ -280,6 +293,73 @@ class _Lifter:
         self.root.add_module(name, Sine(w0))
         return self._emit("call_module", name, (source,), {}, node)
 
+    # ------------------------------------------------------- collapsed layers
+    def _groups(self) -> dict[fx.Node, str]:
+        """Exported node -> path of the outermost layer of :data:`_COLLAPSED` it was made by."""
+        out = {}
+        for node in self.program.graph.nodes:
+            if node.op != "call_function":
+                continue
+            for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+                try:
+                    layer = self.module.get_submodule(path)
+                except AttributeError:
+                    continue
+                if type(layer) in _COLLAPSED:
+                    out[node] = path
+                    break
+        return out
+
+    def collapse(self, path: str, members: list[fx.Node]) -> None:
+        """Replace the exported ``members`` of layer ``path`` by one call of (a meta copy of) it."""
+        layer = self.module.get_submodule(path)
+        inside = set(members)
+        inputs, outputs = [], []
+        for node in members:
+            for arg in node.all_input_nodes:
+                if arg not in inside and arg.name not in self.param_of and arg not in inputs:
+                    inputs.append(arg)
+            if any(user not in inside for user in node.users):
+                outputs.append(node)
+        what = f"{type(layer).__name__} {path or '(the model)'!r} reached through torch.export"
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UnsupportedError(
+                f"{what} reads {len(inputs)} tensors and gives {len(outputs)}; through torch.export nngraph supports "
+                "self-attention on one tensor without mask tensors. Use method='fx' for cross-attention and masks."
+            )
+        (source,), (result,) = inputs, outputs
+        if isinstance(layer, nn.MultiheadAttention) and not self._made_by_out_proj(result, inside, path):
+            raise UnsupportedError(f"{what}: the attention weights are used; only the attention output is supported")
+        base = re.sub(r"\W", "_", path) or "layer"
+        name, k = base, 1
+        while hasattr(self.root, name):
+            name, k = f"{base}_{k}", k + 1
+        self.root.add_module(name, copy.deepcopy(layer).to("meta"))
+        prefix = f"{path}." if path else ""
+        for tensor_name, _ in [*layer.named_parameters(remove_duplicate=False), *layer.named_buffers(remove_duplicate=False)]:
+            self.aliases[f"{name}.{tensor_name}"] = prefix + tensor_name
+        x = self._arg(source)
+        shape = _ShapeMeta(self._shape(result))
+        if isinstance(layer, nn.MultiheadAttention):  # (output, weights), as fx calls it
+            call = self.graph.create_node("call_module", name, (x, x, x), {}, name=f"{name}_call")
+            call.meta["tensor_meta"] = (shape, None)
+            self.env[result] = self.graph.create_node("call_function", operator.getitem, (call, 0), {}, name=result.name)
+            self.env[result].meta["tensor_meta"] = shape
+        else:
+            self.env[result] = self._emit("call_module", name, (x,), {}, result)
+
+    def _made_by_out_proj(self, node: fx.Node, inside: set, path: str) -> bool:
+        """Whether ``node`` is (a view of) the output projection of attention ``path``."""
+        weight = f"{path}.out_proj.weight" if path else "out_proj.weight"
+        while node in inside:
+            if node.target is aten.linear.default:
+                return self.param_of.get(node.args[1].name) == weight
+            inputs = node.all_input_nodes
+            if len(inputs) != 1:
+                return False
+            node = inputs[0]
+        return False
+
     # -------------------------------------------------------------------- run
     def run(self) -> tuple[fx.GraphModule, dict[str, str]]:
         layers = {
@@ -303,7 +383,16 @@ class _Lifter:
             aten.adaptive_max_pool3d.default: self.adaptive_max_pool,
             operator.getitem: self.getitem,
         }
+        groups = self._groups()
+        members: dict[str, list[fx.Node]] = {}
+        for node, path in groups.items():
+            members.setdefault(path, []).append(node)
         for node in self.program.graph.nodes:
+            if node in groups:
+                path = groups[node]
+                if members[path][0] is node:
+                    self.collapse(path, members[path])
+                continue
             if node.op == "placeholder":
                 if node.name in self.param_of:
                     self.env[node] = _ParamRef(self.param_of[node.name], self._shape(node))
@@ -350,4 +439,4 @@ def lift_export(module: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tu
         raise UnsupportedError(f"torch.export could not export {type(module).__name__}: {error}") from error
     finally:
         module.train(was_training)
-    return _Lifter(program).run()
+    return _Lifter(program, module).run()

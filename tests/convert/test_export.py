@@ -130,8 +130,33 @@ def _transposed(dims):
                          t(4, 4, 3, stride=2, groups=2, dilation=2), nn.Mish())
 
 
+class Encoder(nn.Module):
+    """A transformer stack and a bare self-attention between Linear layers."""
+
+    def __init__(self, norm_first=False):
+        super().__init__()
+        torch.manual_seed(0)
+        layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                           activation="gelu")
+        self.inp, self.out = nn.Linear(3, 8), nn.Linear(8, 2)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):  # (B, T, 3)
+        h = self.enc(self.inp(x))
+        return self.out(self.att(h, h, h)[0])  # (B, T, 2)
+
+
+def _bare_layer():
+    torch.manual_seed(0)
+    return nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, activation=nn.SiLU(), norm_first=True)
+
+
 PARITY = {
-    **{name: lambda name=name: make_op_model(name) for name in OP_MODELS if not name.startswith("pool_lp")},
+    **{name: lambda name=name: make_op_model(name) for name in OP_MODELS},
+    "encoder": lambda: (Encoder().double().eval(), torch.randn(2, 5, 3, dtype=torch.float64)),
+    "encoder_norm_first": lambda: (Encoder(True).double().eval(), torch.randn(2, 5, 3, dtype=torch.float64)),
+    "bare_layer": lambda: (_bare_layer().double().eval(), torch.randn(5, 2, 8, dtype=torch.float64)),
     "first_token": lambda: (FirstToken().double(), torch.randn(2, 5, 4, dtype=torch.float64)),
     "conv1d_transposed": lambda: (_transposed(1).double(), torch.randn(2, 2, 7, dtype=torch.float64)),
     "conv3d_transposed": lambda: (_transposed(3).double(), torch.randn(1, 2, 4, 4, 4, dtype=torch.float64)),
@@ -173,3 +198,30 @@ def test_export_refuses_a_pad_that_no_convolution_owns():
 
     with pytest.raises(nngraph.UnsupportedError, match="padding with mode 'reflect'"):
         nngraph.to_graph(Padded(), torch.randn(1, 2, 6, 6), method="export")
+
+
+def test_export_refuses_cross_attention_and_used_attention_weights():
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.kv, self.att = nn.Linear(3, 8), nn.Linear(3, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            kv = self.kv(x)
+            return self.att(self.q(x), kv, kv)[0]
+
+    class Weights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.att = nn.Linear(3, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            h = self.inp(x)
+            return self.att(h, h, h)[1]
+
+    x = torch.randn(2, 5, 3)
+    nngraph.to_graph(Cross(), x, method="fx")  # fx supports it
+    with pytest.raises(nngraph.UnsupportedError, match="MultiheadAttention 'att' .* reads 2 tensors"):
+        nngraph.to_graph(Cross(), x, method="export")
+    with pytest.raises(nngraph.UnsupportedError, match="attention weights are used"):
+        nngraph.to_graph(Weights(), x, method="export")
