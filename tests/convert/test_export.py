@@ -152,8 +152,17 @@ def _bare_layer():
     return nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, activation=nn.SiLU(), norm_first=True)
 
 
+def _gnn_example(name):
+    from tests.gnn.models import example
+
+    model, (x,) = example(name)
+    return model, x
+
+
 PARITY = {
     **{name: lambda name=name: make_op_model(name) for name in OP_MODELS},
+    **{f"gnn_{name}": lambda name=name: _gnn_example(name)
+       for name in ("mlp", "cnn3", "resnet", "transformer", "cnn_norm", "mlp_norm", "embedding")},
     "encoder": lambda: (Encoder().double().eval(), torch.randn(2, 5, 3, dtype=torch.float64)),
     "encoder_norm_first": lambda: (Encoder(True).double().eval(), torch.randn(2, 5, 3, dtype=torch.float64)),
     "bare_layer": lambda: (_bare_layer().double().eval(), torch.randn(5, 2, 8, dtype=torch.float64)),
