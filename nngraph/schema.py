@@ -3,35 +3,37 @@
 A neural graph is a :class:`torch_geometric.data.Data` with these fields
 (``N`` nodes, ``E`` edges, ``K = prod(kernel_box)`` edge-feature width):
 
-==================  ===============  ==============================================================
-field               shape / dtype    meaning
-==================  ===============  ==============================================================
-``x``               ``(N, 5)`` float node features, named by :data:`NODE_FEATURES` (zeros where absent)
-``node_type``       ``(N,)`` long    :class:`NodeType`: input / hidden / output
-``node_kind``       ``(N,)`` long    :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
-``io_position``     ``(N,)`` long    position of an input or output neuron in its tensor, ``-1`` for hidden
-``layer``           ``(N,)`` long    depth of the neuron's activation space (inputs are 0)
-``act``             ``(N,)`` long    :class:`Activation` applied to the neuron's value (0 = none)
-``act_args``        ``(N, 2)`` float the activation's parameters, columns by kind in :data:`ACT_ARGS`
-                                     (zeros for activations without parameters and for none)
-``conv_args``       ``(N, 17)`` float how the convolution that made the neuron walks over positions,
-                                     columns :data:`CONV_ARGS` (zeros for every non-conv neuron)
-``pool``            ``(N, 3)`` long  :class:`Pool` kinds of up to :data:`MAX_POOLS` poolings or spatial
-                                     reductions applied to the neuron's value, in order (0 = none)
-``pool_args``       ``(N, 3, 17)``   the parameters of each of them, columns :data:`POOL_ARGS` (per kind,
-                    float            see :class:`Pool`; zeros for an empty slot)
-``edge_index``      ``(2, E)`` long  source -> target, in the direction data flows through the model
-``edge_attr``       ``(E, K)`` float the weight(s) of the edge: a whole kernel, zero-padded around its
-                                     centre into ``kernel_box`` and flattened (C order); 1 at the
-                                     centre for identity edges (residual sums, norms, activations)
-``edge_type``       ``(E,)`` long    :class:`EdgeType`
-``kernel_box``      ``(1, 3)`` long  the ``(depth, height, width)`` box every edge kernel is padded into;
-                                     every side is odd, so that padding a box into a larger one puts
-                                     each kernel exactly where converting into the larger box would
-==================  ===============  ==============================================================
+==================  ==================  ========================================================================
+field               shape / dtype       meaning
+==================  ==================  ========================================================================
+``x``               ``(N, 5)`` float    node features, named by :data:`NODE_FEATURES` (zeros where absent)
+``node_type``       ``(N,)`` long       :class:`NodeType`: input / hidden / output
+``node_kind``       ``(N,)`` long       :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
+``io_position``     ``(N,)`` long       position of an input or output neuron in its tensor, ``-1`` for hidden
+``layer``           ``(N,)`` long       depth of the neuron's activation space (inputs are 0)
+``act``             ``(N,)`` long       :class:`Activation` applied to the neuron's value (0 = none)
+``act_args``        ``(N, 2)`` float    the activation's parameters, columns by kind in :data:`ACT_ARGS`
+                                        (zeros for activations without parameters and for none)
+``conv_args``       ``(N, 17)`` float   how the convolution that made the neuron walks over positions,
+                                        columns :data:`CONV_ARGS` (zeros for every non-conv neuron)
+``pool``            ``(N, 3)`` long     :class:`Pool` kinds of up to :data:`MAX_POOLS` poolings or spatial
+                                        reductions applied to the neuron's value, in order (0 = none)
+``pool_args``       ``(N, 3, 17)``      the parameters of each of them, columns :data:`POOL_ARGS` (per kind,
+                    float               see :class:`Pool`; zeros for an empty slot)
+``edge_index``      ``(2, E)`` long     source -> target, in the direction data flows through the model
+``edge_attr``       ``(E, K)`` float    the weight(s) of the edge: a whole kernel, zero-padded around its
+                                        centre into ``kernel_box`` and flattened (C order); 1 at the
+                                        centre for identity edges (residual sums, norms, activations)
+``edge_type``       ``(E,)`` long       :class:`EdgeType`
+``kernel_box``      ``(1, 3)`` long     the ``(depth, height, width)`` box every edge kernel is padded into;
+                                        every side is odd, so that padding a box into a larger one puts
+                                        each kernel exactly where converting into the larger box would
+==================  ==================  ========================================================================
 
 (``io_position`` avoids the substring ``index``: PyG shifts such fields by the node count when
-batching.)
+batching. The float fields ``act_args``, ``conv_args`` and ``pool_args`` have the dtype of ``x``;
+``from_graph`` refuses a graph whose ``act``, ``act_args``, ``conv_args``, ``pool`` or ``pool_args``
+differ from the model's.)
 
 Hidden neurons carry nothing that depends on their position inside their layer, so relabelling
 hidden neurons of the model relabels the nodes of the graph and nothing else: ``act``, ``act_args``,
