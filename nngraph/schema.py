@@ -3,30 +3,64 @@
 A neural graph is a :class:`torch_geometric.data.Data` with these fields
 (``N`` nodes, ``E`` edges, ``K = prod(kernel_box)`` edge-feature width):
 
-==================  ===============  ==============================================================
-field               shape / dtype    meaning
-==================  ===============  ==============================================================
-``x``               ``(N, 5)`` float node features, named by :data:`NODE_FEATURES` (zeros where absent)
-``node_type``       ``(N,)`` long    :class:`NodeType`: input / hidden / output
-``node_kind``       ``(N,)`` long    :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
-``io_position``     ``(N,)`` long    position of an input or output neuron in its tensor, ``-1`` for hidden
-``layer``           ``(N,)`` long    depth of the neuron's activation space (inputs are 0)
-``act``             ``(N,)`` long    :class:`Activation` applied to the neuron's value (0 = none)
-``edge_index``      ``(2, E)`` long  source -> target, in the direction data flows through the model
-``edge_attr``       ``(E, K)`` float the weight(s) of the edge: a whole kernel, zero-padded around its
-                                     centre into ``kernel_box`` and flattened (C order); 1 at the
-                                     centre for identity edges (residual sums, norms, activations)
-``edge_type``       ``(E,)`` long    :class:`EdgeType`
-``kernel_box``      ``(1, 3)`` long  the ``(depth, height, width)`` box every edge kernel is padded into;
-                                     every side is odd, so that padding a box into a larger one puts
-                                     each kernel exactly where converting into the larger box would
-==================  ===============  ==============================================================
+==================  ==================  ========================================================================
+field               shape / dtype       meaning
+==================  ==================  ========================================================================
+``x``               ``(N, 5)`` float    node features, named by :data:`NODE_FEATURES` (zeros where absent)
+``node_type``       ``(N,)`` long       :class:`NodeType`: input / hidden / output
+``node_kind``       ``(N,)`` long       :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
+``io_position``     ``(N,)`` long       position of an input or output neuron in its tensor, ``-1`` for hidden
+``layer``           ``(N,)`` long       depth of the neuron's activation space (inputs are 0)
+``act``             ``(N,)`` long       :class:`Activation` applied to the neuron's value (0 = none)
+``act_args``        ``(N, 2)`` float    the activation's parameters, columns by kind in :data:`ACT_ARGS`
+                                        (zeros for activations without parameters and for none)
+``conv_args``       ``(N, 17)`` float   how the convolution that made the neuron walks over positions,
+                                        columns :data:`CONV_ARGS` (zeros for every non-conv neuron)
+``pool``            ``(N, 3)`` long     :class:`Pool` kinds of up to :data:`MAX_POOLS` poolings or spatial
+                                        reductions applied to the neuron's value, in order (0 = none)
+``pool_args``       ``(N, 3, 17)``      the parameters of each of them, columns :data:`POOL_ARGS` (per kind,
+                    float               see :class:`Pool`; zeros for an empty slot)
+``edge_index``      ``(2, E)`` long     source -> target, in the direction data flows through the model
+``edge_attr``       ``(E, K)`` float    the weight(s) of the edge: a whole kernel, zero-padded around its
+                                        centre into ``kernel_box`` and flattened (C order); 1 at the
+                                        centre for identity edges (residual sums, norms, activations)
+``edge_type``       ``(E,)`` long       :class:`EdgeType`
+``kernel_box``      ``(1, 3)`` long     the ``(depth, height, width)`` box every edge kernel is padded into;
+                                        every side is odd, so that padding a box into a larger one puts
+                                        each kernel exactly where converting into the larger box would
+==================  ==================  ========================================================================
 
 (``io_position`` avoids the substring ``index``: PyG shifts such fields by the node count when
-batching.)
+batching. The float fields ``act_args``, ``conv_args`` and ``pool_args`` have the dtype of ``x``;
+``from_graph`` refuses a graph whose ``act``, ``act_args``, ``conv_args``, ``pool`` or ``pool_args``
+differ from the model's.)
 
 Hidden neurons carry nothing that depends on their position inside their layer, so relabelling
-hidden neurons of the model relabels the nodes of the graph and nothing else.
+hidden neurons of the model relabels the nodes of the graph and nothing else: ``act``, ``act_args``,
+``conv_args``, ``pool`` and ``pool_args`` describe the operation a whole activation space went
+through and are equal on every neuron of it.
+
+Two different element-wise functions, poolings or convolution geometries never give one graph: the
+kind and every parameter that changes the function are recorded (where two spellings are the same
+function, such as ``ReLU6`` and ``Hardtanh(0, 6)``, they get one record). Parameters of the
+activations (``act_args[:, 0]``, ``act_args[:, 1]``):
+
+=====================  ======================  ======================
+:class:`Activation`    column 0                column 1
+=====================  ======================  ======================
+``LEAKY_RELU``         ``negative_slope``      0
+``ELU``, ``CELU``      ``alpha``               0
+``SOFTPLUS``           ``beta``                ``threshold``
+``SINE``               ``w0``                  0
+``HARDTANH``           ``min_val``             ``max_val``
+``SOFTSHRINK``         ``lambd``               0
+``HARDSHRINK``         ``lambd``               0
+``THRESHOLD``          ``threshold``           ``value``
+any other              0                       0
+=====================  ======================  ======================
+
+``GELU(approximate="tanh")`` is its own kind (``GELU_TANH``), as is ``RELU6``; ``Hardtanh(0, 6)``
+is recorded as ``RELU6``. An element-wise module or function nngraph has no kind for is refused.
 """
 from __future__ import annotations
 
@@ -62,8 +96,9 @@ class NodeKind(IntEnum):
     VALUE = 10  # attention value dimension
     HEAD = 11  # one attention head (groups its query/key/value neurons)
     GROUP = 12  # one GroupNorm group (groups its channels)
-    CAUSAL_HEAD = 13  # one attention head of causal attention (is_causal=True)
-    ATTENDED = 14  # a value neuron after attention mixed it over positions (scaled_dot_product_attention)
+    POOL = 13  # output of a pooling applied to a value that is also used unpooled elsewhere
+    CAUSAL_HEAD = 14  # one attention head of causal attention (is_causal=True)
+    ATTENDED = 15  # a value neuron after attention mixed it over positions (scaled_dot_product_attention)
 
 
 NUM_NODE_KINDS = len(NodeKind)
@@ -80,7 +115,8 @@ class EdgeType(IntEnum):
     HEAD_MEMBER = 5  # head -> its query / key / value neurons
     GROUP_MEMBER = 6  # GroupNorm group -> its channels
     CONCAT = 7  # reserved for structural copies
-    ATTEND = 8  # value neuron -> its ATTENDED neuron (identity; the mixing over positions is implied)
+    POOL = 8  # input -> output of a pooling whose input is also used unpooled elsewhere (identity)
+    ATTEND = 9  # value neuron -> its ATTENDED neuron (identity; the mixing over positions is implied)
 
 
 NUM_EDGE_TYPES = len(EdgeType)
@@ -99,7 +135,81 @@ class Activation(IntEnum):
     LEAKY_RELU = 7
     ELU = 8
     SOFTPLUS = 9
-    OTHER = 10
+    OTHER = 10  # no longer produced (every activation has its own kind); kept so numbers stay stable
+    RELU6 = 11
+    HARDTANH = 12
+    HARDSWISH = 13
+    HARDSIGMOID = 14
+    MISH = 15
+    GELU_TANH = 16  # GELU(approximate="tanh")
+    SELU = 17
+    CELU = 18
+    LOG_SIGMOID = 19
+    SOFTSHRINK = 20
+    HARDSHRINK = 21
+    THRESHOLD = 22
 
 
-NUM_ACTIVATIONS = len(Activation)
+NUM_ACTIVATIONS = max(Activation) + 1
+
+#: Names of the columns of ``data.act_args`` (their meaning per kind is in the module docstring).
+ACT_ARGS = ("arg0", "arg1")
+ACT_ARGS_DIM = len(ACT_ARGS)
+
+#: Columns of ``data.conv_args``: per spatial axis ``(d, h, w)`` (a 2d convolution's depth axis and a
+#: 1d convolution's depth and height axes hold the identity: stride 1, padding 0, dilation 1), the
+#: padding before and after the positions of that axis (``padding="same"`` resolved to numbers),
+#: ``output_padding`` of a transposed convolution, the :data:`PADDING_MODES` index, and 1 for a
+#: transposed convolution.
+CONV_ARGS = (
+    "stride_d", "stride_h", "stride_w",
+    "pad_before_d", "pad_before_h", "pad_before_w",
+    "pad_after_d", "pad_after_h", "pad_after_w",
+    "dilation_d", "dilation_h", "dilation_w",
+    "output_padding_d", "output_padding_h", "output_padding_w",
+    "padding_mode", "transposed",
+)
+CONV_ARGS_DIM = len(CONV_ARGS)
+#: ``conv_args[:, CONV_ARGS.index("padding_mode")]`` is the index of the module's ``padding_mode`` here.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+class Pool(IntEnum):
+    """Poolings and spatial reductions applied to a neuron's value (columns in :data:`POOL_ARGS`).
+
+    Windowed poolings (``MAX``: kernel, stride, padding, dilation, ``ceil_mode``; ``AVG``: kernel,
+    stride, padding, ``ceil_mode``, ``count_include_pad``, ``divisor_override`` (0 = none); ``LP``:
+    ``norm_type``, kernel, stride, ``ceil_mode``) put their sizes per spatial axis ``(d, h, w)``,
+    right-aligned, the missing axes holding the identity (kernel 1, stride 1, padding 0, dilation 1).
+    Adaptive poolings put their output size in the kernel columns (0 for ``None``: that size is kept).
+    Reductions (``MEAN``, ``SUM``, ``AMAX``, ``AMIN`` over some dimensions) put 1 in the kernel
+    columns of the reduced dimensions after the neuron axis (right-aligned: the last dimension is
+    ``w``) and 1 in the stride columns of the reduced dimensions before it (right-aligned: the
+    dimension just before the neuron axis is ``w``). Every kind sets ``after_act`` to 1 if the
+    neuron's activation was applied before the pooling (``relu`` then pool), 0 otherwise.
+    """
+
+    NONE = 0
+    MAX = 1
+    AVG = 2
+    LP = 3
+    ADAPTIVE_MAX = 4
+    ADAPTIVE_AVG = 5
+    MEAN = 6
+    SUM = 7
+    AMAX = 8
+    AMIN = 9
+
+
+NUM_POOLS = max(Pool) + 1
+#: Slots of ``data.pool``: poolings / reductions in a row on the same neurons; more are refused.
+MAX_POOLS = 3
+#: Columns of every slot of ``data.pool_args``.
+POOL_ARGS = (
+    "kernel_d", "kernel_h", "kernel_w",
+    "stride_d", "stride_h", "stride_w",
+    "padding_d", "padding_h", "padding_w",
+    "dilation_d", "dilation_h", "dilation_w",
+    "ceil_mode", "count_include_pad", "divisor_override", "norm_type", "after_act",
+)
+POOL_ARGS_DIM = len(POOL_ARGS)

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..schema import BIAS, Activation, EdgeType, NodeKind
+from .activation import module_activation
 from .errors import UnsupportedError
 from .linear import dense_layer
 from .norm import normalize_nodes
@@ -146,22 +147,25 @@ def convert_multihead_attention(ctx, node, query, key, value, *args, **kwargs):
 # ----------------------------------------------------------------------- TransformerEncoderLayer
 
 
-def _feed_forward_activation(node, module: nn.TransformerEncoderLayer) -> Activation:
+def _feed_forward_activation(node, module: nn.TransformerEncoderLayer) -> tuple[Activation, tuple[float, ...]]:
     act = module.activation
-    if act in (F.relu, torch.relu) or isinstance(act, nn.ReLU):
-        return Activation.RELU
-    if act is F.gelu or isinstance(act, nn.GELU):
-        return Activation.GELU
+    if act in (F.relu, torch.relu):
+        return Activation.RELU, ()
+    if act is F.gelu:
+        return Activation.GELU, ()
+    spec = module_activation(act) if isinstance(act, nn.Module) else None
+    if spec is not None:
+        return spec
     raise UnsupportedError(
         f"{describe(node)} uses the feed-forward activation {act!r}; nngraph supports 'relu' and 'gelu' "
-        "(or nn.ReLU() / nn.GELU()) in TransformerEncoderLayer."
+        "or an activation module it knows (nn.ReLU(), nn.GELU(), nn.SiLU(), ...) in TransformerEncoderLayer."
     )
 
 
 def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer, x: TensorValue) -> TensorValue:
     """Convert encoder layer ``name`` applied to ``x`` (neurons on the last axis) from its pieces."""
     check_attention(node, module.self_attn)
-    act = _feed_forward_activation(node, module)
+    act, act_args = _feed_forward_activation(node, module)
     builder = ctx.builder
 
     def sa(a: torch.Tensor) -> torch.Tensor:
@@ -169,7 +173,7 @@ def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer
 
     def ff(a: torch.Tensor) -> torch.Tensor:
         hidden = dense_layer(builder, f"{name}.linear1", module.linear1, a)
-        builder.set_activation(hidden, act)
+        builder.set_activation(hidden, act, act_args)
         return dense_layer(builder, f"{name}.linear2", module.linear2, hidden)
 
     def norm(which: str, a: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,18 @@ from typing import Callable
 
 import torch
 
-from ..schema import Activation, EdgeType, NodeKind, NodeType
+from ..schema import (
+    ACT_ARGS_DIM,
+    CONV_ARGS_DIM,
+    MAX_POOLS,
+    POOL_ARGS,
+    POOL_ARGS_DIM,
+    Activation,
+    EdgeType,
+    NodeKind,
+    NodeType,
+    Pool,
+)
 from .errors import UnsupportedError
 from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup
 
@@ -39,6 +50,8 @@ class GraphBuilder:
         self.named_tensors.update(dict(module.named_buffers(remove_duplicate=False)))
         self._node_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("kind", "type", "index", "layer")}
         self._act: list[torch.Tensor] = []
+        # per-node descriptions of the operations (schema: act_args, conv_args, pool, pool_args)
+        self._op: dict[str, list[torch.Tensor]] = {k: [] for k in ("act_args", "conv_args", "pool", "pool_args")}
         self.num_nodes = 0
         self._edge_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("src", "dst", "type", "kshape")}
         self.num_edges = 0
@@ -69,6 +82,10 @@ class GraphBuilder:
         )
         self._node_chunks["layer"].append(torch.full((count,), int(layer)))
         self._act.append(torch.zeros(count, dtype=torch.long))
+        self._op["act_args"].append(torch.zeros(count, ACT_ARGS_DIM, dtype=torch.float64))
+        self._op["conv_args"].append(torch.zeros(count, CONV_ARGS_DIM, dtype=torch.float64))
+        self._op["pool"].append(torch.zeros(count, MAX_POOLS, dtype=torch.long))
+        self._op["pool_args"].append(torch.zeros(count, MAX_POOLS, POOL_ARGS_DIM, dtype=torch.float64))
         group = len(self._blocks)
         self._blocks.append(_Block(rows=[ids], fixed=(node_type != NodeType.HIDDEN) or not permutable))
         self._parent.append(group)
@@ -83,11 +100,47 @@ class GraphBuilder:
     def activation_of(self, nodes: torch.Tensor) -> torch.Tensor:
         return torch.cat(self._act)[nodes]
 
-    def set_activation(self, nodes: torch.Tensor, act: Activation) -> None:
-        """Record that ``act`` is applied to the values of ``nodes``."""
+    def set_activation(self, nodes: torch.Tensor, act: Activation, args: tuple[float, ...] = ()) -> None:
+        """Record that ``act`` with parameters ``args`` (``act_args`` columns, see :mod:`nngraph.schema`)
+        is applied to the values of ``nodes``."""
         flat = torch.cat(self._act)
         flat[nodes] = int(act)
         self._act = [flat]
+        self._set_op("act_args", nodes, _padded(args, ACT_ARGS_DIM))
+
+    def set_conv_args(self, nodes: torch.Tensor, args: tuple[float, ...]) -> None:
+        """Record the stride, padding, ... (``conv_args`` columns) of the convolution that made ``nodes``."""
+        self._set_op("conv_args", nodes, _padded(args, CONV_ARGS_DIM))
+
+    def add_pool(self, nodes: torch.Tensor, kind: Pool, args: dict[str, float]) -> None:
+        """Record that the pooling / reduction ``kind`` (``args`` by :data:`~nngraph.schema.POOL_ARGS`
+        name, zeros elsewhere) is applied to the values of ``nodes``, after the ones recorded before.
+
+        Raises:
+            ValueError: if ``nodes`` already went through :data:`~nngraph.schema.MAX_POOLS` of them.
+        """
+        pool = torch.cat(self._op["pool"])  # (N, S)
+        used = int((pool[nodes] != 0).sum(1).max()) if nodes.numel() else 0
+        if used >= MAX_POOLS:
+            raise ValueError(f"more than {MAX_POOLS} poolings or reductions in a row on the same neurons")
+        row = torch.zeros(POOL_ARGS_DIM, dtype=torch.float64)
+        for name, value in args.items():
+            row[POOL_ARGS.index(name)] = float(value)
+        row[POOL_ARGS.index("after_act")] = float(bool((self.activation_of(nodes) != 0).any()))
+        pool[nodes, used] = int(kind)
+        self._op["pool"] = [pool]
+        pool_args = torch.cat(self._op["pool_args"])  # (N, S, A)
+        pool_args[nodes, used] = row
+        self._op["pool_args"] = [pool_args]
+
+    def pools_of(self, nodes: torch.Tensor) -> torch.Tensor:
+        """``(len(nodes), MAX_POOLS)`` pool kinds recorded on ``nodes``."""
+        return torch.cat(self._op["pool"])[nodes]
+
+    def _set_op(self, key: str, nodes: torch.Tensor, row: torch.Tensor) -> None:
+        flat = torch.cat(self._op[key])
+        flat[nodes] = row
+        self._op[key] = [flat]
 
     def mark_output(self, nodes: torch.Tensor) -> None:
         """Make ``nodes`` the model's output neurons (fixed order, indexed 0..C-1)."""
@@ -325,6 +378,7 @@ class GraphBuilder:
             io_position=cat(self._node_chunks["index"], 0),
             layer=cat(self._node_chunks["layer"], 0),
             act=cat(self._act, 0),
+            **{k: torch.cat(v) for k, v in self._op.items() if v},
             kernel_box=tuple(int(v) for v in box),
             identity_positions=constant_edges * int(box.prod()) + centre,
             node_placements=tuple(self._node_placements),
@@ -358,6 +412,15 @@ def _axis_nodes(nodes: torch.Tensor, axis: int) -> torch.Tensor | None:
     if torch.equal(line.view(view).expand_as(nodes), nodes):
         return line.clone()
     return None
+
+
+def _padded(args: tuple[float, ...], width: int) -> torch.Tensor:
+    """``args`` as a ``(width,)`` float64 row, zero-padded on the right."""
+    if len(args) > width:
+        raise ValueError(f"{len(args)} operation arguments for {width} columns")
+    row = torch.zeros(width, dtype=torch.float64)
+    row[: len(args)] = torch.tensor([float(a) for a in args], dtype=torch.float64)
+    return row
 
 
 def _flat_positions(edges, kernel_pos, kshape, box, shape) -> torch.Tensor:

@@ -6,8 +6,9 @@ The neurons of a convolution are its channels (:attr:`NodeKind.CONV`, on axis 1 
 padded to three dimensions: ``(1, 1, k)`` for 1d, ``(1, kh, kw)`` for 2d, ``(kd, kh, kw)`` for 3d.
 The bias is the ``BIAS`` feature of the out-channel's node.
 
-Stride, padding, dilation and ``padding_mode`` act on positions, never on channels, so they do
-not change the graph (they are fixed by the architecture the layout belongs to). With ``groups``
+Stride, padding, dilation and ``padding_mode`` act on positions, never on channels: they do not
+change the edges, and are recorded in the out-channels' ``conv_args`` (:data:`~nngraph.schema.CONV_ARGS`)
+so that two convolutions walking over positions differently never give one graph. With ``groups``
 ``g``, out-channel ``o`` reads only the in-channels of its group, so a layer has
 ``C_out * C_in / g`` edges (``C`` for a depthwise convolution). A grouped convolution is symmetric
 only under permutations that keep its groups together, which the layout's symmetry classes record
@@ -22,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..schema import BIAS, EdgeType, NodeKind
+from ..schema import BIAS, PADDING_MODES, EdgeType, NodeKind
 from .errors import UnsupportedError
 from .registry import register_module
 from .values import TensorValue
@@ -37,6 +38,28 @@ def kernel_shape_3d(kernel_size: tuple[int, ...]) -> tuple[int, int, int]:
     if not 1 <= len(kernel_size) <= 3:
         raise ValueError(f"kernel of {len(kernel_size)} dimensions; 1 to 3 are supported")
     return tuple([1] * (3 - len(kernel_size)) + [int(k) for k in kernel_size])  # type: ignore[return-value]
+
+
+def conv_args(module: nn.modules.conv._ConvNd) -> tuple[float, ...]:
+    """The :data:`~nngraph.schema.CONV_ARGS` row of ``module``: per axis ``(d, h, w)`` (right-aligned,
+    missing axes the identity) the stride, the padding before and after, the dilation and the
+    output padding, then the padding mode and whether it is transposed."""
+    dims = len(module.kernel_size)
+
+    def axes(values, fill) -> list[float]:
+        return [float(fill)] * (3 - dims) + [float(v) for v in values]
+
+    if module.padding == "valid":
+        before = after = [0] * dims
+    elif module.padding == "same":
+        pairs = module._reversed_padding_repeated_twice  # (left_w, right_w, left_h, right_h, ...)
+        before = [pairs[2 * (dims - 1 - i)] for i in range(dims)]
+        after = [pairs[2 * (dims - 1 - i) + 1] for i in range(dims)]
+    else:
+        before = after = list(module.padding)
+    output_padding = module.output_padding if module.transposed else (0,) * dims
+    return (*axes(module.stride, 1), *axes(before, 0), *axes(after, 0), *axes(module.dilation, 1),
+            *axes(output_padding, 0), float(PADDING_MODES.index(module.padding_mode)), float(module.transposed))
 
 
 def grouped_pairs(n_in: int, n_out: int, groups: int, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +130,7 @@ def _convert(ctx, node, x, transposed: bool) -> TensorValue:
     builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
     if module.bias is not None:
         builder.place_node_param(f"{name}.bias", out, BIAS)
+    builder.set_conv_args(out, conv_args(module))
     constrain_groups(builder, x.nodes, out, groups)
     builder.record_module_nodes(name, out)
     shape = ctx.shape_of(node)

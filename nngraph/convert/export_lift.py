@@ -8,9 +8,16 @@ data), and element-wise and structural ATen ops become the torch functions the c
 The parameter names of these stand-in layers are aliased to the real parameter names of the
 model, so the layout reads and writes the model's own parameters. An ATen op with no mapping is
 kept as is, and the walk refuses it by name.
+
+Layers that torch.export decomposes into many ATen ops (``nn.MultiheadAttention``,
+``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder``, ``nn.LPPool*``) are found again by the
+``nn_module_stack`` every exported node records, and their whole subgraph becomes one
+``call_module`` of a meta-device copy of the layer, as fx keeps it; self-attention only (one input
+tensor, no mask tensors), the rest is refused.
 """
 from __future__ import annotations
 
+import copy
 import operator
 import re
 from dataclasses import dataclass
@@ -43,6 +50,16 @@ class _Scaled:
     factor: float
 
 
+@dataclass(frozen=True)
+class _Padded:
+    """``aten.pad`` with a non-constant mode, waiting for the convolution it belongs to (a
+    convolution with ``padding_mode`` other than ``"zeros"`` exports as ``pad`` then ``conv``)."""
+
+    node: fx.Node  # the lifted tensor before padding
+    pad: tuple[int, ...]  # (left_w, right_w, left_h, right_h, ...), as F.pad takes it
+    mode: str
+
+
 _FUNCTIONS = {
     aten.relu.default: torch.relu,
     aten.relu_.default: torch.relu,
@@ -51,8 +68,17 @@ _FUNCTIONS = {
     aten.silu.default: F.silu,
     aten.gelu.default: F.gelu,
     aten.leaky_relu.default: F.leaky_relu,
-    aten.elu.default: F.elu,
     aten.softplus.default: F.softplus,
+    aten.hardtanh.default: F.hardtanh,  # ReLU6 and F.relu6 export as hardtanh(0, 6)
+    aten.hardswish.default: F.hardswish,
+    aten.hardsigmoid.default: F.hardsigmoid,
+    aten.mish.default: F.mish,
+    aten.selu.default: F.selu,
+    aten.celu.default: F.celu,
+    aten.log_sigmoid.default: F.logsigmoid,
+    aten.softshrink.default: F.softshrink,
+    aten.hardshrink.default: F.hardshrink,
+    aten.threshold.default: F.threshold,
     aten.add.Tensor: operator.add,
     aten.add_.Tensor: operator.add,
     aten.flatten.using_ints: torch.flatten,
@@ -60,6 +86,8 @@ _FUNCTIONS = {
     aten.reshape.default: torch.reshape,
     aten.mean.dim: torch.mean,
     aten.sum.dim_IntList: torch.sum,
+    aten.amax.default: torch.amax,
+    aten.amin.default: torch.amin,
     aten.adaptive_avg_pool1d.default: F.adaptive_avg_pool1d,
     aten.adaptive_avg_pool2d.default: F.adaptive_avg_pool2d,
     aten.adaptive_avg_pool3d.default: F.adaptive_avg_pool3d,
@@ -73,11 +101,23 @@ _FUNCTIONS = {
     aten.clone.default: "clone",
     aten.contiguous.default: "contiguous",
 }
+for _name, _fn in (("relu_", torch.relu), ("tanh_", torch.tanh), ("sigmoid_", torch.sigmoid), ("silu_", F.silu),
+                   ("leaky_relu_", F.leaky_relu), ("hardtanh_", F.hardtanh), ("hardswish_", F.hardswish),
+                   ("hardsigmoid_", F.hardsigmoid), ("mish_", F.mish), ("selu_", F.selu), ("celu_", F.celu),
+                   ("threshold_", F.threshold)):
+    if hasattr(aten, _name):  # in-place forms, where ATen has them
+        _FUNCTIONS[getattr(aten, _name).default] = _fn
+
+
+#: layers whose exported subgraph is collapsed back into one call of the layer
+_COLLAPSED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.LPPool1d, nn.LPPool2d,
+              *((nn.LPPool3d,) if hasattr(nn, "LPPool3d") else ()))
 
 
 class _Lifter:
-    def __init__(self, program: torch.export.ExportedProgram):
+    def __init__(self, program: torch.export.ExportedProgram, module: nn.Module):
         self.program = program
+        self.module = module
         self.graph = fx.Graph()
         self.root = nn.Module()
         self.aliases: dict[str, str] = {}
@@ -105,6 +145,11 @@ class _Lifter:
                 raise UnsupportedError(
                     f"parameter {mapped.name!r} is used by an operation that is not a supported layer "
                     "(matmul with a parameter, a parameter added to an activation, ...)"
+                )
+            if isinstance(mapped, _Padded):
+                raise UnsupportedError(
+                    f"padding with mode {mapped.mode!r} is used other than directly by a convolution "
+                    "(as padding_mode does); padding activations is not supported"
                 )
             if isinstance(mapped, _Scaled):
                 raise UnsupportedError(
@@ -154,10 +199,53 @@ class _Lifter:
         w, b = self._param(w), self._param(b)
         dims = len(w.shape) - 2
         cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-        layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride,
-                    padding=padding if isinstance(padding, str) else tuple(padding) if isinstance(padding, (list, tuple)) else padding,
-                    dilation=dilation, groups=groups, bias=b is not None, device="meta")
+        padding = padding if isinstance(padding, str) else tuple(padding) if isinstance(padding, (list, tuple)) else padding
+        padding_mode = "zeros"
+        source = self.env[x] if isinstance(x, fx.Node) else None
+        if isinstance(source, _Padded):  # pad(mode) + conv(padding=0) is a conv with that padding_mode
+            pairs = [source.pad[2 * i: 2 * i + 2] for i in range(len(source.pad) // 2)][::-1]  # (before, after) per dim
+            if len(pairs) != dims or any(a != c for a, c in pairs) or _any_nonzero(padding):
+                raise UnsupportedError(
+                    f"a convolution reads an input padded by {list(source.pad)} (mode {source.mode!r}); only the "
+                    "symmetric padding of a convolution's own padding_mode is supported"
+                )
+            padding, padding_mode, x = tuple(a for a, _ in pairs), source.mode, source.node
+        else:
+            x = self._arg(x)
+        layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride, padding=padding,
+                    dilation=dilation, groups=groups, bias=b is not None, padding_mode=padding_mode, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, x)
+
+    def conv_transpose(self, node, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        w, b = self._param(w), self._param(b)  # weight (C_in, C_out / g, *k)
+        dims = len(w.shape) - 2
+        cls = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dims]
+        layer = cls(w.shape[0], w.shape[1] * groups, tuple(w.shape[2:]), stride=stride, padding=padding,
+                    output_padding=output_padding, groups=groups, bias=b is not None, dilation=dilation,
+                    device="meta")
         return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
+    def pad(self, node, x, pad, mode="constant", value=None):
+        if mode == "constant":
+            return self._emit("call_function", F.pad, (self._arg(x), pad, mode, value), {}, node)  # refused by the walk
+        return _Padded(self._arg(x), tuple(int(p) for p in pad), mode)
+
+    def elu(self, node, x, alpha=1.0, scale=1.0, input_scale=1.0):
+        if scale != 1 or input_scale != 1:
+            raise UnsupportedError(f"aten.elu with scale={scale}, input_scale={input_scale}; only F.elu's are supported")
+        return self._emit("call_function", F.elu, (self._arg(x), alpha), {}, node)
+
+    def select(self, node, x, dim, index):
+        """``x.select(dim, i)`` (``x[:, i]``) as the indexing the walk knows."""
+        dim = dim % len(self._shape(x))
+        return self._emit("call_function", operator.getitem, (self._arg(x), (slice(None),) * dim + (index,)), {}, node)
+
+    def slice(self, node, x, dim=0, start=None, end=None, step=1):
+        shape = self._shape(x)
+        dim = dim % len(shape)
+        whole = (start in (None, 0)) and (end is None or end >= shape[dim]) and step == 1
+        item = slice(None) if whole else slice(start, end, None if step == 1 else step)
+        return self._emit("call_function", operator.getitem, (self._arg(x), (slice(None),) * dim + (item,)), {}, node)
 
     def batch_norm(self, node, x, w, b, mean, var, training, momentum, eps, *rest):
         w, b, mean, var = (self._param(v) for v in (w, b, mean, var))
@@ -212,11 +300,85 @@ class _Lifter:
         self.root.add_module(name, Sine(w0))
         return self._emit("call_module", name, (source,), {}, node)
 
+    # ------------------------------------------------------- collapsed layers
+    def _groups(self) -> dict[fx.Node, str]:
+        """Exported node -> path of the outermost layer of :data:`_COLLAPSED` it was made by."""
+        out = {}
+        for node in self.program.graph.nodes:
+            if node.op != "call_function":
+                continue
+            for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+                try:
+                    layer = self.module.get_submodule(path)
+                except AttributeError:
+                    continue
+                if type(layer) in _COLLAPSED:
+                    out[node] = path
+                    break
+        return out
+
+    def collapse(self, path: str, members: list[fx.Node]) -> None:
+        """Replace the exported ``members`` of layer ``path`` by one call of (a meta copy of) it."""
+        layer = self.module.get_submodule(path)
+        inside = set(members)
+        inputs, outputs = [], []
+        for node in members:
+            for arg in node.all_input_nodes:
+                if arg not in inside and arg.name not in self.param_of and arg not in inputs:
+                    inputs.append(arg)
+            if any(user not in inside for user in node.users):
+                outputs.append(node)
+        what = f"{type(layer).__name__} {path or '(the model)'!r} reached through torch.export"
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UnsupportedError(
+                f"{what} reads {len(inputs)} tensors and gives {len(outputs)}; through torch.export nngraph supports "
+                "self-attention on one tensor without mask tensors. Use method='fx' for cross-attention and masks."
+            )
+        (source,), (result,) = inputs, outputs
+        if isinstance(layer, nn.MultiheadAttention) and not self._made_by_out_proj(result, inside, path):
+            raise UnsupportedError(f"{what}: the attention weights are used; only the attention output is supported")
+        base = re.sub(r"\W", "_", path) or "layer"
+        name, k = base, 1
+        while hasattr(self.root, name):
+            name, k = f"{base}_{k}", k + 1
+        self.root.add_module(name, copy.deepcopy(layer).to("meta"))
+        prefix = f"{path}." if path else ""
+        for tensor_name, _ in [*layer.named_parameters(remove_duplicate=False), *layer.named_buffers(remove_duplicate=False)]:
+            self.aliases[f"{name}.{tensor_name}"] = prefix + tensor_name
+        x = self._arg(source)
+        shape = _ShapeMeta(self._shape(result))
+        if isinstance(layer, nn.MultiheadAttention):  # (output, weights), as fx calls it
+            call = self.graph.create_node("call_module", name, (x, x, x), {}, name=f"{name}_call")
+            call.meta["tensor_meta"] = (shape, None)
+            self.env[result] = self.graph.create_node("call_function", operator.getitem, (call, 0), {}, name=result.name)
+            self.env[result].meta["tensor_meta"] = shape
+        else:
+            self.env[result] = self._emit("call_module", name, (x,), {}, result)
+
+    def _made_by_out_proj(self, node: fx.Node, inside: set, path: str) -> bool:
+        """Whether ``node`` is (a view of) the output projection of attention ``path``."""
+        weight = f"{path}.out_proj.weight" if path else "out_proj.weight"
+        while node in inside:
+            if node.target is aten.linear.default:
+                return self.param_of.get(node.args[1].name) == weight
+            inputs = node.all_input_nodes
+            if len(inputs) != 1:
+                return False
+            node = inputs[0]
+        return False
+
     # -------------------------------------------------------------------- run
     def run(self) -> tuple[fx.GraphModule, dict[str, str]]:
         layers = {
             aten.linear.default: self.linear,
             aten.conv1d.default: self.conv, aten.conv2d.default: self.conv, aten.conv3d.default: self.conv,
+            aten.conv1d.padding: self.conv, aten.conv2d.padding: self.conv, aten.conv3d.padding: self.conv,
+            aten.conv_transpose1d.default: self.conv_transpose, aten.conv_transpose2d.input: self.conv_transpose,
+            aten.conv_transpose3d.input: self.conv_transpose,
+            aten.pad.default: self.pad,
+            aten.elu.default: self.elu,
+            aten.select.int: self.select,
+            aten.slice.Tensor: self.slice,
             aten.batch_norm.default: self.batch_norm,
             aten.layer_norm.default: self.layer_norm,
             aten.group_norm.default: self.group_norm,
@@ -228,7 +390,16 @@ class _Lifter:
             aten.adaptive_max_pool3d.default: self.adaptive_max_pool,
             operator.getitem: self.getitem,
         }
+        groups = self._groups()
+        members: dict[str, list[fx.Node]] = {}
+        for node, path in groups.items():
+            members.setdefault(path, []).append(node)
         for node in self.program.graph.nodes:
+            if node in groups:
+                path = groups[node]
+                if members[path][0] is node:
+                    self.collapse(path, members[path])
+                continue
             if node.op == "placeholder":
                 val = node.meta.get("val")
                 if node.name in self.param_of and isinstance(val, torch.Tensor) and not val.is_floating_point():
@@ -244,7 +415,7 @@ class _Lifter:
             elif node.op == "call_function" and node.target in _FUNCTIONS:
                 target = _FUNCTIONS[node.target]
                 op = "call_method" if isinstance(target, str) else "call_function"
-                kwargs = {k: v for k, v in self._arg(node.kwargs).items() if k not in ("train", "approximate")}
+                kwargs = {k: v for k, v in self._arg(node.kwargs).items() if k != "train"}
                 args = self._arg(node.args)
                 if node.target is aten.dropout.default:
                     args = args[:1]
@@ -254,6 +425,12 @@ class _Lifter:
             else:
                 raise UnsupportedError(f"exported graph node {node.format_node()} is not supported")
         return fx.GraphModule(self.root, self.graph), self.aliases
+
+
+def _any_nonzero(padding) -> bool:
+    if isinstance(padding, str):
+        return padding != "valid"
+    return any(int(p) != 0 for p in (padding if isinstance(padding, (list, tuple)) else (padding,)))
 
 
 def lift_export(module: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[fx.GraphModule, dict[str, str]]:
@@ -272,4 +449,4 @@ def lift_export(module: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tu
         raise UnsupportedError(f"torch.export could not export {type(module).__name__}: {error}") from error
     finally:
         module.train(was_training)
-    return _Lifter(program).run()
+    return _Lifter(program, module).run()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from ..schema import NODE_FEATURE_DIM
+from ..schema import ACT_ARGS_DIM, CONV_ARGS_DIM, MAX_POOLS, NODE_FEATURE_DIM, POOL_ARGS_DIM
 from .errors import GraphMismatchError
 
 
@@ -99,6 +99,23 @@ class Layout:
     #: ``((shape, dtype), ...)`` of the example inputs the model was traced with (``None`` if some
     #: input was not a tensor)
     input_spec: tuple | None = None
+    #: what each neuron's operations are (schema: ``act_args``, ``conv_args``, ``pool``, ``pool_args``);
+    #: float64 here, given to the graph in the model's dtype. ``None`` reads as zeros.
+    act_args: torch.Tensor | None = None  # (N, 2)
+    conv_args: torch.Tensor | None = None  # (N, 17)
+    pool: torch.Tensor | None = None  # (N, MAX_POOLS) long
+    pool_args: torch.Tensor | None = None  # (N, MAX_POOLS, 17)
+
+    def op_fields(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The operation descriptions of every node, float ones in ``dtype`` (fresh tensors)."""
+        n = self.num_nodes
+        fields = {
+            "act_args": (self.act_args, (n, ACT_ARGS_DIM), dtype),
+            "conv_args": (self.conv_args, (n, CONV_ARGS_DIM), dtype),
+            "pool": (self.pool, (n, MAX_POOLS), torch.long),
+            "pool_args": (self.pool_args, (n, MAX_POOLS, POOL_ARGS_DIM), dtype),
+        }
+        return {k: torch.zeros(shape, dtype=t) if v is None else v.to(t, copy=True) for k, (v, shape, t) in fields.items()}
 
     @property
     def num_edges(self) -> int:
@@ -131,6 +148,7 @@ class Layout:
             io_position=self.io_position.clone(),
             layer=self.layer.clone(),
             act=self.act.clone(),
+            **self.op_fields(dtype),
             kernel_box=torch.tensor([self.kernel_box]),  # (1, 3)
             num_nodes=self.num_nodes,
             **({} if self.input_spec is None else {"input_spec": _spec_to_plain(self.input_spec)}),
@@ -159,6 +177,16 @@ class Layout:
             problems.append(f"node features of shape {tuple(graph.x.shape)}")
         if not problems and "node_kind" in graph and not torch.equal(graph.node_kind.cpu(), self.node_kind):
             problems.append("nodes of other kinds (another architecture)")
+        if not problems and "act" in graph and not torch.equal(graph.act.cpu(), self.act):
+            problems.append("other activations")
+        if not problems:
+            for key, mine in self.op_fields(graph.x.dtype).items():
+                theirs = graph[key] if key in graph else None
+                if theirs is not None and not torch.equal(theirs.cpu(), mine.to(theirs.dtype)):
+                    what = {"act_args": "activations with other parameters", "pool": "other poolings",
+                            "pool_args": "poolings with other parameters",
+                            "conv_args": "convolutions with other strides, paddings or dilations"}[key]
+                    problems.append(what)
         if problems:
             raise GraphMismatchError(
                 "the graph does not fit the module: it has " + "; ".join(problems)

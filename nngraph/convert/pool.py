@@ -7,9 +7,13 @@ forms, and ``mean`` / ``sum`` / ``amax`` / ``amin`` (method or ``torch.*``) over
 dimensions. A reduction over the neuron axis (``x.mean(1)``, ``x.sum()``) mixes neurons and is
 refused, as is ``return_indices=True`` (the indices are positions, not activations).
 
-All of them are registered as pass-through: an activation after a pool is recorded on the
-channels that were pooled (exact for max pooling, which commutes with monotone activations; for
-average pooling the graph records *that* the channel is activated, not the order of the two).
+Every pooling is recorded on the channels it pools (``pool`` and ``pool_args``, see
+:class:`~nngraph.schema.Pool`): its kind, its window, and whether it came after the channels'
+activation, so that a max and an average pooling, or two window sizes, never give one graph. When
+the pooled value is also used unpooled elsewhere, the pooling gets fresh :attr:`NodeKind.POOL`
+neurons tied to the old ones by identity edges (as activations do), so that the unpooled use does
+not read as pooled. The pooling ops are registered as pass-through (an activation after a pool is
+recorded on the channels that were pooled).
 """
 from __future__ import annotations
 
@@ -17,38 +21,117 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..schema import EdgeType, NodeKind, Pool
 from .errors import UnsupportedError
 from .registry import register_function, register_module
 from .values import TensorValue
 from .walk import describe
 
-#: module type -> number of spatial dimensions it pools over
-_MODULES: dict[type, int] = {
-    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
-    nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
-    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
-    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+#: family -> (kind, the functional form's arguments after the input, in order)
+_FAMILIES = {
+    "max_pool": (Pool.MAX, ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
+    "avg_pool": (Pool.AVG, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")),
+    "lp_pool": (Pool.LP, ("norm_type", "kernel_size", "stride", "ceil_mode")),
+    "adaptive_max_pool": (Pool.ADAPTIVE_MAX, ("output_size", "return_indices")),
+    "adaptive_avg_pool": (Pool.ADAPTIVE_AVG, ("output_size",)),
 }
-for _lp, _dims in (("LPPool1d", 1), ("LPPool2d", 2), ("LPPool3d", 3)):
-    if hasattr(nn, _lp):  # LPPool3d is recent
-        _MODULES[getattr(nn, _lp)] = _dims
+_MODULE_NAMES = {"max_pool": "MaxPool", "avg_pool": "AvgPool", "lp_pool": "LPPool",
+                 "adaptive_max_pool": "AdaptiveMaxPool", "adaptive_avg_pool": "AdaptiveAvgPool"}
 
-#: functional target -> number of spatial dimensions (some F.* are the same builtins as torch.*)
-_FUNCTIONS: dict[object, int] = {}
-for _name, _dims in (
-    ("max_pool1d", 1), ("max_pool2d", 2), ("max_pool3d", 3),
-    ("avg_pool1d", 1), ("avg_pool2d", 2), ("avg_pool3d", 3),
-    ("lp_pool1d", 1), ("lp_pool2d", 2), ("lp_pool3d", 3),
-    ("adaptive_avg_pool1d", 1), ("adaptive_avg_pool2d", 2), ("adaptive_avg_pool3d", 3),
-    ("adaptive_max_pool1d", 1), ("adaptive_max_pool2d", 2), ("adaptive_max_pool3d", 3),
-):
-    if hasattr(F, _name):
-        _FUNCTIONS[getattr(F, _name)] = _dims
+#: module type -> (family, number of spatial dimensions it pools over)
+_MODULES: dict[type, tuple[str, int]] = {}
+#: functional target -> (family, number of spatial dimensions)
+_FUNCTIONS: dict[object, tuple[str, int]] = {}
+for _family in _FAMILIES:
+    for _dims in (1, 2, 3):
+        if hasattr(nn, f"{_MODULE_NAMES[_family]}{_dims}d"):  # LPPool3d is recent
+            _MODULES[getattr(nn, f"{_MODULE_NAMES[_family]}{_dims}d")] = (_family, _dims)
+        if hasattr(F, f"{_family}{_dims}d"):
+            _FUNCTIONS[getattr(F, f"{_family}{_dims}d")] = (_family, _dims)
 
-_REDUCTIONS = ("mean", "sum", "amax", "amin")
+_REDUCTIONS = {"mean": Pool.MEAN, "sum": Pool.SUM, "amax": Pool.AMAX, "amin": Pool.AMIN}
 
 
-def pool_channels(ctx, node, x, dims: int) -> TensorValue:
+def _axes(value, dims: int, fill: float, default=None) -> list[float]:
+    """An int or ``dims``-tuple as three right-aligned per-axis values (``fill`` on missing axes);
+    ``None`` or an empty list reads as ``default``; ``None`` entries (adaptive sizes) as 0."""
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        value = default
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * dims
+    if len(values) == 1 and dims > 1:
+        values = values * dims
+    if len(values) != dims:
+        raise ValueError(f"{len(values)} sizes for a {dims}d pooling")
+    return [float(fill)] * (3 - dims) + [0.0 if v is None else float(v) for v in values]
+
+
+def pool_args(family: str, dims: int, params: dict, in_shape: tuple[int, ...]) -> dict[str, float]:
+    """The :data:`~nngraph.schema.POOL_ARGS` of a pooling of ``family`` with arguments ``params``
+    (by the functional form's names; missing ones take torch's defaults) on an input of ``in_shape``
+    (an adaptive size ``None`` is the input's size, as torch.export writes it)."""
+    out: dict[str, float] = {}
+
+    def put(prefix, values):
+        for axis, v in zip("dhw", values):
+            out[f"{prefix}_{axis}"] = v
+
+    if family.startswith("adaptive"):
+        size = params["output_size"]
+        if isinstance(size, (list, tuple)):
+            size = [in_shape[len(in_shape) - dims + i] if v is None else v for i, v in enumerate(size)]
+        put("kernel", _axes(size, dims, 1))
+        return out
+    kernel = params["kernel_size"]
+    put("kernel", _axes(kernel, dims, 1))
+    put("stride", _axes(params.get("stride"), dims, 1, default=kernel))
+    put("padding", _axes(params.get("padding", 0), dims, 0))
+    if family == "max_pool":
+        put("dilation", _axes(params.get("dilation", 1), dims, 1))
+    out["ceil_mode"] = float(bool(params.get("ceil_mode", False)))
+    if family == "avg_pool":
+        out["count_include_pad"] = float(bool(params.get("count_include_pad", True)))
+        out["divisor_override"] = float(params.get("divisor_override") or 0)
+    if family == "lp_pool":
+        out["norm_type"] = float(params["norm_type"])
+    return out
+
+
+def _sole_use(node, x: TensorValue) -> bool:
+    """Whether the value ``node`` pools is used by nothing else (size queries aside), back to the
+    fx node ``x`` was made for."""
+    def users(n):
+        return [u for u in n.users if not (u.target in ("size", "dim") or u.target is getattr)]
+
+    inputs = node.all_input_nodes
+    n = inputs[0] if inputs else None
+    while n is not None:
+        if len(users(n)) != 1:
+            return False
+        if n is x.source:
+            return True
+        inputs = n.all_input_nodes
+        n = inputs[0] if len(inputs) == 1 else None
+    return False
+
+
+def record_pool(ctx, node, x: TensorValue, kind: Pool, args: dict[str, float]) -> TensorValue:
+    """Record pooling ``kind`` on ``x``'s neurons, or on fresh tied POOL neurons if the unpooled value
+    is used elsewhere too."""
+    builder = ctx.builder
+    if not _sole_use(node, x):
+        out = builder.add_nodes(x.num_neurons, NodeKind.POOL, layer=builder.node_layer(x.nodes) + 1)
+        builder.add_edges(x.nodes, out, EdgeType.POOL, identity=True)
+        builder.tie(x.nodes, out)
+        x = x.with_(nodes=out, source=node)
+    try:
+        builder.add_pool(x.nodes, kind, args)
+    except ValueError as error:
+        raise UnsupportedError(f"{describe(node)}: {error}; nngraph records at most that many") from None
+    return x
+
+
+def pool_channels(ctx, node, x, dims: int, kind: Pool = Pool.NONE, params: dict | None = None,
+                  family: str = "") -> TensorValue:
     """``(B, C, *S) -> (B, C, *S')`` (or unbatched ``(C, *S)``): the same channel neurons, new shape."""
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
@@ -62,6 +145,8 @@ def pool_channels(ctx, node, x, dims: int) -> TensorValue:
         raise UnsupportedError(
             f"{describe(node)} turns {x.shape} into {shape}; pooling must keep the {x.num_neurons} channels on axis {x.axis}"
         )
+    if kind != Pool.NONE:
+        x = record_pool(ctx, node, x, kind, pool_args(family, dims, params, x.shape))
     return x.with_(shape=shape)
 
 
@@ -76,12 +161,20 @@ def _refuse_indices(node, return_indices) -> None:
 def _pool_module(ctx, node, x, *args, **kwargs) -> TensorValue:
     module = ctx.module_of(node)
     _refuse_indices(node, getattr(module, "return_indices", False))
-    return pool_channels(ctx, node, x, _MODULES[type(module)])
+    family, dims = _MODULES[type(module)]
+    kind, names = _FAMILIES[family]
+    params = {n: getattr(module, n) for n in names if hasattr(module, n)}
+    return pool_channels(ctx, node, x, dims, kind, params, family)
 
 
 def _pool_function(ctx, node, x, *args, **kwargs) -> TensorValue:
-    _refuse_indices(node, kwargs.get("return_indices", False) is True)
-    return pool_channels(ctx, node, x, _FUNCTIONS[node.target])
+    family, dims = _FUNCTIONS[node.target]
+    kind, names = _FAMILIES[family]
+    if len(args) > len(names) or set(kwargs) - set(names):
+        raise UnsupportedError(f"{describe(node)}: arguments {args}, {kwargs} do not match {names}")
+    params = {**dict(zip(names, args)), **kwargs}
+    _refuse_indices(node, params.get("return_indices", False) is True)
+    return pool_channels(ctx, node, x, dims, kind, params, family)
 
 
 register_module(*_MODULES, passthrough=True)(_pool_module)
@@ -110,6 +203,13 @@ def reduce_spatial(ctx, node, x, dim=None, keepdim=False) -> TensorValue:
         )
     if x.spatial:
         raise UnsupportedError(f"{describe(node)} reduces a flattened tensor (neurons spanning positions {x.spatial})")
+    args = {}
+    for d in dims:  # after the neuron axis: kernel columns, before it: stride columns, right-aligned
+        column = 3 - (ndim - d) if d > x.axis else 3 - (x.axis - d)
+        if column < 0:
+            raise UnsupportedError(f"{describe(node)} reduces dimension {d}, more than 3 away from the neuron axis")
+        args[f"{'kernel' if d > x.axis else 'stride'}_{'dhw'[column]}"] = 1.0
+    x = record_pool(ctx, node, x, _REDUCTIONS[op], args)
     axis = x.axis if keepdim else x.axis - sum(1 for d in dims if d < x.axis)
     return x.with_(shape=ctx.shape_of(node), axis=axis)
 

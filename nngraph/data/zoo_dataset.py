@@ -31,7 +31,7 @@ from nngraph.zoo.storage import Zoo, ZooError, inside
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
 #: Bump when the cached format changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: act_args, conv_args, pool, pool_args
 #: Graph fields that depend on the weights; every other field depends on the architecture only.
 WEIGHT_FIELDS = ("x", "edge_attr")
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nngraph.schema import NODE_FEATURE_DIM, NUM_ACTIVATIONS, NUM_NODE_KINDS, NodeType
+from nngraph.schema import (
+    ACT_ARGS_DIM,
+    CONV_ARGS_DIM,
+    MAX_POOLS,
+    NODE_FEATURE_DIM,
+    NUM_ACTIVATIONS,
+    NUM_NODE_KINDS,
+    NUM_POOLS,
+    POOL_ARGS_DIM,
+    NodeType,
+)
 
 from .utils import make_mlp
 
@@ -15,11 +25,16 @@ class NodeEncoder(nn.Module):
     .. math::
         \mathbf{h}^{(0)}_v = \mathrm{MLP}\Big(\mathbf{W}_x \mathbf{x}_v + \mathbf{e}_{\text{kind}(v)}
         + \mathbf{e}_{\text{type}(v)} + \mathbf{e}_{\text{act}(v)} + \mathbf{e}_{\text{layer}(v)}
-        + \mathbf{e}_{\text{io}(v)} \,[+\, \mathbf{W}_p \mathbf{p}_v]\Big)
+        + \mathbf{e}_{\text{io}(v)} + \mathbf{W}_a \mathbf{a}_v + \mathbf{W}_c \mathbf{c}_v
+        + \textstyle\sum_s \mathbf{e}_{s,\text{pool}_s(v)} + \mathbf{W}_q \mathbf{q}_v \,[+\, \mathbf{W}_p \mathbf{p}_v]\Big)
 
     where :math:`\mathbf{e}_{\text{io}(v)}` is a learned embedding of an input or output neuron's
     ``io_position`` (separate tables for inputs and outputs; zero for hidden neurons, whose
-    ``io_position`` is ``-1``) and :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
+    ``io_position`` is ``-1``); :math:`\mathbf{a}_v`, :math:`\mathbf{c}_v` and :math:`\mathbf{q}_v` are the
+    activation's parameters ``act_args``, the convolution's ``conv_args`` and the poolings' ``pool_args``
+    (flattened), squashed by :math:`\operatorname{asinh}` and read by bias-free linear maps (so that zeros, "none", add nothing), and
+    :math:`\mathbf{e}_{s,\text{pool}_s(v)}` embeds the kind of the pooling in slot :math:`s` (zero for
+    an empty slot). Graphs without these fields read them as zeros. :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
     see :func:`nngraph.convert.probe_features`). ``layer`` is the same for every neuron of an activation
     space, so it is invariant under permutations of hidden neurons.
 
@@ -33,7 +48,9 @@ class NodeEncoder(nn.Module):
 
     Shapes:
         - **input:** ``x`` :math:`(N, 5)`, ``node_kind``, ``node_type``, ``act``, ``layer``,
-          ``io_position`` :math:`(N,)` long, ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
+          ``io_position`` :math:`(N,)` long; optional ``act_args`` :math:`(N, 2)`, ``conv_args``
+          :math:`(N, 17)`, ``pool`` :math:`(N, 3)` long, ``pool_args`` :math:`(N, 3, 17)`;
+          ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
         - **output:** :math:`(N, \text{hidden\_dim})`
     """
 
@@ -53,6 +70,11 @@ class NodeEncoder(nn.Module):
         self.emb_io = nn.Embedding(2 * num_io_embeddings + 1, hidden_dim, padding_idx=2 * num_io_embeddings)
         self.lin_probe = nn.Linear(probe_dim, hidden_dim) if probe_dim > 0 else None
         self.mlp = make_mlp(hidden_dim, hidden_dim, hidden_dim, act)
+        self.lin_act_args = nn.Linear(ACT_ARGS_DIM, hidden_dim, bias=False)
+        self.lin_conv_args = nn.Linear(CONV_ARGS_DIM, hidden_dim, bias=False)
+        # row 0 for an empty slot (fixed zero), then NUM_POOLS - 1 kinds per slot
+        self.emb_pool = nn.Embedding(1 + MAX_POOLS * (NUM_POOLS - 1), hidden_dim, padding_idx=0)
+        self.lin_pool_args = nn.Linear(MAX_POOLS * POOL_ARGS_DIM, hidden_dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -73,6 +95,28 @@ class NodeEncoder(nn.Module):
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
+        nn.init.normal_(self.emb_pool.weight, std=len(tables) ** -0.5)
+        with torch.no_grad():
+            self.emb_pool.weight[0].zero_()
+        for lin in (self.lin_act_args, self.lin_conv_args, self.lin_pool_args):
+            nn.init.normal_(lin.weight, std=lin.in_features ** -0.5)
+
+    def op_embedding(self, data, h: Tensor) -> Tensor:
+        """``(N, H)``: the embedding of the operations' descriptions (``act_args``, ``conv_args``,
+        ``pool``, ``pool_args``), zeros for the fields ``data`` does not have."""
+        n = h.size(0)
+        out = torch.zeros_like(h)
+        for key, lin in (("act_args", self.lin_act_args), ("conv_args", self.lin_conv_args),
+                         ("pool_args", self.lin_pool_args)):
+            value = getattr(data, key, None)
+            if value is not None:
+                out = out + lin(torch.asinh(value.reshape(n, -1).to(h.dtype)))  # injective, tames thresholds of 20
+        pool = getattr(data, "pool", None)
+        if pool is not None:
+            slot = torch.arange(MAX_POOLS, device=pool.device) * (NUM_POOLS - 1)  # (S,)
+            rows = torch.where(pool > 0, pool + slot, torch.zeros_like(pool))  # (N, S)
+            out = out + self.emb_pool(rows).sum(1)
+        return out  # (N, H)
 
     def io_index(self, node_type: Tensor, io_position: Tensor) -> Tensor:
         """Row of the input/output table of every node (the zero row for hidden neurons)."""
@@ -87,6 +131,7 @@ class NodeEncoder(nn.Module):
         h = h + self.emb_kind(data.node_kind) + self.emb_type(data.node_type) + self.emb_act(data.act)
         h = h + self.emb_layer(data.layer.clamp(0, self.max_layers - 1))
         h = h + self.emb_io(self.io_index(data.node_type, data.io_position))
+        h = h + self.op_embedding(data, h)
         if self.lin_probe is not None:
             probe = getattr(data, "probe", None)
             if probe is None:

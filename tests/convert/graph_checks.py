@@ -7,7 +7,9 @@ from torch_geometric.data import Data
 
 import nngraph
 
-INTEGER_NODE_FIELDS = ("node_type", "node_kind", "io_position", "layer", "act")
+INTEGER_NODE_FIELDS = ("node_type", "node_kind", "io_position", "layer", "act", "pool")
+#: per-node descriptions of operations, equal on every neuron of an activation space
+OP_NODE_FIELDS = ("act_args", "conv_args", "pool_args")
 
 
 def assert_round_trip(module: nn.Module, *inputs: torch.Tensor) -> Data:
@@ -64,7 +66,7 @@ def assert_same_up_to_relabelling(g1: Data, g2: Data, perm: torch.Tensor) -> Non
     assert g1.num_nodes == g2.num_nodes and g1.num_edges == g2.num_edges
     assert torch.equal(torch.sort(perm).values, torch.arange(g1.num_nodes)), "perm is not a permutation"
     assert torch.equal(g2.x[perm], g1.x)
-    for field in INTEGER_NODE_FIELDS:
+    for field in INTEGER_NODE_FIELDS + OP_NODE_FIELDS:
         assert torch.equal(getattr(g2, field)[perm], getattr(g1, field)), field
     e1, e2 = edge_dict(g1, perm), edge_dict(g2)
     assert e1.keys() == e2.keys()

@@ -1,6 +1,9 @@
 """Models torch.fx cannot trace reach the converters through torch.export."""
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import nngraph
@@ -99,3 +102,135 @@ def test_supported_functions_have_readable_names():
     names = nngraph.convert.supported_functions()
     assert not [n for n in names if "<locals>" in n]
     assert any(n.endswith("max_pool2d") for n in names)
+
+
+# ----------------------------------------------------------------------------- parity with fx
+
+from .test_op_args import MODELS as OP_MODELS  # noqa: E402
+from .test_op_args import make as make_op_model  # noqa: E402
+
+
+class FirstToken(nn.Module):
+    """``x[:, 0]`` after a per-token layer (aten.select through export), and a slice of tokens."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x):  # (B, T, 4)
+        h = torch.relu(self.a(x))[:, 1:3]  # (B, 2, 6)
+        return self.b(h[:, 0])  # (B, 2)
+
+
+def _transposed(dims):
+    torch.manual_seed(0)
+    conv, t = {1: (nn.Conv1d, nn.ConvTranspose1d), 3: (nn.Conv3d, nn.ConvTranspose3d)}[dims]
+    return nn.Sequential(conv(2, 4, 3, padding=1, padding_mode="reflect"), nn.Hardswish(),
+                         t(4, 4, 3, stride=2, groups=2, dilation=2), nn.Mish())
+
+
+class Encoder(nn.Module):
+    """A transformer stack and a bare self-attention between Linear layers."""
+
+    def __init__(self, norm_first=False):
+        super().__init__()
+        torch.manual_seed(0)
+        layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                           activation="gelu")
+        self.inp, self.out = nn.Linear(3, 8), nn.Linear(8, 2)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):  # (B, T, 3)
+        h = self.enc(self.inp(x))
+        return self.out(self.att(h, h, h)[0])  # (B, T, 2)
+
+
+def _bare_layer():
+    torch.manual_seed(0)
+    return nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, activation=nn.SiLU(), norm_first=True)
+
+
+def _gnn_example(name):
+    from tests.gnn.models import example
+
+    model, (x,) = example(name)
+    return model, x
+
+
+PARITY = {
+    **{name: lambda name=name: make_op_model(name) for name in OP_MODELS},
+    **{f"gnn_{name}": lambda name=name: _gnn_example(name)
+       for name in ("mlp", "cnn3", "resnet", "transformer", "cnn_norm", "mlp_norm", "embedding")},
+    "encoder": lambda: (Encoder().double().eval(), torch.randn(2, 5, 3, dtype=torch.float64)),
+    "encoder_norm_first": lambda: (Encoder(True).double().eval(), torch.randn(2, 5, 3, dtype=torch.float64)),
+    "bare_layer": lambda: (_bare_layer().double().eval(), torch.randn(5, 2, 8, dtype=torch.float64)),
+    "first_token": lambda: (FirstToken().double(), torch.randn(2, 5, 4, dtype=torch.float64)),
+    "conv1d_transposed": lambda: (_transposed(1).double(), torch.randn(2, 2, 7, dtype=torch.float64)),
+    "conv3d_transposed": lambda: (_transposed(3).double(), torch.randn(1, 2, 4, 4, 4, dtype=torch.float64)),
+}
+
+
+def assert_same_graph(a, b):
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a.keys():
+        if isinstance(a[key], torch.Tensor):
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("name", sorted(PARITY))
+def test_export_gives_the_fx_graph_and_round_trips(name):
+    m, x = PARITY[name]()
+    by_fx, by_export = nngraph.to_graph(m, x, method="fx"), nngraph.to_graph(m, x, method="export")
+    assert_same_graph(by_fx, by_export)
+    scrambled = copy.deepcopy(m)
+    with torch.no_grad():
+        for t in list(scrambled.parameters()) + list(scrambled.buffers()):
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t) + 7)
+    back = nngraph.from_graph(by_export, scrambled, x, method="export")
+    for (key, value), restored in zip(m.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(value, restored), key
+
+
+def test_export_refuses_a_pad_that_no_convolution_owns():
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3)
+
+        def forward(self, x):
+            return F.pad(self.conv(x), (1, 1, 1, 1), mode="reflect")
+
+    with pytest.raises(nngraph.UnsupportedError, match="padding with mode 'reflect'"):
+        nngraph.to_graph(Padded(), torch.randn(1, 2, 6, 6), method="export")
+
+
+def test_export_refuses_cross_attention_and_used_attention_weights():
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.kv, self.att = nn.Linear(3, 8), nn.Linear(3, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            kv = self.kv(x)
+            return self.att(self.q(x), kv, kv)[0]
+
+    class Weights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.att = nn.Linear(3, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            h = self.inp(x)
+            return self.att(h, h, h)[1]
+
+    x = torch.randn(2, 5, 3)
+    nngraph.to_graph(Cross(), x, method="fx")  # fx supports it
+    with pytest.raises(nngraph.UnsupportedError, match="MultiheadAttention 'att' .* reads 2 tensors"):
+        nngraph.to_graph(Cross(), x, method="export")
+    with pytest.raises(nngraph.UnsupportedError, match="attention weights are used"):
+        nngraph.to_graph(Weights(), x, method="export")
