@@ -289,6 +289,35 @@ class GraphBuilder:
         block_a.satellites += block_b.satellites
         self._parent[rb] = ra
 
+    def split_class(self, nodes: torch.Tensor, sizes: list[int]) -> None:
+        """The activation space ``nodes`` is cut into consecutive chunks of ``sizes`` that are used
+        apart (``torch.split`` of the feature axis): each chunk, with the matching chunk of every
+        space tied to it, becomes a class of its own. Spaces with head or group blocks are fixed
+        instead (conservative)."""
+        if sum(sizes) != nodes.numel():
+            raise ValueError(f"chunks {sizes} do not cover {nodes.numel()} neurons")
+        if len(sizes) == 1:
+            return
+        if not self._is_row(nodes):
+            self.fix(nodes)
+            return
+        groups = torch.cat(self._group_of_node)
+        root = self._root(int(groups[nodes[0]]))
+        block = self._blocks[root]
+        if block.block_size or block.satellites:
+            block.fixed = True
+            return
+        bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            group = len(self._blocks)
+            rows = [row[start:stop] for row in block.rows]
+            self._blocks.append(_Block(rows=rows, fixed=block.fixed))
+            self._parent.append(group)
+            for row in rows:
+                groups[row] = group
+        block.rows, block.fixed = [], True  # emptied: its neurons now belong to the chunks
+        self._group_of_node = [groups]
+
     def fix(self, nodes: torch.Tensor) -> None:
         """Mark every activation space that ``nodes`` belong to as fixed (no permutation acts on it):
         the honest answer where an operation breaks the symmetry of some neurons."""

@@ -29,6 +29,8 @@ from torch import fx, nn
 
 from ..modules import Sine
 from .errors import UnsupportedError
+from .export_patterns import find_activations
+from .linear import TransposedLinear
 
 aten = torch.ops.aten
 
@@ -247,6 +249,14 @@ class _Lifter:
         item = slice(None) if whole else slice(start, end, None if step == 1 else step)
         return self._emit("call_function", operator.getitem, (self._arg(x), (slice(None),) * dim + (item,)), {}, node)
 
+    def addmm(self, node, b, x, w, beta=1, alpha=1):
+        """``addmm(bias, x, weight)`` with parameters: Hugging Face's Conv1D (a transposed Linear)."""
+        if beta != 1 or alpha != 1:
+            raise UnsupportedError(f"exported addmm at {node.name!r} scales its terms (beta={beta}, alpha={alpha})")
+        w, b = self._param(w), self._param(b)
+        layer = TransposedLinear(w.shape[0], w.shape[1], bias=b is not None, device="meta")
+        return self._module(layer, node, {"weight": w, "bias": b}, self._arg(x))
+
     def batch_norm(self, node, x, w, b, mean, var, training, momentum, eps, *rest):
         w, b, mean, var = (self._param(v) for v in (w, b, mean, var))
         ndim = len(self._shape(x))
@@ -371,6 +381,7 @@ class _Lifter:
     def run(self) -> tuple[fx.GraphModule, dict[str, str]]:
         layers = {
             aten.linear.default: self.linear,
+            aten.addmm.default: self.addmm,
             aten.conv1d.default: self.conv, aten.conv2d.default: self.conv, aten.conv3d.default: self.conv,
             aten.conv1d.padding: self.conv, aten.conv2d.padding: self.conv, aten.conv3d.padding: self.conv,
             aten.conv_transpose1d.default: self.conv_transpose, aten.conv_transpose2d.input: self.conv_transpose,
@@ -394,7 +405,16 @@ class _Lifter:
         members: dict[str, list[fx.Node]] = {}
         for node, path in groups.items():
             members.setdefault(path, []).append(node)
+        spelled_out, inner = find_activations(self.program.graph)
         for node in self.program.graph.nodes:
+            if node in inner:
+                continue
+            if node in spelled_out:
+                x, activation = spelled_out[node]
+                name = f"act_{node.name}"
+                self.root.add_module(name, activation)
+                self.env[node] = self._emit("call_module", name, (self._arg(x),), {}, node)
+                continue
             if node in groups:
                 path = groups[node]
                 if members[path][0] is node:

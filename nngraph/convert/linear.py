@@ -17,6 +17,23 @@ def _kernel_shape(spatial: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple([1] * (3 - len(spatial)) + list(spatial))  # type: ignore[return-value]
 
 
+class TransposedLinear(nn.Module):
+    """``y = x @ weight + bias`` with ``weight`` of shape ``(in_features, out_features)``: Hugging Face's
+    ``Conv1D`` (GPT-2), which torch.export shows as ``addmm(bias, x, weight)``. The export path uses it
+    as a stand-in on the meta device; its weight is placed transposed, so the graph is a Linear's."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(in_features, out_features, device=device))
+        self.bias = nn.Parameter(torch.empty(out_features, device=device)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.reshape(-1, self.in_features) @ self.weight
+        out = out if self.bias is None else out + self.bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+
 def dense_layer(
     builder,
     name: str,
@@ -24,9 +41,11 @@ def dense_layer(
     in_nodes: torch.Tensor,
     spatial: tuple[int, ...] = (),
     kind: NodeKind = NodeKind.LINEAR,
+    transposed: bool = False,
 ) -> torch.Tensor:
     """Linear layer ``name`` reading neurons ``in_nodes`` ``(n_in,)``, each spanning ``spatial``
-    positions (after a flatten); returns the new output nodes ``(n_out,)``."""
+    positions (after a flatten); returns the new output nodes ``(n_out,)``. ``transposed``: the
+    weight is stored ``(in, out)`` (:class:`TransposedLinear`)."""
     per_neuron = 1
     for s in spatial:
         per_neuron *= s
@@ -44,6 +63,8 @@ def dense_layer(
     # weight[o, c * P + p] -> edge o * n_in + c, kernel position p
     edge_of_entry = edges.view(n_out, n_in, 1).expand(n_out, n_in, per_neuron).reshape(n_out, -1)  # (out, in)
     position = torch.arange(per_neuron).repeat(n_in).view(1, -1)  # (1, in)
+    if transposed:
+        edge_of_entry, position = edge_of_entry.t(), position.t()  # (in, out), as the weight is stored
     builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
     if module.bias is not None:
         builder.place_node_param(f"{name}.bias", out, BIAS)
@@ -55,5 +76,13 @@ def dense_layer(
 def convert_linear(ctx, node, x, *args, **kwargs) -> TensorValue:
     x = ctx.neurons(x, -1, node) if x.nodes is None or not x.spatial else x
     out = dense_layer(ctx.builder, node.target, ctx.module_of(node), x.nodes, x.spatial)
+    shape = ctx.shape_of(node)
+    return TensorValue(nodes=out, shape=shape, axis=len(shape) - 1, source=node)
+
+
+@register_module(TransposedLinear)
+def convert_transposed_linear(ctx, node, x, *args, **kwargs) -> TensorValue:
+    x = ctx.neurons(x, -1, node)
+    out = dense_layer(ctx.builder, node.target, ctx.module_of(node), x.nodes, transposed=True)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=out, shape=shape, axis=len(shape) - 1, source=node)

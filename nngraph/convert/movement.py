@@ -180,3 +180,36 @@ def _flatten_function(ctx, node, x, start_dim=1, end_dim=-1):
     if isinstance(x, TensorValue) and x.nodes is not None and start_dim == 1 and end_dim == -1 and x.axis == 1:
         return flatten_channels(ctx, node, x)
     return move(ctx, node, torch.flatten, x, start_dim, end_dim)
+
+
+@register_function("split", torch.split, aten.split.Tensor, aten.split_with_sizes.default,
+                   "chunk", torch.chunk, aten.chunk.default)
+def _split(ctx, node, x, sizes, dim=0, **kwargs):
+    """``split`` / ``chunk`` of the feature axis: each chunk is an activation space of its own (the
+    q, k, v of a fused projection). Splitting positions is refused: the chunks would share neurons."""
+    if isinstance(x, Opaque):
+        return Opaque(node.name)
+    if not isinstance(x, TensorValue) or x.nodes is None or x.heads or x.spatial:
+        raise UnsupportedError(f"{describe(node)}: only splitting the feature axis of an activation is supported")
+    dim = kwargs.get("dim", dim)
+    axis = dim % len(x.shape)
+    if axis != x.axis:
+        raise UnsupportedError(
+            f"{describe(node)} splits axis {axis} of a tensor whose neurons are on axis {x.axis}; the chunks "
+            "would share neurons, which nngraph does not follow yet"
+        )
+    count = x.num_neurons
+    if node.target in ("chunk", torch.chunk, aten.chunk.default):
+        step = -(-count // sizes)
+        sizes = [min(step, count - i) for i in range(0, count, step)]
+    elif isinstance(sizes, int):
+        sizes = [min(sizes, count - i) for i in range(0, count, sizes)]
+    sizes = [int(s) for s in sizes]
+    ctx.builder.split_class(x.nodes, sizes)
+    bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
+    out = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        shape = list(x.shape)
+        shape[axis] = stop - start
+        out.append(TensorValue(nodes=x.nodes[start:stop], shape=tuple(shape), axis=axis, source=node))
+    return tuple(out)

@@ -1,0 +1,76 @@
+"""Activations that torch.export spells out as arithmetic, found again as one activation.
+
+Hugging Face writes some activations as plain tensor arithmetic (GPT-2's ``gelu_new``:
+``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))``). Exported, they are a handful of
+``mul``/``add``/``pow``/``tanh`` nodes that nngraph would refuse one by one. :func:`find_activations`
+recognises them, so the lifter emits the equivalent ``torch.nn`` activation instead. A pattern
+matches only when its inner nodes have no other users, so nothing else reads a partial result.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import fx, nn
+
+aten = torch.ops.aten
+
+
+def _is(node, target) -> bool:
+    return isinstance(node, fx.Node) and node.op == "call_function" and node.target == target
+
+
+def _close(value, wanted: float, rel: float = 1e-6) -> bool:
+    return isinstance(value, (int, float)) and abs(float(value) - wanted) <= rel * abs(wanted)
+
+
+def _scalar_operand(node, target, wanted: float):
+    """``other`` if ``node`` is ``target(other, c)`` or ``target(c, other)`` with ``c == wanted``."""
+    if not _is(node, target) or len(node.args) != 2:
+        return None
+    a, b = node.args
+    if isinstance(a, fx.Node) and _close(b, wanted):
+        return a
+    if isinstance(b, fx.Node) and _close(a, wanted):
+        return b
+    return None
+
+
+def _tanh_gelu(final: fx.Node):
+    """``(x, inner nodes)`` if ``final`` is GPT-2's tanh-approximated GELU of ``x``."""
+    if not _is(final, aten.mul.Tensor) or not all(isinstance(a, fx.Node) for a in final.args):
+        return None
+    for half_node, one_plus in (final.args, final.args[::-1]):
+        x = _scalar_operand(half_node, aten.mul.Tensor, 0.5)
+        tanh = _scalar_operand(one_plus, aten.add.Tensor, 1.0)
+        if x is None or not _is(tanh, aten.tanh.default):
+            continue
+        scaled = tanh.args[0]
+        inner = _scalar_operand(scaled, aten.mul.Tensor, math.sqrt(2.0 / math.pi))
+        if not _is(inner, aten.add.Tensor) or x not in inner.args:
+            continue
+        cubic = inner.args[1] if inner.args[0] is x else inner.args[0]
+        power = _scalar_operand(cubic, aten.mul.Tensor, 0.044715)
+        if not _is(power, aten.pow.Tensor_Scalar) or power.args[0] is not x or not _close(power.args[1], 3.0):
+            continue
+        nodes = [half_node, one_plus, tanh, scaled, inner, cubic, power]
+        return x, nodes
+    return None
+
+
+def find_activations(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, nn.Module]], set[fx.Node]]:
+    """``({final node: (input, activation module)}, inner nodes to skip)`` for every activation of
+    the graph written as arithmetic."""
+    found: dict[fx.Node, tuple[fx.Node, nn.Module]] = {}
+    skip: set[fx.Node] = set()
+    for node in graph.nodes:
+        match = _tanh_gelu(node)
+        if match is None:
+            continue
+        x, inner = match
+        users_inside = set(inner) | {node}
+        if any(set(n.users) - users_inside for n in inner):
+            continue  # a partial result is read elsewhere: keep the arithmetic (and refuse it)
+        found[node] = (x, nn.GELU(approximate="tanh"))
+        skip.update(inner)
+    return found, skip
