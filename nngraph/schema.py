@@ -99,6 +99,8 @@ class NodeKind(IntEnum):
     POOL = 13  # output of a pooling applied to a value that is also used unpooled elsewhere
     CAUSAL_HEAD = 14  # one attention head of causal attention (is_causal=True)
     ATTENDED = 15  # a value neuron after attention mixed it over positions (scaled_dot_product_attention)
+    SCALE = 16  # a neuron multiplied by a parameter of its own (layer scale): one WEIGHT edge from its input
+    CONCAT = 17  # a neuron of a concatenation along positions (class token + patches): CONCAT / WEIGHT edges in
 
 
 NUM_NODE_KINDS = len(NodeKind)
@@ -114,7 +116,7 @@ class EdgeType(IntEnum):
     QK_PAIR = 4  # query dim j -> key dim j of the same head (their product is summed)
     HEAD_MEMBER = 5  # head -> its query / key / value neurons
     GROUP_MEMBER = 6  # GroupNorm group -> its channels
-    CONCAT = 7  # reserved for structural copies
+    CONCAT = 7  # operand neuron -> the same neuron of a concatenation along positions (identity)
     POOL = 8  # input -> output of a pooling whose input is also used unpooled elsewhere (identity)
     ATTEND = 9  # value neuron -> its ATTENDED neuron (identity; the mixing over positions is implied)
 

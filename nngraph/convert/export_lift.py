@@ -124,6 +124,7 @@ class _Lifter:
         self.root = nn.Module()
         self.aliases: dict[str, str] = {}
         self.env: dict[fx.Node, Any] = {}
+        self._reads: dict[fx.Node, fx.Node] = {}
         sig = program.graph_signature
         self.param_of = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
 
@@ -143,11 +144,8 @@ class _Lifter:
         """Map an exported argument to the lifted graph (a parameter used as data is refused)."""
         if isinstance(value, fx.Node):
             mapped = self.env[value]
-            if isinstance(mapped, _ParamRef):
-                raise UnsupportedError(
-                    f"parameter {mapped.name!r} is used by an operation that is not a supported layer "
-                    "(matmul with a parameter, a parameter added to an activation, ...)"
-                )
+            if isinstance(mapped, _ParamRef):  # read as data: the walk decides what it may do
+                return self._param_read(value, mapped)
             if isinstance(mapped, _Padded):
                 raise UnsupportedError(
                     f"padding with mode {mapped.mode!r} is used other than directly by a convolution "
@@ -183,6 +181,18 @@ class _Lifter:
             if ref is not None:
                 self.aliases[f"{name}.{attr}"] = ref.name
         return self._emit("call_module", name, (x,), {}, like)
+
+    def _param_read(self, node: fx.Node, ref: _ParamRef) -> fx.Node:
+        """A ``get_attr`` of parameter ``ref``, aliased to the model's name (created once)."""
+        if node in self._reads:
+            return self._reads[node]
+        attr = "param_" + re.sub(r"\W", "_", ref.name)
+        self.root.register_parameter(attr, nn.Parameter(torch.empty(ref.shape, device="meta")))
+        self.aliases[attr] = ref.name
+        read = self.graph.create_node("get_attr", attr, (), {}, name=f"read_{node.name}")
+        read.meta["tensor_meta"] = _ShapeMeta(ref.shape)
+        self._reads[node] = read
+        return read
 
     def _constant(self, node: fx.Node, name: str, val: torch.Tensor) -> fx.Node:
         """An integer or boolean buffer (``position_ids``, ``token_type_ids``): a constant of the model,

@@ -24,7 +24,7 @@ import torch
 from .errors import UnsupportedError
 from .registry import register_function
 from .structural import flatten_channels
-from .values import Opaque, TensorValue
+from .values import Opaque, ParamValue, TensorValue
 from .walk import describe
 
 aten = torch.ops.aten
@@ -102,6 +102,8 @@ def move(ctx, node, fn, x, *args, **kwargs):
     shape = ctx.shape_of(node)
     if isinstance(x, Opaque):  # moving a constant (position ids, a mask) gives a constant
         return Opaque(node.name)
+    if isinstance(x, ParamValue):  # a parameter read as data: follow which entry goes where
+        return ParamValue(x.name, x.shape, fn(x.entries, *args, **kwargs))
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
     if x.nodes is None:  # a model input: its neurons are made where a layer first reads it

@@ -94,6 +94,11 @@ def residual_sum(ctx, node, a: TensorValue, b: TensorValue) -> TensorValue:
 
 @register_function(operator.add, operator.iadd, torch.add, "add", "add_")
 def _add(ctx, node, a, b, *args, **kwargs):
+    from .parameters import add_parameter
+    from .values import ParamValue
+
+    if not args and kwargs.get("alpha", 1) == 1 and (isinstance(a, ParamValue) or isinstance(b, ParamValue)):
+        return add_parameter(ctx, node, b if isinstance(a, ParamValue) else a, a if isinstance(a, ParamValue) else b)
     if not (isinstance(a, TensorValue) and isinstance(b, TensorValue)) or args or kwargs.get("alpha", 1) != 1:
         raise UnsupportedError(
             f"{describe(node)} adds a constant or a scaled tensor to an activation; only sums of two "

@@ -50,3 +50,15 @@ class Opaque:
 
     description: str = ""
     from_activations: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class ParamValue:
+    """A parameter read as data in ``forward`` (a class token, a positional embedding, a layer
+    scale), possibly moved (expanded, reshaped): ``entries`` holds, for every entry of the moved
+    tensor, the flat index of the parameter entry it shows. The op that combines it with an
+    activation places the parameter (see :mod:`nngraph.convert.parameters`)."""
+
+    name: str
+    shape: tuple[int, ...]  # the parameter's own shape
+    entries: torch.Tensor  # long, the moved tensor's shape

@@ -18,7 +18,7 @@ from .registry import (
     supported_modules,
     target_name,
 )
-from .values import Opaque, TensorValue
+from .values import Opaque, ParamValue, TensorValue
 
 
 class ConversionContext:
@@ -132,11 +132,11 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
             env[node] = Opaque(f"attribute {node.target}")
             attr = _fetch_attr(gm, node.target)
             if isinstance(attr, torch.Tensor) and attr.is_floating_point():
-                raise UnsupportedError(
-                    f"{describe(node)} reads the tensor {node.target!r} directly in forward; nngraph "
-                    "converts parameters only through the layers that own them "
-                    f"(supported modules: {', '.join(supported_modules())})."
-                )
+                name = builder.aliases.get(node.target, node.target)
+                if name not in builder.named_tensors:
+                    raise UnsupportedError(f"{describe(node)} reads the tensor {node.target!r}, which is not "
+                                           "a parameter or buffer of the model")
+                env[node] = ParamValue(name, tuple(attr.shape), torch.arange(attr.numel()).view(attr.shape))
         elif node.op == "output":
             _mark_outputs(node.args[0], env, builder)
         else:
@@ -172,7 +172,7 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
             )
     else:
         converter = FUNCTION_CONVERTERS.get(node.target)
-        has_tensor = any(isinstance(v, TensorValue) for v in _flatten((args, kwargs)))
+        has_tensor = any(isinstance(v, (TensorValue, ParamValue)) for v in _flatten((args, kwargs)))
         if not has_tensor:
             return Opaque(node.name)  # sizes, constants (position ids, masks) and other bookkeeping
         if converter is None:
