@@ -30,7 +30,7 @@ from .convert import (
 )
 from .errors import CheckpointError, NNGraphError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
-from .modules import Sine
+from .modules import Sine, Swish
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "Sine",
     "SoundnessError",
     "SpecError",
+    "Swish",
     "UnsupportedError",
     "VerifyReport",
     "ZooError",

@@ -26,3 +26,27 @@ class Sine(nn.Module):
 
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
+
+
+class Swish(nn.Module):
+    r"""Element-wise :math:`x \cdot \sigma(\beta x)`: SiLU for :math:`\beta = 1`, and the "QuickGELU"
+    of CLIP for :math:`\beta = 1.702`. torch.export spells it out as arithmetic; nngraph finds it
+    again and records :math:`\beta`.
+
+    Args:
+        beta (float): :math:`\beta`. (default: :obj:`1.0`)
+
+    Shapes:
+        - **input:** any shape :math:`(*)`
+        - **output:** the same shape :math:`(*)`
+    """
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = float(beta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.beta * x)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"

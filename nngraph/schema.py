@@ -56,6 +56,7 @@ activations (``act_args[:, 0]``, ``act_args[:, 1]``):
 ``SOFTSHRINK``         ``lambd``               0
 ``HARDSHRINK``         ``lambd``               0
 ``THRESHOLD``          ``threshold``           ``value``
+``SWISH``              ``beta``                0
 any other              0                       0
 =====================  ======================  ======================
 
@@ -150,6 +151,7 @@ class Activation(IntEnum):
     SOFTSHRINK = 20
     HARDSHRINK = 21
     THRESHOLD = 22
+    SWISH = 23  # x * sigmoid(beta * x) (act_args: beta); CLIP's QuickGELU is beta = 1.702
 
 
 NUM_ACTIVATIONS = max(Activation) + 1

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modules import Sine
+from ..modules import Sine, Swish
 from ..schema import Activation, EdgeType, NodeKind
 from .errors import UnsupportedError
 from .registry import register_function, register_module
@@ -49,6 +49,7 @@ MODULES: dict[type, Callable[[nn.Module], ActSpec]] = {
     nn.Tanh: lambda m: (Activation.TANH, ()),
     nn.Sigmoid: lambda m: (Activation.SIGMOID, ()),
     Sine: lambda m: (Activation.SINE, (m.w0,)),
+    Swish: lambda m: (Activation.SWISH, (m.beta,)),
     nn.LeakyReLU: lambda m: (Activation.LEAKY_RELU, (m.negative_slope,)),
     nn.ELU: lambda m: (Activation.ELU, (m.alpha,)),
     nn.CELU: lambda m: (Activation.CELU, (m.alpha,)),

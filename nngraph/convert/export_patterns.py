@@ -2,7 +2,8 @@
 
 Hugging Face writes some activations as plain tensor arithmetic (GPT-2's ``gelu_new``:
 ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))``). Exported, they are a handful of
-``mul``/``add``/``pow``/``tanh`` nodes that nngraph would refuse one by one. :func:`find_activations`
+``mul``/``add``/``pow``/``tanh`` nodes that nngraph would refuse one by one; CLIP's QuickGELU is
+``x * sigmoid(1.702 * x)``. :func:`find_activations`
 recognises them, so the lifter emits the equivalent ``torch.nn`` activation instead. A pattern
 matches only when its inner nodes have no other users, so nothing else reads a partial result.
 """
@@ -12,6 +13,8 @@ import math
 
 import torch
 from torch import fx, nn
+
+from ..modules import Swish
 
 aten = torch.ops.aten
 
@@ -58,6 +61,22 @@ def _tanh_gelu(final: fx.Node):
     return None
 
 
+def _swish(final: fx.Node):
+    """``(x, inner nodes, beta)`` if ``final`` is ``x * sigmoid(beta * x)``."""
+    if not _is(final, aten.mul.Tensor) or not all(isinstance(a, fx.Node) for a in final.args):
+        return None
+    for x, gate in (final.args, final.args[::-1]):
+        if not _is(gate, aten.sigmoid.default):
+            continue
+        scaled = gate.args[0]
+        if not _is(scaled, aten.mul.Tensor) or x not in scaled.args:
+            continue
+        beta = scaled.args[1] if scaled.args[0] is x else scaled.args[0]
+        if isinstance(beta, (int, float)):
+            return x, [gate, scaled], float(beta)
+    return None
+
+
 def find_activations(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, nn.Module]], set[fx.Node]]:
     """``({final node: (input, activation module)}, inner nodes to skip)`` for every activation of
     the graph written as arithmetic."""
@@ -65,12 +84,16 @@ def find_activations(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, nn.M
     skip: set[fx.Node] = set()
     for node in graph.nodes:
         match = _tanh_gelu(node)
-        if match is None:
+        if match is not None:
+            (x, inner), activation = match, nn.GELU(approximate="tanh")
+        elif (swish := _swish(node)) is not None:
+            x, inner, beta = swish
+            activation = Swish(beta)
+        else:
             continue
-        x, inner = match
         users_inside = set(inner) | {node}
         if any(set(n.users) - users_inside for n in inner):
             continue  # a partial result is read elsewhere: keep the arithmetic (and refuse it)
-        found[node] = (x, nn.GELU(approximate="tanh"))
+        found[node] = (x, activation)
         skip.update(inner)
     return found, skip
