@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import NNGraphError
 from .errors import GraphMismatchError, UnsupportedError
 
-#: The default tolerance of :func:`verify`, relative to ``max(1, max |output|)``.
+#: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
 
 
@@ -32,7 +32,9 @@ class VerifyReport:
 
     Attributes:
         max_output_error: largest ``|f_perm(x) - f(x)|`` over all permutations and outputs, divided by
-            ``max(1, max |f(x)|)`` (float64).
+            ``max |f(x)|`` (float64; ``inf`` if a permutation does not even keep the graph's edges).
+        output_scale: ``max |f(x)|``. A tiny scale (a deep randomly initialised model whose outputs
+            vanish) makes the check weak: re-initialise the model or give other inputs.
         round_trip_error: largest ``|p' - p|`` over all parameters after ``from_graph(to_graph(m), m)``
             (0.0 when the inverse is exact).
         num_permutations: how many random symmetries were drawn.
@@ -45,6 +47,7 @@ class VerifyReport:
     """
 
     max_output_error: float
+    output_scale: float
     round_trip_error: float
     num_permutations: int
     num_nodes: int
@@ -60,7 +63,8 @@ class VerifyReport:
     def __str__(self) -> str:
         verdict = "sound" if self.ok else "UNSOUND"
         return (
-            f"{verdict}: output error {self.max_output_error:.2e} (tolerance {self.tolerance:.0e}) over "
+            f"{verdict}: relative output error {self.max_output_error:.2e} (tolerance {self.tolerance:.0e}, "
+            f"outputs up to {self.output_scale:.2g}) over "
             f"{self.num_permutations} permutations, round-trip error {self.round_trip_error:.2e}; "
             f"{self.num_permutable} of {self.num_hidden} hidden neurons permutable, "
             f"{100 * self.moved_fraction:.1f}% of parameter entries moved"
@@ -83,7 +87,7 @@ def verify(
         example_inputs: a tensor or tuple of inputs; floating-point ones are cast to float64, integer
             ones (token ids) kept. Made up from the first layer when omitted.
         num_permutations: random hidden-neuron permutations to draw (default: 8).
-        tolerance: largest relative output error accepted (default: ``1e-9``).
+        tolerance: largest output error accepted, relative to ``max |f(x)|`` (default: ``1e-9``).
         seed: seed of the permutations (default: 0).
         method: the tracer, as for :func:`~nngraph.convert.to_graph`.
         raise_on_failure: raise :class:`SoundnessError` with the report instead of returning it.
@@ -109,7 +113,8 @@ def verify(
         reference = _tensors(model(*inputs))
         if not reference:
             raise UnsupportedError(f"{type(module).__name__} returns no tensor to compare")
-        scale = max(1.0, max(float(t.abs().max()) for t in reference if t.numel()))
+        largest = max((float(t.abs().max()) for t in reference if t.numel()), default=0.0)
+        scale = largest if largest > 0 else 1.0
         graph = layout.to_graph(model)
         round_trip = _max_param_difference(model, layout.from_graph(graph, _scrambled(model)))
         generator = torch.Generator().manual_seed(seed)
@@ -137,6 +142,7 @@ def verify(
         permutable[group.rows.reshape(-1)] = True
     report = VerifyReport(
         max_output_error=worst,
+        output_scale=largest,
         round_trip_error=round_trip,
         num_permutations=num_permutations,
         num_nodes=layout.num_nodes,

@@ -69,7 +69,8 @@ def resnet():
 
 
 def mobilenet_v2():
-    cfg = transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.25)
+    # tf_padding=True pads activations with F.pad before each strided conv (refused, see README)
+    cfg = transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.25, tf_padding=False)
     return transformers.MobileNetV2Model(cfg), (_pixels(),)
 
 
@@ -88,6 +89,26 @@ def swin():
     cfg = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[2, 2],
                                   window_size=4)
     return transformers.SwinModel(cfg), (_pixels(),)
+
+
+def reinitialise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Weights ~ N(0, 1 / fan_in), norm scales near 1, running statistics spread: Hugging Face's
+    initialisation (std 0.02) makes deep models' outputs vanish (1e-26 for MobileNetV2), and a
+    soundness check on vanishing outputs tests nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+            if not p.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                p.copy_(torch.rand(p.shape, generator=generator) + 0.5)
+            elif p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
+            else:
+                base = 1.0 if name.endswith("weight") else 0.0
+                p.copy_(base + 0.1 * torch.randn(p.shape, generator=generator))
+    return model
 
 
 MODELS: dict[str, Callable] = {
