@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..schema import Activation, EdgeType, NodeKind, NodeType
-from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup
+from ..kernels import KERNEL_SHAPE_DTYPE, kernel_offsets, kernel_sizes
+from ..schema import NODE_FEATURE_DIM
+from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, flat_view
 
 
 @dataclass
@@ -117,8 +119,8 @@ class GraphBuilder:
         self._edge_chunks["src"].append(src)
         self._edge_chunks["dst"].append(dst)
         self._edge_chunks["type"].append(torch.full((count,), int(edge_type)))
-        if count:  # one (3,) kernel shape per block of edges; only the largest matters (the box)
-            self._edge_chunks["kshape"].append(torch.tensor(kernel_shape, dtype=torch.long))
+        if count:  # one (count, (3,)) kernel shape per block of edges, expanded in finish
+            self._edge_chunks["kshape"].append((count, tuple(int(k) for k in kernel_shape)))
         if identity:
             self._edge_constants.append(ids)
         return ids
@@ -140,7 +142,7 @@ class GraphBuilder:
         name, tensor = self._claim(name)
         if tuple(nodes.shape) != tuple(tensor.shape):
             raise ValueError(f"{name}: node ids of shape {tuple(nodes.shape)} for a tensor of {tuple(tensor.shape)}")
-        self._node_placements.append(NodePlacement(name, nodes.reshape(-1).long(), int(column)))
+        self._node_placements.append(NodePlacement(name, nodes.reshape(-1).long(), int(column), shape=tuple(tensor.shape)))
 
     def place_edge_param(
         self,
@@ -218,7 +220,8 @@ class GraphBuilder:
         self, dtype: torch.dtype, kernel_box: tuple[int, int, int] | None = None, fx_graph=None
     ) -> Layout:
         """Freeze what was collected into a :class:`Layout`. Every parameter and floating-point
-        buffer of the module must have been placed."""
+        buffer of the module must have been placed. ``kernel_box`` is ignored: kernels are stored
+        at their own size (see :mod:`nngraph.schema`)."""
         missing = [
             n for n, t in self.named_tensors.items()
             if n not in self._placed and t.is_floating_point() and not n.endswith("num_batches_tracked")
@@ -234,22 +237,27 @@ class GraphBuilder:
         cat = lambda chunks, n: torch.cat(chunks) if chunks else torch.zeros(n, dtype=torch.long)  # noqa: E731
         src = cat(self._edge_chunks["src"], 0)
         dst = cat(self._edge_chunks["dst"], 0)
-        kshapes = self._edge_chunks["kshape"]
-        box = torch.stack(kshapes).amax(0) if kshapes else torch.ones(3, dtype=torch.long)
-        box = box + (1 - box % 2)  # odd sides: re-padding into a larger odd box keeps every kernel's place
-        if kernel_box is not None:
-            wanted = torch.tensor(kernel_box, dtype=torch.long)
-            if (wanted % 2 == 0).any():
-                raise ValueError(f"kernel_box {tuple(kernel_box)} must have odd sides (kernels are centred in it)")
-            if (wanted < box).any():
-                raise ValueError(f"kernel_box {tuple(kernel_box)} is smaller than the largest kernel {tuple(box.tolist())}")
-            box = wanted
+        kernel_shape, offsets = _kernel_shapes(self._edge_chunks["kshape"], self.num_edges)  # (E, 3), (E,)
+        num_entries = int(kernel_sizes(kernel_shape).sum())
+        for name, edges, _, kshape, _ in self._edge_placements:
+            if edges.numel() and not bool((kernel_shape[edges.reshape(-1)] == torch.tensor(kshape, dtype=kernel_shape.dtype)).all()):
+                raise ValueError(f"{name}: placed as {kshape} kernels on edges added with other kernel shapes")
         edge_placements = tuple(
-            EdgePlacement(name, _flat_positions(edges, kernel_pos, torch.tensor([kshape]), box, shape))
-            for name, edges, kernel_pos, kshape, shape in self._edge_placements
+            EdgePlacement(name, positions, flat_view(positions, shape, num_entries))
+            for name, positions, shape in (
+                (name, _flat_positions(edges, kernel_pos, offsets, shape), shape)
+                for name, edges, kernel_pos, _, shape in self._edge_placements
+            )
+        )
+        node_placements = tuple(
+            NodePlacement(p.name, p.nodes, p.column,
+                          flat_view(p.nodes * NODE_FEATURE_DIM + p.column, p.shape, self.num_nodes * NODE_FEATURE_DIM),
+                          p.shape)
+            for p in self._node_placements
         )
         constant_edges = torch.cat(self._edge_constants) if self._edge_constants else torch.zeros(0, dtype=torch.long)
-        centre = int(_box_position(torch.zeros(1, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), box))
+        # the constant 1 of an identity edge sits at its kernel's centre (they are 1x1 in practice)
+        centre = _centre_position(kernel_shape[constant_edges].long())
         return Layout(
             num_nodes=self.num_nodes,
             edge_index=torch.stack([src, dst]),
@@ -259,9 +267,10 @@ class GraphBuilder:
             io_position=cat(self._node_chunks["index"], 0),
             layer=cat(self._node_chunks["layer"], 0),
             act=cat(self._act, 0),
-            kernel_box=tuple(int(v) for v in box),
-            identity_positions=constant_edges * int(box.prod()) + centre,
-            node_placements=tuple(self._node_placements),
+            kernel_shape=kernel_shape,
+            num_entries=num_entries,
+            identity_positions=offsets[constant_edges] + centre,
+            node_placements=node_placements,
             edge_placements=edge_placements,
             symmetries=self._symmetries(),
             module_nodes=dict(self.module_nodes),
@@ -281,24 +290,24 @@ class GraphBuilder:
         return tuple(out)
 
 
-def _flat_positions(edges, kernel_pos, kshape, box, shape) -> torch.Tensor:
-    """``(prod(shape),)`` positions in the flat ``edge_attr`` of a parameter of ``shape`` whose entry
-    ``idx`` is at kernel position ``kernel_pos[idx]`` of edge ``edges[idx]`` (both broadcast to ``shape``)."""
-    positions = edges * int(box.prod()) + _box_position(kernel_pos, kshape, box)  # broadcastable to shape
+def _kernel_shapes(chunks: list[tuple[int, tuple[int, int, int]]], num_edges: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kernel_shape (E, 3), offsets (E,))`` from ``(count, shape)`` blocks of edges."""
+    if not chunks:
+        return torch.ones(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE), torch.arange(num_edges)
+    counts = torch.tensor([c for c, _ in chunks])
+    shapes = torch.tensor([s for _, s in chunks], dtype=KERNEL_SHAPE_DTYPE)  # (blocks, 3)
+    kernel_shape = torch.repeat_interleave(shapes, counts, dim=0, output_size=num_edges)  # (E, 3)
+    return kernel_shape, kernel_offsets(kernel_shape)
+
+
+def _flat_positions(edges, kernel_pos, offsets, shape) -> torch.Tensor:
+    """``(prod(shape),)`` rows of ``edge_attr`` of a parameter of ``shape`` whose entry ``idx`` is at
+    kernel position ``kernel_pos[idx]`` of edge ``edges[idx]`` (both broadcast to ``shape``)."""
+    positions = offsets[edges] + kernel_pos  # broadcastable to shape
     return positions.expand(shape).reshape(-1)  # (numel,)
 
 
-def _box_position(kernel_pos: torch.Tensor, kshape: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Flat position inside ``box`` of flat position ``kernel_pos`` of a kernel of shape ``kshape``
-    (``(n, 3)`` or ``(1, 3)``), the kernel centred in the box (floor for odd margins)."""
-    if kernel_pos.numel() == 0:
-        return kernel_pos
-    if kshape.shape[0] == 1 and kernel_pos.numel() > int(kshape.prod()):
-        # one kernel shape for many entries: work out its positions once, then gather
-        table = _box_position(torch.arange(int(kshape.prod())), kshape, box)  # (prod(kshape),)
-        return table[kernel_pos]
-    d = kernel_pos // (kshape[:, 1] * kshape[:, 2])
-    h = (kernel_pos // kshape[:, 2]) % kshape[:, 1]
-    w = kernel_pos % kshape[:, 2]
-    offset = (box.unsqueeze(0) - kshape) // 2  # (n, 3)
-    return ((d + offset[:, 0]) * box[1] + (h + offset[:, 1])) * box[2] + (w + offset[:, 2])
+def _centre_position(kernel_shape: torch.Tensor) -> torch.Tensor:
+    """``(n,)``: the flat (C order) position of the centre of every kernel of ``kernel_shape`` ``(n, 3)``."""
+    c = (kernel_shape - 1) // 2  # (n, 3)
+    return (c[:, 0] * kernel_shape[:, 1] + c[:, 1]) * kernel_shape[:, 2] + c[:, 2]
