@@ -31,7 +31,7 @@ KERNEL_SHAPE_DTYPE = torch.int32
 
 def kernel_sizes(kernel_shape: Tensor) -> Tensor:
     """``(E,)`` long: the number of entries of every edge's kernel."""
-    return kernel_shape.long().prod(1)
+    return kernel_shape.prod(1, dtype=torch.long)
 
 
 def kernel_offsets(kernel_shape: Tensor) -> Tensor:

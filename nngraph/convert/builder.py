@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..schema import Activation, EdgeType, NodeKind, NodeType
-from ..kernels import KERNEL_SHAPE_DTYPE, kernel_offsets, kernel_sizes
+from ..kernels import KERNEL_SHAPE_DTYPE, kernel_sizes
 from ..schema import NODE_FEATURE_DIM
 from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, flat_view
 
@@ -237,11 +237,8 @@ class GraphBuilder:
         cat = lambda chunks, n: torch.cat(chunks) if chunks else torch.zeros(n, dtype=torch.long)  # noqa: E731
         src = cat(self._edge_chunks["src"], 0)
         dst = cat(self._edge_chunks["dst"], 0)
-        kernel_shape, offsets = _kernel_shapes(self._edge_chunks["kshape"], self.num_edges)  # (E, 3), (E,)
-        num_entries = int(kernel_sizes(kernel_shape).sum())
-        for name, edges, _, kshape, _ in self._edge_placements:
-            if edges.numel() and not bool((kernel_shape[edges.reshape(-1)] == torch.tensor(kshape, dtype=kernel_shape.dtype)).all()):
-                raise ValueError(f"{name}: placed as {kshape} kernels on edges added with other kernel shapes")
+        kernel_shape, offsets, num_entries = _kernel_shapes(self._edge_chunks["kshape"], self.num_edges)  # (E, 3), (E,)
+        _check_kernel_shapes(self._edge_placements, self._edge_chunks["kshape"], kernel_shape)
         edge_placements = tuple(
             EdgePlacement(name, positions, flat_view(positions, shape, num_entries))
             for name, positions, shape in (
@@ -290,14 +287,37 @@ class GraphBuilder:
         return tuple(out)
 
 
-def _kernel_shapes(chunks: list[tuple[int, tuple[int, int, int]]], num_edges: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(kernel_shape (E, 3), offsets (E,))`` from ``(count, shape)`` blocks of edges."""
+def _kernel_shapes(chunks: list[tuple[int, tuple[int, int, int]]], num_edges: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(kernel_shape (E, 3), offsets (E,), W)`` from ``(count, shape)`` blocks of edges, worked out
+    per block (a ViT-B has 86M edges)."""
     if not chunks:
-        return torch.ones(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE), torch.arange(num_edges)
-    counts = torch.tensor([c for c, _ in chunks])
-    shapes = torch.tensor([s for _, s in chunks], dtype=KERNEL_SHAPE_DTYPE)  # (blocks, 3)
-    kernel_shape = torch.repeat_interleave(shapes, counts, dim=0, output_size=num_edges)  # (E, 3)
-    return kernel_shape, kernel_offsets(kernel_shape)
+        return torch.ones(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE), torch.arange(num_edges), num_edges
+    kernel_shape = torch.empty(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE)  # (E, 3)
+    offsets = torch.empty(num_edges, dtype=torch.long)  # (E,)
+    start, entry = 0, 0
+    for count, shape in chunks:  # one fill per block of edges
+        size = shape[0] * shape[1] * shape[2]
+        kernel_shape[start:start + count] = torch.tensor(shape, dtype=KERNEL_SHAPE_DTYPE)
+        torch.arange(entry, entry + count * size, size, out=offsets[start:start + count])
+        start, entry = start + count, entry + count * size
+    return kernel_shape, offsets, entry
+
+
+def _check_kernel_shapes(placements, chunks, kernel_shape: torch.Tensor) -> None:
+    """Every weight is placed as kernels of the shape its edges were added with (else its entries
+    would land in other edges' kernels)."""
+    ends = torch.tensor([c for c, _ in chunks]).cumsum(0) if chunks else torch.zeros(0, dtype=torch.long)
+    for name, edges, _, kshape, _ in placements:
+        if not edges.numel():
+            continue
+        lo, hi = int(edges.min()), int(edges.max())
+        block = int(torch.searchsorted(ends, lo, right=True))
+        if block < len(chunks) and hi < int(ends[block]) and lo >= int(ends[block]) - chunks[block][0]:
+            ok = chunks[block][1] == tuple(kshape)  # the edges lie in one block of one shape
+        else:
+            ok = bool((kernel_shape[edges.reshape(-1)] == torch.tensor(kshape, dtype=kernel_shape.dtype)).all())
+        if not ok:
+            raise ValueError(f"{name}: placed as {tuple(kshape)} kernels on edges added with other kernel shapes")
 
 
 def _flat_positions(edges, kernel_pos, offsets, shape) -> torch.Tensor:
