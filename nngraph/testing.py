@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .kernels import reorder_kernels
+
 #: Default absolute tolerance per dtype, scaled by ``max(1, max |output|)``.
 TOLERANCES = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-4, torch.float64: 1e-10}
 
@@ -120,7 +122,7 @@ def permuted_graphs(module: nn.Module, example_inputs: Sequence[Tensor] | Tensor
         if key in g1 and not torch.equal(g2[key][node_perm], g1[key]):
             raise AssertionError(f"{key} of the permuted graph is not the relabelled original one")
     edge_perm = edge_permutation(g1, g2, node_perm)
-    if not torch.equal(g2.edge_attr[edge_perm], g1.edge_attr):
+    if not torch.equal(reorder_kernels(g2.edge_attr, getattr(g2, "kernel_shape", None), edge_perm), g1.edge_attr):
         raise AssertionError("edge features of the permuted graph are not the relabelled original ones")
     if probe_inputs is not None:
         from nngraph.convert import probe_features
@@ -172,10 +174,10 @@ def assert_equivariant(encoder: nn.Module, module: nn.Module,
         (h1, e1), (h2, e2) = encoder.encode(g1), encoder.encode(g2)
         pairs = {"node": (h1, h2[node_perm]), "edge": (e1, e2[edge_perm])}
         if head is not None:
-            (dx1, de1) = head(h1, e1, g1.kernel_box, g1.edge_attr.size(-1))
-            (dx2, de2) = head(h2, e2, g2.kernel_box, g2.edge_attr.size(-1))
+            (dx1, de1) = head(h1, e1, getattr(g1, "kernel_shape", None), g1.edge_attr.size(0))
+            (dx2, de2) = head(h2, e2, getattr(g2, "kernel_shape", None), g2.edge_attr.size(0))
             pairs["head_node"] = (dx1, dx2[node_perm])
-            pairs["head_edge"] = (de1, de2[edge_perm])
+            pairs["head_edge"] = (de1, reorder_kernels(de2, getattr(g2, "kernel_shape", None), edge_perm))
     errors = {}
     for name, (a, b) in pairs.items():
         errors[name] = _max_err(a, b)

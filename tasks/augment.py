@@ -11,6 +11,7 @@ import copy
 
 import torch
 from nngraph import schema
+from nngraph.kernels import expand_to_entries
 
 __all__ = ["ODD_ACTIVATIONS", "flippable_nodes", "sign_flip"]
 
@@ -40,14 +41,15 @@ def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None):
     """A copy of ``graph`` (a ``Data`` or a ``Batch``) with each flippable neuron negated with probability ``p``.
 
     Shapes:
-        - ``x`` :math:`(N, F)`, ``edge_attr`` :math:`(E, K)`, ``probe`` :math:`(N, P)` keep their shapes.
+        - ``x`` :math:`(N, F)`, ``edge_attr`` :math:`(W, 1)`, ``probe`` :math:`(N, P)` keep their shapes.
     """
     ok = flippable_nodes(graph)
     draw = torch.rand(ok.shape, generator=generator, device="cpu").to(ok.device) < p
     sign = torch.where(ok & draw, -1.0, 1.0).to(graph.x.dtype)  # (N,)
     src, dst = graph.edge_index
     out = copy.copy(graph)  # shallow: shares the untouched tensors
-    out.edge_attr = graph.edge_attr * (sign[src] * sign[dst]).unsqueeze(-1)  # (E, K)
+    factor = expand_to_entries(sign[src] * sign[dst], graph.kernel_shape, graph.edge_attr.size(0))  # (W,)
+    out.edge_attr = graph.edge_attr * factor.unsqueeze(-1)  # (W, 1): every entry of an edge's kernel
     x = graph.x.clone()
     x[:, schema.BIAS] = x[:, schema.BIAS] * sign
     out.x = x

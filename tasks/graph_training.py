@@ -8,7 +8,7 @@ from torch import nn
 
 from nngraph.train import FitResult, TrainConfig, fit, make_loader, seed_everything
 
-from .graphs import GraphScaler
+from .graphs import GraphScaler, max_kernel_shape
 from .metrics import monitor_for, validation_metrics
 from .models import GraphPredictor
 
@@ -36,7 +36,7 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
     ``"regression"`` (monitors ``val_loss``). ``augment`` (a batch -> batch function) is applied to
     training batches only. ``warmup``: epochs of linear learning-rate warmup before the cosine decay."""
     seed_everything(seed)
-    box = tuple(int(v) for v in train_graphs[0].kernel_box.reshape(-1))
+    box = max_kernel_shape(list(train_graphs) + list(val_graphs))  # sizes the encoder's max_kernel_box
     model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout, box)
 
     def loss_fn(m, batch):

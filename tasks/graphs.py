@@ -17,9 +17,10 @@ from torch import nn
 import nngraph
 from nngraph import schema
 from nngraph.data import ZooDataset, example_inputs_for_spec
+from nngraph.kernels import expand_to_entries
 from nngraph.zoo import Zoo, build_model
 
-__all__ = ["Split", "load_split", "zoo_kernel_box", "probe_inputs_for", "add_positional_features", "GraphScaler"]
+__all__ = ["Split", "load_split", "max_kernel_shape", "zoo_kernel_box", "probe_inputs_for", "add_positional_features", "GraphScaler"]
 
 
 @dataclass
@@ -58,25 +59,29 @@ def probe_inputs_for(spec: dict, num: int, seed: int = 0, placement: str = "grid
 _BOXES: dict[str, tuple[int, int, int]] = {}
 
 
-def zoo_kernel_box(root: str) -> tuple[int, int, int]:
-    """The elementwise largest edge-kernel box over every architecture of a zoo, read from the converter.
+def max_kernel_shape(graphs) -> tuple[int, int, int]:
+    """The elementwise largest edge kernel ``(depth, height, width)`` of ``graphs`` (to size an encoder's
+    ``max_kernel_box``)."""
+    box = [1, 1, 1]
+    for g in graphs:
+        if g.kernel_shape.numel():
+            box = [max(a, int(b)) for a, b in zip(box, g.kernel_shape.amax(0))]
+    return tuple(box)  # type: ignore[return-value]
 
-    Workaround: ``ZooDataset(kernel_box="auto")`` looks only at ``spec["kernel_size"]`` and misses the
-    spatial maps of a flatten head (a ResNet with stem stride 1 and a flatten head on 8x8 digits has 8x8
-    edge kernels), so conversion fails with "kernel_box is smaller than the largest kernel".
-    """
+
+def zoo_kernel_box(root: str) -> tuple[int, int, int]:
+    """The elementwise largest edge kernel over every architecture of a zoo, read from the converter
+    (one conversion per architecture; a flatten head's spatial maps count too)."""
     if root not in _BOXES:
-        box = [1, 1, 1]
-        seen = set()
+        graphs, seen = [], set()
         for e in Zoo(root).entries:
             key = json.dumps(e["spec"], sort_keys=True)
             if key in seen:
                 continue
             seen.add(key)
             spec = e["spec"]
-            g = nngraph.to_graph(build_model(spec), example_inputs_for_spec(spec))
-            box = [max(a, int(b)) for a, b in zip(box, g.kernel_box.reshape(-1))]
-        _BOXES[root] = tuple(box)
+            graphs.append(nngraph.to_graph(build_model(spec), example_inputs_for_spec(spec)))
+        _BOXES[root] = max_kernel_shape(graphs)
     return _BOXES[root]
 
 
@@ -88,8 +93,7 @@ def load_split(root: str, split: str, num_probes: int = 0, families=None, max_it
     (:func:`probe_inputs_for` with ``probe_placement``).
     Models the converter refuses are left out (with a warning from :class:`~nngraph.data.ZooDataset`).
     """
-    ds = ZooDataset(root, split, families=families, kernel_box=zoo_kernel_box(root), in_memory=True,
-                    progress=False, skip_unsupported=True)
+    ds = ZooDataset(root, split, families=families, in_memory=True, progress=False, skip_unsupported=True)
     n = len(ds) if max_items is None else min(len(ds), max_items)
     graphs, models, entries = [], [], []
     for i in range(n):
@@ -148,12 +152,10 @@ class GraphScaler(nn.Module):
         e_sum, e_cnt = torch.zeros(self.max_layers), torch.zeros(self.max_layers)
         n_sum, n_cnt = torch.zeros(self.max_layers), torch.zeros(self.max_layers)
         for g in graphs:
-            w = g.edge_type == int(schema.EdgeType.WEIGHT)
-            d = self._depth(g.layer[g.edge_index[1, w]])  # (E_w,)
-            sq = g.edge_attr[w].pow(2)  # (E_w, K)
-            nz = (g.edge_attr[w] != 0).sum(-1).float()  # padding zeros do not count
-            e_sum.index_add_(0, d, sq.sum(-1).float())
-            e_cnt.index_add_(0, d, nz)
+            w, d = self._weight_entries(g)  # (W,) bool, (W,) depth of every kernel entry
+            a = g.edge_attr[w, 0]  # (W_w,)
+            e_sum.index_add_(0, d[w], a.pow(2).float())
+            e_cnt.index_add_(0, d[w], (a != 0).float())
             hidden_or_out = g.node_type != int(schema.NodeType.INPUT)
             dn = self._depth(g.layer[hidden_or_out])
             n_sum.index_add_(0, dn, g.x[hidden_or_out, schema.BIAS].pow(2).float())
@@ -162,11 +164,18 @@ class GraphScaler(nn.Module):
         self.node_scale.copy_(torch.where(n_cnt > 0, (n_sum / n_cnt.clamp(min=1)).sqrt(), torch.ones(1)).clamp(min=1e-6))
         return self
 
+    def _weight_entries(self, g) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W,)`` bool: the rows of ``edge_attr`` in weight edges, and ``(W,)`` the depth of every row."""
+        w = g.edge_type == int(schema.EdgeType.WEIGHT)  # (E,)
+        d = self._depth(g.layer[g.edge_index[1]])  # (E,)
+        rows = g.edge_attr.size(0)
+        return (expand_to_entries(w, g.kernel_shape, rows), expand_to_entries(d, g.kernel_shape, rows))
+
     def edge_factor(self, batch) -> torch.Tensor:
-        """``(E, 1)``: the scale of every edge (1 for identity / structural edges)."""
+        """``(W, 1)``: the scale of every row of ``edge_attr`` (1 for identity / structural edges)."""
         s = self.edge_scale[self._depth(batch.layer[batch.edge_index[1]])]  # (E,)
         s = torch.where(batch.edge_type == int(schema.EdgeType.WEIGHT), s, torch.ones_like(s))
-        return s.unsqueeze(-1)
+        return expand_to_entries(s, batch.kernel_shape, batch.edge_attr.size(0)).unsqueeze(-1)  # (W, 1)
 
     def node_factor(self, batch) -> torch.Tensor:
         """``(N,)``: the bias scale of every node."""
@@ -175,7 +184,7 @@ class GraphScaler(nn.Module):
     def forward(self, batch):
         """A shallow copy of ``batch`` with scaled ``edge_attr`` and bias column."""
         out = copy.copy(batch)  # shallow: shares the untouched tensors
-        out.edge_attr = batch.edge_attr / self.edge_factor(batch)  # (E, K)
+        out.edge_attr = batch.edge_attr / self.edge_factor(batch)  # (W, 1)
         x = batch.x.clone()
         x[:, schema.BIAS] = x[:, schema.BIAS] / self.node_factor(batch)
         out.x = x

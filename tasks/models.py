@@ -13,7 +13,7 @@ __all__ = ["GraphPredictor", "GraphEditor", "VectorMLP"]
 
 
 def max_box(kernel_box) -> tuple[int, int, int]:
-    """The encoder's ``max_kernel_box``: its default (3, 7, 7), grown to fit the data's ``kernel_box``."""
+    """The encoder's ``max_kernel_box``: its default (3, 7, 7), grown to fit the data's largest kernel."""
     return tuple(max(a, int(b)) for a, b in zip((3, 7, 7), kernel_box))
 
 
@@ -51,7 +51,7 @@ class GraphEditor(nn.Module):
             that layer). Default: 1 everywhere.
 
     Shapes:
-        - **output:** ``dx`` :math:`(N, 5)`, ``de`` :math:`(E, K)`
+        - **output:** ``dx`` :math:`(N, 5)`, ``de`` :math:`(W, 1)` (laid out as ``edge_attr``)
     """
 
     def __init__(self, scaler: GraphScaler, hidden_dim: int = 32, num_layers: int = 3, probe_dim: int = 0,
@@ -70,13 +70,14 @@ class GraphEditor(nn.Module):
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         h, e = self.encoder.encode(self.scaler(batch))  # (N, H), (E, H)
-        dx, de = self.head(h, e, batch.kernel_box, batch.edge_attr.size(1))  # (N, 5), (E, K)
+        dx, de = self.head(h, e, batch.kernel_shape, batch.edge_attr.size(0))  # (N, 5), (W, 1)
         node_gain = self.depth_gain[self.scaler._depth(batch.layer)]  # (N,)
         node_mask = torch.zeros_like(dx)
         node_mask[:, schema.BIAS] = (batch.node_type != int(schema.NodeType.INPUT)).to(dx.dtype)
         dx = dx * node_mask * (self.scaler.node_factor(batch) * node_gain).unsqueeze(-1)
-        edge_mask = (batch.edge_type == int(schema.EdgeType.WEIGHT)).to(de.dtype).unsqueeze(-1)  # (E, 1)
-        edge_gain = self.depth_gain[self.scaler._depth(batch.layer[batch.edge_index[1]])].unsqueeze(-1)  # (E, 1)
+        weight, depth = self.scaler._weight_entries(batch)  # (W,) each: per row of edge_attr
+        edge_mask = weight.to(de.dtype).unsqueeze(-1)  # (W, 1)
+        edge_gain = self.depth_gain[depth].unsqueeze(-1)  # (W, 1)
         de = de * edge_mask * self.scaler.edge_factor(batch) * edge_gain
         return dx, de
 

@@ -41,9 +41,9 @@ class ParamGather:
 
     def params(self, x: torch.Tensor, edge_attr: torch.Tensor, num_graphs: int) -> list[torch.Tensor]:
         """Stacked parameters in ``template.named_parameters()`` order, each ``(B, *shape)``."""
-        n, e = self.layout.num_nodes, self.layout.num_edges
+        n, w = self.layout.num_nodes, self.layout.num_entries
         xb = x.reshape(num_graphs, n, x.shape[-1])  # (B*N, F) -> (B, N, F)
-        eb = edge_attr.reshape(num_graphs, e * edge_attr.shape[-1])  # (B*E, K) -> (B, E*K)
+        eb = edge_attr.reshape(num_graphs, w)  # (B*W, 1) -> (B, W): every graph's kernel entries
         out = []
         for name in self.names:
             if name in self.node:

@@ -59,11 +59,10 @@ class RobustGraphScaler(GraphScaler):
         for g in graphs:
             if not is_finite_graph(g):
                 continue
-            w = g.edge_type == int(schema.EdgeType.WEIGHT)
-            d = self._depth(g.layer[g.edge_index[1, w]])  # (E_w,)
-            a = g.edge_attr[w].double()  # (E_w, K)
-            s = torch.zeros(self.max_layers, dtype=torch.double).index_add_(0, d, a.pow(2).sum(-1))
-            c = torch.zeros(self.max_layers, dtype=torch.double).index_add_(0, d, (a != 0).sum(-1).double())
+            w, d = self._weight_entries(g)  # (W,) rows of weight edges, (W,) their depths
+            a, d = g.edge_attr[w, 0].double(), d[w]  # (W_w,) each
+            s = torch.zeros(self.max_layers, dtype=torch.double).index_add_(0, d, a.pow(2))
+            c = torch.zeros(self.max_layers, dtype=torch.double).index_add_(0, d, (a != 0).double())
             for k in torch.nonzero(c > 0).flatten().tolist():
                 e_ms[k].append(float(s[k] / c[k]))
             m = g.node_type != int(schema.NodeType.INPUT)
@@ -81,7 +80,8 @@ class RobustGraphScaler(GraphScaler):
     def forward(self, batch):
         """A shallow copy of ``batch``: weights and biases scaled per depth, then every parameter ``asinh``-ed."""
         out = copy.copy(batch)
-        w = (batch.edge_type == int(schema.EdgeType.WEIGHT)).unsqueeze(-1)  # (E, 1); identity edges stay 1
+        w, _ = self._weight_entries(batch)  # (W,); identity edges stay 1
+        w = w.unsqueeze(-1)  # (W, 1)
         out.edge_attr = torch.where(w, signed_log(batch.edge_attr / self.edge_factor(batch)), batch.edge_attr)
         x = batch.x.clone()
         x[:, schema.BIAS] = x[:, schema.BIAS] / self.node_factor(batch)

@@ -1,6 +1,7 @@
 """The public conversion functions: module -> graph, graph -> module, and their helpers."""
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -75,14 +76,10 @@ def build_layout(
     class, ``repr``, parameter shapes and example-input shapes share one layout (a model zoo
     converts at the cost of one trace). ``method`` chooses the tracer (see :func:`trace`).
     """
+    kernel_box = _no_kernel_box(kernel_box)
     key = _architecture_key(module, example_inputs, kernel_box, method) if cache else None
     if key is not None and key in _LAYOUT_CACHE:
         return _LAYOUT_CACHE[key]
-    if key is not None and kernel_box is not None:
-        # from_graph passes the graph's box: the default layout serves when its box is that box
-        default = _LAYOUT_CACHE.get(_architecture_key(module, example_inputs, None, method))
-        if default is not None and default.kernel_box == tuple(int(v) for v in kernel_box):
-            return default
     gm, aliases = trace(module, example_inputs, method)
     builder = GraphBuilder(module, aliases)
     walk(gm, builder)
@@ -111,17 +108,17 @@ def to_graph(
         example_inputs: a tensor or tuple of tensors to trace shapes with. Needed only when the
             shapes cannot be made up from the first layer (a CNN with a flatten head whose input
             is not 16 pixels wide, for instance).
-        kernel_box: ``(depth, height, width)`` to pad every edge kernel into, odd on every side; by
-            default the largest kernel of this model, rounded up to odd sides. Give one box to every model of a dataset to batch graphs
-            with a plain PyG ``DataLoader``; otherwise use :func:`batch_graphs`.
+        kernel_box: deprecated and ignored: every edge kernel is stored at its own size, and
+            graphs of any architectures batch with a plain PyG ``DataLoader``.
         method: the tracer: ``"fx"``, ``"export"`` or ``"auto"`` (fx, and export where fx fails).
         verify: also run :func:`~nngraph.convert.verify` (random hidden permutations checked in
             float64 against the model's outputs) and raise
             :class:`~nngraph.convert.verify.SoundnessError` if the graph is not sound.
 
     Returns:
-        :class:`torch_geometric.data.Data` with ``x (N, 5)``, ``edge_index (2, E)``,
-        ``edge_attr (E, prod(kernel_box))`` and the integer fields of :mod:`nngraph.schema`.
+        :class:`torch_geometric.data.Data` with ``x (N, 5)``, ``edge_index (2, E)``, the kernels
+        ``edge_attr (W, 1)`` (one row per kernel entry; ``W == E`` when all kernels are 1x1),
+        ``kernel_shape (E, 3)`` and the integer fields of :mod:`nngraph.schema`.
 
     Raises:
         UnsupportedError: for a layer or operation nngraph cannot represent faithfully.
@@ -160,8 +157,7 @@ def from_graph(
         example_inputs = (example_inputs,)
     if example_inputs is None and getattr(graph, "input_spec", None) is not None:
         example_inputs = inputs_from_spec(graph.input_spec)
-    box = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0]) if "kernel_box" in graph else None
-    layout = build_layout(module, example_inputs, box, method=method)
+    layout = build_layout(module, example_inputs, method=method)
     return layout.from_graph(graph, module)
 
 
@@ -185,29 +181,24 @@ def random_hidden_permutation(
     return layout.from_graph(permuted, module), perm
 
 
+def _no_kernel_box(kernel_box):
+    if kernel_box is not None:
+        warnings.warn("kernel_box is deprecated and ignored: edge kernels are stored at their own size "
+                      "(nngraph.schema), so graphs of any architectures batch without padding",
+                      DeprecationWarning, stacklevel=3)
+    return None
+
+
 def pad_kernel_box(graph: Data, kernel_box: tuple[int, int, int]) -> Data:
-    """``graph`` with its edge kernels zero-padded (centred) into the larger ``kernel_box``."""
-    old = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0])
-    new = tuple(int(v) for v in kernel_box)
-    if old == new:
-        return graph
-    if any(n < o for n, o in zip(new, old)):
-        raise ValueError(f"cannot pad kernels of box {old} into the smaller box {new}")
-    if any(n % 2 == 0 for n in new + old):
-        raise ValueError(f"kernel boxes must have odd sides, got {old} -> {new}")
-    out = graph.clone()
-    kernels = graph.edge_attr.view(-1, *old)  # (E, D, H, W)
-    padded = kernels.new_zeros(kernels.shape[0], *new)  # (E, D', H', W')
-    o = [(n - k) // 2 for n, k in zip(new, old)]
-    padded[:, o[0]:o[0] + old[0], o[1]:o[1] + old[1], o[2]:o[2] + old[2]] = kernels
-    out.edge_attr = padded.view(kernels.shape[0], -1)  # (E, D' * H' * W')
-    out.kernel_box = torch.tensor([new])
-    return out
+    """Removed: edge kernels are stored at their own size, there is no box to pad into."""
+    raise TypeError("pad_kernel_box is gone: neural graphs store every edge kernel at its own size "
+                    "(see nngraph.schema), so graphs of different kernel sizes batch as they are, with "
+                    "torch_geometric.loader.DataLoader or Batch.from_data_list")
 
 
 def batch_graphs(graphs: Sequence[Data], kernel_box: tuple[int, int, int] | None = None) -> Batch:
-    """Batch neural graphs of different architectures: kernels are padded into one common box
-    (the elementwise largest, or ``kernel_box``) before :meth:`Batch.from_data_list`."""
-    boxes = torch.cat([g.kernel_box.reshape(-1, 3) for g in graphs])  # (B, 3)
-    box = tuple(int(v) for v in boxes.amax(0)) if kernel_box is None else tuple(kernel_box)
-    return Batch.from_data_list([pad_kernel_box(g, box) for g in graphs])
+    """``Batch.from_data_list(graphs)``: neural graphs of any architectures batch as they are (every
+    edge kernel at its own size), as a plain PyG ``DataLoader`` does. ``kernel_box`` is deprecated
+    and ignored."""
+    _no_kernel_box(kernel_box)
+    return Batch.from_data_list(list(graphs))

@@ -10,7 +10,9 @@ from typing import Callable
 
 import torch
 
+from ..kernels import KERNEL_SHAPE_DTYPE, kernel_sizes
 from ..schema import (
+    NODE_FEATURE_DIM,
     ACT_ARGS_DIM,
     CONV_ARGS_DIM,
     MAX_POOLS,
@@ -23,7 +25,7 @@ from ..schema import (
     Pool,
 )
 from .errors import UnsupportedError
-from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup
+from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, flat_view
 
 
 @dataclass
@@ -59,6 +61,7 @@ class GraphBuilder:
         self._node_placements: list[NodePlacement] = []
         self._edge_placements: list[tuple[str, torch.Tensor, torch.Tensor, tuple[int, int, int]]] = []
         self._placed: set[str] = set()
+        self._edge_read_back: list[bool] = []  # per edge placement: False for later places of a shared tensor
         self._first_name: dict[int, str] = {}  # id(tensor) -> the name it was first placed under
         self._first_axes: dict[str, Callable[[], list[list[torch.Tensor]]]] = {}  # first places, lazily
         self._group_of_node: list[torch.Tensor] = []
@@ -174,8 +177,8 @@ class GraphBuilder:
         self._edge_chunks["src"].append(src)
         self._edge_chunks["dst"].append(dst)
         self._edge_chunks["type"].append(torch.full((count,), int(edge_type)))
-        if count:  # one (3,) kernel shape per block of edges; only the largest matters (the box)
-            self._edge_chunks["kshape"].append(torch.tensor(kernel_shape, dtype=torch.long))
+        if count:  # one (count, (3,)) kernel shape per block of edges, expanded in finish
+            self._edge_chunks["kshape"].append((count, tuple(int(k) for k in kernel_shape)))
         if identity:
             self._edge_constants.append(ids)
         return ids
@@ -203,7 +206,8 @@ class GraphBuilder:
         nodes = nodes.long()
         self._share(name, first, lambda: [[line] if (line := _axis_nodes(nodes, k)) is not None else []
                                           for k in range(nodes.dim())])
-        self._node_placements.append(NodePlacement(name, nodes.reshape(-1), int(column), read_back=first is None))
+        self._node_placements.append(NodePlacement(name, nodes.reshape(-1), int(column), shape=tuple(tensor.shape),
+                                                   read_back=first is None))
 
     def place_edge_param(
         self,
@@ -223,9 +227,8 @@ class GraphBuilder:
                 raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {tuple(tensor.shape)}")
         self._share(name, first, lambda: self._edge_axis_nodes(edges, tuple(tensor.shape)))
         # kept broadcastable (not expanded to one entry per weight) until finish: memory
-        self._edge_placements.append(
-            (name, edges, kernel_pos, tuple(kernel_shape), tuple(tensor.shape), first is None)
-        )
+        self._edge_placements.append((name, edges, kernel_pos, tuple(kernel_shape), tuple(tensor.shape)))
+        self._edge_read_back.append(first is None)
 
     def _edge_axis_nodes(self, edges: torch.Tensor, shape: tuple[int, ...]) -> list[list[torch.Tensor]]:
         """Per axis of a parameter placed on ``edges``: the node ids its index selects, as a list with
@@ -368,7 +371,8 @@ class GraphBuilder:
         input_spec: tuple | None = None,
     ) -> Layout:
         """Freeze what was collected into a :class:`Layout`. Every parameter and floating-point
-        buffer of the module must have been placed."""
+        buffer of the module must have been placed. ``kernel_box`` is ignored: kernels are stored
+        at their own size (see :mod:`nngraph.schema`)."""
         missing = [
             n for n, t in self.named_tensors.items()
             if id(t) not in self._first_name and t.is_floating_point() and not n.endswith("num_batches_tracked")
@@ -382,22 +386,24 @@ class GraphBuilder:
         cat = lambda chunks, n: torch.cat(chunks) if chunks else torch.zeros(n, dtype=torch.long)  # noqa: E731
         src = cat(self._edge_chunks["src"], 0)
         dst = cat(self._edge_chunks["dst"], 0)
-        kshapes = self._edge_chunks["kshape"]
-        box = torch.stack(kshapes).amax(0) if kshapes else torch.ones(3, dtype=torch.long)
-        box = box + (1 - box % 2)  # odd sides: re-padding into a larger odd box keeps every kernel's place
-        if kernel_box is not None:
-            wanted = torch.tensor(kernel_box, dtype=torch.long)
-            if (wanted % 2 == 0).any():
-                raise ValueError(f"kernel_box {tuple(kernel_box)} must have odd sides (kernels are centred in it)")
-            if (wanted < box).any():
-                raise ValueError(f"kernel_box {tuple(kernel_box)} is smaller than the largest kernel {tuple(box.tolist())}")
-            box = wanted
+        kernel_shape, offsets, num_entries = _kernel_shapes(self._edge_chunks["kshape"], self.num_edges)  # (E, 3), (E,)
+        _check_kernel_shapes(self._edge_placements, self._edge_chunks["kshape"], kernel_shape)
         edge_placements = tuple(
-            EdgePlacement(name, _flat_positions(edges, kernel_pos, torch.tensor([kshape]), box, shape), read_back)
-            for name, edges, kernel_pos, kshape, shape, read_back in self._edge_placements
+            EdgePlacement(name, positions, flat_view(positions, shape, num_entries), read_back)
+            for name, positions, shape, read_back in (
+                (name, _flat_positions(edges, kernel_pos, offsets, shape), shape, read_back)
+                for (name, edges, kernel_pos, _, shape), read_back in zip(self._edge_placements, self._edge_read_back)
+            )
+        )
+        node_placements = tuple(
+            NodePlacement(p.name, p.nodes, p.column,
+                          flat_view(p.nodes * NODE_FEATURE_DIM + p.column, p.shape, self.num_nodes * NODE_FEATURE_DIM),
+                          p.shape, p.read_back)
+            for p in self._node_placements
         )
         constant_edges = torch.cat(self._edge_constants) if self._edge_constants else torch.zeros(0, dtype=torch.long)
-        centre = int(_box_position(torch.zeros(1, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), box))
+        # the constant 1 of an identity edge sits at its kernel's centre (they are 1x1 in practice)
+        centre = _centre_position(kernel_shape[constant_edges].long())
         return Layout(
             num_nodes=self.num_nodes,
             edge_index=torch.stack([src, dst]),
@@ -408,9 +414,10 @@ class GraphBuilder:
             layer=cat(self._node_chunks["layer"], 0),
             act=cat(self._act, 0),
             **{k: torch.cat(v) for k, v in self._op.items() if v},
-            kernel_box=tuple(int(v) for v in box),
-            identity_positions=constant_edges * int(box.prod()) + centre,
-            node_placements=tuple(self._node_placements),
+            kernel_shape=kernel_shape,
+            num_entries=num_entries,
+            identity_positions=offsets[constant_edges] + centre,
+            node_placements=node_placements,
             edge_placements=edge_placements,
             symmetries=self._symmetries(),
             module_nodes=dict(self.module_nodes),
@@ -452,24 +459,47 @@ def _padded(args: tuple[float, ...], width: int) -> torch.Tensor:
     return row
 
 
-def _flat_positions(edges, kernel_pos, kshape, box, shape) -> torch.Tensor:
-    """``(prod(shape),)`` positions in the flat ``edge_attr`` of a parameter of ``shape`` whose entry
-    ``idx`` is at kernel position ``kernel_pos[idx]`` of edge ``edges[idx]`` (both broadcast to ``shape``)."""
-    positions = edges * int(box.prod()) + _box_position(kernel_pos, kshape, box)  # broadcastable to shape
+def _kernel_shapes(chunks: list[tuple[int, tuple[int, int, int]]], num_edges: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(kernel_shape (E, 3), offsets (E,), W)`` from ``(count, shape)`` blocks of edges, worked out
+    per block (a ViT-B has 86M edges)."""
+    if not chunks:
+        return torch.ones(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE), torch.arange(num_edges), num_edges
+    kernel_shape = torch.empty(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE)  # (E, 3)
+    offsets = torch.empty(num_edges, dtype=torch.long)  # (E,)
+    start, entry = 0, 0
+    for count, shape in chunks:  # one fill per block of edges
+        size = shape[0] * shape[1] * shape[2]
+        kernel_shape[start:start + count] = torch.tensor(shape, dtype=KERNEL_SHAPE_DTYPE)
+        torch.arange(entry, entry + count * size, size, out=offsets[start:start + count])
+        start, entry = start + count, entry + count * size
+    return kernel_shape, offsets, entry
+
+
+def _check_kernel_shapes(placements, chunks, kernel_shape: torch.Tensor) -> None:
+    """Every weight is placed as kernels of the shape its edges were added with (else its entries
+    would land in other edges' kernels)."""
+    ends = torch.tensor([c for c, _ in chunks]).cumsum(0) if chunks else torch.zeros(0, dtype=torch.long)
+    for name, edges, _, kshape, _ in placements:
+        if not edges.numel():
+            continue
+        lo, hi = int(edges.min()), int(edges.max())
+        block = int(torch.searchsorted(ends, lo, right=True))
+        if block < len(chunks) and hi < int(ends[block]) and lo >= int(ends[block]) - chunks[block][0]:
+            ok = chunks[block][1] == tuple(kshape)  # the edges lie in one block of one shape
+        else:
+            ok = bool((kernel_shape[edges.reshape(-1)] == torch.tensor(kshape, dtype=kernel_shape.dtype)).all())
+        if not ok:
+            raise ValueError(f"{name}: placed as {tuple(kshape)} kernels on edges added with other kernel shapes")
+
+
+def _flat_positions(edges, kernel_pos, offsets, shape) -> torch.Tensor:
+    """``(prod(shape),)`` rows of ``edge_attr`` of a parameter of ``shape`` whose entry ``idx`` is at
+    kernel position ``kernel_pos[idx]`` of edge ``edges[idx]`` (both broadcast to ``shape``)."""
+    positions = offsets[edges] + kernel_pos  # broadcastable to shape
     return positions.expand(shape).reshape(-1)  # (numel,)
 
 
-def _box_position(kernel_pos: torch.Tensor, kshape: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Flat position inside ``box`` of flat position ``kernel_pos`` of a kernel of shape ``kshape``
-    (``(n, 3)`` or ``(1, 3)``), the kernel centred in the box (floor for odd margins)."""
-    if kernel_pos.numel() == 0:
-        return kernel_pos
-    if kshape.shape[0] == 1 and kernel_pos.numel() > int(kshape.prod()):
-        # one kernel shape for many entries: work out its positions once, then gather
-        table = _box_position(torch.arange(int(kshape.prod())), kshape, box)  # (prod(kshape),)
-        return table[kernel_pos]
-    d = kernel_pos // (kshape[:, 1] * kshape[:, 2])
-    h = (kernel_pos // kshape[:, 2]) % kshape[:, 1]
-    w = kernel_pos % kshape[:, 2]
-    offset = (box.unsqueeze(0) - kshape) // 2  # (n, 3)
-    return ((d + offset[:, 0]) * box[1] + (h + offset[:, 1])) * box[2] + (w + offset[:, 2])
+def _centre_position(kernel_shape: torch.Tensor) -> torch.Tensor:
+    """``(n,)``: the flat (C order) position of the centre of every kernel of ``kernel_shape`` ``(n, 3)``."""
+    c = (kernel_shape - 1) // 2  # (n, 3)
+    return (c[:, 0] * kernel_shape[:, 1] + c[:, 1]) * kernel_shape[:, 2] + c[:, 2]

@@ -6,23 +6,34 @@ that ``Layout.from_graph`` gathers them back with, which is what makes the inver
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch_geometric.data import Data
 
+from ..kernels import reorder_kernels
 from ..schema import ACT_ARGS_DIM, CONV_ARGS_DIM, MAX_POOLS, NODE_FEATURE_DIM, POOL_ARGS_DIM
 from .errors import GraphMismatchError
 
 
+#: ``(storage offset, shape, strides)`` of a placement whose entries form a strided view of the
+#: flat feature tensor, so that it is written and read as one strided copy
+View = tuple[int, tuple[int, ...], tuple[int, ...]]
+
+
 @dataclass(frozen=True)
 class NodePlacement:
-    """Parameter ``name`` (flattened) lives in ``x[nodes, column]``; ``nodes`` is ``(numel,)``."""
+    """Parameter ``name`` (flattened) lives in ``x[nodes, column]``; ``nodes`` is ``(numel,)``.
+    ``view``, when set, is the same entries as a strided view of ``x.view(-1)`` (``shape`` is the
+    parameter's)."""
 
     name: str
     nodes: torch.Tensor
     column: int
+    view: View | None = None
+    shape: tuple[int, ...] | None = None
     #: ``False`` for the second and later places of a shared parameter: written by ``to_graph``,
     #: not read back (the first place is)
     read_back: bool = True
@@ -30,11 +41,41 @@ class NodePlacement:
 
 @dataclass(frozen=True)
 class EdgePlacement:
-    """Parameter ``name`` (flattened) lives at ``edge_attr.view(-1)[positions]``; ``(numel,)``."""
+    """Parameter ``name`` (flattened) lives at ``edge_attr.view(-1)[positions]``; ``(numel,)``.
+    ``view``, when set, is the same entries as a strided view of ``edge_attr.view(-1)``."""
 
     name: str
     positions: torch.Tensor
+    view: View | None = None
     read_back: bool = True  # as for NodePlacement
+
+
+def flat_view(positions: torch.Tensor, shape: tuple[int, ...], size: int) -> View | None:
+    """``positions`` ``(numel,)`` of a tensor of ``shape`` in a flat tensor of ``size`` entries as
+    ``(offset, shape, strides)`` if they are ``offset + sum_i index_i * strides_i`` (a strided view),
+    else ``None``. Contiguous and transposed placements (conv and linear weights) are views."""
+    shape = tuple(int(v) for v in shape)
+    if positions.numel() == 0 or positions.numel() != math.prod(shape):
+        return None
+    p = positions.view(shape)
+    start = int(positions[0])
+    strides = []
+    for i, n in enumerate(shape):
+        strides.append(int(p[(0,) * i + (1,) + (0,) * (len(shape) - i - 1)]) - start if n > 1 else 0)
+    if any(v < 0 for v in strides) or start < 0 or int(positions.max()) >= size:
+        return None
+    expected = torch.full((), start, dtype=positions.dtype)
+    for i, (n, v) in enumerate(zip(shape, strides)):
+        expected = expected + (torch.arange(n) * v).view((-1,) + (1,) * (len(shape) - i - 1))
+    if not torch.equal(expected.expand(shape), p):
+        return None
+    return start, shape, tuple(strides)
+
+
+def _strided(flat: torch.Tensor, view: View) -> torch.Tensor:
+    """The entries ``view`` of the contiguous 1-D ``flat``."""
+    offset, shape, strides = view
+    return flat.as_strided(shape, strides, flat.storage_offset() + offset)
 
 
 @dataclass(frozen=True)
@@ -85,8 +126,9 @@ class Layout:
     io_position: torch.Tensor  # (N,)
     layer: torch.Tensor  # (N,)
     act: torch.Tensor  # (N,)
-    kernel_box: tuple[int, int, int]
-    identity_positions: torch.Tensor  # flat positions in edge_attr that hold a constant 1
+    kernel_shape: torch.Tensor  # (E, 3) int32: every edge's (depth, height, width)
+    num_entries: int  # W = sum of prod(kernel_shape): rows of edge_attr
+    identity_positions: torch.Tensor  # rows of edge_attr that hold a constant 1
     node_placements: tuple[NodePlacement, ...]
     edge_placements: tuple[EdgePlacement, ...]
     symmetries: tuple[SymmetryGroup, ...]
@@ -122,34 +164,42 @@ class Layout:
         return int(self.edge_index.shape[1])
 
     @property
-    def edge_dim(self) -> int:
-        return self.kernel_box[0] * self.kernel_box[1] * self.kernel_box[2]
+    def max_kernel_shape(self) -> tuple[int, int, int]:
+        """The elementwise largest kernel ``(depth, height, width)`` of the graph (``(1, 1, 1)`` if none)."""
+        if self.kernel_shape.numel() == 0:
+            return (1, 1, 1)
+        return tuple(int(v) for v in self.kernel_shape.amax(0))  # type: ignore[return-value]
 
     # ------------------------------------------------------------ to / from
     def to_graph(self, module: nn.Module) -> Data:
-        """Read ``module``'s parameters into a new graph with this layout."""
+        """Read ``module``'s parameters into a new graph with this layout.
+
+        The feature tensors (``x``, ``edge_attr``) are new; the structure tensors are this layout's
+        own, shared by every graph it converts (treat them as read-only, clone before editing).
+        """
         tensors = _named_tensors(module)
         dtype = _float_dtype(tensors, self.dtype)
-        x = torch.zeros(self.num_nodes, NODE_FEATURE_DIM, dtype=dtype)  # (N, F)
-        edge_attr = torch.zeros(self.num_edges * self.edge_dim, dtype=dtype)  # (E * K,)
+        x = torch.zeros(self.num_nodes * NODE_FEATURE_DIM, dtype=dtype)  # (N * F,)
+        edge_attr = torch.zeros(self.num_entries, dtype=dtype)  # (W,)
         edge_attr[self.identity_positions] = 1
         with torch.no_grad():
             for p in self.node_placements:
-                x[p.nodes, p.column] = _lookup(tensors, p.name).detach().reshape(-1).to(dtype)
+                _write(x, p.view, p.nodes * NODE_FEATURE_DIM + p.column if p.view is None else None,
+                       _lookup(tensors, p.name))
             for p in self.edge_placements:
-                edge_attr[p.positions] = _lookup(tensors, p.name).detach().reshape(-1).to(dtype)
+                _write(edge_attr, p.view, p.positions, _lookup(tensors, p.name))
         return Data(
-            x=x,
-            edge_index=self.edge_index.clone(),
-            edge_attr=edge_attr.view(self.num_edges, self.edge_dim),  # (E, K)
-            edge_type=self.edge_type.clone(),
+            x=x.view(self.num_nodes, NODE_FEATURE_DIM),  # (N, F)
+            edge_index=self.edge_index,
+            edge_attr=edge_attr.view(self.num_entries, 1),  # (W, 1)
+            edge_type=self.edge_type,
+            kernel_shape=self.kernel_shape,  # (E, 3)
             node_type=self.node_type.clone(),
             node_kind=self.node_kind.clone(),
             io_position=self.io_position.clone(),
             layer=self.layer.clone(),
             act=self.act.clone(),
             **self.op_fields(dtype),
-            kernel_box=torch.tensor([self.kernel_box]),  # (1, 3)
             num_nodes=self.num_nodes,
             **({} if self.input_spec is None else {"input_spec": _spec_to_plain(self.input_spec)}),
         )
@@ -168,13 +218,23 @@ class Layout:
             problems.append(f"{int(graph.num_nodes)} nodes, the module needs {self.num_nodes}")
         if graph.edge_index.shape != self.edge_index.shape:
             problems.append(f"{graph.edge_index.shape[1]} edges, the module needs {self.num_edges}")
-        elif not torch.equal(graph.edge_index.cpu(), self.edge_index):
+        elif graph.edge_index is not self.edge_index and not torch.equal(graph.edge_index.cpu(), self.edge_index):
             problems.append("the same number of edges but connecting other nodes")
-        box = tuple(int(v) for v in graph.kernel_box.reshape(-1, 3)[0]) if "kernel_box" in graph else None
-        if box is not None and box != self.kernel_box:
-            problems.append(f"kernel box {box}, the module's layout has {self.kernel_box}")
+        if "kernel_shape" in graph:
+            shapes = graph.kernel_shape
+            if not problems and shapes is not self.kernel_shape and not torch.equal(
+                    shapes.cpu().to(self.kernel_shape.dtype), self.kernel_shape):
+                problems.append("edges carrying kernels of other shapes")
+        elif "kernel_box" in graph:
+            problems.append("kernels padded into a kernel_box (the format of older nngraph versions); "
+                            "convert the module again")
+        elif self.num_entries != self.num_edges:
+            problems.append("no kernel_shape, and the module has kernels larger than 1x1")
         if tuple(graph.x.shape) != (self.num_nodes, NODE_FEATURE_DIM) and not problems:
             problems.append(f"node features of shape {tuple(graph.x.shape)}")
+        if not problems and tuple(graph.edge_attr.shape) != (self.num_entries, 1):
+            problems.append(f"edge features of shape {tuple(graph.edge_attr.shape)}, the module needs "
+                            f"{(self.num_entries, 1)} (every kernel entry a row)")
         if not problems and "node_kind" in graph and not torch.equal(graph.node_kind.cpu(), self.node_kind):
             problems.append("nodes of other kinds (another architecture)")
         if not problems and "act" in graph and not torch.equal(graph.act.cpu(), self.act):
@@ -196,26 +256,19 @@ class Layout:
     def from_graph(self, graph: Data, module: nn.Module) -> nn.Module:
         """A deep copy of ``module`` whose parameters and normalization buffers are read from ``graph``."""
         self.check_fits(graph)
-        if tuple(graph.edge_attr.shape) != (self.num_edges, self.edge_dim):
-            raise GraphMismatchError(
-                f"edge features of shape {tuple(graph.edge_attr.shape)}, the module needs "
-                f"{(self.num_edges, self.edge_dim)}"
-            )
-        out = copy.deepcopy(module)
+        placed = {p.name for p in self.node_placements} | {p.name for p in self.edge_placements}
+        out = _copy_without(module, placed)
         tensors = _named_tensors(out)
-        x = graph.x
-        edge_attr = graph.edge_attr.reshape(-1)  # (E * K,)
+        x = graph.x.reshape(-1).contiguous()  # (N * F,)
+        edge_attr = graph.edge_attr.reshape(-1).contiguous()  # (W,)
         with torch.no_grad():
             for p in self.node_placements:
-                if not p.read_back:
-                    continue
-                target = _lookup(tensors, p.name)
-                target.copy_(x[p.nodes.to(x.device), p.column].view(target.shape))
+                if p.read_back:
+                    _read(x, p.view, p.nodes * NODE_FEATURE_DIM + p.column if p.view is None else None,
+                          _lookup(tensors, p.name))
             for p in self.edge_placements:
-                if not p.read_back:
-                    continue
-                target = _lookup(tensors, p.name)
-                target.copy_(edge_attr[p.positions.to(x.device)].view(target.shape))
+                if p.read_back:
+                    _read(edge_attr, p.view, p.positions, _lookup(tensors, p.name))
         return out
 
     # ------------------------------------------------------------ symmetry
@@ -248,7 +301,11 @@ class Layout:
             raise GraphMismatchError("the graph has parallel edges of one type; relabelling is ambiguous")
         out = graph.clone()
         out.x = graph.x[inverse]
-        out.edge_attr = graph.edge_attr[order[found]]
+        edges = order[found]
+        shapes = graph.kernel_shape if "kernel_shape" in graph else self.kernel_shape
+        out.edge_attr = reorder_kernels(graph.edge_attr, shapes, edges)
+        if "kernel_shape" in graph:
+            out.kernel_shape = shapes[edges]
         return out
 
 
@@ -296,3 +353,31 @@ def _float_dtype(tensors: dict[str, torch.Tensor], default: torch.dtype) -> torc
         if t.is_floating_point():
             return t.dtype
     return default
+
+
+def _write(flat: torch.Tensor, view: View | None, positions: torch.Tensor | None, value: torch.Tensor) -> None:
+    """Put ``value`` into the entries of ``flat`` a placement names (one strided copy for a view)."""
+    if view is not None:
+        _strided(flat, view).copy_(value.detach())
+    else:
+        flat.index_copy_(0, positions, value.detach().reshape(-1).to(flat.dtype))
+
+
+def _read(flat: torch.Tensor, view: View | None, positions: torch.Tensor | None, target: torch.Tensor) -> None:
+    """Fill ``target`` from the entries of ``flat`` a placement names."""
+    if view is not None:
+        target.copy_(_strided(flat, view))
+    else:
+        target.copy_(flat[positions.to(flat.device)].view(target.shape))
+
+
+def _copy_without(module: nn.Module, names: set[str]) -> nn.Module:
+    """``copy.deepcopy(module)``, except that the parameters and buffers ``names`` (which the caller
+    overwrites) are new uninitialised tensors instead of copies: half the memory traffic."""
+    memo = {}
+    for name, t in _named_tensors(module).items():
+        if name not in names or id(t) in memo or type(t) not in (nn.Parameter, torch.Tensor) or t.__dict__:
+            continue
+        fresh = torch.empty_like(t)
+        memo[id(t)] = nn.Parameter(fresh, requires_grad=t.requires_grad) if type(t) is nn.Parameter else fresh
+    return copy.deepcopy(module, memo)

@@ -176,10 +176,13 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
         if not has_tensor:
             return Opaque(node.name)  # sizes, constants (position ids, masks) and other bookkeeping
         if converter is None:
+            params = [v.name for v in _flatten((args, kwargs)) if isinstance(v, ParamValue)]
+            reads = f" (it reads parameter {params[0]!r} as data)" if params else ""
             raise UnsupportedError(
-                f"{describe(node)} acts on the model's activations and nngraph does not know how it mixes "
-                f"neurons, so it refuses rather than guess. Supported operations: {', '.join(supported_functions())}; "
-                f"supported modules: {', '.join(supported_modules())}."
+                f"{describe(node)} acts on the model's activations{reads} and nngraph does not know how it "
+                f"mixes neurons, so it refuses rather than guess. It knows {len(supported_functions())} "
+                "operations (nngraph.convert.supported_functions()) and "
+                f"{len(supported_modules())} modules (nngraph.convert.supported_modules())."
             )
     try:
         return converter(ctx, node, *args, **kwargs)

@@ -5,7 +5,7 @@ the weights (``x``, ``edge_attr``), and one file per architecture, ``<cache_dir>
 with the rest of the graph (edge list, node types, ...), which every model of that architecture
 shares. Both are dicts of plain tensors saved with ``torch.save`` and read back with
 ``torch.load(weights_only=True)``; model files are stamped with the weights' sha256, the nngraph
-version and the kernel box, so a cached graph is reconverted when its model, nngraph or the box
+version and the cache format, so a cached graph is reconverted when its model, nngraph or the format
 changes (``<cache_dir>/index.json`` maps model ids to their stamps). Temporary files a killed
 conversion left in the cache are deleted when the next dataset is created.
 """
@@ -31,7 +31,7 @@ from nngraph.zoo.storage import Zoo, ZooError, inside
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
 #: Bump when the cached format changes.
-CACHE_FORMAT = 3  # 3: act_args, conv_args, pool, pool_args
+CACHE_FORMAT = 4  # 3: act_args, conv_args, pool, pool_args; 4: kernels at their own size (edge_attr (W, 1), kernel_shape)
 #: Graph fields that depend on the weights; every other field depends on the architecture only.
 WEIGHT_FIELDS = ("x", "edge_attr")
 
@@ -95,9 +95,8 @@ class ZooDataset(Dataset):
             ``test_acc`` for classifier zoos)
         fields (Sequence[str]): further numeric manifest fields to attach. (default: :obj:`()`)
         families (Sequence[str], optional): keep only these model families.
-        kernel_box (tuple or str): box every edge kernel is padded into; ``"auto"`` takes the largest
-            box of any graph of the zoo (all splits), so all graphs batch with a plain ``DataLoader``
-            and every split has the same ``edge_attr`` width. (default: :obj:`"auto"`)
+        kernel_box: deprecated and ignored: every edge kernel is stored at its own size, and graphs
+            of any architectures batch with a plain ``DataLoader``. (default: :obj:`"auto"`)
         cache_dir (str, optional): where graphs are cached. (default: ``<root>/graphs``)
         verify (bool): check every weights file of the zoo against its manifest checksum when the
             dataset is created (fast: a few MB per thousand small models). (default: :obj:`True`)
@@ -136,7 +135,8 @@ class ZooDataset(Dataset):
         if verify:
             for e in population:
                 self.zoo.verify(e)
-        # every model of the zoo is converted (once), so that all splits share one kernel box
+        # every model of the zoo is converted (once); the architectures the converter refuses are known
+        # before any split is read
         converted = self._convert(population, kernel_box, force_reload, skip_unsupported, progress)
         self.entries = [e for e in converted if split == "all" or e["split"] == split]
         self._graphs = [self._read(e) for e in self.entries] if in_memory else None
@@ -145,7 +145,7 @@ class ZooDataset(Dataset):
     def _stamp(self, entry: dict) -> str:
         import nngraph
 
-        return f"{CACHE_FORMAT}|{getattr(nngraph, '__version__', '?')}|{self.box}|{entry['sha256']}"
+        return f"{CACHE_FORMAT}|{getattr(nngraph, '__version__', '?')}|{entry['sha256']}"
 
     def _cache_path(self, entry: dict) -> str:
         try:
@@ -154,7 +154,7 @@ class ZooDataset(Dataset):
             raise ZooError(f"{err}; refusing to write it") from None
 
     def _structure_key(self, entry: dict) -> str:
-        text = json.dumps([CACHE_FORMAT, entry["spec"], self.box], sort_keys=True)
+        text = json.dumps([CACHE_FORMAT, entry["spec"]], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _structure_path(self, key: str) -> str:
@@ -198,7 +198,10 @@ class ZooDataset(Dataset):
                 self._index = json.load(f)  # model id -> stamp
         except (FileNotFoundError, json.JSONDecodeError):
             self._index = {}
-        # 1. each architecture's own kernel box (one trace per architecture), then the common box
+        # 1. one trace per architecture: does the converter take it?
+        if kernel_box != "auto":
+            warnings.warn("ZooDataset(kernel_box=...) is deprecated and ignored: edge kernels are stored at "
+                          "their own size", DeprecationWarning, stacklevel=3)
         skipped: dict[str, list[str]] = {}  # reason -> model ids
         own: dict[str, tuple | None] = {}
         why: dict[str, str] = {}
@@ -206,7 +209,7 @@ class ZooDataset(Dataset):
             key = json.dumps(e["spec"], sort_keys=True)
             if key not in own:
                 try:
-                    own[key] = build_layout(build_model(e["spec"], self.zoo.limits), example_inputs_for_spec(e["spec"])).kernel_box
+                    own[key] = build_layout(build_model(e["spec"], self.zoo.limits), example_inputs_for_spec(e["spec"])).max_kernel_shape
                 except UnsupportedError as err:
                     if not skip:
                         raise UnsupportedError(f"model {e['id']} (family {e['family']}): {err}") from err
@@ -214,16 +217,12 @@ class ZooDataset(Dataset):
             if own[key] is None:
                 skipped.setdefault(why[key], []).append(e["id"])
         kept = [e for e in entries if own[json.dumps(e["spec"], sort_keys=True)] is not None]
-        boxes = torch.tensor([own[json.dumps(e["spec"], sort_keys=True)] for e in kept] or [[1, 1, 1]])  # (M, 3)
-        # padding a converted graph later would not match from_graph for even-sized kernels, so the
-        # graphs are converted in the final box directly
-        self.box = tuple(int(v) for v in boxes.amax(0)) if kernel_box == "auto" else tuple(kernel_box)
         # 2. convert what is not cached under the current stamp
         todo = [e for e in kept if force or self._index.get(e["id"]) != self._stamp(e)
                 or not os.path.exists(self._cache_path(e))]
         for e in tqdm(todo, desc="converting models", disable=not progress or not todo, dynamic_ncols=True):
             model = self.zoo.load_model(e, verify=False)  # verified in __init__ (or on purpose not)
-            graph = _to_plain(to_graph(model, example_inputs_for_spec(e["spec"]), kernel_box=self.box))
+            graph = _to_plain(to_graph(model, example_inputs_for_spec(e["spec"])))
             key = self._structure_key(e)
             if key not in self._structures:  # (re)written once per architecture and run
                 self._structures[key] = {k: v for k, v in graph.items() if k not in WEIGHT_FIELDS}

@@ -12,15 +12,15 @@ from .utils import make_mlp
 
 
 class EdgeEncoder(nn.Module):
-    r"""Embeds every edge from its kernel and type, whatever box the kernel is padded into.
+    r"""Embeds every edge from its kernel, of any shape, and its type.
 
     .. math::
         \mathbf{e}^{(0)}_{uv} = \mathrm{MLP}\big(\mathbf{W}^{\top}\operatorname{pad}_{B_{\max}}(\mathbf{w}_{uv})
         + \mathbf{e}_{\text{type}(uv)}\big)
 
     The kernel map is a :class:`~nngraph.gnn.kernel.KernelLinear`: it equals a linear map on the
-    kernel zero-padded into ``max_kernel_box``, so the same kernel gets the same embedding whether
-    the batch pads it to ``1x1``, ``3x3`` or ``5x5`` (an ``nn.Linear`` weight is a 1x1 kernel).
+    kernel zero-padded into ``max_kernel_box``, so 1x1 weights (an ``nn.Linear`` weight is a 1x1
+    kernel), 3x3 and 7x7 kernels of one batch share one embedding space.
 
     Args:
         hidden_dim (int): embedding width.
@@ -28,7 +28,7 @@ class EdgeEncoder(nn.Module):
         act (str): activation of the MLP. (default: :obj:`"silu"`)
 
     Shapes:
-        - **input:** ``edge_attr`` :math:`(E, K)`, ``edge_type`` :math:`(E,)`, ``kernel_box`` :math:`(B, 3)`
+        - **input:** ``edge_attr`` :math:`(W, 1)`, ``edge_type`` :math:`(E,)`, ``kernel_shape`` :math:`(E, 3)`
         - **output:** :math:`(E, \text{hidden\_dim})`
     """
 
@@ -50,7 +50,7 @@ class EdgeEncoder(nn.Module):
 
     def forward(self, data) -> Tensor:
         """Embeds the edges of ``data``."""
-        e = self.kernel(data.edge_attr, getattr(data, "kernel_box", None))  # (E, H)
+        e = self.kernel(data.edge_attr, getattr(data, "kernel_shape", None))  # (E, H)
         return self.mlp(e + self.emb_type(data.edge_type))  # (E, H)
 
     def __repr__(self) -> str:

@@ -25,9 +25,8 @@ class NeuralGraphEncoder(nn.Module):
         \qquad \mathbf{y}_G = \mathrm{Readout}(\mathbf{H}^{(L)}, \mathbf{E}^{(L)})
 
     Relabelling the hidden neurons of a source model relabels its graph's nodes; the graph-level
-    output is invariant to that and :meth:`encode` is equivariant. The graphs of one batch must share
-    one ``kernel_box`` (``nngraph.batch_graphs`` pads them); the embedding of a kernel does not depend on
-    which box that is, as long as it fits in ``max_kernel_box``.
+    output is invariant to that and :meth:`encode` is equivariant. A batch may mix any architectures:
+    every edge's kernel is embedded at its own size (it must fit in ``max_kernel_box``).
 
     Messages and aggregations are fused autograd ops over the edge list (:mod:`nngraph.gnn.segment`).
     Time and memory grow with the number of edges (weights), never with
@@ -37,7 +36,7 @@ class NeuralGraphEncoder(nn.Module):
     :class:`~nngraph.gnn.NodeEdgeHead`::
 
         h, e = encoder.encode(batch)
-        dx, de = head(h, e, batch.kernel_box, batch.edge_attr.size(1))  # (N, 5), (E, K)
+        dx, de = head(h, e, batch.kernel_shape, batch.edge_attr.size(0))  # (N, 5), (W, 1)
 
     Args:
         out_dim (int): width of the graph-level output.

@@ -22,14 +22,14 @@ class NodeEdgeHead(nn.Module):
     .. math::
         \Delta\mathbf{x}_v = s \cdot \mathbf{W}_2^{n}\,\sigma(\mathbf{W}_1^{n}\mathbf{h}_v)
         \qquad
-        \Delta\mathbf{w}_{uv} = s \cdot \operatorname{crop}_{B}\big(
+        \Delta\mathbf{w}_{uv} = s \cdot \operatorname{crop}_{s(uv)}\big(
             \mathbf{W}_2^{e}\,\sigma(\mathbf{W}_1^{e}\mathbf{e}_{uv})\big)
 
     The edge output is a :class:`~nngraph.gnn.kernel.KernelDecoder`: a kernel is predicted in
-    ``max_kernel_box`` and cropped to the batch's ``kernel_box``, so it has the width ``K`` of the
-    batch's ``edge_attr`` and does not depend on the padding. Applied per node and per edge, the head is
+    ``max_kernel_box`` and cropped to each edge's ``kernel_shape``, laid out as the batch's
+    ``edge_attr`` (one row per kernel entry). Applied per node and per edge, the head is
     equivariant. Add the deltas to the graph (``x + dx``, ``edge_attr + de``) and read the weights
-    back with the converter's ``from_graph``; entries that hold no parameter (padding, identity edges,
+    back with the converter's ``from_graph``; entries that hold no parameter (identity edges,
     absent norm columns) should be masked by the task.
 
     Args:
@@ -40,8 +40,9 @@ class NodeEdgeHead(nn.Module):
         act (str): activation. (default: :obj:`"silu"`)
 
     Shapes:
-        - **input:** nodes :math:`(N, H)`, edges :math:`(E, H)`, ``kernel_box`` :math:`(B, 3)`, ``K``
-        - **output:** node deltas :math:`(N, \text{node\_out\_dim})`, edge deltas :math:`(E, K)`
+        - **input:** nodes :math:`(N, H)`, edges :math:`(E, H)`, ``kernel_shape`` :math:`(E, 3)`, the
+          number :math:`W` of rows of ``edge_attr`` (optional)
+        - **output:** node deltas :math:`(N, \text{node\_out\_dim})`, edge deltas :math:`(W, 1)`
     """
 
     def __init__(self, hidden_dim: int, node_out_dim: int = NODE_FEATURE_DIM,
@@ -66,10 +67,10 @@ class NodeEdgeHead(nn.Module):
         self.edge_out.reset_parameters()
         nn.init.constant_(self.scale, self.init_scale)
 
-    def forward(self, x: Tensor, edge_attr: Tensor, kernel_box: Tensor | Sequence[int] | None,
-                kernel_size: int) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, edge_attr: Tensor, kernel_shape: Tensor | None,
+                num_entries: int | None = None) -> tuple[Tensor, Tensor]:
         dx = self.node_mlp(x)  # (N, node_out_dim)
-        de = self.edge_out(self.edge_act(self.edge_lin(edge_attr)), kernel_box, kernel_size)  # (E, K)
+        de = self.edge_out(self.edge_act(self.edge_lin(edge_attr)), kernel_shape, num_entries)  # (W, 1)
         return self.scale * dx, self.scale * de
 
     def __repr__(self) -> str:

@@ -1,17 +1,17 @@
-"""Size-agnostic linear maps between edge kernels and feature vectors.
+"""Linear maps between edge kernels of any size and feature vectors.
 
-Every edge of a neural graph carries a kernel zero-padded around its centre into the graph's
-``kernel_box`` (see :mod:`nngraph.schema`). Graphs batched together share one box, but the same
-kernel may arrive padded into a ``(1, 3, 3)`` box in one batch and a ``(1, 5, 5)`` box in another.
+Every edge of a neural graph carries its kernel at its own size (see :mod:`nngraph.schema`):
+``kernel_shape[e]`` is its ``(depth, height, width)`` and its entries are consecutive rows of
+``edge_attr``. A batch may mix 1x1 weights, 3x3 and 7x7 kernels and flattened spatial maps.
 
-Both maps here own one weight per position of a fixed, larger ``max_kernel_box`` and, for a given
-``kernel_box``, use only the positions that box covers once it is centred in ``max_kernel_box``.
-That is exactly a linear map applied to the kernel zero-padded into ``max_kernel_box``, without
-materialising the padding: the same kernel gives the same result in every box, and the cost is
-``K = prod(kernel_box)`` per edge rather than ``prod(max_kernel_box)``.
+Both maps here own one weight per position of a fixed ``max_kernel_box`` and treat a kernel of
+shape ``s`` as if it were zero-padded, centred, into that box: they use only the positions ``s``
+covers, without materialising the padding. Edges are grouped by kernel shape and every group is
+one matrix product, so the cost is ``K_s = prod(s)`` per edge. When every kernel of a batch is 1x1
+(MLPs, SIRENs) the map is one ``(E, 1) @ (1, H)`` product.
 
-Centring follows the schema: a kernel of size ``k`` sits at offset ``(m - k) // 2`` inside a box of
-size ``m`` (for even sizes the extra zero goes after the kernel).
+Centring: a kernel of size ``k`` sits at offset ``(m - k) // 2`` inside a box of size ``m`` (for
+even sizes the extra zero goes after the kernel).
 """
 from __future__ import annotations
 
@@ -21,48 +21,34 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from nngraph.kernels import kernel_groups
+
 #: Default largest kernel box the GNN accepts: 3D kernels up to 3x7x7 (ResNet stems are 7x7).
 MAX_KERNEL_BOX = (3, 7, 7)
 
 
-def box_tuple(kernel_box: Tensor | Sequence[int] | None, kernel_size: int) -> tuple[int, int, int]:
-    r"""Reads the ``(depth, height, width)`` box shared by the graphs of a batch.
-
-    Args:
-        kernel_box (Tensor or sequence, optional): ``batch.kernel_box``, shape :math:`(B, 3)` or
-            :math:`(3,)`. If :obj:`None`, only ``kernel_size == 1`` is accepted (box ``(1, 1, 1)``).
-        kernel_size (int): the width :math:`K` of ``edge_attr``, checked against the box.
-    """
-    if kernel_box is None:
-        if kernel_size != 1:
-            raise ValueError(
-                f"edge_attr has {kernel_size} columns but the graph has no 'kernel_box'; "
-                "build graphs with nngraph.to_graph or set data.kernel_box = torch.tensor([[d, h, w]])")
-        return (1, 1, 1)
-    if isinstance(kernel_box, Tensor):
-        kb = kernel_box.reshape(-1, 3)  # (B, 3)
-        if kb.size(0) > 1 and not bool((kb == kb[:1]).all()):
-            raise ValueError(
-                "graphs in one batch have different kernel boxes "
-                f"{sorted(set(map(tuple, kb.tolist())))}; pad them to one box with nngraph.batch_graphs")
-        box = tuple(int(v) for v in kb[0].tolist())
-    else:
-        box = tuple(int(v) for v in kernel_box)
-    if len(box) != 3 or math.prod(box) != kernel_size:
-        raise ValueError(f"kernel_box {box} does not match edge_attr width {kernel_size}")
-    return box  # type: ignore[return-value]
+def _check_rows(edge_attr: Tensor, kernel_shape: Tensor | None) -> None:
+    if edge_attr.dim() != 2 or edge_attr.size(1) != 1:
+        raise ValueError(
+            f"edge_attr of shape {tuple(edge_attr.shape)}: neural graphs store every kernel entry as a row, "
+            "(W, 1), with kernel_shape (E, 3); convert the models again with nngraph.to_graph")
+    if kernel_shape is None:
+        return
+    if kernel_shape.dim() != 2 or kernel_shape.size(1) != 3:
+        raise ValueError(f"kernel_shape must be (E, 3), got {tuple(kernel_shape.shape)}")
 
 
 def centred_positions(kernel_box: Sequence[int], max_kernel_box: Sequence[int],
                       device: torch.device | None = None) -> Tensor:
-    r"""Flat (C-order) indices into ``max_kernel_box`` of every position of ``kernel_box`` centred in it.
+    r"""Flat (C-order) indices into ``max_kernel_box`` of every position of a kernel of shape
+    ``kernel_box`` centred in it.
 
     Shapes:
         - **output:** :math:`(K,)` long, :math:`K = \prod \text{kernel\_box}`
     """
     if any(k > m for k, m in zip(kernel_box, max_kernel_box)):
         raise ValueError(
-            f"kernel_box {tuple(kernel_box)} does not fit into max_kernel_box {tuple(max_kernel_box)}; "
+            f"a kernel of shape {tuple(kernel_box)} does not fit into max_kernel_box {tuple(max_kernel_box)}; "
             "construct the encoder with a larger max_kernel_box")
     axes = [torch.arange(k, device=device) + (m - k) // 2 for k, m in zip(kernel_box, max_kernel_box)]
     d, h, w = torch.meshgrid(*axes, indexing="ij")  # each (kd, kh, kw)
@@ -92,7 +78,7 @@ class _BoxWeight(nn.Module):
 
 
 class KernelLinear(_BoxWeight):
-    r"""Linear map from an edge kernel to ``out_channels`` features, independent of the padding box.
+    r"""Linear map from an edge kernel of any shape to ``out_channels`` features.
 
     .. math::
         \mathbf{y}_{uv} = \mathbf{W}^{\top} \operatorname{pad}_{B_{\max}}(\mathbf{w}_{uv}) + \mathbf{b}
@@ -103,7 +89,8 @@ class KernelLinear(_BoxWeight):
         bias (bool): learn an additive bias. (default: :obj:`True`)
 
     Shapes:
-        - **input:** edge kernels :math:`(E, K)`, kernel box :math:`(B, 3)` or :math:`(3,)`
+        - **input:** kernel entries ``edge_attr`` :math:`(W, 1)`, ``kernel_shape`` :math:`(E, 3)`
+          (:obj:`None`: every kernel is 1x1, :math:`W = E`)
         - **output:** :math:`(E, \text{out\_channels})`
     """
 
@@ -118,9 +105,15 @@ class KernelLinear(_BoxWeight):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, edge_attr: Tensor, kernel_box: Tensor | Sequence[int] | None) -> Tensor:
-        box = box_tuple(kernel_box, edge_attr.size(-1))
-        out = edge_attr @ self.sliced(box)  # (E, out_channels)
+    def forward(self, edge_attr: Tensor, kernel_shape: Tensor | None) -> Tensor:
+        _check_rows(edge_attr, kernel_shape)
+        if kernel_shape is None or edge_attr.size(0) == kernel_shape.size(0):  # every kernel is 1x1
+            out = edge_attr @ self.sliced((1, 1, 1))  # (E, out_channels)
+        else:
+            flat = edge_attr.view(-1)  # (W,)
+            out = edge_attr.new_empty(kernel_shape.size(0), self.channels)  # (E, out_channels)
+            for shape, edges, rows in kernel_groups(kernel_shape, edge_attr.size(0)):
+                out.index_copy_(0, edges, flat[rows] @ self.sliced(shape))  # (E_s, K_s) @ (K_s, C)
         return out if self.bias is None else out + self.bias
 
     def __repr__(self) -> str:
@@ -128,13 +121,14 @@ class KernelLinear(_BoxWeight):
 
 
 class KernelDecoder(_BoxWeight):
-    r"""Linear map from ``in_channels`` edge features to a kernel in the batch's box.
+    r"""Linear map from ``in_channels`` edge features to a kernel of the edge's own shape.
 
-    The transpose of :class:`KernelLinear`: the output is the centre block of a kernel predicted in
-    ``max_kernel_box``, so a kernel's prediction does not depend on the box it is padded into.
+    The transpose of :class:`KernelLinear`: the output is the centre block, of the edge's
+    ``kernel_shape``, of a kernel predicted in ``max_kernel_box``; it is laid out as the graph's
+    ``edge_attr`` (one row per kernel entry), so ``edge_attr + delta`` is an edited graph.
 
     .. math::
-        \mathbf{w}_{uv} = \operatorname{crop}_{B}\big(\mathbf{W} \mathbf{h}_{uv} + \mathbf{b}\big)
+        \mathbf{w}_{uv} = \operatorname{crop}_{s(uv)}\big(\mathbf{W} \mathbf{h}_{uv} + \mathbf{b}\big)
 
     Args:
         in_channels (int): input width.
@@ -142,8 +136,9 @@ class KernelDecoder(_BoxWeight):
         bias (bool): learn an additive bias. (default: :obj:`True`)
 
     Shapes:
-        - **input:** edge features :math:`(E, \text{in\_channels})`, kernel box :math:`(B, 3)` or :math:`(3,)`
-        - **output:** :math:`(E, K)`
+        - **input:** edge features :math:`(E, \text{in\_channels})`, ``kernel_shape`` :math:`(E, 3)`
+          (:obj:`None`: every kernel is 1x1), the number :math:`W` of kernel entries
+        - **output:** :math:`(W, 1)`
     """
 
     def __init__(self, in_channels: int, max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, bias: bool = True):
@@ -157,15 +152,27 @@ class KernelDecoder(_BoxWeight):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, edge_feat: Tensor, kernel_box: Tensor | Sequence[int] | None, kernel_size: int) -> Tensor:
-        box = box_tuple(kernel_box, kernel_size)
-        weight = self.sliced(box)  # (K, in_channels)
-        out = edge_feat @ weight.t()  # (E, K)
+    def _bias(self, shape: tuple[int, int, int]) -> Tensor | None:
         if self.bias is None:
-            return out
-        pos = self._positions.get((box, self.weight.device))
-        bias = self.bias if pos is None or pos.numel() == self.bias.numel() else self.bias.index_select(0, pos)
-        return out + bias  # (E, K)
+            return None
+        pos = self._positions.get((shape, self.weight.device))
+        return self.bias if pos is None or pos.numel() == self.bias.numel() else self.bias.index_select(0, pos)
+
+    def forward(self, edge_feat: Tensor, kernel_shape: Tensor | None, num_entries: int | None = None) -> Tensor:
+        if kernel_shape is not None and num_entries is None:
+            num_entries = int(kernel_shape.long().prod(1).sum())
+        if kernel_shape is None or num_entries == kernel_shape.size(0):  # every kernel is 1x1
+            weight = self.sliced((1, 1, 1))  # (1, in_channels)
+            out = edge_feat @ weight.t()  # (E, 1)
+            bias = self._bias((1, 1, 1))
+            return out if bias is None else out + bias
+        out = edge_feat.new_empty(num_entries)  # (W,)
+        for shape, edges, rows in kernel_groups(kernel_shape, num_entries):
+            k = edge_feat[edges] @ self.sliced(shape).t()  # (E_s, K_s)
+            bias = self._bias(shape)
+            k = k if bias is None else k + bias
+            out.index_copy_(0, rows.reshape(-1), k.reshape(-1))
+        return out.view(num_entries, 1)  # (W, 1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(in_channels={self.channels}, max_kernel_box={self.max_kernel_box})"

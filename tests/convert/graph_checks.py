@@ -6,6 +6,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 import nngraph
+from nngraph.kernels import edge_kernels
 
 INTEGER_NODE_FIELDS = ("node_type", "node_kind", "io_position", "layer", "act", "pool")
 #: per-node descriptions of operations, equal on every neuron of an activation space
@@ -48,12 +49,13 @@ def _scrambled_copy(module: nn.Module) -> nn.Module:
 
 
 def edge_dict(graph: Data, perm: torch.Tensor | None = None) -> dict[tuple[int, int, int], torch.Tensor]:
-    """``{(src, dst, type): kernel}`` with node ids mapped through ``perm`` (old -> new)."""
+    """``{(src, dst, type): kernel}`` (flattened, at its own size) with node ids mapped through ``perm`` (old -> new)."""
     src, dst = graph.edge_index
     if perm is not None:
         src, dst = perm[src], perm[dst]
     out = {}
-    for s, d, t, a in zip(src.tolist(), dst.tolist(), graph.edge_type.tolist(), graph.edge_attr):
+    kernels = [k.reshape(-1) for k in edge_kernels(graph.edge_attr, graph.kernel_shape)]  # (K_e,) each
+    for s, d, t, a in zip(src.tolist(), dst.tolist(), graph.edge_type.tolist(), kernels):
         key = (s, d, t)
         assert key not in out, f"parallel edge {key}"
         out[key] = a

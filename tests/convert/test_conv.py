@@ -23,9 +23,8 @@ from .graph_checks import (
 
 def reference_conv_graph(convs: list[nn.Module]):
     """Slow and obvious: a chain of convolutions, one loop over every weight and kernel position.
-    Kernels are centred in the largest kernel box, rounded up to odd sides (floor for odd margins)."""
+    Every edge carries its kernel at its own shape, padded to three dimensions."""
     shapes = [(1,) * (3 - len(c.kernel_size)) + tuple(c.kernel_size) for c in convs]
-    box = [max(s[d] for s in shapes) // 2 * 2 + 1 for d in range(3)]
     layer_nodes, next_id = [], 0
     for size in [convs[0].in_channels] + [c.out_channels for c in convs]:
         layer_nodes.append(list(range(next_id, next_id + size)))
@@ -33,16 +32,15 @@ def reference_conv_graph(convs: list[nn.Module]):
     edges, bias = {}, torch.zeros(next_id)
     for k, (conv, shape) in enumerate(zip(convs, shapes)):
         cin_g, cout_g = conv.in_channels // conv.groups, conv.out_channels // conv.groups
-        offset = [(b - s) // 2 for b, s in zip(box, shape)]
         for o in range(conv.out_channels):
             if conv.bias is not None:
                 bias[layer_nodes[k + 1][o]] = conv.bias[o]
             for j in range(cin_g):
                 i = (o // cout_g) * cin_g + j
-                kernel = torch.zeros(box)
+                kernel = torch.full(shape, float("nan"))
                 for pos in itertools.product(*[range(s) for s in conv.kernel_size]):
                     d, h, w = (0,) * (3 - len(pos)) + pos
-                    kernel[d + offset[0], h + offset[1], w + offset[2]] = conv.weight[(o, j) + pos]
+                    kernel[d, h, w] = conv.weight[(o, j) + pos]
                 edges[(layer_nodes[k][i], layer_nodes[k + 1][o], int(EdgeType.WEIGHT))] = kernel.reshape(-1)
     return edges, bias
 
@@ -69,15 +67,17 @@ def test_conv_against_reference_loop(chain):
     assert (g.node_kind[convs[0].in_channels:] == NodeKind.CONV).all()
 
 
-def test_conv_fields_and_kernel_box():
-    g = nngraph.to_graph(nn.Sequential(nn.Conv2d(3, 8, 5), nn.ReLU(), nn.Conv2d(8, 4, 3, groups=4)))
+def test_conv_fields_and_kernel_shapes():
+    model = nn.Sequential(nn.Conv2d(3, 8, 5), nn.ReLU(), nn.Conv2d(8, 4, 3, groups=4))
+    g = nngraph.to_graph(model)
     assert g.num_nodes == 3 + 8 + 4 and g.num_edges == 3 * 8 + 4 * 2
-    assert g.kernel_box.tolist() == [[1, 5, 5]] and g.edge_attr.shape == (32, 25)
+    # every kernel at its own size, one after another: 24 5x5 kernels, then 8 3x3 ones, no padding
+    assert g.kernel_shape.tolist() == [[1, 5, 5]] * 24 + [[1, 3, 3]] * 8
+    assert g.edge_attr.shape == (24 * 25 + 8 * 9, 1) and "kernel_box" not in g
     assert (g.node_type == NodeType.INPUT).sum() == 3 and (g.node_type == NodeType.OUTPUT).sum() == 4
     assert g.layer.tolist() == [0] * 3 + [1] * 8 + [2] * 4
-    # a 3x3 kernel in a 5x5 box sits in the centre, zeros around it
-    second = g.edge_attr[24:].view(-1, 5, 5)  # (8, 5, 5)
-    assert second[:, [0, 4], :].eq(0).all() and second[:, :, [0, 4]].eq(0).all()
+    second = g.edge_attr[24 * 25:].view(4, 2, 3, 3)  # (C_out, C_in / g, 3, 3): the grouped weight as stored
+    assert torch.equal(second, model[2].weight.detach())
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -117,9 +117,7 @@ def test_conv_transpose_edges_follow_groups():
     # in-channels 0, 1 feed out-channels 0..2 (nodes 4..6); in-channels 2, 3 feed 3..5 (nodes 7..9)
     assert pairs == {(i, 4 + o) for i in range(2) for o in range(3)} | {(i, 7 + o) for i in (2, 3) for o in range(3)}
     edges = edge_dict(g)
-    expected = torch.zeros(3, 3)  # the 2x2 kernel in the box rounded up to odd sides, floor margins
-    expected[:2, :2] = conv.weight[3, 1]
-    assert torch.equal(edges[(3, 8, 0)], expected.reshape(-1))
+    assert torch.equal(edges[(3, 8, 0)], conv.weight[3, 1].detach().reshape(-1))  # the 2x2 kernel as it is
 
 
 # ----------------------------------------------------------------------------- permutations
@@ -181,7 +179,7 @@ def test_hand_permuted_cnn_gives_relabelled_graph():
         pm.fc.bias.copy_(m.fc.bias)
     assert_function_preserved(m, pm, x)
     g1, g2 = nngraph.to_graph(m, x), nngraph.to_graph(pm, x)
-    assert g1.kernel_box.tolist() == [[1, 5, 5]]  # the 4x4 flattened map (odd sides: 5x5) beats the 3x3 kernels
+    assert {tuple(s) for s in g1.kernel_shape.tolist()} == {(1, 3, 3), (1, 4, 4)}  # the convs and the 4x4 flattened map
     perm = torch.arange(g1.num_nodes)
     _relabel(perm, nodes_of(m, "conv1", x), p1)
     _relabel(perm, nodes_of(m, "conv2", x), p2)

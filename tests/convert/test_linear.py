@@ -31,7 +31,7 @@ def test_mlp_counts_and_fields():
     assert g.io_position[g.node_type == NodeType.INPUT].tolist() == [0, 1]
     assert g.layer.unique().tolist() == [0, 1, 2, 3]
     assert (g.edge_type == EdgeType.WEIGHT).all()
-    assert g.kernel_box.tolist() == [[1, 1, 1]]
+    assert g.kernel_shape.shape == (1120, 3) and g.kernel_shape.eq(1).all()  # 1x1 kernels: one row per edge
 
 
 def reference_linear_graph(mlp: nn.Sequential):

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.convert import UnsupportedError
@@ -135,42 +136,43 @@ class FlattenHead(nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))  # (B, 4 * S * S) -> (B, 5)
 
 
-def reference_flatten_head(model: FlattenHead, side: int, box: tuple[int, int, int]):
-    """Slow and obvious: fc edge (channel c -> output o) carries fc.weight[o, c*S*S + h*S + w] at (h, w),
-    centred in ``box``; conv edge (i -> c) carries its kernel centred in ``box``."""
+def reference_flatten_head(model: FlattenHead, side: int):
+    """Slow and obvious: fc edge (channel c -> output o) carries fc.weight[o, c*S*S + h*S + w] at (h, w)
+    of an S x S kernel; conv edge (i -> c) carries its k x k kernel."""
     conv_nodes = list(range(3, 7))
     fc_nodes = list(range(7, 12))
     edges = {}
     k = model.conv.kernel_size[0]
     for c, i in itertools.product(range(4), range(3)):
-        kernel = torch.zeros(box)
+        kernel = torch.full((1, k, k), float("nan"))
         for h, w in itertools.product(range(k), range(k)):
-            kernel[(box[0] - 1) // 2, h + (box[1] - k) // 2, w + (box[2] - k) // 2] = model.conv.weight[c, i, h, w]
+            kernel[0, h, w] = model.conv.weight[c, i, h, w]
         edges[(i, conv_nodes[c], int(EdgeType.WEIGHT))] = kernel.reshape(-1)
     for o, c in itertools.product(range(5), range(4)):
-        kernel = torch.zeros(box)
+        kernel = torch.full((1, side, side), float("nan"))
         for h, w in itertools.product(range(side), range(side)):
-            kernel[(box[0] - 1) // 2, h + (box[1] - side) // 2, w + (box[2] - side) // 2] = \
-                model.fc.weight[o, c * side * side + h * side + w]
+            kernel[0, h, w] = model.fc.weight[o, c * side * side + h * side + w]
         edges[(conv_nodes[c], fc_nodes[o], int(EdgeType.WEIGHT))] = kernel.reshape(-1)
     return edges
 
 
-@pytest.mark.parametrize("k, pool, box", [(3, False, (1, 9, 9)), (5, True, (1, 5, 5)), (3, True, (1, 5, 5))])
-def test_flatten_head_against_reference_loop(k, pool, box):
+@pytest.mark.parametrize("k, pool", [(3, False), (5, True), (3, True)])
+def test_flatten_head_against_reference_loop(k, pool):
     torch.manual_seed(0)
     model = FlattenHead(k, pool)
     x = torch.randn(2, 3, 8, 8)
     g = assert_round_trip(model, x)
-    assert tuple(g.kernel_box[0].tolist()) == box  # the larger of the conv kernel and the spatial map, odd sides
-    expected = reference_flatten_head(model, 4 if pool else 8, box)
+    side = 4 if pool else 8
+    # the conv's k x k kernels, then the fc's S x S spatial maps, each at its own size
+    assert g.kernel_shape.tolist() == [[1, k, k]] * 12 + [[1, side, side]] * 20
+    expected = reference_flatten_head(model, side)
     got = edge_dict(g)
     assert got.keys() == expected.keys()
     for key, kernel in expected.items():
         assert torch.equal(got[key], kernel), key
 
 
-def test_flatten_head_permutation_and_fixed_kernel_box():
+def test_flatten_head_permutation_and_deprecated_kernel_box():
     torch.manual_seed(1)
     model = FlattenHead(3, pool=True).double()
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
@@ -179,13 +181,9 @@ def test_flatten_head_permutation_and_fixed_kernel_box():
     assert_same_up_to_relabelling(nngraph.to_graph(model, x), nngraph.to_graph(permuted, x), perm)
     hidden = nodes_of(model, "conv", x)
     assert not torch.equal(perm[hidden], hidden)
-    g = nngraph.to_graph(model, x, kernel_box=(3, 9, 9))
-    assert g.edge_attr.shape[1] == 243
-    assert_round_trip_with_box(model, x, (3, 9, 9))
-
-
-def assert_round_trip_with_box(model, x, box):
-    g = nngraph.to_graph(model, x, kernel_box=box)
+    with pytest.warns(DeprecationWarning, match="kernel_box"):
+        g = nngraph.to_graph(model, x, kernel_box=(3, 9, 9))
+    assert torch.equal(g.edge_attr, nngraph.to_graph(model, x).edge_attr)  # nothing is padded
     back = nngraph.from_graph(g, model, x)
     for (name, a), b in zip(model.state_dict().items(), back.state_dict().values()):
         assert torch.equal(a, b), name
@@ -205,27 +203,24 @@ class GapCNN(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(torch.relu(self.conv2(h)), 1).flatten(1))
 
 
-def test_batching_3x3_and_5x5_cnns_centres_the_kernels():
+def test_batching_3x3_and_5x5_cnns_keeps_every_kernel_at_its_size():
     torch.manual_seed(0)
     small, large = GapCNN(3), GapCNN(5)
     x = torch.randn(1, 1, 12, 12)
     g3, g5 = nngraph.to_graph(small, x), nngraph.to_graph(large, x)
-    assert g3.kernel_box.tolist() == [[1, 3, 3]] and g5.kernel_box.tolist() == [[1, 5, 5]]
-    batch = nngraph.batch_graphs([g3, g5])
-    assert batch.edge_attr.shape == (g3.num_edges + g5.num_edges, 25)
-    assert batch.num_graphs == 2 and batch.kernel_box.tolist() == [[1, 5, 5], [1, 5, 5]]
-    padded = batch.edge_attr[: g3.num_edges].view(-1, 5, 5)  # (E3, 5, 5)
-    assert torch.equal(padded[:, 1:4, 1:4].reshape(-1, 9), g3.edge_attr)  # the 3x3 kernel sits in the centre
-    border = torch.ones(5, 5, dtype=torch.bool)
-    border[1:4, 1:4] = False
-    assert padded[:, border].eq(0).all()
-    centre_conv = g3.edge_attr[:3].view(-1, 3, 3)[:, 1, 1]  # conv1's kernel centres
-    assert torch.equal(padded[:3, 2, 2], centre_conv) and torch.equal(centre_conv, small.conv1.weight[:, 0, 1, 1])
-    assert torch.equal(batch.edge_attr[g3.num_edges:], g5.edge_attr)
-    # the linear head's 1x1 "kernels" land on the centre of the box too
-    fc = padded[-8:].reshape(8, 25)  # the last 8 edges of the small graph: fc, 2 -> 4
-    assert torch.equal(fc[:, 12], small.fc.weight.reshape(-1))  # edge o * 2 + c carries weight[o, c]
-    assert fc[:, [i for i in range(25) if i != 12]].eq(0).all()
+    assert g3.kernel_shape.amax(0).tolist() == [1, 3, 3] and g5.kernel_shape.amax(0).tolist() == [1, 5, 5]
+    batch = Batch.from_data_list([g3, g5])
+    assert batch.num_graphs == 2
+    assert torch.equal(batch.edge_attr, torch.cat([g3.edge_attr, g5.edge_attr]))  # (W3 + W5, 1), no padding
+    assert torch.equal(batch.kernel_shape, torch.cat([g3.kernel_shape, g5.kernel_shape]))
+    assert batch.edge_attr.shape == ((3 + 6) * 9 + 8 + (3 + 6) * 25 + 8, 1)
+    assert torch.equal(batch.edge_attr[:27].view(3, 3, 3), small.conv1.weight.detach()[:, 0])  # conv1, as stored
+    # the linear head's 1x1 kernels are single rows: edge o * 2 + c carries weight[o, c]
+    assert torch.equal(batch.edge_attr[(3 + 6) * 9:(3 + 6) * 9 + 8, 0], small.fc.weight.detach().reshape(-1))
+    # each graph comes back out of the batch and converts back exactly
+    for model, g in zip((small, large), batch.to_data_list()):
+        back = nngraph.from_graph(g, model, x)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
 
 
 def test_unbatched_input_keeps_channels_on_axis_0():
@@ -239,4 +234,5 @@ def test_flattened_global_pool_is_plain_features():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(4),
                           nn.Linear(4, 2)).eval()
     g = assert_round_trip(model, torch.randn(2, 3, 6, 6))
-    assert g.kernel_box.tolist() == [[1, 3, 3]] and g.num_nodes == 3 + 4 + 4 + 2
+    assert g.kernel_shape.amax(0).tolist() == [1, 3, 3] and g.num_nodes == 3 + 4 + 4 + 2
+    assert g.kernel_shape[-8:].eq(1).all()  # the linear edges after the pool carry single weights

@@ -23,7 +23,7 @@ def test_narrow_resnet_round_trip_and_random_symmetry(norm):
                     m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     g = assert_round_trip(model, x)
-    assert g.kernel_box.tolist() == [[1, 7, 7]]
+    assert {tuple(v) for v in g.kernel_shape.tolist()} == {(1, 7, 7), (1, 3, 3), (1, 1, 1)}  # stem, blocks, the rest
     # one residual sum per block (blocks 2, 1, 1, 2 of widths 4, 6, 8, 8), 2 identity edges per summed channel
     sums = g.node_kind == NodeKind.SUM
     assert int(sums.sum()) == 2 * 4 + 6 + 8 + 2 * 8
@@ -48,4 +48,7 @@ def test_resnet18_converts_and_round_trips():
     assert g.num_edges == sum(c.in_channels * c.out_channels for c in convs) + 512 * 1000 + \
         sum(m.num_features for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)) + \
         2 * int((g.node_kind == NodeKind.SUM).sum())
-    assert g.kernel_box.tolist() == [[1, 7, 7]] and g.edge_attr.shape == (g.num_edges, 49)
+    # every kernel at its own size: one row per weight, plus a 1 per identity edge (norms, residual sums)
+    identity = int((g.edge_type != EdgeType.WEIGHT).sum())
+    weights = sum(c.weight.numel() for c in convs) + model.fc.weight.numel()
+    assert g.edge_attr.shape == (weights + identity, 1)

@@ -187,22 +187,26 @@ def test_layout_cache_tells_apart_models_whose_forward_branches_on_a_flag():
     assert nngraph.build_layout(Flagged(True)) is nngraph.build_layout(Flagged(True))
 
 
-def test_padding_a_graph_into_a_larger_box_equals_converting_into_it():
-    """Even-sized kernels (a 2x2 conv, a 4x4 flatten map) land where a direct conversion puts them."""
+def test_even_sized_kernels_are_stored_as_they_are_and_padding_is_gone():
+    """A 2x2 conv and a 4x4 flatten map keep their sizes; nothing is centred or rounded up to odd sides."""
     net = nn.Sequential(nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 2))
     x = torch.randn(1, 1, 7, 7)
     g = nngraph.to_graph(net, x)
-    assert g.kernel_box.tolist() == [[1, 5, 5]]  # the 4x4 map, rounded up to odd sides
-    direct = nngraph.to_graph(net, x, kernel_box=(1, 9, 9))
-    from nngraph.convert import pad_kernel_box
-
-    padded = pad_kernel_box(g, (1, 9, 9))
-    assert torch.equal(padded.edge_attr, direct.edge_attr)
-    back = nngraph.from_graph(padded, net, x)
+    assert g.kernel_shape.tolist() == [[1, 2, 2]] * 3 + [[1, 3, 3]] * 6 + [[1, 4, 4]] * 4
+    assert torch.equal(g.edge_attr[:12].view(3, 2, 2), net[0].weight.detach()[:, 0])
+    assert torch.equal(g.edge_attr[12 + 54:, 0], net[4].weight.detach().reshape(-1))  # (out, C * 16) as stored
+    back = nngraph.from_graph(g, net, x)
     for p, q in zip(net.parameters(), back.parameters()):
         assert torch.equal(p, q)
-    with pytest.raises(ValueError, match="odd"):
-        nngraph.to_graph(net, x, kernel_box=(1, 8, 8))
+    from nngraph.convert import pad_kernel_box
+
+    with pytest.raises(TypeError, match="own size"):
+        pad_kernel_box(g, (1, 9, 9))
+    old = g.clone()
+    del old.kernel_shape
+    old.kernel_box = torch.tensor([[1, 5, 5]])
+    with pytest.raises(nngraph.GraphMismatchError, match="older nngraph"):
+        nngraph.from_graph(old, net, x)
 
 
 def test_batching_keeps_io_positions_and_shifts_edges():
@@ -211,4 +215,5 @@ def test_batching_keeps_io_positions_and_shifts_edges():
     batch = nngraph.batch_graphs([a, b])
     assert torch.equal(batch.io_position, torch.cat([a.io_position, b.io_position]))
     assert torch.equal(batch.edge_index[:, a.num_edges:], b.edge_index + a.num_nodes)
-    assert batch.kernel_box.tolist() == [[1, 5, 5], [1, 5, 5]]
+    assert torch.equal(batch.kernel_shape, torch.cat([a.kernel_shape, b.kernel_shape]))
+    assert batch.edge_attr.shape == (a.num_edges + 2 * 9 + 4 * 25, 1)

@@ -102,9 +102,10 @@ def test_corrupted_cache_fails_clearly_and_stale_cache_is_rebuilt(inr_copy):
         ZooDataset(inr_copy, split="test", in_memory=True, progress=False)
     ds = ZooDataset(inr_copy, split="test", force_reload=True, progress=False)
     assert ds[0].num_nodes == 2 + 8 + 8 + 1
-    # graphs are converted into a larger box on request
-    ds3 = ZooDataset(inr_copy, split="test", kernel_box=(1, 3, 3), progress=False)
-    assert ds3[0].edge_attr.shape[1] == 9
+    # a kernel box is no longer a thing: asked for one, the dataset warns and pads nothing
+    with pytest.warns(DeprecationWarning, match="kernel_box"):
+        ds3 = ZooDataset(inr_copy, split="test", kernel_box=(1, 3, 3), progress=False)
+    assert ds3[0].edge_attr.shape == (ds3[0].num_edges, 1) and ds3[0].kernel_shape.eq(1).all()
 
 
 def test_classifier_dataset_round_trip_reproduces_accuracy(tmp_path):

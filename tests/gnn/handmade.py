@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
+from nngraph.kernels import KERNEL_SHAPE_DTYPE, reorder_kernels
 from nngraph.modules import Sine
 from nngraph.schema import Activation, EdgeType, NodeKind, NodeType
 
@@ -59,7 +60,8 @@ def mlp_graph(model: nn.Sequential) -> Data:
     E = sum(s.numel() for s in src)
     return Data(x=torch.cat(x), node_type=lt(ntype), node_kind=lt(kind), io_position=lt(index), layer=lt(layer),
                 act=lt(act), edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
-                edge_type=torch.full((E,), int(EdgeType.WEIGHT)), kernel_box=torch.tensor([[1, 1, 1]]))
+                edge_type=torch.full((E,), int(EdgeType.WEIGHT)),
+                kernel_shape=torch.ones(E, 3, dtype=KERNEL_SHAPE_DTYPE))
 
 
 def permute_mlp(model: nn.Sequential, generator: torch.Generator | None = None,
@@ -85,26 +87,10 @@ def permute_mlp(model: nn.Sequential, generator: torch.Generator | None = None,
     return model, torch.cat(node_perm)
 
 
-def pad_box(graph: Data, box) -> Data:
-    """Zero-pads every edge kernel of ``graph`` around its centre into ``box`` (what batch_graphs does)."""
-    old = tuple(int(v) for v in graph.kernel_box.reshape(-1).tolist())
-    box = tuple(int(v) for v in box)
-    if old == box:
-        return graph.clone()
-    kern = graph.edge_attr.reshape(-1, *old)  # (E, d, h, w)
-    pad = []
-    for k, m in reversed(list(zip(old, box))):
-        pad += [(m - k) // 2, m - k - (m - k) // 2]
-    out = graph.clone()
-    out.edge_attr = nn.functional.pad(kern, pad).reshape(kern.size(0), -1)  # (E, K')
-    out.kernel_box = torch.tensor([box])
-    return out
-
-
 def conv_graph(channels=(3, 4, 5), k=3, classes=3, generator=None, dtype=torch.float32) -> Data:
     """A synthetic CNN-like graph: conv layers (channel-pair edges, k x k kernels) then a 1x1 classifier.
 
-    The classifier edges carry their weight at the kernel centre, as the converter stores 1x1 weights.
+    The classifier edges carry one weight each (1x1 kernels), as the converter stores them.
     """
     chans = list(channels) + [classes]
     n = sum(chans)
@@ -123,20 +109,21 @@ def conv_graph(channels=(3, 4, 5), k=3, classes=3, generator=None, dtype=torch.f
     index[offs[-2]:] = torch.arange(classes)
     layer = torch.cat([torch.full((c,), d) for d, c in enumerate(chans)])
     act = torch.where(ntype == NodeType.HIDDEN, int(Activation.RELU), 0)
-    src, dst, attr = [], [], []
+    src, dst, attr, shapes = [], [], [], []
     for d in range(len(chans) - 1):
         o, i = torch.meshgrid(torch.arange(chans[d + 1]), torch.arange(chans[d]), indexing="ij")
         src.append(i.reshape(-1) + offs[d])
         dst.append(o.reshape(-1) + offs[d + 1])
-        w = torch.randn(o.numel(), K, generator=generator, dtype=dtype) / math.sqrt(K)
         if d == len(chans) - 2:
-            w = torch.zeros_like(w)
-            w[:, K // 2] = torch.randn(o.numel(), generator=generator, dtype=dtype)
-        attr.append(w)
+            w, shape = torch.randn(o.numel(), 1, generator=generator, dtype=dtype), (1, 1, 1)
+        else:
+            w, shape = torch.randn(o.numel(), K, generator=generator, dtype=dtype) / math.sqrt(K), (1, k, k)
+        attr.append(w.reshape(-1, 1))  # (E_d * K_d, 1): the kernels one after another
+        shapes.append(torch.tensor([shape], dtype=KERNEL_SHAPE_DTYPE).expand(o.numel(), 3))
     E = sum(s.numel() for s in src)
     return Data(x=x, node_type=ntype, node_kind=kind, io_position=index, layer=layer, act=act,
                 edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
-                edge_type=torch.zeros(E, dtype=torch.long), kernel_box=torch.tensor([[1, k, k]]))
+                edge_type=torch.zeros(E, dtype=torch.long), kernel_shape=torch.cat(shapes))
 
 
 def permute_graph(graph: Data, generator=None) -> tuple[Data, torch.Tensor]:
@@ -151,6 +138,7 @@ def permute_graph(graph: Data, generator=None) -> tuple[Data, torch.Tensor]:
         out[key] = graph[key][inv]
     eperm = torch.randperm(graph.num_edges, generator=generator)
     out.edge_index = node_perm[graph.edge_index][:, eperm]
-    out.edge_attr = graph.edge_attr[eperm]
+    out.edge_attr = reorder_kernels(graph.edge_attr, graph.kernel_shape, eperm)
     out.edge_type = graph.edge_type[eperm]
+    out.kernel_shape = graph.kernel_shape[eperm]
     return out, node_perm

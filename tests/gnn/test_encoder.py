@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.gnn import NeuralGraphEncoder, NodeEdgeHead
@@ -100,16 +101,17 @@ def test_mixed_batch_rows_match_single_graphs():
     graphs = [nngraph.to_graph(m, x) for m, x in (example(a, seed=s) for a, s in
                                                    [("mlp", 0), ("cnn3", 1), ("cnn5", 2), ("resnet", 3),
                                                     ("transformer", 4), ("mlp", 5)])]
-    boxes = {tuple(g.kernel_box.view(-1).tolist()) for g in graphs}
-    assert boxes == {(1, 1, 1), (1, 3, 3), (1, 5, 5)}
-    batch = nngraph.batch_graphs(graphs)
-    assert tuple(batch.kernel_box[0].tolist()) == (1, 5, 5)
+    shapes = set().union(*({tuple(v) for v in g.kernel_shape.tolist()} for g in graphs))
+    assert shapes == {(1, 1, 1), (1, 3, 3), (1, 5, 5)}
+    batch = Batch.from_data_list(graphs)  # no padding: every kernel keeps its size
+    assert batch.edge_attr.shape == (sum(g.edge_attr.size(0) for g in graphs), 1)
     enc = encoder(torch.float64)
     head = NodeEdgeHead(16).double()
     y = enc(batch)
     h, e = enc.encode(batch)
-    dx, de = head(h, e, batch.kernel_box, batch.edge_attr.size(1))
-    assert y.shape == (len(graphs), 3)
+    dx, de = head(h, e, batch.kernel_shape, batch.edge_attr.size(0))
+    assert y.shape == (len(graphs), 3) and de.shape == batch.edge_attr.shape
+    rows = 0
     for i, g in enumerate(graphs):
         assert (enc(g)[0] - y[i]).abs().max() < 1e-10, i
         hi, ei = enc.encode(g)
@@ -117,13 +119,12 @@ def test_mixed_batch_rows_match_single_graphs():
         es = es & (batch.edge_index[0] < batch.ptr[i + 1])
         assert (h[ns] - hi).abs().max() < 1e-10
         assert (e[es] - ei).abs().max() < 1e-10
-        # deltas predicted in the batch's 5x5 box crop back to the graph's own box exactly
-        dxi, dei = head(hi, ei, g.kernel_box, g.edge_attr.size(1))
+        # the deltas of the graph's kernels are its own rows of the batch's, whatever the other graphs hold
+        dxi, dei = head(hi, ei, g.kernel_shape, g.edge_attr.size(0))
+        assert dei.shape == g.edge_attr.shape
         assert (dx[ns] - dxi).abs().max() < 1e-12
-        box = tuple(g.kernel_box.view(-1).tolist())
-        oh, ow = (5 - box[1]) // 2, (5 - box[2]) // 2
-        centre = de[es].view(-1, 1, 5, 5)[:, :, oh:oh + box[1], ow:ow + box[2]]  # (E_i, 1, h, w)
-        assert (centre.reshape(dei.shape) - dei).abs().max() < 1e-12
+        assert (de[rows:rows + dei.size(0)] - dei).abs().max() < 1e-12
+        rows += dei.size(0)
 
 
 def test_learns_on_a_tiny_mixed_batch():
@@ -145,13 +146,12 @@ def test_learns_on_a_tiny_mixed_batch():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_batch_with_different_boxes_is_refused():
-    g1 = nngraph.to_graph(example("mlp", torch.float32)[0])
-    g2 = nngraph.to_graph(*example("cnn3", torch.float32))
-    from torch_geometric.data import Batch
-    g1p = nngraph.convert.pad_kernel_box(g1, (1, 3, 3))
-    g1p.kernel_box = torch.tensor([[3, 3, 1]])  # same K, different box
-    with pytest.raises(ValueError, match="different kernel boxes"):
-        encoder(torch.float32)(Batch.from_data_list([g1p, g2]))
+def test_kernels_larger_than_the_encoder_box_or_in_the_old_format_are_refused():
+    g = nngraph.to_graph(*example("cnn3", torch.float32))
+    old = g.clone()
+    old.edge_attr = torch.zeros(g.num_edges, 9)  # the padded (E, K) format of older nngraph versions
+    del old.kernel_shape
+    with pytest.raises(ValueError, match="every kernel entry as a row"):
+        encoder(torch.float32)(old)
     with pytest.raises(ValueError, match="max_kernel_box"):
         NeuralGraphEncoder(3, hidden_dim=8, max_kernel_box=(1, 3, 3))(nngraph.to_graph(*example("cnn5", torch.float32)))

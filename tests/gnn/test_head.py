@@ -14,11 +14,11 @@ def test_shapes_scale_and_repr():
     assert repr(head) == "NodeEdgeHead(16, node_out_dim=5, max_kernel_box=(3, 7, 7), init_scale=0.01)"
     g = nngraph.to_graph(*example("cnn3", torch.float32))
     h, e = NeuralGraphEncoder(1, hidden_dim=16).encode(g)
-    dx, de = head(h, e, g.kernel_box, g.edge_attr.size(1))
+    dx, de = head(h, e, g.kernel_shape, g.edge_attr.size(0))
     assert dx.shape == g.x.shape and de.shape == g.edge_attr.shape
     # small at initialisation: the scale multiplies both outputs
     head.scale.data.fill_(1.0)
-    dx1, de1 = head(h, e, g.kernel_box, g.edge_attr.size(1))
+    dx1, de1 = head(h, e, g.kernel_shape, g.edge_attr.size(0))
     assert torch.allclose(dx1 * 0.01, dx) and torch.allclose(de1 * 0.01, de)
 
 
@@ -32,7 +32,7 @@ def test_edits_a_model_through_from_graph():
     for _ in range(60):
         opt.zero_grad()
         h, e = enc.encode(g)
-        _, de = head(h, e, g.kernel_box, g.edge_attr.size(1))
+        _, de = head(h, e, g.kernel_shape, g.edge_attr.size(0))
         loss = (de - 0.1).pow(2).mean()
         loss.backward()
         opt.step()

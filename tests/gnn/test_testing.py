@@ -65,7 +65,7 @@ def test_handmade_graphs_agree_with_the_converter():
 
     model, inputs = example("mlp")
     g_hand, g_conv = mlp_graph(model), nngraph.to_graph(model)
-    for key in ("x", "node_type", "node_kind", "io_position", "layer", "act", "edge_type"):
+    for key in ("x", "node_type", "node_kind", "io_position", "layer", "act", "edge_type", "kernel_shape"):
         assert torch.equal(g_hand[key], g_conv[key]), key
     perm = edge_permutation(g_hand, g_conv, torch.arange(g_hand.num_nodes))
     assert torch.equal(g_conv.edge_attr[perm], g_hand.edge_attr)
