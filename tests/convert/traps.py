@@ -254,7 +254,7 @@ TRAPS: list[Trap] = [
     Trap("divide", lam_b(lambda s, x: s.c(s.a(x) / (1 + s.b(x) ** 2))), _vec, "refused"),
     Trap("abs", lam(lambda s, x: s.c(s.a(x).abs())), _vec, "refused"),
     Trap("add_alpha", lam_b(lambda s, x: s.c(torch.add(s.a(x), s.b(x), alpha=2.0))), _vec, "refused"),
-    Trap("buffer_shift", BufferShift, _vec, "sound")  # a float buffer added: a per-neuron shift, placed like a bias,
+    Trap("buffer_shift", BufferShift, _vec, "sound"),  # a float buffer added: a per-neuron shift
     Trap("raw_parameter_matmul", RawMatmul, _vec, "refused"),
     Trap("weight_read_in_forward", lam(lambda s, x: s.c(F.linear(x, s.a.weight.flip(0), s.a.bias))), _vec, "refused"),
     # sums across axes and repeated uses
