@@ -24,6 +24,17 @@ from .kernels import reorder_kernels
 TOLERANCES = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-4, torch.float64: 1e-10}
 
 
+def output_tensors(out) -> list[Tensor]:
+    """Every tensor in a model's output: tensors, tuples, lists, dicts, Hugging Face ModelOutputs."""
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in output_tensors(v)]
+    if isinstance(out, (tuple, list)):
+        return [t for v in out for t in output_tensors(v)]
+    return []
+
+
 def _dtype_of(model: nn.Module) -> torch.dtype:
     param = next(iter(model.parameters()), None)
     return param.dtype if param is not None else torch.get_default_dtype()
@@ -109,11 +120,11 @@ def permuted_graphs(module: nn.Module, example_inputs: Sequence[Tensor] | Tensor
 
     permuted, node_perm = permute(module, generator=generator, example_inputs=example_inputs)
     with torch.no_grad():
-        y1, y2 = module(*example_inputs), permuted(*example_inputs)
-    y1, y2 = (y[0] if isinstance(y, tuple) else y for y in (y1, y2))
-    fn_err = _max_err(y1, y2)
-    if fn_err > _tol(y1.dtype, y1, None):
-        raise AssertionError(f"the permutation changed the model's function (max error {fn_err:.3g})")
+        outputs = zip(output_tensors(module(*example_inputs)), output_tensors(permuted(*example_inputs)))
+    for y1, y2 in outputs:
+        fn_err = _max_err(y1, y2)
+        if fn_err > _tol(y1.dtype, y1, None):
+            raise AssertionError(f"the permutation changed the model's function (max error {fn_err:.3g})")
 
     g1, g2 = to_graph(module, example_inputs), to_graph(permuted, example_inputs)
     if not torch.equal(g2.x[node_perm], g1.x):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import NNGraphError
+from ..testing import output_tensors
 from .errors import GraphMismatchError, UnsupportedError
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
@@ -110,7 +111,7 @@ def verify(
     if inputs is None:
         inputs = layout.example_inputs()
     with torch.no_grad():
-        reference = _tensors(model(*inputs))
+        reference = output_tensors(model(*inputs))
         if not reference:
             raise UnsupportedError(f"{type(module).__name__} returns no tensor to compare")
         largest = max((float(t.abs().max()) for t in reference if t.numel()), default=0.0)
@@ -126,7 +127,7 @@ def verify(
             except GraphMismatchError:  # a claimed symmetry that does not even keep the graph's edges
                 worst = float("inf")
                 continue
-            outputs = _tensors(permuted(*inputs))
+            outputs = output_tensors(permuted(*inputs))
             if len(outputs) != len(reference):
                 raise SoundnessError("the permuted model returns another number of tensors")
             for a, b in zip(outputs, reference):
@@ -158,17 +159,6 @@ def verify(
 
 def _to_float64(x: Any) -> Any:
     return x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-
-
-def _tensors(out: Any) -> list[torch.Tensor]:
-    """Every tensor in a model's output (tensors, tuples, lists, dicts and Hugging Face ModelOutputs)."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in _tensors(v)]
-    if isinstance(out, (tuple, list)):
-        return [t for v in out for t in _tensors(v)]
-    return []
 
 
 def _named_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -50,11 +50,21 @@ def llama():
     return transformers.LlamaForCausalLM(cfg), (_ids(),)
 
 
+class _EncoderDecoder(torch.nn.Module):
+    """``T5Model`` called with keyword inputs (its second positional argument is the attention mask)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, decoder_input_ids):
+        return self.model(input_ids=input_ids, decoder_input_ids=decoder_input_ids).last_hidden_state
+
+
 def t5():
     cfg = transformers.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
                                 use_cache=False)
-    model = transformers.T5Model(cfg)
-    return model, (_ids(), _ids(length=4))
+    return _EncoderDecoder(transformers.T5Model(cfg)), (_ids(), _ids(length=4))
 
 
 def clip_vision():
@@ -76,7 +86,7 @@ def mobilenet_v2():
 
 def efficientnet():
     cfg = transformers.EfficientNetConfig(image_size=32, width_coefficient=0.1, depth_coefficient=0.1,
-                                          hidden_dim=32)
+                                          hidden_dim=128)
     return transformers.EfficientNetModel(cfg), (_pixels(),)
 
 
