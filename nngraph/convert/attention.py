@@ -226,6 +226,9 @@ def convert_encoder(ctx, node, src, *args, **kwargs) -> TensorValue:
 
 
 def _split_heads(node, name: str, value) -> TensorValue:
+    if (isinstance(value, TensorValue) and value.nodes is not None and not value.heads and value.shape is not None
+            and len(value.shape) >= 3 and value.axis == len(value.shape) - 1 and value.shape[-3] == 1):
+        value = value.with_(heads=1, head_axis=len(value.shape) - 3)  # one head: (B, 1, T, D)
     if not isinstance(value, TensorValue) or value.nodes is None or not value.heads:
         raise UnsupportedError(
             f"{describe(node)}: the {name} must be an activation split into heads, (B, H, T, D) with "

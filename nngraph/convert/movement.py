@@ -103,6 +103,8 @@ def move(ctx, node, fn, x, *args, **kwargs):
     if isinstance(x, Opaque):  # moving a constant (position ids, a mask) gives a constant
         return Opaque(node.name)
     if isinstance(x, ParamValue):  # a parameter read as data: follow which entry goes where
+        if fn in (_reshape, _expand) and shape is not None:
+            args, kwargs = (tuple(shape),), {}
         return ParamValue(x.name, x.shape, fn(x.entries, *args, **kwargs))
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
@@ -112,6 +114,8 @@ def move(ctx, node, fn, x, *args, **kwargs):
         return x.with_(source=node)
     if x.spatial:
         return flatten_channels(ctx, node, x)
+    if fn in (_reshape, _expand) and shape is not None:  # sizes may be computed from x.shape (Opaque here)
+        args, kwargs = (tuple(shape),), {}
     neuron, position = neuron_labels(x)
     moved = locate_neurons(ctx, node, x, fn(neuron, *args, **kwargs), fn(position, *args, **kwargs))
     if moved is not None:
@@ -201,7 +205,10 @@ def _split(ctx, node, x, sizes, dim=0, **kwargs):
             "would share neurons, which nngraph does not follow yet"
         )
     count = x.num_neurons
-    if node.target in ("chunk", torch.chunk, aten.chunk.default):
+    metas = node.meta.get("tensor_meta")
+    if isinstance(metas, (tuple, list)) and all(hasattr(m, "shape") for m in metas):
+        sizes = [int(m.shape[axis]) for m in metas]  # the sizes as run (they may come from x.shape)
+    elif node.target in ("chunk", torch.chunk, aten.chunk.default):
         step = -(-count // sizes)
         sizes = [min(step, count - i) for i in range(0, count, step)]
     elif isinstance(sizes, int):

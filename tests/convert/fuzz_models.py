@@ -1,0 +1,189 @@
+"""Random architectures for the property-based converter tests.
+
+A model is a list of steps interpreted by :class:`FuzzNet` (a static list, so torch.fx traces it).
+Three families: vectors ``(B, F)`` through Linear / norm / residual / layer-scale steps; feature maps
+``(B, C, H, W)`` through convolutions (kernels 1/3/5, stride, dilation, groups, padding modes), norms,
+pools and residual blocks, ending in a global pool or a flatten head; sequences ``(B, T, E)`` through
+Linear steps, attention written as plain ops (view into heads, transpose, scaled_dot_product_attention,
+a fused q/k/v projection split in three), nn.TransformerEncoderLayer, a positional embedding parameter,
+a class token concatenated along positions, a Conv1d over the transposed sequence, and a token selected or the
+sequence averaged at the end.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import nn
+
+from nngraph import Sine, Swish
+
+ACTIVATIONS = [
+    lambda: nn.ReLU(), lambda: nn.Tanh(), lambda: nn.GELU(), lambda: nn.GELU(approximate="tanh"),
+    lambda: nn.SiLU(), lambda: nn.LeakyReLU(0.2), lambda: nn.ELU(0.5), lambda: nn.Softplus(2.0),
+    lambda: Sine(3.0), lambda: nn.Hardtanh(-0.5, 1.5), lambda: nn.Mish(), lambda: Swish(1.702), lambda: nn.Identity(),
+]
+
+
+class FuzzNet(nn.Module):
+    def __init__(self, family: str, steps: list[tuple], layers: nn.ModuleDict, params: nn.ParameterDict):
+        super().__init__()
+        self.family, self.steps = family, steps
+        self.layers, self.params = layers, params
+
+    def forward(self, x):
+        for step in self.steps:
+            kind, name = step[0], step[1]
+            if kind == "layer":
+                x = self.layers[name](x)
+            elif kind == "residual":  # x + f(x), f = layers[name] (a Sequential)
+                x = x + self.layers[name](x)
+            elif kind == "scale":
+                x = x * self.params[name]
+            elif kind == "shift":
+                x = x + self.params[name]
+            elif kind == "cls":
+                x = torch.cat([self.params[name].expand(x.shape[0], -1, -1), x], dim=1)
+            elif kind == "swap":  # the sequence and feature axes swapped and back around a Conv1d
+                x = self.layers[name](x.transpose(1, 2)).transpose(1, 2)
+            elif kind == "attention":  # HF-style self-attention with a fused projection
+                heads = step[2]
+                b, t, e = x.shape
+                q, k, v = self.layers[name](x).split(e, dim=-1)
+                q, k, v = (z.view(b, t, heads, e // heads).transpose(1, 2) for z in (q, k, v))
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=step[3])
+                x = x + self.layers[name + "_out"](o.transpose(1, 2).reshape(b, t, e))
+            elif kind == "select":
+                x = x[:, 0]
+            elif kind == "mean":
+                x = x.mean(1)
+            elif kind == "flatten":
+                x = torch.flatten(x, 1)
+        return x
+
+
+@st.composite
+def vector_net(draw):
+    width = draw(st.integers(2, 7))
+    features = draw(st.integers(1, 5))
+    layers, params, steps = nn.ModuleDict(), nn.ParameterDict(), []
+    current = features
+    for i in range(draw(st.integers(1, 4))):
+        choice = draw(st.sampled_from(["linear", "norm", "residual", "scale", "shift"] if i else ["linear"]))
+        name = f"s{i}"
+        if choice == "linear" or current != width:
+            layers[name] = nn.Sequential(nn.Linear(current, width), draw(st.sampled_from(ACTIVATIONS))())
+            current = width
+        elif choice == "norm":
+            layers[name] = draw(st.sampled_from([lambda: nn.LayerNorm(width), lambda: nn.BatchNorm1d(width)]))()
+        elif choice == "residual":
+            layers[name] = nn.Sequential(nn.Linear(width, width), draw(st.sampled_from(ACTIVATIONS))(),
+                                         nn.Linear(width, width))
+            steps.append(("residual", name))
+            continue
+        else:
+            params[name] = nn.Parameter(torch.randn(width))
+            steps.append((choice, name))
+            continue
+        steps.append(("layer", name))
+    layers["head"] = nn.Linear(current, draw(st.integers(1, 3)))
+    steps.append(("layer", "head"))
+    return FuzzNet("vector", steps, layers, params), (torch.randn(4, features),)
+
+
+@st.composite
+def conv_net(draw):
+    dims = draw(st.sampled_from([1, 2]))
+    conv = {1: nn.Conv1d, 2: nn.Conv2d}[dims]
+    bn = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
+    pool = {1: (nn.MaxPool1d, nn.AvgPool1d), 2: (nn.MaxPool2d, nn.AvgPool2d)}[dims]
+    in_size = draw(st.sampled_from([8, 9]))
+    size = in_size
+    channels_in = draw(st.integers(1, 3))
+    layers, params, steps = nn.ModuleDict(), nn.ParameterDict(), []
+    current = channels_in
+    for i in range(draw(st.integers(1, 3))):
+        name = f"s{i}"
+        width = draw(st.sampled_from([2, 4, 6]))
+        choice = draw(st.sampled_from(["conv", "residual", "pool"] if i else ["conv"]))
+        if choice == "residual" and current == width:
+            k = draw(st.sampled_from([1, 3]))
+            layers[name] = nn.Sequential(conv(width, width, k, padding=k // 2), bn(width),
+                                         draw(st.sampled_from(ACTIVATIONS))())
+            steps.append(("residual", name))
+            continue
+        if choice == "pool":
+            layers[name] = draw(st.sampled_from(pool))(2)
+            steps.append(("layer", name))
+            size //= 2
+            continue
+        k = draw(st.sampled_from([1, 3, 5]))
+        dilation = draw(st.sampled_from([1, 2])) if k > 1 else 1
+        groups = draw(st.sampled_from([g for g in (1, 2) if current % g == 0 and width % g == 0]))
+        mode = draw(st.sampled_from(["zeros", "reflect", "circular"]))
+        pad = dilation * (k // 2)
+        if pad >= size:
+            mode = "zeros"
+        norm = draw(st.sampled_from([lambda c: nn.Identity(), lambda c: bn(c),
+                                     lambda c: nn.GroupNorm(2, c) if c % 2 == 0 else nn.Identity()]))
+        layers[name] = nn.Sequential(
+            conv(current, width, k, padding=pad, dilation=dilation, groups=groups, padding_mode=mode),
+            norm(width), draw(st.sampled_from(ACTIVATIONS))())
+        steps.append(("layer", name))
+        current = width
+    if draw(st.booleans()):
+        layers["pool"] = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}[dims](1)
+        steps += [("layer", "pool"), ("flatten", "")]
+        features = current
+    else:
+        steps.append(("flatten", ""))
+        features = current * size ** dims
+    layers["head"] = nn.Linear(features, 2)
+    steps.append(("layer", "head"))
+    shape = (3, channels_in) + (in_size,) * dims
+    return FuzzNet("conv", steps, layers, params), (torch.randn(*shape),)
+
+
+@st.composite
+def sequence_net(draw):
+    heads = draw(st.sampled_from([1, 2]))
+    e = heads * draw(st.sampled_from([2, 3]))
+    t = draw(st.integers(2, 5))
+    layers, params, steps = nn.ModuleDict(), nn.ParameterDict(), []
+    layers["embed"] = nn.Linear(3, e)
+    steps.append(("layer", "embed"))
+    length = t
+    if draw(st.booleans()):
+        params["cls"] = nn.Parameter(torch.randn(1, 1, e))
+        steps.append(("cls", "cls"))
+        length += 1
+    if draw(st.booleans()):
+        params["pos"] = nn.Parameter(torch.randn(1, length, e))
+        steps.append(("shift", "pos"))
+    for i in range(draw(st.integers(1, 3))):
+        name = f"s{i}"
+        choice = draw(st.sampled_from(["attention", "encoder", "mlp", "swap", "norm"]))
+        if choice == "attention":
+            layers[name] = nn.Linear(e, 3 * e)
+            layers[name + "_out"] = nn.Linear(e, e)
+            steps.append(("attention", name, heads, draw(st.booleans())))
+        elif choice == "encoder":
+            layers[name] = nn.TransformerEncoderLayer(e, heads, dim_feedforward=2 * e, dropout=0.0,
+                                                      batch_first=True, norm_first=draw(st.booleans()))
+            steps.append(("layer", name))
+        elif choice == "mlp":
+            layers[name] = nn.Sequential(nn.Linear(e, 2 * e), draw(st.sampled_from(ACTIVATIONS))(), nn.Linear(2 * e, e))
+            steps.append(("residual", name))
+        elif choice == "swap":
+            layers[name] = nn.Conv1d(e, e, 3, padding=1)  # reads (B, E, T): the features moved to axis 1
+            steps.append(("swap", name))
+        else:
+            layers[name] = nn.LayerNorm(e)
+            steps.append(("layer", name))
+    steps.append((draw(st.sampled_from(["select", "mean"])), ""))
+    layers["head"] = nn.Linear(e, 2)
+    steps.append(("layer", "head"))
+    return FuzzNet("sequence", steps, layers, params), (torch.randn(2, t, 3),)
+
+
+any_net = st.one_of(vector_net(), conv_net(), sequence_net())
