@@ -144,6 +144,10 @@ class NodeKind(IntEnum):
     ATTENDED = 15  # a value neuron after attention mixed it over positions (scaled_dot_product_attention)
     SCALE = 16  # a neuron multiplied by a parameter of its own (layer scale): one WEIGHT edge from its input
     CONCAT = 17  # a neuron of a concatenation along positions (class token + patches): CONCAT / WEIGHT edges in
+    PRODUCT = 18  # the product of two activations (gating: squeeze-excitation, GLU, SwiGLU): FACTOR edges in
+    CONSTANT_SCALE = 19  # a neuron multiplied by a number: one SCALE edge in, carrying the number
+    MODULATED = 20  # a neuron multiplied by a constant tensor computed in forward (rotary cos / sin): fixed
+    RMS_NORM = 21  # output of an RMS normalization (x / rms(x) * weight), as NORM for LayerNorm
 
 
 NUM_NODE_KINDS = len(NodeKind)
@@ -162,6 +166,9 @@ class EdgeType(IntEnum):
     CONCAT = 7  # operand neuron -> the same neuron of a concatenation along positions (identity)
     POOL = 8  # input -> output of a pooling whose input is also used unpooled elsewhere (identity)
     ATTEND = 9  # value neuron -> its ATTENDED neuron (identity; the mixing over positions is implied)
+    FACTOR = 10  # operand -> product of an elementwise product of activations (identity)
+    SCALE = 11  # neuron -> the neuron times a constant (the constant is the edge's feature)
+    MODULATE = 12  # neuron -> the neuron times a constant tensor of the forward (identity; see MODULATED)
 
 
 NUM_EDGE_TYPES = len(EdgeType)

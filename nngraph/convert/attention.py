@@ -243,6 +243,12 @@ def _split_heads(node, name: str, value) -> TensorValue:
     return value
 
 
+def _repeat_heads(value: TensorValue, heads: int) -> TensorValue:
+    """``value`` with each of its heads listed ``heads // value.heads`` times (grouped-query attention)."""
+    table = value.nodes.view(value.heads, -1)  # (H_kv, D)
+    return value.with_(nodes=table.repeat_interleave(heads // value.heads, 0).reshape(-1), heads=heads)
+
+
 def _tie_or_fix(builder, a: torch.Tensor, b: torch.Tensor) -> bool:
     if builder._tie_rows(a, b):
         return True
@@ -266,7 +272,9 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     builder = ctx.builder
     q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
     _refuse_activation_masks(node, [attn_mask])
-    if enable_gqa or not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
+    if enable_gqa and q.heads != k.heads:
+        k, v = (_repeat_heads(t, q.heads) for t in (k, v))
+    if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
         raise UnsupportedError(
             f"{describe(node)}: query, key and value have {q.heads}, {k.heads} and {v.heads} heads of "
             f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
@@ -288,8 +296,8 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
                         head_nodes.repeat_interleave(v.num_neurons // heads)])
     builder.add_edges(owners, members, EdgeType.HEAD_MEMBER, identity=True)
     builder.add_edges(q.nodes, k.nodes, EdgeType.QK_PAIR, identity=True)
-    builder.tie(v.nodes, attended)
-    if _tie_or_fix(builder, q.nodes, k.nodes) and v.num_neurons == q.num_neurons and _tie_or_fix(builder, q.nodes, v.nodes):
+    if _tie_or_fix(builder, v.nodes, attended) and _tie_or_fix(builder, q.nodes, k.nodes) \
+            and v.num_neurons == q.num_neurons and _tie_or_fix(builder, q.nodes, v.nodes):
         builder.constrain_blocks(q.nodes, per_head, satellites=head_nodes)
     else:  # the heads of query/key and of value cannot be moved by one block permutation
         for t in (q.nodes, k.nodes, v.nodes, head_nodes):

@@ -50,6 +50,12 @@ class GraphBuilder:
         self.aliases = dict(aliases or {})
         self.named_tensors: dict[str, torch.Tensor] = dict(module.named_parameters(remove_duplicate=False))
         self.named_tensors.update(dict(module.named_buffers(remove_duplicate=False)))
+        #: non-persistent buffers (not in the state dict: rotary inverse frequencies, cached masks) are
+        #: constants of the forward, not parameters of the model
+        self.constants: set[str] = {
+            f"{prefix}.{b}" if prefix else b
+            for prefix, sub in module.named_modules(remove_duplicate=False) for b in sub._non_persistent_buffers_set
+        }
         self._node_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("kind", "type", "index", "layer")}
         self._act: list[torch.Tensor] = []
         # per-node descriptions of the operations (schema: act_args, conv_args, pool, pool_args)
@@ -57,10 +63,12 @@ class GraphBuilder:
         self.num_nodes = 0
         self._edge_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("src", "dst", "type", "kshape")}
         self.num_edges = 0
-        self._edge_constants: list[torch.Tensor] = []  # edge ids with 1 at the kernel centre
+        self._edge_constants: list[torch.Tensor] = []  # edge ids with a constant at the kernel centre
+        self._edge_constant_values: list[torch.Tensor] = []  # (float64) that constant, 1 for identities
         self._node_placements: list[NodePlacement] = []
         self._edge_placements: list[tuple[str, torch.Tensor, torch.Tensor, tuple[int, int, int]]] = []
         self._placed: set[str] = set()
+        self.casts: set[torch.dtype] = set()  # floating dtypes the forward casts activations to
         self._edge_read_back: list[bool] = []  # per edge placement: False for later places of a shared tensor
         self._first_name: dict[int, str] = {}  # id(tensor) -> the name it was first placed under
         self._first_axes: dict[str, Callable[[], list[list[torch.Tensor]]]] = {}  # first places, lazily
@@ -164,10 +172,11 @@ class GraphBuilder:
         edge_type: EdgeType,
         kernel_shape: tuple[int, int, int] = (1, 1, 1),
         identity: bool = False,
+        constant: float | None = None,
     ) -> torch.Tensor:
         """Add edges ``src[e] -> dst[e]``; returns their ids ``(E,)``. ``kernel_shape`` is the
         ``(depth, height, width)`` of the weights each edge carries; ``identity`` edges carry a
-        constant 1 at the kernel centre."""
+        constant 1 at the kernel centre, ``constant`` edges that constant (a scale by a number)."""
         src, dst = src.reshape(-1).long(), dst.reshape(-1).long()
         if src.shape != dst.shape:
             raise ValueError(f"src and dst differ in length: {src.numel()} vs {dst.numel()}")
@@ -179,8 +188,10 @@ class GraphBuilder:
         self._edge_chunks["type"].append(torch.full((count,), int(edge_type)))
         if count:  # one (count, (3,)) kernel shape per block of edges, expanded in finish
             self._edge_chunks["kshape"].append((count, tuple(int(k) for k in kernel_shape)))
-        if identity:
+        if identity or constant is not None:
             self._edge_constants.append(ids)
+            self._edge_constant_values.append(torch.full((count,), 1.0 if constant is None else float(constant),
+                                                         dtype=torch.float64))
         return ids
 
     # ------------------------------------------------------------- parameters
@@ -279,6 +290,10 @@ class GraphBuilder:
         a normalization, an activation copy)."""
         if a.numel() != b.numel():
             raise ValueError(f"cannot tie spaces of {a.numel()} and {b.numel()} neurons")
+        if not (self._is_row(a) and self._is_row(b)):  # a selection or a join of spaces: fix, soundly
+            self.fix(a)
+            self.fix(b)
+            return
         groups = torch.cat(self._group_of_node)
         ra, rb = self._root(int(groups[a[0]])), self._root(int(groups[b[0]]))
         if ra == rb:
@@ -376,6 +391,7 @@ class GraphBuilder:
         missing = [
             n for n, t in self.named_tensors.items()
             if id(t) not in self._first_name and t.is_floating_point() and not n.endswith("num_batches_tracked")
+            and n not in self.constants
         ]
         if missing:
             raise UnsupportedError(
@@ -417,6 +433,7 @@ class GraphBuilder:
             kernel_shape=kernel_shape,
             num_entries=num_entries,
             identity_positions=offsets[constant_edges] + centre,
+            identity_values=torch.cat(self._edge_constant_values) if self._edge_constant_values else None,
             node_placements=node_placements,
             edge_placements=edge_placements,
             symmetries=self._symmetries(),
@@ -425,6 +442,7 @@ class GraphBuilder:
             fx_graph=fx_graph if not self.aliases else None,
             dtype=dtype,
             input_spec=input_spec,
+            casts=tuple(sorted(self.casts, key=str)),
         )
 
     def _symmetries(self) -> tuple[SymmetryGroup, ...]:

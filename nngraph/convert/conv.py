@@ -40,10 +40,12 @@ def kernel_shape_3d(kernel_size: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple([1] * (3 - len(kernel_size)) + [int(k) for k in kernel_size])  # type: ignore[return-value]
 
 
-def conv_args(module: nn.modules.conv._ConvNd) -> tuple[float, ...]:
+def conv_args(module: nn.modules.conv._ConvNd, padded: tuple[int, ...] = ()) -> tuple[float, ...]:
     """The :data:`~nngraph.schema.CONV_ARGS` row of ``module``: per axis ``(d, h, w)`` (right-aligned,
     missing axes the identity) the stride, the padding before and after, the dilation and the
-    output padding, then the padding mode and whether it is transposed."""
+    output padding, then the padding mode and whether it is transposed. ``padded`` are the zeros
+    ``F.pad`` added to the input first (``(left_w, right_w, left_h, right_h, ...)``): the same
+    function as a convolution padding that much more, so they are recorded as its padding."""
     dims = len(module.kernel_size)
 
     def axes(values, fill) -> list[float]:
@@ -57,6 +59,10 @@ def conv_args(module: nn.modules.conv._ConvNd) -> tuple[float, ...]:
         after = [pairs[2 * (dims - 1 - i) + 1] for i in range(dims)]
     else:
         before = after = list(module.padding)
+    before, after = [int(v) for v in before], [int(v) for v in after]
+    for i in range(len(padded) // 2):  # pair i pads the i-th axis from the end
+        before[dims - 1 - i] += int(padded[2 * i])
+        after[dims - 1 - i] += int(padded[2 * i + 1])
     output_padding = module.output_padding if module.transposed else (0,) * dims
     return (*axes(module.stride, 1), *axes(before, 0), *axes(after, 0), *axes(module.dilation, 1),
             *axes(output_padding, 0), float(PADDING_MODES.index(module.padding_mode)), float(module.transposed))
@@ -114,6 +120,12 @@ def _convert(ctx, node, x, transposed: bool) -> TensorValue:
             f"{describe(node)} convolves a flattened tensor (neurons spanning positions {x.spatial}); "
             "convolutions need (B, C, *spatial) inputs with the channels on axis 1"
         )
+    padded = x.padded if isinstance(x, TensorValue) else ()
+    if padded:
+        if module.padding_mode != "zeros" or len(padded) // 2 > dims:
+            raise UnsupportedError(f"{describe(node)} reads an input zero-padded by {list(padded)} but pads "
+                                   f"with {module.padding_mode!r} itself (or pads other axes)")
+        x = x.with_(padded=())
     x = ctx.neurons(x, -(dims + 1), node)  # channels: axis 1 of (B, C, *S), axis 0 of unbatched (C, *S)
     if x.num_neurons != module.in_channels:
         raise ValueError(f"{x.num_neurons} input channels, the layer expects in_channels={module.in_channels}")
@@ -130,7 +142,7 @@ def _convert(ctx, node, x, transposed: bool) -> TensorValue:
     builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
     if module.bias is not None:
         builder.place_node_param(f"{name}.bias", out, BIAS)
-    builder.set_conv_args(out, conv_args(module))
+    builder.set_conv_args(out, conv_args(module, padded))
     constrain_groups(builder, x.nodes, out, groups)
     builder.record_module_nodes(name, out)
     shape = ctx.shape_of(node)

@@ -29,7 +29,7 @@ from torch import fx, nn
 
 from ..modules import Sine
 from .errors import UnsupportedError
-from .export_patterns import find_activations
+from .export_patterns import find_activations, find_norms
 from .linear import TransposedLinear
 
 aten = torch.ops.aten
@@ -125,8 +125,11 @@ class _Lifter:
         self.aliases: dict[str, str] = {}
         self.env: dict[fx.Node, Any] = {}
         self._reads: dict[fx.Node, fx.Node] = {}
+        self._scales: dict[fx.Node, fx.Node] = {}
         sig = program.graph_signature
         self.param_of = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+        self.non_persistent = set(getattr(sig, "non_persistent_buffers", ()) or ())
+        self.constants: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
     def _shape(self, node: fx.Node) -> torch.Size | None:
@@ -151,11 +154,15 @@ class _Lifter:
                     f"padding with mode {mapped.mode!r} is used other than directly by a convolution "
                     "(as padding_mode does); padding activations is not supported"
                 )
-            if isinstance(mapped, _Scaled):
-                raise UnsupportedError(
-                    f"an activation scaled by the constant {mapped.factor} is used other than inside "
-                    "sin(w0 * x); scaling neurons by constants is not supported"
-                )
+            if isinstance(mapped, _Scaled):  # not inside sin(w0 * x): a scale of its own
+                if value not in self._scales:
+                    scaled = self.graph.create_node("call_function", operator.mul, (mapped.node, mapped.factor), {},
+                                                    name=f"scale_{value.name}")
+                    shape = self._shape(value)
+                    if shape is not None:
+                        scaled.meta["tensor_meta"] = _ShapeMeta(shape)
+                    self._scales[value] = scaled
+                return self._scales[value]
             return mapped
         if isinstance(value, (list, tuple)):
             return type(value)(self._arg(v) for v in value)
@@ -199,6 +206,7 @@ class _Lifter:
         not a parameter, read through a ``get_attr`` of a stand-in on the meta device."""
         attr = re.sub(r"\W", "_", name)
         self.root.register_buffer(attr, torch.empty(val.shape, dtype=val.dtype, device="meta"))
+        self.constants.add(attr)
         return self._emit("get_attr", attr, (), {}, node)
 
     # --------------------------------------------------------------- layers
@@ -416,8 +424,17 @@ class _Lifter:
         for node, path in groups.items():
             members.setdefault(path, []).append(node)
         spelled_out, inner = find_activations(self.program.graph)
+        norms, norm_inner = find_norms(self.program.graph, lambda n: n.op == "placeholder" and n.name in self.param_of
+                                       and self.param_of[n.name] not in self.non_persistent)
+        inner |= norm_inner
         for node in self.program.graph.nodes:
             if node in inner:
+                continue
+            if node in norms:
+                x, weight, eps = norms[node]
+                ref = self._param(weight)
+                layer = nn.RMSNorm(ref.shape[-1], eps=eps, elementwise_affine=True, device="meta")
+                self.env[node] = self._module(layer, node, {"weight": ref}, self._arg(x))
                 continue
             if node in spelled_out:
                 x, activation = spelled_out[node]
@@ -432,7 +449,8 @@ class _Lifter:
                 continue
             if node.op == "placeholder":
                 val = node.meta.get("val")
-                if node.name in self.param_of and isinstance(val, torch.Tensor) and not val.is_floating_point():
+                constant = node.name in self.param_of and self.param_of[node.name] in self.non_persistent
+                if node.name in self.param_of and isinstance(val, torch.Tensor) and (not val.is_floating_point() or constant):
                     self.env[node] = self._constant(node, self.param_of[node.name], val)
                 elif node.name in self.param_of:
                     self.env[node] = _ParamRef(self.param_of[node.name], self._shape(node))
@@ -454,7 +472,9 @@ class _Lifter:
                 self.env[node] = self._emit("call_function", node.target, self._arg(node.args), self._arg(node.kwargs), node)
             else:
                 raise UnsupportedError(f"exported graph node {node.format_node()} is not supported")
-        return fx.GraphModule(self.root, self.graph), self.aliases
+        gm = fx.GraphModule(self.root, self.graph)
+        gm.meta["constants"] = set(self.constants)
+        return gm, self.aliases
 
 
 def _any_nonzero(padding) -> bool:

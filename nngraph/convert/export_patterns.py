@@ -77,6 +77,71 @@ def _swish(final: fx.Node):
     return None
 
 
+_CASTS = (aten.to.dtype, aten.to.dtype_layout, aten._to_copy.default)
+
+
+def _through_casts(node):
+    while _is(node, _CASTS[0]) or _is(node, _CASTS[1]) or _is(node, _CASTS[2]):
+        node = node.args[0]
+    return node
+
+
+def _rms_norm(final: fx.Node, is_param):
+    """``(x, inner nodes, weight node, eps)`` if ``final`` is ``weight * (x * rsqrt(mean(x ** 2, -1) + eps))``
+    (LLaMA's and T5's RMSNorm; casts to float32 and back may sit in between)."""
+    if not _is(final, aten.mul.Tensor):
+        return None
+    for weight, normed in (final.args, final.args[::-1]):
+        if not (isinstance(weight, fx.Node) and is_param(weight) and isinstance(normed, fx.Node)):
+            continue
+        inner = []
+        body = normed
+        while body is not _through_casts(body):
+            inner.append(body)
+            body = body.args[0]
+        if not _is(body, aten.mul.Tensor):
+            continue
+        for x, rsqrt in (body.args, body.args[::-1]):
+            if not (_is(rsqrt, aten.rsqrt.default) and isinstance(x, fx.Node)):
+                continue
+            shifted = rsqrt.args[0]
+            mean = _scalar_operand(shifted, aten.add.Tensor, shifted.args[1]) if _is(shifted, aten.add.Tensor) else None
+            eps = shifted.args[1] if mean is not None else None
+            if not (_is(mean, aten.mean.dim) and list(mean.args[1]) in ([-1],) and (mean.args[2:3] == (True,)
+                                                                                  or mean.kwargs.get("keepdim"))):
+                continue
+            square = mean.args[0]
+            if not (_is(square, aten.pow.Tensor_Scalar) and _through_casts(square.args[0]) is _through_casts(x)
+                    and _close(square.args[1], 2.0)):
+                continue
+            if square.args[0] is not x and set(square.args[0].users) == {square}:
+                inner.append(square.args[0])  # T5 casts the input to float32 for the variance only
+            return x, inner + [body, rsqrt, shifted, mean, square], weight, float(eps)
+    return None
+
+
+def _bookkeeping_users(nodes) -> set[fx.Node]:
+    """Users of ``nodes`` that only assert metadata (dtype checks torch.export inserts)."""
+    return {u for n in nodes for u in n.users if _is(u, aten._assert_tensor_metadata.default)}
+
+
+def find_norms(graph: fx.Graph, is_param) -> tuple[dict[fx.Node, tuple[fx.Node, fx.Node, float]], set[fx.Node]]:
+    """``({final node: (input, weight node, eps)}, inner nodes)`` for every RMSNorm written as arithmetic."""
+    found, skip = {}, set()
+    for node in graph.nodes:
+        match = _rms_norm(node, is_param)
+        if match is None:
+            continue
+        x, inner, weight, eps = match
+        asserts = _bookkeeping_users(inner)
+        if any(set(n.users) - (set(inner) | {node} | asserts) for n in inner):
+            continue
+        found[node] = (x, weight, eps)
+        skip.update(inner)
+        skip.update(asserts)
+    return found, skip
+
+
 def find_activations(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, nn.Module]], set[fx.Node]]:
     """``({final node: (input, activation module)}, inner nodes to skip)`` for every activation of
     the graph written as arithmetic."""
@@ -91,9 +156,11 @@ def find_activations(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, nn.M
             activation = Swish(beta)
         else:
             continue
-        users_inside = set(inner) | {node}
+        asserts = _bookkeeping_users(inner)
+        users_inside = set(inner) | {node} | asserts
         if any(set(n.users) - users_inside for n in inner):
             continue  # a partial result is read elsewhere: keep the arithmetic (and refuse it)
         found[node] = (x, activation)
         skip.update(inner)
+        skip.update(asserts)
     return found, skip

@@ -128,7 +128,7 @@ class Layout:
     act: torch.Tensor  # (N,)
     kernel_shape: torch.Tensor  # (E, 3) int32: every edge's (depth, height, width)
     num_entries: int  # W = sum of prod(kernel_shape): rows of edge_attr
-    identity_positions: torch.Tensor  # rows of edge_attr that hold a constant 1
+    identity_positions: torch.Tensor  # rows of edge_attr that hold a constant (1 for identity edges)
     node_placements: tuple[NodePlacement, ...]
     edge_placements: tuple[EdgePlacement, ...]
     symmetries: tuple[SymmetryGroup, ...]
@@ -141,6 +141,10 @@ class Layout:
     #: ``((shape, dtype), ...)`` of the example inputs the model was traced with (``None`` if some
     #: input was not a tensor)
     input_spec: tuple | None = None
+    #: floating dtypes the forward casts activations to (Hugging Face's RMSNorm computes in float32)
+    casts: tuple = ()
+    #: the constants at ``identity_positions`` (float64); ``None`` when all are 1
+    identity_values: torch.Tensor | None = None
     #: what each neuron's operations are (schema: ``act_args``, ``conv_args``, ``pool``, ``pool_args``);
     #: float64 here, given to the graph in the model's dtype. ``None`` reads as zeros.
     act_args: torch.Tensor | None = None  # (N, 2)
@@ -181,7 +185,7 @@ class Layout:
         dtype = _float_dtype(tensors, self.dtype)
         x = torch.zeros(self.num_nodes * NODE_FEATURE_DIM, dtype=dtype)  # (N * F,)
         edge_attr = torch.zeros(self.num_entries, dtype=dtype)  # (W,)
-        edge_attr[self.identity_positions] = 1
+        edge_attr[self.identity_positions] = 1 if self.identity_values is None else self.identity_values.to(dtype)
         with torch.no_grad():
             for p in self.node_placements:
                 _write(x, p.view, p.nodes * NODE_FEATURE_DIM + p.column if p.view is None else None,

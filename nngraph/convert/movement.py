@@ -9,8 +9,11 @@ the neurons went:
   more): a value with its neurons on that axis;
 - split over two axes as ``h * D + d`` (a ``(B, T, E)`` tensor viewed as ``(B, T, H, E // H)``): a
   value whose neurons are split into ``H`` heads, which attention reads;
-- on one axis, some of them (a slice of the feature axis): the selected neurons, and the whole
-  activation space is marked fixed (no permutation may move neurons into or out of the selection);
+- on one axis, some of them (a slice of the feature axis), or some of every head: the selected
+  neurons, and the whole activation space is marked fixed (no permutation may move neurons into or
+  out of the selection);
+- heads repeated (grouped-query attention's ``repeat_kv``): a head-split value that lists each
+  key / value neuron once per query head reading it, for attention to consume;
 - mixed with positions (``(B, C, H, W) -> (B, C * H * W)``): the flatten of
   :func:`~nngraph.convert.structural.flatten_channels`, which gives each neuron its spatial map.
 
@@ -86,15 +89,33 @@ def locate_neurons(ctx, node, x: TensorValue, neuron: torch.Tensor, position: to
             return TensorValue(nodes=x.nodes[line], shape=shape, axis=k, source=node)
     for h in range(neuron.dim()):
         for d in range(neuron.dim()):
-            if h == d or shape[h] * shape[d] != count or shape[h] == 1 or shape[d] == 1:
+            if h == d or shape[h] == 1 or shape[d] == 1:
                 continue
             table = _only_along(neuron, (h, d))
-            if table is None or not _independent_of(position, (h, d)):
+            if table is None or not _independent_of(position, (d,)):
                 continue
+            # a head repeated (repeat_kv) sits at different positions of the copy: only that case may
+            # have positions that vary along the head axis
+            whole = _independent_of(position, (h, d))
             table = table.reshape(shape[h], shape[d]) if h < d else table.reshape(shape[d], shape[h]).t()
-            if torch.equal(table, torch.arange(count).view(shape[h], shape[d])):
-                return TensorValue(nodes=x.nodes, shape=shape, axis=d, heads=shape[h], head_axis=h, source=node)
+            flat = table.reshape(-1)  # (H * D,) neuron indices, head-major
+            heads = TensorValue(nodes=x.nodes[flat], shape=shape, axis=d, heads=shape[h], head_axis=h, source=node)
+            if whole and flat.numel() == count and torch.equal(flat, torch.arange(count)):
+                return heads
+            if whole and torch.unique(flat).numel() == flat.numel():  # a selection within heads (rotary's halves)
+                ctx.builder.fix(x.nodes)
+                return heads
+            if x.heads and _repeats_heads(table, count // x.heads):  # grouped-query attention's repeat_kv
+                return heads
     return None
+
+
+def _repeats_heads(table: torch.Tensor, per_head: int) -> bool:
+    """Whether every row of ``table`` ``(H, D)`` is one whole head ``r * D + arange(D)``."""
+    if table.shape[1] != per_head:
+        return False
+    starts = table[:, :1]
+    return bool((starts % per_head == 0).all()) and torch.equal(table - starts, torch.arange(per_head).expand_as(table))
 
 
 def move(ctx, node, fn, x, *args, **kwargs):

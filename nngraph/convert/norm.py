@@ -33,11 +33,13 @@ from .values import TensorValue
 from .walk import describe
 
 
-def normalize_nodes(builder, module: nn.Module, name: str, in_nodes: torch.Tensor) -> torch.Tensor:
-    """Add the NORM output neurons of normalization ``module`` (parameters named ``name.*``) reading
-    ``in_nodes`` ``(C,)``; returns their ids ``(C,)``. Also used by the transformer converter."""
+def normalize_nodes(builder, module: nn.Module, name: str, in_nodes: torch.Tensor,
+                    kind: NodeKind = NodeKind.NORM) -> torch.Tensor:
+    """Add the NORM (or ``kind``) output neurons of normalization ``module`` (parameters named
+    ``name.*``) reading ``in_nodes`` ``(C,)``; returns their ids ``(C,)``. Also used by the
+    transformer converter."""
     count = in_nodes.numel()
-    out = builder.add_nodes(count, NodeKind.NORM, layer=builder.node_layer(in_nodes) + 1)
+    out = builder.add_nodes(count, kind, layer=builder.node_layer(in_nodes) + 1)
     builder.add_edges(in_nodes, out, EdgeType.NORM, identity=True)
     builder.tie(in_nodes, out)
     for attr, column in (("weight", NORM_WEIGHT), ("bias", NORM_BIAS),
@@ -97,4 +99,19 @@ def convert_group_norm(ctx, node, x, *args, **kwargs) -> TensorValue:
     builder.constrain_blocks(out, size, satellites=group_nodes)
     builder.record_module_nodes(node.target, out)
     builder.record_module_nodes(f"{node.target}.groups", group_nodes)
+    return x.with_(nodes=out, shape=ctx.shape_of(node), source=node)
+
+
+@register_module(nn.RMSNorm)
+def convert_rms_norm(ctx, node, x, *args, **kwargs) -> TensorValue:
+    """``x / rms(x) * weight`` over the last dimension (LLaMA, T5): :attr:`NodeKind.RMS_NORM` neurons,
+    the weight in ``NORM_WEIGHT``."""
+    module: nn.RMSNorm = ctx.module_of(node)
+    if len(module.normalized_shape) != 1:
+        raise UnsupportedError(f"{describe(node)} normalizes over {len(module.normalized_shape)} dimensions; "
+                               "nngraph supports the last dimension only")
+    _no_spatial(node, x)
+    x = ctx.neurons(x, -1, node)
+    out = normalize_nodes(ctx.builder, module, node.target, x.nodes, kind=NodeKind.RMS_NORM)
+    ctx.builder.record_module_nodes(node.target, out)
     return x.with_(nodes=out, shape=ctx.shape_of(node), source=node)

@@ -28,7 +28,7 @@ from ..schema import EdgeType, NodeKind, NodeType
 from .errors import UnsupportedError
 from .registry import register_function
 from .structural import residual_sum
-from .values import ParamValue, TensorValue
+from .values import Opaque, ParamValue, TensorValue
 from .walk import describe
 
 aten = torch.ops.aten
@@ -106,16 +106,98 @@ def scale_by_parameter(ctx, node, x, p: ParamValue) -> TensorValue:
     return x.with_(nodes=out, shape=ctx.shape_of(node), source=node)
 
 
-@register_function(operator.mul, torch.mul, "mul", aten.mul.Tensor)
+def scale_by_constant(ctx, node, x, factor: float) -> TensorValue:
+    """``factor * x``: new neurons with one SCALE edge each carrying ``factor`` (1 is a no-op)."""
+    x = _activation(node, x) if not (isinstance(x, TensorValue) and x.heads) else x
+    if factor == 1.0:
+        return x.with_(shape=ctx.shape_of(node), source=node)
+    builder = ctx.builder
+    out = builder.add_nodes(x.num_neurons, NodeKind.CONSTANT_SCALE, layer=builder.node_layer(x.nodes) + 1)
+    builder.add_edges(x.nodes, out, EdgeType.SCALE, constant=factor)
+    builder.tie(x.nodes, out)
+    return x.with_(nodes=out, shape=ctx.shape_of(node), source=node)
+
+
+def product(ctx, node, a: TensorValue, b: TensorValue) -> TensorValue:
+    """``a * b`` of two activations with their neurons on the same axis (broadcasting positions:
+    squeeze-excitation's ``x * s``, GLU, SwiGLU): new PRODUCT neurons with a FACTOR edge from each
+    operand's neuron; one permutation acts on all three, as for a sum."""
+    a, b = _activation(node, a), _activation(node, b)
+    if a.num_neurons != b.num_neurons or a.axis - len(a.shape) != b.axis - len(b.shape):
+        raise UnsupportedError(
+            f"{describe(node)} multiplies a tensor of shape {tuple(a.shape)} (neurons on axis {a.axis}) with one of "
+            f"shape {tuple(b.shape)} (neurons on axis {b.axis}); a product needs the same neurons on the same axis"
+        )
+    if torch.equal(a.nodes, b.nodes):
+        raise UnsupportedError(f"{describe(node)} multiplies a value by itself (x * x); write x ** 2 as an "
+                               "activation nngraph knows, or refuse")
+    builder = ctx.builder
+    layer = max(builder.node_layer(a.nodes), builder.node_layer(b.nodes)) + 1
+    out = builder.add_nodes(a.num_neurons, NodeKind.PRODUCT, layer=layer)
+    builder.add_edges(torch.cat([a.nodes, b.nodes]), torch.cat([out, out]), EdgeType.FACTOR, identity=True)
+    builder.tie(a.nodes, out)
+    builder.tie(b.nodes, out)
+    shape = ctx.shape_of(node)
+    return TensorValue(nodes=out, shape=shape, axis=(a.axis - len(a.shape)) % len(shape), source=node)
+
+
+def modulate(ctx, node, x: TensorValue) -> TensorValue:
+    """``x * c`` with ``c`` a constant tensor computed in forward (rotary embeddings' cos and sin):
+    new MODULATED neurons with a MODULATE edge each, tied to ``x`` and fixed. ``c`` may vary along
+    the neurons, which breaks their permutation symmetry, and is not in the graph."""
+    if not isinstance(x, TensorValue) or x.nodes is None or x.spatial:
+        raise UnsupportedError(f"{describe(node)} multiplies a constant by {x!r}")
+    builder = ctx.builder
+    out = builder.add_nodes(x.num_neurons, NodeKind.MODULATED, layer=builder.node_layer(x.nodes) + 1)
+    builder.add_edges(x.nodes, out, EdgeType.MODULATE, identity=True)
+    builder.fix(x.nodes)
+    builder.fix(out)
+    return x.with_(nodes=out, shape=ctx.shape_of(node), source=node)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@register_function(operator.mul, torch.mul, "mul", aten.mul.Tensor, aten.mul.Scalar)
 def _mul(ctx, node, a, b, **kwargs):
-    if isinstance(a, ParamValue) and isinstance(b, TensorValue):
+    if isinstance(a, ParamValue) and isinstance(b, TensorValue) or (_number(a) and isinstance(b, TensorValue)):
         a, b = b, a
     if isinstance(a, TensorValue) and isinstance(b, ParamValue):
         return scale_by_parameter(ctx, node, a, b)
+    if isinstance(a, TensorValue) and _number(b):
+        return scale_by_constant(ctx, node, a, float(b))
+    if isinstance(a, TensorValue) and isinstance(b, TensorValue):
+        return product(ctx, node, a, b)
+    if isinstance(a, Opaque) and isinstance(b, TensorValue):
+        a, b = b, a
+    if isinstance(a, TensorValue) and isinstance(b, Opaque) and not b.from_activations:
+        return modulate(ctx, node, a)
     raise UnsupportedError(
-        f"{describe(node)} multiplies {type(a).__name__} by {type(b).__name__}; nngraph supports an activation "
-        "times a per-neuron parameter (layer scale). Products of activations (gating) are not supported yet."
+        f"{describe(node)} multiplies {type(a).__name__} by {type(b).__name__}; nngraph supports products of "
+        "activations, an activation times a number, and an activation times a per-neuron parameter"
     )
+
+
+@register_function(operator.truediv, torch.div, "div", aten.div.Tensor, aten.div.Scalar)
+def _div(ctx, node, a, b, **kwargs):
+    if isinstance(a, TensorValue) and _number(b) and b != 0 and kwargs.get("rounding_mode") is None:
+        return scale_by_constant(ctx, node, a, 1.0 / float(b))
+    raise UnsupportedError(f"{describe(node)} divides {type(a).__name__} by {type(b).__name__}; only division of "
+                           "an activation by a number is supported")
+
+
+@register_function(operator.neg, torch.neg, "neg", aten.neg.default)
+def _neg(ctx, node, x, **kwargs):
+    return scale_by_constant(ctx, node, x, -1.0)
+
+
+@register_function(operator.sub, torch.sub, "sub", aten.sub.Tensor)
+def _sub(ctx, node, a, b, alpha=1, **kwargs):
+    if isinstance(a, TensorValue) and isinstance(b, TensorValue) and alpha == 1:
+        return residual_sum(ctx, node, a, b, sign=-1.0)
+    raise UnsupportedError(f"{describe(node)} subtracts {type(b).__name__} from {type(a).__name__}; only the "
+                           "difference of two activations is supported")
 
 
 @register_function(torch.cat, torch.concat, aten.cat.default)
@@ -127,11 +209,10 @@ def _cat(ctx, node, tensors, dim=0, **kwargs):
     if not acts or any(not isinstance(t, (TensorValue, ParamValue)) for t in tensors):
         raise UnsupportedError(f"{describe(node)} concatenates {[type(t).__name__ for t in tensors]}; nngraph "
                                "needs activations (and parameters) only")
-    first = _activation(node, acts[0])
     axis = dim % len(shape)
-    if axis == first.axis:
-        raise UnsupportedError(f"{describe(node)} concatenates along the neuron axis; joining activation "
-                               "spaces is not supported yet")
+    if all(isinstance(t, TensorValue) and t.nodes is not None for t in tensors) and axis == acts[0].axis:
+        return _join(ctx, node, tensors, shape)
+    first = _activation(node, acts[0])
     builder = ctx.builder
     count = first.num_neurons
     out = builder.add_nodes(count, NodeKind.CONCAT,
@@ -152,3 +233,21 @@ def _cat(ctx, node, tensors, dim=0, **kwargs):
             table = entry_table(node, first, t, tuple(piece))
             place_tokens(builder, t.name, t.shape, table, out)
     return TensorValue(nodes=out, shape=shape, axis=first.axis, source=node)
+
+
+def _join(ctx, node, tensors: list[TensorValue], shape) -> TensorValue:
+    """``cat`` along the neuron axis: the output's neurons are the operands' neurons side by side
+    (per head when the operands are split into heads, as rotary's ``rotate_half`` is). Conservative:
+    every operand's activation space is fixed."""
+    first = tensors[0]
+    if any(t.heads != first.heads or t.axis != first.axis or t.head_axis != first.head_axis or t.spatial
+           for t in tensors):
+        raise UnsupportedError(f"{describe(node)} joins activations with different head splits or axes")
+    for t in tensors:
+        ctx.builder.fix(t.nodes)
+    if first.heads:
+        tables = [t.nodes.view(first.heads, -1) for t in tensors]  # (H, D_i) each
+        nodes = torch.cat(tables, dim=1).reshape(-1)  # (H * sum D_i,)
+    else:
+        nodes = torch.cat([t.nodes for t in tensors])
+    return first.with_(nodes=nodes, shape=shape, source=node)

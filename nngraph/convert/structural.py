@@ -35,6 +35,8 @@ def _cast(ctx, node, x, *args, **kwargs):
     dtype = kwargs.get("dtype", next((a for a in args if isinstance(a, torch.dtype)), None))
     if dtype is not None and not dtype.is_floating_point and isinstance(x, TensorValue) and x.nodes is not None:
         raise UnsupportedError(f"{describe(node)} casts an activation to {dtype}")
+    if dtype is not None and dtype.is_floating_point and isinstance(x, TensorValue):
+        ctx.builder.casts.add(dtype)  # the model computes in this precision in places (verify's tolerance)
     return x
 
 
@@ -58,8 +60,9 @@ def _getattr(ctx, node, obj, name, *args):
 # ----------------------------------------------------------------------- residual sums
 
 
-def residual_sum(ctx, node, a: TensorValue, b: TensorValue) -> TensorValue:
-    """``a + b``: new SUM neurons with identity edges from both operands; one permutation acts on all three."""
+def residual_sum(ctx, node, a: TensorValue, b: TensorValue, sign: float = 1.0) -> TensorValue:
+    """``a + sign * b``: new SUM neurons with identity edges from both operands (the one from ``b``
+    carries ``sign``: -1 for ``a - b``); one permutation acts on all three."""
     if a.nodes is None and b.nodes is None:
         raise UnsupportedError(f"{describe(node)} adds two model inputs; nngraph needs a layer between them")
     if a.nodes is None:
@@ -84,11 +87,17 @@ def residual_sum(ctx, node, a: TensorValue, b: TensorValue) -> TensorValue:
         )
     builder = ctx.builder
     out = builder.add_nodes(a.num_neurons, NodeKind.SUM, layer=max(builder.node_layer(a.nodes), builder.node_layer(b.nodes)) + 1)
-    builder.add_edges(torch.cat([a.nodes, b.nodes]), torch.cat([out, out]), EdgeType.RESIDUAL, identity=True)
+    builder.add_edges(a.nodes, out, EdgeType.RESIDUAL, identity=True)
+    builder.add_edges(b.nodes, out, EdgeType.RESIDUAL, constant=sign)  # a - b: the edge from b carries -1
     builder.tie(a.nodes, out)
     builder.tie(b.nodes, out)
     shape = ctx.shape_of(node)
     axis = (a.axis - len(a.shape)) % len(shape)
+    if a.heads or b.heads:  # a sum of two head-split values (rotary's q * cos + rotate_half(q) * sin)
+        if (a.heads, a.head_axis - len(a.shape)) != (b.heads, b.head_axis - len(b.shape)):
+            raise UnsupportedError(f"{describe(node)} adds values split into heads differently")
+        return TensorValue(nodes=out, shape=shape, axis=axis, heads=a.heads,
+                           head_axis=(a.head_axis - len(a.shape)) % len(shape), source=node)
     return TensorValue(nodes=out, shape=shape, axis=axis, spatial=a.spatial, source=node)
 
 
@@ -158,3 +167,29 @@ def _index_tensor(ctx, node, x: TensorValue, index) -> TensorValue:
     from .movement import move
 
     return move(ctx, node, lambda t: t[index], x)
+
+
+@register_function(F.pad, _aten.constant_pad_nd.default)
+def _pad(ctx, node, x, pad, mode="constant", value=None, **kwargs):
+    """Zeros added around the positions of a feature map, for the convolution that reads it (TF-style
+    "same" padding). Padding the feature axis, another mode or value are refused."""
+    mode, value = kwargs.get("mode", mode), kwargs.get("value", value)
+    if isinstance(x, Opaque):
+        return Opaque(node.name)
+    if not isinstance(x, TensorValue) or x.heads or x.spatial or x.padded:
+        raise UnsupportedError(f"{describe(node)} pads a {type(x).__name__}; only one zero padding of an activation "
+                               "or model input is supported")
+    pad = tuple(int(p) for p in pad)
+    if not any(pad):
+        return x.with_(shape=ctx.shape_of(node), source=node)
+    if x.nodes is None:  # a model input: the convolution reading it checks the padded axes are positions
+        if mode != "constant" or value not in (None, 0, 0.0) or any(p < 0 for p in pad):
+            raise UnsupportedError(f"{describe(node)} pads a model input with mode {mode!r}, value {value}")
+        return x.with_(padded=pad, shape=ctx.shape_of(node), source=node)
+    padded_axes = {len(x.shape) - 1 - i for i in range(len(pad) // 2) if pad[2 * i] or pad[2 * i + 1]}
+    if mode != "constant" or (value not in (None, 0, 0.0)) or x.axis in padded_axes or any(p < 0 for p in pad):
+        raise UnsupportedError(
+            f"{describe(node)} pads axes {sorted(padded_axes)} by {list(pad)} with mode {mode!r}, value {value}; "
+            f"nngraph supports zero padding of positions (the neurons are on axis {x.axis}) read by a convolution"
+        )
+    return x.with_(padded=pad, shape=ctx.shape_of(node), source=node)

@@ -24,6 +24,8 @@ class TensorValue:
             ``h`` of axis ``head_axis`` and entry ``j`` of axis ``axis`` is neuron
             ``nodes[h * (C // H) + j]`` (a ``(B, T, E)`` tensor viewed as ``(B, T, H, E // H)``).
         head_axis: non-negative index of the head axis when ``heads`` is set.
+        padded: ``F.pad``'s ``(left, right, ...)`` zeros added to the last spatial axes, waiting for
+            the convolution that reads this value (which records them as its own padding); ``()``.
     """
 
     nodes: torch.Tensor | None
@@ -33,6 +35,7 @@ class TensorValue:
     source: object = None
     heads: int = 0
     head_axis: int = -1
+    padded: tuple[int, ...] = ()
 
     @property
     def num_neurons(self) -> int:

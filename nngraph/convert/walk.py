@@ -133,6 +133,8 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
             attr = _fetch_attr(gm, node.target)
             if isinstance(attr, torch.Tensor) and attr.is_floating_point():
                 name = builder.aliases.get(node.target, node.target)
+                if name in builder.constants or node.target in gm.meta.get("constants", ()):
+                    continue  # a constant of the forward: stays Opaque
                 if name not in builder.named_tensors:
                     raise UnsupportedError(f"{describe(node)} reads the tensor {node.target!r}, which is not "
                                            "a parameter or buffer of the model")
@@ -156,6 +158,13 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
 def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
     args = _map_args(node.args, env)
     kwargs = _map_args(node.kwargs, env)
+    padded = [v for v in _flatten((args, kwargs)) if isinstance(v, TensorValue) and v.padded]
+    if padded and not (node.op == "call_module" and isinstance(ctx.module_of(node), nn.modules.conv._ConvNd)
+                       and not isinstance(ctx.module_of(node), nn.modules.conv._ConvTransposeNd)):
+        raise UnsupportedError(
+            f"{describe(node)} reads an activation zero-padded by F.pad {list(padded[0].padded)}; nngraph "
+            "records such padding only as the padding of the convolution that reads it"
+        )
     derived = [v for v in _flatten((args, kwargs)) if isinstance(v, Opaque) and v.from_activations]
     if derived and not (node.target is operator.getitem and isinstance(args[0], (tuple, list))):
         raise UnsupportedError(
@@ -164,6 +173,9 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
         )
     if node.op == "call_module":
         module = ctx.module_of(node)
+        if not any(isinstance(v, (TensorValue, ParamValue)) for v in _flatten((args, kwargs))) \
+                and next(iter(module.parameters()), None) is None:
+            return Opaque(node.name)  # a parameter-free layer applied to a constant (sin of positions)
         converter = MODULE_CONVERTERS.get(type(module))
         if converter is None:
             raise UnsupportedError(

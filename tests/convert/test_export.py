@@ -67,17 +67,28 @@ def test_export_names_an_unsupported_aten_op():
         nngraph.to_graph(MatmulParam(), torch.randn(2, 3), method="export")
 
 
-def test_export_of_functional_sine_with_other_scale_refused():
+def test_a_constant_scale_outside_sine_is_a_scale_node_on_both_paths():
+    from nngraph.schema import EdgeType, NodeKind
+
     class Scaled(nn.Module):
-        def __init__(self):
+        def __init__(self, factor):
             super().__init__()
+            self.factor = factor
             self.a, self.b = nn.Linear(2, 4), nn.Linear(4, 1)
 
         def forward(self, x):
-            return self.b(3.0 * self.a(x))
+            return self.b(self.factor * self.a(x))
 
-    with pytest.raises(nngraph.UnsupportedError, match="scaled by the constant 3.0"):
-        nngraph.to_graph(Scaled(), torch.randn(2, 2), method="export")
+    x = torch.randn(2, 2)
+    model = Scaled(3.0)
+    g_fx, g_export = nngraph.to_graph(model, x, method="fx"), nngraph.to_graph(model, x, method="export")
+    for g in (g_fx, g_export):
+        assert int((g.node_kind == NodeKind.CONSTANT_SCALE).sum()) == 4
+        assert torch.equal(g.edge_attr[g.edge_type == EdgeType.SCALE].reshape(-1), torch.full((4,), 3.0))
+    assert torch.equal(g_fx.edge_index, g_export.edge_index) and torch.equal(g_fx.edge_attr, g_export.edge_attr)
+    assert nngraph.verify(model, x).ok
+    other = nngraph.to_graph(Scaled(0.5), x)  # another factor gives another graph
+    assert torch.equal(other.edge_attr[other.edge_type == EdgeType.SCALE].reshape(-1), torch.full((4,), 0.5))
 
 
 def test_export_matches_fx_on_a_resnet_with_inplace_add_and_adaptive_max_pool():

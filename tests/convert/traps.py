@@ -236,21 +236,21 @@ TRAPS: list[Trap] = [
     Trap("sort_neurons", lam(lambda s, x: s.c(torch.sort(s.a(x), -1).values)), _vec, "refused"),
     Trap("transpose_seq", lam(lambda s, x: s.c(s.a(x).transpose(1, 2).transpose(1, 2))), _seq, "sound"),
     Trap("permute_seq", lam(lambda s, x: s.c(s.a(x).permute(0, 2, 1).permute(0, 2, 1))), _seq, "sound"),
-    Trap("view_split_neurons", lam(lambda s, x: s.c(s.a(x).view(3, 2, 3).flip(1).reshape(3, 6))), _vec, "refused"),
-    Trap("chunk_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).chunk(2, -1)[::-1], -1))), _vec, "refused"),
-    Trap("split_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).split(3, -1)[::-1], -1))), _vec, "refused"),
-    Trap("cat_neurons", lam_b(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.b(x)[:, 3:]], -1))), _vec, "refused"),
+    Trap("view_split_neurons", lam(lambda s, x: s.c(s.a(x).view(3, 2, 3).flip(1).reshape(3, 6))), _vec, "sound"),  # fixed: reordered or joined spaces
+    Trap("chunk_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).chunk(2, -1)[::-1], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
+    Trap("split_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).split(3, -1)[::-1], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
+    Trap("cat_neurons", lam_b(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.b(x)[:, 3:]], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
     Trap("max_over_neurons", lam(lambda s, x: s.c(s.a(x) - s.a(x).max(-1, keepdim=True).values)), _vec, "refused"),
     Trap("softmax_neurons", lam(lambda s, x: s.c(torch.softmax(s.a(x), -1))), _vec, "refused"),
     Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "refused"),
     Trap("where_neurons", lam_b(lambda s, x: s.c(torch.where(s.a(x) > 0, s.a(x), s.b(x)))), _vec, "refused"),
-    # arithmetic the graph has no node for
+    # arithmetic: sums, differences, products and scales by numbers have nodes; the rest is refused
     Trap("self_sum", lam(lambda s, x: s.c(s.a(x) + s.a(x))), _vec, "sound"),  # two calls: two spaces
     Trap("h_plus_h", lam(lambda s, x: (lambda h: s.c(h + h))(s.a(x))), _vec, "refused"),
-    Trap("scale_constant", lam(lambda s, x: s.c(2.0 * s.a(x))), _vec, "refused"),
+    Trap("scale_constant", lam(lambda s, x: s.c(2.0 * s.a(x))), _vec, "sound"),
     Trap("add_scalar", lam(lambda s, x: s.c(s.a(x) + 1.0)), _vec, "refused"),
-    Trap("subtract", lam_b(lambda s, x: s.c(s.a(x) - s.b(x))), _vec, "refused"),
-    Trap("gate_product", lam_b(lambda s, x: s.c(s.a(x) * torch.sigmoid(s.b(x)))), _vec, "refused"),
+    Trap("subtract", lam_b(lambda s, x: s.c(s.a(x) - s.b(x))), _vec, "sound"),
+    Trap("gate_product", lam_b(lambda s, x: s.c(s.a(x) * torch.sigmoid(s.b(x)))), _vec, "sound"),
     Trap("divide", lam_b(lambda s, x: s.c(s.a(x) / (1 + s.b(x) ** 2))), _vec, "refused"),
     Trap("abs", lam(lambda s, x: s.c(s.a(x).abs())), _vec, "refused"),
     Trap("add_alpha", lam_b(lambda s, x: s.c(torch.add(s.a(x), s.b(x), alpha=2.0))), _vec, "refused"),
@@ -302,3 +302,50 @@ class UsesAttentionWeights(nn.Module):
 
 
 TRAPS.append(Trap("attention_weights_used", UsesAttentionWeights, _seq, "refused"))
+
+
+class SqueezeExcite(nn.Module):
+    """x * sigmoid(fc(relu(fc(mean(x))))): a product of activations that broadcasts positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc1, self.fc2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 2, 1), nn.Conv2d(2, 8, 1)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(h.mean((2, 3), keepdim=True)))))
+        return self.head((h * s).mean((2, 3)))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gate, self.up, self.down = nn.Linear(6, 8), nn.Linear(6, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class ZeroPadConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, stride=2)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.a(F.pad(x, (1, 1, 1, 1))))
+        h = torch.relu(self.b(F.pad(h, (0, 1, 0, 1))))  # TF 'same' padding before a strided conv
+        return self.head(h.mean((2, 3)))
+
+
+TRAPS += [
+    Trap("squeeze_excitation", SqueezeExcite, _img, "sound"),
+    Trap("swiglu", SwiGLU, _vec, "sound"),
+    Trap("square_by_product", lam(lambda s, x: (lambda h: s.c(h * h))(s.a(x))), _vec, "refused"),
+    Trap("negate", lam(lambda s, x: s.c(-torch.relu(s.a(x)))), _vec, "sound"),
+    Trap("zero_pad_then_conv", ZeroPadConv, _img, "sound"),
+    Trap("zero_pad_features", lam(lambda s, x: s.c(F.pad(s.a(x), (0, 2))[:, :6])), _vec, "refused"),
+    Trap("reflect_pad_then_linear", lam(lambda s, x: s.c(F.pad(s.a(x)[:, None], (1, 1), mode="reflect")[:, 0, 1:7])),
+         _vec, "refused"),
+]
