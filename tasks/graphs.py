@@ -18,7 +18,8 @@ import nngraph
 from nngraph import schema
 from nngraph.data import ZooDataset, example_inputs_for_spec
 from nngraph.kernels import expand_to_entries
-from nngraph.zoo import Zoo, build_model
+from nngraph.zoo import Zoo
+from nngraph.zoo.inr_meta import INRMetadata
 
 __all__ = ["Split", "load_split", "max_kernel_shape", "zoo_kernel_box", "probe_inputs_for", "add_positional_features", "GraphScaler"]
 
@@ -36,24 +37,26 @@ class Split:
         return len(self.graphs)
 
 
-def probe_inputs_for(spec: dict, num: int, seed: int = 0, placement: str = "grid") -> torch.Tensor:
-    """``num`` fixed probe inputs for models of ``spec``, in [-1, 1].
+def probe_inputs_for(spec: dict, num: int, seed: int = 0, placement: str = "grid",
+                     inr: INRMetadata | None = None) -> torch.Tensor:
+    """``num`` fixed probe inputs for models of ``spec``.
 
     ``placement="grid"``: for 2-D coordinate inputs (an INR) with ``num`` a square ``k * k``, the ``k x k``
-    grid over [-1, 1]^2 in the zoo's pixel order (row-major, ``(x, y)`` columns), so the output neuron's
-    probe values are a ``k x k`` rendering of the image; otherwise (other inputs, ``num`` not a square, or
-    ``placement="random"``) uniform random inputs.
+    grid of the zoo's coordinates (``inr``, the zoo's :class:`~nngraph.zoo.inr_meta.INRMetadata`: its range
+    and column order; default ``[-1, 1]^2`` in ``(x, y)``, the zoos built here), row-major, so the output
+    neuron's probe values are a ``k x k`` rendering of the image; otherwise (other inputs, ``num`` not a
+    square, or ``placement="random"``) inputs uniform in ``[-1, 1]`` (an INR's: in its coordinate range).
     """
     if placement not in ("grid", "random"):
         raise ValueError(f"Could not resolve probe placement {placement!r} among choices ['grid', 'random']")
     shape = example_inputs_for_spec(spec, 1)[0].shape[1:]
     k = round(num ** 0.5)
+    inr = inr or INRMetadata()
     if placement == "grid" and tuple(shape) == (2,) and k * k == num and k > 1:
-        ys = torch.linspace(-1.0, 1.0, k)
-        gy, gx = torch.meshgrid(ys, ys, indexing="ij")  # (k, k) each
-        return torch.stack([gx, gy], dim=-1).reshape(num, 2)  # (P, 2)
+        return inr.grid(k, k)  # (P, 2)
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(num, *shape, generator=g) * 2 - 1  # (P, *in_shape)
+    lo, hi = inr.coord_range if tuple(shape) == (2,) else (-1.0, 1.0)
+    return torch.rand(num, *shape, generator=g) * (hi - lo) + lo  # (P, *in_shape)
 
 
 _BOXES: dict[str, tuple[int, int, int]] = {}
@@ -74,13 +77,14 @@ def zoo_kernel_box(root: str) -> tuple[int, int, int]:
     (one conversion per architecture; a flatten head's spatial maps count too)."""
     if root not in _BOXES:
         graphs, seen = [], set()
-        for e in Zoo(root).entries:
+        zoo = Zoo(root)
+        for e in zoo.entries:
             key = json.dumps(e["spec"], sort_keys=True)
             if key in seen:
                 continue
             seen.add(key)
             spec = e["spec"]
-            graphs.append(nngraph.to_graph(build_model(spec), example_inputs_for_spec(spec)))
+            graphs.append(nngraph.to_graph(zoo.build(spec), example_inputs_for_spec(spec)))
         _BOXES[root] = max_kernel_shape(graphs)
     return _BOXES[root]
 
@@ -90,17 +94,18 @@ def load_split(root: str, split: str, num_probes: int = 0, families=None, max_it
     """The graphs and models of ``split`` of the zoo at ``root``, in memory.
 
     With ``num_probes > 0`` every graph gets ``probe`` ``(N, num_probes)`` from the same probe inputs
-    (:func:`probe_inputs_for` with ``probe_placement``).
+    (:func:`probe_inputs_for` with ``probe_placement`` and the coordinates the zoo's ``zoo.json`` records).
     Models the converter refuses are left out (with a warning from :class:`~nngraph.data.ZooDataset`).
     """
     ds = ZooDataset(root, split, families=families, in_memory=True, progress=False, skip_unsupported=True)
     n = len(ds) if max_items is None else min(len(ds), max_items)
+    inr = INRMetadata.of_zoo(ds.zoo.config)
     graphs, models, entries = [], [], []
     for i in range(n):
         g = ds[i]
         model = ds.load_model(i)
         if num_probes > 0:
-            inputs = probe_inputs_for(ds.entry(i)["spec"], num_probes, probe_seed, probe_placement)
+            inputs = probe_inputs_for(ds.entry(i)["spec"], num_probes, probe_seed, probe_placement, inr)
             g.probe = nngraph.probe_features(model, inputs).float()  # (N, P)
         graphs.append(g)
         models.append(model)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import nngraph
-from nngraph.zoo import coordinate_grid, siren_forward
+from nngraph.zoo import siren_forward
+from nngraph.zoo.inr_meta import INRMetadata
 
 __all__ = ["ParamGather", "SirenRenderer", "render_module", "dilate"]
 
@@ -75,16 +76,18 @@ class SirenRenderer:
     Args:
         template: a SIREN of the zoo's architecture (``nngraph.zoo.build_model(siren_spec)``).
         resolution: side length of the rendered image.
+        inr: the zoo's coordinates (``INRMetadata.of_zoo(zoo.config)``). (default: ``[-1, 1]^2`` in
+            ``(x, y)``, the zoos built here)
     """
 
-    def __init__(self, template: nn.Module, resolution: int):
+    def __init__(self, template: nn.Module, resolution: int, inr: INRMetadata | None = None):
         self.gather = ParamGather(template)
         sines = [m for m in template.modules() if isinstance(m, nngraph.Sine)]
         if not sines:
             raise ValueError("SirenRenderer needs a SIREN (nngraph.Sine activations)")
         self.w0 = sines[0].w0
         self.resolution = resolution
-        self.coords = coordinate_grid(resolution, resolution)  # (P, 2)
+        self.coords = (inr or INRMetadata()).grid(resolution, resolution)  # (P, 2)
 
     def render_params(self, params: list[torch.Tensor]) -> torch.Tensor:
         """``(B, C, H, W)`` images of stacked parameters ``[W_0 (B, out, in), b_0 (B, out), ...]``."""
@@ -97,9 +100,9 @@ class SirenRenderer:
         return self.render_params(self.gather.params(x, edge_attr, num_graphs))
 
 
-def render_module(module: nn.Module, resolution: int) -> torch.Tensor:
-    """``(C, H, W)``: a real SIREN module evaluated on the pixel grid."""
-    coords = coordinate_grid(resolution, resolution)  # (P, 2)
+def render_module(module: nn.Module, resolution: int, inr: INRMetadata | None = None) -> torch.Tensor:
+    """``(C, H, W)``: a real SIREN module evaluated on the pixel grid (of the zoo's coordinates ``inr``)."""
+    coords = (inr or INRMetadata()).grid(resolution, resolution)  # (P, 2)
     with torch.no_grad():
         out = module(coords)  # (P, C)
     return out.t().reshape(-1, resolution, resolution)  # (C, H, W)

@@ -89,6 +89,30 @@ def test_other_settings_in_the_same_directory_are_refused(tmp_path):
         fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1, lr=0.5))
 
 
+def test_raising_epochs_continues_a_finished_run_in_its_directory(tmp_path):
+    data = worker.problem()
+    full = _model()
+    fit(full, data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "full", epochs=4, schedule="constant"))
+    fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=2, schedule="constant"))
+    calls = {"n": 0}
+
+    def counting_loss(model, batch):
+        calls["n"] += 1
+        return worker.loss_fn(model, batch)
+
+    extended = _model()
+    result = fit(extended, data, data[:16], counting_loss, worker.eval_fn,
+                 _config(tmp_path, "run", epochs=4, schedule="constant"))
+    assert calls["n"] == 2 * 4 and result.epochs_run == 4  # only epochs 3 and 4 were trained
+    rows_full = read_metrics(str(tmp_path / "full" / "metrics.jsonl"))
+    rows = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["val_loss"] for r in rows] == pytest.approx([r["val_loss"] for r in rows_full], abs=1e-6)
+    with pytest.raises(ValueError, match="other settings"):  # fewer epochs, or anything else changed, is refused
+        fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=3,
+                                                                                 schedule="constant"))
+
+
 def test_early_stopping(tmp_path):
     data = worker.problem()
     scores = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])

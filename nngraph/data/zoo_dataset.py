@@ -25,7 +25,8 @@ from torch_geometric.data import Data, Dataset
 from tqdm.auto import tqdm
 
 from nngraph.io import atomic_write, clean_stale_temps
-from nngraph.zoo.specs import SpecLimits, build_model
+from nngraph.zoo.architectures import example_inputs
+from nngraph.zoo.specs import SpecLimits
 from nngraph.zoo.storage import Zoo, ZooError, inside
 
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
@@ -37,7 +38,10 @@ WEIGHT_FIELDS = ("x", "edge_attr")
 
 
 def example_inputs_for_spec(spec: dict[str, Any], batch: int = 2) -> tuple[torch.Tensor]:
-    """Zero inputs of the shape a zoo model expects (``(batch, *in_shape)`` or ``(batch, in_features)``)."""
+    """Zero inputs of the shape a zoo model expects (``(batch, *in_shape)`` or ``(batch, in_features)``, or
+    the ``inputs`` an imported spec records: :func:`nngraph.zoo.architectures.example_inputs`)."""
+    if "inputs" in spec:
+        return example_inputs(spec, batch)
     if "in_shape" in spec:
         return (torch.zeros(batch, *spec["in_shape"]),)
     return (torch.zeros(batch, spec["in_features"]),)
@@ -209,7 +213,7 @@ class ZooDataset(Dataset):
             key = json.dumps(e["spec"], sort_keys=True)
             if key not in own:
                 try:
-                    own[key] = build_layout(build_model(e["spec"], self.zoo.limits), example_inputs_for_spec(e["spec"])).max_kernel_shape
+                    own[key] = build_layout(self.zoo.build(e["spec"]), example_inputs_for_spec(e["spec"])).max_kernel_shape
                 except UnsupportedError as err:
                     if not skip:
                         raise UnsupportedError(f"model {e['id']} (family {e['family']}): {err}") from err
@@ -273,7 +277,7 @@ class ZooDataset(Dataset):
         from nngraph import from_graph
 
         spec = self.entries[idx]["spec"]
-        return from_graph(graph, build_model(spec, self.zoo.limits), example_inputs_for_spec(spec)).eval()
+        return from_graph(graph, self.zoo.build(spec), example_inputs_for_spec(spec)).eval()
 
     def image(self, idx: int) -> torch.Tensor:
         """The image an INR was fitted to, ``(C, H, W)`` in [0, 1] (INR zoos only)."""

@@ -172,6 +172,16 @@ def _same_settings(stored: Any, settings: dict[str, Any]) -> bool:
     return stored == settings
 
 
+def _extends(stored: Any, settings: dict[str, Any]) -> bool:
+    """Whether ``settings`` are a checkpoint's with only ``epochs`` raised (a finished run continued)."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("train"), dict):
+        return False
+    old, new = stored["train"].get("epochs"), settings["train"]["epochs"]
+    if not isinstance(old, int) or new <= old:
+        return False
+    return _same_settings({**stored, "train": {**stored["train"], "epochs": new}}, settings)
+
+
 def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequence,
         loss_fn: Callable[[nn.Module, Any], torch.Tensor],
         eval_fn: Callable[[nn.Module, DataLoader], dict[str, float]],
@@ -181,7 +191,9 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
     Files in ``config.out_dir``: ``best.safetensors`` + ``best.json`` (weights and settings/metrics of the
     best epoch), ``last.*`` (weights, optimizer and counters to resume from), ``metrics.jsonl``.
     Rerunning with the same settings after a kill continues from the last finished epoch; a run that
-    finished is not trained again. Different settings in the same ``out_dir`` raise ``ValueError``.
+    finished is not trained again, unless ``epochs`` is raised: then it continues to the new count in the
+    same ``out_dir`` (a run stopped early by ``patience`` stays stopped; the cosine schedule continues
+    from the current epoch at the new length). Other different settings raise ``ValueError``.
 
     Args:
         model: the model; it is moved to ``config.device``.
@@ -217,12 +229,15 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
     found = load_checkpoint(config.out_dir, "last") if config.resume else None
     if found is not None:
         tensors, info = found
-        if not _same_settings(info.get("settings"), settings):
+        extend = not _same_settings(info.get("settings"), settings) and _extends(info.get("settings"), settings)
+        if not extend and not _same_settings(info.get("settings"), settings):
             raise ValueError(f"{config.out_dir} holds a run with other settings; use another out_dir or "
                              "delete it to start over")
         model.load_state_dict(model_state(tensors))
         optimizer_from_flat(optimizer, tensors, info["optimizer"])
         state = {k: info[k] for k in state}
+        if extend and (config.patience is None or state["bad_epochs"] < config.patience):
+            state["finished"] = False
     elif dist_utils.is_main() and os.path.exists(log.path):
         os.remove(log.path)  # a fresh run
     if dist_utils.is_main() and found is not None:

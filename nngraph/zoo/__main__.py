@@ -1,4 +1,4 @@
-"""Command line: ``python -m nngraph.zoo {inr,classifiers,summary} ...``.
+"""Command line: ``python -m nngraph.zoo {inr,classifiers,import,summary} ...``.
 
 Examples::
 
@@ -8,6 +8,10 @@ Examples::
     python -m nngraph.zoo inr --out zoos/inr-dws --init dwsnets --lr 5e-4 --max-steps 1000 --target-psnr 40
     python -m nngraph.zoo classifiers --out zoos/clf --workers 2
     python -m nngraph.zoo classifiers --out zoos/clf --shard 3/8   # one of 8 shards
+    python -m nngraph.zoo import dws-mnist-inrs --out zoos/dws            # DWSNets INRs (layout detected)
+    python -m nngraph.zoo import cnn_zoo/mnist --out zoos/cnn --step 86   # Small CNN Zoo, final checkpoints
+    python -m nngraph.zoo import ckpts --out zoos/mine --factory mypkg.models:make --input-shape 1,28,28 \
+        --table labels.csv
     python -m nngraph.zoo summary zoos/clf
 
 Rerunning the same command continues an interrupted build.
@@ -69,6 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=int, default=1, help="training processes")
     q.add_argument("--png", default=None, help="where to save the accuracy histogram")
 
+    q = sub.add_parser("import", help="import models trained elsewhere (state dicts, published zoo layouts)")
+    q.add_argument("src", help="the folder the models are in")
+    q.add_argument("--out", required=True, help="zoo directory (rerun to resume)")
+    q.add_argument("--layout", default="auto", choices=("auto", "folder", "dwsnets", "cnn_zoo"),
+                   help="auto: cnn_zoo if SRC holds weights.npy + layout.csv, dwsnets for mnist_png_* folders, "
+                        "else a folder of state dicts")
+    q.add_argument("--spec", default=None, help="architecture: an nngraph.zoo spec (JSON or a .json file)")
+    q.add_argument("--factory", default=None, help="architecture: package.module:function building the model")
+    q.add_argument("--kwargs", default=None, help="JSON object of the factory's keyword arguments")
+    q.add_argument("--hf-config", default=None, help="architecture: a transformers config.json (or its folder)")
+    q.add_argument("--hf-class", default=None, help="the transformers model class, e.g. BertModel")
+    q.add_argument("--program", default=None, help="a torch.export program (.pt2): refused with the reason, for now")
+    q.add_argument("--input-shape", type=_ints, default=None, help="one input without the batch dim, e.g. 1,28,28")
+    q.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64", "int32"))
+    q.add_argument("--table", default=None, help="CSV/JSON of labels, splits, metrics (a 'file' column)")
+    q.add_argument("--kind", default=None, choices=("inr", "classifier"))
+    q.add_argument("--coord-range", type=_floats, default=None, help="INR coordinates: low,high (default -1,1)")
+    q.add_argument("--coord-order", default=None, choices=("xy", "rowcol"), help="INR coordinate columns")
+    q.add_argument("--w0", type=float, default=None, help="INR: the SIREN's omega_0")
+    q.add_argument("--image-size", type=_ints, default=None, help="INR: height,width of the images")
+    q.add_argument("--split", type=_floats, default=None, help="train,val,test fractions for models without one")
+    q.add_argument("--val-fraction", type=float, default=None, help="move this share of train to val")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--strides", type=_ints, default=None, help="cnn_zoo: conv strides (default 2,2,2)")
+    q.add_argument("--step", type=int, default=None, help="cnn_zoo: keep only checkpoints of this step (86: final)")
+    q.add_argument("--max-models", type=int, default=None)
+    q.add_argument("--no-progress", action="store_true")
+
     q = sub.add_parser("summary", help="print a zoo's statistics")
     q.add_argument("root")
     q.add_argument("--png", default=None)
@@ -80,6 +112,32 @@ def _config(cls, args, names):
     return cls.small(**overrides) if args.small else cls(**overrides)
 
 
+def _import(args) -> int:
+    import json
+
+    from nngraph.zoo import INRMetadata, import_zoo
+
+    from nngraph.zoo.layouts import detect_layout
+
+    layout = detect_layout(args.src) if args.layout == "auto" else args.layout
+    layout_options = {}
+    if layout == "dwsnets":
+        layout_options.update({k: v for k, v in (("w0", args.w0), ("image_size", args.image_size)) if v is not None})
+    if layout == "cnn_zoo":
+        layout_options.update({k: v for k, v in (("strides", args.strides), ("step", args.step)) if v is not None})
+    inr = None
+    if any(v is not None for v in (args.coord_range, args.coord_order)) or (layout == "folder" and (
+            args.w0 is not None or args.image_size is not None)):
+        inr = INRMetadata(tuple(args.coord_range or (-1.0, 1.0)), args.coord_order or "xy", args.w0,
+                          tuple(args.image_size) if args.image_size else None)
+    return import_zoo(args.src, args.out, layout, spec=args.spec, factory=args.factory,
+                      factory_kwargs=json.loads(args.kwargs) if args.kwargs else None, hf_config=args.hf_config,
+                      hf_class=args.hf_class, program=args.program, input_shape=args.input_shape,
+                      input_dtype=args.input_dtype, table=args.table, kind=args.kind, inr=inr,
+                      split=args.split or (0.7, 0.1, 0.2), val_fraction=args.val_fraction, seed=args.seed,
+                      max_models=args.max_models, progress=not args.no_progress, **layout_options)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo, summarize
@@ -88,6 +146,11 @@ def main(argv=None) -> int:
         print(summarize(args.root, args.png))
         return 0
     start = time.perf_counter()
+    if args.command == "import":
+        n = _import(args)
+        print(f"imported {n} new models in {time.perf_counter() - start:.1f} s")
+        print(summarize(args.out))
+        return 0
     common = ["source", "seed", "split", "resolution"]
     if args.command == "inr":
         config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images",

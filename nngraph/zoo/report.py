@@ -45,7 +45,10 @@ def summarize(root: str, png: str | None = None) -> str:
     lines = [repr(zoo)]
     splits = {s: len(zoo.split(s)) for s in ("train", "val", "test")}
     lines.append(f"splits: {splits}")
-    if zoo.config["kind"] == "inr":
+    if zoo.config["kind"] == "inr" and "imported" in zoo.config:
+        lines.append(f"imported ({zoo.config['imported']['layout']}) from {zoo.config['imported']['source']}; "
+                     f"coordinates {zoo.config.get('inr')}")
+    elif zoo.config["kind"] == "inr":
         p = torch.tensor([e["psnr"] for e in zoo.entries])
         steps = torch.tensor([e["steps"] for e in zoo.entries], dtype=torch.float)
         reached = sum(e["psnr"] >= zoo.config["target_psnr"] for e in zoo.entries)
@@ -54,7 +57,7 @@ def summarize(root: str, png: str | None = None) -> str:
         lines.append(f"Adam steps: mean {steps.mean():.1f}  max {int(steps.max())}")
     else:
         acc = [e["test_acc"] for e in zoo.entries]
-        final = [e["test_acc"] for e in zoo.entries if e["final"]]
+        final = [e["test_acc"] for e in zoo.entries if e.get("final", True)]
         t = torch.tensor(acc)
         lines.append(f"test accuracy over {len(acc)} checkpoints ({len(final)} runs): mean {t.mean():.3f}  "
                      f"std {t.std():.3f}  min {t.min():.3f}  max {t.max():.3f}")

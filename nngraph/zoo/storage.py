@@ -30,7 +30,8 @@ from safetensors.torch import load_file, save
 
 from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
-from nngraph.zoo.specs import SpecLimits, build_model, check_spec
+from nngraph.zoo.architectures import build_zoo_model, check_zoo_spec
+from nngraph.zoo.specs import SpecLimits
 
 __all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest", "read_manifests",
            "manifest_name", "write_config", "check_model_id", "check_entry", "inside"]
@@ -84,7 +85,7 @@ def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict
     if not isinstance(entry["sha256"], str) or not SHA256.fullmatch(entry["sha256"]):
         raise ValueError(f"sha256 of model {entry['id']} is not 64 lowercase hex digits: {entry['sha256']!r}")
     try:
-        check_spec(entry["spec"], limits)
+        check_zoo_spec(entry["spec"], limits)
     except SpecError as err:
         raise ValueError(f"spec of model {entry['id']}: {err}") from None
     return entry
@@ -251,8 +252,13 @@ class Zoo:
         except FileNotFoundError:
             raise ZooError(f"weights of model {entry['id']} missing: {self.path(entry)}") from None
 
+    def build(self, spec: dict[str, Any]) -> torch.nn.Module:
+        """The (randomly initialised) module of a manifest spec, of a built-in or an imported family
+        (:mod:`nngraph.zoo.architectures`)."""
+        return build_zoo_model(spec, self.root, self.limits)
+
     def load_model(self, entry: dict[str, Any], verify: bool = True) -> torch.nn.Module:
         """Rebuild the model from its spec and load its weights; returned in eval mode."""
-        model = build_model(entry["spec"], self.limits)
+        model = self.build(entry["spec"])
         model.load_state_dict(self.load_state_dict(entry, verify))
         return model.eval()

@@ -1,0 +1,332 @@
+"""Import models trained elsewhere into a zoo the tasks run on: ``python -m nngraph.zoo import SRC --out ZOO``.
+
+An import is a zoo build (:mod:`nngraph.zoo.jobs`): it holds the build lock of ``ZOO``, writes every
+file atomically, stores each model as safetensors with its sha256 in the manifest, and a rerun with the
+same arguments skips the models already imported. Before any weights are stored, one model is
+converted with :func:`nngraph.to_graph` and read back with :func:`nngraph.from_graph`, which must give
+its tensors bit for bit. Every model whose tensors do not fit the architecture (a missing or extra key,
+a wrong shape) is left out and reported, file by file, in one :class:`~nngraph.errors.ZooError` at the
+end; the others are stored, so a rerun after fixing the files imports only those.
+
+The architecture is a spec of :mod:`nngraph.zoo.specs` (what the published layouts map to), a factory
+``package.module:function`` (called with ``factory_kwargs``) or a ``transformers`` config with its model
+class; see :mod:`nngraph.zoo.architectures`. ``torch.export`` programs (``.pt2``) are refused with the
+reason: the module one unpacks to is ATen-level, which :func:`nngraph.to_graph` does not convert. The layouts read
+are those of :mod:`nngraph.zoo.layouts`. INR zoos record :class:`~nngraph.zoo.inr_meta.INRMetadata` in
+``zoo.json``, and get an ``images.safetensors`` of the images their INRs render on that grid (what the
+``pixels`` baseline of ``tasks.inr_classification`` reads).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import save
+
+from nngraph.errors import SpecError, ZooError
+from nngraph.io import atomic_write
+from nngraph.zoo import layouts as L
+from nngraph.zoo.architectures import build_zoo_model, check_zoo_spec, example_inputs, trust
+from nngraph.zoo.inr_meta import INRMetadata
+from nngraph.zoo.jobs import Unit, building, run_units
+from nngraph.zoo.seeds import SPLITS, random_split
+from nngraph.zoo.specs import SpecLimits
+from nngraph.zoo.storage import Zoo, sha256_file, write_config
+
+__all__ = ["import_zoo", "architecture_spec", "check_state"]
+
+CHUNK = 64
+#: Reported at most this many bad files by name (the count covers all).
+MAX_LISTED = 20
+
+
+def _inputs_of(tensors: Sequence[torch.Tensor], high: int | None = None) -> list[dict[str, Any]]:
+    out = []
+    for t in tensors:
+        item = {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
+        if not t.dtype.is_floating_point:
+            item["high"] = int(high if high is not None else int(t.max()) + 1)
+        out.append(item)
+    return out
+
+
+def _shape_inputs(input_shape: Sequence[int] | None, input_dtype: str, high: int | None) -> list[dict] | None:
+    if input_shape is None:
+        return None
+    item = {"shape": [2, *[int(s) for s in input_shape]], "dtype": input_dtype}
+    if not input_dtype.startswith("float"):
+        item["high"] = int(high or 2)
+    return [item]
+
+
+def architecture_spec(out: str, *, spec: dict | str | None = None, factory: str | None = None,
+                      factory_kwargs: dict | None = None, hf_config: str | None = None, hf_class: str | None = None,
+                      program: str | None = None, input_shape: Sequence[int] | None = None,
+                      input_dtype: str = "float32") -> dict[str, Any] | None:
+    """The manifest spec of the architecture given in one of the four ways (``None`` if none is given).
+
+    A factory named here is trusted by this process (:func:`~nngraph.zoo.architectures.trust`).
+
+    Raises:
+        ZooError: if more than one way or none of the needed inputs is given, or for a ``.pt2`` program.
+    """
+    given = [n for n, v in (("spec", spec), ("factory", factory), ("hf_config", hf_config), ("program", program))
+             if v is not None]
+    if len(given) > 1:
+        raise ZooError(f"give the architecture one way, got {given}")
+    if spec is not None:
+        if isinstance(spec, str):
+            text = open(spec, encoding="utf-8").read() if os.path.exists(spec) else spec
+            try:
+                spec = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ZooError(f"--spec {spec!r} is neither a JSON file nor JSON ({err})") from None
+        return spec
+    if factory is not None:
+        inputs = _shape_inputs(input_shape, input_dtype, None)
+        if inputs is None:
+            raise ZooError("a factory architecture needs the model's input shape (input_shape / --input-shape, "
+                           "without the batch dimension), so that it can be traced")
+        trust(factory)
+        return {"family": "factory", "factory": factory, "kwargs": dict(factory_kwargs or {}), "inputs": inputs}
+    if hf_config is not None:
+        if hf_class is None:
+            raise ZooError("a transformers config needs its model class (hf_class / --hf-class, e.g. BertModel)")
+        path = os.path.join(hf_config, "config.json") if os.path.isdir(hf_config) else hf_config
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        config = {k: v for k, v in config.items() if k not in ("architectures", "transformers_version", "auto_map")}
+        inputs = _shape_inputs(input_shape, input_dtype if input_shape else "int64", config.get("vocab_size"))
+        if inputs is None:
+            if "vocab_size" in config:
+                inputs = [{"shape": [2, 8], "dtype": "int64", "high": int(config["vocab_size"])}]
+            else:
+                c, s = int(config.get("num_channels", 3)), int(config.get("image_size", 32))
+                inputs = [{"shape": [2, c, s, s], "dtype": "float32"}]
+        return {"family": "transformers", "class": hf_class, "config": config, "inputs": inputs}
+    if program is not None:
+        raise ZooError(f"{program}: torch.export programs cannot be imported yet: the module a .pt2 unpacks to "
+                       "holds ATen operations and an input guard, which nngraph.to_graph does not convert; give "
+                       "the architecture as a factory (--factory) that builds the model in PyTorch instead")
+    return None
+
+
+def check_state(state: dict[str, torch.Tensor], model: torch.nn.Module, origin: str) -> dict[str, torch.Tensor]:
+    """``state`` cast to ``model``'s dtypes if its keys and shapes are ``model.state_dict()``'s; else
+    :class:`ZooError` naming ``origin`` with every missing key, extra key and wrong shape."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = ([f"missing keys {missing}"] if missing else []) + ([f"unexpected keys {extra}"] if extra else []) \
+        + ([f"wrong shapes: {'; '.join(shapes)}"] if shapes else [])
+    if problems:
+        raise ZooError(f"{origin} does not match the architecture: " + ", ".join(problems))
+    return {k: state[k].detach().to(dtype=v.dtype).contiguous() for k, v in expected.items()}
+
+
+def _round_trip(model: torch.nn.Module, fresh: torch.nn.Module, spec: dict, origin: str) -> None:
+    """Convert ``model`` and read it back into ``fresh``: every tensor must come back bit for bit."""
+    from nngraph import from_graph, to_graph
+
+    inputs = example_inputs(spec) if "inputs" in spec else None
+    if inputs is None:
+        from nngraph.data.zoo_dataset import example_inputs_for_spec
+
+        inputs = example_inputs_for_spec(spec)
+    try:
+        back = from_graph(to_graph(model, inputs), fresh, inputs)
+    except Exception as err:  # noqa: BLE001 - reported with the file it came from
+        raise ZooError(f"{origin}: converting the model to a graph and back failed ({type(err).__name__}: {err})") from err
+    want, got = model.state_dict(), back.state_dict()
+    changed = [k for k in want if k not in got or not torch.equal(want[k], got[k])]
+    if changed:
+        raise ZooError(f"{origin}: the graph round trip changed {changed}; the converter does not represent "
+                       "this architecture exactly")
+
+
+def _assign_splits(items: list[L.Item], fractions: Sequence[float], val_fraction: float | None, seed: int) -> None:
+    """Fill missing splits: groups (``run``, else the model) without a split by ``fractions``; with
+    ``val_fraction``, that share of the training groups becomes ``val`` (DWSNets ship train / test only)."""
+    def group(item):
+        return str(item.fields.get("run", item.model_id))
+
+    bad = [i for i in items if i.fields.get("split", "train") not in SPLITS]
+    if bad:
+        raise ZooError(f"split of {bad[0].origin} is {bad[0].fields['split']!r}, not one of {list(SPLITS)}")
+    free = sorted({group(i) for i in items if "split" not in i.fields})
+    names = dict(zip(free, random_split(len(free), fractions, seed)))
+    for i in items:
+        i.fields.setdefault("split", names.get(group(i), "train"))
+    if val_fraction:
+        train = sorted({group(i) for i in items if i.fields["split"] == "train"})
+        to_val = dict(zip(train, random_split(len(train), (1.0 - val_fraction, val_fraction, 0.0), seed + 1)))
+        for i in items:
+            if i.fields["split"] == "train" and to_val[group(i)] == "val":
+                i.fields["split"] = "val"
+
+
+def _read_source(src: str, layout: str, table: str | None, options: dict[str, Any]) -> L.Source:
+    layout = L.detect_layout(src) if layout == "auto" else layout
+    readers = {"dwsnets": L.read_dwsnets, "cnn_zoo": L.read_cnn_zoo, "folder": L.read_folder}
+    if layout not in readers:
+        raise ZooError(f"Could not resolve layout {layout!r} among choices {list(L.LAYOUTS)}")
+    accepted = set(inspect.signature(readers[layout]).parameters) - {"src", "table", "spec", "kind", "key_map"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ZooError(f"the {layout} layout takes no options {unknown} (it takes {sorted(accepted)})")
+    return readers[layout](src, table=table, **options)
+
+
+def _render_images(out: str, inr: INRMetadata, limits: SpecLimits | None) -> None:
+    """``images.safetensors``: every INR rendered on the recorded grid (pixels clamped to [0, 1])."""
+    zoo = Zoo(out, limits)
+    h, w = inr.image_size or (16, 16)
+    coords = inr.grid(h, w)  # (H*W, 2)
+    images = []
+    with torch.no_grad():
+        for e in zoo.entries:
+            values = zoo.load_model(e, verify=False)(coords)  # (H*W, C)
+            images.append(values.t().reshape(-1, h, w).clamp(0, 1))  # (C, H, W)
+    labels = torch.tensor([int(e["label"]) for e in zoo.entries])
+    atomic_write(os.path.join(out, "images.safetensors"),
+                 save({"images": torch.stack(images).float().contiguous(), "labels": labels}))
+
+
+def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | None = None, factory: str | None = None,
+               factory_kwargs: dict | None = None, hf_config: str | None = None, hf_class: str | None = None,
+               program: str | None = None, input_shape: Sequence[int] | None = None, input_dtype: str = "float32",
+               table: str | None = None, kind: str | None = None, inr: INRMetadata | dict | None = None,
+               split: Sequence[float] = (0.7, 0.1, 0.2), val_fraction: float | None = None, seed: int = 0,
+               max_models: int | None = None, progress: bool = True, limits: SpecLimits | None = None,
+               **layout_options) -> int:
+    """Import the models under ``src`` into the zoo ``out``; returns the number stored by this call.
+
+    Args:
+        src: the folder the models are in.
+        out: the zoo directory (created if needed; rerun the same call to resume).
+        layout: ``"auto"``, ``"folder"``, ``"dwsnets"`` or ``"cnn_zoo"`` (:mod:`nngraph.zoo.layouts`).
+            (default: :obj:`"auto"`)
+        spec, factory, factory_kwargs, hf_config, hf_class, program, input_shape, input_dtype: the
+            architecture of a ``folder`` import (:func:`architecture_spec`); the published layouts
+            know theirs.
+        table: a CSV / JSON table of labels, splits and metrics (one row per model file).
+        kind: ``"inr"`` or ``"classifier"``. (default: the layout's; ``folder``: ``"inr"`` if ``inr`` is
+            given or the spec is a SIREN, else ``"classifier"``)
+        inr: the coordinates of an INR zoo (:class:`~nngraph.zoo.inr_meta.INRMetadata` or its JSON).
+            (default: the layout's, else ``[-1, 1]^2`` in ``(x, y)``)
+        split: train / val / test fractions for models without a split (grouped by ``run``).
+        val_fraction: move this share of the training models to ``val``. (default: 0.1 for
+            ``dwsnets``, which ships train / test only; else none)
+        seed: seed of those splits.
+        max_models: store at most this many models now.
+        layout_options: options of the layout's reader (``hidden``, ``w0``, ``image_size``,
+            ``output_offset`` for ``dwsnets``; ``strides``, ``in_shape``, ``step`` for ``cnn_zoo``).
+
+    Raises:
+        ZooError: naming the file: an unreadable file, tensors that do not fit the architecture
+            (every such model, after the others are stored), a failed round trip, a zoo built with
+            other settings, or another process importing into ``out``.
+    """
+    source = _read_source(src, layout, table, layout_options)
+    arch = architecture_spec(out, spec=spec, factory=factory, factory_kwargs=factory_kwargs, hf_config=hf_config,
+                             hf_class=hf_class, program=program, input_shape=input_shape, input_dtype=input_dtype)
+    if arch is not None:
+        for item in source.items:
+            item.spec = arch
+    missing = [i.origin for i in source.items if i.spec is None]
+    if missing:
+        raise ZooError(f"no architecture for {missing[0]}: a folder import needs spec=, factory=, hf_config= or "
+                       "program= (--spec, --factory, --hf-config, --program)")
+    for s in {json.dumps(i.spec, sort_keys=True) for i in source.items}:
+        try:
+            check_zoo_spec(json.loads(s), limits)
+        except SpecError as err:
+            raise ZooError(f"the architecture of {src} is not usable: {err}") from None
+    if isinstance(inr, dict):
+        inr = INRMetadata.from_json(inr)
+    inr = inr or source.inr
+    if kind is None:
+        kind = source.kind
+        if source.layout == "folder" and (inr is not None or source.items[0].spec.get("family") == "siren"):
+            kind = "inr"
+    if kind not in ("inr", "classifier"):
+        raise ZooError(f"Could not resolve kind {kind!r} among choices ['inr', 'classifier']")
+    if kind == "inr":
+        inr = inr or INRMetadata()
+        unlabelled = [i.origin for i in source.items if not isinstance(i.fields.get("label"), int)]
+        if unlabelled:
+            raise ZooError(f"{len(unlabelled)} INRs have no integer label, e.g. {unlabelled[0]}; give a table "
+                           "(--table) or label folders (label_N)")
+    elif all(i.fields.get("test_acc") is None for i in source.items):
+        raise ZooError(f"the classifiers of {src} have no 'test_acc' (the accuracy-prediction target); give a table "
+                       "with a test_acc column (--table)")
+    if val_fraction is None and source.layout == "dwsnets":
+        val_fraction = 0.1
+    _assign_splits(source.items, split, val_fraction, seed)
+
+    settings = {"kind": kind, "version": 1, "num_models": len(source.items),
+                "imported": {"layout": source.layout, "source": os.path.abspath(src), "split": list(split),
+                             "val_fraction": val_fraction, "seed": seed, **source.settings}}
+    if kind == "inr":
+        settings["inr"] = inr.to_json()
+    with building(out):
+        write_config(out, settings)
+        return _import(out, source, kind, inr, max_models, progress, limits)
+
+
+def _import(out: str, source: L.Source, kind: str, inr: INRMetadata | None, max_models: int | None,
+            progress: bool, limits: SpecLimits | None) -> int:
+    """:func:`import_zoo` under the build lock."""
+    models: dict[str, torch.nn.Module] = {}
+
+    def model_of(spec: dict) -> torch.nn.Module:
+        key = json.dumps(spec, sort_keys=True)
+        if key not in models:
+            models[key] = build_zoo_model(spec, out, limits)
+        return models[key]
+
+    def entry_of(index: int, item: L.Item, state: dict[str, torch.Tensor]):
+        entry = {"id": item.model_id, "index": index, "family": item.spec["family"], "spec": item.spec,
+                 "source": item.origin, **item.fields}
+        if kind == "inr":
+            entry["image_index"] = index
+        return entry, state
+
+    # one model converted and read back before any weights are stored
+    first = source.items[0]
+    model = model_of(first.spec)
+    model.load_state_dict(check_state(first.load(), model, first.origin))
+    _round_trip(model, build_zoo_model(first.spec, out, limits), first.spec, first.origin)
+
+    bad: list[str] = []
+    position = {item.model_id: n for n, item in enumerate(source.items)}
+    by_id = {item.model_id: item for item in source.items}
+    units = [Unit(u, tuple(i.model_id for i in source.items[s:s + CHUNK]))
+             for u, s in enumerate(range(0, len(source.items), CHUNK))]
+
+    def compute(unit: Unit):
+        results = []
+        for model_id in unit.model_ids:
+            item = by_id[model_id]
+            try:
+                state = check_state(item.load(), model_of(item.spec), item.origin)
+            except ZooError as err:
+                bad.append(str(err))
+                continue
+            results.append(entry_of(position[model_id], item, state))
+        return results
+
+    stored = run_units(out, units, compute, max_models=max_models, progress=progress, desc="importing models")
+    if kind == "inr" and (stored or not os.path.exists(os.path.join(out, "images.safetensors"))):
+        _render_images(out, inr, limits)
+    if bad:
+        listed = "\n  ".join(bad[:MAX_LISTED])
+        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        raise ZooError(f"{len(bad)} of {len(source.items)} models do not match the architecture and were not "
+                       f"imported ({stored} others were); fix or remove them and rerun:\n  {listed}{more}")
+    return stored

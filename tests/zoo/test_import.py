@@ -1,0 +1,278 @@
+"""Importing models trained elsewhere: the published layouts, folders of state dicts, and the checks."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nngraph.errors import SpecError, ZooError
+from nngraph.zoo import INRMetadata, Zoo, import_zoo
+from nngraph.zoo import architectures
+from nngraph.zoo.__main__ import main
+from nngraph.zoo.layouts import detect_layout, folder_fields, read_state_file
+
+from .layouts import DWSNetsINR, cnn_zoo_variables, make_coordinates, write_cnn_zoo, write_dwsnets
+
+
+def make_mlp(width: int = 6) -> nn.Module:
+    """A factory for the tests (``tests.zoo.test_import:make_mlp``)."""
+    return nn.Sequential(nn.Linear(3, width), nn.ReLU(), nn.Linear(width, 2))
+
+
+MLP_SPEC = {"family": "mlp", "in_shape": [1, 1, 3], "hidden": [6], "num_classes": 2, "act": "relu", "norm": "none"}
+
+
+def _mlp_folder(root, n=4, seed=0):
+    """``n`` state dicts of the mlp spec's module under ``train/`` and ``test/``, with a table."""
+    from nngraph.zoo import build_model
+
+    rows = []
+    for i in range(n):
+        torch.manual_seed(seed + i)
+        split = "train" if i % 2 == 0 else "test"
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        save_file(build_model(MLP_SPEC).state_dict(), os.path.join(root, split, f"m{i}.safetensors"))
+        rows.append(f"m{i}.safetensors,{0.1 * (i + 1):.2f}\n")
+    table = os.path.join(root, "metrics.csv")
+    with open(table, "w") as f:
+        f.write("file,test_acc\n" + "".join(rows))
+    return table
+
+
+def test_dwsnets_layout_imports_with_splits_labels_and_the_same_function(tmp_path):
+    src, out = str(tmp_path / "mnist-inrs"), str(tmp_path / "zoo")
+    files = write_dwsnets(src, {"training": 10, "testing": 4})
+    assert detect_layout(src) == "dwsnets"
+    assert import_zoo(src, out, progress=False) == 14
+    zoo = Zoo(out)
+    assert zoo.config["kind"] == "inr" and zoo.config["imported"]["layout"] == "dwsnets"
+    assert zoo.config["inr"] == {"coord_range": [-1.0, 1.0], "coord_order": "xy", "w0": 30.0, "image_size": [28, 28]}
+    by_source = {e["source"]: e for e in zoo.entries}
+    for path, label in files:
+        e = by_source[path]
+        assert e["label"] == label and e["split"] == ("test" if "testing" in path else e["split"])
+        assert ("testing" in path) == (e["split"] == "test")
+    assert len(zoo.split("val")) == 1 and len(zoo.split("train")) == 9  # 10% of training goes to val
+    # the imported SIREN computes DWSNets' INR (the + 0.5 folded into the last bias) on DWSNets' grid
+    coords = make_coordinates((28, 28))
+    torch.testing.assert_close(coords, INRMetadata.of_zoo(zoo.config).grid(28, 28), rtol=0, atol=1e-6)
+    for path, _ in files[:3]:
+        ref = DWSNetsINR(8)
+        ref.load_state_dict(torch.load(path, weights_only=True))
+        mine = zoo.load_model(by_source[path])
+        torch.testing.assert_close(mine(coords), ref(coords), rtol=0, atol=1e-6)
+    images = load_file(os.path.join(out, "images.safetensors"))
+    assert images["images"].shape == (14, 1, 28, 28)
+    assert images["labels"].tolist() == [e["label"] for e in zoo.entries]
+
+
+def test_import_is_resumable_and_checks_the_settings(tmp_path):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    write_dwsnets(src, {"training": 4, "testing": 2})
+    assert import_zoo(src, out, progress=False, max_models=3) == 3
+    assert import_zoo(src, out, progress=False) == 3  # only the rest
+    assert import_zoo(src, out, progress=False) == 0
+    zoo = Zoo(out)
+    for e in zoo.entries:
+        zoo.verify(e)  # sha256 in the manifest
+    with pytest.raises(ZooError, match="other settings"):
+        import_zoo(src, out, progress=False, seed=1)
+
+
+def test_cnn_zoo_layout_maps_tensorflow_variables(tmp_path):
+    src, out = str(tmp_path / "cnn"), str(tmp_path / "zoo")
+    weights = write_cnn_zoo(src, runs=3, steps=(0, 86))
+    assert detect_layout(src) == "cnn_zoo"
+    assert import_zoo(src, out, progress=False) == 6
+    zoo = Zoo(out)
+    assert zoo.config["kind"] == "classifier"
+    variables = cnn_zoo_variables()
+    starts = np.cumsum([0] + [int(np.prod(s)) for _, s in variables])
+    for e in zoo.entries:
+        row = int(e["id"].split("-")[1])
+        model = zoo.load_model(e)
+        tf = {name: weights[row, starts[j]:starts[j + 1]].reshape(shape) for j, (name, shape) in enumerate(variables)}
+        conv1 = tf["sequential/conv2d/kernel:0"]  # (kh, kw, in, out)
+        assert np.array_equal(model[0].weight.detach().numpy()[2, 0, 1, 0], conv1[1, 0, 0, 2])
+        assert np.array_equal(model[0].weight.detach().numpy(), conv1.transpose(3, 2, 0, 1))
+        assert np.array_equal(model[4].bias.detach().numpy(), tf["sequential/conv2d_2/bias:0"])
+        assert np.array_equal(model[-1].weight.detach().numpy(), tf["sequential/dense/kernel:0"].T)
+        assert e["spec"]["act"] == ("relu" if e["hparams"]["activation"] == "relu" else "tanh")
+        assert e["spec"]["in_shape"] == [1, 28, 28] and 0 < e["test_acc"] < 1
+    # checkpoints of one run share a split
+    runs = {}
+    for e in zoo.entries:
+        runs.setdefault(e["run"], set()).add(e["split"])
+    assert all(len(s) == 1 for s in runs.values())
+    final = str(tmp_path / "final")
+    assert import_zoo(src, final, progress=False, step=86) == 3
+
+
+def test_cnn_zoo_refuses_pickled_arrays(tmp_path):
+    src = str(tmp_path / "cnn")
+    write_cnn_zoo(src, runs=1, steps=(86,))
+    np.save(os.path.join(src, "weights.npy"), np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ZooError, match="weights.npy"):
+        import_zoo(src, str(tmp_path / "zoo"), progress=False)
+
+
+def test_every_model_that_does_not_fit_is_named_and_the_rest_imported(tmp_path):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    table = _mlp_folder(src, n=6)
+    good = load_file(os.path.join(src, "train", "m0.safetensors"))
+    save_file({k: v for k, v in good.items() if k != "3.bias"}, os.path.join(src, "train", "m2.safetensors"))
+    save_file({**good, "5.weight": torch.zeros(6, 4)}, os.path.join(src, "test", "m3.safetensors"))
+    with pytest.raises(ZooError) as info:
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    message = str(info.value)
+    assert "2 of 6 models" in message
+    assert "m2.safetensors" in message and "missing keys ['3.bias']" in message
+    assert "m3.safetensors" in message and "unexpected keys ['5.weight']" in message
+    assert len(Zoo(out)) == 4
+    save_file(good, os.path.join(src, "train", "m2.safetensors"))
+    save_file(good, os.path.join(src, "test", "m3.safetensors"))
+    assert import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False) == 2
+    zoo = Zoo(out)
+    assert [e["split"] for e in zoo.entries] == ["test", "test", "test", "train", "train", "train"]
+    assert sorted(e["test_acc"] for e in zoo.entries) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+
+
+def test_wrong_shape_is_named(tmp_path):
+    src = str(tmp_path / "src")
+    table = _mlp_folder(src, n=2)
+    state = load_file(os.path.join(src, "test", "m1.safetensors"))  # the first file: checked before the rest
+    save_file({**state, "1.weight": torch.zeros(6, 5)}, os.path.join(src, "test", "m1.safetensors"))
+    with pytest.raises(ZooError, match=r"m1.safetensors does not match the architecture: wrong shapes: 1.weight: "
+                                       r"\(6, 5\) \(expected \(6, 3\)\)"):
+        import_zoo(src, str(tmp_path / "zoo"), spec=MLP_SPEC, table=table, progress=False)
+    assert not os.path.exists(os.path.join(str(tmp_path / "zoo"), "weights"))  # checked before anything is stored
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pt_files_are_read_with_weights_only(tmp_path):
+    path, marker = str(tmp_path / "evil.pt"), str(tmp_path / "marker")
+    torch.save({"0.weight": torch.zeros(2), "x": _Marker(marker)}, path)
+    with pytest.raises(ZooError, match="evil.pt"):
+        read_state_file(path)
+    assert not os.path.exists(marker)
+    ok = str(tmp_path / "ok.pt")
+    torch.save({"0.weight": torch.ones(2)}, ok)
+    assert torch.equal(read_state_file(ok)["0.weight"], torch.ones(2))
+
+
+def test_folder_names_give_splits_and_labels():
+    assert folder_fields("training/label_3/a.pt") == {"split": "train", "label": 3}
+    assert folder_fields("val/7/a.pt") == {"split": "val", "label": 7}
+    assert folder_fields("testing/x.safetensors") == {"split": "test"}
+
+
+def test_factory_architecture_and_its_trust(tmp_path, monkeypatch):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    os.makedirs(os.path.join(src, "train"))
+    os.makedirs(os.path.join(src, "test"))
+    for i in range(3):
+        torch.manual_seed(i)
+        torch.save(make_mlp(5).state_dict(), os.path.join(src, "train" if i else "test", f"run{i}.pt"))
+    with open(os.path.join(src, "t.json"), "w") as f:
+        json.dump({f"run{i}.pt": {"test_acc": 0.5 + i / 10} for i in range(3)}, f)
+    factory = "tests.zoo.test_import:make_mlp"
+    monkeypatch.setattr(architectures, "_TRUSTED", set())
+    monkeypatch.delenv(architectures.TRUST_ENV, raising=False)
+    assert import_zoo(src, out, factory=factory, factory_kwargs={"width": 5}, input_shape=[3],
+                      table=os.path.join(src, "t.json"), progress=False) == 3
+    zoo = Zoo(out)
+    e = zoo.entries[0]
+    assert e["spec"] == {"family": "factory", "factory": factory, "kwargs": {"width": 5},
+                         "inputs": [{"shape": [2, 3], "dtype": "float32"}]}
+    torch.manual_seed(int(e["id"][-1]))
+    ref = make_mlp(5).eval()
+    x = torch.randn(4, 3)
+    assert torch.equal(zoo.load_model(e)(x), ref(x))  # this process named the factory
+    architectures._TRUSTED.clear()  # a new process reading a stranger's zoo
+    with pytest.raises(SpecError, match=f"{architectures.TRUST_ENV}={factory}"):
+        Zoo(out).load_model(e)
+    monkeypatch.setenv(architectures.TRUST_ENV, factory)
+    Zoo(out).load_model(e)
+    with pytest.raises(ZooError, match="input shape"):
+        import_zoo(src, str(tmp_path / "z2"), factory=factory, progress=False)
+
+
+def test_transformers_config_architecture(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=12, type_vocab_size=2)
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    os.makedirs(src)
+    cfg.save_pretrained(src)
+    for i in range(2):
+        torch.manual_seed(i)
+        save_file(transformers.BertModel(cfg).state_dict(), os.path.join(src, f"ft{i}.safetensors"))
+    with open(os.path.join(src, "labels.csv"), "w") as f:
+        f.write("file,test_acc,split\nft0,0.7,train\nft1,0.8,test\n")
+    assert import_zoo(src, out, hf_config=src, hf_class="BertModel", table=os.path.join(src, "labels.csv"),
+                      progress=False) == 2
+    zoo = Zoo(out)
+    e = zoo.entries[0]
+    assert e["family"] == "transformers" and e["spec"]["inputs"][0]["dtype"] == "int64"
+    model = zoo.load_model(e)
+    ref = transformers.BertModel(cfg).eval()
+    ref.load_state_dict(load_file(os.path.join(src, "ft0.safetensors")))
+    ids = torch.randint(0, 30, (1, 5))
+    assert torch.equal(model(ids).last_hidden_state, ref(ids).last_hidden_state)
+    with pytest.raises(SpecError, match="not a model class"):
+        architectures.build_zoo_model({**e["spec"], "class": "AutoConfig"})
+
+
+def test_torch_export_program_is_refused_with_the_reason(tmp_path):
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    program = str(tmp_path / "mlp.pt2")
+    torch.export.save(torch.export.export(make_mlp(4), (torch.zeros(2, 3),)), program)
+    save_file(make_mlp(4).state_dict(), os.path.join(src, "m0.safetensors"))
+    with pytest.raises(ZooError, match="mlp.pt2: torch.export programs cannot be imported yet.*--factory"):
+        import_zoo(src, str(tmp_path / "zoo"), program=program, progress=False)
+
+
+def _table(root, accuracies):
+    path = os.path.join(root, "table.csv")
+    with open(path, "w") as f:
+        f.write("file,test_acc\n" + "".join(f"{k},{v}\n" for k, v in accuracies.items()))
+    return path
+
+
+def test_cli_import_and_summary(tmp_path, capsys):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    write_dwsnets(src, {"training": 3, "testing": 1})
+    assert main(["import", src, "--out", out, "--image-size", "16,16", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "imported 4 new models" in printed and "imported (dwsnets)" in printed
+    assert Zoo(out).config["inr"]["image_size"] == [16, 16]
+    from nngraph.cli import main as nngraph_main
+
+    assert nngraph_main(["zoo", "import", src, "--out", out, "--image-size", "16,16", "--no-progress"]) == 0
+    assert "imported 0 new models" in capsys.readouterr().out
+
+
+def test_inr_metadata_grid_orders_and_ranges():
+    default = INRMetadata()
+    from nngraph.zoo import coordinate_grid
+
+    assert torch.equal(default.grid(3, 4), coordinate_grid(3, 4))
+    rc = INRMetadata((0.0, 1.0), "rowcol").grid(2, 3)  # (row, col) in [0, 1]
+    assert rc.tolist() == [[0, 0], [0, 0.5], [0, 1], [1, 0], [1, 0.5], [1, 1]]
+    with pytest.raises(ValueError, match="among choices"):
+        INRMetadata(coord_order="yx")
+    assert INRMetadata.from_json(INRMetadata((0, 1), "rowcol", 30, (8, 8)).to_json()) == \
+        INRMetadata((0.0, 1.0), "rowcol", 30.0, (8, 8))
