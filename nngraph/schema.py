@@ -3,65 +3,42 @@
 A neural graph is a :class:`torch_geometric.data.Data` with these fields
 (``N`` nodes, ``E`` edges, ``W`` kernel entries: the sum over edges of ``prod(kernel_shape[e])``):
 
-field               shape / dtype       meaning
-==================  ==================  ========================================================================
-``x``               ``(N, 5)`` float    node features, named by :data:`NODE_FEATURES` (zeros where absent)
-``node_type``       ``(N,)`` long       :class:`NodeType`: input / hidden / output
-``node_kind``       ``(N,)`` long       :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
-``io_position``     ``(N,)`` long       position of an input or output neuron in its tensor, ``-1`` for hidden
-``layer``           ``(N,)`` long       depth of the neuron's activation space (inputs are 0)
-``act``             ``(N,)`` long       :class:`Activation` applied to the neuron's value (0 = none)
-``act_args``        ``(N, 2)`` float    the activation's parameters, columns by kind in :data:`ACT_ARGS`
-                                        (zeros for activations without parameters and for none)
-``conv_args``       ``(N, 17)`` float   how the convolution that made the neuron walks over positions,
-                                        columns :data:`CONV_ARGS` (zeros for every non-conv neuron)
-``pool``            ``(N, 3)`` long     :class:`Pool` kinds of up to :data:`MAX_POOLS` poolings or spatial
-                                        reductions applied to the neuron's value, in order (0 = none)
-``pool_args``       ``(N, 3, 17)``      the parameters of each of them, columns :data:`POOL_ARGS` (per kind,
-                    float               see :class:`Pool`; zeros for an empty slot)
-``act_args``        ``(N, 2)`` float the activation's parameters, columns by kind in :data:`ACT_ARGS`
-                                     (zeros for activations without parameters and for none)
-``conv_args``       ``(N, 17)``      how the convolution that made the neuron walks over positions,
-                    float            columns :data:`CONV_ARGS` (zeros for every non-conv neuron)
-``pool``            ``(N, 3)`` long  :class:`Pool` kinds of up to :data:`MAX_POOLS` poolings or spatial
-                                     reductions applied to the neuron's value, in order (0 = none)
-``pool_args``       ``(N, 3, 17)``   the parameters of each of them, columns :data:`POOL_ARGS` (per
-                    float            kind, see :class:`Pool`; zeros for an empty slot)
-``input_spec``      list             ``[[shape, dtype name], ...]`` of the example inputs the model was
-                                     traced with (lets ``from_graph`` rebuild the layout; not batched)
-``edge_index``      ``(2, E)`` long     source -> target, in the direction data flows through the model
-``edge_attr``       ``(E, K)`` float    the weight(s) of the edge: a whole kernel, zero-padded around its
-                                        centre into ``kernel_box`` and flattened (C order); 1 at the
-                                        centre for identity edges (residual sums, norms, activations)
-``edge_type``       ``(E,)`` long       :class:`EdgeType`
-``kernel_box``      ``(1, 3)`` long     the ``(depth, height, width)`` box every edge kernel is padded into;
-                                        every side is odd, so that padding a box into a larger one puts
-                                        each kernel exactly where converting into the larger box would
-==================  ==================  ========================================================================
-=======
-==================  ===============  ==============================================================
-field               shape / dtype    meaning
-==================  ===============  ==============================================================
-``x``               ``(N, 5)`` float node features, named by :data:`NODE_FEATURES` (zeros where absent)
-``node_type``       ``(N,)`` long    :class:`NodeType`: input / hidden / output
-``node_kind``       ``(N,)`` long    :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
-``io_position``     ``(N,)`` long    position of an input or output neuron in its tensor, ``-1`` for hidden
-``layer``           ``(N,)`` long    depth of the neuron's activation space (inputs are 0)
-``act``             ``(N,)`` long    :class:`Activation` applied to the neuron's value (0 = none)
-``edge_index``      ``(2, E)`` long  source -> target, in the direction data flows through the model
-``edge_type``       ``(E,)`` long    :class:`EdgeType`
-``kernel_shape``    ``(E, 3)`` int32 the ``(depth, height, width)`` of each edge's kernel, at its own
-                                     size: ``(1, 1, 1)`` for a Linear weight and identity edges,
-                                     ``(1, kh, kw)`` for a Conv2d, ``(1, 1, k)`` / ``(kd, kh, kw)``
-                                     for Conv1d / Conv3d, ``(1, h, w)`` for a Linear after a flatten
-``edge_attr``       ``(W, 1)`` float every edge's kernel, flattened in C order, the edges one after
-                                     another in edge order; nothing is padded. Edge ``e``'s kernel
-                                     is rows ``offset[e] : offset[e] + prod(kernel_shape[e])`` with
-                                     ``offset`` the exclusive cumulative sum of the kernel sizes
-                                     (:func:`nngraph.kernels.kernel_offsets`). When every kernel is
-                                     1x1 (MLPs, SIRENs), ``W == E`` and row ``e`` is edge ``e``'s
-                                     weight. Identity edges (residual sums, norms, activations) hold 1
-==================  ===============  ==============================================================
+==================  ================  ==============================================================
+field               shape / dtype     meaning
+==================  ================  ==============================================================
+``x``               ``(N, 5)`` float  node features, named by :data:`NODE_FEATURES` (zeros where absent)
+``node_type``       ``(N,)`` long     :class:`NodeType`: input / hidden / output
+``node_kind``       ``(N,)`` long     :class:`NodeKind`: what produced the neuron (linear, conv, norm, ...)
+``io_position``     ``(N,)`` long     position of an input or output neuron in its tensor, ``-1`` for hidden
+``layer``           ``(N,)`` long     depth of the neuron's activation space (inputs are 0)
+``act``             ``(N,)`` long     :class:`Activation` applied to the neuron's value (0 = none)
+``act_args``        ``(N, 2)`` float  the activation's parameters, columns by kind in :data:`ACT_ARGS`
+                                      (zeros for activations without parameters and for none)
+``conv_args``       ``(N, 17)``       how the convolution that made the neuron walks over positions,
+                    float             columns :data:`CONV_ARGS` (zeros for every non-conv neuron)
+``pool``            ``(N, 3)`` long   :class:`Pool` kinds of up to :data:`MAX_POOLS` poolings or spatial
+                                      reductions applied to the neuron's value, in order (0 = none)
+``pool_args``       ``(N, 3, 17)``    the parameters of each of them, columns :data:`POOL_ARGS` (per
+                    float             kind, see :class:`Pool`; zeros for an empty slot)
+``edge_index``      ``(2, E)`` long   source -> target, in the direction data flows through the model
+``edge_type``       ``(E,)`` long     :class:`EdgeType`
+``kernel_shape``    ``(E, 3)`` int32  the ``(depth, height, width)`` of each edge's kernel, at its own
+                                      size: ``(1, 1, 1)`` for a Linear weight and identity edges,
+                                      ``(1, kh, kw)`` for a Conv2d, ``(1, 1, k)`` / ``(kd, kh, kw)``
+                                      for Conv1d / Conv3d, ``(1, h, w)`` for a Linear after a flatten
+``edge_attr``       ``(W, 1)`` float  every edge's kernel, flattened in C order, the edges one after
+                                      another in edge order; nothing is padded. Edge ``e``'s kernel
+                                      is rows ``offset[e] : offset[e] + prod(kernel_shape[e])`` with
+                                      ``offset`` the exclusive cumulative sum of the kernel sizes
+                                      (:func:`nngraph.kernels.kernel_offsets`). When every kernel is
+                                      1x1 (MLPs, SIRENs), ``W == E`` and row ``e`` is edge ``e``'s
+                                      weight. Identity edges (residual sums, norms, activations) hold
+                                      1; SCALE edges and the edge from ``b`` of ``a - b`` hold their
+                                      number (``-1``)
+``input_spec``      list              ``[[shape, dtype name], ...]`` of the example inputs the model was
+                                      traced with (lets ``from_graph`` rebuild the layout; a plain
+                                      attribute, collected as a list when batching)
+==================  ================  ==============================================================
 
 No offsets are stored and no field needs a custom increment, so a plain PyG ``DataLoader`` (or
 ``Batch.from_data_list``) batches graphs of any architectures and kernel sizes: the batch's
