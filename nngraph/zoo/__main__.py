@@ -29,8 +29,8 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nngraph.zoo", description="Generate model zoos.")
+def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Generate model zoos.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q):
@@ -80,8 +80,8 @@ def _config(cls, args, names):
     return cls.small(**overrides) if args.small else cls(**overrides)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
+    args = build_parser(prog).parse_args(argv)
     from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo, summarize
 
     if args.command == "summary":
