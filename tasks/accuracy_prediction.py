@@ -25,7 +25,7 @@ import torch
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import GraphScaler, add_positional_features, load_split
+from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
 from .metrics import kendall_tau, per_group_tau, r2
 from .report import plot_scatter, row, run_main, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    open_zoo(args.zoo, "classifier", "accuracy prediction")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     splits = {s: load_split(args.zoo, s) for s in ("train", "val", "test")}

@@ -18,7 +18,7 @@ import torch
 from .augment import sign_flip
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import GraphScaler, add_positional_features, load_split
+from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
 from .report import row, run_main, save_run
 from .weightstats import weight_stat_features
 
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    open_zoo(args.zoo, "inr", "INR classification")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     probe_kw = dict(probe_placement=args.probe_placement)

@@ -28,7 +28,7 @@ from nngraph.zoo import build_model
 
 from .augment import sign_flip
 from .baselines import run_dir
-from .graphs import GraphScaler, load_split
+from .graphs import open_zoo, GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
 from .render import SirenRenderer, dilate, render_module
 from .report import plot_edit_grid, row, run_main, save_run
@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    open_zoo(args.zoo, "inr", "INR editing")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     splits = {"train": load_split(args.zoo, "train", args.probes, max_items=args.max_train),

@@ -15,6 +15,7 @@ Rerunning the same command continues an interrupted build.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -69,9 +70,11 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--workers", type=int, default=1, help="training processes")
     q.add_argument("--png", default=None, help="where to save the accuracy histogram")
 
-    q = sub.add_parser("summary", help="print a zoo's statistics")
-    q.add_argument("root")
-    q.add_argument("--png", default=None)
+    q = sub.add_parser("summary", help="print a zoo's statistics (writes nothing into the zoo)")
+    q.add_argument("root", help="the zoo directory")
+    q.add_argument("--png", default=None, help="where to save the accuracy histogram (default: in the cache dir)")
+    q.add_argument("--cache-dir", default=None,
+                   help="cache and report directory (default: $NNGRAPH_CACHE, else the user's cache dir)")
     return p
 
 
@@ -85,7 +88,7 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
     from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo, summarize
 
     if args.command == "summary":
-        print(summarize(args.root, args.png))
+        print(summarize(args.root, args.png, args.cache_dir))
         return 0
     start = time.perf_counter()
     common = ["source", "seed", "split", "resolution"]
@@ -99,7 +102,10 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
         n = build_classifier_zoo(args.out, config, args.shard, args.max_models, not args.no_progress,
                                  args.workers)
     print(f"stored {n} new models in {time.perf_counter() - start:.1f} s")
-    print(summarize(args.out, getattr(args, "png", None)))
+    # after a build the zoo is this process's own: the histogram goes next to it unless --png says otherwise
+    png = getattr(args, "png", None) or (os.path.join(args.out, "accuracy_histogram.png")
+                                         if args.command == "classifiers" else None)
+    print(summarize(args.out, png))
     return 0
 
 
