@@ -26,6 +26,7 @@ import re
 from typing import Any, Iterable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from nngraph.errors import SpecError, ZooError
@@ -268,6 +269,9 @@ class Zoo:
             return load_file(self.path(entry))
         except FileNotFoundError:
             raise ZooError(f"weights of model {entry['id']} missing: {self.path(entry)}") from None
+        except SafetensorError as err:  # truncated, garbage, a pickle, a header too large
+            raise ZooError(f"weights of model {entry['id']} are unreadable: {self.path(entry)} is not a safetensors "
+                           f"file ({err}); regenerate the zoo") from None
 
     def load_model(self, entry: dict[str, Any], verify: bool = True) -> torch.nn.Module:
         """Rebuild the model from its spec and load its weights; returned in eval mode."""

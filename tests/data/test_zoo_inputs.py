@@ -221,3 +221,12 @@ def test_a_wrong_zoo_path_prints_one_line_and_creates_nothing(task, tmp_path, ca
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"no-such-zoo is not a zoo: zoo.json is missing" in err
     assert os.listdir(tmp_path) == []  # no ./runs/...
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 7, b"\x00\x00\x00\x00\x00\x01\x00\x00{", b"\x80\x04K\x01."])
+def test_unreadable_weights_name_the_file_even_unverified(zoo, content):
+    entry = Zoo(zoo).entries[0]
+    with open(os.path.join(zoo, entry["file"]), "wb") as f:
+        f.write(content)
+    with pytest.raises(ZooError, match=rf"{entry['id']} are unreadable: .*{entry['file']} is not a safetensors"):
+        Zoo(zoo).load_state_dict(entry, verify=False)
