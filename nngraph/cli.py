@@ -1,44 +1,400 @@
 """The ``nngraph`` command.
 
-    nngraph zoo inr --out zoos/inr --small        # model zoos (delegates to python -m nngraph.zoo)
+    nngraph convert model.pt2 -o graph.safetensors  # a torch.export program (or weights + --factory) to a graph
+    nngraph inspect model.pt2 [--draw graph.png]    # layers, neurons, edges, parameters, fixed neurons
+    nngraph verify model.pt2                        # the soundness check (exit 1 if unsound)
+    nngraph zoo inr --out zoos/inr --small          # model zoos (as python -m nngraph.zoo)
     nngraph task inr_classification --zoo zoos/inr --epochs 30
     nngraph task accuracy_prediction --zoo zoos/clf
     nngraph task inr_editing --zoo zoos/inr
-    nngraph demo [--full]                         # small zoos, every task briefly, one results table
+    nngraph demo [--full]                           # small zoos, every task briefly, one results table
 
-Everything after the subcommand (and the task name) is passed on; ``--help`` works at every level.
+A MODEL is a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), or a safetensors
+state dict with ``--factory package.module:function`` (called without arguments, it returns the
+model to load the weights into). Everything after ``zoo``, ``demo`` or ``task NAME`` is passed on;
+``--help`` works at every level.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 import sys
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "load_model", "load_graph", "parse_inputs"]
 
 TASKS = ("inr_classification", "accuracy_prediction", "inr_editing")
+COMMANDS = ("convert", "inspect", "verify", "zoo", "task", "demo")
 _USAGE = __doc__.split("\n\n")[1].rstrip()
+#: ``inspect --draw`` refuses graphs with more nodes than this (a drawing of more is a blot).
+MAX_DRAW_NODES = 2000
+
+
+class CommandError(Exception):
+    """A bad argument or file: printed as one line, exit status 2."""
+
+
+def _version() -> str:
+    import nngraph
+
+    return nngraph.__version__
+
+
+def _top_help() -> str:
+    return (f"usage: nngraph [-h] [--version] {{{','.join(COMMANDS)}}} ...\n\n"
+            "Neural networks as graphs: convert, inspect and verify models; build zoos; run the tasks.\n\n"
+            + _USAGE + "\n\n" + __doc__.split("\n\n")[2].strip())
+
+
+def _task_help() -> str:
+    return ("usage: nngraph task [-h] {" + ",".join(TASKS) + "} ...\n\n"
+            "Run one of the tasks (nngraph task NAME --help for its flags):\n"
+            + "\n".join(f"  {name}" for name in TASKS))
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: nngraph {zoo,task,demo} ...\n\n" + _USAGE)
+        print(_top_help())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"nngraph {_version()}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "zoo":
         from nngraph.zoo.__main__ import main as zoo_main
 
-        return zoo_main(rest)
+        return zoo_main(rest, prog="nngraph zoo")
     if command == "task":
-        if not rest or rest[0] not in TASKS:
-            got = rest[0] if rest else None
-            print(f"Could not resolve task {got!r} among choices {list(TASKS)}", file=sys.stderr)
+        if not rest or rest[0] in ("-h", "--help"):
+            print(_task_help())
+            return 0 if rest else 2
+        if rest[0] not in TASKS:
+            print(f"nngraph task: error: Could not resolve task {rest[0]!r} among choices {list(TASKS)}",
+                  file=sys.stderr)
             return 2
-        return importlib.import_module(f"tasks.{rest[0]}").main(rest[1:])
+        return importlib.import_module(f"tasks.{rest[0]}").main(rest[1:], prog=f"nngraph task {rest[0]}")
     if command == "demo":
-        return importlib.import_module("tasks.demo").main(rest)
-    print(f"Could not resolve command {command!r} among choices ['zoo', 'task', 'demo']", file=sys.stderr)
+        return importlib.import_module("tasks.demo").main(rest, prog="nngraph demo")
+    if command in ("convert", "inspect", "verify"):
+        return _model_command(command, rest)
+    print(f"nngraph: error: Could not resolve command {command!r} among choices {list(COMMANDS)}", file=sys.stderr)
     return 2
+
+
+# -- loading models ---------------------------------------------------------------------------------
+def parse_inputs(text: str) -> tuple:
+    """Example inputs from a shape spec: ``"2,3,32,32"``, several inputs separated by ``;``, each
+    optionally with a dtype (``"1,16:long"``). Floating-point inputs are random normal, integer ones zero.
+
+    Raises:
+        CommandError: naming the part that is not a shape.
+    """
+    import torch
+
+    out = []
+    for part in text.split(";"):
+        shape_text, _, dtype_name = part.strip().partition(":")
+        try:
+            shape = tuple(int(s) for s in shape_text.split(",") if s.strip())
+        except ValueError:
+            shape = ()
+        if not shape or any(s <= 0 for s in shape):
+            raise CommandError(f"--inputs {text!r}: {part!r} is not a shape of positive integers like 2,3,32,32")
+        dtype = getattr(torch, dtype_name or "float32", None)
+        if not isinstance(dtype, torch.dtype):
+            raise CommandError(f"--inputs {text!r}: {dtype_name!r} is not a torch dtype (float32, float64, long, ...)")
+        generator = torch.Generator().manual_seed(0)
+        out.append(torch.randn(shape, generator=generator).to(dtype) if dtype.is_floating_point
+                   else torch.zeros(shape, dtype=dtype))
+    return tuple(out)
+
+
+def _factory(spec: str):
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise CommandError(f"--factory {spec!r} is not package.module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: factories next to the user's files import
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise CommandError(f"--factory {spec!r}: cannot import {module_name!r} ({err})") from None
+    fn = getattr(module, function_name, None)
+    if not callable(fn):
+        raise CommandError(f"--factory {spec!r}: {module_name} has no function {function_name!r}")
+    return fn
+
+
+def load_model(path: str, factory: str | None = None, inputs: str | None = None) -> tuple[Any, tuple | None, str]:
+    """``(module, example_inputs, method)`` for a MODEL argument of ``convert``, ``inspect`` and ``verify``.
+
+    ``path`` is a ``.pt2`` file of ``torch.export.save`` (its example inputs are used unless
+    ``inputs`` is given), or a safetensors state dict loaded (strictly) into ``factory()``.
+
+    Raises:
+        CommandError: naming the file or the argument that is wrong.
+    """
+    import torch
+    from torch import fx, nn
+
+    if not os.path.isfile(path):
+        raise CommandError(f"MODEL {path}: no such file")
+    example = parse_inputs(inputs) if inputs else None
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        if factory is None:
+            raise CommandError(f"MODEL {path} is a state dict: give --factory package.module:function that "
+                               "builds the model to load it into")
+        try:
+            state = load_file(path)
+        except (SafetensorError, OSError) as err:
+            raise CommandError(f"MODEL {path} is not a readable safetensors file ({err})") from None
+        model = _factory(factory)()
+        if not isinstance(model, nn.Module):
+            raise CommandError(f"--factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            raise CommandError(f"MODEL {path} does not fit the model of --factory {factory}: "
+                               f"{' '.join(s.strip() for s in first[:3])}") from None
+        return model.eval(), example, "auto"
+    if factory is not None:
+        raise CommandError(f"--factory is for safetensors state dicts; {path} is read as a torch.export program")
+    try:
+        program = torch.export.load(path)
+    except Exception as err:  # a zip of another kind, a truncated file, a pickle: torch.export refuses
+        raise CommandError(f"MODEL {path} is not a torch.export program (.pt2 of torch.export.save) nor a "
+                           f".safetensors state dict ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    if example is None:
+        args, kwargs = program.example_inputs or ((), {})
+        if kwargs:
+            raise CommandError(f"MODEL {path} takes keyword inputs; nngraph converts positional tensor inputs only")
+        example = tuple(args) if args else None
+    # The unlifted program checks its inputs in hooks and a guards module; a plain GraphModule of the
+    # same graph computes the same function and converts through torch.export.
+    unlifted = program.module(check_guards=False)
+    return fx.GraphModule(unlifted, unlifted.graph, "ExportedProgram"), example, "export"
+
+
+def _save_graph(graph, path: str) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import save
+
+    from nngraph.io import atomic_write
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in graph.items() if torch.is_tensor(v)}
+    tensors["num_nodes"] = torch.tensor(int(graph.num_nodes))
+    spec = getattr(graph, "input_spec", None)
+    if path.endswith(".safetensors"):
+        data = save(tensors, metadata={"format": "nngraph", "input_spec": json.dumps(spec)})
+    else:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({**tensors, "input_spec": spec}, buffer)
+        data = buffer.getvalue()
+    atomic_write(path, data)
+
+
+def load_graph(path: str):
+    """A graph written by ``nngraph convert`` (``.pt`` or ``.safetensors``) as a :class:`~torch_geometric.data.Data`."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from torch_geometric.data import Data
+
+    if path.endswith(".safetensors"):
+        with safe_open(path, "pt") as f:
+            fields = {k: f.get_tensor(k) for k in f.keys()}
+            spec = json.loads((f.metadata() or {}).get("input_spec", "null"))
+    else:
+        fields = torch.load(path, weights_only=True)
+        spec = fields.pop("input_spec", None)
+    num_nodes = int(fields.pop("num_nodes"))
+    data = Data(**fields)
+    data.num_nodes = num_nodes
+    if spec is not None:
+        data.input_spec = spec
+    return data
+
+
+# -- convert / inspect / verify ---------------------------------------------------------------------
+def _model_parser(command: str) -> argparse.ArgumentParser:
+    descriptions = {
+        "convert": "Convert a model to its neural graph and save it as plain tensors.",
+        "inspect": "Print a model's neural graph: layers, neurons by kind, edges, parameters, fixed neurons.",
+        "verify": "Check that the model's neural graph is sound (nngraph.verify); exit 1 if it is not.",
+    }
+    p = argparse.ArgumentParser(prog=f"nngraph {command}", description=descriptions[command],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", metavar="MODEL",
+                   help="a torch.export program (.pt2, torch.export.save) or a .safetensors state dict with --factory")
+    p.add_argument("--factory", default=None, metavar="MODULE:FUNCTION",
+                   help="for a state dict: a function (importable from the current directory) returning the model")
+    p.add_argument("--inputs", default=None, metavar="SHAPE",
+                   help="example input shapes, e.g. 2,3,32,32 (several separated by ';', a dtype as 1,16:long); "
+                        "default: a .pt2 program's own example inputs, else made up from the first layer")
+    if command == "convert":
+        p.add_argument("-o", "--output", required=True, metavar="GRAPH",
+                       help="where to write the graph: .pt (torch.load(weights_only=True)) or .safetensors")
+        p.add_argument("--verify", action="store_true", help="also run the soundness check and refuse if unsound")
+    if command == "inspect":
+        p.add_argument("--draw", default=None, metavar="PNG",
+                       help=f"draw the graph to this PNG (networkx + matplotlib; at most {MAX_DRAW_NODES} nodes)")
+    if command == "verify":
+        p.add_argument("--permutations", type=int, default=8, help="random hidden-neuron permutations to draw")
+        p.add_argument("--tolerance", type=float, default=1e-9, help="largest output error, relative to max |f(x)|")
+        p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    return p
+
+
+def _model_command(command: str, argv: list[str]) -> int:
+    from nngraph.errors import NNGraphError
+
+    parser = _model_parser(command)
+    args = parser.parse_args(argv)
+    try:
+        if command == "convert" and not args.output.endswith((".pt", ".safetensors")):
+            raise CommandError(f"-o {args.output}: the graph file must end in .pt or .safetensors")
+        if command == "inspect" and args.draw is not None and not args.draw.lower().endswith(".png"):
+            raise CommandError(f"--draw {args.draw}: the drawing must be a .png file")
+        model, example, method = load_model(args.model, args.factory, args.inputs)
+        return {"convert": _convert, "inspect": _inspect, "verify": _verify}[command](args, model, example, method)
+    except CommandError as err:
+        print(f"nngraph {command}: error: {err}", file=sys.stderr)
+        return 2
+    except NNGraphError as err:
+        print(f"nngraph {command}: error: {args.model}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+def _convert(args, model, example, method) -> int:
+    import nngraph
+
+    graph = nngraph.to_graph(model, example, method=method, verify=args.verify)
+    _save_graph(graph, args.output)
+    print(f"{args.model} -> {args.output}: {int(graph.num_nodes)} nodes, {graph.num_edges} edges, "
+          f"{graph.edge_attr.size(0)} kernel entries")
+    return 0
+
+
+def _inspect(args, model, example, method) -> int:
+    import nngraph
+
+    layout = nngraph.build_layout(model, example, cache=False, method=method)
+    graph = layout.to_graph(model)
+    print(describe(graph, layout, model))
+    if args.draw is not None:
+        draw(graph, args.draw)
+        print(f"drawing: {args.draw}")
+    return 0
+
+
+def _verify(args, model, example, method) -> int:
+    import nngraph
+
+    report = nngraph.verify(model, example, num_permutations=args.permutations, tolerance=args.tolerance,
+                            seed=args.seed, method=method)
+    print(f"{args.model}: {report}")
+    return 0 if report.ok else 1
+
+
+def _permutable(layout):
+    import torch
+
+    moved = torch.zeros(layout.num_nodes, dtype=torch.bool)
+    for group in layout.symmetries:
+        moved[group.rows.reshape(-1)] = True
+    return moved
+
+
+def describe(graph, layout, model) -> str:
+    """The text of ``nngraph inspect``: totals, then one row per layer (activation space)."""
+    import torch
+
+    from nngraph import schema
+
+    node_type, kind, layer = graph.node_type, graph.node_kind, graph.layer
+    hidden = node_type == int(schema.NodeType.HIDDEN)
+    permutable = _permutable(layout) & hidden
+    sizes = graph.kernel_shape.prod(-1)  # (E,) kernel entries of every edge
+    weight = graph.edge_type == int(schema.EdgeType.WEIGHT)
+    params = sum(p.numel() for p in model.parameters())
+
+    def kinds(mask) -> str:
+        counts = torch.bincount(kind[mask], minlength=len(schema.NodeKind))
+        return ", ".join(f"{schema.NodeKind(k).name.lower()} {int(c)}" for k, c in enumerate(counts) if c)
+
+    edge_counts = torch.bincount(graph.edge_type, minlength=len(schema.EdgeType))
+    lines = [
+        f"{type(model).__name__}: {int(layer.max()) + 1 if layer.numel() else 0} layers of neurons, "
+        f"{int(graph.num_nodes)} neurons, {graph.num_edges} edges, {params} parameters",
+        f"neurons: {int((node_type == 0).sum())} input, {int(hidden.sum())} hidden "
+        f"({int(permutable.sum())} permutable, {int((hidden & ~permutable).sum())} fixed), "
+        f"{int((node_type == 2).sum())} output",
+        f"neurons by kind: {kinds(torch.ones_like(hidden))}",
+        "edges by type: " + ", ".join(f"{schema.EdgeType(t).name.lower()} {int(c)}"
+                                      for t, c in enumerate(edge_counts) if c),
+        f"kernel entries: {graph.edge_attr.size(0)} ({int(sizes[weight].sum())} on weight edges)",
+        "",
+        "| layer | neurons | input | hidden | permutable | output | kinds | edges in | weights in | activation |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+    target_layer = layer[graph.edge_index[1]]  # (E,)
+    for d in range(int(layer.max()) + 1 if layer.numel() else 0):
+        at = layer == d
+        into = target_layer == d
+        acts = sorted({schema.Activation(int(a)).name.lower() for a in graph.act[at].unique()})
+        lines.append(f"| {d} | {int(at.sum())} | {int((at & (node_type == 0)).sum())} | {int((at & hidden).sum())} "
+                     f"| {int((at & permutable).sum())} | {int((at & (node_type == 2)).sum())} | {kinds(at)} "
+                     f"| {int(into.sum())} | {int(sizes[into & weight].sum())} | {', '.join(acts)} |")
+    return "\n".join(lines)
+
+
+def draw(graph, path: str, max_nodes: int | None = None) -> None:
+    """Draw ``graph`` with networkx + matplotlib, neurons placed in columns by ``layer``.
+
+    Raises:
+        CommandError: if the graph has more than ``max_nodes`` nodes (default: :data:`MAX_DRAW_NODES`).
+    """
+    max_nodes = MAX_DRAW_NODES if max_nodes is None else max_nodes
+    n = int(graph.num_nodes)
+    if n > max_nodes:
+        raise CommandError(f"--draw: the graph has {n} nodes, more than the {max_nodes} a drawing can show; "
+                           "inspect a smaller model (the table above describes this one)")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(graph.edge_index.t().tolist())
+    layers = graph.layer.tolist()
+    rows: dict[int, int] = {}
+    pos = {}
+    for i, d in enumerate(layers):
+        pos[i] = (d, -rows.get(d, 0))
+        rows[d] = rows.get(d, 0) + 1
+    colors = ["#4477aa", "#bbbbbb", "#ee6677"]
+    fig, ax = plt.subplots(figsize=(min(3 + 1.2 * (max(layers) + 1), 30), min(3 + 0.12 * max(rows.values()), 30)))
+    nx.draw_networkx(g, pos, ax=ax, node_size=40, with_labels=False, arrows=False, width=0.3,
+                     node_color=[colors[int(t)] for t in graph.node_type.tolist()], edge_color="#999999")
+    ax.set_axis_off()
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

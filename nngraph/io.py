@@ -23,7 +23,8 @@ try:
 except ImportError:  # Windows: no advisory locks
     fcntl = None
 
-__all__ = ["atomic_write", "replace", "clean_stale_temps", "exclusive_lock", "LockHeld", "TEMP_PREFIX"]
+__all__ = ["atomic_write", "replace", "clean_stale_temps", "exclusive_lock", "LockHeld", "TEMP_PREFIX",
+           "user_cache_dir", "zoo_cache_dir"]
 
 TEMP_PREFIX = ".tmp-"
 #: Temporary files older than this (seconds) are stale whoever wrote them (a write takes seconds at most).
@@ -72,6 +73,25 @@ def atomic_write(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def user_cache_dir(override: str | None = None) -> str:
+    """Where nngraph keeps caches and reports: ``override``, else ``$NNGRAPH_CACHE``, else
+    ``$XDG_CACHE_HOME/nngraph``, else ``~/.cache/nngraph``. Never a zoo directory: zoos may be read-only."""
+    if override:
+        return override
+    if os.environ.get("NNGRAPH_CACHE"):
+        return os.environ["NNGRAPH_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "nngraph")
+
+
+def zoo_cache_dir(root: str, kind: str, override: str | None = None) -> str:
+    """``<user_cache_dir(override)>/<kind>/<zoo name>-<hash of its real path>``: one directory per zoo."""
+    real = os.path.realpath(root)
+    key = hashlib.sha256(real.encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(real.rstrip(os.sep)) or "zoo")
+    return os.path.join(user_cache_dir(override), kind, f"{name}-{key}")
 
 
 def _alive(pid: int) -> bool:

@@ -25,7 +25,7 @@ import torch
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import GraphScaler, add_positional_features, load_split
+from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
 from .metrics import kendall_tau, per_group_tau, r2
 from .report import plot_scatter, row, run_main, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
@@ -39,32 +39,33 @@ def _csv(text: str) -> list[str]:
     return [t for t in text.split(",") if t]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tasks.accuracy_prediction", description=__doc__.split("\n")[0])
+def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--zoo", required=True, help="a classifier zoo (python -m nngraph.zoo classifiers --out ...)")
-    p.add_argument("--out", default="runs/accuracy_prediction")
+    p.add_argument("--out", default="runs/accuracy_prediction", help="directory of the runs, plots and results.json")
     p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
     p.add_argument("--holdout-family", default="resnet", help="family left out of training for the transfer test "
                    "('' to skip)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--baseline-epochs", type=int, default=200)
-    p.add_argument("--hidden-dim", type=int, default=32)
-    p.add_argument("--num-layers", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--positional-dim", type=int, default=8)
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--epochs", type=int, default=40, help="training epochs of the encoder")
+    p.add_argument("--baseline-epochs", type=int, default=200, help="training epochs of the MLP baselines")
+    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
+    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
+    p.add_argument("--batch-size", type=int, default=16, help="graphs per training batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (AdamW)")
+    p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a better validation score")
+    p.add_argument("--positional-dim", type=int, default=8, help="random positional features of the broken-equivariance variant")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout of the encoder's node and edge updates")
     p.add_argument("--scaler", choices=("robust", "rms"), default="robust",
                    help="encoder input scaling: per-depth median scales + asinh (robust) or the plain per-depth "
                    "RMS of tasks.graphs.GraphScaler (rms: diverged models make it NaN)")
     p.add_argument("--target", choices=("standard", "raw"), default="standard",
                    help="encoder regresses the accuracy standardised on the training set, or the raw accuracy")
-    p.add_argument("--gbm-iters", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--gbm-iters", type=int, default=200, help="boosting iterations of the statistics baseline")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
+    p.add_argument("--device", default="cpu", help="torch device to train on")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
 
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    open_zoo(args.zoo, "classifier", "accuracy prediction")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     splits = {s: load_split(args.zoo, s) for s in ("train", "val", "test")}
@@ -202,8 +204,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    return run_main(run, build_parser, argv)
+def main(argv=None, prog: str | None = None) -> int:
+    return run_main(run, build_parser, argv, prog)
 
 
 if __name__ == "__main__":

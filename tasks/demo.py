@@ -46,8 +46,9 @@ PROFILES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tasks.demo", description=__doc__.split("\n")[0])
+def build_parser(prog: str = "python -m tasks.demo") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--workdir", default="runs/demo", help="zoos, runs, plots and results.json go here")
     p.add_argument("--full", action="store_true", help="whole zoos and longer training")
     p.add_argument("--tasks", default="inr_classification,accuracy_prediction,inr_editing",
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)  # scikit-learn's gradient boosting (OpenMP) and BLAS

@@ -18,10 +18,11 @@ import nngraph
 from nngraph import schema
 from nngraph.data import ZooDataset, example_inputs_for_spec
 from nngraph.kernels import expand_to_entries
+from nngraph.errors import ZooError
 from nngraph.zoo import Zoo
 from nngraph.zoo.inr_meta import INRMetadata
 
-__all__ = ["Split", "load_split", "max_kernel_shape", "zoo_kernel_box", "probe_inputs_for", "add_positional_features", "GraphScaler"]
+__all__ = ["Split", "open_zoo", "load_split", "max_kernel_shape", "zoo_kernel_box", "probe_inputs_for", "add_positional_features", "GraphScaler"]
 
 
 @dataclass
@@ -35,6 +36,21 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.graphs)
+
+
+def open_zoo(root: str, kind: str, task: str) -> Zoo:
+    """The zoo at ``root`` if it is of ``kind`` (``"inr"`` or ``"classifier"``), checked before a task
+    converts anything or creates its output directory.
+
+    Raises:
+        ZooError: naming ``root`` if it is not a zoo, or a zoo of another kind.
+    """
+    zoo = Zoo(root)
+    if zoo.config["kind"] != kind:
+        build = {"inr": "inr", "classifier": "classifiers"}[kind]
+        raise ZooError(f"{root} is a {zoo.config['kind']} zoo; {task} needs a {kind} zoo "
+                       f"(python -m nngraph.zoo {build} --out ...)")
+    return zoo
 
 
 def probe_inputs_for(spec: dict, num: int, seed: int = 0, placement: str = "grid",

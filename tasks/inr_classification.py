@@ -18,7 +18,7 @@ import torch
 from .augment import sign_flip
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import GraphScaler, add_positional_features, load_split
+from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
 from .report import row, run_main, save_run
 from .weightstats import weight_stat_features
 
@@ -30,21 +30,22 @@ def _csv(text: str) -> list[str]:
     return [t for t in text.split(",") if t]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tasks.inr_classification", description=__doc__.split("\n")[0])
+def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--zoo", required=True, help="an INR zoo directory (python -m nngraph.zoo inr --out ...)")
     p.add_argument("--out", default="runs/inr_classification", help="where runs, plots and results go")
     p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--baseline-epochs", type=int, default=100)
-    p.add_argument("--hidden-dim", type=int, default=32)
-    p.add_argument("--num-layers", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs of the encoder")
+    p.add_argument("--baseline-epochs", type=int, default=100, help="training epochs of the MLP baselines")
+    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
+    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
+    p.add_argument("--batch-size", type=int, default=32, help="graphs per training batch")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (AdamW)")
     p.add_argument("--warmup", type=int, default=1,
                    help="epochs of linear learning-rate warmup (without, one sign-flip run sat at chance for 2 epochs)")
-    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation score")
     p.add_argument("--probes", type=int, default=64,
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
     p.add_argument("--probe-placement", choices=("grid", "random"), default="grid",
@@ -53,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positional-dim", type=int, default=8, help="random positional features (broken variant)")
     p.add_argument("--gbm-iters", type=int, default=200, help="boosting iterations of the stats baseline")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
+    p.add_argument("--device", default="cpu", help="torch device to train on")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    open_zoo(args.zoo, "inr", "INR classification")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     probe_kw = dict(probe_placement=args.probe_placement)
@@ -148,8 +150,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    return run_main(run, build_parser, argv)
+def main(argv=None, prog: str | None = None) -> int:
+    return run_main(run, build_parser, argv, prog)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from nngraph.zoo import build_model
 
 from .augment import sign_flip
 from .baselines import run_dir
-from .graphs import GraphScaler, load_split
+from .graphs import open_zoo, GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
 from .render import SirenRenderer, dilate, render_module
 from .report import plot_edit_grid, row, run_main, save_run
@@ -41,19 +41,20 @@ def _csv(text: str) -> list[str]:
     return [t for t in text.split(",") if t]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tasks.inr_editing", description=__doc__.split("\n")[0])
+def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--zoo", required=True, help="an INR zoo directory")
-    p.add_argument("--out", default="runs/inr_editing")
+    p.add_argument("--out", default="runs/inr_editing", help="directory of the runs, plots and results.json")
     p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--baseline-epochs", type=int, default=100)
-    p.add_argument("--hidden-dim", type=int, default=32)
-    p.add_argument("--num-layers", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs of the encoder")
+    p.add_argument("--baseline-epochs", type=int, default=100, help="training epochs of the MLP baselines")
+    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
+    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
+    p.add_argument("--batch-size", type=int, default=32, help="graphs per training batch")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (AdamW)")
+    p.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation score")
     p.add_argument("--probes", type=int, default=0, help="probe inputs for the encoder (0: none)")
     p.add_argument("--dilation", type=int, default=3, help="side of the square max filter")
     p.add_argument("--render-res", type=int, default=0,
@@ -64,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-layer-gain", type=float, default=1.0,
                    help="fixed factor on the first layer's (frequency) deltas; 0 freezes that layer")
     p.add_argument("--flip", action="store_true", help="sign-flip augmentation of training graphs (encoder)")
-    p.add_argument("--max-train", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
+    p.add_argument("--device", default="cpu", help="torch device to train on")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
 
@@ -224,6 +225,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    open_zoo(args.zoo, "inr", "INR editing")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     splits = {"train": load_split(args.zoo, "train", args.probes, max_items=args.max_train),
@@ -300,8 +302,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    return run_main(run, build_parser, argv)
+def main(argv=None, prog: str | None = None) -> int:
+    return run_main(run, build_parser, argv, prog)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 from typing import Any, Callable, Sequence
 
 import matplotlib
@@ -13,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nngraph.errors import NNGraphError  # noqa: E402
 from nngraph.io import atomic_write  # noqa: E402
 from nngraph.train import distributed  # noqa: E402
 
@@ -125,19 +127,28 @@ def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], c
     save_results(rows, os.path.join(out, "results.json"))
 
 
-def run_main(run: Callable, build_parser: Callable, argv=None) -> int:
+def run_main(run: Callable, build_parser: Callable, argv=None, prog: str | None = None) -> int:
     """Entry point of a task module: parse flags, run, print the results table.
+
+    ``prog`` names the command in usage and error lines (``nngraph task NAME`` when reached through
+    ``nngraph``). A bad zoo or file (an :class:`~nngraph.NNGraphError`) ends the task with one line on
+    standard error and exit status 1, no traceback.
 
     Under torchrun every rank runs the task and only rank 0 prints: the other ranks' standard output (the
     per-method progress lines the tasks print, the table) goes to ``os.devnull`` while ``run`` runs. Their
     standard error (warnings, tracebacks; tqdm bars are rank 0's only anyway) is left alone.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser(prog) if prog else build_parser()
+    args = parser.parse_args(argv)
     main = distributed.is_main()  # RANK from the environment: the process group does not exist yet
     with contextlib.ExitStack() as stack:
         if not main:
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-        rows = run(args)
+        try:
+            rows = run(args)
+        except NNGraphError as err:
+            print(f"{parser.prog}: error: {err}", file=sys.stderr)
+            return 1
     if main:
         print(format_table(rows))
     return 0

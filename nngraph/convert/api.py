@@ -129,6 +129,7 @@ def to_graph(
         >>> g.num_nodes, g.num_edges
         (35, 96)
     """
+    _check_module(module, "to_graph")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     layout = build_layout(module, example_inputs, kernel_box, method=method)
@@ -153,12 +154,26 @@ def from_graph(
     the shapes of the inputs it was traced with, so ``example_inputs`` is needed only for graphs
     made without that record. A shared parameter (tied weights) is read from its first place.
     """
+    _check_module(module, "from_graph")
+    if not isinstance(graph, Data):
+        raise TypeError(f"from_graph(graph, module): graph must be a torch_geometric Data of nngraph.to_graph, "
+                        f"got {type(graph).__name__} (the arguments are graph first, then the module)")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if example_inputs is None and getattr(graph, "input_spec", None) is not None:
         example_inputs = inputs_from_spec(graph.input_spec)
     layout = build_layout(module, example_inputs, method=method)
     return layout.from_graph(graph, module)
+
+
+def _check_module(module, where: str) -> None:
+    """A clear error for what is not a model with values: a non-Module, a model on the meta device."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{where} needs a torch.nn.Module, got {type(module).__name__}")
+    for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+        if tensor.is_meta:
+            raise ValueError(f"{where}: {type(module).__name__} has {name!r} on the meta device (shapes without "
+                             "values); materialise it first: module.to_empty(device='cpu'), then load_state_dict")
 
 
 def random_hidden_permutation(
@@ -201,4 +216,7 @@ def batch_graphs(graphs: Sequence[Data], kernel_box: tuple[int, int, int] | None
     edge kernel at its own size), as a plain PyG ``DataLoader`` does. ``kernel_box`` is deprecated
     and ignored."""
     _no_kernel_box(kernel_box)
-    return Batch.from_data_list(list(graphs))
+    graphs = list(graphs)
+    if not graphs:
+        raise ValueError("batch_graphs needs at least one graph, got an empty sequence")
+    return Batch.from_data_list(graphs)

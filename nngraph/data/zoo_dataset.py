@@ -1,6 +1,9 @@
 """A PyG dataset over a model zoo: every model converted to its neural graph once, then cached.
 
-The cache holds one file per model, ``<cache_dir>/<model_id>.pt``, with the features that depend on
+The cache lives outside the zoo (which may be read-only or shared), by default in
+``<user cache>/graphs/<zoo name>-<hash of its path>`` (:func:`nngraph.io.zoo_cache_dir`: ``$NNGRAPH_CACHE``,
+else ``$XDG_CACHE_HOME/nngraph``, else ``~/.cache/nngraph``). Nothing is written into the zoo directory.
+It holds one file per model, ``<cache_dir>/<model_id>.pt``, with the features that depend on
 the weights (``x``, ``edge_attr``), and one file per architecture, ``<cache_dir>/structure-<key>.pt``,
 with the rest of the graph (edge list, node types, ...), which every model of that architecture
 shares. Both are dicts of plain tensors saved with ``torch.save`` and read back with
@@ -24,7 +27,7 @@ from torch import nn
 from torch_geometric.data import Data, Dataset
 from tqdm.auto import tqdm
 
-from nngraph.io import atomic_write, clean_stale_temps
+from nngraph.io import atomic_write, clean_stale_temps, zoo_cache_dir
 from nngraph.zoo.architectures import example_inputs
 from nngraph.zoo.specs import SpecLimits
 from nngraph.zoo.storage import Zoo, ZooError, inside
@@ -101,7 +104,9 @@ class ZooDataset(Dataset):
         families (Sequence[str], optional): keep only these model families.
         kernel_box: deprecated and ignored: every edge kernel is stored at its own size, and graphs
             of any architectures batch with a plain ``DataLoader``. (default: :obj:`"auto"`)
-        cache_dir (str, optional): where graphs are cached. (default: ``<root>/graphs``)
+        cache_dir (str, optional): where graphs are cached, never inside the zoo by default.
+            (default: :func:`nngraph.io.zoo_cache_dir` ``(root, "graphs")``, under ``$NNGRAPH_CACHE`` or
+            the user's cache directory)
         verify (bool): check every weights file of the zoo against its manifest checksum when the
             dataset is created (fast: a few MB per thousand small models). (default: :obj:`True`)
         skip_unsupported (bool): leave out models the converter rejects (with a warning) instead of
@@ -114,8 +119,10 @@ class ZooDataset(Dataset):
             (default: :data:`~nngraph.zoo.specs.DEFAULT_LIMITS`)
 
     Raises:
-        ZooError: if a manifest line is bad (an unsafe id or path, a spec over ``limits``: named with
-            its line), a weights file is missing or fails its checksum, or a cache file is unreadable.
+        ZooError: if the zoo holds no models, a manifest line is bad (an unsafe id or path, a spec over
+            ``limits``, a missing field: named with its line), a weights file is missing or fails its
+            checksum, or a cache file is unreadable.
+        ValueError: for a split the zoo does not have (``"trian"``), or ``families`` it does not have.
     """
 
     def __init__(self, root: str, split: str = "train", target: str | None = None, fields: Sequence[str] = (),
@@ -129,10 +136,8 @@ class ZooDataset(Dataset):
         self.kind = self.zoo.config["kind"]
         self.target = target or default_target(self.kind)
         self.fields = tuple(fields)
-        self.cache_dir = cache_dir or os.path.join(root, "graphs")
-        population = self.zoo.entries
-        if families is not None:
-            population = [e for e in population if e["family"] in set(families)]
+        self.cache_dir = cache_dir or zoo_cache_dir(root, "graphs")
+        population = self._checked_population(split, families)
         self._images = None
         self._structures: dict[str, dict[str, torch.Tensor]] = {}
         super().__init__(None, transform)
@@ -144,6 +149,52 @@ class ZooDataset(Dataset):
         converted = self._convert(population, kernel_box, force_reload, skip_unsupported, progress)
         self.entries = [e for e in converted if split == "all" or e["split"] == split]
         self._graphs = [self._read(e) for e in self.entries] if in_memory else None
+
+    def _where(self, entry: dict) -> str:
+        """``manifest path:line`` of ``entry`` (looked up on the error path only)."""
+        import glob
+
+        for path in sorted(glob.glob(os.path.join(self.zoo.root, "manifest*.jsonl"))):
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    if f'"id": {json.dumps(entry["id"])}' in line:
+                        return f"{path}:{number}"
+        return f"manifest of {self.zoo.root}"
+
+    def _checked_population(self, split: str, families: Sequence[str] | None) -> list[dict]:
+        """The entries to convert, after checking the zoo is not empty, ``split`` and ``families`` exist and
+        every entry has the fields the dataset reads."""
+        entries = self.zoo.entries
+        if not entries:
+            raise ZooError(f"{self.zoo.root} holds no models: no complete line in its manifest*.jsonl (an empty "
+                           "or unfinished build); build or resume it with python -m nngraph.zoo")
+        for e in entries:
+            missing = [k for k in ("split", "family") if k not in e]
+            if missing:
+                raise ZooError(f"{self._where(e)}: model {e['id']} lacks {missing}; the manifest is corrupted or "
+                               "not from nngraph.zoo")
+        splits = {e["split"] for e in entries}
+        choices = sorted(splits | {"train", "val", "test"})
+        if split != "all" and split not in choices:
+            raise ValueError(f"Could not resolve split {split!r} among choices {choices + ['all']} of zoo "
+                             f"{self.zoo.root}")
+        if split != "all" and split not in splits:
+            warnings.warn(f"ZooDataset: split {split!r} of zoo {self.zoo.root} holds no models", stacklevel=3)
+        population = entries
+        if families is not None:
+            have = {e["family"] for e in entries}
+            unknown = sorted(set(families) - have)
+            if unknown:
+                raise ValueError(f"Could not resolve families {unknown} among the zoo's {sorted(have)}")
+            population = [e for e in entries if e["family"] in set(families)]
+        for e in population:
+            if split != "all" and e["split"] != split:
+                continue
+            missing = [k for k in (self.target, *self.fields) if k not in e]
+            if missing:
+                raise ZooError(f"{self._where(e)}: model {e['id']} lacks {missing} (the target and fields "
+                               f"asked for); pass target= / fields= of what the manifest holds: {sorted(e)}")
+        return population
 
     # -- conversion and cache -------------------------------------------------------------------
     def _stamp(self, entry: dict) -> str:
@@ -287,5 +338,9 @@ class ZooDataset(Dataset):
             path = os.path.join(self.zoo.root, "images.safetensors")
             if not os.path.exists(path):
                 raise ZooError(f"{path} is missing; rerun the zoo build command to restore it")
-            self._images = load_file(path)["images"]
+            try:
+                self._images = load_file(path)["images"]
+            except Exception as err:  # SafetensorError (truncated, garbage) or a missing key
+                raise ZooError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun the zoo build "
+                               "command after deleting it to restore it") from None
         return self._images[self.entries[idx]["image_index"]]

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
+
+from nngraph.schema import NUM_ACTIVATIONS, NUM_EDGE_TYPES, NODE_FEATURE_DIM, NUM_NODE_KINDS, NodeType
 
 from .conv import NeuralGraphConv
 from .edge_encoder import EdgeEncoder
@@ -11,6 +14,69 @@ from .kernel import MAX_KERNEL_BOX
 from .node_encoder import NodeEncoder
 from .readout import GraphReadout
 from .segment import message_index
+
+
+#: Integer fields checked against the number of embeddings of their table.
+_RANGES = (("node_type", len(NodeType), "NodeType"), ("node_kind", NUM_NODE_KINDS, "NodeKind"),
+           ("act", NUM_ACTIVATIONS, "Activation"), ("edge_type", NUM_EDGE_TYPES, "EdgeType"))
+_FIX = "convert the model with nngraph.to_graph (see nngraph.schema for the fields)"
+
+
+def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0) -> None:
+    """Raise a :class:`ValueError` (or :class:`TypeError` for a dtype) saying what is wrong with ``batch``
+    and how to fix it, before the encoder would fail deep inside torch or silently read garbage.
+
+    Checked once per forward (a few reductions over the node and edge lists, no per-layer cost):
+    the fields exist, ``x`` / ``edge_attr`` / ``probe`` have the encoder's dtype, ``x`` has
+    :data:`~nngraph.schema.NODE_FEATURE_DIM` columns, ``edge_index`` is ``(2, E)`` long with nodes in
+    ``[0, N)``, the integer fields are within their tables, the kernels fill ``edge_attr`` exactly,
+    and ``probe`` has ``probe_dim`` columns.
+    """
+    missing = [k for k in ("x", "edge_index", "edge_attr", "edge_type", "node_type", "node_kind", "layer", "act",
+                           "io_position") if getattr(batch, k, None) is None]
+    if missing:
+        raise ValueError(f"the graph has no {missing}; {_FIX}")
+    x, edge_index, edge_attr = batch.x, batch.edge_index, batch.edge_attr
+    for name, value in (("x", x), ("edge_attr", edge_attr)):
+        if value.dtype != dtype:
+            raise TypeError(f"graph.{name} is {value.dtype} but the encoder's parameters are {dtype}: convert "
+                            f"one to the other (encoder.to({value.dtype}) or graph.{name} = graph.{name}.to({dtype}))")
+    n = x.size(0)
+    if x.dim() != 2 or x.size(1) != NODE_FEATURE_DIM:
+        raise ValueError(f"graph.x has shape {tuple(x.shape)}, expected (N, {NODE_FEATURE_DIM}); {_FIX}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.dtype != torch.long:
+        raise ValueError(f"graph.edge_index must be a (2, E) long tensor, got {tuple(edge_index.shape)} "
+                         f"{edge_index.dtype}")
+    if edge_index.numel():
+        lo, hi = torch.aminmax(edge_index)
+        if int(lo) < 0 or int(hi) >= n:
+            raise ValueError(f"graph.edge_index refers to node {int(lo) if int(lo) < 0 else int(hi)} but the graph "
+                             f"has {n} nodes (0 to {n - 1}); a batch must be made with nngraph.batch_graphs or a "
+                             "PyG DataLoader, which offset every graph's nodes")
+    for name, size, enum in _RANGES:
+        value = getattr(batch, name)
+        expected = edge_index.size(1) if name == "edge_type" else n
+        if value.shape != (expected,):
+            raise ValueError(f"graph.{name} has shape {tuple(value.shape)}, expected ({expected},); {_FIX}")
+        if value.numel():
+            lo, hi = torch.aminmax(value)
+            if int(lo) < 0 or int(hi) >= size:
+                bad = int(lo) if int(lo) < 0 else int(hi)
+                raise ValueError(f"graph.{name} holds {bad}, outside 0..{size - 1} (nngraph.schema.{enum}); "
+                                 "the graph comes from another nngraph version or was edited: reconvert it")
+    kernel_shape = getattr(batch, "kernel_shape", None)
+    rows = edge_index.size(1) if kernel_shape is None else int(kernel_shape.prod(-1).sum())
+    if edge_attr.dim() != 2 or edge_attr.size(0) != rows:
+        raise ValueError(f"graph.edge_attr has shape {tuple(edge_attr.shape)}, but the kernels of its "
+                         f"{edge_index.size(1)} edges (kernel_shape) hold {rows} entries: expected ({rows}, 1); {_FIX}")
+    if probe_dim:
+        probe = getattr(batch, "probe", None)
+        if probe is None:
+            raise ValueError(f"the encoder was built with probe_dim={probe_dim} but the graph has no 'probe'; "
+                             "set data.probe = nngraph.probe_features(module, inputs)")
+        if probe.shape != (n, probe_dim):
+            raise ValueError(f"graph.probe has shape {tuple(probe.shape)}, the encoder expects ({n}, {probe_dim}) "
+                             f"(probe_dim={probe_dim}): use as many probe inputs as the encoder was built with")
 
 
 class NeuralGraphEncoder(nn.Module):
@@ -91,6 +157,7 @@ class NeuralGraphEncoder(nn.Module):
         Returns:
             ``(h, e)``: node embeddings :math:`(N, H)` and edge embeddings :math:`(E, H)`.
         """
+        check_graph(batch, self.param_dtype(), self.probe_dim)
         h = self.node_encoder(batch)  # (N, H)
         e = self.edge_encoder(batch)  # (E, H)
         index = message_index(batch.edge_index, h.size(0))  # shared by all layers
@@ -102,6 +169,10 @@ class NeuralGraphEncoder(nn.Module):
         h, e = self.encode(batch)
         return self.readout(h, e, batch.edge_index, getattr(batch, "batch", None),
                             getattr(batch, "num_graphs", None), batch.node_type)  # (B, out_dim)
+
+    def param_dtype(self) -> torch.dtype:
+        """The dtype of the encoder's parameters (the dtype graphs must have)."""
+        return self.node_encoder.lin_x.weight.dtype
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(out_dim={self.out_dim}, hidden_dim={self.hidden_dim}, "

@@ -19,6 +19,7 @@ Rerunning the same command continues an interrupted build.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -33,8 +34,8 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nngraph.zoo", description="Generate model zoos.")
+def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Generate model zoos.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q):
@@ -101,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-models", type=int, default=None)
     q.add_argument("--no-progress", action="store_true")
 
-    q = sub.add_parser("summary", help="print a zoo's statistics")
-    q.add_argument("root")
-    q.add_argument("--png", default=None)
+    q = sub.add_parser("summary", help="print a zoo's statistics (writes nothing into the zoo)")
+    q.add_argument("root", help="the zoo directory")
+    q.add_argument("--png", default=None, help="where to save the accuracy histogram (default: in the cache dir)")
+    q.add_argument("--cache-dir", default=None,
+                   help="cache and report directory (default: $NNGRAPH_CACHE, else the user's cache dir)")
     return p
 
 
@@ -138,12 +141,12 @@ def _import(args) -> int:
                       max_models=args.max_models, progress=not args.no_progress, **layout_options)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
+    args = build_parser(prog).parse_args(argv)
     from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo, summarize
 
     if args.command == "summary":
-        print(summarize(args.root, args.png))
+        print(summarize(args.root, args.png, args.cache_dir))
         return 0
     start = time.perf_counter()
     if args.command == "import":
@@ -162,7 +165,10 @@ def main(argv=None) -> int:
         n = build_classifier_zoo(args.out, config, args.shard, args.max_models, not args.no_progress,
                                  args.workers)
     print(f"stored {n} new models in {time.perf_counter() - start:.1f} s")
-    print(summarize(args.out, getattr(args, "png", None)))
+    # after a build the zoo is this process's own: the histogram goes next to it unless --png says otherwise
+    png = getattr(args, "png", None) or (os.path.join(args.out, "accuracy_histogram.png")
+                                         if args.command == "classifiers" else None)
+    print(summarize(args.out, png))
     return 0
 
 

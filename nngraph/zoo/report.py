@@ -5,6 +5,7 @@ import os
 
 import torch
 
+from nngraph.io import zoo_cache_dir
 from nngraph.zoo.storage import Zoo
 
 __all__ = ["text_histogram", "save_histogram_png", "summarize"]
@@ -38,9 +39,10 @@ def save_histogram_png(values, path: str, title: str, bins: int = 20, xlabel: st
     plt.close(fig)
 
 
-def summarize(root: str, png: str | None = None) -> str:
+def summarize(root: str, png: str | None = None, cache_dir: str | None = None) -> str:
     """A text summary of the zoo in ``root``; for classifier zoos also a histogram PNG (default
-    ``<root>/accuracy_histogram.png``)."""
+    ``accuracy_histogram.png`` in :func:`nngraph.io.zoo_cache_dir` ``(root, "reports", cache_dir)``:
+    nothing is written into the zoo, which may be read-only)."""
     zoo = Zoo(root)
     lines = [repr(zoo)]
     splits = {s: len(zoo.split(s)) for s in ("train", "val", "test")}
@@ -67,7 +69,7 @@ def summarize(root: str, png: str | None = None) -> str:
         lines.append("by family: " + ", ".join(f"{f} n={len(a)} mean={sum(a) / len(a):.3f}"
                                               for f, a in sorted(fams.items())))
         lines.append(text_histogram(acc))
-        png = png or os.path.join(root, "accuracy_histogram.png")
+        png = png or os.path.join(zoo_cache_dir(root, "reports", cache_dir), "accuracy_histogram.png")
         try:
             save_histogram_png(acc, png, f"test accuracy of {len(acc)} classifiers")
             lines.append(f"histogram plot: {png}")

@@ -26,6 +26,7 @@ import re
 from typing import Any, Iterable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from nngraph.errors import SpecError, ZooError
@@ -77,10 +78,12 @@ def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict
     """
     if not isinstance(entry, dict):
         raise ValueError(f"a manifest entry must be a JSON object, got {type(entry).__name__}")
-    missing = [k for k in ("id", "file", "sha256", "spec") if k not in entry]
+    missing = [k for k in ("id", "index", "file", "sha256", "spec") if k not in entry]
     if missing:
         raise ValueError(f"entry lacks {missing} (it has {sorted(entry)})")
     check_model_id(entry["id"])
+    if not isinstance(entry["index"], int) or isinstance(entry["index"], bool):
+        raise ValueError(f"index of model {entry['id']} is not an integer: {entry['index']!r}")
     inside(root, entry["file"], f"file of model {entry['id']}")
     if not isinstance(entry["sha256"], str) or not SHA256.fullmatch(entry["sha256"]):
         raise ValueError(f"sha256 of model {entry['id']} is not 64 lowercase hex digits: {entry['sha256']!r}")
@@ -161,8 +164,13 @@ def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str
     """
     by_id: dict[str, dict] = {}
     for path in sorted(glob.glob(os.path.join(root, "manifest*.jsonl"))):
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except UnicodeDecodeError as err:
+            line = open(path, "rb").read()[: err.start].count(b"\n") + 1
+            raise ZooError(f"{path}:{line} is not UTF-8 text ({err.reason} at byte {err.start}); the manifest is "
+                           "corrupted") from None
         for number, line in enumerate(lines[:-1], 1):  # the part after the last newline is incomplete
             if not line.strip():
                 continue
@@ -175,12 +183,24 @@ def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str
     return sorted(by_id.values(), key=lambda e: (e["index"], e["id"]))
 
 
+def read_config(path: str) -> dict[str, Any]:
+    """The settings in a ``zoo.json``; :class:`ZooError` naming the file if it is not a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ZooError(f"{path} is not valid JSON ({err}); the zoo's settings file is corrupted") from None
+    if not isinstance(config, dict) or not isinstance(config.get("kind"), str):
+        raise ZooError(f"{path} holds no zoo settings (a JSON object with a 'kind'); the file is corrupted "
+                       "or not from nngraph.zoo")
+    return config
+
+
 def write_config(root: str, config: dict[str, Any]) -> None:
     """Write ``zoo.json``, or check that the existing one holds the same settings."""
     path = os.path.join(root, CONFIG)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
+        old = read_config(path)
         if old != json.loads(json.dumps(config)):
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != json.loads(json.dumps(config)).get(k))
             raise ZooError(f"{root} holds a zoo built with other settings (differing: {diff}); "
@@ -211,8 +231,7 @@ class Zoo:
         path = os.path.join(root, CONFIG)
         if not os.path.exists(path):
             raise ZooError(f"{root} is not a zoo: {CONFIG} is missing (build one with `python -m nngraph.zoo`)")
-        with open(path, encoding="utf-8") as f:
-            self.config = json.load(f)
+        self.config = read_config(path)
         self.entries = read_manifests(root, limits)
 
     def __len__(self) -> int:
@@ -251,6 +270,9 @@ class Zoo:
             return load_file(self.path(entry))
         except FileNotFoundError:
             raise ZooError(f"weights of model {entry['id']} missing: {self.path(entry)}") from None
+        except SafetensorError as err:  # truncated, garbage, a pickle, a header too large
+            raise ZooError(f"weights of model {entry['id']} are unreadable: {self.path(entry)} is not a safetensors "
+                           f"file ({err}); regenerate the zoo") from None
 
     def build(self, spec: dict[str, Any]) -> torch.nn.Module:
         """The (randomly initialised) module of a manifest spec, of a built-in or an imported family

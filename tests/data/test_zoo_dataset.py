@@ -7,6 +7,7 @@ from torch_geometric.loader import DataLoader
 
 import nngraph.data.zoo_dataset as zd
 from nngraph.data import ZooDataset
+from nngraph.io import zoo_cache_dir
 from nngraph.zoo import Zoo, ZooError, build_classifier_zoo, build_inr_zoo, coordinate_grid
 from nngraph.zoo.classifiers import classifier_data, evaluate
 from nngraph.zoo.siren import psnr
@@ -55,7 +56,7 @@ def test_splits_are_disjoint_by_image(inr_zoo):
 
 def test_graphs_are_converted_once_then_cached(inr_copy, monkeypatch):
     ZooDataset(inr_copy, split="test", progress=False)
-    assert len(os.listdir(os.path.join(inr_copy, "graphs"))) > 0
+    assert len(os.listdir(zoo_cache_dir(inr_copy, "graphs"))) > 0
     import nngraph
 
     def refuse(*args, **kwargs):
@@ -92,7 +93,7 @@ def test_corrupted_or_missing_weights_fail_clearly(inr_copy):
 
 def test_corrupted_cache_fails_clearly_and_stale_cache_is_rebuilt(inr_copy):
     ds = ZooDataset(inr_copy, split="test", progress=False)
-    path = os.path.join(inr_copy, "graphs", f"{ds.entry(0)['id']}.pt")
+    path = os.path.join(zoo_cache_dir(inr_copy, "graphs"), f"{ds.entry(0)['id']}.pt")
     with open(path, "wb") as f:
         f.write(b"garbage")
     ds = ZooDataset(inr_copy, split="test", progress=False)
@@ -155,7 +156,7 @@ def test_batched_metadata_is_not_offset(inr_zoo):
 
 def test_structure_is_stored_once_per_architecture_and_checked(inr_copy):
     ds = ZooDataset(inr_copy, split="all", progress=False)
-    cache = os.path.join(inr_copy, "graphs")
+    cache = zoo_cache_dir(inr_copy, "graphs")
     structures = [f for f in os.listdir(cache) if f.startswith("structure-")]
     assert len(structures) == 1  # every INR of the zoo shares one architecture
     model_file = torch.load(os.path.join(cache, f"{ds.entry(0)['id']}.pt"), weights_only=True)
@@ -181,7 +182,7 @@ def test_manifest_ids_cannot_write_outside_the_cache(inr_copy, tmp_path, bad_id)
         f.write(json.dumps({**zoo.entries[0], "id": bad_id, "index": 999}) + "\n")
     with pytest.raises(ZooError, match=r"manifest.jsonl:\d+: .*id"):
         ZooDataset(inr_copy, split="all", progress=False)
-    cache = os.path.join(inr_copy, "graphs")
+    cache = zoo_cache_dir(inr_copy, "graphs")
     assert not os.path.exists(os.path.normpath(os.path.join(cache, f"{bad_id}.pt")))
     assert not os.path.exists(target + ".pt")
 
@@ -199,7 +200,7 @@ def test_stale_temporary_files_in_the_cache_are_removed(inr_copy):
     from nngraph.io import _host
 
     ZooDataset(inr_copy, split="test", progress=False)
-    cache = os.path.join(inr_copy, "graphs")
+    cache = zoo_cache_dir(inr_copy, "graphs")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale, live = os.path.join(cache, f".tmp-{dead.pid}@{_host()}-x"), os.path.join(cache, ".tmp-recent")
