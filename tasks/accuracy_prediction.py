@@ -25,7 +25,7 @@ import torch
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
+from .graphs import GraphScaler, add_positional_features, load_split, max_kernel_shape, open_zoo
 from .metrics import kendall_tau, per_group_tau, r2
 from .report import plot_scatter, row, run_main, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
@@ -125,7 +125,8 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
         device=args.device, progress=progress,
-        settings={"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std})
+        settings={"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std},
+        kernel_box=max_kernel_shape([g for gs in graphs for g in gs]))  # the held-out family's kernels too
     return predict_graphs(model, graphs[2], "regression").numpy() * std + mean, result
 
 

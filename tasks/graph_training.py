@@ -31,12 +31,15 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
                           augment: Callable | None = None, epochs: int = 20, batch_size: int = 32,
                           lr: float = 1e-3, weight_decay: float = 5e-4, dropout: float = 0.0, warmup: int = 0,
                           patience: int | None = 10, seed: int = 0, device: str = "cpu", progress: bool = True,
-                          settings: dict | None = None) -> tuple[GraphPredictor, FitResult]:
+                          settings: dict | None = None,
+                          kernel_box: tuple[int, int, int] | None = None) -> tuple[GraphPredictor, FitResult]:
     """Train a :class:`GraphPredictor`; ``kind`` is ``"classification"`` (monitors ``val_acc``) or
     ``"regression"`` (monitors ``val_loss``). ``augment`` (a batch -> batch function) is applied to
-    training batches only. ``warmup``: epochs of linear learning-rate warmup before the cosine decay."""
+    training batches only. ``warmup``: epochs of linear learning-rate warmup before the cosine decay.
+    ``kernel_box``: the largest kernel the encoder must embed (default: that of the training and
+    validation graphs; give the test graphs' too when they hold architectures training does not)."""
     seed_everything(seed)
-    box = max_kernel_shape(list(train_graphs) + list(val_graphs))  # sizes the encoder's max_kernel_box
+    box = kernel_box or max_kernel_shape(list(train_graphs) + list(val_graphs))  # sizes the encoder's max_kernel_box
     model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout, box)
 
     def loss_fn(m, batch):
