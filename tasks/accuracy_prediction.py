@@ -27,7 +27,7 @@ from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_d
 from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import GraphScaler, add_positional_features, load_split, max_kernel_shape, open_zoo
 from .metrics import kendall_tau, per_group_tau, r2
-from .report import plot_scatter, row, run_main, save_run
+from .report import check_methods, plot_scatter, row, run_main, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
 from .weightstats import weight_stat_features
 
@@ -161,9 +161,7 @@ def _predict(args, name, train, val, test, progress, tag=""):
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every method; returns the results rows (and writes results.json, curves and scatter plots)."""
-    unknown = set(args.methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    check_methods(args.methods, METHODS)
     open_zoo(args.zoo, "classifier", "accuracy prediction")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress

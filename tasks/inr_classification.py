@@ -19,7 +19,7 @@ from .augment import sign_flip
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
-from .report import row, run_main, save_run
+from .report import check_methods, row, run_main, save_run
 from .weightstats import weight_stat_features
 
 TASK = "inr_classification"
@@ -66,9 +66,7 @@ def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every method of ``args.methods``; returns the results rows (and writes results.json, plots)."""
-    unknown = set(args.methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    check_methods(args.methods, METHODS)
     open_zoo(args.zoo, "inr", "INR classification")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress

@@ -31,7 +31,7 @@ from .baselines import run_dir
 from .graphs import open_zoo, GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
 from .render import SirenRenderer, dilate, render_module
-from .report import plot_edit_grid, row, run_main, save_run
+from .report import check_methods, plot_edit_grid, row, run_main, save_run
 
 TASK = "inr_editing"
 METHODS = ("noop", "encoder", "flat_mlp")
@@ -222,9 +222,7 @@ def train_flat_editor(flat, targets, renderer: SirenRenderer, out_dir: str, epoc
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train and score every method; returns the results rows (and writes results.json, curves, render grid)."""
-    unknown = set(args.methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"Could not resolve methods {sorted(unknown)} among choices {list(METHODS)}")
+    check_methods(args.methods, METHODS)
     open_zoo(args.zoo, "inr", "INR editing")  # before anything is converted or created
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress

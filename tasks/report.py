@@ -127,6 +127,17 @@ def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], c
     save_results(rows, os.path.join(out, "results.json"))
 
 
+class MethodError(NNGraphError, ValueError):
+    """``--methods`` names a method the task does not have."""
+
+
+def check_methods(methods, choices) -> None:
+    """Raise :class:`MethodError` (one line from :func:`run_main`, no traceback) for unknown methods."""
+    unknown = set(methods) - set(choices)
+    if unknown:
+        raise MethodError(f"Could not resolve methods {sorted(unknown)} among choices {list(choices)}")
+
+
 def run_main(run: Callable, build_parser: Callable, argv=None, prog: str | None = None) -> int:
     """Entry point of a task module: parse flags, run, print the results table.
 

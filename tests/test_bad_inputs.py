@@ -108,3 +108,23 @@ def test_to_graph_refuses_a_meta_model_and_non_modules():
         nngraph.from_graph(mlp(), nngraph.to_graph(mlp()))  # arguments swapped
     with pytest.raises(TypeError, match="graph must be a torch_geometric Data"):
         nngraph.from_graph({"x": torch.zeros(3)}, mlp())
+
+
+def test_a_misspelt_split_of_a_zoo_is_an_error(tmp_path):
+    from nngraph.errors import ZooError
+    from nngraph.zoo import Zoo, build_inr_zoo
+    from tests.zoo.tiny import tiny_inr
+
+    build_inr_zoo(str(tmp_path / "zoo"), tiny_inr(), progress=False)
+    zoo = Zoo(str(tmp_path / "zoo"))
+    assert len(zoo.split("all")) == 12 and len(zoo.split("train")) + len(zoo.split("val")) + len(zoo.split("test")) == 12
+    with pytest.raises(ZooError, match="no split 'trian'"):
+        zoo.split("trian")
+
+
+def test_unknown_methods_end_a_task_with_one_line(capsys):
+    from tasks.inr_classification import main
+
+    assert main(["--zoo", "/nonexistent", "--methods", "encoder,bogus"]) == 1
+    err = capsys.readouterr().err
+    assert "bogus" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

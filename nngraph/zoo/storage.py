@@ -241,7 +241,10 @@ class Zoo:
         return f"Zoo({self.root!r}, kind={self.config.get('kind')!r}, models={len(self)})"
 
     def split(self, name: str) -> list[dict[str, Any]]:
-        """The entries of one split (``"train"``, ``"val"``, ``"test"``, or ``"all"``)."""
+        """The entries of one split (``"train"``, ``"val"``, ``"test"``, or ``"all"``); :class:`ZooError` for
+        another name (a misspelt ``"trian"`` would otherwise select nothing, silently)."""
+        if name not in ("train", "val", "test", "all"):
+            raise ZooError(f"{self.root}: no split {name!r}; choose from 'train', 'val', 'test', 'all'")
         return list(self.entries) if name == "all" else [e for e in self.entries if e["split"] == name]
 
     def path(self, entry: dict[str, Any]) -> str:
