@@ -349,3 +349,44 @@ TRAPS += [
     Trap("reflect_pad_then_linear", lam(lambda s, x: s.c(F.pad(s.a(x)[:, None], (1, 1), mode="reflect")[:, 0, 1:7])),
          _vec, "refused"),
 ]
+
+
+class ReshapedReuse(nn.Module):
+    """An activation applied to a reshaped view of a value that is also used raw."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = self.a(x)  # (B, T, 6)
+        r = torch.relu(h.transpose(1, 2)).transpose(1, 2)
+        return self.c(r + h)
+
+
+class GroupedQueryAttention(nn.Module):
+    """Two key/value heads shared by four query heads (repeat_kv), HF style."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v, self.o = nn.Linear(8, 8), nn.Linear(8, 4), nn.Linear(8, 4), nn.Linear(8, 3)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q = self.q(x).view(b, t, 4, 2).transpose(1, 2)
+        k, v = (f(x).view(b, t, 2, 2).transpose(1, 2) for f in (self.k, self.v))
+        k, v = (z[:, :, None].expand(b, 2, 2, t, 2).reshape(b, 4, t, 2) for z in (k, v))
+        o = F.scaled_dot_product_attention(q, k, v)
+        return self.o(o.transpose(1, 2).reshape(b, t, 8))
+
+
+def _seq8():
+    return (torch.randn(2, 5, 8),)
+
+
+TRAPS += [
+    Trap("activation_on_a_view_of_a_reused_value", ReshapedReuse, _seq, "sound"),
+    Trap("grouped_query_attention", GroupedQueryAttention, _seq8, "sound"),
+    Trap("activation_on_one_chunk", lam(lambda s, x: (lambda h: s.c(torch.cat([torch.relu(h[0]), h[1]], -1)))(
+        s.a(x).chunk(2, -1))), _vec, "sound"),
+]
