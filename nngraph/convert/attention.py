@@ -243,6 +243,21 @@ def _split_heads(node, name: str, value) -> TensorValue:
     return value
 
 
+def _score_bias(node, mask, q: TensorValue) -> TensorValue | None:
+    """``attn_mask`` as a per-head score bias computed from activations (one neuron per head, on the
+    head axis), or ``None`` for a mask that is a model input or a constant."""
+    if not (isinstance(mask, TensorValue) and mask.nodes is not None):
+        return None
+    ndim = len(mask.shape)
+    if mask.heads or mask.spatial or mask.padded or ndim < 3 or mask.axis != ndim - 3 or mask.num_neurons != q.heads:
+        raise UnsupportedError(
+            f"{describe(node)} receives a mask computed from the model's activations that is not one score "
+            f"bias per head (shape {tuple(mask.shape)}, neurons on axis {mask.axis}); nngraph supports masks "
+            "that are model inputs or constants, and a per-head bias such as T5's relative positions"
+        )
+    return mask
+
+
 def _repeat_heads(value: TensorValue, heads: int) -> TensorValue:
     """``value`` with each of its heads listed ``heads // value.heads`` times (grouped-query attention)."""
     table = value.nodes.view(value.heads, -1)  # (H_kv, D)
@@ -271,7 +286,7 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     """
     builder = ctx.builder
     q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
-    _refuse_activation_masks(node, [attn_mask])
+    bias = _score_bias(node, attn_mask, q)
     if enable_gqa and q.heads != k.heads:
         k, v = (_repeat_heads(t, q.heads) for t in (k, v))
     if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
@@ -283,10 +298,7 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     if dropout_p:
         raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
     heads, per_head = q.heads, q.num_neurons // q.heads
-    default = per_head ** -0.5
-    if scale is not None and abs(float(scale) - default) > 1e-12 * default:
-        raise UnsupportedError(f"{describe(node)} scales scores by {scale}, not 1 / sqrt({per_head}); "
-                               "nngraph records only the default scale")
+    scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
     layer = max(builder.node_layer(t.nodes) for t in (q, k, v)) + 1
     head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if is_causal else NodeKind.HEAD, layer)
     attended = builder.add_nodes(v.num_neurons, NodeKind.ATTENDED, layer)
@@ -295,12 +307,16 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     owners = torch.cat([head_nodes.repeat_interleave(per_head).repeat(2),
                         head_nodes.repeat_interleave(v.num_neurons // heads)])
     builder.add_edges(owners, members, EdgeType.HEAD_MEMBER, identity=True)
-    builder.add_edges(q.nodes, k.nodes, EdgeType.QK_PAIR, identity=True)
+    builder.add_edges(q.nodes, k.nodes, EdgeType.QK_PAIR, constant=scale)  # the scale, times sqrt(D)
+    if bias is not None:  # a learned per-head score bias (T5's relative positions): bias h -> head h
+        builder.add_edges(bias.nodes, head_nodes, EdgeType.RESIDUAL, identity=True)
     if _tie_or_fix(builder, v.nodes, attended) and _tie_or_fix(builder, q.nodes, k.nodes) \
             and v.num_neurons == q.num_neurons and _tie_or_fix(builder, q.nodes, v.nodes):
         builder.constrain_blocks(q.nodes, per_head, satellites=head_nodes)
+        if bias is not None:
+            builder.constrain_blocks(q.nodes, per_head, satellites=bias.nodes)
     else:  # the heads of query/key and of value cannot be moved by one block permutation
-        for t in (q.nodes, k.nodes, v.nodes, head_nodes):
+        for t in (q.nodes, k.nodes, v.nodes, head_nodes) + ((bias.nodes,) if bias is not None else ()):
             builder.fix(t)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=heads,

@@ -74,6 +74,7 @@ class GraphBuilder:
         self._first_axes: dict[str, Callable[[], list[list[torch.Tensor]]]] = {}  # first places, lazily
         self._group_of_node: list[torch.Tensor] = []
         self._blocks: list[_Block] = []
+        self._satellites: list[tuple[torch.Tensor, torch.Tensor]] = []  # (satellites, one node of their block)
         self._parent: list[int] = []
         self.module_nodes: dict[str, torch.Tensor] = {}
         self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = {}
@@ -290,6 +291,9 @@ class GraphBuilder:
         a normalization, an activation copy)."""
         if a.numel() != b.numel():
             raise ValueError(f"cannot tie spaces of {a.numel()} and {b.numel()} neurons")
+        if self._satellites:  # satellites tied to other neurons could no longer follow their block
+            self._fix_owners_of(a)
+            self._fix_owners_of(b)
         if not (self._is_row(a) and self._is_row(b)):  # a selection or a join of spaces: fix, soundly
             self.fix(a)
             self.fix(b)
@@ -363,14 +367,34 @@ class GraphBuilder:
     def constrain_blocks(self, nodes: torch.Tensor, block_size: int, satellites: torch.Tensor | None = None) -> None:
         """Only permutations that keep contiguous blocks of ``block_size`` neurons together are
         symmetries of the class of ``nodes`` (GroupNorm groups, attention heads). ``satellites``
-        ``(num_blocks,)`` are nodes that move with their block (a group or head node)."""
+        ``(num_blocks,)`` are nodes that move with their block (a group or head node, a per-head score
+        bias). Satellites that already move with another block, or whose own space holds other
+        neurons, cannot follow this one: the class is fixed instead (conservative)."""
         block = self._block(nodes)
         if block.block_size not in (None, block_size):
             block.fixed = True
         block.block_size = block_size
-        if satellites is not None:
-            block.satellites.append(satellites.reshape(-1))
-            self._block(satellites).fixed = True  # moved only through the block permutation
+        if satellites is None:
+            return
+        satellites = satellites.reshape(-1)
+        own = self._block(satellites)
+        taken = any(bool(torch.isin(satellites, s).any()) for s, _ in self._satellites)
+        if taken or len(own.rows) != 1 or not torch.equal(own.rows[0], satellites) or own.fixed:
+            block.fixed = True
+            for s, owner in self._satellites:
+                if bool(torch.isin(satellites, s).any()):
+                    self._block(owner).fixed = True
+            own.fixed = True
+            return
+        block.satellites.append(satellites)
+        self._satellites.append((satellites, nodes.reshape(-1)[:1]))
+        own.fixed = True  # moved only through the block permutation
+
+    def _fix_owners_of(self, nodes: torch.Tensor) -> None:
+        """Fix the blocks that ``nodes`` move with as satellites (they are being tied to other neurons)."""
+        for s, owner in self._satellites:
+            if bool(torch.isin(nodes, s).any()):
+                self._block(owner).fixed = True
 
     def record_value(self, name: str, nodes: torch.Tensor, axis: int, spatial: tuple[int, ...]) -> None:
         """Remember that fx value ``name`` holds the neurons ``nodes`` on ``axis`` (for probe features)."""

@@ -6,7 +6,7 @@ import operator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ..schema import EdgeType, NodeKind
 from .errors import UnsupportedError
@@ -193,3 +193,27 @@ def _pad(ctx, node, x, pad, mode="constant", value=None, **kwargs):
             f"nngraph supports zero padding of positions (the neurons are on axis {x.axis}) read by a convolution"
         )
     return x.with_(padded=pad, shape=ctx.shape_of(node), source=node)
+
+
+@register_function(torch.where, _aten.where.ScalarOther, _aten.where.self, _aten.masked_fill.Scalar, "masked_fill")
+def _where(ctx, node, *args, **kwargs):
+    """Entries of an activation replaced by a number where a constant condition holds (a mask turned into
+    ``-inf`` scores): the same neurons. A condition that varies along the neurons fixes them (it treats
+    neurons differently); a condition computed from activations is refused. The mask itself is not in
+    the graph."""
+    if node.target in (_aten.masked_fill.Scalar, "masked_fill"):
+        (x, cond, fill), cond_node = args[:3], node.args[1]
+    else:
+        (cond, x, fill), cond_node = args[:3], node.args[0]
+    if isinstance(fill, TensorValue) or isinstance(cond, TensorValue) or not isinstance(x, TensorValue) \
+            or (isinstance(cond, Opaque) and cond.from_activations) or x.nodes is None:
+        raise UnsupportedError(
+            f"{describe(node)} selects between {type(x).__name__} and {type(fill).__name__} on a "
+            f"{type(cond).__name__} condition; nngraph supports an activation masked by a constant condition"
+        )
+    cond_shape = ctx.shape_of(cond_node) if isinstance(cond_node, fx.Node) else None
+    shape = ctx.shape_of(node)
+    if cond_shape is None or len(cond_shape) < len(shape) - x.axis or \
+            cond_shape[x.axis - len(shape)] != 1:
+        ctx.builder.fix(x.nodes)  # the condition may differ between neurons
+    return x.with_(shape=shape, source=node)
