@@ -243,6 +243,10 @@ def _join(ctx, node, tensors: list[TensorValue], shape) -> TensorValue:
     if any(t.heads != first.heads or t.axis != first.axis or t.head_axis != first.head_axis or t.spatial
            for t in tensors):
         raise UnsupportedError(f"{describe(node)} joins activations with different head splits or axes")
+    joined = torch.cat([t.nodes for t in tensors])
+    if torch.unique(joined).numel() != joined.numel():
+        raise UnsupportedError(f"{describe(node)} concatenates a value with itself along the neuron axis; "
+                               "the same neuron at two places would give parallel edges")
     for t in tensors:
         ctx.builder.fix(t.nodes)
     if first.heads:

@@ -52,6 +52,11 @@ class ConversionContext:
             object.__setattr__(value, "nodes", nodes)
             object.__setattr__(value, "axis", wanted)
             return value
+        if torch.unique(value.nodes).numel() != value.nodes.numel():
+            raise UnsupportedError(
+                f"{describe(node)} reads a tensor in which one neuron appears at several places of the feature "
+                "axis (a value concatenated with itself, or heads repeated); its weights would be parallel edges"
+            )
         if value.heads:
             raise UnsupportedError(
                 f"{describe(node)} reads a tensor of shape {value.shape} whose neurons are split into "

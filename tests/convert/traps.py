@@ -390,3 +390,11 @@ TRAPS += [
     Trap("activation_on_one_chunk", lam(lambda s, x: (lambda h: s.c(torch.cat([torch.relu(h[0]), h[1]], -1)))(
         s.a(x).chunk(2, -1))), _vec, "sound"),
 ]
+
+
+TRAPS += [
+    Trap("cat_with_itself", lambda: Lambda(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.a(x)[:, :3]], -1))), _vec,
+         "sound"),  # two calls of a: two spaces, so no neuron is repeated
+    Trap("cat_value_with_itself", lam(lambda s, x: (lambda h: s.c(torch.cat([h[:, :3], h[:, :3]], -1)))(s.a(x))),
+         _vec, "refused"),
+]
