@@ -27,7 +27,7 @@ from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_d
 from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import GraphScaler, add_positional_features, load_split, max_kernel_shape, open_zoo
 from .metrics import kendall_tau, per_group_tau, r2
-from .report import check_methods, plot_scatter, row, run_main, save_run
+from .report import add_training_args, check_methods, plot_scatter, row, run_main, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
 from .weightstats import weight_stat_features
 
@@ -35,26 +35,15 @@ TASK = "accuracy_prediction"
 METHODS = ("encoder", "encoder_broken", "stats_gbm", "stats_mlp")
 
 
-def _csv(text: str) -> list[str]:
-    return [t for t in text.split(",") if t]
-
 
 def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--zoo", required=True, help="a classifier zoo (python -m nngraph.zoo classifiers --out ...)")
-    p.add_argument("--out", default="runs/accuracy_prediction", help="directory of the runs, plots and results.json")
-    p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
+    add_training_args(p, zoo_help="a classifier zoo (python -m nngraph.zoo classifiers --out ...)",
+                      out="runs/accuracy_prediction", methods=METHODS, epochs=40, baseline_epochs=200, batch_size=16,
+                      lr=1e-3, weight_decay=5e-4, patience=20)
     p.add_argument("--holdout-family", default="resnet", help="family left out of training for the transfer test "
                    "('' to skip)")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs of the encoder")
-    p.add_argument("--baseline-epochs", type=int, default=200, help="training epochs of the MLP baselines")
-    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
-    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
-    p.add_argument("--batch-size", type=int, default=16, help="graphs per training batch")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (AdamW)")
-    p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a better validation score")
     p.add_argument("--positional-dim", type=int, default=8, help="random positional features of the broken-equivariance variant")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout of the encoder's node and edge updates")
     p.add_argument("--scaler", choices=("robust", "rms"), default="robust",

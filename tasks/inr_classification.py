@@ -19,33 +19,22 @@ from .augment import sign_flip
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
 from .graph_training import predict_graphs, train_graph_predictor
 from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
-from .report import check_methods, row, run_main, save_run
+from .report import add_training_args, check_methods, row, run_main, save_run
 from .weightstats import weight_stat_features
 
 TASK = "inr_classification"
 METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encoder_probe_flip", "encoder_broken")
 
 
-def _csv(text: str) -> list[str]:
-    return [t for t in text.split(",") if t]
-
 
 def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--zoo", required=True, help="an INR zoo directory (python -m nngraph.zoo inr --out ...)")
-    p.add_argument("--out", default="runs/inr_classification", help="where runs, plots and results go")
-    p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs of the encoder")
-    p.add_argument("--baseline-epochs", type=int, default=100, help="training epochs of the MLP baselines")
-    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
-    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
-    p.add_argument("--batch-size", type=int, default=32, help="graphs per training batch")
-    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (AdamW)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (AdamW)")
+    add_training_args(p, zoo_help="an INR zoo directory (python -m nngraph.zoo inr --out ...)",
+                      out="runs/inr_classification", methods=METHODS, epochs=30, baseline_epochs=100, batch_size=32,
+                      lr=2e-3, weight_decay=5e-4, patience=15)
     p.add_argument("--warmup", type=int, default=1,
                    help="epochs of linear learning-rate warmup (without, one sign-flip run sat at chance for 2 epochs)")
-    p.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation score")
     p.add_argument("--probes", type=int, default=64,
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
     p.add_argument("--probe-placement", choices=("grid", "random"), default="grid",

@@ -31,30 +31,18 @@ from .baselines import run_dir
 from .graphs import open_zoo, GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
 from .render import SirenRenderer, dilate, render_module
-from .report import check_methods, plot_edit_grid, row, run_main, save_run
+from .report import add_training_args, check_methods, plot_edit_grid, row, run_main, save_run
 
 TASK = "inr_editing"
 METHODS = ("noop", "encoder", "flat_mlp")
 
 
-def _csv(text: str) -> list[str]:
-    return [t for t in text.split(",") if t]
-
 
 def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--zoo", required=True, help="an INR zoo directory")
-    p.add_argument("--out", default="runs/inr_editing", help="directory of the runs, plots and results.json")
-    p.add_argument("--methods", type=_csv, default=list(METHODS), help=f"comma-separated subset of {METHODS}")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs of the encoder")
-    p.add_argument("--baseline-epochs", type=int, default=100, help="training epochs of the MLP baselines")
-    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
-    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
-    p.add_argument("--batch-size", type=int, default=32, help="graphs per training batch")
-    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (AdamW)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (AdamW)")
-    p.add_argument("--patience", type=int, default=15, help="stop after this many epochs without a better validation score")
+    add_training_args(p, zoo_help="an INR zoo directory", out="runs/inr_editing", methods=METHODS, epochs=30,
+                      baseline_epochs=100, batch_size=32, lr=2e-3, weight_decay=0.0, patience=15)
     p.add_argument("--probes", type=int, default=0, help="probe inputs for the encoder (0: none)")
     p.add_argument("--dilation", type=int, default=3, help="side of the square max filter")
     p.add_argument("--render-res", type=int, default=0,

@@ -127,6 +127,29 @@ def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], c
     save_results(rows, os.path.join(out, "results.json"))
 
 
+def csv_list(text: str) -> list[str]:
+    """``"a,b,,c"`` -> ``["a", "b", "c"]`` (the type of ``--methods``)."""
+    return [t for t in text.split(",") if t]
+
+
+def add_training_args(p, *, zoo_help: str, out: str, methods, epochs: int, baseline_epochs: int, batch_size: int,
+                      lr: float, weight_decay: float, patience: int) -> None:
+    """The flags every task shares (zoo, output, methods, the encoder's size and training), with the
+    task's own defaults, so that the three parsers cannot drift apart."""
+    p.add_argument("--zoo", required=True, help=zoo_help)
+    p.add_argument("--out", default=out, help="directory of the runs, plots and results.json")
+    p.add_argument("--methods", type=csv_list, default=list(methods), help=f"comma-separated subset of {list(methods)}")
+    p.add_argument("--epochs", type=int, default=epochs, help="training epochs of the encoder")
+    p.add_argument("--baseline-epochs", type=int, default=baseline_epochs, help="training epochs of the MLP baselines")
+    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
+    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="graphs per training batch")
+    p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=weight_decay, help="weight decay (AdamW)")
+    p.add_argument("--patience", type=int, default=patience,
+                   help="stop after this many epochs without a better validation score")
+
+
 class MethodError(NNGraphError, ValueError):
     """``--methods`` names a method the task does not have."""
 
