@@ -51,9 +51,10 @@ from .activation import module_activation
 from .errors import UnsupportedError
 from .linear import dense_layer
 from .norm import normalize_nodes
+from .parameters import entry_table, place_tokens
 from .registry import register_function, register_module
 from .structural import residual_sum
-from .values import Opaque, TensorValue
+from .values import Opaque, ParamValue, TensorValue
 from .walk import describe
 
 # ----------------------------------------------------------------------- pieces
@@ -243,9 +244,20 @@ def _split_heads(node, name: str, value) -> TensorValue:
     return value
 
 
-def _score_bias(node, mask, q: TensorValue) -> TensorValue | None:
+def _score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
     """``attn_mask`` as a per-head score bias computed from activations (one neuron per head, on the
-    head axis), or ``None`` for a mask that is a model input or a constant."""
+    head axis) or read from a parameter (Swin's relative-position table: its positions become token
+    inputs of one bias node per head), or ``None`` for a mask that is a model input or a constant."""
+    if isinstance(mask, ParamValue):
+        shape = tuple(mask.entries.shape)
+        if len(shape) < 3 or shape[-3] != q.heads:
+            raise UnsupportedError(f"{describe(node)} adds parameter {mask.name!r} of shape {shape} to the scores; "
+                                   "nngraph supports one bias per head")
+        anchor = TensorValue(nodes=None, shape=shape, axis=len(shape) - 3)
+        table = entry_table(node, anchor, mask, shape)
+        nodes = ctx.builder.add_nodes(q.heads, NodeKind.EMBEDDING, layer=1)
+        place_tokens(ctx.builder, mask.name, mask.shape, table, nodes)
+        return TensorValue(nodes=nodes, shape=shape, axis=len(shape) - 3, source=node)
     if not (isinstance(mask, TensorValue) and mask.nodes is not None):
         return None
     ndim = len(mask.shape)
@@ -286,7 +298,7 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     """
     builder = ctx.builder
     q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
-    bias = _score_bias(node, attn_mask, q)
+    bias = _score_bias(ctx, node, attn_mask, q)
     if enable_gqa and q.heads != k.heads:
         k, v = (_repeat_heads(t, q.heads) for t in (k, v))
     if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:

@@ -205,7 +205,11 @@ class _Lifter:
         """An integer or boolean buffer (``position_ids``, ``token_type_ids``): a constant of the model,
         not a parameter, read through a ``get_attr`` of a stand-in on the meta device."""
         attr = re.sub(r"\W", "_", name)
-        self.root.register_buffer(attr, torch.empty(val.shape, dtype=val.dtype, device="meta"))
+        real = self.program.state_dict.get(name, self.program.constants.get(name))
+        small = isinstance(real, torch.Tensor) and not real.is_floating_point() and real.numel() <= 1 << 20
+        # integer constants keep their values (index tables such as Swin's relative positions are read)
+        self.root.register_buffer(attr, real.detach().cpu().clone() if small else
+                                  torch.empty(val.shape, dtype=val.dtype, device="meta"))
         self.constants.add(attr)
         return self._emit("get_attr", attr, (), {}, node)
 

@@ -236,6 +236,31 @@ def _cat(ctx, node, tensors, dim=0, **kwargs):
 
 
 def _join(ctx, node, tensors: list[TensorValue], shape) -> TensorValue:
+    if not any(t.heads for t in tensors):
+        return _concat_features(ctx, node, tensors, shape)
+    return _join_heads(ctx, node, tensors, shape)
+
+
+def _concat_features(ctx, node, tensors: list[TensorValue], shape) -> TensorValue:
+    """``cat`` of activations along the neuron axis (DenseNet, Swin's patch merging): a block of new
+    CONCAT neurons per operand, each with an identity CONCAT edge from its operand neuron and tied to
+    it, so every operand keeps its own symmetry (the same value twice gives two blocks, as Swin's four
+    position offsets do). Which block came first is the order of the neurons, not in the graph."""
+    first = tensors[0]
+    if any(t.axis - len(t.shape) != first.axis - len(first.shape) or t.spatial for t in tensors):
+        raise UnsupportedError(f"{describe(node)} joins activations whose neurons lie on different axes")
+    builder = ctx.builder
+    blocks = []
+    for t in tensors:
+        out = builder.add_nodes(t.num_neurons, NodeKind.CONCAT, layer=builder.node_layer(t.nodes) + 1)
+        builder.add_edges(t.nodes, out, EdgeType.CONCAT, identity=True)
+        builder.tie(t.nodes, out)
+        blocks.append(out)
+    return TensorValue(nodes=torch.cat(blocks), shape=shape, axis=(first.axis - len(first.shape)) % len(shape),
+                       source=node)
+
+
+def _join_heads(ctx, node, tensors: list[TensorValue], shape) -> TensorValue:
     """``cat`` along the neuron axis: the output's neurons are the operands' neurons side by side
     (per head when the operands are split into heads, as rotary's ``rotate_half`` is). Conservative:
     every operand's activation space is fixed."""
@@ -255,3 +280,16 @@ def _join(ctx, node, tensors: list[TensorValue], shape) -> TensorValue:
     else:
         nodes = torch.cat([t.nodes for t in tensors])
     return first.with_(nodes=nodes, shape=shape, source=node)
+
+
+@register_function(aten.index.Tensor)
+def _index(ctx, node, x, indices, **kwargs):
+    """A parameter gathered by a constant index table (Swin's relative-position bias): the parameter read
+    as data, its entries where the table puts them. Anything else indexed this way is refused."""
+    tables = [None if i is None else i.value if isinstance(i, Opaque) else False for i in indices]
+    if not isinstance(x, ParamValue) or any(t is False or (t is None and i is not None)
+                                            for t, i in zip(tables, indices)):
+        raise UnsupportedError(f"{describe(node)} indexes {type(x).__name__} with tensors whose values nngraph "
+                               "does not know; only a parameter gathered by a constant index table is supported")
+    index = tuple(slice(None) if t is None else t.long() for t in tables)
+    return ParamValue(x.name, x.shape, x.entries[index])

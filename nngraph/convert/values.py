@@ -53,6 +53,7 @@ class Opaque:
 
     description: str = ""
     from_activations: bool = False
+    value: object = None  # the tensor itself, for small integer constants of the model (index tables)
 
 
 @dataclass(frozen=True, eq=False)

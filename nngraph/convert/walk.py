@@ -134,8 +134,9 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
         if node.op == "placeholder":
             env[node] = TensorValue(nodes=None, shape=ctx.shape_of(node), source=node)
         elif node.op == "get_attr":
-            env[node] = Opaque(f"attribute {node.target}")
             attr = _fetch_attr(gm, node.target)
+            known = isinstance(attr, torch.Tensor) and not attr.is_floating_point() and attr.device.type != "meta"
+            env[node] = Opaque(f"attribute {node.target}", value=attr if known else None)
             if isinstance(attr, torch.Tensor) and attr.is_floating_point():
                 name = builder.aliases.get(node.target, node.target)
                 if name in builder.constants or node.target in gm.meta.get("constants", ()):

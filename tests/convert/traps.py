@@ -351,6 +351,19 @@ TRAPS += [
 ]
 
 
+class PatchMerging(nn.Module):
+    """Swin's downsampling: four position offsets of one feature map joined along the features."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.norm, self.reduce = nn.Conv2d(3, 4, 1), nn.LayerNorm(16), nn.Linear(16, 2)
+
+    def forward(self, x):
+        h = self.embed(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        parts = [h[:, 0::2, 0::2], h[:, 1::2, 0::2], h[:, 0::2, 1::2], h[:, 1::2, 1::2]]
+        return self.reduce(self.norm(torch.cat(parts, -1))).mean((1, 2))
+
+
 class ReshapedReuse(nn.Module):
     """An activation applied to a reshaped view of a value that is also used raw."""
 
@@ -396,5 +409,6 @@ TRAPS += [
     Trap("cat_with_itself", lambda: Lambda(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.a(x)[:, :3]], -1))), _vec,
          "sound"),  # two calls of a: two spaces, so no neuron is repeated
     Trap("cat_value_with_itself", lam(lambda s, x: (lambda h: s.c(torch.cat([h[:, :3], h[:, :3]], -1)))(s.a(x))),
-         _vec, "refused"),
+         _vec, "sound"),  # two CONCAT blocks tied to one (fixed) selection
+    Trap("patch_merging", PatchMerging, lambda: (torch.randn(2, 3, 8, 8),), "sound"),
 ]
