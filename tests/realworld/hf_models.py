@@ -79,8 +79,8 @@ def resnet():
 
 
 def mobilenet_v2():
-    # tf_padding=True pads activations with F.pad before each strided conv (refused, see README)
-    cfg = transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.25, tf_padding=False)
+    # the default tf_padding=True pads activations with F.pad before strided convs: folded into the convs
+    cfg = transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.25)
     return transformers.MobileNetV2Model(cfg), (_pixels(),)
 
 
