@@ -25,7 +25,7 @@ from ..schema import (
     Pool,
 )
 from .errors import UnsupportedError
-from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, flat_view
+from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, constant_buffers, flat_view, named_tensors
 
 
 @dataclass
@@ -48,14 +48,8 @@ class GraphBuilder:
     def __init__(self, module: torch.nn.Module, aliases: dict[str, str] | None = None):
         self.module = module
         self.aliases = dict(aliases or {})
-        self.named_tensors: dict[str, torch.Tensor] = dict(module.named_parameters(remove_duplicate=False))
-        self.named_tensors.update(dict(module.named_buffers(remove_duplicate=False)))
-        #: non-persistent buffers (not in the state dict: rotary inverse frequencies, cached masks) are
-        #: constants of the forward, not parameters of the model
-        self.constants: set[str] = {
-            f"{prefix}.{b}" if prefix else b
-            for prefix, sub in module.named_modules(remove_duplicate=False) for b in sub._non_persistent_buffers_set
-        }
+        self.named_tensors: dict[str, torch.Tensor] = named_tensors(module)
+        self.constants: set[str] = constant_buffers(module)  # constants of the forward, not parameters
         self._node_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("kind", "type", "index", "layer")}
         self._act: list[torch.Tensor] = []
         # per-node descriptions of the operations (schema: act_args, conv_args, pool, pool_args)
@@ -291,13 +285,16 @@ class GraphBuilder:
         a normalization, an activation copy)."""
         if a.numel() != b.numel():
             raise ValueError(f"cannot tie spaces of {a.numel()} and {b.numel()} neurons")
-        if self._satellites:  # satellites tied to other neurons could no longer follow their block
-            self._fix_owners_of(a)
-            self._fix_owners_of(b)
+        self._fix_owners_of(a)  # satellites tied to other neurons could no longer follow their block
+        self._fix_owners_of(b)
         if not (self._is_row(a) and self._is_row(b)):  # a selection or a join of spaces: fix, soundly
             self.fix(a)
             self.fix(b)
             return
+        self._merge(a, b)
+
+    def _merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Union the classes of the whole rows ``a`` and ``b`` (position ``i`` of one with ``i`` of the other)."""
         groups = torch.cat(self._group_of_node)
         ra, rb = self._root(int(groups[a[0]])), self._root(int(groups[b[0]]))
         if ra == rb:
@@ -354,7 +351,9 @@ class GraphBuilder:
         permutes it; otherwise do nothing and return ``False``."""
         if a.numel() != b.numel() or not (self._is_row(a) and self._is_row(b)):
             return False
-        self.tie(a, b)
+        self._fix_owners_of(a)
+        self._fix_owners_of(b)
+        self._merge(a, b)
         return True
 
     def _is_row(self, nodes: torch.Tensor) -> bool:

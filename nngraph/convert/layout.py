@@ -343,6 +343,18 @@ def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of ``module`` by name, shared ones under each of their names."""
+    return _named_tensors(module)
+
+
+def constant_buffers(module: nn.Module) -> set[str]:
+    """Names of the non-persistent buffers (not in the state dict: rotary inverse frequencies, cached
+    masks): constants of the forward, not parameters of the model."""
+    return {f"{prefix}.{b}" if prefix else b
+            for prefix, sub in module.named_modules(remove_duplicate=False) for b in sub._non_persistent_buffers_set}
+
+
 def _lookup(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
     try:
         return tensors[name]

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import NNGraphError
 from ..testing import output_tensors
 from .errors import GraphMismatchError, UnsupportedError
+from .layout import constant_buffers, named_tensors
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
@@ -170,11 +171,8 @@ def _to_float64(x: Any) -> Any:
 def _named_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """Floating-point parameters and persistent buffers (non-persistent ones are constants of the
     forward, such as rotary frequencies, not part of the graph)."""
-    state = dict(module.named_parameters(remove_duplicate=False))
-    state.update(dict(module.named_buffers(remove_duplicate=False)))
-    constants = {f"{p}.{b}" if p else b for p, sub in module.named_modules(remove_duplicate=False)
-                 for b in sub._non_persistent_buffers_set}
-    return {k: v for k, v in state.items() if v.is_floating_point() and k not in constants}
+    constants = constant_buffers(module)
+    return {k: v for k, v in named_tensors(module).items() if v.is_floating_point() and k not in constants}
 
 
 def _scrambled(module: nn.Module) -> nn.Module:
