@@ -55,6 +55,9 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--w0", type=float, default=None)
     q.add_argument("--inrs-per-image", type=int, default=None)
     q.add_argument("--max-images", type=int, default=None)
+    q.add_argument("--split-scope", choices=("zoo", "source"), default=None,
+                   help="draw the splits over the zoo's images (zoo, default) or over all images of the source "
+                        "before --max-images cuts them (source: the test images are those of the full zoo)")
     q.add_argument("--target-psnr", type=float, default=None)
     q.add_argument("--max-steps", type=int, default=None)
     q.add_argument("--lr", type=float, default=None)
@@ -156,7 +159,7 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
         return 0
     common = ["source", "seed", "split", "resolution"]
     if args.command == "inr":
-        config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images",
+        config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images", "split_scope",
                                                        "target_psnr", "max_steps", "lr", "chunk_size", "init"])
         n = build_inr_zoo(args.out, config, args.shard, args.max_models, not args.no_progress, args.device)
     else:
