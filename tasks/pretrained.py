@@ -51,8 +51,9 @@ CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "check
 METRICS = {"inr_classification": "test_acc", "accuracy_prediction": "kendall_tau[test]", "inr_editing": "test_mse"}
 
 
-def available(directory: str = CHECKPOINT_DIR) -> list[str]:
+def available(directory: str | None = None) -> list[str]:
     """Names (``<task>.<method>``) of the checkpoints in ``directory``, sorted."""
+    directory = directory or CHECKPOINT_DIR
     if not os.path.isdir(directory):
         return []
     return sorted(f[: -len(".json")] for f in os.listdir(directory)
@@ -62,11 +63,11 @@ def available(directory: str = CHECKPOINT_DIR) -> list[str]:
 def _paths(name: str, directory: str) -> tuple[str, str]:
     if "/" in name or os.sep in name or name.startswith("."):
         raise ValueError(f"checkpoint name {name!r} must be <task>.<method>, not a path")
-    base = os.path.join(directory, name)
+    base = os.path.join(directory or CHECKPOINT_DIR, name)
     return base + ".safetensors", base + ".json"
 
 
-def read_meta(name: str, directory: str = CHECKPOINT_DIR) -> dict[str, Any]:
+def read_meta(name: str, directory: str | None = None) -> dict[str, Any]:
     """The JSON record of checkpoint ``name``.
 
     Raises:
@@ -74,7 +75,8 @@ def read_meta(name: str, directory: str = CHECKPOINT_DIR) -> dict[str, Any]:
     """
     tensors_path, meta_path = _paths(name, directory)
     if not os.path.exists(meta_path) or not os.path.exists(tensors_path):
-        raise FileNotFoundError(f"no checkpoint {name!r} in {directory}; there are: {available(directory)}")
+        raise FileNotFoundError(f"no checkpoint {name!r} in {directory or CHECKPOINT_DIR}; there are: "
+                                f"{available(directory)}")
     with open(meta_path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -103,7 +105,7 @@ def _build(settings: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Modul
                      "'flat_editor']")
 
 
-def load(name: str, directory: str = CHECKPOINT_DIR, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load(name: str, directory: str | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The shipped model ``name`` in eval mode, and its JSON record.
 
     Raises:
@@ -136,7 +138,7 @@ def _task_args(command: str) -> tuple[str, argparse.Namespace]:
 
 
 def export(command: str, method: str, run: str | None = None, seconds: float | None = None,
-           directory: str = CHECKPOINT_DIR) -> str:
+           directory: str | None = None) -> str:
     """Copy the best checkpoint of ``method`` from the finished run of ``command`` into ``directory``.
 
     Args:
@@ -170,7 +172,7 @@ def export(command: str, method: str, run: str | None = None, seconds: float | N
                    "num_activations": nngraph.schema.NUM_ACTIVATIONS},
         "nngraph": nngraph.__version__, "sha256": _sha256(data),
     }
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory or CHECKPOINT_DIR, exist_ok=True)
     tensors_path, meta_path = _paths(meta["name"], directory)
     atomic_write(tensors_path, data)
     atomic_write(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
@@ -213,7 +215,7 @@ def check_unseen(trained_on: dict[str, Any], zoo_config: dict[str, Any]) -> str:
                      "checkpoint's training runs in other splits; build it with another --seed")
 
 
-def evaluate(name: str, zoo: str, split: str = "test", directory: str = CHECKPOINT_DIR) -> dict[str, Any]:
+def evaluate(name: str, zoo: str, split: str = "test", directory: str | None = None) -> dict[str, Any]:
     """Score checkpoint ``name`` on ``split`` of ``zoo`` as its task scores the method.
 
     Returns:
@@ -289,7 +291,7 @@ def build_parser(prog: str = "python -m tasks.pretrained") -> argparse.ArgumentP
     q.add_argument("--method", required=True)
     q.add_argument("--run", default=None, help="the run's --out directory if it moved")
     q.add_argument("--seconds", type=float, default=None, help="wall time of the whole command")
-    q.add_argument("--dir", default=CHECKPOINT_DIR, help="where checkpoints go")
+    q.add_argument("--dir", default=None, help="where checkpoints go (default: tasks/checkpoints)")
     return p
 
 
