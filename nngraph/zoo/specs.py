@@ -14,6 +14,10 @@ Every spec has a ``"family"`` key; the other keys depend on the family:
             ``head``, ``dropout``, ``num_classes``
             -> stem ``Conv2d, Norm?, Act``, then ``blocks`` times :class:`ResidualBlock`
             (``x + conv(act(conv(x)))``), then the head.
+``vit``     ``in_shape``, ``patch``, ``dim``, ``depth``, ``heads``, ``mlp_ratio``, ``act`` (``"relu" | "gelu"``),
+            ``dropout``, ``num_classes`` -> :class:`~nngraph.zoo.blocks.PatchTransformer`.
+``gated``   ``in_shape``, ``dim``, ``hidden``, ``depth``, ``act``, ``num_classes``
+            -> :class:`~nngraph.zoo.blocks.GatedMLP` (``depth`` pre-norm gated blocks ``dim -> hidden -> dim``).
 
 Models use only standard ``torch.nn`` layers (plus ``Sine``) in ``nn.Sequential`` or a module with a
 plain ``forward``, so ``torch.fx`` can trace them. The parameter names of the built module are the
@@ -33,6 +37,7 @@ from torch import nn
 
 from nngraph.errors import SpecError
 from nngraph.modules import Sine
+from nngraph.zoo.blocks import GatedMLP, PatchTransformer
 
 __all__ = ["ACTIVATIONS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SpecLimits", "SpecSize", "build_model",
            "check_spec", "count_parameters", "siren_spec", "spec_size"]
@@ -153,7 +158,20 @@ def _build_resnet(s: dict) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet}
+def _build_vit(s: dict) -> nn.Module:
+    if s["act"] not in ("relu", "gelu"):
+        raise ValueError(f"vit act must be 'relu' or 'gelu', got {s['act']!r}")
+    return PatchTransformer(s["in_shape"], s["patch"], s["dim"], s["depth"], s["heads"], s["mlp_ratio"], s["act"],
+                            s.get("dropout", 0.0), s["num_classes"])
+
+
+def _build_gated(s: dict) -> nn.Module:
+    return GatedMLP(s["in_shape"], s["dim"], s["hidden"], s["depth"], ACTIVATIONS[s["act"]] if s["act"] in ACTIVATIONS
+                    else _act(s["act"]), s["num_classes"])
+
+
+FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet, "vit": _build_vit,
+            "gated": _build_gated}
 
 
 @dataclass(frozen=True)
@@ -272,7 +290,29 @@ def _resnet_size(s: dict) -> SpecSize:
                     (1 + 2 * blocks) * width * hw + _size(s, "num_classes"))
 
 
-_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size}
+def _vit_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    patch, dim, depth, heads = _size(s, "patch"), _size(s, "dim"), _size(s, "depth"), _size(s, "heads")
+    ratio, classes = _size(s, "mlp_ratio"), _size(s, "num_classes")
+    if h % patch or w % patch or dim % heads:
+        raise SpecError(f"vit spec: patch {patch} must divide the image {h}x{w} and heads {heads} the dim {dim}")
+    tokens = (h // patch) * (w // patch)
+    block = 4 * dim + 4 * dim * dim + 4 * dim + 2 * ratio * dim * dim + ratio * dim + dim  # norms, attention, MLP
+    params = c * dim * patch * patch + dim + tokens * dim + depth * block + 2 * dim + dim * classes + classes
+    activations = tokens * dim * (1 + depth * (5 + ratio)) + classes
+    return SpecSize(max(ratio * dim, classes), 2 + 3 * depth, params, c * h * w, activations)
+
+
+def _gated_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    dim, hidden, depth, classes = _size(s, "dim"), _size(s, "hidden"), _size(s, "depth"), _size(s, "num_classes")
+    block = 2 * dim + 2 * (dim * hidden + hidden) + hidden * dim + dim
+    params = c * h * w * dim + dim + depth * block + dim * classes + classes
+    return SpecSize(max(dim, hidden, classes), 2 + 2 * depth, params, c * h * w, dim + depth * (3 * hidden + dim) + classes)
+
+
+_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size, "vit": _vit_size,
+          "gated": _gated_size}
 
 
 def _family(spec: Any) -> str:
