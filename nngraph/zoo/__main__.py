@@ -76,6 +76,10 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--max-params", type=int, default=None)
     q.add_argument("--workers", type=int, default=1, help="training processes")
     q.add_argument("--png", default=None, help="where to save the accuracy histogram")
+    q.add_argument("--wild", action="store_true",
+                   help="the Wild-Park-style zoo: ~10,000 checkpoints of MLPs, CNNs and residual CNNs (3/5/7 "
+                        "kernels), patch transformers and gated MLPs on 10-100%% of the data "
+                        "(ClassifierZooConfig.wild; --num-runs etc. override it)")
 
     q = sub.add_parser("import", help="import models trained elsewhere (state dicts, published zoo layouts)")
     q.add_argument("src", help="the folder the models are in")
@@ -115,6 +119,10 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
 
 def _config(cls, args, names):
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if getattr(args, "wild", False):
+        if args.small:
+            raise SystemExit("--small and --wild are exclusive")
+        return cls.wild(**overrides)
     return cls.small(**overrides) if args.small else cls(**overrides)
 
 
