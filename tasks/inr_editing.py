@@ -3,7 +3,7 @@
     python -m tasks.inr_editing --zoo zoos/inr --out runs/inr_editing --epochs 30
 
 The encoder's equivariant node/edge head (``nngraph.NodeEdgeHead``) predicts the deltas; training renders
-the edited SIRENs differentiably from the graph features (:class:`~tasks.render.SirenRenderer`) and
+the edited SIRENs differentiably from the graph features (:class:`~tasks.render.INRRenderer`) and
 minimises the MSE to the 3x3 grey dilation of the image. Evaluation applies the deltas with
 ``nngraph.from_graph`` and renders the real module. Rows (test MSE): the encoder, doing nothing (the
 unedited INR), and an MLP on the flattened weights that predicts the flat delta; each with its MSE on the
@@ -30,7 +30,7 @@ from .augment import sign_flip
 from .baselines import run_dir
 from .graphs import open_zoo, GraphScaler, load_split
 from .models import GraphEditor, VectorMLP
-from .render import SirenRenderer, dilate, render_module
+from .render import INRRenderer, dilate, render_module
 from .report import add_training_args, check_methods, plot_edit_grid, row, run_main, save_run
 
 TASK = "inr_editing"
@@ -80,7 +80,7 @@ def upsample_target(target: torch.Tensor, resolution: int) -> torch.Tensor:
     return nn.functional.interpolate(target, size=(resolution, resolution), mode="bilinear", align_corners=True)
 
 
-def rendering_loss(renderer: SirenRenderer, fine: SirenRenderer | None = None):
+def rendering_loss(renderer: INRRenderer, fine: INRRenderer | None = None):
     """``loss(x, edge_attr, num_graphs, target, reduction)``: MSE of the rendered SIRENs to ``target``, on
     ``fine``'s grid (against the upsampled target) when given, else on ``renderer``'s."""
     r = fine if fine is not None else renderer
@@ -105,9 +105,9 @@ def edit_quality(images: torch.Tensor, target: torch.Tensor, dark: float = 0.05,
             "speckle": float((images[bg] > bright).float().mean())}
 
 
-def train_editor(train_graphs, val_graphs, renderer: SirenRenderer, scaler: GraphScaler, out_dir: str,
+def train_editor(train_graphs, val_graphs, renderer: INRRenderer, scaler: GraphScaler, out_dir: str,
                  hidden_dim=32, num_layers=3, probe_dim=0, epochs=30, batch_size=32, lr=2e-3, weight_decay=0.0,
-                 patience=15, seed=0, device="cpu", progress=True, train_renderer: SirenRenderer | None = None,
+                 patience=15, seed=0, device="cpu", progress=True, train_renderer: INRRenderer | None = None,
                  init_scale=0.01, depth_gain=None, augment=None):
     """Train a :class:`~tasks.models.GraphEditor` on the rendering loss; returns ``(model, FitResult)``.
 
@@ -177,13 +177,13 @@ class FlatEditor(nn.Module):
         return self.scale * self.rms * self.mlp(flat)  # (B, P)
 
 
-def train_flat_editor(flat, targets, renderer: SirenRenderer, out_dir: str, epochs=100, batch_size=32, lr=1e-3,
-                      patience=15, seed=0, progress=False, train_renderer: SirenRenderer | None = None):
+def train_flat_editor(flat, targets, renderer: INRRenderer, out_dir: str, epochs=100, batch_size=32, lr=1e-3,
+                      patience=15, seed=0, progress=False, train_renderer: INRRenderer | None = None):
     """Train :class:`FlatEditor` on the rendering loss. ``flat``/``targets``: dicts of train / val tensors.
     ``train_renderer`` as in :func:`train_editor`."""
     seed_everything(seed)
     model = FlatEditor(flat["train"])
-    unflat = renderer.gather.unflat
+    unflat = renderer.unflat
 
     def mse(r, m, batch, reduction):
         w, target = batch
@@ -221,8 +221,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     spec = splits["train"].entries[0]["spec"]
     template = build_model(spec)
     resolution = targets["train"].shape[-1]
-    renderer = SirenRenderer(template, resolution)
-    fine = SirenRenderer(template, args.render_res) if args.render_res and args.render_res != resolution else None
+    renderer = INRRenderer(template, resolution)
+    fine = INRRenderer(template, args.render_res) if args.render_res and args.render_res != resolution else None
     test_models = splits["test"].models
     original = torch.stack([render_module(m, resolution) for m in test_models])  # (M, C, H, W)
     note = f"{len(graphs['train'])} train / {len(test_models)} test INRs; {args.dilation}x{args.dilation} dilation"
@@ -269,9 +269,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                                           train_renderer=fine)
         with torch.no_grad():
             edited_flat = flat["test"] + model.eval()(flat["test"])  # (M, P)
-            images = renderer.render_params(renderer.gather.unflat(edited_flat))
-            fine_grid["flat-MLP edit"] = SirenRenderer(template, zoom).render_params(
-                renderer.gather.unflat(edited_flat[shown]))[:, 0].numpy()
+            images = renderer.render_params(renderer.unflat(edited_flat))
+            fine_grid["flat-MLP edit"] = INRRenderer(template, zoom).render_params(
+                renderer.unflat(edited_flat[shown]))[:, 0].numpy()
         mse = float(nn.functional.mse_loss(images, targets["test"]))
         histories["flat_mlp"] = result.history
         grid["flat-MLP edit"] = images[shown, 0].numpy()
