@@ -405,10 +405,9 @@ def draw(graph, path: str, max_nodes: int | None = None) -> None:
     if n > max_nodes:
         raise CommandError(f"--draw: the graph has {n} nodes, more than the {max_nodes} a drawing can show; "
                            "inspect a smaller model (the table above describes this one)")
-    import matplotlib
+    from nngraph.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import networkx as nx
 
     g = nx.DiGraph()

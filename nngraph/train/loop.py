@@ -60,7 +60,9 @@ class TrainConfig:
         progress: show tqdm progress bars (rank 0 only).
         num_workers: DataLoader worker processes.
         keep_freed_memory: on the CPU, let glibc keep freed memory for reuse
-            (:func:`~nngraph.train.keep_freed_memory`: ~14x fewer page faults per step; resident memory stays at its peak).
+            (:func:`~nngraph.train.keep_freed_memory`: fewer page faults per step, resident memory stays at
+            its peak). It tunes ``mallopt`` for the whole process, so it is off unless asked for (the
+            tasks ask for it).
     """
 
     out_dir: str
@@ -79,7 +81,7 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
     num_workers: int = 0
-    keep_freed_memory: bool = True
+    keep_freed_memory: bool = False
 
     def __post_init__(self):
         if self.mode not in ("min", "max"):

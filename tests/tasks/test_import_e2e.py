@@ -11,7 +11,8 @@ import nngraph
 from nngraph.cli import main as cli_main
 from nngraph.zoo import INRMetadata, build_model, import_zoo, siren_spec
 from tasks import accuracy_prediction, inr_classification
-from tasks.graphs import load_split, probe_inputs_for
+from tasks.features import probe_inputs_for
+from tasks.splits import load_split
 from tasks.render import INRRenderer, render_module
 
 from ..zoo.layouts import write_cnn_zoo, write_dwsnets

@@ -11,7 +11,7 @@ from torch_geometric.data import Batch
 import nngraph
 from tasks import inr_editing
 from tasks.augment import sign_flip
-from tasks.graphs import GraphScaler
+from tasks.scaling import GraphScaler
 from tasks.inr_editing import rendering_loss, upsample_target
 from tasks.models import GraphEditor
 from tasks.render import INRRenderer

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 import nngraph
 from nngraph.zoo import build_model, siren_forward, siren_spec
 from nngraph.zoo.inr_meta import INRMetadata
-from tasks.graphs import load_split
+from tasks.splits import load_split
 from tasks.render import INRRenderer, dilate, render_module
 
 
