@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Sequence
 
@@ -84,9 +85,12 @@ def batched_forward(
         raise ValueError("batched_forward needs at least one parameter to batch over; got an empty dict")
     num = next(iter(params.values())).shape[0]
     params = _every_slot(module, params)
+    # only models with batch norms need the mode (it sees every op of the forward)
+    mode = _DifferentiableRunningStats if any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                              for m in module.modules()) else contextlib.nullcontext
 
     def one(p, *args):
-        with _DifferentiableRunningStats():
+        with mode():
             return torch.func.functional_call(module, p, args, tie_weights=False)
 
     if vectorize:
