@@ -73,8 +73,9 @@ def batched_forward(
     or with ``per_model_inputs`` carry a leading ``B`` axis. The models run vectorised with
     :func:`torch.func.vmap`; where vmap cannot follow the forward (data-dependent control flow, an
     op without a batching rule) or ``vectorize`` is false, they run one after another. The module
-    runs in the mode it is in: call ``module.eval()`` first for BatchNorm's running statistics, which
-    then pass gradients too (torch's own batch norm refuses gradients for them; an evaluation-mode batch
+    runs in the mode it is in: call ``module.eval()`` first for BatchNorm's running statistics (in
+    training mode it normalizes by batch statistics, and the running statistics it updates are copies,
+    discarded), which then pass gradients too (torch's own batch norm refuses gradients for them; an evaluation-mode batch
     norm whose statistics require grad is computed as ``(x - mean) / sqrt(var + eps) * weight + bias``).
 
     Shapes:
@@ -84,7 +85,10 @@ def batched_forward(
     if not params:
         raise ValueError("batched_forward needs at least one parameter to batch over; got an empty dict")
     num = next(iter(params.values())).shape[0]
-    params = _every_slot(module, params)
+    buffers = {n for n, _ in module.named_buffers(remove_duplicate=False)}
+    # gathered tensors may be views of the graph features; a forward that updates buffers in place
+    # (batch norm in training mode) updates copies, never the graph
+    params = {k: v.clone() if k in buffers else v for k, v in _every_slot(module, params).items()}
     # only models with batch norms need the mode (it sees every op of the forward)
     mode = _DifferentiableRunningStats if any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                               for m in module.modules()) else contextlib.nullcontext

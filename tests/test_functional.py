@@ -193,3 +193,15 @@ def test_a_batch_of_two_architectures_is_refused():
         l2.check_batch(batch)  # ... the structure does not
     with pytest.raises(nngraph.GraphMismatchError, match="architecture"):
         nngraph.gather_params(batch, same_size)
+
+
+def test_a_batch_norm_in_training_mode_leaves_the_graph_features_alone():
+    models, x = _models(_cnn_bn, 2)
+    batch = Batch.from_data_list([nngraph.to_graph(m, x) for m in models])
+    before = batch.x.clone()
+    model = models[0].train()
+    out = nngraph.batched_forward(model, nngraph.gather_params(batch, model), x)
+    model.eval()
+    assert torch.equal(batch.x, before)  # the running statistics the forward updated were copies
+    with torch.no_grad():
+        torch.testing.assert_close(out[1], copy.deepcopy(models[1]).train()(x), rtol=0, atol=1e-12)

@@ -294,6 +294,9 @@ class Layout:
             - **batch:** :math:`(B \\cdot N,)`
             - **output:** ``{name: (B, *shape)}``, in the dtype and on the device of ``x`` / ``edge_attr``
 
+        The returned tensors may be views of ``x`` / ``edge_attr`` (a strided placement is read without
+        a copy): clone one before writing into it.
+
         Raises:
             GraphMismatchError: when the sizes do not split into graphs of this layout (a batch of
                 graphs of other or of several architectures: gather each architecture's graphs with
