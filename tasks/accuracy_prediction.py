@@ -25,6 +25,7 @@ import torch
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
 from .features import add_positional_features, max_kernel_shape
+from .permutation import SymmetryAugmented
 from .graph_training import predict_graphs, train_graph_predictor
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .metrics import kendall_tau, per_group_tau, r2
@@ -35,7 +36,7 @@ from .splits import Split, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
-METHODS = ("encoder", "encoder_broken", "stats_gbm", "stats_mlp")
+METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "stats_gbm", "stats_mlp")
 
 
 
@@ -88,10 +89,11 @@ def _score_rows(method: str, true, pred, families, seconds, note, scope: str = "
 
 
 def _graph_method(args, name, train, val, test, progress, tag=""):
-    """Train the encoder (``name`` = encoder / encoder_broken) and predict ``test``; returns (pred, result)."""
+    """Train the encoder (``name`` = encoder / encoder_broken / encoder_broken_perm) and predict ``test``;
+    returns (pred, result)."""
     graphs = [train.graphs, val.graphs, test.graphs]
     probe_dim = 0
-    if name == "encoder_broken":
+    if name in ("encoder_broken", "encoder_broken_perm"):
         graphs = [add_positional_features(g, args.positional_dim, args.seed) for g in graphs]
         probe_dim = args.positional_dim
     scaler = (RobustGraphScaler() if args.scaler == "robust" else GraphScaler()).fit(graphs[0])
@@ -100,13 +102,17 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         y = _targets(train)
         mean, std = float(y.mean()), float(max(y.std(), 1e-6))
         graphs[:2] = [_with_targets(gs, (_targets(s) - mean) / std) for gs, s in zip(graphs[:2], (train, val))]
+    box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
+    settings = {"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std}
+    if name == "encoder_broken_perm":  # every epoch sees each model under a fresh relabelling of its neurons
+        graphs[0] = SymmetryAugmented.of_split(graphs[0], train, args.positional_dim)
+        settings["symmetry_augmented"] = True
     model, result = train_graph_predictor(
         graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
         num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
         device=args.device, progress=progress,
-        settings={"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std},
-        kernel_box=max_kernel_shape([g for gs in graphs for g in gs]))  # the held-out family's kernels too
+        settings=settings, kernel_box=box)
     return predict_graphs(model, graphs[2], "regression").numpy() * std + mean, result
 
 
