@@ -34,8 +34,8 @@ METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encod
 def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.ArgumentParser:
     p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="an INR zoo directory (python -m nngraph.zoo inr --out ...)",
-                      out="runs/inr_classification", methods=METHODS, epochs=30, baseline_epochs=100, batch_size=32,
-                      lr=2e-3, weight_decay=5e-4, patience=15)
+                      out="runs/inr_classification", methods=METHODS, epochs=10, baseline_epochs=200, batch_size=32,
+                      lr=2e-3, weight_decay=5e-4, patience=15, num_layers=2)  # the settings of the reported runs
     p.add_argument("--warmup", type=int, default=1, help="epochs of linear learning-rate warmup")
     p.add_argument("--probes", type=int, default=64,
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
