@@ -284,35 +284,24 @@ def _tie_or_fix(builder, a: torch.Tensor, b: torch.Tensor) -> bool:
     return False
 
 
-@register_function(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
-def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask=None, dropout_p=0.0,
-                                         is_causal=False, scale=None, enable_gqa=False, **kwargs):
-    """``softmax(q k^T * scale + mask) v`` per head, written as plain ops (as Hugging Face does).
+def relative_scale(scale: float) -> float:
+    """``scale * sqrt(D)`` as recorded on the QK_PAIR edges: 1 for the default ``1 / sqrt(D)``, also when
+    the model computed ``D ** -0.5`` itself and it differs from 1 by rounding (a few ulps)."""
+    return 1.0 if abs(scale - 1.0) <= 8 * torch.finfo(torch.float64).eps else scale
 
-    Adds ``H`` head nodes (:attr:`NodeKind.HEAD`, or :attr:`NodeKind.CAUSAL_HEAD` with
-    ``is_causal``) with HEAD_MEMBER edges to their query, key and attended neurons, QK_PAIR edges
-    query ``j`` -> key ``j``, and one :attr:`NodeKind.ATTENDED` neuron per value neuron (ATTEND
-    edge value -> attended). One permutation acts on query, key, value and attended neurons, keeping
-    the heads' blocks together; the head nodes move with their block. A mask may be a model input or
-    computed from inputs and constants, never from activations; the scale must be the default.
-    """
-    builder = ctx.builder
-    q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
-    bias = _score_bias(ctx, node, attn_mask, q)
-    if enable_gqa and q.heads != k.heads:
-        k, v = (_repeat_heads(t, q.heads) for t in (k, v))
-    if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
-        raise UnsupportedError(
-            f"{describe(node)}: query, key and value have {q.heads}, {k.heads} and {v.heads} heads of "
-            f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
-            "and equal query and key sizes (grouped-query attention is not supported yet)"
-        )
-    if dropout_p:
-        raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
+
+def attention_heads(builder, q: TensorValue, k: TensorValue, v: TensorValue, bias: TensorValue | None,
+                    causal: bool, scale: float) -> torch.Tensor:
+    """The heads of ``softmax(q k^T * scale / sqrt(D) + mask) v`` over head-split ``q``, ``k``, ``v`` (one head
+    count, ``k`` and ``v`` repeated to it): ``H`` head nodes (CAUSAL_HEAD if ``causal``) with HEAD_MEMBER
+    edges to their query, key and attended neurons, QK_PAIR edges query ``j`` -> key ``j`` carrying
+    ``scale``, ATTEND edges value -> attended, a RESIDUAL edge bias ``h`` -> head ``h`` for a per-head
+    score bias; the symmetry as described in :func:`convert_scaled_dot_product_attention`. Returns the
+    ``(V,)`` attended neurons."""
     heads, per_head = q.heads, q.num_neurons // q.heads
-    scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
+    scale = relative_scale(scale)
     layer = max(builder.node_layer(t.nodes) for t in (q, k, v)) + 1
-    head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if is_causal else NodeKind.HEAD, layer)
+    head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if causal else NodeKind.HEAD, layer)
     attended = builder.add_nodes(v.num_neurons, NodeKind.ATTENDED, layer)
     builder.add_edges(v.nodes, attended, EdgeType.ATTEND, identity=True)
     members = torch.cat([q.nodes, k.nodes, attended])
@@ -330,6 +319,36 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     else:  # the heads of query/key and of value cannot be moved by one block permutation
         for t in (q.nodes, k.nodes, v.nodes, head_nodes) + ((bias.nodes,) if bias is not None else ()):
             builder.fix(t)
+    return attended
+
+
+@register_function(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
+def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask=None, dropout_p=0.0,
+                                         is_causal=False, scale=None, enable_gqa=False, **kwargs):
+    """``softmax(q k^T * scale + mask) v`` per head, written as plain ops (as Hugging Face does).
+
+    Adds ``H`` head nodes (:attr:`NodeKind.HEAD`, or :attr:`NodeKind.CAUSAL_HEAD` with
+    ``is_causal``) with HEAD_MEMBER edges to their query, key and attended neurons, QK_PAIR edges
+    query ``j`` -> key ``j``, and one :attr:`NodeKind.ATTENDED` neuron per value neuron (ATTEND
+    edge value -> attended). One permutation acts on query, key, value and attended neurons, keeping
+    the heads' blocks together; the head nodes move with their block. A mask may be a model input or
+    computed from inputs and constants, never from activations; the scale must be the default.
+    """
+    q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
+    bias = _score_bias(ctx, node, attn_mask, q)
+    if enable_gqa and q.heads != k.heads:
+        k, v = (_repeat_heads(t, q.heads) for t in (k, v))
+    if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
+        raise UnsupportedError(
+            f"{describe(node)}: query, key and value have {q.heads}, {k.heads} and {v.heads} heads of "
+            f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
+            "and equal query and key sizes (grouped-query attention is not supported yet)"
+        )
+    if dropout_p:
+        raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
+    per_head = q.num_neurons // q.heads
+    scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
+    attended = attention_heads(ctx.builder, q, k, v, bias, bool(is_causal), scale)
     shape = ctx.shape_of(node)
-    return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=heads,
+    return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,
                        head_axis=len(shape) - 3, source=node)

@@ -14,11 +14,12 @@ from .registry import (
     FUNCTION_CONVERTERS,
     MODULE_CONVERTERS,
     PASSTHROUGH,
+    SCORE_CONVERTERS,
     supported_functions,
     supported_modules,
     target_name,
 )
-from .values import Opaque, ParamValue, TensorValue
+from .values import Opaque, ParamValue, ScoreValue, TensorValue
 
 
 class ConversionContext:
@@ -171,6 +172,8 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
             f"{describe(node)} reads an activation zero-padded by F.pad {list(padded[0].padded)}; nngraph "
             "records such padding only as the padding of the convolution that reads it"
         )
+    if any(isinstance(v, ScoreValue) for v in _flatten((args, kwargs))):
+        return _convert_scores(ctx, node, args, kwargs)
     derived = [v for v in _flatten((args, kwargs)) if isinstance(v, Opaque) and v.from_activations]
     if derived and not (node.target is operator.getitem and isinstance(args[0], (tuple, list))):
         raise UnsupportedError(
@@ -210,6 +213,24 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
         raise UnsupportedError(f"converting {describe(node)} failed: {error}") from error
 
 
+def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
+    """Hand a node that reads attention scores to its score converter, or refuse it by name."""
+    key = type(ctx.module_of(node)) if node.op == "call_module" else node.target
+    converter = SCORE_CONVERTERS.get(key)
+    if converter is None:
+        raise UnsupportedError(
+            f"{describe(node)} reads attention scores (q @ k^T); nngraph follows scores only through "
+            "scaling by a number, constant masks, one per-head bias, softmax over the key positions, "
+            "dropout, casts, moves that keep their head and position axes, and the product with the values"
+        )
+    try:
+        return converter(ctx, node, *args, **kwargs)
+    except UnsupportedError:
+        raise
+    except Exception as error:
+        raise UnsupportedError(f"converting {describe(node)} on attention scores failed: {error}") from error
+
+
 def _flatten(tree: Any) -> list[Any]:
     if isinstance(tree, (list, tuple)):
         return [leaf for item in tree for leaf in _flatten(item)]
@@ -220,6 +241,9 @@ def _flatten(tree: Any) -> list[Any]:
 
 def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -> None:
     values = _flatten([env[n] for n in _flatten(result) if isinstance(n, fx.Node)])  # layers may return tuples
+    if any(isinstance(v, ScoreValue) for v in values):
+        raise UnsupportedError("the model returns attention scores or weights (q @ k^T, softmaxed or not); they "
+                               "are computed from activations over positions and have no neurons in the graph")
     tensors = [v for v in values if isinstance(v, TensorValue)]
     if not tensors:
         raise UnsupportedError("the model returns no tensor that nngraph could follow")
