@@ -46,14 +46,23 @@ def _assert_metadata(ctx, node, *args, **kwargs):
 
 
 @register_function("size", "dim")
-def _size(ctx, node, *args, **kwargs):
-    return Opaque(node.name)
+def _size(ctx, node, x, *args, **kwargs):
+    """A size of a tensor: a constant whose value is known from the traced shapes."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        return Opaque(node.name)
+    if node.target == "dim":
+        return Opaque(node.name, value=len(shape))
+    dim = kwargs.get("dim", args[0] if args else None)
+    return Opaque(node.name, value=torch.Size(shape) if dim is None else int(shape[dim]))
 
 
 @register_function(getattr)
 def _getattr(ctx, node, obj, name, *args):
     if name in ("shape", "dtype", "device", "ndim"):
-        return Opaque(node.name)
+        shape = getattr(obj, "shape", None)
+        value = None if shape is None else torch.Size(shape) if name == "shape" else len(shape) if name == "ndim" else None
+        return Opaque(node.name, value=value)
     raise UnsupportedError(f"{describe(node)} reads attribute {name!r} of an activation; only shape-like attributes are supported")
 
 
@@ -155,12 +164,14 @@ def _getitem(ctx, node, obj, index):
         return item.with_(source=node) if isinstance(item, TensorValue) else item
     if isinstance(obj, Opaque):
         return Opaque(node.name)
-    if not isinstance(obj, TensorValue):
+    from .values import StackedValue
+
+    if not isinstance(obj, (TensorValue, StackedValue)):
         raise UnsupportedError(f"{describe(node)} indexes {obj!r}")
     return _index_tensor(ctx, node, obj, index)
 
 
-def _index_tensor(ctx, node, x: TensorValue, index) -> TensorValue:
+def _index_tensor(ctx, node, x, index) -> TensorValue:
     """Basic and list indexing, converted as a movement (see :mod:`nngraph.convert.movement`):
     ``x[:, 0]`` on a sequence keeps the neurons; a slice of the neuron axis selects neurons and fixes
     their activation space; a list on it reorders them."""

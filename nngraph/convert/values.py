@@ -108,3 +108,22 @@ class ScoreValue:
 
     def with_(self, **changes) -> "ScoreValue":
         return replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedValue:
+    """Activation spaces stacked along a new axis: a fused projection viewed as ``(B, T, 3, H, D)`` (timm's
+    ``qkv``), whose entry ``i`` along ``axis`` is ``parts[i]``. Only moves that keep the stack axis whole
+    (permute, transpose) or pick one entry of it (``unbind``, ``qkv[0]``) are followed.
+
+    Attributes:
+        parts: the stacked values, each of ``shape`` without ``axis``.
+        shape: the stacked tensor's shape.
+        axis: index of the stack axis.
+        source: the fx node it was made at.
+    """
+
+    parts: tuple[TensorValue, ...]
+    shape: tuple[int, ...]
+    axis: int
+    source: object = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from .registry import (
     supported_modules,
     target_name,
 )
-from .values import Opaque, ParamValue, ScoreValue, TensorValue
+from .values import Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
 
 
 class ConversionContext:
@@ -182,7 +183,7 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
         )
     if node.op == "call_module":
         module = ctx.module_of(node)
-        if not any(isinstance(v, (TensorValue, ParamValue)) for v in _flatten((args, kwargs))) \
+        if not any(isinstance(v, (TensorValue, ParamValue, StackedValue)) for v in _flatten((args, kwargs))) \
                 and next(iter(module.parameters()), None) is None:
             return Opaque(node.name)  # a parameter-free layer applied to a constant (sin of positions)
         converter = MODULE_CONVERTERS.get(type(module))
@@ -193,9 +194,9 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
             )
     else:
         converter = FUNCTION_CONVERTERS.get(node.target)
-        has_tensor = any(isinstance(v, (TensorValue, ParamValue)) for v in _flatten((args, kwargs)))
+        has_tensor = any(isinstance(v, (TensorValue, ParamValue, StackedValue)) for v in _flatten((args, kwargs)))
         if not has_tensor:
-            return Opaque(node.name)  # sizes, constants (position ids, masks) and other bookkeeping
+            return _fold(ctx, node, args, kwargs)  # sizes, constants (position ids, masks) and other bookkeeping
         if converter is None:
             params = [v.name for v in _flatten((args, kwargs)) if isinstance(v, ParamValue)]
             reads = f" (it reads parameter {params[0]!r} as data)" if params else ""
@@ -231,6 +232,55 @@ def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
         raise UnsupportedError(f"converting {describe(node)} on attention scores failed: {error}") from error
 
 
+#: ops whose result is not a function of their inputs (or that fill memory with whatever it held)
+_NOT_FOLDED = re.compile(r"rand|bernoulli|normal|multinomial|poisson|dropout|uniform|exponential|cauchy|geometric|empty")
+#: constants larger than this many entries keep no value
+FOLD_LIMIT = 1 << 16
+
+
+def _op_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    return getattr(target, "_opname", None) or getattr(target, "__name__", None) or repr(target)
+
+
+def _fold(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Opaque:
+    """An op on constants only: a constant, with its value when every input's value is known and the
+    op is deterministic and small (a causal mask built from sizes, ``tril`` and comparisons). An
+    in-place op forgets the values of its inputs instead of being replayed."""
+    leaves = _flatten((args, kwargs))
+    name = _op_name(node.target)
+    in_place = name.endswith("_") and not name.endswith("__") or node.target is operator.setitem
+    if in_place:
+        for leaf in leaves:
+            if isinstance(leaf, Opaque) and leaf.value is not None:
+                object.__setattr__(leaf, "value", None)
+        return Opaque(node.name)
+    shape = ctx.shape_of(node)
+    small = shape is None or _numel(shape) <= FOLD_LIMIT
+    known = all(not isinstance(v, (Opaque, TensorValue, ParamValue)) or (isinstance(v, Opaque) and v.value is not None)
+                for v in leaves)
+    if node.op not in ("call_function", "call_method") or _NOT_FOLDED.search(name) or not (known and small):
+        return Opaque(node.name)
+    values = fx.node.map_aggregate((args, kwargs), lambda v: v.value if isinstance(v, Opaque) else v)
+    try:
+        a, k = values
+        out = getattr(a[0], node.target)(*a[1:], **k) if node.op == "call_method" else node.target(*a, **k)
+    except Exception:  # a constant nngraph cannot compute here: no value, as before
+        return Opaque(node.name)
+    if isinstance(out, torch.Tensor) and out.numel() <= FOLD_LIMIT and out.device.type != "meta" or \
+            isinstance(out, (int, float, bool, torch.Size)):
+        return Opaque(node.name, value=out)
+    return Opaque(node.name)
+
+
+def _numel(shape) -> int:
+    count = 1
+    for s in shape:
+        count *= int(s)
+    return count
+
+
 def _flatten(tree: Any) -> list[Any]:
     if isinstance(tree, (list, tuple)):
         return [leaf for item in tree for leaf in _flatten(item)]
@@ -244,6 +294,7 @@ def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -
     if any(isinstance(v, ScoreValue) for v in values):
         raise UnsupportedError("the model returns attention scores or weights (q @ k^T, softmaxed or not); they "
                                "are computed from activations over positions and have no neurons in the graph")
+    values = [p for v in values for p in (v.parts if isinstance(v, StackedValue) else (v,))]
     tensors = [v for v in values if isinstance(v, TensorValue)]
     if not tensors:
         raise UnsupportedError("the model returns no tensor that nngraph could follow")
