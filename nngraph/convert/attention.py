@@ -284,6 +284,48 @@ def _tie_or_fix(builder, a: torch.Tensor, b: torch.Tensor) -> bool:
     return False
 
 
+#: a score set to this or lower is blocked: ``-inf``, or ``torch.finfo(float32 / float64).min`` as
+#: Hugging Face writes its masks (``exp`` of it underflows to 0 like ``exp(-inf)``)
+MASKED = -3.0e38
+
+
+def blocked_pairs(values: torch.Tensor, shape: tuple[int, ...], query_axis: int, key_axis: int) -> torch.Tensor | None:
+    """``values`` (bool) broadcast to scores of ``shape`` as one ``(Tq, Tk)`` table, if it is the same for
+    every batch entry and head; ``None`` otherwise."""
+    try:
+        full = torch.broadcast_to(values, shape)
+    except RuntimeError:
+        return None
+    tq, tk = shape[query_axis], shape[key_axis]
+    table = full.movedim((query_axis, key_axis), (-2, -1)).reshape(-1, tq, tk)  # (batch * heads, Tq, Tk)
+    return table[0] if bool((table == table[:1]).all()) else None
+
+
+def is_causal_pattern(blocked: torch.Tensor) -> bool:
+    """Whether the blocked (query, key) pairs are exactly those of ``is_causal=True`` (above the diagonal)."""
+    tq, tk = blocked.shape
+    return torch.equal(blocked, ~torch.ones(tq, tk, dtype=torch.bool).tril())
+
+
+def mask_is_causal(mask, out_shape, k: TensorValue) -> bool:
+    """Whether an sdpa ``attn_mask`` that is a constant of known value (bool: ``True`` attends; float:
+    added) is exactly the causal mask, as Hugging Face materialises it: recorded like ``is_causal``."""
+    values = mask.value if isinstance(mask, Opaque) else None
+    if not isinstance(values, torch.Tensor) or values.device.type == "meta" or out_shape is None:
+        return False
+    shape = tuple(out_shape[:-1]) + (k.shape[-2],)  # the scores (..., H, Tq, Tk)
+    if values.dtype == torch.bool:
+        blocked = ~values
+    elif values.is_floating_point():
+        blocked = values.double() <= MASKED
+        if bool(((values != 0) & ~blocked).any()):
+            return False
+    else:
+        return False
+    pattern = blocked_pairs(blocked, shape, len(shape) - 2, len(shape) - 1)
+    return pattern is not None and is_causal_pattern(pattern)
+
+
 def relative_scale(scale: float) -> float:
     """``scale * sqrt(D)`` as recorded on the QK_PAIR edges: 1 for the default ``1 / sqrt(D)``, also when
     the model computed ``D ** -0.5`` itself and it differs from 1 by rounding (a few ulps)."""
@@ -348,7 +390,8 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
         raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
     per_head = q.num_neurons // q.heads
     scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
-    attended = attention_heads(ctx.builder, q, k, v, bias, bool(is_causal), scale)
+    causal = bool(is_causal) or (attn_mask is not None and mask_is_causal(attn_mask, _output_shape(node), k))
+    attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,
                        head_axis=len(shape) - 3, source=node)

@@ -33,19 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .attention import _score_bias, attention_heads
+from .attention import MASKED, _score_bias, attention_heads, blocked_pairs, is_causal_pattern
 from .errors import UnsupportedError
 from .movement import _MOVES, _SHAPE_ONLY, _expand, _only_along, _reshape
-from .registry import register_function, register_module, register_score_op
+from .registry import register_function, register_score_op
 from .values import Opaque, ParamValue, ScoreValue, TensorValue
 from .walk import describe
 
 aten = torch.ops.aten
-
-#: a score set to this or lower is blocked: ``-inf``, or ``torch.finfo(float32 / float64).min`` as
-#: Hugging Face writes its masks (``exp`` of it underflows to 0 like ``exp(-inf)``)
-MASKED = -3.0e38
-
 
 def _refuse(node, what: str) -> UnsupportedError:
     return UnsupportedError(f"{describe(node)} {what}")
@@ -154,11 +149,6 @@ def scores(ctx, node, q, k, lq: str, lk: str, lo: str) -> ScoreValue:
 # ----------------------------------------------------------------------- softmax(scores) @ v
 
 
-def _is_causal(blocked: torch.Tensor) -> bool:
-    tq, tk = blocked.shape
-    return torch.equal(blocked, ~torch.ones(tq, tk, dtype=torch.bool).tril())
-
-
 def attend(ctx, node, s: ScoreValue, v, ls: str, lv: str, lo: str) -> TensorValue:
     """``einsum(ls, lv -> lo)(softmax(scores), v)``: the attended neurons, heads and edges."""
     if not s.softmaxed:
@@ -189,7 +179,7 @@ def attend(ctx, node, s: ScoreValue, v, ls: str, lv: str, lo: str) -> TensorValu
     heads = s.heads
     q, k = s.q.with_(heads=heads), s.k.with_(heads=heads)
     v = v.with_(heads=heads)
-    causal = s.blocked is not None and not s.other_mask and _is_causal(s.blocked)
+    causal = s.blocked is not None and not s.other_mask and is_causal_pattern(s.blocked)
     per_head = q.num_neurons // heads
     attended = attention_heads(ctx.builder, q, k, v, s.bias, causal, s.scale * per_head ** 0.5)
     shape = ctx.shape_of(node)
@@ -275,15 +265,7 @@ def _score_div(ctx, node, a, b, **kwargs):
 
 
 def _pattern(s: ScoreValue, values: torch.Tensor) -> torch.Tensor | None:
-    """``values`` broadcast to the scores as one ``(Tq, Tk)`` table, if it is the same for every batch
-    entry and head; ``None`` otherwise."""
-    try:
-        full = torch.broadcast_to(values, s.shape)
-    except RuntimeError:
-        return None
-    tq, tk = s.shape[s.query_axis], s.shape[s.key_axis]
-    table = full.movedim((s.query_axis, s.key_axis), (-2, -1)).reshape(-1, tq, tk)  # (batch * heads, Tq, Tk)
-    return table[0] if bool((table == table[:1]).all()) else None
+    return blocked_pairs(values, s.shape, s.query_axis, s.key_axis)
 
 
 def _block(s: ScoreValue, blocked: torch.Tensor | None) -> ScoreValue:
@@ -427,6 +409,11 @@ def _score_passthrough(ctx, node, s, *args, **kwargs):
     return s.with_(source=node)
 
 
+@register_score_op(aten._assert_tensor_metadata.default)
+def _score_metadata(ctx, node, *args, **kwargs):
+    return Opaque(node.name)  # torch.export's dtype check of the scores: bookkeeping
+
+
 @register_score_op("to", "float", "double", "type", "type_as", aten.to.dtype, aten.to.dtype_layout,
                    aten._to_copy.default)
 def _score_cast(ctx, node, s, *args, **kwargs):
@@ -494,8 +481,7 @@ def _score_getitem(ctx, node, obj, index):
 # ----------------------------------------------------------------------- softmax of activations
 
 
-@register_function(*_SOFTMAX[:-1], *_LOG_SOFTMAX[:-1])
-@register_module(nn.Softmax, nn.LogSoftmax)
+@register_function(*_SOFTMAX[:-1], *_LOG_SOFTMAX[:-1])  # nn.Softmax on activations: refused as a module without converter
 def _activation_softmax(ctx, node, x, *args, **kwargs):
     """Softmax of an ordinary activation: refused (see the note in this function)."""
     # Over the neuron axis, softmax is permutation-equivariant (a function of the whole axis, like a
