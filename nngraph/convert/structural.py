@@ -164,11 +164,33 @@ def _getitem(ctx, node, obj, index):
         return item.with_(source=node) if isinstance(item, TensorValue) else item
     if isinstance(obj, Opaque):
         return Opaque(node.name)
-    from .values import StackedValue
+    from .values import ParamValue, StackedValue
 
+    if isinstance(obj, ParamValue):
+        return _index_parameter(node, obj, index)
     if not isinstance(obj, (TensorValue, StackedValue)):
         raise UnsupportedError(f"{describe(node)} indexes {obj!r}")
     return _index_tensor(ctx, node, obj, index)
+
+
+def _index_parameter(node, p, index):
+    """A parameter indexed in forward (``table[index]``, Swin's relative-position bias): the parameter read
+    as data, each entry where the indexing puts it. Index tensors must be constants of known value."""
+    from .values import ParamValue
+
+    items = index if isinstance(index, tuple) else (index,)
+    resolved = []
+    for item in items:
+        if isinstance(item, Opaque):
+            if not isinstance(item.value, torch.Tensor):
+                raise UnsupportedError(f"{describe(node)} indexes parameter {p.name!r} with a tensor whose values "
+                                       "nngraph does not know")
+            item = item.value.long() if not item.value.dtype == torch.bool else item.value
+        elif isinstance(item, TensorValue):
+            raise UnsupportedError(f"{describe(node)} indexes parameter {p.name!r} with an activation")
+        resolved.append(item)
+    entries = p.entries[tuple(resolved) if isinstance(index, tuple) else resolved[0]]
+    return ParamValue(p.name, p.shape, entries)
 
 
 def _index_tensor(ctx, node, x, index) -> TensorValue:

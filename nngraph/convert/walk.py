@@ -141,8 +141,13 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
             env[node] = Opaque(f"attribute {node.target}", value=attr if known else None)
             if isinstance(attr, torch.Tensor) and attr.is_floating_point():
                 name = builder.aliases.get(node.target, node.target)
-                if name in builder.constants or node.target in gm.meta.get("constants", ()):
-                    continue  # a constant of the forward: stays Opaque
+                made_in_forward = node.target.startswith("_tensor_constant") and name not in builder.named_tensors
+                if name in builder.constants or node.target in gm.meta.get("constants", ()) or made_in_forward:
+                    # a constant of the forward (fx keeps a tensor built from constants while tracing as
+                    # _tensor_constant<i>): stays Opaque, with its value when small
+                    small = attr.device.type != "meta" and attr.numel() <= FOLD_LIMIT
+                    env[node] = Opaque(f"attribute {node.target}", value=attr.detach().clone() if small else None)
+                    continue
                 if name not in builder.named_tensors:
                     raise UnsupportedError(f"{describe(node)} reads the tensor {node.target!r}, which is not "
                                            "a parameter or buffer of the model")
