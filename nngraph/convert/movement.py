@@ -150,7 +150,7 @@ def move(ctx, node, fn, x, *args, **kwargs):
     stacked = _locate_stack(ctx, node, x, neuron, position)
     if stacked is not None:
         return stacked
-    if x.axis == 1 and not x.heads and shape is not None and len(shape) == 2:
+    if x.axis == 1 and not x.heads and shape is not None and len(shape) == 2 and len(x.shape) > 2:
         return flatten_channels(ctx, node, x)
     raise UnsupportedError(
         f"{describe(node)} turns a tensor of shape {tuple(x.shape)} (neurons on axis {x.axis}) into "
@@ -290,6 +290,10 @@ _MOVES = {
     "flip": _flip, torch.flip: _flip, aten.flip.default: _flip,
     "roll": torch.roll, torch.roll: torch.roll, aten.roll.default: torch.roll,
     aten.alias.default: lambda t: t,
+    # repeats: a head repeated for several query heads (grouped-query attention) is followed as above
+    "repeat_interleave": torch.repeat_interleave, torch.repeat_interleave: torch.repeat_interleave,
+    aten.repeat_interleave.self_int: torch.repeat_interleave,
+    "repeat": lambda t, *sizes: t.repeat(*sizes), aten.repeat.default: lambda t, sizes: t.repeat(*sizes),
 }
 _SHAPE_ONLY = {_reshape, _expand, torch.unsqueeze, torch.squeeze, torch.unflatten}
 
