@@ -373,6 +373,7 @@ def _record_cast(ctx, node, dtype) -> None:
         ctx.builder.casts.add(dtype)
 
 
+#: softmax / log_softmax targets, the module last (shared with :mod:`nngraph.convert.softmax`)
 _SOFTMAX = ("softmax", F.softmax, torch.softmax, aten.softmax.int, aten._softmax.default, nn.Softmax)
 _LOG_SOFTMAX = ("log_softmax", F.log_softmax, torch.log_softmax, aten.log_softmax.int, aten._log_softmax.default,
                 nn.LogSoftmax)
@@ -476,18 +477,3 @@ def _score_getitem(ctx, node, obj, index):
     if isinstance(obj, (tuple, list)):
         return obj[index]
     return _move_scores(ctx, node, lambda t: t[index], obj)
-
-
-# ----------------------------------------------------------------------- softmax of activations
-
-
-@register_function(*_SOFTMAX[:-1], *_LOG_SOFTMAX[:-1])  # nn.Softmax on activations: refused as a module without converter
-def _activation_softmax(ctx, node, x, *args, **kwargs):
-    """Softmax of an ordinary activation: refused (see the note in this function)."""
-    # Over the neuron axis, softmax is permutation-equivariant (a function of the whole axis, like a
-    # LayerNorm without affine), so a node kind "normalised over this axis" would be sound; over a
-    # position axis it is per neuron. Neither has a node kind yet, and recording it as nothing would
-    # give two different functions one graph, so both are refused.
-    what = "a model input" if isinstance(x, TensorValue) and x.nodes is None else "an activation"
-    raise _refuse(node, f"applies softmax to {what} (not to attention scores q @ k^T); nngraph has no node kind "
-                        "for a softmax over neurons or positions of an activation")

@@ -334,6 +334,6 @@ def test_products_of_activations_that_are_not_attention_are_refused(fn, match):
         nngraph.to_graph(Products(fn), torch.randn(2, 6, 6))
 
 
-def test_softmax_of_an_activation_is_refused():
-    with pytest.raises(nngraph.UnsupportedError, match="softmax to an activation"):
-        nngraph.to_graph(Products(lambda a, b: a.softmax(-1) + b), torch.randn(2, 6, 6))
+def test_softmax_over_positions_of_an_activation_is_refused():
+    with pytest.raises(nngraph.UnsupportedError, match="position axis"):
+        nngraph.to_graph(Products(lambda a, b: a.softmax(1) + b), torch.randn(2, 6, 6))

@@ -241,7 +241,11 @@ TRAPS: list[Trap] = [
     Trap("split_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).split(3, -1)[::-1], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
     Trap("cat_neurons", lam_b(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.b(x)[:, 3:]], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
     Trap("max_over_neurons", lam(lambda s, x: s.c(s.a(x) - s.a(x).max(-1, keepdim=True).values)), _vec, "refused"),
-    Trap("softmax_neurons", lam(lambda s, x: s.c(torch.softmax(s.a(x), -1))), _vec, "refused"),
+    Trap("softmax_neurons", lam(lambda s, x: s.c(torch.softmax(s.a(x), -1))), _vec, "sound"),  # SOFTMAX nodes
+    Trap("softmax_positions", lam(lambda s, x: s.c(torch.softmax(s.a(x), 1))), _seq, "refused"),
+    Trap("log_softmax_output", lam(lambda s, x: F.log_softmax(s.c(torch.relu(s.a(x))), -1)), _vec, "sound"),
+    Trap("softmax_flattened_map", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Softmax(-1),
+                                                        nn.Linear(4 * 36, 2)), _img, "refused"),
     Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "refused"),
     Trap("where_neurons", lam_b(lambda s, x: s.c(torch.where(s.a(x) > 0, s.a(x), s.b(x)))), _vec, "refused"),
     # arithmetic: sums, differences, products and scales by numbers have nodes; the rest is refused
