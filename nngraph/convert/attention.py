@@ -244,7 +244,7 @@ def _split_heads(node, name: str, value) -> TensorValue:
     return value
 
 
-def _score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
+def score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
     """``attn_mask`` as a per-head score bias computed from activations (one neuron per head, on the
     head axis) or read from a parameter (Swin's relative-position table: its positions become token
     inputs of one bias node per head), or ``None`` for a mask that is a model input or a constant."""
@@ -377,7 +377,7 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     computed from inputs and constants, never from activations; the scale must be the default.
     """
     q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
-    bias = _score_bias(ctx, node, attn_mask, q)
+    bias = score_bias(ctx, node, attn_mask, q)
     if enable_gqa and q.heads != k.heads:
         k, v = (_repeat_heads(t, q.heads) for t in (k, v))
     if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:

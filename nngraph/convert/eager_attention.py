@@ -31,9 +31,9 @@ import operator
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
-from .attention import MASKED, _score_bias, attention_heads, blocked_pairs, is_causal_pattern
+from .attention import MASKED, score_bias, attention_heads, blocked_pairs, is_causal_pattern
 from .errors import UnsupportedError
 from .movement import _MOVES, _SHAPE_ONLY, _expand, _only_along, _reshape
 from .registry import register_function, register_score_op
@@ -306,7 +306,7 @@ def _score_add(ctx, node, a, b, *args, **kwargs):
         if s.head_axis is None or s.head_axis != len(s.shape) - 3:
             raise _refuse(node, f"adds a learned bias to attention scores of shape {s.shape} with their heads on "
                                 f"axis {s.head_axis}; nngraph needs (..., H, Tq, Tk) scores")
-        bias = _score_bias(ctx, node, m, s.q)
+        bias = score_bias(ctx, node, m, s.q)
         return s.with_(bias=bias, source=node)
     if isinstance(m, TensorValue):  # a mask that is a model input
         return s.with_(other_mask=True, source=node)
@@ -374,12 +374,12 @@ def _record_cast(ctx, node, dtype) -> None:
 
 
 #: softmax / log_softmax targets, the module last (shared with :mod:`nngraph.convert.softmax`)
-_SOFTMAX = ("softmax", F.softmax, torch.softmax, aten.softmax.int, aten._softmax.default, nn.Softmax)
-_LOG_SOFTMAX = ("log_softmax", F.log_softmax, torch.log_softmax, aten.log_softmax.int, aten._log_softmax.default,
+SOFTMAX_TARGETS = ("softmax", F.softmax, torch.softmax, aten.softmax.int, aten._softmax.default, nn.Softmax)
+LOG_SOFTMAX_TARGETS = ("log_softmax", F.log_softmax, torch.log_softmax, aten.log_softmax.int, aten._log_softmax.default,
                 nn.LogSoftmax)
 
 
-@register_score_op(*_SOFTMAX)
+@register_score_op(*SOFTMAX_TARGETS)
 def _score_softmax(ctx, node, s, dim=None, *args, **kwargs):
     """Softmax over the key positions: the attention weights."""
     dim = _softmax_dim(ctx, node, dim, kwargs)
@@ -396,7 +396,7 @@ def _score_softmax(ctx, node, s, dim=None, *args, **kwargs):
     return s.with_(softmaxed=True, source=node)
 
 
-@register_score_op(*_LOG_SOFTMAX)
+@register_score_op(*LOG_SOFTMAX_TARGETS)
 def _score_log_softmax(ctx, node, s, *args, **kwargs):
     raise _refuse(node, "applies log_softmax to attention scores; the heads of the graph mean softmax(scores) @ v, "
                         "and nngraph has no node kind for log-softmax attention")

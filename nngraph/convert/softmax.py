@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..schema import EdgeType, NodeKind
-from .eager_attention import _LOG_SOFTMAX, _SOFTMAX
+from .eager_attention import LOG_SOFTMAX_TARGETS, SOFTMAX_TARGETS
 from .errors import UnsupportedError
 from .registry import register_function, register_module
 from .values import TensorValue
@@ -33,7 +33,7 @@ def normalize_over_neurons(ctx, node, x, dim, kind: NodeKind, dtype=None) -> Ten
         x = ctx.neurons(x, dim, node)  # a model input: its features become input neurons
     axis = int(dim) % len(x.shape)
     if x.heads or x.spatial or axis != x.axis:
-        where = (f"the positions of a flattened feature map" if x.spatial else f"neurons split into {x.heads} heads"
+        where = ("the positions of a flattened feature map" if x.spatial else f"neurons split into {x.heads} heads"
                  if x.heads else f"axis {axis}, a position axis (the neurons are on axis {x.axis})")
         raise UnsupportedError(
             f"{describe(node)} applies {kind.name.lower()} over {where}; nngraph represents a softmax over "
@@ -69,7 +69,7 @@ def _converter(kind: NodeKind):
     return convert
 
 
-register_function(*_SOFTMAX[:-1])(_converter(NodeKind.SOFTMAX))
-register_function(*_LOG_SOFTMAX[:-1])(_converter(NodeKind.LOG_SOFTMAX))
+register_function(*SOFTMAX_TARGETS[:-1])(_converter(NodeKind.SOFTMAX))
+register_function(*LOG_SOFTMAX_TARGETS[:-1])(_converter(NodeKind.LOG_SOFTMAX))
 register_module(nn.Softmax)(_converter(NodeKind.SOFTMAX))
 register_module(nn.LogSoftmax)(_converter(NodeKind.LOG_SOFTMAX))
