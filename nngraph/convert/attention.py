@@ -390,7 +390,7 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
         raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
     per_head = q.num_neurons // q.heads
     scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
-    causal = bool(is_causal) or (attn_mask is not None and mask_is_causal(attn_mask, _output_shape(node), k))
+    causal = bool(is_causal) or (attn_mask is not None and mask_is_causal(attn_mask, ctx.shape_of(node), k))
     attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,

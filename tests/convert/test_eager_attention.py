@@ -337,3 +337,56 @@ def test_products_of_activations_that_are_not_attention_are_refused(fn, match):
 def test_softmax_over_positions_of_an_activation_is_refused():
     with pytest.raises(nngraph.UnsupportedError, match="position axis"):
         nngraph.to_graph(Products(lambda a, b: a.softmax(1) + b), torch.randn(2, 6, 6))
+
+
+class SingleHead(nn.Module):
+    """One head on (B, T, E) tensors, written with bmm (``sdpa=True``: its twin on (B, 1, T, E))."""
+
+    def __init__(self, sdpa=False, mask=None):
+        super().__init__()
+        self.sdpa, self.mask = sdpa, mask
+        self.q, self.k, self.v, self.o = nn.Linear(3, E), nn.Linear(3, E), nn.Linear(3, E), nn.Linear(E, 2)
+
+    def forward(self, x):
+        q, k, v = self.q(x), self.k(x), self.v(x)  # (B, T, E)
+        if self.sdpa:
+            mask = None if self.mask is None else torch.ones(T, T, dtype=torch.bool).tril()
+            o = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], attn_mask=mask)[:, 0]
+        else:
+            a = torch.bmm(q, k.transpose(1, 2)) / E ** 0.5  # (B, T, T)
+            if self.mask is not None:
+                a = a.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+            o = torch.bmm(F.softmax(a, -1), v)
+        return self.o(o)
+
+
+@pytest.mark.parametrize("method", ["fx", "export"])
+@pytest.mark.parametrize("mask", [None, "causal"])
+def test_single_head_bmm_attention_gives_the_graph_of_its_twin(mask, method):
+    torch.manual_seed(0)
+    model, twin = SingleHead(mask=mask), SingleHead(sdpa=True, mask=mask)
+    twin.load_state_dict(model.state_dict())
+    x = _x()
+    with torch.no_grad():
+        assert torch.allclose(model(x), twin(x), atol=1e-5)
+    g = nngraph.to_graph(model, x, method=method)
+    _graphs_equal(g, nngraph.to_graph(twin, x, method=method))
+    assert int((g.node_kind == (NodeKind.CAUSAL_HEAD if mask else NodeKind.HEAD)).sum()) == 1
+    assert nngraph.verify(model, x, method=method).ok
+
+
+def test_a_constant_causal_attn_mask_reads_as_is_causal():
+    """sdpa with a materialised tril mask (Hugging Face's) gives the graph of is_causal=True."""
+    torch.manual_seed(0)
+    masked, causal = _pair(mask="buffer")  # the twin calls sdpa with is_causal=True
+    x = _x()
+
+    def with_mask(self, h):
+        q, k, v = self._qkv(h)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.tril)
+
+    masked.attention = with_mask.__get__(masked)
+    with torch.no_grad():
+        assert torch.allclose(masked(x), causal(x), atol=1e-5)
+    for method in ("fx", "export"):
+        _graphs_equal(nngraph.to_graph(masked, x, method=method), nngraph.to_graph(causal, x, method=method))
