@@ -328,8 +328,9 @@ def _fill(ctx, node, s: ScoreValue, cond, fill, invert: bool) -> ScoreValue:
     _before_softmax(node, s, "masks")
     if isinstance(fill, Opaque) and _known(fill) is not None and _known(fill).numel() == 1:
         fill = float(_known(fill))
-    if not _number(fill) or isinstance(cond, (ScoreValue, ParamValue)) or \
-            (isinstance(cond, TensorValue) and cond.nodes is not None) or (isinstance(cond, Opaque) and cond.from_activations):
+    from_activations = (isinstance(cond, TensorValue) and cond.nodes is not None) or \
+        (isinstance(cond, Opaque) and cond.from_activations)
+    if not _number(fill) or isinstance(cond, (ScoreValue, ParamValue)) or from_activations:
         raise _refuse(node, "masks attention scores with a condition or fill value computed from activations or "
                             "parameters; nngraph supports constant masks filled with a number")
     if tuple(ctx.shape_of(node)) != s.shape:

@@ -61,7 +61,8 @@ def _size(ctx, node, x, *args, **kwargs):
 def _getattr(ctx, node, obj, name, *args):
     if name in ("shape", "dtype", "device", "ndim"):
         shape = getattr(obj, "shape", None)
-        value = None if shape is None else torch.Size(shape) if name == "shape" else len(shape) if name == "ndim" else None
+        value = None if shape is None or name in ("dtype", "device") else \
+            torch.Size(shape) if name == "shape" else len(shape)
         return Opaque(node.name, value=value)
     raise UnsupportedError(f"{describe(node)} reads attribute {name!r} of an activation; only shape-like attributes are supported")
 

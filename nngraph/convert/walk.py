@@ -238,7 +238,8 @@ def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
 
 
 #: ops whose result is not a function of their inputs (or that fill memory with whatever it held)
-_NOT_FOLDED = re.compile(r"rand|bernoulli|normal|multinomial|poisson|dropout|uniform|exponential|cauchy|geometric|empty|seed")
+_NOT_FOLDED = re.compile(
+    r"rand|bernoulli|normal|multinomial|poisson|dropout|uniform|exponential|cauchy|geometric|empty|seed")
 #: constants larger than this many entries keep no value
 FOLD_LIMIT = 1 << 16
 

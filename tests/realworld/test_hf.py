@@ -89,8 +89,8 @@ def test_eager_attention_gives_the_graph_of_sdpa(name):
         assert (g1.node_kind[changed] == NodeKind.CAUSAL_HEAD).all() and (g2.node_kind[changed] == NodeKind.HEAD).all()
 
 
-@pytest.mark.parametrize("name", ["GPT2LMHeadModel", "GPT2LMHeadModel[eager]", "ViTForImageClassification", "ConvNextModel",
-                                  "EfficientNetModel"])
+@pytest.mark.parametrize("name", ["GPT2LMHeadModel", "GPT2LMHeadModel[eager]", "ViTForImageClassification",
+                                  "ConvNextModel", "EfficientNetModel"])
 def test_encoder_is_invariant_and_equivariant_on_real_models(name):
     model, inputs = _built(name)
     inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
