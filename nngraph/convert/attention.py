@@ -270,6 +270,17 @@ def score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
     return mask
 
 
+def _expanded_heads(value, q: TensorValue) -> TensorValue | None:
+    """A key or value without heads on a ``(..., H, T, D)`` tensor (one head expanded to the query's ``H``, as
+    Hugging Face's ``repeat_kv`` of one key/value head): every head reads the same neurons, listed once per
+    head; ``None`` for anything else."""
+    if not (isinstance(value, TensorValue) and value.nodes is not None and not value.heads and q.heads > 1
+            and value.shape is not None and len(value.shape) == len(q.shape) and value.axis == len(value.shape) - 1
+            and value.shape[-3] == q.heads and not value.spatial):
+        return None
+    return value.with_(nodes=value.nodes.repeat(q.heads), heads=q.heads, head_axis=len(value.shape) - 3)
+
+
 def _repeat_heads(value: TensorValue, heads: int) -> TensorValue:
     """``value`` with each of its heads listed ``heads // value.heads`` times (grouped-query attention)."""
     table = value.nodes.view(value.heads, -1)  # (H_kv, D)
@@ -376,7 +387,8 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     the heads' blocks together; the head nodes move with their block. A mask may be a model input or
     computed from inputs and constants, never from activations; the scale must be the default.
     """
-    q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
+    q = _split_heads(node, "query", query)
+    k, v = (_expanded_heads(t, q) or _split_heads(node, n, t) for n, t in (("key", key), ("value", value)))
     bias = score_bias(ctx, node, attn_mask, q)
     if enable_gqa and q.heads != k.heads:
         k, v = (_repeat_heads(t, q.heads) for t in (k, v))

@@ -89,14 +89,14 @@ def _activation(node, t, which: str) -> TensorValue:
     return t
 
 
-def _broadcast_heads(node, t: TensorValue, letters: str, head_letter: str, heads: int, what: str) -> TensorValue:
-    """``t`` (one head, no head axis) read by every one of ``heads`` heads (multi-query attention)."""
+def _broadcast_heads(node, t: TensorValue, heads: int, what: str) -> TensorValue:
+    """``t`` (one head, no head axis) read by every one of ``heads`` heads: multi-query attention, its key
+    broadcast over the heads or expanded to them (Hugging Face's ``repeat_kv`` of one head). Whatever the
+    axis lined up with the heads holds (copies, or other positions), each head pairs its neurons with
+    the same ``D`` neurons of ``t``, listed once per head."""
     if t.heads:
         raise _refuse(node, f"reads a {what} split into {t.heads} heads on axis {t.head_axis} where the "
                             "other operand has its heads on another axis; the heads must match")
-    if head_letter in letters and t.shape[letters.index(head_letter)] != 1:
-        raise _refuse(node, f"multiplies a {what} whose axis {letters.index(head_letter)} (not a head axis) "
-                            "lines up with the heads of the other operand; the heads must match")
     return t.with_(nodes=t.nodes.repeat(heads), heads=heads)
 
 
@@ -126,7 +126,7 @@ def scores(ctx, node, q, k, lq: str, lk: str, lo: str) -> ScoreValue:
             if k.num_neurons * q.heads != q.num_neurons:
                 raise _refuse(node, f"multiplies a query of {q.heads} heads of {q.num_neurons // q.heads} with a "
                                     f"key of {k.num_neurons} neurons")
-            k = _broadcast_heads(node, k, lk, hq, q.heads, "key")
+            k = _broadcast_heads(node, k, q.heads, "key")
     elif k.heads:
         raise _refuse(node, f"multiplies a query without heads with a key split into {k.heads} heads")
     if q.num_neurons != k.num_neurons:
@@ -169,7 +169,7 @@ def attend(ctx, node, s: ScoreValue, v, ls: str, lv: str, lo: str) -> TensorValu
             raise _refuse(node, f"multiplies attention weights of {s.heads} heads with values of {v.heads} heads "
                                 "on another axis; the heads must match")
         if not v.heads:
-            v = _broadcast_heads(node, v, lv, hl, s.heads, "value")
+            v = _broadcast_heads(node, v, s.heads, "value")
     elif v.heads:
         raise _refuse(node, f"multiplies single-head attention weights with values split into {v.heads} heads")
     ql = ls[s.query_axis]

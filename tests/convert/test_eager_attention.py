@@ -30,9 +30,10 @@ class Block(nn.Module):
     attention when fewer than ``H``; repeated with ``repeat_interleave``, or broadcast when 1).
     """
 
-    def __init__(self, style="hf", mask=None, bias=None, kv_heads=H, scale=None, sdpa=False):
+    def __init__(self, style="hf", mask=None, bias=None, kv_heads=H, scale=None, sdpa=False, expand=False):
         super().__init__()
         self.style, self.mask, self.bias_kind, self.kv, self.sdpa = style, mask, bias, kv_heads, sdpa
+        self.expand = expand  # one key/value head expanded to H (Hugging Face's repeat_kv) instead of broadcast
         self.scale = D ** -0.5 if scale is None else scale
         self.norm = nn.LayerNorm(E)
         if style == "timm":
@@ -79,6 +80,9 @@ class Block(nn.Module):
             scale = None if self.scale == D ** -0.5 else self.scale
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal, scale=scale,
                                                   enable_gqa=gqa)
+        if self.expand:  # (B, 1, T, D) -> (B, H, T, D): the same neurons on a position-like axis
+            b, _, t, d = k.shape
+            k, v = (z[:, :, None].expand(b, 1, H, t, d).reshape(b, H, t, d) for z in (k, v))
         if self.style == "einsum":
             a = torch.einsum("bhid,bhjd->bhij", q, k) * self.scale
         else:
@@ -138,6 +142,7 @@ CASES = {
     "t5_embedding_bias": dict(bias="embedding"),
     "t5_bias_causal": dict(bias="embedding", mask="buffer"),
     "grouped_query": dict(kv_heads=1 if H == 2 else H // 2),
+    "multi_query_expanded": dict(kv_heads=1, expand=True),
     "scaled": dict(scale=0.3),
 }
 
@@ -390,3 +395,26 @@ def test_a_constant_causal_attn_mask_reads_as_is_causal():
         assert torch.allclose(masked(x), causal(x), atol=1e-5)
     for method in ("fx", "export"):
         _graphs_equal(nngraph.to_graph(masked, x, method=method), nngraph.to_graph(causal, x, method=method))
+
+
+def test_one_key_head_expanded_to_all_heads_gives_one_graph_for_sdpa_and_eager():
+    """Hugging Face's repeat_kv of a single key/value head: (B, 1, T, D) expanded to (B, H, T, D)."""
+    model, twin = _pair(kv_heads=1, expand=True)
+    expanded_sdpa = Block(kv_heads=1, expand=True, sdpa=True)
+    expanded_sdpa.load_state_dict(model.state_dict())
+
+    def attention(self, h):
+        q, k, v = self._qkv(h)
+        b, _, t, d = k.shape
+        k, v = (z[:, :, None].expand(b, 1, H, t, d).reshape(b, H, t, d) for z in (k, v))
+        return F.scaled_dot_product_attention(q, k, v)
+
+    expanded_sdpa.attention = attention.__get__(expanded_sdpa)
+    x = _x()
+    with torch.no_grad():
+        assert torch.allclose(model(x), expanded_sdpa(x.clone()), atol=1e-5)
+    for method in ("fx", "export"):
+        g = nngraph.to_graph(model, x, method=method)
+        _graphs_equal(g, nngraph.to_graph(expanded_sdpa, x, method=method))
+        _graphs_equal(g, nngraph.to_graph(twin, x, method=method))
+        assert nngraph.verify(expanded_sdpa.eval(), x, method=method).ok
