@@ -1,11 +1,14 @@
-"""Softmax and log-softmax over the neurons of an activation (a classifier's probabilities or log-probabilities).
+"""Softmax, log-softmax and L2 normalization over the neurons of an activation (a classifier's probabilities or
+log-probabilities, a normalised embedding).
 
 ``softmax(x, dim)`` over the neuron axis is a function of the whole axis, but an equivariant one:
 permuting the neurons of ``x`` permutes the outputs the same way (as a LayerNorm without affine). It is
 represented like a normalization: ``C`` new :attr:`~nngraph.schema.NodeKind.SOFTMAX` (or
 ``LOG_SOFTMAX``) neurons, an identity :attr:`~nngraph.schema.EdgeType.NORM` edge from each input neuron,
 tied to it, so every symmetry of ``x`` is one of the output. The node kind says that the value is
-normalised over the neurons of its activation space. Over a position axis (per neuron, across
+normalised over the neurons of its activation space. ``F.normalize(x, 2, dim)`` (``x / max(||x||, eps)``)
+is the same kind of function and gets :attr:`~nngraph.schema.NodeKind.L2_NORMALIZED` nodes, for ``p = 2``
+and the default ``eps`` only (the kind has no parameters; other ones are refused). Over a position axis (per neuron, across
 positions), over neurons split into heads or spread over positions (a flattened feature map), the
 op is refused: no node kind says that. Softmax of attention scores is in
 :mod:`nngraph.convert.eager_attention`.
@@ -73,3 +76,12 @@ register_function(*SOFTMAX_TARGETS[:-1])(_converter(NodeKind.SOFTMAX))
 register_function(*LOG_SOFTMAX_TARGETS[:-1])(_converter(NodeKind.LOG_SOFTMAX))
 register_module(nn.Softmax)(_converter(NodeKind.SOFTMAX))
 register_module(nn.LogSoftmax)(_converter(NodeKind.LOG_SOFTMAX))
+
+
+@register_function(torch.nn.functional.normalize)
+def _normalize(ctx, node, x, p=2.0, dim=1, eps=1e-12, out=None, **kwargs):
+    p, dim, eps = kwargs.get("p", p), kwargs.get("dim", dim), kwargs.get("eps", eps)
+    if float(p) != 2.0 or float(eps) != 1e-12 or out is not None:
+        raise UnsupportedError(f"{describe(node)} normalises with p={p}, eps={eps}; nngraph represents F.normalize "
+                               "with p=2 and the default eps=1e-12")
+    return normalize_over_neurons(ctx, node, x, dim, NodeKind.L2_NORMALIZED)

@@ -110,3 +110,29 @@ def test_softmax_not_over_the_neurons_is_refused(fn, match):
 
     with pytest.raises(nngraph.UnsupportedError, match=match):
         nngraph.to_graph(Model(), torch.randn(2, 5, 4), method="fx")
+
+
+class Embedder(nn.Module):
+    """A normalised embedding (CLIP's projection heads): F.normalize over the features, then a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.c(F.normalize(torch.relu(self.a(x)), dim=-1))
+
+
+@pytest.mark.parametrize("method", ["fx", "export"])
+def test_l2_normalization_over_the_neurons(method):
+    torch.manual_seed(4)
+    model = Embedder().double().eval()
+    x = _x(torch.float64)
+    g = nngraph.to_graph(model, x, method=method)
+    a = nngraph.build_layout(model, (x,), method=method).module_nodes["a"]
+    normed = torch.nonzero(g.node_kind == NodeKind.L2_NORMALIZED).reshape(-1)
+    norm = {key for key in edge_dict(g) if key[2] == int(EdgeType.NORM)}
+    assert norm == {(int(a[i]), int(normed[i]), int(EdgeType.NORM)) for i in range(6)}
+    report = nngraph.verify(model, x, method=method)
+    assert report.ok and report.moved_fraction > 0.5, report
+    assert_round_trip(model, x)

@@ -246,7 +246,9 @@ TRAPS: list[Trap] = [
     Trap("log_softmax_output", lam(lambda s, x: F.log_softmax(s.c(torch.relu(s.a(x))), -1)), _vec, "sound"),
     Trap("softmax_flattened_map", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Softmax(-1),
                                                         nn.Linear(4 * 36, 2)), _img, "refused"),
-    Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "refused"),
+    Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "sound"),  # L2_NORMALIZED
+    Trap("normalize_positions", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=1))), _seq, "refused"),
+    Trap("normalize_l1", lam(lambda s, x: s.c(F.normalize(s.a(x), p=1.0, dim=-1))), _vec, "refused"),
     Trap("where_neurons", lam_b(lambda s, x: s.c(torch.where(s.a(x) > 0, s.a(x), s.b(x)))), _vec, "refused"),
     # arithmetic: sums, differences, products and scales by numbers have nodes; the rest is refused
     Trap("self_sum", lam(lambda s, x: s.c(s.a(x) + s.a(x))), _vec, "sound"),  # two calls: two spaces
