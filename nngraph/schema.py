@@ -129,9 +129,12 @@ class NodeKind(IntEnum):
     CONSTANT_SCALE = 19  # a neuron multiplied by a number: one SCALE edge in, carrying the number
     MODULATED = 20  # a neuron multiplied by a constant tensor computed in forward (rotary cos / sin): fixed
     RMS_NORM = 21  # output of an RMS normalization (x / rms(x) * weight), as NORM for LayerNorm
+    SOFTMAX = 30  # softmax over the neurons of an activation (a function of the whole axis): NORM edge in
+    LOG_SOFTMAX = 31  # log_softmax over the neurons of an activation (a classifier's output): NORM edge in
+    L2_NORMALIZED = 32  # x / max(||x||_2, 1e-12) over the neurons of an activation (F.normalize): NORM edge in
 
 
-NUM_NODE_KINDS = len(NodeKind)
+NUM_NODE_KINDS = max(NodeKind) + 1
 
 
 class EdgeType(IntEnum):

@@ -244,7 +244,7 @@ def _split_heads(node, name: str, value) -> TensorValue:
     return value
 
 
-def _score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
+def score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
     """``attn_mask`` as a per-head score bias computed from activations (one neuron per head, on the
     head axis) or read from a parameter (Swin's relative-position table: its positions become token
     inputs of one bias node per head), or ``None`` for a mask that is a model input or a constant."""
@@ -270,6 +270,17 @@ def _score_bias(ctx, node, mask, q: TensorValue) -> TensorValue | None:
     return mask
 
 
+def _expanded_heads(value, q: TensorValue) -> TensorValue | None:
+    """A key or value without heads on a ``(..., H, T, D)`` tensor (one head expanded to the query's ``H``, as
+    Hugging Face's ``repeat_kv`` of one key/value head): every head reads the same neurons, listed once per
+    head; ``None`` for anything else."""
+    if not (isinstance(value, TensorValue) and value.nodes is not None and not value.heads and q.heads > 1
+            and value.shape is not None and len(value.shape) == len(q.shape) and value.axis == len(value.shape) - 1
+            and value.shape[-3] == q.heads and not value.spatial):
+        return None
+    return value.with_(nodes=value.nodes.repeat(q.heads), heads=q.heads, head_axis=len(value.shape) - 3)
+
+
 def _repeat_heads(value: TensorValue, heads: int) -> TensorValue:
     """``value`` with each of its heads listed ``heads // value.heads`` times (grouped-query attention)."""
     table = value.nodes.view(value.heads, -1)  # (H_kv, D)
@@ -284,35 +295,66 @@ def _tie_or_fix(builder, a: torch.Tensor, b: torch.Tensor) -> bool:
     return False
 
 
-@register_function(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
-def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask=None, dropout_p=0.0,
-                                         is_causal=False, scale=None, enable_gqa=False, **kwargs):
-    """``softmax(q k^T * scale + mask) v`` per head, written as plain ops (as Hugging Face does).
+#: a score set to this or lower is blocked: ``-inf``, or ``torch.finfo(float32 / float64).min`` as
+#: Hugging Face writes its masks (``exp`` of it underflows to 0 like ``exp(-inf)``)
+MASKED = -3.0e38
 
-    Adds ``H`` head nodes (:attr:`NodeKind.HEAD`, or :attr:`NodeKind.CAUSAL_HEAD` with
-    ``is_causal``) with HEAD_MEMBER edges to their query, key and attended neurons, QK_PAIR edges
-    query ``j`` -> key ``j``, and one :attr:`NodeKind.ATTENDED` neuron per value neuron (ATTEND
-    edge value -> attended). One permutation acts on query, key, value and attended neurons, keeping
-    the heads' blocks together; the head nodes move with their block. A mask may be a model input or
-    computed from inputs and constants, never from activations; the scale must be the default.
-    """
-    builder = ctx.builder
-    q, k, v = (_split_heads(node, n, t) for n, t in (("query", query), ("key", key), ("value", value)))
-    bias = _score_bias(ctx, node, attn_mask, q)
-    if enable_gqa and q.heads != k.heads:
-        k, v = (_repeat_heads(t, q.heads) for t in (k, v))
-    if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
-        raise UnsupportedError(
-            f"{describe(node)}: query, key and value have {q.heads}, {k.heads} and {v.heads} heads of "
-            f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
-            "and equal query and key sizes (grouped-query attention is not supported yet)"
-        )
-    if dropout_p:
-        raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
+
+def blocked_pairs(values: torch.Tensor, shape: tuple[int, ...], query_axis: int, key_axis: int) -> torch.Tensor | None:
+    """``values`` (bool) broadcast to scores of ``shape`` as one ``(Tq, Tk)`` table, if it is the same for
+    every batch entry and head; ``None`` otherwise."""
+    try:
+        full = torch.broadcast_to(values, shape)
+    except RuntimeError:
+        return None
+    tq, tk = shape[query_axis], shape[key_axis]
+    table = full.movedim((query_axis, key_axis), (-2, -1)).reshape(-1, tq, tk)  # (batch * heads, Tq, Tk)
+    return table[0] if bool((table == table[:1]).all()) else None
+
+
+def is_causal_pattern(blocked: torch.Tensor) -> bool:
+    """Whether the blocked (query, key) pairs are exactly those of ``is_causal=True`` (above the diagonal)."""
+    tq, tk = blocked.shape
+    return torch.equal(blocked, ~torch.ones(tq, tk, dtype=torch.bool).tril())
+
+
+def mask_is_causal(mask, out_shape, k: TensorValue) -> bool:
+    """Whether an sdpa ``attn_mask`` that is a constant of known value (bool: ``True`` attends; float:
+    added) is exactly the causal mask, as Hugging Face materialises it: recorded like ``is_causal``."""
+    values = mask.value if isinstance(mask, Opaque) else None
+    if not isinstance(values, torch.Tensor) or values.device.type == "meta" or out_shape is None:
+        return False
+    shape = tuple(out_shape[:-1]) + (k.shape[-2],)  # the scores (..., H, Tq, Tk)
+    if values.dtype == torch.bool:
+        blocked = ~values
+    elif values.is_floating_point():
+        blocked = values.double() <= MASKED
+        if bool(((values != 0) & ~blocked).any()):
+            return False
+    else:
+        return False
+    pattern = blocked_pairs(blocked, shape, len(shape) - 2, len(shape) - 1)
+    return pattern is not None and is_causal_pattern(pattern)
+
+
+def relative_scale(scale: float) -> float:
+    """``scale * sqrt(D)`` as recorded on the QK_PAIR edges: 1 for the default ``1 / sqrt(D)``, also when
+    the model computed ``D ** -0.5`` itself and it differs from 1 by rounding (a few ulps)."""
+    return 1.0 if abs(scale - 1.0) <= 8 * torch.finfo(torch.float64).eps else scale
+
+
+def attention_heads(builder, q: TensorValue, k: TensorValue, v: TensorValue, bias: TensorValue | None,
+                    causal: bool, scale: float) -> torch.Tensor:
+    """The heads of ``softmax(q k^T * scale / sqrt(D) + mask) v`` over head-split ``q``, ``k``, ``v`` (one head
+    count, ``k`` and ``v`` repeated to it): ``H`` head nodes (CAUSAL_HEAD if ``causal``) with HEAD_MEMBER
+    edges to their query, key and attended neurons, QK_PAIR edges query ``j`` -> key ``j`` carrying
+    ``scale``, ATTEND edges value -> attended, a RESIDUAL edge bias ``h`` -> head ``h`` for a per-head
+    score bias; the symmetry as described in :func:`convert_scaled_dot_product_attention`. Returns the
+    ``(V,)`` attended neurons."""
     heads, per_head = q.heads, q.num_neurons // q.heads
-    scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
+    scale = relative_scale(scale)
     layer = max(builder.node_layer(t.nodes) for t in (q, k, v)) + 1
-    head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if is_causal else NodeKind.HEAD, layer)
+    head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if causal else NodeKind.HEAD, layer)
     attended = builder.add_nodes(v.num_neurons, NodeKind.ATTENDED, layer)
     builder.add_edges(v.nodes, attended, EdgeType.ATTEND, identity=True)
     members = torch.cat([q.nodes, k.nodes, attended])
@@ -330,6 +372,38 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     else:  # the heads of query/key and of value cannot be moved by one block permutation
         for t in (q.nodes, k.nodes, v.nodes, head_nodes) + ((bias.nodes,) if bias is not None else ()):
             builder.fix(t)
+    return attended
+
+
+@register_function(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
+def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask=None, dropout_p=0.0,
+                                         is_causal=False, scale=None, enable_gqa=False, **kwargs):
+    """``softmax(q k^T * scale + mask) v`` per head, written as plain ops (as Hugging Face does).
+
+    Adds ``H`` head nodes (:attr:`NodeKind.HEAD`, or :attr:`NodeKind.CAUSAL_HEAD` with
+    ``is_causal``) with HEAD_MEMBER edges to their query, key and attended neurons, QK_PAIR edges
+    query ``j`` -> key ``j``, and one :attr:`NodeKind.ATTENDED` neuron per value neuron (ATTEND
+    edge value -> attended). One permutation acts on query, key, value and attended neurons, keeping
+    the heads' blocks together; the head nodes move with their block. A mask may be a model input or
+    computed from inputs and constants, never from activations; the scale must be the default.
+    """
+    q = _split_heads(node, "query", query)
+    k, v = (_expanded_heads(t, q) or _split_heads(node, n, t) for n, t in (("key", key), ("value", value)))
+    bias = score_bias(ctx, node, attn_mask, q)
+    if enable_gqa and q.heads != k.heads:
+        k, v = (_repeat_heads(t, q.heads) for t in (k, v))
+    if not (q.heads == k.heads == v.heads) or q.num_neurons != k.num_neurons:
+        raise UnsupportedError(
+            f"{describe(node)}: query, key and value have {q.heads}, {k.heads} and {v.heads} heads of "
+            f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
+            "and equal query and key sizes (grouped-query attention is not supported yet)"
+        )
+    if dropout_p:
+        raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
+    per_head = q.num_neurons // q.heads
+    scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
+    causal = bool(is_causal) or (attn_mask is not None and mask_is_causal(attn_mask, ctx.shape_of(node), k))
+    attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale)
     shape = ctx.shape_of(node)
-    return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=heads,
+    return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,
                        head_axis=len(shape) - 3, source=node)

@@ -29,7 +29,7 @@ from torch import fx, nn
 
 from ..modules import Sine
 from .errors import UnsupportedError
-from .export_patterns import find_activations, find_norms
+from .export_patterns import find_activations, find_normalizes, find_norms
 from .linear import TransposedLinear
 
 aten = torch.ops.aten
@@ -431,8 +431,15 @@ class _Lifter:
         norms, norm_inner = find_norms(self.program.graph, lambda n: n.op == "placeholder" and n.name in self.param_of
                                        and self.param_of[n.name] not in self.non_persistent)
         inner |= norm_inner
+        normalizes, normalize_inner = find_normalizes(self.program.graph)
+        inner |= normalize_inner
         for node in self.program.graph.nodes:
             if node in inner:
+                continue
+            if node in normalizes:
+                x, p, dim, eps = normalizes[node]
+                self.env[node] = self._emit("call_function", F.normalize, (self._arg(x),),
+                                            {"p": p, "dim": dim, "eps": eps}, node)
                 continue
             if node in norms:
                 x, weight, eps = norms[node]

@@ -164,3 +164,38 @@ def find_activations(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, nn.M
         skip.update(inner)
         skip.update(asserts)
     return found, skip
+
+
+def _l2_normalize(final: fx.Node):
+    """``(x, inner nodes, p, dim, eps)`` if ``final`` is ``F.normalize(x, p, dim, eps)`` as torch.export spells it:
+    ``x / expand_as(clamp_min(linalg_vector_norm(x, p, [dim], keepdim=True), eps), x)``."""
+    if not _is(final, aten.div.Tensor) or not all(isinstance(a, fx.Node) for a in final.args):
+        return None
+    x, expanded = final.args
+    if not (_is(expanded, aten.expand_as.default) and expanded.args[1] is x):
+        return None
+    clamped = expanded.args[0]
+    if not (_is(clamped, aten.clamp_min.default) and isinstance(clamped.args[1], (int, float))):
+        return None
+    norm = clamped.args[0]
+    if not (_is(norm, aten.linalg_vector_norm.default) and norm.args[0] is x and len(norm.args) >= 4
+            and norm.args[3] is True and isinstance(norm.args[2], (list, tuple)) and len(norm.args[2]) == 1):
+        return None
+    return x, [expanded, clamped, norm], float(norm.args[1]), int(norm.args[2][0]), float(clamped.args[1])
+
+
+def find_normalizes(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[fx.Node, float, int, float]], set[fx.Node]]:
+    """``({final node: (input, p, dim, eps)}, inner nodes)`` for every ``F.normalize`` export spelled out."""
+    found, skip = {}, set()
+    for node in graph.nodes:
+        match = _l2_normalize(node)
+        if match is None:
+            continue
+        x, inner, p, dim, eps = match
+        asserts = _bookkeeping_users(inner)
+        if any(set(n.users) - (set(inner) | {node} | asserts) for n in inner):
+            continue
+        found[node] = (x, p, dim, eps)
+        skip.update(inner)
+        skip.update(asserts)
+    return found, skip

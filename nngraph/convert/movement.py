@@ -14,6 +14,9 @@ the neurons went:
   out of the selection);
 - heads repeated (grouped-query attention's ``repeat_kv``): a head-split value that lists each
   key / value neuron once per query head reading it, for attention to consume;
+- cut into equal chunks of the feature axis stacked along a new axis (a fused ``qkv`` projection
+  viewed as ``(B, T, 3, H, D)``): a :class:`~nngraph.convert.values.StackedValue` whose chunks are
+  activation spaces of their own (as after ``split``), picked by ``unbind`` or indexing;
 - mixed with positions (``(B, C, H, W) -> (B, C * H * W)``): the flatten of
   :func:`~nngraph.convert.structural.flatten_channels`, which gives each neuron its spatial map.
 
@@ -27,7 +30,7 @@ import torch
 from .errors import UnsupportedError
 from .registry import register_function
 from .structural import flatten_channels
-from .values import Opaque, ParamValue, TensorValue
+from .values import Opaque, ParamValue, StackedValue, TensorValue
 from .walk import describe
 
 aten = torch.ops.aten
@@ -127,6 +130,8 @@ def move(ctx, node, fn, x, *args, **kwargs):
         if fn in (_reshape, _expand) and shape is not None:
             args, kwargs = (tuple(shape),), {}
         return ParamValue(x.name, x.shape, fn(x.entries, *args, **kwargs))
+    if isinstance(x, StackedValue):
+        return move_stack(ctx, node, fn, x, *args, **kwargs)
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
     if x.nodes is None:  # a model input: its neurons are made where a layer first reads it
@@ -138,16 +143,115 @@ def move(ctx, node, fn, x, *args, **kwargs):
     if fn in (_reshape, _expand) and shape is not None:  # sizes may be computed from x.shape (Opaque here)
         args, kwargs = (tuple(shape),), {}
     neuron, position = neuron_labels(x)
-    moved = locate_neurons(ctx, node, x, fn(neuron, *args, **kwargs), fn(position, *args, **kwargs))
+    neuron, position = fn(neuron, *args, **kwargs), fn(position, *args, **kwargs)
+    moved = locate_neurons(ctx, node, x, neuron, position)
     if moved is not None:
         return moved
-    if x.axis == 1 and not x.heads and shape is not None and len(shape) == 2:
+    stacked = _locate_stack(ctx, node, x, neuron, position)
+    if stacked is not None:
+        return stacked
+    if x.axis == 1 and not x.heads and shape is not None and len(shape) == 2 and len(x.shape) > 2:
         return flatten_channels(ctx, node, x)
     raise UnsupportedError(
         f"{describe(node)} turns a tensor of shape {tuple(x.shape)} (neurons on axis {x.axis}) into "
         f"{tuple(shape)} with the neurons spread over positions; nngraph follows neurons that stay on "
         "one axis, split into heads over two, or are flattened with their spatial positions from axis 1."
     )
+
+
+def _locate_stack(ctx, node, x: TensorValue, neuron: torch.Tensor, position: torch.Tensor) -> StackedValue | None:
+    """The moved ``x`` as equal chunks of its neurons stacked along one axis, each chunk laid out the
+    same way (on one axis or split into heads), if that is what the labels show; ``None`` otherwise."""
+    count = x.num_neurons
+    for s in range(neuron.dim()):
+        size = neuron.shape[s]
+        if size <= 1 or count % size:
+            continue
+        per = count // size
+        first = neuron.select(s, 0)
+        if int(first.min()) != 0 or int(first.max()) != per - 1 or torch.unique(first).numel() != per:
+            continue
+        if not all(torch.equal(neuron.select(s, i) - i * per, first) and
+                   torch.equal(position.select(s, i), position.select(s, 0)) for i in range(1, size)):
+            continue
+        parts = []
+        for i in range(size):
+            part = x.with_(nodes=x.nodes[i * per:(i + 1) * per])
+            located = locate_neurons(ctx, node, part, first, position.select(s, 0))
+            if located is None:
+                break
+            parts.append(located)
+        else:
+            ctx.builder.split_class(x.nodes, [per] * size)
+            return StackedValue(parts=tuple(parts), shape=tuple(neuron.shape), axis=s, source=node)
+    return None
+
+
+def _along(shape: tuple[int, ...], axis: int) -> torch.Tensor:
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return torch.arange(shape[axis]).view(view).expand(shape).contiguous()
+
+
+def move_stack(ctx, node, fn, x: StackedValue, *args, **kwargs):
+    """A move of stacked spaces: the stack axis kept whole (permute, transpose) gives stacked spaces, one
+    entry of it picked (``qkv[0]``, ``select``) gives that space; anything else is refused."""
+    if fn in (_reshape, _expand) or fn in _SHAPE_ONLY:
+        shape = ctx.shape_of(node)
+        if shape is not None and tuple(shape) == tuple(x.shape):
+            return x
+        raise UnsupportedError(f"{describe(node)} reshapes stacked activation spaces {tuple(x.shape)} (stack axis "
+                               f"{x.axis}); nngraph follows them through permutes and picking one of them")
+    count = x.shape[x.axis]
+    stack = fn(_along(x.shape, x.axis), *args, **kwargs)
+    axis = next((a for a in range(stack.dim()) if stack.shape[a] == count and torch.equal(
+        stack.movedim(a, 0).reshape(count, -1), torch.arange(count)[:, None].expand(count, stack[0].numel()
+                                                                                   if stack.dim() else 1))), None)
+    picked = torch.unique(stack)
+    if axis is None and picked.numel() != 1:
+        raise UnsupportedError(f"{describe(node)} moves stacked activation spaces {tuple(x.shape)} so that the "
+                               "stack axis is neither kept whole nor one of its entries picked")
+    parts = []
+    for i, part in enumerate(x.parts):
+        if axis is None and i != int(picked):
+            continue
+        neuron, position = neuron_labels(part)  # part.shape
+        full_n = neuron.unsqueeze(x.axis).expand(x.shape)
+        full_p = position.unsqueeze(x.axis).expand(x.shape)
+        moved_n, moved_p = fn(full_n, *args, **kwargs), fn(full_p, *args, **kwargs)
+        if axis is not None:
+            moved_n, moved_p = moved_n.select(axis, 0), moved_p.select(axis, 0)
+        located = locate_neurons(ctx, node, part, moved_n.contiguous(), moved_p.contiguous())
+        if located is None:
+            raise UnsupportedError(f"{describe(node)} moves stacked activation spaces so that neurons spread over "
+                                   "positions")
+        parts.append(located)
+    if axis is None:
+        return parts[0]
+    return StackedValue(parts=tuple(parts), shape=tuple(stack.shape), axis=axis, source=node)
+
+
+@register_function("unbind", torch.unbind, aten.unbind.int)
+def _unbind(ctx, node, x, dim=0, **kwargs):
+    """``unbind`` of the stack axis of stacked spaces (timm's ``q, k, v = qkv.unbind(0)``), of the head axis of
+    a head-split value (each head a space of its own, as after ``split``), or of a position axis."""
+    dim = kwargs.get("dim", dim)
+    if isinstance(x, Opaque):
+        return Opaque(node.name)
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise UnsupportedError(f"{describe(node)} unbinds a {type(x).__name__}")
+    dim = dim % len(shape)
+    if isinstance(x, StackedValue) and dim == x.axis:
+        return tuple(p.with_(source=node) for p in x.parts)
+    if isinstance(x, TensorValue) and x.nodes is not None and x.heads and dim == x.head_axis:
+        per = x.num_neurons // x.heads
+        ctx.builder.split_class(x.nodes, [per] * x.heads)
+        rest = [s for k, s in enumerate(shape) if k != dim]
+        return tuple(TensorValue(nodes=x.nodes[i * per:(i + 1) * per], shape=tuple(rest),
+                                 axis=x.axis - (x.axis > dim), source=node) for i in range(x.heads))
+    index = (slice(None),) * dim
+    return tuple(move(ctx, node, lambda t, i=i: t[index + (i,)], x) for i in range(shape[dim]))
 
 
 def _reshape(t, *shape, **kwargs):
@@ -186,6 +290,10 @@ _MOVES = {
     "flip": _flip, torch.flip: _flip, aten.flip.default: _flip,
     "roll": torch.roll, torch.roll: torch.roll, aten.roll.default: torch.roll,
     aten.alias.default: lambda t: t,
+    # repeats: a head repeated for several query heads (grouped-query attention) is followed as above
+    "repeat_interleave": torch.repeat_interleave, torch.repeat_interleave: torch.repeat_interleave,
+    aten.repeat_interleave.self_int: torch.repeat_interleave,
+    "repeat": lambda t, *sizes: t.repeat(*sizes), aten.repeat.default: lambda t, sizes: t.repeat(*sizes),
 }
 _SHAPE_ONLY = {_reshape, _expand, torch.unsqueeze, torch.squeeze, torch.unflatten}
 

@@ -20,6 +20,10 @@ MODULE_CONVERTERS: dict[type, Converter] = {}
 #: Converters keyed by ``node.target`` of ``call_function`` (a callable) and ``call_method``
 #: (a method name such as ``"view"``) nodes.
 FUNCTION_CONVERTERS: dict[object, Converter] = {}
+#: Converters of the operations that may read attention scores (:class:`~nngraph.convert.values.ScoreValue`),
+#: keyed like the two tables above (module types and fx call targets). The walk hands a node that
+#: reads scores to this table only; an operation missing here is refused by name.
+SCORE_CONVERTERS: dict[object, Converter] = {}
 #: Targets that only forward their first argument (dropout, identity, contiguous, ...). They are
 #: known here so that activations can tell whether a value is used more than once.
 PASSTHROUGH: set[object] = set()
@@ -52,6 +56,19 @@ def register_function(*targets: object, passthrough: bool = False) -> Callable[[
             FUNCTION_CONVERTERS[target] = fn
             if passthrough:
                 PASSTHROUGH.add(target)
+        return fn
+
+    return decorator
+
+
+def register_score_op(*targets: object) -> Callable[[Converter], Converter]:
+    """Register ``fn`` as the converter of module types / fx targets applied to attention scores."""
+
+    def decorator(fn: Converter) -> Converter:
+        for target in targets:
+            if target in SCORE_CONVERTERS:
+                raise ValueError(f"a score converter for {target!r} is already registered")
+            SCORE_CONVERTERS[target] = fn
         return fn
 
     return decorator

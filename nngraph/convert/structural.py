@@ -46,14 +46,24 @@ def _assert_metadata(ctx, node, *args, **kwargs):
 
 
 @register_function("size", "dim")
-def _size(ctx, node, *args, **kwargs):
-    return Opaque(node.name)
+def _size(ctx, node, x, *args, **kwargs):
+    """A size of a tensor: a constant whose value is known from the traced shapes."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        return Opaque(node.name)
+    if node.target == "dim":
+        return Opaque(node.name, value=len(shape))
+    dim = kwargs.get("dim", args[0] if args else None)
+    return Opaque(node.name, value=torch.Size(shape) if dim is None else int(shape[dim]))
 
 
 @register_function(getattr)
 def _getattr(ctx, node, obj, name, *args):
     if name in ("shape", "dtype", "device", "ndim"):
-        return Opaque(node.name)
+        shape = getattr(obj, "shape", None)
+        value = None if shape is None or name in ("dtype", "device") else \
+            torch.Size(shape) if name == "shape" else len(shape)
+        return Opaque(node.name, value=value)
     raise UnsupportedError(f"{describe(node)} reads attribute {name!r} of an activation; only shape-like attributes are supported")
 
 
@@ -155,12 +165,36 @@ def _getitem(ctx, node, obj, index):
         return item.with_(source=node) if isinstance(item, TensorValue) else item
     if isinstance(obj, Opaque):
         return Opaque(node.name)
-    if not isinstance(obj, TensorValue):
+    from .values import ParamValue, StackedValue
+
+    if isinstance(obj, ParamValue):
+        return _index_parameter(node, obj, index)
+    if not isinstance(obj, (TensorValue, StackedValue)):
         raise UnsupportedError(f"{describe(node)} indexes {obj!r}")
     return _index_tensor(ctx, node, obj, index)
 
 
-def _index_tensor(ctx, node, x: TensorValue, index) -> TensorValue:
+def _index_parameter(node, p, index):
+    """A parameter indexed in forward (``table[index]``, Swin's relative-position bias): the parameter read
+    as data, each entry where the indexing puts it. Index tensors must be constants of known value."""
+    from .values import ParamValue
+
+    items = index if isinstance(index, tuple) else (index,)
+    resolved = []
+    for item in items:
+        if isinstance(item, Opaque):
+            if not isinstance(item.value, torch.Tensor):
+                raise UnsupportedError(f"{describe(node)} indexes parameter {p.name!r} with a tensor whose values "
+                                       "nngraph does not know")
+            item = item.value.long() if not item.value.dtype == torch.bool else item.value
+        elif isinstance(item, TensorValue):
+            raise UnsupportedError(f"{describe(node)} indexes parameter {p.name!r} with an activation")
+        resolved.append(item)
+    entries = p.entries[tuple(resolved) if isinstance(index, tuple) else resolved[0]]
+    return ParamValue(p.name, p.shape, entries)
+
+
+def _index_tensor(ctx, node, x, index) -> TensorValue:
     """Basic and list indexing, converted as a movement (see :mod:`nngraph.convert.movement`):
     ``x[:, 0]`` on a sequence keeps the neurons; a slice of the neuron axis selects neurons and fixes
     their activation space; a list on it reorders them."""

@@ -66,3 +66,64 @@ class ParamValue:
     name: str
     shape: tuple[int, ...]  # the parameter's own shape
     entries: torch.Tensor  # long, the moved tensor's shape
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreValue:
+    """Attention scores ``q . k`` per head, written out by hand (``q @ k.transpose(-2, -1)``), on their
+    way to ``softmax(scores) @ v``. They carry no neurons: their axes are positions (and heads). Only
+    the operations of :mod:`nngraph.convert.eager_attention` may read them; the heads are made when
+    the softmaxed scores meet the values, exactly as for ``scaled_dot_product_attention``.
+
+    Attributes:
+        q, k: the head-split query and key values whose neuron axes the scores contracted (``k``'s
+            heads already repeated to ``q``'s when it was broadcast or repeated).
+        heads: the number of heads (1 for single-head attention without a head axis).
+        shape: the scores' shape.
+        head_axis: index of the head axis, ``None`` when there is none (single head).
+        query_axis, key_axis: indices of the query-position and key-position axes.
+        scale: the number the raw products were multiplied by so far.
+        bias: the per-head score bias added (``TensorValue`` of one neuron per head), or ``None``.
+        blocked: ``(Tq, Tk)`` bool, the (query, key) pairs a constant mask set to ``-inf`` (the same for
+            every batch entry and head), or ``None`` if no such mask was applied.
+        other_mask: a constant mask was applied that is not such a pattern (finite values, a mask
+            that is a model input, or one whose values are unknown).
+        softmaxed: ``softmax`` over the key positions was applied.
+        source: the fx node of the product (error messages).
+    """
+
+    q: TensorValue
+    k: TensorValue
+    heads: int
+    shape: tuple[int, ...]
+    head_axis: int | None
+    query_axis: int
+    key_axis: int
+    scale: float = 1.0
+    bias: TensorValue | None = None
+    blocked: torch.Tensor | None = None
+    other_mask: bool = False
+    softmaxed: bool = False
+    source: object = None
+
+    def with_(self, **changes) -> "ScoreValue":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedValue:
+    """Activation spaces stacked along a new axis: a fused projection viewed as ``(B, T, 3, H, D)`` (timm's
+    ``qkv``), whose entry ``i`` along ``axis`` is ``parts[i]``. Only moves that keep the stack axis whole
+    (permute, transpose) or pick one entry of it (``unbind``, ``qkv[0]``) are followed.
+
+    Attributes:
+        parts: the stacked values, each of ``shape`` without ``axis``.
+        shape: the stacked tensor's shape.
+        axis: index of the stack axis.
+        source: the fx node it was made at.
+    """
+
+    parts: tuple[TensorValue, ...]
+    shape: tuple[int, ...]
+    axis: int
+    source: object = None

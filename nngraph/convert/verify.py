@@ -113,7 +113,8 @@ def verify(
     layout = build_layout(model, inputs, cache=False, method=method)
     if inputs is None:
         inputs = layout.example_inputs()
-    lowest = min((torch.finfo(d).eps for d in layout.casts), default=torch.finfo(torch.float64).eps)
+    # the least precise cast decides what float64 can reach
+    lowest = max((torch.finfo(d).eps for d in layout.casts), default=torch.finfo(torch.float64).eps)
     if tolerance == DEFAULT_TOLERANCE and lowest > torch.finfo(torch.float64).eps:
         # the forward itself computes in lower precision in places: float64 cannot be reached
         tolerance = max(tolerance, 1e3 * lowest)

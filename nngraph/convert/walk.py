@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any
 
 import torch
@@ -14,11 +15,12 @@ from .registry import (
     FUNCTION_CONVERTERS,
     MODULE_CONVERTERS,
     PASSTHROUGH,
+    SCORE_CONVERTERS,
     supported_functions,
     supported_modules,
     target_name,
 )
-from .values import Opaque, ParamValue, TensorValue
+from .values import Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
 
 
 class ConversionContext:
@@ -139,8 +141,13 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
             env[node] = Opaque(f"attribute {node.target}", value=attr if known else None)
             if isinstance(attr, torch.Tensor) and attr.is_floating_point():
                 name = builder.aliases.get(node.target, node.target)
-                if name in builder.constants or node.target in gm.meta.get("constants", ()):
-                    continue  # a constant of the forward: stays Opaque
+                made_in_forward = node.target.startswith("_tensor_constant") and name not in builder.named_tensors
+                if name in builder.constants or node.target in gm.meta.get("constants", ()) or made_in_forward:
+                    # a constant of the forward (fx keeps a tensor built from constants while tracing as
+                    # _tensor_constant<i>): stays Opaque, with its value when small
+                    small = attr.device.type != "meta" and attr.numel() <= FOLD_LIMIT
+                    env[node] = Opaque(f"attribute {node.target}", value=attr.detach().clone() if small else None)
+                    continue
                 if name not in builder.named_tensors:
                     raise UnsupportedError(f"{describe(node)} reads the tensor {node.target!r}, which is not "
                                            "a parameter or buffer of the model")
@@ -171,6 +178,8 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
             f"{describe(node)} reads an activation zero-padded by F.pad {list(padded[0].padded)}; nngraph "
             "records such padding only as the padding of the convolution that reads it"
         )
+    if any(isinstance(v, ScoreValue) for v in _flatten((args, kwargs))):
+        return _convert_scores(ctx, node, args, kwargs)
     derived = [v for v in _flatten((args, kwargs)) if isinstance(v, Opaque) and v.from_activations]
     if derived and not (node.target is operator.getitem and isinstance(args[0], (tuple, list))):
         raise UnsupportedError(
@@ -179,7 +188,7 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
         )
     if node.op == "call_module":
         module = ctx.module_of(node)
-        if not any(isinstance(v, (TensorValue, ParamValue)) for v in _flatten((args, kwargs))) \
+        if not any(isinstance(v, (TensorValue, ParamValue, StackedValue)) for v in _flatten((args, kwargs))) \
                 and next(iter(module.parameters()), None) is None:
             return Opaque(node.name)  # a parameter-free layer applied to a constant (sin of positions)
         converter = MODULE_CONVERTERS.get(type(module))
@@ -190,9 +199,9 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
             )
     else:
         converter = FUNCTION_CONVERTERS.get(node.target)
-        has_tensor = any(isinstance(v, (TensorValue, ParamValue)) for v in _flatten((args, kwargs)))
+        has_tensor = any(isinstance(v, (TensorValue, ParamValue, StackedValue)) for v in _flatten((args, kwargs)))
         if not has_tensor:
-            return Opaque(node.name)  # sizes, constants (position ids, masks) and other bookkeeping
+            return _fold(ctx, node, args, kwargs)  # sizes, constants (position ids, masks) and other bookkeeping
         if converter is None:
             params = [v.name for v in _flatten((args, kwargs)) if isinstance(v, ParamValue)]
             reads = f" (it reads parameter {params[0]!r} as data)" if params else ""
@@ -210,6 +219,74 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
         raise UnsupportedError(f"converting {describe(node)} failed: {error}") from error
 
 
+def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
+    """Hand a node that reads attention scores to its score converter, or refuse it by name."""
+    key = type(ctx.module_of(node)) if node.op == "call_module" else node.target
+    converter = SCORE_CONVERTERS.get(key)
+    if converter is None:
+        raise UnsupportedError(
+            f"{describe(node)} reads attention scores (q @ k^T); nngraph follows scores only through "
+            "scaling by a number, constant masks, one per-head bias, softmax over the key positions, "
+            "dropout, casts, moves that keep their head and position axes, and the product with the values"
+        )
+    try:
+        return converter(ctx, node, *args, **kwargs)
+    except UnsupportedError:
+        raise
+    except Exception as error:
+        raise UnsupportedError(f"converting {describe(node)} on attention scores failed: {error}") from error
+
+
+#: ops whose result is not a function of their inputs (or that fill memory with whatever it held)
+_NOT_FOLDED = re.compile(
+    r"rand|bernoulli|normal|multinomial|poisson|dropout|uniform|exponential|cauchy|geometric|empty|seed")
+#: constants larger than this many entries keep no value
+FOLD_LIMIT = 1 << 16
+
+
+def _op_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    return getattr(target, "_opname", None) or getattr(target, "__name__", None) or repr(target)
+
+
+def _fold(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Opaque:
+    """An op on constants only: a constant, with its value when every input's value is known and the
+    op is deterministic and small (a causal mask built from sizes, ``tril`` and comparisons). An
+    in-place op forgets the values of its inputs instead of being replayed."""
+    leaves = _flatten((args, kwargs))
+    name = _op_name(node.target)
+    in_place = name.endswith("_") and not name.endswith("__") or node.target is operator.setitem
+    if in_place:
+        for leaf in leaves:
+            if isinstance(leaf, Opaque) and leaf.value is not None:
+                object.__setattr__(leaf, "value", None)
+        return Opaque(node.name)
+    shape = ctx.shape_of(node)
+    small = shape is None or _numel(shape) <= FOLD_LIMIT
+    known = all(not isinstance(v, (Opaque, TensorValue, ParamValue)) or (isinstance(v, Opaque) and v.value is not None)
+                for v in leaves)
+    if node.op not in ("call_function", "call_method") or _NOT_FOLDED.search(name) or not (known and small):
+        return Opaque(node.name)
+    values = fx.node.map_aggregate((args, kwargs), lambda v: v.value if isinstance(v, Opaque) else v)
+    try:
+        a, k = values
+        out = getattr(a[0], node.target)(*a[1:], **k) if node.op == "call_method" else node.target(*a, **k)
+    except Exception:  # a constant nngraph cannot compute here: no value, as before
+        return Opaque(node.name)
+    if isinstance(out, torch.Tensor) and out.numel() <= FOLD_LIMIT and out.device.type != "meta" or \
+            isinstance(out, (int, float, bool, torch.Size)):
+        return Opaque(node.name, value=out)
+    return Opaque(node.name)
+
+
+def _numel(shape) -> int:
+    count = 1
+    for s in shape:
+        count *= int(s)
+    return count
+
+
 def _flatten(tree: Any) -> list[Any]:
     if isinstance(tree, (list, tuple)):
         return [leaf for item in tree for leaf in _flatten(item)]
@@ -220,6 +297,10 @@ def _flatten(tree: Any) -> list[Any]:
 
 def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -> None:
     values = _flatten([env[n] for n in _flatten(result) if isinstance(n, fx.Node)])  # layers may return tuples
+    if any(isinstance(v, ScoreValue) for v in values):
+        raise UnsupportedError("the model returns attention scores or weights (q @ k^T, softmaxed or not); they "
+                               "are computed from activations over positions and have no neurons in the graph")
+    values = [p for v in values for p in (v.parts if isinstance(v, StackedValue) else (v,))]
     tensors = [v for v in values if isinstance(v, TensorValue)]
     if not tensors:
         raise UnsupportedError("the model returns no tensor that nngraph could follow")

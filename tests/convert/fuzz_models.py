@@ -7,7 +7,11 @@ pools and residual blocks, ending in a global pool or a flatten head; sequences 
 Linear steps, attention written as plain ops (view into heads, transpose, scaled_dot_product_attention,
 a fused q/k/v projection split in three), nn.TransformerEncoderLayer, a positional embedding parameter,
 a class token concatenated along positions, a Conv1d over the transposed sequence, and a token selected or the
-sequence averaged at the end.
+sequence averaged at the end. Every family also draws the steps that follow products of activations and numbers:
+gates ``x * sigmoid(f(x))``, scales by numbers, joins of two layers along the features (``cat``), zero padding
+before a convolution, attention written out by hand (matmul or einsum, a fused ``(B, T, 3, H, D)`` projection
+or a split one, scaled by a number, causal masks by ``masked_fill``, ``where`` or an additive ``-inf`` mask),
+and a final ``log_softmax`` over the outputs.
 """
 from __future__ import annotations
 
@@ -53,6 +57,18 @@ class FuzzNet(nn.Module):
                 q, k, v = (z.view(b, t, heads, e // heads).transpose(1, 2) for z in (q, k, v))
                 o = F.scaled_dot_product_attention(q, k, v, is_causal=step[3])
                 x = x + self.layers[name + "_out"](o.transpose(1, 2).reshape(b, t, e))
+            elif kind == "eager":  # attention written out by hand
+                x = x + self.layers[name + "_out"](self._eager(self.layers[name], x, *step[2:]))
+            elif kind == "gate":
+                x = x * torch.sigmoid(self.layers[name](x))
+            elif kind == "times":
+                x = x * step[2]
+            elif kind == "join":  # two layers side by side along the features
+                x = torch.cat([self.layers[name](x), self.layers[name + "_b"](x)], dim=-1)
+            elif kind == "pad":  # zeros around the positions, read by the convolution of layers[name]
+                x = self.layers[name](F.pad(x, step[2]))
+            elif kind == "log_softmax":
+                x = F.log_softmax(x, dim=-1)
             elif kind == "select":
                 x = x[:, 0]
             elif kind == "mean":
@@ -62,6 +78,46 @@ class FuzzNet(nn.Module):
         return x
 
 
+    @staticmethod
+    def _eager(qkv, x, heads, style, scale, mask, t):
+        b, e = x.shape[0], x.shape[2]
+        d = e // heads
+        if style == "timm":
+            q, k, v = qkv(x).reshape(b, t, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q, k, v = qkv(x).split(e, dim=-1)
+            q, k, v = (z.view(b, t, heads, d).transpose(1, 2) for z in (q, k, v))
+        a = torch.einsum("bhid,bhjd->bhij", q, k) if style == "einsum" else q @ k.transpose(-2, -1)
+        a = a * scale if scale != 1.0 else a / 2.0
+        blocked = torch.ones(t, t, dtype=torch.bool).triu(1)
+        if mask == "masked_fill":
+            a = a.masked_fill(blocked, float("-inf"))
+        elif mask == "where":
+            a = torch.where(~blocked, a, torch.finfo(torch.float32).min)
+        elif mask == "additive":
+            a = a + torch.zeros(t, t).masked_fill(blocked, float("-inf"))
+        a = F.softmax(a, dim=-1)
+        o = torch.einsum("bhij,bhjd->bhid", a, v) if style == "einsum" else a @ v
+        return o.transpose(1, 2).reshape(b, t, e)
+
+
+def _extra_vector_step(draw, name, width, layers, steps) -> int:
+    """A gate, a scale by a number or a join of two layers; returns the new width."""
+    choice = draw(st.sampled_from(["gate", "times", "join"]))
+    if choice == "gate":
+        layers[name] = nn.Linear(width, width)
+        steps.append(("gate", name))
+    elif choice == "times":
+        steps.append(("times", name, draw(st.sampled_from([-1.5, 0.5, 3.0]))))
+    else:
+        a, b = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        layers[name] = nn.Sequential(nn.Linear(width, a), draw(st.sampled_from(ACTIVATIONS))())
+        layers[name + "_b"] = nn.Linear(width, b)
+        steps.append(("join", name))
+        return a + b
+    return width
+
+
 @st.composite
 def vector_net(draw):
     width = draw(st.integers(2, 7))
@@ -69,8 +125,11 @@ def vector_net(draw):
     layers, params, steps = nn.ModuleDict(), nn.ParameterDict(), []
     current = features
     for i in range(draw(st.integers(1, 4))):
-        choice = draw(st.sampled_from(["linear", "norm", "residual", "scale", "shift"] if i else ["linear"]))
+        choice = draw(st.sampled_from(["linear", "norm", "residual", "scale", "shift", "extra"] if i else ["linear"]))
         name = f"s{i}"
+        if choice == "extra":
+            current = _extra_vector_step(draw, name, current, layers, steps)
+            continue
         if choice == "linear" or current != width:
             layers[name] = nn.Sequential(nn.Linear(current, width), draw(st.sampled_from(ACTIVATIONS))())
             current = width
@@ -88,6 +147,8 @@ def vector_net(draw):
         steps.append(("layer", name))
     layers["head"] = nn.Linear(current, draw(st.integers(1, 3)))
     steps.append(("layer", "head"))
+    if draw(st.booleans()):
+        steps.append(("log_softmax", ""))
     return FuzzNet("vector", steps, layers, params), (torch.randn(4, features),)
 
 
@@ -118,6 +179,13 @@ def conv_net(draw):
             size //= 2
             continue
         k = draw(st.sampled_from([1, 3, 5]))
+        if choice == "conv" and draw(st.integers(0, 3)) == 0:  # zero padding (TF "same") before the conv
+            before, after = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+            if size + before + after >= k:
+                layers[name] = nn.Sequential(conv(current, width, k), draw(st.sampled_from(ACTIVATIONS))())
+                steps.append(("pad", name, (before, after) * dims))
+                size, current = size + before + after - k + 1, width
+                continue
         dilation = draw(st.sampled_from([1, 2])) if k > 1 else 1
         groups = draw(st.sampled_from([g for g in (1, 2) if current % g == 0 and width % g == 0]))
         mode = draw(st.sampled_from(["zeros", "reflect", "circular"]))
@@ -162,8 +230,19 @@ def sequence_net(draw):
         steps.append(("shift", "pos"))
     for i in range(draw(st.integers(1, 3))):
         name = f"s{i}"
-        choice = draw(st.sampled_from(["attention", "encoder", "mlp", "swap", "norm"]))
-        if choice == "attention":
+        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times"]))
+        if choice == "eager":
+            layers[name] = nn.Linear(e, 3 * e)
+            layers[name + "_out"] = nn.Linear(e, e)
+            steps.append(("eager", name, heads, draw(st.sampled_from(["matmul", "einsum", "timm"])),
+                          draw(st.sampled_from([1.0, 0.7, -0.4])),
+                          draw(st.sampled_from([None, "masked_fill", "where", "additive"])), length))
+        elif choice == "gate":
+            layers[name] = nn.Linear(e, e)
+            steps.append(("gate", name))
+        elif choice == "times":
+            steps.append(("times", name, draw(st.sampled_from([-1.5, 0.5, 3.0]))))
+        elif choice == "attention":
             layers[name] = nn.Linear(e, 3 * e)
             layers[name + "_out"] = nn.Linear(e, e)
             steps.append(("attention", name, heads, draw(st.booleans())))

@@ -119,8 +119,8 @@ def test_unknown_module_names_itself_and_the_supported_list():
         def forward(self, x):
             return x.cumsum(-1)
 
-    model = nn.Sequential(nn.Linear(2, 3), nn.Softmax(dim=-1), nn.Linear(3, 1))
-    with pytest.raises(nngraph.UnsupportedError, match=r"module '1' \(Softmax\).*Supported modules: .*Linear"):
+    model = nn.Sequential(nn.Linear(2, 3), nn.Softmin(dim=-1), nn.Linear(3, 1))
+    with pytest.raises(nngraph.UnsupportedError, match=r"module '1' \(Softmin\).*Supported modules: .*Linear"):
         nngraph.to_graph(model)
     with pytest.raises(nngraph.UnsupportedError, match="cumsum"):
         nngraph.to_graph(nn.Sequential(nn.Linear(2, 3), Mystery(), nn.Linear(3, 1)))

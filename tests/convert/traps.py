@@ -241,8 +241,14 @@ TRAPS: list[Trap] = [
     Trap("split_neurons", lam(lambda s, x: s.c(torch.cat(s.a(x).split(3, -1)[::-1], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
     Trap("cat_neurons", lam_b(lambda s, x: s.c(torch.cat([s.a(x)[:, :3], s.b(x)[:, 3:]], -1))), _vec, "sound"),  # fixed: reordered or joined spaces
     Trap("max_over_neurons", lam(lambda s, x: s.c(s.a(x) - s.a(x).max(-1, keepdim=True).values)), _vec, "refused"),
-    Trap("softmax_neurons", lam(lambda s, x: s.c(torch.softmax(s.a(x), -1))), _vec, "refused"),
-    Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "refused"),
+    Trap("softmax_neurons", lam(lambda s, x: s.c(torch.softmax(s.a(x), -1))), _vec, "sound"),  # SOFTMAX nodes
+    Trap("softmax_positions", lam(lambda s, x: s.c(torch.softmax(s.a(x), 1))), _seq, "refused"),
+    Trap("log_softmax_output", lam(lambda s, x: F.log_softmax(s.c(torch.relu(s.a(x))), -1)), _vec, "sound"),
+    Trap("softmax_flattened_map", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Softmax(-1),
+                                                        nn.Linear(4 * 36, 2)), _img, "refused"),
+    Trap("normalize_neurons", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=-1))), _vec, "sound"),  # L2_NORMALIZED
+    Trap("normalize_positions", lam(lambda s, x: s.c(F.normalize(s.a(x), dim=1))), _seq, "refused"),
+    Trap("normalize_l1", lam(lambda s, x: s.c(F.normalize(s.a(x), p=1.0, dim=-1))), _vec, "refused"),
     Trap("where_neurons", lam_b(lambda s, x: s.c(torch.where(s.a(x) > 0, s.a(x), s.b(x)))), _vec, "refused"),
     # arithmetic: sums, differences, products and scales by numbers have nodes; the rest is refused
     Trap("self_sum", lam(lambda s, x: s.c(s.a(x) + s.a(x))), _vec, "sound"),  # two calls: two spaces
@@ -411,4 +417,89 @@ TRAPS += [
     Trap("cat_value_with_itself", lam(lambda s, x: (lambda h: s.c(torch.cat([h[:, :3], h[:, :3]], -1)))(s.a(x))),
          _vec, "sound"),  # two CONCAT blocks tied to one (fixed) selection
     Trap("patch_merging", PatchMerging, lambda: (torch.randn(2, 3, 8, 8),), "sound"),
+]
+
+
+class EagerAttention(nn.Module):
+    """Attention written out by hand on 8 features, 4 query heads of 2 and ``kv`` key/value heads
+    (``repeat_interleave`` for grouped-query attention); ``fn(self, q, k, v, x)`` returns the (B, H, T, 2)
+    result, so each trap spells one way the scores can be used."""
+
+    def __init__(self, fn, kv: int = 4, side: bool = False):
+        super().__init__()
+        self.fn, self.kv = fn, kv
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 2 * kv), nn.Linear(8, 2 * kv)
+        self.side = nn.Linear(8, 5) if side else None  # a layer whose output is added to the scores
+        self.o = nn.Linear(8, 3)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q = self.q(x).view(b, t, 4, 2).transpose(1, 2)
+        k, v = (f(x).view(b, t, self.kv, 2).transpose(1, 2) for f in (self.k, self.v))
+        if self.kv < 4:
+            k, v = (z.repeat_interleave(4 // self.kv, dim=1) for z in (k, v))
+        out = self.fn(self, q, k, v, x)
+        return self.o(out.transpose(1, 2).reshape(b, t, 8))
+
+
+def _eager(fn, kv=4, side=False):
+    return lambda: EagerAttention(fn, kv, side)
+
+
+def _attend(scores, v):
+    return scores.softmax(-1) @ v
+
+
+class Lambda2(Lambda):
+    """:class:`Lambda` whose ``c`` reads 12 features (a value repeated along its neurons)."""
+
+    def __init__(self, fn):
+        super().__init__(fn)
+        self.c = nn.Linear(12, 3)
+
+
+class HeadSplitMismatch(nn.Module):
+    """The key split into heads the other way round (neuron d * H + h) from the query (h * D + d)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v, self.o = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, v = (f(x).view(b, t, 4, 2).transpose(1, 2) for f in (self.q, self.v))
+        k = self.k(x).view(b, t, 2, 4).permute(0, 3, 1, 2)  # (B, 4, T, 2): head h holds neurons d * 4 + h
+        o = (q @ k.transpose(-2, -1) * 0.7).softmax(-1) @ v
+        return self.o(o.transpose(1, 2).reshape(b, t, 8))
+
+
+TRAPS += [
+    Trap("eager_attention", _eager(lambda s, q, k, v, x: _attend(q @ k.transpose(-2, -1) / 2 ** 0.5, v)), _seq8,
+         "sound"),
+    Trap("eager_causal_attention", _eager(lambda s, q, k, v, x: _attend(
+        (q @ k.transpose(-2, -1)).masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf")), v)),
+         _seq8, "sound"),
+    Trap("eager_grouped_query_attention", _eager(lambda s, q, k, v, x: _attend(q @ k.transpose(-2, -1), v), kv=2),
+         _seq8, "sound"),  # repeated key/value heads: the attention is fixed
+    Trap("eager_key_split_differently", HeadSplitMismatch, _seq8, "sound"),  # the reordered key fixes the heads
+    Trap("eager_scores_mixed_across_heads", _eager(lambda s, q, k, v, x: _attend(
+        (q @ k.transpose(-2, -1)).roll(1, 1), v)), _seq8, "refused"),
+    Trap("eager_scores_summed_over_heads", _eager(lambda s, q, k, v, x: _attend(
+        (q @ k.transpose(-2, -1)).sum(1, keepdim=True), v)), _seq8, "refused"),
+    Trap("eager_softmax_over_queries", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).softmax(-2) @ v),
+         _seq8, "refused"),
+    Trap("eager_softmax_over_heads", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).softmax(1) @ v),
+         _seq8, "refused"),
+    Trap("eager_scores_added_to_a_value", _eager(lambda s, q, k, v, x: _attend(q @ k.transpose(-2, -1), v)
+                                                 + (q @ k.transpose(-2, -1))[..., :2]), _seq8, "refused"),
+    Trap("eager_scores_plus_activation", _eager(lambda s, q, k, v, x: _attend(
+        q @ k.transpose(-2, -1) + s.side(x)[:, None], v), side=True), _seq8, "refused"),
+    Trap("eager_linear_attention", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)) @ v), _seq8, "refused"),
+    Trap("eager_neurons_times_positions", _eager(lambda s, q, k, v, x: q @ v[..., :2, :]), _seq8, "refused"),
+    Trap("eager_gram_matrix", _eager(lambda s, q, k, v, x: _attend(q @ q.transpose(-2, -1), v)), _seq8, "refused"),
+    Trap("repeat_neurons", lambda: Lambda2(lambda s, x: s.c(torch.relu(s.a(x)).repeat(1, 2))), _vec, "refused"),
+    Trap("repeat_interleave_neurons", lambda: Lambda2(lambda s, x: s.c(torch.relu(s.a(x)).repeat_interleave(2, 1))),
+         _vec, "refused"),
+    Trap("eager_key_heads_not_repeated", _eager(lambda s, q, k, v, x: _attend(
+        q @ k[:, :2].repeat(1, 2, 1, 1).transpose(-2, -1), v)), _seq8, "sound"),  # a selection: fixed, sound
 ]

@@ -101,6 +101,24 @@ def swin():
     return transformers.SwinModel(cfg), (_pixels(),)
 
 
+def eager(build: Callable) -> Callable:
+    """``build`` with ``attn_implementation="eager"``: attention written out as matmul / softmax / matmul."""
+
+    def build_eager():
+        model, inputs = build()
+        for module in model.modules():
+            config = getattr(module, "config", None)
+            if config is not None and hasattr(config, "_attn_implementation"):
+                config._attn_implementation = "eager"
+                for sub in (getattr(config, k, None) for k in ("text_config", "vision_config")):
+                    if sub is not None and hasattr(sub, "_attn_implementation"):
+                        sub._attn_implementation = "eager"
+        return model, inputs
+
+    build_eager.__name__ = f"{build.__name__}_eager"
+    return build_eager
+
+
 def reinitialise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Weights ~ N(0, 1 / fan_in), norm scales near 1, running statistics spread: Hugging Face's
     initialisation (std 0.02) makes deep models' outputs vanish (1e-26 for MobileNetV2), and a
@@ -134,4 +152,11 @@ MODELS: dict[str, Callable] = {
     "EfficientNetModel": efficientnet,
     "ConvNextModel": convnext,
     "SwinModel": swin,
+    # the same transformers with attention written out by hand (attn_implementation="eager")
+    "BertModel[eager]": eager(bert),
+    "GPT2LMHeadModel[eager]": eager(gpt2),
+    "ViTForImageClassification[eager]": eager(vit),
+    "LlamaForCausalLM[eager]": eager(llama),
+    "T5Model[eager]": eager(t5),
+    "CLIPVisionModel[eager]": eager(clip_vision),
 }

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import nngraph
+from nngraph.schema import NodeKind
 from nngraph.testing import assert_equivariant, assert_invariant
 
 from .hf_models import MODELS, reinitialise
@@ -27,6 +28,21 @@ EXPECTED = {
     "EfficientNetModel": None,  # TF-style zero padding folded into the convs, squeeze-excitation products
     "T5Model": None,  # relative-position score bias per head (shared by every layer: attention fixed)
     "SwinModel": None,  # window attention: a relative-position bias table gathered by a constant index
+    # attn_implementation="eager": matmul / softmax / matmul (nngraph/convert/eager_attention.py)
+    "BertModel[eager]": None,
+    "GPT2LMHeadModel[eager]": None,  # its materialised causal mask: CAUSAL_HEAD, as for sdpa
+    "ViTForImageClassification[eager]": None,
+    "LlamaForCausalLM[eager]": None,  # softmax in float32, grouped-query heads repeated by repeat_kv
+    "T5Model[eager]": None,  # the decoder's causal mask is recorded (CAUSAL_HEAD); the sdpa graph has HEAD there
+    "CLIPVisionModel[eager]": None,
+}
+
+#: eager name -> the fields in which its graph differs from the sdpa model's (same weights)
+EAGER_DIFFERENCES = {
+    "BertModel[eager]": set(), "GPT2LMHeadModel[eager]": set(), "ViTForImageClassification[eager]": set(),
+    "LlamaForCausalLM[eager]": set(), "CLIPVisionModel[eager]": set(),
+    # sdpa receives T5's causal mask already summed into the position bias, so its heads are HEAD
+    "T5Model[eager]": {"node_kind"},
 }
 
 
@@ -55,11 +71,26 @@ def test_converts_soundly_or_is_refused(name):
 
 
 def test_the_coverage_goal():
-    assert sum(v is None for v in EXPECTED.values()) >= 12 and set(EXPECTED) == set(MODELS)
+    assert sum(v is None for v in EXPECTED.values()) >= 18 and set(EXPECTED) == set(MODELS)
 
 
-@pytest.mark.parametrize("name", ["GPT2LMHeadModel", "ViTForImageClassification", "ConvNextModel",
-                                  "EfficientNetModel"])
+@pytest.mark.parametrize("name", sorted(EAGER_DIFFERENCES))
+def test_eager_attention_gives_the_graph_of_sdpa(name):
+    eager, inputs = _built(name)
+    sdpa, _ = _built(name.removesuffix("[eager]"))
+    assert {m.config._attn_implementation for m in eager.modules() if hasattr(m, "config")} == {"eager"}
+    g1, g2 = nngraph.to_graph(eager, inputs), nngraph.to_graph(sdpa, inputs)
+    assert g1.keys() == g2.keys() and g1.num_nodes == g2.num_nodes
+    differing = {k for k in g1.keys() if isinstance(g1[k], torch.Tensor)
+                 and (g1[k].shape != g2[k].shape or not torch.equal(g1[k], g2[k]))}
+    assert differing == EAGER_DIFFERENCES[name]
+    if differing:  # only causal heads where sdpa has plain ones
+        changed = g1.node_kind != g2.node_kind
+        assert (g1.node_kind[changed] == NodeKind.CAUSAL_HEAD).all() and (g2.node_kind[changed] == NodeKind.HEAD).all()
+
+
+@pytest.mark.parametrize("name", ["GPT2LMHeadModel", "GPT2LMHeadModel[eager]", "ViTForImageClassification",
+                                  "ConvNextModel", "EfficientNetModel"])
 def test_encoder_is_invariant_and_equivariant_on_real_models(name):
     model, inputs = _built(name)
     inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
