@@ -70,6 +70,7 @@ class GraphBuilder:
         self._blocks: list[_Block] = []
         self._satellites: list[tuple[torch.Tensor, torch.Tensor]] = []  # (satellites, one node of their block)
         self._parent: list[int] = []
+        self._read_inside: list[torch.Tensor] = []  # neurons a layer reads back itself (recurrent states)
         self.module_nodes: dict[str, torch.Tensor] = {}
         self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = {}
 
@@ -113,6 +114,33 @@ class GraphBuilder:
         flat[nodes] = int(act)
         self._act = [flat]
         self._set_op("act_args", nodes, _padded(args, ACT_ARGS_DIM))
+
+    def mark_read_inside(self, nodes: torch.Tensor) -> None:
+        """Record that the layer that made ``nodes`` reads their values itself (a recurrent layer's
+        hidden and cell states, fed back at the next step): an activation or pooling applied to its
+        output must go on fresh copies, never on these neurons."""
+        self._read_inside.append(nodes.reshape(-1).clone())
+
+    def read_inside(self, nodes: torch.Tensor) -> bool:
+        """Whether some of ``nodes`` are read back by the layer that made them (see :meth:`mark_read_inside`)."""
+        return any(bool(torch.isin(nodes.reshape(-1), r).any()) for r in self._read_inside)
+
+    def fix_partial_rows(self, selected: torch.Tensor) -> None:
+        """A value shows only ``selected`` neurons of the activation spaces it came from: fix every class
+        of which some row is partly selected (a permutation could move neurons into or out of the
+        selection). Whole rows may stay permutable: reading all neurons of one space (one layer's
+        final state out of a stack, one direction's half of a bidirectional output) is a relabelling."""
+        selected = selected.reshape(-1)
+        if selected.numel() == 0:
+            return
+        mask = torch.zeros(self.num_nodes, dtype=torch.bool)
+        mask[selected] = True
+        groups = torch.cat(self._group_of_node)[selected]
+        for root in {self._root(int(g)) for g in groups.unique().tolist()}:
+            block = self._blocks[root]
+            if any(bool(mask[row].any()) and not bool(mask[row].all()) for row in block.rows):
+                block.fixed = True
+                self._fix_owners_of(selected)  # satellites cut by the selection cannot follow their block
 
     def set_conv_args(self, nodes: torch.Tensor, args: tuple[float, ...]) -> None:
         """Record the stride, padding, ... (``conv_args`` columns) of the convolution that made ``nodes``."""
