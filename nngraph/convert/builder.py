@@ -185,7 +185,7 @@ class GraphBuilder:
         index[nodes[hidden]] = torch.arange(nodes.numel())[hidden]
         self._node_chunks["type"] = [node_type]
         self._node_chunks["index"] = [index]
-        self._block(nodes).fixed = True
+        self.fix(nodes)  # every space the outputs come from (a bidirectional output joins two)
 
     # ------------------------------------------------------------------ edges
     def add_edges(

@@ -95,7 +95,7 @@ def recurrent_direction(builder, module: nn.RNNBase, name: str, layer: int, suff
         builder.place_node_param(f"{name}.bias_hh_l{layer}{suffix}", hh, BIAS)
     ih_rows, hh_rows = ih.view(g, h), hh.view(g, h)  # (G, H): row k * H + j is gate k of unit j
     tied = [hidden]
-    cell = None
+    cell, gates = None, [hidden]
     if kind is nn.RNN:
         builder.add_edges(torch.cat([ih, hh]), hidden.repeat(2), EdgeType.RESIDUAL, identity=True)
         builder.set_activation(hidden, Activation.TANH if module.nonlinearity == "tanh" else Activation.RELU)
@@ -125,6 +125,7 @@ def recurrent_direction(builder, module: nn.RNNBase, name: str, layer: int, suff
     builder.record_module_nodes(key, hidden)
     builder.record_module_nodes(f"{key}.ih", ih)
     builder.record_module_nodes(f"{key}.hh", hh)
+    builder.record_module_nodes(f"{key}.gates", torch.cat(gates))  # (G * H,) in row order; RNN: the units
     if cell is not None:
         builder.record_module_nodes(f"{key}.cell", cell)
     return hidden, cell
