@@ -145,9 +145,8 @@ def apply_activation(ctx, node, x: TensorValue, act: Activation, args: tuple[flo
     if fresh:
         builder.set_activation(x.nodes, act, args)
         return x.with_(shape=shape, source=node)
-    out = builder.add_nodes(x.num_neurons, NodeKind.ACTIVATION, layer=builder.node_layer(x.nodes) + 1)
+    out = builder.tied_copies(x.nodes, NodeKind.ACTIVATION, layer=builder.node_layer(x.nodes) + 1)
     builder.add_edges(x.nodes, out, EdgeType.ACTIVATION, identity=True)
-    builder.tie(x.nodes, out)
     builder.set_activation(out, act, args)
     return x.with_(nodes=out, shape=shape, source=node)
 

@@ -142,6 +142,33 @@ class GraphBuilder:
                 block.fixed = True
                 self._fix_owners_of(selected)  # satellites cut by the selection cannot follow their block
 
+    def row_segments(self, nodes: torch.Tensor) -> list[torch.Tensor] | None:
+        """``nodes`` cut into whole activation spaces (rows of their classes, in order), or ``None`` if it
+        is not such a join (a bidirectional output is its two directions' units side by side)."""
+        if self._is_row(nodes):
+            return [nodes]
+        groups = torch.cat(self._group_of_node)
+        out, i, n = [], 0, nodes.numel()
+        while i < n:
+            block = self._blocks[self._root(int(groups[nodes[i]]))]
+            row = next((r for r in block.rows if i + r.numel() <= n and torch.equal(nodes[i:i + r.numel()], r)), None)
+            if row is None:
+                return None
+            out.append(nodes[i:i + row.numel()])
+            i += row.numel()
+        return out
+
+    def tied_copies(self, nodes: torch.Tensor, kind: NodeKind, layer: int) -> torch.Tensor:
+        """New neurons ``(len(nodes),)`` of ``kind``, copy ``i`` tied to ``nodes[i]``: one new space per
+        whole space ``nodes`` joins (see :meth:`row_segments`), so each keeps its own symmetry; a cut
+        through a space is fixed as :meth:`tie` does."""
+        parts = []
+        for segment in self.row_segments(nodes) or [nodes]:
+            copy = self.add_nodes(segment.numel(), kind, layer)
+            self.tie(segment, copy)
+            parts.append(copy)
+        return torch.cat(parts)
+
     def set_conv_args(self, nodes: torch.Tensor, args: tuple[float, ...]) -> None:
         """Record the stride, padding, ... (``conv_args`` columns) of the convolution that made ``nodes``."""
         self._set_op("conv_args", nodes, _padded(args, CONV_ARGS_DIM))
@@ -315,8 +342,13 @@ class GraphBuilder:
             raise ValueError(f"cannot tie spaces of {a.numel()} and {b.numel()} neurons")
         self._fix_owners_of(a)  # satellites tied to other neurons could no longer follow their block
         self._fix_owners_of(b)
-        if not (self._is_row(a) and self._is_row(b)):  # a selection or a join of spaces: fix, soundly
-            self.fix(a)
+        if not (self._is_row(a) and self._is_row(b)):
+            parts_a, parts_b = self.row_segments(a), self.row_segments(b)
+            if parts_a and parts_b and [p.numel() for p in parts_a] == [p.numel() for p in parts_b]:
+                for pa, pb in zip(parts_a, parts_b):  # joins of whole spaces, cut alike: tie space by space
+                    self._merge(pa, pb)
+                return
+            self.fix(a)  # a selection, or joins cut differently: fix, soundly
             self.fix(b)
             return
         self._merge(a, b)

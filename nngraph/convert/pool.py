@@ -119,9 +119,8 @@ def record_pool(ctx, node, x: TensorValue, kind: Pool, args: dict[str, float]) -
     is used elsewhere too."""
     builder = ctx.builder
     if not _sole_use(node, x) or builder.read_inside(x.nodes):
-        out = builder.add_nodes(x.num_neurons, NodeKind.POOL, layer=builder.node_layer(x.nodes) + 1)
+        out = builder.tied_copies(x.nodes, NodeKind.POOL, layer=builder.node_layer(x.nodes) + 1)
         builder.add_edges(x.nodes, out, EdgeType.POOL, identity=True)
-        builder.tie(x.nodes, out)
         x = x.with_(nodes=out, source=node)
     try:
         builder.add_pool(x.nodes, kind, args)

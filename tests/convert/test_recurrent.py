@@ -452,3 +452,27 @@ def test_export_path_initial_states():
         nngraph.to_graph(InitialState("activations"), (x, h0), method="export")
     with pytest.raises(nngraph.UnsupportedError, match="proj_size"):
         nngraph.to_graph(nn.LSTM(I, H, proj_size=2), torch.randn(5, 2, I), method="export")
+
+
+class ActivatedBidirectional(nn.Module):
+    """relu and a residual on a bidirectional output: the copies are tied direction by direction."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(I, H, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(2 * H, C)
+
+    def forward(self, x):
+        o = self.rnn(x)[0][:, -1]  # (B, 2H): two spaces side by side
+        return self.head(torch.relu(o) + o)
+
+
+def test_copies_of_a_bidirectional_output_keep_both_directions_permutable():
+    model = randomize_biases(ActivatedBidirectional())
+    x = seq(dtype=torch.float32)
+    report = nngraph.verify(model, x)
+    assert report.ok and report.num_permutable == report.num_hidden, report
+    layout = nngraph.build_layout(model, (x,))
+    fwd, bwd = layout.module_nodes["rnn.l0"], layout.module_nodes["rnn.l0_reverse"]
+    owner = {int(n): k for k, s in enumerate(layout.symmetries) for n in s.rows.reshape(-1)}
+    assert owner[int(fwd[0])] != owner[int(bwd[0])]  # the directions stay separate classes
