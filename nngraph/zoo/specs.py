@@ -14,6 +14,9 @@ Every spec has a ``"family"`` key; the other keys depend on the family:
             ``head``, ``dropout``, ``num_classes``
             -> stem ``Conv2d, Norm?, Act``, then ``blocks`` times :class:`ResidualBlock`
             (``x + conv(act(conv(x)))``), then the head.
+``rnn``     ``in_shape``, ``cell`` (``"rnn_tanh" | "rnn_relu" | "lstm" | "gru"``), ``hidden``,
+            ``num_layers``, ``bidirectional``, ``readout`` (``"last" | "h_n"``), ``dropout``,
+            ``num_classes`` -> :class:`SequenceClassifier` (the image read row by row).
 
 Models use only standard ``torch.nn`` layers (plus ``Sine``) in ``nn.Sequential`` or a module with a
 plain ``forward``, so ``torch.fx`` can trace them. The parameter names of the built module are the
@@ -34,8 +37,8 @@ from torch import nn
 from nngraph.errors import SpecError
 from nngraph.modules import Sine
 
-__all__ = ["ACTIVATIONS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SpecLimits", "SpecSize", "build_model",
-           "check_spec", "count_parameters", "siren_spec", "spec_size"]
+__all__ = ["ACTIVATIONS", "CELLS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SequenceClassifier", "SpecLimits",
+           "SpecSize", "build_model", "check_spec", "count_parameters", "siren_spec", "spec_size"]
 
 #: Activation names accepted in specs.
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -68,6 +71,47 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
+
+
+#: Recurrent cells accepted in ``rnn`` specs: ``(layer class, extra arguments, gates per unit)``.
+CELLS = {"rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}, 1), "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}, 1),
+         "lstm": (nn.LSTM, {}, 4), "gru": (nn.GRU, {}, 3)}
+
+
+class SequenceClassifier(nn.Module):
+    r"""Reads an image row by row (``H`` steps of ``C * W`` features) with a recurrent layer and classifies
+    from the last step's output (``readout="last"``: both directions' units at the last step) or from the
+    last layer's final hidden state (``readout="h_n"``: ``h_n[-1]``, with ``h_n[-2]`` before it when
+    bidirectional).
+
+    Shapes:
+        - **input:** :math:`(B, C, H, W)`
+        - **output:** :math:`(B, \text{num_classes})`
+    """
+
+    def __init__(self, in_shape, cell: str, hidden: int, num_layers: int, bidirectional: bool, readout: str,
+                 num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"Could not resolve cell {cell!r} among choices {sorted(CELLS)}")
+        if readout not in ("last", "h_n"):
+            raise ValueError(f"readout must be 'last' or 'h_n', got {readout!r}")
+        c, _, w = in_shape
+        kind, extra, _ = CELLS[cell]
+        self.rnn = kind(c * w, hidden, num_layers=num_layers, bidirectional=bidirectional, batch_first=True,
+                        dropout=dropout if num_layers > 1 else 0.0, **extra)
+        self.readout = readout
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.transpose(1, 2).flatten(2)  # (B, H, C * W): row t is step t
+        out, state = self.rnn(seq)  # out: (B, H, D * hidden)
+        if self.readout == "last":
+            return self.head(out[:, -1])  # (B, D * hidden)
+        h_n = state[0] if isinstance(self.rnn, nn.LSTM) else state  # (L * D, B, hidden)
+        if self.rnn.bidirectional:
+            return self.head(torch.cat([h_n[-2], h_n[-1]], dim=1))  # the last layer's two directions
+        return self.head(h_n[-1])
 
 
 def siren_spec(in_features: int = 2, hidden=(32, 32), out_features: int = 1, w0: float = 30.0) -> dict:
@@ -153,7 +197,12 @@ def _build_resnet(s: dict) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet}
+def _build_rnn(s: dict) -> nn.Module:
+    return SequenceClassifier(s["in_shape"], s["cell"], s["hidden"], s["num_layers"], bool(s["bidirectional"]),
+                              s["readout"], s["num_classes"], s.get("dropout", 0.0))
+
+
+FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet, "rnn": _build_rnn}
 
 
 @dataclass(frozen=True)
@@ -272,7 +321,23 @@ def _resnet_size(s: dict) -> SpecSize:
                     (1 + 2 * blocks) * width * hw + _size(s, "num_classes"))
 
 
-_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size}
+def _rnn_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    hidden, layers, classes = _size(s, "hidden"), _size(s, "num_layers"), _size(s, "num_classes")
+    cell = _field(s, "cell")
+    if cell not in CELLS:
+        raise SpecError(f"rnn spec: Could not resolve cell {cell!r} among choices {sorted(CELLS)}")
+    gates, directions = CELLS[cell][2], 2 if _field(s, "bidirectional") else 1
+    params, features = 0, c * w
+    for _ in range(layers):  # per direction: weight_ih, weight_hh and both biases
+        params += directions * gates * hidden * (features + hidden + 2)
+        features = directions * hidden
+    params += features * classes + classes
+    return SpecSize(max(gates * hidden, features, classes), layers + 1, params, c * h * w,
+                    layers * h * directions * hidden + classes)
+
+
+_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size, "rnn": _rnn_size}
 
 
 def _family(spec: Any) -> str:
