@@ -58,7 +58,7 @@ class RecurrentZooConfig:
 
     @classmethod
     def small(cls, **overrides) -> "RecurrentZooConfig":
-        """A zoo that builds in about a minute: 24 runs of at most 8 epochs, 2 checkpoints each."""
+        """A small zoo: 24 runs of at most 8 epochs, 2 checkpoints each."""
         return cls(**{"num_runs": 24, "max_epochs": 8, "checkpoints": 2, **overrides})
 
 
