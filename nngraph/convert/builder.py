@@ -72,7 +72,7 @@ class GraphBuilder:
         self._parent: list[int] = []
         self._read_inside: list[torch.Tensor] = []  # neurons a layer reads back itself (recurrent states)
         self.module_nodes: dict[str, torch.Tensor] = {}
-        self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = {}
+        self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...], int]] = {}
 
     # ------------------------------------------------------------------ nodes
     def add_nodes(
@@ -455,9 +455,12 @@ class GraphBuilder:
             if bool(torch.isin(nodes, s).any()):
                 self._block(owner).fixed = True
 
-    def record_value(self, name: str, nodes: torch.Tensor, axis: int, spatial: tuple[int, ...]) -> None:
-        """Remember that fx value ``name`` holds the neurons ``nodes`` on ``axis`` (for probe features)."""
-        self.value_nodes[name] = (nodes, axis, spatial)
+    def record_value(self, name: str, nodes: torch.Tensor, axis: int, spatial: tuple[int, ...],
+                     head_axis: int = -1) -> None:
+        """Remember that fx value ``name`` holds the neurons ``nodes`` on ``axis`` (for probe features);
+        ``head_axis`` ``>= 0`` when they are split into heads (``nodes[h * D + j]`` at ``h`` on ``head_axis``
+        and ``j`` on ``axis``)."""
+        self.value_nodes[name] = (nodes, axis, spatial, head_axis)
 
     def record_module_nodes(self, name: str, nodes: torch.Tensor) -> None:
         """Remember which nodes hold the output neurons of the module / fx node ``name``."""

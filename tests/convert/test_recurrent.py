@@ -476,3 +476,19 @@ def test_copies_of_a_bidirectional_output_keep_both_directions_permutable():
     fwd, bwd = layout.module_nodes["rnn.l0"], layout.module_nodes["rnn.l0_reverse"]
     owner = {int(n): k for k, s in enumerate(layout.symmetries) for n in s.rows.reshape(-1)}
     assert owner[int(fwd[0])] != owner[int(bwd[0])]  # the directions stay separate classes
+
+
+def test_probe_features_read_every_layers_final_state():
+    """h_n is split into one group per layer and direction; the probes merge the groups in node order."""
+    from nngraph.convert import probe_features
+
+    torch.manual_seed(12)
+    model = Classifier("lstm", "h_n", num_layers=2, bidirectional=True).double()
+    x = seq()
+    probe = probe_features(model, x)  # (N, P)
+    layout = nngraph.build_layout(model, (x,))
+    _, (h_n, _) = model.rnn(x)  # (L * D, P, H)
+    for k, key in enumerate(("rnn.l0", "rnn.l0_reverse", "rnn.l1", "rnn.l1_reverse")):
+        assert torch.equal(probe[layout.module_nodes[key]], h_n[k].t())
+    encoder = NeuralGraphEncoder(out_dim=3, hidden_dim=8, num_layers=2, probe_dim=2).double()
+    assert assert_invariant(encoder, model, (x,), probe_inputs=seq()) < 1e-10
