@@ -27,7 +27,8 @@ Symmetry: permuting the hidden units of one layer and direction (rows of every g
 preserves the function when the initial state is zero, so every neuron above of one layer and
 direction is tied to its unit (gate ``k`` of unit ``j`` moves with unit ``j``); the two directions and
 the layers are separate classes. An initial state passed in (a model input or a constant) fixes the
-units; one computed from activations is refused, as are ``proj_size`` and packed sequences.
+units; one computed from activations is refused, as are ``proj_size`` and packed sequences. Dropout
+between layers is element-wise noise in training (as ``nn.Dropout``) and nothing in evaluation.
 
 The output ``(B, T, D * H)`` (or ``(T, B, D * H)``) holds the last layer's units, forward then
 backward, on its last axis; ``h_n`` / ``c_n`` ``(L * D, B, H)`` hold every layer's and direction's
@@ -87,16 +88,17 @@ def recurrent_direction(builder, module: nn.RNNBase, name: str, layer: int, suff
     h, g = module.hidden_size, num_gates(module)
     base = builder.node_layer(in_nodes)
     kind = type(module)
-    hidden = builder.add_nodes(h, NodeKind.RECURRENT_HIDDEN, base + (2 if kind is nn.RNN else 4 if kind is nn.LSTM else 3))
+    depth = {nn.RNN: 2, nn.GRU: 3, nn.LSTM: 4}[kind]  # the units come after the rows, the gates (and the cell)
+    hidden = builder.add_nodes(h, NodeKind.RECURRENT_HIDDEN, base + depth)
     ih = _row_neurons(builder, f"{name}.weight_ih_l{layer}{suffix}", in_nodes, g, h, base + 1, EdgeType.WEIGHT)
     hh = _row_neurons(builder, f"{name}.weight_hh_l{layer}{suffix}", hidden, g, h, base + 1, EdgeType.RECURRENT)
     if module.bias:
         builder.place_node_param(f"{name}.bias_ih_l{layer}{suffix}", ih, BIAS)
         builder.place_node_param(f"{name}.bias_hh_l{layer}{suffix}", hh, BIAS)
     ih_rows, hh_rows = ih.view(g, h), hh.view(g, h)  # (G, H): row k * H + j is gate k of unit j
-    tied = [hidden]
-    cell, gates = None, [hidden]
-    if kind is nn.RNN:
+    moving = list(ih_rows) + list(hh_rows)  # every space that moves with the units
+    gates, cell = [hidden], None
+    if kind is nn.RNN:  # the unit is the gate: h = act(ih + hh)
         builder.add_edges(torch.cat([ih, hh]), hidden.repeat(2), EdgeType.RESIDUAL, identity=True)
         builder.set_activation(hidden, Activation.TANH if module.nonlinearity == "tanh" else Activation.RELU)
     else:
@@ -106,20 +108,20 @@ def recurrent_direction(builder, module: nn.RNNBase, name: str, layer: int, suff
             builder.add_edges(torch.cat([ih_rows[k], hh_rows[k]]), gate.repeat(2), EdgeType.RESIDUAL, identity=True)
             builder.set_activation(gate, act)
             gates.append(gate)
-        tied += gates
-        if kind is nn.LSTM:
+        moving += gates
+        if kind is nn.LSTM:  # c = f * c_prev + i * g, h = o * tanh(c)
             i, f, c_in, o = gates
             cell = builder.add_nodes(h, NodeKind.LSTM_CELL, base + 3)
             builder.add_edges(torch.cat([i, f, c_in]), cell.repeat(3), EdgeType.GATE, identity=True)
             builder.add_edges(torch.cat([o, cell]), hidden.repeat(2), EdgeType.GATE, identity=True)
-            tied.append(cell)
+            moving.append(cell)
             builder.mark_read_inside(cell)
-        else:
+        else:  # n = tanh(ih_n + r * hh_n), h = (1 - z) * n + z * h_prev
             r, z, n = gates
             builder.add_edges(r, n, EdgeType.GATE, identity=True)
             builder.add_edges(torch.cat([z, n]), hidden.repeat(2), EdgeType.GATE, identity=True)
-    for rows in list(ih_rows) + list(hh_rows) + tied[1:]:
-        builder.tie(hidden, rows)
+    for space in moving:
+        builder.tie(hidden, space)
     builder.mark_read_inside(hidden)
     key = f"{name}.l{layer}{suffix}"
     builder.record_module_nodes(key, hidden)
