@@ -1,4 +1,4 @@
-"""Model zoos generated here: INRs of images and mixed-architecture classifiers.
+"""Model zoos generated here: INRs of images, mixed-architecture classifiers and recurrent classifiers.
 
 Build one from Python (:func:`build_inr_zoo`, :func:`build_classifier_zoo`, :func:`build_recurrent_zoo`) or the command line
 (``python -m nngraph.zoo inr --out DIR``), import models trained elsewhere (:func:`import_zoo`,
@@ -14,7 +14,7 @@ from nngraph.zoo.jobs import Unit, parse_shard, run_units
 from nngraph.zoo.report import summarize, text_histogram
 from nngraph.zoo.seeds import derive_seed, stratified_split
 from nngraph.zoo.siren import fit_sirens, siren_forward
-from nngraph.zoo.specs import ResidualBlock, SpecLimits, build_model, count_parameters, siren_spec
+from nngraph.zoo.specs import ResidualBlock, SequenceClassifier, SpecLimits, build_model, count_parameters, siren_spec
 from nngraph.zoo.storage import Zoo, ZooError, sha256_file
 from nngraph.zoo.importer import import_zoo
 
@@ -25,6 +25,7 @@ __all__ = [
     "RecurrentZooConfig",
     "ImageSet",
     "ResidualBlock",
+    "SequenceClassifier",
     "SpecLimits",
     "Unit",
     "Zoo",
