@@ -101,7 +101,11 @@ class NodeType(IntEnum):
 
 
 class NodeKind(IntEnum):
-    """What produced the neuron; invariant under permutations of hidden neurons."""
+    """What produced the neuron; invariant under permutations of hidden neurons.
+
+    ``NodeKind``, :class:`EdgeType` and :class:`Activation` only gain values at the end: the encoder's
+    embedding tables are indexed by them, and checkpoints saved with fewer values load into today's
+    tables (:func:`nngraph.gnn.compat.load_appended_rows`)."""
 
     INPUT = 0  # a feature of the model's input tensor
     LINEAR = 1  # output neuron of nn.Linear

@@ -1,9 +1,13 @@
-"""The demo: build small zoos, train every task briefly, print one results table with the baselines.
+"""The demo: build small zoos, score the shipped checkpoints on them, train every task briefly, and show
+one results table with the baselines, the plots, and ``index.html`` with both.
 
-    python -m tasks.demo                 # small zoos, short training (a few minutes on a laptop CPU)
+    python -m tasks.demo                 # small zoos, shipped checkpoints + short training (a few minutes)
     python -m tasks.demo --full          # whole zoos (1,797 digits x 4 INRs, 300 classifier runs), longer training
 
-Rerunning continues: zoos and finished training runs in ``--workdir`` are reused.
+Rows marked "shipped" are the checkpoints in ``tasks/checkpoints`` (trained by the full-run command their note
+names, on zoos whose test images / runs the demo's test splits do not share: :func:`tasks.pretrained.check_unseen`);
+rows marked "trained in demo" were trained here, on the demo zoo's training split. Rerunning continues: zoos
+and finished training runs in ``--workdir`` are reused.
 """
 from __future__ import annotations
 
@@ -12,23 +16,29 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
 from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo
 
-from . import accuracy_prediction, inr_classification, inr_editing
-from .report import format_table, save_results
+from . import accuracy_prediction, inr_classification, inr_editing, pretrained
+from .demo_page import format_demo_table, plot_confusion, write_index
+from .metrics import kendall_tau
+from .report import plot_edit_grid, plot_scatter, row, save_results
 
 #: Settings of the short demo and of ``--full``: zoo configs and per-task flags.
 PROFILES = {
     "small": {
-        "inr_zoo": INRZooConfig.small(),
-        "clf_zoo": ClassifierZooConfig.small(num_runs=40),
-        # All 280 training INRs, batches of 16: ~200 optimiser steps, enough for the encoder with probes to
+        # the first 600 digits, one INR each, split as in the full zoo (their test images are test images of
+        # the zoo the shipped checkpoints were trained on): 420 train / 60 val / 120 test
+        "inr_zoo": INRZooConfig(max_images=600, inrs_per_image=1, split_scope="source"),
+        # 60 runs of the full zoo's distribution, seed 1: no run in common with the shipped checkpoint's zoo
+        "clf_zoo": ClassifierZooConfig(num_runs=60, seed=1),
+        # 280 training INRs, batches of 16: ~200 optimiser steps, enough for the encoder with probes to
         # leave chance (16 steps were not: every encoder row sat at 10%). About 25 s per encoder row.
         "inr_classification": ["--epochs", "12", "--batch-size", "16", "--baseline-epochs", "60", "--hidden-dim", "32",
-                               "--num-layers", "2", "--gbm-iters", "40"],
+                               "--num-layers", "2", "--gbm-iters", "40", "--max-train", "280"],
         "accuracy_prediction": ["--epochs", "8", "--baseline-epochs", "100", "--hidden-dim", "32", "--num-layers", "2",
                                 "--gbm-iters", "100"],
         "inr_editing": ["--epochs", "4", "--baseline-epochs", "40", "--hidden-dim", "32", "--num-layers", "2",
@@ -46,6 +56,65 @@ PROFILES = {
 }
 
 
+#: The shipped checkpoints the demo scores, per task.
+SHIPPED = {"inr_classification": ("encoder_probe_flip", "encoder_broken"), "accuracy_prediction": ("encoder",),
+           "inr_editing": ("encoder", "flat_mlp")}
+
+#: The plots each task writes into its output directory, and what they show.
+TASK_FIGURES = {"inr_classification": [("curves.png", "training curves")],
+                "accuracy_prediction": [("scatter.png", "predicted vs true accuracy"), ("curves.png", "training curves")],
+                "inr_editing": [("edits.png", "edits of test INRs"), ("curves.png", "training curves")]}
+
+
+def _shipped_note(result: dict, models: str) -> str:
+    meta = result["meta"]
+    full = meta["metrics"].get(result["metric"])
+    minutes = (meta.get("seconds") or 0) / 60
+    return (f"{result['n']} {models} ({result['unseen']}); full run, {minutes:.0f} min: `{meta['command']}`, "
+            f"which scored {full:.4f} on its own test split")
+
+
+def shipped_rows(task: str, zoo: str, workdir: str) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The demo's rows of the shipped checkpoints of ``task`` on ``zoo``'s test split, and their plots
+    (``(png relative to workdir, caption)``). Checkpoints that are not shipped are skipped with a message."""
+    rows, figures, results = [], [], {}
+    for method in SHIPPED[task]:
+        name = f"{task}.{method}"
+        if name not in pretrained.available():
+            print(f"{name}: not shipped (python -m tasks.pretrained list); skipped", flush=True)
+            continue
+        results[method] = r = pretrained.evaluate(name, zoo)
+        models = "test INRs" if task != "accuracy_prediction" else "test models"
+        extra = {k: r[k] for k in ("mse_background", "mse_stroke", "speckle", "r2") if k in r}
+        rows.append(row(task, method, r["metric"], r["value"], r["seconds"], note=_shipped_note(r, models),
+                        source="shipped", **extra))
+    if task == "inr_classification" and "encoder_probe_flip" in results:
+        r = results["encoder_probe_flip"]
+        plot_confusion(r["true"], r["pred"], os.path.join(workdir, "confusion.png"),
+                       f"shipped encoder, {r['n']} test INRs: accuracy {r['value']:.3f}")
+        figures.append(("confusion.png", "INR classification, shipped encoder (probes + sign flips): confusion matrix"))
+    if task == "accuracy_prediction" and "encoder" in results:
+        r = results["encoder"]
+        plot_scatter(r["true"], r["pred"], r["families"], os.path.join(workdir, "scatter_shipped.png"),
+                     f"shipped encoder: tau {r['value']:.3f} on {r['n']} test models")
+        figures.append(("scatter_shipped.png", "accuracy prediction, shipped encoder: predicted vs true test accuracy"))
+        # none of the demo zoo's runs was seen in training (another seed): score it on all of them too
+        parts = [r] + [pretrained.evaluate("accuracy_prediction.encoder", zoo, s) for s in ("train", "val")]
+        true = np.concatenate([p["true"] for p in parts])
+        pred = np.concatenate([p["pred"] for p in parts])
+        rows.append(row(task, "encoder", "kendall_tau[all]", kendall_tau(true, pred), None, source="shipped",
+                        note=f"every model of the demo zoo ({len(true)}; no run seen in training)"))
+    if task == "inr_editing" and results:
+        r0 = next(iter(results.values()))
+        shown = np.arange(0, r0["n"], max(1, r0["n"] // 6))[:6]
+        columns = {"target (dilated)": r0["targets"][shown, 0].numpy()}
+        for method, r in results.items():
+            columns[f"shipped {method} edit"] = r["images"][shown, 0].numpy()
+        plot_edit_grid(columns, os.path.join(workdir, "edits_shipped.png"))
+        figures.append(("edits_shipped.png", "INR editing, shipped checkpoints: the dilation target and the edits"))
+    return rows, figures
+
+
 def build_parser(prog: str = "python -m tasks.demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -55,6 +124,7 @@ def build_parser(prog: str = "python -m tasks.demo") -> argparse.ArgumentParser:
                    help="comma-separated subset of the tasks")
     p.add_argument("--workers", type=int, default=1, help="processes building the classifier zoo")
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--no-shipped", action="store_true", help="do not score the shipped checkpoints")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for torch and for scikit-learn's OpenMP. One by default: with 2 threads on a "
                         "machine whose other core is busy, OpenMP barriers stall and the short demo took 12 "
@@ -82,18 +152,32 @@ def main(argv=None, prog: str | None = None) -> int:
         print(f"classifier zoo ready in {time.perf_counter() - t0:.0f} s: {clf_zoo}", flush=True)
     modules = {"inr_classification": (inr_classification, inr_zoo), "accuracy_prediction": (accuracy_prediction, clf_zoo),
                "inr_editing": (inr_editing, inr_zoo)}
-    rows = []
+    rows, figures = [], []
     for name in tasks:
         module, zoo = modules[name]
+        if not args.no_shipped:
+            t0 = time.perf_counter()
+            shipped, figs = shipped_rows(name, zoo, args.workdir)
+            rows += shipped
+            figures += figs
+            print(f"{name}: shipped checkpoints scored in {time.perf_counter() - t0:.0f} s", flush=True)
         t0 = time.perf_counter()
         task_args = module.build_parser().parse_args(
             ["--zoo", zoo, "--out", os.path.join(args.workdir, name), *profile[name], *quiet])
-        rows += module.run(task_args)
-        print(f"{name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        trained = module.run(task_args)
+        rows += [{**r, "source": "trained in demo"} for r in trained]
+        figures += [(os.path.join(name, f), f"{name}, trained in the demo: {what}") for f, what in TASK_FIGURES[name]]
+        print(f"{name} trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    seconds = time.perf_counter() - start
     save_results(rows, os.path.join(args.workdir, "results.json"))
     print()
-    print(format_table(rows))
-    print(f"\ndemo wall time: {time.perf_counter() - start:.0f} s; plots and results.json in {args.workdir}")
+    print(format_demo_table(rows))
+    page = write_index(os.path.join(args.workdir, "index.html"), "nngraph demo",
+                       f"{'Full' if args.full else 'Short'} demo, {seconds:.0f} s wall. Rows marked 'shipped' are the "
+                       "checkpoints in tasks/checkpoints, trained by the full-run command in their note and scored "
+                       "here on test models they never saw; rows marked 'trained in demo' were trained in this run "
+                       "on the demo zoo's training split.", rows, figures)
+    print(f"\ndemo wall time: {seconds:.0f} s; open {page} (table and plots); results.json in {args.workdir}")
     return 0
 
 

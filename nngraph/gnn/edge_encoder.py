@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from nngraph.schema import NUM_EDGE_TYPES
 
+from .compat import load_appended_rows
 from .kernel import MAX_KERNEL_BOX, KernelLinear
 from .utils import make_mlp
 
@@ -39,6 +40,10 @@ class EdgeEncoder(nn.Module):
         self.emb_type = nn.Embedding(NUM_EDGE_TYPES, hidden_dim)
         self.mlp = make_mlp(hidden_dim, hidden_dim, hidden_dim, act)
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        load_appended_rows(self, state_dict, prefix, ("emb_type",))  # checkpoints of older formats
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self):
         self.kernel.reset_parameters()

@@ -16,6 +16,7 @@ from nngraph.schema import (
     NodeType,
 )
 
+from .compat import load_appended_rows
 from .utils import make_mlp
 
 
@@ -76,6 +77,10 @@ class NodeEncoder(nn.Module):
         self.emb_pool = nn.Embedding(1 + MAX_POOLS * (NUM_POOLS - 1), hidden_dim, padding_idx=0)
         self.lin_pool_args = nn.Linear(MAX_POOLS * POOL_ARGS_DIM, hidden_dim, bias=False)
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        load_appended_rows(self, state_dict, prefix, ("emb_kind", "emb_act"))  # checkpoints of older formats
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self):
         # Balanced scales: the five tables sum to unit variance, and a unit-sized feature (weights and biases

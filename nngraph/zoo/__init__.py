@@ -14,7 +14,8 @@ from nngraph.zoo.jobs import Unit, parse_shard, run_units
 from nngraph.zoo.report import summarize, text_histogram
 from nngraph.zoo.seeds import derive_seed, stratified_split
 from nngraph.zoo.siren import fit_sirens, siren_forward
-from nngraph.zoo.specs import ResidualBlock, SequenceClassifier, SpecLimits, build_model, count_parameters, siren_spec
+from nngraph.zoo.blocks import SequenceClassifier
+from nngraph.zoo.specs import ResidualBlock, SpecLimits, build_model, count_parameters, siren_spec
 from nngraph.zoo.storage import Zoo, ZooError, sha256_file
 from nngraph.zoo.importer import import_zoo
 

@@ -56,6 +56,9 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--w0", type=float, default=None)
     q.add_argument("--inrs-per-image", type=int, default=None)
     q.add_argument("--max-images", type=int, default=None)
+    q.add_argument("--split-scope", choices=("zoo", "source"), default=None,
+                   help="draw the splits over the zoo's images (zoo, default) or over all images of the source "
+                        "before --max-images cuts them (source: the test images are those of the full zoo)")
     q.add_argument("--target-psnr", type=float, default=None)
     q.add_argument("--max-steps", type=int, default=None)
     q.add_argument("--lr", type=float, default=None)
@@ -74,6 +77,10 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--max-params", type=int, default=None)
     q.add_argument("--workers", type=int, default=1, help="training processes")
     q.add_argument("--png", default=None, help="where to save the accuracy histogram")
+    q.add_argument("--wild", action="store_true",
+                   help="the Wild-Park-style zoo: ~10,000 checkpoints of MLPs, CNNs and residual CNNs (3/5/7 "
+                        "kernels), patch transformers and gated MLPs on 10-100%% of the data "
+                        "(ClassifierZooConfig.wild; --num-runs etc. override it)")
 
     q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row")
     common(q)
@@ -123,6 +130,10 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
 
 def _config(cls, args, names):
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if getattr(args, "wild", False):
+        if args.small:
+            raise SystemExit("--small and --wild are exclusive")
+        return cls.wild(**overrides)
     return cls.small(**overrides) if args.small else cls(**overrides)
 
 
@@ -168,7 +179,7 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
         return 0
     common = ["source", "seed", "split", "resolution"]
     if args.command == "inr":
-        config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images",
+        config = _config(INRZooConfig, args, common + ["hidden", "w0", "inrs_per_image", "max_images", "split_scope",
                                                        "target_psnr", "max_steps", "lr", "chunk_size", "init"])
         n = build_inr_zoo(args.out, config, args.shard, args.max_models, not args.no_progress, args.device)
     else:

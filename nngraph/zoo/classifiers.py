@@ -43,6 +43,12 @@ class ClassifierZooConfig:
         data_split: fraction of the images the classifiers train on (the rest is their test set).
         split: fractions of runs in the zoo's train / val / test.
         seed: global seed.
+        families: sampling weight of each architecture family (``mlp``, ``cnn``, ``resnet``, ``vit``, ``gated``;
+            :mod:`~nngraph.zoo.specs`). ``None``: ``mlp`` 0.35, ``cnn`` 0.35, ``resnet`` 0.3.
+        kernel_sizes: convolution kernel sizes to draw from (``None``: 3 and 5).
+        data_fractions: fractions of the training images a run trains on, drawn per run (``None``: all).
+        The last three are stored in ``zoo.json`` only when set (zoos built before they existed resume), and
+        a zoo without them draws exactly the runs it drew before.
     """
 
     source: str = "digits"
@@ -54,6 +60,18 @@ class ClassifierZooConfig:
     data_split: float = 0.7
     split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     seed: int = 0
+    families: dict[str, float] | None = None
+    kernel_sizes: list[int] | None = None
+    data_fractions: list[float] | None = None
+
+    @classmethod
+    def wild(cls, **overrides) -> "ClassifierZooConfig":
+        """A Wild-Park-style zoo of about 10,000 checkpoints: 2,800 runs of five families (MLPs, CNNs and
+        residual CNNs with 3/5/7 kernels, patch transformers, gated MLPs), 4 checkpoints each, trained on
+        10-100 % of the training images."""
+        return cls(**{"num_runs": 2800, "checkpoints": 4, "max_params": 8000,
+                      "families": {"mlp": 0.2, "cnn": 0.25, "resnet": 0.2, "vit": 0.15, "gated": 0.2},
+                      "kernel_sizes": [3, 5, 7], "data_fractions": [0.1, 0.25, 0.5, 1.0], **overrides})
 
     @classmethod
     def small(cls, **overrides) -> "ClassifierZooConfig":
@@ -65,8 +83,20 @@ def _log_uniform(rng: random.Random, lo: float, hi: float) -> float:
     return math.exp(rng.uniform(math.log(lo), math.log(hi)))
 
 
-def _sample_spec(rng: random.Random, in_shape: list[int], num_classes: int) -> dict[str, Any]:
-    family = rng.choices(["mlp", "cnn", "resnet"], weights=[0.35, 0.35, 0.3])[0]
+#: Families :class:`ClassifierZooConfig` can draw, and the weights of a config that names none.
+SAMPLED_FAMILIES = ("mlp", "cnn", "resnet", "vit", "gated")
+DEFAULT_FAMILY_WEIGHTS = {"mlp": 0.35, "cnn": 0.35, "resnet": 0.3}
+
+
+def _sample_spec(rng: random.Random, in_shape: list[int], num_classes: int,
+                 config: "ClassifierZooConfig | None" = None) -> dict[str, Any]:
+    weights = (config.families if config is not None and config.families else DEFAULT_FAMILY_WEIGHTS)
+    unknown = sorted(set(weights) - set(SAMPLED_FAMILIES))
+    if unknown:
+        raise ValueError(f"Could not resolve families {unknown} among choices {list(SAMPLED_FAMILIES)}")
+    family = rng.choices(list(weights), weights=list(weights.values()))[0]
+    if family == "vit":
+        return _sample_vit(rng, in_shape, num_classes)
     act = rng.choice(sorted(ACTIVATIONS))
     base = {"family": family, "in_shape": in_shape, "num_classes": num_classes, "act": act,
             "dropout": rng.choice([0.0, 0.0, 0.1, 0.3])}
@@ -74,9 +104,12 @@ def _sample_spec(rng: random.Random, in_shape: list[int], num_classes: int) -> d
         depth = rng.randint(1, 3)
         return {**base, "hidden": [rng.choice([8, 16, 24, 32, 48]) for _ in range(depth)],
                 "norm": rng.choice(["none", "batch", "layer"])}
+    if family == "gated":
+        return {"family": "gated", "in_shape": in_shape, "num_classes": num_classes, "act": act,
+                "dim": rng.choice([8, 16, 24, 32]), "hidden": rng.choice([8, 16, 32, 48]), "depth": rng.randint(1, 3)}
     norm = rng.choice(["none", "batch"])
     head = rng.choice(["gap", "flatten"])
-    k = rng.choice([3, 5])
+    k = rng.choice((config.kernel_sizes if config is not None and config.kernel_sizes else [3, 5]))
     if family == "cnn":
         depth = rng.randint(1, 3)
         strides = [rng.choice([1, 2])] + [2] * (depth - 1)
@@ -84,6 +117,14 @@ def _sample_spec(rng: random.Random, in_shape: list[int], num_classes: int) -> d
                 "kernel_size": k, "norm": norm, "head": head}
     return {**base, "width": rng.choice([4, 6, 8, 12]), "blocks": rng.randint(1, 2),
             "stem_stride": rng.choice([1, 2]), "kernel_size": k, "norm": norm, "head": head}
+
+
+def _sample_vit(rng: random.Random, in_shape: list[int], num_classes: int) -> dict[str, Any]:
+    patches = [p for p in (2, 4) if in_shape[1] % p == 0 and in_shape[2] % p == 0] or [1]
+    dim = rng.choice([8, 12, 16, 24, 32])
+    return {"family": "vit", "in_shape": in_shape, "num_classes": num_classes, "patch": rng.choice(patches),
+            "dim": dim, "depth": rng.randint(1, 2), "heads": rng.choice([h for h in (1, 2, 4) if dim % h == 0]),
+            "mlp_ratio": rng.choice([1, 2]), "act": rng.choice(["relu", "gelu"]), "dropout": rng.choice([0.0, 0.1])}
 
 
 def sample_run(config: ClassifierZooConfig, run: int, in_shape: list[int], num_classes: int) -> dict[str, Any]:
@@ -94,7 +135,7 @@ def sample_run(config: ClassifierZooConfig, run: int, in_shape: list[int], num_c
     """
     rng = random.Random(derive_seed(config.seed, "clf", run))
     while True:
-        spec = _sample_spec(rng, in_shape, num_classes)
+        spec = _sample_spec(rng, in_shape, num_classes, config)
         if count_parameters(spec) <= config.max_params:
             break
     optimizer = rng.choice(["adam", "sgd"])
@@ -112,6 +153,8 @@ def sample_run(config: ClassifierZooConfig, run: int, in_shape: list[int], num_c
         "label_noise": rng.choice([0.0, rng.uniform(0.0, 0.8)]),
         "seed": derive_seed(config.seed, "clf-train", run),
     }
+    if config.data_fractions:  # drawn last: zoos without the option draw what they drew before
+        hparams["data_fraction"] = rng.choice(config.data_fractions)
     return {"spec": spec, "hparams": hparams}
 
 
@@ -153,6 +196,9 @@ def train_run(run_config: dict[str, Any], x_train: torch.Tensor, y_train: torch.
                 if p.dim() > 1:
                     p.mul_(hp["init_scale"])
         g = torch.Generator().manual_seed(hp["seed"])
+        if hp.get("data_fraction", 1.0) < 1.0:  # the run's subset of the training images
+            keep = torch.randperm(len(x_train), generator=g)[: max(2, round(hp["data_fraction"] * len(x_train)))]
+            x_train, y_train = x_train[keep], y_train[keep]
         y_noisy = y_train.clone()
         flip = torch.rand(len(y_train), generator=g) < hp["label_noise"]
         y_noisy[flip] = torch.randint(0, num_classes, (int(flip.sum()),), generator=g)
@@ -253,6 +299,9 @@ def _build_classifier_zoo(out: str, config: ClassifierZooConfig | None = None, s
     in_shape, num_classes = list(images.images.shape[1:]), images.num_classes
     settings = {"kind": "classifier", "version": 1, **dataclasses.asdict(config),
                 "data_fingerprint": images.fingerprint, "in_shape": in_shape, "num_classes": num_classes}
+    for key in ("families", "kernel_sizes", "data_fractions"):
+        if settings[key] is None:
+            del settings[key]  # not set: zoo.json as before the option existed
     os.makedirs(out, exist_ok=True)
     write_config(out, settings)
     run_split = random_split(config.num_runs, config.split, config.seed)

@@ -22,7 +22,10 @@ from nngraph.zoo.specs import siren_spec
 from nngraph.io import atomic_write
 from nngraph.zoo.storage import write_config
 
-__all__ = ["INRZooConfig", "build_inr_zoo", "zoo_images", "IMAGES_FILE"]
+__all__ = ["INRZooConfig", "build_inr_zoo", "zoo_images", "IMAGES_FILE", "SPLIT_SCOPES"]
+
+#: Over which images an INR zoo draws its splits (:class:`INRZooConfig` ``split_scope``).
+SPLIT_SCOPES = ("zoo", "source")
 
 IMAGES_FILE = "images.safetensors"
 
@@ -38,6 +41,11 @@ class INRZooConfig:
         w0: SIREN frequency factor.
         inrs_per_image: independently initialised INRs fitted to each image.
         max_images: use only the first ``max_images`` images (``None``: all).
+        split_scope: ``"zoo"``: the splits are drawn over the zoo's own images; ``"source"``: over every
+            image of ``source``, then cut to the first ``max_images``, so the zoo's test images are test
+            images of the zoo of all images with the same ``split`` and ``seed`` (a model trained on that
+            zoo can be evaluated on this one's test split without having seen its images). ``zoo.json``
+            holds it only when it is not ``"zoo"``.
         target_psnr: an INR stops training once its PSNR (dB, pixels in [0, 1]) reaches this.
         max_steps: Adam steps after which an INR stops regardless.
         lr: Adam learning rate.
@@ -54,6 +62,7 @@ class INRZooConfig:
     w0: float = 30.0
     inrs_per_image: int = 4
     max_images: int | None = None
+    split_scope: str = "zoo"
     target_psnr: float = 45.0
     max_steps: int = 500
     lr: float = 1e-3
@@ -70,11 +79,23 @@ class INRZooConfig:
 
 def zoo_images(config: INRZooConfig) -> ImageSet:
     """The images an INR zoo is fitted to (after resizing and ``max_images``)."""
+    images, _ = _images_and_splits(config)
+    return images
+
+
+def _images_and_splits(config: INRZooConfig) -> tuple[ImageSet, list[str]]:
+    """The zoo's images and the split of each image (see ``split_scope``)."""
+    if config.split_scope not in SPLIT_SCOPES:
+        raise ValueError(f"Could not resolve split_scope {config.split_scope!r} among choices {list(SPLIT_SCOPES)}")
     images = load_images(config.source, config.resolution)
+    source_splits = stratified_split(images.labels, config.split, config.seed)
     if config.max_images is not None:
         n = config.max_images
         images = dataclasses.replace(images, images=images.images[:n].contiguous(), labels=images.labels[:n])
-    return images
+        source_splits = source_splits[:n]
+    if config.split_scope == "source":
+        return images, source_splits
+    return images, stratified_split(images.labels, config.split, config.seed)
 
 
 def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_models: int | None = None,
@@ -102,15 +123,16 @@ def _build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max
     config = config or INRZooConfig()
     if config.init not in INIT_SCHEMES:
         raise ValueError(f"Could not resolve init scheme {config.init!r} among choices {list(INIT_SCHEMES)}")
-    images = zoo_images(config)
+    images, split_of_image = _images_and_splits(config)
     n_img, channels = images.images.shape[0], images.images.shape[1]
     spec = siren_spec(2, config.hidden, channels, config.w0)
-    split_of_image = stratified_split(images.labels, config.split, config.seed)
     settings = {"kind": "inr", "version": 1, **dataclasses.asdict(config), "spec": spec,
                 "data_fingerprint": images.fingerprint, "num_images": n_img,
                 "num_models": n_img * config.inrs_per_image}
     if config.init == "siren":
         del settings["init"]  # the default before the option existed: keeps older zoo.json files valid
+    if config.split_scope == "zoo":
+        del settings["split_scope"]  # likewise
     os.makedirs(out, exist_ok=True)
     write_config(out, settings)
     images_path = os.path.join(out, IMAGES_FILE)

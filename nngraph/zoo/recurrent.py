@@ -6,7 +6,7 @@ readout and hyperparameters from ``derive_seed(seed, "rnn", r)``, trains, and st
 of its ``checkpoint_epochs`` (ids ``rnn-<r:05d>-e<epoch:03d>``). The zoo is a classifier zoo (its manifest
 has ``test_acc``; ``kind`` is ``"classifier"``), so accuracy prediction reads it as it reads
 :mod:`nngraph.zoo.classifiers`' zoos; every entry's ``family`` is its cell, for per-cell results and
-held-out cells. Models are :class:`~nngraph.zoo.specs.SequenceClassifier` (spec family ``rnn``).
+held-out cells. Models are :class:`~nngraph.zoo.blocks.SequenceClassifier` (spec family ``rnn``).
 Training and storage are :mod:`nngraph.zoo.classifiers`' (one thread per run, resumable units).
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 from nngraph.zoo.classifiers import _log_uniform, classifier_data, train_run
 from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import derive_seed, random_split
-from nngraph.zoo.specs import CELLS, count_parameters
+from nngraph.zoo.blocks import CELLS
+from nngraph.zoo.specs import count_parameters
 from nngraph.zoo.storage import write_config
 
 __all__ = ["RecurrentZooConfig", "build_recurrent_zoo", "sample_recurrent_run"]

@@ -14,9 +14,13 @@ Every spec has a ``"family"`` key; the other keys depend on the family:
             ``head``, ``dropout``, ``num_classes``
             -> stem ``Conv2d, Norm?, Act``, then ``blocks`` times :class:`ResidualBlock`
             (``x + conv(act(conv(x)))``), then the head.
+``vit``     ``in_shape``, ``patch``, ``dim``, ``depth``, ``heads``, ``mlp_ratio``, ``act`` (``"relu" | "gelu"``),
+            ``dropout``, ``num_classes`` -> :class:`~nngraph.zoo.blocks.PatchTransformer`.
+``gated``   ``in_shape``, ``dim``, ``hidden``, ``depth``, ``act``, ``num_classes``
+            -> :class:`~nngraph.zoo.blocks.GatedMLP` (``depth`` pre-norm gated blocks ``dim -> hidden -> dim``).
 ``rnn``     ``in_shape``, ``cell`` (``"rnn_tanh" | "rnn_relu" | "lstm" | "gru"``), ``hidden``,
             ``num_layers``, ``bidirectional``, ``readout`` (``"last" | "h_n"``), ``dropout``,
-            ``num_classes`` -> :class:`SequenceClassifier` (the image read row by row).
+            ``num_classes`` -> :class:`~nngraph.zoo.blocks.SequenceClassifier` (the image read row by row).
 
 Models use only standard ``torch.nn`` layers (plus ``Sine``) in ``nn.Sequential`` or a module with a
 plain ``forward``, so ``torch.fx`` can trace them. The parameter names of the built module are the
@@ -36,6 +40,7 @@ from torch import nn
 
 from nngraph.errors import SpecError
 from nngraph.modules import Sine
+from nngraph.zoo.blocks import CELLS, GatedMLP, PatchTransformer, SequenceClassifier
 
 __all__ = ["ACTIVATIONS", "CELLS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SequenceClassifier", "SpecLimits",
            "SpecSize", "build_model", "check_spec", "count_parameters", "siren_spec", "spec_size"]
@@ -71,47 +76,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
-
-
-#: Recurrent cells accepted in ``rnn`` specs: ``(layer class, extra arguments, gates per unit)``.
-CELLS = {"rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}, 1), "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}, 1),
-         "lstm": (nn.LSTM, {}, 4), "gru": (nn.GRU, {}, 3)}
-
-
-class SequenceClassifier(nn.Module):
-    r"""Reads an image row by row (``H`` steps of ``C * W`` features) with a recurrent layer and classifies
-    from the last step's output (``readout="last"``: both directions' units at the last step) or from the
-    last layer's final hidden state (``readout="h_n"``: ``h_n[-1]``, with ``h_n[-2]`` before it when
-    bidirectional).
-
-    Shapes:
-        - **input:** :math:`(B, C, H, W)`
-        - **output:** :math:`(B, \text{num_classes})`
-    """
-
-    def __init__(self, in_shape, cell: str, hidden: int, num_layers: int, bidirectional: bool, readout: str,
-                 num_classes: int, dropout: float = 0.0):
-        super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"Could not resolve cell {cell!r} among choices {sorted(CELLS)}")
-        if readout not in ("last", "h_n"):
-            raise ValueError(f"readout must be 'last' or 'h_n', got {readout!r}")
-        c, _, w = in_shape
-        kind, extra, _ = CELLS[cell]
-        self.rnn = kind(c * w, hidden, num_layers=num_layers, bidirectional=bidirectional, batch_first=True,
-                        dropout=dropout if num_layers > 1 else 0.0, **extra)
-        self.readout = readout
-        self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seq = x.transpose(1, 2).flatten(2)  # (B, H, C * W): row t is step t
-        out, state = self.rnn(seq)  # out: (B, H, D * hidden)
-        if self.readout == "last":
-            return self.head(out[:, -1])  # (B, D * hidden)
-        h_n = state[0] if isinstance(self.rnn, nn.LSTM) else state  # (L * D, B, hidden)
-        if self.rnn.bidirectional:
-            return self.head(torch.cat([h_n[-2], h_n[-1]], dim=1))  # the last layer's two directions
-        return self.head(h_n[-1])
 
 
 def siren_spec(in_features: int = 2, hidden=(32, 32), out_features: int = 1, w0: float = 30.0) -> dict:
@@ -197,12 +161,25 @@ def _build_resnet(s: dict) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def _build_vit(s: dict) -> nn.Module:
+    if s["act"] not in ("relu", "gelu"):
+        raise ValueError(f"vit act must be 'relu' or 'gelu', got {s['act']!r}")
+    return PatchTransformer(s["in_shape"], s["patch"], s["dim"], s["depth"], s["heads"], s["mlp_ratio"], s["act"],
+                            s.get("dropout", 0.0), s["num_classes"])
+
+
+def _build_gated(s: dict) -> nn.Module:
+    return GatedMLP(s["in_shape"], s["dim"], s["hidden"], s["depth"], ACTIVATIONS[s["act"]] if s["act"] in ACTIVATIONS
+                    else _act(s["act"]), s["num_classes"])
+
+
 def _build_rnn(s: dict) -> nn.Module:
     return SequenceClassifier(s["in_shape"], s["cell"], s["hidden"], s["num_layers"], bool(s["bidirectional"]),
                               s["readout"], s["num_classes"], s.get("dropout", 0.0))
 
 
-FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet, "rnn": _build_rnn}
+FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet, "vit": _build_vit,
+            "gated": _build_gated, "rnn": _build_rnn}
 
 
 @dataclass(frozen=True)
@@ -321,6 +298,27 @@ def _resnet_size(s: dict) -> SpecSize:
                     (1 + 2 * blocks) * width * hw + _size(s, "num_classes"))
 
 
+def _vit_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    patch, dim, depth, heads = _size(s, "patch"), _size(s, "dim"), _size(s, "depth"), _size(s, "heads")
+    ratio, classes = _size(s, "mlp_ratio"), _size(s, "num_classes")
+    if h % patch or w % patch or dim % heads:
+        raise SpecError(f"vit spec: patch {patch} must divide the image {h}x{w} and heads {heads} the dim {dim}")
+    tokens = (h // patch) * (w // patch)
+    block = 4 * dim + 4 * dim * dim + 4 * dim + 2 * ratio * dim * dim + ratio * dim + dim  # norms, attention, MLP
+    params = c * dim * patch * patch + dim + tokens * dim + depth * block + 2 * dim + dim * classes + classes
+    activations = tokens * dim * (1 + depth * (5 + ratio)) + classes
+    return SpecSize(max(ratio * dim, classes), 2 + 3 * depth, params, c * h * w, activations)
+
+
+def _gated_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    dim, hidden, depth, classes = _size(s, "dim"), _size(s, "hidden"), _size(s, "depth"), _size(s, "num_classes")
+    block = 2 * dim + 2 * (dim * hidden + hidden) + hidden * dim + dim
+    params = c * h * w * dim + dim + depth * block + dim * classes + classes
+    return SpecSize(max(dim, hidden, classes), 2 + 2 * depth, params, c * h * w, dim + depth * (3 * hidden + dim) + classes)
+
+
 def _rnn_size(s: dict) -> SpecSize:
     c, h, w = _in_shape(s)
     hidden, layers, classes = _size(s, "hidden"), _size(s, "num_layers"), _size(s, "num_classes")
@@ -337,7 +335,8 @@ def _rnn_size(s: dict) -> SpecSize:
                     layers * h * directions * hidden + classes)
 
 
-_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size, "rnn": _rnn_size}
+_SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size, "vit": _vit_size,
+          "gated": _gated_size, "rnn": _rnn_size}
 
 
 def _family(spec: Any) -> str:

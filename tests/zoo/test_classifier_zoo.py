@@ -63,3 +63,49 @@ def test_workers_give_the_same_zoo(full, tmp_path):
     build_classifier_zoo(root, tiny_classifiers(), progress=False, workers=2)
     assert checksums(Zoo(root)) == checksums(full)
     assert [e["id"] for e in Zoo(root).entries] == [e["id"] for e in full.entries]
+
+
+def test_zoos_without_the_wild_options_draw_the_runs_they_drew_before():
+    """sha256 of the first 60 runs' settings of the default config, computed before families /
+    kernel_sizes / data_fractions existed (zoos built then resume with the same runs)."""
+    import hashlib
+    import json
+
+    runs = [sample_run(ClassifierZooConfig(), r, [1, 8, 8], 10) for r in range(60)]
+    digest = hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()
+    assert digest == "45ffaef39c618e4ca2d3687de208bd379b5dc2448dabd12788f68dedc344be5d"
+
+
+def test_wild_config_draws_every_family_kernel_and_data_fraction():
+    from nngraph.zoo import count_parameters
+
+    config = ClassifierZooConfig.wild()
+    runs = [sample_run(config, r, [1, 8, 8], 10) for r in range(300)]
+    specs = [r["spec"] for r in runs]
+    assert {s["family"] for s in specs} == {"mlp", "cnn", "resnet", "vit", "gated"}
+    assert {s.get("kernel_size") for s in specs} >= {3, 5, 7}
+    assert {r["hparams"]["data_fraction"] for r in runs} == {0.1, 0.25, 0.5, 1.0}
+    assert all(count_parameters(s) <= config.max_params for s in specs)
+    checkpoints = sum(len(r["hparams"]["checkpoint_epochs"]) for r in runs) / len(runs)
+    assert config.num_runs * checkpoints >= 10_000  # "at least 10,000 checkpoints"
+    with pytest.raises(ValueError, match="among choices"):
+        sample_run(ClassifierZooConfig(families={"lstm": 1.0}), 0, [1, 8, 8], 10)
+
+
+def test_wild_zoo_builds_trains_on_data_subsets_and_records_its_options(tmp_path):
+    config = ClassifierZooConfig.wild(num_runs=6, max_epochs=1, checkpoints=1, seed=3,
+                                      families={"vit": 0.5, "gated": 0.5}, data_fractions=[0.1])
+    root = str(tmp_path / "wild")
+    assert build_classifier_zoo(root, config, progress=False) == 6
+    zoo = Zoo(root)
+    assert zoo.config["families"] == {"vit": 0.5, "gated": 0.5} and zoo.config["data_fractions"] == [0.1]
+    assert {e["family"] for e in zoo.entries} == {"vit", "gated"}
+    images, train = classifier_data(config)
+    x_te, y_te = images.images[~train], images.labels[~train]
+    for e in zoo.entries:
+        assert e["hparams"]["data_fraction"] == 0.1
+        assert evaluate(zoo.load_model(e), x_te, y_te)[0] == e["test_acc"]
+    # the default config's zoo.json is as before the options existed
+    plain = str(tmp_path / "plain")
+    build_classifier_zoo(plain, ClassifierZooConfig(num_runs=1, max_epochs=1, checkpoints=1), progress=False)
+    assert not {"families", "kernel_sizes", "data_fractions"} & set(Zoo(plain).config)

@@ -118,6 +118,29 @@ def test_splits_by_image_and_stratified(tmp_path):
         for name, frac in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
             assert abs(names.count(name) - frac * n) < 1, (c, names)
 
+
+def test_source_split_scope_keeps_the_full_zoos_splits(tmp_path):
+    """split_scope="source": the first images keep the splits they have in the zoo of every image (so a
+    model trained on the full zoo never saw a small zoo's test images); "zoo" draws them afresh."""
+    from nngraph.zoo import stratified_split
+    from nngraph.zoo.images import load_images
+
+    settings = dict(max_images=60, inrs_per_image=1, max_steps=0, chunk_size=64)
+    splits = {}
+    for scope in ("source", "zoo"):
+        root = str(tmp_path / scope)
+        build_inr_zoo(root, tiny_inr(split_scope=scope, **settings), progress=False)
+        zoo = Zoo(root)
+        splits[scope] = [e["split"] for e in sorted(zoo.entries, key=lambda e: e["image_index"])]
+        assert ("split_scope" in zoo.config) == (scope == "source")
+    labels = load_images("digits", 8).labels  # every image of the source
+    full = stratified_split(labels, [0.7, 0.1, 0.2], tiny_inr().seed)[:60]
+    assert splits["source"] == full
+    assert splits["zoo"] != full  # the test can fail: the two scopes differ on these 60 images
+    with pytest.raises(ValueError, match="split_scope"):
+        build_inr_zoo(str(tmp_path / "bad"), tiny_inr(split_scope="everything", **settings), progress=False)
+
+
 def test_npz_source(tmp_path):
     g = torch.Generator().manual_seed(0)
     rgb = (torch.rand(4, 5, 5, 3, generator=g) * 255).to(torch.uint8).numpy()  # (N, H, W, C)
