@@ -1,9 +1,9 @@
 """Model zoos generated here: INRs of images, mixed-architecture classifiers and recurrent classifiers.
 
-Build one from Python (:func:`build_inr_zoo`, :func:`build_classifier_zoo`, :func:`build_recurrent_zoo`) or the command line
-(``python -m nngraph.zoo inr --out DIR``), import models trained elsewhere (:func:`import_zoo`,
-``python -m nngraph.zoo import SRC --out DIR``), read it with :class:`Zoo`, rebuild any model from its
-spec with :func:`build_model`.
+Build one from Python (:func:`build_inr_zoo`, :func:`build_classifier_zoo`, :func:`build_recurrent_zoo`) or the
+command line (``python -m nngraph.zoo inr --out DIR``), import models trained elsewhere (:func:`import_zoo`,
+``python -m nngraph.zoo import SRC --out DIR``), read it with :class:`Zoo`, rebuild any model from its spec with
+:func:`build_model`.
 """
 from nngraph.zoo.classifiers import ClassifierZooConfig, build_classifier_zoo
 from nngraph.zoo.images import ImageSet, coordinate_grid, load_images

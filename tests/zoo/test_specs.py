@@ -37,7 +37,8 @@ NEW_FAMILIES = ("vit", "gated", "rnn")  # modules of their own (nngraph.zoo.bloc
 
 
 def _id(s):
-    return f"{s['family']}-{s.get('norm', s.get('act', s.get('cell')))}-{s.get('head', s.get('depth', s.get('readout')))}"
+    kind, extent = s.get("norm", s.get("act", s.get("cell"))), s.get("head", s.get("depth", s.get("readout")))
+    return f"{s['family']}-{kind}-{extent}"
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=_id)
