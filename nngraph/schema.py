@@ -49,6 +49,10 @@ No offsets are stored and no field needs a custom increment, so a plain PyG ``Da
 ``edge_type`` and ``kernel_shape`` of a converted graph are shared with its cached layout: clone
 before editing them in place.
 
+Edges follow the data forward, except in recurrent layers (``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``): their
+:attr:`EdgeType.RECURRENT` edges run from a layer's hidden units back to the rows of its own ``weight_hh``
+(the previous step's state), so such graphs have cycles (:mod:`nngraph.convert.recurrent`).
+
 (``io_position`` avoids the substring ``index``: PyG shifts such fields by the node count when
 batching. The float fields ``act_args``, ``conv_args`` and ``pool_args`` have the dtype of ``x``;
 ``from_graph`` refuses a graph whose ``act``, ``act_args``, ``conv_args``, ``pool`` or ``pool_args``
