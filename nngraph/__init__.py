@@ -5,6 +5,8 @@ The public surface:
 - conversion: :func:`to_graph`, :func:`from_graph`, :func:`batch_graphs`, :func:`build_layout`,
   :func:`random_hidden_permutation`, :func:`probe_features`, and :func:`verify`, the soundness
   check (:mod:`nngraph.convert`);
+- the differentiable inverse: :func:`gather_params` (parameters out of batched graph features) and
+  :func:`batched_forward` (the module run on them, vectorised over the graphs) (:mod:`nngraph.functional`);
 - the encoder: :class:`NeuralGraphEncoder`, :class:`NodeEdgeHead` (:mod:`nngraph.gnn`);
 - the graph format: :mod:`nngraph.schema`;
 - model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``;
@@ -28,6 +30,7 @@ from .convert import (
     to_graph,
     verify,
 )
+from .functional import batched_forward, gather_params
 from .errors import CheckpointError, NNGraphError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine, Swish
@@ -48,8 +51,10 @@ __all__ = [
     "VerifyReport",
     "ZooError",
     "batch_graphs",
+    "batched_forward",
     "build_layout",
     "from_graph",
+    "gather_params",
     "gnn",
     "probe_features",
     "random_hidden_permutation",

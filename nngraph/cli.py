@@ -24,7 +24,6 @@ from typing import Any
 
 __all__ = ["main", "load_model", "load_graph", "parse_inputs"]
 
-TASKS = ("inr_classification", "accuracy_prediction", "inr_editing")
 COMMANDS = ("convert", "inspect", "verify", "zoo", "task", "demo")
 _USAGE = __doc__.split("\n\n")[1].rstrip()
 #: ``inspect --draw`` refuses graphs with more nodes than this (a drawing of more is a blot).
@@ -47,10 +46,39 @@ def _top_help() -> str:
             + _USAGE + "\n\n" + __doc__.split("\n\n")[2].strip())
 
 
-def _task_help() -> str:
-    return ("usage: nngraph task [-h] {" + ",".join(TASKS) + "} ...\n\n"
+#: the entry-point group task packages register in: each entry names a module with ``TASKS`` (names),
+#: ``COMMANDS`` (``"demo"``) and ``load(name) -> main(argv, prog)`` (``tasks/__init__.py``)
+TASK_GROUP = "nngraph.tasks"
+
+
+def task_packages() -> list:
+    """The task packages registered in :data:`TASK_GROUP`; in a source checkout that is not installed
+    (no entry points), the checkout's own ``tasks`` folder beside ``nngraph/``."""
+    from importlib.metadata import entry_points
+
+    found = [ep.load() for ep in entry_points(group=TASK_GROUP)]
+    if not found:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if os.path.isfile(os.path.join(root, "tasks", "__init__.py")):
+            if root not in sys.path:
+                sys.path.append(root)
+            found = [importlib.import_module("tasks")]
+    return found
+
+
+def _registered(kind: str) -> dict:
+    """Name -> the package that provides task (``kind="TASKS"``) or command (``"COMMANDS"``) ``name``."""
+    out = {}
+    for package in task_packages():
+        for name in getattr(package, kind, ()):
+            out.setdefault(name, package)
+    return out
+
+
+def _task_help(tasks) -> str:
+    return ("usage: nngraph task [-h] {" + ",".join(tasks) + "} ...\n\n"
             "Run one of the tasks (nngraph task NAME --help for its flags):\n"
-            + "\n".join(f"  {name}" for name in TASKS))
+            + "\n".join(f"  {name}" for name in tasks))
 
 
 def main(argv=None) -> int:
@@ -67,16 +95,23 @@ def main(argv=None) -> int:
 
         return zoo_main(rest, prog="nngraph zoo")
     if command == "task":
+        tasks = _registered("TASKS")
         if not rest or rest[0] in ("-h", "--help"):
-            print(_task_help())
+            print(_task_help(tasks))
             return 0 if rest else 2
-        if rest[0] not in TASKS:
-            print(f"nngraph task: error: Could not resolve task {rest[0]!r} among choices {list(TASKS)}",
+        if rest[0] not in tasks:
+            hint = "" if tasks else f" (no task package is registered in the entry-point group {TASK_GROUP!r})"
+            print(f"nngraph task: error: Could not resolve task {rest[0]!r} among choices {list(tasks)}{hint}",
                   file=sys.stderr)
             return 2
-        return importlib.import_module(f"tasks.{rest[0]}").main(rest[1:], prog=f"nngraph task {rest[0]}")
+        return tasks[rest[0]].load(rest[0])(rest[1:], prog=f"nngraph task {rest[0]}")
     if command == "demo":
-        return importlib.import_module("tasks.demo").main(rest, prog="nngraph demo")
+        commands = _registered("COMMANDS")
+        if "demo" not in commands:
+            print(f"nngraph demo: error: no task package providing the demo is registered in {TASK_GROUP!r}",
+                  file=sys.stderr)
+            return 2
+        return commands["demo"].load("demo")(rest, prog="nngraph demo")
     if command in ("convert", "inspect", "verify"):
         return _model_command(command, rest)
     print(f"nngraph: error: Could not resolve command {command!r} among choices {list(COMMANDS)}", file=sys.stderr)
@@ -370,10 +405,9 @@ def draw(graph, path: str, max_nodes: int | None = None) -> None:
     if n > max_nodes:
         raise CommandError(f"--draw: the graph has {n} nodes, more than the {max_nodes} a drawing can show; "
                            "inspect a smaller model (the table above describes this one)")
-    import matplotlib
+    from nngraph.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import networkx as nx
 
     g = nx.DiGraph()

@@ -1,6 +1,25 @@
 """Tasks built on nngraph's public API: INR classification, accuracy prediction, INR editing, and the demo.
 
-Run one with ``python -m tasks.<name> --help`` or ``nngraph task <name> ...``; ``python -m tasks.demo``
-builds small zoos, trains every task briefly and prints one results table.
+Run one with ``python -m tasks.<name> --help`` from a checkout, or ``nngraph task <name> ...``. Installed,
+this folder is the package ``nngraph_tasks`` (``pyproject.toml`` maps it), registered in the entry-point
+group ``nngraph.tasks``: the ``nngraph`` command finds the tasks there and imports nothing of them until
+one runs. ``python -m tasks.demo`` builds small zoos, trains every task briefly and prints one results table.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+#: The tasks, by the name ``nngraph task NAME`` runs; each is the module of that name here, with
+#: ``build_parser()``, ``run(args) -> rows`` and ``main(argv, prog)``. The one list: the CLI and the
+#: demo read it.
 TASKS = ("inr_classification", "accuracy_prediction", "inr_editing")
+#: Commands of this package besides the tasks (``nngraph demo``).
+COMMANDS = ("demo",)
+
+
+def load(name: str) -> Callable[..., int]:
+    """``main(argv, prog)`` of task or command ``name`` (imported now)."""
+    if name not in TASKS + COMMANDS:
+        raise KeyError(f"Could not resolve task {name!r} among choices {list(TASKS)}")
+    return importlib.import_module(f"{__name__}.{name}").main

@@ -23,12 +23,15 @@ import time
 import numpy as np
 import torch
 
-from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
+from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
+from .features import add_positional_features, max_kernel_shape
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import GraphScaler, add_positional_features, load_split, max_kernel_shape, open_zoo
+from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .metrics import kendall_tau, per_group_tau, r2
-from .report import add_training_args, check_methods, plot_scatter, row, run_main, save_run
+from .report import plot_scatter, row, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
+from .scaling import GraphScaler
+from .splits import Split, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
@@ -37,24 +40,20 @@ METHODS = ("encoder", "encoder_broken", "stats_gbm", "stats_mlp")
 
 
 def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="a classifier zoo (python -m nngraph.zoo classifiers --out ...)",
                       out="runs/accuracy_prediction", methods=METHODS, epochs=40, baseline_epochs=200, batch_size=16,
                       lr=1e-3, weight_decay=5e-4, patience=20)
     p.add_argument("--holdout-family", default="resnet", help="family left out of training for the transfer test "
                    "('' to skip)")
-    p.add_argument("--positional-dim", type=int, default=8, help="random positional features of the broken-equivariance variant")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout of the encoder's node and edge updates")
+    add_optional_args(p, "positional_dim", "dropout")
     p.add_argument("--scaler", choices=("robust", "rms"), default="robust",
                    help="encoder input scaling: per-depth median scales + asinh (robust) or the plain per-depth "
-                   "RMS of tasks.graphs.GraphScaler (rms: diverged models make it NaN)")
+                   "RMS of tasks.scaling.GraphScaler (rms: diverged models make it NaN)")
     p.add_argument("--target", choices=("standard", "raw"), default="standard",
                    help="encoder regresses the accuracy standardised on the training set, or the raw accuracy")
-    p.add_argument("--gbm-iters", type=int, default=200, help="boosting iterations of the statistics baseline")
-    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
-    p.add_argument("--device", default="cpu", help="torch device to train on")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_optional_args(p, "gbm_iters")
+    add_run_args(p)
     return p
 
 
@@ -77,14 +76,6 @@ def check_runs_disjoint(splits: dict) -> None:
         some = dict(list(mixed.items())[:5])
         raise ValueError(f"checkpoints of {len(mixed)} training runs straddle splits (e.g. {some}); "
                          "split the zoo by run")
-
-
-def _subset(split, keep):
-    from .graphs import Split
-
-    idx = [i for i, e in enumerate(split.entries) if keep(e)]
-    return Split([split.graphs[i] for i in idx], [split.models[i] for i in idx], [split.entries[i] for i in idx],
-                 split.dataset)
 
 
 def _score_rows(method: str, true, pred, families, seconds, note, scope: str = "test") -> list[dict]:
@@ -150,10 +141,7 @@ def _predict(args, name, train, val, test, progress, tag=""):
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every method; returns the results rows (and writes results.json, curves and scatter plots)."""
-    check_methods(args.methods, METHODS)
-    open_zoo(args.zoo, "classifier", "accuracy prediction")  # before anything is converted or created
-    os.makedirs(args.out, exist_ok=True)
-    progress = not args.no_progress
+    progress = start_run(args, METHODS, "classifier", "accuracy prediction")
     splits = {s: load_split(args.zoo, s) for s in ("train", "val", "test")}
     check_runs_disjoint(splits)
     dropped = 0
@@ -178,10 +166,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     families = set(_families(train) + _families(val) + _families(test))
     if fam and fam in families and len(families) > 1:
         not_fam = lambda e: e["family"] != fam  # noqa: E731
-        tr, va = _subset(train, not_fam), _subset(val, not_fam)
-        held = [_subset(s, lambda e: e["family"] == fam) for s in (train, val, test)]
-        held = type(train)(sum((h.graphs for h in held), []), sum((h.models for h in held), []),
-                           sum((h.entries for h in held), []), train.dataset)
+        tr, va = train.where(not_fam), val.where(not_fam)
+        held = Split.concat([s.where(lambda e: e["family"] == fam) for s in (train, val, test)])
         for name in args.methods:
             start = time.perf_counter()
             pred, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")

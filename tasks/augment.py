@@ -10,20 +10,25 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch_geometric.transforms import BaseTransform
+
 from nngraph import schema
 from nngraph.kernels import expand_to_entries
 
-__all__ = ["ODD_ACTIVATIONS", "flippable_nodes", "sign_flip"]
+__all__ = ["ODD_ACTIVATIONS", "SignFlip", "flippable_nodes", "sign_flip"]
 
 ODD_ACTIVATIONS = (schema.Activation.SINE, schema.Activation.TANH)
 _FLIPPABLE_KINDS = (schema.NodeKind.LINEAR, schema.NodeKind.CONV)
+#: poolings that commute with negation (linear in the value); max, min and Lp poolings do not
+_ODD_POOLS = (schema.Pool.NONE, schema.Pool.AVG, schema.Pool.ADAPTIVE_AVG, schema.Pool.MEAN, schema.Pool.SUM)
 
 
 def flippable_nodes(graph) -> torch.Tensor:
     """``(N,)`` bool: hidden linear/conv neurons with an odd activation, touched only by weight edges.
 
-    Neurons that feed a residual sum, a norm or any other identity edge are left alone: negating them
-    would change the function.
+    Neurons that feed a residual sum, a norm or any other identity edge are left alone, and so are
+    neurons whose value is max-, min- or Lp-pooled (``max(-v) = -min(v)``): negating them would change
+    the function.
     """
     odd = torch.zeros_like(graph.act, dtype=torch.bool)
     for a in ODD_ACTIVATIONS:
@@ -32,6 +37,11 @@ def flippable_nodes(graph) -> torch.Tensor:
     for k in _FLIPPABLE_KINDS:
         kind_ok |= graph.node_kind == int(k)
     ok = odd & kind_ok & (graph.node_type == int(schema.NodeType.HIDDEN))
+    if "pool" in graph:
+        linear_pools = torch.zeros_like(graph.pool, dtype=torch.bool)  # (N, MAX_POOLS)
+        for kind in _ODD_POOLS:
+            linear_pools |= graph.pool == int(kind)
+        ok &= linear_pools.all(-1)
     structural = graph.edge_index[:, graph.edge_type != int(schema.EdgeType.WEIGHT)].reshape(-1)  # (2 * E_s,)
     ok[structural] = False
     return ok
@@ -56,3 +66,21 @@ def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None):
     if getattr(graph, "probe", None) is not None:
         out.probe = graph.probe * sign.unsqueeze(-1).to(graph.probe.dtype)  # (N, P)
     return out
+
+
+class SignFlip(BaseTransform):
+    """:func:`sign_flip` as a PyG transform (``ZooDataset(transform=SignFlip())``, or on batches).
+
+    Args:
+        p (float): probability of negating each flippable neuron. (default: :obj:`0.5`)
+        generator (torch.Generator, optional): the random draws' source. (default: :obj:`None`)
+    """
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
+        self.p, self.generator = p, generator
+
+    def forward(self, data):
+        return sign_flip(data, self.p, self.generator)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(p={self.p})"

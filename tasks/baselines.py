@@ -2,8 +2,6 @@
 the shared loop, and scikit-learn gradient boosting."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch import nn
@@ -13,7 +11,12 @@ from nngraph.train import FitResult, TrainConfig, fit, seed_everything
 from .metrics import monitor_for, validation_metrics
 from .models import VectorMLP
 
-__all__ = ["fit_vector_mlp", "predict_vectors", "gradient_boosting"]
+__all__ = ["flat_weights", "fit_vector_mlp", "predict_vectors", "gradient_boosting"]
+
+
+def flat_weights(models) -> torch.Tensor:
+    """``(M, num_params)``: every model's parameters flattened, in ``named_parameters()`` order."""
+    return torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models])
 
 
 def _pairs(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -61,7 +64,8 @@ def fit_vector_mlp(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Te
 
     monitor, mode = monitor_for(kind)
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         monitor=monitor, mode=mode, patience=patience, seed=seed, progress=progress)
+                         monitor=monitor, mode=mode, patience=patience, seed=seed, progress=progress,
+                         keep_freed_memory=True)  # glibc keeps freed edge tensors for reuse
     result = fit(model, _pairs(x_train, y_train), _pairs(x_val, y_val), loss_fn, eval_fn, config,
                  settings={"model": "vector_mlp", "kind": kind, "in_dim": x_train.shape[1], "hidden": list(hidden),
                            "dropout": dropout, "n_train": len(x_train)})
@@ -85,8 +89,3 @@ def gradient_boosting(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torc
     model = cls(max_iter=max_iter, random_state=seed, early_stopping=False, min_samples_leaf=leaf)
     model.fit(x_train.numpy(), y_train.numpy())
     return model.predict(x_test.numpy())
-
-
-def run_dir(root: str, name: str) -> str:
-    """The directory of one training run inside a task's output directory."""
-    return os.path.join(root, "runs", name)

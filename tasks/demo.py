@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo
 
-from . import accuracy_prediction, inr_classification, inr_editing, pretrained
+from . import TASKS, accuracy_prediction, inr_classification, inr_editing, pretrained
 from .demo_page import format_demo_table, plot_confusion, write_index
 from .metrics import kendall_tau
 from .report import plot_edit_grid, plot_scatter, row, save_results
@@ -120,7 +120,7 @@ def build_parser(prog: str = "python -m tasks.demo") -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--workdir", default="runs/demo", help="zoos, runs, plots and results.json go here")
     p.add_argument("--full", action="store_true", help="whole zoos and longer training")
-    p.add_argument("--tasks", default="inr_classification,accuracy_prediction,inr_editing",
+    p.add_argument("--tasks", default=",".join(TASKS),
                    help="comma-separated subset of the tasks")
     p.add_argument("--workers", type=int, default=1, help="processes building the classifier zoo")
     p.add_argument("--progress", action="store_true", help="show progress bars")

@@ -8,7 +8,8 @@ from torch import nn
 
 from nngraph.train import FitResult, TrainConfig, fit, make_loader, seed_everything
 
-from .graphs import GraphScaler, max_kernel_shape
+from .features import max_kernel_shape
+from .scaling import GraphScaler
 from .metrics import monitor_for, validation_metrics
 from .models import GraphPredictor
 
@@ -61,7 +62,8 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
     monitor, mode = monitor_for(kind)
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          warmup=warmup,
-                         monitor=monitor, mode=mode, patience=patience, seed=seed, device=device, progress=progress)
+                         monitor=monitor, mode=mode, patience=patience, seed=seed, device=device, progress=progress,
+                         keep_freed_memory=True)  # glibc keeps freed edge tensors for reuse
     run_settings = {"model": "graph_predictor", "kind": kind, "out_dim": out_dim, "hidden_dim": hidden_dim,
                     "num_layers": num_layers, "probe_dim": probe_dim, "kernel_box": list(box), "dropout": dropout,
                     "augment": getattr(augment, "__name__", None), "n_train": len(train_graphs), **(settings or {})}

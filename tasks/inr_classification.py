@@ -9,17 +9,19 @@ flattened weights; weight statistics + gradient boosting; and an MLP on the pixe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 import torch
 
 from .augment import sign_flip
-from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors, run_dir
+from .baselines import fit_vector_mlp, flat_weights, gradient_boosting, predict_vectors
+from .features import add_positional_features
 from .graph_training import predict_graphs, train_graph_predictor
-from .graphs import open_zoo, GraphScaler, add_positional_features, load_split
-from .report import add_training_args, check_methods, row, run_main, save_run
+from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
+from .report import row, save_run
+from .scaling import GraphScaler
+from .splits import load_split
 from .weightstats import weight_stat_features
 
 TASK = "inr_classification"
@@ -28,24 +30,17 @@ METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encod
 
 
 def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="an INR zoo directory (python -m nngraph.zoo inr --out ...)",
                       out="runs/inr_classification", methods=METHODS, epochs=30, baseline_epochs=100, batch_size=32,
                       lr=2e-3, weight_decay=5e-4, patience=15)
-    p.add_argument("--warmup", type=int, default=1,
-                   help="epochs of linear learning-rate warmup (without, one sign-flip run sat at chance for 2 epochs)")
+    p.add_argument("--warmup", type=int, default=1, help="epochs of linear learning-rate warmup")
     p.add_argument("--probes", type=int, default=64,
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
     p.add_argument("--probe-placement", choices=("grid", "random"), default="grid",
                    help="grid: the output neuron's probe values are a k x k rendering of the image")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout of the encoder's node and edge updates")
-    p.add_argument("--positional-dim", type=int, default=8, help="random positional features (broken variant)")
-    p.add_argument("--gbm-iters", type=int, default=200, help="boosting iterations of the stats baseline")
-    p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
-    p.add_argument("--device", default="cpu", help="torch device to train on")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_optional_args(p, "dropout", "positional_dim", "gbm_iters", "max_train", what="INRs")
+    add_run_args(p)
     return p
 
 
@@ -55,10 +50,7 @@ def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every method of ``args.methods``; returns the results rows (and writes results.json, plots)."""
-    check_methods(args.methods, METHODS)
-    open_zoo(args.zoo, "inr", "INR classification")  # before anything is converted or created
-    os.makedirs(args.out, exist_ok=True)
-    progress = not args.no_progress
+    progress = start_run(args, METHODS, "inr", "INR classification")
     probe_kw = dict(probe_placement=args.probe_placement)
     train = load_split(args.zoo, "train", args.probes, max_items=args.max_train, **probe_kw)
     val = load_split(args.zoo, "val", args.probes, **probe_kw)
@@ -101,8 +93,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     if "flat_mlp" in args.methods:
         start = time.perf_counter()
-        flat = {k: torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in s.models])
-                for k, s in (("train", train), ("val", val), ("test", test))}  # (M, num_params)
+        flat = {k: flat_weights(s.models) for k, s in (("train", train), ("val", val), ("test", test))}  # (M, P)
         model, result = fit_vector_mlp(flat["train"], y["train"], flat["val"], y["val"], "classification",
                                        run_dir(args.out, "flat_mlp"), epochs=args.baseline_epochs, seed=args.seed,
                                        patience=args.patience)

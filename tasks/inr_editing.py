@@ -3,7 +3,7 @@
     python -m tasks.inr_editing --zoo zoos/inr --out runs/inr_editing --epochs 30
 
 The encoder's equivariant node/edge head (``nngraph.NodeEdgeHead``) predicts the deltas; training renders
-the edited SIRENs differentiably from the graph features (:class:`~tasks.render.SirenRenderer`) and
+the edited SIRENs differentiably from the graph features (:class:`~tasks.render.INRRenderer`) and
 minimises the MSE to the 3x3 grey dilation of the image. Evaluation applies the deltas with
 ``nngraph.from_graph`` and renders the real module. Rows (test MSE): the encoder, doing nothing (the
 unedited INR), and an MLP on the flattened weights that predicts the flat delta; each with its MSE on the
@@ -27,11 +27,13 @@ from nngraph.train import TrainConfig, fit, make_loader, seed_everything
 from nngraph.zoo import build_model
 
 from .augment import sign_flip
-from .baselines import run_dir
-from .graphs import open_zoo, GraphScaler, load_split
+from .baselines import flat_weights
+from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .models import GraphEditor, VectorMLP
-from .render import SirenRenderer, dilate, render_module
-from .report import add_training_args, check_methods, plot_edit_grid, row, run_main, save_run
+from .render import INRRenderer, dilate, render_module
+from .report import plot_edit_grid, row, save_run
+from .scaling import GraphScaler
+from .splits import load_split
 
 TASK = "inr_editing"
 METHODS = ("noop", "encoder", "flat_mlp")
@@ -39,8 +41,7 @@ METHODS = ("noop", "encoder", "flat_mlp")
 
 
 def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="an INR zoo directory", out="runs/inr_editing", methods=METHODS, epochs=30,
                       baseline_epochs=100, batch_size=32, lr=2e-3, weight_decay=0.0, patience=15)
     p.add_argument("--probes", type=int, default=0, help="probe inputs for the encoder (0: none)")
@@ -53,10 +54,8 @@ def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.Argument
     p.add_argument("--first-layer-gain", type=float, default=1.0,
                    help="fixed factor on the first layer's (frequency) deltas; 0 freezes that layer")
     p.add_argument("--flip", action="store_true", help="sign-flip augmentation of training graphs (encoder)")
-    p.add_argument("--max-train", type=int, default=None, help="use at most this many training INRs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
-    p.add_argument("--device", default="cpu", help="torch device to train on")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_optional_args(p, "max_train", what="INRs")
+    add_run_args(p)
     return p
 
 
@@ -80,7 +79,7 @@ def upsample_target(target: torch.Tensor, resolution: int) -> torch.Tensor:
     return nn.functional.interpolate(target, size=(resolution, resolution), mode="bilinear", align_corners=True)
 
 
-def rendering_loss(renderer: SirenRenderer, fine: SirenRenderer | None = None):
+def rendering_loss(renderer: INRRenderer, fine: INRRenderer | None = None):
     """``loss(x, edge_attr, num_graphs, target, reduction)``: MSE of the rendered SIRENs to ``target``, on
     ``fine``'s grid (against the upsampled target) when given, else on ``renderer``'s."""
     r = fine if fine is not None else renderer
@@ -105,9 +104,9 @@ def edit_quality(images: torch.Tensor, target: torch.Tensor, dark: float = 0.05,
             "speckle": float((images[bg] > bright).float().mean())}
 
 
-def train_editor(train_graphs, val_graphs, renderer: SirenRenderer, scaler: GraphScaler, out_dir: str,
+def train_editor(train_graphs, val_graphs, renderer: INRRenderer, scaler: GraphScaler, out_dir: str,
                  hidden_dim=32, num_layers=3, probe_dim=0, epochs=30, batch_size=32, lr=2e-3, weight_decay=0.0,
-                 patience=15, seed=0, device="cpu", progress=True, train_renderer: SirenRenderer | None = None,
+                 patience=15, seed=0, device="cpu", progress=True, train_renderer: INRRenderer | None = None,
                  init_scale=0.01, depth_gain=None, augment=None):
     """Train a :class:`~tasks.models.GraphEditor` on the rendering loss; returns ``(model, FitResult)``.
 
@@ -136,7 +135,8 @@ def train_editor(train_graphs, val_graphs, renderer: SirenRenderer, scaler: Grap
 
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          monitor="val_loss", mode="min", patience=patience, seed=seed, device=device,
-                         progress=progress)
+                         progress=progress,
+                         keep_freed_memory=True)  # glibc keeps freed edge tensors for reuse
     settings = {"model": "graph_editor", "hidden_dim": hidden_dim, "num_layers": num_layers, "probe_dim": probe_dim,
                 "n_train": len(train_graphs), "init_scale": init_scale,
                 "depth_gain": None if depth_gain is None else list(depth_gain),
@@ -177,13 +177,13 @@ class FlatEditor(nn.Module):
         return self.scale * self.rms * self.mlp(flat)  # (B, P)
 
 
-def train_flat_editor(flat, targets, renderer: SirenRenderer, out_dir: str, epochs=100, batch_size=32, lr=1e-3,
-                      patience=15, seed=0, progress=False, train_renderer: SirenRenderer | None = None):
+def train_flat_editor(flat, targets, renderer: INRRenderer, out_dir: str, epochs=100, batch_size=32, lr=1e-3,
+                      patience=15, seed=0, progress=False, train_renderer: INRRenderer | None = None):
     """Train :class:`FlatEditor` on the rendering loss. ``flat``/``targets``: dicts of train / val tensors.
     ``train_renderer`` as in :func:`train_editor`."""
     seed_everything(seed)
     model = FlatEditor(flat["train"])
-    unflat = renderer.gather.unflat
+    unflat = renderer.unflat
 
     def mse(r, m, batch, reduction):
         w, target = batch
@@ -202,7 +202,8 @@ def train_flat_editor(flat, targets, renderer: SirenRenderer, out_dir: str, epoc
 
     pairs = {k: [(flat[k][i], targets[k][i]) for i in range(len(flat[k]))] for k in ("train", "val")}
     config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, monitor="val_loss", mode="min",
-                         patience=patience, seed=seed, progress=progress, weight_decay=0.0)
+                         patience=patience, seed=seed, progress=progress, weight_decay=0.0,
+                         keep_freed_memory=True)  # glibc keeps freed edge tensors for reuse
     result = fit(model, pairs["train"], pairs["val"], batch_mse, eval_fn, config,
                  {"model": "flat_editor", "n_train": len(pairs["train"])})
     return model, result
@@ -210,10 +211,7 @@ def train_flat_editor(flat, targets, renderer: SirenRenderer, out_dir: str, epoc
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train and score every method; returns the results rows (and writes results.json, curves, render grid)."""
-    check_methods(args.methods, METHODS)
-    open_zoo(args.zoo, "inr", "INR editing")  # before anything is converted or created
-    os.makedirs(args.out, exist_ok=True)
-    progress = not args.no_progress
+    progress = start_run(args, METHODS, "inr", "INR editing")
     splits = {"train": load_split(args.zoo, "train", args.probes, max_items=args.max_train),
               "val": load_split(args.zoo, "val", args.probes), "test": load_split(args.zoo, "test", args.probes)}
     graphs = {k: attach_targets(s, args.dilation) for k, s in splits.items()}
@@ -221,8 +219,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     spec = splits["train"].entries[0]["spec"]
     template = build_model(spec)
     resolution = targets["train"].shape[-1]
-    renderer = SirenRenderer(template, resolution)
-    fine = SirenRenderer(template, args.render_res) if args.render_res and args.render_res != resolution else None
+    renderer = INRRenderer(template, resolution)
+    fine = INRRenderer(template, args.render_res) if args.render_res and args.render_res != resolution else None
     test_models = splits["test"].models
     original = torch.stack([render_module(m, resolution) for m in test_models])  # (M, C, H, W)
     note = f"{len(graphs['train'])} train / {len(test_models)} test INRs; {args.dilation}x{args.dilation} dilation"
@@ -262,16 +260,15 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     if "flat_mlp" in args.methods:
         start = time.perf_counter()
-        flat = {k: torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in s.models])
-                for k, s in splits.items()}  # (M, num_params), in named_parameters order
+        flat = {k: flat_weights(s.models) for k, s in splits.items()}  # (M, num_params), named_parameters order
         model, result = train_flat_editor(flat, targets, renderer, run_dir(args.out, "flat_mlp"), args.baseline_epochs,
                                           args.batch_size, 1e-3, args.patience, args.seed, progress=False,
                                           train_renderer=fine)
         with torch.no_grad():
             edited_flat = flat["test"] + model.eval()(flat["test"])  # (M, P)
-            images = renderer.render_params(renderer.gather.unflat(edited_flat))
-            fine_grid["flat-MLP edit"] = SirenRenderer(template, zoom).render_params(
-                renderer.gather.unflat(edited_flat[shown]))[:, 0].numpy()
+            images = renderer.render_params(renderer.unflat(edited_flat))
+            fine_grid["flat-MLP edit"] = INRRenderer(template, zoom).render_params(
+                renderer.unflat(edited_flat[shown]))[:, 0].numpy()
         mse = float(nn.functional.mse_loss(images, targets["test"]))
         histories["flat_mlp"] = result.history
         grid["flat-MLP edit"] = images[shown, 0].numpy()

@@ -6,8 +6,9 @@ from torch import nn
 
 import nngraph
 from nngraph import schema
+from nngraph.zoo.specs import ACTIVATIONS
 
-from .graphs import GraphScaler
+from .scaling import GraphScaler
 
 __all__ = ["GraphPredictor", "GraphEditor", "VectorMLP"]
 
@@ -93,12 +94,11 @@ class VectorMLP(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, hidden=(128, 128), dropout: float = 0.0,
                  mean: torch.Tensor | None = None, std: torch.Tensor | None = None, act: str = "relu"):
         super().__init__()
-        acts = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-        if act not in acts:
-            raise ValueError(f"Could not resolve activation {act!r} among choices {sorted(acts)}")
+        if act not in ACTIVATIONS:  # the zoos' activation names
+            raise ValueError(f"Could not resolve activation {act!r} among choices {sorted(ACTIVATIONS)}")
         layers, width = [], in_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), acts[act](), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, h), ACTIVATIONS[act](), nn.Dropout(dropout)]
             width = h
         layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)

@@ -1,7 +1,7 @@
 """Random-symmetry augmentation: every training graph relabelled by a fresh hidden-neuron permutation of its model.
 
 The equivariant encoder gains nothing from it (relabelling is invisible to it), but the equivariance-broken twin
-(random positional features on hidden neurons, :func:`tasks.graphs.add_positional_features`) does: seeing every
+(random positional features on hidden neurons, :func:`tasks.features.add_positional_features`) does: seeing every
 model under many relabellings is how a non-equivariant network learns the symmetry, so a comparison with the
 twin is fair only when the twin is trained with it. The positional features stay with the node *position*
 (that is what breaks the symmetry); every other node feature, and the edges, move with the neurons.

@@ -37,7 +37,9 @@ from nngraph.zoo import Zoo, build_model
 
 from .augment import sign_flip  # noqa: F401  (the methods' augmentations are named in their settings)
 from .graph_training import predict_graphs
-from .graphs import GraphScaler, add_positional_features, load_split
+from .features import add_positional_features
+from .scaling import GraphScaler
+from .splits import load_split
 from .metrics import kendall_tau, r2
 from .models import GraphEditor, GraphPredictor
 from .robust import RobustGraphScaler, finite_only

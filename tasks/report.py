@@ -1,25 +1,19 @@
-"""Results rows, the printed table, a JSON of results, and the plots (matplotlib Agg, PNG)."""
+"""Results rows, the printed table, a JSON of results, and the plots (PNG; matplotlib is imported when one is
+drawn, see :func:`nngraph.plotting.pyplot`)."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import sys
 from typing import Any, Callable, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nngraph.io import atomic_write
+from nngraph.plotting import pyplot
+from nngraph.train import distributed
 
-from nngraph.errors import NNGraphError  # noqa: E402
-from nngraph.io import atomic_write  # noqa: E402
-from nngraph.train import distributed  # noqa: E402
-
-__all__ = ["row", "format_table", "save_results", "save_run", "run_main", "plot_curves", "plot_scatter",
-           "plot_edit_grid"]
+__all__ = ["row", "format_table", "save_results", "save_run", "plot_curves", "plot_scatter", "plot_edit_grid"]
 
 
 def row(task: str, method: str, metric: str, value: float, seconds: float | None = None, **extra) -> dict[str, Any]:
@@ -63,14 +57,14 @@ def save_results(rows: Sequence[dict[str, Any]], path: str) -> None:
 def _save(fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 
 @main_process_only
 def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str, title: str = "") -> str:
     """Training curves: one panel per metric in ``keys``, one line per run."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, hist in histories.items():
             pts = [(h["epoch"], h[key]) for h in hist if h.get(key) is not None]
@@ -87,7 +81,7 @@ def plot_curves(histories: dict[str, list[dict]], keys: Sequence[str], path: str
 @main_process_only
 def plot_scatter(true: np.ndarray, pred: np.ndarray, groups: Sequence[str], path: str, title: str = "") -> str:
     """Predicted vs true values, coloured by group (architecture family)."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
     groups = np.asarray(groups)
     for g in sorted(set(groups.tolist())):
         m = groups == g
@@ -107,7 +101,7 @@ def plot_edit_grid(columns: dict[str, np.ndarray], path: str, max_rows: int = 6)
     """A grid of images: one column per entry of ``columns`` (each ``(M, H, W)``), one row per example."""
     names = list(columns)
     n = min(max_rows, len(next(iter(columns.values()))))
-    fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
+    fig, axes = pyplot().subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
     for j, name in enumerate(names):
         for i in range(n):
             ax = axes[i][j]
@@ -125,64 +119,3 @@ def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], c
     if histories:
         plot_curves(histories, curve_keys, os.path.join(out, "curves.png"), title)
     save_results(rows, os.path.join(out, "results.json"))
-
-
-def csv_list(text: str) -> list[str]:
-    """``"a,b,,c"`` -> ``["a", "b", "c"]`` (the type of ``--methods``)."""
-    return [t for t in text.split(",") if t]
-
-
-def add_training_args(p, *, zoo_help: str, out: str, methods, epochs: int, baseline_epochs: int, batch_size: int,
-                      lr: float, weight_decay: float, patience: int) -> None:
-    """The flags every task shares (zoo, output, methods, the encoder's size and training), with the
-    task's own defaults, so that the three parsers cannot drift apart."""
-    p.add_argument("--zoo", required=True, help=zoo_help)
-    p.add_argument("--out", default=out, help="directory of the runs, plots and results.json")
-    p.add_argument("--methods", type=csv_list, default=list(methods), help=f"comma-separated subset of {list(methods)}")
-    p.add_argument("--epochs", type=int, default=epochs, help="training epochs of the encoder")
-    p.add_argument("--baseline-epochs", type=int, default=baseline_epochs, help="training epochs of the MLP baselines")
-    p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
-    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="graphs per training batch")
-    p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
-    p.add_argument("--weight-decay", type=float, default=weight_decay, help="weight decay (AdamW)")
-    p.add_argument("--patience", type=int, default=patience,
-                   help="stop after this many epochs without a better validation score")
-
-
-class MethodError(NNGraphError, ValueError):
-    """``--methods`` names a method the task does not have."""
-
-
-def check_methods(methods, choices) -> None:
-    """Raise :class:`MethodError` (one line from :func:`run_main`, no traceback) for unknown methods."""
-    unknown = set(methods) - set(choices)
-    if unknown:
-        raise MethodError(f"Could not resolve methods {sorted(unknown)} among choices {list(choices)}")
-
-
-def run_main(run: Callable, build_parser: Callable, argv=None, prog: str | None = None) -> int:
-    """Entry point of a task module: parse flags, run, print the results table.
-
-    ``prog`` names the command in usage and error lines (``nngraph task NAME`` when reached through
-    ``nngraph``). A bad zoo or file (an :class:`~nngraph.NNGraphError`) ends the task with one line on
-    standard error and exit status 1, no traceback.
-
-    Under torchrun every rank runs the task and only rank 0 prints: the other ranks' standard output (the
-    per-method progress lines the tasks print, the table) goes to ``os.devnull`` while ``run`` runs. Their
-    standard error (warnings, tracebacks; tqdm bars are rank 0's only anyway) is left alone.
-    """
-    parser = build_parser(prog) if prog else build_parser()
-    args = parser.parse_args(argv)
-    main = distributed.is_main()  # RANK from the environment: the process group does not exist yet
-    with contextlib.ExitStack() as stack:
-        if not main:
-            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-        try:
-            rows = run(args)
-        except NNGraphError as err:
-            print(f"{parser.prog}: error: {err}", file=sys.stderr)
-            return 1
-    if main:
-        print(format_table(rows))
-    return 0

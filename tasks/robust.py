@@ -2,7 +2,7 @@
 
 A classifier zoo trained with random learning rates holds models that diverged: some have NaN weights,
 others weights of 1e13-1e17 (measured on the default 300-run zoo: 5 NaN and 2 such checkpoints, all in
-``train``). One NaN in :class:`~tasks.graphs.GraphScaler`'s per-depth RMS makes the scale of that depth
+``train``). One NaN in :class:`~tasks.scaling.GraphScaler`'s per-depth RMS makes the scale of that depth
 NaN for *every* graph, and one 1e17 weight makes every other model's weights ~0 after scaling. The encoder
 and the weight-statistics MLP then train on NaN (every metric NaN).
 
@@ -21,7 +21,8 @@ import torch
 
 from nngraph import schema
 
-from .graphs import GraphScaler, Split
+from .scaling import GraphScaler
+from .splits import Split
 
 __all__ = ["is_finite_graph", "finite_only", "RobustGraphScaler", "signed_log"]
 
@@ -33,10 +34,8 @@ def is_finite_graph(g) -> bool:
 
 def finite_only(split: Split) -> tuple[Split, int]:
     """``split`` without the models whose graphs hold NaN / inf, and the number dropped."""
-    keep = [i for i, g in enumerate(split.graphs) if is_finite_graph(g)]
-    out = Split([split.graphs[i] for i in keep], [split.models[i] for i in keep], [split.entries[i] for i in keep],
-                split.dataset)
-    return out, len(split) - len(keep)
+    out = split.select(i for i, g in enumerate(split.graphs) if is_finite_graph(g))
+    return out, len(split) - len(out)
 
 
 def signed_log(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +44,7 @@ def signed_log(x: torch.Tensor) -> torch.Tensor:
 
 
 class RobustGraphScaler(GraphScaler):
-    """:class:`~tasks.graphs.GraphScaler` with median-based scales and ``asinh`` squashing (module docstring).
+    """:class:`~tasks.scaling.GraphScaler` with median-based scales and ``asinh`` squashing (module docstring).
 
     The scale of depth ``d`` is ``sqrt(median_g ms_g(d))`` over the training graphs ``g`` that have
     parameters at that depth, ``ms_g(d)`` the mean square of the nonzero weights (or biases) of ``g`` there;

@@ -202,3 +202,19 @@ def test_stale_temporary_files_are_removed_on_start(tmp_path):
     data = worker.problem()
     fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1))
     assert not any(p.exists() for p in stale) and all(p.exists() for p in live)
+
+
+def test_fit_leaves_the_allocator_alone_unless_asked_and_stores_no_rng_state(tmp_path, monkeypatch):
+    from nngraph.train import load_checkpoint
+
+    calls = []
+    monkeypatch.setattr("nngraph.train.loop.keep_freed_memory", lambda: calls.append(1) or True)
+    data = worker.problem()
+    fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "default", epochs=1))
+    assert calls == []  # mallopt is process-wide: off by default
+    fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn,
+        _config(tmp_path, "asked", epochs=1, keep_freed_memory=True))
+    assert calls == [1]
+    tensors, _ = load_checkpoint(str(tmp_path / "default"), "last")
+    assert not [k for k in tensors if k.startswith("rng/")]  # resume reseeds every epoch; nothing reads an RNG state
+    assert [k for k in tensors if k.startswith("optim/")]

@@ -491,7 +491,7 @@ class GraphBuilder:
         kernel_shape, offsets, num_entries = _kernel_shapes(self._edge_chunks["kshape"], self.num_edges)  # (E, 3), (E,)
         _check_kernel_shapes(self._edge_placements, self._edge_chunks["kshape"], kernel_shape)
         edge_placements = tuple(
-            EdgePlacement(name, positions, flat_view(positions, shape, num_entries), read_back)
+            EdgePlacement(name, positions, flat_view(positions, shape, num_entries), read_back, tuple(shape))
             for name, positions, shape, read_back in (
                 (name, _flat_positions(edges, kernel_pos, offsets, shape), shape, read_back)
                 for (name, edges, kernel_pos, _, shape), read_back in zip(self._edge_placements, self._edge_read_back)

@@ -1,7 +1,8 @@
 """The frozen record of where every parameter entry of a model lives in its neural graph.
 
 ``Layout.to_graph`` scatters parameters into node and edge features with the same index tensors
-that ``Layout.from_graph`` gathers them back with, which is what makes the inverse exact.
+that ``Layout.gather_params`` gathers them back with (batched and differentiable), which is what makes
+the inverse exact; ``Layout.from_graph`` loads one graph's gathered tensors into a copy of the module.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class EdgePlacement:
     positions: torch.Tensor
     view: View | None = None
     read_back: bool = True  # as for NodePlacement
+    shape: tuple[int, ...] | None = None  # the parameter's
 
 
 def flat_view(positions: torch.Tensor, shape: tuple[int, ...], size: int) -> View | None:
@@ -263,17 +265,92 @@ class Layout:
         placed = {p.name for p in self.node_placements} | {p.name for p in self.edge_placements}
         out = _copy_without(module, placed)
         tensors = _named_tensors(out)
-        x = graph.x.reshape(-1).contiguous()  # (N * F,)
-        edge_attr = graph.edge_attr.reshape(-1).contiguous()  # (W,)
         with torch.no_grad():
-            for p in self.node_placements:
-                if p.read_back:
-                    _read(x, p.view, p.nodes * NODE_FEATURE_DIM + p.column if p.view is None else None,
-                          _lookup(tensors, p.name))
-            for p in self.edge_placements:
-                if p.read_back:
-                    _read(edge_attr, p.view, p.positions, _lookup(tensors, p.name))
+            for name, value in self.gather_params(graph.x, graph.edge_attr).items():  # (1, *shape) each
+                _lookup(tensors, name).copy_(value[0])
         return out
+
+    def gather_params(
+        self, x: torch.Tensor, edge_attr: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every parameter and normalization buffer held by ``B`` graphs of this layout, stacked.
+
+        The inverse of :meth:`to_graph` for a batch, built from indexing and strided views only, so
+        autograd flows from the returned tensors back into ``x`` and ``edge_attr``: a loss on
+        ``torch.func.functional_call(module, {name: value[b]}, inputs)`` trains whatever predicted the
+        features (see :func:`nngraph.batched_forward`). A shared parameter (tied weights) is returned
+        under the name of its first place; ``functional_call`` ties the others to it. Parameters the
+        graph does not hold (none for a converted model; integer buffers such as
+        ``num_batches_tracked``) are not returned.
+
+        Args:
+            x: node features of the ``B`` graphs one after another (a PyG ``Batch``'s ``x``).
+            edge_attr: their kernel entries one after another (a ``Batch``'s ``edge_attr``).
+            batch: the graph of every node (a ``Batch``'s ``batch``); when given, every graph is
+                checked to have this layout's node count.
+
+        Shapes:
+            - **x:** :math:`(B \\cdot N, F)`; **edge_attr:** :math:`(B \\cdot W, 1)` or :math:`(B \\cdot W,)`
+            - **batch:** :math:`(B \\cdot N,)`
+            - **output:** ``{name: (B, *shape)}``, in the dtype and on the device of ``x`` / ``edge_attr``
+
+        The returned tensors may be views of ``x`` / ``edge_attr`` (a strided placement is read without
+        a copy): clone one before writing into it.
+
+        Raises:
+            GraphMismatchError: when the sizes do not split into graphs of this layout (a batch of
+                graphs of other or of several architectures: gather each architecture's graphs with
+                its own layout, and check the structure with :meth:`check_batch`).
+        """
+        n, w, f = self.num_nodes, self.num_entries, NODE_FEATURE_DIM
+        num = self._count_graphs(x, edge_attr, batch)
+        xb = x.reshape(num, n * f).contiguous()  # (B * N, F) -> (B, N * F): each graph's node table, row-major
+        eb = edge_attr.reshape(num, w).contiguous()  # (B * W, 1) -> (B, W): each graph's kernel entries
+        out = {}
+        for p in self.node_placements:
+            if p.read_back:
+                positions = p.nodes * f + p.column if p.view is None else None
+                out[p.name] = _gather(xb, p.view, positions, p.shape)
+        for p in self.edge_placements:
+            if p.read_back:
+                out[p.name] = _gather(eb, p.view, p.positions, p.shape)
+        return out
+
+    def _count_graphs(self, x: torch.Tensor, edge_attr: torch.Tensor, batch: torch.Tensor | None) -> int:
+        """``B``, after checking that ``x``, ``edge_attr`` (and ``batch``) hold ``B`` graphs of this layout."""
+        n, w = self.num_nodes, self.num_entries
+        if x.dim() != 2 or x.shape[1] != NODE_FEATURE_DIM or x.shape[0] == 0 or x.shape[0] % n:
+            raise GraphMismatchError(
+                f"node features of shape {tuple(x.shape)} are not B graphs of {n} nodes x {NODE_FEATURE_DIM} "
+                "features; is the batch of another architecture, or of several?")
+        num = x.shape[0] // n
+        if edge_attr.numel() != num * w or edge_attr.shape[0] != num * w:
+            raise GraphMismatchError(
+                f"{num} graphs of {n} nodes need {num * w} kernel entries ({w} each), got edge features of shape "
+                f"{tuple(edge_attr.shape)}: the batch mixes architectures or is not of this layout's; gather "
+                "each architecture's graphs with its own layout")
+        if batch is not None:
+            counts = torch.bincount(batch.reshape(-1), minlength=num)  # (B,)
+            if batch.numel() != x.shape[0] or counts.numel() != num or bool((counts != n).any()):
+                raise GraphMismatchError(
+                    f"the batch's graphs have {counts.tolist()} nodes, this layout's have {n}: the batch mixes "
+                    "architectures; gather each architecture's graphs with its own layout")
+        return num
+
+    def check_batch(self, batch: Data) -> None:
+        """Raise :class:`GraphMismatchError` unless every graph of the PyG ``Batch`` ``batch`` has exactly
+        this layout's structure (nodes, edges, kernel shapes, node kinds); ``O(E)``, no Python loop."""
+        num = self._count_graphs(batch.x, batch.edge_attr, getattr(batch, "batch", None))
+        e = self.num_edges
+        shift = (torch.arange(num, device=batch.edge_index.device) * self.num_nodes).repeat_interleave(e)  # (B * E,)
+        if tuple(batch.edge_index.shape) != (2, num * e) or not torch.equal(
+                (batch.edge_index - shift).cpu(), self.edge_index.repeat(1, num)):
+            raise GraphMismatchError("the batch's edges are not this layout's in every graph: the batch mixes "
+                                     "architectures or holds graphs of another one")
+        for key, mine in (("kernel_shape", self.kernel_shape), ("node_kind", self.node_kind), ("act", self.act)):
+            if key in batch and not torch.equal(batch[key].cpu().to(mine.dtype), mine.repeat(num, *[1] * (mine.dim() - 1))):
+                raise GraphMismatchError(f"the batch's {key} differs from this layout's in some graph: the batch "
+                                         "mixes architectures or holds graphs of another one")
 
     # ------------------------------------------------------------ symmetry
     def random_node_permutation(self, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -379,12 +456,15 @@ def _write(flat: torch.Tensor, view: View | None, positions: torch.Tensor | None
         flat.index_copy_(0, positions, value.detach().reshape(-1).to(flat.dtype))
 
 
-def _read(flat: torch.Tensor, view: View | None, positions: torch.Tensor | None, target: torch.Tensor) -> None:
-    """Fill ``target`` from the entries of ``flat`` a placement names."""
+def _gather(rows: torch.Tensor, view: View | None, positions: torch.Tensor | None,
+            shape: tuple[int, ...] | None) -> torch.Tensor:
+    """``(B, *shape)``: the entries a placement names in every row of the contiguous ``rows`` ``(B, S)``
+    (one strided view for a view placement, an index otherwise); differentiable in ``rows``."""
+    num = rows.shape[0]
     if view is not None:
-        target.copy_(_strided(flat, view))
-    else:
-        target.copy_(flat[positions.to(flat.device)].view(target.shape))
+        offset, vshape, strides = view
+        return rows.as_strided((num, *vshape), (rows.stride(0), *strides), rows.storage_offset() + offset)
+    return rows[:, positions.to(rows.device)].reshape(num, *shape)  # (B, numel) -> (B, *shape)
 
 
 def _copy_without(module: nn.Module, names: set[str]) -> nn.Module:

@@ -5,12 +5,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing
 
 from .segment import MessageIndex, check_aggregators, film_message, inverse_count, message_index, segment_aggregate
 from .utils import make_act, make_mlp
 
-class NeuralGraphConv(MessagePassing):
+class NeuralGraphConv(nn.Module):
     r"""Edge-updating, direction-aware message passing for neural graphs, after the PNA + FiLM layers of
     `Kofinas et al. (ICLR 2024) <https://arxiv.org/abs/2403.12143>`_, on sparse edge lists.
 
@@ -45,6 +44,11 @@ class NeuralGraphConv(MessagePassing):
     :class:`~nngraph.gnn.segment.MessageIndex` to reuse it across layers (what
     :class:`~nngraph.gnn.NeuralGraphEncoder` does); without it the layer builds it.
 
+    The layer is a plain ``nn.Module``, not a PyG ``MessagePassing``: its message op gathers the
+    node table itself (keeping no ``(E, H)`` copy of ``x_j`` for the backward) and aggregates both
+    directions with several aggregators at once, so PyG's ``_i`` / ``_j`` lifting, aggregation
+    resolver and explain hooks would have nothing to act on.
+
     Args:
         hidden_dim (int): node and edge width :math:`H`.
         aggregators (sequence of str): any of ``"mean"``, ``"max"``, ``"min"``, ``"std"``.
@@ -60,7 +64,7 @@ class NeuralGraphConv(MessagePassing):
 
     def __init__(self, hidden_dim: int, aggregators: Sequence[str] = ("mean", "max", "std"), act: str = "silu",
                  dropout: float = 0.0):
-        super().__init__(aggr=None, node_dim=0)
+        super().__init__()
         H = hidden_dim
         self.hidden_dim = H
         self.aggregators = check_aggregators(aggregators)
@@ -78,7 +82,6 @@ class NeuralGraphConv(MessagePassing):
         self.reset_parameters()
 
     def reset_parameters(self):
-        super().reset_parameters()
         for m in (self.lin_gamma, self.lin_beta, self.msg_fwd, self.msg_bwd,
                   self.lin_edge, self.lin_src, self.lin_dst, self.edge_out, self.norm_node, self.norm_edge):
             m.reset_parameters()
@@ -94,32 +97,34 @@ class NeuralGraphConv(MessagePassing):
             index = message_index(edge_index, x.size(0))
         gamma, beta = self.lin_gamma(edge_attr), self.lin_beta(edge_attr)  # (E, H) each
         # forward messages u -> v, aggregated at v
-        agg_fwd = self.propagate(edge_index, x=self.msg_fwd(x), gamma=gamma, beta=beta, index_info=index,
+        agg_fwd = self.aggregate(self.message(self.msg_fwd(x), gamma, beta, index, backward=False), index,
                                  backward=False)  # (N, F)
         # backward messages v -> u, aggregated at u
-        agg_bwd = self.propagate(edge_index, x=self.msg_bwd(x), gamma=gamma, beta=beta, index_info=index,
+        agg_bwd = self.aggregate(self.message(self.msg_bwd(x), gamma, beta, index, backward=True), index,
                                  backward=True)  # (N, F)
         deg = torch.log1p(torch.cat([index.in_degree, index.out_degree], dim=-1).to(x.dtype))  # (N, 2)
         upd = self.node_mlp(torch.cat([x, agg_fwd, agg_bwd, deg], dim=-1))  # (N, H)
         x = self.norm_node(x + nn.functional.dropout(upd, self.dropout, self.training))  # (N, H)
 
-        upd_e = self.edge_updater(edge_index, s=self.lin_src(x), t=self.lin_dst(x), u=self.lin_edge(edge_attr),
-                                  index_info=index)  # (E, H)
+        upd_e = self.edge_update(self.lin_src(x), self.lin_dst(x), self.lin_edge(edge_attr), index)  # (E, H)
         edge_attr = self.norm_edge(edge_attr + nn.functional.dropout(upd_e, self.dropout, self.training))
         return x, edge_attr
 
     def message(self, x: Tensor, gamma: Tensor, beta: Tensor, index_info: MessageIndex,
                 backward: bool) -> Tensor:
+        """``(E, H)``: every edge's message, read from the node table ``x`` ``(N, H)``."""
         idx = index_info
         # forward messages read the source u, backward messages the target v
         return film_message(x, idx.dst if backward else idx.src, gamma, beta, self.act)  # (E, H)
 
     def aggregate(self, inputs: Tensor, index_info: MessageIndex, backward: bool) -> Tensor:
+        """``(N, A * H)``: the messages ``(E, H)`` aggregated at their targets (sources when ``backward``)."""
         idx = index_info
         seg, count = (idx.src, idx.out_degree) if backward else (idx.dst, idx.in_degree)
         return segment_aggregate(inputs, seg, inverse_count(count, inputs.dtype), self.aggregators)  # (N, A * H)
 
     def edge_update(self, s: Tensor, t: Tensor, u: Tensor, index_info: MessageIndex) -> Tensor:
+        """``(E, H)``: the edge update from ``S h'`` ``(N, H)``, ``T h'`` ``(N, H)`` and ``U e`` ``(E, H)``."""
         idx = index_info
         pre = u + s.index_select(0, idx.src) + t.index_select(0, idx.dst)  # (E, H): U e_uv + S h_u + T h_v
         return self.edge_out(self.act(pre))  # (E, H)

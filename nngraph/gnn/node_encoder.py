@@ -84,9 +84,8 @@ class NodeEncoder(nn.Module):
 
     def reset_parameters(self):
         # Balanced scales: the five tables sum to unit variance, and a unit-sized feature (weights and biases
-        # scaled per layer, as the tasks' GraphScaler does) or probe vector adds as much again. With default
-        # nn.Linear init and unit-variance tables, the per-model part was ~1/10 of the embedding, the encoder's
-        # output barely depended on the model and training sat at chance for hundreds of steps.
+        # scaled per layer, as the tasks' GraphScaler does) or probe vector adds as much again, so the part of
+        # the embedding that depends on the model's values is as large as the part that describes its structure.
         tables = (self.emb_kind, self.emb_type, self.emb_act, self.emb_layer, self.emb_io)
         for emb in tables:
             nn.init.normal_(emb.weight, std=len(tables) ** -0.5)

@@ -15,8 +15,3 @@ def make_mlp(in_dim: int, hidden_dim: int, out_dim: int, act: str = "silu") -> n
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), make_act(act), nn.Linear(hidden_dim, out_dim))
 
 
-def reset(module: nn.Module):
-    """Calls ``reset_parameters`` on every child that has one."""
-    for m in module.modules():
-        if m is not module and hasattr(m, "reset_parameters"):
-            m.reset_parameters()

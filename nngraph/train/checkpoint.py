@@ -1,7 +1,7 @@
 """Checkpoints as safetensors + JSON that commit as one unit and carry checksums.
 
 A checkpoint ``<dir>/<name>`` is two files: ``<name>.safetensors`` (every tensor: the model's state dict
-under ``model/``, the optimizer's tensors under ``optim/``, RNG states under ``rng/``) and ``<name>.json``
+under ``model/``, the optimizer's tensors under ``optim/``) and ``<name>.json``
 (settings, counters and the optimizer's non-tensor state). No pickle anywhere, so loading a checkpoint
 cannot run code.
 
@@ -100,7 +100,7 @@ def _finish_pending(directory: str, name: str) -> None:
 
 def save_checkpoint(directory: str, name: str, model: nn.Module, info: dict[str, Any],
                     optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Write checkpoint ``name``: the model (and optimizer tensors and RNG) plus ``info`` (and the optimizer's
+    """Write checkpoint ``name``: the model (and optimizer tensors) plus ``info`` (and the optimizer's
     JSON-able state), as one unit (see the module docstring).
 
     Raises:
@@ -114,7 +114,6 @@ def save_checkpoint(directory: str, name: str, model: nn.Module, info: dict[str,
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = optimizer_to_flat(optimizer)
         tensors.update(opt_tensors)
-        tensors["rng/torch"] = torch.get_rng_state()
     data = save(tensors)
     meta["tensors_sha256"] = _sha256(data)
     meta["checksum"] = _content_checksum(meta)

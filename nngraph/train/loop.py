@@ -60,7 +60,9 @@ class TrainConfig:
         progress: show tqdm progress bars (rank 0 only).
         num_workers: DataLoader worker processes.
         keep_freed_memory: on the CPU, let glibc keep freed memory for reuse
-            (:func:`~nngraph.train.keep_freed_memory`: ~14x fewer page faults per step; resident memory stays at its peak).
+            (:func:`~nngraph.train.keep_freed_memory`: fewer page faults per step, resident memory stays at
+            its peak). It tunes ``mallopt`` for the whole process, so it is off unless asked for (the
+            tasks ask for it).
     """
 
     out_dir: str
@@ -79,7 +81,7 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
     num_workers: int = 0
-    keep_freed_memory: bool = True
+    keep_freed_memory: bool = False
 
     def __post_init__(self):
         if self.mode not in ("min", "max"):
@@ -224,25 +226,7 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     log = MetricsLog(os.path.join(config.out_dir, "metrics.jsonl"))
 
-    # ---- resume -------------------------------------------------------------------------------
-    state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "finished": False}
-    found = load_checkpoint(config.out_dir, "last") if config.resume else None
-    if found is not None:
-        tensors, info = found
-        extend = not _same_settings(info.get("settings"), settings) and _extends(info.get("settings"), settings)
-        if not extend and not _same_settings(info.get("settings"), settings):
-            raise ValueError(f"{config.out_dir} holds a run with other settings; use another out_dir or "
-                             "delete it to start over")
-        model.load_state_dict(model_state(tensors))
-        optimizer_from_flat(optimizer, tensors, info["optimizer"])
-        state = {k: info[k] for k in state}
-        if extend and (config.patience is None or state["bad_epochs"] < config.patience):
-            state["finished"] = False
-    elif dist_utils.is_main() and os.path.exists(log.path):
-        os.remove(log.path)  # a fresh run
-    if dist_utils.is_main() and found is not None:
-        log.truncate(state["epoch"])
-    dist_utils.barrier()
+    state = _resume(config, settings, model, optimizer, log)
 
     train_model: nn.Module = model
     if distributed:
@@ -260,22 +244,8 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
         lr = _lr_at(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_model.train()
-        total, count = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show,
-                   leave=False, dynamic_ncols=True)
-        for batch in bar:
-            batch = to_device(batch, device)
-            loss = loss_fn(train_model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            total += float(loss.detach())
-            count += 1
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        train_loss = dist_utils.all_mean(total / max(count, 1))
+        train_loss = _train_epoch(train_model, model, train_loader, loss_fn, optimizer, config, device,
+                                  desc=f"epoch {epoch + 1}/{config.epochs}", show=show)
 
         model.eval()
         with torch.no_grad():
@@ -310,3 +280,50 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
     history = read_metrics(log.path)
     return FitResult(best_epoch=state["best_epoch"], best_value=state["best_value"], epochs_run=state["epoch"],
                      history=history, seconds=time.perf_counter() - start, out_dir=config.out_dir)
+
+
+def _resume(config: TrainConfig, settings: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+            log: MetricsLog) -> dict[str, Any]:
+    """The loop's counters, from ``out_dir/last`` (loaded into ``model`` and ``optimizer``) when it holds
+    this run, fresh otherwise; ``ValueError`` if it holds a run with other settings."""
+    state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "finished": False}
+    found = load_checkpoint(config.out_dir, "last") if config.resume else None
+    if found is not None:
+        tensors, info = found
+        extend = not _same_settings(info.get("settings"), settings) and _extends(info.get("settings"), settings)
+        if not extend and not _same_settings(info.get("settings"), settings):
+            raise ValueError(f"{config.out_dir} holds a run with other settings; use another out_dir or "
+                             "delete it to start over")
+        model.load_state_dict(model_state(tensors))
+        optimizer_from_flat(optimizer, tensors, info["optimizer"])
+        state = {k: info[k] for k in state}
+        if extend and (config.patience is None or state["bad_epochs"] < config.patience):
+            state["finished"] = False
+    elif dist_utils.is_main() and os.path.exists(log.path):
+        os.remove(log.path)  # a fresh run
+    if dist_utils.is_main() and found is not None:
+        log.truncate(state["epoch"])
+    dist_utils.barrier()
+    return state
+
+
+def _train_epoch(train_model: nn.Module, model: nn.Module, loader: DataLoader, loss_fn: Callable,
+                 optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device, desc: str,
+                 show: bool) -> float:
+    """One pass over ``loader`` (``train_model`` is ``model`` or its DDP wrapper); the mean loss over
+    every process."""
+    train_model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
+    for batch in bar:
+        batch = to_device(batch, device)
+        loss = loss_fn(train_model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        total += float(loss.detach())
+        count += 1
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return dist_utils.all_mean(total / max(count, 1))

@@ -7,7 +7,8 @@ from torch import nn
 
 import nngraph
 from tasks.graph_training import predict_graphs, train_graph_predictor
-from tasks.graphs import GraphScaler, max_kernel_shape
+from tasks.features import max_kernel_shape
+from tasks.scaling import GraphScaler
 
 
 def _graphs(model, x, n, seed):

@@ -11,8 +11,9 @@ import nngraph
 from nngraph.cli import main as cli_main
 from nngraph.zoo import INRMetadata, build_model, import_zoo, siren_spec
 from tasks import accuracy_prediction, inr_classification
-from tasks.graphs import load_split, probe_inputs_for
-from tasks.render import SirenRenderer, render_module
+from tasks.features import probe_inputs_for
+from tasks.splits import load_split
+from tasks.render import INRRenderer, render_module
 
 from ..zoo.layouts import write_cnn_zoo, write_dwsnets
 
@@ -78,7 +79,7 @@ def test_renderer_uses_the_recorded_coordinates():
     image = render_module(model, 4, meta)  # (1, 4, 4)
     with torch.no_grad():
         torch.testing.assert_close(image[0, 1, 2], model(torch.tensor([[1 / 3, 2 / 3]]))[0, 0], rtol=0, atol=1e-6)
-    renderer = SirenRenderer(model, 4, meta)
-    params = [p.detach().unsqueeze(0) for p in model.parameters()]
+    renderer = INRRenderer(model, 4, meta)
+    params = {n: p.detach().unsqueeze(0) for n, p in model.named_parameters()}
     torch.testing.assert_close(renderer.render_params(params)[0], image, rtol=0, atol=1e-6)
     assert not torch.allclose(render_module(model, 4), image)

@@ -11,10 +11,10 @@ from torch_geometric.data import Batch
 import nngraph
 from tasks import inr_editing
 from tasks.augment import sign_flip
-from tasks.graphs import GraphScaler
+from tasks.scaling import GraphScaler
 from tasks.inr_editing import rendering_loss, upsample_target
 from tasks.models import GraphEditor
-from tasks.render import SirenRenderer
+from tasks.render import INRRenderer
 
 from .test_render import small_sirens
 
@@ -26,8 +26,8 @@ def _batch(n=3):
 
 def test_fine_grid_of_2h_minus_1_holds_every_pixel():
     models, batch = _batch()
-    coarse = SirenRenderer(models[0], 12)(batch.x, batch.edge_attr, 3)  # (3, 1, 12, 12)
-    fine = SirenRenderer(models[0], 23)(batch.x, batch.edge_attr, 3)  # (3, 1, 23, 23)
+    coarse = INRRenderer(models[0], 12)(batch.x, batch.edge_attr, 3)  # (3, 1, 12, 12)
+    fine = INRRenderer(models[0], 23)(batch.x, batch.edge_attr, 3)  # (3, 1, 23, 23)
     torch.testing.assert_close(fine[..., ::2, ::2], coarse, rtol=0, atol=1e-5)
     target = torch.rand(3, 1, 12, 12)
     up = upsample_target(target, 23)
@@ -38,7 +38,7 @@ def test_fine_grid_of_2h_minus_1_holds_every_pixel():
 
 def test_fine_loss_sees_what_happens_between_pixels():
     models, batch = _batch()
-    coarse_r, fine_r = SirenRenderer(models[0], 12), SirenRenderer(models[0], 23)
+    coarse_r, fine_r = INRRenderer(models[0], 12), INRRenderer(models[0], 23)
     image = coarse_r(batch.x, batch.edge_attr, 3).detach()  # the SIRENs themselves as the target
     coarse = rendering_loss(coarse_r)(batch.x, batch.edge_attr, 3, image)
     fine = rendering_loss(coarse_r, fine_r)(batch.x, batch.edge_attr, 3, image)
@@ -73,7 +73,7 @@ def test_sign_flips_keep_the_rendered_image_and_the_target():
     batch.target = torch.rand(3, 1, 12, 12)
     flipped = sign_flip(batch, p=1.0)
     assert not torch.equal(flipped.edge_attr, batch.edge_attr)
-    renderer = SirenRenderer(models[0], 12)
+    renderer = INRRenderer(models[0], 12)
     torch.testing.assert_close(renderer(flipped.x, flipped.edge_attr, 3), renderer(batch.x, batch.edge_attr, 3),
                                rtol=0, atol=1e-5)
     assert flipped.target is batch.target

@@ -104,11 +104,11 @@ def _siren_graph(probes: int, positional: int = 0):
     model = build_model(spec)
     g = nngraph.to_graph(model)
     if probes:
-        from tasks.graphs import probe_inputs_for
+        from tasks.features import probe_inputs_for
 
         g.probe = nngraph.probe_features(model, probe_inputs_for(spec, probes)).float()
     if positional:
-        from tasks.graphs import add_positional_features
+        from tasks.features import add_positional_features
 
         g = add_positional_features([g], positional, 0)[0]
     return g

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from tasks import accuracy_prediction
-from tasks.report import row, run_main
+from tasks.harness import run_main
+from tasks.report import row
 
 
 def _parser():

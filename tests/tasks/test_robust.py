@@ -9,7 +9,8 @@ from torch import nn
 
 import nngraph
 from tasks.accuracy_prediction import check_runs_disjoint
-from tasks.graphs import GraphScaler, Split
+from tasks.scaling import GraphScaler
+from tasks.splits import Split
 from tasks.robust import RobustGraphScaler, finite_only, is_finite_graph
 
 

@@ -1,0 +1,152 @@
+"""Running a module with the parameters held by a batch of its neural graphs, differentiably.
+
+:func:`gather_params` reads every parameter out of graph features (edited ones included) without
+building modules, and :func:`batched_forward` evaluates the module on them with
+:func:`torch.func.functional_call`, vectorised over the graphs with :func:`torch.func.vmap`. A loss on
+the outputs trains whatever produced the features (an editor predicting weight deltas): no renderer
+or hand-written forward per architecture is needed.
+
+Example:
+    >>> batch = Batch.from_data_list([nngraph.to_graph(m) for m in models])  # one architecture
+    >>> params = nngraph.gather_params(batch, models[0])  # {name: (B, *shape)}
+    >>> logits = nngraph.batched_forward(models[0], params, images)  # (B, n, classes)
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map
+from torch_geometric.data import Data
+
+from .convert import build_layout
+from .convert.layout import inputs_from_spec
+
+__all__ = ["gather_params", "batched_forward"]
+
+
+def gather_params(
+    graphs: Data, module: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
+    x: torch.Tensor | None = None, edge_attr: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """``{name: (B, *shape)}``: the parameters of ``module``'s architecture held by ``graphs``.
+
+    ``graphs`` is one graph or a PyG ``Batch`` of graphs of ``module``'s architecture
+    (:meth:`~nngraph.convert.Layout.gather_params` on the module's layout; the structure of a batch is
+    checked with :meth:`~nngraph.convert.Layout.check_batch`). ``x`` / ``edge_attr``, when given, are
+    read instead of ``graphs.x`` / ``graphs.edge_attr`` (edited features, ``batch.x + dx``), and the
+    result is differentiable in them. ``example_inputs`` is needed only for graphs that do not record
+    the shapes they were traced with (as :func:`nngraph.from_graph`).
+
+    Raises:
+        GraphMismatchError: when a graph is not of ``module``'s architecture.
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    is_batch = "ptr" in graphs
+    spec = getattr(graphs, "input_spec", None)
+    if example_inputs is None and spec is not None:
+        # a Batch collects every graph's spec into a list; one architecture has one spec
+        example_inputs = inputs_from_spec(spec[0] if is_batch else spec)
+    layout = build_layout(module, example_inputs)
+    if is_batch:
+        layout.check_batch(graphs)
+    else:
+        layout.check_fits(graphs)
+    return layout.gather_params(graphs.x if x is None else x, graphs.edge_attr if edge_attr is None else edge_attr,
+                                getattr(graphs, "batch", None))
+
+
+def batched_forward(
+    module: nn.Module, params: dict[str, torch.Tensor], *inputs, per_model_inputs: bool = False,
+    vectorize: bool = True,
+):
+    """``module``'s forward once per model of ``params``, stacked: ``(B, *output)``.
+
+    ``params`` is :func:`gather_params`' ``{name: (B, *shape)}`` (missing names take the module's own
+    tensors, as in :func:`torch.func.functional_call`). The inputs are shared by all ``B`` models,
+    or with ``per_model_inputs`` carry a leading ``B`` axis. The models run vectorised with
+    :func:`torch.func.vmap`; where vmap cannot follow the forward (data-dependent control flow, an
+    op without a batching rule) or ``vectorize`` is false, they run one after another. The module
+    runs in the mode it is in: call ``module.eval()`` first for BatchNorm's running statistics (in
+    training mode it normalizes by batch statistics, and the running statistics it updates are copies,
+    discarded), which then pass gradients too (torch's own batch norm refuses gradients for them; an evaluation-mode batch
+    norm whose statistics require grad is computed as ``(x - mean) / sqrt(var + eps) * weight + bias``).
+
+    Shapes:
+        - **params:** ``{name: (B, *shape)}``
+        - **output:** :math:`(B, *)` (every tensor of a tuple or dict output stacked the same way)
+    """
+    if not params:
+        raise ValueError("batched_forward needs at least one parameter to batch over; got an empty dict")
+    num = next(iter(params.values())).shape[0]
+    buffers = {n for n, _ in module.named_buffers(remove_duplicate=False)}
+    # gathered tensors may be views of the graph features; a forward that updates buffers in place
+    # (batch norm in training mode) updates copies, never the graph
+    params = {k: v.clone() if k in buffers else v for k, v in _every_slot(module, params).items()}
+    # only models with batch norms need the mode (it sees every op of the forward)
+    mode = _DifferentiableRunningStats if any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                              for m in module.modules()) else contextlib.nullcontext
+
+    def one(p, *args):
+        with mode():
+            return torch.func.functional_call(module, p, args, tie_weights=False)
+
+    if vectorize:
+        try:
+            return torch.func.vmap(one, in_dims=(0, *([0 if per_model_inputs else None] * len(inputs))),
+                                   randomness="different")(params, *inputs)
+        except (RuntimeError, NotImplementedError, ValueError):
+            pass  # vmap cannot follow this forward; the loop below computes the same function
+    outs = [one({k: v[b] for k, v in params.items()}, *(a[b] if per_model_inputs else a for a in inputs))
+            for b in range(num)]
+    return tree_map(lambda *xs: torch.stack(xs), outs[0], *outs[1:])
+
+
+def _every_slot(module: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``params`` given to every attribute that holds the same tensor (tied weights), under one name per
+    attribute: a submodule reached under two names (one layer applied twice) is one attribute, and
+    ``functional_call`` would restore it wrongly if it were swapped twice."""
+    slots: dict[int, dict[tuple[int, str], str]] = {}  # tensor -> (owner module, attribute) -> a name
+    tensor_of = {}
+    for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)):
+        owner, _, attr = name.rpartition(".")
+        slots.setdefault(id(t), {}).setdefault((id(module.get_submodule(owner)), attr), name)
+        tensor_of[name] = t
+    out = {}
+    for name, value in params.items():
+        if name not in tensor_of:
+            raise KeyError(f"batched_forward: {type(module).__name__} has no parameter or buffer {name!r}")
+        for slot_name in slots[id(tensor_of[name])].values():
+            out[slot_name] = value
+    return out
+
+
+class _DifferentiableRunningStats(TorchFunctionMode):
+    """Evaluation-mode ``F.batch_norm`` with running statistics that require grad, written out so that
+    autograd reaches them (``native_batch_norm`` is not differentiable in them); every other call as is."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm:
+            bound = _BATCH_NORM.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            stats = (a["running_mean"], a["running_var"])
+            if not a["training"] and all(t is not None for t in stats) and any(t.requires_grad for t in stats):
+                shape = (1, -1) + (1,) * (a["input"].dim() - 2)  # per channel, broadcast over positions
+                out = (a["input"] - a["running_mean"].view(shape)) * torch.rsqrt(a["running_var"].view(shape) + a["eps"])
+                if a["weight"] is not None:
+                    out = out * a["weight"].view(shape)
+                if a["bias"] is not None:
+                    out = out + a["bias"].view(shape)
+                return out
+        return func(*args, **kwargs)
+
+
+_BATCH_NORM = inspect.signature(F.batch_norm)

@@ -1,0 +1,41 @@
+"""Every script in ``examples/`` runs to the end and prints what it promises."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(name: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.slow  # ~15-25 s: export tracing and the float64 check of a BERT
+@pytest.mark.realworld
+def test_convert_hf_model():
+    pytest.importorskip("transformers")
+    out = _run("convert_hf_model.py")
+    assert "sound: relative output error" in out and "round trip bit for bit" in out
+
+
+@pytest.mark.slow  # ~15 s: builds a zoo of 100 SIRENs, trains 6 epochs
+def test_train_encoder(tmp_path):
+    out = _run("train_encoder.py", "--workdir", str(tmp_path), "--epochs", "2")
+    assert "epoch 2: train loss" in out and os.path.exists(tmp_path / "run" / "best.json")
+
+
+@pytest.mark.slow  # ~30-60 s: trains 8 CNNs and the editor
+def test_edit_cnn():
+    out = _run("edit_cnn.py")
+    lines = {l.split(":")[0]: l for l in out.splitlines()}
+    assert "from_graph of the edited graph gives the same logits: True" in out
+    before, after = lines["test accuracy of the 6 CNNs the editor trained on"].split(":", 1)[1].split("->")
+    assert sum(eval(after)) > sum(eval(before))  # the edit helps the CNNs it was trained on

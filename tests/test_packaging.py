@@ -1,0 +1,68 @@
+"""Packaging: the wheel holds every package of the library, the tasks install as ``nngraph_tasks`` and reach
+``nngraph task`` through the ``nngraph.tasks`` entry-point group; the library never imports them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _pyproject() -> dict:
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+def test_the_package_list_holds_every_package_of_the_library():
+    setuptools = _pyproject()["tool"]["setuptools"]
+    found = {os.path.relpath(d, ROOT).replace(os.sep, ".") for d, _, files in os.walk(os.path.join(ROOT, "nngraph"))
+             if "__init__.py" in files}
+    assert found <= set(setuptools["packages"]), f"add {sorted(found - set(setuptools['packages']))} to pyproject.toml"
+    assert "tasks" not in setuptools["packages"]  # no top-level package of that name in site-packages
+    assert setuptools["package-dir"] == {"nngraph_tasks": "tasks"}
+    assert _pyproject()["project"]["entry-points"]["nngraph.tasks"] == {"nngraph_tasks": "nngraph_tasks"}
+
+
+def _run(args, cwd, pythonpath):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_finds_task_packages_through_the_entry_point_group(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "faketasks-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: faketasks\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[nngraph.tasks]\nfaketasks = fake_tasks\n")
+    (site / "fake_tasks.py").write_text(textwrap.dedent('''
+        TASKS = ("hello",)
+        COMMANDS = ()
+
+        def load(name):
+            def main(argv, prog):
+                print(f"{prog} ran with {argv}")
+                return 0
+            return main
+    '''))
+    # from elsewhere than the checkout: only the registered package is seen, and the checkout's tasks are not
+    out = _run(["-m", "nngraph.cli", "task", "--help"], str(tmp_path), [ROOT, str(site)])
+    assert out.returncode == 0 and "hello" in out.stdout and "inr_classification" not in out.stdout, out.stderr
+    out = _run(["-m", "nngraph.cli", "task", "hello", "--x", "1"], str(tmp_path), [ROOT, str(site)])
+    assert out.returncode == 0 and "nngraph task hello ran with ['--x', '1']" in out.stdout, out.stderr
+    out = _run(["-m", "nngraph.cli", "demo"], str(tmp_path), [ROOT, str(site)])
+    assert out.returncode == 2 and "demo" in out.stderr
+
+
+def test_the_library_imports_no_task_code():
+    code = ("import sys, nngraph, nngraph.cli, nngraph.train, nngraph.zoo, nngraph.data, nngraph.functional; "
+            "nngraph.cli.main(['--help']); "
+            "bad = [m for m in sys.modules if m == 'tasks' or m.startswith(('tasks.', 'nngraph_tasks'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = _run(["-c", code], ROOT, [ROOT])
+    assert out.returncode == 0, out.stdout + out.stderr
