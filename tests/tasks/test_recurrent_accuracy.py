@@ -25,8 +25,9 @@ def test_accuracy_prediction_on_the_recurrent_zoo(rnn_zoo, tmp_path):
     out = str(tmp_path / "acc")
     rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
         ["--zoo", rnn_zoo, "--out", out, "--gbm-iters", "5", "--methods", "encoder,stats_gbm", "--holdout-family",
-         "", *FAST]))
+         "lstm", *FAST]))
     for method in ("encoder", "stats_gbm"):
         r2 = [r["value"] for r in rows if r["method"] == method and r["metric"] == "r2[test]"]
         assert len(r2) == 1 and math.isfinite(r2[0]), rows
+    assert any(r["metric"] == "r2[unseen lstm]" for r in rows)  # entries' families are their cells
     assert os.path.exists(os.path.join(out, "scatter.png"))
