@@ -3,8 +3,11 @@
     python -m tasks.accuracy_prediction --zoo zoos/clf --out runs/acc_pred --epochs 40
 
 Reports Kendall's tau and R² on held-out models, tau per architecture family, and tau / R² on a family
-held out of training entirely. Rows: the encoder, the encoder with equivariance broken, weight statistics
-+ gradient boosting and + an MLP. (An MLP on the flattened weights needs one architecture: not applicable.)
+held out of training entirely. Rows: the encoder; the encoder with equivariance broken (random positional
+features), also trained on randomly relabelled models (``encoder_broken_perm``, :mod:`tasks.permutation`);
+weight statistics + gradient boosting and + an MLP; the models' outputs on fixed probe images + gradient
+boosting and + an MLP (``probe_*``, :mod:`tasks.probing`). (An MLP on the flattened weights needs one
+architecture: not applicable.)
 
 The zoo's splits are by training run (every checkpoint of a run is in one split; checked here). Models
 whose weights diverged to NaN / inf are dropped (counted in the notes); the encoder sees weights scaled
@@ -25,6 +28,8 @@ import torch
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
 from .features import add_positional_features, max_kernel_shape
+from .permutation import SymmetryAugmented
+from .probing import output_features, probe_images
 from .graph_training import predict_graphs, train_graph_predictor
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .metrics import kendall_tau, per_group_tau, r2
@@ -35,7 +40,7 @@ from .splits import Split, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
-METHODS = ("encoder", "encoder_broken", "stats_gbm", "stats_mlp")
+METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "stats_gbm", "stats_mlp", "probe_gbm", "probe_mlp")
 
 
 
@@ -53,6 +58,8 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--target", choices=("standard", "raw"), default="standard",
                    help="encoder regresses the accuracy standardised on the training set, or the raw accuracy")
     add_optional_args(p, "gbm_iters")
+    p.add_argument("--probe-inputs", type=int, default=32,
+                   help="images the probing baselines run every classifier on (from the zoo's training images)")
     add_run_args(p)
     return p
 
@@ -88,10 +95,11 @@ def _score_rows(method: str, true, pred, families, seconds, note, scope: str = "
 
 
 def _graph_method(args, name, train, val, test, progress, tag=""):
-    """Train the encoder (``name`` = encoder / encoder_broken) and predict ``test``; returns (pred, result)."""
+    """Train the encoder (``name`` = encoder / encoder_broken / encoder_broken_perm) and predict ``test``;
+    returns (pred, result)."""
     graphs = [train.graphs, val.graphs, test.graphs]
     probe_dim = 0
-    if name == "encoder_broken":
+    if name in ("encoder_broken", "encoder_broken_perm"):
         graphs = [add_positional_features(g, args.positional_dim, args.seed) for g in graphs]
         probe_dim = args.positional_dim
     scaler = (RobustGraphScaler() if args.scaler == "robust" else GraphScaler()).fit(graphs[0])
@@ -100,13 +108,17 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         y = _targets(train)
         mean, std = float(y.mean()), float(max(y.std(), 1e-6))
         graphs[:2] = [_with_targets(gs, (_targets(s) - mean) / std) for gs, s in zip(graphs[:2], (train, val))]
+    box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
+    settings = {"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std}
+    if name == "encoder_broken_perm":  # every epoch sees each model under a fresh relabelling of its neurons
+        graphs[0] = SymmetryAugmented.of_split(graphs[0], train, args.positional_dim)
+        settings["symmetry_augmented"] = True
     model, result = train_graph_predictor(
         graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
         num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
         device=args.device, progress=progress,
-        settings={"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std},
-        kernel_box=max_kernel_shape([g for gs in graphs for g in gs]))  # the held-out family's kernels too
+        settings=settings, kernel_box=box)
     return predict_graphs(model, graphs[2], "regression").numpy() * std + mean, result
 
 
@@ -121,11 +133,17 @@ def _with_targets(graphs: list, y: np.ndarray) -> list:
 
 
 def _stats_method(args, name, train, val, test, tag=""):
-    # asinh: diverged models have statistics of 1e17+, which would swamp the MLP's standardisation
-    # (gradient boosting only sees the order of each feature: unaffected).
-    feats = [signed_log(torch.stack([weight_stat_features(m) for m in s.models])) for s in (train, val, test)]  # (M, D)
+    """The vector baselines: weight statistics (``stats_*``) or outputs on probe images (``probe_*``), read by
+    gradient boosting (``*_gbm``) or an MLP (``*_mlp``)."""
+    if name.startswith("probe"):
+        inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
+        feats = [output_features(s.models, inputs) for s in (train, val, test)]  # (M, K * classes)
+    else:
+        # asinh: diverged models have statistics of 1e17+, which would swamp the MLP's standardisation
+        # (gradient boosting only sees the order of each feature: unaffected).
+        feats = [signed_log(torch.stack([weight_stat_features(m) for m in s.models])) for s in (train, val, test)]
     ys = [torch.tensor(_targets(s), dtype=torch.float) for s in (train, val, test)]
-    if name == "stats_gbm":
+    if name.endswith("_gbm"):
         return np.asarray(gradient_boosting(feats[0], ys[0], feats[2], "regression", args.seed, args.gbm_iters)), None
     model, result = fit_vector_mlp(feats[0], ys[0], feats[1], ys[1], "regression", run_dir(args.out, name + tag),
                                    epochs=args.baseline_epochs, seed=args.seed, patience=args.patience,

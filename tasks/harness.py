@@ -35,7 +35,7 @@ def task_parser(prog: str, doc: str) -> argparse.ArgumentParser:
 
 
 def add_training_args(p, *, zoo_help: str, out: str, methods, epochs: int, baseline_epochs: int, batch_size: int,
-                      lr: float, weight_decay: float, patience: int) -> None:
+                      lr: float, weight_decay: float, patience: int, num_layers: int = 3) -> None:
     """The flags every task shares (zoo, output, methods, the encoder's size and training), with the
     task's own defaults, so that the three parsers cannot drift apart. :func:`add_run_args` adds the
     last ones (seed, device, progress)."""
@@ -45,7 +45,7 @@ def add_training_args(p, *, zoo_help: str, out: str, methods, epochs: int, basel
     p.add_argument("--epochs", type=int, default=epochs, help="training epochs of the encoder")
     p.add_argument("--baseline-epochs", type=int, default=baseline_epochs, help="training epochs of the MLP baselines")
     p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")
-    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the encoder")
+    p.add_argument("--num-layers", type=int, default=num_layers, help="message-passing layers of the encoder")
     p.add_argument("--batch-size", type=int, default=batch_size, help="graphs per training batch")
     p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
     p.add_argument("--weight-decay", type=float, default=weight_decay, help="weight decay (AdamW)")

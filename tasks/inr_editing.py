@@ -43,8 +43,8 @@ METHODS = ("noop", "encoder", "flat_mlp")
 def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.ArgumentParser:
     p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="an INR zoo directory", out="runs/inr_editing", methods=METHODS, epochs=30,
-                      baseline_epochs=100, batch_size=32, lr=2e-3, weight_decay=0.0, patience=15)
-    p.add_argument("--probes", type=int, default=0, help="probe inputs for the encoder (0: none)")
+                      baseline_epochs=100, batch_size=32, lr=5e-3, weight_decay=0.0, patience=15)  # the reported run's
+    p.add_argument("--probes", type=int, default=64, help="probe inputs for the encoder (0: none)")
     p.add_argument("--dilation", type=int, default=3, help="side of the square max filter")
     p.add_argument("--render-res", type=int, default=0,
                    help="side of the grid the training loss renders on (0: the image's); a finer grid "
@@ -53,7 +53,8 @@ def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.Argument
     p.add_argument("--head-scale", type=float, default=0.01, help="initial output scale of the delta head")
     p.add_argument("--first-layer-gain", type=float, default=1.0,
                    help="fixed factor on the first layer's (frequency) deltas; 0 freezes that layer")
-    p.add_argument("--flip", action="store_true", help="sign-flip augmentation of training graphs (encoder)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="sign-flip augmentation of training graphs (encoder)")
     add_optional_args(p, "max_train", what="INRs")
     add_run_args(p)
     return p

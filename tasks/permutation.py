@@ -26,25 +26,39 @@ class SymmetryAugmented(Dataset):
     epoch), so a training run stays reproducible.
 
     Args:
-        graphs: neural graphs (with ``input_spec``), e.g. a zoo split's.
+        graphs: neural graphs, e.g. a zoo split's.
         models: the model of each graph (its layout gives the symmetries; models of one architecture share
             one cached layout).
         fixed_columns: the last ``fixed_columns`` columns of ``probe`` are positional and do not move.
+        inputs: the example inputs each graph was converted with (default: the graph's ``input_spec``;
+            graphs cached by a zoo dataset have none, give the zoo spec's: ``example_inputs_for_spec``).
 
     Shapes:
         - every field keeps its shape; ``x`` :math:`(N, F)` and ``probe[:, :-fixed_columns]`` are permuted
           over nodes, ``edge_attr`` :math:`(W, 1)` is reordered with the edges.
     """
 
-    def __init__(self, graphs: Sequence, models: Sequence[torch.nn.Module], fixed_columns: int = 0):
-        if len(graphs) != len(models):
-            raise ValueError(f"{len(graphs)} graphs but {len(models)} models")
+    def __init__(self, graphs: Sequence, models: Sequence[torch.nn.Module], fixed_columns: int = 0,
+                 inputs: Sequence[tuple[torch.Tensor, ...]] | None = None):
+        if len(graphs) != len(models) or (inputs is not None and len(inputs) != len(graphs)):
+            raise ValueError(f"{len(graphs)} graphs but {len(models)} models"
+                             + ("" if inputs is None else f" and {len(inputs)} inputs"))
         self.graphs = list(graphs)
         self.fixed_columns = fixed_columns
-        self.layouts = [nngraph.build_layout(m, inputs_from_spec(g.input_spec)) for g, m in zip(self.graphs, models)]
+        if inputs is None:
+            inputs = [inputs_from_spec(g.input_spec) for g in self.graphs]
+        self.layouts = [nngraph.build_layout(m, x) for m, x in zip(models, inputs)]
         for i, (g, layout) in enumerate(zip(self.graphs, self.layouts)):
             if layout.num_nodes != g.num_nodes:
                 raise ValueError(f"graph {i} has {g.num_nodes} nodes, its model's layout {layout.num_nodes}")
+
+    @classmethod
+    def of_split(cls, graphs: Sequence, split, fixed_columns: int = 0) -> "SymmetryAugmented":
+        """For ``graphs`` of the models of a zoo ``split`` (:class:`tasks.splits.Split`; the graphs may carry
+        extra features, e.g. positional ones), traced with the inputs the zoo's specs give."""
+        from nngraph.data.zoo_dataset import example_inputs_for_spec
+
+        return cls(graphs, split.models, fixed_columns, [example_inputs_for_spec(e["spec"]) for e in split.entries])
 
     def __len__(self) -> int:
         return len(self.graphs)

@@ -140,7 +140,7 @@ def _task_args(command: str) -> tuple[str, argparse.Namespace]:
 
 
 def export(command: str, method: str, run: str | None = None, seconds: float | None = None,
-           directory: str | None = None) -> str:
+           directory: str | None = None, zoo: str | None = None) -> str:
     """Copy the best checkpoint of ``method`` from the finished run of ``command`` into ``directory``.
 
     Args:
@@ -148,6 +148,8 @@ def export(command: str, method: str, run: str | None = None, seconds: float | N
         method: one of the task's trained methods.
         run: the run's ``--out`` directory, if it moved since (default: the command's).
         seconds: wall time of the whole command (default: the method's training seconds in ``results.json``).
+        zoo: the zoo the run trained on, if it is not where the command says (the command is recorded as
+            given, e.g. with the portable ``--zoo zoos/inr``).
 
     Returns:
         The checkpoint's name, ``<task>.<method>``.
@@ -169,7 +171,7 @@ def export(command: str, method: str, run: str | None = None, seconds: float | N
         "seconds": seconds if seconds is not None else next((r["seconds"] for r in rows if r.get("seconds")), None),
         "metrics": {r["metric"]: r["value"] for r in rows}, "best_epoch": info.get("epoch"),
         "settings": info["settings"], "args": {k: v for k, v in vars(args).items()},
-        "trained_on": Zoo(args.zoo).config,
+        "trained_on": Zoo(zoo or args.zoo).config,
         "format": {"num_node_kinds": nngraph.schema.NUM_NODE_KINDS, "num_edge_types": nngraph.schema.NUM_EDGE_TYPES,
                    "num_activations": nngraph.schema.NUM_ACTIVATIONS},
         "nngraph": nngraph.__version__, "sha256": _sha256(data),
@@ -293,6 +295,7 @@ def build_parser(prog: str = "python -m tasks.pretrained") -> argparse.ArgumentP
     q.add_argument("--method", required=True)
     q.add_argument("--run", default=None, help="the run's --out directory if it moved")
     q.add_argument("--seconds", type=float, default=None, help="wall time of the whole command")
+    q.add_argument("--zoo", default=None, help="the zoo the run trained on, if not the command's --zoo")
     q.add_argument("--dir", default=None, help="where checkpoints go (default: tasks/checkpoints)")
     return p
 
@@ -309,7 +312,7 @@ def main(argv=None) -> int:
         print(f"{args.name}: {result['metric']} {result['value']:.4f} on {result['n']} {args.split} models of "
               f"{args.zoo} ({result['unseen']}); full run: {result['meta']['metrics'].get(result['metric'])}")
     else:
-        print(export(args.run_command, args.method, args.run, args.seconds, args.dir))
+        print(export(args.run_command, args.method, args.run, args.seconds, args.dir, args.zoo))
     return 0
 
 

@@ -22,11 +22,10 @@ def text_histogram(values, bins: int = 10, lo: float = 0.0, hi: float = 1.0, wid
 
 
 def save_histogram_png(values, path: str, title: str, bins: int = 20, xlabel: str = "test accuracy") -> None:
-    """Save a histogram plot (needs matplotlib)."""
-    import matplotlib
+    """Save a histogram plot (needs matplotlib; a backend the user chose is kept)."""
+    from nngraph.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(list(values), bins=bins, range=(0, 1), color="#4477aa", edgecolor="white")

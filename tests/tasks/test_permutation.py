@@ -73,3 +73,21 @@ def test_mismatched_inputs_are_refused():
         SymmetryAugmented([graph], [model, model])
     with pytest.raises(ValueError, match="nodes"):
         SymmetryAugmented([graph], [other])
+
+
+def test_zoo_split_graphs_without_input_spec(clf_zoo):
+    from nngraph.data.zoo_dataset import example_inputs_for_spec
+    from tasks.splits import load_split
+
+    split = load_split(clf_zoo, "train")
+    assert all("input_spec" not in g for g in split.graphs)  # the zoo cache drops it
+    data = SymmetryAugmented.of_split(split.graphs, split)
+    torch.manual_seed(0)
+    for i in range(len(split)):
+        model = split.models[i].eval()
+        inputs = example_inputs_for_spec(split.entries[i]["spec"])
+        x = torch.randn_like(inputs[0])
+        out = data[i]
+        assert not torch.equal(out.x, split.graphs[i].x) or not torch.equal(out.edge_attr, split.graphs[i].edge_attr)
+        with torch.no_grad():
+            torch.testing.assert_close(nngraph.from_graph(out, model, inputs).eval()(x), model(x), rtol=1e-4, atol=1e-5)

@@ -151,3 +151,14 @@ def test_shipped_checkpoint_loads_matches_its_record_and_runs(name):
                 dx, de = out
                 assert dx.shape == (2 * g.num_nodes, g.x.shape[1]) and de.shape == (2 * g.edge_attr.shape[0], 1)
         assert all(torch.isfinite(t).all() for t in (out if isinstance(out, tuple) else (out,)))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_task_defaults_are_the_settings_of_the_shipped_full_runs(name):
+    """A task run with its defaults trains what the README reports (the shipped checkpoints' commands)."""
+    meta = pretrained.read_meta(name)
+    task, args = pretrained._task_args(meta["command"])
+    defaults = __import__(f"tasks.{task}", fromlist=["build_parser"]).build_parser().parse_args(["--zoo", "z"])
+    ignore = {"zoo", "out", "methods", "holdout_family", "no_progress", "device"}
+    differ = {k: (v, getattr(defaults, k)) for k, v in vars(args).items() if k not in ignore and getattr(defaults, k) != v}
+    assert not differ, differ

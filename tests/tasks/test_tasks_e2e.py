@@ -56,3 +56,34 @@ def test_inr_editing_through_the_cli(inr_zoo, tmp_path, capsys):
 def test_cli_rejects_unknown_task(capsys):
     assert cli_main(["task", "nope"]) == 2
     assert "among choices" in capsys.readouterr().err
+
+
+def test_accuracy_prediction_probing_and_permuted_twin(clf_zoo, tmp_path):
+    out = str(tmp_path / "acc")
+    rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", out, "--gbm-iters", "5", "--probe-inputs", "8", "--holdout-family", "",
+         "--methods", "encoder_broken_perm,probe_gbm,probe_mlp", *FAST]))
+    tau = {r["method"]: r["value"] for r in rows if r["metric"] == "kendall_tau[test]"}
+    assert set(tau) == {"encoder_broken_perm", "probe_gbm", "probe_mlp"}, rows
+    assert all(math.isfinite(v) for v in tau.values())
+
+
+def test_probe_features_are_each_models_softmax_on_the_same_images(clf_zoo, inr_zoo):
+    import torch
+
+    from nngraph.zoo import Zoo
+    from tasks.probing import output_features, probe_images
+
+    images = probe_images(clf_zoo, 6, seed=1)
+    assert images.shape[0] == 6 and torch.equal(images, probe_images(clf_zoo, 6, seed=1))
+    assert not torch.equal(images, probe_images(clf_zoo, 6, seed=2))
+    zoo = Zoo(clf_zoo)
+    models = [zoo.load_model(e) for e in zoo.entries[:3]]
+    feats = output_features(models, images)  # (3, 6 * 10)
+    assert feats.shape == (3, 60)
+    for m, f in zip(models, feats):
+        m.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(f, torch.softmax(m(images), -1).reshape(-1))
+    with pytest.raises(ValueError, match="images the zoo's classifiers trained on"):
+        probe_images(inr_zoo, 2)
