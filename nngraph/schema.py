@@ -49,6 +49,10 @@ No offsets are stored and no field needs a custom increment, so a plain PyG ``Da
 ``edge_type`` and ``kernel_shape`` of a converted graph are shared with its cached layout: clone
 before editing them in place.
 
+Edges follow the data forward, except in recurrent layers (``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``): their
+:attr:`EdgeType.RECURRENT` edges run from a layer's hidden units back to the rows of its own ``weight_hh``
+(the previous step's state), so such graphs have cycles (:mod:`nngraph.convert.recurrent`).
+
 (``io_position`` avoids the substring ``index``: PyG shifts such fields by the node count when
 batching. The float fields ``act_args``, ``conv_args`` and ``pool_args`` have the dtype of ``x``;
 ``from_graph`` refuses a graph whose ``act``, ``act_args``, ``conv_args``, ``pool`` or ``pool_args``
@@ -129,6 +133,16 @@ class NodeKind(IntEnum):
     CONSTANT_SCALE = 19  # a neuron multiplied by a number: one SCALE edge in, carrying the number
     MODULATED = 20  # a neuron multiplied by a constant tensor computed in forward (rotary cos / sin): fixed
     RMS_NORM = 21  # output of an RMS normalization (x / rms(x) * weight), as NORM for LayerNorm
+    # recurrent layers (nn.RNN / nn.LSTM / nn.GRU, see nngraph.convert.recurrent); the rows of weight_ih and
+    # weight_hh are LINEAR neurons, summed (RESIDUAL edges) into the gate that reads them
+    RECURRENT_HIDDEN = 22  # hidden unit h of a recurrent layer: its output, fed back through RECURRENT edges
+    LSTM_CELL = 23  # LSTM cell state c = f * c_prev + i * g (GATE edges from i, f, g)
+    GATE_INPUT = 24  # LSTM input gate i = sigmoid(.)
+    GATE_FORGET = 25  # LSTM forget gate f = sigmoid(.)
+    CANDIDATE = 26  # candidate state: LSTM g = tanh(ih + hh), GRU n = tanh(ih + r * hh) (a GATE edge from r)
+    GATE_OUTPUT = 27  # LSTM output gate o = sigmoid(.): h = o * tanh(c) (GATE edges from o and c)
+    GATE_RESET = 28  # GRU reset gate r = sigmoid(.)
+    GATE_UPDATE = 29  # GRU update gate z = sigmoid(.): h = (1 - z) * n + z * h_prev (GATE edges from z and n)
     SOFTMAX = 30  # softmax over the neurons of an activation (a function of the whole axis): NORM edge in
     LOG_SOFTMAX = 31  # log_softmax over the neurons of an activation (a classifier's output): NORM edge in
     L2_NORMALIZED = 32  # x / max(||x||_2, 1e-12) over the neurons of an activation (F.normalize): NORM edge in
@@ -153,9 +167,11 @@ class EdgeType(IntEnum):
     FACTOR = 10  # operand -> product of an elementwise product of activations (identity)
     SCALE = 11  # neuron -> the neuron times a constant (the constant is the edge's feature)
     MODULATE = 12  # neuron -> the neuron times a constant tensor of the forward (identity; see MODULATED)
+    RECURRENT = 13  # a weight of weight_hh: hidden unit (its value at the previous step) -> a LINEAR row neuron
+    GATE = 14  # gate or state -> the state it multiplies into (identity; the roles are the node kinds)
 
 
-NUM_EDGE_TYPES = len(EdgeType)
+NUM_EDGE_TYPES = max(EdgeType) + 1
 
 
 class Activation(IntEnum):

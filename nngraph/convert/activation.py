@@ -140,13 +140,13 @@ def apply_activation(ctx, node, x: TensorValue, act: Activation, args: tuple[flo
     x = ctx.neurons(x, x.axis if x.nodes is not None else 1 if len(x.shape) > 2 else -1, node)
     builder = ctx.builder
     shape = ctx.shape_of(node)
-    fresh = ctx.used_once(x) and bool((builder.activation_of(x.nodes) == 0).all())
+    fresh = ctx.used_once(x) and bool((builder.activation_of(x.nodes) == 0).all()) \
+        and not builder.read_inside(x.nodes)
     if fresh:
         builder.set_activation(x.nodes, act, args)
         return x.with_(shape=shape, source=node)
-    out = builder.add_nodes(x.num_neurons, NodeKind.ACTIVATION, layer=builder.node_layer(x.nodes) + 1)
+    out = builder.tied_copies(x.nodes, NodeKind.ACTIVATION, layer=builder.node_layer(x.nodes) + 1)
     builder.add_edges(x.nodes, out, EdgeType.ACTIVATION, identity=True)
-    builder.tie(x.nodes, out)
     builder.set_activation(out, act, args)
     return x.with_(nodes=out, shape=shape, source=node)
 

@@ -70,8 +70,9 @@ class GraphBuilder:
         self._blocks: list[_Block] = []
         self._satellites: list[tuple[torch.Tensor, torch.Tensor]] = []  # (satellites, one node of their block)
         self._parent: list[int] = []
+        self._read_inside: list[torch.Tensor] = []  # neurons a layer reads back itself (recurrent states)
         self.module_nodes: dict[str, torch.Tensor] = {}
-        self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = {}
+        self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...], int]] = {}
 
     # ------------------------------------------------------------------ nodes
     def add_nodes(
@@ -113,6 +114,60 @@ class GraphBuilder:
         flat[nodes] = int(act)
         self._act = [flat]
         self._set_op("act_args", nodes, _padded(args, ACT_ARGS_DIM))
+
+    def mark_read_inside(self, nodes: torch.Tensor) -> None:
+        """Record that the layer that made ``nodes`` reads their values itself (a recurrent layer's
+        hidden and cell states, fed back at the next step): an activation or pooling applied to its
+        output must go on fresh copies, never on these neurons."""
+        self._read_inside.append(nodes.reshape(-1).clone())
+
+    def read_inside(self, nodes: torch.Tensor) -> bool:
+        """Whether some of ``nodes`` are read back by the layer that made them (see :meth:`mark_read_inside`)."""
+        return any(bool(torch.isin(nodes.reshape(-1), r).any()) for r in self._read_inside)
+
+    def fix_partial_rows(self, selected: torch.Tensor) -> None:
+        """A value shows only ``selected`` neurons of the activation spaces it came from: fix every class
+        of which some row is partly selected (a permutation could move neurons into or out of the
+        selection). Whole rows may stay permutable: reading all neurons of one space (one layer's
+        final state out of a stack, one direction's half of a bidirectional output) is a relabelling."""
+        selected = selected.reshape(-1)
+        if selected.numel() == 0:
+            return
+        mask = torch.zeros(self.num_nodes, dtype=torch.bool)
+        mask[selected] = True
+        groups = torch.cat(self._group_of_node)[selected]
+        for root in {self._root(int(g)) for g in groups.unique().tolist()}:
+            block = self._blocks[root]
+            if any(bool(mask[row].any()) and not bool(mask[row].all()) for row in block.rows):
+                block.fixed = True
+                self._fix_owners_of(selected)  # satellites cut by the selection cannot follow their block
+
+    def row_segments(self, nodes: torch.Tensor) -> list[torch.Tensor] | None:
+        """``nodes`` cut into whole activation spaces (rows of their classes, in order), or ``None`` if it
+        is not such a join (a bidirectional output is its two directions' units side by side)."""
+        if self._is_row(nodes):
+            return [nodes]
+        groups = torch.cat(self._group_of_node)
+        out, i, n = [], 0, nodes.numel()
+        while i < n:
+            block = self._blocks[self._root(int(groups[nodes[i]]))]
+            row = next((r for r in block.rows if i + r.numel() <= n and torch.equal(nodes[i:i + r.numel()], r)), None)
+            if row is None:
+                return None
+            out.append(nodes[i:i + row.numel()])
+            i += row.numel()
+        return out
+
+    def tied_copies(self, nodes: torch.Tensor, kind: NodeKind, layer: int) -> torch.Tensor:
+        """New neurons ``(len(nodes),)`` of ``kind``, copy ``i`` tied to ``nodes[i]``: one new space per
+        whole space ``nodes`` joins (see :meth:`row_segments`), so each keeps its own symmetry; a cut
+        through a space is fixed as :meth:`tie` does."""
+        parts = []
+        for segment in self.row_segments(nodes) or [nodes]:
+            copy = self.add_nodes(segment.numel(), kind, layer)
+            self.tie(segment, copy)
+            parts.append(copy)
+        return torch.cat(parts)
 
     def set_conv_args(self, nodes: torch.Tensor, args: tuple[float, ...]) -> None:
         """Record the stride, padding, ... (``conv_args`` columns) of the convolution that made ``nodes``."""
@@ -157,7 +212,7 @@ class GraphBuilder:
         index[nodes[hidden]] = torch.arange(nodes.numel())[hidden]
         self._node_chunks["type"] = [node_type]
         self._node_chunks["index"] = [index]
-        self._block(nodes).fixed = True
+        self.fix(nodes)  # every space the outputs come from (a bidirectional output joins two)
 
     # ------------------------------------------------------------------ edges
     def add_edges(
@@ -287,8 +342,13 @@ class GraphBuilder:
             raise ValueError(f"cannot tie spaces of {a.numel()} and {b.numel()} neurons")
         self._fix_owners_of(a)  # satellites tied to other neurons could no longer follow their block
         self._fix_owners_of(b)
-        if not (self._is_row(a) and self._is_row(b)):  # a selection or a join of spaces: fix, soundly
-            self.fix(a)
+        if not (self._is_row(a) and self._is_row(b)):
+            parts_a, parts_b = self.row_segments(a), self.row_segments(b)
+            if parts_a and parts_b and [p.numel() for p in parts_a] == [p.numel() for p in parts_b]:
+                for pa, pb in zip(parts_a, parts_b):  # joins of whole spaces, cut alike: tie space by space
+                    self._merge(pa, pb)
+                return
+            self.fix(a)  # a selection, or joins cut differently: fix, soundly
             self.fix(b)
             return
         self._merge(a, b)
@@ -395,9 +455,12 @@ class GraphBuilder:
             if bool(torch.isin(nodes, s).any()):
                 self._block(owner).fixed = True
 
-    def record_value(self, name: str, nodes: torch.Tensor, axis: int, spatial: tuple[int, ...]) -> None:
-        """Remember that fx value ``name`` holds the neurons ``nodes`` on ``axis`` (for probe features)."""
-        self.value_nodes[name] = (nodes, axis, spatial)
+    def record_value(self, name: str, nodes: torch.Tensor, axis: int, spatial: tuple[int, ...],
+                     head_axis: int = -1) -> None:
+        """Remember that fx value ``name`` holds the neurons ``nodes`` on ``axis`` (for probe features);
+        ``head_axis`` ``>= 0`` when they are split into heads (``nodes[h * D + j]`` at ``h`` on ``head_axis``
+        and ``j`` on ``axis``)."""
+        self.value_nodes[name] = (nodes, axis, spatial, head_axis)
 
     def record_module_nodes(self, name: str, nodes: torch.Tensor) -> None:
         """Remember which nodes hold the output neurons of the module / fx node ``name``."""

@@ -319,6 +319,44 @@ class _Lifter:
             values.meta["tensor_meta"] = _ShapeMeta(val[0].shape)
         return (values, None)
 
+    def recurrent(self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+        """``aten.lstm`` / ``aten.gru`` / ``aten.rnn_tanh`` / ``aten.rnn_relu``: one call of a meta-device
+        ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` whose parameters alias the flat list the op reads, giving the
+        op's flat ``(output, h_n[, c_n])``. The zero initial state the module builds (``aten.zeros``) is
+        dropped; any other initial state is passed on (the converter fixes or refuses it)."""
+        kind, extra = {aten.lstm.input: (nn.LSTM, {}), aten.gru.input: (nn.GRU, {}),
+                       aten.rnn_tanh.input: (nn.RNN, {"nonlinearity": "tanh"}),
+                       aten.rnn_relu.input: (nn.RNN, {"nonlinearity": "relu"})}[node.target]
+        refs = [self._param(p) for p in params]
+        per_direction = 4 if has_biases else 2
+        directions = 2 if bidirectional else 1
+        if len(refs) != per_direction * directions * num_layers:
+            raise UnsupportedError(f"exported {node.target} at {node.name!r} reads {len(refs)} parameters; a projection "
+                                   "(LSTM proj_size) is not supported")
+        layer = kind(refs[0].shape[1], refs[1].shape[1], num_layers=num_layers, bias=has_biases, batch_first=batch_first,
+                     dropout=dropout, bidirectional=bidirectional, device="meta", **extra)
+        names = [n for n, _ in layer.named_parameters()]  # the module's order is the op's flat order
+        call = self._module(layer, node, dict(zip(names, refs)), self._arg(x))
+        states = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+        if not all(isinstance(h, fx.Node) and h.target in (aten.zeros.default, aten.zeros_like.default) for h in states):
+            call.args = (call.args[0], self._arg(tuple(states) if kind is nn.LSTM else hx))
+        call.meta.pop("tensor_meta", None)
+        vals = node.meta.get("val")
+
+        def item(source, index, val, label):
+            out = self.graph.create_node("call_function", operator.getitem, (source, index), {},
+                                         name=f"{node.name}_{label}")
+            if isinstance(val, torch.Tensor):
+                out.meta["tensor_meta"] = _ShapeMeta(val.shape)
+            return out
+
+        vals = list(vals) if isinstance(vals, (list, tuple)) else [None] * (3 if kind is nn.LSTM else 2)
+        out = item(call, 0, vals[0], "output")
+        if kind is nn.LSTM:  # the module returns (output, (h_n, c_n)); the op returns them flat
+            pair = item(call, 1, None, "states")
+            return (out, item(pair, 0, vals[1], "h_n"), item(pair, 1, vals[2], "c_n"))
+        return (out, item(call, 1, vals[1], "h_n"))
+
     def getitem(self, node, container, index):
         mapped = self.env[container]
         if isinstance(mapped, tuple):  # a tuple made at lift time
@@ -421,6 +459,8 @@ class _Lifter:
             aten.adaptive_max_pool1d.default: self.adaptive_max_pool,
             aten.adaptive_max_pool2d.default: self.adaptive_max_pool,
             aten.adaptive_max_pool3d.default: self.adaptive_max_pool,
+            aten.lstm.input: self.recurrent, aten.gru.input: self.recurrent,
+            aten.rnn_tanh.input: self.recurrent, aten.rnn_relu.input: self.recurrent,
             operator.getitem: self.getitem,
         }
         groups = self._groups()

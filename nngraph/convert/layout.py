@@ -137,7 +137,7 @@ class Layout:
     module_nodes: dict[str, torch.Tensor] = field(default_factory=dict)
     dtype: torch.dtype = torch.float32
     #: fx value name -> (nodes, neuron axis, flattened spatial extent), in graph order (probe features)
-    value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...]]] = field(default_factory=dict)
+    value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...], int]] = field(default_factory=dict)
     #: the traced fx graph (``None`` for models reached through torch.export)
     fx_graph: object = None
     #: ``((shape, dtype), ...)`` of the example inputs the model was traced with (``None`` if some

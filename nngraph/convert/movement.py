@@ -10,8 +10,9 @@ the neurons went:
 - split over two axes as ``h * D + d`` (a ``(B, T, E)`` tensor viewed as ``(B, T, H, E // H)``): a
   value whose neurons are split into ``H`` heads, which attention reads;
 - on one axis, some of them (a slice of the feature axis), or some of every head: the selected
-  neurons, and the whole activation space is marked fixed (no permutation may move neurons into or
-  out of the selection);
+  neurons, and every activation space the selection cuts is marked fixed (no permutation may move
+  neurons into or out of the selection); spaces selected whole (one layer's final state out of a
+  recurrent stack's ``h_n``, one direction of a bidirectional output) keep their symmetry;
 - heads repeated (grouped-query attention's ``repeat_kv``): a head-split value that lists each
   key / value neuron once per query head reading it, for attention to consume;
 - cut into equal chunks of the feature axis stacked along a new axis (a fused ``qkv`` projection
@@ -88,7 +89,7 @@ def locate_neurons(ctx, node, x: TensorValue, neuron: torch.Tensor, position: to
         if line.numel() == count and torch.equal(torch.sort(line).values, torch.arange(count)):
             return TensorValue(nodes=x.nodes[line], shape=shape, axis=k, source=node)
         if line.numel() == torch.unique(line).numel():  # a selection of neurons
-            ctx.builder.fix(x.nodes)
+            ctx.builder.fix_partial_rows(x.nodes[line])
             return TensorValue(nodes=x.nodes[line], shape=shape, axis=k, source=node)
     for h in range(neuron.dim()):
         for d in range(neuron.dim()):
@@ -106,7 +107,7 @@ def locate_neurons(ctx, node, x: TensorValue, neuron: torch.Tensor, position: to
             if whole and flat.numel() == count and torch.equal(flat, torch.arange(count)):
                 return heads
             if whole and torch.unique(flat).numel() == flat.numel():  # a selection within heads (rotary's halves)
-                ctx.builder.fix(x.nodes)
+                ctx.builder.fix_partial_rows(x.nodes[flat])
                 return heads
             if x.heads and _repeats_heads(table, count // x.heads):  # grouped-query attention's repeat_kv
                 return heads

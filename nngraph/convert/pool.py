@@ -118,10 +118,9 @@ def record_pool(ctx, node, x: TensorValue, kind: Pool, args: dict[str, float]) -
     """Record pooling ``kind`` on ``x``'s neurons, or on fresh tied POOL neurons if the unpooled value
     is used elsewhere too."""
     builder = ctx.builder
-    if not _sole_use(node, x):
-        out = builder.add_nodes(x.num_neurons, NodeKind.POOL, layer=builder.node_layer(x.nodes) + 1)
+    if not _sole_use(node, x) or builder.read_inside(x.nodes):
+        out = builder.tied_copies(x.nodes, NodeKind.POOL, layer=builder.node_layer(x.nodes) + 1)
         builder.add_edges(x.nodes, out, EdgeType.POOL, identity=True)
-        builder.tie(x.nodes, out)
         x = x.with_(nodes=out, source=node)
     try:
         builder.add_pool(x.nodes, kind, args)
@@ -200,6 +199,11 @@ def reduce_spatial(ctx, node, x, dim=None, keepdim=False) -> TensorValue:
         raise UnsupportedError(
             f"{describe(node)} computes {op} over dimension {x.axis}, which holds the neurons; that mixes neurons "
             "and cannot be represented in a neural graph. Reduce over the spatial dimensions only."
+        )
+    if x.heads and x.head_axis in dims:
+        raise UnsupportedError(
+            f"{describe(node)} computes {op} over dimension {x.head_axis}, which holds {x.heads} groups of different "
+            "neurons (attention heads, or the layers and directions of a recurrent h_n); that mixes neurons"
         )
     if x.spatial:
         raise UnsupportedError(f"{describe(node)} reduces a flattened tensor (neurons spanning positions {x.spatial})")

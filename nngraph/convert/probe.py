@@ -64,10 +64,13 @@ def probe_features(
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None else torch.float32
     probe = torch.zeros(layout.num_nodes, num_probes, dtype=dtype)  # (N, P)
-    for name, (nodes, axis, spatial) in layout.value_nodes.items():  # graph order: later values win
+    for name, (nodes, axis, spatial, head_axis) in layout.value_nodes.items():  # graph order: later values win
         value = recorder.values.get(name)
         if not isinstance(value, torch.Tensor):
             continue
+        if head_axis >= 0:  # neurons split into groups (attention heads, a recurrent h_n's layers): merge them
+            value = value.movedim((head_axis, axis), (-2, -1)).flatten(-2)  # (..., H * D), nodes' order
+            axis = value.dim() - 1
         if spatial:  # a flattened (P, C * S) map: the neuron is the channel
             value = value.reshape(num_probes, nodes.numel(), -1).mean(-1)  # (P, C)
         else:

@@ -96,10 +96,9 @@ def residual_sum(ctx, node, a: TensorValue, b: TensorValue, sign: float = 1.0) -
             "needs the same neurons on both sides"
         )
     builder = ctx.builder
-    out = builder.add_nodes(a.num_neurons, NodeKind.SUM, layer=max(builder.node_layer(a.nodes), builder.node_layer(b.nodes)) + 1)
+    out = builder.tied_copies(a.nodes, NodeKind.SUM, layer=max(builder.node_layer(a.nodes), builder.node_layer(b.nodes)) + 1)
     builder.add_edges(a.nodes, out, EdgeType.RESIDUAL, identity=True)
     builder.add_edges(b.nodes, out, EdgeType.RESIDUAL, constant=sign)  # a - b: the edge from b carries -1
-    builder.tie(a.nodes, out)
     builder.tie(b.nodes, out)
     shape = ctx.shape_of(node)
     axis = (a.axis - len(a.shape)) % len(shape)

@@ -158,7 +158,8 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
             env[node] = _convert_node(ctx, node, env)
     for fx_node, value in env.items():  # graph order: later values of the same neurons win
         if isinstance(value, TensorValue) and value.nodes is not None:
-            builder.record_value(fx_node.name, value.nodes, value.axis, value.spatial)
+            builder.record_value(fx_node.name, value.nodes, value.axis, value.spatial,
+                                 value.head_axis if value.heads else -1)
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:

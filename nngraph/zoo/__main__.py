@@ -1,4 +1,4 @@
-"""Command line: ``python -m nngraph.zoo {inr,classifiers,import,summary} ...``.
+"""Command line: ``python -m nngraph.zoo {inr,classifiers,recurrent,import,summary} ...``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m nngraph.zoo inr --out zoos/inr-dws --init dwsnets --lr 5e-4 --max-steps 1000 --target-psnr 40
     python -m nngraph.zoo classifiers --out zoos/clf --workers 2
     python -m nngraph.zoo classifiers --out zoos/clf --shard 3/8   # one of 8 shards
+    python -m nngraph.zoo recurrent --out zoos/rnn --workers 2       # RNN / LSTM / GRU on digit rows
     python -m nngraph.zoo import dws-mnist-inrs --out zoos/dws            # DWSNets INRs (layout detected)
     python -m nngraph.zoo import cnn_zoo/mnist --out zoos/cnn --step 86   # Small CNN Zoo, final checkpoints
     python -m nngraph.zoo import ckpts --out zoos/mine --factory mypkg.models:make --input-shape 1,28,28 \
@@ -80,6 +81,16 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                    help="the Wild-Park-style zoo: ~10,000 checkpoints of MLPs, CNNs and residual CNNs (3/5/7 "
                         "kernels), patch transformers and gated MLPs on 10-100%% of the data "
                         "(ClassifierZooConfig.wild; --num-runs etc. override it)")
+
+    q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row")
+    common(q)
+    q.add_argument("--resolution", type=int, default=None, help="image side length (default: native)")
+    q.add_argument("--num-runs", type=int, default=None)
+    q.add_argument("--checkpoints", type=int, default=None, help="checkpoints stored per run")
+    q.add_argument("--max-epochs", type=int, default=None)
+    q.add_argument("--max-params", type=int, default=None)
+    q.add_argument("--workers", type=int, default=1, help="training processes")
+    q.add_argument("--png", default=None, help="where to save the accuracy histogram")
 
     q = sub.add_parser("import", help="import models trained elsewhere (state dicts, published zoo layouts)")
     q.add_argument("src", help="the folder the models are in")
@@ -154,7 +165,8 @@ def _import(args) -> int:
 
 def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
     args = build_parser(prog).parse_args(argv)
-    from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo, summarize
+    from nngraph.zoo import (ClassifierZooConfig, INRZooConfig, RecurrentZooConfig, build_classifier_zoo, build_inr_zoo,
+                             build_recurrent_zoo, summarize)
 
     if args.command == "summary":
         print(summarize(args.root, args.png, args.cache_dir))
@@ -171,14 +183,15 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
                                                        "target_psnr", "max_steps", "lr", "chunk_size", "init"])
         n = build_inr_zoo(args.out, config, args.shard, args.max_models, not args.no_progress, args.device)
     else:
-        config = _config(ClassifierZooConfig, args, common + ["num_runs", "checkpoints", "max_epochs",
-                                                              "max_params"])
-        n = build_classifier_zoo(args.out, config, args.shard, args.max_models, not args.no_progress,
-                                 args.workers)
+        recurrent = args.command == "recurrent"
+        config = _config(RecurrentZooConfig if recurrent else ClassifierZooConfig, args,
+                         common + ["num_runs", "checkpoints", "max_epochs", "max_params"])
+        n = (build_recurrent_zoo if recurrent else build_classifier_zoo)(
+            args.out, config, args.shard, args.max_models, not args.no_progress, args.workers)
     print(f"stored {n} new models in {time.perf_counter() - start:.1f} s")
     # after a build the zoo is this process's own: the histogram goes next to it unless --png says otherwise
     png = getattr(args, "png", None) or (os.path.join(args.out, "accuracy_histogram.png")
-                                         if args.command == "classifiers" else None)
+                                         if args.command in ("classifiers", "recurrent") else None)
     print(summarize(args.out, png))
     return 0
 

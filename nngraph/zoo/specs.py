@@ -18,6 +18,9 @@ Every spec has a ``"family"`` key; the other keys depend on the family:
             ``dropout``, ``num_classes`` -> :class:`~nngraph.zoo.blocks.PatchTransformer`.
 ``gated``   ``in_shape``, ``dim``, ``hidden``, ``depth``, ``act``, ``num_classes``
             -> :class:`~nngraph.zoo.blocks.GatedMLP` (``depth`` pre-norm gated blocks ``dim -> hidden -> dim``).
+``rnn``     ``in_shape``, ``cell`` (``"rnn_tanh" | "rnn_relu" | "lstm" | "gru"``), ``hidden``,
+            ``num_layers``, ``bidirectional``, ``readout`` (``"last" | "h_n"``), ``dropout``,
+            ``num_classes`` -> :class:`~nngraph.zoo.blocks.SequenceClassifier` (the image read row by row).
 
 Models use only standard ``torch.nn`` layers (plus ``Sine``) in ``nn.Sequential`` or a module with a
 plain ``forward``, so ``torch.fx`` can trace them. The parameter names of the built module are the
@@ -37,10 +40,10 @@ from torch import nn
 
 from nngraph.errors import SpecError
 from nngraph.modules import Sine
-from nngraph.zoo.blocks import GatedMLP, PatchTransformer
+from nngraph.zoo.blocks import CELLS, GatedMLP, PatchTransformer, SequenceClassifier
 
-__all__ = ["ACTIVATIONS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SpecLimits", "SpecSize", "build_model",
-           "check_spec", "count_parameters", "siren_spec", "spec_size"]
+__all__ = ["ACTIVATIONS", "CELLS", "DEFAULT_LIMITS", "FAMILIES", "ResidualBlock", "SequenceClassifier", "SpecLimits",
+           "SpecSize", "build_model", "check_spec", "count_parameters", "siren_spec", "spec_size"]
 
 #: Activation names accepted in specs.
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -170,8 +173,13 @@ def _build_gated(s: dict) -> nn.Module:
                     else _act(s["act"]), s["num_classes"])
 
 
+def _build_rnn(s: dict) -> nn.Module:
+    return SequenceClassifier(s["in_shape"], s["cell"], s["hidden"], s["num_layers"], bool(s["bidirectional"]),
+                              s["readout"], s["num_classes"], s.get("dropout", 0.0))
+
+
 FAMILIES = {"siren": _build_siren, "mlp": _build_mlp, "cnn": _build_cnn, "resnet": _build_resnet, "vit": _build_vit,
-            "gated": _build_gated}
+            "gated": _build_gated, "rnn": _build_rnn}
 
 
 @dataclass(frozen=True)
@@ -311,8 +319,24 @@ def _gated_size(s: dict) -> SpecSize:
     return SpecSize(max(dim, hidden, classes), 2 + 2 * depth, params, c * h * w, dim + depth * (3 * hidden + dim) + classes)
 
 
+def _rnn_size(s: dict) -> SpecSize:
+    c, h, w = _in_shape(s)
+    hidden, layers, classes = _size(s, "hidden"), _size(s, "num_layers"), _size(s, "num_classes")
+    cell = _field(s, "cell")
+    if cell not in CELLS:
+        raise SpecError(f"rnn spec: Could not resolve cell {cell!r} among choices {sorted(CELLS)}")
+    gates, directions = CELLS[cell][2], 2 if _field(s, "bidirectional") else 1
+    params, features = 0, c * w
+    for _ in range(layers):  # per direction: weight_ih, weight_hh and both biases
+        params += directions * gates * hidden * (features + hidden + 2)
+        features = directions * hidden
+    params += features * classes + classes
+    return SpecSize(max(gates * hidden, features, classes), layers + 1, params, c * h * w,
+                    layers * h * directions * hidden + classes)
+
+
 _SIZES = {"siren": _siren_size, "mlp": _mlp_size, "cnn": _cnn_size, "resnet": _resnet_size, "vit": _vit_size,
-          "gated": _gated_size}
+          "gated": _gated_size, "rnn": _rnn_size}
 
 
 def _family(spec: Any) -> str:

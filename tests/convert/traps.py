@@ -503,3 +503,61 @@ TRAPS += [
     Trap("eager_key_heads_not_repeated", _eager(lambda s, q, k, v, x: _attend(
         q @ k[:, :2].repeat(1, 2, 1, 1).transpose(-2, -1), v)), _seq8, "sound"),  # a selection: fixed, sound
 ]
+
+
+class Recurrent(nn.Module):
+    """``forward(x) = fn(self, x)`` with ``rnn`` a recurrent layer (6 -> 3 units per direction, 2 layers,
+    bidirectional, batch first), ``emb`` a Linear 6 -> 6 and ``c`` a Linear ``c_in`` -> 3."""
+
+    def __init__(self, fn, kind=nn.GRU, c_in: int = 6, hidden: int = 3, layers: int = 2, bidirectional: bool = True):
+        super().__init__()
+        self.fn = fn
+        self.emb = nn.Linear(6, 6)
+        self.rnn = kind(6, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        self.c = nn.Linear(c_in, 3)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def rec(fn, **kw):
+    return lambda: Recurrent(fn, **kw)
+
+
+TRAPS += [
+    # what a recurrent layer's output and final states may be read as
+    Trap("rnn_last_step", rec(lambda s, x: s.c(s.rnn(s.emb(x))[0][:, -1])), _seq, "sound"),
+    Trap("rnn_output_plus_input", rec(lambda s, x: (lambda e: s.c(s.rnn(e)[0] + e))(s.emb(x))), _seq,
+         "sound"),  # both directions joined: the sum ties them with the embedding, soundly fixed
+    Trap("rnn_output_plus_input_unidirectional", rec(lambda s, x: (lambda e: s.c((s.rnn(e)[0] + e)[:, 0]))(s.emb(x)),
+                                                     hidden=6, bidirectional=False, layers=1), _seq, "sound"),
+    Trap("rnn_halves_swapped_by_flip", rec(lambda s, x: s.c(s.rnn(s.emb(x))[0].flip(-1)[:, 0])), _seq, "sound"),
+    Trap("rnn_halves_swapped_by_slices", rec(lambda s, x: (lambda o: s.c(torch.cat([o[..., 3:], o[..., :3]], -1)))(
+        s.rnn(s.emb(x))[0][:, -1])), _seq, "sound"),
+    Trap("rnn_half_of_a_direction", rec(lambda s, x: s.c(F.pad(s.rnn(s.emb(x))[0][:, -1, :2], (0, 4)))), _seq,
+         "refused"),  # padding the feature axis
+    Trap("rnn_some_units", rec(lambda s, x: s.c(s.rnn(s.emb(x))[0][:, -1, 1:4]), c_in=3), _seq,
+         "sound"),  # a cut through both directions: both fixed
+    Trap("rnn_h_n_both_directions", rec(lambda s, x: (lambda h: s.c(torch.cat([h[-2], h[-1]], 1)))(s.rnn(s.emb(x))[1])),
+         _seq, "sound"),
+    Trap("rnn_h_n_every_layer", rec(lambda s, x: s.c(s.rnn(s.emb(x))[1].permute(1, 0, 2).reshape(2, -1)), c_in=12),
+         _seq, "sound"),
+    Trap("rnn_h_n_first_layer_backward", rec(lambda s, x: s.c(s.rnn(s.emb(x))[1][1]), c_in=3), _seq, "sound"),
+    Trap("lstm_c_n", rec(lambda s, x: s.c(s.rnn(s.emb(x))[1][1][-1]), kind=nn.LSTM, c_in=3), _seq, "sound"),
+    Trap("lstm_h_n_and_c_n", rec(lambda s, x: (lambda hc: s.c(torch.cat([hc[0][-1], hc[1][-1]], 1)))(
+        s.rnn(s.emb(x))[1]), kind=nn.LSTM), _seq, "sound"),
+    Trap("rnn_linear_on_stacked_h_n", rec(lambda s, x: s.c(s.rnn(s.emb(x))[1]), c_in=3), _seq,
+         "refused"),  # one Linear over four spaces' neurons
+    Trap("rnn_h_n_summed_over_layers", rec(lambda s, x: s.c(s.rnn(s.emb(x))[1].sum(0)), c_in=3), _seq, "refused"),
+    Trap("rnn_mean_over_time", rec(lambda s, x: s.c(torch.relu(s.rnn(s.emb(x))[0]).mean(1)), kind=nn.RNN), _seq,
+         "sound"),
+    Trap("rnn_called_twice", rec(lambda s, x: s.c(s.rnn(s.rnn(s.emb(x))[0])[0][:, -1]), kind=nn.LSTM, hidden=6,
+                                 bidirectional=False, layers=1), _seq, "sound"),  # shared weights: units fixed
+    Trap("rnn_stacked_by_hand", rec(lambda s, x: s.c(s.rnn(torch.tanh(s.rnn(s.emb(x))[0]))[0][:, -1]), kind=nn.RNN,
+                                    hidden=6, bidirectional=False, layers=1), _seq,
+         "sound"),  # one layer called twice: shared weights, the units of both calls fixed
+    Trap("rnn_initial_state_from_a_layer", rec(lambda s, x: s.c(s.rnn(x, s.emb(x[:, 0]).view(1, 2, 6))[0][:, -1]),
+                                               hidden=6, bidirectional=False, layers=1), _seq, "refused"),
+    Trap("rnn_state_reused_raw_and_activated", rec(lambda s, x: (lambda o: s.c(torch.tanh(o) + o))(
+        s.rnn(s.emb(x))[0][:, -1]), kind=nn.LSTM), _seq, "sound"),
+]

@@ -27,12 +27,18 @@ SPECS = [
      "act": "relu", "dropout": 0.1, "num_classes": 10},
     {"family": "gated", "in_shape": IN_SHAPE, "dim": 16, "hidden": 24, "depth": 2, "act": "silu", "num_classes": 10},
     {"family": "gated", "in_shape": [3, 7, 7], "dim": 8, "hidden": 8, "depth": 1, "act": "tanh", "num_classes": 5},
+    {"family": "rnn", "in_shape": IN_SHAPE, "cell": "lstm", "hidden": 6, "num_layers": 2, "bidirectional": True,
+     "readout": "h_n", "dropout": 0.1, "num_classes": 10},
+    {"family": "rnn", "in_shape": [3, 7, 7], "cell": "rnn_relu", "hidden": 5, "num_layers": 1, "bidirectional": False,
+     "readout": "last", "dropout": 0.0, "num_classes": 5},
 ]
-NEW_FAMILIES = ("vit", "gated")  # modules of their own (nngraph.zoo.blocks); nn.TransformerEncoderLayer is no fx leaf
+NEW_FAMILIES = ("vit", "gated", "rnn")  # modules of their own (nngraph.zoo.blocks); layers with converters are no fx
+# leaves for fx.symbolic_trace
 
 
 def _id(s):
-    return f"{s['family']}-{s.get('norm', s.get('act'))}-{s.get('head', s.get('depth', ''))}"
+    kind, extent = s.get("norm", s.get("act", s.get("cell"))), s.get("head", s.get("depth", s.get("readout")))
+    return f"{s['family']}-{kind}-{extent}"
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=_id)

@@ -17,3 +17,11 @@ def tiny_classifiers(**overrides) -> ClassifierZooConfig:
 
 def checksums(zoo) -> dict[str, str]:
     return {e["id"]: e["sha256"] for e in zoo.entries}
+
+
+def tiny_recurrent(**overrides):
+    """4 recurrent runs of at most 2 epochs with up to 2 checkpoints each."""
+    from nngraph.zoo import RecurrentZooConfig
+
+    settings = dict(num_runs=4, max_epochs=2, checkpoints=2, max_params=3000, seed=7)
+    return RecurrentZooConfig(**{**settings, **overrides})
