@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .kernels import reorder_kernels
+from .convert.module_info import parameter_dtype
 
 #: Default absolute tolerance per dtype, scaled by ``max(1, max |output|)``.
 TOLERANCES = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-4, torch.float64: 1e-10}
@@ -36,8 +37,7 @@ def output_tensors(out) -> list[Tensor]:
 
 
 def _dtype_of(model: nn.Module) -> torch.dtype:
-    param = next(iter(model.parameters()), None)
-    return param.dtype if param is not None else torch.get_default_dtype()
+    return parameter_dtype(model, torch.get_default_dtype())
 
 
 def _max_err(a: Tensor, b: Tensor) -> float:

@@ -10,6 +10,7 @@ from torch_geometric.data import Batch, Data
 
 from .builder import GraphBuilder
 from .layout import Layout, inputs_from_spec
+from .module_info import parameter_dtype
 from .trace import trace
 from .walk import walk
 
@@ -83,10 +84,7 @@ def build_layout(
     gm, aliases = trace(module, example_inputs, method)
     builder = GraphBuilder(module, aliases)
     walk(gm, builder)
-    param = next(iter(module.parameters()), None)
-    layout = builder.finish(
-        param.dtype if param is not None else torch.float32, kernel_box, gm.graph, gm.meta.get("input_spec")
-    )
+    layout = builder.finish(parameter_dtype(module), kernel_box, gm.graph, gm.meta.get("input_spec"))
     if key is not None:
         if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
             _LAYOUT_CACHE.pop(next(iter(_LAYOUT_CACHE)))

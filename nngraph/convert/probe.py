@@ -9,6 +9,7 @@ from torch import fx, nn
 from .api import build_layout
 from .errors import UnsupportedError
 from .layout import Layout
+from .module_info import parameter_dtype
 
 
 class _Recorder(fx.Interpreter):
@@ -61,9 +62,7 @@ def probe_features(
     finally:
         module.train(was_training)
     num_probes = inputs[0].shape[0]
-    param = next(iter(module.parameters()), None)
-    dtype = param.dtype if param is not None else torch.float32
-    probe = torch.zeros(layout.num_nodes, num_probes, dtype=dtype)  # (N, P)
+    probe = torch.zeros(layout.num_nodes, num_probes, dtype=parameter_dtype(module))  # (N, P)
     for name, (nodes, axis, spatial, head_axis) in layout.value_nodes.items():  # graph order: later values win
         value = recorder.values.get(name)
         if not isinstance(value, torch.Tensor):
@@ -75,5 +74,5 @@ def probe_features(
             value = value.reshape(num_probes, nodes.numel(), -1).mean(-1)  # (P, C)
         else:
             value = value.movedim(axis, -1).reshape(num_probes, -1, nodes.numel()).mean(1)  # (P, C)
-        probe[nodes] = value.t().to(dtype)
+        probe[nodes] = value.t().to(probe.dtype)
     return probe

@@ -12,6 +12,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import UnsupportedError
+from .module_info import parameter_device, parameter_dtype
 from .registry import MODULE_CONVERTERS
 
 
@@ -169,9 +170,7 @@ def example_inputs_for(module: nn.Module, gm: fx.GraphModule | None = None) -> t
     num_inputs = 1
     if gm is not None:
         num_inputs = sum(1 for n in gm.graph.nodes if n.op == "placeholder")
-    param = next(iter(module.parameters()), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    device = param.device if param is not None else torch.device("cpu")
+    dtype, device = parameter_dtype(module), parameter_device(module)
     if first is None:
         raise UnsupportedError(
             f"{type(module).__name__} has no Linear, Conv, Embedding or attention layer to infer an "
