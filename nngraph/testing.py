@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .kernels import reorder_kernels
 from .convert.module_info import parameter_dtype
+from .convert.trace import example_inputs_for
 
 #: Default absolute tolerance per dtype, scaled by ``max(1, max |output|)``.
 TOLERANCES = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-4, torch.float64: 1e-10}
@@ -52,17 +53,10 @@ def _tol(dtype: torch.dtype, ref: Tensor, atol: float | None) -> float:
 
 def default_example_inputs(module: nn.Module, batch: int = 4, generator: torch.Generator | None = None,
                            dtype: torch.dtype | None = None) -> tuple[Tensor, ...]:
-    """Random inputs for models whose first layer tells the input shape (Linear, Conv, Embedding)."""
-    dtype = dtype or _dtype_of(module)
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            return (torch.randn(batch, m.in_features, generator=generator, dtype=dtype),)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            d = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(m)]
-            return (torch.randn(batch, m.in_channels, *([8] * d), generator=generator, dtype=dtype),)
-        if isinstance(m, nn.Embedding):
-            return (torch.randint(m.num_embeddings, (batch, 5), generator=generator),)
-    raise ValueError(f"cannot guess the inputs of {type(module).__name__}; pass example_inputs=(tensor, ...)")
+    """Random inputs made up from the model's first layer (Linear, Conv, Embedding, attention): the converter's
+    guesser (:func:`nngraph.convert.trace.example_inputs_for`) with 8 positions per spatial axis and 5 tokens."""
+    return example_inputs_for(module, batch=batch, spatial=8, tokens=5, generator=generator,
+                              dtype=dtype or _dtype_of(module))
 
 
 def edge_permutation(g1, g2, node_perm: Tensor) -> Tensor:

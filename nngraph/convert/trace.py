@@ -159,33 +159,37 @@ def _first_layer(module: nn.Module) -> nn.Module | None:
     return None
 
 
-def example_inputs_for(module: nn.Module, gm: fx.GraphModule | None = None) -> tuple[torch.Tensor, ...]:
-    """Small inputs for ``module`` made up from its first layer, for shape propagation.
+def example_inputs_for(module: nn.Module, gm: fx.GraphModule | None = None, batch: int = 2, spatial: int = 16,
+                       tokens: int = 8, generator: torch.Generator | None = None,
+                       dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+    """Small random inputs for ``module`` made up from its first layer (the one input-shape guesser).
 
-    A Linear first layer gives ``(2, in_features)``; a ConvNd ``(2, C, 16, ...)`` (a CNN whose
-    flatten head needs another size must be given ``example_inputs``); an Embedding ``(2, 8)``
-    token ids; attention and transformer layers ``(2, 5, d_model)`` (batch first as configured).
+    A Linear first layer gives ``(batch, in_features)``; a ConvNd ``(batch, C, spatial, ...)`` (a CNN whose
+    flatten head needs another size must be given ``example_inputs``); an Embedding ``(batch, tokens)``
+    token ids; attention and transformer layers ``(batch, 5, d_model)`` (batch first as configured). ``gm``:
+    the traced module, whose placeholders say how many inputs to give; ``dtype``: of float inputs
+    (default: the module's).
     """
     first = _first_layer(module)
     num_inputs = 1
     if gm is not None:
         num_inputs = sum(1 for n in gm.graph.nodes if n.op == "placeholder")
-    dtype, device = parameter_dtype(module), parameter_device(module)
+    dtype, device = dtype or parameter_dtype(module), parameter_device(module)
     if first is None:
         raise UnsupportedError(
             f"{type(module).__name__} has no Linear, Conv, Embedding or attention layer to infer an "
             "input shape from; pass example_inputs."
         )
     if isinstance(first, nn.Linear):
-        x = torch.randn(2, first.in_features, dtype=dtype, device=device)
+        shape = (batch, first.in_features)
     elif isinstance(first, nn.modules.conv._ConvNd):
-        spatial = [16] * len(first.kernel_size)
-        x = torch.randn(2, first.in_channels, *spatial, dtype=dtype, device=device)
+        shape = (batch, first.in_channels, *[spatial] * len(first.kernel_size))
     elif isinstance(first, nn.Embedding):
-        x = torch.randint(0, first.num_embeddings, (2, 8), device=device)
+        ids = torch.randint(0, first.num_embeddings, (batch, tokens), generator=generator)
+        return (ids.to(device),) * num_inputs
     else:
         d_model = first.embed_dim if isinstance(first, nn.MultiheadAttention) else first.self_attn.embed_dim
         batch_first = first.batch_first if isinstance(first, nn.MultiheadAttention) else first.self_attn.batch_first
-        shape = (2, 5, d_model) if batch_first else (5, 2, d_model)
-        x = torch.randn(*shape, dtype=dtype, device=device)
+        shape = (batch, 5, d_model) if batch_first else (5, batch, d_model)
+    x = torch.randn(*shape, generator=generator, dtype=dtype).to(device)
     return (x,) * num_inputs
