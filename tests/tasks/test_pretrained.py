@@ -121,8 +121,11 @@ def test_shipped_checkpoint_loads_matches_its_record_and_runs(name):
     assert name == f"{task}.{method}"
     _, args = pretrained._task_args(meta["command"])
     settings = meta["settings"]
-    assert settings["hidden_dim"] == args.hidden_dim and settings["num_layers"] == args.num_layers
-    assert settings["train"]["epochs"] == args.epochs and settings["train"]["lr"] == args.lr
+    if settings["model"] == "flat_editor":  # the baseline: its own epochs, a fixed lr
+        assert settings["train"]["epochs"] == args.baseline_epochs
+    else:
+        assert settings["hidden_dim"] == args.hidden_dim and settings["num_layers"] == args.num_layers
+        assert settings["train"]["epochs"] == args.epochs and settings["train"]["lr"] == args.lr
     assert meta["trained_on"]["kind"] == ("classifier" if task == "accuracy_prediction" else "inr")
     assert meta["trained_on"].get("max_images") is None  # trained on a full zoo, whose test split stays unseen
     value = meta["metrics"][pretrained.METRICS[task]]
@@ -140,7 +143,8 @@ def test_shipped_checkpoint_loads_matches_its_record_and_runs(name):
         elif method == "flat_mlp":
             flat = torch.nn.utils.parameters_to_vector(build_model(
                 {"family": "siren", "in_features": 2, "hidden": [32, 32], "out_features": 1, "w0": 30.0}).parameters())
-            assert model(flat.unsqueeze(0)).shape == flat.unsqueeze(0).shape
+            out = model(flat.unsqueeze(0))  # (1, P): the flat delta
+            assert out.shape == flat.unsqueeze(0).shape
         else:
             probes = settings["probe_dim"] - (args.positional_dim if method == "encoder_broken" else 0)
             g = _siren_graph(probes, args.positional_dim if method == "encoder_broken" else 0)
