@@ -35,7 +35,9 @@ def tensor_stats(t: torch.Tensor) -> torch.Tensor:
     v = t.detach().reshape(-1).double()  # (numel,)
     var = v.var(unbiased=False) if v.numel() > 1 else v.new_zeros(())
     q = torch.quantile(v, QUANTILES.double())  # (5,)
-    return torch.cat([v.new_ones(1), v.mean().reshape(1), var.reshape(1), q]).float()
+    out = torch.cat([v.new_ones(1), v.mean().reshape(1), var.reshape(1), q])  # (8,) float64
+    big = torch.finfo(torch.float32).max  # the variance of weights near 1e20 overflows float32: saturate instead
+    return out.clamp(-big, big).float()
 
 
 def _absent() -> torch.Tensor:

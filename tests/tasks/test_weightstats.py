@@ -121,3 +121,12 @@ def test_invariant_to_hidden_permutations_and_sensitive_to_weights():
         with torch.no_grad():
             model[-1].weight[0, 0] += 1.0
         assert not torch.allclose(weight_stat_features(permuted), weight_stat_features(model))
+
+
+def test_statistics_of_huge_but_finite_weights_stay_finite():
+    import torch
+
+    from tasks.weightstats import tensor_stats
+
+    stats = tensor_stats(torch.tensor([1e20, -1e20, 3.0]))  # variance 6.7e39: over float32's range
+    assert torch.isfinite(stats).all() and stats[2] == torch.finfo(torch.float32).max
