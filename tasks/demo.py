@@ -107,11 +107,12 @@ def shipped_rows(task: str, zoo: str, workdir: str) -> tuple[list[dict], list[tu
     if task == "inr_editing" and results:
         r0 = next(iter(results.values()))
         shown = np.arange(0, r0["n"], max(1, r0["n"] // 6))[:6]
-        columns = {"target (dilated)": r0["targets"][shown, 0].numpy()}
+        columns = {"original": r0["originals"][shown, 0].numpy(), "target (dilated)": r0["targets"][shown, 0].numpy()}
         for method, r in results.items():
             columns[f"shipped {method} edit"] = r["images"][shown, 0].numpy()
         plot_edit_grid(columns, os.path.join(workdir, "edits_shipped.png"))
-        figures.append(("edits_shipped.png", "INR editing, shipped checkpoints: the dilation target and the edits"))
+        figures.append(("edits_shipped.png", "INR editing, shipped checkpoints: the unedited INR, the dilation target "
+                        "and the edits"))
     return rows, figures
 
 

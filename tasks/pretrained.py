@@ -224,8 +224,9 @@ def evaluate(name: str, zoo: str, split: str = "test", directory: str | None = N
 
     Returns:
         ``{"metric", "value", "n", "seconds", "unseen", "meta", ...}`` plus per-task extras: ``pred`` and
-        ``true`` (classification, accuracy prediction), ``families``, ``images`` and ``targets`` ``(M, C, H, W)``
-        (editing), and the editing quality measures.
+        ``true`` (classification, accuracy prediction), ``families``, ``images``, ``targets`` and ``originals``
+        ``(M, C, H, W)`` (editing: the edited renders, the dilated digits, the unedited renders), and the
+        editing quality measures.
     """
     start = time.perf_counter()
     model, meta = load(name, directory)
@@ -277,8 +278,9 @@ def _evaluate_editing(model: nn.Module, meta: dict, args, zoo: str, split: str) 
             nn.utils.vector_to_parameters(row, m.parameters())
             modules.append(m)
     images = torch.stack([render_module(m, resolution) for m in modules])  # (M, C, H, W)
+    originals = torch.stack([render_module(m, resolution) for m in data.models])  # (M, C, H, W), unedited
     return {"value": float(nn.functional.mse_loss(images, targets)), "images": images, "targets": targets,
-            **edit_quality(images, targets)}
+            "originals": originals, **edit_quality(images, targets)}
 
 
 def build_parser(prog: str = "python -m tasks.pretrained") -> argparse.ArgumentParser:
