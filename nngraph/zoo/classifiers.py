@@ -127,6 +127,30 @@ def _sample_vit(rng: random.Random, in_shape: list[int], num_classes: int) -> di
             "mlp_ratio": rng.choice([1, 2]), "act": rng.choice(["relu", "gelu"]), "dropout": rng.choice([0.0, 0.1])}
 
 
+def sample_hparams(rng: random.Random, config, seed: int, adam_lr=(1e-4, 3e-2), sgd_lr=(1e-3, 3e-1),
+                   init_scale=(0.25, 4.0)) -> dict[str, Any]:
+    """The training hyperparameters of one run, drawn from ``rng`` in a fixed order (optimizer, learning rate
+    from the optimizer's log-uniform range, epochs up to ``config.max_epochs``, weight decay, batch size, the
+    factor on the initial weights, label noise), with up to ``config.checkpoints`` checkpoint epochs spread
+    evenly and ending with the last one; ``seed`` seeds the run's training. Shared by the classifier and the
+    recurrent zoos, whose runs differ in their spec and ranges only."""
+    optimizer = rng.choice(["adam", "sgd"])
+    lr = _log_uniform(rng, *adam_lr) if optimizer == "adam" else _log_uniform(rng, *sgd_lr)
+    epochs = rng.randint(1, config.max_epochs)
+    n_ckpt = min(config.checkpoints, epochs)
+    return {
+        "optimizer": optimizer,
+        "lr": lr,
+        "weight_decay": rng.choice([0.0, _log_uniform(rng, 1e-5, 1e-1)]),
+        "batch_size": rng.choice([32, 64, 128]),
+        "epochs": epochs,
+        "checkpoint_epochs": sorted({max(1, round(epochs * (c + 1) / n_ckpt)) for c in range(n_ckpt)}),
+        "init_scale": _log_uniform(rng, *init_scale),
+        "label_noise": rng.choice([0.0, rng.uniform(0.0, 0.8)]),
+        "seed": seed,
+    }
+
+
 def sample_run(config: ClassifierZooConfig, run: int, in_shape: list[int], num_classes: int) -> dict[str, Any]:
     """The architecture spec and hyperparameters of run ``run`` (a function of the seed and ``run`` only).
 
@@ -138,21 +162,7 @@ def sample_run(config: ClassifierZooConfig, run: int, in_shape: list[int], num_c
         spec = _sample_spec(rng, in_shape, num_classes, config)
         if count_parameters(spec) <= config.max_params:
             break
-    optimizer = rng.choice(["adam", "sgd"])
-    lr = _log_uniform(rng, 1e-4, 3e-2) if optimizer == "adam" else _log_uniform(rng, 1e-3, 3e-1)
-    epochs = rng.randint(1, config.max_epochs)
-    n_ckpt = min(config.checkpoints, epochs)
-    hparams = {
-        "optimizer": optimizer,
-        "lr": lr,
-        "weight_decay": rng.choice([0.0, _log_uniform(rng, 1e-5, 1e-1)]),
-        "batch_size": rng.choice([32, 64, 128]),
-        "epochs": epochs,
-        "checkpoint_epochs": sorted({max(1, round(epochs * (c + 1) / n_ckpt)) for c in range(n_ckpt)}),
-        "init_scale": _log_uniform(rng, 0.25, 4.0),
-        "label_noise": rng.choice([0.0, rng.uniform(0.0, 0.8)]),
-        "seed": derive_seed(config.seed, "clf-train", run),
-    }
+    hparams = sample_hparams(rng, config, derive_seed(config.seed, "clf-train", run))
     if config.data_fractions:  # drawn last: zoos without the option draw what they drew before
         hparams["data_fraction"] = rng.choice(config.data_fractions)
     return {"spec": spec, "hparams": hparams}

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from nngraph.zoo.classifiers import _log_uniform, classifier_data, train_run
+from nngraph.zoo.classifiers import classifier_data, sample_hparams, train_run
 from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import derive_seed, random_split
 from nngraph.zoo.blocks import CELLS
@@ -84,21 +84,9 @@ def sample_recurrent_run(config: RecurrentZooConfig, run: int, in_shape: list[in
         spec = _sample_spec(rng, config, in_shape, num_classes)
         if count_parameters(spec) <= config.max_params:
             break
-    optimizer = rng.choice(["adam", "sgd"])
-    lr = _log_uniform(rng, 3e-4, 3e-2) if optimizer == "adam" else _log_uniform(rng, 3e-3, 3e-1)
-    epochs = rng.randint(1, config.max_epochs)
-    n_ckpt = min(config.checkpoints, epochs)
-    hparams = {
-        "optimizer": optimizer,
-        "lr": lr,
-        "weight_decay": rng.choice([0.0, _log_uniform(rng, 1e-5, 1e-1)]),
-        "batch_size": rng.choice([32, 64, 128]),
-        "epochs": epochs,
-        "checkpoint_epochs": sorted({max(1, round(epochs * (c + 1) / n_ckpt)) for c in range(n_ckpt)}),
-        "init_scale": _log_uniform(rng, 0.5, 2.0),  # recurrent weights: a narrower range than the CNNs'
-        "label_noise": rng.choice([0.0, rng.uniform(0.0, 0.8)]),
-        "seed": derive_seed(config.seed, "rnn-train", run),
-    }
+    # recurrent weights: a narrower range of initial scales than the CNNs'
+    hparams = sample_hparams(rng, config, derive_seed(config.seed, "rnn-train", run), adam_lr=(3e-4, 3e-2),
+                             sgd_lr=(3e-3, 3e-1), init_scale=(0.5, 2.0))
     return {"spec": spec, "hparams": hparams}
 
 
