@@ -68,15 +68,18 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                         "(small first layer, zero biases, as the DWSNets MNIST INRs)")
     q.add_argument("--device", default="cpu")
 
+    def runs(q):  # the zoos of training runs (classifiers, recurrent)
+        q.add_argument("--resolution", type=int, default=None, help="image side length (default: native)")
+        q.add_argument("--num-runs", type=int, default=None)
+        q.add_argument("--checkpoints", type=int, default=None, help="checkpoints stored per run")
+        q.add_argument("--max-epochs", type=int, default=None)
+        q.add_argument("--max-params", type=int, default=None)
+        q.add_argument("--workers", type=int, default=1, help="training processes")
+        q.add_argument("--png", default=None, help="where to save the accuracy histogram")
+
     q = sub.add_parser("classifiers", help="small classifiers of mixed architectures")
     common(q)
-    q.add_argument("--resolution", type=int, default=None, help="image side length (default: native)")
-    q.add_argument("--num-runs", type=int, default=None)
-    q.add_argument("--checkpoints", type=int, default=None, help="checkpoints stored per run")
-    q.add_argument("--max-epochs", type=int, default=None)
-    q.add_argument("--max-params", type=int, default=None)
-    q.add_argument("--workers", type=int, default=1, help="training processes")
-    q.add_argument("--png", default=None, help="where to save the accuracy histogram")
+    runs(q)
     q.add_argument("--wild", action="store_true",
                    help="the Wild-Park-style zoo: ~10,000 checkpoints of MLPs, CNNs and residual CNNs (3/5/7 "
                         "kernels), patch transformers and gated MLPs on 10-100%% of the data "
@@ -84,13 +87,7 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
 
     q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row")
     common(q)
-    q.add_argument("--resolution", type=int, default=None, help="image side length (default: native)")
-    q.add_argument("--num-runs", type=int, default=None)
-    q.add_argument("--checkpoints", type=int, default=None, help="checkpoints stored per run")
-    q.add_argument("--max-epochs", type=int, default=None)
-    q.add_argument("--max-params", type=int, default=None)
-    q.add_argument("--workers", type=int, default=1, help="training processes")
-    q.add_argument("--png", default=None, help="where to save the accuracy histogram")
+    runs(q)
 
     q = sub.add_parser("import", help="import models trained elsewhere (state dicts, published zoo layouts)")
     q.add_argument("src", help="the folder the models are in")
