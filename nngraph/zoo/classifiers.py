@@ -242,12 +242,17 @@ def train_run(run_config: dict[str, Any], x_train: torch.Tensor, y_train: torch.
     return out
 
 
-class _ComputeRun:
-    """Picklable unit computation (so runs can train in worker processes)."""
+class RunTrainer:
+    """Picklable unit computation of a zoo of training runs (so runs can train in worker processes): run
+    ``unit.index`` drawn by ``sample(config, run, in_shape, num_classes)``, trained by :func:`train_run`, one
+    manifest entry per checkpoint (ids ``<prefix>-<run:05d>-e<epoch:03d>``, ``family`` the spec's
+    ``family_key``). Shared by the classifier and the recurrent zoos."""
 
-    def __init__(self, config: ClassifierZooConfig, run_split: list[str]):
+    def __init__(self, config, run_split: list[str], sample=None, prefix: str = "clf", family_key: str = "family"):
         self.config = config
         self.run_split = run_split
+        self.sample = sample or sample_run
+        self.prefix, self.family_key = prefix, family_key
         self._data = None
 
     def __call__(self, unit: Unit):
@@ -256,9 +261,8 @@ class _ComputeRun:
             self._data = (images.images[train_mask], images.labels[train_mask],
                           images.images[~train_mask], images.labels[~train_mask], images.num_classes)
         x_tr, y_tr, x_te, y_te, num_classes = self._data
-        in_shape = list(x_tr.shape[1:])
         run = unit.index
-        rc = sample_run(self.config, run, in_shape, num_classes)
+        rc = self.sample(self.config, run, list(x_tr.shape[1:]), num_classes)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -268,8 +272,8 @@ class _ComputeRun:
         results = []
         for metrics, state in checkpoints:
             epoch = metrics["epoch"]
-            entry = {"id": f"clf-{run:05d}-e{epoch:03d}", "index": run * 1000 + epoch, "run": run,
-                     "family": rc["spec"]["family"], "spec": rc["spec"], "hparams": rc["hparams"],
+            entry = {"id": f"{self.prefix}-{run:05d}-e{epoch:03d}", "index": run * 1000 + epoch, "run": run,
+                     "family": rc["spec"][self.family_key], "spec": rc["spec"], "hparams": rc["hparams"],
                      "final": epoch == rc["hparams"]["epochs"], "split": self.run_split[run],
                      "num_params": sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked")),
                      **metrics}
@@ -316,5 +320,5 @@ def _build_classifier_zoo(out: str, config: ClassifierZooConfig | None = None, s
     write_config(out, settings)
     run_split = random_split(config.num_runs, config.split, config.seed)
     units = [Unit(r, run_model_ids(config, r, in_shape, num_classes)) for r in range(config.num_runs)]
-    return run_units(out, units, _ComputeRun(config, run_split), shard=shard, max_models=max_models,
+    return run_units(out, units, RunTrainer(config, run_split), shard=shard, max_models=max_models,
                      progress=progress, desc="classifier checkpoints", workers=workers)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from nngraph.zoo.classifiers import classifier_data, sample_hparams, train_run
+from nngraph.zoo.classifiers import RunTrainer, classifier_data, sample_hparams
 from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import derive_seed, random_split
 from nngraph.zoo.blocks import CELLS
@@ -90,39 +90,6 @@ def sample_recurrent_run(config: RecurrentZooConfig, run: int, in_shape: list[in
     return {"spec": spec, "hparams": hparams}
 
 
-class _ComputeRun:
-    """Picklable unit computation (so runs can train in worker processes)."""
-
-    def __init__(self, config: RecurrentZooConfig, run_split: list[str]):
-        self.config = config
-        self.run_split = run_split
-        self._data = None
-
-    def __call__(self, unit: Unit):
-        if self._data is None:
-            images, train_mask = classifier_data(self.config)
-            self._data = (images.images[train_mask], images.labels[train_mask],
-                          images.images[~train_mask], images.labels[~train_mask], images.num_classes)
-        x_tr, y_tr, x_te, y_te, num_classes = self._data
-        run = unit.index
-        rc = sample_recurrent_run(self.config, run, list(x_tr.shape[1:]), num_classes)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            checkpoints = train_run(rc, x_tr, y_tr, x_te, y_te, num_classes)
-        finally:
-            torch.set_num_threads(threads)
-        results = []
-        for metrics, state in checkpoints:
-            epoch = metrics["epoch"]
-            entry = {"id": f"rnn-{run:05d}-e{epoch:03d}", "index": run * 1000 + epoch, "run": run,
-                     "family": rc["spec"]["cell"], "spec": rc["spec"], "hparams": rc["hparams"],
-                     "final": epoch == rc["hparams"]["epochs"], "split": self.run_split[run],
-                     "num_params": sum(v.numel() for v in state.values()), **metrics}
-            results.append((entry, state))
-        return results
-
-
 def _model_ids(config: RecurrentZooConfig, run: int, in_shape: list[int], num_classes: int) -> tuple[str, ...]:
     epochs = sample_recurrent_run(config, run, in_shape, num_classes)["hparams"]["checkpoint_epochs"]
     return tuple(f"rnn-{run:05d}-e{e:03d}" for e in epochs)
@@ -146,5 +113,6 @@ def build_recurrent_zoo(out: str, config: RecurrentZooConfig | None = None, shar
         write_config(out, settings)
         run_split = random_split(config.num_runs, config.split, config.seed)
         units = [Unit(r, _model_ids(config, r, in_shape, num_classes)) for r in range(config.num_runs)]
-        return run_units(out, units, _ComputeRun(config, run_split), shard=shard, max_models=max_models,
+        trainer = RunTrainer(config, run_split, sample_recurrent_run, "rnn", "cell")
+        return run_units(out, units, trainer, shard=shard, max_models=max_models,
                          progress=progress, desc="recurrent checkpoints", workers=workers)
