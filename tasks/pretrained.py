@@ -35,7 +35,6 @@ from nngraph.io import atomic_write
 from nngraph.train.checkpoint import load_checkpoint, model_state
 from nngraph.zoo import Zoo, build_model
 
-from .augment import sign_flip  # noqa: F401  (the methods' augmentations are named in their settings)
 from .graph_training import predict_graphs
 from .features import add_positional_features
 from .scaling import GraphScaler
