@@ -58,6 +58,9 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--target", choices=("standard", "raw"), default="standard",
                    help="encoder regresses the accuracy standardised on the training set, or the raw accuracy")
     add_optional_args(p, "gbm_iters")
+    p.add_argument("--max-train", type=int, default=None,
+                   help="train on at most this many checkpoints, taken as whole training runs (a seeded draw of "
+                        "runs: for learning curves; validation, test and the held-out family are unchanged)")
     p.add_argument("--probe-inputs", type=int, default=32,
                    help="images the probing baselines run every classifier on (from the zoo's training images)")
     add_run_args(p)
@@ -70,6 +73,24 @@ def _targets(split) -> np.ndarray:
 
 def _families(split) -> list[str]:
     return [e["family"] for e in split.entries]
+
+
+def subsample_runs(split: Split, max_models: int, seed: int) -> Split:
+    """The checkpoints of a seeded random draw of ``split``'s training runs (manifest ``run``), as many runs
+    as fit in ``max_models`` checkpoints; every checkpoint of a drawn run is kept, in the split's order."""
+    if max_models < 1:
+        raise ValueError(f"max_models must be at least 1, got {max_models}")
+    runs: dict = {}
+    for i, e in enumerate(split.entries):
+        runs.setdefault(e.get("run", e["id"]), []).append(i)
+    order = list(runs)
+    np.random.default_rng(seed).shuffle(order)
+    keep: list[int] = []
+    for r in order:
+        if len(keep) + len(runs[r]) > max_models:
+            continue
+        keep += runs[r]
+    return split.select(sorted(keep))
 
 
 def check_runs_disjoint(splits: dict) -> None:
@@ -167,6 +188,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         splits[s], n = finite_only(splits[s])
         dropped += n
     train, val, test = splits["train"], splits["val"], splits["test"]
+    all_train = train
+    if args.max_train is not None:
+        train = subsample_runs(train, args.max_train, args.seed)
     note = f"{len(train)} train / {len(test)} test models" + (f" ({dropped} non-finite dropped)" if dropped else "")
     rows, histories = [], {}
     for name in args.methods:
@@ -185,7 +209,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     if fam and fam in families and len(families) > 1:
         not_fam = lambda e: e["family"] != fam  # noqa: E731
         tr, va = train.where(not_fam), val.where(not_fam)
-        held = Split.concat([s.where(lambda e: e["family"] == fam) for s in (train, val, test)])
+        held = Split.concat([s.where(lambda e: e["family"] == fam) for s in (all_train, val, test)])
         for name in args.methods:
             start = time.perf_counter()
             pred, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")

@@ -32,9 +32,10 @@ def test_accuracy_prediction(clf_zoo, tmp_path):
     out = str(tmp_path / "acc")
     rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
         ["--zoo", clf_zoo, "--out", out, "--gbm-iters", "5", "--methods", "encoder,stats_mlp", "--holdout-family",
-         "mlp", *FAST]))
+         "mlp", "--max-train", "20", *FAST]))
     r2 = [r["value"] for r in rows if r["metric"] == "r2[test]"]
     assert len(r2) == 2 and all(math.isfinite(v) for v in r2)
+    assert int(rows[0]["note"].split()[0]) <= 20, rows[0]["note"]  # --max-train: whole runs, at most 20
     assert any(r["metric"] == "r2[unseen mlp]" for r in rows)
     assert os.path.exists(os.path.join(out, "scatter.png"))
 
