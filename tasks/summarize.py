@@ -1,0 +1,146 @@
+"""Results over seeds and over training-set sizes, from the ``results.json`` of finished task runs.
+
+    python -m tasks.summarize runs/acc_s0 runs/acc_s1 runs/acc_s2            # mean ± std per method and metric
+    python -m tasks.summarize runs/curve_* --curve "kendall_tau[test]" --png curve.png   # a learning curve
+
+Seeds: every (method, metric) row that the runs share is reduced to its mean, its standard deviation over
+the runs (``ddof=1``; 0 for one run) and the number of runs, and printed as a Markdown table. Curves: the
+runs are grouped by their number of training models (the first number of the rows' ``note``, which every
+task writes as ``"N train / ..."``); each method's metric is drawn as mean ± std against it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from nngraph.plotting import pyplot
+
+__all__ = ["load_rows", "over_seeds", "format_seed_table", "train_size", "learning_curve", "plot_learning_curve"]
+
+
+def load_rows(run: str) -> list[dict[str, Any]]:
+    """The rows of a finished run: ``run/results.json`` (or ``run`` itself if it is that file)."""
+    path = run if run.endswith(".json") else os.path.join(run, "results.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no results (is the run {run!r} finished?)")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def over_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (task, method, metric) present in every run: ``mean``, ``std`` (ddof 1), ``n``, ``values``
+    and the mean training ``seconds``; in the first run's order. Non-finite values count as they are (a
+    method that failed in one seed shows NaN, not a kinder mean)."""
+    if not runs:
+        raise ValueError("no runs to summarise")
+    keyed = [{(r["task"], r["method"], r["metric"]): r for r in rows} for rows in runs]
+    out = []
+    for key in keyed[0]:
+        if not all(key in k for k in keyed):
+            continue
+        values = np.array([k[key]["value"] for k in keyed], dtype=float)
+        seconds = [k[key]["seconds"] for k in keyed if k[key].get("seconds") is not None]
+        out.append({"task": key[0], "method": key[1], "metric": key[2], "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n": len(values),
+                    "values": values.tolist(), "seconds": float(np.mean(seconds)) if seconds else None})
+    return out
+
+
+def format_seed_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table, one line per method, one column per metric: ``mean ± std`` (n runs)."""
+    metrics = list(metrics) if metrics else list(dict.fromkeys(r["metric"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["method"], r["metric"]): r for r in rows}
+    n = max((r["n"] for r in rows), default=0)
+    lines = ["| method | " + " | ".join(metrics) + " | seconds |", "|---|" + "---|" * (len(metrics) + 1)]
+    for m in methods:
+        cells = []
+        for metric in metrics:
+            r = cell.get((m, metric))
+            cells.append("" if r is None else f"{r['mean']:.3f} ± {r['std']:.3f}")
+        secs = [cell[(m, k)]["seconds"] for k in metrics if (m, k) in cell and cell[(m, k)]["seconds"] is not None]
+        lines.append(f"| {m} | " + " | ".join(cells) + " | " + (f"{secs[0]:.0f}" if secs else "") + " |")
+    return "\n".join(lines) + f"\n\n(mean ± std over {n} runs)"
+
+
+def train_size(rows: Sequence[dict[str, Any]]) -> int:
+    """The number of training models of a run: the first number of its rows' ``note``."""
+    for r in rows:
+        match = re.match(r"\s*(\d+) train", str(r.get("note", "")))
+        if match:
+            return int(match.group(1))
+    raise ValueError("no row's note starts with 'N train': not a run of a task of this package")
+
+
+def learning_curve(runs: Sequence[Sequence[dict[str, Any]]], metric: str) -> dict[str, list[tuple[int, float, float, int]]]:
+    """``{method: [(train_size, mean, std, n), ...]}`` sorted by size: the runs grouped by their training-set
+    size (seeds of one size reduce to mean ± std)."""
+    groups: dict[int, list] = {}
+    for rows in runs:
+        groups.setdefault(train_size(rows), []).append(rows)
+    curve: dict[str, list] = {}
+    for size in sorted(groups):
+        for r in over_seeds(groups[size]):
+            if r["metric"] == metric:
+                curve.setdefault(r["method"], []).append((size, r["mean"], r["std"], r["n"]))
+    if not curve:
+        raise ValueError(f"no run has metric {metric!r}")
+    return curve
+
+
+def plot_learning_curve(curve: dict[str, list[tuple[int, float, float, int]]], metric: str, path: str) -> str:
+    """The curve of :func:`learning_curve` as a PNG (log-scaled size axis, ± std bands)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, points in curve.items():
+        size, mean, std = (np.array([p[i] for p in points], dtype=float) for i in range(3))
+        ax.plot(size, mean, marker="o", label=method)
+        ax.fill_between(size, mean - std, mean + std, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training models")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tasks.summarize", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run directories (or results.json files)")
+    p.add_argument("--metrics", default="", help="comma-separated metrics to show (default: all)")
+    p.add_argument("--curve", default="", help="draw this metric against the training-set size instead")
+    p.add_argument("--png", default="", help="where the learning curve goes (with --curve)")
+    p.add_argument("--json", default="", help="also write the summary rows here")
+    args = p.parse_args(argv)
+    runs = [load_rows(r) for r in args.runs]
+    if args.curve:
+        curve = learning_curve(runs, args.curve)
+        for method, points in curve.items():
+            print(method + ": " + ", ".join(f"{s}: {m:.3f} ± {sd:.3f} (n={n})" for s, m, sd, n in points))
+        if args.png:
+            print(plot_learning_curve(curve, args.curve, args.png))
+        summary: Any = {m: [list(p) for p in pts] for m, pts in curve.items()}
+    else:
+        summary = over_seeds(runs)
+        metrics = [m for m in args.metrics.split(",") if m] or None
+        print(format_seed_table(summary, metrics))
+    if args.json:
+        from nngraph.io import atomic_write
+        atomic_write(args.json, (json.dumps(summary, indent=2, default=lambda v: None if
+                                            isinstance(v, float) and not math.isfinite(v) else v) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""tasks.summarize: mean ± std over seeds and learning curves, against a plain loop."""
+import json
+import math
+import statistics
+
+import pytest
+
+from tasks import summarize
+from tasks.report import row
+
+
+def _run(tmp_path, name, n_train, values):
+    rows = [row("t", m, "tau", v, 10.0 + i, note=f"{n_train} train / 5 test models")
+            for i, (m, v) in enumerate(values.items())]
+    d = tmp_path / name
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps(rows))
+    return str(d)
+
+
+def test_over_seeds_is_mean_and_sample_std(tmp_path):
+    seeds = [{"enc": 0.5, "gbm": 0.4}, {"enc": 0.7, "gbm": 0.4}, {"enc": 0.6, "gbm": 0.1}]
+    dirs = [_run(tmp_path, f"s{i}", 100, v) for i, v in enumerate(seeds)]
+    out = {r["method"]: r for r in summarize.over_seeds([summarize.load_rows(d) for d in dirs])}
+    for m in ("enc", "gbm"):
+        vals = [s[m] for s in seeds]
+        assert out[m]["mean"] == pytest.approx(statistics.mean(vals))
+        assert out[m]["std"] == pytest.approx(statistics.stdev(vals))
+        assert out[m]["n"] == 3
+    table = summarize.format_seed_table(list(out.values()))
+    assert "| enc | 0.600 ± 0.100 |" in table
+
+
+def test_rows_missing_from_a_run_are_left_out(tmp_path):
+    a = _run(tmp_path, "a", 10, {"enc": 0.5, "gbm": 0.4})
+    b = _run(tmp_path, "b", 10, {"enc": 0.7})
+    out = summarize.over_seeds([summarize.load_rows(a), summarize.load_rows(b)])
+    assert [r["method"] for r in out] == ["enc"]
+
+
+def test_learning_curve_groups_by_train_size(tmp_path):
+    dirs = [_run(tmp_path, "a0", 100, {"enc": 0.2}), _run(tmp_path, "a1", 100, {"enc": 0.4}),
+            _run(tmp_path, "b0", 1000, {"enc": 0.8})]
+    curve = summarize.learning_curve([summarize.load_rows(d) for d in dirs], "tau")
+    (s1, m1, sd1, n1), (s2, m2, sd2, n2) = curve["enc"]
+    assert (s1, n1, s2, n2) == (100, 2, 1000, 1)
+    assert m1 == pytest.approx(0.3) and sd1 == pytest.approx(math.sqrt(0.02)) and m2 == pytest.approx(0.8)
+    png = str(tmp_path / "c.png")
+    assert summarize.main([*dirs, "--curve", "tau", "--png", png]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_a_missing_run_names_its_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        summarize.load_rows(str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="no runs"):
+        summarize.over_seeds([])
