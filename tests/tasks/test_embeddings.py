@@ -7,7 +7,6 @@ import importlib
 import json
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -300,3 +299,16 @@ def test_the_evaluation_writes_probe_retrieval_rows_and_a_map(clf_zoo, tmp_path)
         assert f.metadata()["format"] == "nngraph-embeddings"
     with pytest.raises(nngraph.NNGraphError, match="Could not resolve methods"):
         embeddings.run(argparse.Namespace(**{**vars(args), "methods": ["pixels"]}))
+
+
+def test_search_embeds_a_model_of_another_architecture_with_a_factory(clf_zoo, embedded, tmp_path, monkeypatch):
+    (tmp_path / "queryfactory.py").write_text(
+        "from torch import nn\n\ndef mlp():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 7), nn.Tanh(), "
+        "nn.Linear(7, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(4)
+    path = str(tmp_path / "q.safetensors")
+    save_file(nn.Sequential(nn.Flatten(), nn.Linear(64, 7), nn.Tanh(), nn.Linear(7, 10)).state_dict(), path)
+    hits, member = search.search(clf_zoo, path, 3, embedded, factory="queryfactory:mlp", inputs="2,1,8,8")
+    assert member is None and len(hits) == 3 and len({h["id"] for h in hits}) == 3
+    assert all(-1.0 <= h["similarity"] < 1.0 - 1e-6 for h in hits)
