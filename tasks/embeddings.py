@@ -160,8 +160,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     kind = Zoo(args.zoo).config["kind"]
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
-    probes = load_encoder(args.checkpoint)[1]["probe_dim"] if args.checkpoint and "ssl" in args.methods else args.probes
-    everything = load_split(args.zoo, "all", probes)
+    if args.checkpoint and "ssl" in args.methods:  # every method reads the graphs the checkpoint was trained on
+        args = argparse.Namespace(**{**vars(args), "probes": load_encoder(args.checkpoint)[1]["probe_dim"]})
+    everything = load_split(args.zoo, "all", args.probes)
     keep = [i for i, g in enumerate(everything.graphs) if is_finite_graph(g)]  # diverged models have no embedding
     train_idx = [i for i in keep if everything.entries[i]["split"] == "train"]
     test_idx = [i for i in keep if everything.entries[i]["split"] == "test"]

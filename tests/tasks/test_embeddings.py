@@ -312,3 +312,12 @@ def test_search_embeds_a_model_of_another_architecture_with_a_factory(clf_zoo, e
     hits, member = search.search(clf_zoo, path, 3, embedded, factory="queryfactory:mlp", inputs="2,1,8,8")
     assert member is None and len(hits) == 3 and len({h["id"] for h in hits}) == 3
     assert all(-1.0 <= h["similarity"] < 1.0 - 1e-6 for h in hits)
+
+
+def test_the_evaluation_reuses_an_encoder_of_nngraph_embed(clf_zoo, embedded, tmp_path):
+    out = str(tmp_path / "eval")
+    rows = embeddings.run(embeddings.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", out, "--methods", "ssl,random_encoder", "--checkpoint", embed.encoder_dir(embedded),
+         "--embed-dim", "8", "--hidden-dim", "8", "--num-layers", "1", "-k", "2", "--no-progress"]))
+    assert {r["method"] for r in rows} == {"ssl", "random_encoder", "chance", "ceiling"}
+    assert not os.path.exists(os.path.join(out, "runs", "ssl"))  # nothing trained
