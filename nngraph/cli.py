@@ -8,11 +8,13 @@
     nngraph task accuracy_prediction --zoo zoos/clf
     nngraph task inr_editing --zoo zoos/inr
     nngraph demo [--full]                           # small zoos, every task briefly, one results table
+    nngraph embed --zoo zoos/clf -o emb.safetensors # one vector per model (self-supervised encoder)
+    nngraph search --zoo zoos/clf --query m.safetensors --embeddings emb.safetensors -k 10  # nearest models
 
 A MODEL is a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), or a safetensors
 state dict with ``--factory package.module:function`` (called without arguments, it returns the
-model to load the weights into). Everything after ``zoo``, ``demo`` or ``task NAME`` is passed on;
-``--help`` works at every level.
+model to load the weights into). Everything after ``zoo``, ``demo``, ``embed``, ``search`` or ``task NAME``
+is passed on; ``--help`` works at every level.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from typing import Any
 
 __all__ = ["main", "load_model", "load_graph", "parse_inputs"]
 
-COMMANDS = ("convert", "inspect", "verify", "zoo", "task", "demo")
+COMMANDS = ("convert", "inspect", "verify", "zoo", "task", "demo", "embed", "search")
+#: the commands a registered task package provides (its ``COMMANDS``), not the library
+PACKAGE_COMMANDS = ("demo", "embed", "search")
 _USAGE = __doc__.split("\n\n")[1].rstrip()
 #: ``inspect --draw`` refuses graphs with more nodes than this (a drawing of more is a blot).
 MAX_DRAW_NODES = 2000
@@ -47,7 +51,7 @@ def _top_help() -> str:
 
 
 #: the entry-point group task packages register in: each entry names a module with ``TASKS`` (names),
-#: ``COMMANDS`` (``"demo"``) and ``load(name) -> main(argv, prog)`` (``tasks/__init__.py``)
+#: ``COMMANDS`` (``"demo"``, ``"embed"``, ``"search"``) and ``load(name) -> main(argv, prog)`` (``tasks/__init__.py``)
 TASK_GROUP = "nngraph.tasks"
 
 
@@ -105,13 +109,13 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         return tasks[rest[0]].load(rest[0])(rest[1:], prog=f"nngraph task {rest[0]}")
-    if command == "demo":
+    if command in PACKAGE_COMMANDS:
         commands = _registered("COMMANDS")
-        if "demo" not in commands:
-            print(f"nngraph demo: error: no task package providing the demo is registered in {TASK_GROUP!r}",
-                  file=sys.stderr)
+        if command not in commands:
+            print(f"nngraph {command}: error: no task package providing {command!r} is registered in "
+                  f"{TASK_GROUP!r}", file=sys.stderr)
             return 2
-        return commands["demo"].load("demo")(rest, prog="nngraph demo")
+        return commands[command].load(command)(rest, prog=f"nngraph {command}")
     if command in ("convert", "inspect", "verify"):
         return _model_command(command, rest)
     print(f"nngraph: error: Could not resolve command {command!r} among choices {list(COMMANDS)}", file=sys.stderr)

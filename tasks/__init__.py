@@ -14,8 +14,9 @@ from typing import Callable
 #: ``build_parser()``, ``run(args) -> rows`` and ``main(argv, prog)``. The one list: the CLI and the
 #: demo read it.
 TASKS = ("inr_classification", "accuracy_prediction", "inr_editing")
-#: Commands of this package besides the tasks (``nngraph demo``).
-COMMANDS = ("demo",)
+#: Commands of this package besides the tasks (``nngraph demo``, ``nngraph embed``, ``nngraph search``), each the
+#: module of that name here with ``main(argv, prog)``.
+COMMANDS = ("demo", "embed", "search")
 
 
 def load(name: str) -> Callable[..., int]:

@@ -13,7 +13,8 @@ from nngraph.io import atomic_write
 from nngraph.plotting import pyplot
 from nngraph.train import distributed
 
-__all__ = ["row", "format_table", "save_results", "save_run", "plot_curves", "plot_scatter", "plot_edit_grid"]
+__all__ = ["row", "format_table", "save_results", "save_run", "plot_curves", "plot_scatter", "plot_edit_grid",
+           "plot_maps"]
 
 
 def row(task: str, method: str, metric: str, value: float, seconds: float | None = None, **extra) -> dict[str, Any]:
@@ -110,6 +111,27 @@ def plot_edit_grid(columns: dict[str, np.ndarray], path: str, max_rows: int = 6)
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=8)
+    return _save(fig, path)
+
+
+@main_process_only
+def plot_maps(maps: dict[str, np.ndarray], labels: Sequence, path: str, title: str = "") -> str:
+    """2-D maps of one set of models side by side (one panel per entry of ``maps``, each ``(M, 2)``), every point
+    coloured by its label (a digit, a family)."""
+    names = list(maps)
+    fig, axes = pyplot().subplots(1, len(names), figsize=(4.6 * len(names), 4.4), squeeze=False)
+    labels = np.asarray([str(v) for v in labels])
+    classes = sorted(set(labels.tolist()))
+    cmap = pyplot().get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax, name in zip(axes[0], names):
+        for c, value in enumerate(classes):
+            m = labels == value
+            ax.scatter(maps[name][m, 0], maps[name][m, 1], s=10, color=cmap(c % cmap.N), label=value, alpha=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
     return _save(fig, path)
 
 

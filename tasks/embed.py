@@ -1,0 +1,87 @@
+"""``nngraph embed``: one vector per model of a zoo, from a self-supervised equivariant encoder.
+
+    nngraph embed --zoo zoos/clf -o embeddings.safetensors [--checkpoint DIR] [--epochs 20]
+
+Without ``--checkpoint`` it trains the encoder contrastively (:mod:`tasks.contrastive`) on the zoo's training
+split, validated on its validation split, and keeps the run next to the output (``embeddings.encoder/``;
+rerunning resumes or reuses it). Then it writes one row per model of the zoo, every split
+(:mod:`tasks.retrieval` describes the file). ``nngraph search`` reads it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from nngraph.errors import NNGraphError
+from nngraph.zoo import Zoo
+
+from .embedder import EmbeddingError, add_ssl_args, checkpoint_dir, embed_graphs, load_encoder, train_contrastive
+from .harness import add_run_args
+from .retrieval import save_embeddings
+from .splits import Split, load_split
+
+__all__ = ["build_parser", "encoder_dir", "train_on_splits", "run", "main"]
+
+
+def build_parser(prog: str = "python -m tasks.embed") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--zoo", required=True, help="a zoo directory (python -m nngraph.zoo ...)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the embeddings file to write (.safetensors)")
+    p.add_argument("--checkpoint", default=None, metavar="ENCODER",
+                   help="an encoder run directory of an earlier nngraph embed (default: train one, saved next to "
+                        "the output as <output>.encoder/)")
+    add_ssl_args(p)
+    add_run_args(p)
+    return p
+
+
+def encoder_dir(output: str) -> str:
+    """Where ``nngraph embed -o output`` keeps the encoder it trains: ``<output without .safetensors>.encoder``."""
+    return os.path.splitext(output)[0] + ".encoder"
+
+
+def train_on_splits(args, everything: Split, kind: str, out_dir: str, progress: bool):
+    """The encoder trained contrastively on the train split of ``everything``, validated on its val split, in
+    ``out_dir``; returns ``(encoder, fit result)``."""
+    train = everything.where(lambda e: e["split"] == "train")
+    val = everything.where(lambda e: e["split"] == "val")
+    return train_contrastive(train, val, out_dir, args, kind, progress)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Embed every model of ``args.zoo`` into ``args.output``; returns a one-line summary."""
+    if not args.output.endswith(".safetensors"):
+        raise EmbeddingError(f"-o {args.output}: the embeddings file must end in .safetensors")
+    start = time.perf_counter()
+    zoo = Zoo(args.zoo)
+    loaded = load_encoder(args.checkpoint) if args.checkpoint else None
+    everything = load_split(args.zoo, "all", loaded[1]["probe_dim"] if loaded else args.probes)
+    if loaded:
+        model, where = loaded[0], checkpoint_dir(args.checkpoint)
+    else:
+        where = encoder_dir(args.output)
+        model, _ = train_on_splits(args, everything, zoo.config["kind"], where, not args.no_progress)
+    emb = embed_graphs(model, everything.graphs, device=args.device)  # (M, D)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    save_embeddings(args.output, emb, everything.entries, where, args.zoo)
+    return (f"{args.zoo}: {len(emb)} models -> {args.output} ({emb.shape[1]} dims; encoder {where}; "
+            f"{time.perf_counter() - start:.0f} s)")
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    parser = build_parser(prog) if prog else build_parser()
+    args = parser.parse_args(argv)
+    try:
+        print(run(args))
+    except NNGraphError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
