@@ -34,10 +34,12 @@ from .functional import batched_forward, gather_params
 from .errors import CheckpointError, NNGraphError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine, Swish
+from .transforms import AddProbeFeatures
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddProbeFeatures",
     "CheckpointError",
     "GraphMismatchError",
     "NNGraphError",
