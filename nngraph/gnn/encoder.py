@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +80,24 @@ def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0) -> None:
                              f"(probe_dim={probe_dim}): use as many probe inputs as the encoder was built with")
 
 
+def as_graph_fields(batch, edge_index: Tensor | None, edge_attr: Tensor | None, batch_index: Tensor | None,
+                    fields: dict[str, Tensor]):
+    """``batch`` itself, or, when it is the node-feature tensor ``x``, an object holding ``x`` and the other
+    tensors under the names of :mod:`nngraph.schema` (what the encoder reads)."""
+    if not isinstance(batch, Tensor):
+        if edge_index is not None or edge_attr is not None or batch_index is not None or fields:
+            raise TypeError("give the encoder a batch, or its tensors (x, edge_index, edge_attr, batch, **fields), "
+                            "not both")
+        return batch
+    if edge_index is None or edge_attr is None:
+        raise TypeError("with a tensor x the encoder needs edge_index and edge_attr too: "
+                        "encoder(x, edge_index, edge_attr, batch, node_type=..., ...)")
+    graph = SimpleNamespace(x=batch, edge_index=edge_index, edge_attr=edge_attr, **fields)
+    if batch_index is not None:
+        graph.batch = batch_index
+    return graph
+
+
 class NeuralGraphEncoder(nn.Module):
     r"""Encodes a batch of neural graphs (:mod:`nngraph.schema`) into one vector per graph.
 
@@ -149,14 +168,17 @@ class NeuralGraphEncoder(nn.Module):
             conv.reset_parameters()
         self.readout.reset_parameters()
 
-    def encode(self, batch) -> tuple[Tensor, Tensor]:
+    def encode(self, batch, edge_index: Tensor | None = None, edge_attr: Tensor | None = None,
+               batch_index: Tensor | None = None, **fields: Tensor) -> tuple[Tensor, Tensor]:
         r"""Node and edge embeddings after the last layer, in the order of ``batch.x`` / ``batch.edge_index``.
 
         Equivariant: relabelling hidden neurons of a source model permutes the rows accordingly.
+        Takes a batch, or its tensors as in :meth:`forward`.
 
         Returns:
             ``(h, e)``: node embeddings :math:`(N, H)` and edge embeddings :math:`(E, H)`.
         """
+        batch = as_graph_fields(batch, edge_index, edge_attr, batch_index, fields)
         check_graph(batch, self.param_dtype(), self.probe_dim)
         h = self.node_encoder(batch)  # (N, H)
         e = self.edge_encoder(batch)  # (E, H)
@@ -165,7 +187,26 @@ class NeuralGraphEncoder(nn.Module):
             h, e = conv(h, batch.edge_index, e, index)
         return h, e
 
-    def forward(self, batch) -> Tensor:
+    def forward(self, batch, edge_index: Tensor | None = None, edge_attr: Tensor | None = None,
+                batch_index: Tensor | None = None, **fields: Tensor) -> Tensor:
+        r"""One vector per graph: ``encoder(batch)``, or the batch's tensors in the order of PyG's
+        ``BasicGNN`` (for :func:`torch_geometric.nn.summary`, tracing and compilation)::
+
+            encoder(b.x, b.edge_index, b.edge_attr, b.batch, node_type=b.node_type, node_kind=b.node_kind,
+                    layer=b.layer, act=b.act, io_position=b.io_position, edge_type=b.edge_type,
+                    kernel_shape=b.kernel_shape)  # + probe, act_args, conv_args, pool, pool_args if present
+
+        Args:
+            batch: a :class:`~torch_geometric.data.Batch` / :class:`~torch_geometric.data.Data`, or ``x``
+                :math:`(N, 5)`.
+            edge_index, edge_attr, batch_index: :math:`(2, E)`, :math:`(W, 1)` and the graph of every node
+                :math:`(N,)` (``None``: one graph), with a tensor ``x`` only.
+            **fields: the graph's other fields (:mod:`nngraph.schema`), with a tensor ``x`` only.
+
+        Returns:
+            :math:`(B, \text{out\_dim})`
+        """
+        batch = as_graph_fields(batch, edge_index, edge_attr, batch_index, fields)
         h, e = self.encode(batch)
         return self.readout(h, e, batch.edge_index, getattr(batch, "batch", None),
                             getattr(batch, "num_graphs", None), batch.node_type)  # (B, out_dim)
