@@ -14,6 +14,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from .errors import UnsupportedError
 from .module_info import parameter_device, parameter_dtype
 from .registry import MODULE_CONVERTERS
+from .softmax_patterns import fold_hand_written_softmax
 
 
 class _LeafTracer(fx.Tracer):
@@ -49,7 +50,7 @@ def trace(
         raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
     refuse_hidden_code(module)
     if method == "export":
-        return _export(module, example_inputs)
+        return _folded(_export(module, example_inputs))
     if type(module) in MODULE_CONVERTERS:  # a bare layer: fx would trace its forward, not keep it whole
         return _trace_bare_layer(module, example_inputs)
     tracer = _LeafTracer()
@@ -63,12 +64,19 @@ def trace(
         if method == "fx":
             raise fx_error from error
         try:
-            return _export(module, example_inputs)
+            return _folded(_export(module, example_inputs))
         except UnsupportedError as export_error:
             raise UnsupportedError(f"{fx_error}\nThe torch.export fallback failed too: {export_error}") from error
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     _propagate_shapes(gm, module, example_inputs)
-    return gm, {}
+    return _folded((gm, {}))
+
+
+def _folded(traced: tuple[fx.GraphModule, dict[str, str]]) -> tuple[fx.GraphModule, dict[str, str]]:
+    """``traced`` with its hand-written softmaxes folded into ``torch.softmax`` nodes (see
+    :mod:`nngraph.convert.softmax_patterns`)."""
+    fold_hand_written_softmax(traced[0])
+    return traced
 
 
 def refuse_hidden_code(module: nn.Module) -> None:

@@ -120,6 +120,9 @@ def describe(node: fx.Node) -> str:
         module = node.graph.owning_module.get_submodule(node.target)
         return f"module {node.target!r} ({type(module).__name__})"
     if node.op in ("call_function", "call_method"):
+        folded = node.meta.get("written_out")
+        if folded:  # a softmax the model spells as arithmetic (nngraph.convert.softmax_patterns)
+            return f"operation {target_name(node.target)} (written out by hand, ending at fx node {folded!r})"
         return f"operation {target_name(node.target)} at fx node {node.name!r}"
     return f"fx node {node.name!r} ({node.op})"
 

@@ -561,3 +561,52 @@ TRAPS += [
     Trap("rnn_state_reused_raw_and_activated", rec(lambda s, x: (lambda o: s.c(torch.tanh(o) + o))(
         s.rnn(s.emb(x))[0][:, -1]), kind=nn.LSTM), _seq, "sound"),
 ]
+
+
+def _stable_softmax(h, dim=-1, sum_dim=None, keepdim=True):
+    """``softmax(h, dim)`` written out by hand, shifted by the maximum (``sum_dim`` / ``keepdim`` spell traps)."""
+    e = (h - h.amax(dim, keepdim=keepdim)).exp()
+    return e / e.sum(dim if sum_dim is None else sum_dim, keepdim=True)
+
+
+def _square():
+    return (torch.randn(6, 6),)
+
+
+TRAPS += [
+    # softmax and log-softmax written out by hand: folded into one softmax node, or refused
+    Trap("hand_softmax_neurons", lam(lambda s, x: s.c(_stable_softmax(s.a(x)))), _vec, "sound"),
+    Trap("hand_softmax_max_values_detached", lam(lambda s, x: (lambda h: s.c(torch.exp(
+        h - h.max(-1, keepdim=True).values.detach()) / torch.exp(h - h.max(-1, keepdim=True).values).sum(
+        -1, keepdim=True)))(s.a(x))), _vec, "sound"),
+    Trap("hand_softmax_unshifted", lam(lambda s, x: (lambda e: s.c(e / e.sum(-1, keepdim=True)))(s.a(x).exp())),
+         _vec, "sound"),
+    Trap("hand_log_softmax_logsumexp", lam(lambda s, x: (lambda h: s.c(h - h.logsumexp(-1, keepdim=True)))(s.a(x))),
+         _vec, "sound"),
+    Trap("hand_softmax_over_positions", lam(lambda s, x: s.c(_stable_softmax(s.a(x), 1))), _seq, "refused"),
+    Trap("hand_softmax_sum_over_positions", lam(lambda s, x: s.c(_stable_softmax(s.a(x), -1, 1))), _seq, "refused"),
+    # without keepdim the row maxima broadcast along the neurons of a square batch: not a softmax
+    Trap("hand_softmax_max_without_keepdim", lam(lambda s, x: s.c(_stable_softmax(s.a(x), keepdim=False))), _square,
+         "refused"),
+    Trap("hand_softmax_shift_only_in_numerator", lam(lambda s, x: (lambda h: s.c(
+        (h - h.amax(-1, keepdim=True)).exp() / h.exp().sum(-1, keepdim=True)))(s.a(x))), _vec, "refused"),
+    Trap("hand_softmax_exp_reused", lam(lambda s, x: (lambda e: s.c(e / e.sum(-1, keepdim=True)) + s.c(e))(
+        (lambda h: (h - h.amax(-1, keepdim=True)).exp())(s.a(x)))), _vec, "refused"),
+    Trap("hand_softmax_other_denominator", lam_b(lambda s, x: s.c(s.a(x).exp() / s.b(x).exp().sum(-1, keepdim=True))),
+         _vec, "refused"),
+    Trap("eager_hand_softmax", _eager(lambda s, q, k, v, x: _stable_softmax(q @ k.transpose(-2, -1) * 0.5) @ v),
+         _seq8, "sound"),
+    Trap("eager_hand_softmax_over_queries", _eager(lambda s, q, k, v, x: _stable_softmax(
+        q @ k.transpose(-2, -1), -2) @ v), _seq8, "refused"),
+    Trap("eager_hand_softmax_max_over_queries", _eager(lambda s, q, k, v, x: _stable_softmax(
+        q @ k.transpose(-2, -1), -2, -1) @ v), _seq8, "refused"),
+    # attention weights kept in log space
+    Trap("eager_log_softmax_exp", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).log_softmax(-1).exp() @ v),
+         _seq8, "sound"),
+    Trap("eager_logsumexp_weights", _eager(lambda s, q, k, v, x: (lambda a: (a - a.logsumexp(-1, keepdim=True)).exp()
+                                                                   @ v)(q @ k.transpose(-2, -1))), _seq8, "sound"),
+    Trap("eager_log_softmax_over_queries_exp", _eager(lambda s, q, k, v, x: F.log_softmax(
+        q @ k.transpose(-2, -1), dim=-2).exp() @ v), _seq8, "refused"),
+    Trap("eager_log_weights_times_values", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).log_softmax(-1)
+                                                  @ v), _seq8, "refused"),
+]
