@@ -610,3 +610,74 @@ TRAPS += [
     Trap("eager_log_weights_times_values", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).log_softmax(-1)
                                                   @ v), _seq8, "refused"),
 ]
+
+
+class MergedHeads(nn.Module):
+    """Attention of 2 heads of 4 on 8 features with the heads merged into the batch for ``bmm``: ``(B, H, T, D)``
+    reshaped to ``(B * H, T, D)`` (``"batch_major"``), nn.MultiheadAttention's ``(T, B * H, D)`` view
+    (``"mha"``), the head-major ``(H * B, T, D)`` (``"head_major"``), or the query merged batch-major and the
+    key head-major (``"mismatched"``, which pairs heads of different batch entries). ``fn(weights, v)``
+    after the softmax."""
+
+    def __init__(self, style="batch_major", fn=None):
+        super().__init__()
+        self.style, self.fn = style, fn
+        self.q, self.k, self.v, self.o = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def _merge(self, z, b, t, style):
+        if style == "mha":
+            return z.transpose(0, 1).contiguous().view(t, b * 2, 4).transpose(0, 1)  # (B * H, T, D)
+        z = z.view(b, t, 2, 4).transpose(1, 2)  # (B, H, T, D)
+        return (z.transpose(0, 1) if style == "head_major" else z).reshape(b * 2, t, 4)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q = self._merge(self.q(x), b, t, "batch_major" if self.style == "mismatched" else self.style)
+        k = self._merge(self.k(x), b, t, "head_major" if self.style == "mismatched" else self.style)
+        v = self._merge(self.v(x), b, t, "batch_major" if self.style == "mismatched" else self.style)
+        w = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * 0.5, -1)  # (B * H, T, T)
+        o = self.fn(w, v) if self.fn is not None else torch.bmm(w, v)  # (B * H, T, D)
+        if self.style == "mha":
+            o = o.transpose(0, 1).contiguous().view(t, b, 8).transpose(0, 1)
+        elif self.style == "head_major":
+            o = o.view(2, b, t, 4).permute(1, 2, 0, 3).reshape(b, t, 8)
+        else:
+            o = o.view(b, 2, t, 4).transpose(1, 2).reshape(b, t, 8)
+        return self.o(o)
+
+
+TRAPS += [
+    # heads merged into the batch for bmm: the heads of sdpa, or refused
+    Trap("bmm_heads_merged_into_batch", MergedHeads, _seq8, "sound"),
+    Trap("bmm_heads_merged_mha_style", lambda: MergedHeads("mha"), _seq8, "sound"),
+    Trap("bmm_heads_merged_head_major", lambda: MergedHeads("head_major"), _seq8, "refused"),
+    Trap("bmm_query_and_key_merged_differently", lambda: MergedHeads("mismatched"), _seq8, "refused"),
+    Trap("bmm_merged_weights_split_by_view", lambda: MergedHeads(fn=lambda w, v: torch.bmm(
+        w.view(2, 2, 5, 5).flip(1).reshape(4, 5, 5), v)), _seq8, "refused"),  # heads swapped per batch entry
+    Trap("bmm_merged_values_activated", lambda: MergedHeads(fn=lambda w, v: torch.bmm(w, torch.relu(v))), _seq8,
+         "refused"),
+    Trap("bmm_merged_values_rolled_over_batch", lambda: MergedHeads(fn=lambda w, v: torch.bmm(w, v.roll(1, 0))),
+         _seq8, "refused"),  # each query head would read the other head's values
+]
+
+
+class RepeatedQueryHeads(nn.Module):
+    """Query, key and value of 2 heads of 2, each head listed twice (``repeat(1, 2, 1, 1)``): 4 heads in form,
+    2 in fact; the graph's heads would be parallel edges."""
+
+    def __init__(self, eager: bool):
+        super().__init__()
+        self.eager = eager
+        self.q, self.k, self.v, self.o = nn.Linear(8, 4), nn.Linear(8, 4), nn.Linear(8, 4), nn.Linear(8, 3)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = (f(x).view(b, t, 2, 2).transpose(1, 2).repeat(1, 2, 1, 1) for f in (self.q, self.k, self.v))
+        o = (q @ k.transpose(-1, -2)).softmax(-1) @ v if self.eager else F.scaled_dot_product_attention(q, k, v)
+        return self.o(o.transpose(1, 2).reshape(b, t, 8))
+
+
+TRAPS += [
+    Trap("sdpa_query_heads_repeated", lambda: RepeatedQueryHeads(False), _seq8, "refused"),
+    Trap("eager_query_heads_repeated", lambda: RepeatedQueryHeads(True), _seq8, "refused"),
+]
