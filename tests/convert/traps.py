@@ -681,3 +681,35 @@ TRAPS += [
     Trap("sdpa_query_heads_repeated", lambda: RepeatedQueryHeads(False), _seq8, "refused"),
     Trap("eager_query_heads_repeated", lambda: RepeatedQueryHeads(True), _seq8, "refused"),
 ]
+
+
+class KeywordScale(nn.Module):
+    """``forward(x, *, scale=None)``: the call ``model(x)`` leaves ``scale`` out, so the branch it skips must
+    not be in the graph (fx would trace ``scale`` as a tensor and take it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x, *, scale=None, gate: bool = True):
+        h = torch.relu(self.a(x))
+        if scale is not None:
+            h = h * scale
+        if gate:
+            h = h * torch.sigmoid(self.b(x))
+        return self.c(h)
+
+
+class KeywordMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x, *, mask):
+        return self.c(torch.relu(self.a(x)) * mask)
+
+
+TRAPS += [
+    Trap("keyword_only_defaults", KeywordScale, _vec, "sound"),
+    Trap("keyword_only_required", KeywordMask, _vec, "refused"),
+]
