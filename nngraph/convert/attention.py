@@ -398,6 +398,9 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
             f"{q.num_neurons}, {k.num_neurons} and {v.num_neurons} neurons; nngraph needs one head count "
             "and equal query and key sizes (grouped-query attention is not supported yet)"
         )
+    if torch.unique(q.nodes).numel() != q.nodes.numel():
+        raise UnsupportedError(f"{describe(node)}: the query shows one head at several entries of its head axis "
+                               "(heads repeated); nngraph's heads are the query's, each once")
     if dropout_p:
         raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
     per_head = q.num_neurons // q.heads

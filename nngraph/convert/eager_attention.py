@@ -36,7 +36,7 @@ from torch import nn
 from .attention import MASKED, score_bias, attention_heads, blocked_pairs, is_causal_pattern
 from .errors import UnsupportedError
 from .movement import _MOVES, _SHAPE_ONLY, _expand, _only_along, _reshape
-from .registry import register_function, register_score_op
+from .registry import accept_merged_heads, register_function, register_score_op
 from .values import Opaque, ParamValue, ScoreValue, TensorValue
 from .walk import describe
 
@@ -89,15 +89,16 @@ def _activation(node, t, which: str) -> TensorValue:
     return t
 
 
-def _broadcast_heads(node, t: TensorValue, heads: int, what: str) -> TensorValue:
+def _broadcast_heads(node, t: TensorValue, heads: int, what: str, merged: int = 1) -> TensorValue:
     """``t`` (one head, no head axis) read by every one of ``heads`` heads: multi-query attention, its key
     broadcast over the heads or expanded to them (Hugging Face's ``repeat_kv`` of one head). Whatever the
     axis lined up with the heads holds (copies, or other positions), each head pairs its neurons with
-    the same ``D`` neurons of ``t``, listed once per head."""
+    the same ``D`` neurons of ``t``, listed once per head. ``merged``: the batch entries merged into the
+    other operand's head axis (a key read at every entry of a ``(B * H, T, D)`` query)."""
     if t.heads:
         raise _refuse(node, f"reads a {what} split into {t.heads} heads on axis {t.head_axis} where the "
                             "other operand has its heads on another axis; the heads must match")
-    return t.with_(nodes=t.nodes.repeat(heads), heads=heads)
+    return t.with_(nodes=t.nodes.repeat(heads), heads=heads, merged=merged)
 
 
 # ----------------------------------------------------------------------- q @ k^T
@@ -122,15 +123,23 @@ def scores(ctx, node, q, k, lq: str, lk: str, lo: str) -> ScoreValue:
             raise _refuse(node, f"multiplies a query of {q.heads} heads (axis {q.head_axis}) with a key of "
                                 f"{k.heads} heads (axis {k.head_axis}); query and key must have the same heads "
                                 "on aligned axes (repeat grouped key heads first)")
+        if k.heads and k.merged != q.merged:
+            raise _refuse(node, f"multiplies a query whose head axis holds {q.merged} batch entries times "
+                                f"{q.heads} heads with a key whose head axis holds {k.merged} times {k.heads}; "
+                                "query and key must merge their heads with the batch the same way")
         if not k.heads:
             if k.num_neurons * q.heads != q.num_neurons:
                 raise _refuse(node, f"multiplies a query of {q.heads} heads of {q.num_neurons // q.heads} with a "
                                     f"key of {k.num_neurons} neurons")
-            k = _broadcast_heads(node, k, q.heads, "key")
+            k = _broadcast_heads(node, k, q.heads, "key", q.merged)
     elif k.heads:
         raise _refuse(node, f"multiplies a query without heads with a key split into {k.heads} heads")
     if q.num_neurons != k.num_neurons:
         raise _refuse(node, f"multiplies a query of {q.num_neurons} neurons with a key of {k.num_neurons}")
+    if torch.unique(q.nodes).numel() != q.nodes.numel():
+        raise _refuse(node, "multiplies a query that shows one head at several entries of its head axis (heads "
+                            "repeated, or merged head-major with the batch); nngraph's heads are the query's, "
+                            "each once")
     if bool(torch.isin(q.nodes, k.nodes).any()):
         raise _refuse(node, "multiplies an activation with itself (x @ x^T, a Gram matrix); nngraph represents "
                             "scores of queries and keys that are different neurons")
@@ -143,7 +152,7 @@ def scores(ctx, node, q, k, lq: str, lk: str, lo: str) -> ScoreValue:
                             "query position axis with one key position axis")
     shape = ctx.shape_of(node)
     return ScoreValue(q=q, k=k, heads=q.heads or 1, shape=tuple(shape), head_axis=lo.index(hq) if q.heads else None,
-                      query_axis=lo.index(pq[0]), key_axis=lo.index(pk[0]), source=node)
+                      query_axis=lo.index(pq[0]), key_axis=lo.index(pk[0]), source=node, merged=q.merged)
 
 
 # ----------------------------------------------------------------------- softmax(scores) @ v
@@ -168,8 +177,12 @@ def attend(ctx, node, s: ScoreValue, v, ls: str, lv: str, lo: str) -> TensorValu
         if v.heads and (vh != hl or v.heads != s.heads):
             raise _refuse(node, f"multiplies attention weights of {s.heads} heads with values of {v.heads} heads "
                                 "on another axis; the heads must match")
+        if v.heads and v.merged != s.merged:
+            raise _refuse(node, f"multiplies attention weights whose head axis holds {s.merged} batch entries "
+                                f"times {s.heads} heads with values whose head axis holds {v.merged} times "
+                                f"{v.heads}; they must merge their heads with the batch the same way")
         if not v.heads:
-            v = _broadcast_heads(node, v, s.heads, "value")
+            v = _broadcast_heads(node, v, s.heads, "value", s.merged)
     elif v.heads:
         raise _refuse(node, f"multiplies single-head attention weights with values split into {v.heads} heads")
     ql = ls[s.query_axis]
@@ -186,7 +199,7 @@ def attend(ctx, node, s: ScoreValue, v, ls: str, lv: str, lo: str) -> TensorValu
     if hl is None:
         return TensorValue(nodes=attended, shape=shape, axis=lo.index(vn), source=node)
     return TensorValue(nodes=attended, shape=shape, axis=lo.index(vn), heads=heads, head_axis=lo.index(hl),
-                       source=node)
+                       merged=s.merged, source=node)
 
 
 # ----------------------------------------------------------------------- the products
@@ -217,6 +230,9 @@ def convert_matmul(ctx, node, a, b, **kwargs):
     return _product(ctx, node, a, b, la, lb, lo)
 
 
+accept_merged_heads(*_MATMULS)
+
+
 @register_function(*_EINSUMS)
 @register_score_op(*_EINSUMS)
 def convert_einsum(ctx, node, equation, *operands, **kwargs):
@@ -228,6 +244,9 @@ def convert_einsum(ctx, node, equation, *operands, **kwargs):
             _activation(node, t, "other")
     la, lb, lo = _einsum_letters(node, equation, operands)
     return _product(ctx, node, operands[0], operands[1], la, lb, lo)
+
+
+accept_merged_heads(*_EINSUMS)
 
 
 # ----------------------------------------------------------------------- scores: scale
@@ -303,6 +322,9 @@ def _score_add(ctx, node, a, b, *args, **kwargs):
     if isinstance(m, ParamValue) or (isinstance(m, TensorValue) and m.nodes is not None):
         if s.bias is not None:
             raise _refuse(node, "adds a second learned bias to attention scores; nngraph records one per head")
+        if s.merged > 1:
+            raise _refuse(node, "adds a learned bias to attention scores whose heads are merged with the batch "
+                                "((B * H, T, T)); nngraph reads a per-head bias from (..., H, Tq, Tk) scores")
         if s.head_axis is None or s.head_axis != len(s.shape) - 3:
             raise _refuse(node, f"adds a learned bias to attention scores of shape {s.shape} with their heads on "
                                 f"axis {s.head_axis}; nngraph needs (..., H, Tq, Tk) scores")

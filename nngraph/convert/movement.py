@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 
 from .errors import UnsupportedError
-from .registry import register_function
+from .registry import accept_merged_heads, register_function
 from .structural import flatten_channels
 from .values import Opaque, ParamValue, StackedValue, TensorValue
 from .walk import describe
@@ -50,7 +50,8 @@ def neuron_labels(x: TensorValue) -> tuple[torch.Tensor, torch.Tensor]:
 
     if x.heads:
         per_head = shape[x.axis]
-        neuron = along(x.head_axis, shape[x.head_axis]) * per_head + along(x.axis, per_head)
+        entry = along(x.head_axis, shape[x.head_axis])  # merged heads: entry i is head i % H of batch i // H
+        neuron = (entry % x.heads) * per_head + along(x.axis, per_head)
         neuron_axes = {x.head_axis, x.axis}
     else:
         neuron = along(x.axis, shape[x.axis])
@@ -61,6 +62,8 @@ def neuron_labels(x: TensorValue) -> tuple[torch.Tensor, torch.Tensor]:
     for k in others:
         size *= shape[k]
     position = torch.arange(size).view(position_shape)
+    if x.heads and x.merged > 1:  # the batch entries merged into the head axis are positions too
+        position = position * x.merged + entry // x.heads
     return neuron.expand(shape).contiguous(), position.expand(shape).contiguous()
 
 
@@ -109,9 +112,38 @@ def locate_neurons(ctx, node, x: TensorValue, neuron: torch.Tensor, position: to
             if whole and torch.unique(flat).numel() == flat.numel():  # a selection within heads (rotary's halves)
                 ctx.builder.fix_partial_rows(x.nodes[flat])
                 return heads
+            merged = _merged_heads(table, position, h, count)
+            if merged is not None:  # (B, H, T, D) -> (B * H, T, D): batch entries and heads on one axis
+                rows, times = merged
+                return TensorValue(nodes=x.nodes[rows.reshape(-1)], shape=shape, axis=d, heads=rows.shape[0],
+                                   head_axis=h, merged=times, source=node)
             if x.heads and _repeats_heads(table, count // x.heads):  # grouped-query attention's repeat_kv
                 return heads
     return None
+
+
+def _merged_heads(table: torch.Tensor, position: torch.Tensor, axis: int, count: int
+                  ) -> tuple[torch.Tensor, int] | None:
+    """``(rows, M)`` if ``table`` ``(M * H, D)`` lists all ``count`` neurons as ``H = count // D`` heads merged
+    batch-major with ``M > 1`` batch entries into ``axis``: row ``i`` is head ``i % H`` (``rows``, ``(H, D)``,
+    a permutation of the neurons), and the positions along ``axis`` depend on the batch entry ``i // H``
+    only, and do vary with it (copies of the heads at the same positions are ``repeat_kv``'s repeated heads,
+    not merged batch entries). ``None`` otherwise."""
+    size, per = table.shape
+    if per == 0 or count % per:
+        return None
+    heads = count // per
+    if heads < 1 or size <= heads or size % heads:
+        return None
+    rows = table[:heads]
+    if not torch.equal(torch.sort(rows.reshape(-1)).values, torch.arange(count)) or \
+            not torch.equal(table, rows.repeat(size // heads, 1)):
+        return None
+    p = position.movedim(axis, 0)
+    p = p.reshape(size // heads, heads, *p.shape[1:])  # (M, H, ...)
+    if not torch.equal(p[:, :1].expand_as(p), p) or torch.equal(p[:1].expand_as(p), p):
+        return None
+    return rows, size // heads
 
 
 def _repeats_heads(table: torch.Tensor, per_head: int) -> bool:
@@ -307,6 +339,7 @@ def _register(target, fn):
 
 for _target, _fn in _MOVES.items():
     _register(_target, _fn)
+accept_merged_heads(*_MOVES)  # followed on label tensors, merged heads included
 
 
 @register_function(torch.flatten, "flatten", aten.flatten.using_ints, passthrough=True)
@@ -316,6 +349,7 @@ def _flatten_function(ctx, node, x, start_dim=1, end_dim=-1):
     if isinstance(x, TensorValue) and x.nodes is not None and start_dim == 1 and end_dim == -1 and x.axis == 1:
         return flatten_channels(ctx, node, x)
     return move(ctx, node, torch.flatten, x, start_dim, end_dim)
+
 
 
 @register_function("split", torch.split, aten.split.Tensor, aten.split_with_sizes.default,

@@ -27,6 +27,15 @@ SCORE_CONVERTERS: dict[object, Converter] = {}
 #: Targets that only forward their first argument (dropout, identity, contiguous, ...). They are
 #: known here so that activations can tell whether a value is used more than once.
 PASSTHROUGH: set[object] = set()
+#: Module types and fx targets whose converters follow a value whose heads are merged into a batch axis
+#: (:attr:`~nngraph.convert.values.TensorValue.merged`): moves, pass-through ops and attention products.
+#: The walk refuses such a value anywhere else, by name.
+MERGED_HEADS: set[object] = set()
+
+
+def accept_merged_heads(*targets: object) -> None:
+    """Mark ``targets`` (module types or fx targets, already registered) as following merged heads."""
+    MERGED_HEADS.update(targets)
 
 
 def register_module(*module_types: type, passthrough: bool = False) -> Callable[[Converter], Converter]:

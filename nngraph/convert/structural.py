@@ -10,7 +10,7 @@ from torch import fx, nn
 
 from ..schema import EdgeType, NodeKind
 from .errors import UnsupportedError
-from .registry import register_function, register_module
+from .registry import accept_merged_heads, register_function, register_module
 from .values import Opaque, TensorValue
 from .walk import describe
 
@@ -24,6 +24,7 @@ def _passthrough(ctx, node, x, *args, **kwargs):
 register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
                 passthrough=True)(_passthrough)
 register_function(F.dropout, "contiguous", "clone", "detach", passthrough=True)(_passthrough)
+accept_merged_heads(nn.Dropout, nn.Identity, F.dropout, "contiguous", "clone", "detach")
 
 _aten = torch.ops.aten
 
@@ -38,6 +39,9 @@ def _cast(ctx, node, x, *args, **kwargs):
     if dtype is not None and dtype.is_floating_point and isinstance(x, TensorValue):
         ctx.builder.casts.add(dtype)  # the model computes in this precision in places (verify's tolerance)
     return x
+
+
+accept_merged_heads("to", "float", "double", "type_as", _aten.to.dtype, _aten.to.dtype_layout, _aten._to_copy.default)
 
 
 @register_function(_aten._assert_tensor_metadata.default)
@@ -200,6 +204,9 @@ def _index_tensor(ctx, node, x, index) -> TensorValue:
     from .movement import move
 
     return move(ctx, node, lambda t: t[index], x)
+
+
+accept_merged_heads(operator.getitem)  # indexing is a movement
 
 
 @register_function(F.pad, _aten.constant_pad_nd.default)

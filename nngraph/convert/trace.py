@@ -5,6 +5,8 @@ from running example inputs through :class:`torch.fx.passes.shape_prop.ShapeProp
 """
 from __future__ import annotations
 
+import inspect
+import operator
 from typing import Sequence
 
 import torch
@@ -14,6 +16,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from .errors import UnsupportedError
 from .module_info import parameter_device, parameter_dtype
 from .registry import MODULE_CONVERTERS
+from .softmax_patterns import fold_hand_written_softmax
 
 
 class _LeafTracer(fx.Tracer):
@@ -48,13 +51,14 @@ def trace(
     if method not in ("auto", "fx", "export"):
         raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
     refuse_hidden_code(module)
+    defaults = keyword_defaults(module, example_inputs)  # refuses arguments the example call cannot leave out
     if method == "export":
-        return _export(module, example_inputs)
+        return _folded(_export(module, example_inputs))
     if type(module) in MODULE_CONVERTERS:  # a bare layer: fx would trace its forward, not keep it whole
         return _trace_bare_layer(module, example_inputs)
     tracer = _LeafTracer()
     try:
-        graph = tracer.trace(module)
+        graph = tracer.trace(module, concrete_args=defaults or None)
     except Exception as error:  # fx raises many kinds of errors
         fx_error = UnsupportedError(
             f"torch.fx could not trace {type(module).__name__}: {error}. nngraph needs a forward "
@@ -63,12 +67,97 @@ def trace(
         if method == "fx":
             raise fx_error from error
         try:
-            return _export(module, example_inputs)
+            return _folded(_export(module, example_inputs))
         except UnsupportedError as export_error:
             raise UnsupportedError(f"{fx_error}\nThe torch.export fallback failed too: {export_error}") from error
+    _drop_specialised_placeholders(module, graph, defaults)
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     _propagate_shapes(gm, module, example_inputs)
-    return gm, {}
+    return _folded((gm, {}))
+
+
+def _folded(traced: tuple[fx.GraphModule, dict[str, str]]) -> tuple[fx.GraphModule, dict[str, str]]:
+    """``traced`` with its hand-written softmaxes folded into ``torch.softmax`` nodes (see
+    :mod:`nngraph.convert.softmax_patterns`)."""
+    fold_hand_written_softmax(traced[0])
+    return traced
+
+
+_PLAIN_DEFAULTS = (type(None), bool, int, float, str)
+
+
+def keyword_defaults(module: nn.Module, example_inputs: Sequence[torch.Tensor] | None) -> dict[str, object]:
+    """The keyword-only arguments of ``module.forward`` (``def forward(self, x, *, mask=None)``), at their
+    defaults: nngraph converts ``module(*example_inputs)``, so fx traces them as those constants, and the
+    branches they choose (``if mask is not None``) are the ones that call takes.
+
+    Raises:
+        UnsupportedError: naming an argument the call ``module(*example_inputs)`` cannot leave out (a
+            keyword-only argument, or a positional one beyond the example inputs, without a default),
+            or a keyword-only argument whose default is not a plain constant (a tensor).
+    """
+    params = list(inspect.signature(module.forward).parameters.values())
+    count = None if example_inputs is None else len(tuple(example_inputs))
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    where = f"the model ({type(module).__name__}): forward"
+    if count is not None and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        for p in positional[count:]:
+            if p.default is p.empty:
+                raise UnsupportedError(
+                    f"{where} needs argument {p.name!r}, and only {count} example input(s) were given; pass "
+                    f"example_inputs=(...) with one tensor per positional argument, {p.name!r} included")
+    defaults = {}
+    for p in params:
+        if p.kind != p.KEYWORD_ONLY:
+            continue
+        if p.default is p.empty:
+            raise UnsupportedError(
+                f"{where} takes the keyword-only argument {p.name!r} without a default; nngraph converts "
+                f"model(*example_inputs) and passes no keyword arguments. Give {p.name!r} a default, or wrap "
+                f"the model in a module whose forward passes {p.name}=... itself")
+        if not isinstance(p.default, _PLAIN_DEFAULTS):
+            raise UnsupportedError(
+                f"{where} takes the keyword-only argument {p.name!r} with a default of type "
+                f"{type(p.default).__name__}; nngraph traces keyword-only arguments at plain defaults (None, "
+                "numbers, strings, flags) only. Wrap the model in a module whose forward passes it")
+        defaults[p.name] = p.default
+    return defaults
+
+
+_GUARDS = {operator.eq, torch._assert, fx._symbolic_trace._assert_is_none}
+
+
+def _drop_specialised_placeholders(module: nn.Module, graph: fx.Graph, defaults: dict[str, object]) -> None:
+    """Remove the placeholders fx keeps for arguments traced as constants (``concrete_args``), with the
+    checks it adds that they hold those values; the traced forward then takes the example inputs only.
+    (fx makes one placeholder per argument of ``forward``, in order; it renames them, ``mask_1``.)"""
+    if not defaults:
+        return
+    params = list(inspect.signature(module.forward).parameters)
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(params) != len(placeholders):
+        return  # *args / **kwargs: the guards stay, and the walk refuses them by name
+    for name, node in zip(params, placeholders):
+        if name not in defaults:
+            continue
+        guards, stack = [], list(node.users)
+        while stack:
+            user = stack.pop()
+            if user in guards:
+                continue
+            if user.op != "call_function" or user.target not in _GUARDS:
+                break
+            guards.append(user)
+            stack.extend(user.users)
+        else:
+            for guard in reversed(_topological(graph, guards)):
+                graph.erase_node(guard)
+            graph.erase_node(node)
+
+
+def _topological(graph: fx.Graph, nodes: list[fx.Node]) -> list[fx.Node]:
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    return sorted(nodes, key=order.__getitem__)
 
 
 def refuse_hidden_code(module: nn.Module) -> None:

@@ -24,6 +24,10 @@ class TensorValue:
             ``h`` of axis ``head_axis`` and entry ``j`` of axis ``axis`` is neuron
             ``nodes[h * (C // H) + j]`` (a ``(B, T, E)`` tensor viewed as ``(B, T, H, E // H)``).
         head_axis: non-negative index of the head axis when ``heads`` is set.
+        merged: ``1``, or the number ``M`` of batch entries merged into the head axis with the heads (a
+            ``(B, H, T, D)`` tensor reshaped to ``(B * H, T, D)`` for ``bmm``, as older attention code does):
+            the head axis then has ``M * H`` entries, entry ``i`` showing head ``i % H`` of batch entry
+            ``i // H``. Only moves, pass-through ops and attention products read such a value.
         padded: ``F.pad``'s ``(left, right, ...)`` zeros added to the last spatial axes, waiting for
             the convolution that reads this value (which records them as its own padding); ``()``.
     """
@@ -35,6 +39,7 @@ class TensorValue:
     source: object = None
     heads: int = 0
     head_axis: int = -1
+    merged: int = 1
     padded: tuple[int, ...] = ()
 
     @property
@@ -81,6 +86,8 @@ class ScoreValue:
         heads: the number of heads (1 for single-head attention without a head axis).
         shape: the scores' shape.
         head_axis: index of the head axis, ``None`` when there is none (single head).
+        merged: ``1``, or the number of batch entries merged into the head axis with the heads (see
+            :attr:`TensorValue.merged`): entry ``i`` of the head axis is head ``i % heads``.
         query_axis, key_axis: indices of the query-position and key-position axes.
         scale: the number the raw products were multiplied by so far.
         bias: the per-head score bias added (``TensorValue`` of one neuron per head), or ``None``.
@@ -105,6 +112,7 @@ class ScoreValue:
     other_mask: bool = False
     softmaxed: bool = False
     source: object = None
+    merged: int = 1
 
     def with_(self, **changes) -> "ScoreValue":
         return replace(self, **changes)

@@ -13,6 +13,7 @@ from .builder import GraphBuilder
 from .errors import UnsupportedError
 from .registry import (
     FUNCTION_CONVERTERS,
+    MERGED_HEADS,
     MODULE_CONVERTERS,
     PASSTHROUGH,
     SCORE_CONVERTERS,
@@ -120,6 +121,9 @@ def describe(node: fx.Node) -> str:
         module = node.graph.owning_module.get_submodule(node.target)
         return f"module {node.target!r} ({type(module).__name__})"
     if node.op in ("call_function", "call_method"):
+        folded = node.meta.get("written_out")
+        if folded:  # a softmax the model spells as arithmetic (nngraph.convert.softmax_patterns)
+            return f"operation {target_name(node.target)} (written out by hand, ending at fx node {folded!r})"
         return f"operation {target_name(node.target)} at fx node {node.name!r}"
     return f"fx node {node.name!r} ({node.op})"
 
@@ -157,7 +161,7 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
         else:
             env[node] = _convert_node(ctx, node, env)
     for fx_node, value in env.items():  # graph order: later values of the same neurons win
-        if isinstance(value, TensorValue) and value.nodes is not None:
+        if isinstance(value, TensorValue) and value.nodes is not None and value.merged == 1:  # probes: unmerged
             builder.record_value(fx_node.name, value.nodes, value.axis, value.spatial,
                                  value.head_axis if value.heads else -1)
 
@@ -212,12 +216,28 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]
                 "operations (nngraph.convert.supported_functions()) and "
                 f"{len(supported_modules())} modules (nngraph.convert.supported_modules())."
             )
+    _refuse_merged_heads(ctx, node, args, kwargs)
     try:
         return converter(ctx, node, *args, **kwargs)
     except UnsupportedError:
         raise
     except Exception as error:
         raise UnsupportedError(f"converting {describe(node)} failed: {error}") from error
+
+
+def _refuse_merged_heads(ctx: ConversionContext, node: fx.Node, args, kwargs) -> None:
+    """Refuse a value whose heads are merged into a batch axis (``(B * H, T, D)``) everywhere but in the
+    converters that follow such a layout (:data:`~nngraph.convert.registry.MERGED_HEADS`)."""
+    merged = [v for v in _flatten((args, kwargs)) if isinstance(v, TensorValue) and v.heads and v.merged > 1]
+    key = type(ctx.module_of(node)) if node.op == "call_module" else node.target
+    if merged and key not in MERGED_HEADS:
+        v = merged[0]
+        raise UnsupportedError(
+            f"{describe(node)} reads a tensor of shape {tuple(v.shape)} whose axis {v.head_axis} holds {v.heads} "
+            f"attention heads merged with {v.merged} batch entries ((B * H, T, D), for bmm); nngraph follows such "
+            "a tensor through moves and the attention products only. Split the heads back out first "
+            "(view(B, H, T, D))."
+        )
 
 
 def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
@@ -230,6 +250,7 @@ def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
             "scaling by a number, constant masks, one per-head bias, softmax over the key positions, "
             "dropout, casts, moves that keep their head and position axes, and the product with the values"
         )
+    _refuse_merged_heads(ctx, node, args, kwargs)
     try:
         return converter(ctx, node, *args, **kwargs)
     except UnsupportedError:
@@ -305,6 +326,9 @@ def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -
     tensors = [v for v in values if isinstance(v, TensorValue)]
     if not tensors:
         raise UnsupportedError("the model returns no tensor that nngraph could follow")
+    if any(v.heads and v.merged > 1 for v in tensors):
+        raise UnsupportedError("the model returns attention heads merged with the batch axis ((B * H, T, D)); "
+                               "split them back out (view(B, H, T, D)) before returning them")
     for value in tensors:
         if value.nodes is not None:
             builder.mark_output(value.nodes)

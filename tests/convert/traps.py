@@ -561,3 +561,155 @@ TRAPS += [
     Trap("rnn_state_reused_raw_and_activated", rec(lambda s, x: (lambda o: s.c(torch.tanh(o) + o))(
         s.rnn(s.emb(x))[0][:, -1]), kind=nn.LSTM), _seq, "sound"),
 ]
+
+
+def _stable_softmax(h, dim=-1, sum_dim=None, keepdim=True):
+    """``softmax(h, dim)`` written out by hand, shifted by the maximum (``sum_dim`` / ``keepdim`` spell traps)."""
+    e = (h - h.amax(dim, keepdim=keepdim)).exp()
+    return e / e.sum(dim if sum_dim is None else sum_dim, keepdim=True)
+
+
+def _square():
+    return (torch.randn(6, 6),)
+
+
+TRAPS += [
+    # softmax and log-softmax written out by hand: folded into one softmax node, or refused
+    Trap("hand_softmax_neurons", lam(lambda s, x: s.c(_stable_softmax(s.a(x)))), _vec, "sound"),
+    Trap("hand_softmax_max_values_detached", lam(lambda s, x: (lambda h: s.c(torch.exp(
+        h - h.max(-1, keepdim=True).values.detach()) / torch.exp(h - h.max(-1, keepdim=True).values).sum(
+        -1, keepdim=True)))(s.a(x))), _vec, "sound"),
+    Trap("hand_softmax_unshifted", lam(lambda s, x: (lambda e: s.c(e / e.sum(-1, keepdim=True)))(s.a(x).exp())),
+         _vec, "sound"),
+    Trap("hand_log_softmax_logsumexp", lam(lambda s, x: (lambda h: s.c(h - h.logsumexp(-1, keepdim=True)))(s.a(x))),
+         _vec, "sound"),
+    Trap("hand_softmax_over_positions", lam(lambda s, x: s.c(_stable_softmax(s.a(x), 1))), _seq, "refused"),
+    Trap("hand_softmax_sum_over_positions", lam(lambda s, x: s.c(_stable_softmax(s.a(x), -1, 1))), _seq, "refused"),
+    # without keepdim the row maxima broadcast along the neurons of a square batch: not a softmax
+    Trap("hand_softmax_max_without_keepdim", lam(lambda s, x: s.c(_stable_softmax(s.a(x), keepdim=False))), _square,
+         "refused"),
+    Trap("hand_softmax_shift_only_in_numerator", lam(lambda s, x: (lambda h: s.c(
+        (h - h.amax(-1, keepdim=True)).exp() / h.exp().sum(-1, keepdim=True)))(s.a(x))), _vec, "refused"),
+    Trap("hand_softmax_exp_reused", lam(lambda s, x: (lambda e: s.c(e / e.sum(-1, keepdim=True)) + s.c(e))(
+        (lambda h: (h - h.amax(-1, keepdim=True)).exp())(s.a(x)))), _vec, "refused"),
+    Trap("hand_softmax_other_denominator", lam_b(lambda s, x: s.c(s.a(x).exp() / s.b(x).exp().sum(-1, keepdim=True))),
+         _vec, "refused"),
+    Trap("eager_hand_softmax", _eager(lambda s, q, k, v, x: _stable_softmax(q @ k.transpose(-2, -1) * 0.5) @ v),
+         _seq8, "sound"),
+    Trap("eager_hand_softmax_over_queries", _eager(lambda s, q, k, v, x: _stable_softmax(
+        q @ k.transpose(-2, -1), -2) @ v), _seq8, "refused"),
+    Trap("eager_hand_softmax_max_over_queries", _eager(lambda s, q, k, v, x: _stable_softmax(
+        q @ k.transpose(-2, -1), -2, -1) @ v), _seq8, "refused"),
+    # attention weights kept in log space
+    Trap("eager_log_softmax_exp", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).log_softmax(-1).exp() @ v),
+         _seq8, "sound"),
+    Trap("eager_logsumexp_weights", _eager(lambda s, q, k, v, x: (lambda a: (a - a.logsumexp(-1, keepdim=True)).exp()
+                                                                   @ v)(q @ k.transpose(-2, -1))), _seq8, "sound"),
+    Trap("eager_log_softmax_over_queries_exp", _eager(lambda s, q, k, v, x: F.log_softmax(
+        q @ k.transpose(-2, -1), dim=-2).exp() @ v), _seq8, "refused"),
+    Trap("eager_log_weights_times_values", _eager(lambda s, q, k, v, x: (q @ k.transpose(-2, -1)).log_softmax(-1)
+                                                  @ v), _seq8, "refused"),
+]
+
+
+class MergedHeads(nn.Module):
+    """Attention of 2 heads of 4 on 8 features with the heads merged into the batch for ``bmm``: ``(B, H, T, D)``
+    reshaped to ``(B * H, T, D)`` (``"batch_major"``), nn.MultiheadAttention's ``(T, B * H, D)`` view
+    (``"mha"``), the head-major ``(H * B, T, D)`` (``"head_major"``), or the query merged batch-major and the
+    key head-major (``"mismatched"``, which pairs heads of different batch entries). ``fn(weights, v)``
+    after the softmax."""
+
+    def __init__(self, style="batch_major", fn=None):
+        super().__init__()
+        self.style, self.fn = style, fn
+        self.q, self.k, self.v, self.o = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def _merge(self, z, b, t, style):
+        if style == "mha":
+            return z.transpose(0, 1).contiguous().view(t, b * 2, 4).transpose(0, 1)  # (B * H, T, D)
+        z = z.view(b, t, 2, 4).transpose(1, 2)  # (B, H, T, D)
+        return (z.transpose(0, 1) if style == "head_major" else z).reshape(b * 2, t, 4)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q = self._merge(self.q(x), b, t, "batch_major" if self.style == "mismatched" else self.style)
+        k = self._merge(self.k(x), b, t, "head_major" if self.style == "mismatched" else self.style)
+        v = self._merge(self.v(x), b, t, "batch_major" if self.style == "mismatched" else self.style)
+        w = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * 0.5, -1)  # (B * H, T, T)
+        o = self.fn(w, v) if self.fn is not None else torch.bmm(w, v)  # (B * H, T, D)
+        if self.style == "mha":
+            o = o.transpose(0, 1).contiguous().view(t, b, 8).transpose(0, 1)
+        elif self.style == "head_major":
+            o = o.view(2, b, t, 4).permute(1, 2, 0, 3).reshape(b, t, 8)
+        else:
+            o = o.view(b, 2, t, 4).transpose(1, 2).reshape(b, t, 8)
+        return self.o(o)
+
+
+TRAPS += [
+    # heads merged into the batch for bmm: the heads of sdpa, or refused
+    Trap("bmm_heads_merged_into_batch", MergedHeads, _seq8, "sound"),
+    Trap("bmm_heads_merged_mha_style", lambda: MergedHeads("mha"), _seq8, "sound"),
+    Trap("bmm_heads_merged_head_major", lambda: MergedHeads("head_major"), _seq8, "refused"),
+    Trap("bmm_query_and_key_merged_differently", lambda: MergedHeads("mismatched"), _seq8, "refused"),
+    Trap("bmm_merged_weights_split_by_view", lambda: MergedHeads(fn=lambda w, v: torch.bmm(
+        w.view(2, 2, 5, 5).flip(1).reshape(4, 5, 5), v)), _seq8, "refused"),  # heads swapped per batch entry
+    Trap("bmm_merged_values_activated", lambda: MergedHeads(fn=lambda w, v: torch.bmm(w, torch.relu(v))), _seq8,
+         "refused"),
+    Trap("bmm_merged_values_rolled_over_batch", lambda: MergedHeads(fn=lambda w, v: torch.bmm(w, v.roll(1, 0))),
+         _seq8, "refused"),  # each query head would read the other head's values
+]
+
+
+class RepeatedQueryHeads(nn.Module):
+    """Query, key and value of 2 heads of 2, each head listed twice (``repeat(1, 2, 1, 1)``): 4 heads in form,
+    2 in fact; the graph's heads would be parallel edges."""
+
+    def __init__(self, eager: bool):
+        super().__init__()
+        self.eager = eager
+        self.q, self.k, self.v, self.o = nn.Linear(8, 4), nn.Linear(8, 4), nn.Linear(8, 4), nn.Linear(8, 3)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = (f(x).view(b, t, 2, 2).transpose(1, 2).repeat(1, 2, 1, 1) for f in (self.q, self.k, self.v))
+        o = (q @ k.transpose(-1, -2)).softmax(-1) @ v if self.eager else F.scaled_dot_product_attention(q, k, v)
+        return self.o(o.transpose(1, 2).reshape(b, t, 8))
+
+
+TRAPS += [
+    Trap("sdpa_query_heads_repeated", lambda: RepeatedQueryHeads(False), _seq8, "refused"),
+    Trap("eager_query_heads_repeated", lambda: RepeatedQueryHeads(True), _seq8, "refused"),
+]
+
+
+class KeywordScale(nn.Module):
+    """``forward(x, *, scale=None)``: the call ``model(x)`` leaves ``scale`` out, so the branch it skips must
+    not be in the graph (fx would trace ``scale`` as a tensor and take it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x, *, scale=None, gate: bool = True):
+        h = torch.relu(self.a(x))
+        if scale is not None:
+            h = h * scale
+        if gate:
+            h = h * torch.sigmoid(self.b(x))
+        return self.c(h)
+
+
+class KeywordMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x, *, mask):
+        return self.c(torch.relu(self.a(x)) * mask)
+
+
+TRAPS += [
+    Trap("keyword_only_defaults", KeywordScale, _vec, "sound"),
+    Trap("keyword_only_required", KeywordMask, _vec, "refused"),
+]
