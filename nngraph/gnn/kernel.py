@@ -164,15 +164,18 @@ class KernelDecoder(_BoxWeight):
             nn.init.zeros_(self.bias)
 
     def _bias(self, shape: tuple[int, int, int]) -> Tensor | None:
-        """``(K_s, out_channels)``: the bias at the positions of a kernel of ``shape``."""
+        """``(K_s * out_channels,)``, position-major: the bias at the positions of a kernel of ``shape``."""
         if self.bias is None:
             return None
-        bias = self.bias.view(-1, self.out_channels)  # (K_max, out_channels)
         pos = self._positions.get((shape, self.weight.device))
-        return bias if pos is None or pos.numel() == bias.size(0) else bias.index_select(0, pos)
+        if pos is None or pos.numel() * self.out_channels == self.bias.numel():
+            return self.bias
+        if self.out_channels == 1:
+            return self.bias.index_select(0, pos)  # (K_s,)
+        return self.bias.view(-1, self.out_channels).index_select(0, pos).reshape(-1)  # (K_s * out_channels,)
 
     def _weight(self, shape: tuple[int, int, int]) -> Tensor:
-        """``(K_s * out_channels, in_channels)``: the weight at the positions of a kernel of ``shape``."""
+        """``(K_s * out_channels, in_channels)``, position-major: the weight at the positions of ``shape``."""
         return self.sliced(shape).reshape(-1, self.in_channels)  # (K_s, C_out * C_in) -> (K_s * C_out, C_in)
 
     def forward(self, edge_feat: Tensor, kernel_shape: Tensor | None, num_entries: int | None = None) -> Tensor:
@@ -180,15 +183,14 @@ class KernelDecoder(_BoxWeight):
             num_entries = int(kernel_shape.long().prod(1).sum())
         if kernel_shape is None or num_entries == kernel_shape.size(0):  # every kernel is 1x1
             out = edge_feat @ self._weight((1, 1, 1)).t()  # (E, out_channels)
-            bias = self._bias((1, 1, 1))  # (1, out_channels)
+            bias = self._bias((1, 1, 1))  # (out_channels,)
             return out if bias is None else out + bias
         out = edge_feat.new_empty(num_entries, self.out_channels)  # (W, out_channels)
         for shape, edges, rows in kernel_groups(kernel_shape, num_entries):
-            k = edge_feat[edges] @ self._weight(shape).t()  # (E_s, K_s * out_channels)
-            k = k.view(k.size(0), -1, self.out_channels)  # (E_s, K_s, out_channels)
+            k = edge_feat[edges] @ self._weight(shape).t()  # (E_s, K_s * out_channels), position-major
             bias = self._bias(shape)
             k = k if bias is None else k + bias
-            out.index_copy_(0, rows.reshape(-1), k.reshape(-1, self.out_channels))
+            out.index_copy_(0, rows.reshape(-1), k.reshape(-1, self.out_channels))  # (E_s * K_s, out_channels)
         return out  # (W, out_channels)
 
     def __repr__(self) -> str:
