@@ -260,8 +260,6 @@ def editor_budget(args: argparse.Namespace, scaler: GraphScaler, boxes: list) ->
     (those the zoo's kernel shapes ``boxes`` reach) are closest to the single-output editor's
     (:func:`tasks.budget.match_head_dim`); otherwise the encoder's ``--hidden-dim``.
     """
-    if args.ensemble < 1:
-        raise ValueError(f"--ensemble must be at least 1, got {args.ensemble}")
     with torch.device("meta"):  # counting only: no memory, no random numbers drawn
         reference = GraphEditor(scaler, args.hidden_dim, args.num_layers, args.probes)
         ref = own = parameter_counts(reference, boxes)
@@ -277,6 +275,8 @@ def editor_budget(args: argparse.Namespace, scaler: GraphScaler, boxes: list) ->
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train and score every method; returns the results rows (and writes results.json, curves, render grid)."""
+    if args.ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, got {args.ensemble}")
     progress = start_run(args, METHODS, "inr", "INR editing")
     splits = {"train": load_split(args.zoo, "train", args.probes, max_items=args.max_train),
               "val": load_split(args.zoo, "val", args.probes), "test": load_split(args.zoo, "test", args.probes)}
