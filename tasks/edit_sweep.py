@@ -92,9 +92,9 @@ def format_summary(rows: list[dict]) -> str:
     for r in rows:
         params = f"{r['params_used']} / {r['params_total']}" if "params_used" in r else ""
         change = "" if r.get("vs_k1") is None else f"{100 * r['vs_k1']:+.1f}%"
-        lines.append(f"| {r['method']} | {r['k'] or ''} | {r['n']} | {cell(r, 'value', '.5f')} | "
-                     f"{cell(r, 'mse_background', '.5f')} | {cell(r, 'mse_stroke', '.5f')} | {cell(r, 'speckle', '.3f')} | "
-                     f"{change} | {r.get('head_dim', '')} | {params} |")
+        errors = " | ".join(cell(r, f, ".3f" if f == "speckle" else ".5f") for f in FIELDS)
+        lines.append(f"| {r['method']} | {r['k'] or ''} | {r['n']} | {errors} | {change} | {r.get('head_dim', '')} | "
+                     f"{params} |")
     return "\n".join(lines)
 
 
