@@ -10,7 +10,10 @@ unedited INR), and an MLP on the flattened weights that predicts the flat delta;
 background and the strokes of the target and the fraction of speckled background pixels (:func:`edit_quality`).
 
 Options: ``--flip`` (sign-flip augmentation), ``--head-scale``, ``--first-layer-gain`` (damp or freeze the
-first layer's deltas), ``--render-res`` (training loss on a finer grid). Measured in ``tasks/README.md``.
+first layer's deltas), ``--render-res`` (training loss on a finer grid), ``--ensemble K`` (output ensembles,
+Dayan, Eitan & Maron, ICML 2026: the head predicts ``K`` deltas per parameter and the edited INR is the
+pixel-wise mean of the ``K`` edited SIRENs; row ``encoder_kK``; with ``--ensemble-match-params`` the head's
+width keeps the encoder's parameter budget, :mod:`tasks.budget`). Measured in ``tasks/README.md``.
 """
 from __future__ import annotations
 
@@ -28,9 +31,10 @@ from nngraph.zoo import build_model
 
 from .augment import sign_flip
 from .baselines import flat_weights
+from .budget import kernel_boxes, match_head_dim, parameter_counts
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .models import GraphEditor, VectorMLP
-from .render import INRRenderer, dilate, render_module
+from .render import INRRenderer, dilate, render_ensemble, render_module
 from .report import plot_edit_grid, row, save_run
 from .scaling import GraphScaler
 from .splits import load_split
@@ -55,6 +59,13 @@ def build_parser(prog: str = "python -m tasks.inr_editing") -> argparse.Argument
                    help="fixed factor on the first layer's (frequency) deltas; 0 freezes that layer")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                    help="sign-flip augmentation of training graphs (encoder)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="deltas per parameter: the edited INR is the pixel-wise mean of K edited SIRENs "
+                        "(row encoder_kK; 1: a single edited SIREN, row encoder)")
+    p.add_argument("--ensemble-match-params", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --ensemble K > 1, pick the head's hidden width so that the encoder's parameters "
+                        "stay within 5%% of the K = 1 model's at the same --hidden-dim (counting the "
+                        "parameters the zoo's kernels reach, see tasks.budget)")
     add_optional_args(p, "max_train", what="INRs")
     add_run_args(p)
     return p
@@ -82,11 +93,13 @@ def upsample_target(target: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def rendering_loss(renderer: INRRenderer, fine: INRRenderer | None = None):
     """``loss(x, edge_attr, num_graphs, target, reduction)``: MSE of the rendered SIRENs to ``target``, on
-    ``fine``'s grid (against the upsampled target) when given, else on ``renderer``'s."""
+    ``fine``'s grid (against the upsampled target) when given, else on ``renderer``'s. Features ``(k, N, F)``,
+    ``(k, W, 1)`` (:func:`tasks.models.apply_deltas`) render as the mean of the ``k`` INRs."""
     r = fine if fine is not None else renderer
 
     def loss(x, edge_attr, num_graphs, target, reduction="mean"):
-        image = r(x, edge_attr, num_graphs)  # (B, C, R, R)
+        # (N, F), (W, 1): one INR per graph; (k, N, F), (k, W, 1): the mean of k (an ensemble edit)
+        image = r.ensemble(x, edge_attr, num_graphs) if x.dim() == 3 else r(x, edge_attr, num_graphs)  # (B, C, R, R)
         return nn.functional.mse_loss(image, upsample_target(target, r.resolution), reduction=reduction)
 
     return loss
@@ -108,29 +121,31 @@ def edit_quality(images: torch.Tensor, target: torch.Tensor, dark: float = 0.05,
 def train_editor(train_graphs, val_graphs, renderer: INRRenderer, scaler: GraphScaler, out_dir: str,
                  hidden_dim=32, num_layers=3, probe_dim=0, epochs=30, batch_size=32, lr=2e-3, weight_decay=0.0,
                  patience=15, seed=0, device="cpu", progress=True, train_renderer: INRRenderer | None = None,
-                 init_scale=0.01, depth_gain=None, augment=None):
+                 init_scale=0.01, depth_gain=None, augment=None, num_outputs=1, head_dim=None):
     """Train a :class:`~tasks.models.GraphEditor` on the rendering loss; returns ``(model, FitResult)``.
 
     ``train_renderer``: renders the training loss (a finer grid); validation (the monitored ``val_loss``)
     always renders with ``renderer``, the grid the task scores on. ``augment``: batch -> batch on
-    training batches (e.g. sign flips; the target image does not change).
+    training batches (e.g. sign flips; the target image does not change). ``num_outputs`` > 1: an
+    ensemble editor, scored on the mean render of its members; ``head_dim``: the width of its head.
     """
     seed_everything(seed)
-    model = GraphEditor(scaler, hidden_dim, num_layers, probe_dim, init_scale=init_scale, depth_gain=depth_gain)
+    model = GraphEditor(scaler, hidden_dim, num_layers, probe_dim, init_scale=init_scale, depth_gain=depth_gain,
+                        num_outputs=num_outputs, head_dim=head_dim)
     train_loss, val_loss = rendering_loss(renderer, train_renderer), rendering_loss(renderer)
 
     def batch_mse(m, batch, reduction="mean"):
         if augment is not None:
             batch = augment(batch)
-        dx, de = m(batch)  # (N, 5), (E, K)
-        return train_loss(batch.x + dx, batch.edge_attr + de, batch.num_graphs, batch.target, reduction)
+        xs, edge_attrs = m.edit(batch)  # (k, N, 5), (k, W, 1)
+        return train_loss(xs, edge_attrs, batch.num_graphs, batch.target, reduction)
 
     def eval_fn(m, loader):
         total, n = 0.0, 0
         for batch in loader:
             batch = batch.to(device)
-            dx, de = m(batch)
-            total += float(val_loss(batch.x + dx, batch.edge_attr + de, batch.num_graphs, batch.target, "sum"))
+            xs, edge_attrs = m.edit(batch)  # (k, N, 5), (k, W, 1)
+            total += float(val_loss(xs, edge_attrs, batch.num_graphs, batch.target, "sum"))
             n += batch.target.numel()
         return {"val_loss": total / n}
 
@@ -142,22 +157,50 @@ def train_editor(train_graphs, val_graphs, renderer: INRRenderer, scaler: GraphS
                 "n_train": len(train_graphs), "init_scale": init_scale,
                 "depth_gain": None if depth_gain is None else list(depth_gain),
                 "train_resolution": (train_renderer or renderer).resolution,
-                "augment": getattr(augment, "__name__", None)}
+                "augment": getattr(augment, "__name__", None), "num_outputs": num_outputs,
+                "head_dim": model.head.head_dim}
     result = fit(model, train_graphs, val_graphs, batch_mse, eval_fn, config, settings)
     return model, result
 
 
 @torch.no_grad()
-def edit_graphs(model: nn.Module, graphs: list, batch_size: int = 64) -> list:
-    """The edited graphs (``x + dx``, ``edge_attr + de``), one ``Data`` per input graph."""
+def edit_ensembles(model: GraphEditor, graphs: list, batch_size: int = 64) -> list[list]:
+    """The ``k`` edited graphs (``x + dx_j``, ``edge_attr + de_j``) of every input graph: ``[[Data] * k, ...]``."""
     model.eval()
     out = []
     for batch in make_loader(graphs, batch_size):
-        dx, de = model(batch)
-        edited = batch.clone()
-        edited.x, edited.edge_attr = batch.x + dx, batch.edge_attr + de
-        out += edited.to_data_list()
+        xs, edge_attrs = model.edit(batch)  # (k, N, 5), (k, W, 1)
+        members = []
+        for x, edge_attr in zip(xs, edge_attrs):
+            edited = batch.clone()
+            edited.x, edited.edge_attr = x, edge_attr
+            members.append(edited.to_data_list())
+        out += [list(graph_members) for graph_members in zip(*members)]  # k lists of B -> B lists of k
     return out
+
+
+def edit_graphs(model: GraphEditor, graphs: list, batch_size: int = 64) -> list:
+    """The edited graphs (``x + dx``, ``edge_attr + de``), one ``Data`` per input graph (a single-output editor)."""
+    if model.num_outputs != 1:
+        raise ValueError(f"the editor predicts {model.num_outputs} deltas per parameter: use edit_ensembles")
+    return [members[0] for members in edit_ensembles(model, graphs, batch_size)]
+
+
+def render_edits(model: GraphEditor, graphs: list, template: nn.Module,
+                 resolution: int) -> tuple[torch.Tensor, list[list[nn.Module]]]:
+    """Evaluation: the deltas applied with ``nngraph.from_graph`` to real modules, each ensemble's renders averaged.
+
+    Returns:
+        ``(M, C, H, W)`` images and, per graph, its ``k`` edited modules.
+    """
+    modules = [[nngraph.from_graph(g, template) for g in members] for members in edit_ensembles(model, graphs)]
+    images = torch.stack([render_ensemble(ms, resolution) for ms in modules])  # (M, C, H, W)
+    return images, modules
+
+
+def method_name(k: int) -> str:
+    """The results row (and run directory) of the encoder with ``k`` deltas per parameter."""
+    return "encoder" if k == 1 else f"encoder_k{k}"
 
 
 class FlatEditor(nn.Module):
@@ -210,8 +253,30 @@ def train_flat_editor(flat, targets, renderer: INRRenderer, out_dir: str, epochs
     return model, result
 
 
+def editor_budget(args: argparse.Namespace, scaler: GraphScaler, boxes: list) -> dict:
+    """The head width of the editor of ``args`` and the parameter counts of it and of the ``k = 1`` editor.
+
+    ``--ensemble K`` with ``--ensemble-match-params``: the width at which the ``K``-output editor's parameters
+    (those the zoo's kernel shapes ``boxes`` reach) are closest to the single-output editor's
+    (:func:`tasks.budget.match_head_dim`); otherwise the encoder's ``--hidden-dim``.
+    """
+    with torch.device("meta"):  # counting only: no memory, no random numbers drawn
+        reference = GraphEditor(scaler, args.hidden_dim, args.num_layers, args.probes)
+        ref = own = parameter_counts(reference, boxes)
+        head_dim = args.hidden_dim
+        if args.ensemble > 1 and args.ensemble_match_params:
+            head_dim, own = match_head_dim(reference, reference.head, args.ensemble, boxes)
+        elif args.ensemble > 1:
+            own = parameter_counts(GraphEditor(scaler, args.hidden_dim, args.num_layers, args.probes,
+                                               num_outputs=args.ensemble), boxes)
+    return {"head_dim": head_dim, "params_used": own["used"], "params_total": own["total"],
+            "params_used_k1": ref["used"], "params_total_k1": ref["total"]}
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Train and score every method; returns the results rows (and writes results.json, curves, render grid)."""
+    if args.ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, got {args.ensemble}")
     progress = start_run(args, METHODS, "inr", "INR editing")
     splits = {"train": load_split(args.zoo, "train", args.probes, max_items=args.max_train),
               "val": load_split(args.zoo, "val", args.probes), "test": load_split(args.zoo, "test", args.probes)}
@@ -240,24 +305,33 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     if "encoder" in args.methods:
         start = time.perf_counter()
+        k, name = args.ensemble, method_name(args.ensemble)
         scaler = GraphScaler().fit(graphs["train"])
         gain = None if args.first_layer_gain == 1.0 else [args.first_layer_gain]
-        model, result = train_editor(graphs["train"], graphs["val"], renderer, scaler, run_dir(args.out, "encoder"),
+        budget = editor_budget(args, scaler, kernel_boxes(graphs["train"]))
+        print(f"{name}: head width {budget['head_dim']}; {budget['params_used']} parameters used by the zoo's "
+              f"kernels ({budget['params_total']} in all), k = 1: {budget['params_used_k1']} "
+              f"({budget['params_total_k1']})", flush=True)
+        model, result = train_editor(graphs["train"], graphs["val"], renderer, scaler, run_dir(args.out, name),
                                      args.hidden_dim, args.num_layers, args.probes, args.epochs, args.batch_size,
                                      args.lr, args.weight_decay, args.patience, args.seed, args.device, progress,
                                      train_renderer=fine, init_scale=args.head_scale, depth_gain=gain,
-                                     augment=sign_flip if args.flip else None)
-        edited = edit_graphs(model, graphs["test"])
-        modules = [nngraph.from_graph(g, template) for g in edited]  # the real edited SIRENs
-        images = torch.stack([render_module(m, resolution) for m in modules])  # (M, C, H, W)
+                                     augment=sign_flip if args.flip else None, num_outputs=k,
+                                     head_dim=budget["head_dim"])
+        images, modules = render_edits(model, graphs["test"], template, resolution)  # the real edited SIRENs
         mse = float(nn.functional.mse_loss(images, targets["test"]))
-        histories["encoder"] = result.history
-        grid["encoder edit"] = images[shown, 0].numpy()
-        fine_grid["encoder edit"] = torch.stack([render_module(modules[i], zoom) for i in shown])[:, 0].numpy()
-        rows.append(row(TASK, "encoder", "test_mse", mse, time.perf_counter() - start,
-                        note="NodeEdgeHead deltas, applied with from_graph; " + note,
+        histories[name] = result.history
+        label = "encoder edit" if k == 1 else f"encoder edit (mean of {k})"
+        grid[label] = images[shown, 0].numpy()
+        fine_grid[label] = torch.stack([render_ensemble(modules[i], zoom) for i in shown])[:, 0].numpy()
+        if k > 1:  # one member on its own: what the mean adds
+            grid[f"member 1 of {k}"] = torch.stack([render_module(modules[i][0], resolution)
+                                                    for i in shown])[:, 0].numpy()
+        what = "NodeEdgeHead deltas" if k == 1 else f"mean render of {k} NodeEdgeHead edits"
+        rows.append(row(TASK, name, "test_mse", mse, time.perf_counter() - start,
+                        note=f"{what}, applied with from_graph; " + note, k=k, **budget,
                         **edit_quality(images, targets["test"])))
-        print(f"encoder: test MSE {mse:.5f}", flush=True)
+        print(f"{name}: test MSE {mse:.5f}", flush=True)
 
     if "flat_mlp" in args.methods:
         start = time.perf_counter()

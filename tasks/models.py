@@ -10,7 +10,7 @@ from nngraph.zoo.specs import ACTIVATIONS
 
 from .scaling import GraphScaler
 
-__all__ = ["GraphPredictor", "GraphEditor", "VectorMLP"]
+__all__ = ["GraphPredictor", "GraphEditor", "VectorMLP", "apply_deltas"]
 
 
 def max_box(kernel_box) -> tuple[int, int, int]:
@@ -38,31 +38,55 @@ class GraphPredictor(nn.Module):
         return self.encoder(self.scaler(batch))  # (B, out_dim)
 
 
+def apply_deltas(x: torch.Tensor, edge_attr: torch.Tensor, dx: torch.Tensor,
+                 de: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` edited feature tables of an ensemble edit: ``x + dx_j`` and ``edge_attr + de_j``.
+
+    Shapes:
+        - **input:** ``x`` :math:`(N, F)`, ``edge_attr`` :math:`(W, 1)`, ``dx`` :math:`(N, k F)` (delta-major,
+          as :class:`~nngraph.gnn.NodeEdgeHead` lays it out), ``de`` :math:`(W, k)`
+        - **output:** :math:`(k, N, F)`, :math:`(k, W, 1)`
+    """
+    k = de.shape[1]
+    if dx.shape != (x.shape[0], k * x.shape[1]) or de.shape[0] != edge_attr.shape[0]:
+        raise ValueError(f"deltas {tuple(dx.shape)}, {tuple(de.shape)} do not fit features {tuple(x.shape)}, "
+                         f"{tuple(edge_attr.shape)}: expected (N, k * F) and (W, k)")
+    xs = x.unsqueeze(0) + dx.view(x.shape[0], k, x.shape[1]).transpose(0, 1)  # (k, N, F)
+    edge_attrs = edge_attr.unsqueeze(0) + de.t().unsqueeze(-1)  # (k, W, 1)
+    return xs, edge_attrs
+
+
 class GraphEditor(nn.Module):
-    """Predicts a delta for every weight and bias: ``encoder.encode`` + ``NodeEdgeHead``.
+    """Predicts ``k`` deltas for every weight and bias: ``encoder.encode`` + ``NodeEdgeHead``.
 
     The deltas are multiplied back by the scaler's per-depth scales (so a unit output moves a weight by
     the typical size of the weights of its layer) and masked to entries that hold parameters (the bias
-    column of non-input neurons; weight edges).
+    column of non-input neurons; weight edges). With ``num_outputs=k > 1`` the edit is an output
+    ensemble: the edited INR is the pixel-wise mean of the ``k`` INRs of :func:`apply_deltas`.
 
     Args:
         init_scale: initial value of the head's learnable output scale.
         depth_gain: optional fixed factors on the deltas per depth, ``depth_gain[d - 1]`` for the weights
             into and the biases of layer ``d`` (``[0.1]``: first-layer deltas ten times smaller; ``0`` freezes
             that layer). Default: 1 everywhere.
+        num_outputs: ``k``, the deltas per parameter. (default: 1, a single edited INR)
+        head_dim: width of the head's hidden layers. (default: ``hidden_dim``)
 
     Shapes:
-        - **output:** ``dx`` :math:`(N, 5)`, ``de`` :math:`(W, 1)` (laid out as ``edge_attr``)
+        - **output:** ``dx`` :math:`(N, 5k)` (delta-major: ``dx.view(N, k, 5)``), ``de`` :math:`(W, k)` (rows
+          laid out as ``edge_attr``); for ``k = 1`` :math:`(N, 5)` and :math:`(W, 1)`
     """
 
     def __init__(self, scaler: GraphScaler, hidden_dim: int = 32, num_layers: int = 3, probe_dim: int = 0,
-                 init_scale: float = 0.01, depth_gain=None):
+                 init_scale: float = 0.01, depth_gain=None, num_outputs: int = 1, head_dim: int | None = None):
         super().__init__()
         self.scaler = scaler
+        self.num_outputs = num_outputs
         self.encoder = nngraph.NeuralGraphEncoder(1, hidden_dim=hidden_dim, num_layers=num_layers,
                                                   probe_dim=probe_dim)
         self.encoder.readout.requires_grad_(False)  # unused: per-weight outputs only
-        self.head = nngraph.NodeEdgeHead(hidden_dim, init_scale=init_scale)
+        self.head = nngraph.NodeEdgeHead(hidden_dim, init_scale=init_scale, num_outputs=num_outputs,
+                                         head_dim=head_dim)
         gain = torch.ones(scaler.max_layers)
         if depth_gain is not None:
             for depth, g in enumerate(depth_gain, start=1):  # depth d: the weights into / biases of layer d
@@ -71,16 +95,23 @@ class GraphEditor(nn.Module):
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         h, e = self.encoder.encode(self.scaler(batch))  # (N, H), (E, H)
-        dx, de = self.head(h, e, batch.kernel_shape, batch.edge_attr.size(0))  # (N, 5), (W, 1)
+        dx, de = self.head(h, e, batch.kernel_shape, batch.edge_attr.size(0))  # (N, 5k), (W, k)
+        n, k = dx.shape[0], self.num_outputs
+        dx = dx.view(n, k, -1)  # (N, k, 5)
         node_gain = self.depth_gain[self.scaler._depth(batch.layer)]  # (N,)
-        node_mask = torch.zeros_like(dx)
-        node_mask[:, schema.BIAS] = (batch.node_type != int(schema.NodeType.INPUT)).to(dx.dtype)
-        dx = dx * node_mask * (self.scaler.node_factor(batch) * node_gain).unsqueeze(-1)
+        node_mask = torch.zeros_like(dx[:, :1])  # (N, 1, 5)
+        node_mask[..., schema.BIAS] = (batch.node_type != int(schema.NodeType.INPUT)).to(dx.dtype).unsqueeze(-1)
+        dx = dx * node_mask * (self.scaler.node_factor(batch) * node_gain).view(n, 1, 1)
         weight, depth = self.scaler._weight_entries(batch)  # (W,) each: per row of edge_attr
         edge_mask = weight.to(de.dtype).unsqueeze(-1)  # (W, 1)
         edge_gain = self.depth_gain[depth].unsqueeze(-1)  # (W, 1)
-        de = de * edge_mask * self.scaler.edge_factor(batch) * edge_gain
-        return dx, de
+        de = de * edge_mask * self.scaler.edge_factor(batch) * edge_gain  # (W, k)
+        return dx.reshape(n, -1), de  # (N, 5k), (W, k)
+
+    def edit(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(k, N, 5)``, ``(k, W, 1)``: the features of the ``k`` edited INRs of every graph of ``batch``."""
+        dx, de = self(batch)
+        return apply_deltas(batch.x, batch.edge_attr, dx, de)
 
 
 class VectorMLP(nn.Module):

@@ -95,7 +95,8 @@ def _build(settings: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Modul
                               settings["probe_dim"], settings.get("dropout", 0.0), tuple(settings["kernel_box"]))
     if kind == "graph_editor":
         return GraphEditor(GraphScaler(), settings["hidden_dim"], settings["num_layers"], settings["probe_dim"],
-                           init_scale=settings["init_scale"], depth_gain=settings.get("depth_gain"))
+                           init_scale=settings["init_scale"], depth_gain=settings.get("depth_gain"),
+                           num_outputs=settings.get("num_outputs", 1), head_dim=settings.get("head_dim"))
     if kind == "flat_editor":
         from .inr_editing import FlatEditor
 
@@ -256,17 +257,18 @@ def evaluate(name: str, zoo: str, split: str = "test", directory: str | None = N
 
 
 def _evaluate_editing(model: nn.Module, meta: dict, args, zoo: str, split: str) -> dict[str, Any]:
-    from .inr_editing import attach_targets, edit_graphs, edit_quality
+    from .inr_editing import attach_targets, edit_quality, render_edits
     from .render import render_module
 
-    probes = args.probes if meta["method"] == "encoder" else 0
+    graph_editor = meta["settings"]["model"] == "graph_editor"  # the encoder, with k >= 1 deltas per parameter
+    probes = args.probes if graph_editor else 0
     data = load_split(zoo, split, probes)
     graphs = attach_targets(data, args.dilation)
     targets = torch.cat([g.target for g in graphs])  # (M, C, H, W)
     resolution = targets.shape[-1]
     template = build_model(data.entries[0]["spec"])
-    if meta["method"] == "encoder":
-        modules = [nngraph.from_graph(g, template) for g in edit_graphs(model, graphs)]
+    if graph_editor:
+        images, _ = render_edits(model, graphs, template, resolution)  # (M, C, H, W): mean over each ensemble
     else:  # the flat-delta MLP: parameters in named_parameters order, as it was trained
         flat = torch.stack([nn.utils.parameters_to_vector(m.parameters()).detach() for m in data.models])  # (M, P)
         with torch.no_grad():
@@ -276,7 +278,7 @@ def _evaluate_editing(model: nn.Module, meta: dict, args, zoo: str, split: str) 
             m = build_model(data.entries[0]["spec"])
             nn.utils.vector_to_parameters(row, m.parameters())
             modules.append(m)
-    images = torch.stack([render_module(m, resolution) for m in modules])  # (M, C, H, W)
+        images = torch.stack([render_module(m, resolution) for m in modules])  # (M, C, H, W)
     originals = torch.stack([render_module(m, resolution) for m in data.models])  # (M, C, H, W), unedited
     return {"value": float(nn.functional.mse_loss(images, targets)), "images": images, "targets": targets,
             "originals": originals, **edit_quality(images, targets)}

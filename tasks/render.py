@@ -16,7 +16,7 @@ from torch import nn
 import nngraph
 from nngraph.zoo.inr_meta import INRMetadata
 
-__all__ = ["INRRenderer", "render_module", "dilate"]
+__all__ = ["INRRenderer", "render_module", "render_ensemble", "dilate"]
 
 
 class INRRenderer:
@@ -60,6 +60,23 @@ class INRRenderer:
         """``(B, C, H, W)`` images of the INRs whose weights are in ``(x, edge_attr)``."""
         return self.render_params(self.params(x, edge_attr, num_graphs))
 
+    def ensemble(self, xs: torch.Tensor, edge_attrs: torch.Tensor, num_graphs: int) -> torch.Tensor:
+        """``(B, C, H, W)``: the pixel-wise mean of the ``k`` INRs of every graph.
+
+        ``xs`` ``(k, N, F)`` and ``edge_attrs`` ``(k, W, 1)`` hold the features of the ``k`` members (as
+        :func:`tasks.models.apply_deltas` stacks them); all ``k * B`` INRs render in one vectorised call.
+        """
+        if xs.dim() != 3 or edge_attrs.dim() != 3 or xs.shape[0] != edge_attrs.shape[0]:
+            raise ValueError(f"ensemble features must be (k, N, F) and (k, W, 1), got {tuple(xs.shape)} and "
+                             f"{tuple(edge_attrs.shape)}")
+        k = xs.shape[0]
+        members = [self.params(x, e, num_graphs) for x, e in zip(xs, edge_attrs)]  # k x {name: (B, *shape)}
+        if k == 1:  # the single INR itself, rendered as __call__ renders it (no copy, the same kernels)
+            return self.render_params(members[0])
+        params = {n: torch.cat([m[n] for m in members]) for n in members[0]}  # {name: (k * B, *shape)}
+        images = self.render_params(params)  # (k * B, C, H, W), member-major
+        return images.view(k, num_graphs, *images.shape[1:]).mean(0)  # (B, C, H, W)
+
     @property
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.shapes.values())
@@ -85,6 +102,13 @@ def render_module(module: nn.Module, resolution: int, inr: INRMetadata | None = 
     with torch.no_grad():
         out = module(coords)  # (P, C)
     return out.t().reshape(-1, resolution, resolution)  # (C, H, W)
+
+
+def render_ensemble(modules: list[nn.Module], resolution: int, inr: INRMetadata | None = None) -> torch.Tensor:
+    """``(C, H, W)``: the pixel-wise mean of real INR modules (the members of one ensemble edit)."""
+    if not modules:
+        raise ValueError("an ensemble needs at least one module")
+    return torch.stack([render_module(m, resolution, inr) for m in modules]).mean(0)  # (k, C, H, W) -> (C, H, W)
 
 
 def dilate(images: torch.Tensor, size: int = 3) -> torch.Tensor:

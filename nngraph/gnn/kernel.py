@@ -121,58 +121,79 @@ class KernelLinear(_BoxWeight):
 
 
 class KernelDecoder(_BoxWeight):
-    r"""Linear map from ``in_channels`` edge features to a kernel of the edge's own shape.
+    r"""Linear map from ``in_channels`` edge features to ``out_channels`` kernels of the edge's own shape.
 
-    The transpose of :class:`KernelLinear`: the output is the centre block, of the edge's
+    The transpose of :class:`KernelLinear`: output channel :math:`j` is the centre block, of the edge's
     ``kernel_shape``, of a kernel predicted in ``max_kernel_box``; it is laid out as the graph's
-    ``edge_attr`` (one row per kernel entry), so ``edge_attr + delta`` is an edited graph.
+    ``edge_attr`` (one row per kernel entry), so ``edge_attr + delta[:, j:j + 1]`` is an edited graph.
 
     .. math::
-        \mathbf{w}_{uv} = \operatorname{crop}_{s(uv)}\big(\mathbf{W} \mathbf{h}_{uv} + \mathbf{b}\big)
+        \mathbf{w}^{(j)}_{uv} = \operatorname{crop}_{s(uv)}\big(\mathbf{W}^{(j)} \mathbf{h}_{uv}
+            + \mathbf{b}^{(j)}\big)
 
     Args:
         in_channels (int): input width.
         max_kernel_box (tuple[int, int, int]): largest box accepted. (default: :obj:`(3, 7, 7)`)
         bias (bool): learn an additive bias. (default: :obj:`True`)
+        out_channels (int): kernels predicted per edge. (default: :obj:`1`)
+
+    ``weight`` is :math:`(\prod B_{\max}, \text{out\_channels} \cdot \text{in\_channels})` (row: a box
+    position; columns: :math:`\mathbf{W}^{(j)}` of each channel :math:`j` in turn) and ``bias``
+    :math:`(\prod B_{\max} \cdot \text{out\_channels},)` (position-major); with one output channel they
+    are the :math:`(\prod B_{\max}, \text{in\_channels})` matrix and the :math:`(\prod B_{\max},)` vector.
 
     Shapes:
         - **input:** edge features :math:`(E, \text{in\_channels})`, ``kernel_shape`` :math:`(E, 3)`
           (:obj:`None`: every kernel is 1x1), the number :math:`W` of kernel entries
-        - **output:** :math:`(W, 1)`
+        - **output:** :math:`(W, \text{out\_channels})`
     """
 
-    def __init__(self, in_channels: int, max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, bias: bool = True):
-        super().__init__(in_channels, max_kernel_box)
-        self.bias = nn.Parameter(torch.empty(self.weight.size(0))) if bias else None
+    def __init__(self, in_channels: int, max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, bias: bool = True,
+                 out_channels: int = 1):
+        if out_channels < 1:
+            raise ValueError(f"out_channels must be at least 1, got {out_channels}")
+        super().__init__(in_channels * out_channels, max_kernel_box)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.bias = nn.Parameter(torch.empty(self.weight.size(0) * out_channels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self):
-        bound = 1.0 / math.sqrt(self.channels)
+        bound = 1.0 / math.sqrt(self.in_channels)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
     def _bias(self, shape: tuple[int, int, int]) -> Tensor | None:
+        """``(K_s * out_channels,)``, position-major: the bias at the positions of a kernel of ``shape``."""
         if self.bias is None:
             return None
         pos = self._positions.get((shape, self.weight.device))
-        return self.bias if pos is None or pos.numel() == self.bias.numel() else self.bias.index_select(0, pos)
+        if pos is None or pos.numel() * self.out_channels == self.bias.numel():
+            return self.bias
+        if self.out_channels == 1:
+            return self.bias.index_select(0, pos)  # (K_s,)
+        return self.bias.view(-1, self.out_channels).index_select(0, pos).reshape(-1)  # (K_s * out_channels,)
+
+    def _weight(self, shape: tuple[int, int, int]) -> Tensor:
+        """``(K_s * out_channels, in_channels)``, position-major: the weight at the positions of ``shape``."""
+        return self.sliced(shape).reshape(-1, self.in_channels)  # (K_s, C_out * C_in) -> (K_s * C_out, C_in)
 
     def forward(self, edge_feat: Tensor, kernel_shape: Tensor | None, num_entries: int | None = None) -> Tensor:
         if kernel_shape is not None and num_entries is None:
             num_entries = int(kernel_shape.long().prod(1).sum())
         if kernel_shape is None or num_entries == kernel_shape.size(0):  # every kernel is 1x1
-            weight = self.sliced((1, 1, 1))  # (1, in_channels)
-            out = edge_feat @ weight.t()  # (E, 1)
-            bias = self._bias((1, 1, 1))
+            out = edge_feat @ self._weight((1, 1, 1)).t()  # (E, out_channels)
+            bias = self._bias((1, 1, 1))  # (out_channels,)
             return out if bias is None else out + bias
-        out = edge_feat.new_empty(num_entries)  # (W,)
+        out = edge_feat.new_empty(num_entries, self.out_channels)  # (W, out_channels)
         for shape, edges, rows in kernel_groups(kernel_shape, num_entries):
-            k = edge_feat[edges] @ self.sliced(shape).t()  # (E_s, K_s)
+            k = edge_feat[edges] @ self._weight(shape).t()  # (E_s, K_s * out_channels), position-major
             bias = self._bias(shape)
             k = k if bias is None else k + bias
-            out.index_copy_(0, rows.reshape(-1), k.reshape(-1))
-        return out.view(num_entries, 1)  # (W, 1)
+            out.index_copy_(0, rows.reshape(-1), k.reshape(-1, self.out_channels))  # (E_s * K_s, out_channels)
+        return out  # (W, out_channels)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(in_channels={self.channels}, max_kernel_box={self.max_kernel_box})"
+        extra = "" if self.out_channels == 1 else f", out_channels={self.out_channels}"
+        return (f"{self.__class__.__name__}(in_channels={self.in_channels}, "
+                f"max_kernel_box={self.max_kernel_box}{extra})")

@@ -3,6 +3,8 @@ import torch
 
 import nngraph
 from nngraph.gnn import NeuralGraphEncoder, NodeEdgeHead
+from nngraph.testing import assert_equivariant
+from nngraph.zoo import build_model, siren_spec
 
 from .models import example
 
@@ -41,3 +43,46 @@ def test_edits_a_model_through_from_graph():
     g2.edge_attr = g.edge_attr + de.detach()
     edited = nngraph.from_graph(g2, model)
     assert torch.allclose(edited[0].weight, model[0].weight + 0.1, atol=0.05)
+
+
+def test_k_outputs_shapes_and_repr():
+    torch.manual_seed(0)
+    head = NodeEdgeHead(16, num_outputs=3, head_dim=8)
+    assert repr(head) == ("NodeEdgeHead(16, node_out_dim=5, max_kernel_box=(3, 7, 7), init_scale=0.01, "
+                          "num_outputs=3, head_dim=8)")
+    g = nngraph.to_graph(*example("cnn3", torch.float32))
+    h, e = NeuralGraphEncoder(1, hidden_dim=16).encode(g)
+    dx, de = head(h, e, g.kernel_shape, g.edge_attr.size(0))
+    assert dx.shape == (g.num_nodes, 3 * 5) and de.shape == (g.edge_attr.size(0), 3)
+    members = dx.view(g.num_nodes, 3, 5)  # (N, k, 5): delta j of every node
+    assert not torch.allclose(members[:, 0], members[:, 1]) and not torch.allclose(de[:, 0], de[:, 2])
+    with pytest.raises(ValueError, match="num_outputs"):
+        NodeEdgeHead(16, num_outputs=0)
+    with pytest.raises(ValueError, match="head_dim"):
+        NodeEdgeHead(16, head_dim=0)
+
+
+def test_one_output_is_the_single_output_head():
+    """``num_outputs=1`` keeps the parameters (names, shapes, initial values) and the outputs."""
+    torch.manual_seed(0)
+    default = NodeEdgeHead(16)
+    torch.manual_seed(0)
+    explicit = NodeEdgeHead(16, num_outputs=1, head_dim=16)
+    a, b = default.state_dict(), explicit.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert explicit.edge_out.weight.shape == (147, 16) and explicit.edge_out.bias.shape == (147,)
+
+
+@pytest.mark.parametrize("arch", ["siren", "cnn3"])
+def test_k_output_head_is_equivariant_float64(arch):
+    """Relabelling the hidden neurons of a real SIREN (and a CNN, mixed kernels) permutes all k deltas."""
+    if arch == "siren":
+        model = build_model(siren_spec(2, [8, 6], 1, 30.0)).double()
+        inputs = (torch.rand(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64),)
+    else:
+        model, inputs = example(arch)
+    torch.manual_seed(1)
+    encoder = NeuralGraphEncoder(1, hidden_dim=16, num_layers=2).double()
+    head = NodeEdgeHead(16, num_outputs=4, head_dim=8, init_scale=1.0).double()
+    errors = assert_equivariant(encoder, model, inputs, generator=torch.Generator().manual_seed(0), head=head)
+    assert set(errors) == {"node", "edge", "head_node", "head_edge"} and max(errors.values()) < 1e-10

@@ -68,3 +68,25 @@ def test_kernel_decoder_crops_each_edge_to_its_shape():
     one = dec(h, None)  # every kernel 1x1: the centre of the box
     assert torch.allclose(one[:, 0], full[:, 1, 3, 3], atol=1e-12, rtol=0)
     assert "max_kernel_box=(3, 7, 7)" in repr(dec)
+
+
+def test_kernel_decoder_channels_are_single_channel_decoders():
+    """Output channel j of a k-channel decoder is the decoder of weight block j and bias column j."""
+    torch.manual_seed(0)
+    dec = KernelDecoder(4, max_kernel_box=(3, 7, 7), out_channels=3).double()
+    dec.bias.data.normal_()  # zero at initialisation: make it count
+    assert dec.weight.shape == (147, 12) and dec.bias.shape == (441,)
+    assert repr(dec) == "KernelDecoder(in_channels=4, max_kernel_box=(3, 7, 7), out_channels=3)"
+    edge_attr, kernel_shape, pieces = mixed_kernels()
+    h = torch.randn(len(pieces), 4, dtype=torch.float64)
+    out = dec(h, kernel_shape)  # (W, 3)
+    one_by_one = dec(h, None)  # (E, 3): every kernel 1x1
+    assert out.shape == (edge_attr.size(0), 3) and one_by_one.shape == (len(pieces), 3)
+    for j in range(3):
+        single = KernelDecoder(4, max_kernel_box=(3, 7, 7)).double()
+        single.weight.data.copy_(dec.weight[:, 4 * j:4 * (j + 1)])
+        single.bias.data.copy_(dec.bias.view(147, 3)[:, j])
+        assert torch.allclose(out[:, j:j + 1], single(h, kernel_shape), atol=1e-12, rtol=0), j
+        assert torch.allclose(one_by_one[:, j:j + 1], single(h, None), atol=1e-12, rtol=0), j
+    with pytest.raises(ValueError, match="out_channels"):
+        KernelDecoder(4, out_channels=0)
