@@ -28,6 +28,7 @@ from torch import nn
 import nngraph
 from nngraph.train import TrainConfig, fit, make_loader, seed_everything
 from nngraph.zoo import build_model
+from nngraph.zoo.inr_meta import INRMetadata
 
 from .augment import sign_flip
 from .baselines import flat_weights
@@ -186,15 +187,16 @@ def edit_graphs(model: GraphEditor, graphs: list, batch_size: int = 64) -> list:
     return [members[0] for members in edit_ensembles(model, graphs, batch_size)]
 
 
-def render_edits(model: GraphEditor, graphs: list, template: nn.Module,
-                 resolution: int) -> tuple[torch.Tensor, list[list[nn.Module]]]:
-    """Evaluation: the deltas applied with ``nngraph.from_graph`` to real modules, each ensemble's renders averaged.
+def render_edits(model: GraphEditor, graphs: list, template: nn.Module, resolution: int,
+                 inr: INRMetadata | None = None) -> tuple[torch.Tensor, list[list[nn.Module]]]:
+    """Evaluation: the deltas applied with ``nngraph.from_graph`` to real modules, each ensemble's renders averaged
+    (on the grid of the zoo's coordinates ``inr``; default ``[-1, 1]^2`` in ``(x, y)``).
 
     Returns:
         ``(M, C, H, W)`` images and, per graph, its ``k`` edited modules.
     """
     modules = [[nngraph.from_graph(g, template) for g in members] for members in edit_ensembles(model, graphs)]
-    images = torch.stack([render_ensemble(ms, resolution) for ms in modules])  # (M, C, H, W)
+    images = torch.stack([render_ensemble(ms, resolution, inr) for ms in modules])  # (M, C, H, W)
     return images, modules
 
 
@@ -280,22 +282,27 @@ def run(args: argparse.Namespace) -> list[dict]:
     progress = start_run(args, METHODS, "inr", "INR editing")
     splits = {"train": load_split(args.zoo, "train", args.probes, max_items=args.max_train),
               "val": load_split(args.zoo, "val", args.probes), "test": load_split(args.zoo, "test", args.probes)}
+    empty = [k for k, s in splits.items() if len(s) == 0]
+    if empty:
+        raise ValueError(f"INR editing needs INRs in every split; the zoo {args.zoo!r} has none in {empty} "
+                         "(an imported zoo: give those splits in its table, or --val-fraction)")
     graphs = {k: attach_targets(s, args.dilation) for k, s in splits.items()}
     targets = {k: torch.cat([g.target for g in gs]) for k, gs in graphs.items()}  # (M, C, H, W)
     spec = splits["train"].entries[0]["spec"]
     template = build_model(spec)
     resolution = targets["train"].shape[-1]
-    renderer = INRRenderer(template, resolution)
-    fine = INRRenderer(template, args.render_res) if args.render_res and args.render_res != resolution else None
+    inr = INRMetadata.of_zoo(splits["train"].dataset.zoo.config)  # where the zoo's INRs read their pixels
+    renderer = INRRenderer(template, resolution, inr)
+    fine = INRRenderer(template, args.render_res, inr) if args.render_res and args.render_res != resolution else None
     test_models = splits["test"].models
-    original = torch.stack([render_module(m, resolution) for m in test_models])  # (M, C, H, W)
+    original = torch.stack([render_module(m, resolution, inr) for m in test_models])  # (M, C, H, W)
     note = f"{len(graphs['train'])} train / {len(test_models)} test INRs; {args.dilation}x{args.dilation} dilation"
     rows, histories = [], {}
     # the rows of the render grids: 6 test INRs spread over the split (consecutive INRs share an image)
     shown = torch.arange(0, len(test_models), max(1, len(test_models) // 6))[:6]
     grid = {"original": original[shown, 0].numpy(), "target (dilated)": targets["test"][shown, 0].numpy()}
     zoom = 4 * resolution  # the fine grid: what the INRs do between the pixels they were fitted on
-    fine_grid = {"original": torch.stack([render_module(test_models[i], zoom) for i in shown])[:, 0].numpy(),
+    fine_grid = {"original": torch.stack([render_module(test_models[i], zoom, inr) for i in shown])[:, 0].numpy(),
                  "target (dilated)": upsample_target(targets["test"][shown], zoom)[:, 0].numpy()}
 
     if "noop" in args.methods:
@@ -318,14 +325,14 @@ def run(args: argparse.Namespace) -> list[dict]:
                                      train_renderer=fine, init_scale=args.head_scale, depth_gain=gain,
                                      augment=sign_flip if args.flip else None, num_outputs=k,
                                      head_dim=budget["head_dim"])
-        images, modules = render_edits(model, graphs["test"], template, resolution)  # the real edited SIRENs
+        images, modules = render_edits(model, graphs["test"], template, resolution, inr)  # the real edited SIRENs
         mse = float(nn.functional.mse_loss(images, targets["test"]))
         histories[name] = result.history
         label = "encoder edit" if k == 1 else f"encoder edit (mean of {k})"
         grid[label] = images[shown, 0].numpy()
-        fine_grid[label] = torch.stack([render_ensemble(modules[i], zoom) for i in shown])[:, 0].numpy()
+        fine_grid[label] = torch.stack([render_ensemble(modules[i], zoom, inr) for i in shown])[:, 0].numpy()
         if k > 1:  # one member on its own: what the mean adds
-            grid[f"member 1 of {k}"] = torch.stack([render_module(modules[i][0], resolution)
+            grid[f"member 1 of {k}"] = torch.stack([render_module(modules[i][0], resolution, inr)
                                                     for i in shown])[:, 0].numpy()
         what = "NodeEdgeHead deltas" if k == 1 else f"mean render of {k} NodeEdgeHead edits"
         rows.append(row(TASK, name, "test_mse", mse, time.perf_counter() - start,
@@ -342,7 +349,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         with torch.no_grad():
             edited_flat = flat["test"] + model.eval()(flat["test"])  # (M, P)
             images = renderer.render_params(renderer.unflat(edited_flat))
-            fine_grid["flat-MLP edit"] = INRRenderer(template, zoom).render_params(
+            fine_grid["flat-MLP edit"] = INRRenderer(template, zoom, inr).render_params(
                 renderer.unflat(edited_flat[shown]))[:, 0].numpy()
         mse = float(nn.functional.mse_loss(images, targets["test"]))
         histories["flat_mlp"] = result.history

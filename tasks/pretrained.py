@@ -34,6 +34,7 @@ import nngraph
 from nngraph.io import atomic_write
 from nngraph.train.checkpoint import load_checkpoint, model_state
 from nngraph.zoo import Zoo, build_model
+from nngraph.zoo.inr_meta import INRMetadata
 
 from .graph_training import predict_graphs
 from .features import add_positional_features
@@ -267,8 +268,9 @@ def _evaluate_editing(model: nn.Module, meta: dict, args, zoo: str, split: str) 
     targets = torch.cat([g.target for g in graphs])  # (M, C, H, W)
     resolution = targets.shape[-1]
     template = build_model(data.entries[0]["spec"])
+    inr = INRMetadata.of_zoo(data.dataset.zoo.config)  # where the zoo's INRs read their pixels
     if graph_editor:
-        images, _ = render_edits(model, graphs, template, resolution)  # (M, C, H, W): mean over each ensemble
+        images, _ = render_edits(model, graphs, template, resolution, inr)  # (M, C, H, W): mean over each ensemble
     else:  # the flat-delta MLP: parameters in named_parameters order, as it was trained
         flat = torch.stack([nn.utils.parameters_to_vector(m.parameters()).detach() for m in data.models])  # (M, P)
         with torch.no_grad():
@@ -278,8 +280,8 @@ def _evaluate_editing(model: nn.Module, meta: dict, args, zoo: str, split: str) 
             m = build_model(data.entries[0]["spec"])
             nn.utils.vector_to_parameters(row, m.parameters())
             modules.append(m)
-        images = torch.stack([render_module(m, resolution) for m in modules])  # (M, C, H, W)
-    originals = torch.stack([render_module(m, resolution) for m in data.models])  # (M, C, H, W), unedited
+        images = torch.stack([render_module(m, resolution, inr) for m in modules])  # (M, C, H, W)
+    originals = torch.stack([render_module(m, resolution, inr) for m in data.models])  # (M, C, H, W), unedited
     return {"value": float(nn.functional.mse_loss(images, targets)), "images": images, "targets": targets,
             "originals": originals, **edit_quality(images, targets)}
 

@@ -83,3 +83,38 @@ def test_renderer_uses_the_recorded_coordinates():
     params = {n: p.detach().unsqueeze(0) for n, p in model.named_parameters()}
     torch.testing.assert_close(renderer.render_params(params)[0], image, rtol=0, atol=1e-6)
     assert not torch.allclose(render_module(model, 4), image)
+
+
+def test_inr_editing_renders_on_the_recorded_coordinates(tmp_path):
+    from tasks import inr_editing
+    from tasks.render import dilate
+
+    src, zoo, out = str(tmp_path / "src"), str(tmp_path / "zoo"), str(tmp_path / "run")
+    spec = _siren_folder(src, n=6)
+    with open(os.path.join(src, "labels.csv"), "w") as f:  # 1 train, 1 val, 4 test
+        f.write("file,label,split\n" + "".join(f"inr{i},{i % 2},{['train', 'val'][i] if i < 2 else 'test'}\n"
+                                                for i in range(6)))
+    meta = INRMetadata((0.0, 1.0), "rowcol", 30.0, (4, 4))
+    import_zoo(src, zoo, spec=spec, table=os.path.join(src, "labels.csv"), inr=meta, progress=False)
+    rows = inr_editing.run(inr_editing.build_parser().parse_args(
+        ["--zoo", zoo, "--out", out, "--methods", "noop", "--probes", "0", "--no-progress"]))
+    test = load_split(zoo, "test")
+    assert len(test) == 4
+    target = torch.cat([dilate(test.dataset.image(i).unsqueeze(0), 3) for i in range(len(test))])  # (M, 1, 4, 4)
+    on_grid = lambda inr: torch.stack([render_module(m, 4, inr) for m in test.models])  # noqa: E731
+    expected = float(torch.nn.functional.mse_loss(on_grid(meta), target))
+    assert [r["value"] for r in rows if r["method"] == "noop"] == [expected]
+    assert expected != float(torch.nn.functional.mse_loss(on_grid(INRMetadata()), target))
+
+
+def test_inr_editing_names_an_empty_split(tmp_path):
+    from tasks import inr_editing
+
+    src, zoo = str(tmp_path / "src"), str(tmp_path / "zoo")
+    spec = _siren_folder(src)  # train and test only
+    import_zoo(src, zoo, spec=spec, table=os.path.join(src, "labels.csv"), progress=False)
+    import pytest
+
+    with pytest.raises(ValueError, match=r"none in \['val'\]"):
+        inr_editing.run(inr_editing.build_parser().parse_args(
+            ["--zoo", zoo, "--out", str(tmp_path / "run"), "--methods", "noop", "--probes", "0", "--no-progress"]))
