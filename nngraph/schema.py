@@ -238,8 +238,16 @@ class Pool(IntEnum):
     Reductions (``MEAN``, ``SUM``, ``AMAX``, ``AMIN`` over some dimensions) put 1 in the kernel
     columns of the reduced dimensions after the neuron axis (right-aligned: the last dimension is
     ``w``) and 1 in the stride columns of the reduced dimensions before it (right-aligned: the
-    dimension just before the neuron axis is ``w``). Every kind sets ``after_act`` to 1 if the
-    neuron's activation was applied before the pooling (``relu`` then pool), 0 otherwise.
+    dimension just before the neuron axis is ``w``). Positions picked out of a value
+    (:mod:`nngraph.convert.positions`), one record per picked dimension: ``SELECT`` (``x[:, 0]``,
+    ``x[:, -1]``, ``select``, ``unbind``) puts the dimension counted from the end of the tensor it
+    indexes (``-2`` for ``x[:, 0]`` of a ``(B, T, C)``) in ``kernel_d``, the index at the traced size
+    (``0 .. size - 1``) in ``kernel_h``, the size in ``kernel_w`` and 1 in ``stride_d`` if the index was
+    written counted from the end; ``SLICE`` (``x[:, 1:]``, ``x[:, ::2]``, ``x.flip`` is not one) puts the
+    dimension in ``kernel_d``, the first index and the number of entries kept in ``kernel_h`` and
+    ``kernel_w``, the step in ``stride_d``, the size in ``stride_h``, and 1 in ``stride_w`` /
+    ``padding_d`` if the start / stop was written counted from the end. Every kind sets ``after_act``
+    to 1 if the neuron's activation was applied before the pooling (``relu`` then pool), 0 otherwise.
     """
 
     NONE = 0
@@ -252,6 +260,8 @@ class Pool(IntEnum):
     SUM = 7
     AMAX = 8
     AMIN = 9
+    SELECT = 10  # one position of a dimension picked (a class token read, the last step)
+    SLICE = 11  # a start:stop:step range of a dimension picked
 
 
 NUM_POOLS = max(Pool) + 1

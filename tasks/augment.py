@@ -19,8 +19,10 @@ __all__ = ["ODD_ACTIVATIONS", "SignFlip", "flippable_nodes", "sign_flip"]
 
 ODD_ACTIVATIONS = (schema.Activation.SINE, schema.Activation.TANH)
 _FLIPPABLE_KINDS = (schema.NodeKind.LINEAR, schema.NodeKind.CONV)
-#: poolings that commute with negation (linear in the value); max, min and Lp poolings do not
-_ODD_POOLS = (schema.Pool.NONE, schema.Pool.AVG, schema.Pool.ADAPTIVE_AVG, schema.Pool.MEAN, schema.Pool.SUM)
+#: poolings that commute with negation (linear in the value: picks of positions too); max, min and Lp
+#: poolings do not
+_ODD_POOLS = (schema.Pool.NONE, schema.Pool.AVG, schema.Pool.ADAPTIVE_AVG, schema.Pool.MEAN, schema.Pool.SUM,
+              schema.Pool.SELECT, schema.Pool.SLICE)
 
 
 def flippable_nodes(graph) -> torch.Tensor:

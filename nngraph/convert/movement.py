@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from .errors import UnsupportedError
+from .positions import dropped_positions, record_positions, select_record, slice_record
 from .registry import accept_merged_heads, register_function
 from .structural import flatten_channels
 from .values import Opaque, ParamValue, StackedValue, TensorValue
@@ -154,8 +155,10 @@ def _repeats_heads(table: torch.Tensor, per_head: int) -> bool:
     return bool((starts % per_head == 0).all()) and torch.equal(table - starts, torch.arange(per_head).expand_as(table))
 
 
-def move(ctx, node, fn, x, *args, **kwargs):
-    """Convert ``fn(x, *args, **kwargs)``, an op that only moves entries of ``x``."""
+def move(ctx, node, fn, x, *args, positions_recorded: bool = False, **kwargs):
+    """Convert ``fn(x, *args, **kwargs)``, an op that only moves entries of ``x``. A move that drops
+    positions is refused unless the caller recorded which (``positions_recorded``, see
+    :mod:`nngraph.convert.positions`)."""
     shape = ctx.shape_of(node)
     if isinstance(x, Opaque):  # moving a constant (position ids, a mask) gives a constant
         return Opaque(node.name)
@@ -168,15 +171,23 @@ def move(ctx, node, fn, x, *args, **kwargs):
     if not isinstance(x, TensorValue):
         raise UnsupportedError(f"{describe(node)} expects a tensor, got {x!r}")
     if x.nodes is None:  # a model input: its neurons are made where a layer first reads it
-        return TensorValue(nodes=None, shape=shape, source=x.source)
+        if shape is None and x.shape is not None:  # one item of a tuple (unbind): its shape from the move
+            shape = tuple(fn(torch.zeros(x.shape, dtype=torch.bool), *args, **kwargs).shape)
+        return TensorValue(nodes=None, shape=shape, source=x.source, pending=x.pending)
     if shape is not None and tuple(shape) == tuple(x.shape) and fn in _SHAPE_ONLY:
         return x.with_(source=node)
     if x.spatial:
         return flatten_channels(ctx, node, x)
     if fn in (_reshape, _expand) and shape is not None:  # sizes may be computed from x.shape (Opaque here)
         args, kwargs = (tuple(shape),), {}
-    neuron, position = neuron_labels(x)
-    neuron, position = fn(neuron, *args, **kwargs), fn(position, *args, **kwargs)
+    neuron, before = neuron_labels(x)
+    neuron, position = fn(neuron, *args, **kwargs), fn(before, *args, **kwargs)
+    if not positions_recorded and x.merged == 1 and dropped_positions(before, position):
+        raise UnsupportedError(
+            f"{describe(node)} drops positions of a tensor of shape {tuple(x.shape)} (neurons on axis {x.axis}) "
+            "in a way nngraph does not record, so two such picks would give one graph; it records integer "
+            "indices and start:stop:step slices of position axes (x[:, 0], x[:, 1:], select, unbind)"
+        )
     moved = locate_neurons(ctx, node, x, neuron, position)
     if moved is not None:
         return moved
@@ -284,6 +295,11 @@ def _unbind(ctx, node, x, dim=0, **kwargs):
         return tuple(TensorValue(nodes=x.nodes[i * per:(i + 1) * per], shape=tuple(rest),
                                  axis=x.axis - (x.axis > dim), source=node) for i in range(x.heads))
     index = (slice(None),) * dim
+    if isinstance(x, TensorValue) and (x.nodes is None or dim != x.axis):  # positions: one pick each
+        return tuple(move(ctx, node, lambda t, i=i: t[index + (i,)],
+                          record_positions(ctx, node, x, [select_record(dim, i, shape[dim], len(shape))],
+                                           own_neurons=True), positions_recorded=True)
+                     for i in range(shape[dim]))
     return tuple(move(ctx, node, lambda t, i=i: t[index + (i,)], x) for i in range(shape[dim]))
 
 
@@ -331,10 +347,30 @@ _MOVES = {
 _SHAPE_ONLY = {_reshape, _expand, torch.unsqueeze, torch.squeeze, torch.unflatten}
 
 
+def _position_pick(x, fn, args, kwargs):
+    """The records of ``select`` / ``aten.slice`` of a position axis of ``x`` (``None`` for other moves)."""
+    if fn not in (torch.select, aten.slice.Tensor) or not isinstance(x, TensorValue) or x.shape is None:
+        return None
+    names = ("dim", "index") if fn is torch.select else ("dim", "start", "end", "step")
+    defaults = {"dim": 0, "start": None, "end": None, "step": 1}
+    values = {**defaults, **dict(zip(names, args)), **kwargs}
+    ndim = len(x.shape)
+    dim = int(values["dim"]) % ndim
+    if x.nodes is not None and (dim == x.axis or (x.heads and dim == x.head_axis)):
+        return []  # a pick of neurons: followed on the labels
+    if fn is torch.select:
+        return [select_record(dim, int(values["index"]), x.shape[dim], ndim)]
+    record = slice_record(dim, slice(values["start"], values["end"], values["step"]), x.shape[dim], ndim)
+    return [] if record is None else [record]
+
+
 def _register(target, fn):
     @register_function(target, passthrough=True)
     def convert(ctx, node, x, *args, **kwargs):
-        return move(ctx, node, fn, x, *args, **kwargs)
+        records = _position_pick(x, fn, args, kwargs)
+        if records:
+            x = record_positions(ctx, node, x, records)
+        return move(ctx, node, fn, x, *args, positions_recorded=records is not None, **kwargs)
 
 
 for _target, _fn in _MOVES.items():

@@ -114,11 +114,13 @@ def _sole_use(node, x: TensorValue) -> bool:
     return False
 
 
-def record_pool(ctx, node, x: TensorValue, kind: Pool, args: dict[str, float]) -> TensorValue:
+def record_pool(ctx, node, x: TensorValue, kind: Pool, args: dict[str, float], own_neurons: bool = False,
+                in_place: bool = False) -> TensorValue:
     """Record pooling ``kind`` on ``x``'s neurons, or on fresh tied POOL neurons if the unpooled value
-    is used elsewhere too."""
+    is used elsewhere too or ``own_neurons`` (one of several picks of one value); ``in_place``: on
+    ``x``'s neurons whatever their uses (a second record of one op on the neurons the first made)."""
     builder = ctx.builder
-    if not _sole_use(node, x) or builder.read_inside(x.nodes):
+    if not in_place and (own_neurons or not _sole_use(node, x) or builder.read_inside(x.nodes)):
         out = builder.tied_copies(x.nodes, NodeKind.POOL, layer=builder.node_layer(x.nodes) + 1)
         builder.add_edges(x.nodes, out, EdgeType.POOL, identity=True)
         x = x.with_(nodes=out, source=node)

@@ -136,7 +136,7 @@ def flatten_channels(ctx, node, x: TensorValue) -> TensorValue:
     """``(B, C, *S) -> (B, C * prod(S))``: the neurons stay the channels, each spanning positions ``S``."""
     shape = ctx.shape_of(node)
     if x.nodes is None:  # flattening a model input: every feature becomes an input neuron
-        return TensorValue(nodes=None, shape=shape, axis=len(shape) - 1, source=x.source)
+        return TensorValue(nodes=None, shape=shape, axis=len(shape) - 1, source=x.source, pending=x.pending)
     if tuple(shape) == tuple(x.shape):
         return x
     if x.axis != 1 or x.spatial or len(shape) != 2 or shape[0] != x.shape[0]:
@@ -199,11 +199,17 @@ def _index_parameter(node, p, index):
 
 def _index_tensor(ctx, node, x, index) -> TensorValue:
     """Basic and list indexing, converted as a movement (see :mod:`nngraph.convert.movement`):
-    ``x[:, 0]`` on a sequence keeps the neurons; a slice of the neuron axis selects neurons and fixes
+    ``x[:, 0]`` on a sequence keeps the neurons, the picked position recorded on them
+    (:mod:`nngraph.convert.positions`); a slice of the neuron axis selects neurons and fixes
     their activation space; a list on it reorders them."""
     from .movement import move
+    from .positions import index_records, record_positions
 
-    return move(ctx, node, lambda t: t[index], x)
+    if not isinstance(x, TensorValue) or x.shape is None:
+        return move(ctx, node, lambda t: t[index], x)
+    records, complete = index_records(x, index)
+    x = record_positions(ctx, node, x, records)
+    return move(ctx, node, lambda t: t[index], x, positions_recorded=complete)
 
 
 accept_merged_heads(operator.getitem)  # indexing is a movement

@@ -30,6 +30,8 @@ class TensorValue:
             ``i // H``. Only moves, pass-through ops and attention products read such a value.
         padded: ``F.pad``'s ``(left, right, ...)`` zeros added to the last spatial axes, waiting for
             the convolution that reads this value (which records them as its own padding); ``()``.
+        pending: ``(Pool, pool_args)`` records of positions picked out of a model input (``x[:, 0]``,
+            :mod:`nngraph.convert.positions`), put on its input neurons when a layer makes them; ``()``.
     """
 
     nodes: torch.Tensor | None
@@ -41,6 +43,7 @@ class TensorValue:
     head_axis: int = -1
     merged: int = 1
     padded: tuple[int, ...] = ()
+    pending: tuple = ()
 
     @property
     def num_neurons(self) -> int:

@@ -52,6 +52,11 @@ class ConversionContext:
         if value.nodes is None:
             count = value.shape[wanted]
             nodes = self.builder.add_nodes(count, NodeKind.INPUT, layer=0, node_type=NodeType.INPUT)
+            for kind, args in value.pending:  # positions picked out of the input before this layer
+                try:
+                    self.builder.add_pool(nodes, kind, args)
+                except ValueError as error:
+                    raise UnsupportedError(f"{describe(node)} reads a model input picked and pooled: {error}") from None
             object.__setattr__(value, "nodes", nodes)
             object.__setattr__(value, "axis", wanted)
             return value

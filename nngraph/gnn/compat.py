@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["load_appended_rows"]
+__all__ = ["load_appended_rows", "load_slotted_rows"]
 
 
 def load_appended_rows(module: nn.Module, state_dict: dict, prefix: str, tables: Iterable[str]) -> None:
@@ -31,3 +31,24 @@ def load_appended_rows(module: nn.Module, state_dict: dict, prefix: str, tables:
         grown = current.detach().clone().to(saved.dtype)  # (R, D): the new rows keep their initialisation
         grown[: saved.shape[0]] = saved
         state_dict[key] = grown
+
+
+def load_slotted_rows(module: nn.Module, state_dict: dict, prefix: str, table: str, slots: int) -> None:
+    """Like :func:`load_appended_rows` for a table laid out as a padding row 0 then ``slots`` groups of
+    one row per kind (row ``1 + s * K + k - 1`` for kind ``k`` in slot ``s``, ``K`` kinds): a table saved
+    with ``K_saved < K`` kinds has each slot's rows moved to where today's layout puts them, the rows of
+    the new kinds keeping their initialisation. Anything else is left for ``load_state_dict`` to refuse."""
+    key = f"{prefix}{table}.weight"
+    saved = state_dict.get(key)
+    current = getattr(module, table).weight
+    if not isinstance(saved, torch.Tensor) or saved.dim() != 2 or saved.shape[1] != current.shape[1]:
+        return
+    rows, total = saved.shape[0] - 1, current.shape[0] - 1
+    if rows >= total or rows % slots or total % slots:
+        return
+    old, new = rows // slots, total // slots
+    grown = current.detach().clone().to(saved.dtype)  # (1 + S * K, D)
+    grown[0] = saved[0]
+    for s in range(slots):
+        grown[1 + s * new: 1 + s * new + old] = saved[1 + s * old: 1 + (s + 1) * old]
+    state_dict[key] = grown

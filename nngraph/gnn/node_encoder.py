@@ -16,7 +16,7 @@ from nngraph.schema import (
     NodeType,
 )
 
-from .compat import load_appended_rows
+from .compat import load_appended_rows, load_slotted_rows
 from .utils import make_mlp
 
 
@@ -80,6 +80,7 @@ class NodeEncoder(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         load_appended_rows(self, state_dict, prefix, ("emb_kind", "emb_act"))  # checkpoints of older formats
+        load_slotted_rows(self, state_dict, prefix, "emb_pool", MAX_POOLS)  # saved before Pool grew
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self):

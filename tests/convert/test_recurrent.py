@@ -7,7 +7,7 @@ from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.gnn import NeuralGraphEncoder
-from nngraph.schema import BIAS, Activation, EdgeType, NodeKind, NodeType
+from nngraph.schema import BIAS, Activation, EdgeType, NodeKind, NodeType, Pool
 from nngraph.testing import assert_equivariant, assert_invariant
 
 from .graph_checks import assert_function_preserved, assert_round_trip, assert_same_up_to_relabelling, edge_dict
@@ -103,7 +103,10 @@ def test_recurrent_layer_against_reference_loop(cell):
     layout = nngraph.build_layout(model, (x,))
     expected, biases = _reference_edges(model, g, layout, torch.arange(I))
     head = set(layout.module_nodes["head"].tolist())
-    got = {key: a.item() for key, a in edge_dict(g).items() if key[1] not in head}
+    # out[:, -1] is recorded on POOL copies of the last layer's units (the layer reads its units back itself)
+    picked = torch.nonzero(g.node_kind == NodeKind.POOL).reshape(-1)
+    assert picked.numel() == 2 * H and (g.pool[picked, 0] == int(Pool.SELECT)).all()
+    got = {key: a.item() for key, a in edge_dict(g).items() if key[1] not in head | set(picked.tolist())}
     assert got == expected
     for node, value in biases.items():
         assert g.x[node, BIAS].item() == value
@@ -225,6 +228,8 @@ def test_hand_permuted_units_give_the_relabelled_graph(cell):
                                               for s in ("ih", "hh", "gates")]
         if cell == "lstm":
             parts.append(layout.module_nodes[f"{key}.cell"])
+        if key == "rnn.l1":  # out[:, -1]'s recorded pick: POOL copies of the units, forward direction first
+            parts.append(torch.nonzero(g1.node_kind == NodeKind.POOL).reshape(-1)[:H])
         for nodes in [row for part in parts for row in part.view(-1, H)]:
             perm[nodes[p]] = nodes
     assert_same_up_to_relabelling(g1, g2, perm)
@@ -321,9 +326,10 @@ class MeanOverTime(Classifier):
         return self.head(out.mean(1))
 
 
-@pytest.mark.parametrize("make, kind", [(ReLUOnLast, NodeKind.ACTIVATION), (MeanOverTime, NodeKind.POOL)])
+@pytest.mark.parametrize("make, kind", [(ReLUOnLast, NodeKind.POOL), (MeanOverTime, NodeKind.POOL)])
 def test_activation_or_pooling_of_the_output_goes_on_copies_of_the_state(make, kind):
-    """The units' values are read back by the recurrence, so what follows is recorded on tied copies."""
+    """The units' values are read back by the recurrence, so what follows is recorded on tied copies (the
+    last step's pick ``out[:, -1]`` makes them, and the relu after it goes on them)."""
     model = make("lstm").double()
     x = seq()
     layout = nngraph.build_layout(model, (x,))
@@ -331,6 +337,8 @@ def test_activation_or_pooling_of_the_output_goes_on_copies_of_the_state(make, k
     units = layout.module_nodes["rnn.l0"]
     assert (g.act[units] == 0).all() and (g.pool[units] == 0).all()
     assert int((g.node_kind == kind).sum()) == H
+    if make is ReLUOnLast:
+        assert (g.act[g.node_kind == kind] == int(Activation.RELU)).all()
     assert nngraph.verify(model, x).ok
 
 
@@ -376,7 +384,8 @@ def test_initial_state_given_as_input_fixes_the_units():
     report = nngraph.verify(model, (x, h0))
     assert report.ok, report
     assert report.num_permutable == 0 < report.num_hidden  # the state does not move with the units
-    assert report.num_hidden == 14 * H  # units, cells, 4 gates, 4 rows of weight_ih and 4 of weight_hh per unit
+    # units, cells, 4 gates, 4 rows of weight_ih and 4 of weight_hh per unit, and out[:, -1]'s POOL copies
+    assert report.num_hidden == 15 * H
 
 
 

@@ -713,3 +713,17 @@ TRAPS += [
     Trap("keyword_only_defaults", KeywordScale, _vec, "sound"),
     Trap("keyword_only_required", KeywordMask, _vec, "refused"),
 ]
+
+# positions picked out of an activation: recorded (Pool.SELECT / SLICE) or refused, never one graph for two picks
+TRAPS += [
+    Trap("select_last_token", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, -1])), _seq, "sound"),
+    Trap("select_first_and_last_token", lam(lambda s, x: (lambda h: s.c(h[:, 0] * h[:, -1]))(torch.relu(s.a(x)))),
+         _seq, "sound"),
+    Trap("slice_tokens_then_mean", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, 1:].mean(1))), _seq, "sound"),
+    Trap("strided_tokens_then_mean", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, ::2].mean(1))), _seq, "sound"),
+    Trap("unbind_tokens", lam(lambda s, x: (lambda t: s.c(t[1] * t[3]))(torch.relu(s.a(x)).unbind(1))), _seq, "sound"),
+    Trap("select_tokens_by_list", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, [0, 3]].mean(1))), _seq, "refused"),
+    Trap("select_tokens_by_mask", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, torch.tensor([True, False, True, False,
+                                                                                             False])].mean(1))),
+         _seq, "refused"),
+]

@@ -1,0 +1,94 @@
+"""Positions picked out of an activation: ``x[:, 0]`` (a class token read), ``x[:, -1]`` (the last step),
+``x[:, 1:]`` (the patch tokens), ``select`` / ``slice`` / ``unbind`` of a position axis.
+
+The neurons stay the same (a position is not a neuron), so without a record ``x[:, 0]`` and ``x[:, -1]``
+would give one graph for two functions. Each pick is recorded on the neurons it reads, as a pooling is
+(``pool`` / ``pool_args``, see :class:`~nngraph.schema.Pool`): :attr:`~nngraph.schema.Pool.SELECT` for one
+index, :attr:`~nngraph.schema.Pool.SLICE` for a ``start:stop:step`` range that is not the whole axis, with
+the dimension counted from the end, the index or range at the traced size and whether it was written
+counted from the end. A value also used unpicked elsewhere gets fresh tied :attr:`~nngraph.schema.NodeKind.POOL`
+neurons for the pick (:func:`~nngraph.convert.pool.record_pool`); a pick of a model input is kept on the
+value until the layer that reads it makes its input neurons. Positions dropped any other way (a list or
+mask index of a position axis) are refused by :func:`~nngraph.convert.movement.move`.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..schema import Pool
+from .pool import record_pool
+from .values import TensorValue
+
+#: one record: (kind, pool_args by name)
+Record = tuple[Pool, dict[str, float]]
+
+
+def select_record(dim: int, index: int, size: int, ndim: int) -> Record:
+    """The record of ``x.select(dim, index)`` on an axis of ``size`` entries of an ``ndim``-d tensor."""
+    return Pool.SELECT, {"kernel_d": float(dim % ndim - ndim), "kernel_h": float(index % size),
+                         "kernel_w": float(size), "stride_d": float(index < 0)}
+
+
+def slice_record(dim: int, item: slice, size: int, ndim: int) -> Record | None:
+    """The record of ``x[..., item]`` on dimension ``dim`` (``None`` if it keeps the whole axis in order)."""
+    start, stop, step = item.indices(size)
+    count = len(range(start, stop, step))
+    if step == 1 and start == 0 and count == size:
+        return None
+    written_start = item.start is not None and item.start < 0
+    written_stop = item.stop is not None and item.stop < 0
+    return Pool.SLICE, {"kernel_d": float(dim % ndim - ndim), "kernel_h": float(start if count else 0),
+                        "kernel_w": float(count), "stride_d": float(step), "stride_h": float(size),
+                        "stride_w": float(written_start), "padding_d": float(written_stop)}
+
+
+def index_records(x: TensorValue, index) -> tuple[list[Record], bool]:
+    """``(records, complete)`` for ``x[index]``: one record per integer or slice of a position axis, and
+    whether every item on a position axis was one of those (a list or tensor index is not)."""
+    items = index if isinstance(index, tuple) else (index,)
+    ndim = len(x.shape)
+    consumed = sum(0 if item is None or item is Ellipsis else 1 for item in items)
+    dims, dim = [], 0
+    for item in items:
+        if item is Ellipsis:
+            dim += ndim - consumed
+        elif item is None:
+            continue
+        else:
+            dims.append((dim, item))
+            dim += 1
+    neuron_axes = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())
+    records, complete = [], True
+    for dim, item in dims:
+        if dim in neuron_axes:
+            continue
+        if isinstance(item, bool) or not isinstance(item, (int, slice)):
+            complete = False
+        elif isinstance(item, int):
+            records.append(select_record(dim, item, x.shape[dim], ndim))
+        elif all(v is None or isinstance(v, int) for v in (item.start, item.stop, item.step)):
+            record = slice_record(dim, item, x.shape[dim], ndim)
+            if record is not None:
+                records.append(record)
+        else:
+            complete = False
+    return records, complete
+
+
+def record_positions(ctx, node, x: TensorValue, records: list[Record], own_neurons: bool = False) -> TensorValue:
+    """``x`` with ``records`` recorded on its neurons (on fresh tied neurons if ``x`` is used elsewhere or
+    ``own_neurons``: one of several picks of one value, as ``unbind`` makes); kept on a model input."""
+    if not records:
+        return x
+    if x.nodes is None:
+        return x.with_(pending=x.pending + tuple(records))
+    kind, args = records[0]
+    x = record_pool(ctx, node, x, kind, args, own_neurons=own_neurons)
+    for kind, args in records[1:]:
+        x = record_pool(ctx, node, x, kind, args, own_neurons=False, in_place=True)
+    return x
+
+
+def dropped_positions(position: torch.Tensor, moved: torch.Tensor) -> bool:
+    """Whether the move that turned the position labels ``position`` into ``moved`` dropped some positions."""
+    return torch.unique(moved).numel() < torch.unique(position).numel()

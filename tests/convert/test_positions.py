@@ -1,0 +1,105 @@
+"""Positions picked out of an activation (``x[:, 0]``, ``x[:, -1]``, ``x[:, 1:]``, ``select``, ``unbind``)
+are recorded (``Pool.SELECT`` / ``Pool.SLICE``): two picks never give one graph."""
+import pytest
+import torch
+from torch import nn
+
+import nngraph
+from nngraph.convert import GraphMismatchError, UnsupportedError
+from nngraph.schema import POOL_ARGS, Pool
+
+from .graph_checks import assert_round_trip
+from .test_op_args import assert_differ_only_in, encoder
+
+
+class Pick(nn.Module):
+    """``c(pick(relu(a(x))))`` on ``(B, 5, 6)`` sequences, or ``c(pick(x))`` with ``on_input``."""
+
+    def __init__(self, pick, on_input: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c = nn.Linear(6, 3)
+        self.a = None if on_input else nn.Linear(6, 6)
+        self.pick = pick
+
+    def forward(self, x):  # (B, 5, 6)
+        h = x if self.a is None else torch.relu(self.a(x))
+        return self.c(self.pick(h))  # (B, 3)
+
+
+PICKS = {
+    "first": lambda h: h[:, 0],
+    "last": lambda h: h[:, -1],
+    "fourth": lambda h: h[:, 4],  # the last one, written from the start
+    "select_2": lambda h: torch.select(h, 1, 2),
+    "unbind_1": lambda h: h.unbind(1)[1],
+    "tail_mean": lambda h: h[:, 1:].mean(1),
+    "every_other_mean": lambda h: h[:, ::2].mean(1),
+    "mean": lambda h: h.mean(1),
+}
+PAIRS = [("first", "last"), ("last", "fourth"), ("first", "select_2"), ("select_2", "unbind_1"),
+         ("tail_mean", "mean"), ("tail_mean", "every_other_mean")]
+
+
+def x_seq():
+    return torch.randn(2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+#: (a reduction of a raw model input reads its axis 1 as the neurons, so those picks are tested on activations)
+CASES = [(a, b, on_input) for a, b in PAIRS for on_input in (False, True) if not (on_input and "mean" in a + b)]
+
+
+@pytest.mark.parametrize("a, b, on_input", CASES)
+def test_two_picks_give_two_graphs(a, b, on_input):
+    x = x_seq()
+    ma, mb = Pick(PICKS[a], on_input).double().eval(), Pick(PICKS[b], on_input).double().eval()
+    ga, gb = nngraph.to_graph(ma, x), nngraph.to_graph(mb, x)
+    if ga.num_nodes == gb.num_nodes and ga.edge_index.shape == gb.edge_index.shape:
+        differ = {k for k in ("pool", "pool_args") if not torch.equal(ga[k], gb[k])}
+        assert differ
+        assert_differ_only_in(ga, gb, differ)
+        with pytest.raises(GraphMismatchError, match="poolings"):
+            nngraph.from_graph(ga, mb, x)
+    enc = encoder()
+    assert (enc(ga) - enc(gb)).abs().max() > 1e-6
+
+
+def test_recorded_values():
+    g = nngraph.to_graph(Pick(PICKS["last"]).double(), x_seq())
+    picked = g.pool[:, 0] == int(Pool.SELECT)
+    assert int(picked.sum()) == 6  # the six neurons of relu(a(x))
+    row = g.pool_args[picked][0, 0]
+    col = {name: float(row[i]) for i, name in enumerate(POOL_ARGS)}
+    assert (col["kernel_d"], col["kernel_h"], col["kernel_w"], col["stride_d"], col["after_act"]) == (-2, 4, 5, 1, 1)
+    g = nngraph.to_graph(Pick(PICKS["tail_mean"]).double(), x_seq())
+    row = g.pool_args[g.pool[:, 0] == int(Pool.SLICE)][0, 0]
+    col = {name: float(row[i]) for i, name in enumerate(POOL_ARGS)}
+    assert (col["kernel_d"], col["kernel_h"], col["kernel_w"], col["stride_d"], col["stride_h"]) == (-2, 1, 4, 1, 5)
+    assert set(g.pool[g.pool[:, 0] == int(Pool.SLICE), 1].tolist()) == {int(Pool.MEAN)}
+
+
+@pytest.mark.parametrize("name, on_input", [(n, i) for n in sorted(PICKS) for i in (False, True)
+                                             if not (i and "mean" in n)])
+def test_sound_and_exact(name, on_input):
+    model, x = Pick(PICKS[name], on_input).double().eval(), x_seq()
+    assert nngraph.verify(model, x).ok
+    assert_round_trip(model, x)
+
+
+def test_export_records_the_same_picks():
+    for name in ("first", "last", "tail_mean"):
+        model, x = Pick(PICKS[name]).double().eval(), x_seq()
+        fx, ex = nngraph.to_graph(model, x), nngraph.to_graph(model, x, method="export")
+        assert torch.equal(fx.pool, ex.pool) and torch.equal(fx.pool_args, ex.pool_args), name
+
+
+def test_a_value_picked_twice_gets_neurons_per_pick():
+    model = Pick(lambda h: h[:, 0] + h[:, -1]).double()
+    g = nngraph.to_graph(model, x_seq())
+    assert int((g.pool[:, 0] == int(Pool.SELECT)).sum()) == 12  # two tied copies of the six neurons
+    assert nngraph.verify(model, x_seq()).ok
+
+
+def test_positions_dropped_by_a_list_index_are_refused_by_name():
+    with pytest.raises(UnsupportedError, match="getitem.*drops positions"):
+        nngraph.to_graph(Pick(lambda h: h[:, [0, 2]].mean(1)).double(), x_seq())
