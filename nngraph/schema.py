@@ -146,6 +146,10 @@ class NodeKind(IntEnum):
     SOFTMAX = 30  # softmax over the neurons of an activation (a function of the whole axis): NORM edge in
     LOG_SOFTMAX = 31  # log_softmax over the neurons of an activation (a classifier's output): NORM edge in
     L2_NORMALIZED = 32  # x / max(||x||_2, 1e-12) over the neurons of an activation (F.normalize): NORM edge in
+    # attention masks (nngraph.convert.attention): a mask that is a model input makes the heads of the attention
+    # that reads it these kinds; a constant mask is recorded when causal (CAUSAL_HEAD) and refused otherwise
+    MASKED_HEAD = 33  # one attention head whose scores are masked by a model input (a padding mask)
+    CAUSAL_MASKED_HEAD = 34  # one head of causal attention also masked by a model input
 
 
 NUM_NODE_KINDS = max(NodeKind) + 1

@@ -10,7 +10,9 @@ Representation of one multi-head attention with embedding size ``E``, ``H`` head
   self-attention and cross-attention (``key is value`` or not) are represented the same way; a
   bare ``nn.MultiheadAttention`` converted on its own has three inputs, hence three sets of input
   nodes. ``batch_first`` only moves the sequence axis: the neurons are the last axis either way.
-  Masks may be model inputs (or absent); a mask computed from the model's activations is refused.
+  Masks may be model inputs (the heads are :attr:`NodeKind.MASKED_HEAD`), constant causal masks
+  (:attr:`NodeKind.CAUSAL_HEAD`) or absent; other constant masks and masks computed from the model's
+  activations are refused (a constant mask would otherwise give the graph of the unmasked attention).
 - ``E`` output nodes (:attr:`NodeKind.LINEAR`): ``out_proj`` as WEIGHT edges value -> output,
   ``out_proj.bias`` as their bias.
 - ``H`` :attr:`NodeKind.HEAD` nodes with :attr:`EdgeType.HEAD_MEMBER` edges to the ``3d`` query,
@@ -77,9 +79,9 @@ def check_attention(node, module: nn.MultiheadAttention) -> None:
 
 
 def attention_nodes(builder, name: str, module: nn.MultiheadAttention, q_in: torch.Tensor,
-                    k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
-    """Add the nodes and edges of attention ``name`` reading query/key/value neurons ``(E,)`` each;
-    returns the ``(E,)`` output neurons of ``out_proj``."""
+                    k_in: torch.Tensor, v_in: torch.Tensor, kind: NodeKind = NodeKind.HEAD) -> torch.Tensor:
+    """Add the nodes and edges of attention ``name`` reading query/key/value neurons ``(E,)`` each, its
+    head nodes of ``kind`` (:func:`module_masks`); returns the ``(E,)`` output neurons of ``out_proj``."""
     e, h = module.embed_dim, module.num_heads
     d = e // h
     layer = max(builder.node_layer(t) for t in (q_in, k_in, v_in)) + 1
@@ -93,7 +95,7 @@ def attention_nodes(builder, name: str, module: nn.MultiheadAttention, q_in: tor
     builder.place_edge_param(f"{name}.in_proj_weight", edges.view(3 * e, e))
     if module.in_proj_bias is not None:
         builder.place_node_param(f"{name}.in_proj_bias", qkv, BIAS)
-    heads = builder.add_nodes(h, NodeKind.HEAD, layer)
+    heads = builder.add_nodes(h, kind, layer)
     # head j // d of neuron j, for the query, key and value rows
     builder.add_edges(heads.repeat_interleave(d).repeat(3), qkv, EdgeType.HEAD_MEMBER, identity=True)
     builder.add_edges(q, k, EdgeType.QK_PAIR, identity=True)
@@ -105,6 +107,26 @@ def attention_nodes(builder, name: str, module: nn.MultiheadAttention, q_in: tor
         builder.record_module_nodes(f"{name}.{part}", nodes)
     builder.record_module_nodes(name, out)
     return out
+
+
+def module_masks(node, attn_mask=None, key_padding_mask=None) -> NodeKind:
+    """The head kind of a MultiheadAttention (or transformer layer) called with these masks (torch's
+    convention: ``True`` blocks, a float is added): a model input makes MASKED_HEAD, a constant causal
+    ``attn_mask`` CAUSAL_HEAD, a constant that blocks nothing changes nothing; other constants are refused."""
+    _refuse_activation_masks(node, [attn_mask, key_padding_mask])
+    causal = False
+    inputs = [m for m in (attn_mask, key_padding_mask) if isinstance(m, TensorValue)]
+    if attn_mask is not None and not isinstance(attn_mask, TensorValue):
+        values = attn_mask.value if isinstance(attn_mask, Opaque) else None
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) and values.dim() in (2, 3) else None
+        causal = constant_mask(node, attn_mask, shape, -2, -1, blocks_when_true=True)
+    if key_padding_mask is not None and not isinstance(key_padding_mask, TensorValue):
+        values = key_padding_mask.value if isinstance(key_padding_mask, Opaque) else None
+        shape = tuple(values.shape) + (1,) if isinstance(values, torch.Tensor) and values.dim() == 2 else None
+        if constant_mask(node, Opaque(value=None if shape is None else values.reshape(shape)), shape, -1, -2,
+                         blocks_when_true=True):
+            raise refuse_constant_mask(node, "a constant key padding mask")
+    return head_kind(causal, bool(inputs))
 
 
 def _refuse_activation_masks(node, values) -> None:
@@ -133,13 +155,16 @@ def convert_multihead_attention(ctx, node, query, key, value, *args, **kwargs):
     module: nn.MultiheadAttention = ctx.module_of(node)
     check_attention(node, module)
     _refuse_activation_masks(node, list(args) + list(kwargs.values()))
+    named = dict(zip(("key_padding_mask", "need_weights", "attn_mask"), args))
+    kind = module_masks(node, kwargs.get("attn_mask", named.get("attn_mask")),
+                        kwargs.get("key_padding_mask", named.get("key_padding_mask")))
     q_in = ctx.neurons(query, -1, node).nodes
     k_in = ctx.neurons(key, -1, node).nodes
     v_in = ctx.neurons(value, -1, node).nodes
     for label, nodes in (("key", k_in), ("value", v_in)):
         if nodes.numel() != module.embed_dim:
             raise UnsupportedError(f"{describe(node)}: {label} has {nodes.numel()} features, embed_dim={module.embed_dim}")
-    out = attention_nodes(ctx.builder, node.target, module, q_in, k_in, v_in)
+    out = attention_nodes(ctx.builder, node.target, module, q_in, k_in, v_in, kind)
     shape = _output_shape(node)
     return (TensorValue(nodes=out, shape=shape, axis=len(shape) - 1, source=node),
             Opaque(f"attention weights of {node.target}", from_activations=True))
@@ -163,14 +188,16 @@ def _feed_forward_activation(node, module: nn.TransformerEncoderLayer) -> tuple[
     )
 
 
-def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer, x: TensorValue) -> TensorValue:
-    """Convert encoder layer ``name`` applied to ``x`` (neurons on the last axis) from its pieces."""
+def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer, x: TensorValue,
+                        kind: NodeKind = NodeKind.HEAD) -> TensorValue:
+    """Convert encoder layer ``name`` applied to ``x`` (neurons on the last axis) from its pieces, its heads
+    of ``kind`` (:func:`module_masks`)."""
     check_attention(node, module.self_attn)
     act, act_args = _feed_forward_activation(node, module)
     builder = ctx.builder
 
     def sa(a: torch.Tensor) -> torch.Tensor:
-        return attention_nodes(builder, f"{name}.self_attn", module.self_attn, a, a, a)
+        return attention_nodes(builder, f"{name}.self_attn", module.self_attn, a, a, a, kind)
 
     def ff(a: torch.Tensor) -> torch.Tensor:
         hidden = dense_layer(builder, f"{name}.linear1", module.linear1, a)
@@ -199,9 +226,12 @@ def encoder_layer_nodes(ctx, node, name: str, module: nn.TransformerEncoderLayer
 @register_module(nn.TransformerEncoderLayer)
 def convert_encoder_layer(ctx, node, src, *args, **kwargs) -> TensorValue:
     _refuse_activation_masks(node, list(args) + list(kwargs.values()))
+    named = dict(zip(("src_mask", "src_key_padding_mask"), args))
+    kind = module_masks(node, kwargs.get("src_mask", named.get("src_mask")),
+                        kwargs.get("src_key_padding_mask", named.get("src_key_padding_mask")))
     x = ctx.neurons(src, -1, node)
     x = x.with_(shape=ctx.shape_of(node), axis=len(ctx.shape_of(node)) - 1)
-    return encoder_layer_nodes(ctx, node, node.target, ctx.module_of(node), x)
+    return encoder_layer_nodes(ctx, node, node.target, ctx.module_of(node), x, kind)
 
 
 @register_module(nn.TransformerEncoder)
@@ -209,12 +239,15 @@ def convert_encoder(ctx, node, src, *args, **kwargs) -> TensorValue:
     """The stack: every layer in turn, then the optional final norm."""
     module: nn.TransformerEncoder = ctx.module_of(node)
     _refuse_activation_masks(node, list(args) + list(kwargs.values()))
+    named = dict(zip(("mask", "src_key_padding_mask"), args))
+    kind = module_masks(node, kwargs.get("mask", named.get("mask")),
+                        kwargs.get("src_key_padding_mask", named.get("src_key_padding_mask")))
     x = ctx.neurons(src, -1, node)
     x = x.with_(shape=ctx.shape_of(node), axis=len(ctx.shape_of(node)) - 1)
     for i, layer in enumerate(module.layers):
         if type(layer) is not nn.TransformerEncoderLayer:
             raise UnsupportedError(f"{describe(node)}: layer {i} is a {type(layer).__name__}, not a TransformerEncoderLayer")
-        x = encoder_layer_nodes(ctx, node, f"{node.target}.layers.{i}", layer, x)
+        x = encoder_layer_nodes(ctx, node, f"{node.target}.layers.{i}", layer, x, kind)
     if module.norm is not None:
         if type(module.norm) is not nn.LayerNorm or len(module.norm.normalized_shape) != 1:
             raise UnsupportedError(f"{describe(node)}: the final norm must be a LayerNorm over the last dimension")
@@ -318,33 +351,56 @@ def is_causal_pattern(blocked: torch.Tensor) -> bool:
     return torch.equal(blocked, ~torch.ones(tq, tk, dtype=torch.bool).tril())
 
 
-def mask_is_causal(mask, out_shape, k: TensorValue) -> bool:
-    """Whether an sdpa ``attn_mask`` that is a constant of known value (bool: ``True`` attends; float:
-    added) is exactly the causal mask, as Hugging Face materialises it: recorded like ``is_causal``."""
-    values = mask.value if isinstance(mask, Opaque) else None
-    if not isinstance(values, torch.Tensor) or values.device.type == "meta" or out_shape is None:
-        return False
-    shape = tuple(out_shape[:-1]) + (k.shape[-2],)  # the scores (..., H, Tq, Tk)
-    if values.dtype == torch.bool:
-        blocked = ~values
-    elif values.is_floating_point():
-        blocked = values.double() <= MASKED
-        if bool(((values != 0) & ~blocked).any()):
-            return False
-    else:
-        return False
-    pattern = blocked_pairs(blocked, shape, len(shape) - 2, len(shape) - 1)
-    return pattern is not None and is_causal_pattern(pattern)
-
-
 def relative_scale(scale: float) -> float:
     """``scale * sqrt(D)`` as recorded on the QK_PAIR edges: 1 for the default ``1 / sqrt(D)``, also when
     the model computed ``D ** -0.5`` itself and it differs from 1 by rounding (a few ulps)."""
     return 1.0 if abs(scale - 1.0) <= 8 * torch.finfo(torch.float64).eps else scale
 
 
+def head_kind(causal: bool, input_mask: bool) -> NodeKind:
+    """The kind of the head nodes of an attention: causal or not, masked by a model input or not."""
+    if input_mask:
+        return NodeKind.CAUSAL_MASKED_HEAD if causal else NodeKind.MASKED_HEAD
+    return NodeKind.CAUSAL_HEAD if causal else NodeKind.HEAD
+
+
+def refuse_constant_mask(node, what: str) -> UnsupportedError:
+    """The refusal of a constant attention mask nngraph does not record (no fixed-size record tells two
+    arbitrary masks apart, and unrecorded they would give one graph)."""
+    return UnsupportedError(
+        f"{describe(node)} masks attention with {what}; nngraph records a causal mask (the heads are "
+        "CAUSAL_HEAD) and a mask that is a model input (MASKED_HEAD), and refuses other constant masks, "
+        "which would give the graph of the unmasked attention"
+    )
+
+
+def constant_mask(node, mask, scores_shape, query_axis: int, key_axis: int, blocks_when_true: bool) -> bool:
+    """Whether the constant ``mask`` (an :class:`Opaque`; bool: blocks where ``blocks_when_true``, float:
+    added, ``<= MASKED`` blocks) is causal (``True``) or lets every pair through unchanged (``False``);
+    any other constant mask is refused."""
+    values = mask.value if isinstance(mask, Opaque) else None
+    if not isinstance(values, torch.Tensor) or values.device.type == "meta" or scores_shape is None:
+        raise refuse_constant_mask(node, "a constant mask whose values nngraph cannot read")
+    if values.dtype == torch.bool:
+        blocked = values if blocks_when_true else ~values
+    elif values.is_floating_point():
+        blocked = values.double() <= MASKED
+        if bool(((values != 0) & ~blocked).any()):
+            raise refuse_constant_mask(node, "a constant mask that adds finite values to the scores")
+    else:
+        raise refuse_constant_mask(node, f"a constant {values.dtype} mask")
+    pattern = blocked_pairs(blocked, tuple(scores_shape), query_axis, key_axis)
+    if pattern is None:
+        raise refuse_constant_mask(node, "a constant mask that differs between batch entries or heads")
+    if not bool(pattern.any()):
+        return False
+    if is_causal_pattern(pattern):
+        return True
+    raise refuse_constant_mask(node, "a constant mask that is not causal")
+
+
 def attention_heads(builder, q: TensorValue, k: TensorValue, v: TensorValue, bias: TensorValue | None,
-                    causal: bool, scale: float) -> torch.Tensor:
+                    causal: bool, scale: float, input_mask: bool = False) -> torch.Tensor:
     """The heads of ``softmax(q k^T * scale / sqrt(D) + mask) v`` over head-split ``q``, ``k``, ``v`` (one head
     count, ``k`` and ``v`` repeated to it): ``H`` head nodes (CAUSAL_HEAD if ``causal``) with HEAD_MEMBER
     edges to their query, key and attended neurons, QK_PAIR edges query ``j`` -> key ``j`` carrying
@@ -354,7 +410,7 @@ def attention_heads(builder, q: TensorValue, k: TensorValue, v: TensorValue, bia
     heads, per_head = q.heads, q.num_neurons // q.heads
     scale = relative_scale(scale)
     layer = max(builder.node_layer(t.nodes) for t in (q, k, v)) + 1
-    head_nodes = builder.add_nodes(heads, NodeKind.CAUSAL_HEAD if causal else NodeKind.HEAD, layer)
+    head_nodes = builder.add_nodes(heads, head_kind(causal, input_mask), layer)
     attended = builder.add_nodes(v.num_neurons, NodeKind.ATTENDED, layer)
     builder.add_edges(v.nodes, attended, EdgeType.ATTEND, identity=True)
     members = torch.cat([q.nodes, k.nodes, attended])
@@ -405,8 +461,13 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
         raise UnsupportedError(f"{describe(node)} uses attention dropout {dropout_p} in evaluation")
     per_head = q.num_neurons // q.heads
     scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
-    causal = bool(is_causal) or (attn_mask is not None and mask_is_causal(attn_mask, ctx.shape_of(node), k))
-    attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale)
+    input_mask = isinstance(attn_mask, TensorValue) and attn_mask.nodes is None
+    causal = bool(is_causal)
+    if attn_mask is not None and bias is None and not input_mask:
+        out_shape = ctx.shape_of(node)
+        scores = None if out_shape is None else tuple(out_shape[:-1]) + (k.shape[-2],)  # (..., H, Tq, Tk)
+        causal = constant_mask(node, attn_mask, scores, -2, -1, blocks_when_true=False) or causal
+    attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale, input_mask)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,
                        head_axis=len(shape) - 3, source=node)

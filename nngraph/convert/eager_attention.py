@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import MASKED, score_bias, attention_heads, blocked_pairs, is_causal_pattern
+from .attention import MASKED, attention_heads, blocked_pairs, is_causal_pattern, refuse_constant_mask, score_bias
 from .errors import UnsupportedError
 from .movement import _MOVES, _SHAPE_ONLY, _expand, _only_along, _reshape
 from .registry import accept_merged_heads, register_function, register_score_op
@@ -192,9 +192,15 @@ def attend(ctx, node, s: ScoreValue, v, ls: str, lv: str, lo: str) -> TensorValu
     heads = s.heads
     q, k = s.q.with_(heads=heads), s.k.with_(heads=heads)
     v = v.with_(heads=heads)
-    causal = s.blocked is not None and not s.other_mask and is_causal_pattern(s.blocked)
+    if s.other_mask:
+        raise refuse_constant_mask(s.mask_source or node, "a constant mask that adds finite values, differs "
+                                   "between batch entries or heads, or has values nngraph cannot read")
+    blocked = s.blocked is not None and bool(s.blocked.any())
+    causal = blocked and is_causal_pattern(s.blocked)
+    if blocked and not causal:
+        raise refuse_constant_mask(s.mask_source or node, "a constant mask that is not causal")
     per_head = q.num_neurons // heads
-    attended = attention_heads(ctx.builder, q, k, v, s.bias, causal, s.scale * per_head ** 0.5)
+    attended = attention_heads(ctx.builder, q, k, v, s.bias, causal, s.scale * per_head ** 0.5, s.input_mask)
     shape = ctx.shape_of(node)
     if hl is None:
         return TensorValue(nodes=attended, shape=shape, axis=lo.index(vn), source=node)
@@ -331,18 +337,18 @@ def _score_add(ctx, node, a, b, *args, **kwargs):
         bias = score_bias(ctx, node, m, s.q)
         return s.with_(bias=bias, source=node)
     if isinstance(m, TensorValue):  # a mask that is a model input
-        return s.with_(other_mask=True, source=node)
+        return s.with_(input_mask=True, source=node, mask_source=node)
     if not isinstance(m, Opaque) or m.from_activations:
         raise _refuse(node, f"adds {getattr(m, 'description', type(m).__name__)} to attention scores")
     values = _known(m)
     if values is None or not (values.is_floating_point() or values.dtype == torch.bool):
-        return s.with_(other_mask=True, source=node)
+        return s.with_(other_mask=True, source=node, mask_source=node)
     values = values.double()
     blocked = values <= MASKED
     s = _block(s, blocked)
     if bool(((values != 0) & ~blocked).any()):
         s = s.with_(other_mask=True)
-    return s.with_(source=node)
+    return s.with_(source=node, mask_source=node)
 
 
 def _fill(ctx, node, s: ScoreValue, cond, fill, invert: bool) -> ScoreValue:
@@ -357,11 +363,13 @@ def _fill(ctx, node, s: ScoreValue, cond, fill, invert: bool) -> ScoreValue:
                             "parameters; nngraph supports constant masks filled with a number")
     if tuple(ctx.shape_of(node)) != s.shape:
         raise _refuse(node, f"masks the scores {s.shape} into the shape {tuple(ctx.shape_of(node))}")
+    if isinstance(cond, TensorValue):  # a condition that is a model input
+        return s.with_(input_mask=True, source=node, mask_source=node)
     values = _known(cond)
     if float(fill) > MASKED or values is None:
-        return s.with_(other_mask=True, source=node)
+        return s.with_(other_mask=True, source=node, mask_source=node)
     values = values.bool()
-    return _block(s, ~values if invert else values).with_(source=node)
+    return _block(s, ~values if invert else values).with_(source=node, mask_source=node)
 
 
 @register_score_op(aten.masked_fill.Scalar, aten.masked_fill.Tensor, "masked_fill", "masked_fill_", torch.masked_fill)

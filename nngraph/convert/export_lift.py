@@ -128,6 +128,8 @@ class _Lifter:
         self._scales: dict[fx.Node, fx.Node] = {}
         sig = program.graph_signature
         self.param_of = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+        # tensors the forward builds from constants (a mask written as a literal): constants, not inputs
+        self.lifted = dict(getattr(sig, "inputs_to_lifted_tensor_constants", None) or {})
         self.non_persistent = set(getattr(sig, "non_persistent_buffers", ()) or ())
         self.constants: set[str] = set()
 
@@ -201,12 +203,14 @@ class _Lifter:
         self._reads[node] = read
         return read
 
-    def _constant(self, node: fx.Node, name: str, val: torch.Tensor) -> fx.Node:
-        """An integer or boolean buffer (``position_ids``, ``token_type_ids``): a constant of the model,
-        not a parameter, read through a ``get_attr`` of a stand-in on the meta device."""
+    def _constant(self, node: fx.Node, name: str, val: torch.Tensor, keep_floats: bool = False) -> fx.Node:
+        """An integer or boolean buffer (``position_ids``, ``token_type_ids``), or with ``keep_floats`` a
+        tensor constant of the forward: a constant of the model, not a parameter, read through a
+        ``get_attr`` of a stand-in on the meta device."""
         attr = re.sub(r"\W", "_", name)
         real = self.program.state_dict.get(name, self.program.constants.get(name))
-        small = isinstance(real, torch.Tensor) and not real.is_floating_point() and real.numel() <= 1 << 20
+        small = isinstance(real, torch.Tensor) and (keep_floats or not real.is_floating_point()) and \
+            real.numel() <= (1 << 16 if real.is_floating_point() else 1 << 20)
         # integer constants keep their values (index tables such as Swin's relative positions are read)
         self.root.register_buffer(attr, real.detach().cpu().clone() if small else
                                   torch.empty(val.shape, dtype=val.dtype, device="meta"))
@@ -501,7 +505,9 @@ class _Lifter:
             if node.op == "placeholder":
                 val = node.meta.get("val")
                 constant = node.name in self.param_of and self.param_of[node.name] in self.non_persistent
-                if node.name in self.param_of and isinstance(val, torch.Tensor) and (not val.is_floating_point() or constant):
+                if node.name in self.lifted and isinstance(val, torch.Tensor):
+                    self.env[node] = self._constant(node, self.lifted[node.name], val, keep_floats=True)
+                elif node.name in self.param_of and isinstance(val, torch.Tensor) and (not val.is_floating_point() or constant):
                     self.env[node] = self._constant(node, self.param_of[node.name], val)
                 elif node.name in self.param_of:
                     self.env[node] = _ParamRef(self.param_of[node.name], self._shape(node))

@@ -96,8 +96,10 @@ class ScoreValue:
         bias: the per-head score bias added (``TensorValue`` of one neuron per head), or ``None``.
         blocked: ``(Tq, Tk)`` bool, the (query, key) pairs a constant mask set to ``-inf`` (the same for
             every batch entry and head), or ``None`` if no such mask was applied.
-        other_mask: a constant mask was applied that is not such a pattern (finite values, a mask
-            that is a model input, or one whose values are unknown).
+        other_mask: a constant mask was applied that is not such a pattern (finite values, or one
+            whose values are unknown): refused when the scores meet the values.
+        input_mask: a mask that is a model input was applied (the heads are
+            :attr:`~nngraph.schema.NodeKind.MASKED_HEAD`).
         softmaxed: ``softmax`` over the key positions was applied.
         source: the fx node of the product (error messages).
     """
@@ -113,6 +115,8 @@ class ScoreValue:
     bias: TensorValue | None = None
     blocked: torch.Tensor | None = None
     other_mask: bool = False
+    input_mask: bool = False
+    mask_source: object = None  # the fx node of the last mask applied (error messages)
     softmaxed: bool = False
     source: object = None
     merged: int = 1

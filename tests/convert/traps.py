@@ -727,3 +727,16 @@ TRAPS += [
                                                                                              False])].mean(1))),
          _seq, "refused"),
 ]
+
+# attention masks: causal (CAUSAL_HEAD) or a model input (MASKED_HEAD) are recorded, other constants refused
+from .test_masks import Module as _MaskedModule, Sdpa as _MaskedSdpa, inputs as _mask_inputs  # noqa: E402
+
+TRAPS += [
+    Trap("mha_causal_buffer_mask", lambda: _MaskedModule("causal"), lambda: _mask_inputs("module", "causal"), "sound"),
+    Trap("mha_band_buffer_mask", lambda: _MaskedModule("band"), lambda: _mask_inputs("module", "band"), "refused"),
+    Trap("mha_padding_mask_input", lambda: _MaskedModule("input"), lambda: _mask_inputs("module", "input"), "sound"),
+    Trap("encoder_layer_band_mask", lambda: _MaskedModule("band", layer=True), lambda: _mask_inputs("layer", "band"),
+         "refused"),
+    Trap("sdpa_band_buffer_mask", lambda: _MaskedSdpa("band"), lambda: _mask_inputs("sdpa", "band"), "refused"),
+    Trap("sdpa_mask_input", lambda: _MaskedSdpa("input"), lambda: _mask_inputs("sdpa", "input"), "sound"),
+]
