@@ -245,7 +245,11 @@ def _concat_features(ctx, node, tensors: list[TensorValue], shape) -> TensorValu
     """``cat`` of activations along the neuron axis (DenseNet, Swin's patch merging): a block of new
     CONCAT neurons per operand, each with an identity CONCAT edge from its operand neuron and tied to
     it, so every operand keeps its own symmetry (the same value twice gives two blocks, as Swin's four
-    position offsets do). Which block came first is the order of the neurons, not in the graph."""
+    position offsets do). Which block came first needs no record: the order of the neurons along an axis
+    is a labelling, and everything that reads the joined neurons shows it (the next layer's weights sit
+    on the edges from each block, an output's ``io_position``, a split's or a head view's chunks), so
+    ``cat([a, b])`` and ``cat([b, a])`` under the same weights give different graphs (tested in
+    ``tests/convert/test_positions.py``)."""
     first = tensors[0]
     if any(t.axis - len(t.shape) != first.axis - len(first.shape) or t.spatial for t in tensors):
         raise UnsupportedError(f"{describe(node)} joins activations whose neurons lie on different axes")

@@ -103,3 +103,33 @@ def test_a_value_picked_twice_gets_neurons_per_pick():
 def test_positions_dropped_by_a_list_index_are_refused_by_name():
     with pytest.raises(UnsupportedError, match="getitem.*drops positions"):
         nngraph.to_graph(Pick(lambda h: h[:, [0, 2]].mean(1)).double(), x_seq())
+
+
+class Join(nn.Module):
+    """``c(cat([a(x), b(x)]))`` or with the operands swapped, same weights."""
+
+    def __init__(self, swap: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c, self.swap = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(6, 2), swap
+
+    def forward(self, x):  # (B, 4)
+        parts = [torch.tanh(self.a(x)), torch.tanh(self.b(x))]
+        return self.c(torch.cat(parts[::-1] if self.swap else parts, -1))  # (B, 2)
+
+
+def test_the_order_of_a_cat_of_neurons_shows_in_the_graph():
+    """The operand order is a labelling of the joined neurons: the edges from each block carry the weights
+    of their own columns, so swapping the operands under the same weights changes the graph (the encoder
+    sees it), and is the graph of the model with the columns swapped back."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    m1, m2 = Join(False).double().eval(), Join(True).double().eval()
+    assert not torch.allclose(m1(x), m2(x))
+    g1, g2 = nngraph.to_graph(m1, x), nngraph.to_graph(m2, x)
+    enc = encoder()
+    assert (enc(g1) - enc(g2)).abs().max() > 1e-6
+    same = Join(True).double().eval()
+    with torch.no_grad():
+        same.c.weight.copy_(torch.cat([m1.c.weight[:, 3:], m1.c.weight[:, :3]], 1))  # the same function as m1
+    assert torch.allclose(same(x), m1(x))
+    assert (enc(nngraph.to_graph(same, x)) - enc(g1)).abs().max() < 1e-10
