@@ -134,6 +134,8 @@ class Layout:
     node_placements: tuple[NodePlacement, ...]
     edge_placements: tuple[EdgePlacement, ...]
     symmetries: tuple[SymmetryGroup, ...]
+    #: module name -> node ids of its output neurons (N_m,): which nodes of the graph a module made, for
+    #: inspecting and editing a graph by module (e.g. the neurons of "encoder.layer.0.attention.self.query")
     module_nodes: dict[str, torch.Tensor] = field(default_factory=dict)
     dtype: torch.dtype = torch.float32
     #: fx value name -> (nodes, neuron axis, flattened spatial extent), in graph order (probe features)
