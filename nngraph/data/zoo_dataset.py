@@ -8,12 +8,13 @@ the weights (``x``, ``edge_attr``), and one file per architecture, ``<cache_dir>
 with the rest of the graph (edge list, node types, ...), which every model of that architecture
 shares. Both are dicts of plain tensors saved with ``torch.save`` and read back with
 ``torch.load(weights_only=True)``; model files are stamped with the weights' sha256, the nngraph
-version and the cache format, so a cached graph is reconverted when its model, nngraph or the format
-changes (``<cache_dir>/index.json`` maps model ids to their stamps). Temporary files a killed
+version, the cache format and a fingerprint of the converter's source (:func:`graph_code_fingerprint`), so a
+cached graph is reconverted when its model, nngraph, the format or the code that converts it changes (``<cache_dir>/index.json`` maps model ids to their stamps). Temporary files a killed
 conversion left in the cache are deleted when the next dataset is created.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -36,6 +37,31 @@ __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
 #: Bump when the cached format changes.
 CACHE_FORMAT = 4  # 3: act_args, conv_args, pool, pool_args; 4: kernels at their own size (edge_attr (W, 1), kernel_shape)
+
+#: The code that decides what graph a zoo entry becomes: the converter, the schema, the layers and the
+#: spec -> model builders. Its fingerprint is part of every cache stamp, so a cached graph is reconverted
+#: whenever that code changes, even when nobody bumped ``CACHE_FORMAT`` or the version.
+_GRAPH_CODE = ("convert", "schema.py", "modules.py", "zoo/specs.py", "zoo/blocks.py", "zoo/architectures.py",
+               "zoo/siren.py", "zoo/recurrent.py")
+
+
+@functools.lru_cache(maxsize=1)
+def graph_code_fingerprint() -> str:
+    """16 hex digits of the sha256 of the source files in :data:`_GRAPH_CODE` (path and contents, sorted)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the nngraph package
+    files: list[str] = []
+    for part in _GRAPH_CODE:
+        path = os.path.join(root, part)
+        if os.path.isdir(path):
+            files += [os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py")]
+        elif os.path.exists(path):
+            files.append(path)
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(os.path.relpath(f, root).encode() + b"\0")
+        with open(f, "rb") as fh:
+            digest.update(fh.read() + b"\0")
+    return digest.hexdigest()[:16]
 #: Graph fields that depend on the weights; every other field depends on the architecture only.
 WEIGHT_FIELDS = ("x", "edge_attr")
 
@@ -200,7 +226,7 @@ class ZooDataset(Dataset):
     def _stamp(self, entry: dict) -> str:
         import nngraph
 
-        return f"{CACHE_FORMAT}|{getattr(nngraph, '__version__', '?')}|{entry['sha256']}"
+        return f"{CACHE_FORMAT}|{getattr(nngraph, '__version__', '?')}|{graph_code_fingerprint()}|{entry['sha256']}"
 
     def _cache_path(self, entry: dict) -> str:
         try:
@@ -209,7 +235,7 @@ class ZooDataset(Dataset):
             raise ZooError(f"{err}; refusing to write it") from None
 
     def _structure_key(self, entry: dict) -> str:
-        text = json.dumps([CACHE_FORMAT, entry["spec"]], sort_keys=True)
+        text = json.dumps([CACHE_FORMAT, graph_code_fingerprint(), entry["spec"]], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _structure_path(self, key: str) -> str:

@@ -208,3 +208,25 @@ def test_stale_temporary_files_in_the_cache_are_removed(inr_copy):
         open(path, "wb").write(b"partial")
     ZooDataset(inr_copy, split="test", progress=False)
     assert not os.path.exists(stale) and os.path.exists(live)
+
+
+def test_a_change_of_the_converter_code_reconverts_the_cache(inr_copy, monkeypatch):
+    ds = ZooDataset(inr_copy, split="test", progress=False)
+    g = ds[0]
+    path = os.path.join(zoo_cache_dir(inr_copy, "graphs"), f"{ds.entry(0)['id']}.pt")
+    before = os.stat(path).st_mtime_ns
+    # the same code: the cache is read, not rewritten
+    ZooDataset(inr_copy, split="test", progress=False)[0]
+    assert os.stat(path).st_mtime_ns == before
+    # other converter code, same version and CACHE_FORMAT: every graph is converted again
+    monkeypatch.setattr(zd, "graph_code_fingerprint", lambda: "0" * 16)
+    again = ZooDataset(inr_copy, split="test", progress=False)[0]
+    assert os.stat(path).st_mtime_ns != before
+    assert torch.equal(again.x, g.x) and torch.equal(again.edge_index, g.edge_index)
+
+
+def test_the_fingerprint_covers_the_converter_sources():
+    files = zd._GRAPH_CODE
+    assert "convert" in files and "schema.py" in files
+    fp = zd.graph_code_fingerprint()
+    assert len(fp) == 16 and int(fp, 16) >= 0
