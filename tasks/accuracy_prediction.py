@@ -6,7 +6,8 @@ Reports Kendall's tau and R² on held-out models, tau per architecture family, a
 held out of training entirely. Rows: the encoder; the encoder with equivariance broken (random positional
 features), also trained on randomly relabelled models (``encoder_broken_perm``, :mod:`tasks.permutation`);
 weight statistics + gradient boosting and + an MLP; the models' outputs on fixed probe images + gradient
-boosting and + an MLP (``probe_*``, :mod:`tasks.probing`). (An MLP on the flattened weights needs one
+boosting and + an MLP (``probe_*``, :mod:`tasks.probing`); opt-in, ``encoder_probe``: the encoder reading every
+neuron's value on those probe images as node features (as the INR encoder reads coordinates). (An MLP on the flattened weights needs one
 architecture: not applicable.)
 
 The zoo's splits are by training run (every checkpoint of a run is in one split; checked here). Models
@@ -26,6 +27,9 @@ import time
 import numpy as np
 import torch
 
+import nngraph
+from nngraph.convert.module_info import parameter_dtype
+
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
 from .features import add_positional_features, max_kernel_shape
 from .permutation import SymmetryAugmented
@@ -40,15 +44,18 @@ from .splits import Split, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
-METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "stats_gbm", "stats_mlp", "probe_gbm", "probe_mlp")
+METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "stats_gbm", "stats_mlp", "probe_gbm",
+           "probe_mlp")
+#: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe`` is opt-in).
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "encoder_probe")
 
 
 
 def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.ArgumentParser:
     p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="a classifier zoo (python -m nngraph.zoo classifiers --out ...)",
-                      out="runs/accuracy_prediction", methods=METHODS, epochs=40, baseline_epochs=200, batch_size=16,
-                      lr=1e-3, weight_decay=5e-4, patience=20)
+                      out="runs/accuracy_prediction", methods=DEFAULT_METHODS, choices=METHODS, epochs=40,
+                      baseline_epochs=200, batch_size=16, lr=1e-3, weight_decay=5e-4, patience=20)
     p.add_argument("--holdout-family", default="resnet", help="family left out of training for the transfer test "
                    "('' to skip)")
     add_optional_args(p, "positional_dim", "dropout")
@@ -120,6 +127,10 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
     returns (pred, result)."""
     graphs = [train.graphs, val.graphs, test.graphs]
     probe_dim = 0
+    if name == "encoder_probe":  # every neuron's value on the probe images, as the INR encoder reads coordinates
+        inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
+        graphs = [with_probe_features(s, inputs) for s in (train, val, test)]
+        probe_dim = inputs.shape[0]
     if name in ("encoder_broken", "encoder_broken_perm"):
         graphs = [add_positional_features(g, args.positional_dim, args.seed) for g in graphs]
         probe_dim = args.positional_dim
@@ -141,6 +152,19 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         device=args.device, progress=progress,
         settings=settings, kernel_box=box)
     return predict_graphs(model, graphs[2], "regression").numpy() * std + mean, result
+
+
+def with_probe_features(split: Split, inputs: torch.Tensor) -> list:
+    """Shallow copies of ``split``'s graphs with ``probe`` ``(N, K)``: each neuron's value on the ``K`` probe
+    images (:func:`nngraph.probe_features`), squashed by ``asinh`` (a near-diverged model's activations reach
+    1e6 and more) and zero where not finite."""
+    out = []
+    for g, model in zip(split.graphs, split.models):
+        g = copy.copy(g)
+        probe = nngraph.probe_features(model, inputs.to(parameter_dtype(model)))  # (N, K)
+        g.probe = torch.nan_to_num(torch.asinh(probe.float()), nan=0.0, posinf=0.0, neginf=0.0)  # (N, K)
+        out.append(g)
+    return out
 
 
 def _with_targets(graphs: list, y: np.ndarray) -> list:

@@ -35,13 +35,16 @@ def task_parser(prog: str, doc: str) -> argparse.ArgumentParser:
 
 
 def add_training_args(p, *, zoo_help: str, out: str, methods, epochs: int, baseline_epochs: int, batch_size: int,
-                      lr: float, weight_decay: float, patience: int, num_layers: int = 3) -> None:
+                      lr: float, weight_decay: float, patience: int, num_layers: int = 3,
+                      choices: Sequence[str] | None = None) -> None:
     """The flags every task shares (zoo, output, methods, the encoder's size and training), with the
     task's own defaults, so that the three parsers cannot drift apart. :func:`add_run_args` adds the
-    last ones (seed, device, progress)."""
+    last ones (seed, device, progress). ``methods`` run by default; ``choices`` (default: ``methods``) are
+    all that ``--methods`` accepts."""
     p.add_argument("--zoo", required=True, help=zoo_help)
     p.add_argument("--out", default=out, help="directory of the runs, plots and results.json")
-    p.add_argument("--methods", type=csv_list, default=list(methods), help=f"comma-separated subset of {list(methods)}")
+    p.add_argument("--methods", type=csv_list, default=list(methods),
+                   help=f"comma-separated subset of {list(choices or methods)}")
     p.add_argument("--epochs", type=int, default=epochs, help="training epochs of the encoder")
     p.add_argument("--baseline-epochs", type=int, default=baseline_epochs, help="training epochs of the MLP baselines")
     p.add_argument("--hidden-dim", type=int, default=32, help="width of the encoder's node and edge embeddings")

@@ -88,3 +88,27 @@ def test_probe_features_are_each_models_softmax_on_the_same_images(clf_zoo, inr_
             torch.testing.assert_close(f, torch.softmax(m(images), -1).reshape(-1))
     with pytest.raises(ValueError, match="images the zoo's classifiers trained on"):
         probe_images(inr_zoo, 2)
+
+
+def test_encoder_probe_reads_each_neurons_value_on_the_probe_images(clf_zoo, tmp_path):
+    import torch
+
+    import nngraph
+    from tasks.probing import probe_images
+    from tasks.splits import load_split
+
+    split = load_split(clf_zoo, "val")
+    inputs = probe_images(clf_zoo, 4, seed=0)  # (4, C, H, W)
+    graphs = accuracy_prediction.with_probe_features(split, inputs)
+    for g, model, plain in zip(graphs, split.models, split.graphs):
+        assert g.probe.shape == (g.num_nodes, 4) and not hasattr(plain, "probe")
+        expected = torch.asinh(nngraph.probe_features(model, inputs).float())
+        torch.testing.assert_close(g.probe, torch.nan_to_num(expected, nan=0.0, posinf=0.0, neginf=0.0))
+    assert any(g.probe.abs().sum() > 0 for g in graphs)
+    out = str(tmp_path / "acc")
+    rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", out, "--probe-inputs", "4", "--holdout-family", "", "--methods", "encoder_probe",
+         *FAST]))
+    tau = [r["value"] for r in rows if r["metric"] == "kendall_tau[test]"]
+    assert len(tau) == 1 and math.isfinite(tau[0])
+    assert "encoder_probe" not in accuracy_prediction.build_parser().parse_args(["--zoo", clf_zoo]).methods
