@@ -80,18 +80,22 @@ def train_size(rows: Sequence[dict[str, Any]]) -> int:
 
 
 def learning_curve(runs: Sequence[Sequence[dict[str, Any]]], metric: str) -> dict[str, list[tuple[int, float, float, int]]]:
-    """``{method: [(train_size, mean, std, n), ...]}`` sorted by size: the runs grouped by their training-set
-    size (seeds of one size reduce to mean ± std)."""
-    groups: dict[int, list] = {}
+    """``{method: [(train_size, mean, std, n), ...]}`` sorted by size: every run's ``metric`` rows grouped by
+    method and training-set size (seeds of one size reduce to mean ± std; runs of one size may hold different
+    methods)."""
+    groups: dict[tuple[str, int], list[float]] = {}
     for rows in runs:
-        groups.setdefault(train_size(rows), []).append(rows)
-    curve: dict[str, list] = {}
-    for size in sorted(groups):
-        for r in over_seeds(groups[size]):
+        size = train_size(rows)
+        for r in rows:
             if r["metric"] == metric:
-                curve.setdefault(r["method"], []).append((size, r["mean"], r["std"], r["n"]))
-    if not curve:
+                groups.setdefault((r["method"], size), []).append(float(r["value"]))
+    if not groups:
         raise ValueError(f"no run has metric {metric!r}")
+    curve: dict[str, list] = {}
+    for (method, size), values in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        v = np.array(values)
+        curve.setdefault(method, []).append((size, float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                                             len(v)))
     return curve
 
 

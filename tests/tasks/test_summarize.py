@@ -55,3 +55,10 @@ def test_a_missing_run_names_its_path(tmp_path):
         summarize.load_rows(str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="no runs"):
         summarize.over_seeds([])
+
+
+def test_runs_of_one_size_with_different_methods_both_count(tmp_path):
+    a = _run(tmp_path, "enc", 500, {"enc": 0.6})
+    b = _run(tmp_path, "gbm", 500, {"gbm": 0.5})
+    curve = summarize.learning_curve([summarize.load_rows(a), summarize.load_rows(b)], "tau")
+    assert curve == {"enc": [(500, 0.6, 0.0, 1)], "gbm": [(500, 0.5, 0.0, 1)]}
