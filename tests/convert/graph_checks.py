@@ -84,6 +84,22 @@ def assert_function_preserved(m1: nn.Module, m2: nn.Module, *inputs: torch.Tenso
     assert torch.allclose(a, b, atol=atol, rtol=0), f"outputs differ by {(a - b).abs().max():.3g}"
 
 
+def assert_sound_under_random_permutations(model: nn.Module, x: torch.Tensor, seeds: int = 3,
+                                           min_moved: float = 0.3) -> Data:
+    """In the model's dtype (float64 in the callers): ``verify`` passes and moves at least ``min_moved`` of the
+    hidden neurons, the round trip is exact, and for ``seeds`` random hidden permutations the permuted model
+    computes the same function and its graph is the original's relabelled. Returns the original's graph."""
+    report = nngraph.verify(model, x)
+    assert report.ok and report.moved_fraction > min_moved, report
+    g = assert_round_trip(model, x)
+    for seed in range(seeds):
+        permuted, perm = nngraph.random_hidden_permutation(model, torch.Generator().manual_seed(seed), (x,))
+        assert not torch.equal(perm, torch.arange(perm.numel()))
+        assert_function_preserved(model, permuted, x)
+        assert_same_up_to_relabelling(g, nngraph.to_graph(permuted, x), perm)
+    return g
+
+
 def nodes_of(module: nn.Module, name: str, *inputs: torch.Tensor) -> torch.Tensor:
     """Graph node ids of the output neurons of submodule ``name``."""
     return nngraph.build_layout(module, inputs or None).module_nodes[name]
