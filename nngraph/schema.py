@@ -250,7 +250,11 @@ class Pool(IntEnum):
     written counted from the end; ``SLICE`` (``x[:, 1:]``, ``x[:, ::2]``, ``x.flip`` is not one) puts the
     dimension in ``kernel_d``, the first index and the number of entries kept in ``kernel_h`` and
     ``kernel_w``, the step in ``stride_d``, the size in ``stride_h``, and 1 in ``stride_w`` /
-    ``padding_d`` if the start / stop was written counted from the end. Every kind sets ``after_act``
+    ``padding_d`` if the start / stop was written counted from the end. Positions reordered, one record per
+dimension: ``FLIP`` (``x.flip(d)``) puts the dimension counted from the end in ``kernel_d`` and the size in
+``kernel_w``; ``ROLL`` (``torch.roll(x, s, d)``) the dimension in ``kernel_d``, the shift modulo the size
+(``0 .. size - 1``) in ``kernel_h`` and the size in ``kernel_w``. (Other reorders of position axes, a
+transpose of two of them, are not recorded.) Every kind sets ``after_act``
     to 1 if the neuron's activation was applied before the pooling (``relu`` then pool), 0 otherwise.
     """
 
@@ -266,6 +270,8 @@ class Pool(IntEnum):
     AMIN = 9
     SELECT = 10  # one position of a dimension picked (a class token read, the last step)
     SLICE = 11  # a start:stop:step range of a dimension picked
+    FLIP = 12  # the positions of a dimension reversed (x.flip(1))
+    ROLL = 13  # the positions of a dimension rotated (torch.roll(x, s, 1), Swin's shifted windows)
 
 
 NUM_POOLS = max(Pool) + 1

@@ -17,10 +17,9 @@ from torch import nn
 
 from ..modules import Sine, Swish
 from ..schema import Activation, EdgeType, NodeKind
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_function, register_module
 from .values import TensorValue
-from .walk import describe
 
 #: An activation as recorded: its kind and its ``act_args`` (empty when it has none).
 ActSpec = tuple[Activation, tuple[float, ...]]

@@ -50,14 +50,13 @@ from torch import nn
 
 from ..schema import BIAS, Activation, EdgeType, NodeKind
 from .activation import module_activation
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .linear import dense_layer
 from .norm import normalize_nodes
 from .parameters import entry_table, place_tokens
 from .registry import register_function, register_module
 from .structural import residual_sum
 from .values import Opaque, ParamValue, TensorValue
-from .walk import describe
 
 # ----------------------------------------------------------------------- pieces
 
@@ -321,7 +320,7 @@ def _repeat_heads(value: TensorValue, heads: int) -> TensorValue:
 
 
 def _tie_or_fix(builder, a: torch.Tensor, b: torch.Tensor) -> bool:
-    if builder._tie_rows(a, b):
+    if builder.tie_rows(a, b):
         return True
     builder.fix(a)
     builder.fix(b)

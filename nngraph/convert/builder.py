@@ -316,7 +316,7 @@ class GraphBuilder:
         a, b = self._first_axes[first](), axis_nodes()
         pairs = [(x, y) for xs, ys in zip(a, b) for x, y in zip(xs, ys)]
         same_axes = len(a) == len(b) and all(len(xs) == len(ys) for xs, ys in zip(a, b))
-        if same_axes and all(self._tie_rows(x, y) for x, y in pairs):
+        if same_axes and all(self.tie_rows(x, y) for x, y in pairs):
             return
         for nodes in [n for xs in a + b for n in xs]:  # sound: a permutation moving none of these moves no entry
             self.fix(nodes)
@@ -406,7 +406,7 @@ class GraphBuilder:
         for group in groups.unique().tolist():
             self._blocks[self._root(int(group))].fixed = True
 
-    def _tie_rows(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+    def tie_rows(self, a: torch.Tensor, b: torch.Tensor) -> bool:
         """:meth:`tie` ``a`` and ``b`` if each is a whole activation space, in the order its class
         permutes it; otherwise do nothing and return ``False``."""
         if a.numel() != b.numel() or not (self._is_row(a) and self._is_row(b)):

@@ -24,10 +24,9 @@ import torch
 from torch import nn
 
 from ..schema import BIAS, PADDING_MODES, EdgeType, NodeKind
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_module
 from .values import TensorValue
-from .walk import describe
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -108,7 +107,7 @@ def constrain_groups(builder, in_nodes: torch.Tensor, out_nodes: torch.Tensor, g
             builder.constrain_blocks(out_nodes, cin_g)
         return
     for nodes in (in_nodes, out_nodes):
-        builder._block(nodes).fixed = True  # no permutation of these classes is sampled
+        builder.fix(nodes)  # no permutation of these classes is sampled
 
 
 def _convert(ctx, node, x, transposed: bool) -> TensorValue:

@@ -34,11 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import MASKED, attention_heads, blocked_pairs, is_causal_pattern, refuse_constant_mask, score_bias
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .movement import _MOVES, _SHAPE_ONLY, _expand, _only_along, _reshape
 from .registry import accept_merged_heads, register_function, register_score_op
 from .values import Opaque, ParamValue, ScoreValue, TensorValue
-from .walk import describe
 
 aten = torch.ops.aten
 

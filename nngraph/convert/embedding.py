@@ -13,10 +13,9 @@ from __future__ import annotations
 from torch import nn
 
 from ..schema import EdgeType, NodeKind, NodeType
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_module
 from .values import Opaque, TensorValue
-from .walk import describe
 
 
 @register_module(nn.Embedding)

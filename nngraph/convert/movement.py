@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UnsupportedError
-from .positions import dropped_positions, record_positions, select_record, slice_record
+from .errors import UnsupportedError, describe
+from .positions import dropped_positions, flip_record, record_positions, roll_record, select_record, slice_record
 from .registry import accept_merged_heads, register_function
 from .structural import flatten_channels
 from .values import Opaque, ParamValue, StackedValue, TensorValue
-from .walk import describe
 
 aten = torch.ops.aten
 
@@ -364,12 +363,37 @@ def _position_pick(x, fn, args, kwargs):
     return [] if record is None else [record]
 
 
+def _position_reorder(x, fn, args, kwargs) -> list:
+    """The records of ``flip`` / ``roll`` of position axes of ``x`` (empty for other moves, and for a flip or
+    roll of the neuron axis, which only relabels the neurons)."""
+    if fn not in (_flip, torch.roll) or not isinstance(x, TensorValue) or x.shape is None:
+        return []
+    ndim = len(x.shape)
+    neurons = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())
+    if fn is _flip:
+        dims = kwargs.get("dims", args[0] if len(args) == 1 else args)
+        dims = sorted({int(d) % ndim for d in ((dims,) if isinstance(dims, int) else dims)})
+        return [flip_record(d, x.shape[d], ndim) for d in dims if d not in neurons]
+    shifts = kwargs.get("shifts", args[0] if args else 0)
+    dims = kwargs.get("dims", args[1] if len(args) > 1 else None)
+    if dims is None:  # a roll of the flattened tensor: followed on the labels (it mixes neurons with positions)
+        return []
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    records = [roll_record(int(d) % ndim, int(s), x.shape[int(d) % ndim], ndim) for s, d in zip(shifts, dims)
+               if int(d) % ndim not in neurons]
+    return [r for r in records if r is not None]
+
+
 def _register(target, fn):
     @register_function(target, passthrough=True)
     def convert(ctx, node, x, *args, **kwargs):
         records = _position_pick(x, fn, args, kwargs)
         if records:
             x = record_positions(ctx, node, x, records)
+        reordered = _position_reorder(x, fn, args, kwargs)
+        if reordered:
+            x = record_positions(ctx, node, x, reordered)
         return move(ctx, node, fn, x, *args, positions_recorded=records is not None, **kwargs)
 
 

@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from ..schema import NORM_BIAS, NORM_WEIGHT, RUNNING_MEAN, RUNNING_VAR, EdgeType, NodeKind
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_module
 from .values import TensorValue
-from .walk import describe
 
 
 def normalize_nodes(builder, module: nn.Module, name: str, in_nodes: torch.Tensor,

@@ -25,11 +25,10 @@ import operator
 import torch
 
 from ..schema import EdgeType, NodeKind, NodeType
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_function
 from .structural import residual_sum
 from .values import Opaque, ParamValue, TensorValue
-from .walk import describe
 
 aten = torch.ops.aten
 
@@ -38,7 +37,8 @@ def _activation(node, x) -> TensorValue:
     if not isinstance(x, TensorValue) or x.nodes is None or x.heads or x.spatial:
         raise UnsupportedError(
             f"{describe(node)} combines a parameter with {'a model input' if isinstance(x, TensorValue) else x!r}; "
-            "nngraph follows parameters combined with activations whose neurons lie on one axis"
+            "nngraph follows parameters combined with activations whose neurons lie on one axis (a constant added "
+            "to a parameter, such as a shifted-window attention mask added to a position bias, is not followed)"
         )
     return x
 

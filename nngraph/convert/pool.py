@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..schema import EdgeType, NodeKind, Pool
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_function, register_module
 from .values import TensorValue
-from .walk import describe
 
 #: family -> (kind, the functional form's arguments after the input, in order)
 _FAMILIES = {

@@ -1,4 +1,4 @@
-"""Positions picked out of an activation: ``x[:, 0]`` (a class token read), ``x[:, -1]`` (the last step),
+"""Positions picked out of an activation, or reordered: ``x[:, 0]`` (a class token read), ``x[:, -1]`` (the last step),
 ``x[:, 1:]`` (the patch tokens), ``select`` / ``slice`` / ``unbind`` of a position axis.
 
 The neurons stay the same (a position is not a neuron), so without a record ``x[:, 0]`` and ``x[:, -1]``
@@ -10,6 +10,10 @@ counted from the end. A value also used unpicked elsewhere gets fresh tied :attr
 neurons for the pick (:func:`~nngraph.convert.pool.record_pool`); a pick of a model input is kept on the
 value until the layer that reads it makes its input neurons. Positions dropped any other way (a list or
 mask index of a position axis) are refused by :func:`~nngraph.convert.movement.move`.
+
+A flip or a roll of a position axis keeps every position but changes the function (``x.flip(1)[:, 0]`` reads
+the last token), so it is recorded the same way (:attr:`~nngraph.schema.Pool.FLIP`,
+:attr:`~nngraph.schema.Pool.ROLL`); a flip or roll of the neuron axis is a relabelling and needs no record.
 """
 from __future__ import annotations
 
@@ -40,6 +44,19 @@ def slice_record(dim: int, item: slice, size: int, ndim: int) -> Record | None:
     return Pool.SLICE, {"kernel_d": float(dim % ndim - ndim), "kernel_h": float(start if count else 0),
                         "kernel_w": float(count), "stride_d": float(step), "stride_h": float(size),
                         "stride_w": float(written_start), "padding_d": float(written_stop)}
+
+
+def flip_record(dim: int, size: int, ndim: int) -> Record:
+    """The record of ``x.flip(dim)`` on an axis of ``size`` entries of an ``ndim``-d tensor."""
+    return Pool.FLIP, {"kernel_d": float(dim % ndim - ndim), "kernel_w": float(size)}
+
+
+def roll_record(dim: int, shift: int, size: int, ndim: int) -> Record | None:
+    """The record of ``torch.roll(x, shift, dim)`` (``None`` for a shift by a multiple of the size)."""
+    if shift % size == 0:
+        return None
+    return Pool.ROLL, {"kernel_d": float(dim % ndim - ndim), "kernel_h": float(shift % size),
+                       "kernel_w": float(size)}
 
 
 def index_records(x: TensorValue, index) -> tuple[list[Record], bool]:

@@ -41,10 +41,9 @@ import torch
 from torch import nn
 
 from ..schema import BIAS, Activation, EdgeType, NodeKind
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_module
 from .values import Opaque, TensorValue
-from .walk import describe
 
 #: Gate kinds in the row order of ``weight_ih`` / ``weight_hh``, with their activations.
 _GATES = {

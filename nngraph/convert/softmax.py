@@ -20,10 +20,9 @@ from torch import nn
 
 from ..schema import EdgeType, NodeKind
 from .eager_attention import LOG_SOFTMAX_TARGETS, SOFTMAX_TARGETS
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import register_function, register_module
 from .values import TensorValue
-from .walk import describe
 
 
 def normalize_over_neurons(ctx, node, x, dim, kind: NodeKind, dtype=None) -> TensorValue:

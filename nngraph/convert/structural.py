@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..schema import EdgeType, NodeKind
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import accept_merged_heads, register_function, register_module
 from .values import Opaque, TensorValue
-from .walk import describe
 
 # ----------------------------------------------------------------------- pass-through
 

@@ -63,6 +63,12 @@ class Opaque:
     from_activations: bool = False
     value: object = None  # the tensor itself, for small integer constants of the model (index tables)
 
+    def __repr__(self) -> str:  # error messages name the constant, never print its entries
+        value = self.value
+        shown = f"tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)
+        kind = "computed from activations" if self.from_activations else "a constant"
+        return f"{self.description or 'a value'} ({kind}{', ' + shown if value is not None else ''})"
+
 
 @dataclass(frozen=True, eq=False)
 class ParamValue:

@@ -1,4 +1,4 @@
-"""Walk a traced fx graph and hand every node to its converter."""
+"""Walk a traced fx graph and hand every node to its converter: :class:`GraphWalker`, a ``torch.fx.Interpreter``."""
 from __future__ import annotations
 
 import operator
@@ -10,7 +10,7 @@ from torch import fx, nn
 
 from ..schema import NodeKind, NodeType
 from .builder import GraphBuilder
-from .errors import UnsupportedError
+from .errors import UnsupportedError, describe
 from .registry import (
     FUNCTION_CONVERTERS,
     MERGED_HEADS,
@@ -19,7 +19,6 @@ from .registry import (
     SCORE_CONVERTERS,
     supported_functions,
     supported_modules,
-    target_name,
 )
 from .values import Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
 
@@ -120,67 +119,75 @@ def _target_key(gm: fx.GraphModule, node: fx.Node) -> object | None:
     return None
 
 
-def describe(node: fx.Node) -> str:
-    """``'layer1.0.conv1' (Conv2d)``-style description of an fx node for error messages."""
-    if node.op == "call_module":
-        module = node.graph.owning_module.get_submodule(node.target)
-        return f"module {node.target!r} ({type(module).__name__})"
-    if node.op in ("call_function", "call_method"):
-        folded = node.meta.get("written_out")
-        if folded:  # a softmax the model spells as arithmetic (nngraph.convert.softmax_patterns)
-            return f"operation {target_name(node.target)} (written out by hand, ending at fx node {folded!r})"
-        return f"operation {target_name(node.target)} at fx node {node.name!r}"
-    return f"fx node {node.name!r} ({node.op})"
+class GraphWalker(fx.Interpreter):
+    """Runs a traced graph on converter values instead of tensors, as torch.fx's ``ShapeProp`` runs it on
+    shapes: every placeholder becomes a model input (:class:`~nngraph.convert.values.TensorValue` without
+    neurons yet), every parameter read as data a :class:`~nngraph.convert.values.ParamValue`, every call
+    the value its converter returns (:mod:`nngraph.convert.registry`), and the output marks the output
+    neurons. Values are kept after their last use (``garbage_collect_values=False``): :meth:`walk` records
+    where every value's neurons are once the graph has run.
 
+    Errors are :class:`~nngraph.convert.errors.UnsupportedError` naming the node
+    (:func:`~nngraph.convert.errors.describe`), without the Interpreter's extra traceback.
+    """
 
-def _map_args(args: Any, env: dict[fx.Node, Any]) -> Any:
-    return fx.node.map_arg(args, lambda n: env[n])
+    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder):
+        super().__init__(gm, garbage_collect_values=False)
+        self.extra_traceback = False
+        self.builder = builder
+        self.ctx = ConversionContext(gm, builder)
+        self._node: fx.Node | None = None
+
+    def walk(self) -> None:
+        """Convert every node into the builder, then record where each value's neurons are."""
+        self.run(enable_io_processing=False)
+        for fx_node, value in self.env.items():  # graph order: later values of the same neurons win
+            if isinstance(value, TensorValue) and value.nodes is not None and value.merged == 1:  # probes: unmerged
+                self.builder.record_value(fx_node.name, value.nodes, value.axis, value.spatial,
+                                          value.head_axis if value.heads else -1)
+
+    def run_node(self, n: fx.Node) -> Any:
+        self._node = n  # the converters need the node (its shape, its place for errors), not only its target
+        return super().run_node(n)
+
+    def placeholder(self, target, args, kwargs) -> TensorValue:
+        return TensorValue(nodes=None, shape=self.ctx.shape_of(self._node), source=self._node)
+
+    def get_attr(self, target, args, kwargs) -> Any:
+        node, builder = self._node, self.builder
+        attr = self.fetch_attr(target)
+        if not (isinstance(attr, torch.Tensor) and attr.is_floating_point()):
+            known = isinstance(attr, torch.Tensor) and attr.device.type != "meta"
+            return Opaque(f"attribute {target}", value=attr if known else None)
+        name = builder.aliases.get(target, target)
+        made_in_forward = target.startswith("_tensor_constant") and name not in builder.named_tensors
+        if name in builder.constants or target in self.module.meta.get("constants", ()) or made_in_forward:
+            # a constant of the forward (fx keeps a tensor built from constants while tracing as
+            # _tensor_constant<i>): stays Opaque, with its value when small
+            small = attr.device.type != "meta" and attr.numel() <= FOLD_LIMIT
+            return Opaque(f"attribute {target}", value=attr.detach().clone() if small else None)
+        if name not in builder.named_tensors:
+            raise UnsupportedError(f"{describe(node)} reads the tensor {target!r}, which is not "
+                                   "a parameter or buffer of the model")
+        return ParamValue(name, tuple(attr.shape), torch.arange(attr.numel()).view(attr.shape))
+
+    def call_function(self, target, args, kwargs) -> Any:
+        return _convert_node(self.ctx, self._node, args, kwargs)
+
+    call_method = call_function
+    call_module = call_function
+
+    def output(self, target, args, kwargs) -> None:
+        _mark_outputs(args[0], self.builder)
 
 
 def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
-    """Convert every node of ``gm`` into ``builder`` and mark the output neurons."""
-    ctx = ConversionContext(gm, builder)
-    env: dict[fx.Node, Any] = {}
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            env[node] = TensorValue(nodes=None, shape=ctx.shape_of(node), source=node)
-        elif node.op == "get_attr":
-            attr = _fetch_attr(gm, node.target)
-            known = isinstance(attr, torch.Tensor) and not attr.is_floating_point() and attr.device.type != "meta"
-            env[node] = Opaque(f"attribute {node.target}", value=attr if known else None)
-            if isinstance(attr, torch.Tensor) and attr.is_floating_point():
-                name = builder.aliases.get(node.target, node.target)
-                made_in_forward = node.target.startswith("_tensor_constant") and name not in builder.named_tensors
-                if name in builder.constants or node.target in gm.meta.get("constants", ()) or made_in_forward:
-                    # a constant of the forward (fx keeps a tensor built from constants while tracing as
-                    # _tensor_constant<i>): stays Opaque, with its value when small
-                    small = attr.device.type != "meta" and attr.numel() <= FOLD_LIMIT
-                    env[node] = Opaque(f"attribute {node.target}", value=attr.detach().clone() if small else None)
-                    continue
-                if name not in builder.named_tensors:
-                    raise UnsupportedError(f"{describe(node)} reads the tensor {node.target!r}, which is not "
-                                           "a parameter or buffer of the model")
-                env[node] = ParamValue(name, tuple(attr.shape), torch.arange(attr.numel()).view(attr.shape))
-        elif node.op == "output":
-            _mark_outputs(node.args[0], env, builder)
-        else:
-            env[node] = _convert_node(ctx, node, env)
-    for fx_node, value in env.items():  # graph order: later values of the same neurons win
-        if isinstance(value, TensorValue) and value.nodes is not None and value.merged == 1:  # probes: unmerged
-            builder.record_value(fx_node.name, value.nodes, value.axis, value.spatial,
-                                 value.head_axis if value.heads else -1)
+    """Convert every node of ``gm`` into ``builder`` and mark the output neurons (:class:`GraphWalker`)."""
+    GraphWalker(gm, builder).walk()
 
 
-def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _convert_node(ctx: ConversionContext, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
-    args = _map_args(node.args, env)
-    kwargs = _map_args(node.kwargs, env)
+def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Hand ``node`` (its arguments already converted) to its converter, or fold it as a constant."""
     padded = [v for v in _flatten((args, kwargs)) if isinstance(v, TensorValue) and v.padded]
     if padded and not (node.op == "call_module" and isinstance(ctx.module_of(node), nn.modules.conv._ConvNd)
                        and not isinstance(ctx.module_of(node), nn.modules.conv._ConvTransposeNd)):
@@ -322,8 +329,8 @@ def _flatten(tree: Any) -> list[Any]:
     return [tree]
 
 
-def _mark_outputs(result: Any, env: dict[fx.Node, Any], builder: GraphBuilder) -> None:
-    values = _flatten([env[n] for n in _flatten(result) if isinstance(n, fx.Node)])  # layers may return tuples
+def _mark_outputs(result: Any, builder: GraphBuilder) -> None:
+    values = _flatten(result)  # the converted values of the output; layers may return tuples
     if any(isinstance(v, ScoreValue) for v in values):
         raise UnsupportedError("the model returns attention scores or weights (q @ k^T, softmaxed or not); they "
                                "are computed from activations over positions and have no neurons in the graph")

@@ -1,5 +1,6 @@
 """Positions picked out of an activation (``x[:, 0]``, ``x[:, -1]``, ``x[:, 1:]``, ``select``, ``unbind``)
-are recorded (``Pool.SELECT`` / ``Pool.SLICE``): two picks never give one graph."""
+or reordered (``flip``, ``roll``) are recorded (``Pool.SELECT`` / ``SLICE`` / ``FLIP`` / ``ROLL``): two picks
+never give one graph."""
 import pytest
 import torch
 from torch import nn
@@ -36,9 +37,14 @@ PICKS = {
     "tail_mean": lambda h: h[:, 1:].mean(1),
     "every_other_mean": lambda h: h[:, ::2].mean(1),
     "mean": lambda h: h.mean(1),
+    "flip_first": lambda h: h.flip(1)[:, 0],  # the last token, read after reversing the positions
+    "roll1_first": lambda h: torch.roll(h, 1, 1)[:, 0],
+    "roll2_first": lambda h: torch.roll(h, shifts=2, dims=1)[:, 0],
+    "roll_back_first": lambda h: torch.roll(h, -3, 1)[:, 0],  # the same shift as 2, written from the other end
 }
 PAIRS = [("first", "last"), ("last", "fourth"), ("first", "select_2"), ("select_2", "unbind_1"),
-         ("tail_mean", "mean"), ("tail_mean", "every_other_mean")]
+         ("tail_mean", "mean"), ("tail_mean", "every_other_mean"), ("first", "flip_first"),
+         ("first", "roll1_first"), ("roll1_first", "roll2_first"), ("flip_first", "roll1_first")]
 
 
 def x_seq():
@@ -87,10 +93,32 @@ def test_sound_and_exact(name, on_input):
 
 
 def test_export_records_the_same_picks():
-    for name in ("first", "last", "tail_mean"):
+    for name in ("first", "last", "tail_mean", "flip_first", "roll2_first"):
         model, x = Pick(PICKS[name]).double().eval(), x_seq()
         fx, ex = nngraph.to_graph(model, x), nngraph.to_graph(model, x, method="export")
         assert torch.equal(fx.pool, ex.pool) and torch.equal(fx.pool_args, ex.pool_args), name
+
+
+def test_reorders_record_dimension_shift_and_size():
+    g = nngraph.to_graph(Pick(PICKS["roll2_first"]).double(), x_seq())
+    rolled = g.pool[:, 0] == int(Pool.ROLL)
+    assert int(rolled.sum()) == 6 and set(g.pool[rolled, 1].tolist()) == {int(Pool.SELECT)}
+    col = dict(zip(POOL_ARGS, g.pool_args[rolled][0, 0].tolist()))
+    assert (col["kernel_d"], col["kernel_h"], col["kernel_w"]) == (-2, 2, 5)
+    same = nngraph.to_graph(Pick(PICKS["roll_back_first"]).double(), x_seq())  # -3 is +2 on 5 positions
+    assert torch.equal(g.pool, same.pool) and torch.equal(g.pool_args, same.pool_args)
+    flipped = nngraph.to_graph(Pick(PICKS["flip_first"]).double(), x_seq())
+    col = dict(zip(POOL_ARGS, flipped.pool_args[flipped.pool[:, 0] == int(Pool.FLIP)][0, 0].tolist()))
+    assert (col["kernel_d"], col["kernel_w"]) == (-2, 5)
+
+
+def test_a_flip_or_roll_of_the_neuron_axis_is_a_relabelling_without_record():
+    for pick in (lambda h: h.flip(2)[:, 0], lambda h: torch.roll(h, 2, -1)[:, 0]):
+        model = Pick(pick).double().eval()
+        g = nngraph.to_graph(model, x_seq())
+        assert not ((g.pool == int(Pool.FLIP)) | (g.pool == int(Pool.ROLL))).any()
+        assert nngraph.verify(model, x_seq()).ok
+        assert_round_trip(model, x_seq())
 
 
 def test_a_value_picked_twice_gets_neurons_per_pick():

@@ -101,6 +101,14 @@ def swin():
     return transformers.SwinModel(cfg), (_pixels(),)
 
 
+def swin_shifted():
+    """Two blocks per stage: the second one shifts its windows (``torch.roll``) and masks the attention
+    between tokens that the shift brought together with a constant ``-100`` mask."""
+    cfg = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[2, 2], num_heads=[2, 2],
+                                  window_size=4)
+    return transformers.SwinModel(cfg), (_pixels(),)
+
+
 def eager(build: Callable) -> Callable:
     """``build`` with ``attn_implementation="eager"``: attention written out as matmul / softmax / matmul."""
 
@@ -152,6 +160,7 @@ MODELS: dict[str, Callable] = {
     "EfficientNetModel": efficientnet,
     "ConvNextModel": convnext,
     "SwinModel": swin,
+    "SwinModel[shifted]": swin_shifted,
     # the same transformers with attention written out by hand (attn_implementation="eager")
     "BertModel[eager]": eager(bert),
     "GPT2LMHeadModel[eager]": eager(gpt2),

@@ -28,6 +28,8 @@ EXPECTED = {
     "EfficientNetModel": None,  # TF-style zero padding folded into the convs, squeeze-excitation products
     "T5Model": None,  # relative-position score bias per head (shared by every layer: attention fixed)
     "SwinModel": None,  # window attention: a relative-position bias table gathered by a constant index
+    # shifted windows: the constant mask is added to the position bias, a pattern nngraph does not record
+    "SwinModel[shifted]": r"combines a parameter with .* \(a constant, .*shifted-window attention mask",
     # attn_implementation="eager": matmul / softmax / matmul (nngraph/convert/eager_attention.py)
     "BertModel[eager]": None,
     "GPT2LMHeadModel[eager]": None,  # its materialised causal mask: CAUSAL_HEAD, as for sdpa
