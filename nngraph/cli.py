@@ -176,7 +176,7 @@ def load_model(path: str, factory: str | None = None, inputs: str | None = None)
         CommandError: naming the file or the argument that is wrong.
     """
     import torch
-    from torch import fx, nn
+    from torch import nn
 
     if not os.path.isfile(path):
         raise CommandError(f"MODEL {path}: no such file")
@@ -214,10 +214,9 @@ def load_model(path: str, factory: str | None = None, inputs: str | None = None)
         if kwargs:
             raise CommandError(f"MODEL {path} takes keyword inputs; nngraph converts positional tensor inputs only")
         example = tuple(args) if args else None
-    # The unlifted program checks its inputs in hooks and a guards module; a plain GraphModule of the
-    # same graph computes the same function and converts through torch.export.
-    unlifted = program.module(check_guards=False)
-    return fx.GraphModule(unlifted, unlifted.graph, "ExportedProgram"), example, "export"
+    from nngraph.convert.program import program_module
+
+    return program_module(program), example, "export"
 
 
 def _save_graph(graph, path: str) -> None:

@@ -24,8 +24,8 @@ from .registry import register_function, register_module, supported_functions, s
 from .trace import trace
 from .verify import SoundnessError, VerifyReport, verify
 
-_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "export_patterns", "probe", "layout", "registry", "softmax_patterns", "trace",
-                  "values", "verify", "walk"}
+_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "export_patterns", "probe", "program", "layout",
+                   "registry", "softmax_patterns", "trace", "values", "verify", "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

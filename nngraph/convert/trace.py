@@ -39,7 +39,9 @@ def trace(
             (see :func:`example_inputs_for`).
         method: ``"fx"`` (symbolic tracing, layers kept as modules), ``"export"`` (``torch.export``,
             lifted back to layers by :func:`~nngraph.convert.export_lift.lift_export`; reaches code
-            fx cannot follow), or ``"auto"``: fx, and export where fx fails.
+            fx cannot follow), or ``"auto"``: fx, and export where fx fails; a GraphModule of ATen
+            operations (an unlifted ``torch.export`` program) goes straight to export
+            (:func:`is_aten_graph`).
 
     Returns:
         ``(graph_module, aliases)``; ``aliases`` maps parameter names of stand-in layers to the
@@ -52,6 +54,8 @@ def trace(
         raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
     refuse_hidden_code(module)
     defaults = keyword_defaults(module, example_inputs)  # refuses arguments the example call cannot leave out
+    if method == "auto" and is_aten_graph(module):
+        method = "export"
     if method == "export":
         return _folded(_export(module, example_inputs))
     if type(module) in MODULE_CONVERTERS:  # a bare layer: fx would trace its forward, not keep it whole
@@ -74,6 +78,15 @@ def trace(
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     _propagate_shapes(gm, module, example_inputs)
     return _folded((gm, {}))
+
+
+def is_aten_graph(module: nn.Module) -> bool:
+    """Whether ``module`` is a GraphModule whose graph calls ATen operators (``torch._ops.OpOverload``,
+    e.g. ``torch.ops.aten.conv2d.default``), as an unlifted ``torch.export`` program does
+    (:func:`nngraph.convert.program.program_module`). fx would only retrace those ATen calls, which the
+    walk does not take; ``torch.export`` lifts them back to layers (:mod:`nngraph.convert.export_lift`)."""
+    return isinstance(module, fx.GraphModule) and any(
+        n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) for n in module.graph.nodes)
 
 
 def _folded(traced: tuple[fx.GraphModule, dict[str, str]]) -> tuple[fx.GraphModule, dict[str, str]]:

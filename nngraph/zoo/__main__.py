@@ -13,6 +13,7 @@ Examples::
     python -m nngraph.zoo import cnn_zoo/mnist --out zoos/cnn --step 86   # Small CNN Zoo, final checkpoints
     python -m nngraph.zoo import ckpts --out zoos/mine --factory mypkg.models:make --input-shape 1,28,28 \
         --table labels.csv
+    python -m nngraph.zoo import ckpts --out zoos/mine --program model.pt2 --table labels.csv
     python -m nngraph.zoo summary zoos/clf
 
 Rerunning the same command continues an interrupted build.
@@ -100,7 +101,10 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--kwargs", default=None, help="JSON object of the factory's keyword arguments")
     q.add_argument("--hf-config", default=None, help="architecture: a transformers config.json (or its folder)")
     q.add_argument("--hf-class", default=None, help="the transformers model class, e.g. BertModel")
-    q.add_argument("--program", default=None, help="a torch.export program (.pt2): refused with the reason, for now")
+    q.add_argument("--program", default=None,
+                   help="architecture: a torch.export program (.pt2 of torch.export.save), copied into the zoo; "
+                        "its example inputs are the input shape unless --input-shape is given. It is code (a "
+                        "pickle): a later process loads it only with NNGRAPH_TRUSTED_CODE=sha256:<hex of the file>")
     q.add_argument("--input-shape", type=_ints, default=None, help="one input without the batch dim, e.g. 1,28,28")
     q.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64", "int32"))
     q.add_argument("--table", default=None, help="CSV/JSON of labels, splits, metrics (a 'file' column)")

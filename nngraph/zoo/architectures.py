@@ -6,6 +6,9 @@ A manifest ``spec`` of an imported model is one of the built-in families or one 
                   -> ``function(**kwargs)``.
 ``transformers``  ``class`` (a model class of the ``transformers`` package), ``config`` (the JSON of
                   its ``config.json``), ``inputs`` -> ``transformers.<class>(<class>.config_class(**config))``.
+``program``       ``file`` (a ``torch.export`` program, ``.pt2``, stored in the zoo: ``architecture/<sha256>.pt2``),
+                  ``sha256`` (of that file), ``inputs`` -> the unlifted program as a plain ``torch.fx.GraphModule``
+                  (:func:`nngraph.convert.program.program_module`).
 
 ``inputs`` lists the example inputs the converter traces with: ``[{"shape": [...], "dtype": "float32",
 "high": n}]`` (``high``: integer inputs are drawn below it, e.g. a vocabulary size).
@@ -13,13 +16,18 @@ A manifest ``spec`` of an imported model is one of the built-in families or one 
 Manifests are data from strangers. Calling a factory runs code a manifest names, so it runs only if
 the user trusts it: the process that imports it (:func:`trust`), or the names in the environment
 variable :data:`TRUST_ENV` (``NNGRAPH_TRUSTED_CODE="pkg.mod:fn,other.mod:fn"``, ``*`` for any). A
+``.pt2`` is code too (``torch.export.load`` unpickles it): a program is trusted by the name
+``sha256:<hex digest of the file>`` (:func:`program_name`), and its file is loaded only if its sha256 is
+the manifest's, so a file swapped in the zoo is refused even where its name (or ``*``) is trusted. A
 ``transformers`` spec is data (a class name that must be a ``PreTrainedModel`` of the installed
 package, and a config); it is built on the meta device first so its size is checked before anything
 is allocated.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import io
 import os
 import re
 from typing import Any, Callable
@@ -30,12 +38,15 @@ from torch import nn
 from nngraph.errors import SpecError
 from nngraph.zoo.specs import DEFAULT_LIMITS, FAMILIES, SpecLimits, build_model, check_spec
 
-__all__ = ["IMPORTED_FAMILIES", "TRUST_ENV", "trust", "check_zoo_spec", "build_zoo_model", "example_inputs",
-           "resolve_factory"]
+__all__ = ["IMPORTED_FAMILIES", "TRUST_ENV", "PROGRAM_DIR", "trust", "program_name", "check_zoo_spec",
+           "build_zoo_model", "example_inputs", "resolve_factory", "load_program"]
 
-IMPORTED_FAMILIES = ("factory", "transformers")
+IMPORTED_FAMILIES = ("factory", "transformers", "program")
 TRUST_ENV = "NNGRAPH_TRUSTED_CODE"
+#: Where an import stores the ``.pt2`` of a ``program`` architecture, relative to the zoo.
+PROGRAM_DIR = "architecture"
 FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
 _TRUSTED: set[str] = set()
 
@@ -43,6 +54,11 @@ _TRUSTED: set[str] = set()
 def trust(name: str) -> None:
     """Let this process call the factory ``name`` when a manifest names it."""
     _TRUSTED.add(name)
+
+
+def program_name(digest: str) -> str:
+    """The name a ``torch.export`` program is trusted by: ``sha256:<hex digest of its .pt2 file>``."""
+    return f"sha256:{digest}"
 
 
 def _trusted(name: str) -> bool:
@@ -104,11 +120,25 @@ def check_zoo_spec(spec: Any, limits: SpecLimits | None = None) -> None:
             raise SpecError(f"factory spec: 'factory' must be 'package.module:function', got {spec.get('factory')!r}")
         if not isinstance(spec.get("kwargs", {}), dict):
             raise SpecError("factory spec: 'kwargs' must be a JSON object")
+    elif family == "program":
+        _check_program_fields(spec)
     else:
         if not isinstance(spec.get("class"), str) or not spec["class"].isidentifier():
             raise SpecError(f"transformers spec: 'class' must be a class name, got {spec.get('class')!r}")
         if not isinstance(spec.get("config"), dict):
             raise SpecError("transformers spec: 'config' must be a JSON object (a config.json)")
+
+
+def _check_program_fields(spec: dict) -> None:
+    """``file``: a relative path into the zoo (``/``-separated, no ``..``, ending in ``.pt2``); ``sha256``."""
+    file = spec.get("file")
+    parts = file.split("/") if isinstance(file, str) else [""]
+    if (not isinstance(file, str) or not file.endswith(".pt2") or "\\" in file or "\x00" in file or ":" in file
+            or any(p in ("", ".", "..") for p in parts)):
+        raise SpecError(f"program spec: 'file' must be a relative path inside the zoo ending in .pt2 (no '..', "
+                        f"not absolute, e.g. '{PROGRAM_DIR}/<sha256>.pt2'), got {file!r}")
+    if not isinstance(spec.get("sha256"), str) or not SHA256.fullmatch(spec["sha256"]):
+        raise SpecError(f"program spec: 'sha256' must be 64 lowercase hex digits, got {spec.get('sha256')!r}")
 
 
 def _check_size(model: nn.Module, family: str, limits: SpecLimits) -> None:
@@ -139,11 +169,58 @@ def build_transformers(name: str, config: dict[str, Any], limits: SpecLimits | N
     return cls(cfg).eval()
 
 
+def _program_bytes(spec: dict[str, Any], root: str | None) -> bytes:
+    """The bytes of the spec's ``.pt2`` in the zoo ``root``, if they have the spec's sha256."""
+    from nngraph.zoo.storage import inside  # storage reads manifests with this module's checks
+
+    if root is None:
+        raise SpecError("a program spec names a file in its zoo: build it with the zoo directory "
+                        "(Zoo(root).build(spec) or build_zoo_model(spec, root))")
+    try:
+        path = inside(root, spec["file"], "program spec: 'file'")
+    except ValueError as err:
+        raise SpecError(f"{err}; refusing to read it") from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise SpecError(f"the zoo's torch.export program {path} is unreadable ({err}); re-import the zoo") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec["sha256"]:
+        raise SpecError(f"the zoo's torch.export program {path} has sha256 {digest}, the manifest says "
+                        f"{spec['sha256']}: the file was replaced or damaged, and nngraph does not load it "
+                        "(trusting it by name or '*' does not change that); re-import the zoo from the original .pt2")
+    return data
+
+
+def load_program(spec: dict[str, Any], root: str | None) -> nn.Module:
+    """The module of a ``program`` spec of the zoo ``root``: refused unless its name
+    (:func:`program_name`) is trusted and its file has the spec's sha256, then ``torch.export.load``-ed
+    (from the checked bytes) and unlifted (:func:`nngraph.convert.program.program_module`)."""
+    from nngraph.convert.program import program_module
+
+    name = program_name(spec["sha256"])
+    if not _trusted(name):
+        raise _refuse("the torch.export program", name)
+    data = _program_bytes(spec, root)
+    try:
+        program = torch.export.load(io.BytesIO(data))
+    except Exception as err:  # noqa: BLE001 - a .pt2 torch.export cannot read, whatever the reason
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise SpecError(f"the zoo's torch.export program {spec['file']} cannot be loaded by torch "
+                        f"{torch.__version__} ({type(err).__name__}: {first}); export and import the model again "
+                        "with this version") from None
+    return program_module(program)
+
+
 def build_zoo_model(spec: dict[str, Any], root: str | None = None, limits: SpecLimits | None = None) -> nn.Module:
     """The (randomly initialised) module of a manifest spec of any family, in eval mode.
 
+    ``root``, the zoo directory, is needed for a ``program`` spec (its ``.pt2`` is stored there).
+
     Raises:
-        SpecError: if the spec is malformed, over ``limits``, or runs code nobody trusted.
+        SpecError: if the spec is malformed, over ``limits``, runs code nobody trusted, or names a
+            program file that is missing or not the one the manifest's sha256 describes.
     """
     family = spec.get("family") if isinstance(spec, dict) else None
     if family in FAMILIES or family not in IMPORTED_FAMILIES:
@@ -152,6 +229,10 @@ def build_zoo_model(spec: dict[str, Any], root: str | None = None, limits: SpecL
     limits = limits or DEFAULT_LIMITS
     if family == "transformers":
         return build_transformers(spec["class"], spec["config"], limits)
+    if family == "program":
+        model = load_program(spec, root)
+        _check_size(model, family, limits)
+        return model.eval()
     if not _trusted(spec["factory"]):
         raise _refuse("the factory", spec["factory"])
     model = resolve_factory(spec["factory"])(**spec.get("kwargs", {}))

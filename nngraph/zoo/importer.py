@@ -9,16 +9,21 @@ a wrong shape) is left out and reported, file by file, in one :class:`~nngraph.e
 end; the others are stored, so a rerun after fixing the files imports only those.
 
 The architecture is a spec of :mod:`nngraph.zoo.specs` (what the published layouts map to), a factory
-``package.module:function`` (called with ``factory_kwargs``) or a ``transformers`` config with its model
-class; see :mod:`nngraph.zoo.architectures`. ``torch.export`` programs (``.pt2``) are refused with the
-reason: the module one unpacks to is ATen-level, which :func:`nngraph.to_graph` does not convert. The layouts read
+``package.module:function`` (called with ``factory_kwargs``), a ``transformers`` config with its model
+class, or a ``torch.export`` program (``.pt2`` of ``torch.export.save``), copied into the zoo as
+``architecture/<sha256>.pt2``; see :mod:`nngraph.zoo.architectures`. A factory or program given to the
+import is trusted by the importing process; a later process reading the zoo runs it only if
+``NNGRAPH_TRUSTED_CODE`` names it (a program: ``sha256:<hex>``). The state dicts of a program's
+architecture have the keys of the module that was exported (``model.state_dict()``). The layouts read
 are those of :mod:`nngraph.zoo.layouts`. INR zoos record :class:`~nngraph.zoo.inr_meta.INRMetadata` in
 ``zoo.json``, and get an ``images.safetensors`` of the images their INRs render on that grid (what the
 ``pixels`` baseline of ``tasks.inr_classification`` reads).
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
+import io
 import json
 import os
 from typing import Any, Sequence
@@ -29,7 +34,8 @@ from safetensors.torch import save
 from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
 from nngraph.zoo import layouts as L
-from nngraph.zoo.architectures import build_zoo_model, check_zoo_spec, example_inputs, trust
+from nngraph.zoo.architectures import (PROGRAM_DIR, build_zoo_model, check_zoo_spec, example_inputs, program_name,
+                                       trust)
 from nngraph.zoo.inr_meta import INRMetadata
 from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import SPLITS, random_split
@@ -62,16 +68,66 @@ def _shape_inputs(input_shape: Sequence[int] | None, input_dtype: str, high: int
     return [item]
 
 
+def _program_inputs(program: str, data: bytes) -> list[dict[str, Any]]:
+    """The ``inputs`` of a spec from the example inputs the program ``data`` (of file ``program``) was
+    exported with."""
+    try:
+        exported = torch.export.load(io.BytesIO(data))
+    except Exception as err:  # noqa: BLE001 - a zip of another kind, a truncated file: torch.export refuses
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise ZooError(f"{program} is not a torch.export program (.pt2 of torch.export.save): "
+                       f"{type(err).__name__}: {first}") from None
+    args, kwargs = exported.example_inputs or ((), {})
+    if kwargs:
+        raise ZooError(f"{program} was exported with keyword example inputs {sorted(kwargs)}; nngraph calls the "
+                       "model with positional tensors only: export it with positional inputs (args=(x, ...))")
+    if not args or not all(isinstance(t, torch.Tensor) for t in args):
+        raise ZooError(f"{program} records no example inputs of tensors only; give the input shape "
+                       "(input_shape / --input-shape, without the batch dimension)")
+    return _inputs_of(args)
+
+
+def _program_spec(program: str, input_shape: Sequence[int] | None, input_dtype: str) -> dict[str, Any]:
+    """The spec of a ``.pt2``, trusted by this process (its ``inputs``: ``input_shape``, else the
+    program's example inputs)."""
+    try:
+        with open(program, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ZooError(f"--program {program} is unreadable ({err})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    inputs = _shape_inputs(input_shape, input_dtype, None) or _program_inputs(program, data)
+    trust(program_name(digest))
+    return {"family": "program", "file": f"{PROGRAM_DIR}/{digest}.pt2", "sha256": digest, "inputs": inputs}
+
+
+def _store_program(out: str, program: str, spec: dict[str, Any]) -> None:
+    """Copy ``program`` to ``out/<spec file>`` (atomically), unless it is there already; the copy must
+    have the spec's sha256 (the file may not change during the import)."""
+    path = os.path.join(out, spec["file"])
+    if os.path.exists(path) and sha256_file(path) == spec["sha256"]:
+        return
+    with open(program, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != spec["sha256"]:
+        raise ZooError(f"{program} changed during the import (its sha256 is no longer {spec['sha256']}); rerun it")
+    atomic_write(path, data)
+
+
 def architecture_spec(out: str, *, spec: dict | str | None = None, factory: str | None = None,
                       factory_kwargs: dict | None = None, hf_config: str | None = None, hf_class: str | None = None,
                       program: str | None = None, input_shape: Sequence[int] | None = None,
                       input_dtype: str = "float32") -> dict[str, Any] | None:
     """The manifest spec of the architecture given in one of the four ways (``None`` if none is given).
 
-    A factory named here is trusted by this process (:func:`~nngraph.zoo.architectures.trust`).
+    A factory or a program named here is trusted by this process
+    (:func:`~nngraph.zoo.architectures.trust`). A program's spec names its copy in the zoo ``out``
+    (``architecture/<sha256>.pt2``), which :func:`import_zoo` writes; its ``inputs`` are ``input_shape``
+    if given, else the program's example inputs.
 
     Raises:
-        ZooError: if more than one way or none of the needed inputs is given, or for a ``.pt2`` program.
+        ZooError: if more than one way or none of the needed inputs is given, or for a ``.pt2`` that is
+            not a ``torch.export`` program or was exported with keyword inputs.
     """
     given = [n for n, v in (("spec", spec), ("factory", factory), ("hf_config", hf_config), ("program", program))
              if v is not None]
@@ -108,9 +164,7 @@ def architecture_spec(out: str, *, spec: dict | str | None = None, factory: str 
                 inputs = [{"shape": [2, c, s, s], "dtype": "float32"}]
         return {"family": "transformers", "class": hf_class, "config": config, "inputs": inputs}
     if program is not None:
-        raise ZooError(f"{program}: torch.export programs cannot be imported yet: the module a .pt2 unpacks to "
-                       "holds ATen operations and an input guard, which nngraph.to_graph does not convert; give "
-                       "the architecture as a factory (--factory) that builds the model in PyTorch instead")
+        return _program_spec(program, input_shape, input_dtype)
     return None
 
 
@@ -130,7 +184,9 @@ def check_state(state: dict[str, torch.Tensor], model: torch.nn.Module, origin: 
 
 
 def _round_trip(model: torch.nn.Module, fresh: torch.nn.Module, spec: dict, origin: str) -> None:
-    """Convert ``model`` and read it back into ``fresh``: every tensor must come back bit for bit."""
+    """Convert ``model`` and read it back into ``fresh``: every floating-point tensor must come back bit
+    for bit. (A graph holds the weights, not integer buffers such as BatchNorm's ``num_batches_tracked``,
+    which a trained model and a fresh one differ in; the zoo stores those in the weights file.)"""
     from nngraph import from_graph, to_graph
 
     inputs = example_inputs(spec) if "inputs" in spec else None
@@ -143,7 +199,7 @@ def _round_trip(model: torch.nn.Module, fresh: torch.nn.Module, spec: dict, orig
     except Exception as err:  # noqa: BLE001 - reported with the file it came from
         raise ZooError(f"{origin}: converting the model to a graph and back failed ({type(err).__name__}: {err})") from err
     want, got = model.state_dict(), back.state_dict()
-    changed = [k for k in want if k not in got or not torch.equal(want[k], got[k])]
+    changed = [k for k, v in want.items() if v.is_floating_point() and (k not in got or not torch.equal(v, got[k]))]
     if changed:
         raise ZooError(f"{origin}: the graph round trip changed {changed}; the converter does not represent "
                        "this architecture exactly")
@@ -276,6 +332,8 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
         settings["inr"] = inr.to_json()
     with building(out):
         write_config(out, settings)
+        if program is not None:
+            _store_program(out, program, arch)
         return _import(out, source, kind, inr, max_models, progress, limits)
 
 

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save
 
 from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
-from nngraph.zoo.architectures import build_zoo_model, check_zoo_spec
+from nngraph.zoo.architectures import SHA256, build_zoo_model, check_zoo_spec
 from nngraph.zoo.specs import SpecLimits
 
 __all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest", "read_manifests",
@@ -41,7 +41,6 @@ CONFIG = "zoo.json"
 WEIGHTS_DIR = "weights"
 #: A model id: a file name on every OS (letters, digits, ``._-``), not hidden, at most 128 characters.
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def check_model_id(model_id: Any) -> str:

@@ -91,6 +91,43 @@ def test_a_constant_scale_outside_sine_is_a_scale_node_on_both_paths():
     assert torch.equal(other.edge_attr[other.edge_type == EdgeType.SCALE].reshape(-1), torch.full((4,), 0.5))
 
 
+class GatedByConstants(nn.Module):
+    """A non-persistent buffer and a tensor constant: constants of the forward, not in the state dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = nn.Linear(3, 4), nn.Linear(4, 2)
+        self.register_buffer("gate", torch.tensor([1.0, 0.0, 1.0, 1.0]), persistent=False)
+        self.scale = torch.tensor(3.0)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)) * self.gate * self.scale)
+
+
+def test_an_unlifted_program_keeps_the_state_dict_and_converts_as_the_model():
+    from nngraph.convert.program import program_module
+    from nngraph.convert.trace import is_aten_graph
+
+    model, x = GatedByConstants().eval(), torch.randn(2, 3)
+    program = program_module(torch.export.export(model, (x,)))
+    # fx.GraphModule makes every tensor it reads a buffer, in copies too; the program's are constants again
+    assert set(program.state_dict()) == set(model.state_dict()) == {"fc.weight", "fc.bias", "out.weight", "out.bias"}
+    assert set(copy.deepcopy(program).state_dict()) == set(model.state_dict())
+    program.load_state_dict(model.state_dict())  # strict: a file saved from the model loads as it is
+    assert torch.equal(program(x), model(x))
+    assert is_aten_graph(program) and not is_aten_graph(torch.fx.symbolic_trace(model.fc))
+    by_model = nngraph.to_graph(model, x, method="export")
+    by_program = nngraph.to_graph(program, x)  # method="auto": an ATen graph goes straight to torch.export
+    for key in ("x", "edge_index", "edge_attr", "edge_type", "node_kind", "node_type", "act", "layer"):
+        assert torch.equal(by_model[key], by_program[key]), key
+    scrambled = copy.deepcopy(program)
+    scrambled.load_state_dict({k: torch.randn_like(v) + 7.0 for k, v in model.state_dict().items()})
+    back = nngraph.from_graph(by_program, scrambled)
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in model.state_dict().items())
+    assert torch.equal(back(x), model(x))
+    assert nngraph.verify(program, x).ok  # verify converts a float64 deep copy
+
+
 def test_export_matches_fx_on_a_resnet_with_inplace_add_and_adaptive_max_pool():
     class Block(nn.Module):
         def __init__(self, c):

@@ -235,14 +235,205 @@ def test_transformers_config_architecture(tmp_path):
         architectures.build_zoo_model({**e["spec"], "class": "AutoConfig"})
 
 
-def test_torch_export_program_is_refused_with_the_reason(tmp_path):
-    src = str(tmp_path / "src")
+class ConvNormLinear(nn.Module):
+    """A conv, a norm and a linear layer: what torch.fx and torch.export both follow."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.norm = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.norm(self.conv(x))).flatten(1))
+
+
+def _seeded(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = ConvNormLinear()
+    with torch.no_grad():  # trained-looking statistics, so that the buffers matter too
+        model.norm.running_mean.normal_()
+        model.norm.running_var.uniform_(0.5, 2.0)
+        model.norm.num_batches_tracked.fill_(seed + 1)
+    return model.eval()
+
+
+def _program_source(tmp_path):
+    """``(src, table, program)``: 4 state dicts of differently seeded ``ConvNormLinear``s with splits and
+    accuracies, and the model exported (with other weights) as a ``.pt2``."""
+    src, program = str(tmp_path / "src"), str(tmp_path / "model.pt2")
     os.makedirs(src)
-    program = str(tmp_path / "mlp.pt2")
-    torch.export.save(torch.export.export(make_mlp(4), (torch.zeros(2, 3),)), program)
-    save_file(make_mlp(4).state_dict(), os.path.join(src, "m0.safetensors"))
-    with pytest.raises(ZooError, match="mlp.pt2: torch.export programs cannot be imported yet.*--factory"):
+    for i in range(4):
+        save_file(_seeded(i).state_dict(), os.path.join(src, f"m{i}.safetensors"))
+    table = os.path.join(src, "table.csv")
+    with open(table, "w") as f:
+        f.write("file,test_acc,split\nm0,0.5,train\nm1,0.6,train\nm2,0.7,val\nm3,0.8,test\n")
+    torch.export.save(torch.export.export(_seeded(99), (torch.zeros(2, 1, 6, 6),)), program)
+    return src, table, program
+
+
+def _sha256(path: str) -> str:
+    from nngraph.zoo.storage import sha256_file
+
+    return sha256_file(path)
+
+
+@pytest.fixture
+def fresh_trust(monkeypatch):
+    """No code trusted but what the test trusts (by importing, or in the environment)."""
+    monkeypatch.setattr(architectures, "_TRUSTED", set())
+    monkeypatch.delenv(architectures.TRUST_ENV, raising=False)
+
+
+def test_torch_export_program_architecture(tmp_path, fresh_trust):
+    from nngraph import from_graph, to_graph
+    from nngraph.data import ZooDataset
+
+    src, table, program = _program_source(tmp_path)
+    out = str(tmp_path / "zoo")
+    assert import_zoo(src, out, program=program, table=table, progress=False) == 4
+    zoo, digest = Zoo(out), _sha256(program)
+    spec = zoo.entries[0]["spec"]
+    assert spec == {"family": "program", "file": f"architecture/{digest}.pt2", "sha256": digest,
+                    "inputs": [{"shape": [2, 1, 6, 6], "dtype": "float32"}]}  # the program's example inputs
+    with open(os.path.join(out, spec["file"]), "rb") as f, open(program, "rb") as g:
+        assert f.read() == g.read()
+    assert [e["split"] for e in zoo.entries] == ["train", "train", "val", "test"]
+
+    x = torch.randn(5, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    for i, e in enumerate(zoo.entries):
+        model = zoo.load_model(e)
+        assert isinstance(model, torch.fx.GraphModule) and e["family"] == "program"
+        with torch.no_grad():
+            assert torch.equal(model(x), _seeded(i)(x))
+    ds = ZooDataset(out, split="train", progress=False)
+    assert len(ds) == 2 and [ds.entry(i)["id"] for i in range(2)] == ["m0", "m1"]
+    for i in range(2):
+        graph, weights = ds[i], load_file(os.path.join(src, f"m{i}.safetensors"))
+        assert graph.y.tolist() == pytest.approx([0.5 + i / 10])
+        by_model = to_graph(_seeded(i), x)  # the module that was exported gives the same graph
+        for key in ("x", "edge_index", "edge_attr", "edge_type", "node_kind", "node_type", "act", "layer"):
+            assert torch.equal(graph[key], by_model[key]), key
+        # the weights (not the integer num_batches_tracked, which graphs do not hold) come back bit for bit
+        floats = {k: v for k, v in weights.items() if v.is_floating_point()}
+        assert sorted(floats) == ["conv.bias", "conv.weight", "fc.bias", "fc.weight", "norm.bias",
+                                  "norm.running_mean", "norm.running_var", "norm.weight"]
+        back = ds.model_from_graph(graph, i).state_dict()
+        assert sorted(back) == sorted(weights)
+        assert all(torch.equal(back[k], v) for k, v in floats.items()), "the graph changed the weights"
+        scrambled = zoo.build(spec)  # other values everywhere: everything must come from the graph
+        scrambled.load_state_dict({k: v + 7 for k, v in weights.items()})
+        restored = from_graph(graph, scrambled, torch.zeros(2, 1, 6, 6)).state_dict()
+        assert all(torch.equal(restored[k], v) for k, v in floats.items())
+
+
+def test_a_new_process_loads_a_program_only_if_trusted(tmp_path, fresh_trust, monkeypatch):
+    src, table, program = _program_source(tmp_path)
+    out = str(tmp_path / "zoo")
+    import_zoo(src, out, program=program, table=table, progress=False)
+    digest, e = _sha256(program), Zoo(out).entries[0]
+    architectures._TRUSTED.clear()  # a new process reading a stranger's zoo
+    loads = []
+    real_load = torch.export.load
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    with pytest.raises(SpecError, match=f"{architectures.TRUST_ENV}=sha256:{digest}"):
+        Zoo(out).load_model(e)
+    monkeypatch.setenv(architectures.TRUST_ENV, "sha256:" + "0" * 64)  # another program
+    with pytest.raises(SpecError, match=f"{architectures.TRUST_ENV}=sha256:{digest}"):
+        Zoo(out).load_model(e)
+    assert loads == []  # refused before anything was unpickled
+    monkeypatch.setenv(architectures.TRUST_ENV, f"mypkg.models:make,sha256:{digest}")
+    x = torch.randn(3, 1, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(Zoo(out).load_model(e)(x), _seeded(0)(x))
+    assert len(loads) == 1
+
+
+def test_a_swapped_program_is_refused_even_when_any_code_is_trusted(tmp_path, fresh_trust, monkeypatch):
+    src, table, program = _program_source(tmp_path)
+    out = str(tmp_path / "zoo")
+    import_zoo(src, out, program=program, table=table, progress=False)
+    e = Zoo(out).entries[0]
+    other = str(tmp_path / "other.pt2")
+    torch.export.save(torch.export.export(make_mlp(4), (torch.zeros(2, 3),)), other)
+    stored = os.path.join(out, e["spec"]["file"])
+    os.replace(other, stored)
+    architectures._TRUSTED.clear()
+    monkeypatch.setenv(architectures.TRUST_ENV, "*")
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: pytest.fail("a swapped program was loaded"))
+    with pytest.raises(SpecError, match=f"has sha256 {_sha256(stored)}, the manifest says {e['spec']['sha256']}"):
+        Zoo(out).load_model(e)
+    os.remove(stored)
+    with pytest.raises(SpecError, match="unreadable.*re-import"):
+        Zoo(out).load_model(e)
+
+
+def test_a_program_spec_must_name_a_file_inside_the_zoo(tmp_path, fresh_trust):
+    good = {"family": "program", "file": "architecture/" + "a" * 64 + ".pt2", "sha256": "a" * 64,
+            "inputs": [{"shape": [2, 3], "dtype": "float32"}]}
+    architectures.check_zoo_spec(good)
+    for bad in ("../x.pt2", "/tmp/x.pt2", "architecture/../../x.pt2", "architecture\\..\\x.pt2", "C:/x.pt2",
+                "architecture//x.pt2", "architecture/x.pkl", "", 7):
+        with pytest.raises(SpecError, match="'file' must be a relative path inside the zoo"):
+            architectures.check_zoo_spec({**good, "file": bad})
+    with pytest.raises(SpecError, match="'sha256' must be 64"):
+        architectures.check_zoo_spec({**good, "sha256": "A" * 64})
+    with pytest.raises(SpecError, match="needs 'inputs'"):
+        architectures.check_zoo_spec({k: v for k, v in good.items() if k != "inputs"})
+    # a manifest line with such a spec is refused when the zoo is read
+    root = str(tmp_path / "zoo")
+    os.makedirs(root)
+    with open(os.path.join(root, "zoo.json"), "w") as f:
+        json.dump({"kind": "classifier"}, f)
+    with open(os.path.join(root, "manifest.jsonl"), "w") as f:
+        f.write(json.dumps({"id": "m0", "index": 0, "file": "weights/m0.safetensors", "sha256": "b" * 64,
+                            "split": "train", "family": "program", "spec": {**good, "file": "../x.pt2"}}) + "\n")
+    with pytest.raises(ZooError, match="manifest.jsonl:1: spec of model m0: program spec: 'file'"):
+        Zoo(root)
+    # a symlink out of the zoo passes the check of the text, not the one of the path
+    outside = str(tmp_path / "elsewhere.pt2")
+    open(outside, "wb").close()
+    os.makedirs(os.path.join(root, "architecture"))
+    os.symlink(outside, os.path.join(root, "architecture", "link.pt2"))
+    linked = {**good, "file": "architecture/link.pt2"}
+    architectures.check_zoo_spec(linked)
+    architectures.trust(f"sha256:{'a' * 64}")
+    with pytest.raises(SpecError, match="resolves to .*, outside"):
+        architectures.build_zoo_model(linked, root)
+
+
+def test_program_example_inputs_must_be_positional(tmp_path, fresh_trust):
+    class Keyword(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, *, x):
+            return self.fc(x)
+
+    src, program = str(tmp_path / "src"), str(tmp_path / "kw.pt2")
+    os.makedirs(src)
+    save_file(Keyword().state_dict(), os.path.join(src, "m0.safetensors"))
+    torch.export.save(torch.export.export(Keyword(), (), {"x": torch.zeros(2, 3)}), program)
+    with pytest.raises(ZooError, match=r"kw.pt2 was exported with keyword example inputs \['x'\].*positional"):
         import_zoo(src, str(tmp_path / "zoo"), program=program, progress=False)
+    garbage = str(tmp_path / "garbage.pt2")
+    with open(garbage, "wb") as f:
+        f.write(b"PK\x03\x04 not a zip")
+    with pytest.raises(ZooError, match="garbage.pt2 is not a torch.export program"):
+        import_zoo(src, str(tmp_path / "zoo2"), program=garbage, progress=False)
+    assert not os.path.exists(str(tmp_path / "zoo2"))
+
+
+def test_cli_imports_a_program(tmp_path, capsys, fresh_trust):
+    src, table, program = _program_source(tmp_path)
+    out = str(tmp_path / "zoo")
+    assert main(["import", src, "--out", out, "--program", program, "--table", table, "--no-progress"]) == 0
+    assert "imported 4 new models" in capsys.readouterr().out
+    zoo = Zoo(out)
+    assert len(zoo) == 4 and {e["family"] for e in zoo.entries} == {"program"}
+    assert main(["import", src, "--out", out, "--program", program, "--table", table, "--no-progress"]) == 0
+    assert "imported 0 new models" in capsys.readouterr().out  # a rerun resumes, the stored program kept
 
 
 def _table(root, accuracies):
