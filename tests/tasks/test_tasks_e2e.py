@@ -112,3 +112,17 @@ def test_encoder_probe_reads_each_neurons_value_on_the_probe_images(clf_zoo, tmp
     tau = [r["value"] for r in rows if r["metric"] == "kendall_tau[test]"]
     assert len(tau) == 1 and math.isfinite(tau[0])
     assert "encoder_probe" not in accuracy_prediction.build_parser().parse_args(["--zoo", clf_zoo]).methods
+
+
+def test_vector_mlp_predictions_stay_within_the_training_accuracies(clf_zoo, tmp_path, monkeypatch):
+    """An MLP baseline extrapolating wildly on one test model (R² in the thousands below zero) is clipped to the
+    range of accuracies it was trained on."""
+    import torch
+
+    monkeypatch.setattr(accuracy_prediction, "predict_vectors",
+                        lambda model, x: torch.linspace(-50.0, 50.0, len(x)).unsqueeze(-1))  # (M, 1)
+    args = accuracy_prediction.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", str(tmp_path / "acc"), "--holdout-family", "", "--methods", "stats_mlp", *FAST])
+    rows = accuracy_prediction.run(args)
+    r2 = [r["value"] for r in rows if r["metric"] == "r2[test]"]
+    assert len(r2) == 1 and r2[0] > -100, rows  # unclipped, predictions of +-50 give R² near -10^5
