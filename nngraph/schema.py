@@ -254,7 +254,10 @@ class Pool(IntEnum):
 dimension: ``FLIP`` (``x.flip(d)``) puts the dimension counted from the end in ``kernel_d`` and the size in
 ``kernel_w``; ``ROLL`` (``torch.roll(x, s, d)``) the dimension in ``kernel_d``, the shift modulo the size
 (``0 .. size - 1``) in ``kernel_h`` and the size in ``kernel_w``. (Other reorders of position axes, a
-transpose of two of them, are not recorded.) Every kind sets ``after_act``
+transpose of two of them, are not recorded.) ``SCORE_OFFSET`` is recorded on attention head nodes: a constant
+added to the scores beside a learned score bias, described by
+:func:`nngraph.convert.attention.score_offset_record` (pattern length, sizes, share of non-zero entries,
+smallest and largest entry, a 24-bit fingerprint). Every kind sets ``after_act``
     to 1 if the neuron's activation was applied before the pooling (``relu`` then pool), 0 otherwise.
     """
 
@@ -272,6 +275,7 @@ transpose of two of them, are not recorded.) Every kind sets ``after_act``
     SLICE = 11  # a start:stop:step range of a dimension picked
     FLIP = 12  # the positions of a dimension reversed (x.flip(1))
     ROLL = 13  # the positions of a dimension rotated (torch.roll(x, s, 1), Swin's shifted windows)
+    SCORE_OFFSET = 14  # on attention heads: a constant added to their scores (Swin's shifted-window mask)
 
 
 NUM_POOLS = max(Pool) + 1

@@ -62,8 +62,10 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--scaler", choices=("robust", "rms"), default="robust",
                    help="encoder input scaling: per-depth median scales + asinh (robust) or the plain per-depth "
                    "RMS of tasks.scaling.GraphScaler (rms: diverged models make it NaN)")
-    p.add_argument("--target", choices=("standard", "raw"), default="standard",
-                   help="encoder regresses the accuracy standardised on the training set, or the raw accuracy")
+    p.add_argument("--target", choices=("standard", "raw", "rank"), default="standard",
+                   help="encoder regresses the accuracy standardised on the training set, the raw accuracy, or its "
+                        "rank among the training accuracies as a normal score (Kendall's tau reads only the order; "
+                        "predictions map back through the training accuracies' quantiles)")
     add_optional_args(p, "gbm_iters")
     p.add_argument("--max-train", type=int, default=None,
                    help="train on at most this many checkpoints, taken as whole training runs (a seeded draw of "
@@ -140,6 +142,9 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         y = _targets(train)
         mean, std = float(y.mean()), float(max(y.std(), 1e-6))
         graphs[:2] = [_with_targets(gs, (_targets(s) - mean) / std) for gs, s in zip(graphs[:2], (train, val))]
+    rank = RankTarget(_targets(train)) if args.target == "rank" else None
+    if rank is not None:
+        graphs[:2] = [_with_targets(gs, rank.encode(_targets(s))) for gs, s in zip(graphs[:2], (train, val))]
     box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
     settings = {"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std}
     if name == "encoder_broken_perm":  # every epoch sees each model under a fresh relabelling of its neurons
@@ -151,7 +156,35 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
         device=args.device, progress=progress,
         settings=settings, kernel_box=box)
-    return predict_graphs(model, graphs[2], "regression").numpy() * std + mean, result
+    predictions = predict_graphs(model, graphs[2], "regression").numpy()
+    return (rank.decode(predictions) if rank is not None else predictions * std + mean), result
+
+
+class RankTarget:
+    """Accuracies as normal scores of their rank among the training accuracies, and back.
+
+    ``encode(a) = Φ⁻¹(F(a))`` with ``F`` the training accuracies' empirical distribution (mid-ranks, linear
+    between them), so the encoder regresses a target spread evenly instead of one piled at chance and near 1;
+    ``decode`` is the inverse (training quantiles), used for R² and the scatter plot. Both are monotone, so the
+    order of the predictions, all Kendall's tau reads, is the order of the scores.
+    """
+
+    def __init__(self, train_accuracies: np.ndarray):
+        from scipy.stats import norm
+
+        self._norm = norm
+        values = np.sort(np.asarray(train_accuracies, dtype=float))
+        levels = (np.arange(len(values)) + 0.5) / len(values)  # mid-rank quantile of each sorted accuracy
+        self.values, inverse = np.unique(values, return_inverse=True)  # accuracies repeat (k / 360 correct)
+        self.levels = np.bincount(inverse, weights=levels) / np.bincount(inverse)  # ties share their mean level
+
+    def encode(self, accuracies: np.ndarray) -> np.ndarray:
+        q = np.interp(np.asarray(accuracies, dtype=float), self.values, self.levels)
+        return self._norm.ppf(q)
+
+    def decode(self, scores: np.ndarray) -> np.ndarray:
+        q = self._norm.cdf(np.asarray(scores, dtype=float))
+        return np.interp(q, self.levels, self.values)
 
 
 def with_probe_features(split: Split, inputs: torch.Tensor) -> list:

@@ -1,6 +1,8 @@
 """The public conversion functions: module -> graph, graph -> module, and their helpers."""
 from __future__ import annotations
 
+import hashlib
+
 import warnings
 from typing import Sequence
 
@@ -24,8 +26,33 @@ def _architecture_key(module: nn.Module, example_inputs, kernel_box, method) -> 
     else:
         shapes = None
     params = tuple((n, tuple(p.shape), p.dtype) for n, p in module.named_parameters(remove_duplicate=False))
-    buffers = tuple((n, tuple(b.shape)) for n, b in module.named_buffers(remove_duplicate=False))
+    constant = _constant_buffer_names(module)
+    buffers = tuple((n, tuple(b.shape), _tensor_values(b) if n in constant else None)
+                    for n, b in module.named_buffers(remove_duplicate=False))
     return (_module_signature(module), params, buffers, shapes, kernel_box, method)
+
+
+def _constant_buffer_names(module: nn.Module) -> set[str]:
+    """Buffers whose values the converter may read as constants of the forward, so that the layout depends
+    on them: non-persistent buffers (a causal or window mask) and integer or boolean ones (position ids, an
+    index table), except BatchNorm's ``num_batches_tracked`` (a counter no forward in eval reads)."""
+    names = set()
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        for name, b in sub.named_buffers(recurse=False):
+            full = f"{prefix}.{name}" if prefix else name
+            if b is not None and (name in sub._non_persistent_buffers_set or not b.is_floating_point()) \
+                    and name != "num_batches_tracked":
+                names.add(full)
+    return names
+
+
+def _tensor_values(t: torch.Tensor) -> tuple:
+    """A hashable stand-in for a tensor's values: two constants share a layout only if they are equal."""
+    if t.device.type == "meta":
+        return ("meta", tuple(t.shape), t.dtype)
+    data = t.detach().cpu().contiguous().reshape(-1)
+    digest = hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()
+    return (tuple(t.shape), t.dtype, digest)
 
 
 _PLAIN = (bool, int, float, str, type(None))
@@ -38,8 +65,8 @@ def _attribute_signature(value):
         return value
     if isinstance(value, (tuple, list)):
         return (type(value), tuple(_attribute_signature(v) for v in value))
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.dtype)
+    if isinstance(value, torch.Tensor):  # a tensor attribute a forward reads is a constant of it: by value
+        return ("tensor", _tensor_values(value))
     return ("object", id(value))
 
 

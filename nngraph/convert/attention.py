@@ -48,15 +48,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..schema import BIAS, Activation, EdgeType, NodeKind
+import hashlib
+
+from ..schema import BIAS, Activation, EdgeType, NodeKind, Pool
 from .activation import module_activation
 from .errors import UnsupportedError, describe
 from .linear import dense_layer
 from .norm import normalize_nodes
 from .parameters import entry_table, place_tokens
-from .registry import register_function, register_module
+from .registry import accept_offset_params, register_function, register_module
 from .structural import residual_sum
-from .values import Opaque, ParamValue, TensorValue
+from .values import OffsetParam, Opaque, ParamValue, TensorValue
 
 # ----------------------------------------------------------------------- pieces
 
@@ -398,8 +400,51 @@ def constant_mask(node, mask, scores_shape, query_axis: int, key_axis: int, bloc
     raise refuse_constant_mask(node, "a constant mask that is not causal")
 
 
+#: bits of the fingerprint of a constant score offset (exact in float32 features)
+FINGERPRINT_BITS = 24
+
+
+def score_offset_record(node, offset: torch.Tensor, scores_shape) -> tuple[Pool, dict[str, float]]:
+    """The record of a constant added to the attention scores next to a learned bias (Swin's shifted-window
+    mask: ``-100`` between tokens the window shift brought together, different per window).
+
+    ``offset`` must broadcast to the scores ``(..., H, Tq, Tk)`` and be the same for every head (a head
+    permutation then keeps the function); it may differ between batch entries (windows merged into the batch
+    axis). Its pattern is the shortest run of ``(Tq, Tk)`` blocks over the batch entries that repeats, so
+    the record does not depend on the traced batch size. :attr:`~nngraph.schema.Pool.SCORE_OFFSET` puts
+    the run's length in ``kernel_d``, ``Tq`` and ``Tk`` in ``kernel_h`` / ``kernel_w``, the share of
+    non-zero entries, the smallest and the largest entry in ``stride_d`` / ``stride_h`` / ``stride_w``, and
+    a 24-bit fingerprint of the pattern (sha256 of its float64 entries) in ``padding_d``: two different
+    constants give two different records but with probability 2^-24.
+    """
+    if scores_shape is None or offset.device.type == "meta":
+        raise refuse_constant_mask(node, "a constant added to a learned score bias whose values nngraph cannot read")
+    try:
+        full = offset.double().expand(tuple(scores_shape))  # (..., H, Tq, Tk)
+    except RuntimeError:
+        raise refuse_constant_mask(node, f"a constant of shape {tuple(offset.shape)} that does not broadcast "
+                                         f"to the scores {tuple(scores_shape)}") from None
+    if full.dim() < 3:
+        raise refuse_constant_mask(node, "a constant added to a learned score bias without a head axis")
+    first = full.select(-3, 0)  # (..., Tq, Tk)
+    if not torch.equal(full, first.unsqueeze(-3).expand_as(full)):
+        raise refuse_constant_mask(node, "a constant added to the scores that differs between heads")
+    tq, tk = first.shape[-2:]
+    blocks = first.reshape(-1, tq, tk)  # (B', Tq, Tk)
+    count = blocks.shape[0]
+    period = next(p for p in range(1, count + 1)
+                  if count % p == 0 and torch.equal(blocks, blocks[:p].repeat(count // p, 1, 1)))
+    pattern = blocks[:period].contiguous()
+    digest = hashlib.sha256(repr((period, tq, tk)).encode() + pattern.numpy().tobytes()).digest()
+    fingerprint = int.from_bytes(digest[:4], "big") >> (32 - FINGERPRINT_BITS)
+    return Pool.SCORE_OFFSET, {"kernel_d": float(period), "kernel_h": float(tq), "kernel_w": float(tk),
+                               "stride_d": float((pattern != 0).double().mean()), "stride_h": float(pattern.min()),
+                               "stride_w": float(pattern.max()), "padding_d": float(fingerprint)}
+
+
 def attention_heads(builder, q: TensorValue, k: TensorValue, v: TensorValue, bias: TensorValue | None,
-                    causal: bool, scale: float, input_mask: bool = False) -> torch.Tensor:
+                    causal: bool, scale: float, input_mask: bool = False,
+                    offset_record: tuple[Pool, dict[str, float]] | None = None) -> torch.Tensor:
     """The heads of ``softmax(q k^T * scale / sqrt(D) + mask) v`` over head-split ``q``, ``k``, ``v`` (one head
     count, ``k`` and ``v`` repeated to it): ``H`` head nodes (CAUSAL_HEAD if ``causal``) with HEAD_MEMBER
     edges to their query, key and attended neurons, QK_PAIR edges query ``j`` -> key ``j`` carrying
@@ -410,6 +455,8 @@ def attention_heads(builder, q: TensorValue, k: TensorValue, v: TensorValue, bia
     scale = relative_scale(scale)
     layer = max(builder.node_layer(t.nodes) for t in (q, k, v)) + 1
     head_nodes = builder.add_nodes(heads, head_kind(causal, input_mask), layer)
+    if offset_record is not None:  # a constant added to the scores (see score_offset_record)
+        builder.add_pool(head_nodes, *offset_record)
     attended = builder.add_nodes(v.num_neurons, NodeKind.ATTENDED, layer)
     builder.add_edges(v.nodes, attended, EdgeType.ATTEND, identity=True)
     members = torch.cat([q.nodes, k.nodes, attended])
@@ -444,6 +491,8 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     """
     q = _split_heads(node, "query", query)
     k, v = (_expanded_heads(t, q) or _split_heads(node, n, t) for n, t in (("key", key), ("value", value)))
+    offset = attn_mask.offset if isinstance(attn_mask, OffsetParam) else None  # a learned bias + a constant
+    attn_mask = attn_mask.param if isinstance(attn_mask, OffsetParam) else attn_mask
     bias = score_bias(ctx, node, attn_mask, q)
     if enable_gqa and q.heads != k.heads:
         k, v = (_repeat_heads(t, q.heads) for t in (k, v))
@@ -466,7 +515,15 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
         out_shape = ctx.shape_of(node)
         scores = None if out_shape is None else tuple(out_shape[:-1]) + (k.shape[-2],)  # (..., H, Tq, Tk)
         causal = constant_mask(node, attn_mask, scores, -2, -1, blocks_when_true=False) or causal
-    attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale, input_mask)
+    record = None
+    if offset is not None:
+        out_shape = ctx.shape_of(node)
+        scores = None if out_shape is None else tuple(out_shape[:-1]) + (k.shape[-2],)  # (..., H, Tq, Tk)
+        record = score_offset_record(node, offset, scores)
+    attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale, input_mask, record)
     shape = ctx.shape_of(node)
     return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,
                        head_axis=len(shape) - 3, source=node)
+
+
+accept_offset_params(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)

@@ -210,7 +210,7 @@ class _Lifter:
         attr = re.sub(r"\W", "_", name)
         real = self.program.state_dict.get(name, self.program.constants.get(name))
         small = isinstance(real, torch.Tensor) and (keep_floats or not real.is_floating_point()) and \
-            real.numel() <= (1 << 16 if real.is_floating_point() else 1 << 20)
+            real.numel() <= 1 << 20  # the walk's FOLD_LIMIT
         # integer constants keep their values (index tables such as Swin's relative positions are read)
         self.root.register_buffer(attr, real.detach().cpu().clone() if small else
                                   torch.empty(val.shape, dtype=val.dtype, device="meta"))
@@ -508,7 +508,7 @@ class _Lifter:
                 if node.name in self.lifted and isinstance(val, torch.Tensor):
                     self.env[node] = self._constant(node, self.lifted[node.name], val, keep_floats=True)
                 elif node.name in self.param_of and isinstance(val, torch.Tensor) and (not val.is_floating_point() or constant):
-                    self.env[node] = self._constant(node, self.param_of[node.name], val)
+                    self.env[node] = self._constant(node, self.param_of[node.name], val, keep_floats=constant)
                 elif node.name in self.param_of:
                     self.env[node] = _ParamRef(self.param_of[node.name], self._shape(node))
                 else:

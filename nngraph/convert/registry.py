@@ -31,11 +31,19 @@ PASSTHROUGH: set[object] = set()
 #: (:attr:`~nngraph.convert.values.TensorValue.merged`): moves, pass-through ops and attention products.
 #: The walk refuses such a value anywhere else, by name.
 MERGED_HEADS: set[object] = set()
+#: fx targets whose converters read a parameter plus a constant (:class:`~nngraph.convert.values.OffsetParam`,
+#: an attention mask made of a learned bias and a constant one). The walk refuses such a value anywhere else.
+OFFSET_READERS: set[object] = set()
 
 
 def accept_merged_heads(*targets: object) -> None:
     """Mark ``targets`` (module types or fx targets, already registered) as following merged heads."""
     MERGED_HEADS.update(targets)
+
+
+def accept_offset_params(*targets: object) -> None:
+    """Mark fx ``targets`` (already registered) as reading :class:`~nngraph.convert.values.OffsetParam` values."""
+    OFFSET_READERS.update(targets)
 
 
 def register_module(*module_types: type, passthrough: bool = False) -> Callable[[Converter], Converter]:

@@ -116,8 +116,13 @@ def residual_sum(ctx, node, a: TensorValue, b: TensorValue, sign: float = 1.0) -
 @register_function(operator.add, operator.iadd, torch.add, "add", "add_")
 def _add(ctx, node, a, b, *args, **kwargs):
     from .parameters import add_parameter
-    from .values import ParamValue
+    from .values import OffsetParam, ParamValue
 
+    constant = next((v for v in (a, b) if isinstance(v, Opaque) and isinstance(v.value, torch.Tensor)
+                     and v.value.is_floating_point() and not v.from_activations), None)
+    param = next((v for v in (a, b) if isinstance(v, ParamValue)), None)
+    if not args and kwargs.get("alpha", 1) == 1 and constant is not None and param is not None:
+        return OffsetParam(param, constant.value)  # a learned score bias plus a constant mask (Swin)
     if not args and kwargs.get("alpha", 1) == 1 and (isinstance(a, ParamValue) or isinstance(b, ParamValue)):
         return add_parameter(ctx, node, b if isinstance(a, ParamValue) else a, a if isinstance(a, ParamValue) else b)
     if not (isinstance(a, TensorValue) and isinstance(b, TensorValue)) or args or kwargs.get("alpha", 1) != 1:

@@ -83,6 +83,17 @@ class ParamValue:
 
 
 @dataclass(frozen=True, eq=False)
+class OffsetParam:
+    """A parameter read as data plus a constant of the forward: Swin's relative-position bias plus its
+    shifted-window mask, summed before they reach ``scaled_dot_product_attention`` as its ``attn_mask``.
+    Only the converters of :data:`~nngraph.convert.registry.OFFSET_READERS` read it (the attention records
+    the constant on its heads); the walk refuses it anywhere else, by name."""
+
+    param: ParamValue
+    offset: torch.Tensor  # the constant, as traced
+
+
+@dataclass(frozen=True, eq=False)
 class ScoreValue:
     """Attention scores ``q . k`` per head, written out by hand (``q @ k.transpose(-2, -1)``), on their
     way to ``softmax(scores) @ v``. They carry no neurons: their axes are positions (and heads). Only

@@ -15,12 +15,13 @@ from .registry import (
     FUNCTION_CONVERTERS,
     MERGED_HEADS,
     MODULE_CONVERTERS,
+    OFFSET_READERS,
     PASSTHROUGH,
     SCORE_CONVERTERS,
     supported_functions,
     supported_modules,
 )
-from .values import Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
+from .values import OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
 
 
 class ConversionContext:
@@ -188,6 +189,12 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
 
 def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     """Hand ``node`` (its arguments already converted) to its converter, or fold it as a constant."""
+    offsets = [v for v in _flatten((args, kwargs)) if isinstance(v, OffsetParam)]
+    if offsets and (node.op == "call_module" or node.target not in OFFSET_READERS):
+        raise UnsupportedError(
+            f"{describe(node)} reads parameter {offsets[0].param.name!r} plus a constant (a sum nngraph follows "
+            "only as the attn_mask of scaled_dot_product_attention, where the constant is recorded on the heads)"
+        )
     padded = [v for v in _flatten((args, kwargs)) if isinstance(v, TensorValue) and v.padded]
     if padded and not (node.op == "call_module" and isinstance(ctx.module_of(node), nn.modules.conv._ConvNd)
                        and not isinstance(ctx.module_of(node), nn.modules.conv._ConvTransposeNd)):
@@ -275,7 +282,7 @@ def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
 _NOT_FOLDED = re.compile(
     r"rand|bernoulli|normal|multinomial|poisson|dropout|uniform|exponential|cauchy|geometric|empty|seed")
 #: constants larger than this many entries keep no value
-FOLD_LIMIT = 1 << 16
+FOLD_LIMIT = 1 << 20
 
 
 def _op_name(target: Any) -> str:

@@ -187,6 +187,40 @@ def test_layout_cache_tells_apart_models_whose_forward_branches_on_a_flag():
     assert nngraph.build_layout(Flagged(True)) is nngraph.build_layout(Flagged(True))
 
 
+class ConstantMasked(nn.Module):
+    """Attention masked by a constant buffer (``persistent=False``), or by a plain tensor attribute."""
+
+    def __init__(self, mask: torch.Tensor, as_attribute: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.q, self.o = nn.Linear(4, 4), nn.Linear(4, 2)
+        if as_attribute:
+            self.mask = mask
+        else:
+            self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x):  # (B, T, 4)
+        b, t, _ = x.shape
+        h = self.q(x).view(b, t, 2, 2).transpose(1, 2)  # (B, H, T, D)
+        a = torch.nn.functional.scaled_dot_product_attention(h, h, h, attn_mask=self.mask)
+        return self.o(a.transpose(1, 2).reshape(b, t, 4))
+
+
+@pytest.mark.parametrize("as_attribute", [False, True])
+def test_layout_cache_tells_apart_models_whose_constants_differ(as_attribute):
+    """A causal and a band mask of one architecture: the band model must not get the causal model's cached
+    layout (it is refused, as it is on its own); two models with equal constants share one layout."""
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    band = causal & torch.ones(5, 5, dtype=torch.bool).triu(-1)
+    x = torch.randn(2, 5, 4)
+    graph = nngraph.to_graph(ConstantMasked(causal, as_attribute), x)
+    assert (graph.node_kind == int(NodeKind.CAUSAL_HEAD)).sum() == 2
+    with pytest.raises(nngraph.UnsupportedError, match="not causal"):
+        nngraph.to_graph(ConstantMasked(band, as_attribute), x)
+    assert nngraph.build_layout(ConstantMasked(causal.clone(), as_attribute), (x,)) is \
+        nngraph.build_layout(ConstantMasked(causal, as_attribute), (x,))
+
+
 def test_even_sized_kernels_are_stored_as_they_are_and_padding_is_gone():
     """A 2x2 conv and a 4x4 flatten map keep their sizes; nothing is centred or rounded up to odd sides."""
     net = nn.Sequential(nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 2))

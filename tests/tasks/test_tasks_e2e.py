@@ -126,3 +126,25 @@ def test_vector_mlp_predictions_stay_within_the_training_accuracies(clf_zoo, tmp
     rows = accuracy_prediction.run(args)
     r2 = [r["value"] for r in rows if r["metric"] == "r2[test]"]
     assert len(r2) == 1 and r2[0] > -100, rows  # unclipped, predictions of +-50 give R² near -10^5
+
+
+def test_rank_target_encodes_monotonically_and_decodes_back():
+    import numpy as np
+
+    train = np.array([0.1, 0.1, 0.1, 0.1, 0.5, 0.9, 0.95, 0.95])
+    rank = accuracy_prediction.RankTarget(train)
+    scores = rank.encode(train)
+    assert np.all(np.diff(scores) >= 0) and abs(scores.mean()) < 0.5  # spread around 0, ties equal
+    assert scores[0] == scores[3] and scores[4] < scores[5]
+    np.testing.assert_allclose(rank.decode(scores), train, atol=1e-12)
+    grid = np.linspace(-3, 3, 25)
+    assert np.all(np.diff(rank.decode(grid)) >= 0)  # predictions keep their order
+    assert train.min() <= rank.decode(grid).min() and rank.decode(grid).max() <= train.max()
+
+
+def test_accuracy_prediction_with_the_rank_target(clf_zoo, tmp_path):
+    rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", str(tmp_path / "acc"), "--methods", "encoder", "--holdout-family", "",
+         "--target", "rank", *FAST]))
+    values = {r["metric"]: r["value"] for r in rows}
+    assert math.isfinite(values["kendall_tau[test]"]) and math.isfinite(values["r2[test]"])
