@@ -253,8 +253,9 @@ class Pool(IntEnum):
     ``padding_d`` if the start / stop was written counted from the end. Positions reordered, one record per
 dimension: ``FLIP`` (``x.flip(d)``) puts the dimension counted from the end in ``kernel_d`` and the size in
 ``kernel_w``; ``ROLL`` (``torch.roll(x, s, d)``) the dimension in ``kernel_d``, the shift modulo the size
-(``0 .. size - 1``) in ``kernel_h`` and the size in ``kernel_w``. (Other reorders of position axes, a
-transpose of two of them, are not recorded.) ``SCORE_OFFSET`` is recorded on attention head nodes: a constant
+(``0 .. size - 1``) in ``kernel_h`` and the size in ``kernel_w``; ``REORDER`` (a transpose, permute or movedim
+that changes the order of the position axes after the first, which is the batch by convention) the new order
+of those axes as decimal digits (``21`` for a swap of two) in ``kernel_d`` and their sizes in the columns after it. ``SCORE_OFFSET`` is recorded on attention head nodes: a constant
 added to the scores beside a learned score bias, described by
 :func:`nngraph.convert.attention.score_offset_record` (pattern length, sizes, share of non-zero entries,
 smallest and largest entry, a 24-bit fingerprint). Every kind sets ``after_act``
@@ -276,6 +277,7 @@ smallest and largest entry, a 24-bit fingerprint). Every kind sets ``after_act``
     FLIP = 12  # the positions of a dimension reversed (x.flip(1))
     ROLL = 13  # the positions of a dimension rotated (torch.roll(x, s, 1), Swin's shifted windows)
     SCORE_OFFSET = 14  # on attention heads: a constant added to their scores (Swin's shifted-window mask)
+    REORDER = 15  # position axes put in another order (x.transpose(2, 3) of a feature map)
 
 
 NUM_POOLS = max(Pool) + 1

@@ -22,7 +22,7 @@ _FLIPPABLE_KINDS = (schema.NodeKind.LINEAR, schema.NodeKind.CONV)
 #: poolings that commute with negation (linear in the value: picks of positions too); max, min and Lp
 #: poolings do not
 _ODD_POOLS = (schema.Pool.NONE, schema.Pool.AVG, schema.Pool.ADAPTIVE_AVG, schema.Pool.MEAN, schema.Pool.SUM,
-              schema.Pool.SELECT, schema.Pool.SLICE, schema.Pool.FLIP, schema.Pool.ROLL)
+              schema.Pool.SELECT, schema.Pool.SLICE, schema.Pool.FLIP, schema.Pool.ROLL, schema.Pool.REORDER)
 
 
 def flippable_nodes(graph) -> torch.Tensor:

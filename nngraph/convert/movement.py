@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 
 from .errors import UnsupportedError, describe
-from .positions import dropped_positions, flip_record, record_positions, roll_record, select_record, slice_record
+from .positions import (dropped_positions, flip_record, record_positions, reorder_record, roll_record, select_record,
+                        slice_record)
 from .registry import accept_merged_heads, register_function
 from .structural import flatten_channels
 from .values import Opaque, ParamValue, StackedValue, TensorValue
@@ -363,10 +364,37 @@ def _position_pick(x, fn, args, kwargs):
     return [] if record is None else [record]
 
 
+def _axis_permutation(x, fn, args, kwargs) -> list:
+    """The record of a transpose / permute / movedim that changes the order of ``x``'s position axes, the
+    first axis (the batch axis by convention: ``(B, T, E) -> (T, B, E)`` for a ``batch_first=False`` layer is
+    not a change of the function's definition) and axes of size 1 left out; empty otherwise."""
+    shape = tuple(x.shape)
+    ndim = len(shape)
+    neurons = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())
+    axes = [k for k in range(1, ndim) if k not in neurons and shape[k] > 1]
+    if len(axes) < 2:
+        return []
+    where = []
+    for k in axes:  # the output axis each input position axis went to: the one its labels vary along
+        view = [1] * ndim
+        view[k] = shape[k]
+        moved = fn(torch.arange(shape[k]).view(view).expand(shape), *args, **kwargs)
+        where.append(next(j for j in range(moved.dim()) if moved.shape[j] > 1 and
+                          not torch.equal(moved.narrow(j, 0, 1).expand_as(moved), moved)))
+    order = sorted(range(len(axes)), key=lambda i: where[i])  # the position axes in their new order
+    if order == list(range(len(axes))):
+        return []
+    return [reorder_record(order, [shape[k] for k in axes])]
+
+
 def _position_reorder(x, fn, args, kwargs) -> list:
-    """The records of ``flip`` / ``roll`` of position axes of ``x`` (empty for other moves, and for a flip or
-    roll of the neuron axis, which only relabels the neurons)."""
-    if fn not in (_flip, torch.roll) or not isinstance(x, TensorValue) or x.shape is None:
+    """The records of ``flip`` / ``roll`` of position axes of ``x`` and of transposes that reorder them
+    (empty for other moves, and for a flip or roll of the neuron axis, which only relabels the neurons)."""
+    if not isinstance(x, TensorValue) or x.shape is None:
+        return []
+    if fn in (torch.transpose, _permute, torch.movedim) and x.merged == 1:
+        return _axis_permutation(x, fn, args, kwargs)
+    if fn not in (_flip, torch.roll):
         return []
     ndim = len(x.shape)
     neurons = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())

@@ -11,7 +11,9 @@ neurons for the pick (:func:`~nngraph.convert.pool.record_pool`); a pick of a mo
 value until the layer that reads it makes its input neurons. Positions dropped any other way (a list or
 mask index of a position axis) are refused by :func:`~nngraph.convert.movement.move`.
 
-A flip or a roll of a position axis keeps every position but changes the function (``x.flip(1)[:, 0]`` reads
+A transpose / permute / movedim that changes the order of position axes (the first axis, by convention the
+batch, left out) is recorded as :attr:`~nngraph.schema.Pool.REORDER` (the new order and the axes' sizes). A flip or
+a roll of a position axis keeps every position but changes the function (``x.flip(1)[:, 0]`` reads
 the last token), so it is recorded the same way (:attr:`~nngraph.schema.Pool.FLIP`,
 :attr:`~nngraph.schema.Pool.ROLL`); a flip or roll of the neuron axis is a relabelling and needs no record.
 """
@@ -57,6 +59,28 @@ def roll_record(dim: int, shift: int, size: int, ndim: int) -> Record | None:
         return None
     return Pool.ROLL, {"kernel_d": float(dim % ndim - ndim), "kernel_h": float(shift % size),
                        "kernel_w": float(size)}
+
+
+#: position axes a REORDER record describes (its columns: the order, then one size per axis)
+MAX_REORDERED_AXES = 7
+
+
+def reorder_record(order: list[int], sizes: list[int]) -> Record:
+    """The record of position axes of ``sizes`` moved into ``order`` (``order[i]``: the old index of the axis now
+    at place ``i``) by a transpose / permute / movedim: the order as decimal digits in ``kernel_d``, the sizes
+    in the columns after it.
+
+    Raises:
+        ValueError: for more than :data:`MAX_REORDERED_AXES` position axes.
+    """
+    if len(order) > MAX_REORDERED_AXES:
+        raise ValueError(f"a reorder of {len(order)} position axes (nngraph records at most {MAX_REORDERED_AXES})")
+    from ..schema import POOL_ARGS
+
+    args = {"kernel_d": float(int("".join(str(i + 1) for i in order)))}
+    for name, size in zip(POOL_ARGS[1:], sizes):
+        args[name] = float(size)
+    return Pool.REORDER, args
 
 
 def index_records(x: TensorValue, index) -> tuple[list[Record], bool]:

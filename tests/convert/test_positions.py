@@ -161,3 +161,53 @@ def test_the_order_of_a_cat_of_neurons_shows_in_the_graph():
         same.c.weight.copy_(torch.cat([m1.c.weight[:, 3:], m1.c.weight[:, :3]], 1))  # the same function as m1
     assert torch.allclose(same(x), m1(x))
     assert (enc(nngraph.to_graph(same, x)) - enc(g1)).abs().max() < 1e-10
+
+
+class MapHead(nn.Module):
+    """``f(flatten(move(relu(conv(x)))))`` on ``(B, 2, 4, 4)`` maps."""
+
+    def __init__(self, move):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c, self.f, self.move = nn.Conv2d(2, 3, 3, padding=1), nn.Linear(3 * 4 * 4, 2), move
+
+    def forward(self, x):
+        return self.f(self.move(torch.relu(self.c(x))).flatten(1))
+
+
+MOVES = {
+    "none": lambda h: h,
+    "transpose": lambda h: h.transpose(2, 3),
+    "permute": lambda h: h.permute(0, 1, 3, 2),  # the same function as transpose
+    "movedim": lambda h: h.movedim(3, 2),  # and again
+    "channels_last_and_back": lambda h: h.permute(0, 2, 3, 1).permute(0, 3, 1, 2),  # neurons moved, not positions
+}
+
+
+def _maps():
+    return torch.randn(2, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_transpose_of_position_axes_is_recorded():
+    graphs = {name: nngraph.to_graph(MapHead(move).double(), _maps()) for name, move in MOVES.items()}
+    reordered = {name: bool((g.pool == int(Pool.REORDER)).any()) for name, g in graphs.items()}
+    assert reordered == {"none": False, "transpose": True, "permute": True, "movedim": True,
+                         "channels_last_and_back": False}
+    assert not torch.equal(graphs["none"].pool_args, graphs["transpose"].pool_args)
+    for name in ("permute", "movedim"):  # one function, one record
+        assert torch.equal(graphs["transpose"].pool_args, graphs[name].pool_args)
+    col = dict(zip(POOL_ARGS, graphs["transpose"].pool_args[graphs["transpose"].pool[:, 0] == int(Pool.REORDER)][0, 0]
+                   .tolist()))
+    assert (col["kernel_d"], col["kernel_h"], col["kernel_w"]) == (21, 4, 4)  # two axes of 4, swapped
+    for name, move in MOVES.items():
+        model = MapHead(move).double().eval()
+        assert nngraph.verify(model, _maps()).ok, name
+        assert_round_trip(model, _maps())
+
+
+def test_moving_the_batch_axis_is_not_a_reorder():
+    """``(B, T, E) -> (T, B, E)`` (a ``batch_first=False`` layout) changes no function's definition."""
+    model = Pick(lambda h: h.transpose(0, 1)[0]).double().eval()  # the first token, read through (T, B, E)
+    graph = nngraph.to_graph(model, x_seq())
+    assert not (graph.pool == int(Pool.REORDER)).any()
+    assert nngraph.verify(model, x_seq()).ok

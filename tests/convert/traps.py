@@ -49,6 +49,17 @@ def _img():
     return (torch.randn(2, 3, 8, 8),)
 
 
+class _TransposedMap(nn.Module):
+    """A feature map transposed (H <-> W) before a flatten head: another function than without the transpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.f = nn.Conv2d(3, 4, 3), nn.Linear(4 * 36, 2)
+
+    def forward(self, x):
+        return self.f(torch.relu(self.c(x)).transpose(2, 3).flatten(1))
+
+
 def lam(fn):
     return lambda: Lambda(fn)
 
@@ -726,6 +737,8 @@ TRAPS += [
     Trap("roll_tokens_then_first", lam(lambda s, x: s.c(torch.roll(torch.relu(s.a(x)), 2, 1)[:, 0])), _seq, "sound"),
     Trap("flip_tokens_used_twice", lam(lambda s, x: (lambda h: s.c(h.flip(1)[:, 0] + h[:, 0]))(torch.relu(s.a(x)))),
          _seq, "sound"),
+    Trap("transpose_feature_map_then_flatten", lambda: _TransposedMap(), _img, "sound"),  # Pool.REORDER
+    Trap("transpose_batch_and_tokens", lam(lambda s, x: s.c(torch.relu(s.a(x)).transpose(0, 1)[0])), _seq, "sound"),
     Trap("roll_flattened_sequence", lam(lambda s, x: s.c(torch.roll(torch.relu(s.a(x)), 3)[:, 0])), _seq, "refused"),
     Trap("select_tokens_by_list", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, [0, 3]].mean(1))), _seq, "refused"),
     Trap("select_tokens_by_mask", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, torch.tensor([True, False, True, False,
