@@ -11,7 +11,8 @@ sequence averaged at the end. Every family also draws the steps that follow prod
 gates ``x * sigmoid(f(x))``, scales by numbers, joins of two layers along the features (``cat``), zero padding
 before a convolution, attention written out by hand (matmul or einsum, a fused ``(B, T, 3, H, D)`` projection
 or a split one, scaled by a number, causal masks by ``masked_fill``, ``where`` or an additive ``-inf`` mask),
-and a final ``log_softmax`` over the outputs.
+and a final ``log_softmax`` over the outputs; feature maps and sequences also draw positions reversed, rotated or
+(maps) transposed (``flip``, ``roll``, ``transpose``), which the graph records.
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ class FuzzNet(nn.Module):
                 x = x.mean(1)
             elif kind == "flatten":
                 x = torch.flatten(x, 1)
+            elif kind == "reorder":  # positions reversed, rotated or (feature maps) transposed
+                op, dim = step[2], step[3]  # dim: a position axis
+                x = x.flip(dim) if op == "flip" else torch.roll(x, 1, dim) if op == "roll" else x.transpose(-2, -1)
         return x
 
 
@@ -173,6 +177,10 @@ def conv_net(draw):
                                          draw(st.sampled_from(ACTIVATIONS))())
             steps.append(("residual", name))
             continue
+        if choice == "pool" and draw(st.integers(0, 2)) == 0:  # the positions reordered instead
+            steps.append(("reorder", name, draw(st.sampled_from(["flip", "roll"] + (["transpose"] if dims == 2 else []))),
+                          draw(st.sampled_from(list(range(2, 2 + dims))))))
+            continue
         if choice == "pool":
             layers[name] = draw(st.sampled_from(pool))(2)
             steps.append(("layer", name))
@@ -230,8 +238,11 @@ def sequence_net(draw):
         steps.append(("shift", "pos"))
     for i in range(draw(st.integers(1, 3))):
         name = f"s{i}"
-        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times"]))
-        if choice == "eager":
+        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times",
+                                       "reorder"]))
+        if choice == "reorder":
+            steps.append(("reorder", name, draw(st.sampled_from(["flip", "roll"])), 1))
+        elif choice == "eager":
             layers[name] = nn.Linear(e, 3 * e)
             layers[name + "_out"] = nn.Linear(e, e)
             steps.append(("eager", name, heads, draw(st.sampled_from(["matmul", "einsum", "timm"])),
