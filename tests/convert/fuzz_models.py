@@ -177,7 +177,8 @@ def conv_net(draw):
                                          draw(st.sampled_from(ACTIVATIONS))())
             steps.append(("residual", name))
             continue
-        if choice == "pool" and draw(st.integers(0, 2)) == 0:  # the positions reordered instead
+        reordered = any(step[0] == "reorder" for step in steps)  # records in a row are capped (MAX_POOLS): one
+        if choice == "pool" and not reordered and draw(st.integers(0, 2)) == 0:  # the positions reordered instead
             steps.append(("reorder", name, draw(st.sampled_from(["flip", "roll"] + (["transpose"] if dims == 2 else []))),
                           draw(st.sampled_from(list(range(2, 2 + dims))))))
             continue
@@ -238,8 +239,9 @@ def sequence_net(draw):
         steps.append(("shift", "pos"))
     for i in range(draw(st.integers(1, 3))):
         name = f"s{i}"
-        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times",
-                                       "reorder"]))
+        reordered = any(step[0] == "reorder" for step in steps)  # records in a row are capped (MAX_POOLS): one
+        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times"]
+                                      + ([] if reordered else ["reorder"])))
         if choice == "reorder":
             steps.append(("reorder", name, draw(st.sampled_from(["flip", "roll"])), 1))
         elif choice == "eager":

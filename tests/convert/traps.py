@@ -739,6 +739,8 @@ TRAPS += [
          _seq, "sound"),
     Trap("transpose_feature_map_then_flatten", lambda: _TransposedMap(), _img, "sound"),  # Pool.REORDER
     Trap("transpose_batch_and_tokens", lam(lambda s, x: s.c(torch.relu(s.a(x)).transpose(0, 1)[0])), _seq, "sound"),
+    Trap("four_position_records_in_a_row", lam(lambda s, x: s.c(torch.roll(torch.relu(s.a(x)).flip(1), 1, 1).flip(1)[:, 0])),
+         _seq, "refused"),  # flip, roll, flip, select: more records in a row than MAX_POOLS, refused by name
     Trap("roll_flattened_sequence", lam(lambda s, x: s.c(torch.roll(torch.relu(s.a(x)), 3)[:, 0])), _seq, "refused"),
     Trap("select_tokens_by_list", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, [0, 3]].mean(1))), _seq, "refused"),
     Trap("select_tokens_by_mask", lam(lambda s, x: s.c(torch.relu(s.a(x))[:, torch.tensor([True, False, True, False,
