@@ -28,13 +28,15 @@ from .weightstats import weight_stat_features
 TASK = "inr_classification"
 METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encoder_probe_flip", "encoder_broken",
            "encoder_broken_perm")
+#: on request only: the encoder without probes, trained with sign flips (the no-probe ablation of the flips)
+EXTRA_METHODS = ("encoder_flip",)
 
 
 
 def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.ArgumentParser:
     p = task_parser(prog, __doc__)
     add_training_args(p, zoo_help="an INR zoo directory (python -m nngraph.zoo inr --out ...)",
-                      out="runs/inr_classification", methods=METHODS, epochs=10, baseline_epochs=200, batch_size=32,
+                      out="runs/inr_classification", methods=METHODS, choices=METHODS + EXTRA_METHODS, epochs=10, baseline_epochs=200, batch_size=32,
                       lr=2e-3, weight_decay=5e-4, patience=15, num_layers=2)  # the settings of the reported runs
     p.add_argument("--warmup", type=int, default=1, help="epochs of linear learning-rate warmup")
     p.add_argument("--probes", type=int, default=64,
@@ -52,7 +54,7 @@ def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every method of ``args.methods``; returns the results rows (and writes results.json, plots)."""
-    progress = start_run(args, METHODS, "inr", "INR classification")
+    progress = start_run(args, METHODS + EXTRA_METHODS, "inr", "INR classification")
     probe_kw = dict(probe_placement=args.probe_placement)
     train = load_split(args.zoo, "train", args.probes, max_items=args.max_train, **probe_kw)
     val = load_split(args.zoo, "val", args.probes, **probe_kw)
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     variants = {  # name -> (probe_dim, augment, positional)
         "encoder": (0, None, False),
+        "encoder_flip": (0, sign_flip, False),
         "encoder_probe": (args.probes, None, False),
         "encoder_probe_flip": (args.probes, sign_flip, False),
         "encoder_broken": (args.probes, sign_flip, True),
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                                               augment=augment, **common, **extra)
         acc = _accuracy(predict_graphs(model, graphs["test"], "classification").argmax(-1), y["test"])
         histories[name] = result.history
-        note = {"encoder": "no probe features", "encoder_probe": f"{args.probes} probe inputs ({args.probe_placement})",
+        note = {"encoder": "no probe features", "encoder_flip": "no probe features; sign-flip augmentation",
+                "encoder_probe": f"{args.probes} probe inputs ({args.probe_placement})",
                 "encoder_probe_flip": "probes + sign-flip augmentation",
                 "encoder_broken": f"as probe_flip + {args.positional_dim} random positional features",
                 "encoder_broken_perm": "as encoder_broken, trained on randomly relabelled INRs"}[name]

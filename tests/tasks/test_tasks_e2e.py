@@ -148,3 +148,10 @@ def test_accuracy_prediction_with_the_rank_target(clf_zoo, tmp_path):
          "--target", "rank", *FAST]))
     values = {r["metric"]: r["value"] for r in rows}
     assert math.isfinite(values["kendall_tau[test]"]) and math.isfinite(values["r2[test]"])
+
+
+def test_inr_classification_sign_flips_without_probes_on_request(inr_zoo, tmp_path):
+    rows = inr_classification.run(inr_classification.build_parser().parse_args(
+        ["--zoo", inr_zoo, "--out", str(tmp_path / "cls"), "--methods", "encoder_flip", *FAST]))
+    assert [r["method"] for r in rows] == ["encoder_flip"] and 0 <= rows[0]["value"] <= 1
+    assert "encoder_flip" not in inr_classification.build_parser().parse_args(["--zoo", inr_zoo]).methods
