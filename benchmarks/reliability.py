@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import pickle
@@ -448,6 +449,37 @@ def hostile(work: str, inr_zoo: str) -> list[tuple[str, bool]]:
         pickled(os.path.join(root, "run", "last.safetensors"))
     refused("pickle as a checkpoint", checkpoint_pickle, lambda r: load_checkpoint(os.path.join(r, "run"), "last"),
             no_marker)
+
+    def program_pickle(root: str, trusted: bool) -> None:
+        """A zoo entry whose architecture is a torch.export program (.pt2, which torch.export.load unpickles)
+        holding the payload: untrusted, or trusted by '*' but with another sha256 than the manifest's."""
+        from nngraph.zoo.architectures import program_name
+
+        path = os.path.join(root, "architecture", "evil.pt2")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pickled(path)
+        digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+        claimed = "0" * 64 if trusted else digest
+        append(root, id="evil", family="program", spec={"family": "program", "file": "architecture/evil.pt2",
+                                                        "sha256": claimed,
+                                                        "inputs": [{"shape": [2, 2], "dtype": "float32"}]})
+        assert program_name(digest).startswith("sha256:")
+
+    def build_evil(root: str, trust_all: bool) -> object:
+        old = os.environ.get("NNGRAPH_TRUSTED_CODE")
+        os.environ["NNGRAPH_TRUSTED_CODE"] = "*" if trust_all else ""
+        try:
+            zoo = Zoo(root)
+            return zoo.build(next(e for e in zoo.entries if e["id"] == "evil")["spec"])
+        finally:
+            if old is None:
+                os.environ.pop("NNGRAPH_TRUSTED_CODE", None)
+            else:
+                os.environ["NNGRAPH_TRUSTED_CODE"] = old
+    refused("pickle as an untrusted .pt2 architecture", lambda r: program_pickle(r, False),
+            lambda r: build_evil(r, False), no_marker)
+    refused("pickle as a .pt2 trusted by '*', other sha256", lambda r: program_pickle(r, True),
+            lambda r: build_evil(r, True), no_marker)
 
     def huge_header(root: str) -> None:
         e = Zoo(root).entries[0]
