@@ -85,7 +85,7 @@ def test_resume_after_interruption_continues_and_matches_uninterrupted_run(tmp_p
 def test_other_settings_in_the_same_directory_are_refused(tmp_path):
     data = worker.problem()
     fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1))
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(train.lr\)"):  # the changed setting is named
         fit(_model(), data, data[:16], worker.loss_fn, worker.eval_fn, _config(tmp_path, "run", epochs=1, lr=0.5))
 
 

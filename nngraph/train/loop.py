@@ -174,6 +174,20 @@ def _same_settings(stored: Any, settings: dict[str, Any]) -> bool:
     return stored == settings
 
 
+def _differences(stored: Any, settings: dict[str, Any]) -> list[str]:
+    """The names of the settings (``train.lr``, ``model``, ...) in which a checkpoint's differ from ``settings``."""
+    if not isinstance(stored, dict):
+        return []
+    out = []
+    for key in sorted(set(stored) | set(settings)):
+        a, b = stored.get(key), settings.get(key)
+        if key == "train" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"train.{k}" for k in sorted(set(a) | set(b)) if k not in _UNSTORED and a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(key)
+    return out
+
+
 def _extends(stored: Any, settings: dict[str, Any]) -> bool:
     """Whether ``settings`` are a checkpoint's with only ``epochs`` raised (a finished run continued)."""
     if not isinstance(stored, dict) or not isinstance(stored.get("train"), dict):
@@ -292,7 +306,9 @@ def _resume(config: TrainConfig, settings: dict[str, Any], model: nn.Module, opt
         tensors, info = found
         extend = not _same_settings(info.get("settings"), settings) and _extends(info.get("settings"), settings)
         if not extend and not _same_settings(info.get("settings"), settings):
-            raise ValueError(f"{config.out_dir} holds a run with other settings; use another out_dir or "
+            changed = ", ".join(_differences(info.get("settings"), settings)) or "its format"
+            raise ValueError(f"{config.out_dir} holds a run with other settings ({changed}); a finished run "
+                             "continues only with a larger epochs and nothing else changed; use another out_dir or "
                              "delete it to start over")
         model.load_state_dict(model_state(tensors))
         optimizer_from_flat(optimizer, tensors, info["optimizer"])
