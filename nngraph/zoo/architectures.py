@@ -25,7 +25,6 @@ is allocated.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import os
@@ -171,7 +170,7 @@ def build_transformers(name: str, config: dict[str, Any], limits: SpecLimits | N
 
 def _program_bytes(spec: dict[str, Any], root: str | None) -> bytes:
     """The bytes of the spec's ``.pt2`` in the zoo ``root``, if they have the spec's sha256."""
-    from nngraph.zoo.storage import inside  # storage reads manifests with this module's checks
+    from nngraph.zoo.storage import inside, read_with_sha256  # storage reads manifests with this module's checks
 
     if root is None:
         raise SpecError("a program spec names a file in its zoo: build it with the zoo directory "
@@ -181,11 +180,9 @@ def _program_bytes(spec: dict[str, Any], root: str | None) -> bytes:
     except ValueError as err:
         raise SpecError(f"{err}; refusing to read it") from None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, digest = read_with_sha256(path)
     except OSError as err:
         raise SpecError(f"the zoo's torch.export program {path} is unreadable ({err}); re-import the zoo") from None
-    digest = hashlib.sha256(data).hexdigest()
     if digest != spec["sha256"]:
         raise SpecError(f"the zoo's torch.export program {path} has sha256 {digest}, the manifest says "
                         f"{spec['sha256']}: the file was replaced or damaged, and nngraph does not load it "

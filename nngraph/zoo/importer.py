@@ -40,7 +40,7 @@ from nngraph.zoo.inr_meta import INRMetadata
 from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import SPLITS, random_split
 from nngraph.zoo.specs import SpecLimits
-from nngraph.zoo.storage import Zoo, sha256_file, write_config
+from nngraph.zoo.storage import Zoo, read_with_sha256, sha256_file, write_config
 
 __all__ = ["import_zoo", "architecture_spec", "check_state"]
 
@@ -91,11 +91,9 @@ def _program_spec(program: str, input_shape: Sequence[int] | None, input_dtype: 
     """The spec of a ``.pt2``, trusted by this process (its ``inputs``: ``input_shape``, else the
     program's example inputs)."""
     try:
-        with open(program, "rb") as f:
-            data = f.read()
+        data, digest = read_with_sha256(program)
     except OSError as err:
         raise ZooError(f"--program {program} is unreadable ({err})") from None
-    digest = hashlib.sha256(data).hexdigest()
     inputs = _shape_inputs(input_shape, input_dtype, None) or _program_inputs(program, data)
     trust(program_name(digest))
     return {"family": "program", "file": f"{PROGRAM_DIR}/{digest}.pt2", "sha256": digest, "inputs": inputs}

@@ -105,6 +105,17 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def read_with_sha256(path: str) -> tuple[bytes, str]:
+    """A file's bytes and their sha256 hex digest, from one read (what is checked is what is then used).
+
+    Raises:
+        OSError: if the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, hashlib.sha256(data).hexdigest()
+
+
 def save_weights(root: str, model_id: str, state: dict[str, torch.Tensor]) -> tuple[str, str]:
     """Atomically write a state dict as safetensors; returns ``(relative path, sha256)``.
 
