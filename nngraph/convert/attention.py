@@ -511,19 +511,14 @@ def convert_scaled_dot_product_attention(ctx, node, query, key, value, attn_mask
     scale = 1.0 if scale is None else float(scale) * per_head ** 0.5  # relative to 1 / sqrt(D): 1 by default
     input_mask = isinstance(attn_mask, TensorValue) and attn_mask.nodes is None
     causal = bool(is_causal)
+    out_shape = ctx.shape_of(node)
+    scores = None if out_shape is None else tuple(out_shape[:-1]) + (k.shape[-2],)  # (..., H, Tq, Tk)
     if attn_mask is not None and bias is None and not input_mask:
-        out_shape = ctx.shape_of(node)
-        scores = None if out_shape is None else tuple(out_shape[:-1]) + (k.shape[-2],)  # (..., H, Tq, Tk)
         causal = constant_mask(node, attn_mask, scores, -2, -1, blocks_when_true=False) or causal
-    record = None
-    if offset is not None:
-        out_shape = ctx.shape_of(node)
-        scores = None if out_shape is None else tuple(out_shape[:-1]) + (k.shape[-2],)  # (..., H, Tq, Tk)
-        record = score_offset_record(node, offset, scores)
+    record = None if offset is None else score_offset_record(node, offset, scores)
     attended = attention_heads(ctx.builder, q, k, v, bias, causal, scale, input_mask, record)
-    shape = ctx.shape_of(node)
-    return TensorValue(nodes=attended, shape=shape, axis=len(shape) - 1, heads=q.heads,
-                       head_axis=len(shape) - 3, source=node)
+    return TensorValue(nodes=attended, shape=out_shape, axis=len(out_shape) - 1, heads=q.heads,
+                       head_axis=len(out_shape) - 3, source=node)
 
 
 accept_offset_params(F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)

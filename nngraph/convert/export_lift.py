@@ -31,6 +31,7 @@ from ..modules import Sine
 from .errors import UnsupportedError
 from .export_patterns import find_activations, find_normalizes, find_norms
 from .linear import TransposedLinear
+from .values import FOLD_LIMIT
 
 aten = torch.ops.aten
 
@@ -210,7 +211,7 @@ class _Lifter:
         attr = re.sub(r"\W", "_", name)
         real = self.program.state_dict.get(name, self.program.constants.get(name))
         small = isinstance(real, torch.Tensor) and (keep_floats or not real.is_floating_point()) and \
-            real.numel() <= 1 << 20  # the walk's FOLD_LIMIT
+            real.numel() <= FOLD_LIMIT
         # integer constants keep their values (index tables such as Swin's relative positions are read)
         self.root.register_buffer(attr, real.detach().cpu().clone() if small else
                                   torch.empty(val.shape, dtype=val.dtype, device="meta"))

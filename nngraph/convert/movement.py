@@ -370,8 +370,7 @@ def _axis_permutation(x, fn, args, kwargs) -> list:
     not a change of the function's definition) and axes of size 1 left out; empty otherwise."""
     shape = tuple(x.shape)
     ndim = len(shape)
-    neurons = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())
-    axes = [k for k in range(1, ndim) if k not in neurons and shape[k] > 1]
+    axes = [k for k in range(1, ndim) if k not in x.neuron_axes and shape[k] > 1]
     if len(axes) < 2:
         return []
     where = []
@@ -397,7 +396,7 @@ def _position_reorder(x, fn, args, kwargs) -> list:
     if fn not in (_flip, torch.roll):
         return []
     ndim = len(x.shape)
-    neurons = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())
+    neurons = x.neuron_axes
     if fn is _flip:
         dims = kwargs.get("dims", args[0] if len(args) == 1 else args)
         dims = sorted({int(d) % ndim for d in ((dims,) if isinstance(dims, int) else dims)})

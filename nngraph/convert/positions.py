@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ..schema import Pool
+from ..schema import POOL_ARGS, Pool
 from .pool import record_pool
 from .values import TensorValue
 
@@ -75,8 +75,6 @@ def reorder_record(order: list[int], sizes: list[int]) -> Record:
     """
     if len(order) > MAX_REORDERED_AXES:
         raise ValueError(f"a reorder of {len(order)} position axes (nngraph records at most {MAX_REORDERED_AXES})")
-    from ..schema import POOL_ARGS
-
     args = {"kernel_d": float(int("".join(str(i + 1) for i in order)))}
     for name, size in zip(POOL_ARGS[1:], sizes):
         args[name] = float(size)
@@ -98,7 +96,7 @@ def index_records(x: TensorValue, index) -> tuple[list[Record], bool]:
         else:
             dims.append((dim, item))
             dim += 1
-    neuron_axes = set() if x.nodes is None else {x.axis} | ({x.head_axis} if x.heads else set())
+    neuron_axes = x.neuron_axes
     records, complete = [], True
     for dim, item in dims:
         if dim in neuron_axes:

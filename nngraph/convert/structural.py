@@ -118,14 +118,15 @@ def _add(ctx, node, a, b, *args, **kwargs):
     from .parameters import add_parameter
     from .values import OffsetParam, ParamValue
 
-    constant = next((v for v in (a, b) if isinstance(v, Opaque) and isinstance(v.value, torch.Tensor)
-                     and v.value.is_floating_point() and not v.from_activations), None)
+    plain = not args and kwargs.get("alpha", 1) == 1  # a + b, not a + alpha * b
     param = next((v for v in (a, b) if isinstance(v, ParamValue)), None)
-    if not args and kwargs.get("alpha", 1) == 1 and constant is not None and param is not None:
-        return OffsetParam(param, constant.value)  # a learned score bias plus a constant mask (Swin)
-    if not args and kwargs.get("alpha", 1) == 1 and (isinstance(a, ParamValue) or isinstance(b, ParamValue)):
-        return add_parameter(ctx, node, b if isinstance(a, ParamValue) else a, a if isinstance(a, ParamValue) else b)
-    if not (isinstance(a, TensorValue) and isinstance(b, TensorValue)) or args or kwargs.get("alpha", 1) != 1:
+    other = b if param is a else a
+    if plain and param is not None:
+        if isinstance(other, Opaque) and isinstance(other.value, torch.Tensor) and other.value.is_floating_point() \
+                and not other.from_activations:
+            return OffsetParam(param, other.value)  # a learned score bias plus a constant mask (Swin)
+        return add_parameter(ctx, node, other, param)
+    if not (isinstance(a, TensorValue) and isinstance(b, TensorValue)) or not plain:
         raise UnsupportedError(
             f"{describe(node)} adds a constant or a scaled tensor to an activation; only sums of two "
             "activations (residual connections) are supported"

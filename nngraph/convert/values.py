@@ -49,8 +49,20 @@ class TensorValue:
     def num_neurons(self) -> int:
         return 0 if self.nodes is None else int(self.nodes.numel())
 
+    @property
+    def neuron_axes(self) -> set[int]:
+        """The axes that hold neurons (the feature axis, and the head axis of a head-split value); empty for a
+        model input whose neurons are not made yet: every other axis is a position axis."""
+        if self.nodes is None:
+            return set()
+        return {self.axis} | ({self.head_axis} if self.heads else set())
+
     def with_(self, **changes) -> "TensorValue":
         return replace(self, **changes)
+
+
+#: constants of the forward larger than this many entries keep no value (the walk and the export lift)
+FOLD_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .registry import (
     supported_functions,
     supported_modules,
 )
-from .values import OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
+from .values import FOLD_LIMIT, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
 
 
 class ConversionContext:
@@ -281,8 +281,6 @@ def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
 #: ops whose result is not a function of their inputs (or that fill memory with whatever it held)
 _NOT_FOLDED = re.compile(
     r"rand|bernoulli|normal|multinomial|poisson|dropout|uniform|exponential|cauchy|geometric|empty|seed")
-#: constants larger than this many entries keep no value
-FOLD_LIMIT = 1 << 20
 
 
 def _op_name(target: Any) -> str:
