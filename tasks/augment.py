@@ -15,7 +15,7 @@ from torch_geometric.transforms import BaseTransform
 from nngraph import schema
 from nngraph.kernels import expand_to_entries
 
-__all__ = ["ODD_ACTIVATIONS", "SignFlip", "flippable_nodes", "sign_flip"]
+__all__ = ["ODD_ACTIVATIONS", "SignFlip", "apply_signs", "flippable_nodes", "sign_flip"]
 
 ODD_ACTIVATIONS = (schema.Activation.SINE, schema.Activation.TANH)
 _FLIPPABLE_KINDS = (schema.NodeKind.LINEAR, schema.NodeKind.CONV)
@@ -58,12 +58,23 @@ def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None):
     ok = flippable_nodes(graph)
     draw = torch.rand(ok.shape, generator=generator, device="cpu").to(ok.device) < p
     sign = torch.where(ok & draw, -1.0, 1.0).to(graph.x.dtype)  # (N,)
+    return apply_signs(graph, sign)
+
+
+def apply_signs(graph, sign: torch.Tensor):
+    """A copy of ``graph`` with neuron ``v`` multiplied by ``sign[v]`` (``+-1``): its bias, its probe
+    features, and every edge by ``sign[src] * sign[dst]``. A function-preserving symmetry only where
+    ``sign`` is ``-1`` on :func:`flippable_nodes` alone.
+
+    Shapes:
+        - ``sign`` :math:`(N,)`; ``x``, ``edge_attr``, ``probe`` keep their shapes.
+    """
     src, dst = graph.edge_index
     out = copy.copy(graph)  # shallow: shares the untouched tensors
     factor = expand_to_entries(sign[src] * sign[dst], graph.kernel_shape, graph.edge_attr.size(0))  # (W,)
-    out.edge_attr = graph.edge_attr * factor.unsqueeze(-1)  # (W, 1): every entry of an edge's kernel
+    out.edge_attr = graph.edge_attr * factor.unsqueeze(-1).to(graph.edge_attr.dtype)  # (W, 1): every kernel entry
     x = graph.x.clone()
-    x[:, schema.BIAS] = x[:, schema.BIAS] * sign
+    x[:, schema.BIAS] = x[:, schema.BIAS] * sign.to(x.dtype)
     out.x = x
     if getattr(graph, "probe", None) is not None:
         out.probe = graph.probe * sign.unsqueeze(-1).to(graph.probe.dtype)  # (N, P)

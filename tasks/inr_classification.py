@@ -13,11 +13,16 @@ import sys
 import time
 
 import torch
+from tqdm.auto import tqdm
 
+import nngraph
+
+from .align import align_to
 from .augment import sign_flip
 from .baselines import fit_vector_mlp, flat_weights, gradient_boosting, predict_vectors
 from .features import add_positional_features
 from .graph_training import predict_graphs, train_graph_predictor
+from .mixup import WeightMixup
 from .permutation import SymmetryAugmented
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .report import row, save_run
@@ -28,8 +33,10 @@ from .weightstats import weight_stat_features
 TASK = "inr_classification"
 METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encoder_probe_flip", "encoder_broken",
            "encoder_broken_perm")
-#: on request only: the encoder without probes, trained with sign flips (the no-probe ablation of the flips)
-EXTRA_METHODS = ("encoder_flip",)
+#: on request only: the encoder without probes, trained with sign flips (the no-probe ablation of the flips);
+#: with every INR of every split aligned to one training INR (relabelled and sign-flipped, :mod:`tasks.align`:
+#: the signs become canonical instead of augmented); aligned and trained with weight-space MixUp (:mod:`tasks.mixup`)
+EXTRA_METHODS = ("encoder_flip", "encoder_align", "encoder_mixup")
 
 
 
@@ -43,6 +50,8 @@ def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.A
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
     p.add_argument("--probe-placement", choices=("grid", "random"), default="grid",
                    help="grid: the output neuron's probe values are a k x k rendering of the image")
+    p.add_argument("--mixup-alpha", type=float, default=0.2,
+                   help="encoder_mixup: the Beta(alpha, alpha) distribution of the mixing weights")
     add_optional_args(p, "dropout", "positional_dim", "gbm_iters", "max_train", what="INRs")
     add_run_args(p)
     return p
@@ -50,6 +59,16 @@ def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.A
 
 def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
+
+
+def _aligned_splits(train, val, test, progress: bool) -> dict[str, list]:
+    """Every split's graphs (without probes) aligned to the first training INR (:func:`tasks.align.align_to`)."""
+    from nngraph.data.zoo_dataset import example_inputs_for_spec
+
+    layout = nngraph.build_layout(train.models[0], example_inputs_for_spec(train.entries[0]["spec"]))
+    reference = train.graphs[0]
+    return {k: [align_to(g, reference, layout)[0] for g in tqdm(s.graphs, desc=f"aligning {k}", disable=not progress)]
+            for k, s in (("train", train), ("val", val), ("test", test))}
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -69,18 +88,25 @@ def run(args: argparse.Namespace) -> list[dict]:
     scaler = GraphScaler().fit(train.graphs)
     n_note = f"{len(train)} train / {len(test)} test INRs"
 
-    variants = {  # name -> (probe_dim, augment, positional)
-        "encoder": (0, None, False),
-        "encoder_flip": (0, sign_flip, False),
-        "encoder_probe": (args.probes, None, False),
-        "encoder_probe_flip": (args.probes, sign_flip, False),
-        "encoder_broken": (args.probes, sign_flip, True),
-        "encoder_broken_perm": (args.probes, sign_flip, True),
+    variants = {  # name -> (probe_dim, augment, positional, aligned)
+        "encoder": (0, None, False, False),
+        "encoder_flip": (0, sign_flip, False, False),
+        "encoder_align": (0, None, False, True),
+        "encoder_mixup": (0, WeightMixup(10, args.mixup_alpha), False, True),
+        "encoder_probe": (args.probes, None, False, False),
+        "encoder_probe_flip": (args.probes, sign_flip, False, False),
+        "encoder_broken": (args.probes, sign_flip, True, False),
+        "encoder_broken_perm": (args.probes, sign_flip, True, False),
     }
-    for name, (probe_dim, augment, positional) in variants.items():
+    aligned_graphs = None
+    for name, (probe_dim, augment, positional, aligned) in variants.items():
         if name not in args.methods:
             continue
         graphs = {k: s.graphs for k, s in (("train", train), ("val", val), ("test", test))}
+        if aligned:
+            if aligned_graphs is None:  # one alignment serves every aligned method
+                aligned_graphs = _aligned_splits(train, val, test, progress)
+            graphs = aligned_graphs
         if positional:
             graphs = {k: add_positional_features(g, args.positional_dim, args.seed) for k, g in graphs.items()}
             probe_dim += args.positional_dim
@@ -89,12 +115,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         if name == "encoder_broken_perm":  # every epoch sees each INR under a fresh relabelling of its neurons
             graphs["train"] = SymmetryAugmented.of_split(graphs["train"], train, args.positional_dim)
             extra = {"settings": {"symmetry_augmented": True}}
+        if aligned:  # recorded, so that a rerun with other settings is refused instead of resumed
+            extra = {"settings": {"aligned": True, **({"mixup_alpha": args.mixup_alpha} if name == "encoder_mixup" else {})}}
         model, result = train_graph_predictor(graphs["train"], graphs["val"], "classification",
                                               run_dir(args.out, name), scaler, 10, probe_dim=probe_dim,
                                               augment=augment, **common, **extra)
         acc = _accuracy(predict_graphs(model, graphs["test"], "classification").argmax(-1), y["test"])
         histories[name] = result.history
         note = {"encoder": "no probe features", "encoder_flip": "no probe features; sign-flip augmentation",
+                "encoder_align": "no probe features; aligned (relabelled, signs flipped) to one training INR",
+                "encoder_mixup": f"no probe features; aligned; weight-space MixUp (alpha {args.mixup_alpha})",
                 "encoder_probe": f"{args.probes} probe inputs ({args.probe_placement})",
                 "encoder_probe_flip": "probes + sign-flip augmentation",
                 "encoder_broken": f"as probe_flip + {args.positional_dim} random positional features",

@@ -1,6 +1,7 @@
 """Each task runs end to end on a tiny zoo and reports finite metrics (and its files)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -155,3 +156,13 @@ def test_inr_classification_sign_flips_without_probes_on_request(inr_zoo, tmp_pa
         ["--zoo", inr_zoo, "--out", str(tmp_path / "cls"), "--methods", "encoder_flip", *FAST]))
     assert [r["method"] for r in rows] == ["encoder_flip"] and 0 <= rows[0]["value"] <= 1
     assert "encoder_flip" not in inr_classification.build_parser().parse_args(["--zoo", inr_zoo]).methods
+
+
+def test_inr_classification_alignment_and_mixup_on_request(inr_zoo, tmp_path):
+    out = tmp_path / "cls"
+    rows = inr_classification.run(inr_classification.build_parser().parse_args(
+        ["--zoo", inr_zoo, "--out", str(out), "--methods", "encoder_align,encoder_mixup", *FAST]))
+    assert [r["method"] for r in rows] == ["encoder_align", "encoder_mixup"]
+    assert all(0 <= r["value"] <= 1 for r in rows)
+    settings = json.loads((out / "runs" / "encoder_mixup" / "best.json").read_text())["settings"]
+    assert settings["aligned"] and settings["mixup_alpha"] == 0.2
