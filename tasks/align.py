@@ -105,9 +105,8 @@ def align_to(graph, reference, layout, max_rounds: int = 20):
     return aligned, perm, sign
 
 
-def align_all(graphs: list, layout, reference_index: int = 0, progress: bool = False) -> list:
-    """Every graph of ``graphs`` (one architecture) aligned to ``graphs[reference_index]``."""
+def align_all(graphs: list, reference, layout, progress: bool = False, desc: str = "aligning") -> list:
+    """Every graph of ``graphs`` (one architecture, ``layout``'s) aligned to ``reference`` (:func:`align_to`)."""
     from tqdm.auto import tqdm
 
-    reference = graphs[reference_index]
-    return [align_to(g, reference, layout)[0] for g in tqdm(graphs, desc="aligning", disable=not progress)]
+    return [align_to(g, reference, layout)[0] for g in tqdm(graphs, desc=desc, disable=not progress)]

@@ -13,11 +13,9 @@ import sys
 import time
 
 import torch
-from tqdm.auto import tqdm
-
 import nngraph
 
-from .align import align_to
+from .align import align_all
 from .augment import sign_flip
 from .baselines import fit_vector_mlp, flat_weights, gradient_boosting, predict_vectors
 from .features import add_positional_features
@@ -67,7 +65,7 @@ def _aligned_splits(train, val, test, progress: bool) -> dict[str, list]:
 
     layout = nngraph.build_layout(train.models[0], example_inputs_for_spec(train.entries[0]["spec"]))
     reference = train.graphs[0]
-    return {k: [align_to(g, reference, layout)[0] for g in tqdm(s.graphs, desc=f"aligning {k}", disable=not progress)]
+    return {k: align_all(s.graphs, reference, layout, progress, f"aligning {k}")
             for k, s in (("train", train), ("val", val), ("test", test))}
 
 
