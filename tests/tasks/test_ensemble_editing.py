@@ -198,3 +198,18 @@ def test_sweep_summary_averages_over_seeds(tmp_path):
     assert k8["mse_background"] is None and "-60.0%" in edit_sweep.format_summary([enc, k8])
     with pytest.raises(ValueError, match="at least 1"):
         edit_sweep.run_commands("z", "o", [0], [0])
+
+
+def test_ensemble_diagnostics_reproduce_the_runs_score_and_compare_the_mean_delta(inr_zoo, tmp_path):
+    from tasks.ensemble_diagnostics import ensemble_diagnostics
+
+    out = str(tmp_path / "k2")
+    rows = inr_editing.run(inr_editing.build_parser().parse_args(
+        ["--zoo", inr_zoo, "--out", out, "--ensemble", "2", "--head-scale", "1.0"] + FAST))
+    d = ensemble_diagnostics(out, inr_zoo)
+    assert d["k"] == 2 and d["method"] == "encoder_k2"
+    assert d["mse_ensemble"] == pytest.approx(rows[1]["value"], rel=1e-5, abs=1e-7)  # the task's own score
+    # the mean of two renders is not the render of the mean delta (the SIREN is not linear in its weights)
+    assert d["mse_mean_delta"] != pytest.approx(d["mse_ensemble"], rel=1e-6)
+    assert d["mse_member_best"] <= d["mse_member_mean"]
+    assert d["relative_spread_rms"] > 0 and d["relative_delta_rms"] > 0
