@@ -4,7 +4,10 @@
 
 Rows of the results table (test accuracy): the encoder without / with probe features, with sign-flip
 augmentation, with equivariance broken (random positional features on hidden neurons); an MLP on the
-flattened weights; weight statistics + gradient boosting; and an MLP on the pixels (the ceiling).
+flattened weights; weight statistics + gradient boosting; and an MLP on the pixels (the ceiling). On request
+(``--methods``): the encoder without probes with sign flips (``encoder_flip``), with every INR aligned to one
+training INR (``encoder_align``: weight matching makes the relabelling and the signs canonical,
+:mod:`tasks.align`), and aligned with weight-space MixUp (``encoder_mixup``, :mod:`tasks.mixup`).
 """
 from __future__ import annotations
 
