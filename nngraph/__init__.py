@@ -6,7 +6,8 @@ The public surface:
   :func:`random_hidden_permutation`, :func:`probe_features`, and :func:`verify`, the soundness
   check (:mod:`nngraph.convert`);
 - the differentiable inverse: :func:`gather_params` (parameters out of batched graph features) and
-  :func:`batched_forward` (the module run on them, vectorised over the graphs) (:mod:`nngraph.functional`);
+  :func:`batched_forward` (the module run on them, vectorised over the graphs) and :func:`batched_probe_features`
+  (probe features read from graph features, differentiable) (:mod:`nngraph.functional`);
 - the encoder: :class:`NeuralGraphEncoder`, :class:`NodeEdgeHead` (:mod:`nngraph.gnn`);
 - the graph format: :mod:`nngraph.schema`;
 - model zoos and datasets: ``import nngraph.zoo``, ``import nngraph.data``;
@@ -30,7 +31,7 @@ from .convert import (
     to_graph,
     verify,
 )
-from .functional import batched_forward, gather_params
+from .functional import batched_forward, batched_probe_features, gather_params
 from .errors import CheckpointError, NNGraphError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine, Swish
@@ -54,6 +55,7 @@ __all__ = [
     "ZooError",
     "batch_graphs",
     "batched_forward",
+    "batched_probe_features",
     "build_layout",
     "from_graph",
     "gather_params",

@@ -26,8 +26,9 @@ from torch_geometric.data import Data
 
 from .convert import build_layout
 from .convert.layout import inputs_from_spec
+from .convert.probe import neuron_values
 
-__all__ = ["gather_params", "batched_forward"]
+__all__ = ["gather_params", "batched_forward", "batched_probe_features"]
 
 
 def gather_params(
@@ -106,6 +107,53 @@ def batched_forward(
     outs = [one({k: v[b] for k, v in params.items()}, *(a[b] if per_model_inputs else a for a in inputs))
             for b in range(num)]
     return tree_map(lambda *xs: torch.stack(xs), outs[0], *outs[1:])
+
+
+def batched_probe_features(
+    graphs: Data, module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor,
+    x: torch.Tensor | None = None, edge_attr: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Probe features (:func:`nngraph.probe_features`) of a batch of graphs of one architecture, computed from
+    the graphs' own features and differentiable in them and in ``inputs``.
+
+    :func:`~nngraph.probe_features` runs a module; this runs ``module``'s traced forward with the parameters
+    :func:`gather_params` reads out of ``graphs`` (``x`` / ``edge_attr`` when given), vectorised over the
+    graphs, and records every neuron's value on the ``P`` probe inputs. So a graph that was relabelled or
+    sign-flipped gets the probe features of the model it now describes, and the probe inputs themselves can
+    be trained (learned probes). ``module`` gives the architecture (its own values are not used) and should
+    be in evaluation mode, as :func:`~nngraph.probe_features` runs it.
+
+    Shapes:
+        - **inputs:** ``P`` probe inputs along dimension 0 (a tuple for several model inputs)
+        - **output:** :math:`(\sum_b N_b, P)`, rows in the batch's node order
+    """
+    from torch import fx
+
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    layout = build_layout(module, inputs)
+    if layout.fx_graph is None:
+        raise ValueError("probe features need a model torch.fx can trace; this one was converted through "
+                         "torch.export")
+    params = gather_params(graphs, module, inputs, x, edge_attr)  # {name: (B, *shape)}
+    recorded = fx.Graph()
+    env: dict = {}
+    recorded.graph_copy(layout.fx_graph, env)
+    wanted = [n for n in layout.fx_graph.nodes if n.name in layout.value_nodes]
+    recorded.output(tuple(env[n] for n in wanted))
+    traced = fx.GraphModule(module, recorded).train(module.training)
+    owned = {n for n, _ in (*traced.named_parameters(remove_duplicate=False),
+                            *traced.named_buffers(remove_duplicate=False))}
+    values = batched_forward(traced, {k: v for k, v in params.items() if k in owned}, *inputs)
+    values = dict(zip((n.name for n in wanted), values))  # {name: (B, *value)}
+    num_graphs, num_probes = next(iter(params.values())).shape[0], inputs[0].shape[0]
+    dtype = (x if x is not None else graphs.x).dtype
+    probe = torch.zeros(num_graphs, layout.num_nodes, num_probes, dtype=dtype, device=inputs[0].device)  # (B, N, P)
+    for name, (nodes, axis, spatial, head_axis) in layout.value_nodes.items():  # graph order: later values win
+        value = values.get(name)
+        if not isinstance(value, torch.Tensor):
+            continue
+        probe[:, nodes] = neuron_values(value, num_probes, nodes, axis, spatial, head_axis).transpose(1, 2).to(dtype)
+    return probe.reshape(num_graphs * layout.num_nodes, num_probes)  # (B N, P)
 
 
 def _every_slot(module: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

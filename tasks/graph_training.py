@@ -33,15 +33,21 @@ def train_graph_predictor(train_graphs: list, val_graphs: list, kind: str, out_d
                           lr: float = 1e-3, weight_decay: float = 5e-4, dropout: float = 0.0, warmup: int = 0,
                           patience: int | None = 10, seed: int = 0, device: str = "cpu", progress: bool = True,
                           settings: dict | None = None,
-                          kernel_box: tuple[int, int, int] | None = None) -> tuple[GraphPredictor, FitResult]:
+                          kernel_box: tuple[int, int, int] | None = None,
+                          model_factory: Callable | None = None) -> tuple[GraphPredictor, FitResult]:
     """Train a :class:`GraphPredictor`; ``kind`` is ``"classification"`` (monitors ``val_acc``) or
     ``"regression"`` (monitors ``val_loss``). ``augment`` (a batch -> batch function) is applied to
     training batches only. ``warmup``: epochs of linear learning-rate warmup before the cosine decay.
     ``kernel_box``: the largest kernel the encoder must embed (default: that of the training and
-    validation graphs; give the test graphs' too when they hold architectures training does not)."""
+    validation graphs; give the test graphs' too when they hold architectures training does not). ``model_factory``:
+    ``box -> predictor``, called after seeding, to train another predictor (e.g. a
+    :class:`~tasks.learned_probes.LearnedProbePredictor`) than the :class:`GraphPredictor` of the settings."""
     seed_everything(seed)
     box = kernel_box or max_kernel_shape(list(train_graphs) + list(val_graphs))  # sizes the encoder's max_kernel_box
-    model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout, box)
+    if model_factory is None:
+        model = GraphPredictor(scaler, out_dim, hidden_dim, num_layers, probe_dim, dropout, box)
+    else:
+        model = model_factory(box)
 
     def loss_fn(m, batch):
         if augment is not None:

@@ -21,8 +21,9 @@ import nngraph
 from .align import align_all
 from .augment import sign_flip
 from .baselines import fit_vector_mlp, flat_weights, gradient_boosting, predict_vectors
-from .features import add_positional_features
+from .features import add_positional_features, probe_inputs_for
 from .graph_training import predict_graphs, train_graph_predictor
+from .learned_probes import LearnedProbePredictor
 from .mixup import WeightMixup
 from .permutation import SymmetryAugmented
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
@@ -36,8 +37,9 @@ METHODS = ("pixels", "flat_mlp", "stats_gbm", "encoder", "encoder_probe", "encod
            "encoder_broken_perm")
 #: on request only: the encoder without probes, trained with sign flips (the no-probe ablation of the flips);
 #: with every INR of every split aligned to one training INR (relabelled and sign-flipped, :mod:`tasks.align`:
-#: the signs become canonical instead of augmented); aligned and trained with weight-space MixUp (:mod:`tasks.mixup`)
-EXTRA_METHODS = ("encoder_flip", "encoder_align", "encoder_mixup")
+#: the signs become canonical instead of augmented); aligned and trained with weight-space MixUp (:mod:`tasks.mixup`);
+#: probes + sign flips with the probe inputs trained along (:mod:`tasks.learned_probes`)
+EXTRA_METHODS = ("encoder_flip", "encoder_align", "encoder_mixup", "encoder_learned_probe")
 
 
 
@@ -72,6 +74,17 @@ def _aligned_splits(train, val, test, progress: bool) -> dict[str, list]:
             for k, s in (("train", train), ("val", val), ("test", test))}
 
 
+def _learned_probe_factory(train, args, scaler, probe_dim: int, probe_placement: str):
+    """``box -> LearnedProbePredictor`` starting from the fixed probes' inputs."""
+    from nngraph.zoo import build_model
+    from nngraph.zoo.inr_meta import INRMetadata
+
+    spec = train.entries[0]["spec"]
+    inputs = probe_inputs_for(spec, args.probes, 0, probe_placement, INRMetadata.of_zoo(train.dataset.zoo.config))
+    return lambda box: LearnedProbePredictor(scaler, 10, build_model(spec), inputs, args.hidden_dim,
+                                             args.num_layers, args.dropout, box)
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Train every method of ``args.methods``; returns the results rows (and writes results.json, plots)."""
     progress = start_run(args, METHODS + EXTRA_METHODS, "inr", "INR classification")
@@ -96,6 +109,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         "encoder_mixup": (0, WeightMixup(10, args.mixup_alpha), False, True),
         "encoder_probe": (args.probes, None, False, False),
         "encoder_probe_flip": (args.probes, sign_flip, False, False),
+        "encoder_learned_probe": (args.probes, sign_flip, False, False),
         "encoder_broken": (args.probes, sign_flip, True, False),
         "encoder_broken_perm": (args.probes, sign_flip, True, False),
     }
@@ -116,6 +130,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         if name == "encoder_broken_perm":  # every epoch sees each INR under a fresh relabelling of its neurons
             graphs["train"] = SymmetryAugmented.of_split(graphs["train"], train, args.positional_dim)
             extra = {"settings": {"symmetry_augmented": True}}
+        if name == "encoder_learned_probe":
+            extra = {"settings": {"learned_probes": args.probes, "probe_placement": args.probe_placement},
+                     "model_factory": _learned_probe_factory(train, args, scaler, probe_dim, **probe_kw)}
         if aligned:  # recorded, so that a rerun with other settings is refused instead of resumed
             extra = {"settings": {"aligned": True, **({"mixup_alpha": args.mixup_alpha} if name == "encoder_mixup" else {})}}
         model, result = train_graph_predictor(graphs["train"], graphs["val"], "classification",
@@ -128,6 +145,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "encoder_mixup": f"no probe features; aligned; weight-space MixUp (alpha {args.mixup_alpha})",
                 "encoder_probe": f"{args.probes} probe inputs ({args.probe_placement})",
                 "encoder_probe_flip": "probes + sign-flip augmentation",
+                "encoder_learned_probe": f"{args.probes} learned probe inputs (from the {args.probe_placement}) + sign flips",
                 "encoder_broken": f"as probe_flip + {args.positional_dim} random positional features",
                 "encoder_broken_perm": "as encoder_broken, trained on randomly relabelled INRs"}[name]
         rows.append(row(TASK, name, "test_acc", acc, time.perf_counter() - start, note=note,

@@ -67,12 +67,27 @@ def probe_features(
         value = recorder.values.get(name)
         if not isinstance(value, torch.Tensor):
             continue
-        if head_axis >= 0:  # neurons split into groups (attention heads, a recurrent h_n's layers): merge them
-            value = value.movedim((head_axis, axis), (-2, -1)).flatten(-2)  # (..., H * D), nodes' order
-            axis = value.dim() - 1
-        if spatial:  # a flattened (P, C * S) map: the neuron is the channel
-            value = value.reshape(num_probes, nodes.numel(), -1).mean(-1)  # (P, C)
-        else:
-            value = value.movedim(axis, -1).reshape(num_probes, -1, nodes.numel()).mean(1)  # (P, C)
-        probe[nodes] = value.t().to(probe.dtype)
+        probe[nodes] = neuron_values(value.unsqueeze(0), num_probes, nodes, axis, spatial, head_axis)[0].t().to(probe.dtype)
     return probe
+
+
+def neuron_values(value: torch.Tensor, num_probes: int, nodes: torch.Tensor, axis: int, spatial,
+                  head_axis: int) -> torch.Tensor:
+    """``(B, P, C)``: the value of each of the ``C`` neurons ``nodes`` on each of ``P`` probes, averaged over
+    positions.
+
+    ``value`` is one traced value for ``B`` models stacked on a leading axis; ``axis``, ``spatial`` and
+    ``head_axis`` are the layout's record of where its neurons are in a single model's value
+    (:attr:`Layout.value_nodes`).
+    """
+    b = value.shape[0]
+    if value.numel() % (b * num_probes * nodes.numel()):
+        raise ValueError(f"a traced value of shape {tuple(value.shape[1:])} does not hold {num_probes} probes of "
+                         f"{nodes.numel()} neurons: probe inputs must be batched along dimension 0 of the model's "
+                         "values (a time-first recurrent layer reads them along dimension 1: use batch_first=True)")
+    if head_axis >= 0:  # neurons split into groups (attention heads, a recurrent h_n's layers): merge them
+        value = value.movedim((head_axis + 1, axis + 1), (-2, -1)).flatten(-2)  # (B, ..., H * D), nodes' order
+        axis = value.dim() - 2
+    if spatial:  # a flattened (P, C * S) map: the neuron is the channel
+        return value.reshape(b, num_probes, nodes.numel(), -1).mean(-1)  # (B, P, C)
+    return value.movedim(axis + 1, -1).reshape(b, num_probes, -1, nodes.numel()).mean(2)  # (B, P, C)

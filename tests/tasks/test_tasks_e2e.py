@@ -166,3 +166,12 @@ def test_inr_classification_alignment_and_mixup_on_request(inr_zoo, tmp_path):
     assert all(0 <= r["value"] <= 1 for r in rows)
     settings = json.loads((out / "runs" / "encoder_mixup" / "best.json").read_text())["settings"]
     assert settings["aligned"] and settings["mixup_alpha"] == 0.2
+
+
+def test_inr_classification_learned_probes_on_request(inr_zoo, tmp_path):
+    out = tmp_path / "cls"
+    rows = inr_classification.run(inr_classification.build_parser().parse_args(
+        ["--zoo", inr_zoo, "--out", str(out), "--methods", "encoder_learned_probe", "--probes", "4", *FAST]))
+    assert [r["method"] for r in rows] == ["encoder_learned_probe"] and 0 <= rows[0]["value"] <= 1
+    settings = json.loads((out / "runs" / "encoder_learned_probe" / "best.json").read_text())["settings"]
+    assert settings["learned_probes"] == 4 and settings["probe_dim"] == 4
