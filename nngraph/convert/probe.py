@@ -81,13 +81,15 @@ def neuron_values(value: torch.Tensor, num_probes: int, nodes: torch.Tensor, axi
     (:attr:`Layout.value_nodes`).
     """
     b = value.shape[0]
-    if value.numel() % (b * num_probes * nodes.numel()):
+    try:
+        if head_axis >= 0:  # neurons split into groups (attention heads, a recurrent h_n's layers): merge them
+            value = value.movedim((head_axis + 1, axis + 1), (-2, -1)).flatten(-2)  # (B, ..., H * D), nodes' order
+            axis = value.dim() - 2
+        if spatial:  # a flattened (P, C * S) map: the neuron is the channel
+            return value.reshape(b, num_probes, nodes.numel(), -1).mean(-1)  # (B, P, C)
+        return value.movedim(axis + 1, -1).reshape(b, num_probes, -1, nodes.numel()).mean(2)  # (B, P, C)
+    except RuntimeError as e:  # the shape does not split into the probes and the neurons
         raise ValueError(f"a traced value of shape {tuple(value.shape[1:])} does not hold {num_probes} probes of "
                          f"{nodes.numel()} neurons: probe inputs must be batched along dimension 0 of the model's "
-                         "values (a time-first recurrent layer reads them along dimension 1: use batch_first=True)")
-    if head_axis >= 0:  # neurons split into groups (attention heads, a recurrent h_n's layers): merge them
-        value = value.movedim((head_axis + 1, axis + 1), (-2, -1)).flatten(-2)  # (B, ..., H * D), nodes' order
-        axis = value.dim() - 2
-    if spatial:  # a flattened (P, C * S) map: the neuron is the channel
-        return value.reshape(b, num_probes, nodes.numel(), -1).mean(-1)  # (B, P, C)
-    return value.movedim(axis + 1, -1).reshape(b, num_probes, -1, nodes.numel()).mean(2)  # (B, P, C)
+                         "values (a time-first recurrent layer reads them along dimension 1: use batch_first=True)"
+                         ) from e
