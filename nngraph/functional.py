@@ -127,24 +127,15 @@ def batched_probe_features(
         - **inputs:** ``P`` probe inputs along dimension 0 (a tuple for several model inputs)
         - **output:** :math:`(\sum_b N_b, P)`, rows in the batch's node order
     """
-    from torch import fx
-
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     layout = build_layout(module, inputs)
     if layout.fx_graph is None:
         raise ValueError("probe features need a model torch.fx can trace; this one was converted through "
                          "torch.export")
     params = gather_params(graphs, module, inputs, x, edge_attr)  # {name: (B, *shape)}
-    recorded = fx.Graph()
-    env: dict = {}
-    recorded.graph_copy(layout.fx_graph, env)
-    wanted = [n for n in layout.fx_graph.nodes if n.name in layout.value_nodes]
-    recorded.output(tuple(env[n] for n in wanted))
-    traced = fx.GraphModule(module, recorded).train(module.training)
-    owned = {n for n, _ in (*traced.named_parameters(remove_duplicate=False),
-                            *traced.named_buffers(remove_duplicate=False))}
+    traced, wanted, owned = _recording_module(module, layout)
     values = batched_forward(traced, {k: v for k, v in params.items() if k in owned}, *inputs)
-    values = dict(zip((n.name for n in wanted), values))  # {name: (B, *value)}
+    values = dict(zip(wanted, values))  # {name: (B, *value)}
     num_graphs, num_probes = next(iter(params.values())).shape[0], inputs[0].shape[0]
     dtype = (x if x is not None else graphs.x).dtype
     probe = torch.zeros(num_graphs, layout.num_nodes, num_probes, dtype=dtype, device=inputs[0].device)  # (B, N, P)
@@ -154,6 +145,41 @@ def batched_probe_features(
             continue
         probe[:, nodes] = neuron_values(value, num_probes, nodes, axis, spatial, head_axis).transpose(1, 2).to(dtype)
     return probe.reshape(num_graphs * layout.num_nodes, num_probes)  # (B N, P)
+
+
+#: ``(id(module), id(layout), training, (device, dtype)) -> (module ref, layout ref, traced, wanted, owned)``, a few entries:
+#: building the recording ``GraphModule`` generates and compiles Python code, once per training step of learned
+#: probes without it. Weak references: a dead module's or layout's id may be reused, so a hit is checked.
+_RECORDING_CACHE: dict = {}
+_RECORDING_CACHE_SIZE = 8
+
+
+def _recording_module(module: nn.Module, layout) -> tuple[nn.Module, list[str], set[str]]:
+    """``(traced, wanted, owned)``: ``module``'s traced forward returning the values of ``layout.value_nodes``
+    (their names in ``wanted``, in graph order) and the names of the parameters and buffers it holds."""
+    import weakref
+
+    from torch import fx
+
+    first = next(iter((*module.parameters(), *module.buffers())), None)
+    where = None if first is None else (first.device, first.dtype)  # a moved module's buffers are new tensors
+    key = (id(module), id(layout), module.training, where)
+    hit = _RECORDING_CACHE.get(key)
+    if hit is not None and hit[0]() is module and hit[1]() is layout:
+        return hit[2:]
+    recorded = fx.Graph()
+    env: dict = {}
+    recorded.graph_copy(layout.fx_graph, env)
+    wanted = [n for n in layout.fx_graph.nodes if n.name in layout.value_nodes]
+    recorded.output(tuple(env[n] for n in wanted))
+    traced = fx.GraphModule(module, recorded).train(module.training)
+    owned = {n for n, _ in (*traced.named_parameters(remove_duplicate=False),
+                            *traced.named_buffers(remove_duplicate=False))}
+    entry = (weakref.ref(module), weakref.ref(layout), traced, [n.name for n in wanted], owned)
+    if len(_RECORDING_CACHE) >= _RECORDING_CACHE_SIZE:
+        _RECORDING_CACHE.pop(next(iter(_RECORDING_CACHE)))
+    _RECORDING_CACHE[key] = entry
+    return entry[2:]
 
 
 def _every_slot(module: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -98,3 +98,33 @@ def test_a_time_first_recurrent_layer_is_refused_with_the_reason():
 
     with pytest.raises(ValueError, match="batch_first"):
         nngraph.probe_features(TimeFirst().eval(), torch.randn(4, 7, 3))
+
+
+def test_the_recording_module_is_built_once_per_module_and_mode():
+    """The traced forward that records every neuron is cached: the same object on a second call, a new one for
+    another template of the architecture, for the other train / eval mode and after the template changes dtype,
+    and the values stay the loop's in every case."""
+    from nngraph import functional
+
+    make, draw = CASES["cnn_batchnorm"]
+    models = _copies(make)
+    inputs = draw(torch.Generator().manual_seed(1)).double()
+    batch = Batch.from_data_list([nngraph.to_graph(m, (inputs,)) for m in models])
+    slow = torch.cat([nngraph.probe_features(m, inputs) for m in models])  # (B N, P)
+    functional._RECORDING_CACHE.clear()
+    first = nngraph.batched_probe_features(batch, models[0], inputs)
+    (entry,) = functional._RECORDING_CACHE.values()
+    again = nngraph.batched_probe_features(batch, models[1], inputs)  # another template: its own entry
+    nngraph.batched_probe_features(batch, models[0], inputs)
+    assert len(functional._RECORDING_CACHE) == 2 and entry in functional._RECORDING_CACHE.values()
+    for out in (first, again):
+        torch.testing.assert_close(out, slow, rtol=1e-10, atol=1e-10)
+    models[0].train()
+    nngraph.batched_probe_features(batch, models[0], inputs)
+    assert len(functional._RECORDING_CACHE) == 3
+    models[0].eval().float()
+    first_graph = batch.to_data_list()[0]
+    single = nngraph.batched_probe_features(first_graph, models[0], inputs.float(), x=first_graph.x.float(),
+                                            edge_attr=first_graph.edge_attr.float())
+    assert len(functional._RECORDING_CACHE) == 4 and single.dtype == torch.float32
+    torch.testing.assert_close(single.double(), slow[: single.shape[0]], rtol=1e-4, atol=1e-4)
