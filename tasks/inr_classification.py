@@ -53,6 +53,9 @@ def build_parser(prog: str = "python -m tasks.inr_classification") -> argparse.A
                    help="probe inputs (coordinates) for the probe variants; a square makes a k x k grid")
     p.add_argument("--probe-placement", choices=("grid", "random"), default="grid",
                    help="grid: the output neuron's probe values are a k x k rendering of the image")
+    p.add_argument("--probe-generator", action="store_true",
+                   help="encoder_learned_probe: make the probes with a shared deep linear generator (ProbeGen) "
+                        "instead of training them as free inputs")
     p.add_argument("--mixup-alpha", type=float, default=0.2,
                    help="encoder_mixup: the Beta(alpha, alpha) distribution of the mixing weights")
     add_optional_args(p, "dropout", "positional_dim", "gbm_iters", "max_train", what="INRs")
@@ -82,7 +85,7 @@ def _learned_probe_factory(train, args, scaler, probe_dim: int, probe_placement:
     spec = train.entries[0]["spec"]
     inputs = probe_inputs_for(spec, args.probes, 0, probe_placement, INRMetadata.of_zoo(train.dataset.zoo.config))
     return lambda box: LearnedProbePredictor(scaler, 10, build_model(spec), inputs, args.hidden_dim,
-                                             args.num_layers, args.dropout, box)
+                                             args.num_layers, args.dropout, box, generator=args.probe_generator)
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -131,7 +134,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             graphs["train"] = SymmetryAugmented.of_split(graphs["train"], train, args.positional_dim)
             extra = {"settings": {"symmetry_augmented": True}}
         if name == "encoder_learned_probe":
-            extra = {"settings": {"learned_probes": args.probes, "probe_placement": args.probe_placement},
+            extra = {"settings": {"learned_probes": args.probes, "probe_placement": args.probe_placement,
+                                  "probe_generator": args.probe_generator},
                      "model_factory": _learned_probe_factory(train, args, scaler, probe_dim, **probe_kw)}
         if aligned:  # recorded, so that a rerun with other settings is refused instead of resumed
             extra = {"settings": {"aligned": True, **({"mixup_alpha": args.mixup_alpha} if name == "encoder_mixup" else {})}}
@@ -145,7 +149,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "encoder_mixup": f"no probe features; aligned; weight-space MixUp (alpha {args.mixup_alpha})",
                 "encoder_probe": f"{args.probes} probe inputs ({args.probe_placement})",
                 "encoder_probe_flip": "probes + sign-flip augmentation",
-                "encoder_learned_probe": f"{args.probes} learned probe inputs (from the {args.probe_placement}) + sign flips",
+                "encoder_learned_probe": f"{args.probes} learned probe inputs (from the {args.probe_placement}"
+                                         f"{', made by a generator' if args.probe_generator else ''}) + sign flips",
                 "encoder_broken": f"as probe_flip + {args.positional_dim} random positional features",
                 "encoder_broken_perm": "as encoder_broken, trained on randomly relabelled INRs"}[name]
         rows.append(row(TASK, name, "test_acc", acc, time.perf_counter() - start, note=note,

@@ -4,7 +4,9 @@ Probe features (every neuron's value on ``P`` inputs) are fixed inputs chosen by
 pixel grid). Here they start at those inputs and move with the encoder's gradient: every forward computes the
 batch's probe features from the graphs' own features (:func:`nngraph.batched_probe_features`, vectorised,
 differentiable in the inputs), so a sign-flipped or relabelled graph gets its own model's features.
-ProbeGen generates the probes with a small network; free inputs are the simplest member of that family.
+ProbeGen generates the probes with a small network shared by all of them; free inputs are the simplest member
+of that family, and ``generator=True`` is the other: each probe is its starting input plus a shared deep linear
+generator's output on the probe's own latent code (:class:`ProbeGenerator`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,39 @@ import nngraph
 from .models import GraphPredictor
 from .scaling import GraphScaler
 
-__all__ = ["LearnedProbePredictor"]
+__all__ = ["LearnedProbePredictor", "ProbeGenerator"]
+
+
+class ProbeGenerator(nn.Module):
+    """Probe inputs made by a generator shared across probes (after ProbeGen): ``start + G(z)``.
+
+    Every probe ``k`` has a latent code ``z_k``; ``G`` is a deep linear network (ProbeGen's choice: no
+    activations, so it couples the probes without restricting where they go) whose last layer starts at zero,
+    so the probes start at ``start`` and move together through ``G``'s shared weights.
+
+    Args:
+        start: the starting inputs, ``(P, *in_shape)``.
+        latent_dim: size of each probe's code.
+        hidden_dim: width of ``G``'s hidden layers.
+        depth: number of linear layers of ``G`` (at least 1).
+
+    Shapes:
+        - output: ``(P, *in_shape)``
+    """
+
+    def __init__(self, start: torch.Tensor, latent_dim: int = 16, hidden_dim: int = 64, depth: int = 3):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.register_buffer("start", start.detach().clone().to(torch.get_default_dtype()))
+        self.latent = nn.Parameter(torch.randn(start.shape[0], latent_dim))  # (P, latent)
+        widths = [latent_dim] + [hidden_dim] * (depth - 1) + [start[0].numel()]
+        self.layers = nn.Sequential(*(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self) -> torch.Tensor:
+        return self.start + self.layers(self.latent).view(self.start.shape)  # (P, prod in_shape) -> (P, *in_shape)
 
 
 class LearnedProbePredictor(GraphPredictor):
@@ -29,6 +63,8 @@ class LearnedProbePredictor(GraphPredictor):
         template: a model of the graphs' one architecture (its values are not used; kept out of the
             parameters and the state dict).
         init_inputs: the probes' starting values, ``(P, *in_shape)``.
+        generator: make the probes with a :class:`ProbeGenerator` (kwargs for it when a dict) instead of
+            training them as free parameters.
 
     Shapes:
         - input: a batch of graphs of ``template``'s architecture; ``probe`` is computed, not read.
@@ -36,13 +72,22 @@ class LearnedProbePredictor(GraphPredictor):
     """
 
     def __init__(self, scaler: GraphScaler, out_dim: int, template: nn.Module, init_inputs: torch.Tensor,
-                 hidden_dim: int = 32, num_layers: int = 3, dropout: float = 0.0, kernel_box=(1, 1, 1)):
+                 hidden_dim: int = 32, num_layers: int = 3, dropout: float = 0.0, kernel_box=(1, 1, 1),
+                 generator: bool | dict = False):
         super().__init__(scaler, out_dim, hidden_dim, num_layers, init_inputs.shape[0], dropout, kernel_box)
         self._template = (copy.deepcopy(template).eval().requires_grad_(False),)  # a tuple: not a submodule
-        self.probe_inputs = nn.Parameter(init_inputs.detach().clone().to(torch.get_default_dtype()))
+        if generator:
+            self.probe_generator = ProbeGenerator(init_inputs, **(generator if isinstance(generator, dict) else {}))
+        else:
+            self.probe_inputs = nn.Parameter(init_inputs.detach().clone().to(torch.get_default_dtype()))
+
+    def current_inputs(self) -> torch.Tensor:
+        """``(P, *in_shape)``: the probe inputs as they stand (free, or made by the generator)."""
+        return self.probe_generator() if hasattr(self, "probe_generator") else self.probe_inputs
 
     def forward(self, batch) -> torch.Tensor:
         batch = copy.copy(batch)  # shallow: the caller's batch keeps its own probe
-        template = self._template[0].to(self.probe_inputs.device)
-        batch.probe = nngraph.batched_probe_features(batch, template, self.probe_inputs)  # (N, P)
+        inputs = self.current_inputs()  # (P, *in_shape)
+        template = self._template[0].to(inputs.device)
+        batch.probe = nngraph.batched_probe_features(batch, template, inputs)  # (N, P)
         return super().forward(batch)

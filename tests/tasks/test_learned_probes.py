@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 import nngraph
 from nngraph.zoo import build_model, siren_spec
 from tasks.augment import sign_flip
-from tasks.learned_probes import LearnedProbePredictor
+from tasks.learned_probes import LearnedProbePredictor, ProbeGenerator
 from tasks.models import GraphPredictor
 from tasks.scaling import GraphScaler
 
@@ -54,3 +54,32 @@ def test_the_probe_inputs_train():
     assert model.probe_inputs.grad is not None and model.probe_inputs.grad.abs().sum() > 0
     opt.step()
     assert not torch.equal(model.probe_inputs.detach(), before)
+
+
+def test_generated_probes_start_at_their_inputs_and_train_through_the_shared_generator():
+    inputs = torch.rand(6, 2) * 2 - 1
+    graphs = _graphs(inputs)
+    scaler = GraphScaler().fit(graphs)
+    torch.manual_seed(0)
+    fixed = GraphPredictor(scaler, 3, 8, 1, probe_dim=6)
+    model = LearnedProbePredictor(scaler, 3, build_model(siren_spec(2, [8, 8], 1, 30.0)), inputs, 8, 1,
+                                  generator={"latent_dim": 4, "hidden_dim": 8, "depth": 2})
+    assert "probe_inputs" not in dict(model.named_parameters())
+    torch.testing.assert_close(model.current_inputs(), inputs)  # the generator's last layer starts at zero
+    model.load_state_dict({**fixed.state_dict(), **{k: v for k, v in model.state_dict().items()
+                                                    if k.startswith("probe_generator")}})
+    batch = Batch.from_data_list(graphs)
+    torch.testing.assert_close(model(batch), fixed(batch), rtol=1e-5, atol=1e-5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(batch), batch.y).backward()
+    last = model.probe_generator.layers[-1]
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    opt.step()
+    assert (model.current_inputs().detach() - inputs).abs().sum() > 0
+
+
+def test_the_generator_refuses_no_layers():
+    import pytest
+
+    with pytest.raises(ValueError, match="depth"):
+        ProbeGenerator(torch.zeros(3, 2), depth=0)

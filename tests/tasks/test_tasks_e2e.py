@@ -6,6 +6,7 @@ import math
 import os
 
 import pytest
+from safetensors.torch import load_file
 
 from nngraph.cli import main as cli_main
 from tasks import accuracy_prediction, inr_classification, inr_editing
@@ -175,3 +176,15 @@ def test_inr_classification_learned_probes_on_request(inr_zoo, tmp_path):
     assert [r["method"] for r in rows] == ["encoder_learned_probe"] and 0 <= rows[0]["value"] <= 1
     settings = json.loads((out / "runs" / "encoder_learned_probe" / "best.json").read_text())["settings"]
     assert settings["learned_probes"] == 4 and settings["probe_dim"] == 4
+
+
+def test_inr_classification_generated_probes_on_request(inr_zoo, tmp_path):
+    out = tmp_path / "cls"
+    rows = inr_classification.run(inr_classification.build_parser().parse_args(
+        ["--zoo", inr_zoo, "--out", str(out), "--methods", "encoder_learned_probe", "--probes", "4",
+         "--probe-generator", *FAST]))
+    assert "made by a generator" in rows[0]["note"]
+    settings = json.loads((out / "runs" / "encoder_learned_probe" / "best.json").read_text())["settings"]
+    assert settings["probe_generator"] is True
+    state = load_file(str(out / "runs" / "encoder_learned_probe" / "best.safetensors"))
+    assert any(k.startswith("model/probe_generator.") for k in state) and "model/probe_inputs" not in state
