@@ -31,6 +31,7 @@ import nngraph
 from nngraph.convert.module_info import parameter_dtype
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
+from .augment import positive_scale, sign_flip, symmetry_augment
 from .features import add_positional_features, max_kernel_shape
 from .permutation import SymmetryAugmented
 from .probing import output_features, probe_images
@@ -49,6 +50,11 @@ METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", 
 #: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe`` is opt-in).
 DEFAULT_METHODS = tuple(m for m in METHODS if m != "encoder_probe")
 
+
+
+#: ``--augment``: batch -> batch functions for the ``encoder`` method (its probe slot is empty; the twins'
+#: positional features and the asinh-squashed probe features would not scale with the neurons)
+AUGMENTS = {"none": None, "flip": sign_flip, "scale": positive_scale, "symmetries": symmetry_augment}
 
 
 def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.ArgumentParser:
@@ -70,6 +76,10 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--max-train", type=int, default=None,
                    help="train on at most this many checkpoints, taken as whole training runs (a seeded draw of "
                         "runs: for learning curves; validation, test and the held-out family are unchanged)")
+    p.add_argument("--augment", choices=tuple(AUGMENTS), default="none",
+                   help="the encoder method's training batches: random sign flips of tanh neurons (flip), random "
+                        "positive scales in [1/2, 2] of relu / leaky-relu neurons (scale), or both (symmetries); "
+                        "only the neurons where they keep the function (tasks.augment)")
     p.add_argument("--probe-inputs", type=int, default=32,
                    help="images the probing baselines run every classifier on (from the zoo's training images)")
     add_run_args(p)
@@ -147,6 +157,9 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         graphs[:2] = [_with_targets(gs, rank.encode(_targets(s))) for gs, s in zip(graphs[:2], (train, val))]
     box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
     settings = {"scaler": args.scaler, "target": args.target, "target_mean": mean, "target_std": std}
+    augment = AUGMENTS[args.augment] if name == "encoder" else None
+    if augment is not None:
+        settings["augment"] = args.augment
     if name == "encoder_broken_perm":  # every epoch sees each model under a fresh relabelling of its neurons
         graphs[0] = SymmetryAugmented.of_split(graphs[0], train, args.positional_dim)
         settings["symmetry_augmented"] = True
@@ -154,7 +167,7 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
         num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
-        device=args.device, progress=progress,
+        device=args.device, progress=progress, augment=augment,
         settings=settings, kernel_box=box)
     predictions = predict_graphs(model, graphs[2], "regression").numpy()
     return (rank.decode(predictions) if rank is not None else predictions * std + mean), result
@@ -259,7 +272,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         pred, result = _predict(args, name, train, val, test, progress)
         if result is not None:
             histories[name] = result.history
-        rows += _score_rows(name, _targets(test), pred, _families(test), time.perf_counter() - start, note)
+        method_note = note + (f"; augmented: {args.augment}" if name == "encoder" and args.augment != "none" else "")
+        rows += _score_rows(name, _targets(test), pred, _families(test), time.perf_counter() - start, method_note)
         print(f"{name}: kendall tau {kendall_tau(_targets(test), pred):.4f}", flush=True)
         if name == "encoder":
             plot_scatter(_targets(test), pred, _families(test), os.path.join(args.out, "scatter.png"),

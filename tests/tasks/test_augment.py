@@ -1,6 +1,7 @@
 """Sign-flip augmentation keeps the SIREN's function (and probes consistent) while changing its weights."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch_geometric.data import Batch
@@ -101,3 +102,108 @@ def test_sign_flip_transform_is_the_function():
     a = SignFlip(0.5, torch.Generator().manual_seed(3))(graph)
     b = sign_flip(graph, 0.5, torch.Generator().manual_seed(3))
     assert torch.equal(a.edge_attr, b.edge_attr) and torch.equal(a.x, b.x) and repr(SignFlip()) == "SignFlip(p=0.5)"
+
+
+# positive scales of relu / leaky_relu neurons, and both symmetries at once, on every family of the wild zoo
+
+from nngraph.zoo import build_model as _build  # noqa: E402
+from tasks.augment import apply_scales, positive_scale, scalable_nodes, symmetry_augment  # noqa: E402
+
+_IN = [1, 8, 8]
+_WILD_SPECS = {
+    "mlp_relu": {"family": "mlp", "in_shape": _IN, "num_classes": 10, "act": "relu", "dropout": 0.1,
+                 "hidden": [12, 8], "norm": "none"},
+    "mlp_relu_batchnorm": {"family": "mlp", "in_shape": _IN, "num_classes": 10, "act": "relu", "dropout": 0.0,
+                           "hidden": [12, 8], "norm": "batch"},
+    "mlp_tanh": {"family": "mlp", "in_shape": _IN, "num_classes": 10, "act": "tanh", "dropout": 0.0,
+                 "hidden": [12, 8], "norm": "none"},
+    "cnn_relu_flatten": {"family": "cnn", "in_shape": _IN, "num_classes": 10, "act": "relu", "dropout": 0.0,
+                         "channels": [4, 6], "strides": [1, 2], "kernel_size": 3, "norm": "none", "head": "flatten"},
+    "cnn_leaky_gap": {"family": "cnn", "in_shape": _IN, "num_classes": 10, "act": "leaky_relu", "dropout": 0.0,
+                      "channels": [4, 6], "strides": [2, 2], "kernel_size": 5, "norm": "none", "head": "gap"},
+    "resnet_relu": {"family": "resnet", "in_shape": _IN, "num_classes": 10, "act": "relu", "dropout": 0.0,
+                    "width": 4, "blocks": 2, "stem_stride": 1, "kernel_size": 3, "norm": "none", "head": "gap"},
+    "vit_relu": {"family": "vit", "in_shape": _IN, "num_classes": 10, "patch": 4, "dim": 8, "depth": 2, "heads": 2,
+                 "mlp_ratio": 2, "act": "relu", "dropout": 0.0},
+    "gated_relu": {"family": "gated", "in_shape": _IN, "num_classes": 10, "act": "relu", "dim": 8, "hidden": 8,
+                   "depth": 2},
+}
+
+
+def _wild_model(name):
+    torch.manual_seed(0)
+    spec = dict(_WILD_SPECS[name])
+    if spec["act"] == "leaky_relu":
+        spec["act"] = "relu"
+        model = _build(spec)
+        for parent in model.modules():  # the zoo draws no leaky relu: swap it in where the relu modules are
+            for child_name, child in parent.named_children():
+                if isinstance(child, nn.ReLU):
+                    setattr(parent, child_name, nn.LeakyReLU(0.1))
+    else:
+        model = _build(spec)
+    model = model.double().eval()
+    for m in model.modules():  # batch norm statistics that are not the identity
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(_WILD_SPECS))
+def test_symmetry_augmentation_preserves_every_wild_family(name):
+    model = _wild_model(name)
+    x = torch.randn(5, *_IN, dtype=torch.float64)
+    graph = nngraph.to_graph(model, x)
+    augmented = symmetry_augment(graph, p=0.5, max_factor=3.0, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(nngraph.from_graph(augmented, model)(x), model(x), rtol=1e-9, atol=1e-9)
+    moved = (augmented.edge_attr != graph.edge_attr).any(-1)
+    if name.endswith("batchnorm") or name.startswith("gated"):
+        assert not scalable_nodes(graph).any()  # every relu neuron feeds its batch norm / its gate's product
+    elif "relu" in name or "leaky" in name:
+        assert scalable_nodes(graph).any() and moved.any(), name
+
+
+def test_a_scale_of_a_neuron_the_rules_exclude_would_change_the_function():
+    """The test checks itself: scaling every hidden neuron by its own factor, the excluded ones (the residual
+    CNN's neurons that feed residual sums) included, is caught by the same comparison, and scaling a relu
+    neuron by a negative number is too."""
+    model = _wild_model("resnet_relu")
+    x = torch.randn(5, *_IN, dtype=torch.float64)
+    graph = nngraph.to_graph(model, x)
+    hidden = graph.node_type == int(nngraph.schema.NodeType.HIDDEN)
+    assert (hidden & ~scalable_nodes(graph)).any()
+    draw = torch.rand(graph.num_nodes, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    wrong = apply_scales(graph, torch.where(hidden, draw, 1.0))
+    with torch.no_grad():
+        assert not torch.allclose(nngraph.from_graph(wrong, model)(x), model(x), atol=1e-6)
+    negative = apply_scales(graph, torch.where(scalable_nodes(graph), -1.0, 1.0).double())
+    with torch.no_grad():
+        assert not torch.allclose(nngraph.from_graph(negative, model)(x), model(x), atol=1e-6)
+
+
+def test_positive_scale_draws_within_its_range_and_refuses_a_shrinking_range():
+    model = _wild_model("mlp_relu")
+    graph = nngraph.to_graph(model)
+    scaled = positive_scale(graph, max_factor=2.0, generator=torch.Generator().manual_seed(0))
+    ok = scalable_nodes(graph)
+    ratio = scaled.x[:, nngraph.schema.BIAS] / graph.x[:, nngraph.schema.BIAS]
+    assert ok.sum() == 20 and bool(((ratio[ok] >= 0.5 - 1e-6) & (ratio[ok] <= 2.0 + 1e-6)).all())
+    torch.testing.assert_close(ratio[~ok & (graph.x[:, nngraph.schema.BIAS] != 0)],
+                               torch.ones_like(ratio[~ok & (graph.x[:, nngraph.schema.BIAS] != 0)]))
+    with pytest.raises(ValueError, match="max_factor"):
+        positive_scale(graph, max_factor=0.5)
+
+
+def test_max_pooled_relu_neurons_scale():
+    """max(s v) = s max(v) for s > 0: max-pooled relu neurons keep the symmetry that their sign lacks."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 3, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).double()
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    graph = nngraph.to_graph(model, x)
+    assert int(scalable_nodes(graph).sum()) == 7
+    scaled = positive_scale(graph, max_factor=4.0, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(nngraph.from_graph(scaled, model)(x), model(x), rtol=1e-10, atol=1e-12)

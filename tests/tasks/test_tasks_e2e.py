@@ -188,3 +188,28 @@ def test_inr_classification_generated_probes_on_request(inr_zoo, tmp_path):
     assert settings["probe_generator"] is True
     state = load_file(str(out / "runs" / "encoder_learned_probe" / "best.safetensors"))
     assert any(k.startswith("model/probe_generator.") for k in state) and "model/probe_inputs" not in state
+
+
+def test_accuracy_prediction_with_symmetry_augmentation(clf_zoo, tmp_path, monkeypatch):
+    """``--augment symmetries`` reaches the encoder's training batches (and only the encoder's), and is recorded."""
+    from tasks import augment
+
+    calls = []
+    real = augment.symmetry_augment
+
+    def counting(batch, *a, **k):
+        calls.append(batch.num_graphs)
+        return real(batch, *a, **k)
+
+    monkeypatch.setitem(accuracy_prediction.AUGMENTS, "symmetries", counting)
+    out = tmp_path / "acc"
+    rows = accuracy_prediction.run(accuracy_prediction.build_parser().parse_args(
+        ["--zoo", clf_zoo, "--out", str(out), "--holdout-family", "", "--methods", "encoder,encoder_broken_perm",
+         "--augment", "symmetries", *FAST]))
+    notes = {r["method"]: r["note"] for r in rows if r["metric"] == "kendall_tau[test]"}
+    assert "augmented: symmetries" in notes["encoder"] and "augmented" not in notes["encoder_broken_perm"]
+    settings = json.loads((out / "runs" / "encoder" / "best.json").read_text())["settings"]
+    assert settings["augment"] == "symmetries"
+    assert calls  # the encoder's training batches went through it
+    twin = json.loads((out / "runs" / "encoder_broken_perm" / "best.json").read_text())["settings"]
+    assert twin.get("augment") is None
