@@ -25,13 +25,20 @@ def _graphs(inputs, n=4):
     return graphs
 
 
-def test_at_their_starting_inputs_learned_probes_are_the_fixed_probes():
+def _fixed_and_learned(**learned_kw):
+    """``(inputs, graphs, a fixed-probe predictor, a learned-probe predictor)`` over 6 probes of SIRENs."""
     inputs = torch.rand(6, 2) * 2 - 1
     graphs = _graphs(inputs)
     scaler = GraphScaler().fit(graphs)
     torch.manual_seed(0)
     fixed = GraphPredictor(scaler, 3, 8, 1, probe_dim=6)
-    learned = LearnedProbePredictor(scaler, 3, build_model(siren_spec(2, [8, 8], 1, 30.0)), inputs, 8, 1)
+    learned = LearnedProbePredictor(scaler, 3, build_model(siren_spec(2, [8, 8], 1, 30.0)), inputs, 8, 1,
+                                    **learned_kw)
+    return inputs, graphs, fixed, learned
+
+
+def test_at_their_starting_inputs_learned_probes_are_the_fixed_probes():
+    inputs, graphs, fixed, learned = _fixed_and_learned()
     learned.load_state_dict({**fixed.state_dict(), "probe_inputs": inputs})
     batch = Batch.from_data_list(graphs)
     torch.testing.assert_close(learned(batch), fixed(batch), rtol=1e-5, atol=1e-5)
@@ -57,13 +64,7 @@ def test_the_probe_inputs_train():
 
 
 def test_generated_probes_start_at_their_inputs_and_train_through_the_shared_generator():
-    inputs = torch.rand(6, 2) * 2 - 1
-    graphs = _graphs(inputs)
-    scaler = GraphScaler().fit(graphs)
-    torch.manual_seed(0)
-    fixed = GraphPredictor(scaler, 3, 8, 1, probe_dim=6)
-    model = LearnedProbePredictor(scaler, 3, build_model(siren_spec(2, [8, 8], 1, 30.0)), inputs, 8, 1,
-                                  generator={"latent_dim": 4, "hidden_dim": 8, "depth": 2})
+    inputs, graphs, fixed, model = _fixed_and_learned(generator={"latent_dim": 4, "hidden_dim": 8, "depth": 2})
     assert "probe_inputs" not in dict(model.named_parameters())
     torch.testing.assert_close(model.current_inputs(), inputs)  # the generator's last layer starts at zero
     model.load_state_dict({**fixed.state_dict(), **{k: v for k, v in model.state_dict().items()
