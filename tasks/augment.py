@@ -74,8 +74,9 @@ def scalable_nodes(graph) -> torch.Tensor:
     return _symmetric_nodes(graph, HOMOGENEOUS_ACTIVATIONS, _HOMOGENEOUS_POOLS)
 
 
-def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None):
-    """A copy of ``graph`` (a ``Data`` or a ``Batch``) with each flippable neuron negated with probability ``p``.
+def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None, fixed_columns: int = 0):
+    """A copy of ``graph`` (a ``Data`` or a ``Batch``) with each flippable neuron negated with probability ``p``
+    (``fixed_columns``: as :func:`apply_scales`).
 
     Shapes:
         - ``x`` :math:`(N, F)`, ``edge_attr`` :math:`(W, 1)`, ``probe`` :math:`(N, P)` keep their shapes.
@@ -83,12 +84,12 @@ def sign_flip(graph, p: float = 0.5, generator: torch.Generator | None = None):
     ok = flippable_nodes(graph)
     draw = torch.rand(ok.shape, generator=generator, device="cpu").to(ok.device) < p
     sign = torch.where(ok & draw, -1.0, 1.0).to(graph.x.dtype)  # (N,)
-    return apply_signs(graph, sign)
+    return apply_scales(graph, sign, fixed_columns)
 
 
-def positive_scale(graph, max_factor: float = 2.0, generator: torch.Generator | None = None):
+def positive_scale(graph, max_factor: float = 2.0, generator: torch.Generator | None = None, fixed_columns: int = 0):
     """A copy of ``graph`` with each :func:`scalable_nodes` neuron scaled by ``s``, ``log s`` uniform in
-    ``[-log max_factor, log max_factor]`` (:func:`apply_scales`).
+    ``[-log max_factor, log max_factor]`` (:func:`apply_scales`, with ``fixed_columns``).
 
     Shapes:
         - ``x`` :math:`(N, F)`, ``edge_attr`` :math:`(W, 1)`, ``probe`` :math:`(N, P)` keep their shapes.
@@ -98,13 +99,14 @@ def positive_scale(graph, max_factor: float = 2.0, generator: torch.Generator | 
     ok = scalable_nodes(graph)
     log_s = (torch.rand(ok.shape, generator=generator, device="cpu").to(ok.device) * 2 - 1) * math.log(max_factor)
     scale = torch.where(ok, log_s.exp(), 1.0).to(graph.x.dtype)  # (N,)
-    return apply_scales(graph, scale)
+    return apply_scales(graph, scale, fixed_columns)
 
 
-def symmetry_augment(graph, p: float = 0.5, max_factor: float = 2.0, generator: torch.Generator | None = None):
+def symmetry_augment(graph, p: float = 0.5, max_factor: float = 2.0, generator: torch.Generator | None = None,
+                     fixed_columns: int = 0):
     """Both symmetries at once: :func:`sign_flip` of the odd neurons and :func:`positive_scale` of the
     positively homogeneous ones (the two sets do not overlap)."""
-    return positive_scale(sign_flip(graph, p, generator), max_factor, generator)
+    return positive_scale(sign_flip(graph, p, generator, fixed_columns), max_factor, generator, fixed_columns)
 
 
 def apply_signs(graph, sign: torch.Tensor):
@@ -117,11 +119,13 @@ def apply_signs(graph, sign: torch.Tensor):
     return apply_scales(graph, sign)
 
 
-def apply_scales(graph, scale: torch.Tensor):
+def apply_scales(graph, scale: torch.Tensor, fixed_columns: int = 0):
     """A copy of ``graph`` with neuron ``v`` multiplied by ``scale[v]`` (non-zero): its bias and probe features
     by ``scale[v]``, every edge by ``scale[dst] / scale[src]`` (``scale[src] * scale[dst]`` for signs).
     Function-preserving only where ``scale`` is ``-1`` on :func:`flippable_nodes` or positive on
-    :func:`scalable_nodes`, and 1 elsewhere.
+    :func:`scalable_nodes`, and 1 elsewhere. The last ``fixed_columns`` columns of ``probe`` are not values of
+    the neurons (the broken twin's positional features, :func:`tasks.features.add_positional_features`) and
+    are left alone.
 
     Shapes:
         - ``scale`` :math:`(N,)`; ``x``, ``edge_attr``, ``probe`` keep their shapes.
@@ -134,7 +138,9 @@ def apply_scales(graph, scale: torch.Tensor):
     x[:, schema.BIAS] = x[:, schema.BIAS] * scale.to(x.dtype)
     out.x = x
     if getattr(graph, "probe", None) is not None:
-        out.probe = graph.probe * scale.unsqueeze(-1).to(graph.probe.dtype)  # (N, P)
+        moving = graph.probe.shape[1] - fixed_columns
+        factor = scale.unsqueeze(-1).to(graph.probe.dtype)  # (N, 1)
+        out.probe = torch.cat([graph.probe[:, :moving] * factor, graph.probe[:, moving:]], dim=1)  # (N, P)
     return out
 
 

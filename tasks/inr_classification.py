@@ -77,6 +77,14 @@ def _aligned_splits(train, val, test, progress: bool) -> dict[str, list]:
             for k, s in (("train", train), ("val", val), ("test", test))}
 
 
+def _twin_sign_flip(positional_dim: int):
+    """:func:`sign_flip` for the broken twins: their positional features (the last ``positional_dim`` probe
+    columns) name a position, not a value of the neuron, and keep their sign."""
+    def sign_flip_twin(batch):
+        return sign_flip(batch, fixed_columns=positional_dim)
+    return sign_flip_twin
+
+
 def _learned_probe_factory(train, args, scaler, probe_dim: int, probe_placement: str):
     """``box -> LearnedProbePredictor`` starting from the fixed probes' inputs."""
     from nngraph.zoo import build_model
@@ -113,8 +121,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         "encoder_probe": (args.probes, None, False, False),
         "encoder_probe_flip": (args.probes, sign_flip, False, False),
         "encoder_learned_probe": (args.probes, sign_flip, False, False),
-        "encoder_broken": (args.probes, sign_flip, True, False),
-        "encoder_broken_perm": (args.probes, sign_flip, True, False),
+        "encoder_broken": (args.probes, _twin_sign_flip(args.positional_dim), True, False),
+        "encoder_broken_perm": (args.probes, _twin_sign_flip(args.positional_dim), True, False),
     }
     aligned_graphs = None
     for name, (probe_dim, augment, positional, aligned) in variants.items():

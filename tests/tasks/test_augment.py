@@ -207,3 +207,23 @@ def test_max_pooled_relu_neurons_scale():
     scaled = positive_scale(graph, max_factor=4.0, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(nngraph.from_graph(scaled, model)(x), model(x), rtol=1e-10, atol=1e-12)
+
+
+def test_positional_columns_keep_their_sign():
+    """The broken twin's positional features (the last probe columns) name a position: a flip or a scale of
+    the neuron leaves them alone, and moves the value columns before them."""
+    from tasks.features import add_positional_features
+
+    model = _siren()
+    inputs = torch.rand(5, 2) * 2 - 1
+    graph = nngraph.to_graph(model)
+    graph.probe = nngraph.probe_features(model, inputs)
+    (twin,) = add_positional_features([graph], 3, seed=0)
+    flipped = sign_flip(twin, p=1.0, fixed_columns=3)
+    ok = flippable_nodes(graph)
+    torch.testing.assert_close(flipped.probe[:, -3:], twin.probe[:, -3:], rtol=0, atol=0)
+    torch.testing.assert_close(flipped.probe[ok, :5], -twin.probe[ok, :5], rtol=0, atol=0)
+    assert (twin.probe[ok, -3:] != 0).any()  # hidden neurons do carry positional features
+    scaled = apply_scales(twin, torch.where(ok, 2.0, 1.0), fixed_columns=3)
+    torch.testing.assert_close(scaled.probe[:, -3:], twin.probe[:, -3:], rtol=0, atol=0)
+    torch.testing.assert_close(scaled.probe[ok, :5], 2 * twin.probe[ok, :5], rtol=0, atol=0)
