@@ -10,6 +10,9 @@ boosting and + an MLP (``probe_*``, :mod:`tasks.probing`); opt-in, ``encoder_pro
 neuron's value on those probe images as node features (as the INR encoder reads coordinates). (An MLP on the flattened weights needs one
 architecture: not applicable.)
 
+Outputs in ``--out``: ``results.json`` (the rows), ``predictions.json`` (every test model's id, family, true and
+predicted accuracy per method: for paired comparisons and blends, :mod:`tasks.blend`), curves and a scatter plot.
+
 The zoo's splits are by training run (every checkpoint of a run is in one split; checked here). Models
 whose weights diverged to NaN / inf are dropped (counted in the notes); the encoder sees weights scaled
 per depth with median-based scales and squashed by ``asinh`` (:mod:`tasks.robust`: a handful of diverged
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import time
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 
 import nngraph
+from nngraph.io import atomic_write
 from nngraph.convert.module_info import parameter_dtype
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
@@ -267,9 +272,12 @@ def run(args: argparse.Namespace) -> list[dict]:
         train = subsample_runs(train, args.max_train, args.seed)
     note = f"{len(train)} train / {len(test)} test models" + (f" ({dropped} non-finite dropped)" if dropped else "")
     rows, histories = [], {}
+    predictions = {"ids": [e["id"] for e in test.entries], "families": _families(test),
+                   "true": [float(v) for v in _targets(test)], "pred": {}}
     for name in args.methods:
         start = time.perf_counter()
         pred, result = _predict(args, name, train, val, test, progress)
+        predictions["pred"][name] = [float(v) for v in pred]
         if result is not None:
             histories[name] = result.history
         method_note = note + (f"; augmented: {args.augment}" if name == "encoder" and args.augment != "none" else "")
@@ -291,6 +299,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             rows += _score_rows(name, _targets(held), pred, _families(held), time.perf_counter() - start,
                                 f"trained without {fam}: {len(tr)} models; tested on all {len(held)} {fam}",
                                 scope=f"unseen {fam}")
+    atomic_write(os.path.join(args.out, "predictions.json"), (json.dumps(predictions) + "\n").encode())
     save_run(rows, histories, ["train_loss", "val_loss"], args.out, "accuracy prediction")
     return rows
 

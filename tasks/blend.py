@@ -1,0 +1,88 @@
+"""Do two accuracy predictors know different things? Paired comparison and rank blend of their predictions.
+
+Reads the ``predictions.json`` that :mod:`tasks.accuracy_prediction` writes (every test model's true and
+predicted accuracy per method) and, per run (a seed), reports Kendall's τ of each method, of the rank blend
+``w · rank(a) + (1 - w) · rank(b)`` (ranks scaled to [0, 1], ``w = 0.5`` by default: no weight is tuned on the
+test models) and a paired bootstrap over the test models of ``τ(blend) - max(τ(a), τ(b))``. A blend above both
+says the two read information the other misses.
+
+    python -m tasks.blend runs/wild7k_s0 runs/wild7k_s1 runs/wild7k_s2 --methods encoder,stats_gbm
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from scipy.stats import rankdata
+
+from .metrics import kendall_tau
+
+__all__ = ["load_predictions", "rank_blend", "blend_report"]
+
+
+def load_predictions(run: str) -> dict:
+    """``{"ids", "families", "true", "pred": {method: [...]}}`` of a finished accuracy-prediction run."""
+    path = run if run.endswith(".json") else os.path.join(run, "predictions.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no predictions (runs of tasks.accuracy_prediction write them; rerun the "
+                                "same command: finished trainings are loaded, not repeated)")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def rank_blend(a, b, weight: float = 0.5) -> np.ndarray:
+    """``(M,)``: ``weight · rank(a) + (1 - weight) · rank(b)``, ranks scaled to ``[0, 1]`` (ties share a rank)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"the predictions differ in length: {a.shape} and {b.shape}")
+    scale = max(len(a) - 1, 1)
+    return weight * (rankdata(a) - 1) / scale + (1 - weight) * (rankdata(b) - 1) / scale
+
+
+def blend_report(pred: dict, a: str, b: str, weight: float = 0.5, boot: int = 200, seed: int = 0) -> dict:
+    """τ of ``a``, ``b`` and their rank blend on one run's test models, and the bootstrap interval (95 %) of the
+    blend's gain over the better of the two."""
+    for m in (a, b):
+        if m not in pred["pred"]:
+            raise KeyError(f"method {m!r} not in the run's predictions ({sorted(pred['pred'])})")
+    true = np.asarray(pred["true"], float)
+    pa, pb = np.asarray(pred["pred"][a], float), np.asarray(pred["pred"][b], float)
+    mix = rank_blend(pa, pb, weight)
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(boot):
+        i = rng.integers(0, len(true), len(true))
+        gains.append(kendall_tau(true[i], mix[i]) - max(kendall_tau(true[i], pa[i]), kendall_tau(true[i], pb[i])))
+    return {"tau_a": kendall_tau(true, pa), "tau_b": kendall_tau(true, pb), "tau_blend": kendall_tau(true, mix),
+            "gain_low": float(np.percentile(gains, 2.5)), "gain_high": float(np.percentile(gains, 97.5)),
+            "models": int(len(true))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tasks.blend", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", help="accuracy-prediction run directories (one per seed)")
+    p.add_argument("--methods", default="encoder,stats_gbm", help="the two methods to blend, a,b")
+    p.add_argument("--weight", type=float, default=0.5, help="weight of the first method's ranks")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples of the test models")
+    args = p.parse_args(argv)
+    a, b = args.methods.split(",")
+    print(f"| run | models | τ {a} | τ {b} | τ blend | blend - best, 95 % |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for run in args.runs:
+        r = blend_report(load_predictions(run), a, b, args.weight, args.boot)
+        rows.append(r)
+        print(f"| {run} | {r['models']} | {r['tau_a']:.3f} | {r['tau_b']:.3f} | {r['tau_blend']:.3f} | "
+              f"[{r['gain_low']:+.3f}, {r['gain_high']:+.3f}] |")
+    if len(rows) > 1:
+        cols = {k: np.array([r[k] for r in rows]) for k in ("tau_a", "tau_b", "tau_blend")}
+        print("| mean ± std | | " + " | ".join(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" for v in cols.values()) + " | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
