@@ -227,3 +227,23 @@ def test_positional_columns_keep_their_sign():
     scaled = apply_scales(twin, torch.where(ok, 2.0, 1.0), fixed_columns=3)
     torch.testing.assert_close(scaled.probe[:, -3:], twin.probe[:, -3:], rtol=0, atol=0)
     torch.testing.assert_close(scaled.probe[ok, :5], 2 * twin.probe[ok, :5], rtol=0, atol=0)
+
+
+def test_symmetry_augmentation_of_a_mixed_batch_keeps_every_models_function():
+    """One draw over a batch of every wild family at once (what training sees): each graph of the augmented
+    batch still computes its own model's function."""
+    from torch_geometric.data import Batch
+
+    names = sorted(_WILD_SPECS)
+    models = [_wild_model(n) for n in names]
+    x = torch.randn(4, *_IN, dtype=torch.float64)
+    graphs = [nngraph.to_graph(m, x) for m in models]
+    augmented = symmetry_augment(Batch.from_data_list(graphs), p=0.5, max_factor=3.0,
+                                 generator=torch.Generator().manual_seed(3))
+    changed = 0
+    for name, model, graph, before in zip(names, models, augmented.to_data_list(), graphs):
+        changed += int((graph.edge_attr != before.edge_attr).any())
+        with torch.no_grad():
+            torch.testing.assert_close(nngraph.from_graph(graph, model)(x), model(x), rtol=1e-9, atol=1e-9,
+                                       msg=lambda m, name=name: f"{name}: {m}")
+    assert changed >= 5
