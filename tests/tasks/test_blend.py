@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tasks import accuracy_prediction
-from tasks.blend import blend_report, load_predictions, main, rank_blend
+from tasks.blend import blend_report, load_predictions, main, rank_blend, seed_ensemble
 from tasks.metrics import kendall_tau
 
 
@@ -45,8 +45,18 @@ def test_an_accuracy_prediction_run_writes_its_predictions(clf_zoo, tmp_path, ca
     tau = {r["method"]: r["value"] for r in rows if r["metric"] == "kendall_tau[test]"}
     for method, values in pred["pred"].items():  # the rows' τ is the τ of the stored predictions
         assert kendall_tau(pred["true"], values) == pytest.approx(tau[method])
-    assert main([str(out), "--methods", "stats_gbm,probe_gbm", "--boot", "5"]) == 0
-    assert "τ blend" in capsys.readouterr().out
+    assert main([str(out), str(out), "--methods", "stats_gbm,probe_gbm", "--boot", "5", "--seed-ensemble"]) == 0
+    printed = capsys.readouterr().out
+    assert "τ blend" in printed and "over 2 runs" in printed
     with pytest.raises(FileNotFoundError, match="predictions"):
         load_predictions(str(tmp_path))
     json.loads((out / "predictions.json").read_text())  # valid JSON, written whole
+
+
+def test_a_seed_ensemble_averages_scaled_ranks_of_the_same_models():
+    runs = [{"ids": ["a", "b", "c"], "true": [0.1, 0.2, 0.3], "pred": {"m": p}}
+            for p in ([0.3, 0.1, 0.2], [0.1, 0.2, 0.3])]
+    np.testing.assert_allclose(seed_ensemble(runs, "m"), [(1.0 + 0.0) / 2, (0.0 + 0.5) / 2, (0.5 + 1.0) / 2])
+    runs[1]["ids"] = ["a", "c", "b"]
+    with pytest.raises(ValueError, match="same"):
+        seed_ensemble(runs, "m")
