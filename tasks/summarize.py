@@ -99,14 +99,18 @@ def learning_curve(runs: Sequence[Sequence[dict[str, Any]]], metric: str) -> dic
     return curve
 
 
-def plot_learning_curve(curve: dict[str, list[tuple[int, float, float, int]]], metric: str, path: str) -> str:
-    """The curve of :func:`learning_curve` as a PNG (log-scaled size axis, ± std bands)."""
+def plot_learning_curve(curve: dict[str, list[tuple[int, float, float, int]]], metric: str, path: str,
+                        references: dict[str, float] | None = None) -> str:
+    """The curve of :func:`learning_curve` as a PNG (log-scaled size axis, ± std bands); ``references``:
+    ``{label: value}`` drawn as dashed horizontal lines (a ceiling, a goal)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, points in curve.items():
         size, mean, std = (np.array([p[i] for p in points], dtype=float) for i in range(3))
         ax.plot(size, mean, marker="o", label=method)
         ax.fill_between(size, mean - std, mean + std, alpha=0.2)
+    for i, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, linestyle="--", linewidth=1, color=f"C{7 + i}", label=f"{label} ({value:g})")
     ax.set_xscale("log")
     ax.set_xlabel("training models")
     ax.set_ylabel(metric)
@@ -125,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--metrics", default="", help="comma-separated metrics to show (default: all)")
     p.add_argument("--curve", default="", help="draw this metric against the training-set size instead")
     p.add_argument("--png", default="", help="where the learning curve goes (with --curve)")
+    p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
+                   help="a dashed horizontal line on the curve (repeatable), e.g. 'noise ceiling=0.915'")
     p.add_argument("--json", default="", help="also write the summary rows here")
     args = p.parse_args(argv)
     runs = [load_rows(r) for r in args.runs]
@@ -133,7 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for method, points in curve.items():
             print(method + ": " + ", ".join(f"{s}: {m:.3f} ± {sd:.3f} (n={n})" for s, m, sd, n in points))
         if args.png:
-            print(plot_learning_curve(curve, args.curve, args.png))
+            references = {}
+            for item in args.reference:
+                label, sep, value = item.rpartition("=")
+                if not sep or not label:
+                    p.error(f"--reference {item!r}: expected LABEL=VALUE")
+                references[label] = float(value)
+            print(plot_learning_curve(curve, args.curve, args.png, references))
         summary: Any = {m: [list(p) for p in pts] for m, pts in curve.items()}
     else:
         summary = over_seeds(runs)

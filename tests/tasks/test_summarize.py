@@ -62,3 +62,23 @@ def test_runs_of_one_size_with_different_methods_both_count(tmp_path):
     b = _run(tmp_path, "gbm", 500, {"gbm": 0.5})
     curve = summarize.learning_curve([summarize.load_rows(a), summarize.load_rows(b)], "tau")
     assert curve == {"enc": [(500, 0.6, 0.0, 1)], "gbm": [(500, 0.5, 0.0, 1)]}
+
+
+def test_reference_lines_on_the_curve(tmp_path, monkeypatch, capsys):
+    dirs = [_run(tmp_path, "a0", 100, {"enc": 0.2}), _run(tmp_path, "b0", 1000, {"enc": 0.8})]
+    drawn = {}
+    real = summarize.plot_learning_curve
+
+    def spy(curve, metric, path, references=None):
+        drawn.update(references or {})
+        return real(curve, metric, path, references)
+
+    monkeypatch.setattr(summarize, "plot_learning_curve", spy)
+    png = str(tmp_path / "c.png")
+    assert summarize.main([*dirs, "--curve", "tau", "--png", png, "--reference", "noise ceiling=0.915",
+                           "--reference", "goal = a=b=0.9"]) == 0
+    assert drawn == {"noise ceiling": 0.915, "goal = a=b": 0.9}
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        summarize.main([*dirs, "--curve", "tau", "--png", png, "--reference", "0.9"])
+    assert "LABEL=VALUE" in capsys.readouterr().err
