@@ -25,19 +25,18 @@ module measures that ceiling from the models themselves:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nngraph.io import atomic_write
-from tqdm.auto import tqdm
-from nngraph.zoo import ClassifierZooConfig, Zoo
-from nngraph.zoo.classifiers import classifier_data
+from nngraph.zoo import Zoo
 
 from .metrics import kendall_tau
+from .probing import zoo_images
 
 __all__ = ["correctness_matrix", "split_half_tau", "bootstrap_tau", "ceiling_from_split_half", "noise_ceiling"]
 
@@ -53,12 +52,7 @@ def correctness_matrix(zoo_root: str, split: str = "test", progress: bool = True
             recomputed accuracy disagrees with the manifest's (the images or the models are not the zoo's).
     """
     zoo = Zoo(zoo_root)
-    config = zoo.config
-    if config.get("kind") != "classifier" or "data_split" not in config:
-        raise ValueError(f"{zoo_root}: the noise ceiling needs the zoo's test images; only zoos built by "
-                         "'nngraph.zoo classifiers' record them")
-    names = {f.name for f in dataclasses.fields(ClassifierZooConfig)}
-    images, train = classifier_data(ClassifierZooConfig(**{k: v for k, v in config.items() if k in names}))
+    images, train = zoo_images(zoo_root, "the noise ceiling")
     x, y = images.images[~train], images.labels[~train]  # (T, C, H, W), (T,)
     rows, recorded, families = [], [], []
     for entry in tqdm(zoo.split(split), desc=f"evaluating {split} models", disable=not progress):

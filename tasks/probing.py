@@ -15,7 +15,23 @@ from torch import nn
 from nngraph.zoo import ClassifierZooConfig, Zoo
 from nngraph.zoo.classifiers import classifier_data
 
-__all__ = ["probe_images", "output_features"]
+__all__ = ["zoo_images", "probe_images", "output_features"]
+
+
+def zoo_images(zoo_root: str, needed_for: str = "the probing baseline"):
+    """``(images, train)``: the zoo's :class:`~nngraph.zoo.images.ImageSet` and a ``(N,)`` bool mask of the
+    classifiers' training images (the rest are their test images).
+
+    Raises:
+        ValueError: naming ``needed_for``, if the zoo was not built by ``nngraph.zoo classifiers`` (its images
+            are unknown).
+    """
+    config = Zoo(zoo_root).config
+    names = {f.name for f in dataclasses.fields(ClassifierZooConfig)}
+    if config.get("kind") != "classifier" or "data_split" not in config:
+        raise ValueError(f"{zoo_root}: {needed_for} needs the images the zoo's classifiers trained on; "
+                         "only zoos built by 'nngraph.zoo classifiers' record them")
+    return classifier_data(ClassifierZooConfig(**{k: v for k, v in config.items() if k in names}))
 
 
 def probe_images(zoo_root: str, num: int, seed: int = 0) -> torch.Tensor:
@@ -24,12 +40,7 @@ def probe_images(zoo_root: str, num: int, seed: int = 0) -> torch.Tensor:
     Raises:
         ValueError: if the zoo was not built by ``nngraph.zoo classifiers`` (its images are unknown).
     """
-    config = Zoo(zoo_root).config
-    names = {f.name for f in dataclasses.fields(ClassifierZooConfig)}
-    if config.get("kind") != "classifier" or "data_split" not in config:
-        raise ValueError(f"{zoo_root}: the probing baseline needs the images the zoo's classifiers trained on; "
-                         "only zoos built by 'nngraph.zoo classifiers' record them")
-    images, train = classifier_data(ClassifierZooConfig(**{k: v for k, v in config.items() if k in names}))
+    images, train = zoo_images(zoo_root)
     pool = train.nonzero().flatten()  # (N_train,)
     pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:num]]
     return images.images[pick]  # (num, C, H, W)

@@ -88,5 +88,5 @@ def test_a_real_zoo_reproduces_its_manifest(clf_zoo, inr_zoo, tmp_path, capsys):
     rows = json.loads(out.read_text())
     assert rows[0]["scope"] == "all" and rows[0]["models"] == len(recorded)
     assert "ceiling τ" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="test images"):
+    with pytest.raises(ValueError, match="the noise ceiling needs"):
         correctness_matrix(inr_zoo, progress=False)
