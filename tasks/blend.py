@@ -37,13 +37,17 @@ def load_predictions(run: str) -> dict:
         return json.load(f)
 
 
+def _scaled_ranks(values) -> np.ndarray:
+    """``(M,)``: the ranks of ``values`` scaled to ``[0, 1]`` (ties share a rank)."""
+    values = np.asarray(values, float)
+    return (rankdata(values) - 1) / max(len(values) - 1, 1)
+
+
 def rank_blend(a, b, weight: float = 0.5) -> np.ndarray:
     """``(M,)``: ``weight · rank(a) + (1 - weight) · rank(b)``, ranks scaled to ``[0, 1]`` (ties share a rank)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape:
-        raise ValueError(f"the predictions differ in length: {a.shape} and {b.shape}")
-    scale = max(len(a) - 1, 1)
-    return weight * (rankdata(a) - 1) / scale + (1 - weight) * (rankdata(b) - 1) / scale
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"the predictions differ in length: {np.shape(a)} and {np.shape(b)}")
+    return weight * _scaled_ranks(a) + (1 - weight) * _scaled_ranks(b)
 
 
 def seed_ensemble(preds: list[dict], method: str) -> np.ndarray:
@@ -51,8 +55,7 @@ def seed_ensemble(preds: list[dict], method: str) -> np.ndarray:
     ids = preds[0]["ids"]
     if any(p["ids"] != ids for p in preds[1:]):
         raise ValueError("the runs hold different test models; a seed ensemble needs the same ones")
-    scale = max(len(ids) - 1, 1)
-    return np.mean([(rankdata(p["pred"][method]) - 1) / scale for p in preds], axis=0)
+    return np.mean([_scaled_ranks(p["pred"][method]) for p in preds], axis=0)
 
 
 def blend_report(pred: dict, a: str, b: str, weight: float = 0.5, boot: int = 200, seed: int = 0) -> dict:
