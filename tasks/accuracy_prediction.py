@@ -46,7 +46,7 @@ from .metrics import kendall_tau, per_group_tau, r2
 from .report import plot_scatter, row, save_run
 from .robust import RobustGraphScaler, finite_only, signed_log
 from .scaling import GraphScaler
-from .splits import Split, load_split
+from .splits import Split, check_more_runs, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
@@ -81,6 +81,10 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--max-train", type=int, default=None,
                    help="train on at most this many checkpoints, taken as whole training runs (a seeded draw of "
                         "runs: for learning curves; validation, test and the held-out family are unchanged)")
+    p.add_argument("--extra-train", action="append", default=[], metavar="ZOO",
+                   help="add the train split of ZOO to the training models: a zoo of more runs of --zoo (its "
+                        "settings, --first-run past its last run, --split 1,0,0), so validation and test stay "
+                        "the same (repeatable; before --max-train draws)")
     p.add_argument("--augment", choices=tuple(AUGMENTS), default="none",
                    help="the encoder method's training batches: random sign flips of tanh neurons (flip), random "
                         "positive scales in [1/2, 2] of relu / leaky-relu neurons (scale), or both (symmetries); "
@@ -261,6 +265,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Train every method; returns the results rows (and writes results.json, curves and scatter plots)."""
     progress = start_run(args, METHODS, "classifier", "accuracy prediction")
     splits = {s: load_split(args.zoo, s) for s in ("train", "val", "test")}
+    for more in args.extra_train:
+        check_more_runs(args.zoo, more)
+        splits["train"] = Split.concat([splits["train"], load_split(more, "train")])
     check_runs_disjoint(splits)
     dropped = 0
     for s in splits:

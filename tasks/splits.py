@@ -13,7 +13,7 @@ from nngraph.zoo.inr_meta import INRMetadata
 
 from .features import probe_inputs_for
 
-__all__ = ["Split", "open_zoo", "load_split"]
+__all__ = ["Split", "open_zoo", "load_split", "check_more_runs", "RUN_RANGE_KEYS"]
 
 
 @dataclass
@@ -82,3 +82,29 @@ def load_split(root: str, split: str, num_probes: int = 0, families=None, max_it
         models.append(model)
         entries.append(ds.entry(i))
     return Split(graphs, models, entries, ds)
+
+
+#: zoo.json settings that may differ between a zoo and a zoo of more of its runs
+RUN_RANGE_KEYS = frozenset({"num_runs", "first_run", "split"})
+
+
+def check_more_runs(root: str, more: str) -> None:
+    """Check that the zoo at ``more`` holds more runs of the zoo at ``root``: the same settings (architecture
+    distribution, training recipe, images and the classifiers' own train/test images, so its accuracies
+    measure the same thing) apart from which runs it holds and how they split
+    (:data:`RUN_RANGE_KEYS`), and none of ``root``'s runs.
+
+    Raises:
+        ZooError: naming the settings that differ, or the runs the two zoos share.
+    """
+    a, b = Zoo(root).config, Zoo(more).config
+    differ = sorted(k for k in set(a) | set(b) if k not in RUN_RANGE_KEYS and a.get(k) != b.get(k))
+    if differ:
+        what = ", ".join(f"{k} {b.get(k)!r} vs {a.get(k)!r}" for k in differ)
+        raise ZooError(f"{more} is not more runs of {root}: {what} (build it with the same settings and "
+                       "--first-run past the last run)")
+    span = lambda c: range(c.get("first_run", 0), c.get("first_run", 0) + c["num_runs"])  # noqa: E731
+    ra, rb = span(a), span(b)
+    if ra.start < rb.stop and rb.start < ra.stop:
+        raise ZooError(f"{more} holds runs {rb.start}-{rb.stop - 1}, and {root} runs {ra.start}-{ra.stop - 1}: "
+                       "the same runs, the same models (build it with --first-run past the last run)")

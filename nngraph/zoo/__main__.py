@@ -85,6 +85,9 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                    help="the Wild-Park-style zoo: ~10,000 checkpoints of MLPs, CNNs and residual CNNs (3/5/7 "
                         "kernels), patch transformers and gated MLPs on 10-100%% of the data "
                         "(ClassifierZooConfig.wild; --num-runs etc. override it)")
+    q.add_argument("--first-run", type=int, default=None,
+                   help="index of the first run (default 0): with the settings of another zoo and a first run past "
+                        "its last, new runs of the same distribution, e.g. more training models with --split 1,0,0")
 
     q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row")
     common(q)
@@ -186,7 +189,7 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
     else:
         recurrent = args.command == "recurrent"
         config = _config(RecurrentZooConfig if recurrent else ClassifierZooConfig, args,
-                         common + ["num_runs", "checkpoints", "max_epochs", "max_params"])
+                         common + ["num_runs", "checkpoints", "max_epochs", "max_params", "first_run"])
         n = (build_recurrent_zoo if recurrent else build_classifier_zoo)(
             args.out, config, args.shard, args.max_models, not args.no_progress, args.workers)
     print(f"stored {n} new models in {time.perf_counter() - start:.1f} s")

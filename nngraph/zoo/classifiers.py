@@ -47,7 +47,11 @@ class ClassifierZooConfig:
             :mod:`~nngraph.zoo.specs`). ``None``: ``mlp`` 0.35, ``cnn`` 0.35, ``resnet`` 0.3.
         kernel_sizes: convolution kernel sizes to draw from (``None``: 3 and 5).
         data_fractions: fractions of the training images a run trains on, drawn per run (``None``: all).
-        The last three are stored in ``zoo.json`` only when set (zoos built before they existed resume), and
+        first_run: index of the zoo's first run; the zoo holds runs ``first_run .. first_run + num_runs - 1``.
+            A zoo with the same settings and ``first_run`` past another's last run holds new runs of the same
+            distribution, trained and tested on the same images: more training models for that zoo
+            (``split=[1, 0, 0]``) without changing its splits.
+        The last four are stored in ``zoo.json`` only when set (zoos built before they existed resume), and
         a zoo without them draws exactly the runs it drew before.
     """
 
@@ -63,6 +67,7 @@ class ClassifierZooConfig:
     families: dict[str, float] | None = None
     kernel_sizes: list[int] | None = None
     data_fractions: list[float] | None = None
+    first_run: int = 0
 
     @classmethod
     def wild(cls, **overrides) -> "ClassifierZooConfig":
@@ -246,9 +251,10 @@ class RunTrainer:
     """Picklable unit computation of a zoo of training runs (so runs can train in worker processes): run
     ``unit.index`` drawn by ``sample(config, run, in_shape, num_classes)``, trained by :func:`train_run`, one
     manifest entry per checkpoint (ids ``<prefix>-<run:05d>-e<epoch:03d>``, ``family`` the spec's
-    ``family_key``). Shared by the classifier and the recurrent zoos."""
+    ``family_key``). ``run_split[run]`` is the split of run ``run`` (a list, or a dict when the runs do not
+    start at 0). Shared by the classifier and the recurrent zoos."""
 
-    def __init__(self, config, run_split: list[str], sample=None, prefix: str = "clf", family_key: str = "family"):
+    def __init__(self, config, run_split, sample=None, prefix: str = "clf", family_key: str = "family"):
         self.config = config
         self.run_split = run_split
         self.sample = sample or sample_run
@@ -316,9 +322,14 @@ def _build_classifier_zoo(out: str, config: ClassifierZooConfig | None = None, s
     for key in ("families", "kernel_sizes", "data_fractions"):
         if settings[key] is None:
             del settings[key]  # not set: zoo.json as before the option existed
+    if config.first_run < 0:
+        raise ValueError(f"first_run must be >= 0, got {config.first_run}")
+    if not config.first_run:
+        del settings["first_run"]
     os.makedirs(out, exist_ok=True)
     write_config(out, settings)
-    run_split = random_split(config.num_runs, config.split, config.seed)
-    units = [Unit(r, run_model_ids(config, r, in_shape, num_classes)) for r in range(config.num_runs)]
+    runs = range(config.first_run, config.first_run + config.num_runs)
+    run_split = dict(zip(runs, random_split(config.num_runs, config.split, config.seed)))  # run -> split
+    units = [Unit(r, run_model_ids(config, r, in_shape, num_classes)) for r in runs]
     return run_units(out, units, RunTrainer(config, run_split), shard=shard, max_models=max_models,
                      progress=progress, desc="classifier checkpoints", workers=workers)

@@ -57,6 +57,21 @@ def test_deterministic_resumable_and_shardable(full, tmp_path):
     assert build_classifier_zoo(root, tiny_classifiers(), progress=False) == 0
 
 
+def test_first_run_continues_the_same_runs_on_the_same_images(full, tmp_path):
+    """A zoo starting at run 3 holds exactly the runs 3 and 4 of the full zoo (a run is a function of the seed
+    and its index), all in the split it is told, and records where it starts."""
+    root = str(tmp_path / "more")
+    assert build_classifier_zoo(root, tiny_classifiers(first_run=3, num_runs=2, split=[1.0, 0.0, 0.0]),
+                                progress=False) > 0
+    more = Zoo(root)
+    assert {e["run"] for e in more.entries} == {3, 4} and {e["split"] for e in more.entries} == {"train"}
+    same = {k: v for k, v in checksums(full).items() if int(k.split("-")[1]) >= 3}
+    assert checksums(more) == same
+    assert more.config["first_run"] == 3 and more.config["data_fingerprint"] == full.config["data_fingerprint"]
+    with pytest.raises(ValueError, match="first_run"):
+        build_classifier_zoo(str(tmp_path / "bad"), tiny_classifiers(first_run=-1), progress=False)
+
+
 @pytest.mark.slow
 def test_workers_give_the_same_zoo(full, tmp_path):
     root = str(tmp_path / "z")
@@ -108,4 +123,4 @@ def test_wild_zoo_builds_trains_on_data_subsets_and_records_its_options(tmp_path
     # the default config's zoo.json is as before the options existed
     plain = str(tmp_path / "plain")
     build_classifier_zoo(plain, ClassifierZooConfig(num_runs=1, max_epochs=1, checkpoints=1), progress=False)
-    assert not {"families", "kernel_sizes", "data_fractions"} & set(Zoo(plain).config)
+    assert not {"families", "kernel_sizes", "data_fractions", "first_run"} & set(Zoo(plain).config)
