@@ -113,6 +113,23 @@ def test_raising_epochs_continues_a_finished_run_in_its_directory(tmp_path):
                                                                                  schedule="constant"))
 
 
+@pytest.mark.parametrize("grad_clip", [1.0, None])
+def test_a_non_finite_loss_stops_training_before_the_step(tmp_path, grad_clip):
+    data = worker.problem()
+    calls = {"n": 0}
+
+    def diverging_loss(model, batch):
+        calls["n"] += 1
+        loss = worker.loss_fn(model, batch)
+        return loss * float("nan") if calls["n"] == 4 + 2 else loss  # 4 batches per epoch: epoch 2, batch 2
+
+    model = _model()
+    with pytest.raises(FloatingPointError, match="epoch 2/4, batch 2: training loss nan"):
+        fit(model, data, data[:16], diverging_loss, worker.eval_fn, _config(tmp_path, "nan", grad_clip=grad_clip))
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # stopped before the step
+    assert [r["epoch"] for r in read_metrics(str(tmp_path / "nan" / "metrics.jsonl"))] == [1]
+
+
 def test_early_stopping(tmp_path):
     data = worker.problem()
     scores = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])

@@ -221,6 +221,10 @@ def fit(model: nn.Module, train_set: Dataset | Sequence, val_set: Dataset | Sequ
 
     Returns:
         :class:`FitResult`; ``model`` holds the best weights.
+
+    Raises:
+        FloatingPointError: when a batch's loss or gradient norm is not finite; the step is not taken, so
+            the weights stay finite, and ``last`` holds the last finished epoch.
     """
     start = time.perf_counter()
     if len(train_set) == 0 or len(val_set) == 0:
@@ -327,7 +331,11 @@ def _train_epoch(train_model: nn.Module, model: nn.Module, loader: DataLoader, l
                  optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device, desc: str,
                  show: bool) -> float:
     """One pass over ``loader`` (``train_model`` is ``model`` or its DDP wrapper); the mean loss over
-    every process."""
+    every process.
+
+    Raises:
+        FloatingPointError: when a batch's loss or gradient norm is not finite (before the optimizer step).
+    """
     train_model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
@@ -336,10 +344,17 @@ def _train_epoch(train_model: nn.Module, model: nn.Module, loader: DataLoader, l
         loss = loss_fn(train_model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        # the norm of the gradients averaged over every process: a NaN on one process reaches all of them
+        # here, so every process stops together (a check of the local loss alone would hang the others)
+        norm = nn.utils.clip_grad_norm_(model.parameters(), math.inf if config.grad_clip is None else config.grad_clip)
+        value = float(loss.detach())
+        if not (math.isfinite(value) and math.isfinite(float(norm))):
+            raise FloatingPointError(
+                f"{desc}, batch {count + 1}: training loss {value}, gradient norm {float(norm)}; stopped before "
+                f"the step, so no weights are non-finite ({config.out_dir}/last holds the last finished epoch). "
+                "Usual causes: inputs of huge or non-finite magnitude (scale them), or too high a learning rate")
         optimizer.step()
-        total += float(loss.detach())
+        total += value
         count += 1
         bar.set_postfix(loss=f"{total / count:.4f}")
     return dist_utils.all_mean(total / max(count, 1))
