@@ -81,6 +81,8 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--max-train", type=int, default=None,
                    help="train on at most this many checkpoints, taken as whole training runs (a seeded draw of "
                         "runs: for learning curves; validation, test and the held-out family are unchanged)")
+    p.add_argument("--holdout-only", action="store_true",
+                   help="train and test only the transfer to --holdout-family (skip the in-distribution test)")
     p.add_argument("--extra-train", action="append", default=[], metavar="ZOO",
                    help="add the train split of ZOO to the training models: a zoo of more runs of --zoo (its "
                         "settings, --first-run past its last run, --split 1,0,0), so validation and test stay "
@@ -281,7 +283,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows, histories = [], {}
     predictions = {"ids": [e["id"] for e in test.entries], "families": _families(test),
                    "true": [float(v) for v in _targets(test)], "pred": {}}
-    for name in args.methods:
+    for name in [] if args.holdout_only else args.methods:
         start = time.perf_counter()
         pred, result = _predict(args, name, train, val, test, progress)
         predictions["pred"][name] = [float(v) for v in pred]
@@ -296,6 +298,9 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     fam = args.holdout_family
     families = set(_families(train) + _families(val) + _families(test))
+    if args.holdout_only and not (fam in families and len(families) > 1):
+        raise ValueError(f"--holdout-only needs --holdout-family to name one of the zoo's families "
+                         f"{sorted(families)}, got {fam!r}")
     if fam and fam in families and len(families) > 1:
         not_fam = lambda e: e["family"] != fam  # noqa: E731
         tr, va = train.where(not_fam), val.where(not_fam)

@@ -42,6 +42,17 @@ def test_accuracy_prediction(clf_zoo, tmp_path):
     assert os.path.exists(os.path.join(out, "scatter.png"))
 
 
+def test_accuracy_prediction_holdout_only(clf_zoo, tmp_path):
+    parse = accuracy_prediction.build_parser().parse_args
+    rows = accuracy_prediction.run(parse(["--zoo", clf_zoo, "--out", str(tmp_path / "held"), "--gbm-iters", "5",
+                                          "--methods", "stats_gbm", "--holdout-family", "mlp", "--holdout-only",
+                                          "--no-progress"]))
+    assert rows and {r["metric"] for r in rows} == {"kendall_tau[unseen mlp]", "r2[unseen mlp]"}
+    with pytest.raises(ValueError, match="--holdout-only needs"):
+        accuracy_prediction.run(parse(["--zoo", clf_zoo, "--out", str(tmp_path / "none"), "--methods", "stats_gbm",
+                                       "--holdout-family", "", "--holdout-only", "--no-progress"]))
+
+
 def test_inr_editing_through_the_cli(inr_zoo, tmp_path, capsys):
     out = str(tmp_path / "edit")
     assert cli_main(["task", "inr_editing", "--zoo", inr_zoo, "--out", out, *FAST]) == 0
