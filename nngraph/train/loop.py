@@ -351,7 +351,7 @@ def _train_epoch(train_model: nn.Module, model: nn.Module, loader: DataLoader, l
         if not (math.isfinite(value) and math.isfinite(float(norm))):
             raise FloatingPointError(
                 f"{desc}, batch {count + 1}: training loss {value}, gradient norm {float(norm)}; stopped before "
-                f"the step, so no weights are non-finite ({config.out_dir}/last holds the last finished epoch). "
+                f"the step, so no weights are non-finite ({config.out_dir}/last holds the last finished epoch, if any). "
                 "Usual causes: inputs of huge or non-finite magnitude (scale them), or too high a learning rate")
         optimizer.step()
         total += value
