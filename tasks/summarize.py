@@ -22,7 +22,7 @@ import numpy as np
 
 from nngraph.plotting import pyplot
 
-__all__ = ["load_rows", "over_seeds", "format_seed_table", "train_size", "learning_curve", "plot_learning_curve"]
+__all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "train_size", "learning_curve", "plot_learning_curve"]
 
 
 def load_rows(run: str) -> list[dict[str, Any]]:
@@ -32,6 +32,12 @@ def load_rows(run: str) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"{path}: no results (is the run {run!r} finished?)")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def tag_methods(rows: Sequence[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """``rows`` with every method renamed ``"<method> (<label>)"``: runs of one method with another setting
+    (e.g. ``--hidden-dim 64``) become a method of their own in tables and curves."""
+    return [{**r, "method": f"{r['method']} ({label})"} for r in rows]
 
 
 def over_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -131,9 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--png", default="", help="where the learning curve goes (with --curve)")
     p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
                    help="a dashed horizontal line on the curve (repeatable), e.g. 'noise ceiling=0.915'")
+    p.add_argument("--tag", action="append", default=[], metavar="TEXT=LABEL",
+                   help="runs whose path contains TEXT show their methods as 'method (LABEL)' (repeatable; the "
+                        "first match counts), e.g. '_w64_=width 64'")
     p.add_argument("--json", default="", help="also write the summary rows here")
     args = p.parse_args(argv)
-    runs = [load_rows(r) for r in args.runs]
+    tags = []
+    for item in args.tag:
+        text, sep, label = item.partition("=")
+        if not sep or not text or not label:
+            p.error(f"--tag {item!r}: expected TEXT=LABEL")
+        tags.append((text, label))
+    runs = []
+    for r in args.runs:
+        label = next((lab for text, lab in tags if text in r), None)
+        runs.append(load_rows(r) if label is None else tag_methods(load_rows(r), label))
     if args.curve:
         curve = learning_curve(runs, args.curve)
         for method, points in curve.items():

@@ -82,3 +82,14 @@ def test_reference_lines_on_the_curve(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         summarize.main([*dirs, "--curve", "tau", "--png", png, "--reference", "0.9"])
     assert "LABEL=VALUE" in capsys.readouterr().err
+
+
+def test_tagged_runs_become_a_method_of_their_own(tmp_path, capsys):
+    dirs = [_run(tmp_path, "plain_s0", 100, {"enc": 0.2}), _run(tmp_path, "w64_s0", 100, {"enc": 0.4}),
+            _run(tmp_path, "w64_s1", 1000, {"enc": 0.6})]
+    assert summarize.main([*dirs, "--curve", "tau", "--tag", "w64=width 64"]) == 0
+    out = capsys.readouterr().out
+    assert "enc: 100: 0.200" in out and "enc (width 64): 100: 0.400 ± 0.000 (n=1), 1000: 0.600" in out
+    with pytest.raises(SystemExit):
+        summarize.main([*dirs, "--tag", "w64"])
+    assert "TEXT=LABEL" in capsys.readouterr().err
