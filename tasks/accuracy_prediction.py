@@ -298,10 +298,11 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     fam = args.holdout_family
     families = set(_families(train) + _families(val) + _families(test))
-    if args.holdout_only and not (fam in families and len(families) > 1):
+    transfer = bool(fam) and fam in families and len(families) > 1
+    if args.holdout_only and not transfer:
         raise ValueError(f"--holdout-only needs --holdout-family to name one of the zoo's families "
                          f"{sorted(families)}, got {fam!r}")
-    if fam and fam in families and len(families) > 1:
+    if transfer:
         not_fam = lambda e: e["family"] != fam  # noqa: E731
         tr, va = train.where(not_fam), val.where(not_fam)
         held = Split.concat([s.where(lambda e: e["family"] == fam) for s in (all_train, val, test)])

@@ -22,7 +22,8 @@ import numpy as np
 
 from nngraph.plotting import pyplot
 
-__all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "train_size", "learning_curve", "plot_learning_curve"]
+__all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "train_size", "learning_curve",
+           "plot_learning_curve"]
 
 
 def load_rows(run: str) -> list[dict[str, Any]]:

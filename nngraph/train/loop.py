@@ -346,12 +346,14 @@ def _train_epoch(train_model: nn.Module, model: nn.Module, loader: DataLoader, l
         loss.backward()
         # the norm of the gradients averaged over every process: a NaN on one process reaches all of them
         # here, so every process stops together (a check of the local loss alone would hang the others)
-        norm = nn.utils.clip_grad_norm_(model.parameters(), math.inf if config.grad_clip is None else config.grad_clip)
+        max_norm = math.inf if config.grad_clip is None else config.grad_clip  # inf: only measure the norm
+        norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         value = float(loss.detach())
         if not (math.isfinite(value) and math.isfinite(float(norm))):
             raise FloatingPointError(
                 f"{desc}, batch {count + 1}: training loss {value}, gradient norm {float(norm)}; stopped before "
-                f"the step, so no weights are non-finite ({config.out_dir}/last holds the last finished epoch, if any). "
+                f"the step, so no weights are non-finite ({config.out_dir}/last holds the last finished epoch, "
+                "if any). "
                 "Usual causes: inputs of huge or non-finite magnitude (scale them), or too high a learning rate")
         optimizer.step()
         total += value
