@@ -7,8 +7,9 @@ held out of training entirely. Rows: the encoder; the encoder with equivariance 
 features), also trained on randomly relabelled models (``encoder_broken_perm``, :mod:`tasks.permutation`);
 weight statistics + gradient boosting and + an MLP; the models' outputs on fixed probe images + gradient
 boosting and + an MLP (``probe_*``, :mod:`tasks.probing`); opt-in, ``encoder_probe``: the encoder reading every
-neuron's value on those probe images as node features (as the INR encoder reads coordinates). (An MLP on the flattened weights needs one
-architecture: not applicable.)
+neuron's value on those probe images as node features (as the INR encoder reads coordinates); opt-in,
+``encoder_stats``: the encoder's graph embedding and the weight statistics read by one MLP (:mod:`tasks.hybrid`).
+(An MLP on the flattened weights needs one architecture: not applicable.)
 
 Outputs in ``--out``: ``results.json`` (the rows), ``predictions.json`` (every test model's id, family, true and
 predicted accuracy per method: for paired comparisons and blends, :mod:`tasks.blend`), curves and a scatter plot.
@@ -40,6 +41,7 @@ from .augment import positive_scale, sign_flip, symmetry_augment
 from .features import add_positional_features, max_kernel_shape
 from .permutation import SymmetryAugmented
 from .probing import output_features, probe_images
+from .hybrid import StatsGraphPredictor, StatsStandardizer, with_stats_features
 from .graph_training import predict_graphs, train_graph_predictor
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from .metrics import kendall_tau, per_group_tau, r2
@@ -50,10 +52,10 @@ from .splits import Split, check_more_runs, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
-METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "stats_gbm", "stats_mlp", "probe_gbm",
-           "probe_mlp")
-#: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe`` is opt-in).
-DEFAULT_METHODS = tuple(m for m in METHODS if m != "encoder_probe")
+METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "encoder_stats", "stats_gbm", "stats_mlp",
+           "probe_gbm", "probe_mlp")
+#: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe``, ``encoder_stats``: opt-in).
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats"))
 
 
 
@@ -146,8 +148,8 @@ def _score_rows(method: str, true, pred, families, seconds, note, scope: str = "
 
 
 def _graph_method(args, name, train, val, test, progress, tag=""):
-    """Train the encoder (``name`` = encoder / encoder_broken / encoder_broken_perm) and predict ``test``;
-    returns (pred, result)."""
+    """Train the encoder (``name`` = encoder / encoder_broken / encoder_broken_perm / encoder_probe /
+    encoder_stats) and predict ``test``; returns (pred, result)."""
     graphs = [train.graphs, val.graphs, test.graphs]
     probe_dim = 0
     if name == "encoder_probe":  # every neuron's value on the probe images, as the INR encoder reads coordinates
@@ -158,6 +160,12 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
         graphs = [add_positional_features(g, args.positional_dim, args.seed) for g in graphs]
         probe_dim = args.positional_dim
     scaler = (RobustGraphScaler() if args.scaler == "robust" else GraphScaler()).fit(graphs[0])
+    factory = None
+    if name == "encoder_stats":  # the weight statistics beside the encoder's embedding, in one model
+        graphs = [with_stats_features(gs, s.models) for gs, s in zip(graphs, (train, val, test))]
+        standardizer = StatsStandardizer(graphs[0][0].stats.size(-1)).fit(graphs[0])
+        factory = lambda box: StatsGraphPredictor(scaler, standardizer, 1, args.hidden_dim,  # noqa: E731
+                                                  args.num_layers, args.dropout, box)
     mean, std = 0.0, 1.0
     if args.target == "standard":
         y = _targets(train)
@@ -174,12 +182,14 @@ def _graph_method(args, name, train, val, test, progress, tag=""):
     if name == "encoder_broken_perm":  # every epoch sees each model under a fresh relabelling of its neurons
         graphs[0] = SymmetryAugmented.of_split(graphs[0], train, args.positional_dim)
         settings["symmetry_augmented"] = True
+    if factory is not None:
+        settings["stats_features"] = True
     model, result = train_graph_predictor(
         graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
         num_layers=args.num_layers, probe_dim=probe_dim, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
         device=args.device, progress=progress, augment=augment,
-        settings=settings, kernel_box=box)
+        settings=settings, kernel_box=box, model_factory=factory)
     predictions = predict_graphs(model, graphs[2], "regression").numpy()
     return (rank.decode(predictions) if rank is not None else predictions * std + mean), result
 
