@@ -52,8 +52,8 @@ from .splits import Split, check_more_runs, load_split
 from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
-METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "encoder_stats", "stats_gbm", "stats_mlp",
-           "probe_gbm", "probe_mlp")
+METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "encoder_stats", "stats_gbm",
+           "stats_mlp", "probe_gbm", "probe_mlp")
 #: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe``, ``encoder_stats``: opt-in).
 DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats"))
 
