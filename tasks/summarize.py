@@ -129,6 +129,15 @@ def plot_learning_curve(curve: dict[str, list[tuple[int, float, float, int]]], m
     return path
 
 
+def _pair(parser: argparse.ArgumentParser, flag: str, item: str, form: str, last: bool = False) -> tuple[str, str]:
+    """``item`` split at its first ``=`` (its last with ``last``: labels may hold one); a parser error naming
+    ``flag`` and the expected ``form`` when either side is empty."""
+    key, sep, value = item.rpartition("=") if last else item.partition("=")
+    if not (sep and key and value):
+        parser.error(f"{flag} {item!r}: expected {form}")
+    return key, value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tasks.summarize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,12 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "first match counts), e.g. '_w64_=width 64'")
     p.add_argument("--json", default="", help="also write the summary rows here")
     args = p.parse_args(argv)
-    tags = []
-    for item in args.tag:
-        text, sep, label = item.partition("=")
-        if not sep or not text or not label:
-            p.error(f"--tag {item!r}: expected TEXT=LABEL")
-        tags.append((text, label))
+    tags = [_pair(p, "--tag", item, "TEXT=LABEL") for item in args.tag]
     runs = []
     for r in args.runs:
         label = next((lab for text, lab in tags if text in r), None)
@@ -158,12 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for method, points in curve.items():
             print(method + ": " + ", ".join(f"{s}: {m:.3f} ± {sd:.3f} (n={n})" for s, m, sd, n in points))
         if args.png:
-            references = {}
-            for item in args.reference:
-                label, sep, value = item.rpartition("=")
-                if not sep or not label:
-                    p.error(f"--reference {item!r}: expected LABEL=VALUE")
-                references[label] = float(value)
+            references = {label: float(value) for label, value in
+                          (_pair(p, "--reference", item, "LABEL=VALUE", last=True) for item in args.reference)}
             print(plot_learning_curve(curve, args.curve, args.png, references))
         summary: Any = {m: [list(p) for p in pts] for m, pts in curve.items()}
     else:
