@@ -2,11 +2,16 @@
 
     python -m tasks.summarize runs/acc_s0 runs/acc_s1 runs/acc_s2            # mean ± std per method and metric
     python -m tasks.summarize runs/curve_* --curve "kendall_tau[test]" --png curve.png   # a learning curve
+    python -m tasks.summarize runs/w64_s0 runs/w64_s1 runs/base_s0 runs/base_s1 --tag "w64=width 64" \
+        --paired "encoder (width 64)=encoder"                                # paired by seed: A - B per seed
 
 Seeds: every (method, metric) row that the runs share is reduced to its mean, its standard deviation over
 the runs (``ddof=1``; 0 for one run) and the number of runs, and printed as a Markdown table. Curves: the
 runs are grouped by their number of training models (the first number of the rows' ``note``, which every
-task writes as ``"N train / ..."``); each method's metric is drawn as mean ± std against it.
+task writes as ``"N train / ..."``); each method's metric is drawn as mean ± std against it. Paired: the
+i-th run that holds method A is paired with the i-th run that holds method B (so list each group's runs in the
+same seed order; a run holding both pairs with itself), and every metric they share is reduced to the mean ±
+std of the per-seed differences A - B, which a shared seed's luck cancels out of.
 """
 from __future__ import annotations
 
@@ -22,8 +27,8 @@ import numpy as np
 
 from nngraph.plotting import pyplot
 
-__all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "train_size", "learning_curve",
-           "plot_learning_curve"]
+__all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "paired_differences",
+           "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
 
 
 def load_rows(run: str) -> list[dict[str, Any]]:
@@ -75,6 +80,54 @@ def format_seed_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | N
         secs = [cell[(m, k)]["seconds"] for k in metrics if (m, k) in cell and cell[(m, k)]["seconds"] is not None]
         lines.append(f"| {m} | " + " | ".join(cells) + " | " + (f"{secs[0]:.0f}" if secs else "") + " |")
     return "\n".join(lines) + f"\n\n(mean ± std over {n} runs)"
+
+
+def paired_differences(runs: Sequence[Sequence[dict[str, Any]]], first: str, second: str) -> list[dict[str, Any]]:
+    """Method ``first`` against method ``second``, paired run by run: the i-th run holding ``first`` with the
+    i-th run holding ``second``. One row per (task, metric) that every one of those runs has: ``first_mean``,
+    ``first_std``, ``second_mean``, ``second_std``, ``mean`` and ``std`` (ddof 1) of the differences
+    ``first - second``, ``n`` pairs and the differences as ``values``; in the first run's order."""
+    def holding(method: str) -> list[dict[tuple[str, str], dict[str, Any]]]:
+        held = [{(r["task"], r["metric"]): r for r in rows if r["method"] == method} for rows in runs]
+        held = [h for h in held if h]
+        if not held:
+            raise ValueError(f"no run holds method {method!r} (methods: "
+                             f"{sorted({r['method'] for rows in runs for r in rows})})")
+        return held
+    a, b = holding(first), holding(second)
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} runs hold {first!r} and {len(b)} hold {second!r}: pairing needs one of each "
+                         "per seed")
+    def stats(values: np.ndarray) -> tuple[float, float]:
+        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out = []
+    for key in a[0]:
+        if not all(key in h for h in a + b):
+            continue
+        va = np.array([h[key]["value"] for h in a], dtype=float)
+        vb = np.array([h[key]["value"] for h in b], dtype=float)
+        (ma, sa), (mb, sb), (md, sd) = stats(va), stats(vb), stats(va - vb)
+        out.append({"task": key[0], "metric": key[1], "first": first, "second": second, "first_mean": ma,
+                    "first_std": sa, "second_mean": mb, "second_std": sb, "mean": md, "std": sd, "n": len(va),
+                    "values": (va - vb).tolist()})
+    if not out:
+        raise ValueError(f"the runs of {first!r} and {second!r} share no metric")
+    return out
+
+
+def format_paired_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table of :func:`paired_differences`: one line per metric, both methods' mean ± std, the paired
+    difference's mean ± std and every pair's difference."""
+    rows = [r for r in rows if not metrics or r["metric"] in metrics]
+    if not rows:
+        return "(no metric to compare)"
+    first, second = rows[0]["first"], rows[0]["second"]
+    lines = [f"| metric | {first} | {second} | {first} - {second}, paired | per pair |", "|---|---|---|---|---|"]
+    for r in rows:
+        pairs = " / ".join(f"{v:+.3f}" for v in r["values"])
+        lines.append(f"| {r['metric']} | {r['first_mean']:.3f} ± {r['first_std']:.3f} | {r['second_mean']:.3f} ± "
+                     f"{r['second_std']:.3f} | {r['mean']:+.3f} ± {r['std']:.3f} | {pairs} |")
+    return "\n".join(lines) + f"\n\n({rows[0]['n']} pairs)"
 
 
 def train_size(rows: Sequence[dict[str, Any]]) -> int:
@@ -150,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tag", action="append", default=[], metavar="TEXT=LABEL",
                    help="runs whose path contains TEXT show their methods as 'method (LABEL)' (repeatable; the "
                         "first match counts), e.g. '_w64_=width 64'")
+    p.add_argument("--paired", action="append", default=[], metavar="A=B",
+                   help="method A against method B, paired run by run (repeatable), e.g. "
+                        "'encoder (width 64)=encoder'; list each method's runs in the same seed order")
     p.add_argument("--json", default="", help="also write the summary rows here")
     args = p.parse_args(argv)
     tags = [_pair(p, "--tag", item, "TEXT=LABEL") for item in args.tag]
@@ -166,6 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                           (_pair(p, "--reference", item, "LABEL=VALUE", last=True) for item in args.reference)}
             print(plot_learning_curve(curve, args.curve, args.png, references))
         summary: Any = {m: [list(p) for p in pts] for m, pts in curve.items()}
+    elif args.paired:
+        metrics = [m for m in args.metrics.split(",") if m] or None
+        summary = []
+        for item in args.paired:
+            first, second = _pair(p, "--paired", item, "A=B")
+            try:
+                rows = paired_differences(runs, first, second)
+            except ValueError as e:
+                p.error(f"--paired {item!r}: {e}")
+            summary.extend(rows)
+            print(format_paired_table(rows, metrics) + "\n")
     else:
         summary = over_seeds(runs)
         metrics = [m for m in args.metrics.split(",") if m] or None

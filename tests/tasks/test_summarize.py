@@ -93,3 +93,37 @@ def test_tagged_runs_become_a_method_of_their_own(tmp_path, capsys):
     with pytest.raises(SystemExit):
         summarize.main([*dirs, "--tag", "w64"])
     assert "TEXT=LABEL" in capsys.readouterr().err
+
+
+def test_paired_differences_against_a_loop(tmp_path, capsys):
+    """Runs of two settings, listed in seed order: each seed's difference, then their mean and sample std."""
+    wide = [0.63, 0.62, 0.64]
+    base = [0.61, 0.59, 0.61]
+    dirs = [_run(tmp_path, f"w64_s{i}", 100, {"enc": v}) for i, v in enumerate(wide)]
+    dirs += [_run(tmp_path, f"plain_s{i}", 100, {"enc": v, "gbm": 0.5}) for i, v in enumerate(base)]
+    runs = [summarize.load_rows(d) if "w64" not in d else summarize.tag_methods(summarize.load_rows(d), "w64")
+            for d in dirs]
+    (out,) = summarize.paired_differences(runs, "enc (w64)", "enc")
+    diffs = [w - b for w, b in zip(wide, base)]
+    assert out["values"] == pytest.approx(diffs)
+    assert out["mean"] == pytest.approx(statistics.mean(diffs)) and out["std"] == pytest.approx(statistics.stdev(diffs))
+    assert out["first_mean"] == pytest.approx(statistics.mean(wide)) and out["n"] == 3
+    # a run holding both methods pairs with itself
+    (same,) = summarize.paired_differences(runs[3:], "enc", "gbm")
+    assert same["values"] == pytest.approx([v - 0.5 for v in base])
+    assert summarize.main([*dirs, "--tag", "w64=w64", "--paired", "enc (w64)=enc"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tau | 0.630 ± 0.010 | 0.603 ± 0.012 | +0.027 ± 0.006 | +0.020 / +0.030 / +0.030 |" in printed
+
+
+def test_paired_refuses_unmatched_runs(tmp_path, capsys):
+    dirs = [_run(tmp_path, "a0", 10, {"enc": 0.5}), _run(tmp_path, "a1", 10, {"enc": 0.6}),
+            _run(tmp_path, "b0", 10, {"gbm": 0.4})]
+    runs = [summarize.load_rows(d) for d in dirs]
+    with pytest.raises(ValueError, match="2 runs hold 'enc' and 1 hold 'gbm'"):
+        summarize.paired_differences(runs, "enc", "gbm")
+    with pytest.raises(ValueError, match="no run holds method 'mlp'"):
+        summarize.paired_differences(runs, "enc", "mlp")
+    with pytest.raises(SystemExit):
+        summarize.main([*dirs, "--paired", "enc=mlp"])
+    assert "no run holds method 'mlp'" in capsys.readouterr().err
