@@ -31,6 +31,12 @@ __all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "paire
            "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def load_rows(run: str) -> list[dict[str, Any]]:
     """The rows of a finished run: ``run/results.json`` (or ``run`` itself if it is that file)."""
     path = run if run.endswith(".json") else os.path.join(run, "results.json")
@@ -59,8 +65,8 @@ def over_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]
             continue
         values = np.array([k[key]["value"] for k in keyed], dtype=float)
         seconds = [k[key]["seconds"] for k in keyed if k[key].get("seconds") is not None]
-        out.append({"task": key[0], "method": key[1], "metric": key[2], "mean": float(values.mean()),
-                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n": len(values),
+        mean, std = _mean_std(values)
+        out.append({"task": key[0], "method": key[1], "metric": key[2], "mean": mean, "std": std, "n": len(values),
                     "values": values.tolist(), "seconds": float(np.mean(seconds)) if seconds else None})
     return out
 
@@ -98,15 +104,13 @@ def paired_differences(runs: Sequence[Sequence[dict[str, Any]]], first: str, sec
     if len(a) != len(b):
         raise ValueError(f"{len(a)} runs hold {first!r} and {len(b)} hold {second!r}: pairing needs one of each "
                          "per seed")
-    def stats(values: np.ndarray) -> tuple[float, float]:
-        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
     out = []
     for key in a[0]:
         if not all(key in h for h in a + b):
             continue
         va = np.array([h[key]["value"] for h in a], dtype=float)
         vb = np.array([h[key]["value"] for h in b], dtype=float)
-        (ma, sa), (mb, sb), (md, sd) = stats(va), stats(vb), stats(va - vb)
+        (ma, sa), (mb, sb), (md, sd) = _mean_std(va), _mean_std(vb), _mean_std(va - vb)
         out.append({"task": key[0], "metric": key[1], "first": first, "second": second, "first_mean": ma,
                     "first_std": sa, "second_mean": mb, "second_std": sb, "mean": md, "std": sd, "n": len(va),
                     "values": (va - vb).tolist()})
@@ -153,9 +157,7 @@ def learning_curve(runs: Sequence[Sequence[dict[str, Any]]], metric: str) -> dic
         raise ValueError(f"no run has metric {metric!r}")
     curve: dict[str, list] = {}
     for (method, size), values in sorted(groups.items(), key=lambda kv: kv[0][1]):
-        v = np.array(values)
-        curve.setdefault(method, []).append((size, float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                                             len(v)))
+        curve.setdefault(method, []).append((size, *_mean_std(values), len(values)))
     return curve
 
 
@@ -209,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default="", help="also write the summary rows here")
     args = p.parse_args(argv)
     tags = [_pair(p, "--tag", item, "TEXT=LABEL") for item in args.tag]
+    metrics = [m for m in args.metrics.split(",") if m] or None
     runs = []
     for r in args.runs:
         label = next((lab for text, lab in tags if text in r), None)
@@ -223,7 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(plot_learning_curve(curve, args.curve, args.png, references))
         summary: Any = {m: [list(p) for p in pts] for m, pts in curve.items()}
     elif args.paired:
-        metrics = [m for m in args.metrics.split(",") if m] or None
         summary = []
         for item in args.paired:
             first, second = _pair(p, "--paired", item, "A=B")
@@ -235,7 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_paired_table(rows, metrics) + "\n")
     else:
         summary = over_seeds(runs)
-        metrics = [m for m in args.metrics.split(",") if m] or None
         print(format_seed_table(summary, metrics))
     if args.json:
         from nngraph.io import atomic_write
