@@ -4,6 +4,7 @@
     python -m tasks.summarize runs/curve_* --curve "kendall_tau[test]" --png curve.png   # a learning curve
     python -m tasks.summarize runs/w64_s0 runs/w64_s1 runs/base_s0 runs/base_s1 --tag "w64=width 64" \
         --paired "encoder (width 64)=encoder"                                # paired by seed: A - B per seed
+    python -m tasks.summarize runs/edit_s0 runs/edit_s1 --fields speckle --digits 5   # a row's extra numbers too
 
 Seeds: every (method, metric) row that the runs share is reduced to its mean, its standard deviation over
 the runs (``ddof=1``; 0 for one run) and the number of runs, and printed as a Markdown table. Curves: the
@@ -11,7 +12,8 @@ runs are grouped by their number of training models (the first number of the row
 task writes as ``"N train / ..."``); each method's metric is drawn as mean ± std against it. Paired: the
 i-th run that holds method A is paired with the i-th run that holds method B (so list each group's runs in the
 same seed order; a run holding both pairs with itself), and every metric they share is reduced to the mean ±
-std of the per-seed differences A - B, which a shared seed's luck cancels out of.
+std of the per-seed differences A - B, which a shared seed's luck cancels out of. Fields: numbers a task keeps
+beside a row's value (INR editing's ``mse_background``, ``speckle``) become metrics of their own.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import numpy as np
 
 from nngraph.plotting import pyplot
 
-__all__ = ["load_rows", "tag_methods", "over_seeds", "format_seed_table", "paired_differences",
+__all__ = ["load_rows", "tag_methods", "expand_fields", "over_seeds", "format_seed_table", "paired_differences",
            "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
 
 
@@ -52,6 +54,23 @@ def tag_methods(rows: Sequence[dict[str, Any]], label: str) -> list[dict[str, An
     return [{**r, "method": f"{r['method']} ({label})"} for r in rows]
 
 
+def expand_fields(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """``rows`` plus, for every row holding a number under one of ``fields``, a row of the same task and method
+    whose metric is that field and whose value is that number (no ``seconds``: the time is the row's own).
+    Raises ``ValueError`` when one method holds a field on two rows (the name would not say which)."""
+    out, seen = list(rows), set()
+    for r in rows:
+        for field in fields:
+            value = r.get(field)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if (r["task"], r["method"], field) in seen:
+                    raise ValueError(f"method {r['method']!r} holds field {field!r} on more than one row")
+                seen.add((r["task"], r["method"], field))
+                out.append({"task": r["task"], "method": r["method"], "metric": field, "value": float(value),
+                            "seconds": None, "note": r.get("note", "")})
+    return out
+
+
 def over_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per (task, method, metric) present in every run: ``mean``, ``std`` (ddof 1), ``n``, ``values``
     and the mean training ``seconds``; in the first run's order. Non-finite values count as they are (a
@@ -71,8 +90,9 @@ def over_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]
     return out
 
 
-def format_seed_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
-    """A Markdown table, one line per method, one column per metric: ``mean ± std`` (n runs)."""
+def format_seed_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None, digits: int = 3) -> str:
+    """A Markdown table, one line per method, one column per metric: ``mean ± std`` (n runs), ``digits``
+    decimals."""
     metrics = list(metrics) if metrics else list(dict.fromkeys(r["metric"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cell = {(r["method"], r["metric"]): r for r in rows}
@@ -82,7 +102,7 @@ def format_seed_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | N
         cells = []
         for metric in metrics:
             r = cell.get((m, metric))
-            cells.append("" if r is None else f"{r['mean']:.3f} ± {r['std']:.3f}")
+            cells.append("" if r is None else f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}")
         secs = [cell[(m, k)]["seconds"] for k in metrics if (m, k) in cell and cell[(m, k)]["seconds"] is not None]
         lines.append(f"| {m} | " + " | ".join(cells) + " | " + (f"{secs[0]:.0f}" if secs else "") + " |")
     return "\n".join(lines) + f"\n\n(mean ± std over {n} runs)"
@@ -119,18 +139,20 @@ def paired_differences(runs: Sequence[Sequence[dict[str, Any]]], first: str, sec
     return out
 
 
-def format_paired_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
+def format_paired_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None,
+                        digits: int = 3) -> str:
     """A Markdown table of :func:`paired_differences`: one line per metric, both methods' mean ± std, the paired
-    difference's mean ± std and every pair's difference."""
+    difference's mean ± std and every pair's difference, ``digits`` decimals."""
     rows = [r for r in rows if not metrics or r["metric"] in metrics]
     if not rows:
         return "(no metric to compare)"
     first, second = rows[0]["first"], rows[0]["second"]
     lines = [f"| metric | {first} | {second} | {first} - {second}, paired | per pair |", "|---|---|---|---|---|"]
     for r in rows:
-        pairs = " / ".join(f"{v:+.3f}" for v in r["values"])
-        lines.append(f"| {r['metric']} | {r['first_mean']:.3f} ± {r['first_std']:.3f} | {r['second_mean']:.3f} ± "
-                     f"{r['second_std']:.3f} | {r['mean']:+.3f} ± {r['std']:.3f} | {pairs} |")
+        d = digits
+        pairs = " / ".join(f"{v:+.{d}f}" for v in r["values"])
+        lines.append(f"| {r['metric']} | {r['first_mean']:.{d}f} ± {r['first_std']:.{d}f} | {r['second_mean']:.{d}f} ± "
+                     f"{r['second_std']:.{d}f} | {r['mean']:+.{d}f} ± {r['std']:.{d}f} | {pairs} |")
     return "\n".join(lines) + f"\n\n({rows[0]['n']} pairs)"
 
 
@@ -208,14 +230,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--paired", action="append", default=[], metavar="A=B",
                    help="method A against method B, paired run by run (repeatable), e.g. "
                         "'encoder (width 64)=encoder'; list each method's runs in the same seed order")
+    p.add_argument("--fields", default="", help="comma-separated numbers kept beside a row's value that become "
+                   "metrics of their own, e.g. 'mse_background,speckle' (INR editing)")
+    p.add_argument("--digits", type=int, default=3, help="decimals in the tables")
     p.add_argument("--json", default="", help="also write the summary rows here")
     args = p.parse_args(argv)
+    if args.digits < 0:
+        p.error(f"--digits {args.digits}: expected a number of decimals >= 0")
+    fields = [f for f in args.fields.split(",") if f]
     tags = [_pair(p, "--tag", item, "TEXT=LABEL") for item in args.tag]
     metrics = [m for m in args.metrics.split(",") if m] or None
     runs = []
     for r in args.runs:
         label = next((lab for text, lab in tags if text in r), None)
-        runs.append(load_rows(r) if label is None else tag_methods(load_rows(r), label))
+        rows = expand_fields(load_rows(r), fields)
+        runs.append(rows if label is None else tag_methods(rows, label))
     if args.curve:
         curve = learning_curve(runs, args.curve)
         for method, points in curve.items():
@@ -234,10 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as e:
                 p.error(f"--paired {item!r}: {e}")
             summary.extend(rows)
-            print(format_paired_table(rows, metrics) + "\n")
+            print(format_paired_table(rows, metrics, args.digits) + "\n")
     else:
         summary = over_seeds(runs)
-        print(format_seed_table(summary, metrics))
+        print(format_seed_table(summary, metrics, args.digits))
     if args.json:
         from nngraph.io import atomic_write
         atomic_write(args.json, (json.dumps(summary, indent=2, default=lambda v: None if

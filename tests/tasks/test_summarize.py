@@ -127,3 +127,34 @@ def test_paired_refuses_unmatched_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         summarize.main([*dirs, "--paired", "enc=mlp"])
     assert "no run holds method 'mlp'" in capsys.readouterr().err
+
+
+def test_fields_beside_the_value_become_metrics(tmp_path, capsys):
+    """INR editing keeps background MSE and speckle beside the test MSE: --fields summarises them over seeds."""
+    speckle = [0.15, 0.17, 0.16]
+    background = [0.0101, 0.0112, 0.0108]
+    dirs = []
+    for i, (sp, bg) in enumerate(zip(speckle, background)):
+        rows = [row("inr_editing", "encoder", "test_mse", 0.012 + i * 1e-4, 90.0, note="1500 train / 9 test",
+                    mse_background=bg, speckle=sp),
+                row("inr_editing", "noop", "test_mse", 0.0519, 0.0, note="1500 train / 9 test", speckle=0.0)]
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps(rows))
+        dirs.append(str(d))
+    runs = [summarize.expand_fields(summarize.load_rows(d), ["mse_background", "speckle"]) for d in dirs]
+    out = {(r["method"], r["metric"]): r for r in summarize.over_seeds(runs)}
+    assert out[("encoder", "speckle")]["mean"] == pytest.approx(statistics.mean(speckle))
+    assert out[("encoder", "mse_background")]["std"] == pytest.approx(statistics.stdev(background))
+    assert out[("noop", "speckle")]["mean"] == 0.0 and ("noop", "mse_background") not in out
+    assert out[("encoder", "speckle")]["seconds"] is None and out[("encoder", "test_mse")]["seconds"] == 90.0
+    assert summarize.main([*dirs, "--fields", "mse_background", "--digits", "5"]) == 0
+    printed = capsys.readouterr().out
+    mean, std = statistics.mean(background), statistics.stdev(background)
+    assert f"| {mean:.5f} ± {std:.5f} |" in printed and "| 0.01210 ± 0.00010 |" in printed
+    # one method holding a field on two rows would be ambiguous
+    twice = [row("t", "enc", "a", 1.0, 1.0, speckle=0.1), row("t", "enc", "b", 1.0, 1.0, speckle=0.2)]
+    with pytest.raises(ValueError, match="more than one row"):
+        summarize.expand_fields(twice, ["speckle"])
+    with pytest.raises(SystemExit):
+        summarize.main([*dirs, "--digits", "-1"])
