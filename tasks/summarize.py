@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="a dashed horizontal line on the curve (repeatable), e.g. 'noise ceiling=0.915'")
     p.add_argument("--tag", action="append", default=[], metavar="TEXT=LABEL",
                    help="runs whose path contains TEXT show their methods as 'method (LABEL)' (repeatable; the "
-                        "first match counts), e.g. '_w64_=width 64'")
+                        "first match counts; the seed table reduces each tag's runs on their own), e.g. "
+                        "'_w64_=width 64'")
     p.add_argument("--paired", action="append", default=[], metavar="A=B",
                    help="method A against method B, paired run by run (repeatable), e.g. "
                         "'encoder (width 64)=encoder'; list each method's runs in the same seed order")
@@ -240,11 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fields = [f for f in args.fields.split(",") if f]
     tags = [_pair(p, "--tag", item, "TEXT=LABEL") for item in args.tag]
     metrics = [m for m in args.metrics.split(",") if m] or None
-    runs = []
+    runs, labels = [], []
     for r in args.runs:
         label = next((lab for text, lab in tags if text in r), None)
         rows = expand_fields(load_rows(r), fields)
         runs.append(rows if label is None else tag_methods(rows, label))
+        labels.append(label)
     if args.curve:
         curve = learning_curve(runs, args.curve)
         for method, points in curve.items():
@@ -265,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary.extend(rows)
             print(format_paired_table(rows, metrics, args.digits) + "\n")
     else:
-        summary = over_seeds(runs)
+        # the seeds of each tag (and of the untagged runs) are reduced on their own, then listed together
+        summary = [r for label in dict.fromkeys(labels)
+                   for r in over_seeds([rows for rows, lab in zip(runs, labels) if lab == label])]
         print(format_seed_table(summary, metrics, args.digits))
     if args.json:
         from nngraph.io import atomic_write

@@ -158,3 +158,20 @@ def test_fields_beside_the_value_become_metrics(tmp_path, capsys):
         summarize.expand_fields(twice, ["speckle"])
     with pytest.raises(SystemExit):
         summarize.main([*dirs, "--digits", "-1"])
+
+
+def test_seed_table_reduces_each_tag_on_its_own(tmp_path, capsys):
+    """Ablation rows: runs of one setting per tag; every tag's seeds give their own mean ± std, and a metric
+    missing from one seed of a tag still drops out of that tag only."""
+    plain = [0.50, 0.54]
+    flip = [0.60, 0.66]
+    dirs = [_run(tmp_path, f"abl_none_s{i}", 10, {"enc": v, "gbm": 0.3}) for i, v in enumerate(plain)]
+    dirs += [_run(tmp_path, "abl_flip_s0", 10, {"enc": flip[0], "gbm": 0.3}),
+             _run(tmp_path, "abl_flip_s1", 10, {"enc": flip[1]})]
+    assert summarize.main([*dirs, "--tag", "_none_=none", "--tag", "_flip_=flip"]) == 0
+    printed = capsys.readouterr().out
+    lines = {line.split(" | ")[0].strip("| "): line for line in printed.splitlines() if line.startswith("| enc")
+             or line.startswith("| gbm")}
+    assert f"{statistics.mean(plain):.3f} ± {statistics.stdev(plain):.3f}" in lines["enc (none)"]
+    assert f"{statistics.mean(flip):.3f} ± {statistics.stdev(flip):.3f}" in lines["enc (flip)"]
+    assert "gbm (none)" in lines and "gbm (flip)" not in lines
