@@ -244,7 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs, labels = [], []
     for r in args.runs:
         label = next((lab for text, lab in tags if text in r), None)
-        rows = expand_fields(load_rows(r), fields)
+        try:
+            rows = expand_fields(load_rows(r), fields)
+        except ValueError as e:
+            p.error(f"--fields in {r}: {e}")
         runs.append(rows if label is None else tag_methods(rows, label))
         labels.append(label)
     if args.curve:

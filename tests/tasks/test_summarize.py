@@ -158,6 +158,12 @@ def test_fields_beside_the_value_become_metrics(tmp_path, capsys):
         summarize.expand_fields(twice, ["speckle"])
     with pytest.raises(SystemExit):
         summarize.main([*dirs, "--digits", "-1"])
+    d = tmp_path / "twice"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps(twice))
+    with pytest.raises(SystemExit):
+        summarize.main([str(d), "--fields", "speckle"])
+    assert "more than one row" in capsys.readouterr().err
 
 
 def test_seed_table_reduces_each_tag_on_its_own(tmp_path, capsys):
