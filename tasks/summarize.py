@@ -148,8 +148,8 @@ def format_paired_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] |
         return "(no metric to compare)"
     first, second = rows[0]["first"], rows[0]["second"]
     lines = [f"| metric | {first} | {second} | {first} - {second}, paired | per pair |", "|---|---|---|---|---|"]
+    d = digits
     for r in rows:
-        d = digits
         pairs = " / ".join(f"{v:+.{d}f}" for v in r["values"])
         lines.append(f"| {r['metric']} | {r['first_mean']:.{d}f} ± {r['first_std']:.{d}f} | {r['second_mean']:.{d}f} ± "
                      f"{r['second_std']:.{d}f} | {r['mean']:+.{d}f} ± {r['std']:.{d}f} | {pairs} |")
