@@ -20,6 +20,10 @@ field               shape / dtype     meaning
                                       reductions applied to the neuron's value, in order (0 = none)
 ``pool_args``       ``(N, 3, 17)``    the parameters of each of them, columns :data:`POOL_ARGS` (per
                     float             kind, see :class:`Pool`; zeros for an empty slot)
+``op_code``         ``(N, 2)`` long   operations named by no converter (:mod:`nngraph.convert.fallback`):
+                                      column 0 the operation's category (``1 .. OP_CATEGORIES - 1``, a
+                                      hash of its name, ``0`` = none), column 1 a 62-bit fingerprint of
+                                      its constant arguments and shapes (two functions, two graphs)
 ``edge_index``      ``(2, E)`` long   source -> target, in the direction data flows through the model
 ``edge_type``       ``(E,)`` long     :class:`EdgeType`
 ``kernel_shape``    ``(E, 3)`` int32  the ``(depth, height, width)`` of each edge's kernel, at its own
@@ -150,6 +154,10 @@ class NodeKind(IntEnum):
     # that reads it these kinds; a constant mask is recorded when causal (CAUSAL_HEAD) and refused otherwise
     MASKED_HEAD = 33  # one attention head whose scores are masked by a model input (a padding mask)
     CAUSAL_MASKED_HEAD = 34  # one head of causal attention also masked by a model input
+    # fallbacks (nngraph.convert.fallback): operations no converter names; ``op_code`` says which operation
+    OPAQUE = 35  # a neuron of the output of an operation nngraph cannot see through: fixed, as are its inputs
+    PARAMETER = 36  # a row of a parameter read by such an operation, or by none: fixed, its entries its features
+    ELEMENTWISE = 37  # a neuron after an unnamed operation a float64 test showed to act on each neuron alone
 
 
 NUM_NODE_KINDS = max(NodeKind) + 1
@@ -173,6 +181,7 @@ class EdgeType(IntEnum):
     MODULATE = 12  # neuron -> the neuron times a constant tensor of the forward (identity; see MODULATED)
     RECURRENT = 13  # a weight of weight_hh: hidden unit (its value at the previous step) -> a LINEAR row neuron
     GATE = 14  # gate or state -> the state it multiplies into (identity; the roles are the node kinds)
+    OPAQUE = 15  # input neuron -> OPAQUE / ELEMENTWISE output, or a PARAMETER row -> what reads it (1, or the row)
 
 
 NUM_EDGE_TYPES = max(EdgeType) + 1
@@ -281,6 +290,9 @@ smallest and largest entry, a 24-bit fingerprint). Every kind sets ``after_act``
 
 
 NUM_POOLS = max(Pool) + 1
+#: Rows of the category table of ``data.op_code[:, 0]`` (a hash of the operation's name, ``0`` = none).
+OP_CATEGORIES = 1024
+OP_CODE_DIM = 2
 #: Slots of ``data.pool``: poolings / reductions in a row on the same neurons; more are refused.
 MAX_POOLS = 3
 #: Columns of every slot of ``data.pool_args``.

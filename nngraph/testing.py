@@ -19,22 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from .kernels import reorder_kernels
-from .convert.module_info import parameter_dtype
+from .convert.module_info import output_tensors, parameter_dtype
 from .convert.trace import example_inputs_for
 
 #: Default absolute tolerance per dtype, scaled by ``max(1, max |output|)``.
 TOLERANCES = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-4, torch.float64: 1e-10}
-
-
-def output_tensors(out) -> list[Tensor]:
-    """Every tensor in a model's output: tensors, tuples, lists, dicts, Hugging Face ModelOutputs."""
-    if isinstance(out, Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in output_tensors(v)]
-    if isinstance(out, (tuple, list)):
-        return [t for v in out for t in output_tensors(v)]
-    return []
 
 
 def _dtype_of(model: nn.Module) -> torch.dtype:

@@ -10,10 +10,15 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from .builder import GraphBuilder
+from .errors import UnsupportedError
 from .layout import Layout, inputs_from_spec
 from .module_info import parameter_dtype
+from .repair import repair
 from .trace import trace
-from .walk import walk
+from .walk import RetryWalk, walk
+
+#: Walks of one model before a converter that keeps refusing after changing the graph is an error.
+_MAX_WALKS = 256
 
 _LAYOUT_CACHE: dict[tuple, Layout] = {}
 _CACHE_SIZE = 64
@@ -96,21 +101,38 @@ def build_layout(
     kernel_box: tuple[int, int, int] | None = None,
     cache: bool = True,
     method: str = "auto",
+    check: bool = True,
 ) -> Layout:
     """Trace ``module`` and record the structure of its neural graph.
 
     The layout depends only on the architecture; with ``cache=True`` models that share their
     class, ``repr``, parameter shapes and example-input shapes share one layout (a model zoo
     converts at the cost of one trace). ``method`` chooses the tracer (see :func:`trace`).
+    Operations no converter takes go to the fallback (:mod:`nngraph.convert.fallback`); with
+    ``check=True`` a layout that used it is proven on the model (:func:`~nngraph.convert.repair.repair`:
+    every symmetry group that changes the outputs is fixed) before it is returned or cached.
     """
     kernel_box = _no_kernel_box(kernel_box)
     key = _architecture_key(module, example_inputs, kernel_box, method) if cache else None
     if key is not None and key in _LAYOUT_CACHE:
         return _LAYOUT_CACHE[key]
     gm, aliases = trace(module, example_inputs, method)
-    builder = GraphBuilder(module, aliases)
-    walk(gm, builder)
+    forced: set[str] = set()
+    for _ in range(_MAX_WALKS):
+        builder = GraphBuilder(module, aliases)
+        try:
+            walk(gm, builder, frozenset(forced))
+            break
+        except RetryWalk as retry:  # a converter refused after changing the graph: hand its node to the fallback
+            if retry.node in forced:
+                raise retry.error from None
+            forced.add(retry.node)
+    else:
+        raise UnsupportedError(f"{type(module).__name__}: more than {_MAX_WALKS} operations were refused by their "
+                               "converters after changing the graph")
     layout = builder.finish(parameter_dtype(module), kernel_box, gm.graph, gm.meta.get("input_spec"))
+    if layout.fallbacks and check:  # what a fallback claims is proven on the model before it is used
+        layout = repair(module, layout, example_inputs)
     if key is not None:
         if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
             _LAYOUT_CACHE.pop(next(iter(_LAYOUT_CACHE)))

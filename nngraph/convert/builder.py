@@ -16,6 +16,7 @@ from ..schema import (
     ACT_ARGS_DIM,
     CONV_ARGS_DIM,
     MAX_POOLS,
+    OP_CODE_DIM,
     POOL_ARGS,
     POOL_ARGS_DIM,
     Activation,
@@ -24,7 +25,6 @@ from ..schema import (
     NodeType,
     Pool,
 )
-from .errors import UnsupportedError
 from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, constant_buffers, flat_view, named_tensors
 
 
@@ -36,6 +36,11 @@ class _Block:
     fixed: bool = False
     block_size: int | None = None  # permutations must preserve contiguous blocks of this size
     satellites: list[torch.Tensor] = field(default_factory=list)  # (num_blocks,) nodes moving with blocks
+
+
+#: Most entries of a parameter row one OPAQUE edge carries (the encoder's kernel box is 7 wide): a row is cut
+#: into edges of the largest width up to this that divides it.
+PARAMETER_CHUNK = 7
 
 
 class GraphBuilder:
@@ -53,7 +58,8 @@ class GraphBuilder:
         self._node_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("kind", "type", "index", "layer")}
         self._act: list[torch.Tensor] = []
         # per-node descriptions of the operations (schema: act_args, conv_args, pool, pool_args)
-        self._op: dict[str, list[torch.Tensor]] = {k: [] for k in ("act_args", "conv_args", "pool", "pool_args")}
+        self._op: dict[str, list[torch.Tensor]] = {k: [] for k in ("act_args", "conv_args", "pool", "pool_args",
+                                                                "op_code")}
         self.num_nodes = 0
         self._edge_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("src", "dst", "type", "kshape")}
         self.num_edges = 0
@@ -73,6 +79,7 @@ class GraphBuilder:
         self._read_inside: list[torch.Tensor] = []  # neurons a layer reads back itself (recurrent states)
         self.module_nodes: dict[str, torch.Tensor] = {}
         self.value_nodes: dict[str, tuple[torch.Tensor, int, tuple[int, ...], int]] = {}
+        self.fallbacks: list[str] = []  # what each fallback did (nngraph.convert.fallback), one line each
 
     # ------------------------------------------------------------------ nodes
     def add_nodes(
@@ -93,6 +100,7 @@ class GraphBuilder:
         self._op["conv_args"].append(torch.zeros(count, CONV_ARGS_DIM, dtype=torch.float64))
         self._op["pool"].append(torch.zeros(count, MAX_POOLS, dtype=torch.long))
         self._op["pool_args"].append(torch.zeros(count, MAX_POOLS, POOL_ARGS_DIM, dtype=torch.float64))
+        self._op["op_code"].append(torch.zeros(count, OP_CODE_DIM, dtype=torch.long))
         group = len(self._blocks)
         self._blocks.append(_Block(rows=[ids], fixed=(node_type != NodeType.HIDDEN) or not permutable))
         self._parent.append(group)
@@ -114,6 +122,24 @@ class GraphBuilder:
         flat[nodes] = int(act)
         self._act = [flat]
         self._set_op("act_args", nodes, _padded(args, ACT_ARGS_DIM))
+
+    def set_op_code(self, nodes: torch.Tensor, code: tuple[int, int]) -> None:
+        """Record on ``nodes`` the operation no converter names that made them (``op_code`` columns, see
+        :mod:`nngraph.schema` and :mod:`nngraph.convert.fallback`)."""
+        self._set_op("op_code", nodes, torch.tensor(code, dtype=torch.long))
+
+    def mark(self) -> tuple[int, ...]:
+        """A fingerprint of everything a converter could have added so far (nodes, edges, placements, classes,
+        satellites): equal before and after a converter that raised means it changed nothing the graph keeps, so
+        the walk can hand the operation to the fallback at once instead of walking the model again."""
+        return (self.num_nodes, self.num_edges, len(self._node_placements), len(self._edge_placements),
+                len(self._blocks), len(self._satellites), len(self._read_inside), len(self._placed))
+
+    def is_placed(self, name: str) -> bool:
+        """Whether parameter or buffer ``name`` (or the tensor it names) has a place in the graph already."""
+        name = self.aliases.get(name, name)
+        tensor = self.named_tensors.get(name)
+        return tensor is not None and id(tensor) in self._first_name
 
     def mark_read_inside(self, nodes: torch.Tensor) -> None:
         """Record that the layer that made ``nodes`` reads their values itself (a recurrent layer's
@@ -321,6 +347,39 @@ class GraphBuilder:
         for nodes in [n for xs in a + b for n in xs]:  # sound: a permutation moving none of these moves no entry
             self.fix(nodes)
 
+    def place_parameter_rows(self, name: str, readers: torch.Tensor | None = None, layer: int = 0) -> torch.Tensor:
+        """Place parameter ``name`` exactly on new fixed :attr:`~nngraph.schema.NodeKind.PARAMETER` nodes, where
+        nothing better is known of it (an operation nngraph cannot see through reads it, or nothing does).
+
+        A parameter whose rows (entries of axis 0) hold one entry each is one node per row, the entry in its
+        ``bias`` column. Longer rows are cut into pieces of the largest width up to :data:`PARAMETER_CHUNK`
+        that divides them, one node per piece, the piece the kernel ``(1, 1, width)`` of an
+        :attr:`~nngraph.schema.EdgeType.OPAQUE` edge from the node to ``readers[i % len(readers)]`` (to
+        itself without readers). Returns the new nodes."""
+        name = self.aliases.get(name, name)
+        shape = tuple(self.named_tensors[name].shape)
+        numel = 1
+        for size in shape:
+            numel *= size
+        rows = shape[0] if shape else 1
+        cols = numel // rows if rows else 0
+        if numel == 0:
+            self._claim(name)
+            return torch.zeros(0, dtype=torch.long)
+        if cols == 1:
+            nodes = self.add_nodes(rows, NodeKind.PARAMETER, layer, permutable=False)
+            self.place_node_param(name, nodes.reshape(shape), 0)
+            return nodes
+        width = max(k for k in range(1, PARAMETER_CHUNK + 1) if cols % k == 0)  # one kernel shape per parameter
+        count = numel // width
+        nodes = self.add_nodes(count, NodeKind.PARAMETER, layer, permutable=False)
+        targets = nodes if readers is None or readers.numel() == 0 else \
+            readers.reshape(-1)[torch.arange(count) % readers.numel()]
+        edges = self.add_edges(nodes, targets, EdgeType.OPAQUE, (1, 1, width))  # (count,)
+        flat = torch.arange(numel)
+        self.place_edge_param(name, edges[flat // width].reshape(shape), (flat % width).reshape(shape), (1, 1, width))
+        return nodes
+
     # ------------------------------------------------------------- symmetries
     def _root(self, group: int) -> int:
         while self._parent[group] != group:
@@ -471,20 +530,18 @@ class GraphBuilder:
         self, dtype: torch.dtype, kernel_box: tuple[int, int, int] | None = None, fx_graph=None,
         input_spec: tuple | None = None,
     ) -> Layout:
-        """Freeze what was collected into a :class:`Layout`. Every parameter and floating-point
-        buffer of the module must have been placed. ``kernel_box`` is ignored: kernels are stored
+        """Freeze what was collected into a :class:`Layout`. A parameter or floating-point buffer no
+        operation placed (read by nothing the walk saw) goes on fixed parameter nodes
+        (:meth:`place_parameter_rows`), so every entry has a place. ``kernel_box`` is ignored: kernels are stored
         at their own size (see :mod:`nngraph.schema`)."""
         missing = [
             n for n, t in self.named_tensors.items()
             if id(t) not in self._first_name and t.is_floating_point() and not n.endswith("num_batches_tracked")
             and n not in self.constants
         ]
-        if missing:
-            raise UnsupportedError(
-                "these parameters are not used by any layer nngraph converted, so the graph would "
-                f"silently drop them: {missing}. They may be read by an operation nngraph does not "
-                "know (a functional call on a parameter, for instance)."
-            )
+        for name in missing:  # read by nothing nngraph saw: kept exactly, on fixed parameter nodes
+            if not self.is_placed(name):  # (one tensor under two names is placed once)
+                self.place_parameter_rows(name)
         cat = lambda chunks, n: torch.cat(chunks) if chunks else torch.zeros(n, dtype=torch.long)  # noqa: E731
         src = cat(self._edge_chunks["src"], 0)
         dst = cat(self._edge_chunks["dst"], 0)
@@ -529,6 +586,7 @@ class GraphBuilder:
             dtype=dtype,
             input_spec=input_spec,
             casts=tuple(sorted(self.casts, key=str)),
+            fallbacks=tuple(self.fallbacks),
         )
 
     def _symmetries(self) -> tuple[SymmetryGroup, ...]:

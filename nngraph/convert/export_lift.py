@@ -141,6 +141,8 @@ class _Lifter:
 
     def _emit(self, op: str, target: Any, args: tuple, kwargs: dict, like: fx.Node) -> fx.Node:
         new = self.graph.create_node(op, target, args, kwargs, name=like.name)
+        if "val" in like.meta:  # the fake value (shapes and dtypes, also of several outputs): the fallback reads it
+            new.meta["val"] = like.meta["val"]
         shape = self._shape(like)
         if shape is not None:
             new.meta["tensor_meta"] = _ShapeMeta(shape)

@@ -15,7 +15,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 from ..kernels import reorder_kernels
-from ..schema import ACT_ARGS_DIM, CONV_ARGS_DIM, MAX_POOLS, NODE_FEATURE_DIM, POOL_ARGS_DIM
+from ..schema import ACT_ARGS_DIM, CONV_ARGS_DIM, MAX_POOLS, NODE_FEATURE_DIM, OP_CODE_DIM, POOL_ARGS_DIM
 from .errors import GraphMismatchError
 
 
@@ -155,6 +155,9 @@ class Layout:
     conv_args: torch.Tensor | None = None  # (N, 17)
     pool: torch.Tensor | None = None  # (N, MAX_POOLS) long
     pool_args: torch.Tensor | None = None  # (N, MAX_POOLS, 17)
+    op_code: torch.Tensor | None = None  # (N, 2) long: operations no converter names (nngraph.convert.fallback)
+    #: what the fallbacks did, one line each (the operation, its fx node, the neurons it fixed); empty when none ran
+    fallbacks: tuple = ()
 
     def op_fields(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The operation descriptions of every node, float ones in ``dtype`` (fresh tensors)."""
@@ -164,6 +167,7 @@ class Layout:
             "conv_args": (self.conv_args, (n, CONV_ARGS_DIM), dtype),
             "pool": (self.pool, (n, MAX_POOLS), torch.long),
             "pool_args": (self.pool_args, (n, MAX_POOLS, POOL_ARGS_DIM), dtype),
+            "op_code": (self.op_code, (n, OP_CODE_DIM), torch.long),
         }
         return {k: torch.zeros(shape, dtype=t) if v is None else v.to(t, copy=True) for k, (v, shape, t) in fields.items()}
 
@@ -253,7 +257,8 @@ class Layout:
                 if theirs is not None and not torch.equal(theirs.cpu(), mine.to(theirs.dtype)):
                     what = {"act_args": "activations with other parameters", "pool": "other poolings",
                             "pool_args": "poolings with other parameters",
-                            "conv_args": "convolutions with other strides, paddings or dilations"}[key]
+                            "conv_args": "convolutions with other strides, paddings or dilations",
+                            "op_code": "other operations where no converter applies"}[key]
                     problems.append(what)
         if problems:
             raise GraphMismatchError(

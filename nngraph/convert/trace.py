@@ -20,12 +20,12 @@ from .softmax_patterns import fold_hand_written_softmax
 
 
 class _LeafTracer(fx.Tracer):
-    """Keeps modules with a registered converter (and torch.nn built-ins) as single call_module nodes."""
+    """Keeps modules with a registered converter as single call_module nodes and traces into every other
+    module (torch.nn's own included: ``nn.Transformer`` is its layers' operations, a parametrized
+    ``Linear`` its parametrization's operations and ``F.linear``)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if type(m) in MODULE_CONVERTERS:
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
+        return type(m) in MODULE_CONVERTERS
 
 
 def trace(

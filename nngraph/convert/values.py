@@ -1,7 +1,7 @@
 """What flows along the edges of an fx graph while it is being converted."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -74,6 +74,9 @@ class Opaque:
     description: str = ""
     from_activations: bool = False
     value: object = None  # the tensor itself, for small integer constants of the model (index tables)
+    #: ``(K,)`` the neurons a value computed from activations depends on (indices an operation nngraph cannot
+    #: see through picked from them, :mod:`nngraph.convert.fallback`): fixed, and wired to what reads it
+    nodes: torch.Tensor | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # error messages name the constant, never print its entries
         value = self.value
@@ -92,6 +95,17 @@ class ParamValue:
     name: str
     shape: tuple[int, ...]  # the parameter's own shape
     entries: torch.Tensor  # long, the moved tensor's shape
+
+
+@dataclass(frozen=True, eq=False)
+class DerivedParam:
+    """A tensor computed from parameters (and constants) by operations no converter names: weight norm's
+    ``g * v / ||v||``, ``1 + w``, a standardised kernel, ``W + A @ B``. Only the fallback reads it
+    (:mod:`nngraph.convert.fallback`): the operation that uses it places ``names`` on fixed parameter nodes."""
+
+    names: tuple[str, ...]  # the parameters it is computed from
+    shape: tuple[int, ...] | None
+    source: object = None  # the fx node that made it
 
 
 @dataclass(frozen=True, eq=False)

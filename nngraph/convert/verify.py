@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import NNGraphError
-from ..testing import output_tensors
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import constant_buffers, named_tensors
+from .module_info import output_tensors
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9

@@ -18,19 +18,30 @@ from .registry import (
     OFFSET_READERS,
     PASSTHROUGH,
     SCORE_CONVERTERS,
-    supported_functions,
-    supported_modules,
 )
-from .values import FOLD_LIMIT, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
+from .fallback import convert_unknown
+from .values import FOLD_LIMIT, DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
+
+
+class RetryWalk(Exception):
+    """A converter refused ``node`` after it had changed the graph: the walk starts again from a fresh builder
+    with ``node`` handed to the fallback (:mod:`nngraph.convert.fallback`) from the start."""
+
+    def __init__(self, node: str, error: UnsupportedError):
+        super().__init__(node)
+        self.node, self.error = node, error
 
 
 class ConversionContext:
     """What converters see: the builder, the traced module, and helpers to read values."""
 
-    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder):
+    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder, forced: frozenset[str] = frozenset(),
+                 env: dict | None = None):
         self.gm = gm
         self.builder = builder
         self._uses = _count_uses(gm)
+        self.forced = forced  # fx node names the fallback converts (their converters refused them before)
+        self.env: dict[fx.Node, Any] = {} if env is None else env  # the converted value of every fx node so far
 
     # -- modules and shapes
     def module_of(self, node: fx.Node) -> nn.Module:
@@ -132,11 +143,11 @@ class GraphWalker(fx.Interpreter):
     (:func:`~nngraph.convert.errors.describe`), without the Interpreter's extra traceback.
     """
 
-    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder):
+    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder, forced: frozenset[str] = frozenset()):
         super().__init__(gm, garbage_collect_values=False)
         self.extra_traceback = False
         self.builder = builder
-        self.ctx = ConversionContext(gm, builder)
+        self.ctx = ConversionContext(gm, builder, forced, self.env)
         self._node: fx.Node | None = None
 
     def walk(self) -> None:
@@ -148,6 +159,7 @@ class GraphWalker(fx.Interpreter):
                                           value.head_axis if value.heads else -1)
 
     def run_node(self, n: fx.Node) -> Any:
+        self.ctx.env = self.env  # Interpreter.run binds a fresh dict; the fallback reads the values so far
         self._node = n  # the converters need the node (its shape, its place for errors), not only its target
         return super().run_node(n)
 
@@ -182,66 +194,89 @@ class GraphWalker(fx.Interpreter):
         _mark_outputs(args[0], self.builder)
 
 
-def walk(gm: fx.GraphModule, builder: GraphBuilder) -> None:
-    """Convert every node of ``gm`` into ``builder`` and mark the output neurons (:class:`GraphWalker`)."""
-    GraphWalker(gm, builder).walk()
+def walk(gm: fx.GraphModule, builder: GraphBuilder, forced: frozenset[str] = frozenset()) -> None:
+    """Convert every node of ``gm`` into ``builder`` and mark the output neurons (:class:`GraphWalker`); the
+    nodes named in ``forced`` go to the fallback.
+
+    Raises:
+        RetryWalk: when a converter refused a node after changing the graph (walk again, forcing it).
+    """
+    GraphWalker(gm, builder, forced).walk()
 
 
 def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-    """Hand ``node`` (its arguments already converted) to its converter, or fold it as a constant."""
-    offsets = [v for v in _flatten((args, kwargs)) if isinstance(v, OffsetParam)]
+    """Hand ``node`` (its arguments already converted) to its converter, fold it as a constant, or hand it to
+    the fallback (:mod:`nngraph.convert.fallback`) where no converter can take it."""
+    leaves = _flatten((args, kwargs))
+    if node.name in ctx.forced:
+        return convert_unknown(ctx, node, args, kwargs, "its converter refused it")
+    if not any(isinstance(v, (TensorValue, ParamValue, StackedValue, ScoreValue, OffsetParam, DerivedParam))
+               or isinstance(v, Opaque) and v.from_activations for v in leaves):
+        if node.op != "call_module" or next(iter(ctx.module_of(node).parameters()), None) is None:
+            return _fold(ctx, node, args, kwargs)  # sizes, constants (position ids, masks) and other bookkeeping
+    try:
+        converter = _converter_for(ctx, node, args, kwargs, leaves)
+    except UnsupportedError as error:
+        return convert_unknown(ctx, node, args, kwargs, _first_line(error, node))
+    mark = ctx.builder.mark()
+    try:
+        return converter(ctx, node, *args, **kwargs)
+    except Exception as error:
+        reason = error if isinstance(error, UnsupportedError) else UnsupportedError(
+            f"converting {describe(node)} failed: {error}")
+        if ctx.builder.mark() != mark:  # it changed the graph before refusing: walk again without it
+            raise RetryWalk(node.name, reason) from error
+        return convert_unknown(ctx, node, args, kwargs, _first_line(reason, node))
+
+
+def _first_line(error: Exception, node: fx.Node) -> str:
+    """The first line of ``error``'s message without the node's own description (the fallback's reason)."""
+    text = str(error).split("\n")[0].removeprefix(describe(node)).strip()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _converter_for(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict, leaves: list):
+    """The converter of ``node``, or an :class:`UnsupportedError` saying why none applies (the fallback's reason)."""
+    if any(isinstance(v, DerivedParam) for v in leaves):
+        raise UnsupportedError("it reads a tensor computed from parameters by an operation nngraph cannot see through")
+    offsets = [v for v in leaves if isinstance(v, OffsetParam)]
     if offsets and (node.op == "call_module" or node.target not in OFFSET_READERS):
         raise UnsupportedError(
-            f"{describe(node)} reads parameter {offsets[0].param.name!r} plus a constant (a sum nngraph follows "
+            f"it reads parameter {offsets[0].param.name!r} plus a constant (a sum nngraph follows "
             "only as the attn_mask of scaled_dot_product_attention, where the constant is recorded on the heads)"
         )
-    padded = [v for v in _flatten((args, kwargs)) if isinstance(v, TensorValue) and v.padded]
+    padded = [v for v in leaves if isinstance(v, TensorValue) and v.padded]
     if padded and not (node.op == "call_module" and isinstance(ctx.module_of(node), nn.modules.conv._ConvNd)
                        and not isinstance(ctx.module_of(node), nn.modules.conv._ConvTransposeNd)):
         raise UnsupportedError(
-            f"{describe(node)} reads an activation zero-padded by F.pad {list(padded[0].padded)}; nngraph "
+            f"it reads an activation zero-padded by F.pad {list(padded[0].padded)}; nngraph "
             "records such padding only as the padding of the convolution that reads it"
         )
-    if any(isinstance(v, ScoreValue) for v in _flatten((args, kwargs))):
-        return _convert_scores(ctx, node, args, kwargs)
-    derived = [v for v in _flatten((args, kwargs)) if isinstance(v, Opaque) and v.from_activations]
+    derived = [v for v in leaves if isinstance(v, Opaque) and v.from_activations]
     if derived and not (node.target is operator.getitem and isinstance(args[0], (tuple, list))):
         raise UnsupportedError(
-            f"{describe(node)} uses {derived[0].description}, computed from the model's activations "
-            "outside any layer nngraph represents; the graph could not show that dependence"
+            f"it uses {derived[0].description}, computed from the model's activations outside any layer nngraph "
+            "represents"
         )
-    if node.op == "call_module":
-        module = ctx.module_of(node)
-        if not any(isinstance(v, (TensorValue, ParamValue, StackedValue)) for v in _flatten((args, kwargs))) \
-                and next(iter(module.parameters()), None) is None:
-            return Opaque(node.name)  # a parameter-free layer applied to a constant (sin of positions)
-        converter = MODULE_CONVERTERS.get(type(module))
+    key = type(ctx.module_of(node)) if node.op == "call_module" else node.target
+    if any(isinstance(v, ScoreValue) for v in leaves):
+        converter = SCORE_CONVERTERS.get(key)
         if converter is None:
             raise UnsupportedError(
-                f"{describe(node)} has no converter. Supported modules: {', '.join(supported_modules())}. "
-                "Register one with nngraph.convert.register_module, or build the model from supported layers."
+                "it reads attention scores (q @ k^T); nngraph follows scores only through "
+                "scaling by a number, constant masks, one per-head bias, softmax over the key positions, "
+                "dropout, casts, moves that keep their head and position axes, and the product with the values"
             )
+    elif node.op == "call_module":
+        converter = MODULE_CONVERTERS.get(key)
+        if converter is None:
+            raise UnsupportedError("no converter")
     else:
-        converter = FUNCTION_CONVERTERS.get(node.target)
-        has_tensor = any(isinstance(v, (TensorValue, ParamValue, StackedValue)) for v in _flatten((args, kwargs)))
-        if not has_tensor:
-            return _fold(ctx, node, args, kwargs)  # sizes, constants (position ids, masks) and other bookkeeping
+        converter = FUNCTION_CONVERTERS.get(key)
         if converter is None:
-            params = [v.name for v in _flatten((args, kwargs)) if isinstance(v, ParamValue)]
-            reads = f" (it reads parameter {params[0]!r} as data)" if params else ""
-            raise UnsupportedError(
-                f"{describe(node)} acts on the model's activations{reads} and nngraph does not know how it "
-                f"mixes neurons, so it refuses rather than guess. It knows {len(supported_functions())} "
-                "operations (nngraph.convert.supported_functions()) and "
-                f"{len(supported_modules())} modules (nngraph.convert.supported_modules())."
-            )
+            raise UnsupportedError("no converter")
     _refuse_merged_heads(ctx, node, args, kwargs)
-    try:
-        return converter(ctx, node, *args, **kwargs)
-    except UnsupportedError:
-        raise
-    except Exception as error:
-        raise UnsupportedError(f"converting {describe(node)} failed: {error}") from error
+    return converter
 
 
 def _refuse_merged_heads(ctx: ConversionContext, node: fx.Node, args, kwargs) -> None:
@@ -257,25 +292,6 @@ def _refuse_merged_heads(ctx: ConversionContext, node: fx.Node, args, kwargs) ->
             "a tensor through moves and the attention products only. Split the heads back out first "
             "(view(B, H, T, D))."
         )
-
-
-def _convert_scores(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Any:
-    """Hand a node that reads attention scores to its score converter, or refuse it by name."""
-    key = type(ctx.module_of(node)) if node.op == "call_module" else node.target
-    converter = SCORE_CONVERTERS.get(key)
-    if converter is None:
-        raise UnsupportedError(
-            f"{describe(node)} reads attention scores (q @ k^T); nngraph follows scores only through "
-            "scaling by a number, constant masks, one per-head bias, softmax over the key positions, "
-            "dropout, casts, moves that keep their head and position axes, and the product with the values"
-        )
-    _refuse_merged_heads(ctx, node, args, kwargs)
-    try:
-        return converter(ctx, node, *args, **kwargs)
-    except UnsupportedError:
-        raise
-    except Exception as error:
-        raise UnsupportedError(f"converting {describe(node)} on attention scores failed: {error}") from error
 
 
 #: ops whose result is not a function of their inputs (or that fill memory with whatever it held)

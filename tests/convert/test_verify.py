@@ -139,22 +139,28 @@ def test_edited_tied_weights_are_read_from_their_first_place():
 
 
 @pytest.mark.parametrize("trap", TRAPS, ids=[t.name for t in TRAPS])
-def test_trap_is_sound_or_refused_by_name(trap):
+def test_trap_is_sound(trap):
     torch.manual_seed(0)
     model, inputs = trap.build(), trap.inputs()
-    try:
-        report = nngraph.verify(model, inputs)
-    except nngraph.UnsupportedError as error:
-        assert trap.expected == "refused", f"{trap.name} was refused: {error}"
-        assert any(p in str(error) for p in PLACE), f"the refusal does not say where: {error}"
+    if trap.expected == "refused":  # code no tracer sees (hooks, an instance's forward) or a call that cannot be made
+        with pytest.raises(nngraph.UnsupportedError) as error:
+            nngraph.to_graph(model, inputs)
+        assert any(p in str(error.value) for p in PLACE), f"the refusal does not say where: {error.value}"
         return
+    report = nngraph.verify(model, inputs)
     assert report.ok, f"{trap.name}: {report}"
-    assert trap.expected == "sound", f"{trap.name} converted soundly but was expected to be refused"
+    fallbacks = nngraph.build_layout(model, inputs).fallbacks
+    if trap.expected == "sound":
+        assert not fallbacks, f"{trap.name} needed the fallback: {fallbacks}"
+    else:
+        assert fallbacks, f"{trap.name} converted without the fallback but was expected to need it"
+        assert all(("fx node" in line or "module " in line) or line.startswith("check:") for line in fallbacks)
 
 
 def test_trap_suite_is_large_and_mixed():
     outcomes = [t.expected for t in TRAPS]
-    assert len(TRAPS) >= 50 and outcomes.count("sound") >= 15 and outcomes.count("refused") >= 15
+    assert set(outcomes) == {"sound", "fallback", "refused"} and outcomes.count("refused") <= 5
+    assert len(TRAPS) >= 50 and outcomes.count("sound") >= 15 and outcomes.count("fallback") >= 15
 
 
 def test_a_selection_of_neurons_fixes_their_space_and_nothing_else():
