@@ -41,6 +41,11 @@ class _ShapeMeta:
     shape: torch.Size
 
 
+class _ComputedWeight(UnsupportedError):
+    """A layer's weight is computed in forward (weight norm, a standardised kernel): the ATen call stays as it is
+    and the walk's fallback converts it (:mod:`nngraph.convert.fallback`)."""
+
+
 @dataclass(frozen=True)
 class _ParamRef:
     name: str  # the model's parameter / buffer name
@@ -178,7 +183,7 @@ class _Lifter:
             return None
         mapped = self.env.get(value) if isinstance(value, fx.Node) else None
         if not isinstance(mapped, _ParamRef):
-            raise UnsupportedError(f"a layer's weight is computed in forward ({value}); only parameters are supported")
+            raise _ComputedWeight(f"a layer's weight is computed in forward ({value})")
         return mapped
 
     def _module(self, layer: nn.Module, like: fx.Node, params: dict[str, _ParamRef | None], x: fx.Node) -> fx.Node:
@@ -490,7 +495,7 @@ class _Lifter:
                 continue
             if node in norms:
                 x, weight, eps = norms[node]
-                ref = self._param(weight)
+                ref = self._param(weight)  # a parameter: find_norms matches only those
                 layer = nn.RMSNorm(ref.shape[-1], eps=eps, elementwise_affine=True, device="meta")
                 self.env[node] = self._module(layer, node, {"weight": ref}, self._arg(x))
                 continue
@@ -519,7 +524,11 @@ class _Lifter:
             elif node.op == "output":
                 self.graph.output(self._arg(node.args[0]))
             elif node.op == "call_function" and node.target in layers:
-                self.env[node] = layers[node.target](node, *node.args, **node.kwargs)
+                try:
+                    self.env[node] = layers[node.target](node, *node.args, **node.kwargs)
+                except _ComputedWeight:  # kept as the ATen call: the walk's fallback converts it
+                    self.env[node] = self._emit("call_function", node.target, self._arg(node.args),
+                                                self._arg(node.kwargs), node)
             elif node.op == "call_function" and node.target in _FUNCTIONS:
                 target = _FUNCTIONS[node.target]
                 op = "call_method" if isinstance(target, str) else "call_function"

@@ -58,6 +58,10 @@ def convert_unknown(ctx, node: fx.Node, args: tuple, kwargs: dict, reason: str) 
             or isinstance(v, Opaque) and v.from_activations
             or isinstance(v, TensorValue) and floating.get(id(v), True)]
     params = _parameter_names(leaves)
+    if node.op == "call_module":  # a module no converter takes, kept whole by the tracer: all it holds is read
+        params += tuple(ctx.builder.aliases.get(f"{node.target}.{name}", f"{node.target}.{name}")
+                        for name, t in _module_tensors(ctx.module_of(node)) if t.is_floating_point())
+        params = tuple(dict.fromkeys(p for p in params if p not in ctx.builder.constants))
     if not acts and not params:
         return _map_outputs(node, lambda meta: TensorValue(nodes=None, shape=tuple(meta.shape), source=node)
                             if _floating(meta) else Opaque(f"{node.name} (from the model's integer inputs)"))
@@ -306,6 +310,16 @@ def _parameter_names(leaves) -> tuple[str, ...]:
         elif isinstance(v, DerivedParam):
             names.extend(v.names)
     return tuple(dict.fromkeys(names))
+
+
+def _module_tensors(module) -> list:
+    """``(name, tensor)`` of a module's parameters and persistent buffers, relative to it."""
+    out = list(module.named_parameters(remove_duplicate=False))
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        for name, b in sub.named_buffers(recurse=False):
+            if b is not None and name not in sub._non_persistent_buffers_set:
+                out.append((f"{prefix}.{name}" if prefix else name, b))
+    return out
 
 
 def _floating_inputs(ctx, node: fx.Node) -> dict[int, bool]:

@@ -24,8 +24,14 @@ class _LeafTracer(fx.Tracer):
     module (torch.nn's own included: ``nn.Transformer`` is its layers' operations, a parametrized
     ``Linear`` its parametrization's operations and ``F.linear``)."""
 
+    def __init__(self, torch_leaves: bool = False):
+        super().__init__()
+        self.torch_leaves = torch_leaves  # keep torch.nn's own modules whole too (the fallback converts them)
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return type(m) in MODULE_CONVERTERS
+        if type(m) in MODULE_CONVERTERS:
+            return True
+        return self.torch_leaves and super().is_leaf_module(m, module_qualified_name)
 
 
 def trace(
@@ -73,7 +79,13 @@ def trace(
         try:
             return _folded(_export(module, example_inputs))
         except UnsupportedError as export_error:
-            raise UnsupportedError(f"{fx_error}\nThe torch.export fallback failed too: {export_error}") from error
+            # last: torch.nn's own modules kept whole (their forwards branch on their inputs, as nn.Transformer's
+            # fast path does); those without a converter are the fallback's (fixed neurons, exact parameters)
+            tracer = _LeafTracer(torch_leaves=True)
+            try:
+                graph = tracer.trace(module, concrete_args=defaults or None)
+            except Exception:
+                raise UnsupportedError(f"{fx_error}\nThe torch.export fallback failed too: {export_error}") from error
     _drop_specialised_placeholders(module, graph, defaults)
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     _propagate_shapes(gm, module, example_inputs)

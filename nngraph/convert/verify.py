@@ -9,6 +9,7 @@ as an output error far above float64 round-off.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -16,9 +17,11 @@ import torch
 from torch import nn
 
 from ..errors import NNGraphError
+from ..schema import NodeKind
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import constant_buffers, named_tensors
-from .module_info import output_tensors
+from .module_info import output_tensors, parameter_dtype
+from .repair import check_tolerance
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
@@ -108,20 +111,29 @@ def verify(
 
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    model = copy.deepcopy(module).eval().to(torch.float64)
-    inputs = None if example_inputs is None else tuple(_to_float64(x) for x in example_inputs)
-    layout = build_layout(model, inputs, cache=False, method=method)
-    if inputs is None:
-        inputs = layout.example_inputs()
-    # the least precise cast decides what float64 can reach
-    lowest = max((torch.finfo(d).eps for d in layout.casts), default=torch.finfo(torch.float64).eps)
-    if tolerance == DEFAULT_TOLERANCE and lowest > torch.finfo(torch.float64).eps:
-        # the forward itself computes in lower precision in places: float64 cannot be reached
-        tolerance = max(tolerance, 1e3 * lowest)
+    # float64 where the forward allows it (grouped matrix products of mixtures of experts do not), else the
+    # model's own dtype with that dtype's tolerance
+    for dtype in dict.fromkeys((torch.float64, parameter_dtype(module))):
+        model = copy.deepcopy(module).eval().to(dtype)
+        inputs = None if example_inputs is None else tuple(_to_float(x, dtype) for x in example_inputs)
+        layout = build_layout(model, inputs, cache=False, method=method)
+        if inputs is None:
+            inputs = layout.example_inputs()
+        try:
+            with torch.no_grad():
+                reference = output_tensors(model(*inputs))
+            break
+        except Exception:
+            if dtype == parameter_dtype(module):
+                raise
+    if tolerance == DEFAULT_TOLERANCE:  # a forward computing in lower precision in places cannot reach float64's
+        tolerance = max(tolerance, check_tolerance(layout, dtype))
     with torch.no_grad():
-        reference = output_tensors(model(*inputs))
         if not reference:
             raise UnsupportedError(f"{type(module).__name__} returns no tensor to compare")
+        if not all(bool(t.isfinite().all()) for t in reference if t.is_floating_point()):
+            raise SoundnessError(f"{type(module).__name__}: its outputs on the example inputs are not finite (NaN or "
+                                 "Inf weights or inputs), so a comparison would check nothing")
         largest = max((float(t.abs().max()) for t in reference if t.numel()), default=0.0)
         scale = largest if largest > 0 else 1.0
         graph = layout.to_graph(model)
@@ -142,10 +154,11 @@ def verify(
                 if a.shape != b.shape:
                     raise SoundnessError(f"the permuted model returns shape {tuple(a.shape)} for {tuple(b.shape)}")
                 if a.numel():
-                    worst = max(worst, float((a - b).abs().max()) / scale)
+                    error = float((a - b).abs().max()) / scale
+                    worst = float("inf") if math.isnan(error) else max(worst, error)  # NaN is no pass
             changed, count = _changed_entries(model, permuted)
             moved, total = moved + changed, total + count
-    hidden = layout.node_type == 1
+    hidden = (layout.node_type == 1) & (layout.node_kind != NodeKind.PARAMETER)  # neurons, not parameter rows
     permutable = torch.zeros(layout.num_nodes, dtype=torch.bool)
     for group in layout.symmetries:
         permutable[group.rows.reshape(-1)] = True
@@ -165,8 +178,8 @@ def verify(
     return report
 
 
-def _to_float64(x: Any) -> Any:
-    return x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+def _to_float(x: Any, dtype: torch.dtype) -> Any:
+    return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
 
 
 def _named_state(module: nn.Module) -> dict[str, torch.Tensor]:
