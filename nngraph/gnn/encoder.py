@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
-from nngraph.schema import NUM_ACTIVATIONS, NUM_EDGE_TYPES, NODE_FEATURE_DIM, NUM_NODE_KINDS, NodeType
+from nngraph.schema import (NUM_ACTIVATIONS, NUM_EDGE_TYPES, NODE_FEATURE_DIM, NUM_NODE_KINDS, OP_CATEGORIES,
+                            OP_CODE_DIM, NodeType)
 
 from .conv import NeuralGraphConv
 from .edge_encoder import EdgeEncoder
@@ -70,6 +71,14 @@ def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0) -> None:
     if edge_attr.dim() != 2 or edge_attr.size(0) != rows:
         raise ValueError(f"graph.edge_attr has shape {tuple(edge_attr.shape)}, but the kernels of its "
                          f"{edge_index.size(1)} edges (kernel_shape) hold {rows} entries: expected ({rows}, 1); {_FIX}")
+    op_code = getattr(batch, "op_code", None)
+    if op_code is not None and op_code.numel():
+        if op_code.shape != (n, OP_CODE_DIM):
+            raise ValueError(f"graph.op_code has shape {tuple(op_code.shape)}, expected ({n}, {OP_CODE_DIM}); {_FIX}")
+        lo, hi = torch.aminmax(op_code[:, 0])
+        if int(lo) < 0 or int(hi) >= OP_CATEGORIES:
+            raise ValueError(f"graph.op_code[:, 0] holds {int(lo) if int(lo) < 0 else int(hi)}, outside "
+                             f"0..{OP_CATEGORIES - 1}; the graph comes from another nngraph version or was edited")
     if probe_dim:
         probe = getattr(batch, "probe", None)
         if probe is None:
@@ -194,7 +203,7 @@ class NeuralGraphEncoder(nn.Module):
 
             encoder(b.x, b.edge_index, b.edge_attr, b.batch, node_type=b.node_type, node_kind=b.node_kind,
                     layer=b.layer, act=b.act, io_position=b.io_position, edge_type=b.edge_type,
-                    kernel_shape=b.kernel_shape)  # + probe, act_args, conv_args, pool, pool_args if present
+                    kernel_shape=b.kernel_shape)  # + probe, act_args, conv_args, pool, pool_args, op_code if present
 
         Args:
             batch: a :class:`~torch_geometric.data.Batch` / :class:`~torch_geometric.data.Data`, or ``x``

@@ -12,6 +12,7 @@ from nngraph.schema import (
     NUM_ACTIVATIONS,
     NUM_NODE_KINDS,
     NUM_POOLS,
+    OP_CATEGORIES,
     POOL_ARGS_DIM,
     NodeType,
 )
@@ -27,7 +28,8 @@ class NodeEncoder(nn.Module):
         \mathbf{h}^{(0)}_v = \mathrm{MLP}\Big(\mathbf{W}_x \mathbf{x}_v + \mathbf{e}_{\text{kind}(v)}
         + \mathbf{e}_{\text{type}(v)} + \mathbf{e}_{\text{act}(v)} + \mathbf{e}_{\text{layer}(v)}
         + \mathbf{e}_{\text{io}(v)} + \mathbf{W}_a \mathbf{a}_v + \mathbf{W}_c \mathbf{c}_v
-        + \textstyle\sum_s \mathbf{e}_{s,\text{pool}_s(v)} + \mathbf{W}_q \mathbf{q}_v \,[+\, \mathbf{W}_p \mathbf{p}_v]\Big)
+        + \textstyle\sum_s \mathbf{e}_{s,\text{pool}_s(v)} + \mathbf{W}_q \mathbf{q}_v + \mathbf{e}_{\text{op}(v)}
+        \,[+\, \mathbf{W}_p \mathbf{p}_v]\Big)
 
     where :math:`\mathbf{e}_{\text{io}(v)}` is a learned embedding of an input or output neuron's
     ``io_position`` (separate tables for inputs and outputs; zero for hidden neurons, whose
@@ -35,7 +37,9 @@ class NodeEncoder(nn.Module):
     activation's parameters ``act_args``, the convolution's ``conv_args`` and the poolings' ``pool_args``
     (flattened), squashed by :math:`\operatorname{asinh}` and read by bias-free linear maps (so that zeros, "none", add nothing), and
     :math:`\mathbf{e}_{s,\text{pool}_s(v)}` embeds the kind of the pooling in slot :math:`s` (zero for
-    an empty slot). Graphs without these fields read them as zeros. :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
+    an empty slot), :math:`\mathbf{e}_{\text{op}(v)}` the category of an operation no converter names
+    (``op_code[:, 0]``, :mod:`nngraph.convert.fallback`; zero for none). Graphs without these fields read them
+    as zeros. :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
     see :func:`nngraph.convert.probe_features`). ``layer`` is the same for every neuron of an activation
     space, so it is invariant under permutations of hidden neurons.
 
@@ -50,7 +54,8 @@ class NodeEncoder(nn.Module):
     Shapes:
         - **input:** ``x`` :math:`(N, 5)`, ``node_kind``, ``node_type``, ``act``, ``layer``,
           ``io_position`` :math:`(N,)` long; optional ``act_args`` :math:`(N, 2)`, ``conv_args``
-          :math:`(N, 17)`, ``pool`` :math:`(N, 3)` long, ``pool_args`` :math:`(N, 3, 17)`;
+          :math:`(N, 17)`, ``pool`` :math:`(N, 3)` long, ``pool_args`` :math:`(N, 3, 17)`, ``op_code``
+          :math:`(N, 2)` long;
           ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
         - **output:** :math:`(N, \text{hidden\_dim})`
     """
@@ -76,11 +81,16 @@ class NodeEncoder(nn.Module):
         # row 0 for an empty slot (fixed zero), then NUM_POOLS - 1 kinds per slot
         self.emb_pool = nn.Embedding(1 + MAX_POOLS * (NUM_POOLS - 1), hidden_dim, padding_idx=0)
         self.lin_pool_args = nn.Linear(MAX_POOLS * POOL_ARGS_DIM, hidden_dim, bias=False)
+        # row 0 for "no such operation" (fixed zero), then one row per hashed operation category
+        self.emb_op = nn.Embedding(OP_CATEGORIES, hidden_dim, padding_idx=0)
         self.reset_parameters()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         load_appended_rows(self, state_dict, prefix, ("emb_kind", "emb_act"))  # checkpoints of older formats
         load_slotted_rows(self, state_dict, prefix, "emb_pool", MAX_POOLS)  # saved before Pool grew
+        if f"{prefix}emb_pool.weight" in state_dict and f"{prefix}emb_op.weight" not in state_dict:
+            # saved before op_code: a zero table adds nothing, as no graph of that format has an opaque operation
+            state_dict[f"{prefix}emb_op.weight"] = torch.zeros_like(self.emb_op.weight)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self):
@@ -101,6 +111,7 @@ class NodeEncoder(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
         nn.init.normal_(self.emb_pool.weight, std=len(tables) ** -0.5)
+        nn.init.zeros_(self.emb_op.weight)  # learned from zero (draws no random numbers: seeds keep their models)
         with torch.no_grad():
             self.emb_pool.weight[0].zero_()
         for lin in (self.lin_act_args, self.lin_conv_args, self.lin_pool_args):
@@ -121,6 +132,9 @@ class NodeEncoder(nn.Module):
             slot = torch.arange(MAX_POOLS, device=pool.device) * (NUM_POOLS - 1)  # (S,)
             rows = torch.where(pool > 0, pool + slot, torch.zeros_like(pool))  # (N, S)
             out = out + self.emb_pool(rows).sum(1)
+        op_code = getattr(data, "op_code", None)
+        if op_code is not None:
+            out = out + self.emb_op(op_code[:, 0])
         return out  # (N, H)
 
     def io_index(self, node_type: Tensor, io_position: Tensor) -> Tensor:

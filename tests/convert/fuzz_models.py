@@ -11,7 +11,7 @@ sequence averaged at the end. Every family also draws the steps that follow prod
 gates ``x * sigmoid(f(x))``, scales by numbers, joins of two layers along the features (``cat``), zero padding
 before a convolution, attention written out by hand (matmul or einsum, a fused ``(B, T, 3, H, D)`` projection
 or a split one, scaled by a number, causal masks by ``masked_fill``, ``where`` or an additive ``-inf`` mask),
-and a final ``log_softmax`` over the outputs; feature maps and sequences also draw positions reversed, rotated or
+a final ``log_softmax`` over the outputs, and operations no converter names (``UNKNOWN``: the fallback's); feature maps and sequences also draw positions reversed, rotated or
 (maps) transposed (``flip``, ``roll``, ``transpose``), which the graph records.
 """
 from __future__ import annotations
@@ -27,6 +27,16 @@ ACTIVATIONS = [
     lambda: nn.ReLU(), lambda: nn.Tanh(), lambda: nn.GELU(), lambda: nn.GELU(approximate="tanh"),
     lambda: nn.SiLU(), lambda: nn.LeakyReLU(0.2), lambda: nn.ELU(0.5), lambda: nn.Softplus(2.0),
     lambda: Sine(3.0), lambda: nn.Hardtanh(-0.5, 1.5), lambda: nn.Mish(), lambda: Swish(1.702), lambda: nn.Identity(),
+]
+
+
+#: Operations no converter names, each keeping the shape: some act on every entry alone (the fallback sees
+#: through them), some mix the last axis (neurons of vectors and sequences, positions of maps: fixed or kept).
+UNKNOWN = [
+    torch.erf, torch.expm1, lambda x: x.pow(2), lambda x: torch.special.i0e(x), torch.atan,
+    lambda x: torch.cumsum(x, -1), lambda x: torch.sort(x, -1).values, lambda x: x * x.flip(-1),
+    lambda x: torch.gather(x, -1, x.argsort(-1)), lambda x: torch.logcumsumexp(x, -1),
+    lambda x: x - x.amax(-1, keepdim=True).detach(), lambda x: torch.nan_to_num(x / x.abs().sum(-1, keepdim=True)),
 ]
 
 
@@ -64,6 +74,8 @@ class FuzzNet(nn.Module):
                 x = x * torch.sigmoid(self.layers[name](x))
             elif kind == "times":
                 x = x * step[2]
+            elif kind == "unknown":  # an operation no converter names (UNKNOWN[step[2]])
+                x = UNKNOWN[step[2]](x)
             elif kind == "join":  # two layers side by side along the features
                 x = torch.cat([self.layers[name](x), self.layers[name + "_b"](x)], dim=-1)
             elif kind == "pad":  # zeros around the positions, read by the convolution of layers[name]
@@ -106,9 +118,12 @@ class FuzzNet(nn.Module):
 
 
 def _extra_vector_step(draw, name, width, layers, steps) -> int:
-    """A gate, a scale by a number or a join of two layers; returns the new width."""
-    choice = draw(st.sampled_from(["gate", "times", "join"]))
-    if choice == "gate":
+    """A gate, a scale by a number, a join of two layers or an operation no converter names; returns the new
+    width."""
+    choice = draw(st.sampled_from(["gate", "times", "join", "unknown"]))
+    if choice == "unknown":
+        steps.append(("unknown", name, draw(st.integers(0, len(UNKNOWN) - 1))))
+    elif choice == "gate":
         layers[name] = nn.Linear(width, width)
         steps.append(("gate", name))
     elif choice == "times":
@@ -240,9 +255,11 @@ def sequence_net(draw):
     for i in range(draw(st.integers(1, 3))):
         name = f"s{i}"
         reordered = any(step[0] == "reorder" for step in steps)  # records in a row are capped (MAX_POOLS): one
-        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times"]
-                                      + ([] if reordered else ["reorder"])))
-        if choice == "reorder":
+        choice = draw(st.sampled_from(["attention", "eager", "encoder", "mlp", "swap", "norm", "gate", "times",
+                                       "unknown"] + ([] if reordered else ["reorder"])))
+        if choice == "unknown":
+            steps.append(("unknown", name, draw(st.integers(0, len(UNKNOWN) - 1))))
+        elif choice == "reorder":
             steps.append(("reorder", name, draw(st.sampled_from(["flip", "roll"])), 1))
         elif choice == "eager":
             layers[name] = nn.Linear(e, 3 * e)

@@ -761,3 +761,44 @@ TRAPS += [
     Trap("sdpa_band_buffer_mask", lambda: _MaskedSdpa("band"), lambda: _mask_inputs("sdpa", "band"), "fallback"),
     Trap("sdpa_mask_input", lambda: _MaskedSdpa("input"), lambda: _mask_inputs("sdpa", "input"), "sound"),
 ]
+
+
+class _WeightNormed(nn.Module):
+    """``torch.nn.utils.parametrizations.weight_norm``: the Linear's weight is computed in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.utils.parametrizations.weight_norm(nn.Linear(6, 6))
+        self.c = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.c(torch.tanh(self.a(x)))
+
+
+class _LoRA(nn.Module):
+    """``W + A @ B`` written on parameters in forward (a low-rank update merged on the fly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w, self.lora_a, self.lora_b = (nn.Parameter(torch.randn(6, 6) / 3), nn.Parameter(torch.randn(6, 2)),
+                                            nn.Parameter(torch.randn(2, 6)))
+        self.c = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.c(torch.relu(F.linear(x, self.w + self.lora_a @ self.lora_b)))
+
+
+# operations no converter names: seen through where a float64 test shows they act per neuron, else fixed
+TRAPS += [
+    Trap("erf_neurons", lam(lambda s, x: s.c(torch.erf(s.a(x)))), _vec, "fallback"),
+    Trap("pow_then_expm1", lam(lambda s, x: s.c(torch.expm1(s.a(x).pow(3)))), _seq, "fallback"),
+    Trap("times_own_flip", lam(lambda s, x: (lambda h: s.c(h * h.flip(-1)))(s.a(x))), _vec, "sound"),  # fixed
+    Trap("gather_by_own_order", lam(lambda s, x: (lambda h: s.c(torch.gather(h, -1, h.argsort(-1))))(s.a(x))),
+         _vec, "fallback"),
+    Trap("logcumsumexp_neurons", lam(lambda s, x: s.c(torch.logcumsumexp(s.a(x), -1))), _seq, "fallback"),
+    Trap("cummax_positions", lam(lambda s, x: s.c(torch.cummax(s.a(x), 1).values)), _seq, "fallback"),
+    Trap("weight_norm_linear", _WeightNormed, _vec, "fallback"),
+    Trap("lora_on_parameters", _LoRA, _vec, "fallback"),
+    Trap("topk_values", lam(lambda s, x: s.c(torch.cat([torch.topk(s.a(x), 3, -1).values] * 2, -1))), _vec,
+         "fallback"),
+]
