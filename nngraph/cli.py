@@ -361,7 +361,7 @@ def describe(graph, layout, model) -> str:
     from nngraph import schema
 
     node_type, kind, layer = graph.node_type, graph.node_kind, graph.layer
-    hidden = node_type == int(schema.NodeType.HIDDEN)
+    hidden = (node_type == int(schema.NodeType.HIDDEN)) & (kind != int(schema.NodeKind.PARAMETER))  # neurons
     permutable = _permutable(layout) & hidden
     sizes = graph.kernel_shape.prod(-1)  # (E,) kernel entries of every edge
     weight = graph.edge_type == int(schema.EdgeType.WEIGHT)
@@ -382,6 +382,10 @@ def describe(graph, layout, model) -> str:
         "edges by type: " + ", ".join(f"{schema.EdgeType(t).name.lower()} {int(c)}"
                                       for t, c in enumerate(edge_counts) if c),
         f"kernel entries: {graph.edge_attr.size(0)} ({int(sizes[weight].sum())} on weight edges)",
+        f"symmetry recall: {int(permutable.sum())} of {int(hidden.sum())} hidden neurons permutable "
+        f"({100 * int(permutable.sum()) / max(int(hidden.sum()), 1):.0f}%)",
+        *(["operations no converter names (nngraph.convert.fallback):"] + [f"  {line}" for line in layout.fallbacks]
+          if layout.fallbacks else []),
         "",
         "| layer | neurons | input | hidden | permutable | output | kinds | edges in | weights in | activation |",
         "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",

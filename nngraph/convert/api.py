@@ -178,6 +178,7 @@ def to_graph(
     _check_module(module, "to_graph")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
+    _check_inputs(example_inputs, "to_graph")
     layout = build_layout(module, example_inputs, kernel_box, method=method)
     if verify:
         from .verify import verify as check
@@ -210,6 +211,19 @@ def from_graph(
         example_inputs = inputs_from_spec(graph.input_spec)
     layout = build_layout(module, example_inputs, method=method)
     return layout.from_graph(graph, module)
+
+
+def _check_inputs(example_inputs, where: str) -> None:
+    """A clear error for example inputs that are not tensors (nngraph traces ``module(*example_inputs)``)."""
+    if example_inputs is None:
+        return
+    if not isinstance(example_inputs, (tuple, list)):
+        raise TypeError(f"{where}: example_inputs must be a tensor or a tuple of tensors, got "
+                        f"{type(example_inputs).__name__}")
+    for i, x in enumerate(example_inputs):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{where}: example_inputs[{i}] is a {type(x).__name__}; nngraph traces "
+                            "module(*example_inputs) and needs tensors")
 
 
 def _check_module(module, where: str) -> None:

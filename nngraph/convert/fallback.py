@@ -37,6 +37,7 @@ from torch import fx
 
 from ..schema import OP_CATEGORIES, EdgeType, NodeKind
 from .errors import describe
+from .registry import target_name
 from .values import DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
 
 #: Input-output pairs up to this many get every edge from the inputs to an opaque output; beyond it, a band
@@ -103,16 +104,9 @@ def operation_name(ctx, node: fx.Node) -> str:
     class."""
     if node.op == "call_module":
         return type(ctx.module_of(node)).__qualname__
-    if node.op == "call_method":
-        return f"Tensor.{node.target}"
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        return str(target)
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
-    if name.startswith("_VariableFunctionsClass."):  # torch.erf and the other functions of torch's C core
-        return "torch." + name.split(".", 1)[1]
-    return f"{module}.{name}" if module and module != "builtins" else name
+    if isinstance(node.target, torch._ops.OpOverload):
+        return str(node.target)
+    return target_name(node.target)
 
 
 # ---------------------------------------------------------------------------------------------- see through

@@ -99,6 +99,8 @@ def target_name(target: object) -> str:
     name = getattr(target, "__qualname__", None) or ""
     if not name or "<locals>" in name:  # torch's boolean_dispatch wrappers: the plain name reads better
         name = getattr(target, "__name__", None) or repr(target)
+    if name.startswith("_VariableFunctionsClass."):  # torch.erf and the other functions of torch's C core
+        return "torch." + name.split(".", 1)[1]
     return f"{module}.{name}" if module and module != "builtins" else name
 
 

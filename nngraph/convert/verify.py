@@ -49,6 +49,8 @@ class VerifyReport:
         moved_fraction: fraction of parameter entries the permutations changed (0 means the check
             tested nothing: the model has no symmetry nngraph could use).
         tolerance: the tolerance the errors were compared with.
+        fallbacks: what the fallback did for operations no converter names, one line each (the operation,
+            its fx node, the neurons it fixed; :mod:`nngraph.convert.fallback`); empty when none ran.
     """
 
     max_output_error: float
@@ -60,6 +62,7 @@ class VerifyReport:
     num_permutable: int
     moved_fraction: float
     tolerance: float
+    fallbacks: tuple = ()
 
     @property
     def ok(self) -> bool:
@@ -73,6 +76,7 @@ class VerifyReport:
             f"{self.num_permutations} permutations, round-trip error {self.round_trip_error:.2e}; "
             f"{self.num_permutable} of {self.num_hidden} hidden neurons permutable, "
             f"{100 * self.moved_fraction:.1f}% of parameter entries moved"
+            + "".join(f"\n  fallback: {line}" for line in self.fallbacks)
         )
 
 
@@ -172,6 +176,7 @@ def verify(
         num_permutable=int((permutable & hidden).sum()),
         moved_fraction=moved / total if total else 0.0,
         tolerance=tolerance,
+        fallbacks=tuple(layout.fallbacks),
     )
     if raise_on_failure and not report.ok:
         raise SoundnessError(f"{type(module).__name__}: {report}")

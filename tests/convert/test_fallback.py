@@ -203,3 +203,22 @@ def test_parameters_no_operation_reads_are_kept_on_fixed_nodes():
     edited = graph.clone()
     edited.edge_attr = graph.edge_attr + 1.0
     assert torch.equal(nngraph.from_graph(edited, model).spare, model.spare + 1.0)  # read back from the graph
+
+
+class _ReturnsNumber(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return 3
+
+
+@pytest.mark.parametrize("model, inputs, error, match", [
+    (nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)), (torch.randn(2, 5),), nngraph.UnsupportedError, "shapes"),
+    (nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)), ("hello",), TypeError, r"example_inputs\[0\] is a str"),
+    (_ReturnsNumber(), (torch.randn(2, 4),), nngraph.UnsupportedError, "returns no tensor"),
+])
+def test_bad_input_is_still_a_clear_error(model, inputs, error, match):
+    with pytest.raises(error, match=match):
+        nngraph.to_graph(model, inputs)
