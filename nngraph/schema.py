@@ -20,6 +20,8 @@ field               shape / dtype     meaning
                                       reductions applied to the neuron's value, in order (0 = none)
 ``pool_args``       ``(N, 3, 17)``    the parameters of each of them, columns :data:`POOL_ARGS` (per
                     float             kind, see :class:`Pool`; zeros for an empty slot)
+``norm_eps``        ``(N,)`` float     the ``eps`` of the normalization that made the neuron (``0`` for
+                                      none): LayerNorm with eps 1e-5 and with eps 1.0 are two functions
 ``op_code``         ``(N, 2)`` long   operations named by no converter (:mod:`nngraph.convert.fallback`):
                                       column 0 the operation's category (``1 .. OP_CATEGORIES - 1``, a
                                       hash of its name, ``0`` = none), column 1 a 62-bit fingerprint of

@@ -112,7 +112,8 @@ def permuted_graphs(module: nn.Module, example_inputs: Sequence[Tensor] | Tensor
     g1, g2 = to_graph(module, example_inputs), to_graph(permuted, example_inputs)
     if not torch.equal(g2.x[node_perm], g1.x):
         raise AssertionError("node features of the permuted graph are not the relabelled original ones")
-    for key in ("node_kind", "node_type", "layer", "act", "act_args", "conv_args", "pool", "pool_args", "op_code"):
+    for key in ("node_kind", "node_type", "layer", "act", "act_args", "conv_args", "pool", "pool_args", "op_code",
+                "norm_eps"):
         if key in g1 and not torch.equal(g2[key][node_perm], g1[key]):
             raise AssertionError(f"{key} of the permuted graph is not the relabelled original one")
     edge_perm = edge_permutation(g1, g2, node_perm)

@@ -59,7 +59,7 @@ class GraphBuilder:
         self._act: list[torch.Tensor] = []
         # per-node descriptions of the operations (schema: act_args, conv_args, pool, pool_args)
         self._op: dict[str, list[torch.Tensor]] = {k: [] for k in ("act_args", "conv_args", "pool", "pool_args",
-                                                                "op_code")}
+                                                                "op_code", "norm_eps")}
         self.num_nodes = 0
         self._edge_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("src", "dst", "type", "kshape")}
         self.num_edges = 0
@@ -101,6 +101,7 @@ class GraphBuilder:
         self._op["pool"].append(torch.zeros(count, MAX_POOLS, dtype=torch.long))
         self._op["pool_args"].append(torch.zeros(count, MAX_POOLS, POOL_ARGS_DIM, dtype=torch.float64))
         self._op["op_code"].append(torch.zeros(count, OP_CODE_DIM, dtype=torch.long))
+        self._op["norm_eps"].append(torch.zeros(count, dtype=torch.float64))
         group = len(self._blocks)
         self._blocks.append(_Block(rows=[ids], fixed=(node_type != NodeType.HIDDEN) or not permutable))
         self._parent.append(group)
@@ -127,6 +128,10 @@ class GraphBuilder:
         """Record on ``nodes`` the operation no converter names that made them (``op_code`` columns, see
         :mod:`nngraph.schema` and :mod:`nngraph.convert.fallback`)."""
         self._set_op("op_code", nodes, torch.tensor(code, dtype=torch.long))
+
+    def set_norm_eps(self, nodes: torch.Tensor, eps: float) -> None:
+        """Record the ``eps`` of the normalization that made ``nodes`` (schema ``norm_eps``)."""
+        self._set_op("norm_eps", nodes, torch.tensor(float(eps), dtype=torch.float64))
 
     def mark(self) -> tuple[int, ...]:
         """A fingerprint of everything a converter could have added so far (nodes, edges, placements, classes,

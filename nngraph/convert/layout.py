@@ -155,6 +155,7 @@ class Layout:
     conv_args: torch.Tensor | None = None  # (N, 17)
     pool: torch.Tensor | None = None  # (N, MAX_POOLS) long
     pool_args: torch.Tensor | None = None  # (N, MAX_POOLS, 17)
+    norm_eps: torch.Tensor | None = None  # (N,): the eps of the normalization that made each neuron
     op_code: torch.Tensor | None = None  # (N, 2) long: operations no converter names (nngraph.convert.fallback)
     #: what the fallbacks did, one line each (the operation, its fx node, the neurons it fixed); empty when none ran
     fallbacks: tuple = ()
@@ -168,6 +169,7 @@ class Layout:
             "pool": (self.pool, (n, MAX_POOLS), torch.long),
             "pool_args": (self.pool_args, (n, MAX_POOLS, POOL_ARGS_DIM), dtype),
             "op_code": (self.op_code, (n, OP_CODE_DIM), torch.long),
+            "norm_eps": (self.norm_eps, (n,), dtype),
         }
         return {k: torch.zeros(shape, dtype=t) if v is None else v.to(t, copy=True) for k, (v, shape, t) in fields.items()}
 
@@ -258,7 +260,8 @@ class Layout:
                     what = {"act_args": "activations with other parameters", "pool": "other poolings",
                             "pool_args": "poolings with other parameters",
                             "conv_args": "convolutions with other strides, paddings or dilations",
-                            "op_code": "other operations where no converter applies"}[key]
+                            "op_code": "other operations where no converter applies",
+                            "norm_eps": "normalizations with another eps"}[key]
                     problems.append(what)
         if problems:
             raise GraphMismatchError(

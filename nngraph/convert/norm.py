@@ -41,6 +41,8 @@ def normalize_nodes(builder, module: nn.Module, name: str, in_nodes: torch.Tenso
     out = builder.add_nodes(count, kind, layer=builder.node_layer(in_nodes) + 1)
     builder.add_edges(in_nodes, out, EdgeType.NORM, identity=True)
     builder.tie(in_nodes, out)
+    eps = getattr(module, "eps", None)  # RMSNorm's None: the epsilon of the input's dtype
+    builder.set_norm_eps(out, torch.finfo(torch.float32).eps if eps is None else eps)
     for attr, column in (("weight", NORM_WEIGHT), ("bias", NORM_BIAS),
                          ("running_mean", RUNNING_MEAN), ("running_var", RUNNING_VAR)):
         if getattr(module, attr, None) is not None:

@@ -38,7 +38,8 @@ class NodeEncoder(nn.Module):
     (flattened), squashed by :math:`\operatorname{asinh}` and read by bias-free linear maps (so that zeros, "none", add nothing), and
     :math:`\mathbf{e}_{s,\text{pool}_s(v)}` embeds the kind of the pooling in slot :math:`s` (zero for
     an empty slot), :math:`\mathbf{e}_{\text{op}(v)}` the category of an operation no converter names
-    (``op_code[:, 0]``, :mod:`nngraph.convert.fallback`; zero for none). Graphs without these fields read them
+    (``op_code[:, 0]``, :mod:`nngraph.convert.fallback`; zero for none), and the ``eps`` of a normalization
+    (``norm_eps``, read as :math:`-\log_{10}(\epsilon) / 10`). Graphs without these fields read them
     as zeros. :math:`\mathbf{p}_v` are optional probe features (``data.probe``,
     see :func:`nngraph.convert.probe_features`). ``layer`` is the same for every neuron of an activation
     space, so it is invariant under permutations of hidden neurons.
@@ -54,7 +55,8 @@ class NodeEncoder(nn.Module):
     Shapes:
         - **input:** ``x`` :math:`(N, 5)`, ``node_kind``, ``node_type``, ``act``, ``layer``,
           ``io_position`` :math:`(N,)` long; optional ``act_args`` :math:`(N, 2)`, ``conv_args``
-          :math:`(N, 17)`, ``pool`` :math:`(N, 3)` long, ``pool_args`` :math:`(N, 3, 17)`, ``op_code``
+          :math:`(N, 17)`, ``pool`` :math:`(N, 3)` long, ``pool_args`` :math:`(N, 3, 17)`, ``norm_eps``
+          :math:`(N,)`, ``op_code``
           :math:`(N, 2)` long;
           ``probe`` :math:`(N, P)` (if ``probe_dim > 0``)
         - **output:** :math:`(N, \text{hidden\_dim})`
@@ -83,6 +85,7 @@ class NodeEncoder(nn.Module):
         self.lin_pool_args = nn.Linear(MAX_POOLS * POOL_ARGS_DIM, hidden_dim, bias=False)
         # row 0 for "no such operation" (fixed zero), then one row per hashed operation category
         self.emb_op = nn.Embedding(OP_CATEGORIES, hidden_dim, padding_idx=0)
+        self.lin_norm_eps = nn.Linear(1, hidden_dim, bias=False)  # reads -log10(eps) / 10
         self.reset_parameters()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -91,6 +94,8 @@ class NodeEncoder(nn.Module):
         if f"{prefix}emb_pool.weight" in state_dict and f"{prefix}emb_op.weight" not in state_dict:
             # saved before op_code: a zero table adds nothing, as no graph of that format has an opaque operation
             state_dict[f"{prefix}emb_op.weight"] = torch.zeros_like(self.emb_op.weight)
+        if f"{prefix}emb_pool.weight" in state_dict and f"{prefix}lin_norm_eps.weight" not in state_dict:
+            state_dict[f"{prefix}lin_norm_eps.weight"] = torch.zeros_like(self.lin_norm_eps.weight)  # before norm_eps
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self):
@@ -112,6 +117,7 @@ class NodeEncoder(nn.Module):
                 m.reset_parameters()
         nn.init.normal_(self.emb_pool.weight, std=len(tables) ** -0.5)
         nn.init.zeros_(self.emb_op.weight)  # learned from zero (draws no random numbers: seeds keep their models)
+        nn.init.zeros_(self.lin_norm_eps.weight)
         with torch.no_grad():
             self.emb_pool.weight[0].zero_()
         for lin in (self.lin_act_args, self.lin_conv_args, self.lin_pool_args):
@@ -135,6 +141,11 @@ class NodeEncoder(nn.Module):
         op_code = getattr(data, "op_code", None)
         if op_code is not None:
             out = out + self.emb_op(op_code[:, 0])
+        eps = getattr(data, "norm_eps", None)
+        if eps is not None:  # (N,): 1e-5 -> 0.5, 1e-12 -> 1.2, none -> 0
+            eps = eps.to(h.dtype)
+            scaled = torch.where(eps > 0, -torch.log10(eps.clamp_min(1e-30)) / 10, torch.zeros_like(eps))
+            out = out + self.lin_norm_eps(scaled.unsqueeze(-1))
         return out  # (N, H)
 
     def io_index(self, node_type: Tensor, io_position: Tensor) -> Tensor:

@@ -222,3 +222,19 @@ class _ReturnsNumber(nn.Module):
 def test_bad_input_is_still_a_clear_error(model, inputs, error, match):
     with pytest.raises(error, match=match):
         nngraph.to_graph(model, inputs)
+
+
+def test_a_norms_eps_is_part_of_the_graph():
+    """LayerNorm with eps 1e-5 and with eps 1.0 compute different functions: their graphs differ, and a graph of
+    one does not load into the other."""
+    small = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, eps=1e-5), nn.Linear(8, 2))
+    large = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, eps=1.0), nn.Linear(8, 2))
+    large.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        assert (small(_vec()[0]) - large(_vec()[0])).abs().max() > 1e-3
+    g_small, g_large = nngraph.to_graph(small), nngraph.to_graph(large)
+    norm = g_small.node_kind == NodeKind.NORM
+    assert torch.equal(g_small.norm_eps[norm], torch.full((8,), 1e-5)) and (g_small.norm_eps[~norm] == 0).all()
+    assert torch.equal(g_large.norm_eps[norm], torch.ones(8))
+    with pytest.raises(nngraph.GraphMismatchError, match="another eps"):
+        nngraph.from_graph(g_small, large)
