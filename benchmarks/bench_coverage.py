@@ -22,9 +22,11 @@ Usage: ``python -m benchmarks coverage`` or ``python benchmarks/bench_coverage.p
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -38,6 +40,7 @@ if __package__ in (None, ""):
 
 import nngraph  # noqa: E402
 from nngraph.convert import api  # noqa: E402
+from nngraph.convert.module_info import output_tensors  # noqa: E402
 
 from benchmarks.heldout_models import CATEGORY, HELDOUT  # noqa: E402
 
@@ -58,17 +61,6 @@ def _first_line(err: BaseException, limit: int = REASON_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _outputs(out) -> list[torch.Tensor]:
-    """Every tensor in a model's output (tensor, tuple, dict or ``ModelOutput``)."""
-    if torch.is_tensor(out):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _outputs(o)]
-    return []
-
-
 def _params_equal(model: torch.nn.Module, back: torch.nn.Module) -> bool:
     mine, theirs = dict(model.named_parameters()), dict(back.named_parameters())
     return mine.keys() == theirs.keys() and all(torch.equal(p, theirs[n]) for n, p in mine.items())
@@ -85,7 +77,7 @@ def _defect(report) -> str:
 
 def run(name: str, timeout: int) -> dict:
     row = {"model": name, "category": CATEGORY[name], "result": "", "recall": None, "exact": None,
-           "seconds": None, "reason": ""}
+           "seconds": None, "reason": "", "fixed_by": ""}
     start = time.perf_counter()
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(timeout)
@@ -93,7 +85,7 @@ def run(name: str, timeout: int) -> dict:
         try:
             model, inputs = HELDOUT[name]()
             with torch.no_grad():
-                outs = _outputs(model(*inputs))
+                outs = output_tensors(model(*inputs))
             if not outs or not all(torch.isfinite(o).all() for o in outs if o.is_floating_point()):
                 raise ValueError("no tensor outputs" if not outs else "non-finite outputs")
         except _Timeout:
@@ -133,6 +125,8 @@ def run(name: str, timeout: int) -> dict:
             row.update(result="error", reason=f"verify: {type(err).__name__}: {_first_line(err)}")
             return row
         row["recall"] = report.num_permutable / report.num_hidden if report.num_hidden else None
+        row["fixed_by"] = fixed_by(report.fallbacks)
+        row["fallbacks"] = list(report.fallbacks)
         row["report"] = {k: getattr(report, k) for k in (
             "max_output_error", "output_scale", "round_trip_error", "num_nodes", "num_hidden", "num_permutable",
             "moved_fraction", "tolerance")}
@@ -149,6 +143,24 @@ def run(name: str, timeout: int) -> dict:
         row["total_seconds"] = time.perf_counter() - start
 
 
+def fixed_by(fallbacks) -> str:
+    """The operations the fallback made opaque (fixing neurons), counted, and how many it saw through:
+    ``torch.cumsum x2, aten.topk.default; 3 seen through``."""
+    opaque = collections.Counter()
+    seen = 0
+    for line in fallbacks:
+        if ": seen through" in line:
+            seen += 1
+            continue
+        match = re.match(r"(?:operation (\S+) at fx node|module '[^']*' \((\w+)\))", line)
+        if match:
+            opaque[match.group(1) or match.group(2)] += 1
+        elif line.startswith("check:"):
+            opaque["(the proof)"] += 1
+    parts = [f"{op}{f' x{c}' if c > 1 else ''}" for op, c in opaque.most_common()]
+    return ", ".join(parts) + (f"; {seen} seen through" if seen else "")
+
+
 def summary(rows: list[dict]) -> str:
     n = len(rows)
     count = {k: sum(r["result"] == k for r in rows) for k in ("sound", "refused", "WRONG", "error", "builder broken")}
@@ -161,7 +173,7 @@ def summary(rows: list[dict]) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    keys = ["model", "category", "result", "recall", "exact", "seconds", "reason"]
+    keys = ["model", "category", "result", "recall", "exact", "seconds", "fixed by", "reason"]
     print("| " + " | ".join(keys) + " |")
     print("|" + "|".join("---" for _ in keys) + "|")
     for r in rows:
@@ -169,7 +181,7 @@ def print_table(rows: list[dict]) -> None:
                  "" if r["recall"] is None else f"{r['recall']:.2f}",
                  "" if r["exact"] is None else ("yes" if r["exact"] else "NO"),
                  "" if r["seconds"] is None else f"{r['seconds']:.2f}",
-                 r["reason"].replace("|", "\\|")]
+                 r.get("fixed_by", "").replace("|", "\\|"), r["reason"].replace("|", "\\|")]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -90,7 +90,22 @@ any other              0                       0
 =====================  ======================  ======================
 
 ``GELU(approximate="tanh")`` is its own kind (``GELU_TANH``), as is ``RELU6``; ``Hardtanh(0, 6)``
-is recorded as ``RELU6``. An element-wise module or function nngraph has no kind for is refused.
+is recorded as ``RELU6``. An element-wise module or function nngraph has no kind for goes to the fallback
+(:mod:`nngraph.convert.fallback`).
+
+What the fallback makes, for an operation no converter represents exactly:
+
+- :attr:`NodeKind.ELEMENTWISE` nodes, one per neuron of its input and tied to it (the same permutation moves
+  both), with an identity :attr:`EdgeType.OPAQUE` edge from the input neuron, where a float64 test showed the
+  operation acts on every neuron alone (``erf``, ``pow``, an unnamed activation);
+- otherwise :attr:`NodeKind.OPAQUE` nodes along one axis of its output, fixed, with identity OPAQUE edges from
+  the neurons of its inputs (all pairs when there are at most ``FULL_WIRING``, else a band), which are fixed
+  too;
+- :attr:`NodeKind.PARAMETER` nodes, fixed, for a parameter such an operation reads (or one nothing reads): a
+  parameter of one entry per row holds it in ``bias``; longer rows are cut into pieces, each the kernel
+  ``(1, 1, width)`` of an OPAQUE edge from its node to the operation's output;
+- on ELEMENTWISE and OPAQUE nodes, ``op_code[:, 0]`` the operation's category (a hash of its name) and
+  ``op_code[:, 1]`` a fingerprint of its constant arguments and input shapes.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 Converter = Callable[..., object]
@@ -95,12 +96,15 @@ def target_name(target: object) -> str:
     """A readable name for a module type or fx target."""
     if isinstance(target, str):
         return f"Tensor.{target}"
+    if isinstance(target, torch._ops.OpOverload):  # an ATen operation of torch.export: aten.mul.Tensor
+        return str(target)
     module = getattr(target, "__module__", None) or ""
     name = getattr(target, "__qualname__", None) or ""
     if not name or "<locals>" in name:  # torch's boolean_dispatch wrappers: the plain name reads better
         name = getattr(target, "__name__", None) or repr(target)
     if name.startswith("_VariableFunctionsClass."):  # torch.erf and the other functions of torch's C core
         return "torch." + name.split(".", 1)[1]
+    module = "operator" if module == "_operator" else module
     return f"{module}.{name}" if module and module != "builtins" else name
 
 
