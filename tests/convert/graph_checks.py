@@ -1,6 +1,8 @@
 """Checks shared by the converter tests."""
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 from torch_geometric.data import Data
@@ -98,6 +100,22 @@ def assert_sound_under_random_permutations(model: nn.Module, x: torch.Tensor, se
         assert_function_preserved(model, permuted, x)
         assert_same_up_to_relabelling(g, nngraph.to_graph(permuted, x), perm)
     return g
+
+
+def assert_falls_back(model: nn.Module, inputs, match: str | None = None, method: str = "auto") -> tuple[str, ...]:
+    """``model`` converts through the fallback: ``verify`` passes (sound, exact round trip) and
+    ``build_layout(...).fallbacks`` is non-empty, with a line matching the regex ``match`` when given.
+    Returns the fallback lines."""
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs,)
+    report = nngraph.verify(model, inputs, method=method)
+    assert report.ok, report
+    assert report.round_trip_error == 0.0, report
+    lines = nngraph.build_layout(model, inputs, method=method).fallbacks
+    assert lines, "no fallback was used"
+    if match is not None:
+        assert any(re.search(match, line) for line in lines), f"no fallback line matches {match!r}: {lines}"
+    return lines
 
 
 def nodes_of(module: nn.Module, name: str, *inputs: torch.Tensor) -> torch.Tensor:

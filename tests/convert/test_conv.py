@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 import nngraph
-from nngraph.convert import UnsupportedError
 from nngraph.schema import BIAS, EdgeType, NodeKind, NodeType
 
 from .graph_checks import (
+    assert_falls_back,
     assert_function_preserved,
     assert_round_trip,
     assert_same_up_to_relabelling,
@@ -279,7 +279,7 @@ def test_channel_indexing_fixes_the_channels_and_stays_sound():
     assert nngraph.verify(model, x).ok
 
 
-def test_sorting_channels_is_refused_with_the_operation_named():
+def test_sorting_channels_falls_back_with_the_operation_named():
     class M(nn.Module):
         def __init__(self):
             super().__init__()
@@ -288,5 +288,4 @@ def test_sorting_channels_is_refused_with_the_operation_named():
         def forward(self, x):
             return self.b(torch.sort(self.a(x), dim=1).values)
 
-    with pytest.raises(UnsupportedError, match=r"sort at fx node .* refuses rather than guess"):
-        nngraph.to_graph(M(), torch.randn(1, 2, 4, 4))
+    assert_falls_back(M(), torch.randn(1, 2, 4, 4), match=r"sort at fx node .*: opaque")

@@ -6,6 +6,7 @@ import nngraph
 from nngraph.schema import EdgeType, NodeKind, NodeType
 
 from .graph_checks import (
+    assert_falls_back,
     assert_function_preserved,
     assert_round_trip,
     assert_same_up_to_relabelling,
@@ -75,6 +76,5 @@ def test_random_hidden_permutation_keeps_tokens_and_function():
     assert not torch.equal(perm, torch.arange(perm.numel()))
 
 
-def test_max_norm_is_refused():
-    with pytest.raises(nngraph.UnsupportedError, match="max_norm"):
-        nngraph.to_graph(nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)))
+def test_max_norm_falls_back():
+    assert_falls_back(nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), None, match="max_norm")

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 import nngraph
+from nngraph.schema import NodeKind
 
-from .graph_checks import assert_sound_under_random_permutations
+from .graph_checks import assert_round_trip, assert_sound_under_random_permutations
 from .traps import KeywordScale
 
 
@@ -48,16 +49,23 @@ def test_keyword_only_arguments_are_traced_at_their_defaults(method):
 
 
 def test_the_default_branch_is_the_one_in_the_graph():
-    """With ``gate=False`` by default, ``model(x)`` never reads ``b``: the graph would drop its parameters, so
-    conversion refuses, where fx tracing ``gate`` as an input would have taken the gated branch."""
+    """With ``gate=False`` by default, ``model(x)`` never reads ``b``: the graph has the ungated branch (where fx
+    tracing ``gate`` as an input would have taken the gated one), and ``b``'s parameters, read by nothing, are
+    kept exactly on fixed PARAMETER nodes that no neuron reads."""
 
     class NoGate(KeywordScale):
         def forward(self, x, *, scale=None, gate: bool = False):
             return super().forward(x, scale=scale, gate=gate)
 
     assert nngraph.to_graph(KeywordScale(), _x()).num_nodes == 6 + 6 + 6 + 6 + 3  # inputs, a, b, product, c
-    with pytest.raises(nngraph.UnsupportedError, match="'b.weight', 'b.bias'"):
-        nngraph.to_graph(NoGate(), _x())
+    model = NoGate()
+    g = assert_round_trip(model, _x())
+    parameter = g.node_kind == NodeKind.PARAMETER
+    assert int((~parameter).sum()) == 6 + 6 + 3  # inputs, a, c: no product, no b
+    assert int(parameter.sum()) == 6 + 6  # b.weight's rows and b.bias's entries
+    src, dst = g.edge_index
+    assert torch.equal(parameter[src], parameter[dst]), "b's parameters are read by a neuron"
+    assert nngraph.verify(model, _x()).ok
 
 
 def test_a_model_with_keyword_defaults_is_sound_in_float64():

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 import nngraph
-from nngraph.convert import GraphMismatchError, UnsupportedError
+from nngraph.convert import GraphMismatchError
 from nngraph.schema import POOL_ARGS, Pool
 
-from .graph_checks import assert_round_trip
+from .graph_checks import assert_falls_back, assert_round_trip
 from .test_op_args import assert_differ_only_in, encoder
 
 
@@ -128,9 +128,9 @@ def test_a_value_picked_twice_gets_neurons_per_pick():
     assert nngraph.verify(model, x_seq()).ok
 
 
-def test_positions_dropped_by_a_list_index_are_refused_by_name():
-    with pytest.raises(UnsupportedError, match="getitem.*drops positions"):
-        nngraph.to_graph(Pick(lambda h: h[:, [0, 2]].mean(1)).double(), x_seq())
+def test_positions_dropped_by_a_list_index_fall_back_by_name():
+    assert_falls_back(Pick(lambda h: h[:, [0, 2]].mean(1)).double(), x_seq(),
+                      match=r"getitem at fx node .*: seen through")  # picking positions acts on each neuron alone
 
 
 class Join(nn.Module):

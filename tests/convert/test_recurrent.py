@@ -10,7 +10,13 @@ from nngraph.gnn import NeuralGraphEncoder
 from nngraph.schema import BIAS, Activation, EdgeType, NodeKind, NodeType, Pool
 from nngraph.testing import assert_equivariant, assert_invariant
 
-from .graph_checks import assert_function_preserved, assert_round_trip, assert_same_up_to_relabelling, edge_dict
+from .graph_checks import (
+    assert_falls_back,
+    assert_function_preserved,
+    assert_round_trip,
+    assert_same_up_to_relabelling,
+    edge_dict,
+)
 
 I, H, C = 3, 4, 2
 CELLS = {"rnn_tanh": (nn.RNN, {}), "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}), "lstm": (nn.LSTM, {}),
@@ -389,7 +395,7 @@ def test_initial_state_given_as_input_fixes_the_units():
 
 
 
-# ----------------------------------------------------------------------- refusals
+# ----------------------------------------------------------------------- fallbacks and refusals
 
 
 class Packed(nn.Module):
@@ -423,13 +429,16 @@ class StateSummedOverLayers(StackedStateLinear):
     (lambda: nn.LSTM(I, H, proj_size=2), lambda: (torch.randn(5, 2, I),), "proj_size"),
     (lambda: InitialState("activations"), lambda: (seq(dtype=torch.float32), torch.zeros(1, 2, H)),
      "initial state computed from the model's activations"),
-    (Packed, lambda: (seq(dtype=torch.float32),), "could not trace Packed.*control flow"),
     (StackedStateLinear, lambda: (seq(False, torch.float32),), "split into 2 heads"),
     (StateSummedOverLayers, lambda: (seq(False, torch.float32),), "layers and directions of a recurrent h_n"),
 ])
-def test_refusals_name_the_operation(make, inputs, match):
-    with pytest.raises(nngraph.UnsupportedError, match=match):
-        nngraph.to_graph(make(), inputs())
+def test_fallbacks_name_the_operation(make, inputs, match):
+    assert_falls_back(make(), inputs(), match=match)
+
+
+def test_a_packed_sequence_is_refused_by_name():
+    with pytest.raises(nngraph.UnsupportedError, match="could not trace Packed.*control flow"):
+        nngraph.to_graph(Packed(), (seq(dtype=torch.float32),))
 
 
 # ----------------------------------------------------------------------- torch.export
@@ -457,9 +466,9 @@ def test_export_path_initial_states():
     x, h0 = seq(dtype=torch.float32), torch.randn(1, 2, H)
     report = nngraph.verify(InitialState("input"), (x, h0), method="export")
     assert report.ok and report.num_permutable == 0, report
-    with pytest.raises(nngraph.UnsupportedError, match="initial state computed from the model's activations"):
-        nngraph.to_graph(InitialState("activations"), (x, h0), method="export")
-    with pytest.raises(nngraph.UnsupportedError, match="proj_size"):
+    assert_falls_back(InitialState("activations"), (x, h0), method="export",
+                      match="initial state computed from the model's activations")
+    with pytest.raises(nngraph.UnsupportedError, match="proj_size"):  # the export path still refuses it
         nngraph.to_graph(nn.LSTM(I, H, proj_size=2), torch.randn(5, 2, I), method="export")
 
 

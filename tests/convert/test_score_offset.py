@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import nngraph
-from nngraph.convert import UnsupportedError
 from nngraph.convert.attention import score_offset_record
 from nngraph.schema import POOL_ARGS, NodeKind, Pool
+
+from .graph_checks import assert_falls_back
 
 HEADS, T, D, WINDOWS = 2, 4, 3, 4  # (B * WINDOWS, T, HEADS * D) windows of tokens
 
@@ -90,14 +91,15 @@ def test_the_export_path_records_the_same_constant():
     assert torch.equal(_record(fx_graph)[1], _record(export_graph)[1])
 
 
-def test_a_constant_that_differs_between_heads_is_refused():
-    with pytest.raises(UnsupportedError, match="differs between heads"):
-        nngraph.to_graph(WindowAttention("per_head").double(), windows())
+def test_a_constant_that_differs_between_heads_falls_back():
+    assert_falls_back(WindowAttention("per_head").double(), windows(),
+                      match=r"scaled_dot_product_attention at fx node .*: opaque")
 
 
-def test_the_sum_read_by_another_op_is_refused_by_name():
-    with pytest.raises(UnsupportedError, match="reads parameter 'bias' plus a constant"):
-        nngraph.to_graph(WindowAttention(reuse=True).double(), windows())
+def test_the_sum_read_by_another_op_falls_back_by_name():
+    # the mask (parameter 'bias' plus a constant) is read by the product too
+    assert_falls_back(WindowAttention(reuse=True).double(), windows(),
+                      match=r"mul at fx node .*: opaque .*parameters bias on fixed nodes")
 
 
 def test_the_fingerprint_tells_patterns_apart():

@@ -6,7 +6,7 @@ from torch import nn
 import nngraph
 from nngraph.schema import Activation, EdgeType, NodeKind, NodeType
 
-from .graph_checks import assert_function_preserved, assert_round_trip, assert_same_up_to_relabelling
+from .graph_checks import assert_falls_back, assert_function_preserved, assert_round_trip, assert_same_up_to_relabelling
 
 
 class ResidualMLP(nn.Module):
@@ -101,7 +101,7 @@ def test_selecting_neurons_fixes_them_and_stays_sound():
     assert nngraph.verify(model).ok
 
 
-def test_sorting_features_is_refused():
+def test_sorting_features_falls_back():
     class Sorts(nn.Module):
         def __init__(self):
             super().__init__()
@@ -110,23 +110,22 @@ def test_sorting_features_is_refused():
         def forward(self, x):
             return self.b(torch.sort(self.a(x), dim=-1).values)
 
-    with pytest.raises(nngraph.UnsupportedError, match="sort"):
-        nngraph.to_graph(Sorts())
+    assert_falls_back(Sorts(), None, match=r"sort at fx node")
 
 
-def test_unknown_module_names_itself_and_the_supported_list():
+def test_unknown_modules_are_traced_into_and_the_fallback_names_the_operation():
     class Mystery(nn.Module):
         def forward(self, x):
             return x.cumsum(-1)
 
+    # softmin over the neurons commutes with permuting them: seen through
     model = nn.Sequential(nn.Linear(2, 3), nn.Softmin(dim=-1), nn.Linear(3, 1))
-    with pytest.raises(nngraph.UnsupportedError, match=r"module '1' \(Softmin\).*Supported modules: .*Linear"):
-        nngraph.to_graph(model)
-    with pytest.raises(nngraph.UnsupportedError, match="cumsum"):
-        nngraph.to_graph(nn.Sequential(nn.Linear(2, 3), Mystery(), nn.Linear(3, 1)))
+    assert_falls_back(model, None, match=r"softmin at fx node '.*': seen through")
+    assert_falls_back(nn.Sequential(nn.Linear(2, 3), Mystery(), nn.Linear(3, 1)), None,
+                      match=r"cumsum at fx node '.*': opaque")
 
 
-def test_unread_parameter_is_refused():
+def test_unread_parameter_is_kept_on_fixed_parameter_nodes():
     class Extra(nn.Module):
         def __init__(self):
             super().__init__()
@@ -136,11 +135,18 @@ def test_unread_parameter_is_refused():
         def forward(self, x):
             return self.a(x)
 
-    with pytest.raises(nngraph.UnsupportedError, match="unused.weight"):
-        nngraph.to_graph(Extra())
+    model = Extra()
+    g = assert_round_trip(model)  # every entry of unused.weight and unused.bias comes back exactly
+    parameter = g.node_kind == NodeKind.PARAMETER
+    assert int(parameter.sum()) == 3 + 3  # unused.weight's rows, unused.bias's entries
+    src, dst = g.edge_index
+    assert torch.equal(parameter[src], parameter[dst]), "an unread parameter is read by a neuron"
+    layout = nngraph.build_layout(model)
+    assert not any(parameter[s.rows.reshape(-1)].any() for s in layout.symmetries), "parameter nodes must be fixed"
+    assert nngraph.verify(model).ok
 
 
-def test_scalar_added_to_activation_is_refused():
+def test_scalar_added_to_activation_falls_back():
     class Shift(nn.Module):
         def __init__(self):
             super().__init__()
@@ -149,8 +155,7 @@ def test_scalar_added_to_activation_is_refused():
         def forward(self, x):
             return self.b(self.a(x) + 1.0)
 
-    with pytest.raises(nngraph.UnsupportedError, match="constant"):
-        nngraph.to_graph(Shift())
+    assert_falls_back(Shift(), None, match=r"add at fx node '.*': seen through")  # acts on each neuron alone
 
 
 def test_from_graph_refuses_a_graph_of_another_architecture():
@@ -209,14 +214,15 @@ class ConstantMasked(nn.Module):
 @pytest.mark.parametrize("as_attribute", [False, True])
 def test_layout_cache_tells_apart_models_whose_constants_differ(as_attribute):
     """A causal and a band mask of one architecture: the band model must not get the causal model's cached
-    layout (it is refused, as it is on its own); two models with equal constants share one layout."""
+    layout (it goes to the fallback, as it does on its own); two models with equal constants share one layout."""
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     band = causal & torch.ones(5, 5, dtype=torch.bool).triu(-1)
     x = torch.randn(2, 5, 4)
     graph = nngraph.to_graph(ConstantMasked(causal, as_attribute), x)
     assert (graph.node_kind == int(NodeKind.CAUSAL_HEAD)).sum() == 2
-    with pytest.raises(nngraph.UnsupportedError, match="not causal"):
-        nngraph.to_graph(ConstantMasked(band, as_attribute), x)
+    assert_falls_back(ConstantMasked(band, as_attribute), x, match="not causal")
+    banded = nngraph.to_graph(ConstantMasked(band, as_attribute), x)
+    assert not (banded.node_kind == int(NodeKind.CAUSAL_HEAD)).any()
     assert nngraph.build_layout(ConstantMasked(causal.clone(), as_attribute), (x,)) is \
         nngraph.build_layout(ConstantMasked(causal, as_attribute), (x,))
 
