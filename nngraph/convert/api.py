@@ -117,16 +117,16 @@ def build_layout(
     if key is not None and key in _LAYOUT_CACHE:
         return _LAYOUT_CACHE[key]
     gm, aliases = trace(module, example_inputs, method)
-    forced: set[str] = set()
+    forced: dict[str, str] = {}  # fx node -> why its converter refused it
     for _ in range(_MAX_WALKS):
         builder = GraphBuilder(module, aliases)
         try:
-            walk(gm, builder, frozenset(forced))
+            walk(gm, builder, dict(forced))
             break
         except RetryWalk as retry:  # a converter refused after changing the graph: hand its node to the fallback
             if retry.node in forced:
                 raise retry.error from None
-            forced.add(retry.node)
+            forced[retry.node] = retry.reason
     else:
         raise UnsupportedError(f"{type(module).__name__}: more than {_MAX_WALKS} operations were refused by their "
                                "converters after changing the graph")

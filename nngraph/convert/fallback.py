@@ -63,6 +63,9 @@ def convert_unknown(ctx, node: fx.Node, args: tuple, kwargs: dict, reason: str) 
         params += tuple(ctx.builder.aliases.get(f"{node.target}.{name}", f"{node.target}.{name}")
                         for name, t in _module_tensors(ctx.module_of(node)) if t.is_floating_point())
         params = tuple(dict.fromkeys(p for p in params if p not in ctx.builder.constants))
+    integers = [v for v in leaves if isinstance(v, TensorValue) and not floating.get(id(v), True)]
+    if not acts and params and integers:  # parameters read at the input's integers (an embedding's max_norm)
+        acts = integers
     if not acts and not params:
         return _map_outputs(node, lambda meta: TensorValue(nodes=None, shape=tuple(meta.shape), source=node)
                             if _floating(meta) else Opaque(f"{node.name} (from the model's integer inputs)"))

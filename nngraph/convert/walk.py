@@ -27,20 +27,20 @@ class RetryWalk(Exception):
     """A converter refused ``node`` after it had changed the graph: the walk starts again from a fresh builder
     with ``node`` handed to the fallback (:mod:`nngraph.convert.fallback`) from the start."""
 
-    def __init__(self, node: str, error: UnsupportedError):
+    def __init__(self, node: str, error: UnsupportedError, reason: str):
         super().__init__(node)
-        self.node, self.error = node, error
+        self.node, self.error, self.reason = node, error, reason
 
 
 class ConversionContext:
     """What converters see: the builder, the traced module, and helpers to read values."""
 
-    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder, forced: frozenset[str] = frozenset(),
+    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder, forced: dict[str, str] | None = None,
                  env: dict | None = None):
         self.gm = gm
         self.builder = builder
         self._uses = _count_uses(gm)
-        self.forced = forced  # fx node names the fallback converts (their converters refused them before)
+        self.forced = forced or {}  # fx node name -> why its converter refused it: the fallback converts these
         self.env: dict[fx.Node, Any] = {} if env is None else env  # the converted value of every fx node so far
 
     # -- modules and shapes
@@ -143,7 +143,7 @@ class GraphWalker(fx.Interpreter):
     (:func:`~nngraph.convert.errors.describe`), without the Interpreter's extra traceback.
     """
 
-    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder, forced: frozenset[str] = frozenset()):
+    def __init__(self, gm: fx.GraphModule, builder: GraphBuilder, forced: dict[str, str] | None = None):
         super().__init__(gm, garbage_collect_values=False)
         self.extra_traceback = False
         self.builder = builder
@@ -194,9 +194,9 @@ class GraphWalker(fx.Interpreter):
         _mark_outputs(args[0], self.builder)
 
 
-def walk(gm: fx.GraphModule, builder: GraphBuilder, forced: frozenset[str] = frozenset()) -> None:
+def walk(gm: fx.GraphModule, builder: GraphBuilder, forced: dict[str, str] | None = None) -> None:
     """Convert every node of ``gm`` into ``builder`` and mark the output neurons (:class:`GraphWalker`); the
-    nodes named in ``forced`` go to the fallback.
+    nodes named in ``forced`` (with why their converters refused them) go to the fallback.
 
     Raises:
         RetryWalk: when a converter refused a node after changing the graph (walk again, forcing it).
@@ -209,7 +209,7 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: di
     the fallback (:mod:`nngraph.convert.fallback`) where no converter can take it."""
     leaves = _flatten((args, kwargs))
     if node.name in ctx.forced:
-        return convert_unknown(ctx, node, args, kwargs, "its converter refused it")
+        return convert_unknown(ctx, node, args, kwargs, ctx.forced[node.name])
     if not any(isinstance(v, (TensorValue, ParamValue, StackedValue, ScoreValue, OffsetParam, DerivedParam))
                or isinstance(v, Opaque) and v.from_activations for v in leaves):
         if node.op != "call_module" or next(iter(ctx.module_of(node).parameters()), None) is None:
@@ -225,7 +225,7 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: di
         reason = error if isinstance(error, UnsupportedError) else UnsupportedError(
             f"converting {describe(node)} failed: {error}")
         if ctx.builder.mark() != mark:  # it changed the graph before refusing: walk again without it
-            raise RetryWalk(node.name, reason) from error
+            raise RetryWalk(node.name, reason, _first_line(reason, node)) from error
         return convert_unknown(ctx, node, args, kwargs, _first_line(reason, node))
 
 
