@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import nngraph
+from nngraph.schema import NodeKind
 from benchmarks.__main__ import benchmark_names, parse
 from nngraph.cli import MAX_DRAW_NODES, load_graph, main
 
@@ -165,15 +166,31 @@ def test_convert_bad_arguments_name_the_argument(state_dict, tmp_path, capsys, a
 
 
 def test_convert_of_an_unsupported_model_exits_one(tmp_path, capsys):
+    class Scores(nn.Module):  # returns attention weights: positions by positions, no neurons to put in a graph
+        def __init__(self):
+            super().__init__()
+            self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.softmax(self.q(x) @ self.k(x).transpose(-2, -1), -1)
+
+    path = str(tmp_path / "scores.pt2")
+    torch.export.save(torch.export.export(Scores(), (torch.randn(2, 5, 4),)), path)
+    assert main(["convert", path, "-o", str(tmp_path / "g.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "UnsupportedError" in err and path in err
+
+
+def test_convert_of_an_operation_no_converter_names_goes_through_the_fallback(tmp_path, capsys):
     class Sorts(nn.Module):
         def forward(self, x):
             return torch.sort(x, dim=-1).values
 
     path = str(tmp_path / "sorts.pt2")
     torch.export.save(torch.export.export(nn.Sequential(nn.Linear(3, 3), Sorts()), (torch.randn(2, 3),)), path)
-    assert main(["convert", path, "-o", str(tmp_path / "g.pt")]) == 1
-    err = capsys.readouterr().err
-    assert "UnsupportedError" in err and path in err
+    assert main(["convert", path, "-o", str(tmp_path / "g.pt")]) == 0
+    graph = torch.load(tmp_path / "g.pt", weights_only=True)
+    assert (graph["node_kind"] == int(NodeKind.OPAQUE)).sum() == 3
 
 
 # -- inspect ------------------------------------------------------------------------------------
