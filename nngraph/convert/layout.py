@@ -381,15 +381,14 @@ class Layout:
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(n)
         src, dst = self.edge_index
-        keys = _edge_keys(graph.edge_index[0], graph.edge_index[1], graph.edge_type, n)
+        # parallel edges of one type (a product of a neuron with itself) are told apart by their order
+        keys = _ranked(_edge_keys(graph.edge_index[0], graph.edge_index[1], graph.edge_type, n))
         order = torch.argsort(keys)
         # the edge of the new graph at layout position j is the old edge between the preimages
-        wanted = _edge_keys(inverse[src], inverse[dst], self.edge_type, n)
+        wanted = _ranked(_edge_keys(inverse[src], inverse[dst], self.edge_type, n))
         found = torch.searchsorted(keys[order], wanted).clamp(max=keys.numel() - 1)
         if not torch.equal(keys[order][found], wanted):
             raise GraphMismatchError("the permutation does not map the graph's edges onto its own layout")
-        if torch.unique(keys).numel() != keys.numel():
-            raise GraphMismatchError("the graph has parallel edges of one type; relabelling is ambiguous")
         out = graph.clone()
         out.x = graph.x[inverse]
         edges = order[found]
@@ -422,6 +421,21 @@ def _spec_to_plain(spec) -> list:
 
 def _edge_keys(src: torch.Tensor, dst: torch.Tensor, edge_type: torch.Tensor, num_nodes: int) -> torch.Tensor:
     return (src * num_nodes + dst) * 64 + edge_type
+
+
+def _ranked(keys: torch.Tensor) -> torch.Tensor:
+    """``keys`` made unique: each key times 4 plus its occurrence among equal keys, in edge order (parallel
+    edges, at most 4 of one type between two nodes, keep their relative order under a relabelling)."""
+    order = torch.sort(keys, stable=True).indices  # (E,)
+    sorted_keys = keys[order]
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    start = torch.cummax(torch.where(first, torch.arange(keys.numel()), torch.zeros_like(order)), 0).values
+    rank = torch.empty_like(keys)
+    rank[order] = torch.arange(keys.numel()) - start  # (E,) 0 for the first of equal keys
+    if keys.numel() and int(rank.max()) >= 4:
+        raise GraphMismatchError("the graph has more than 4 parallel edges of one type between two nodes")
+    return keys * 4 + rank
 
 
 def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -802,3 +802,18 @@ TRAPS += [
     Trap("topk_values", lam(lambda s, x: s.c(torch.cat([torch.topk(s.a(x), 3, -1).values] * 2, -1))), _vec,
          "fallback"),
 ]
+
+
+class _OddFlipProduct(nn.Module):
+    """``h * h.flip(-1)`` over 5 neurons: the middle neuron multiplies itself (two parallel FACTOR edges)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.c = nn.Linear(6, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.c(h * h.flip(-1))
+
+
+TRAPS.append(Trap("times_own_flip_odd_width", _OddFlipProduct, _vec, "sound"))
