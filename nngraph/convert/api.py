@@ -1,7 +1,10 @@
 """The public conversion functions: module -> graph, graph -> module, and their helpers."""
 from __future__ import annotations
 
+import enum
+import functools
 import hashlib
+import types
 import warnings
 from typing import Sequence
 
@@ -59,30 +62,85 @@ def _tensor_values(t: torch.Tensor) -> tuple:
     return (tuple(t.shape), t.dtype, digest)
 
 
-_PLAIN = (bool, int, float, str, type(None))
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
 _INTERNAL = {"_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set"}
+#: how many objects, functions and classes deep an attribute is read by content; deeper ones by identity
+_OBJECT_DEPTH = 3
 
 
-def _attribute_signature(value):
-    """A hashable stand-in for an attribute a ``forward`` may branch on; unknown objects by identity."""
+def _attribute_signature(value, memo: dict | None = None, depth: int = 0):
+    """A hashable stand-in for an attribute a ``forward`` may branch on, so that two models built alike share a
+    layout and two whose forwards may differ do not: plain values, containers and tensors by content; plain
+    objects (a config) by their attributes and functions by their code and closure, up to
+    :data:`_OBJECT_DEPTH` deep; modules held outside ``_modules`` by their class; classes made inside a
+    function by their methods' code; anything else, or deeper, by identity (a cache miss, never a wrong hit)."""
+    memo = {} if memo is None else memo
     if isinstance(value, _PLAIN):
         return value
-    if isinstance(value, (tuple, list)):
-        return (type(value), tuple(_attribute_signature(v) for v in value))
+    if isinstance(value, enum.Enum):
+        return (type(value), value.name)
     if isinstance(value, torch.Tensor):  # a tensor attribute a forward reads is a constant of it: by value
         return ("tensor", _tensor_values(value))
-    return ("object", id(value))
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    memo[key] = ("cycle", key)  # a reference back into an object being read
+    deeper = depth + 1
+    if isinstance(value, (tuple, list)):
+        out = (type(value), tuple(_attribute_signature(v, memo, depth) for v in value))
+    elif isinstance(value, dict):
+        out = ("dict", tuple(sorted(((repr(k), _attribute_signature(v, memo, depth)) for k, v in value.items()),
+                                    key=lambda kv: kv[0])))
+    elif isinstance(value, (set, frozenset)):
+        out = ("set", tuple(sorted(repr(_attribute_signature(v, memo, depth)) for v in value)))
+    elif depth >= _OBJECT_DEPTH:
+        out = ("object", key)
+    elif isinstance(value, types.FunctionType):  # its code and what its closure holds
+        cells = tuple(_cell(c, value) for c in value.__closure__ or ())
+        out = ("function", id(value.__code__), _attribute_signature((cells, value.__defaults__), memo, deeper))
+    elif isinstance(value, types.MethodType):
+        out = ("method", _attribute_signature(value.__func__, memo, deeper), type(value.__self__))
+    elif isinstance(value, functools.partial):
+        out = ("partial", _attribute_signature((value.func, value.args, value.keywords), memo, deeper))
+    elif isinstance(value, type):
+        out = _class_signature(value)
+    elif isinstance(value, nn.Module):  # a module held outside _modules (a kernel function): what it runs
+        out = ("module", _class_signature(type(value)))
+    elif hasattr(value, "__dict__"):
+        out = (_class_signature(type(value)), _attribute_signature(vars(value), memo, deeper))
+    else:
+        out = ("object", key)
+    memo[key] = out
+    return out
+
+
+def _class_signature(cls: type) -> tuple:
+    """A class by identity, or, made inside a function (new per call), by its name and its methods' code."""
+    if "<locals>" not in cls.__qualname__:
+        return ("class", id(cls))
+    code = tuple(sorted((k, id(v.__code__)) for k, v in vars(cls).items() if isinstance(v, types.FunctionType)))
+    return ("class", cls.__module__, cls.__qualname__, code)
+
+
+def _cell(cell, function):
+    """What a closure cell holds (``None`` for an empty one or the function itself)."""
+    try:
+        content = cell.cell_contents
+    except ValueError:  # empty
+        return None
+    return None if content is function else content
 
 
 def _module_signature(module: nn.Module) -> tuple:
     """Everything about ``module`` and its submodules that may change the traced graph: their
-    classes, names and plain attributes (flags, sizes, strings); any other attribute (a function,
-    a config object) by identity, so that two models share a cached layout only when their
-    forwards cannot differ."""
+    classes, names and attributes (flags, sizes, strings, containers and plain objects such as a
+    config by content; functions and other objects by identity), so that two models share a cached
+    layout only when their forwards cannot differ, and two built alike do."""
     out = []
+    memo: dict = {}  # one config read once, however many layers hold it
     for name, sub in module.named_modules(remove_duplicate=False):
         attrs = tuple(
-            (k, _attribute_signature(v)) for k, v in sorted(vars(sub).items())
+            (k, _attribute_signature(v, memo)) for k, v in sorted(vars(sub).items())
             if k not in _INTERNAL and not k.startswith("_forward") and not k.startswith("_backward")
             and not k.endswith("hooks")
         )

@@ -5,6 +5,7 @@ from running example inputs through :class:`torch.fx.passes.shape_prop.ShapeProp
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
 from typing import Sequence
@@ -58,6 +59,41 @@ def trace(
     """
     if method not in ("auto", "fx", "export"):
         raise ValueError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
+    with unchanged(module):  # torch.export replaces attributes (Hugging Face's plans, tuples of sizes)
+        return _trace(module, example_inputs, method)
+
+
+@contextlib.contextmanager
+def unchanged(module: nn.Module):
+    """Give every submodule of ``module`` (and every module its attributes hold in a dict, list or tuple, such as
+    Hugging Face's kernel functions) back exactly the class and the attributes it had (the same objects, none
+    added or removed), whatever the body does to them: converting never changes the user's model."""
+    saved = [(sub, type(sub), dict(vars(sub))) for sub in _modules_held(module)]
+    try:
+        yield
+    finally:
+        for sub, cls, attributes in saved:
+            if type(sub) is not cls:
+                sub.__class__ = cls
+            state = vars(sub)
+            for key in [k for k in state if k not in attributes]:
+                del state[key]
+            state.update(attributes)
+
+
+def _modules_held(module: nn.Module) -> list[nn.Module]:
+    """``module``'s submodules and the modules their attributes hold directly or in a container."""
+    out, seen = [], set()
+    for sub in module.modules():
+        for item in (sub, *[x for v in vars(sub).values() if isinstance(v, (dict, list, tuple))
+                            for x in (v.values() if isinstance(v, dict) else v)]):
+            if isinstance(item, nn.Module) and id(item) not in seen:
+                seen.add(id(item))
+                out.append(item)
+    return out
+
+
+def _trace(module: nn.Module, example_inputs, method: str) -> tuple[fx.GraphModule, dict[str, str]]:
     refuse_hidden_code(module)
     defaults = keyword_defaults(module, example_inputs)  # refuses arguments the example call cannot leave out
     if method == "auto" and is_aten_graph(module):
