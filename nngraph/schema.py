@@ -52,8 +52,10 @@ No offsets are stored and no field needs a custom increment, so a plain PyG ``Da
 ``edge_attr`` are kernel entries, not edges: PyG's edge-level utilities (``subgraph``,
 ``coalesce``, ...) apply to it only when ``W == E``; :mod:`nngraph.kernels` has the helpers
 (``entry_edges``, ``expand_to_entries``, ``reorder_kernels``, ``edge_kernels``). ``edge_index``,
-``edge_type`` and ``kernel_shape`` of a converted graph are shared with its cached layout: clone
-before editing them in place.
+``edge_type`` and ``kernel_shape`` of a converted graph are shared with its cached layout (no copy per graph);
+an in-place edit of them is seen by the layout's version check (``Layout.edited``) and the next conversion
+builds the layout afresh, so it never reaches another graph (edits through ``.data`` or NumPy bypass the check:
+clone first).
 
 Edges follow the data forward, except in recurrent layers (``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``): their
 :attr:`EdgeType.RECURRENT` edges run from a layer's hidden units back to the rows of its own ``weight_hh``

@@ -173,7 +173,9 @@ def build_layout(
     kernel_box = _no_kernel_box(kernel_box)
     key = _architecture_key(module, example_inputs, kernel_box, method) if cache else None
     if key is not None and key in _LAYOUT_CACHE:
-        return _LAYOUT_CACHE[key]
+        if not _LAYOUT_CACHE[key].edited:
+            return _LAYOUT_CACHE[key]
+        del _LAYOUT_CACHE[key]  # a graph's shared structure was edited in place: build the layout afresh
     gm, aliases = trace(module, example_inputs, method)
     forced: dict[str, str] = {}  # fx node -> why its converter refused it
     for _ in range(_MAX_WALKS):

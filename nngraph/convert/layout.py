@@ -160,6 +160,26 @@ class Layout:
     #: what the fallbacks did, one line each (the operation, its fx node, the neurons it fixed); empty when none ran
     fallbacks: tuple = ()
 
+    def __post_init__(self):
+        object.__setattr__(self, "_versions", self._structure_versions())
+
+    def _structure_versions(self) -> tuple[int, ...]:
+        """The in-place version counters of the structure tensors every converted graph shares with this layout."""
+        out = []
+        for t in (self.edge_index, self.edge_type, self.kernel_shape):
+            try:
+                out.append(t._version)
+            except RuntimeError:  # an inference-mode tensor keeps no counter
+                out.append(-1)
+        return tuple(out)
+
+    @property
+    def edited(self) -> bool:
+        """Whether a graph's shared ``edge_index``, ``edge_type`` or ``kernel_shape`` was edited in place since
+        this layout was built (``g.edge_index[1, 0] = 5``): the layout no longer describes its model. Edits
+        through ``.data`` or NumPy bypass torch's version counters and are not seen."""
+        return self._structure_versions() != self._versions
+
     def op_fields(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The operation descriptions of every node, float ones in ``dtype`` (fresh tensors)."""
         n = self.num_nodes
