@@ -57,14 +57,32 @@ def replace(src: str, dst: str) -> None:
     _fsync_dir(os.path.dirname(os.path.abspath(dst)))
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (``/proc``); else set and
+    restored at once (``os.umask`` has no read-only form)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part
-    (a temporary file in the same directory, fsynced, then renamed over ``path``)."""
+    (a temporary file in the same directory, fsynced, then renamed over ``path``). The file gets the
+    permissions ``open`` would give it (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode is not private anyway
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
