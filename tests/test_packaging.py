@@ -29,6 +29,20 @@ def test_the_package_list_holds_every_package_of_the_library():
     assert _pyproject()["project"]["entry-points"]["nngraph.tasks"] == {"nngraph_tasks": "nngraph_tasks"}
 
 
+def test_every_folder_of_the_tasks_is_listed():
+    """setuptools treats every importable folder as a package and warns (45 lines at ``pip install``) about one
+    left out of ``packages``: the data folder ``tasks/checkpoints`` is listed, with its files as package data."""
+    setuptools = _pyproject()["tool"]["setuptools"]
+    tasks = os.path.join(ROOT, "tasks")
+    found = set()
+    for d, dirs, _ in os.walk(tasks):
+        dirs[:] = [x for x in dirs if x != "__pycache__" and not x.startswith(".")]
+        rel = os.path.relpath(d, tasks)
+        found.add("nngraph_tasks" if rel == "." else "nngraph_tasks." + rel.replace(os.sep, "."))
+    assert found <= set(setuptools["packages"]), f"add {sorted(found - set(setuptools['packages']))} to pyproject.toml"
+    assert setuptools["package-data"]["nngraph_tasks.checkpoints"] == ["*.safetensors", "*.json"]
+
+
 def _run(args, cwd, pythonpath):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
