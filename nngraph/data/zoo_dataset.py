@@ -18,6 +18,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import warnings
 from typing import Any, Callable, Sequence
@@ -220,6 +221,19 @@ class ZooDataset(Dataset):
             if missing:
                 raise ZooError(f"{self._where(e)}: model {e['id']} lacks {missing} (the target and fields "
                                f"asked for); pass target= / fields= of what the manifest holds: {sorted(e)}")
+            for name in (self.target, *self.fields):
+                value = e[name]
+                number = isinstance(value, (int, float)) and (name != self.target or not isinstance(value, bool))
+                if not number or not math.isfinite(value):
+                    what = "the target" if name == self.target else "a field asked for"
+                    raise ZooError(f"{self._where(e)}: {name} of model {e['id']} is {value!r}, not a finite number "
+                                   f"({what}: an integer class or a float); the manifest is corrupted or its "
+                                   "table gave text where a number belongs")
+            label = e.get("label")
+            if self.kind == "inr" and self.target == "label" and (not isinstance(label, int) or isinstance(label, bool)
+                                                                  or label < 0):
+                raise ZooError(f"{self._where(e)}: label of model {e['id']} is {label!r}; an INR's label is a class, "
+                               "an integer >= 0")
         return population
 
     # -- conversion and cache -------------------------------------------------------------------

@@ -13,8 +13,9 @@ A manifest line cut short by a kill (no trailing newline) is dropped on the next
 
 Manifests are data from strangers: every line is checked when read (:func:`check_entry`): its ``id``
 is a safe file name, its ``file`` a relative path that resolves (symlinks included) inside the zoo, its
-``sha256`` 64 hex digits and its ``spec`` within the :class:`~nngraph.zoo.specs.SpecLimits`. A bad line
-raises :class:`ZooError` naming the manifest and the line.
+``sha256`` 64 hex digits, its ``spec`` within the :class:`~nngraph.zoo.specs.SpecLimits` and its ``split``
+one of ``train`` / ``val`` / ``test``. A bad line raises :class:`ZooError` naming the manifest and the line; so
+does a model listed twice with different fields (naming both lines).
 """
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ from safetensors.torch import load_file, save
 from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
 from nngraph.zoo.architectures import SHA256, build_zoo_model, check_zoo_spec
+from nngraph.zoo.seeds import SPLITS
 from nngraph.zoo.specs import SpecLimits
 
 __all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest", "read_manifests",
-           "manifest_name", "write_config", "check_model_id", "check_entry", "inside"]
+           "manifest_name", "write_config", "check_model_id", "check_entry", "inside", "state_mismatch"]
 
 CONFIG = "zoo.json"
 WEIGHTS_DIR = "weights"
@@ -73,7 +75,8 @@ def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict
     """Return ``entry`` if it is a safe manifest entry of the zoo in ``root``, else raise :class:`ValueError`.
 
     Checked: a JSON object with a safe ``id`` (:func:`check_model_id`), a ``file`` inside ``root``
-    (:func:`inside`), a ``sha256`` of 64 hex digits and a ``spec`` within ``limits``.
+    (:func:`inside`), a ``sha256`` of 64 hex digits, a ``spec`` within ``limits`` and, if it has one, a
+    ``split`` of ``train`` / ``val`` / ``test`` (a misspelt ``"trian"`` would drop the model out of every split).
     """
     if not isinstance(entry, dict):
         raise ValueError(f"a manifest entry must be a JSON object, got {type(entry).__name__}")
@@ -86,6 +89,8 @@ def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict
     inside(root, entry["file"], f"file of model {entry['id']}")
     if not isinstance(entry["sha256"], str) or not SHA256.fullmatch(entry["sha256"]):
         raise ValueError(f"sha256 of model {entry['id']} is not 64 lowercase hex digits: {entry['sha256']!r}")
+    if "split" in entry and (not isinstance(entry["split"], str) or entry["split"] not in SPLITS):
+        raise ValueError(f"split of model {entry['id']} is {entry['split']!r}, not one of {list(SPLITS)}")
     try:
         check_zoo_spec(entry["spec"], limits)
     except SpecError as err:
@@ -169,10 +174,12 @@ def _parse_line(root: str, path: str, number: int, line: str, limits: SpecLimits
 def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str, Any]]:
     """All complete entries of every ``manifest*.jsonl`` in ``root``, sorted by ``index``.
 
-    Every line is checked (:func:`check_entry`, specs against ``limits``). The same model in two
-    manifests (e.g. a shard rerun unsharded) must have the same checksum.
+    Every line is checked (:func:`check_entry`, specs against ``limits``). The same model on two lines
+    (e.g. a shard rerun unsharded) must be the same entry: another checksum, or the same weights with
+    another split, label or any other field, is an error naming both lines (the last line does not win).
     """
     by_id: dict[str, dict] = {}
+    where: dict[str, str] = {}
     for path in sorted(glob.glob(os.path.join(root, "manifest*.jsonl"))):
         try:
             with open(path, encoding="utf-8") as f:
@@ -187,9 +194,16 @@ def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str
             e = _parse_line(root, path, number, line, limits)
             old = by_id.get(e["id"])
             if old is not None and old["sha256"] != e["sha256"]:
-                raise ZooError(f"{path}:{number}: model {e['id']} appears twice with different checksums; "
-                               "the zoo mixes runs with different settings")
+                raise ZooError(f"{path}:{number}: model {e['id']} appears twice with different checksums (also at "
+                               f"{where[e['id']]}); the zoo mixes runs with different settings")
+            if old is not None and old != e:
+                fields = sorted(k for k in set(old) | set(e) if old.get(k) != e.get(k))
+                first = fields[0]
+                raise ZooError(f"{path}:{number}: model {e['id']} appears twice with conflicting {fields} (also at "
+                               f"{where[e['id']]}: {first} {old.get(first)!r} there, {e.get(first)!r} here); "
+                               "a manifest lists each model once: remove the wrong line")
             by_id[e["id"]] = e
+            where.setdefault(e["id"], f"{path}:{number}")
     return sorted(by_id.values(), key=lambda e: (e["index"], e["id"]))
 
 
@@ -293,7 +307,30 @@ class Zoo:
         return build_zoo_model(spec, self.root, self.limits)
 
     def load_model(self, entry: dict[str, Any], verify: bool = True) -> torch.nn.Module:
-        """Rebuild the model from its spec and load its weights; returned in eval mode."""
+        """Rebuild the model from its spec and load its weights; returned in eval mode.
+
+        Raises:
+            ZooError: naming the model if its weights do not fit the module its spec builds (missing or
+                unexpected keys, wrong shapes: a spec or weights file of another architecture).
+        """
         model = self.build(entry["spec"])
-        model.load_state_dict(self.load_state_dict(entry, verify))
+        state = self.load_state_dict(entry, verify)
+        problems = state_mismatch(state, model.state_dict())
+        if problems:
+            raise ZooError(f"weights of model {entry['id']} ({self.path(entry)}) do not fit the "
+                           f"{entry['spec'].get('family')} architecture of its spec: {problems}; the manifest line "
+                           "or the weights file belongs to another model")
+        model.load_state_dict(state)
         return model.eval()
+
+
+def state_mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    """What keeps ``state`` from loading into a module whose ``state_dict()`` is ``expected``: missing keys,
+    unexpected keys and wrong shapes, on one line (``""`` if it fits)."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = ([f"missing keys {missing}"] if missing else []) + ([f"unexpected keys {extra}"] if extra else []) \
+        + ([f"wrong shapes: {'; '.join(shapes)}"] if shapes else [])
+    return ", ".join(problems)

@@ -230,3 +230,15 @@ def test_unreadable_weights_name_the_file_even_unverified(zoo, content):
         f.write(content)
     with pytest.raises(ZooError, match=rf"{entry['id']} are unreadable: .*{entry['file']} is not a safetensors"):
         Zoo(zoo).load_state_dict(entry, verify=False)
+
+
+@pytest.mark.parametrize("label, message", [("three", "label of model .* is 'three', not a finite number"),
+                                            (None, "label of model .* is None, not a finite number"),
+                                            (float("nan"), "label of model .* is nan, not a finite number"),
+                                            (-1, "label of model .* is -1; an INR's label is a class"),
+                                            (2.5, "label of model .* is 2.5; an INR's label is a class")])
+def test_a_label_that_is_not_a_class_names_the_line(zoo, label, message):
+    entry = first_entry(zoo)
+    rewrite_line(zoo, 1, json.dumps({**entry, "label": label}, sort_keys=True))
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:1: {message}"):
+        ZooDataset(zoo, "all", progress=False)

@@ -160,3 +160,44 @@ def test_spec_limits_are_configurable(zoo):
     with pytest.raises(ZooError, match=r"manifest.jsonl:1: .*width 8 .*max_width 4"):
         Zoo(zoo.root, limits=SpecLimits(max_width=4))
     assert len(Zoo(zoo.root, limits=SpecLimits(max_width=8))) == len(zoo)
+
+
+def test_a_duplicate_with_the_same_weights_and_another_split_names_both_lines(zoo):
+    path = os.path.join(zoo.root, "manifest.jsonl")
+    e = zoo.entries[0]
+    moved = "test" if e["split"] != "test" else "train"
+    append_manifest(path, [{**e, "split": moved}])  # same sha256: a training model would move to test
+    with open(path) as f:
+        last = len(f.read().splitlines())
+    first = next(n for n, line in enumerate(open(path), 1) if f'"id": "{e["id"]}"' in line)
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:{last}: model {e['id']} appears twice with conflicting "
+                                       rf"\['split'\] \(also at .*manifest.jsonl:{first}: split '{e['split']}' there, "
+                                       rf"'{moved}' here\)"):
+        Zoo(zoo.root)
+
+
+def test_an_identical_duplicate_is_one_model(zoo):
+    append_manifest(os.path.join(zoo.root, "manifest.shard-0-of-2.jsonl"), [zoo.entries[0]])  # a shard rerun
+    assert len(Zoo(zoo.root)) == len(zoo.entries)
+
+
+@pytest.mark.parametrize("split", ["trian", "Train", "", None, 3])
+def test_a_split_outside_train_val_test_names_the_line_and_value(zoo, split):
+    line = _append_line(zoo, id="extra", split=split)
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:{line}: split of model extra is {split!r}, not one of "
+                                       r"\['train', 'val', 'test'\]"):
+        Zoo(zoo.root)
+
+
+def test_weights_of_another_architecture_name_the_model(zoo):
+    from safetensors.torch import save_file
+    import torch
+
+    e = zoo.entries[0]
+    save_file({"0.weight": torch.zeros(3, 2)}, zoo.path(e))
+    with pytest.raises(ZooError, match=rf"weights of model {e['id']} \(.*\) do not fit the siren architecture of its "
+                                       r"spec: missing keys \[.*\], wrong shapes: 0.weight: \(3, 2\) \(expected \(8, 2\)\)"):
+        zoo.load_model(e, verify=False)
+    other = {**e["spec"], "hidden": [5, 5]}  # a spec of another architecture for the same weights
+    with pytest.raises(ZooError, match=rf"weights of model {zoo.entries[1]['id']} .* wrong shapes"):
+        zoo.load_model({**zoo.entries[1], "spec": other})
