@@ -1,0 +1,87 @@
+"""nngraph.symmetry: sampling, applying and aligning by the symmetries the converter derives, for any architecture."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import nngraph
+from nngraph import symmetry
+from nngraph.convert.module_info import output_tensors
+from tasks.align import dense_weights, group_similarity
+
+
+def _mlp(seed: int, width: int = 16) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, 3)).double()
+
+
+def _cnn(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)).double().eval()
+
+
+def _same_outputs(a: nn.Module, b: nn.Module, inputs) -> float:
+    with torch.no_grad():
+        return max(float((x - y).abs().max()) for x, y in zip(output_tensors(a(*inputs)), output_tensors(b(*inputs))))
+
+
+@pytest.mark.parametrize("build, inputs", [
+    (_mlp, lambda: (torch.randn(5, 4, dtype=torch.float64),)),
+    (_cnn, lambda: (torch.randn(2, 3, 10, 10, dtype=torch.float64),)),
+])
+def test_align_recovers_a_relabelled_copy_exactly(build, inputs):
+    model, x = build(0), inputs()
+    layout = nngraph.build_layout(model, x)
+    perm = symmetry.random_permutation(layout, torch.Generator().manual_seed(3))
+    other = symmetry.permute_model(model, perm, x, layout)
+    assert _same_outputs(model, other, x) < 1e-12  # a symmetry: the test's premise
+    assert any(not torch.equal(p, q) for p, q in zip(model.state_dict().values(), other.state_dict().values()))
+    aligned, found = symmetry.align(model, other, x, return_permutation=True)
+    for (key, p), q in zip(model.state_dict().items(), aligned.state_dict().values()):
+        assert torch.equal(p, q), key
+    assert torch.equal(found[perm], torch.arange(layout.num_nodes))  # the inverse of the relabelling
+
+
+def test_align_of_independent_models_keeps_the_function_and_brings_the_weights_closer():
+    x = (torch.randn(7, 4, dtype=torch.float64),)
+    reference, model = _mlp(0, width=32), _mlp(1, width=32)
+    aligned = symmetry.align(reference, model, x)
+    assert _same_outputs(model, aligned, x) < 1e-12
+    distance = lambda m: sum(float((p - q).pow(2).sum()) for p, q in zip(reference.parameters(), m.parameters()))  # noqa: E731
+    assert distance(aligned) < 0.9 * distance(model)
+
+
+def test_sparse_similarity_equals_the_dense_reference():
+    """The sparse per-group similarity against the dense N x N one of the tasks' first version (MLPs only)."""
+    a, b = _mlp(0), _mlp(1)
+    layout = nngraph.build_layout(a)
+    ga, gb = layout.to_graph(a), layout.to_graph(b)
+    features = symmetry._Features(layout, ga)
+    for group in layout.symmetries:
+        dense = group_similarity(dense_weights(ga), ga.x[:, 0].double(), dense_weights(gb), gb.x[:, 0].double(),
+                                 group.rows)
+        sparse = features.similarity(group.rows, gb)
+        assert torch.allclose(sparse, dense, rtol=1e-12, atol=1e-12)
+
+
+def test_random_permutation_transform_relabels_graphs_of_the_same_function():
+    model = _cnn(0)
+    x = (torch.randn(2, 3, 10, 10, dtype=torch.float64),)
+    layout = nngraph.build_layout(model, x)
+    transform = symmetry.RandomPermutation(layout, torch.Generator().manual_seed(0))
+    graph = layout.to_graph(model)
+    moved = transform(graph)
+    assert not torch.equal(moved.x, graph.x)
+    assert _same_outputs(model, layout.from_graph(moved, model), x) < 1e-12
+    encoder = nngraph.NeuralGraphEncoder(3, hidden_dim=8, num_layers=2).double()
+    with torch.no_grad():
+        assert float((encoder(graph) - encoder(moved)).abs().max()) < 1e-10
+    assert "symmetry groups" in repr(transform)
+
+
+def test_align_refuses_models_of_different_architectures():
+    with pytest.raises(ValueError, match="not one architecture"):
+        symmetry.align(_mlp(0, width=16), _mlp(0, width=8))
