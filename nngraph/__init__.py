@@ -4,7 +4,8 @@ The public surface:
 
 - conversion: :func:`to_graph`, :func:`from_graph`, :func:`batch_graphs`, :func:`build_layout`,
   :func:`random_hidden_permutation`, :func:`probe_features`, and :func:`verify`, the soundness
-  check (:mod:`nngraph.convert`);
+  check (:mod:`nngraph.convert`); :func:`load_program` reads a ``torch.export`` program (``.pt2``) as a
+  module they accept;
 - the differentiable inverse: :func:`gather_params` (parameters out of batched graph features) and
   :func:`batched_forward` (the module run on them, vectorised over the graphs) and :func:`batched_probe_features`
   (probe features read from graph features, differentiable) (:mod:`nngraph.functional`);
@@ -31,8 +32,9 @@ from .convert import (
     to_graph,
     verify,
 )
+from .convert.program import load_program
 from .functional import batched_forward, batched_probe_features, gather_params
-from .errors import CheckpointError, NNGraphError, SpecError, ZooError
+from .errors import CheckpointError, NNGraphError, ProgramError, SpecError, ZooError
 from .gnn import NeuralGraphEncoder, NodeEdgeHead
 from .modules import Sine, Swish
 from .transforms import AddProbeFeatures
@@ -46,6 +48,7 @@ __all__ = [
     "NNGraphError",
     "NeuralGraphEncoder",
     "NodeEdgeHead",
+    "ProgramError",
     "Sine",
     "SoundnessError",
     "SpecError",
@@ -60,6 +63,7 @@ __all__ = [
     "from_graph",
     "gather_params",
     "gnn",
+    "load_program",
     "probe_features",
     "random_hidden_permutation",
     "schema",

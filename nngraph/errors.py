@@ -4,7 +4,7 @@ Every message names what is wrong and where (the file, and the line for line-bas
 """
 from __future__ import annotations
 
-__all__ = ["NNGraphError", "ZooError", "SpecError", "CheckpointError"]
+__all__ = ["NNGraphError", "ZooError", "SpecError", "CheckpointError", "ProgramError"]
 
 
 class NNGraphError(Exception):
@@ -23,3 +23,8 @@ class SpecError(NNGraphError, ValueError):
 
 class CheckpointError(NNGraphError, RuntimeError):
     """A training checkpoint is unreadable, fails its checksum, or its two files do not belong together."""
+
+
+class ProgramError(NNGraphError, ValueError):
+    """A ``.pt2`` file is not a ``torch.export`` program this process can load (another kind of file, a
+    truncated one, or a program calling a custom operator that is not registered here, named in the message)."""

@@ -235,6 +235,10 @@ def to_graph(
         >>> g.num_nodes, g.num_edges
         (35, 96)
     """
+    if isinstance(module, torch.export.ExportedProgram):  # torch.export.load(path): its module and example inputs
+        from .program import module_and_inputs
+
+        module, example_inputs = module_and_inputs(module, example_inputs)
     _check_module(module, "to_graph")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
