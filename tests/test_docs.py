@@ -1,0 +1,64 @@
+"""Every ```python block of README.md and docs/*.md runs as written, so the documentation cannot drift.
+
+The blocks of one file run in order in one fresh namespace (a later block may use an earlier one's names), in a
+scratch directory (files a block writes land there) with nngraph's cache there too. A block that is not meant to
+run is marked with another language (```text, ```bash). Tracebacks name the Markdown file and its line.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+#: an opening fence and its info string (the language), a closing fence
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
+#: a block is meant to stay small: this many seconds on a loaded 2-core machine at most
+BLOCK_SECONDS = 30.0
+
+
+def python_blocks(path: str) -> list[tuple[int, str]]:
+    """``(line, source)`` of every fenced block whose language is ``python`` / ``py`` in the Markdown file
+    ``path``; ``line`` is the 1-based line of the block's first line of code."""
+    blocks, lines = [], open(path, encoding="utf-8").read().splitlines()
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i])
+        if not opening:
+            i += 1
+            continue
+        indent, fence, language = opening.groups()
+        body, j = [], i + 1
+        while j < len(lines) and not lines[j].strip().startswith(fence[0] * len(fence)):
+            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j])
+            j += 1
+        if language.lower() in ("python", "py", "python3"):
+            blocks.append((i + 2, "\n".join(body) + "\n"))
+        i = j + 1
+    return blocks
+
+
+def test_the_extractor_sees_the_blocks():
+    blocks = python_blocks(os.path.join(ROOT, "README.md"))
+    assert len(blocks) >= 4
+    assert blocks[0][1].startswith("import torch")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_python_blocks_run_as_written(doc, tmp_path, monkeypatch):
+    blocks = python_blocks(os.path.join(ROOT, doc))
+    if not blocks:
+        pytest.skip(f"{doc} has no python blocks")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NNGRAPH_CACHE", str(tmp_path / "cache"))
+    namespace: dict = {"__name__": "__main__"}
+    for line, source in blocks:
+        code = compile("\n" * (line - 1) + source, os.path.join(ROOT, doc), "exec")
+        start = time.perf_counter()
+        exec(code, namespace)  # noqa: S102 - the documentation's own code
+        seconds = time.perf_counter() - start
+        assert seconds < BLOCK_SECONDS, f"{doc}:{line}: the block took {seconds:.1f} s; keep documentation blocks small"
