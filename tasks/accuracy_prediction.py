@@ -37,7 +37,7 @@ from nngraph.io import atomic_write
 from nngraph.convert.module_info import parameter_dtype
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
-from .augment import positive_scale, sign_flip, symmetry_augment
+from nngraph.symmetry import positive_scale, sign_flip, symmetry_augment
 from .features import add_positional_features, max_kernel_shape
 from .permutation import SymmetryAugmented
 from .probing import output_features, probe_images
@@ -92,7 +92,7 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
     p.add_argument("--augment", choices=tuple(AUGMENTS), default="none",
                    help="the encoder method's training batches: random sign flips of tanh neurons (flip), random "
                         "positive scales in [1/2, 2] of relu / leaky-relu neurons (scale), or both (symmetries); "
-                        "only the neurons where they keep the function (tasks.augment)")
+                        "only the neurons where they keep the function (nngraph.symmetry)")
     p.add_argument("--probe-inputs", type=int, default=32,
                    help="images the probing baselines run every classifier on (from the zoo's training images)")
     add_run_args(p)

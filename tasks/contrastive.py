@@ -4,7 +4,7 @@ SANE, Schürholt et al., ICML 2024, for weight spaces).
 Views of a model, each drawn afresh for every batch:
 
 - Gaussian weight noise, relative to the typical weight of each depth (:func:`weight_noise`);
-- sign flips of the neurons whose odd activation makes the flip a symmetry (:func:`tasks.augment.sign_flip`
+- sign flips of the neurons whose odd activation makes the flip a symmetry (:func:`nngraph.symmetry.sign_flip`
   flips those and only those);
 - a random relabelling of the hidden neurons (:class:`tasks.permutation.SymmetryAugmented`): invisible to the
   equivariant encoder, a real view for an encoder whose equivariance is broken;
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from nngraph import schema
 
-from .augment import sign_flip
+from nngraph.symmetry import sign_flip
 
 __all__ = ["nt_xent", "weight_noise", "augment_view", "ViewPairs", "group_ids"]
 

@@ -18,8 +18,8 @@ import time
 import torch
 import nngraph
 
-from .align import align_all
-from .augment import sign_flip
+from nngraph.symmetry import align_all
+from nngraph.symmetry import sign_flip
 from .baselines import fit_vector_mlp, flat_weights, gradient_boosting, predict_vectors
 from .features import add_positional_features, probe_inputs_for
 from .graph_training import predict_graphs, train_graph_predictor

@@ -30,7 +30,7 @@ from nngraph.train import TrainConfig, fit, make_loader, seed_everything
 from nngraph.zoo import build_model
 from nngraph.zoo.inr_meta import INRMetadata
 
-from .augment import sign_flip
+from nngraph.symmetry import sign_flip
 from .baselines import flat_weights
 from .budget import kernel_boxes, match_head_dim, parameter_counts
 from .harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser

@@ -3,7 +3,7 @@
 Every graph of a training batch is mixed with another graph of the same batch: ``λ·w_i + (1-λ)·w_j`` on
 every weight and bias, ``λ·onehot(y_i) + (1-λ)·onehot(y_j)`` as its (soft) label, ``λ ~ Beta(α, α)`` per
 graph. Mixing entry by entry needs graphs of one architecture in one node and edge order; it means
-something only when the models were aligned first (:func:`tasks.align.align_all`: otherwise unrelated
+something only when the models were aligned first (:func:`nngraph.symmetry.align_all`: otherwise unrelated
 neurons are averaged), which is how the ``encoder_mixup`` rows of ``tasks.inr_classification`` use it.
 """
 from __future__ import annotations

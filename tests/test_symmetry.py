@@ -7,8 +7,9 @@ from torch import nn
 
 import nngraph
 from nngraph import symmetry
+from nngraph.symmetry import match
 from nngraph.convert.module_info import output_tensors
-from tasks.align import dense_weights, group_similarity
+from .symmetry_reference import dense_weights, group_similarity
 
 
 def _mlp(seed: int, width: int = 16) -> nn.Module:
@@ -39,7 +40,7 @@ def test_align_recovers_a_relabelled_copy_exactly(build, inputs):
     other = symmetry.permute_model(model, perm, x, layout)
     assert _same_outputs(model, other, x) < 1e-12  # a symmetry: the test's premise
     assert any(not torch.equal(p, q) for p, q in zip(model.state_dict().values(), other.state_dict().values()))
-    aligned, found = symmetry.align(model, other, x, return_permutation=True)
+    aligned, (found, sign) = symmetry.align(model, other, x, return_permutation=True)
     for (key, p), q in zip(model.state_dict().items(), aligned.state_dict().values()):
         assert torch.equal(p, q), key
     assert torch.equal(found[perm], torch.arange(layout.num_nodes))  # the inverse of the relabelling
@@ -59,7 +60,7 @@ def test_sparse_similarity_equals_the_dense_reference():
     a, b = _mlp(0), _mlp(1)
     layout = nngraph.build_layout(a)
     ga, gb = layout.to_graph(a), layout.to_graph(b)
-    features = symmetry._Features(layout, ga)
+    features = match._Features(layout, ga)
     for group in layout.symmetries:
         dense = group_similarity(dense_weights(ga), ga.x[:, 0].double(), dense_weights(gb), gb.x[:, 0].double(),
                                  group.rows)

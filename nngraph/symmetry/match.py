@@ -1,16 +1,12 @@
-"""Symmetries of any converted model as a library feature: sample them, apply them, align models by them.
+"""Aligning models by their symmetries (weight matching).
 
-A model's neural graph knows its permutation symmetries exactly (:attr:`nngraph.convert.Layout.symmetries`:
-hidden neurons, attention heads and norm groups as blocks, tied spaces), for every architecture the converter
-handles. This module uses them:
-
-- :func:`random_permutation` draws one (``(N,)`` old node -> new node) and :func:`permute_model` applies it to a
-  model (the same function, relabelled), :class:`RandomPermutation` to graphs as a PyG transform;
-- :func:`align` relabels a model's hidden neurons to match a reference of the same architecture by weight
+:func:`align` relabels a model's hidden neurons to match a reference of the same architecture by weight
   matching (Ainsworth et al., *Git Re-Basin*, ICLR 2023): coordinate descent over the symmetry groups, each step a
   linear assignment on the similarity of the neurons' features and of their incoming and outgoing weights
   (whole kernels), computed from the sparse edge lists (no ``N x N`` matrix); block groups (attention heads)
-  are matched block to block, then within blocks. The result computes exactly the function of the model.
+  are matched block to block, then within blocks. Where a group's neurons may also be negated (an odd
+  activation, :func:`~nngraph.symmetry.scale.flippable_nodes`), a pair's score is the similarity's absolute value
+  and its sign says whether to negate. The result computes exactly the function of the model.
 """
 from __future__ import annotations
 
@@ -21,57 +17,30 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .convert import build_layout
-from .convert.layout import Layout, SymmetryGroup
-from .kernels import entry_edges, kernel_offsets
+from ..convert import build_layout
+from ..convert.layout import Layout, SymmetryGroup
+from ..kernels import entry_edges, kernel_offsets
+from .permute import _tuple
+from .scale import apply_signs, flippable_nodes
 
-__all__ = ["RandomPermutation", "align", "permute_model", "random_permutation"]
-
-
-def random_permutation(layout: Layout, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(N,)``: a random symmetry of ``layout``'s model as a node relabelling (old node ``i`` -> ``perm[i]``),
-    composed over every symmetry group."""
-    return layout.random_node_permutation(generator)
-
-
-def permute_model(model: nn.Module, perm: torch.Tensor, example_inputs: Sequence[torch.Tensor] | None = None,
-                  layout: Layout | None = None) -> nn.Module:
-    """A copy of ``model`` whose hidden neurons are relabelled by ``perm`` (a symmetry: the same function)."""
-    layout = layout or build_layout(model, _tuple(example_inputs))
-    return layout.from_graph(layout.permute_graph(layout.to_graph(model), perm), model)
-
-
-class RandomPermutation:
-    """PyG transform: a graph relabelled by a fresh random symmetry of its model at every call (augmentation).
-
-    Args:
-        layout: the layout of the graphs' architecture (:func:`nngraph.build_layout`).
-        generator: random source (default: torch's global one).
-    """
-
-    def __init__(self, layout: Layout, generator: torch.Generator | None = None):
-        self.layout, self.generator = layout, generator
-
-    def __call__(self, graph):
-        return self.layout.permute_graph(graph, self.layout.random_node_permutation(self.generator))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self.layout.symmetries)} symmetry groups)"
+__all__ = ["align", "align_all", "align_graph", "weight_matching"]
 
 
 def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
           max_rounds: int = 30, return_permutation: bool = False):
-    """A copy of ``model`` whose hidden neurons are relabelled to match ``reference`` (weight matching).
+    """A copy of ``model`` whose hidden neurons are relabelled (and negated where that is a symmetry) to match
+    ``reference`` (weight matching).
 
     Args:
         reference: the model to match.
         model: a model of the same architecture (same parameter names and shapes, same layout).
         example_inputs: inputs as for :func:`nngraph.to_graph` (made up from the first layer when omitted).
         max_rounds: passes over all symmetry groups at most (it stops when a pass changes nothing).
-        return_permutation: also return the node relabelling ``(N,)`` (old node -> new node of ``model``'s graph).
+        return_permutation: also return the node relabelling ``(N,)`` (old node -> new node of ``model``'s graph)
+            and the signs ``(N,)`` (``+-1`` per new node).
 
     Returns:
-        the aligned copy (the same function as ``model``), and with ``return_permutation`` the relabelling.
+        the aligned copy (the same function as ``model``), and with ``return_permutation`` ``(perm, sign)``.
 
     Raises:
         ValueError: for models of different architectures.
@@ -79,34 +48,61 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
     inputs = _tuple(example_inputs)
     _check_same_architecture(reference, model)
     layout = build_layout(model, inputs)
-    if build_layout(reference, inputs) is not layout and not _same_structure(build_layout(reference, inputs), layout):
+    other = build_layout(reference, inputs)
+    if other is not layout and not _same_structure(other, layout):
         raise ValueError("align: the two models convert to different graphs (another architecture or other "
                          "constants); alignment needs one architecture")
-    ref, graph = layout.to_graph(reference), layout.to_graph(model)
-    perm = weight_matching(layout, ref, graph, max_rounds)
-    aligned = layout.from_graph(layout.permute_graph(graph, perm), model)
-    return (aligned, perm) if return_permutation else aligned
+    aligned, perm, sign = align_graph(layout.to_graph(model), layout.to_graph(reference), layout, max_rounds)
+    out = layout.from_graph(aligned, model)
+    return (out, (perm, sign)) if return_permutation else out
 
 
-def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30) -> torch.Tensor:
-    """``(N,)`` the relabelling (old node -> new node) of ``graph`` that makes it most like ``reference`` (both
-    graphs of ``layout``), by coordinate descent over the symmetry groups (module docstring)."""
+def align_graph(graph, reference, layout: Layout, max_rounds: int = 30):
+    """``graph`` relabelled (and negated where the activation is odd) to look like ``reference``, both graphs of
+    ``layout``'s architecture; ``probe`` features are dropped (they would need moving too).
+
+    Returns:
+        ``(aligned, perm, sign)``: ``perm`` ``(N,)`` maps old node -> new node, ``sign`` ``(N,)`` is ``+-1`` per
+        new node.
+    """
+    plain = graph.clone()
+    if "probe" in plain:
+        del plain.probe
+    perm, sign = weight_matching(layout, reference, plain, max_rounds)
+    return apply_signs(layout.permute_graph(plain, perm), sign.to(graph.x.dtype)), perm, sign
+
+
+def align_all(graphs: list, reference, layout: Layout, progress: bool = False, desc: str = "aligning") -> list:
+    """Every graph of ``graphs`` (one architecture, ``layout``'s) aligned to ``reference`` (:func:`align_graph`)."""
+    from tqdm.auto import tqdm
+
+    return [align_graph(g, reference, layout)[0] for g in tqdm(graphs, desc=desc, disable=not progress)]
+
+
+def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(perm, sign)``: the relabelling ``(N,)`` (old node -> new node) and the signs ``(N,)`` per new node that
+    make ``graph`` most like ``reference`` (both graphs of ``layout``), by coordinate descent over the symmetry
+    groups (module docstring)."""
     n = layout.num_nodes
-    perm = torch.arange(n)
+    perm, sign = torch.arange(n), torch.ones(n, dtype=torch.float64)
     features = _Features(layout, reference)
+    flippable = flippable_nodes(reference)
     for _ in range(max_rounds):
         changed = False
-        current = layout.permute_graph(graph, perm)  # in the layout's edge order, like the reference
         for group in layout.symmetries:
-            step = _best_group_permutation(group, features, current, layout)
+            current = apply_signs(layout.permute_graph(graph, perm), sign.to(graph.x.dtype))
+            can_flip = group.block_size is None and bool(flippable[group.rows].all())
+            step = _best_group_step(group, features, current, layout, can_flip)
             if step is None:
                 continue
             changed = True
-            perm = step[perm]
-            current = layout.permute_graph(graph, perm)
+            move, flips = step
+            moved_sign = torch.empty_like(sign)
+            moved_sign[move] = sign  # the signs travel with their neurons
+            perm, sign = move[perm], moved_sign * flips
         if not changed:
             break
-    return perm
+    return perm, sign
 
 
 class _Features:
@@ -171,13 +167,15 @@ class _Features:
         return s
 
 
-def _best_group_permutation(group: SymmetryGroup, features: _Features, current, layout: Layout) -> torch.Tensor | None:
-    """The relabelling ``(N,)`` of one group that best matches the reference, or ``None`` if it is the identity."""
+def _best_group_step(group: SymmetryGroup, features: _Features, current, layout: Layout,
+                     can_flip: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(move (N,), flips (N,))``: the relabelling of one group (and, where ``can_flip``, the signs of its new
+    columns) that best matches the reference, or ``None`` if it changes nothing."""
     s = features.similarity(group.rows, current, group.satellites, group.block_size)  # (C, C)
     c = s.shape[0]
+    block_cols = None
     if group.block_size is None:
-        cols = _assignment(s)
-        block_cols = None
+        cols = _assignment(s.abs() if can_flip else s)
     else:
         size = group.block_size
         blocks = c // size
@@ -187,14 +185,16 @@ def _best_group_permutation(group: SymmetryGroup, features: _Features, current, 
                               for p in range(blocks)], dtype=torch.float64)
         block_cols = _assignment(score)  # reference block p takes current block block_cols[p]
         cols = torch.cat([block_cols[p] * size + inner[p][int(block_cols[p])] for p in range(blocks)])
-    if torch.equal(cols, torch.arange(c)):
+    negate = (s[torch.arange(c), cols] < 0) if can_flip else torch.zeros(c, dtype=torch.bool)  # (C,)
+    if torch.equal(cols, torch.arange(c)) and not bool(negate.any()):
         return None
-    step = torch.arange(layout.num_nodes)
-    # the current column cols[i] moves to column i
-    step[group.rows[:, cols].reshape(-1)] = group.rows.reshape(-1)
+    move = torch.arange(layout.num_nodes)
+    move[group.rows[:, cols].reshape(-1)] = group.rows.reshape(-1)  # the current column cols[i] moves to column i
     if group.satellites is not None and block_cols is not None:
-        step[group.satellites[:, block_cols].reshape(-1)] = group.satellites.reshape(-1)
-    return step
+        move[group.satellites[:, block_cols].reshape(-1)] = group.satellites.reshape(-1)
+    flips = torch.ones(layout.num_nodes, dtype=torch.float64)
+    flips[group.rows[:, negate].reshape(-1)] = -1.0
+    return move, flips
 
 
 def _assignment(score: torch.Tensor) -> torch.Tensor:
@@ -217,5 +217,3 @@ def _same_structure(a: Layout, b: Layout) -> bool:
         torch.equal(a.node_kind, b.node_kind)
 
 
-def _tuple(example_inputs):
-    return (example_inputs,) if isinstance(example_inputs, torch.Tensor) else example_inputs

@@ -17,8 +17,8 @@ import math
 import torch
 from torch_geometric.transforms import BaseTransform
 
-from nngraph import schema
-from nngraph.kernels import expand_to_entries
+from .. import schema
+from ..kernels import expand_to_entries
 
 __all__ = ["ODD_ACTIVATIONS", "HOMOGENEOUS_ACTIVATIONS", "SignFlip", "apply_scales", "apply_signs", "flippable_nodes",
            "positive_scale", "scalable_nodes", "sign_flip", "symmetry_augment"]
@@ -124,8 +124,7 @@ def apply_scales(graph, scale: torch.Tensor, fixed_columns: int = 0):
     by ``scale[v]``, every edge by ``scale[dst] / scale[src]`` (``scale[src] * scale[dst]`` for signs).
     Function-preserving only where ``scale`` is ``-1`` on :func:`flippable_nodes` or positive on
     :func:`scalable_nodes`, and 1 elsewhere. The last ``fixed_columns`` columns of ``probe`` are not values of
-    the neurons (the broken twin's positional features, :func:`tasks.features.add_positional_features`) and
-    are left alone.
+    the neurons (positional features a twin reads, which stay with the node's position) and are left alone.
 
     Shapes:
         - ``scale`` :math:`(N,)`; ``x``, ``edge_attr``, ``probe`` keep their shapes.

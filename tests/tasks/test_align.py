@@ -14,8 +14,10 @@ from torch_geometric.data import Batch
 import nngraph
 from nngraph import schema
 from nngraph.zoo import build_model, coordinate_grid, siren_spec
-from tasks.align import align_to, dense_weights, group_similarity
-from tasks.augment import sign_flip
+from nngraph.symmetry import align_graph as align_to
+
+from ..symmetry_reference import dense_weights, group_similarity
+from nngraph.symmetry import sign_flip
 from tasks.mixup import WeightMixup
 
 
@@ -89,12 +91,19 @@ def test_group_similarity_matches_a_loop_over_neuron_pairs():
         torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
 
 
-def test_alignment_refuses_conv_kernels():
-    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3))
-    x = (torch.zeros(1, 1, 8, 8),)
-    graph = nngraph.to_graph(model, x)
+def test_the_dense_reference_refuses_conv_kernels_and_the_library_aligns_them():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Conv2d(3, 2, 3)).double()
+    x = (torch.zeros(1, 1, 8, 8, dtype=torch.float64),)
+    layout = nngraph.build_layout(model, x)
+    graph = layout.to_graph(model)
     with pytest.raises(ValueError, match="one value"):
-        align_to(graph, graph, nngraph.build_layout(model, x))
+        dense_weights(graph)
+    moved = sign_flip(layout.permute_graph(graph, layout.random_node_permutation(torch.Generator().manual_seed(0))),
+                      p=1.0)
+    assert not torch.equal(moved.edge_attr, graph.edge_attr)
+    aligned, _, _ = align_to(moved, graph, layout)
+    assert torch.equal(aligned.x, graph.x) and torch.allclose(aligned.edge_attr, graph.edge_attr, rtol=0, atol=1e-15)
 
 
 def _batch(n: int = 4):

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.zoo import build_model, coordinate_grid, siren_spec
-from tasks.augment import SignFlip, flippable_nodes, sign_flip
+from nngraph.symmetry import SignFlip, flippable_nodes, sign_flip
 
 
 def _siren(seed=0):
@@ -107,7 +107,7 @@ def test_sign_flip_transform_is_the_function():
 # positive scales of relu / leaky_relu neurons, and both symmetries at once, on every family of the wild zoo
 
 from nngraph.zoo import build_model as _build  # noqa: E402
-from tasks.augment import apply_scales, positive_scale, scalable_nodes, symmetry_augment  # noqa: E402
+from nngraph.symmetry import apply_scales, positive_scale, scalable_nodes, symmetry_augment  # noqa: E402
 
 _IN = [1, 8, 8]
 _WILD_SPECS = {

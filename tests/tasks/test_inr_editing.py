@@ -10,7 +10,7 @@ from torch_geometric.data import Batch
 
 import nngraph
 from tasks import inr_editing
-from tasks.augment import sign_flip
+from nngraph.symmetry import sign_flip
 from tasks.scaling import GraphScaler
 from tasks.inr_editing import rendering_loss, upsample_target
 from tasks.models import GraphEditor

@@ -7,7 +7,7 @@ from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.zoo import build_model, siren_spec
-from tasks.augment import sign_flip
+from nngraph.symmetry import sign_flip
 from tasks.learned_probes import LearnedProbePredictor, ProbeGenerator
 from tasks.models import GraphPredictor
 from tasks.scaling import GraphScaler

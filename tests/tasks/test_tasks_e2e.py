@@ -203,7 +203,7 @@ def test_inr_classification_generated_probes_on_request(inr_zoo, tmp_path):
 
 def test_accuracy_prediction_with_symmetry_augmentation(clf_zoo, tmp_path, monkeypatch):
     """``--augment symmetries`` reaches the encoder's training batches (and only the encoder's), and is recorded."""
-    from tasks import augment
+    from nngraph import symmetry as augment
 
     calls = []
     real = augment.symmetry_augment
