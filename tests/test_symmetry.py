@@ -86,3 +86,34 @@ def test_random_permutation_transform_relabels_graphs_of_the_same_function():
 def test_align_refuses_models_of_different_architectures():
     with pytest.raises(ValueError, match="not one architecture"):
         symmetry.align(_mlp(0, width=16), _mlp(0, width=8))
+
+
+def test_merge_of_a_model_and_its_relabelled_copy_is_the_model_only_when_aligned():
+    model, x = _mlp(0), (torch.randn(5, 4, dtype=torch.float64),)
+    layout = nngraph.build_layout(model, x)
+    other = symmetry.permute_model(model, symmetry.random_permutation(layout, torch.Generator().manual_seed(0)),
+                                   x, layout)
+    merged = symmetry.merge([model, other], example_inputs=x)
+    assert _same_outputs(model, merged, x) < 1e-12
+    naive = symmetry.merge([model, other], aligned=False)
+    assert _same_outputs(model, naive, x) > 1e-3
+    with pytest.raises(ValueError, match="summing to 1"):
+        symmetry.merge([model, other], weights=[0.5, 0.6])
+
+
+def test_interpolation_barrier_against_the_path_computed_by_hand():
+    a, b = _mlp(0), _mlp(1)
+    x = torch.randn(9, 4, dtype=torch.float64)
+    loss = lambda m: float(m(x).pow(2).mean())  # noqa: E731
+    curve = symmetry.interpolation_barrier(a, b, loss, steps=5)
+    by_hand = []
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        mid = _mlp(0)
+        with torch.no_grad():
+            for p, pa, pb in zip(mid.parameters(), a.parameters(), b.parameters()):
+                p.copy_((1 - t) * pa + t * pb)
+        by_hand.append(loss(mid))
+    assert curve["loss"] == pytest.approx(by_hand, rel=1e-12)
+    line = [(1 - t) * by_hand[0] + t * by_hand[-1] for t in curve["t"]]
+    assert curve["barrier"] == pytest.approx(max(v - w for v, w in zip(by_hand, line)), rel=1e-12)
+    assert symmetry.interpolation_barrier(a, a, loss, steps=3)["barrier"] == pytest.approx(0.0, abs=1e-12)

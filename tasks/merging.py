@@ -1,0 +1,174 @@
+"""Merging models trained apart: the loss barrier on the path between two, naive against aligned.
+
+Two models of one architecture are trained on scikit-learn's digits from different seeds (initialisation and data
+order). Along the straight path between their weights the test loss rises (the barrier); aligning one to the
+other first with :func:`nngraph.symmetry.align` (weight matching over the symmetries the converter derives, for
+any architecture) should remove most of that rise (Git Re-Basin). Per pair: the barrier naive and aligned, the
+accuracy of the midpoint (the merged model), and the time of the alignment. BatchNorm statistics are recomputed
+on training batches at every point of the path (REPAIR's reset) for both paths alike.
+
+Usage: ``python -m tasks.merging --out runs/merging [--seeds 0,1,2] [--models mlp,resnet]``; writes
+``results.json`` and ``barrier_<model>.png`` (the seed-0 curves) into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+
+from nngraph import symmetry
+from nngraph.io import atomic_write
+
+MODELS = ("mlp", "resnet")
+
+
+def digits(seed: int = 0):
+    """``(x_train, y_train, x_test, y_test)``: the 1,797 digits as ``(n, 1, 8, 8)`` in [0, 1], 80 / 20 split."""
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (n, 1, 8, 8)
+    y = torch.tensor(data.target)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    cut = int(0.8 * len(y))
+    return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
+
+
+def wide_mlp(width: int = 512) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, 10))
+
+
+class _Block(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.c1, self.n1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        self.c2, self.n2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return torch.relu(x + self.n2(self.c2(torch.relu(self.n1(self.c1(x))))))
+
+
+class SmallResNet(nn.Module):
+    """A stem, two residual blocks with BatchNorm, global average pooling and a linear head."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                                  nn.ReLU())
+        self.blocks = nn.Sequential(_Block(channels), _Block(channels))
+        self.head = nn.Linear(channels, 10)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def build(name: str, width: int) -> nn.Module:
+    return wide_mlp(width) if name == "mlp" else SmallResNet(width)
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, batch: int = 64) -> nn.Module:
+    """Adam (lr 1e-3) for ``epochs`` over ``(x, y)`` in a seed-dependent order."""
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=generator).split(batch):
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """``(cross-entropy, accuracy)`` on ``(x, y)``."""
+    with torch.no_grad():
+        logits = model.eval()(x)
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def run_pair(name: str, seed: int, epochs: int, width: int, steps: int) -> dict:
+    """Train two models (seeds ``2 seed``, ``2 seed + 1``), measure both barriers and the merged models."""
+    x, y, xt, yt = digits()
+    models = []
+    for s in (2 * seed, 2 * seed + 1):
+        torch.manual_seed(s)
+        models.append(train(build(name, width), x, y, s, epochs))
+    a, b = models
+    start = time.perf_counter()
+    b_aligned = symmetry.align(a, b, (x[:2],))
+    align_seconds = time.perf_counter() - start
+    norm_batches = [x[i:i + 256] for i in range(0, len(x), 256)] if name == "resnet" else None
+    loss = lambda m: evaluate(m, xt, yt)[0]  # noqa: E731
+    naive = symmetry.interpolation_barrier(a, b, loss, steps, norm_batches)
+    aligned = symmetry.interpolation_barrier(a, b_aligned, loss, steps, norm_batches)
+    merged = {}
+    for label, other in (("naive", b), ("aligned", b_aligned)):
+        mid = symmetry.interpolate(a, other, 0.5)
+        if norm_batches is not None:
+            symmetry.reset_norms(mid, norm_batches)
+        merged[label] = evaluate(mid, xt, yt)[1]
+    return {"model": name, "seed": seed, "acc_a": evaluate(a, xt, yt)[1], "acc_b": evaluate(b, xt, yt)[1],
+            "barrier_naive": naive["barrier"], "barrier_aligned": aligned["barrier"],
+            "ratio": aligned["barrier"] / naive["barrier"] if naive["barrier"] > 0 else float("nan"),
+            "merged_acc_naive": merged["naive"], "merged_acc_aligned": merged["aligned"],
+            "align_seconds": align_seconds, "curves": {"naive": naive, "aligned": aligned}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tasks.merging", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/merging", help="output folder (default: runs/merging)")
+    p.add_argument("--seeds", default="0,1,2", help="pair seeds, comma-separated (default: 0,1,2)")
+    p.add_argument("--models", default="mlp,resnet", help=f"comma-separated, of {list(MODELS)} (default: both)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs per model (default: 20)")
+    p.add_argument("--mlp-width", type=int, default=512, help="hidden width of the MLP (default: 512)")
+    p.add_argument("--resnet-width", type=int, default=32, help="channels of the ResNet (default: 32)")
+    p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = [n for n in args.models.split(",") if n]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        build_parser().error(f"--models: unknown {unknown}; choices: {list(MODELS)}")
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    for name in names:
+        width = args.mlp_width if name == "mlp" else args.resnet_width
+        for seed in (int(s) for s in args.seeds.split(",")):
+            row = run_pair(name, seed, args.epochs, width, args.steps)
+            rows.append(row)
+            print(f"{name} seed {seed}: barrier naive {row['barrier_naive']:.3f}, aligned {row['barrier_aligned']:.3f} "
+                  f"({100 * row['ratio']:.0f} %); merged accuracy naive {row['merged_acc_naive']:.3f}, aligned "
+                  f"{row['merged_acc_aligned']:.3f} (ends {row['acc_a']:.3f} / {row['acc_b']:.3f}); "
+                  f"align {row['align_seconds']:.2f} s", flush=True)
+        first = next(r for r in rows if r["model"] == name)
+        symmetry.plot_barrier(first["curves"], os.path.join(args.out, f"barrier_{name}.png"),
+                              title=f"{name}: test loss between two digits models (seed {first['seed']})")
+    print("\n| model | pairs | barrier naive | barrier aligned | aligned / naive | merged acc naive | merged acc aligned "
+          "| align (s) |\n|---|---|---|---|---|---|---|---|")
+    for name in names:
+        mine = [r for r in rows if r["model"] == name]
+
+        def ms(key):
+            values = [r[key] for r in mine]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+        print(f"| {name} | {len(mine)} | {ms('barrier_naive')} | {ms('barrier_aligned')} | {ms('ratio')} | "
+              f"{ms('merged_acc_naive')} | {ms('merged_acc_aligned')} | {ms('align_seconds')} |")
+    atomic_write(os.path.join(args.out, "results.json"), json.dumps(rows, indent=1).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
