@@ -1,13 +1,13 @@
 """Merging models trained apart: the loss barrier on the path between two, naive against aligned.
 
 Two models of one architecture are trained on scikit-learn's digits from different seeds (initialisation and data
-order). Along the straight path between their weights the test loss rises (the barrier); aligning one to the
+order): a wide MLP, a small ResNet and a small vision transformer. Along the straight path between their weights the test loss rises (the barrier); aligning one to the
 other first with :func:`nngraph.symmetry.align` (weight matching over the symmetries the converter derives, for
 any architecture) should remove most of that rise (Git Re-Basin). Per pair: the barrier naive and aligned, the
 accuracy of the midpoint (the merged model), and the time of the alignment. BatchNorm statistics are recomputed
 on training batches at every point of the path (REPAIR's reset) for both paths alike.
 
-Usage: ``python -m tasks.merging --out runs/merging [--seeds 0,1,2] [--models mlp,resnet]``; writes
+Usage: ``python -m tasks.merging --out runs/merging [--seeds 0,1,2] [--models mlp,resnet,transformer]``; writes
 ``results.json`` and ``barrier_<model>.png`` (the seed-0 curves) into ``--out``.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 from nngraph import symmetry
 from nngraph.io import atomic_write
 
-MODELS = ("mlp", "resnet")
+MODELS = ("mlp", "resnet", "transformer")
 
 
 def digits(seed: int = 0):
@@ -68,8 +68,26 @@ class SmallResNet(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
+class SmallTransformer(nn.Module):
+    """A ViT on the 8 x 8 digits: 2 x 2 patches (16 tokens), a learned position embedding, two pre-norm encoder
+    layers of 4 heads, mean pooling and a linear head."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.patch = nn.Linear(4, width)
+        self.position = nn.Parameter(torch.randn(1, 16, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, 4, dim_feedforward=2 * width, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):  # (B, 1, 8, 8)
+        patches = x.reshape(x.shape[0], 4, 2, 4, 2).permute(0, 1, 3, 2, 4).reshape(x.shape[0], 16, 4)  # (B, 16, 4)
+        return self.head(self.encoder(self.patch(patches) + self.position).mean(1))
+
+
 def build(name: str, width: int) -> nn.Module:
-    return wide_mlp(width) if name == "mlp" else SmallResNet(width)
+    return {"mlp": wide_mlp, "resnet": SmallResNet, "transformer": SmallTransformer}[name](width)
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, batch: int = 64) -> nn.Module:
@@ -124,10 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tasks.merging", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/merging", help="output folder (default: runs/merging)")
     p.add_argument("--seeds", default="0,1,2", help="pair seeds, comma-separated (default: 0,1,2)")
-    p.add_argument("--models", default="mlp,resnet", help=f"comma-separated, of {list(MODELS)} (default: both)")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)} (default: all)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs per model (default: 20)")
     p.add_argument("--mlp-width", type=int, default=512, help="hidden width of the MLP (default: 512)")
     p.add_argument("--resnet-width", type=int, default=32, help="channels of the ResNet (default: 32)")
+    p.add_argument("--transformer-width", type=int, default=64, help="width of the transformer (default: 64)")
     p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     return p
@@ -143,7 +162,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for name in names:
-        width = args.mlp_width if name == "mlp" else args.resnet_width
+        width = {"mlp": args.mlp_width, "resnet": args.resnet_width, "transformer": args.transformer_width}[name]
         for seed in (int(s) for s in args.seeds.split(",")):
             row = run_pair(name, seed, args.epochs, width, args.steps)
             rows.append(row)

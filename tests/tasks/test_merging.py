@@ -9,9 +9,9 @@ from tasks import merging
 def test_merging_runs_and_writes_its_results(tmp_path):
     out = tmp_path / "merge"
     assert merging.main(["--out", str(out), "--seeds", "0", "--epochs", "1", "--mlp-width", "16",
-                         "--resnet-width", "4", "--steps", "3"]) == 0
+                         "--resnet-width", "4", "--transformer-width", "8", "--steps", "3"]) == 0
     rows = json.loads((out / "results.json").read_text())
-    assert [r["model"] for r in rows] == ["mlp", "resnet"]
+    assert [r["model"] for r in rows] == ["mlp", "resnet", "transformer"]
     for row in rows:
         for kind in ("naive", "aligned"):
             curve = row["curves"][kind]
