@@ -17,37 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nngraph.testing import reinitialise
+
 try:
     import transformers
 except ImportError:  # the plain PyTorch models still build
     transformers = None
 
 VOCAB = 64
-
-
-def reinitialise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Weights ~ N(0, 1 / fan_in), norm scales near 1, running statistics spread (the function of
-    ``tests/realworld/hf_models.py``): Hugging Face's initialisation (std 0.02) makes deep models'
-    outputs vanish, and a soundness check on vanishing outputs tests nothing.
-
-    Unlike the test helper, only the normalisation statistics among the buffers are touched: the
-    held-out models carry other floating-point buffers (rotary frequencies, relative-position
-    tables, spectral-norm vectors) that are part of the architecture, not weights."""
-    generator = torch.Generator().manual_seed(seed)
-    buffers = [(n, b) for n, b in model.named_buffers() if n.endswith(("running_var", "running_mean"))]
-    with torch.no_grad():
-        for name, p in list(model.named_parameters()) + buffers:
-            if not p.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                p.copy_(torch.rand(p.shape, generator=generator) + 0.5)
-            elif p.dim() >= 2:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
-            else:
-                base = 1.0 if name.endswith("weight") else 0.0
-                p.copy_(base + 0.1 * torch.randn(p.shape, generator=generator))
-    return model
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -181,3 +181,27 @@ def assert_equivariant(encoder: nn.Module, module: nn.Module,
             raise AssertionError(f"{type(encoder).__name__} is not equivariant on {name} outputs: "
                                  f"max error {errors[name]:.3g} > {tol:.3g}")
     return errors
+
+
+def reinitialise(model: nn.Module, seed: int = 0, all_buffers: bool = False) -> nn.Module:
+    """``model`` with weights ~ N(0, 1 / fan_in), norm scales near 1 and biases near 0, in place: Hugging Face's
+    initialisation (std 0.02) makes deep models' outputs vanish (1e-26 for MobileNetV2), and a soundness check on
+    vanishing outputs tests nothing. Running variances are drawn in [0.5, 1.5]. Among the other floating buffers
+    only running means change, unless ``all_buffers`` (rotary frequencies, relative-position tables and
+    spectral-norm vectors are part of an architecture, not weights)."""
+    generator = torch.Generator().manual_seed(seed)
+    buffers = [(n, b) for n, b in model.named_buffers()
+               if all_buffers or n.endswith(("running_var", "running_mean"))]
+    with torch.no_grad():
+        for name, p in list(model.named_parameters()) + buffers:
+            if not p.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                p.copy_(torch.rand(p.shape, generator=generator) + 0.5)
+            elif p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
+            else:
+                base = 1.0 if name.endswith("weight") else 0.0
+                p.copy_(base + 0.1 * torch.randn(p.shape, generator=generator))
+    return model

@@ -38,7 +38,8 @@ from torch import fx
 from ..schema import OP_CATEGORIES, EdgeType, NodeKind
 from .errors import describe
 from .registry import target_name
-from .values import DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
+from .values import (DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue,
+                     flatten)
 
 #: Input-output pairs up to this many get every edge from the inputs to an opaque output; beyond it, a band
 #: (every input and every output on at least one edge), so that memory grows with the neurons, not their product.
@@ -53,7 +54,7 @@ class _Untestable(Exception):
 
 def convert_unknown(ctx, node: fx.Node, args: tuple, kwargs: dict, reason: str) -> Any:
     """Convert ``node`` conservatively (module docstring); ``reason`` says why no converter did."""
-    leaves = _flatten((args, kwargs))
+    leaves = flatten((args, kwargs))
     floating = _floating_inputs(ctx, node)
     acts = [v for v in leaves if isinstance(v, (StackedValue, ScoreValue))
             or isinstance(v, Opaque) and v.from_activations
@@ -360,11 +361,3 @@ def _map_outputs(node: fx.Node, make) -> Any:
         return Opaque(node.name)
 
     return visit(meta)
-
-
-def _flatten(tree: Any) -> list[Any]:
-    if isinstance(tree, (list, tuple)):
-        return [leaf for item in tree for leaf in _flatten(item)]
-    if isinstance(tree, dict):
-        return [leaf for item in tree.values() for leaf in _flatten(item)]
-    return [tree]

@@ -185,3 +185,12 @@ class StackedValue:
     shape: tuple[int, ...]
     axis: int
     source: object = None
+
+
+def flatten(tree) -> list:
+    """The leaves of nested tuples, lists and dicts (an fx node's converted arguments), in order."""
+    if isinstance(tree, (list, tuple)):
+        return [leaf for item in tree for leaf in flatten(item)]
+    if isinstance(tree, dict):
+        return [leaf for item in tree.values() for leaf in flatten(item)]
+    return [tree]

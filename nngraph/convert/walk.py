@@ -20,7 +20,8 @@ from .registry import (
     SCORE_CONVERTERS,
 )
 from .fallback import convert_unknown
-from .values import FOLD_LIMIT, DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue
+from .values import (FOLD_LIMIT, DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue,
+                     flatten)
 
 
 class RetryWalk(Exception):
@@ -207,7 +208,7 @@ def walk(gm: fx.GraphModule, builder: GraphBuilder, forced: dict[str, str] | Non
 def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     """Hand ``node`` (its arguments already converted) to its converter, fold it as a constant, or hand it to
     the fallback (:mod:`nngraph.convert.fallback`) where no converter can take it."""
-    leaves = _flatten((args, kwargs))
+    leaves = flatten((args, kwargs))
     if node.name in ctx.forced:
         return convert_unknown(ctx, node, args, kwargs, ctx.forced[node.name])
     if not any(isinstance(v, (TensorValue, ParamValue, StackedValue, ScoreValue, OffsetParam, DerivedParam))
@@ -282,7 +283,7 @@ def _converter_for(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: d
 def _refuse_merged_heads(ctx: ConversionContext, node: fx.Node, args, kwargs) -> None:
     """Refuse a value whose heads are merged into a batch axis (``(B * H, T, D)``) everywhere but in the
     converters that follow such a layout (:data:`~nngraph.convert.registry.MERGED_HEADS`)."""
-    merged = [v for v in _flatten((args, kwargs)) if isinstance(v, TensorValue) and v.heads and v.merged > 1]
+    merged = [v for v in flatten((args, kwargs)) if isinstance(v, TensorValue) and v.heads and v.merged > 1]
     key = type(ctx.module_of(node)) if node.op == "call_module" else node.target
     if merged and key not in MERGED_HEADS:
         v = merged[0]
@@ -309,7 +310,7 @@ def _fold(ctx: ConversionContext, node: fx.Node, args, kwargs) -> Opaque:
     """An op on constants only: a constant, with its value when every input's value is known and the
     op is deterministic and small (a causal mask built from sizes, ``tril`` and comparisons). An
     in-place op forgets the values of its inputs instead of being replayed."""
-    leaves = _flatten((args, kwargs))
+    leaves = flatten((args, kwargs))
     name = _op_name(node.target)
     in_place = name.endswith("_") and not name.endswith("__") or node.target is operator.setitem
     if in_place:
@@ -342,16 +343,10 @@ def _numel(shape) -> int:
     return count
 
 
-def _flatten(tree: Any) -> list[Any]:
-    if isinstance(tree, (list, tuple)):
-        return [leaf for item in tree for leaf in _flatten(item)]
-    if isinstance(tree, dict):
-        return [leaf for item in tree.values() for leaf in _flatten(item)]
-    return [tree]
 
 
 def _mark_outputs(result: Any, builder: GraphBuilder) -> None:
-    values = _flatten(result)  # the converted values of the output; layers may return tuples
+    values = flatten(result)  # the converted values of the output; layers may return tuples
     if any(isinstance(v, ScoreValue) for v in values):
         raise UnsupportedError("the model returns attention scores or weights (q @ k^T, softmaxed or not); they "
                                "are computed from activations over positions and have no neurons in the graph")

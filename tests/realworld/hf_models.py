@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from nngraph.testing import reinitialise as _reinitialise
+
 transformers = __import__("pytest").importorskip("transformers")
 
 
@@ -128,23 +130,15 @@ def eager(build: Callable) -> Callable:
 
 
 def reinitialise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Weights ~ N(0, 1 / fan_in), norm scales near 1, running statistics spread: Hugging Face's
-    initialisation (std 0.02) makes deep models' outputs vanish (1e-26 for MobileNetV2), and a
-    soundness check on vanishing outputs tests nothing."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in list(model.named_parameters()) + list(model.named_buffers()):
-            if not p.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                p.copy_(torch.rand(p.shape, generator=generator) + 0.5)
-            elif p.dim() >= 2:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
-            else:
-                base = 1.0 if name.endswith("weight") else 0.0
-                p.copy_(base + 0.1 * torch.randn(p.shape, generator=generator))
-    return model
+    """:func:`nngraph.testing.reinitialise` with every floating buffer drawn too (what these tests were built on)."""
+    return _reinitialise(model, seed, all_buffers=True)
+
+
+def build(name: str):
+    """``(model in eval mode, re-initialised, example inputs)`` of ``MODELS[name]``, seeded."""
+    torch.manual_seed(0)
+    model, inputs = MODELS[name]()
+    return reinitialise(model.eval()), inputs
 
 
 MODELS: dict[str, Callable] = {

@@ -8,7 +8,7 @@ import torch
 import nngraph
 from nngraph.convert import api
 
-from .hf_models import MODELS, reinitialise
+from .hf_models import MODELS, build as _build
 
 pytestmark = pytest.mark.realworld
 
@@ -16,12 +16,6 @@ pytestmark = pytest.mark.realworld
 def _state(module: torch.nn.Module) -> dict:
     """Every attribute of every submodule, by identity (the objects themselves, not copies)."""
     return {(name, key): value for name, sub in module.named_modules() for key, value in vars(sub).items()}
-
-
-def _build(name):
-    torch.manual_seed(0)
-    model, inputs = MODELS[name]()
-    return reinitialise(model.eval()), inputs
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

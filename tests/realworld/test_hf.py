@@ -10,7 +10,7 @@ import nngraph
 from nngraph.schema import NodeKind
 from nngraph.testing import assert_equivariant, assert_invariant
 
-from .hf_models import MODELS, reinitialise
+from .hf_models import MODELS, build
 
 pytestmark = pytest.mark.realworld
 
@@ -49,15 +49,9 @@ EAGER_DIFFERENCES = {
 }
 
 
-def _built(name):
-    torch.manual_seed(0)
-    model, inputs = MODELS[name]()
-    return reinitialise(model.eval()), inputs
-
-
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_converts_soundly_or_is_refused(name):
-    model, inputs = _built(name)
+    model, inputs = build(name)
     expected = EXPECTED[name]
     if expected is not None:
         with pytest.raises(nngraph.UnsupportedError, match=expected):
@@ -79,8 +73,8 @@ def test_the_coverage_goal():
 
 @pytest.mark.parametrize("name", sorted(EAGER_DIFFERENCES))
 def test_eager_attention_gives_the_graph_of_sdpa(name):
-    eager, inputs = _built(name)
-    sdpa, _ = _built(name.removesuffix("[eager]"))
+    eager, inputs = build(name)
+    sdpa, _ = build(name.removesuffix("[eager]"))
     assert {m.config._attn_implementation for m in eager.modules() if hasattr(m, "config")} == {"eager"}
     g1, g2 = nngraph.to_graph(eager, inputs), nngraph.to_graph(sdpa, inputs)
     assert g1.keys() == g2.keys() and g1.num_nodes == g2.num_nodes
@@ -95,7 +89,7 @@ def test_eager_attention_gives_the_graph_of_sdpa(name):
 @pytest.mark.parametrize("name", ["GPT2LMHeadModel", "GPT2LMHeadModel[eager]", "ViTForImageClassification",
                                   "ConvNextModel", "EfficientNetModel", "SwinModel[shifted]"])
 def test_encoder_is_invariant_and_equivariant_on_real_models(name):
-    model, inputs = _built(name)
+    model, inputs = build(name)
     inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
     encoder = nngraph.NeuralGraphEncoder(4, hidden_dim=8, num_layers=2).double()
     assert assert_invariant(encoder, model, inputs, generator=torch.Generator().manual_seed(0)) < 1e-10
