@@ -38,6 +38,54 @@ class CommandError(Exception):
     """A bad argument or file: printed as one line, exit status 2."""
 
 
+#: ``--inputs`` refuses example inputs of more elements than this (before allocating them): 2**28 floats are 1 GiB.
+MAX_INPUT_ELEMENTS = 1 << 28
+#: Set (to anything but ``0`` / empty) to show the traceback of every error, as ``--debug`` does.
+DEBUG_ENV = "NNGRAPH_DEBUG"
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` and ``--debug``, the flags every ``nngraph`` command takes."""
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="threads for torch (torch.set_num_threads) and OpenMP / BLAS. One by default: the models "
+                        "are small, and on a machine whose other cores are busy more threads stall at their "
+                        "barriers (a 7 s run took 119 s); 0 keeps the libraries' defaults")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the Python traceback of an error instead of its one line (or set {DEBUG_ENV}=1)")
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` threads in torch and in OpenMP / BLAS (threadpoolctl, if installed); ``0`` or ``None``
+    keeps the libraries' defaults.
+
+    Raises:
+        CommandError: for a negative count.
+    """
+    if threads is None or threads == 0:
+        return
+    if threads < 0:
+        raise CommandError(f"--threads {threads}: give a positive number of threads (0 keeps the defaults)")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)
+
+
+def debugging(args: argparse.Namespace | None = None) -> bool:
+    """Whether errors show their traceback: ``--debug``, or :data:`DEBUG_ENV` set."""
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (a ``KeyError``'s without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(text.split()) or type(err).__name__
+
+
 def _version() -> str:
     import nngraph
 
@@ -141,6 +189,13 @@ def parse_inputs(text: str) -> tuple:
             shape = ()
         if not shape or any(s <= 0 for s in shape):
             raise CommandError(f"--inputs {text!r}: {part!r} is not a shape of positive integers like 2,3,32,32")
+        elements = 1
+        for s in shape:
+            elements *= s
+        if elements > MAX_INPUT_ELEMENTS:
+            raise CommandError(f"--inputs {text!r}: {part!r} is {elements:,} elements, more than the "
+                               f"{MAX_INPUT_ELEMENTS:,} an example input may have (nngraph.cli.MAX_INPUT_ELEMENTS); "
+                               "a batch of 2 at the model's input size is enough to trace it")
         dtype = getattr(torch, dtype_name or "float32", None)
         if not isinstance(dtype, torch.dtype):
             raise CommandError(f"--inputs {text!r}: {dtype_name!r} is not a torch dtype (float32, float64, long, ...)")
@@ -195,6 +250,9 @@ def load_model(path: str, factory: str | None = None, inputs: str | None = None)
         model = _factory(factory)()
         if not isinstance(model, nn.Module):
             raise CommandError(f"--factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+        if isinstance(model, torch.jit.ScriptModule):
+            raise CommandError(f"--factory {factory} returned a TorchScript module (torch.jit.trace / torch.jit.script), "
+                               "whose Python forward is gone; return the nn.Module itself (nngraph traces it)")
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
@@ -204,6 +262,10 @@ def load_model(path: str, factory: str | None = None, inputs: str | None = None)
         return model.eval(), example, "auto"
     if factory is not None:
         raise CommandError(f"--factory is for safetensors state dicts; {path} is read as a torch.export program")
+    if _is_torchscript(path):
+        raise CommandError(f"MODEL {path} is a TorchScript archive (torch.jit.save of a traced or scripted module); "
+                           "nngraph reads torch.export programs: torch.export.save(torch.export.export(model, "
+                           "inputs), 'model.pt2') with the nn.Module itself, or a state dict with --factory")
     try:
         program = torch.export.load(path)
     except Exception as err:  # a zip of another kind, a truncated file, a pickle: torch.export refuses
@@ -217,6 +279,19 @@ def load_model(path: str, factory: str | None = None, inputs: str | None = None)
     from nngraph.convert.program import program_module
 
     return program_module(program), example, "export"
+
+
+def _is_torchscript(path: str) -> bool:
+    """Whether ``path`` is a zip that ``torch.jit.save`` wrote (``<name>/code/`` and ``<name>/constants.pkl``)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any("/code/" in n for n in names) and any(n.endswith("/constants.pkl") for n in names) \
+        and not any(n.endswith("serialized_exported_program.json") or "/models/" in n for n in names)
 
 
 def _save_graph(graph, path: str) -> None:
@@ -291,6 +366,7 @@ def _model_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--permutations", type=int, default=8, help="random hidden-neuron permutations to draw")
         p.add_argument("--tolerance", type=float, default=1e-9, help="largest output error, relative to max |f(x)|")
         p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    add_common_args(p)
     return p
 
 
@@ -300,6 +376,7 @@ def _model_command(command: str, argv: list[str]) -> int:
     parser = _model_parser(command)
     args = parser.parse_args(argv)
     try:
+        set_threads(args.threads)
         if command == "convert" and not args.output.endswith((".pt", ".safetensors")):
             raise CommandError(f"-o {args.output}: the graph file must end in .pt or .safetensors")
         if command == "inspect" and args.draw is not None and not args.draw.lower().endswith(".png"):
@@ -307,10 +384,14 @@ def _model_command(command: str, argv: list[str]) -> int:
         model, example, method = load_model(args.model, args.factory, args.inputs)
         return {"convert": _convert, "inspect": _inspect, "verify": _verify}[command](args, model, example, method)
     except CommandError as err:
-        print(f"nngraph {command}: error: {err}", file=sys.stderr)
+        if debugging(args):
+            raise
+        print(f"nngraph {command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except NNGraphError as err:
-        print(f"nngraph {command}: error: {args.model}: {type(err).__name__}: {err}", file=sys.stderr)
+        if debugging(args):
+            raise
+        print(f"nngraph {command}: error: {args.model}: {type(err).__name__}: {one_line(err)}", file=sys.stderr)
         return 1
 
 

@@ -36,11 +36,43 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t]
 
 
+IMPORT_DESCRIPTION = """Import models trained elsewhere into a zoo: a folder of state dicts (*.safetensors, *.pt, *.pth
+anywhere under SRC) with their architecture (--spec, --factory, --hf-config, --program), the DWSNets INRs or the
+Small CNN Zoo (found by --layout auto). Rerunning the same command resumes; zoo.json is written once every model is
+stored, so an unfinished import is never read as a zoo. Symlinks under SRC are refused (--follow-symlinks reads
+them); tensors of another dtype than the architecture's are cast and counted (--no-cast refuses them).
+
+table (--table): a CSV (.csv, .csv.gz) or JSON file (a list of objects, or an object of objects keyed by file),
+one row per model file:
+  file       required (or path): the file's path relative to SRC, its name, or its stem; one row per file
+  test_acc   required for classifiers: a number, the accuracy-prediction target
+  label      required for INRs unless label_N folders give it: an integer class >= 0
+  split      optional: train, val or test (else drawn with --split; by run if given)
+  run        optional: the training run; the checkpoints of a run share a split
+  other      any other column is stored in the model's manifest entry (train_acc, epoch, ...)
+The import sets id, index, sha256, spec, family, source and image_index itself: a column of one of
+these names is an error. Without --table, splits and labels come from folder names (train/val/test,
+training/testing, label_N).
+
+example:
+  file,test_acc,split
+  run1/final.safetensors,0.91,train
+  run2/final.safetensors,0.87,test"""
+
+SUMMARY_DESCRIPTION = ("Print a zoo's statistics: its models and splits, the PSNR of an INR zoo or the test accuracies "
+                       "of a classifier zoo (by family, as a text histogram and a PNG in the cache directory). Nothing "
+                       "is written into the zoo, which may be read-only.")
+
+
 def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Generate model zoos.")
+    from nngraph.cli import add_common_args
+
+    p = argparse.ArgumentParser(prog=prog, description="Generate model zoos, import models trained elsewhere, and "
+                                                       "summarize a zoo.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q):
+        add_common_args(q)
         q.add_argument("--out", required=True, help="zoo directory (rerun to resume)")
         q.add_argument("--source", default=None, help="'digits' (default) or an .npz with images and labels")
         q.add_argument("--small", action="store_true", help="a small zoo that builds in well under a minute")
@@ -50,7 +82,9 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
         q.add_argument("--max-models", type=int, default=None, help="stop after storing this many models")
         q.add_argument("--no-progress", action="store_true")
 
-    q = sub.add_parser("inr", help="SIRENs of images (several per image)")
+    q = sub.add_parser("inr", help="SIRENs of images (several per image)",
+                       description="Build (or resume) a zoo of SIRENs fitted to images: the digits of scikit-learn "
+                                   "or an .npz of images and integer labels (--source).")
     common(q)
     q.add_argument("--resolution", type=int, default=None, help="image side length (default 16)")
     q.add_argument("--hidden", type=_ints, default=None, help="hidden widths, e.g. 32,32")
@@ -78,7 +112,9 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
         q.add_argument("--workers", type=int, default=1, help="training processes")
         q.add_argument("--png", default=None, help="where to save the accuracy histogram")
 
-    q = sub.add_parser("classifiers", help="small classifiers of mixed architectures")
+    q = sub.add_parser("classifiers", help="small classifiers of mixed architectures",
+                       description="Build (or resume) a zoo of small classifiers of mixed architectures trained on "
+                                   "the digits, several checkpoints per run.")
     common(q)
     runs(q)
     q.add_argument("--wild", action="store_true",
@@ -89,11 +125,14 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                    help="index of the first run (default 0): with the settings of another zoo and a first run past "
                         "its last, new runs of the same distribution, e.g. more training models with --split 1,0,0")
 
-    q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row")
+    q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row",
+                       description="Build (or resume) a zoo of RNN, LSTM and GRU classifiers reading the digits "
+                                   "row by row.")
     common(q)
     runs(q)
 
-    q = sub.add_parser("import", help="import models trained elsewhere (state dicts, published zoo layouts)")
+    q = sub.add_parser("import", help="import models trained elsewhere (state dicts, published zoo layouts)",
+                       description=IMPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("src", help="the folder the models are in")
     q.add_argument("--out", required=True, help="zoo directory (rerun to resume)")
     q.add_argument("--layout", default="auto", choices=("auto", "folder", "dwsnets", "cnn_zoo"),
@@ -110,7 +149,9 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                         "pickle): a later process loads it only with NNGRAPH_TRUSTED_CODE=sha256:<hex of the file>")
     q.add_argument("--input-shape", type=_ints, default=None, help="one input without the batch dim, e.g. 1,28,28")
     q.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64", "int32"))
-    q.add_argument("--table", default=None, help="CSV/JSON of labels, splits, metrics (a 'file' column)")
+    q.add_argument("--table", default=None,
+                   help="CSV/JSON of labels, splits, metrics: a 'file' column, 'test_acc' for classifiers, 'label' "
+                        "for INRs (the format is above)")
     q.add_argument("--kind", default=None, choices=("inr", "classifier"))
     q.add_argument("--coord-range", type=_floats, default=None, help="INR coordinates: low,high (default -1,1)")
     q.add_argument("--coord-order", default=None, choices=("xy", "rowcol"), help="INR coordinate columns")
@@ -121,10 +162,19 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--strides", type=_ints, default=None, help="cnn_zoo: conv strides (default 2,2,2)")
     q.add_argument("--step", type=int, default=None, help="cnn_zoo: keep only checkpoints of this step (86: final)")
-    q.add_argument("--max-models", type=int, default=None)
+    q.add_argument("--max-models", type=int, default=None,
+                   help="store at most this many models now (the zoo is unfinished until a rerun stores the rest)")
+    q.add_argument("--follow-symlinks", action="store_true",
+                   help="read the files symlinks under SRC point to (refused by default: nothing outside SRC is read)")
+    q.add_argument("--no-cast", action="store_true",
+                   help="refuse tensors of another dtype than the architecture's (float64, int64, bool, ...) "
+                        "instead of casting them and counting the casts")
     q.add_argument("--no-progress", action="store_true")
+    add_common_args(q)
 
-    q = sub.add_parser("summary", help="print a zoo's statistics (writes nothing into the zoo)")
+    q = sub.add_parser("summary", help="print a zoo's statistics (writes nothing into the zoo)",
+                       description=SUMMARY_DESCRIPTION)
+    add_common_args(q)
     q.add_argument("root", help="the zoo directory")
     q.add_argument("--png", default=None, help="where to save the accuracy histogram (default: in the cache dir)")
     q.add_argument("--cache-dir", default=None,
@@ -144,11 +194,12 @@ def _config(cls, args, names):
 def _import(args) -> int:
     import json
 
+    from nngraph.errors import ZooError
     from nngraph.zoo import INRMetadata, import_zoo
 
     from nngraph.zoo.layouts import detect_layout
 
-    layout = detect_layout(args.src) if args.layout == "auto" else args.layout
+    layout = detect_layout(args.src, args.follow_symlinks) if args.layout == "auto" else args.layout
     layout_options = {}
     if layout == "dwsnets":
         layout_options.update({k: v for k, v in (("w0", args.w0), ("image_size", args.image_size)) if v is not None})
@@ -159,16 +210,41 @@ def _import(args) -> int:
             args.w0 is not None or args.image_size is not None)):
         inr = INRMetadata(tuple(args.coord_range or (-1.0, 1.0)), args.coord_order or "xy", args.w0,
                           tuple(args.image_size) if args.image_size else None)
+    try:
+        kwargs = json.loads(args.kwargs) if args.kwargs else None
+    except json.JSONDecodeError as err:
+        raise ZooError(f"--kwargs {args.kwargs!r} is not JSON ({err})") from None
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ZooError(f"--kwargs {args.kwargs!r} is not a JSON object of keyword arguments")
     return import_zoo(args.src, args.out, layout, spec=args.spec, factory=args.factory,
-                      factory_kwargs=json.loads(args.kwargs) if args.kwargs else None, hf_config=args.hf_config,
+                      factory_kwargs=kwargs, hf_config=args.hf_config,
                       hf_class=args.hf_class, program=args.program, input_shape=args.input_shape,
                       input_dtype=args.input_dtype, table=args.table, kind=args.kind, inr=inr,
                       split=args.split or (0.7, 0.1, 0.2), val_fraction=args.val_fraction, seed=args.seed,
-                      max_models=args.max_models, progress=not args.no_progress, **layout_options)
+                      max_models=args.max_models, progress=not args.no_progress,
+                      follow_symlinks=args.follow_symlinks, casts="refuse" if args.no_cast else "report",
+                      **layout_options)
 
 
 def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
+    """Run one command; a bad file, zoo or argument (an :class:`~nngraph.NNGraphError`, or the ``ValueError`` /
+    ``OSError`` of a bad source or setting) ends it with one line on standard error and exit status 1
+    (``--debug``: the traceback)."""
+    from nngraph.cli import CommandError, debugging, one_line, set_threads
+    from nngraph.errors import NNGraphError
+
     args = build_parser(prog).parse_args(argv)
+    try:
+        set_threads(args.threads)
+        return _run(args)
+    except (NNGraphError, CommandError, ValueError, KeyError, OSError) as err:
+        if debugging(args):
+            raise
+        print(f"{prog} {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     from nngraph.zoo import (ClassifierZooConfig, INRZooConfig, RecurrentZooConfig, build_classifier_zoo, build_inr_zoo,
                              build_recurrent_zoo, summarize)
 
@@ -179,6 +255,11 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
     if args.command == "import":
         n = _import(args)
         print(f"imported {n} new models in {time.perf_counter() - start:.1f} s")
+        from nngraph.zoo.storage import CONFIG
+
+        if not os.path.exists(os.path.join(args.out, CONFIG)):
+            print(f"{args.out} is an unfinished import (--max-models): rerun the same command to import the rest")
+            return 0
         print(summarize(args.out))
         return 0
     common = ["source", "seed", "split", "resolution"]

@@ -29,6 +29,7 @@ import importlib
 import io
 import os
 import re
+import sys
 from typing import Any, Callable
 
 import torch
@@ -71,14 +72,23 @@ def _refuse(what: str, name: str) -> SpecError:
 
 
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
-    """The function ``"package.module:function"`` names (imported)."""
+    """The function ``"package.module:function"`` names, imported from ``sys.path`` or the current directory
+    (as ``nngraph convert --factory`` finds it)."""
     if not isinstance(name, str) or not FACTORY.fullmatch(name):
         raise SpecError(f"factory {name!r} is not 'package.module:function'")
     module, _, attr = name.partition(":")
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:  # as `python -m` and `nngraph convert --factory` do: a module next to the user's files imports
+        sys.path.insert(0, cwd)
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
-        raise SpecError(f"cannot resolve factory {name!r} ({err}); is its package on PYTHONPATH?") from None
+        raise SpecError(f"cannot resolve factory {name!r} ({err}); is its package on PYTHONPATH or in the current "
+                        f"directory ({cwd})?") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     if not callable(fn):
         raise SpecError(f"factory {name!r} is not callable")
     return fn

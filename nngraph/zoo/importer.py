@@ -2,16 +2,46 @@
 
 An import is a zoo build (:mod:`nngraph.zoo.jobs`): it holds the build lock of ``ZOO``, writes every
 file atomically, stores each model as safetensors with its sha256 in the manifest, and a rerun with the
-same arguments skips the models already imported. Before any weights are stored, one model is
-converted with :func:`nngraph.to_graph` and read back with :func:`nngraph.from_graph`, which must give
-its tensors bit for bit. Every model whose tensors do not fit the architecture (a missing or extra key,
-a wrong shape) is left out and reported, file by file, in one :class:`~nngraph.errors.ZooError` at the
-end; the others are stored, so a rerun after fixing the files imports only those.
+same arguments skips the models already imported. Before anything is written, the table, the labels or
+accuracies, the splits and the model ids are checked, and one model is converted with
+:func:`nngraph.to_graph` and read back with :func:`nngraph.from_graph`, which must give its tensors bit
+for bit; a failure there leaves nothing behind. Every model whose tensors do not fit the architecture
+(a missing or extra key, a wrong shape) is left out and reported, file by file, in one
+:class:`~nngraph.errors.ZooError` at the end; the others are stored, so a rerun after fixing (or
+removing) the files imports only those.
+
+``zoo.json`` is written last, once every model of the source is in the manifest. Until then the zoo is
+an unfinished import (its settings in ``.import.json``): :class:`~nngraph.zoo.Zoo` and every reader
+refuse it with an error saying so, and rerunning the import finishes it (a kill, ``max_models`` or
+files to fix). Models already stored keep their splits when the source lost files in between.
+
+Tensors of another dtype than the architecture's (a float64, int64 or bool checkpoint of a float32
+model) are cast, and one line per dtype says how many (``casts="refuse"``, ``--no-cast``: refused,
+naming the file and the tensor). Symlinks under ``SRC`` are refused, naming them, unless
+``follow_symlinks=True`` (``--follow-symlinks``): nothing outside the source folder is read by accident.
+
+Table (``table=`` / ``--table``): a CSV (``.csv``, ``.csv.gz``; cells that are numbers become numbers) or
+a JSON file (a list of objects, or an object of objects keyed by ``file``) with one row per model file:
+
+=================  =======================================================================================
+``file``           required (or ``path``): the file's path relative to ``SRC``, its name, or its stem;
+                   every file has one row (two rows for a file, or a row that fits two files, is an error)
+``test_acc``       required for a classifier zoo: a number, the accuracy-prediction target
+``label``          required for an INR zoo unless ``label_N`` folders give it: an integer class >= 0
+``split``          optional: ``train``, ``val`` or ``test`` (else drawn with ``split``; by ``run`` if given)
+``run``            optional: the training run; the checkpoints of a run share a split
+other columns      stored in the model's manifest entry (e.g. ``train_acc``, ``epoch``, ``lr``)
+=================  =======================================================================================
+
+The import sets ``id``, ``index``, ``sha256``, ``spec``, ``family``, ``source`` and ``image_index``
+itself (:data:`~nngraph.zoo.layouts.RESERVED_COLUMNS`): a column of one of these names is refused, naming
+it (model ids come from the file paths, unique by construction and checked before any write).
 
 The architecture is a spec of :mod:`nngraph.zoo.specs` (what the published layouts map to), a factory
-``package.module:function`` (called with ``factory_kwargs``), a ``transformers`` config with its model
-class, or a ``torch.export`` program (``.pt2`` of ``torch.export.save``), copied into the zoo as
-``architecture/<sha256>.pt2``; see :mod:`nngraph.zoo.architectures`. A factory or program given to the
+``package.module:function`` (called with ``factory_kwargs``; its module is found on ``sys.path`` or in
+the current directory), a ``transformers`` config with its model class, or a ``torch.export`` program
+(``.pt2`` of ``torch.export.save``), copied into the zoo as ``architecture/<sha256>.pt2``; see
+:mod:`nngraph.zoo.architectures`. A factory or program given to the
 import is trusted by the importing process; a later process reading the zoo runs it only if
 ``NNGRAPH_TRUSTED_CODE`` names it (a program: ``sha256:<hex>``). The state dicts of a program's
 architecture have the keys of the module that was exported (``model.state_dict()``). The layouts read
@@ -21,15 +51,19 @@ are those of :mod:`nngraph.zoo.layouts`. INR zoos record :class:`~nngraph.zoo.in
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import inspect
 import io
 import json
+import math
 import os
-from typing import Any, Sequence
+import shutil
+from collections import Counter
+from typing import Any, Callable, Sequence
 
 import torch
-from safetensors.torch import save
+from safetensors.torch import load_file, save
 
 from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
@@ -40,11 +74,13 @@ from nngraph.zoo.inr_meta import INRMetadata
 from nngraph.zoo.jobs import Unit, building, run_units
 from nngraph.zoo.seeds import SPLITS, random_split
 from nngraph.zoo.specs import SpecLimits
-from nngraph.zoo.storage import Zoo, read_with_sha256, sha256_file, write_config
+from nngraph.zoo.storage import (CONFIG, STAGED, Zoo, check_model_id, read_config, read_manifests, read_with_sha256,
+                                  sha256_file, state_mismatch, write_config)
 
 __all__ = ["import_zoo", "architecture_spec", "check_state"]
 
 CHUNK = 64
+IMAGES = "images.safetensors"
 #: Reported at most this many bad files by name (the count covers all).
 MAX_LISTED = 20
 
@@ -166,18 +202,27 @@ def architecture_spec(out: str, *, spec: dict | str | None = None, factory: str 
     return None
 
 
-def check_state(state: dict[str, torch.Tensor], model: torch.nn.Module, origin: str) -> dict[str, torch.Tensor]:
+def check_state(state: dict[str, torch.Tensor], model: torch.nn.Module, origin: str,
+                casts: list[tuple[str, torch.dtype, torch.dtype]] | None = None,
+                allow_casts: bool = True) -> dict[str, torch.Tensor]:
     """``state`` cast to ``model``'s dtypes if its keys and shapes are ``model.state_dict()``'s; else
-    :class:`ZooError` naming ``origin`` with every missing key, extra key and wrong shape."""
+    :class:`ZooError` naming ``origin`` with every missing key, extra key and wrong shape.
+
+    Every cast ``(key, from dtype, to dtype)`` is appended to ``casts``; with ``allow_casts=False`` a tensor
+    of another dtype is a :class:`ZooError` naming it instead.
+    """
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    shapes = [f"{k}: {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = ([f"missing keys {missing}"] if missing else []) + ([f"unexpected keys {extra}"] if extra else []) \
-        + ([f"wrong shapes: {'; '.join(shapes)}"] if shapes else [])
+    problems = state_mismatch(state, expected)
     if problems:
-        raise ZooError(f"{origin} does not match the architecture: " + ", ".join(problems))
+        raise ZooError(f"{origin} does not match the architecture: {problems}")
+    cast = [(k, state[k].dtype, v.dtype) for k, v in expected.items() if state[k].dtype != v.dtype]
+    if cast and not allow_casts:
+        k, have, want = cast[0]
+        raise ZooError(f"{origin}: tensor {k!r} is {str(have).replace('torch.', '')}, the architecture's is "
+                       f"{str(want).replace('torch.', '')} ({len(cast)} tensors of another dtype); refused by "
+                       "--no-cast (casts='refuse'): convert the file, or import without it to cast and count them")
+    if casts is not None:
+        casts.extend(cast)
     return {k: state[k].detach().to(dtype=v.dtype).contiguous() for k, v in expected.items()}
 
 
@@ -203,42 +248,104 @@ def _round_trip(model: torch.nn.Module, fresh: torch.nn.Module, spec: dict, orig
                        "this architecture exactly")
 
 
+def _group(item: L.Item) -> str:
+    return str(item.fields.get("run", item.model_id))
+
+
+def _where(item: L.Item) -> str:
+    return f"{item.row} ({item.origin})" if item.row else item.origin
+
+
 def _assign_splits(items: list[L.Item], fractions: Sequence[float], val_fraction: float | None, seed: int) -> None:
     """Fill missing splits: groups (``run``, else the model) without a split by ``fractions``; with
     ``val_fraction``, that share of the training groups becomes ``val`` (DWSNets ship train / test only)."""
-    def group(item):
-        return str(item.fields.get("run", item.model_id))
-
-    bad = [i for i in items if i.fields.get("split", "train") not in SPLITS]
+    bad = [i for i in items if not isinstance(i.fields.get("split", "train"), str)
+           or i.fields.get("split", "train") not in SPLITS]
     if bad:
-        raise ZooError(f"split of {bad[0].origin} is {bad[0].fields['split']!r}, not one of {list(SPLITS)}")
-    free = sorted({group(i) for i in items if "split" not in i.fields})
+        raise ZooError(f"{_where(bad[0])}: split {bad[0].fields['split']!r} is not one of {list(SPLITS)}")
+    free = sorted({_group(i) for i in items if "split" not in i.fields})
     names = dict(zip(free, random_split(len(free), fractions, seed)))
     for i in items:
-        i.fields.setdefault("split", names.get(group(i), "train"))
+        i.fields.setdefault("split", names.get(_group(i), "train"))
     if val_fraction:
-        train = sorted({group(i) for i in items if i.fields["split"] == "train"})
+        train = sorted({_group(i) for i in items if i.fields["split"] == "train"})
         to_val = dict(zip(train, random_split(len(train), (1.0 - val_fraction, val_fraction, 0.0), seed + 1)))
         for i in items:
-            if i.fields["split"] == "train" and to_val[group(i)] == "val":
+            if i.fields["split"] == "train" and to_val[_group(i)] == "val":
                 i.fields["split"] = "val"
 
 
-def _read_source(src: str, layout: str, table: str | None, options: dict[str, Any]) -> L.Source:
-    layout = L.detect_layout(src) if layout == "auto" else layout
+def _keep_stored_splits(items: list[L.Item], drawn: set[str], stored: list[dict[str, Any]]) -> None:
+    """A resumed import whose source lost (or gained) files draws other splits: the models of a group with a
+    stored model take the stored split, so no run straddles two splits."""
+    by_group = {str(e.get("run", e["id"])): e["split"] for e in stored if "split" in e}
+    for i in items:
+        if i.model_id in drawn and _group(i) in by_group:
+            i.fields["split"] = by_group[_group(i)]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(source: L.Source, kind: str, src: str, table: str | None) -> None:
+    """Every INR has an integer label >= 0 and every classifier a numeric ``test_acc``; the error names the
+    column and the row (or file) that lacks it."""
+    column, need = ("label", "an integer class >= 0") if kind == "inr" else ("test_acc", "a number")
+    if kind == "inr":
+        bad = [i for i in source.items if not (isinstance(i.fields.get("label"), int) and _number(i.fields["label"])
+                                               and i.fields["label"] >= 0)]
+    else:
+        bad = [i for i in source.items if not _number(i.fields.get("test_acc"))]
+    if not bad:
+        return
+    what = "INRs" if kind == "inr" else "classifiers"
+    purpose = "the class of an INR" if kind == "inr" else "the accuracy-prediction target"
+    if table and source.layout != "cnn_zoo" and not any(column in i.fields for i in source.items):
+        columns = sorted({k for i in source.items for k in i.fields} - {"split"} | {"file"})
+        raise ZooError(f"table {table} has no {column!r} column ({purpose}, required for {what}; its columns: "
+                       f"{columns}); see `nngraph zoo import --help` for the table format")
+    first = bad[0]
+    if column not in first.fields:
+        how = ("give a table (--table) with a 'label' column, or label_N folders" if kind == "inr"
+               else "give a table (--table) with a 'test_acc' column")
+        raise ZooError(f"{len(bad)} of {len(source.items)} {what} of {src} have no {column!r} ({purpose}), e.g. "
+                       f"{_where(first)}; {how}")
+    raise ZooError(f"{_where(first)}: {column} is {first.fields[column]!r}, not {need} ({len(bad)} of "
+                   f"{len(source.items)} {what} like this)")
+
+
+def _check_ids(items: list[L.Item]) -> None:
+    """Model ids are safe file names and unique, before anything is written."""
+    seen: dict[str, L.Item] = {}
+    for i in items:
+        try:
+            check_model_id(i.model_id)
+        except ValueError as err:
+            raise ZooError(f"{_where(i)}: {err}") from None
+        if i.model_id in seen:
+            raise ZooError(f"{_where(seen[i.model_id])} and {_where(i)} would both be model {i.model_id!r}; "
+                           "nothing was written")
+        seen[i.model_id] = i
+
+
+def _read_source(src: str, layout: str, table: str | None, options: dict[str, Any],
+                 follow_symlinks: bool = False) -> L.Source:
+    layout = L.detect_layout(src, follow_symlinks) if layout == "auto" else layout
     readers = {"dwsnets": L.read_dwsnets, "cnn_zoo": L.read_cnn_zoo, "folder": L.read_folder}
     if layout not in readers:
         raise ZooError(f"Could not resolve layout {layout!r} among choices {list(L.LAYOUTS)}")
-    accepted = set(inspect.signature(readers[layout]).parameters) - {"src", "table", "spec", "kind", "key_map"}
+    accepted = set(inspect.signature(readers[layout]).parameters) - {"src", "table", "spec", "kind", "key_map",
+                                                                    "follow_symlinks"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ZooError(f"the {layout} layout takes no options {unknown} (it takes {sorted(accepted)})")
-    return readers[layout](src, table=table, **options)
+    return readers[layout](src, table=table, follow_symlinks=follow_symlinks, **options)
 
 
 def _render_images(out: str, inr: INRMetadata, limits: SpecLimits | None) -> None:
     """``images.safetensors``: every INR rendered on the recorded grid (pixels clamped to [0, 1])."""
-    zoo = Zoo(out, limits)
+    zoo = Zoo(out, limits, unfinished=True)
     h, w = inr.image_size or (16, 16)
     coords = inr.grid(h, w)  # (H*W, 2)
     images = []
@@ -247,8 +354,71 @@ def _render_images(out: str, inr: INRMetadata, limits: SpecLimits | None) -> Non
             values = zoo.load_model(e, verify=False)(coords)  # (H*W, C)
             images.append(values.t().reshape(-1, h, w).clamp(0, 1))  # (C, H, W)
     labels = torch.tensor([int(e["label"]) for e in zoo.entries])
-    atomic_write(os.path.join(out, "images.safetensors"),
-                 save({"images": torch.stack(images).float().contiguous(), "labels": labels}))
+    atomic_write(os.path.join(out, IMAGES), save({"images": torch.stack(images).float().contiguous(), "labels": labels}))
+
+
+def _images_ok(out: str, count: int) -> bool:
+    """Whether ``images.safetensors`` is readable and holds ``count`` images (a truncated or stale file is not)."""
+    try:
+        images = load_file(os.path.join(out, IMAGES))
+        return len(images["images"]) == count == len(images["labels"])
+    except Exception:  # noqa: BLE001 - missing, truncated, garbage, another layout: rendered again
+        return False
+
+
+def _check_settings(out: str, settings: dict[str, Any]) -> None:
+    """Refuse to resume an import (finished: ``zoo.json``; unfinished: ``.import.json``) made with other
+    settings; an unfinished one may have lost or gained files (``num_models``)."""
+    def differing(path: str, ignore: tuple[str, ...] = ()) -> list[str]:
+        old, new = read_config(path), json.loads(json.dumps(settings))
+        return sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+
+    done, staged = os.path.join(out, CONFIG), os.path.join(out, STAGED)
+    if os.path.exists(done):
+        diff = differing(done)
+        if diff == ["num_models"]:
+            raise ZooError(f"{out} holds a finished import of {read_config(done).get('num_models')} models; the "
+                           f"source now holds {settings['num_models']}: import it into a new --out directory")
+    elif os.path.exists(staged):
+        diff = differing(staged, ("num_models",))
+    else:
+        if os.path.isdir(out) and any(n.startswith("manifest") for n in os.listdir(out)):
+            raise ZooError(f"{out} holds a manifest but neither {CONFIG} nor {STAGED}: not an import to resume; "
+                           "use a new --out directory")
+        return
+    if diff:
+        raise ZooError(f"{out} holds a zoo built with other settings (differing: {diff}); rerun with the same "
+                       "settings to resume, or use a new --out directory")
+
+
+def _stage(out: str, settings: dict[str, Any]) -> None:
+    if not os.path.exists(os.path.join(out, CONFIG)):
+        atomic_write(os.path.join(out, STAGED), (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _finish(out: str, settings: dict[str, Any]) -> None:
+    """Every model is stored: ``zoo.json`` makes the zoo readable, and the staged settings go."""
+    if not os.path.exists(os.path.join(out, CONFIG)):
+        write_config(out, settings)
+    try:
+        os.remove(os.path.join(out, STAGED))
+    except FileNotFoundError:
+        pass
+
+
+def _discard(out: str) -> None:
+    """Remove the directory a failed import created, if no model was stored in it."""
+    if not os.path.isdir(out) or glob.glob(os.path.join(out, "manifest*.jsonl")):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _report_casts(casts: list[tuple[str, torch.dtype, torch.dtype]], files: dict[tuple, set[str]], log) -> None:
+    counts = Counter((a, b) for _, a, b in casts)
+    for (a, b), n in sorted(counts.items(), key=lambda kv: str(kv[0])):
+        names = sorted(files[(a, b)])
+        log(f"cast {n} {str(a).replace('torch.', '')} tensors to {str(b).replace('torch.', '')} in {len(names)} "
+            f"files (e.g. {names[0]}); --no-cast refuses them")
 
 
 def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | None = None, factory: str | None = None,
@@ -257,6 +427,7 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
                table: str | None = None, kind: str | None = None, inr: INRMetadata | dict | None = None,
                split: Sequence[float] = (0.7, 0.1, 0.2), val_fraction: float | None = None, seed: int = 0,
                max_models: int | None = None, progress: bool = True, limits: SpecLimits | None = None,
+               follow_symlinks: bool = False, casts: str = "report", log: Callable[[str], None] | None = print,
                **layout_options) -> int:
     """Import the models under ``src`` into the zoo ``out``; returns the number stored by this call.
 
@@ -268,7 +439,8 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
         spec, factory, factory_kwargs, hf_config, hf_class, program, input_shape, input_dtype: the
             architecture of a ``folder`` import (:func:`architecture_spec`); the published layouts
             know theirs.
-        table: a CSV / JSON table of labels, splits and metrics (one row per model file).
+        table: a CSV / JSON table of labels, splits and metrics, one row per model file (the format is in
+            the module docstring).
         kind: ``"inr"`` or ``"classifier"``. (default: the layout's; ``folder``: ``"inr"`` if ``inr`` is
             given or the spec is a SIREN, else ``"classifier"``)
         inr: the coordinates of an INR zoo (:class:`~nngraph.zoo.inr_meta.INRMetadata` or its JSON).
@@ -277,16 +449,25 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
         val_fraction: move this share of the training models to ``val``. (default: 0.1 for
             ``dwsnets``, which ships train / test only; else none)
         seed: seed of those splits.
-        max_models: store at most this many models now.
+        max_models: store at most this many models now (the zoo stays an unfinished import until a
+            rerun stores the rest).
+        follow_symlinks: read files that symlinks under ``src`` point to (refused by default).
+        casts: ``"report"``: tensors of another dtype than the architecture's are cast, one line per dtype
+            pair (through ``log``); ``"refuse"``: such a file is an error naming the tensor.
+        log: where the cast lines go (``None``: nowhere). (default: :func:`print`)
         layout_options: options of the layout's reader (``hidden``, ``w0``, ``image_size``,
             ``output_offset`` for ``dwsnets``; ``strides``, ``in_shape``, ``step`` for ``cnn_zoo``).
 
     Raises:
-        ZooError: naming the file: an unreadable file, tensors that do not fit the architecture
-            (every such model, after the others are stored), a failed round trip, a zoo built with
-            other settings, or another process importing into ``out``.
+        ZooError: naming the file, the table line or the column: a bad table (a reserved or missing
+            column, two rows for one file), a missing label or accuracy, an unreadable file, a symlink,
+            tensors that do not fit the architecture (every such model, after the others are stored), a
+            refused cast, a failed round trip, a zoo built with other settings, or another process
+            importing into ``out``.
     """
-    source = _read_source(src, layout, table, layout_options)
+    if casts not in ("report", "refuse"):
+        raise ZooError(f"Could not resolve casts {casts!r} among choices ['report', 'refuse']")
+    source = _read_source(src, layout, table, layout_options, follow_symlinks)
     arch = architecture_spec(out, spec=spec, factory=factory, factory_kwargs=factory_kwargs, hf_config=hf_config,
                              hf_class=hf_class, program=program, input_shape=input_shape, input_dtype=input_dtype)
     if arch is not None:
@@ -312,15 +493,11 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
         raise ZooError(f"Could not resolve kind {kind!r} among choices ['inr', 'classifier']")
     if kind == "inr":
         inr = inr or INRMetadata()
-        unlabelled = [i.origin for i in source.items if not isinstance(i.fields.get("label"), int)]
-        if unlabelled:
-            raise ZooError(f"{len(unlabelled)} INRs have no integer label, e.g. {unlabelled[0]}; give a table "
-                           "(--table) or label folders (label_N)")
-    elif all(i.fields.get("test_acc") is None for i in source.items):
-        raise ZooError(f"the classifiers of {src} have no 'test_acc' (the accuracy-prediction target); give a table "
-                       "with a test_acc column (--table)")
+    _check_fields(source, kind, src, table)
+    _check_ids(source.items)
     if val_fraction is None and source.layout == "dwsnets":
         val_fraction = 0.1
+    drawn = {i.model_id for i in source.items if "split" not in i.fields}
     _assign_splits(source.items, split, val_fraction, seed)
 
     settings = {"kind": kind, "version": 1, "num_models": len(source.items),
@@ -328,15 +505,23 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
                              "val_fraction": val_fraction, "seed": seed, **source.settings}}
     if kind == "inr":
         settings["inr"] = inr.to_json()
-    with building(out):
-        write_config(out, settings)
-        if program is not None:
-            _store_program(out, program, arch)
-        return _import(out, source, kind, inr, max_models, progress, limits)
+    fresh = not os.path.exists(out)
+    try:
+        with building(out):
+            _check_settings(out, settings)
+            if program is not None:
+                _store_program(out, program, arch)
+            _keep_stored_splits(source.items, drawn, read_manifests(out, limits))
+            return _import(out, source, kind, inr, max_models, progress, limits, settings, casts == "refuse",
+                           log or (lambda line: None))
+    except BaseException:
+        if fresh:
+            _discard(out)
+        raise
 
 
 def _import(out: str, source: L.Source, kind: str, inr: INRMetadata | None, max_models: int | None,
-            progress: bool, limits: SpecLimits | None) -> int:
+            progress: bool, limits: SpecLimits | None, settings: dict[str, Any], no_casts: bool, log) -> int:
     """:func:`import_zoo` under the build lock."""
     models: dict[str, torch.nn.Module] = {}
 
@@ -347,19 +532,22 @@ def _import(out: str, source: L.Source, kind: str, inr: INRMetadata | None, max_
         return models[key]
 
     def entry_of(index: int, item: L.Item, state: dict[str, torch.Tensor]):
-        entry = {"id": item.model_id, "index": index, "family": item.spec["family"], "spec": item.spec,
-                 "source": item.origin, **item.fields}
+        entry = {**item.fields, "id": item.model_id, "index": index, "family": item.spec["family"],
+                 "spec": item.spec, "source": item.origin}
         if kind == "inr":
             entry["image_index"] = index
         return entry, state
 
-    # one model converted and read back before any weights are stored
+    # one model converted and read back before anything else is written
     first = source.items[0]
     model = model_of(first.spec)
-    model.load_state_dict(check_state(first.load(), model, first.origin))
+    model.load_state_dict(check_state(first.load(), model, first.origin, allow_casts=not no_casts))
     _round_trip(model, build_zoo_model(first.spec, out, limits), first.spec, first.origin)
+    _stage(out, settings)
 
     bad: list[str] = []
+    cast: list[tuple[str, torch.dtype, torch.dtype]] = []
+    cast_files: dict[tuple, set[str]] = {}
     position = {item.model_id: n for n, item in enumerate(source.items)}
     by_id = {item.model_id: item for item in source.items}
     units = [Unit(u, tuple(i.model_id for i in source.items[s:s + CHUNK]))
@@ -369,20 +557,29 @@ def _import(out: str, source: L.Source, kind: str, inr: INRMetadata | None, max_
         results = []
         for model_id in unit.model_ids:
             item = by_id[model_id]
+            found: list[tuple[str, torch.dtype, torch.dtype]] = []
             try:
-                state = check_state(item.load(), model_of(item.spec), item.origin)
+                state = check_state(item.load(), model_of(item.spec), item.origin, found, not no_casts)
             except ZooError as err:
                 bad.append(str(err))
                 continue
+            for _, a, b in found:
+                cast_files.setdefault((a, b), set()).add(item.origin)
+            cast.extend(found)
             results.append(entry_of(position[model_id], item, state))
         return results
 
     stored = run_units(out, units, compute, max_models=max_models, progress=progress, desc="importing models")
-    if kind == "inr" and (stored or not os.path.exists(os.path.join(out, "images.safetensors"))):
-        _render_images(out, inr, limits)
+    _report_casts(cast, cast_files, log)
     if bad:
-        listed = "\n  ".join(bad[:MAX_LISTED])
-        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        listed = "; ".join(bad[:MAX_LISTED])
+        more = f"; ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
         raise ZooError(f"{len(bad)} of {len(source.items)} models do not match the architecture and were not "
-                       f"imported ({stored} others were); fix or remove them and rerun:\n  {listed}{more}")
+                       f"imported ({stored} others were; {out} stays an unfinished import): fix or remove them and "
+                       f"rerun: {listed}{more}")
+    done = {e["id"] for e in read_manifests(out, limits)}
+    if all(i.model_id in done for i in source.items):
+        if kind == "inr" and (stored or not _images_ok(out, len(done))):
+            _render_images(out, inr, limits)
+        _finish(out, settings)
     return stored

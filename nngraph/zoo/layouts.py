@@ -6,8 +6,12 @@ of the module its spec builds, read only when imported), their labels and splits
 
 ``folder``   ``*.safetensors`` / ``*.pt`` / ``*.pth`` state dicts anywhere under ``SRC`` (``.pt`` read
              with ``torch.load(weights_only=True)``), labels and splits from a table (CSV or JSON, keyed
-             by the file's path relative to ``SRC``, its name or its stem) or from folder names
-             (``train``/``training``, ``val``/``validation``, ``test``/``testing``; ``label_N`` or ``N``).
+             by the file's path relative to ``SRC``, its name or its stem; the format is in
+             :mod:`nngraph.zoo.importer`) or from folder names (``train``/``training``, ``val``/``validation``,
+             ``test``/``testing``; ``label_N`` or ``N``).
+
+Every reader reads only files inside ``SRC``: a symlink among the model files or folders (or the Small CNN
+Zoo's arrays) is refused, naming it, unless ``follow_symlinks=True`` (``--follow-symlinks``).
 ``dwsnets``  the MNIST / Fashion-MNIST INRs of DWSNets (Navon et al., 2023,
              ``AvivNavon/DWSNets``): one ``torch.save``\\d state dict per INR,
              ``<SRC>/mnist_png_{training,testing}_<label>_<n>/checkpoints/model_final.pth`` (the split
@@ -45,7 +49,8 @@ from nngraph.errors import ZooError
 from nngraph.zoo.inr_meta import INRMetadata
 from nngraph.zoo.specs import siren_spec
 
-__all__ = ["Item", "Source", "LAYOUTS", "read_state_file", "read_table", "folder_fields", "read_folder",
+__all__ = ["Item", "Source", "LAYOUTS", "RESERVED_COLUMNS", "read_state_file", "read_table", "read_table_rows",
+           "TableLookup", "own_file", "folder_fields", "read_folder",
            "read_dwsnets", "read_cnn_zoo", "detect_layout"]
 
 STATE_SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -62,6 +67,7 @@ class Item:
     spec: dict[str, Any] | None
     load: Callable[[], dict[str, torch.Tensor]]
     fields: dict[str, Any] = field(default_factory=dict)
+    row: str | None = None  # the table line its fields came from ("table.csv:3"), for error messages
 
 
 @dataclass
@@ -111,21 +117,52 @@ def _open_text(path: str) -> io.TextIOBase:
         open(path, encoding="utf-8", newline="")
 
 
+#: Manifest fields the import sets itself; a table column of one of these names is refused.
+RESERVED_COLUMNS = ("id", "index", "sha256", "spec", "family", "source", "image_index")
+#: The columns a table's rows are keyed by (the model file), consumed by the import.
+KEY_COLUMNS = ("file", "path")
+
+
 def read_table(path: str) -> list[dict[str, Any]]:
     """Rows of a CSV (``.csv``, ``.csv.gz``) or JSON (a list of objects, or ``{key: object}`` with the key
     as ``file``) table, cells parsed as numbers where they are numbers."""
+    return [row for _, row in read_table_rows(path)]
+
+
+def read_table_rows(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` of every row of the table :func:`read_table` reads; ``where`` names the row for error
+    messages: ``table.csv:3`` (the line a CSV row ends on), ``table.json row 2`` or ``table.json key 'm0'``.
+
+    Raises:
+        ZooError: naming the table if it is missing or malformed (bad JSON, not a list or object of objects,
+            a CSV row with more cells than the header).
+    """
     if not os.path.exists(path):
         raise ZooError(f"table {path} not found")
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict):
-            data = [{"file": k, **v} for k, v in data.items()]
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ZooError(f"table {path} is not valid JSON ({err})") from None
+        if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+            return [(f"{path} key {k!r}", {"file": k, **v}) for k, v in data.items()]
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ZooError(f"{path}: a JSON table must be a list of objects or an object of objects")
-        return data
-    with _open_text(path) as f:
-        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [(f"{path} row {i}", r) for i, r in enumerate(data)]
+    rows = []
+    try:
+        with _open_text(path) as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in row:
+                    raise ZooError(f"{where} has {len(row) - 1 + len(row[None])} cells, more than the "
+                                   f"{len(row) - 1} columns of the header {reader.fieldnames}")
+                rows.append((where, {k: _value(v) for k, v in row.items()}))
+    except (UnicodeDecodeError, OSError, csv.Error) as err:  # gzip.BadGzipFile is an OSError
+        raise ZooError(f"table {path} is not a readable CSV file ({type(err).__name__}: {err})") from None
+    return rows
 
 
 def folder_fields(relative: str) -> dict[str, Any]:
@@ -141,15 +178,48 @@ def folder_fields(relative: str) -> dict[str, Any]:
     return out
 
 
-def _state_files(src: str) -> list[str]:
+def _refuse_link(src: str, path: str, what: str = "") -> None:
+    real = os.path.realpath(path)
+    where = "outside" if os.path.commonpath([os.path.realpath(src), real]) != os.path.realpath(src) else "inside"
+    raise ZooError(f"{path} is a symlink{what} to {real} ({where} {src}); zoo import reads only the files in its "
+                   "source folder: copy the file in, or pass --follow-symlinks (follow_symlinks=True) to read "
+                   "what links point to")
+
+
+def own_file(src: str, path: str, follow_symlinks: bool = False) -> str:
+    """``path`` (a file of the source folder ``src``) if it is no symlink and resolves inside ``src``, or if
+    ``follow_symlinks``; else :class:`ZooError` naming it."""
+    if not follow_symlinks:
+        if os.path.islink(path):
+            _refuse_link(src, path)
+        base, real = os.path.realpath(src), os.path.realpath(path)
+        if os.path.commonpath([base, real]) != base:
+            raise ZooError(f"{path} resolves to {real}, outside {src} (through a symlinked folder); pass "
+                           "--follow-symlinks (follow_symlinks=True) to read it")
+    return path
+
+
+def _state_files(src: str, follow_symlinks: bool = False) -> list[str]:
+    """The state dict files under ``src`` (relative paths, sorted). A symlink among them or among the
+    folders is refused (naming it) unless ``follow_symlinks``, so nothing outside ``src`` is read by accident."""
     if not os.path.isdir(src):
         raise ZooError(f"{src} is not a directory of models")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(src):
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=follow_symlinks):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink cycle, followed
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
+        if not follow_symlinks:
+            for name in dirnames:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    _refuse_link(src, os.path.join(dirpath, name), " (a folder)")
         for name in sorted(filenames):
             if name.endswith(STATE_SUFFIXES) and not name.startswith("."):
-                found.append(os.path.relpath(os.path.join(dirpath, name), src))
+                path = own_file(src, os.path.join(dirpath, name), follow_symlinks)
+                found.append(os.path.relpath(path, src))
     if not found:
         raise ZooError(f"{src} holds no state dicts ({', '.join(STATE_SUFFIXES)} files)")
     return found
@@ -169,42 +239,82 @@ def _model_id(relative: str, used: set[str]) -> str:
     return model_id
 
 
-def _table_lookup(rows: list[dict[str, Any]], table: str) -> dict[str, dict[str, Any]]:
-    out = {}
-    for number, row in enumerate(rows, 2):
-        key = row.get("file", row.get("path"))
-        if not isinstance(key, str) or not key:
-            raise ZooError(f"{table}: row {number} has no 'file' (or 'path') column naming its model file")
-        out[key.replace(os.sep, "/")] = {k: v for k, v in row.items() if k not in ("file", "path")}
-    return out
+class TableLookup:
+    """The rows of a ``--table`` keyed by their model file, checked before anything is imported: a key column
+    (``file`` or ``path``) on every row, no reserved column (:data:`RESERVED_COLUMNS`), no file named by two
+    rows, and no row that fits two files."""
 
+    def __init__(self, table: str):
+        self.table = table
+        self.rows: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (where, fields)
+        self.used: dict[str, str] = {}  # key -> the file it was matched to
+        rows = read_table_rows(table)
+        if not rows:
+            raise ZooError(f"table {table} has no rows")
+        columns = sorted({k for _, row in rows for k in row})
+        self.columns = columns
+        for where, row in rows:
+            reserved = [k for k in RESERVED_COLUMNS if k in row]
+            if reserved:
+                raise ZooError(f"{where}: column {reserved[0]!r} would set a manifest field the import sets itself "
+                               f"(reserved: {', '.join(RESERVED_COLUMNS)}); rename the column (e.g. to "
+                               f"'{reserved[0]}_0' or 'run_{reserved[0]}') or drop it")
+            key = row.get("file", row.get("path"))
+            if not isinstance(key, str) or not key:
+                if not any(k in columns for k in KEY_COLUMNS):
+                    raise ZooError(f"table {table} has no 'file' column naming the model files (its columns: "
+                                   f"{columns}); see `nngraph zoo import --help` for the table format")
+                raise ZooError(f"{where}: no 'file' (or 'path') naming its model file")
+            key = key.replace(os.sep, "/")
+            if key in self.rows:
+                raise ZooError(f"{where}: file {key!r} has a row already at {self.rows[key][0]}; give each model "
+                               "file one row")
+            self.rows[key] = (where, {k: v for k, v in row.items() if k not in KEY_COLUMNS})
 
-def _row_of(lookup: dict[str, dict], relative: str) -> dict[str, Any] | None:
-    rel = relative.replace(os.sep, "/")
-    name = rel.rsplit("/", 1)[-1]
-    for key in (rel, name, os.path.splitext(name)[0]):
-        if key in lookup:
-            return lookup[key]
-    return None
+    def row_of(self, relative: str) -> tuple[str, dict[str, Any]] | None:
+        """``(where, fields)`` of the row of file ``relative`` (keyed by the path relative to the source, the
+        file name or its stem), or ``None``.
+
+        Raises:
+            ZooError: if two rows fit the file, or the row fits another file too.
+        """
+        rel = relative.replace(os.sep, "/")
+        name = rel.rsplit("/", 1)[-1]
+        keys = list(dict.fromkeys(k for k in (rel, name, os.path.splitext(name)[0]) if k in self.rows))
+        if not keys:
+            return None
+        if len(keys) > 1:
+            raise ZooError(f"{self.rows[keys[0]][0]} and {self.rows[keys[1]][0]} both fit {rel} (as {keys[0]!r} and "
+                           f"{keys[1]!r}); give each model file one row")
+        key = keys[0]
+        if key in self.used and self.used[key] != rel:
+            raise ZooError(f"{self.rows[key][0]}: {key!r} fits two files, {self.used[key]} and {rel}; key the rows by "
+                           "the path relative to the source folder")
+        self.used[key] = rel
+        return self.rows[key]
 
 
 def read_folder(src: str, table: str | None = None, spec: dict | None = None, kind: str = "classifier",
-                key_map: Callable[[dict], dict] | None = None) -> Source:
+                key_map: Callable[[dict], dict] | None = None, follow_symlinks: bool = False) -> Source:
     """The ``folder`` layout (see the module docstring)."""
-    lookup = _table_lookup(read_table(table), table) if table else None
+    lookup = TableLookup(table) if table else None
     items, used = [], set()
-    for rel in _state_files(src):
-        fields = folder_fields(rel)
+    for rel in _state_files(src, follow_symlinks):
+        fields, where = folder_fields(rel), None
         if lookup is not None:
-            row = _row_of(lookup, rel)
-            if row is None:
+            found = lookup.row_of(rel)
+            if found is None:
                 raise ZooError(f"{table} has no row for {os.path.join(src, rel)} (key the rows by 'file': the path "
                                f"relative to {src}, the file name or its stem)")
+            where, row = found
             fields.update(row)
         path = os.path.join(src, rel)
         load = (lambda p=path: key_map(read_state_file(p))) if key_map else (lambda p=path: read_state_file(p))
-        items.append(Item(_model_id(rel, used), path, spec, load, fields))
-    return Source("folder", kind, items, settings={"table": os.path.abspath(table) if table else None})
+        items.append(Item(_model_id(rel, used), path, spec, load, fields, where))
+    settings = {"table": os.path.abspath(table) if table else None}
+    if follow_symlinks:
+        settings["follow_symlinks"] = True
+    return Source("folder", kind, items, settings=settings)
 
 
 # -- DWSNets INRs ------------------------------------------------------------------------------------
@@ -235,30 +345,33 @@ def dwsnets_state(state: dict[str, torch.Tensor], path: str, output_offset: floa
 
 
 def read_dwsnets(src: str, hidden: list[int] | None = None, w0: float = 30.0, image_size=(28, 28),
-                 output_offset: float = 0.5, table: str | None = None) -> Source:
+                 output_offset: float = 0.5, table: str | None = None, follow_symlinks: bool = False) -> Source:
     """The ``dwsnets`` layout (see the module docstring). The widths are read from the first INR unless
     ``hidden`` is given."""
-    files = _state_files(src)
+    files = _state_files(src, follow_symlinks)
     first = dwsnets_state(read_state_file(os.path.join(src, files[0])), os.path.join(src, files[0]))
     n_layers = len(first) // 2
     in_features = int(first["0.weight"].shape[1])
     hidden = hidden or [int(first[f"{2 * i}.weight"].shape[0]) for i in range(n_layers - 1)]
     out_features = int(first[f"{2 * (n_layers - 1)}.weight"].shape[0])
     spec = siren_spec(in_features, hidden, out_features, w0)
-    lookup = _table_lookup(read_table(table), table) if table else None
+    lookup = TableLookup(table) if table else None
     items, used = [], set()
     for rel in files:
         path = os.path.join(src, rel)
-        fields = _dwsnets_fields(rel)
-        if lookup is not None:
-            fields.update(_row_of(lookup, rel) or {})
+        fields, where = _dwsnets_fields(rel), None
+        found = lookup.row_of(rel) if lookup is not None else None
+        if found is not None:
+            where = found[0]
+            fields.update(found[1])
         if "label" not in fields:
             raise ZooError(f"{path}: no label in its folder names (DWSNets: mnist_png_<split>_<label>_<n>/"
                            "checkpoints/*.pth) and none in a table; pass --table")
         load = (lambda p=path: dwsnets_state(read_state_file(p), p, output_offset))
-        items.append(Item(_model_id(rel, used), path, spec, load, fields))
+        items.append(Item(_model_id(rel, used), path, spec, load, fields, where))
     meta = INRMetadata((-1.0, 1.0), "xy", w0, tuple(image_size))
-    return Source("dwsnets", "inr", items, meta, {"output_offset_folded": output_offset})
+    settings = {"output_offset_folded": output_offset, **({"follow_symlinks": True} if follow_symlinks else {})}
+    return Source("dwsnets", "inr", items, meta, settings)
 
 
 # -- Small CNN Zoo -----------------------------------------------------------------------------------
@@ -280,7 +393,7 @@ CNN_ZOO_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "gelu": "gelu", "silu": "
 
 
 def read_cnn_zoo(src: str, strides: list[int] | None = None, in_shape: list[int] | None = None,
-                 step: int | None = None, table: str | None = None) -> Source:
+                 step: int | None = None, table: str | None = None, follow_symlinks: bool = False) -> Source:
     """The ``cnn_zoo`` layout (see the module docstring).
 
     Args:
@@ -296,6 +409,8 @@ def read_cnn_zoo(src: str, strides: list[int] | None = None, in_shape: list[int]
     for path in (weights_path, layout_path, table):
         if not os.path.exists(path):
             raise ZooError(f"{path} is missing: a Small CNN Zoo folder holds weights.npy, metrics.csv(.gz), layout.csv")
+    for path in (weights_path, layout_path):
+        own_file(src, path, follow_symlinks)
     try:
         weights = np.load(weights_path, mmap_mode="r", allow_pickle=False)  # (N, P)
     except ValueError as err:
@@ -365,16 +480,18 @@ def read_cnn_zoo(src: str, strides: list[int] | None = None, in_shape: list[int]
         if "split" in row:
             fields["split"] = row["split"]
         items.append(Item(f"cnn-{i:07d}", where, spec_of(row, where), lambda i=i: load(i), fields))
-    settings = {"strides": list(strides), "step": step, "table": os.path.abspath(table)}
+    settings = {"strides": list(strides), "step": step, "table": os.path.abspath(table),
+                **({"follow_symlinks": True} if follow_symlinks else {})}
     return Source("cnn_zoo", "classifier", items, settings=settings)
 
 
-def detect_layout(src: str) -> str:
+def detect_layout(src: str, follow_symlinks: bool = False) -> str:
     """``cnn_zoo`` if ``src`` holds ``weights.npy`` and ``layout.csv``, ``dwsnets`` if its state dicts
     sit in DWSNets folders, else ``folder``."""
     if os.path.exists(os.path.join(src, "weights.npy")) and os.path.exists(os.path.join(src, "layout.csv")):
         return "cnn_zoo"
-    if any(re.match(r"f?mnist_png_", part) for rel in _state_files(src)[:1] for part in rel.split(os.sep)):
+    if any(re.match(r"f?mnist_png_", part) for rel in _state_files(src, follow_symlinks)[:1]
+           for part in rel.split(os.sep)):
         return "dwsnets"
     return "folder"
 

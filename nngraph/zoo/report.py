@@ -1,11 +1,13 @@
 """Summaries of a built zoo: mean PSNR of INRs, histogram of classifier accuracies (text and PNG)."""
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 
 from nngraph.io import zoo_cache_dir
+from nngraph.errors import ZooError
 from nngraph.zoo.storage import Zoo
 
 __all__ = ["text_histogram", "save_histogram_png", "summarize"]
@@ -38,17 +40,32 @@ def save_histogram_png(values, path: str, title: str, bins: int = 20, xlabel: st
     plt.close(fig)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def summarize(root: str, png: str | None = None, cache_dir: str | None = None) -> str:
     """A text summary of the zoo in ``root``; for classifier zoos also a histogram PNG (default
     ``accuracy_histogram.png`` in :func:`nngraph.io.zoo_cache_dir` ``(root, "reports", cache_dir)``:
     nothing is written into the zoo, which may be read-only)."""
     zoo = Zoo(root)
+    expected = zoo.config.get("num_models")
+    if not zoo.entries:
+        raise ZooError(f"{root} holds no models: no complete line in its manifest*.jsonl"
+                       + (f" ({expected} expected)" if expected else "")
+                       + "; an empty or unfinished build: rerun the command that built it to resume")
     lines = [repr(zoo)]
+    if isinstance(expected, int) and len(zoo) < expected:
+        lines.append(f"unfinished: {len(zoo)} of {expected} models stored (a build stopped early, by a kill or "
+                     "--max-models, or a shard of several); rerun the command that built it to finish it")
     splits = {s: len(zoo.split(s)) for s in ("train", "val", "test")}
     lines.append(f"splits: {splits}")
     if zoo.config["kind"] == "inr" and "imported" in zoo.config:
         lines.append(f"imported ({zoo.config['imported']['layout']}) from {zoo.config['imported']['source']}; "
                      f"coordinates {zoo.config.get('inr')}")
+    elif zoo.config["kind"] == "inr" and not all(_number(e.get("psnr")) and _number(e.get("steps"))
+                                                 for e in zoo.entries):
+        lines.append("PSNR dB: not recorded for every model")
     elif zoo.config["kind"] == "inr":
         p = torch.tensor([e["psnr"] for e in zoo.entries])
         steps = torch.tensor([e["steps"] for e in zoo.entries], dtype=torch.float)
@@ -57,6 +74,11 @@ def summarize(root: str, png: str | None = None, cache_dir: str | None = None) -
                      f"(target {zoo.config['target_psnr']}, reached by {reached}/{len(p)})")
         lines.append(f"Adam steps: mean {steps.mean():.1f}  max {int(steps.max())}")
     else:
+        bad = [e for e in zoo.entries if not _number(e.get("test_acc"))]
+        if bad:
+            raise ZooError(f"{root}: model {bad[0]['id']} has test_acc {bad[0].get('test_acc')!r}, not a number "
+                           f"({len(bad)} of {len(zoo)} models like this); a classifier zoo's manifest gives every "
+                           "model its test accuracy")
         acc = [e["test_acc"] for e in zoo.entries]
         final = [e["test_acc"] for e in zoo.entries if e.get("final", True)]
         t = torch.tensor(acc)
@@ -64,7 +86,7 @@ def summarize(root: str, png: str | None = None, cache_dir: str | None = None) -
                      f"std {t.std():.3f}  min {t.min():.3f}  max {t.max():.3f}")
         fams: dict[str, list[float]] = {}
         for e in zoo.entries:
-            fams.setdefault(e["family"], []).append(e["test_acc"])
+            fams.setdefault(str(e.get("family")), []).append(e["test_acc"])
         lines.append("by family: " + ", ".join(f"{f} n={len(a)} mean={sum(a) / len(a):.3f}"
                                               for f, a in sorted(fams.items())))
         lines.append(text_histogram(acc))

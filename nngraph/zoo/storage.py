@@ -40,6 +40,8 @@ __all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest", 
            "manifest_name", "write_config", "check_model_id", "check_entry", "inside", "state_mismatch"]
 
 CONFIG = "zoo.json"
+#: The settings of an import that has not finished (:mod:`nngraph.zoo.importer`); ``zoo.json`` replaces it at the end.
+STAGED = ".import.json"
 WEIGHTS_DIR = "weights"
 #: A model id: a file name on every OS (letters, digits, ``._-``), not hidden, at most 128 characters.
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -240,21 +242,34 @@ class Zoo:
         root (str): the zoo directory.
         limits (SpecLimits, optional): the largest model a manifest spec may describe.
             (default: :data:`~nngraph.zoo.specs.DEFAULT_LIMITS`)
+        unfinished (bool): read an unfinished import too (its staged settings, the models stored so far);
+            by default it is refused. (default: :obj:`False`)
 
     Raises:
-        ZooError: if ``zoo.json`` is missing or a manifest line is bad (named with its line number).
+        ZooError: if ``zoo.json`` is missing (an unfinished import says so), or a manifest line is bad
+            (named with its line number).
 
     Attributes:
         config (dict): the settings in ``zoo.json``.
         entries (list[dict]): every model's manifest entry, sorted by ``index``.
     """
 
-    def __init__(self, root: str, limits: SpecLimits | None = None):
+    def __init__(self, root: str, limits: SpecLimits | None = None, unfinished: bool = False):
         self.root = root
         self.limits = limits
         path = os.path.join(root, CONFIG)
         if not os.path.exists(path):
-            raise ZooError(f"{root} is not a zoo: {CONFIG} is missing (build one with `python -m nngraph.zoo`)")
+            staged = os.path.join(root, STAGED)
+            if not os.path.exists(staged):
+                raise ZooError(f"{root} is not a zoo: {CONFIG} is missing (build one with `python -m nngraph.zoo`)")
+            self.config = read_config(staged)
+            self.entries = read_manifests(root, limits)
+            if not unfinished:
+                raise ZooError(f"{root} is an unfinished import ({len(self.entries)} of "
+                               f"{self.config.get('num_models', '?')} models stored, no {CONFIG}): rerun the "
+                               "`nngraph zoo import` command that started it to finish it (if it failed, its error "
+                               "named the files to fix)")
+            return
         self.config = read_config(path)
         self.entries = read_manifests(root, limits)
 

@@ -133,13 +133,32 @@ def test_every_model_that_does_not_fit_is_named_and_the_rest_imported(tmp_path):
     assert "2 of 6 models" in message
     assert "m2.safetensors" in message and "missing keys ['3.bias']" in message
     assert "m3.safetensors" in message and "unexpected keys ['5.weight']" in message
-    assert len(Zoo(out)) == 4
+    assert "\n" not in message  # one line, however many files
+    with pytest.raises(ZooError, match=r"is an unfinished import \(4 of 6 models stored, no zoo.json\): rerun"):
+        Zoo(out)  # no reader takes the half zoo for a zoo
+    assert len(Zoo(out, unfinished=True)) == 4
     save_file(good, os.path.join(src, "train", "m2.safetensors"))
     save_file(good, os.path.join(src, "test", "m3.safetensors"))
     assert import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False) == 2
     zoo = Zoo(out)
     assert [e["split"] for e in zoo.entries] == ["test", "test", "test", "train", "train", "train"]
     assert sorted(e["test_acc"] for e in zoo.entries) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert not os.path.exists(os.path.join(out, ".import.json"))
+
+
+def test_removing_the_files_an_import_names_finishes_it(tmp_path):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    table = _mlp_folder(src, n=6)
+    bad = os.path.join(src, "test", "m3.safetensors")
+    save_file({"0.weight": torch.zeros(2, 2)}, bad)
+    with pytest.raises(ZooError, match=r"1 of 6 models do not match .* fix or remove them and rerun"):
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    stored = {e["id"]: e["split"] for e in Zoo(out, unfinished=True).entries}
+    os.remove(bad)  # as the error advises: not refused as "other settings (num_models)"
+    assert import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False) == 0
+    zoo = Zoo(out)
+    assert len(zoo) == 5 and zoo.config["num_models"] == 5
+    assert {e["id"]: e["split"] for e in zoo.entries} == stored
 
 
 def test_wrong_shape_is_named(tmp_path):
@@ -467,3 +486,201 @@ def test_inr_metadata_grid_orders_and_ranges():
         INRMetadata(coord_order="yx")
     assert INRMetadata.from_json(INRMetadata((0, 1), "rowcol", 30, (8, 8)).to_json()) == \
         INRMetadata((0.0, 1.0), "rowcol", 30.0, (8, 8))
+
+
+# -- tables, sources and half zoos (issues 27, 33) -------------------------------------------------
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@pytest.mark.parametrize("column", ["id", "spec", "index", "sha256", "family", "source", "image_index"])
+def test_a_table_cannot_set_reserved_manifest_fields(tmp_path, column):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    _mlp_folder(src, n=4)
+    table = _write(os.path.join(src, "t.csv"), f"file,test_acc,{column}\nm0,0.1,dup\nm1,0.2,dup\nm2,0.3,x\nm3,0.4,y\n")
+    with pytest.raises(ZooError, match=rf"t.csv:2: column '{column}' would set a manifest field the import sets itself"):
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    assert not os.path.exists(out)  # nothing written
+
+
+def test_two_rows_for_one_file_name_both_lines_and_nothing_is_written(tmp_path):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    _mlp_folder(src, n=4)
+    table = _write(os.path.join(src, "t.csv"), "file,test_acc\nm0,0.1\nm1,0.2\nm2,0.3\nm3,0.4\nm1.safetensors,0.9\n")
+    with pytest.raises(ZooError, match=r"t.csv:6 and .*t.csv:3 both fit test/m1.safetensors"):
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    table = _write(os.path.join(src, "t.csv"), "file,test_acc\nm0,0.1\nm1,0.2\nm2,0.3\nm3,0.4\nm1,0.9\n")
+    with pytest.raises(ZooError, match=r"t.csv:6: file 'm1' has a row already at .*t.csv:3"):
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    assert not os.path.exists(out)
+
+
+def test_a_row_that_fits_two_files_is_an_error(tmp_path):
+    from nngraph.zoo import build_model
+
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    for run in ("a", "b"):
+        os.makedirs(os.path.join(src, run))
+        save_file(build_model(MLP_SPEC).state_dict(), os.path.join(src, run, "final.safetensors"))
+    table = _write(str(tmp_path / "t.csv"), "file,test_acc\nfinal,0.5\n")
+    with pytest.raises(ZooError, match=r"t.csv:2: 'final' fits two files, a/final.safetensors and b/final.safetensors"):
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    table = _write(str(tmp_path / "t.csv"), "file,test_acc\na/final.safetensors,0.5\nb/final.safetensors,0.6\n")
+    assert import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False, split=(1, 0, 0)) == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,acc\nm0,0.1\nm1,0.2\n", r"table .*t.csv has no 'test_acc' column \(the accuracy-prediction target"),
+    ("name,test_acc\nm0,0.1\nm1,0.2\n", r"table .*t.csv has no 'file' column naming the model files"),
+    ("file,test_acc\nm0,0.1\nm1,high\n", r"t.csv:3 \(.*m1.safetensors\): test_acc is 'high', not a number"),
+    ("file,test_acc\nm0,0.1\nm1,\n", r"t.csv:3 \(.*m1.safetensors\): test_acc is '', not a number"),
+    ("file,test_acc,split\nm0,0.1,train\nm1,0.2,trian\n", r"t.csv:3 \(.*m1.safetensors\): split 'trian' is not one of"),
+    ("file,test_acc\nm0,0.1,7\n", r"t.csv:2 has 3 cells, more than the 2 columns"),
+    ('[{"file": "m0", "test_acc": 0.1}', r"table .*t.json is not valid JSON"),
+])
+def test_a_bad_table_is_one_line_naming_the_column_or_line(tmp_path, text, message):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    _mlp_folder(src, n=2)
+    table = _write(str(tmp_path / ("t.json" if text.startswith("[") else "t.csv")), text)
+    with pytest.raises(ZooError, match=message) as info:
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    assert "\n" not in str(info.value)
+    assert not os.path.exists(out)
+
+
+def test_classifiers_without_a_table_name_the_column(tmp_path):
+    src = str(tmp_path / "src")
+    _mlp_folder(src, n=2)
+    with pytest.raises(ZooError, match=r"2 of 2 classifiers of .* have no 'test_acc' .* give a table \(--table\) "
+                                       r"with a 'test_acc' column"):
+        import_zoo(src, str(tmp_path / "zoo"), spec=MLP_SPEC, progress=False)
+
+
+@pytest.mark.parametrize("label, message", [(-1, "label is -1, not an integer class >= 0"),
+                                            (2.5, "label is 2.5, not an integer class >= 0"),
+                                            ("two", "label is 'two', not an integer class >= 0")])
+def test_inr_labels_must_be_classes(tmp_path, label, message):
+    from nngraph.zoo import build_model, siren_spec
+
+    spec = siren_spec(2, [4], 1, 30.0)
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    for i in range(2):
+        save_file(build_model(spec).state_dict(), os.path.join(src, f"i{i}.safetensors"))
+    table = _write(str(tmp_path / "t.csv"), f"file,label\ni0,1\ni1,{label}\n")
+    with pytest.raises(ZooError, match=rf"t.csv:3 \(.*i1.safetensors\): {message}"):
+        import_zoo(src, str(tmp_path / "zoo"), spec=spec, table=table, progress=False)
+
+
+def test_symlinks_out_of_the_source_are_refused_unless_followed(tmp_path):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    table = _mlp_folder(src, n=2)
+    elsewhere = str(tmp_path / "elsewhere")
+    os.makedirs(elsewhere)
+    os.replace(os.path.join(src, "test", "m1.safetensors"), os.path.join(elsewhere, "m1.safetensors"))
+    os.symlink(os.path.join(elsewhere, "m1.safetensors"), os.path.join(src, "test", "m1.safetensors"))
+    with pytest.raises(ZooError, match=r"test/m1.safetensors is a symlink to .*elsewhere/m1.safetensors \(outside "
+                                       r".*\); .* --follow-symlinks") as info:
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False)
+    assert "\n" not in str(info.value) and not os.path.exists(out)
+    assert import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False, follow_symlinks=True) == 2
+    assert Zoo(out).config["imported"]["follow_symlinks"] is True
+
+
+def test_a_symlinked_folder_is_refused(tmp_path):
+    src = str(tmp_path / "src")
+    table = _mlp_folder(src, n=2)
+    outside = str(tmp_path / "outside")
+    os.replace(os.path.join(src, "test"), outside)
+    os.symlink(outside, os.path.join(src, "test"))
+    with pytest.raises(ZooError, match=r"src/test is a symlink \(a folder\) to .*outside"):
+        import_zoo(src, str(tmp_path / "zoo"), spec=MLP_SPEC, table=table, progress=False)
+    assert import_zoo(src, str(tmp_path / "zoo"), spec=MLP_SPEC, table=table, progress=False,
+                      follow_symlinks=True) == 2
+
+
+def test_casts_are_counted_and_refused_with_no_cast(tmp_path, capsys):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    table = _mlp_folder(src, n=3)
+    for name in ("train/m0.safetensors", "test/m1.safetensors"):
+        path = os.path.join(src, name)
+        save_file({k: v.double() for k, v in load_file(path).items()}, path)
+    with pytest.raises(ZooError, match=r"m1.safetensors: tensor '1.weight' is float64, the architecture's is float32 "
+                                       r"\(4 tensors of another dtype\); refused by --no-cast"):
+        import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False, casts="refuse")
+    assert not os.path.exists(out)
+    capsys.readouterr()
+    assert import_zoo(src, out, spec=MLP_SPEC, table=table, progress=False) == 3
+    assert "cast 8 float64 tensors to float32 in 2 files (e.g. " in capsys.readouterr().out
+    assert {v.dtype for v in Zoo(out).load_state_dict(Zoo(out).entries[0]).values()} == {torch.float32}
+
+
+def test_a_failed_import_leaves_nothing_and_a_half_zoo_is_named(tmp_path, capsys):
+    from nngraph.zoo import summarize
+
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    table = _mlp_folder(src, n=2)
+    bad = os.path.join(src, "test", "m1.safetensors")  # the first file, checked before anything is written
+    save_file({"0.weight": torch.zeros(6, 3)}, bad)
+    assert main(["import", src, "--out", out, "--spec", json.dumps(MLP_SPEC), "--table", table, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "m1.safetensors does not match" in err
+    assert not os.path.exists(out)  # no zoo.json claiming 2 models over no manifest
+    # a zoo.json over an empty manifest (a build killed before its first model): a clear error, not min()
+    os.makedirs(out)
+    _write(os.path.join(out, "zoo.json"), json.dumps({"kind": "classifier", "num_models": 6}))
+    with pytest.raises(ZooError, match=r"holds no models: .* \(6 expected\); an empty or unfinished build"):
+        summarize(out)
+    assert main(["summary", out]) == 1
+    assert "holds no models" in capsys.readouterr().err
+
+
+def test_an_import_stopped_early_is_unfinished_until_rerun(tmp_path, capsys):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    table = _mlp_folder(src, n=4)
+    assert main(["import", src, "--out", out, "--spec", json.dumps(MLP_SPEC), "--table", table, "--no-progress",
+                 "--max-models", "2"]) == 0
+    assert "unfinished import" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(out, "zoo.json"))
+    assert main(["summary", out]) == 1
+    assert "is an unfinished import (2 of 4 models stored" in capsys.readouterr().err
+    assert main(["import", src, "--out", out, "--spec", json.dumps(MLP_SPEC), "--table", table, "--no-progress"]) == 0
+    assert len(Zoo(out)) == 4
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    _mlp_folder(src, n=2)
+    argv = ["import", src, "--out", out, "--spec", json.dumps(MLP_SPEC), "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m nngraph.zoo import: error: 2 of 2 classifiers") and err.count("\n") == 1
+    with pytest.raises(ZooError, match="have no 'test_acc'"):
+        main(argv + ["--debug"])
+    assert main(["summary", str(tmp_path / "nowhere")]) == 1
+    assert "is not a zoo" in capsys.readouterr().err
+
+
+def test_zoo_import_finds_a_factory_in_the_current_directory(tmp_path, monkeypatch, fresh_trust, capsys):
+    import sys
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mymodels.py").write_text("from torch import nn\n\n\ndef make():\n"
+                                      "    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))\n")
+    src = str(work / "ckpts")
+    os.makedirs(src)
+    for i in range(2):
+        torch.manual_seed(i)
+        save_file(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).state_dict(),
+                  os.path.join(src, f"m{i}.safetensors"))
+    table = _write(str(work / "labels.csv"), "file,test_acc,split\nm0,0.5,train\nm1,0.6,test\n")
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(work))])
+    from nngraph.cli import main as nngraph_main
+
+    assert nngraph_main(["zoo", "import", "ckpts", "--out", "zoo", "--factory", "mymodels:make", "--input-shape", "3",
+                         "--table", "labels.csv", "--no-progress"]) == 0, capsys.readouterr().err
+    assert len(Zoo("zoo")) == 2 and str(work) not in sys.path
