@@ -117,7 +117,7 @@ def shipped_rows(task: str, zoo: str, workdir: str) -> tuple[list[dict], list[tu
 
 
 def build_parser(prog: str = "python -m tasks.demo") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog=prog, description=" ".join(__doc__.split("\n\n")[0].split()),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--workdir", default="runs/demo", help="zoos, runs, plots and results.json go here")
     p.add_argument("--full", action="store_true", help="whole zoos and longer training")

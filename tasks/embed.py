@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from nngraph.cli import CommandError, debugging, one_line, set_threads
 from nngraph.errors import NNGraphError
 from nngraph.zoo import Zoo
 
@@ -36,6 +37,8 @@ def build_parser(prog: str = "python -m tasks.embed") -> argparse.ArgumentParser
                         "the output as <output>.encoder/)")
     add_ssl_args(p)
     add_run_args(p)
+    p.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an error instead of its one line (or set NNGRAPH_DEBUG=1)")
     return p
 
 
@@ -76,9 +79,12 @@ def main(argv=None, prog: str | None = None) -> int:
     parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     try:
+        set_threads(args.threads)
         print(run(args))
-    except NNGraphError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+    except (NNGraphError, CommandError) as err:
+        if debugging(args):
+            raise
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return 1
     return 0
 

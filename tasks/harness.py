@@ -75,10 +75,14 @@ def add_optional_args(p, *names: str, what: str = "models") -> None:
 
 
 def add_run_args(p) -> None:
-    """The flags that end every task's parser: seed, device, progress bars."""
+    """The flags that end every task's parser: seed, device, progress bars, threads."""
     p.add_argument("--seed", type=int, default=0, help="seed of the models, the data order and the probes")
     p.add_argument("--device", default="cpu", help="torch device to train on")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="threads for torch and OpenMP / BLAS (nngraph.cli.set_threads). One by default: on a machine "
+                        "whose other cores are busy more threads stall at their barriers; 0 keeps the libraries' "
+                        "defaults")
 
 
 class MethodError(NNGraphError, ValueError):
@@ -120,6 +124,13 @@ def run_main(run: Callable, build_parser: Callable, argv=None, prog: str | None 
     """
     parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        from nngraph.cli import CommandError, set_threads
+
+        try:
+            set_threads(args.threads)
+        except CommandError as err:
+            parser.error(str(err))
     main = distributed.is_main()  # RANK from the environment: the process group does not exist yet
     with contextlib.ExitStack() as stack:
         if not main:

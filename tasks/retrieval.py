@@ -109,8 +109,33 @@ def load_embeddings(path: str) -> tuple[torch.Tensor, list[dict], str]:
         raise EmbeddingError(f"embeddings file {path} is not a readable safetensors file ({err})") from None
     if meta.get("format") != "nngraph-embeddings" or "embeddings" not in tensors:
         raise EmbeddingError(f"{path} is not an embeddings file of nngraph embed (format {meta.get('format')!r})")
-    models = json.loads(meta["models"])
+    lacking = [k for k in ("models", "encoder") if not isinstance(meta.get(k), str)]
+    if lacking:
+        raise EmbeddingError(f"{path}: its metadata lacks {lacking} (nngraph embed writes models, encoder and zoo); "
+                             "the file is damaged: embed the zoo again")
+    try:
+        models = json.loads(meta["models"])
+    except json.JSONDecodeError as err:
+        raise EmbeddingError(f"{path}: its metadata 'models' is not valid JSON ({err}); embed the zoo again") from None
+    if not isinstance(models, list):
+        raise EmbeddingError(f"{path}: its metadata 'models' is a {type(models).__name__}, not a list of "
+                             "{id, label, split}")
+    for i, m in enumerate(models):
+        missing = [k for k in ("id", "label") if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise EmbeddingError(f"{path}: model {i} of its metadata 'models' lacks {missing} ({m!r:.80}); embed the "
+                                 "zoo again")
+        if not isinstance(m["id"], str):
+            raise EmbeddingError(f"{path}: model {i} of its metadata 'models' has id {m['id']!r}, not a string")
     emb = tensors["embeddings"]
     if emb.dim() != 2 or len(models) != len(emb):
         raise EmbeddingError(f"{path}: {tuple(emb.shape)} embeddings for {len(models)} models")
-    return emb, models, os.path.join(os.path.dirname(os.path.abspath(path)), meta["encoder"])
+    if not emb.is_floating_point():
+        raise EmbeddingError(f"{path}: the embeddings are {emb.dtype}, not floating point")
+    if len(emb) and not torch.isfinite(emb).all(-1).any():
+        raise EmbeddingError(f"{path}: all {len(emb)} rows are non-finite (NaN or Inf): no model to retrieve; "
+                             "the encoder diverged or the file is damaged: embed the zoo again")
+    encoder = meta["encoder"]
+    if os.path.isabs(encoder) or "\x00" in encoder:
+        raise EmbeddingError(f"{path}: its metadata 'encoder' {encoder!r} is not a path relative to the file")
+    return emb, models, os.path.join(os.path.dirname(os.path.abspath(path)), encoder)

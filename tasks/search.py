@@ -20,8 +20,10 @@ from safetensors.torch import load_file
 
 import nngraph
 from nngraph.data import example_inputs_for_spec
+from nngraph.cli import CommandError, add_common_args, debugging, one_line, set_threads
 from nngraph.errors import NNGraphError
 from nngraph.zoo import Zoo, sha256_file
+from nngraph.zoo.storage import state_mismatch
 from nngraph.zoo.inr_meta import INRMetadata
 
 from .embedder import EmbeddingError, embed_graphs, load_encoder
@@ -43,6 +45,7 @@ def build_parser(prog: str = "python -m tasks.search") -> argparse.ArgumentParse
                    help="for a state dict of an architecture the zoo does not hold: a function returning the model")
     p.add_argument("--inputs", default=None, metavar="SHAPE",
                    help="example input shapes of a --factory / .pt2 model, e.g. 2,1,8,8 (see nngraph convert)")
+    add_common_args(p)
     return p
 
 
@@ -83,6 +86,9 @@ def resolve_query(zoo: Zoo, path: str, factory: str | None = None, inputs: str |
             raise EmbeddingError(f"--query {path}: its parameters fit none of the architectures of zoo {zoo.root}; "
                                  "give --factory package.module:function that builds its model")
         model = zoo.build(spec)
+        problems = state_mismatch(state, model.state_dict())
+        if problems:  # a zoo member whose spec does not fit its own weights
+            raise EmbeddingError(f"--query {path} does not fit the architecture of zoo model {(member or {}).get('id')}: {problems}")
         model.load_state_dict(state)
         return model.eval(), example_inputs_for_spec(spec), "auto", spec, member
     try:
@@ -122,6 +128,10 @@ def search(zoo_dir: str, query: str, k: int = 10, embeddings: str = "embeddings.
         raise EmbeddingError(f"{embeddings} holds models zoo {zoo_dir} does not have (e.g. {unknown[0]!r}): it was "
                              "embedded from another zoo; embed this one with nngraph embed")
     encoder, settings = load_encoder(encoder_path)
+    if emb.size(1) != settings.get("embed_dim"):
+        raise EmbeddingError(f"{embeddings}: rows of width {emb.size(1)}, but its encoder ({encoder_path}) embeds in "
+                             f"{settings.get('embed_dim')} dimensions: the file and the encoder do not belong together; "
+                             "embed the zoo again")
     model, example, method, spec, member = resolve_query(zoo, query, factory, inputs)
     graph = query_graph(zoo, model, example, method, spec, settings["probe_dim"])
     q = embed_graphs(encoder, [graph])  # (1, D)
@@ -144,9 +154,12 @@ def main(argv=None, prog: str | None = None) -> int:
     parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     try:
+        set_threads(args.threads)
         hits, member = search(args.zoo, args.query, args.k, args.embeddings, args.factory, args.inputs)
-    except NNGraphError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+    except (NNGraphError, CommandError) as err:
+        if debugging(args):
+            raise
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return 1
     print(f"query {args.query}" + (f" (zoo model {member['id']})" if member else "") + f": {len(hits)} nearest models")
     print(format_hits(hits))

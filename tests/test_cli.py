@@ -273,3 +273,89 @@ def test_benchmark_command_passes_flags_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-m", "benchmarks", "encoder", "--help"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--no-resnet" in result.stdout, result.stderr
+
+
+# -- help texts, threads, one-line errors (issues 27, 33) ------------------------------------------
+@pytest.mark.parametrize("command", [["demo"], ["embed"], ["search"], ["zoo"], ["zoo", "import"], ["zoo", "summary"],
+                                     ["zoo", "inr"], ["zoo", "classifiers"], ["zoo", "recurrent"], ["convert"],
+                                     ["inspect"], ["verify"]])
+def test_every_command_describes_itself_in_whole_sentences(command, capsys, monkeypatch):
+    monkeypatch.setattr("nngraph.cli.task_packages", lambda: [importlib.import_module("tasks")])
+    with pytest.raises(SystemExit) as exit:
+        main([*command, "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    description = out.split("\n\n")[1]
+    assert not description.startswith(("options:", "positional")), f"nngraph {' '.join(command)} has no description"
+    assert description.rstrip().endswith((".", ")")), f"cut mid-sentence: {description!r}"
+    if command[0] != "demo" and command != ["zoo"]:  # the demo has its own --threads; `zoo` lists subcommands
+        assert "--threads" in out and "--debug" in out
+    if command == ["zoo", "import"]:
+        assert "test_acc   required for classifiers" in out and "file       required" in out
+
+
+def test_zoo_import_help_documents_the_table(capsys):
+    with pytest.raises(SystemExit):
+        main(["zoo", "import", "--help"])
+    out = capsys.readouterr().out
+    for word in ("--follow-symlinks", "--no-cast", "split      optional", "id, index, sha256, spec, family, source"):
+        assert word in out, word
+
+
+@pytest.mark.parametrize("argv, threads", [([], 1), (["--threads", "3"], 3)])
+def test_commands_use_one_thread_unless_told(state_dict, tmp_path, monkeypatch, argv, threads):
+    path, _ = state_dict
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    assert main(["inspect", path, "--factory", "tinyfactory:mlp", *argv]) == 0
+    assert seen == [threads]
+    seen.clear()
+    assert main(["zoo", "summary", str(tmp_path / "nowhere"), *argv]) == 1
+    assert seen == [threads]
+
+
+def test_absurd_inputs_are_refused_before_allocating(state_dict, capsys, monkeypatch):
+    path, _ = state_dict
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: pytest.fail("allocated"))
+    assert main(["convert", path, "--factory", "tinyfactory:mlp", "--inputs", "100000,100000,4", "-o", "g.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "--inputs '100000,100000,4': '100000,100000,4' is 40,000,000,000 elements, more than the" in err
+    assert err.count("\n") == 1
+
+
+def test_a_torchscript_module_is_a_clear_error(state_dict, tmp_path, capsys):
+    path, model = state_dict
+    (tmp_path / "jitfactory.py").write_text(textwrap.dedent("""
+        import torch
+        from tinyfactory import mlp
+
+        def traced():
+            return torch.jit.trace(mlp(), torch.zeros(2, 3))
+    """))
+    assert main(["convert", path, "--factory", "jitfactory:traced", "-o", "g.pt"]) == 2
+    assert "returned a TorchScript module (torch.jit.trace / torch.jit.script)" in capsys.readouterr().err
+    archive = str(tmp_path / "traced.pt2")
+    torch.jit.save(torch.jit.trace(model, torch.zeros(2, 3)), archive)
+    assert main(["convert", archive, "-o", "g.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "traced.pt2 is a TorchScript archive (torch.jit.save" in err and err.count("\n") == 1
+
+
+def test_debug_shows_the_traceback(state_dict, capsys, monkeypatch):
+    from nngraph.cli import CommandError
+
+    path, _ = state_dict
+    with pytest.raises(CommandError, match="is not a shape"):
+        main(["convert", path, "--factory", "tinyfactory:mlp", "--inputs", "x", "-o", "g.pt", "--debug"])
+    monkeypatch.setenv("NNGRAPH_DEBUG", "1")
+    with pytest.raises(CommandError):
+        main(["convert", path, "--factory", "tinyfactory:mlp", "--inputs", "x", "-o", "g.pt"])
+
+
+def test_zoo_errors_are_one_line_in_a_fresh_process(tmp_path):
+    result = run_cli("zoo", "summary", str(tmp_path / "nowhere"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"nngraph zoo summary: error: {tmp_path / 'nowhere'} is not a zoo: "
+                                                  "zoo.json is missing (build one with `python -m nngraph.zoo`)"]
+    result = run_cli("zoo", "summary", str(tmp_path / "nowhere"), "--debug")
+    assert result.returncode == 1 and "Traceback" in result.stderr

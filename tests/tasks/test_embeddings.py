@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -321,3 +322,61 @@ def test_the_evaluation_reuses_an_encoder_of_nngraph_embed(clf_zoo, embedded, tm
          "--embed-dim", "8", "--hidden-dim", "8", "--num-layers", "1", "-k", "2", "--no-progress"]))
     assert {r["method"] for r in rows} == {"ssl", "random_encoder", "chance", "ceiling"}
     assert not os.path.exists(os.path.join(out, "runs", "ssl"))  # nothing trained
+
+
+def _damaged(embedded, name, tensors=None, **meta_changes):
+    """A copy of ``embedded`` next to it (so its relative encoder path holds) with changed tensors / metadata
+    (``None`` drops a key)."""
+    with safe_open(embedded, "pt") as f:
+        meta = dict(f.metadata())
+    for k, v in meta_changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    path = os.path.join(os.path.dirname(embedded), f"damaged-{name}.safetensors")
+    save_file(tensors if tensors is not None else load_file(embedded), path, metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("no-models", dict(models=None), r"metadata lacks \['models'\]"),
+    ("no-encoder", dict(encoder=None), r"metadata lacks \['encoder'\]"),
+    ("bad-json", dict(models="[{"), r"metadata 'models' is not valid JSON"),
+    ("models-dict", dict(models='{"a": 1}'), r"metadata 'models' is a dict, not a list"),
+    ("no-label", dict(models="drop:label"), r"model 0 of its metadata 'models' lacks \['label'\]"),
+    ("no-id", dict(models="drop:id"), r"model 0 of its metadata 'models' lacks \['id'\]"),
+    ("no-format", dict(format=None), r"is not an embeddings file of nngraph embed"),
+    ("narrow", "narrow", r"rows of width 4, but its encoder .* embeds in 8 dimensions"),
+    ("nan", "nan", r"all \d+ rows are non-finite"),
+    ("ints", "ints", r"the embeddings are torch.int64, not floating point"),
+    ("short", "short", r"embeddings for \d+ models"),
+    ("encoder-elsewhere", dict(encoder="nowhere"), r"holds no checkpoint 'best'"),
+])
+def test_search_on_a_malformed_embeddings_file_is_one_line(clf_zoo, embedded, capsys, name, damage, message):
+    emb = load_file(embedded)["embeddings"]
+    with safe_open(embedded, "pt") as f:
+        models = json.loads(f.metadata()["models"])
+    tensors = {"narrow": {"embeddings": emb[:, :4].contiguous()}, "nan": {"embeddings": torch.full_like(emb, math.nan)},
+               "ints": {"embeddings": emb.long()}, "short": {"embeddings": emb[:-1].contiguous()}}.get(damage) if isinstance(damage, str) else None
+    changes = {} if isinstance(damage, str) else dict(damage)
+    if str(changes.get("models", "")).startswith("drop:"):
+        drop = changes["models"][5:]
+        changes["models"] = json.dumps([{k: v for k, v in m.items() if k != drop} for m in models])
+    path = _damaged(embedded, name, tensors, **changes)
+    query = Zoo(clf_zoo).path(Zoo(clf_zoo).entries[0])
+    assert search.main(["--zoo", clf_zoo, "--query", query, "--embeddings", path]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and re.search(message, err), err
+    with pytest.raises(nngraph.NNGraphError):
+        search.main(["--zoo", clf_zoo, "--query", query, "--embeddings", path, "--debug"])
+
+
+def test_search_and_embed_take_threads(clf_zoo, embedded, monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    query = Zoo(clf_zoo).path(Zoo(clf_zoo).entries[0])
+    assert search.main(["--zoo", clf_zoo, "--query", query, "--embeddings", embedded, "--threads", "2"]) == 0
+    assert search.main(["--zoo", clf_zoo, "--query", query, "--embeddings", embedded]) == 0
+    assert seen == [2, 1]  # one thread unless told otherwise
+    assert embed.build_parser().parse_args(["--zoo", "z", "-o", "e.safetensors"]).threads == 1
