@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +21,7 @@ from nngraph.zoo.seeds import derive_seed, stratified_split
 from nngraph.zoo.siren import INIT_SCHEMES, fit_sirens, siren_state_dict
 from nngraph.zoo.specs import siren_spec
 from nngraph.io import atomic_write
-from nngraph.zoo.storage import write_config
+from nngraph.zoo.storage import sha256_bytes, sha256_file, write_config
 
 __all__ = ["INRZooConfig", "build_inr_zoo", "zoo_images", "IMAGES_FILE", "SPLIT_SCOPES"]
 
@@ -110,6 +111,9 @@ def build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max_
         progress: show a progress bar.
         device: where to fit (the weights are stored on CPU).
 
+    A resumed build checks ``images.safetensors`` against the source's images and rewrites it (with a
+    warning) if it was truncated or changed.
+
     Raises:
         ZooError: if another process is building the same shard in ``out`` (:func:`~nngraph.zoo.jobs.building`).
     """
@@ -136,8 +140,13 @@ def _build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max
     os.makedirs(out, exist_ok=True)
     write_config(out, settings)
     images_path = os.path.join(out, IMAGES_FILE)
+    data = save({"images": images.images, "labels": images.labels})  # the same bytes for the same images
     if not os.path.exists(images_path):
-        atomic_write(images_path, save({"images": images.images, "labels": images.labels}))
+        atomic_write(images_path, data)
+    elif sha256_file(images_path) != sha256_bytes(data):  # truncated or edited since: restored, said so
+        warnings.warn(f"{images_path} was damaged (not the images of the zoo's source); rewritten from "
+                      f"{config.source}", stacklevel=3)
+        atomic_write(images_path, data)
 
     k = config.inrs_per_image
     total = n_img * k

@@ -1,4 +1,5 @@
 import json
+import re
 import os
 
 import pytest
@@ -168,3 +169,70 @@ def test_init_option_is_stored_only_when_not_the_default(full, tmp_path):
         build_inr_zoo(root, tiny_inr(), progress=False)
     with pytest.raises(ValueError, match="xavier"):
         build_inr_zoo(str(tmp_path / "bad"), tiny_inr(init="xavier"), progress=False)
+
+
+# -- bad image sources (issue 33) ------------------------------------------------------------------
+def _npz(tmp_path, images, labels, name="src.npz"):
+    import numpy as np
+
+    path = str(tmp_path / name)
+    np.savez(path, images=np.asarray(images), labels=np.asarray(labels))
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("all nan", r"image 0 has NaN or infinite pixels \(4 of 4 images like this\)"),
+    ("one inf", r"image 2 has NaN or infinite pixels \(1 of 4"),
+    ("negative label", r"label 1 is -3; labels are classes, integers >= 0"),
+    ("float label", r"label 2 is 2.5, not an integer class \(labels are torch.float64"),
+    ("no images", r"holds no images \(shape \(0, 1, 6, 6\)\)"),
+    ("string labels", r"must be numeric arrays"),
+])
+def test_a_bad_image_source_is_one_line_naming_what(tmp_path, case, message, capsys):
+    import numpy as np
+
+    from nngraph.zoo.__main__ import main
+
+    images, labels = np.full((4, 6, 6), 0.5), np.array([0, 1, 2, 3])
+    if case == "all nan":
+        images[:] = np.nan
+    elif case == "one inf":
+        images[2, 1, 1] = np.inf
+    elif case == "negative label":
+        labels = np.array([0, -3, 2, 3])
+    elif case == "float label":
+        labels = np.array([0.0, 1.0, 2.5, 3.0])
+    elif case == "no images":
+        images, labels = images[:0], labels[:0]
+    else:
+        labels = np.array(["a", "b", "c", "d"])
+    source, out = _npz(tmp_path, images, labels), str(tmp_path / "zoo")
+    with pytest.raises(ValueError, match=message):
+        build_inr_zoo(out, tiny_inr(source=source, max_images=None, resolution=6), progress=False)
+    assert main(["inr", "--out", str(tmp_path / "zoo2"), "--source", source, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and re.search(message, err)
+
+
+def test_integral_float_labels_are_classes(tmp_path):
+    import numpy as np
+
+    source = _npz(tmp_path, np.full((2, 6, 6), 0.5), np.array([1.0, 0.0]))
+    out = str(tmp_path / "zoo")
+    build_inr_zoo(out, tiny_inr(source=source, max_images=None, resolution=6, inrs_per_image=1, max_steps=2),
+                  progress=False)
+    assert [e["label"] for e in Zoo(out).entries] == [1, 0]
+
+
+def test_a_truncated_images_file_does_not_survive_a_resumed_build(tmp_path):
+    root = str(tmp_path / "zoo")
+    config = tiny_inr(max_images=2, inrs_per_image=1, max_steps=2)
+    build_inr_zoo(root, config, progress=False, max_models=1)
+    path = os.path.join(root, "images.safetensors")
+    good = open(path, "rb").read()
+    with open(path, "r+b") as f:
+        f.truncate(40)
+    with pytest.warns(UserWarning, match="images.safetensors was damaged"):
+        build_inr_zoo(root, config, progress=False)
+    assert open(path, "rb").read() == good
+    build_inr_zoo(root, config, progress=False)  # an intact file is left alone
