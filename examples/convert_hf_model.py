@@ -1,18 +1,29 @@
 """Convert a Hugging Face model to a neural graph, check that the graph is sound, and read it back.
 
-    python examples/convert_hf_model.py   # with nngraph installed (pip install -e .), or PYTHONPATH=.
+    python examples/convert_hf_model.py [--threads N]   # with nngraph installed (pip install -e .), or PYTHONPATH=.
 
 The model is a two-layer BERT built from a tiny config (random weights, nothing is downloaded; needs
 ``transformers``). ``nngraph.verify`` relabels hidden neurons by symmetries the graph claims and checks in
 float64 that the model computes the same function; ``from_graph`` inverts ``to_graph`` bit for bit.
+
+One thread by default: on a machine whose other cores are busy, more threads stall at OpenMP's barriers.
 """
 from __future__ import annotations
 
+import argparse
+
 import torch
 import transformers
+from threadpoolctl import threadpool_limits
 
 import nngraph
 from nngraph.schema import NodeKind
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
+args = parser.parse_args()
+torch.set_num_threads(args.threads)
+threadpool_limits(args.threads)
 
 torch.manual_seed(0)
 config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -1,40 +1,56 @@
 """Build a small INR zoo and train the equivariant encoder to tell which digit each SIREN draws.
 
-    python examples/train_encoder.py [--workdir DIR]   # with nngraph installed (pip install -e .), or PYTHONPATH=.
+    python examples/train_encoder.py [--workdir DIR] [--epochs N] [--threads N]   # nngraph installed, or PYTHONPATH=.
 
-The zoo is 100 sklearn digits, one SIREN 2 -> 16 -> 16 -> 1 fitted to each for at most 60 steps (fitted
+The zoo is 600 sklearn digits, one SIREN 2 -> 16 -> 16 -> 1 fitted to each for at most 150 steps (fitted
 from scratch in the work directory; rerun and it is reused). The encoder reads the converted graphs
-(``nngraph.data.ZooDataset``) and trains with ``nngraph.train.fit`` (checkpoints, resume, early stopping)
-for a few epochs: far too few to be good, enough to see the loss fall. The tasks (``python -m
-tasks.inr_classification``) do this properly: more INRs, probe features, sign-flip augmentation, baselines.
+(``nngraph.data.ZooDataset``) with probe features (``nngraph.AddProbeFeatures``: every neuron's value on an
+8 x 8 grid of coordinates, computed from the graph's own weights) and trains with ``nngraph.train.fit``
+(checkpoints, resume, early stopping) for 15 epochs: validation accuracy climbs from chance (0.10) to about
+0.8 in well under a minute. Without probes the same encoder stays at chance on such SIRENs (their first layer
+is a random frequency basis per INR; see the README's Results). The tasks (``python -m
+tasks.inr_classification``) do this properly: more INRs, sign-flip augmentation, baselines.
+
+One thread by default: on a machine whose other cores are busy, more threads stall at OpenMP's barriers.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
+import time
 
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
+from torch_geometric.loader import DataLoader
 
 import nngraph
 from nngraph.data import ZooDataset
 from nngraph.train import TrainConfig, fit
-from nngraph.zoo import INRZooConfig, build_inr_zoo
+from nngraph.zoo import INRZooConfig, Zoo, build_inr_zoo, coordinate_grid
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "nngraph-example-encoder"))
-parser.add_argument("--epochs", type=int, default=6)
+parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "nngraph-example-inr-probes"))
+parser.add_argument("--epochs", type=int, default=15)
+parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
 args = parser.parse_args()
+torch.set_num_threads(args.threads)
+threadpool_limits(args.threads)
+start = time.perf_counter()
 
 zoo = os.path.join(args.workdir, "zoo")
-build_inr_zoo(zoo, INRZooConfig.small(max_images=100, inrs_per_image=1, hidden=[16, 16], max_steps=60,
+build_inr_zoo(zoo, INRZooConfig.small(max_images=600, inrs_per_image=1, hidden=[16, 16], max_steps=150,
                                       split=[0.7, 0.15, 0.15]), progress=False)
-train, val = (ZooDataset(zoo, split, in_memory=True, progress=False) for split in ("train", "val"))
-print(f"zoo: {len(train)} training and {len(val)} validation INRs; a graph has {train[0].num_nodes} nodes")
+first = Zoo(zoo).split("train")[0]
+probes = nngraph.AddProbeFeatures(Zoo(zoo).load_model(first), coordinate_grid(8, 8))  # (64, 2) coordinates
+# the probe values are computed once per graph here (a transform runs at every access)
+train, val, test = (list(ZooDataset(zoo, split, progress=False, transform=probes)) for split in ("train", "val", "test"))
+print(f"zoo: {len(train)} training, {len(val)} validation, {len(test)} test INRs; a graph has "
+      f"{train[0].num_nodes} nodes and probe features {tuple(train[0].probe.shape)} ({time.perf_counter() - start:.0f} s)")
 
 torch.manual_seed(0)
-encoder = nngraph.NeuralGraphEncoder(10, hidden_dim=32, num_layers=2)  # one logit per digit
+encoder = nngraph.NeuralGraphEncoder(10, hidden_dim=32, num_layers=2, probe_dim=64)  # one logit per digit
 
 
 def loss_fn(model, batch):
@@ -52,10 +68,13 @@ def eval_fn(model, loader):
     return {"val_loss": loss / total, "val_acc": correct / total}
 
 
-config = TrainConfig(out_dir=os.path.join(args.workdir, "run"), epochs=args.epochs, batch_size=16, lr=2e-3,
-                     monitor="val_acc", mode="max", progress=False)
+config = TrainConfig(out_dir=os.path.join(args.workdir, "run"), epochs=args.epochs, batch_size=32, lr=2e-3,
+                     warmup=1, monitor="val_acc", mode="max", progress=False)
 result = fit(encoder, train, val, loss_fn, eval_fn, config)
 for h in result.history:
     print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}, val loss {h['val_loss']:.3f}, "
           f"val accuracy {h['val_acc']:.2f}")
-print(f"best epoch {result.best_epoch}; checkpoints in {config.out_dir}")
+encoder.eval()  # fit leaves the best checkpoint's weights in the model
+scores = eval_fn(encoder, DataLoader(test, batch_size=64))
+print(f"best epoch {result.best_epoch}; test accuracy {scores['val_acc']:.2f} (chance 0.10); "
+      f"checkpoints in {config.out_dir}; {time.perf_counter() - start:.0f} s in all")
