@@ -51,14 +51,12 @@ are those of :mod:`nngraph.zoo.layouts`. INR zoos record :class:`~nngraph.zoo.in
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import inspect
 import io
 import json
 import math
 import os
-import shutil
 from collections import Counter
 from typing import Any, Callable, Sequence
 
@@ -406,13 +404,6 @@ def _finish(out: str, settings: dict[str, Any]) -> None:
         pass
 
 
-def _discard(out: str) -> None:
-    """Remove the directory a failed import created, if no model was stored in it."""
-    if not os.path.isdir(out) or glob.glob(os.path.join(out, "manifest*.jsonl")):
-        return
-    shutil.rmtree(out, ignore_errors=True)
-
-
 def _report_casts(casts: list[tuple[str, torch.dtype, torch.dtype]], files: dict[tuple, set[str]], log) -> None:
     counts = Counter((a, b) for _, a, b in casts)
     for (a, b), n in sorted(counts.items(), key=lambda kv: str(kv[0])):
@@ -505,19 +496,13 @@ def import_zoo(src: str, out: str, layout: str = "auto", *, spec: dict | str | N
                              "val_fraction": val_fraction, "seed": seed, **source.settings}}
     if kind == "inr":
         settings["inr"] = inr.to_json()
-    fresh = not os.path.exists(out)
-    try:
-        with building(out):
-            _check_settings(out, settings)
-            if program is not None:
-                _store_program(out, program, arch)
-            _keep_stored_splits(source.items, drawn, read_manifests(out, limits))
-            return _import(out, source, kind, inr, max_models, progress, limits, settings, casts == "refuse",
-                           log or (lambda line: None))
-    except BaseException:
-        if fresh:
-            _discard(out)
-        raise
+    with building(out):  # a failure before the first model is stored leaves no directory it created
+        _check_settings(out, settings)
+        if program is not None:
+            _store_program(out, program, arch)
+        _keep_stored_splits(source.items, drawn, read_manifests(out, limits))
+        return _import(out, source, kind, inr, max_models, progress, limits, settings, casts == "refuse",
+                       log or (lambda line: None))
 
 
 def _import(out: str, source: L.Source, kind: str, inr: INRMetadata | None, max_models: int | None,

@@ -12,8 +12,10 @@ build in parallel (each appends to its own manifest).
 """
 from __future__ import annotations
 
+import glob
 import multiprocessing
 import os
+import shutil
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -77,19 +79,31 @@ def building(root: str, shard=None) -> Iterator[None]:
     """Hold the build lock of ``shard`` in the zoo directory ``root`` (created if needed), and delete the
     temporary files a killed build left there.
 
+    A build that fails with an error before any model is in a manifest leaves no directory it created
+    behind: a bad source or setting leaves nothing for a reader to mistake for a zoo. (An interrupted one,
+    ``KeyboardInterrupt`` or a kill, leaves what it wrote, for the rerun to resume.)
+
     Raises:
         ZooError: if another process is building this shard of the zoo, naming its pid, host and start time.
     """
     shard = parse_shard(shard)
+    fresh = not os.path.exists(root)
     os.makedirs(root, exist_ok=True)
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(exclusive_lock(_lock_path(root, shard)))
-        except LockHeld as err:
-            raise ZooError(_held_message(root, shard, err)) from None
-        for directory in (root, os.path.join(root, WEIGHTS_DIR)):
-            clean_stale_temps(directory)
-        yield
+    locked = False
+    try:
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(exclusive_lock(_lock_path(root, shard)))
+            except LockHeld as err:
+                raise ZooError(_held_message(root, shard, err)) from None
+            locked = True
+            for directory in (root, os.path.join(root, WEIGHTS_DIR)):
+                clean_stale_temps(directory)
+            yield
+    except Exception:
+        if fresh and locked and not glob.glob(os.path.join(root, "manifest*.jsonl")):
+            shutil.rmtree(root, ignore_errors=True)
+        raise
 
 
 def run_units(

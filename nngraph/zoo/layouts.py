@@ -37,6 +37,7 @@ import gzip
 import io
 import json
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -89,8 +90,15 @@ def read_state_file(path: str) -> dict[str, torch.Tensor]:
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused an object: say which, not torch's advice
+        found = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported global: [^\s]+)", str(err))
+        what = found.group(1).rstrip(".") if found else str(err).split(".")[0][:120]
+        raise ZooError(f"{path} holds Python objects, not only tensors ({what}); nngraph reads .pt files with "
+                       "torch.load(weights_only=True) and never unpickles code: save the state dict with "
+                       "safetensors or torch.save(model.state_dict())") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported with its name
-        raise ZooError(f"{path} is not a readable state dict ({type(err).__name__}: {err}); .pt files are read "
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ZooError(f"{path} is not a readable state dict ({type(err).__name__}: {first}); .pt files are read "
                        "with torch.load(weights_only=True), so they must hold tensors only") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -209,6 +209,7 @@ def test_a_bad_image_source_is_one_line_naming_what(tmp_path, case, message, cap
     source, out = _npz(tmp_path, images, labels), str(tmp_path / "zoo")
     with pytest.raises(ValueError, match=message):
         build_inr_zoo(out, tiny_inr(source=source, max_images=None, resolution=6), progress=False)
+    assert not os.path.exists(out)  # the directory the failed build created is gone
     assert main(["inr", "--out", str(tmp_path / "zoo2"), "--source", source, "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and re.search(message, err)
