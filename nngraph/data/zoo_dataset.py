@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from nngraph.io import atomic_write, clean_stale_temps, zoo_cache_dir
 from nngraph.zoo.architectures import example_inputs
 from nngraph.zoo.specs import SpecLimits
-from nngraph.zoo.storage import Zoo, ZooError, inside
+from nngraph.zoo.storage import Zoo, ZooError, inside, regular_file, zoo_file
 
 __all__ = ["ZooDataset", "example_inputs_for_spec", "default_target"]
 
@@ -374,13 +374,21 @@ class ZooDataset(Dataset):
         """The image an INR was fitted to, ``(C, H, W)`` in [0, 1] (INR zoos only)."""
         if self.kind != "inr":
             raise ValueError("image() is only defined for INR zoos")
+        path = os.path.join(self.zoo.root, "images.safetensors")
         if self._images is None:
-            path = os.path.join(self.zoo.root, "images.safetensors")
+            zoo_file(self.zoo.root, "images.safetensors")
             if not os.path.exists(path):
                 raise ZooError(f"{path} is missing; rerun the zoo build command to restore it")
+            regular_file(path, "the zoo's images")
             try:
                 self._images = load_file(path)["images"]
             except Exception as err:  # SafetensorError (truncated, garbage) or a missing key
                 raise ZooError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun the zoo build "
                                "command after deleting it to restore it") from None
-        return self._images[self.entries[idx]["image_index"]]
+        entry = self.entries[idx]
+        at = entry.get("image_index")
+        if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at < len(self._images):
+            raise ZooError(f"{self._where(entry)}: image_index of model {entry['id']} is {at!r}, but {path} holds "
+                           f"{len(self._images)} images; the zoo's files do not belong together (rerun the zoo "
+                           "build command after deleting images.safetensors)")
+        return self._images[at]

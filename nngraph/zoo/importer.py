@@ -358,6 +358,8 @@ def _render_images(out: str, inr: INRMetadata, limits: SpecLimits | None) -> Non
 def _images_ok(out: str, count: int) -> bool:
     """Whether ``images.safetensors`` is readable and holds ``count`` images (a truncated or stale file is not)."""
     try:
+        if not os.path.isfile(os.path.join(out, IMAGES)):  # missing, or a pipe or folder put there
+            return False
         images = load_file(os.path.join(out, IMAGES))
         return len(images["images"]) == count == len(images["labels"])
     except Exception:  # noqa: BLE001 - missing, truncated, garbage, another layout: rendered again

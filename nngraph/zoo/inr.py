@@ -143,7 +143,7 @@ def _build_inr_zoo(out: str, config: INRZooConfig | None = None, shard=None, max
     data = save({"images": images.images, "labels": images.labels})  # the same bytes for the same images
     if not os.path.exists(images_path):
         atomic_write(images_path, data)
-    elif sha256_file(images_path) != sha256_bytes(data):  # truncated or edited since: restored, said so
+    elif not os.path.isfile(images_path) or sha256_file(images_path) != sha256_bytes(data):  # damaged: restored
         warnings.warn(f"{images_path} was damaged (not the images of the zoo's source); rewritten from "
                       f"{config.source}", stacklevel=3)
         atomic_write(images_path, data)

@@ -121,8 +121,9 @@ def _value(text: Any) -> Any:
 
 
 def _open_text(path: str) -> io.TextIOBase:
-    return gzip.open(path, "rt", encoding="utf-8", newline="") if path.endswith(".gz") else \
-        open(path, encoding="utf-8", newline="")
+    """A text file, ``.gz`` or not; a UTF-8 byte order mark (as spreadsheets write) is skipped."""
+    return gzip.open(path, "rt", encoding="utf-8-sig", newline="") if path.endswith(".gz") else \
+        open(path, encoding="utf-8-sig", newline="")
 
 
 #: Manifest fields the import sets itself; a table column of one of these names is refused.
@@ -162,6 +163,12 @@ def read_table_rows(path: str) -> list[tuple[str, dict[str, Any]]]:
     try:
         with _open_text(path) as f:
             reader = csv.DictReader(f)
+            header = [(name or "").strip() for name in (reader.fieldnames or [])]
+            twice = sorted({name for name in header if header.count(name) > 1})
+            if twice:
+                raise ZooError(f"{path}:1: column {twice[0]!r} appears {header.count(twice[0])} times in the header; "
+                               "give each column once")
+            reader.fieldnames = header
             for row in reader:
                 where = f"{path}:{reader.line_num}"
                 if None in row:

@@ -37,9 +37,12 @@ from nngraph.zoo.seeds import SPLITS
 from nngraph.zoo.specs import SpecLimits
 
 __all__ = ["Zoo", "ZooError", "sha256_file", "save_weights", "append_manifest", "read_manifests",
-           "manifest_name", "write_config", "check_model_id", "check_entry", "inside", "state_mismatch"]
+           "manifest_name", "write_config", "check_model_id", "check_entry", "inside", "state_mismatch", "zoo_file",
+           "regular_file", "KINDS"]
 
 CONFIG = "zoo.json"
+#: The kinds of zoo nngraph builds and imports (``zoo.json`` ``kind``).
+KINDS = ("inr", "classifier")
 #: The settings of an import that has not finished (:mod:`nngraph.zoo.importer`); ``zoo.json`` replaces it at the end.
 STAGED = ".import.json"
 WEIGHTS_DIR = "weights"
@@ -73,6 +76,30 @@ def inside(root: str, relative: Any, what: str = "file") -> str:
     return os.path.join(root, relative)
 
 
+def zoo_file(root: str, name: str) -> str:
+    """``root/name``, a file of the zoo itself (``zoo.json``, a manifest, ``images.safetensors``), if it resolves
+    inside the zoo (a symlink to a file elsewhere does not); else :class:`ZooError` naming it. Nothing is opened."""
+    try:
+        return inside(root, name, "zoo file")
+    except ValueError as err:
+        raise ZooError(f"{err}; refusing to read it (a zoo's own files stay inside it)") from None
+
+
+def regular_file(path: str, what: str) -> str:
+    """``path`` if it is a regular file; :class:`ZooError` for a folder, a named pipe or a device (a pipe would
+    block the reader forever) or a missing file."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ZooError(f"{what} missing: {path}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ZooError(f"{what} {path} is {kind}; refusing to read it")
+    return path
+
+
 def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict[str, Any]:
     """Return ``entry`` if it is a safe manifest entry of the zoo in ``root``, else raise :class:`ValueError`.
 
@@ -86,8 +113,8 @@ def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict
     if missing:
         raise ValueError(f"entry lacks {missing} (it has {sorted(entry)})")
     check_model_id(entry["id"])
-    if not isinstance(entry["index"], int) or isinstance(entry["index"], bool):
-        raise ValueError(f"index of model {entry['id']} is not an integer: {entry['index']!r}")
+    if not isinstance(entry["index"], int) or isinstance(entry["index"], bool) or not 0 <= entry["index"] < 2 ** 63:
+        raise ValueError(f"index of model {entry['id']} is not an integer in [0, 2**63): {entry['index']!r}")
     inside(root, entry["file"], f"file of model {entry['id']}")
     if not isinstance(entry["sha256"], str) or not SHA256.fullmatch(entry["sha256"]):
         raise ValueError(f"sha256 of model {entry['id']} is not 64 lowercase hex digits: {entry['sha256']!r}")
@@ -183,6 +210,7 @@ def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str
     by_id: dict[str, dict] = {}
     where: dict[str, str] = {}
     for path in sorted(glob.glob(os.path.join(root, "manifest*.jsonl"))):
+        regular_file(zoo_file(root, os.path.basename(path)), "manifest")
         try:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().split("\n")
@@ -211,6 +239,7 @@ def read_manifests(root: str, limits: SpecLimits | None = None) -> list[dict[str
 
 def read_config(path: str) -> dict[str, Any]:
     """The settings in a ``zoo.json``; :class:`ZooError` naming the file if it is not a JSON object."""
+    regular_file(path, "zoo settings")
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -219,6 +248,16 @@ def read_config(path: str) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("kind"), str):
         raise ZooError(f"{path} holds no zoo settings (a JSON object with a 'kind'); the file is corrupted "
                        "or not from nngraph.zoo")
+    if config["kind"] not in KINDS:
+        raise ZooError(f"{path}: kind {config['kind']!r} is not one of {list(KINDS)}; the file is corrupted or "
+                       "not from nngraph.zoo")
+    if "inr" in config:
+        from nngraph.zoo.inr_meta import INRMetadata
+
+        try:
+            INRMetadata.from_json(config["inr"])
+        except (ValueError, TypeError) as err:
+            raise ZooError(f"{path}: {err}") from None
     return config
 
 
@@ -262,7 +301,7 @@ class Zoo:
             staged = os.path.join(root, STAGED)
             if not os.path.exists(staged):
                 raise ZooError(f"{root} is not a zoo: {CONFIG} is missing (build one with `python -m nngraph.zoo`)")
-            self.config = read_config(staged)
+            self.config = read_config(zoo_file(root, STAGED))
             self.entries = read_manifests(root, limits)
             if not unfinished:
                 raise ZooError(f"{root} is an unfinished import ({len(self.entries)} of "
@@ -270,7 +309,7 @@ class Zoo:
                                "`nngraph zoo import` command that started it to finish it (if it failed, its error "
                                "named the files to fix)")
             return
-        self.config = read_config(path)
+        self.config = read_config(zoo_file(root, CONFIG))
         self.entries = read_manifests(root, limits)
 
     def __len__(self) -> int:
@@ -295,9 +334,7 @@ class Zoo:
 
     def verify(self, entry: dict[str, Any]) -> None:
         """Raise :class:`ZooError` if the model's weights file is missing or fails its checksum."""
-        path = self.path(entry)
-        if not os.path.exists(path):
-            raise ZooError(f"weights of model {entry['id']} missing: {path}")
+        path = regular_file(self.path(entry), f"weights of model {entry['id']}")
         digest = sha256_file(path)
         if digest != entry["sha256"]:
             raise ZooError(f"weights of model {entry['id']} are corrupted: {path} has sha256 {digest[:12]}..., "
@@ -309,7 +346,7 @@ class Zoo:
         if verify:
             self.verify(entry)
         try:
-            return load_file(self.path(entry))
+            return load_file(regular_file(self.path(entry), f"weights of model {entry['id']}"))
         except FileNotFoundError:
             raise ZooError(f"weights of model {entry['id']} missing: {self.path(entry)}") from None
         except SafetensorError as err:  # truncated, garbage, a pickle, a header too large

@@ -242,3 +242,22 @@ def test_a_label_that_is_not_a_class_names_the_line(zoo, label, message):
     rewrite_line(zoo, 1, json.dumps({**entry, "label": label}, sort_keys=True))
     with pytest.raises(ZooError, match=rf"manifest.jsonl:1: {message}"):
         ZooDataset(zoo, "all", progress=False)
+
+
+def test_images_that_do_not_fit_the_manifest_or_lead_outside_are_named(zoo, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = os.path.join(zoo, "images.safetensors")
+    outside = str(tmp_path / "outside.safetensors")
+    shutil.copy(path, outside)
+    images = load_file(path)
+    save_file({k: v[:1].contiguous() for k, v in images.items()}, path)
+    ds = ZooDataset(zoo, "all", progress=False)
+    ds.image(0)
+    with pytest.raises(ZooError, match=r"manifest.jsonl:\d+: image_index of model .* is \d, but .*images.safetensors "
+                                       r"holds 1 images"):
+        ds.image(len(ds) - 1)
+    os.remove(path)
+    os.symlink(outside, path)
+    with pytest.raises(ZooError, match=r"zoo file 'images.safetensors' resolves to .*outside.safetensors, outside"):
+        ZooDataset(zoo, "all", progress=False).image(0)

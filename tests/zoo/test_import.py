@@ -686,3 +686,17 @@ def test_zoo_import_finds_a_factory_in_the_current_directory(tmp_path, monkeypat
     assert nngraph_main(["zoo", "import", "ckpts", "--out", "zoo", "--factory", "mymodels:make", "--input-shape", "3",
                          "--table", "labels.csv", "--no-progress"]) == 0, capsys.readouterr().err
     assert len(Zoo("zoo")) == 2 and str(work) not in sys.path
+
+
+def test_tables_from_spreadsheets_and_their_mistakes(tmp_path):
+    src, out = str(tmp_path / "src"), str(tmp_path / "zoo")
+    _mlp_folder(src, n=2)
+    bom = _write(str(tmp_path / "bom.csv"), "\ufefffile, test_acc\nm0,0.1\nm1,0.2\n")  # Excel's BOM, a space
+    assert import_zoo(src, out, spec=MLP_SPEC, table=bom, progress=False) == 2
+    assert sorted(e["test_acc"] for e in Zoo(out).entries) == [0.1, 0.2]
+    twice = _write(str(tmp_path / "twice.csv"), "file,test_acc,test_acc\nm0,0.1,0.9\nm1,0.2,0.8\n")
+    with pytest.raises(ZooError, match=r"twice.csv:1: column 'test_acc' appears 2 times in the header"):
+        import_zoo(src, str(tmp_path / "z2"), spec=MLP_SPEC, table=twice, progress=False)
+    nan = _write(str(tmp_path / "nan.csv"), "file,test_acc\nm0,nan\nm1,inf\n")
+    with pytest.raises(ZooError, match=r"nan.csv:3 \(.*m1.safetensors\): test_acc is inf, not a number \(2 of 2"):
+        import_zoo(src, str(tmp_path / "z3"), spec=MLP_SPEC, table=nan, progress=False)

@@ -201,3 +201,55 @@ def test_weights_of_another_architecture_name_the_model(zoo):
     other = {**e["spec"], "hidden": [5, 5]}  # a spec of another architecture for the same weights
     with pytest.raises(ZooError, match=rf"weights of model {zoo.entries[1]['id']} .* wrong shapes"):
         zoo.load_model({**zoo.entries[1], "spec": other})
+
+
+# -- what a stranger's zoo may hold (issue 33) -----------------------------------------------------
+def test_a_named_pipe_or_folder_as_weights_is_refused_without_blocking(zoo):
+    import signal
+
+    os.mkfifo(os.path.join(zoo.root, "weights", "pipe.safetensors"))
+    line = _append_line(zoo, id="pipe", file="weights/pipe.safetensors")
+    entry = next(e for e in Zoo(zoo.root).entries if e["id"] == "pipe")
+    old = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("blocked on the pipe"))
+    signal.alarm(10)
+    try:
+        with pytest.raises(ZooError, match=r"weights of model pipe .*pipe.safetensors is a named pipe; refusing"):
+            Zoo(zoo.root).verify(entry)
+        with pytest.raises(ZooError, match="is a named pipe"):
+            Zoo(zoo.root).load_state_dict(entry, verify=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(ZooError, match=r"weights of model dir .*weights is a folder"):
+        Zoo(zoo.root).verify({**entry, "id": "dir", "file": "weights"})
+    assert line > 1
+
+
+@pytest.mark.parametrize("name", ["zoo.json", "manifest.jsonl"])
+def test_the_zoos_own_files_may_not_lead_outside(zoo, tmp_path, name):
+    outside = str(tmp_path / f"outside-{name}")
+    shutil.copy(os.path.join(zoo.root, name), outside)
+    os.remove(os.path.join(zoo.root, name))
+    os.symlink(outside, os.path.join(zoo.root, name))
+    with pytest.raises(ZooError, match=rf"zoo file '{name}' resolves to .*outside-{name}, outside .*; refusing"):
+        Zoo(zoo.root)
+
+
+@pytest.mark.parametrize("index", [-1, 2 ** 63, 10 ** 30, 1.5])
+def test_an_index_outside_int64_names_the_line(zoo, index):
+    line = _append_line(zoo, id="odd", index=index)
+    with pytest.raises(ZooError, match=rf"manifest.jsonl:{line}: index of model odd is not an integer in \[0, 2\*\*63\)"):
+        Zoo(zoo.root)
+
+
+@pytest.mark.parametrize("change, message", [({"kind": "transformer"}, r"kind 'transformer' is not one of"),
+                                             ({"inr": {"coord_order": "yx"}}, r"Could not resolve coord_order 'yx'"),
+                                             ({"inr": [1, 2]}, r"the 'inr' record of zoo.json must be a JSON object")])
+def test_zoo_json_fields_are_checked(zoo, change, message):
+    import json
+
+    path = os.path.join(zoo.root, "zoo.json")
+    config = json.load(open(path))
+    json.dump({**config, **change}, open(path, "w"))
+    with pytest.raises(ZooError, match=rf"zoo.json: {message}"):
+        Zoo(zoo.root)
