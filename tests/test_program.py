@@ -136,9 +136,6 @@ def test_from_graph_reads_floating_buffers_from_the_graph_and_integer_ones_from_
     assert torch.equal(back(x), model(x))
 
 
-@pytest.mark.xfail(strict=True, reason="nngraph/convert/trace.py _propagate_shapes runs ShapeProp on the model "
-                   "in training mode: BatchNorm updates the model's running statistics and num_batches_tracked "
-                   "(remove this mark once tracing leaves the buffers alone)")
 def test_converting_a_model_in_training_mode_leaves_its_buffers_alone():
     model = _bn_model().train()
     before = copy.deepcopy(model.state_dict())

@@ -242,6 +242,8 @@ def to_graph(
     _check_module(module, "to_graph")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
+    if example_inputs is None:  # a program of nngraph.load_program carries the inputs it was exported with
+        example_inputs = getattr(module, "example_inputs", None)
     _check_inputs(example_inputs, "to_graph")
     layout = build_layout(module, example_inputs, kernel_box, method=method)
     if verify:

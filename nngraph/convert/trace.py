@@ -67,11 +67,17 @@ def trace(
 def unchanged(module: nn.Module):
     """Give every submodule of ``module`` (and every module its attributes hold in a dict, list or tuple, such as
     Hugging Face's kernel functions) back exactly the class and the attributes it had (the same objects, none
-    added or removed), whatever the body does to them: converting never changes the user's model."""
+    added or removed) and the values of its buffers, whatever the body does to them: converting never changes
+    the user's model."""
     saved = [(sub, type(sub), dict(vars(sub))) for sub in _modules_held(module)]
-    try:
+    buffers = {name: b.detach().clone() for name, b in module.named_buffers() if b is not None}  # a training-mode
+    try:  # shape pass updates BatchNorm's statistics and counter
         yield
     finally:
+        with torch.no_grad():
+            for name, b in module.named_buffers():
+                if name in buffers and b is not None and not torch.equal(b, buffers[name]):
+                    b.copy_(buffers[name])
         for sub, cls, attributes in saved:
             if type(sub) is not cls:
                 sub.__class__ = cls
