@@ -36,11 +36,12 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",") if t]
 
 
-IMPORT_DESCRIPTION = """Import models trained elsewhere into a zoo: a folder of state dicts (*.safetensors, *.pt, *.pth
-anywhere under SRC) with their architecture (--spec, --factory, --hf-config, --program), the DWSNets INRs or the
-Small CNN Zoo (found by --layout auto). Rerunning the same command resumes; zoo.json is written once every model is
-stored, so an unfinished import is never read as a zoo. Symlinks under SRC are refused (--follow-symlinks reads
-them); tensors of another dtype than the architecture's are cast and counted (--no-cast refuses them).
+IMPORT_DESCRIPTION = """Import models trained elsewhere into a zoo: a folder of state dicts (*.safetensors, *.pt,
+*.pth anywhere under SRC) with their architecture (--spec, --factory, --hf-config, --program), the DWSNets
+INRs or the Small CNN Zoo (found by --layout auto). Rerunning the same command resumes; zoo.json is written
+once every model is stored, so an unfinished import is never read as a zoo. Symlinks under SRC are refused
+(--follow-symlinks reads them); tensors of another dtype than the architecture's are cast and counted
+(--no-cast refuses them).
 
 table (--table): a CSV (.csv, .csv.gz) or JSON file (a list of objects, or an object of objects keyed by file),
 one row per model file:
