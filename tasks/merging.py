@@ -110,7 +110,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def run_pair(name: str, seed: int, epochs: int, width: int, steps: int) -> dict:
+def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: str = "weights") -> dict:
     """Train two models (seeds ``2 seed``, ``2 seed + 1``), measure both barriers and the merged models."""
     x, y, xt, yt = digits()
     models = []
@@ -119,7 +119,7 @@ def run_pair(name: str, seed: int, epochs: int, width: int, steps: int) -> dict:
         models.append(train(build(name, width), x, y, s, epochs))
     a, b = models
     start = time.perf_counter()
-    b_aligned = symmetry.align(a, b, (x[:2],))
+    b_aligned = symmetry.align(a, b, (x[:2],), data=(x[:256],) if match == "activations" else None)
     align_seconds = time.perf_counter() - start
     norm_batches = [x[i:i + 256] for i in range(0, len(x), 256)] if name == "resnet" else None
     loss = lambda m: evaluate(m, xt, yt)[0]  # noqa: E731
@@ -131,7 +131,7 @@ def run_pair(name: str, seed: int, epochs: int, width: int, steps: int) -> dict:
         if norm_batches is not None:
             symmetry.reset_norms(mid, norm_batches)
         merged[label] = evaluate(mid, xt, yt)[1]
-    return {"model": name, "seed": seed, "acc_a": evaluate(a, xt, yt)[1], "acc_b": evaluate(b, xt, yt)[1],
+    return {"model": name, "seed": seed, "match": match, "acc_a": evaluate(a, xt, yt)[1], "acc_b": evaluate(b, xt, yt)[1],
             "barrier_naive": naive["barrier"], "barrier_aligned": aligned["barrier"],
             "ratio": aligned["barrier"] / naive["barrier"] if naive["barrier"] > 0 else float("nan"),
             "merged_acc_naive": merged["naive"], "merged_acc_aligned": merged["aligned"],
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resnet-width", type=int, default=32, help="channels of the ResNet (default: 32)")
     p.add_argument("--transformer-width", type=int, default=64, help="width of the transformer (default: 64)")
     p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
+    p.add_argument("--match", choices=("weights", "activations"), default="weights",
+                   help="align by weights, or by the neurons' values on 256 training digits (default: weights)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     return p
 
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
     for name in names:
         width = {"mlp": args.mlp_width, "resnet": args.resnet_width, "transformer": args.transformer_width}[name]
         for seed in (int(s) for s in args.seeds.split(",")):
-            row = run_pair(name, seed, args.epochs, width, args.steps)
+            row = run_pair(name, seed, args.epochs, width, args.steps, args.match)
             rows.append(row)
             print(f"{name} seed {seed}: barrier naive {row['barrier_naive']:.3f}, aligned {row['barrier_aligned']:.3f} "
                   f"({100 * row['ratio']:.0f} %); merged accuracy naive {row['merged_acc_naive']:.3f}, aligned "

@@ -117,3 +117,15 @@ def test_interpolation_barrier_against_the_path_computed_by_hand():
     line = [(1 - t) * by_hand[0] + t * by_hand[-1] for t in curve["t"]]
     assert curve["barrier"] == pytest.approx(max(v - w for v, w in zip(by_hand, line)), rel=1e-12)
     assert symmetry.interpolation_barrier(a, a, loss, steps=3)["barrier"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_activation_matching_recovers_a_relabelled_copy_and_keeps_the_function_of_others():
+    model, x = _mlp(0, width=32), (torch.randn(5, 4, dtype=torch.float64),)
+    data = (torch.randn(64, 4, dtype=torch.float64),)
+    layout = nngraph.build_layout(model, x)
+    other = symmetry.permute_model(model, symmetry.random_permutation(layout, torch.Generator().manual_seed(2)),
+                                   x, layout)
+    aligned = symmetry.align(model, other, x, data=data)
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), aligned.state_dict().values()))
+    independent = _mlp(5, width=32)
+    assert _same_outputs(independent, symmetry.align(model, independent, x, data=data), x) < 1e-12

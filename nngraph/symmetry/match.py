@@ -27,7 +27,7 @@ __all__ = ["align", "align_all", "align_graph", "weight_matching"]
 
 
 def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
-          max_rounds: int = 30, return_permutation: bool = False):
+          max_rounds: int = 30, return_permutation: bool = False, data: torch.Tensor | Sequence | None = None):
     """A copy of ``model`` whose hidden neurons are relabelled (and negated where that is a symmetry) to match
     ``reference`` (weight matching).
 
@@ -38,6 +38,10 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
         max_rounds: passes over all symmetry groups at most (it stops when a pass changes nothing).
         return_permutation: also return the node relabelling ``(N,)`` (old node -> new node of ``model``'s graph)
             and the signs ``(N,)`` (``+-1`` per new node).
+        data: inputs (a batch, or a tuple for several model inputs) for **activation matching**: a group's
+            neurons are matched by the correlation of their values on ``data`` (averaged over positions,
+            :func:`nngraph.probe_features`) instead of their weights; groups whose neurons show no values there
+            (queries and keys) are matched by weights. Needs a model torch.fx can trace.
 
     Returns:
         the aligned copy (the same function as ``model``), and with ``return_permutation`` ``(perm, sign)``.
@@ -52,12 +56,19 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
     if other is not layout and not _same_structure(other, layout):
         raise ValueError("align: the two models convert to different graphs (another architecture or other "
                          "constants); alignment needs one architecture")
-    aligned, perm, sign = align_graph(layout.to_graph(model), layout.to_graph(reference), layout, max_rounds)
+    activations = None
+    if data is not None:
+        from ..convert import probe_features
+
+        activations = (_standardised(probe_features(reference, data, layout)),
+                       _standardised(probe_features(model, data, layout)))
+    aligned, perm, sign = align_graph(layout.to_graph(model), layout.to_graph(reference), layout, max_rounds,
+                                      activations)
     out = layout.from_graph(aligned, model)
     return (out, (perm, sign)) if return_permutation else out
 
 
-def align_graph(graph, reference, layout: Layout, max_rounds: int = 30):
+def align_graph(graph, reference, layout: Layout, max_rounds: int = 30, activations=None):
     """``graph`` relabelled (and negated where the activation is odd) to look like ``reference``, both graphs of
     ``layout``'s architecture; ``probe`` features are dropped (they would need moving too).
 
@@ -68,7 +79,7 @@ def align_graph(graph, reference, layout: Layout, max_rounds: int = 30):
     plain = graph.clone()
     if "probe" in plain:
         del plain.probe
-    perm, sign = weight_matching(layout, reference, plain, max_rounds)
+    perm, sign = weight_matching(layout, reference, plain, max_rounds, activations)
     return apply_signs(layout.permute_graph(plain, perm), sign.to(graph.x.dtype)), perm, sign
 
 
@@ -79,10 +90,12 @@ def align_all(graphs: list, reference, layout: Layout, progress: bool = False, d
     return [align_graph(g, reference, layout)[0] for g in tqdm(graphs, desc=desc, disable=not progress)]
 
 
-def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30,
+                    activations: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(perm, sign)``: the relabelling ``(N,)`` (old node -> new node) and the signs ``(N,)`` per new node that
     make ``graph`` most like ``reference`` (both graphs of ``layout``), by coordinate descent over the symmetry
-    groups (module docstring)."""
+    groups (module docstring). ``activations``: ``(N, P)`` standardised values of the reference's and of
+    ``graph``'s neurons on common inputs, to match groups by instead of weights where they are not zero."""
     n = layout.num_nodes
     perm, sign = torch.arange(n), torch.ones(n, dtype=torch.float64)
     features = _Features(layout, reference)
@@ -92,7 +105,7 @@ def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30) -> t
         for group in layout.symmetries:
             current = apply_signs(layout.permute_graph(graph, perm), sign.to(graph.x.dtype))
             can_flip = group.block_size is None and bool(flippable[group.rows].all())
-            step = _best_group_step(group, features, current, layout, can_flip)
+            step = _best_group_step(group, features, current, layout, can_flip, _moved(activations, perm, sign))
             if step is None:
                 continue
             changed = True
@@ -168,10 +181,16 @@ class _Features:
 
 
 def _best_group_step(group: SymmetryGroup, features: _Features, current, layout: Layout,
-                     can_flip: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+                     can_flip: bool, activations=None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(move (N,), flips (N,))``: the relabelling of one group (and, where ``can_flip``, the signs of its new
-    columns) that best matches the reference, or ``None`` if it changes nothing."""
+    columns) that best matches the reference, or ``None`` if it changes nothing. ``activations``: the reference's
+    and the current graph's ``(N, P)`` neuron values, compared instead of weights where the group has any."""
     s = features.similarity(group.rows, current, group.satellites, group.block_size)  # (C, C)
+    if activations is not None:
+        ref, cur = activations
+        act = sum(ref[row] @ cur[row].T for row in group.rows)  # (C, C): correlations summed over the rows
+        if bool(act.abs().gt(0).any()):  # else no values there (queries, keys): weights alone
+            s = act + 1e-3 * s / s.abs().max().clamp_min(1e-300)  # the weights break ties (dead neurons)
     c = s.shape[0]
     block_cols = None
     if group.block_size is None:
@@ -195,6 +214,23 @@ def _best_group_step(group: SymmetryGroup, features: _Features, current, layout:
     flips = torch.ones(layout.num_nodes, dtype=torch.float64)
     flips[group.rows[:, negate].reshape(-1)] = -1.0
     return move, flips
+
+
+def _standardised(values: torch.Tensor) -> torch.Tensor:
+    """``(N, P)`` values centred and scaled per neuron (zero rows stay zero)."""
+    values = values.double()
+    centred = values - values.mean(1, keepdim=True)
+    return centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _moved(activations, perm: torch.Tensor, sign: torch.Tensor):
+    """The reference's values and the current graph's (``graph``'s relabelled by ``perm``, negated by ``sign``)."""
+    if activations is None:
+        return None
+    ref, mine = activations
+    current = torch.empty_like(mine)
+    current[perm] = mine
+    return ref, current * sign.unsqueeze(1).to(current.dtype)
 
 
 def _assignment(score: torch.Tensor) -> torch.Tensor:
