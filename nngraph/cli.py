@@ -80,6 +80,22 @@ def debugging(args: argparse.Namespace | None = None) -> bool:
     return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+def run_command(parser: argparse.ArgumentParser, argv, body) -> int:
+    """Parse ``argv``, use ``--threads``, and return ``body(args)``; an :class:`~nngraph.NNGraphError` or
+    :class:`CommandError` is one line on standard error and exit status 1 (``--debug``: the traceback)."""
+    from nngraph.errors import NNGraphError
+
+    args = parser.parse_args(argv)
+    try:
+        set_threads(getattr(args, "threads", 1))
+        return body(args)
+    except (NNGraphError, CommandError) as err:
+        if debugging(args):
+            raise
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+
+
 def one_line(err: BaseException) -> str:
     """An error's message on one line (a ``KeyError``'s without its quotes)."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)

@@ -14,8 +14,7 @@ import os
 import sys
 import time
 
-from nngraph.cli import CommandError, debugging, one_line, set_threads
-from nngraph.errors import NNGraphError
+from nngraph.cli import run_command
 from nngraph.zoo import Zoo
 
 from .embedder import EmbeddingError, add_ssl_args, checkpoint_dir, embed_graphs, load_encoder, train_contrastive
@@ -77,16 +76,7 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv=None, prog: str | None = None) -> int:
     parser = build_parser(prog) if prog else build_parser()
-    args = parser.parse_args(argv)
-    try:
-        set_threads(args.threads)
-        print(run(args))
-    except (NNGraphError, CommandError) as err:
-        if debugging(args):
-            raise
-        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(parser, argv, lambda args: print(run(args)) or 0)
 
 
 if __name__ == "__main__":

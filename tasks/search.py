@@ -20,8 +20,7 @@ from safetensors.torch import load_file
 
 import nngraph
 from nngraph.data import example_inputs_for_spec
-from nngraph.cli import CommandError, add_common_args, debugging, one_line, set_threads
-from nngraph.errors import NNGraphError
+from nngraph.cli import add_common_args, run_command
 from nngraph.zoo import Zoo, sha256_file
 from nngraph.zoo.storage import state_mismatch
 from nngraph.zoo.inr_meta import INRMetadata
@@ -150,20 +149,16 @@ def format_hits(hits: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None, prog: str | None = None) -> int:
-    parser = build_parser(prog) if prog else build_parser()
-    args = parser.parse_args(argv)
-    try:
-        set_threads(args.threads)
-        hits, member = search(args.zoo, args.query, args.k, args.embeddings, args.factory, args.inputs)
-    except (NNGraphError, CommandError) as err:
-        if debugging(args):
-            raise
-        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
-        return 1
+def _show(args) -> int:
+    hits, member = search(args.zoo, args.query, args.k, args.embeddings, args.factory, args.inputs)
     print(f"query {args.query}" + (f" (zoo model {member['id']})" if member else "") + f": {len(hits)} nearest models")
     print(format_hits(hits))
     return 0
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    parser = build_parser(prog) if prog else build_parser()
+    return run_command(parser, argv, _show)
 
 
 if __name__ == "__main__":
