@@ -13,7 +13,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from .builder import GraphBuilder
-from .errors import UnsupportedError
+from .errors import GraphMismatchError, UnsupportedError
 from .layout import Layout, inputs_from_spec
 from .module_info import parameter_dtype
 from .repair import repair
@@ -271,6 +271,10 @@ def from_graph(
     if not isinstance(graph, Data):
         raise TypeError(f"from_graph(graph, module): graph must be a torch_geometric Data of nngraph.to_graph, "
                         f"got {type(graph).__name__} (the arguments are graph first, then the module)")
+    missing = [k for k in ("x", "edge_index", "edge_attr") if getattr(graph, k, None) is None]
+    if missing:
+        raise GraphMismatchError(f"from_graph: the graph has no {', '.join(missing)}; it must be a graph of "
+                                 "nngraph.to_graph (its features are read from x and edge_attr)")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if example_inputs is None and getattr(graph, "input_spec", None) is not None:
@@ -296,6 +300,9 @@ def _check_module(module, where: str) -> None:
     """A clear error for what is not a model with values: a non-Module, a model on the meta device."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"{where} needs a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(module, torch.jit.ScriptModule):
+        raise TypeError(f"{where}: {type(module).__name__} is a TorchScript module (torch.jit.trace / script), whose "
+                        "code nngraph cannot trace; pass the nn.Module it was made from, or a torch.export program")
     for name, tensor in (*module.named_parameters(), *module.named_buffers()):
         if tensor.is_meta:
             raise ValueError(f"{where}: {type(module).__name__} has {name!r} on the meta device (shapes without "

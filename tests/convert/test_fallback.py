@@ -238,3 +238,13 @@ def test_a_norms_eps_is_part_of_the_graph():
     assert torch.equal(g_large.norm_eps[norm], torch.ones(8))
     with pytest.raises(nngraph.GraphMismatchError, match="another eps"):
         nngraph.from_graph(g_small, large)
+
+
+def test_torchscript_and_a_graph_without_features_are_clear_errors():
+    model = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(TypeError, match="TorchScript"):
+        nngraph.to_graph(torch.jit.trace(model, torch.randn(2, 4)), (torch.randn(2, 4),))
+    graph = nngraph.to_graph(model)
+    del graph.edge_attr
+    with pytest.raises(nngraph.GraphMismatchError, match="no edge_attr"):
+        nngraph.from_graph(graph, model)
