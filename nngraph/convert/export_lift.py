@@ -494,9 +494,10 @@ class _Lifter:
                                             {"p": p, "dim": dim, "eps": eps}, node)
                 continue
             if node in norms:
-                x, weight, eps = norms[node]
+                x, weight, eps, offset = norms[node]
                 ref = self._param(weight)  # a parameter: find_norms matches only those
                 layer = nn.RMSNorm(ref.shape[-1], eps=eps, elementwise_affine=True, device="meta")
+                layer.weight_offset = offset  # Gemma's 1 + weight: the norm converter records it
                 self.env[node] = self._module(layer, node, {"weight": ref}, self._arg(x))
                 continue
             if node in spelled_out:

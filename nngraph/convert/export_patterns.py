@@ -86,15 +86,33 @@ def _through_casts(node):
     return node
 
 
+def _offset_weight(node, is_param):
+    """``(parameter node, offset, inner nodes)`` for a weight read as ``param`` or as ``param + 1`` (Gemma's
+    ``1 + weight``), casts allowed around the parameter, else ``None``."""
+    offset, inner = 0.0, []
+    added = _scalar_operand(node, aten.add.Tensor, 1.0)
+    if added is not None:
+        offset, inner, node = 1.0, [node], added
+    if not isinstance(node, fx.Node) or not is_param(_through_casts(node)):
+        return None
+    while node is not _through_casts(node):
+        inner.append(node)
+        node = node.args[0]
+    return node, offset, inner
+
+
 def _rms_norm(final: fx.Node, is_param):
-    """``(x, inner nodes, weight node, eps)`` if ``final`` is ``weight * (x * rsqrt(mean(x ** 2, -1) + eps))``
-    (LLaMA's and T5's RMSNorm; casts to float32 and back may sit in between)."""
+    """``(x, inner nodes, weight node, eps, offset)`` if ``final`` is ``(offset + weight) * (x * rsqrt(mean(x ** 2,
+    -1) + eps))`` (LLaMA's and T5's RMSNorm, offset 0; Gemma's, offset 1; casts to float32 and back may sit in
+    between)."""
     if not _is(final, aten.mul.Tensor):
         return None
-    for weight, normed in (final.args, final.args[::-1]):
-        if not (isinstance(weight, fx.Node) and is_param(weight) and isinstance(normed, fx.Node)):
+    for read, normed in (final.args, final.args[::-1]):
+        weighted = _offset_weight(read, is_param) if isinstance(normed, fx.Node) else None
+        if weighted is None:
             continue
-        inner = []
+        weight, offset, weight_inner = weighted
+        inner = list(weight_inner)
         body = normed
         while body is not _through_casts(body):
             inner.append(body)
@@ -116,7 +134,7 @@ def _rms_norm(final: fx.Node, is_param):
                 continue
             if square.args[0] is not x and set(square.args[0].users) == {square}:
                 inner.append(square.args[0])  # T5 casts the input to float32 for the variance only
-            return x, inner + [body, rsqrt, shifted, mean, square], weight, float(eps)
+            return x, inner + [body, rsqrt, shifted, mean, square], weight, float(eps), offset
     return None
 
 
@@ -125,18 +143,19 @@ def _bookkeeping_users(nodes) -> set[fx.Node]:
     return {u for n in nodes for u in n.users if _is(u, aten._assert_tensor_metadata.default)}
 
 
-def find_norms(graph: fx.Graph, is_param) -> tuple[dict[fx.Node, tuple[fx.Node, fx.Node, float]], set[fx.Node]]:
-    """``({final node: (input, weight node, eps)}, inner nodes)`` for every RMSNorm written as arithmetic."""
+def find_norms(graph: fx.Graph, is_param) -> tuple[dict[fx.Node, tuple[fx.Node, fx.Node, float, float]], set[fx.Node]]:
+    """``({final node: (input, weight node, eps, offset)}, inner nodes)`` for every RMSNorm written as arithmetic
+    (``offset``: 1 where the weight is read as ``1 + weight``)."""
     found, skip = {}, set()
     for node in graph.nodes:
         match = _rms_norm(node, is_param)
         if match is None:
             continue
-        x, inner, weight, eps = match
+        x, inner, weight, eps, offset = match
         asserts = _bookkeeping_users(inner)
         if any(set(n.users) - (set(inner) | {node} | asserts) for n in inner):
             continue
-        found[node] = (x, weight, eps)
+        found[node] = (x, weight, eps, offset)
         skip.update(inner)
         skip.update(asserts)
     return found, skip

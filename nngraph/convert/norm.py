@@ -32,6 +32,11 @@ from .registry import register_module
 from .values import TensorValue
 
 
+#: ``op_code`` category of RMSNorm neurons whose weight is read with an offset (``1 + weight``), column 1 the offset
+#: in millionths (schema: ``op_code``)
+_OFFSET_CATEGORY = 1
+
+
 def normalize_nodes(builder, module: nn.Module, name: str, in_nodes: torch.Tensor,
                     kind: NodeKind = NodeKind.NORM) -> torch.Tensor:
     """Add the NORM (or ``kind``) output neurons of normalization ``module`` (parameters named
@@ -114,5 +119,8 @@ def convert_rms_norm(ctx, node, x, *args, **kwargs) -> TensorValue:
     _no_spatial(node, x)
     x = ctx.neurons(x, -1, node)
     out = normalize_nodes(ctx.builder, module, node.target, x.nodes, kind=NodeKind.RMS_NORM)
+    offset = getattr(module, "weight_offset", 0.0)
+    if offset:  # (offset + weight) * x / rms(x) (Gemma): another function than weight * x / rms(x)
+        ctx.builder.set_op_code(out, (_OFFSET_CATEGORY, int(round(offset * 1e6)) & ((1 << 62) - 1)))
     ctx.builder.record_module_nodes(node.target, out)
     return x.with_(nodes=out, shape=ctx.shape_of(node), source=node)

@@ -171,6 +171,9 @@ def _mul(ctx, node, a, b, **kwargs):
         return product(ctx, node, a, b)
     if isinstance(a, Opaque) and isinstance(b, TensorValue):
         a, b = b, a
+    if isinstance(a, TensorValue) and isinstance(b, Opaque) and isinstance(b.value, torch.Tensor) \
+            and b.value.numel() == 1 and b.value.is_floating_point():
+        return scale_by_constant(ctx, node, a, float(b.value))  # a constant of one entry (Gemma's embed_scale)
     if isinstance(a, TensorValue) and isinstance(b, Opaque) and not b.from_activations:
         return modulate(ctx, node, a)
     raise UnsupportedError(

@@ -29,7 +29,7 @@ _aten = torch.ops.aten
 
 
 @register_function("to", "float", "double", "type_as", _aten.to.dtype, _aten.to.dtype_layout, _aten._to_copy.default,
-                   passthrough=True)
+                   _aten.type_as.default, passthrough=True)
 def _cast(ctx, node, x, *args, **kwargs):
     """A cast keeps the neurons; a cast to a non-floating dtype (rounding) is refused."""
     dtype = kwargs.get("dtype", next((a for a in args if isinstance(a, torch.dtype)), None))
@@ -40,7 +40,8 @@ def _cast(ctx, node, x, *args, **kwargs):
     return x
 
 
-accept_merged_heads("to", "float", "double", "type_as", _aten.to.dtype, _aten.to.dtype_layout, _aten._to_copy.default)
+accept_merged_heads("to", "float", "double", "type_as", _aten.to.dtype, _aten.to.dtype_layout, _aten._to_copy.default,
+                    _aten.type_as.default)
 
 
 @register_function(_aten._assert_tensor_metadata.default)

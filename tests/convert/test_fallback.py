@@ -248,3 +248,49 @@ def test_torchscript_and_a_graph_without_features_are_clear_errors():
     del graph.edge_attr
     with pytest.raises(nngraph.GraphMismatchError, match="no edge_attr"):
         nngraph.from_graph(graph, model)
+
+
+class _RMSNormWritten(nn.Module):
+    """RMSNorm written as arithmetic, its weight read as ``weight`` (LLaMA) or ``1 + weight`` (Gemma)."""
+
+    def __init__(self, offset: bool):
+        super().__init__()
+        self.weight, self.offset = nn.Parameter(torch.randn(8) * 0.1), offset
+
+    def forward(self, x):
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return (h * ((1.0 + self.weight.float()) if self.offset else self.weight.float())).type_as(x)
+
+
+def test_gemmas_one_plus_weight_norm_is_a_norm_and_another_function():
+    graphs = []
+    for offset in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), _RMSNormWritten(offset), nn.Linear(8, 3)).eval()
+        x = _vec()
+        assert nngraph.verify(model, x, method="export").ok
+        layout = nngraph.build_layout(model, x, method="export")
+        assert not layout.fallbacks and (layout.node_kind == NodeKind.RMS_NORM).sum() == 8
+        graphs.append(layout.to_graph(model))
+    plain, gemma = graphs
+    norm = gemma.node_kind == NodeKind.RMS_NORM
+    assert (plain.op_code == 0).all() and (gemma.op_code[norm, 1] == 1_000_000).all()
+    assert torch.equal(plain.x, gemma.x)  # the same parameters: only op_code tells the functions apart
+
+
+def test_a_product_with_a_one_entry_constant_is_a_scale():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.c = nn.Linear(4, 8), nn.Linear(8, 3)
+            self.register_buffer("scale", torch.tensor(2.5), persistent=False)
+
+        def forward(self, x):
+            return self.c(self.a(x) * self.scale)
+
+    model, x = Scaled().eval(), _vec()
+    report = nngraph.verify(model, x)
+    assert report.ok and report.num_permutable == report.num_hidden == 16
+    graph = nngraph.to_graph(model, x)
+    assert (graph.node_kind == NodeKind.CONSTANT_SCALE).sum() == 8
