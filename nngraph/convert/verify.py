@@ -76,6 +76,8 @@ class VerifyReport:
             f"{self.num_permutations} permutations, round-trip error {self.round_trip_error:.2e}; "
             f"{self.num_permutable} of {self.num_hidden} hidden neurons permutable, "
             f"{100 * self.moved_fraction:.1f}% of parameter entries moved"
+            + (" (the permutations moved nothing: the graph claims no symmetry, so there was nothing to check)"
+               if self.moved_fraction == 0 else "")
             + "".join(f"\n  fallback: {line}" for line in self.fallbacks)
         )
 

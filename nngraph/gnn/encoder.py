@@ -24,7 +24,7 @@ _RANGES = (("node_type", len(NodeType), "NodeType"), ("node_kind", NUM_NODE_KIND
 _FIX = "convert the model with nngraph.to_graph (see nngraph.schema for the fields)"
 
 
-def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0) -> None:
+def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0, finite: bool = True) -> None:
     """Raise a :class:`ValueError` (or :class:`TypeError` for a dtype) saying what is wrong with ``batch``
     and how to fix it, before the encoder would fail deep inside torch or silently read garbage.
 
@@ -32,7 +32,9 @@ def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0) -> None:
     the fields exist, ``x`` / ``edge_attr`` / ``probe`` have the encoder's dtype, ``x`` has
     :data:`~nngraph.schema.NODE_FEATURE_DIM` columns, ``edge_index`` is ``(2, E)`` long with nodes in
     ``[0, N)``, the integer fields are within their tables, the kernels fill ``edge_attr`` exactly,
-    and ``probe`` has ``probe_dim`` columns.
+    and ``probe`` has ``probe_dim`` columns; with ``finite`` (the encoder's ``check_finite``, on by default),
+    ``x``, ``edge_attr`` and ``probe`` hold no NaN or Inf (a model with broken weights would otherwise give NaN
+    embeddings, or worse, finite garbage after a clamp).
     """
     missing = [k for k in ("x", "edge_index", "edge_attr", "edge_type", "node_type", "node_kind", "layer", "act",
                            "io_position") if getattr(batch, k, None) is None]
@@ -71,6 +73,13 @@ def check_graph(batch, dtype: torch.dtype, probe_dim: int = 0) -> None:
     if edge_attr.dim() != 2 or edge_attr.size(0) != rows:
         raise ValueError(f"graph.edge_attr has shape {tuple(edge_attr.shape)}, but the kernels of its "
                          f"{edge_index.size(1)} edges (kernel_shape) hold {rows} entries: expected ({rows}, 1); {_FIX}")
+    if finite:
+        for name in ("x", "edge_attr", "probe"):
+            value = getattr(batch, name, None)
+            if value is not None and value.numel() and not bool(torch.isfinite(value).all()):
+                bad = int((~torch.isfinite(value)).sum())
+                raise ValueError(f"graph.{name} holds {bad} NaN or Inf entries (a model with non-finite weights?); "
+                                 "the encoder refuses them. Set encoder.check_finite = False to encode them anyway")
     op_code = getattr(batch, "op_code", None)
     if op_code is not None and op_code.numel():
         if op_code.shape != (n, OP_CODE_DIM):
@@ -165,6 +174,7 @@ class NeuralGraphEncoder(nn.Module):
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.probe_dim = probe_dim
+        self.check_finite = True  # refuse NaN / Inf features (check_graph); a plain attribute, off at one's own risk
         self.node_encoder = NodeEncoder(hidden_dim, num_io_embeddings, max_layers, probe_dim, act)
         self.edge_encoder = EdgeEncoder(hidden_dim, max_kernel_box, act)
         self.convs = nn.ModuleList(NeuralGraphConv(hidden_dim, aggregators, act, dropout) for _ in range(num_layers))
@@ -188,7 +198,7 @@ class NeuralGraphEncoder(nn.Module):
             ``(h, e)``: node embeddings :math:`(N, H)` and edge embeddings :math:`(E, H)`.
         """
         batch = as_graph_fields(batch, edge_index, edge_attr, batch_index, fields)
-        check_graph(batch, self.param_dtype(), self.probe_dim)
+        check_graph(batch, self.param_dtype(), self.probe_dim, finite=self.check_finite)
         h = self.node_encoder(batch)  # (N, H)
         e = self.edge_encoder(batch)  # (E, H)
         index = message_index(batch.edge_index, h.size(0))  # shared by all layers
