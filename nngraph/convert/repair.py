@@ -33,6 +33,27 @@ def check_tolerance(layout: Layout, dtype: torch.dtype = torch.float64) -> float
     return 1e-9 if lowest <= torch.finfo(torch.float64).eps else 1e3 * lowest
 
 
+def output_error(outputs: list[torch.Tensor], reference: list[torch.Tensor], scale: float) -> float:
+    """The largest ``|a - b| / scale`` over paired output tensors; ``inf`` where their number, a shape, the places
+    of NaN or an integer value differ (a NaN never passes)."""
+    if len(outputs) != len(reference):
+        return float("inf")
+    worst = 0.0
+    for a, b in zip(outputs, reference):
+        if a.shape != b.shape:
+            return float("inf")
+        if not a.numel():
+            continue
+        if not a.is_floating_point():
+            if not torch.equal(a, b):
+                return float("inf")
+            continue
+        if not torch.equal(a.isnan(), b.isnan()):
+            return float("inf")
+        worst = max(worst, float((a - b).nan_to_num(0.0).abs().max()) / scale)
+    return worst
+
+
 def repair(module: nn.Module, layout: Layout, example_inputs: Sequence[Any] | None = None, seed: int = 0) -> Layout:
     """``layout`` with every symmetry group fixed that changes ``module``'s outputs when permuted.
 
@@ -118,19 +139,8 @@ class _Check:
                 return True
             with torch.no_grad():
                 outputs = output_tensors(permuted(*self.inputs))
-            if len(outputs) != len(self.reference):
+            if not output_error(outputs, self.reference, self.scale) <= self.tolerance:
                 return True
-            for a, b in zip(outputs, self.reference):
-                if a.shape != b.shape:
-                    return True
-                if not a.is_floating_point():
-                    if not torch.equal(a, b):
-                        return True
-                    continue
-                if a.numel() and not torch.equal(a.isnan(), b.isnan()):
-                    return True
-                if a.numel() and float((a - b).nan_to_num(0.0).abs().max()) / self.scale > self.tolerance:
-                    return True
         return False
 
 

@@ -9,7 +9,6 @@ as an output error far above float64 round-off.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -21,7 +20,7 @@ from ..schema import NodeKind
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import constant_buffers, named_tensors
 from .module_info import output_tensors, parameter_dtype
-from .repair import check_tolerance
+from .repair import check_tolerance, output_error
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
@@ -159,9 +158,7 @@ def verify(
             for a, b in zip(outputs, reference):
                 if a.shape != b.shape:
                     raise SoundnessError(f"the permuted model returns shape {tuple(a.shape)} for {tuple(b.shape)}")
-                if a.numel():
-                    error = float((a - b).abs().max()) / scale
-                    worst = float("inf") if math.isnan(error) else max(worst, error)  # NaN is no pass
+            worst = max(worst, output_error(outputs, reference, scale))
             changed, count = _changed_entries(model, permuted)
             moved, total = moved + changed, total + count
     hidden = (layout.node_type == 1) & (layout.node_kind != NodeKind.PARAMETER)  # neurons, not parameter rows

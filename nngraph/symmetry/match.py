@@ -100,10 +100,11 @@ def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30,
     perm, sign = torch.arange(n), torch.ones(n, dtype=torch.float64)
     features = _Features(layout, reference)
     flippable = flippable_nodes(reference)
+    relabel = lambda: apply_signs(layout.permute_graph(graph, perm), sign.to(graph.x.dtype))  # noqa: E731
+    current = relabel()
     for _ in range(max_rounds):
         changed = False
         for group in layout.symmetries:
-            current = apply_signs(layout.permute_graph(graph, perm), sign.to(graph.x.dtype))
             can_flip = group.block_size is None and bool(flippable[group.rows].all())
             step = _best_group_step(group, features, current, layout, can_flip, _moved(activations, perm, sign))
             if step is None:
@@ -113,6 +114,7 @@ def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30,
             moved_sign = torch.empty_like(sign)
             moved_sign[move] = sign  # the signs travel with their neurons
             perm, sign = move[perm], moved_sign * flips
+            current = relabel()  # only after a change: the next group reads the graph as relabelled so far
         if not changed:
             break
     return perm, sign
