@@ -22,7 +22,9 @@ from .layout import Layout, SymmetryGroup
 from .probe import probe_features
 from .registry import register_function, register_module, supported_functions, supported_modules
 from .trace import trace
-from .verify import SoundnessError, VerifyReport, verify
+from .verify import SoundnessError, VerifyReport, use_layout_builder, verify
+
+use_layout_builder(build_layout)  # verify sits below api, which defines the builder (see verify._build_layout)
 
 _INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "export_patterns", "probe", "program", "layout",
                    "registry", "softmax_patterns", "trace", "values", "verify", "walk"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -24,6 +24,17 @@ from .repair import check_tolerance, output_error
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
+
+#: Builds a model's layout: :func:`nngraph.convert.api.build_layout`, handed in by ``nngraph/convert/__init__.py``
+#: (:func:`use_layout_builder`). ``api`` sits above this module (``to_graph(verify=True)`` calls :func:`verify`), so
+#: importing it from here would close an import circle.
+_build_layout: Callable[..., Any] | None = None
+
+
+def use_layout_builder(build_layout: Callable[..., Any]) -> None:
+    """Make :func:`verify` build its layouts with ``build_layout`` (``nngraph.convert`` passes its own)."""
+    global _build_layout
+    _build_layout = build_layout
 
 
 class SoundnessError(NNGraphError, AssertionError):
@@ -112,8 +123,6 @@ def verify(
         >>> print(report)
         sound: output error 3.1e-16 ...
     """
-    from .api import build_layout  # api imports this module's report type for to_graph(verify=True)
-
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     # float64 where the forward allows it (grouped matrix products of mixtures of experts do not), else the
@@ -121,7 +130,7 @@ def verify(
     for dtype in dict.fromkeys((torch.float64, parameter_dtype(module))):
         model = copy.deepcopy(module).eval().to(dtype)
         inputs = None if example_inputs is None else tuple(_to_float(x, dtype) for x in example_inputs)
-        layout = build_layout(model, inputs, cache=False, method=method)
+        layout = _build_layout(model, inputs, cache=False, method=method)
         if inputs is None:
             inputs = layout.example_inputs()
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 
 import pytest
 import torch
@@ -32,6 +33,12 @@ def test_verify_reports_a_sound_mlp():
     assert "sound" in str(report)
 
 
+def _verify_builds_with(monkeypatch, layout_builder):
+    """Make :func:`nngraph.verify` build its layouts with ``layout_builder`` (the module's name is shadowed by the
+    function in ``nngraph.convert``, hence ``sys.modules``)."""
+    monkeypatch.setattr(sys.modules["nngraph.convert.verify"], "_build_layout", layout_builder)
+
+
 def _with_bogus_symmetry(monkeypatch, model, inputs):
     """Make build_layout claim that the two hidden spaces of ``model`` are one (a lie)."""
     real = api.build_layout
@@ -42,7 +49,7 @@ def _with_bogus_symmetry(monkeypatch, model, inputs):
         bogus = SymmetryGroup(rows=rows[:, torch.randperm(rows.shape[1])])
         return dataclasses.replace(layout, symmetries=(bogus,))
 
-    monkeypatch.setattr(api, "build_layout", lying)
+    _verify_builds_with(monkeypatch, lying)
 
 
 def test_verify_catches_a_symmetry_that_breaks_the_graph(monkeypatch):
@@ -76,7 +83,7 @@ def test_verify_catches_an_inexact_inverse(monkeypatch):
         layout = real(module, *args, **kwargs)
         return dataclasses.replace(layout, node_placements=layout.node_placements[1:])
 
-    monkeypatch.setattr(api, "build_layout", dropping)
+    _verify_builds_with(monkeypatch, dropping)
     report = nngraph.verify(model, x)
     assert report.round_trip_error > 0 and not report.ok
 
