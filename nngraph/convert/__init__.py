@@ -26,8 +26,8 @@ from .verify import SoundnessError, VerifyReport, use_layout_builder, verify
 
 use_layout_builder(build_layout)  # verify sits below api, which defines the builder (see verify._build_layout)
 
-_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "export_patterns", "probe", "program", "layout",
-                   "registry", "softmax_patterns", "trace", "values", "verify", "walk"}
+_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "export_patterns", "flatten", "probe", "program",
+                   "layout", "registry", "residual", "softmax_patterns", "trace", "values", "verify", "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -57,7 +57,7 @@ from .linear import dense_layer
 from .norm import normalize_nodes
 from .parameters import entry_table, place_tokens
 from .registry import accept_offset_params, register_function, register_module
-from .structural import residual_sum
+from .residual import residual_sum
 from .values import OffsetParam, Opaque, ParamValue, TensorValue
 
 # ----------------------------------------------------------------------- pieces

@@ -19,7 +19,7 @@ the neurons went:
   viewed as ``(B, T, 3, H, D)``): a :class:`~nngraph.convert.values.StackedValue` whose chunks are
   activation spaces of their own (as after ``split``), picked by ``unbind`` or indexing;
 - mixed with positions (``(B, C, H, W) -> (B, C * H * W)``): the flatten of
-  :func:`~nngraph.convert.structural.flatten_channels`, which gives each neuron its spatial map.
+  :func:`~nngraph.convert.flatten.flatten_channels`, which gives each neuron its spatial map.
 
 Anything else (neurons spread over positions in another way) is refused by name. Positions never
 matter to a permutation of neurons, so every accepted case is function-preserving by construction.
@@ -32,7 +32,7 @@ from .errors import UnsupportedError, describe
 from .positions import (dropped_positions, flip_record, record_positions, reorder_record, roll_record, select_record,
                         slice_record)
 from .registry import accept_merged_heads, register_function
-from .structural import flatten_channels
+from .flatten import flatten_channels
 from .values import Opaque, ParamValue, StackedValue, TensorValue
 
 aten = torch.ops.aten

@@ -27,7 +27,7 @@ import torch
 from ..schema import EdgeType, NodeKind, NodeType
 from .errors import UnsupportedError, describe
 from .registry import register_function
-from .structural import residual_sum
+from .residual import residual_sum
 from .values import Opaque, ParamValue, TensorValue
 
 aten = torch.ops.aten

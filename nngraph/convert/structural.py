@@ -8,10 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..schema import EdgeType, NodeKind
 from .errors import UnsupportedError, describe
+from .flatten import flatten_channels
+from .movement import move
+from .parameters import add_parameter
+from .positions import index_records, record_positions
 from .registry import accept_merged_heads, register_function, register_module
-from .values import Opaque, TensorValue
+from .residual import residual_sum
+from .values import OffsetParam, Opaque, ParamValue, StackedValue, TensorValue
 
 # ----------------------------------------------------------------------- pass-through
 
@@ -71,54 +75,11 @@ def _getattr(ctx, node, obj, name, *args):
     raise UnsupportedError(f"{describe(node)} reads attribute {name!r} of an activation; only shape-like attributes are supported")
 
 
-# ----------------------------------------------------------------------- residual sums
-
-
-def residual_sum(ctx, node, a: TensorValue, b: TensorValue, sign: float = 1.0) -> TensorValue:
-    """``a + sign * b``: new SUM neurons with identity edges from both operands (the one from ``b``
-    carries ``sign``: -1 for ``a - b``); one permutation acts on all three."""
-    if a.nodes is None and b.nodes is None:
-        raise UnsupportedError(f"{describe(node)} adds two model inputs; nngraph needs a layer between them")
-    if a.nodes is None:
-        a = ctx.neurons(a, b.axis - len(b.shape), node)
-    if b.nodes is None:
-        b = ctx.neurons(b, a.axis - len(a.shape), node)
-    if a.nodes.shape == b.nodes.shape and torch.equal(a.nodes, b.nodes):
-        raise UnsupportedError(
-            f"{describe(node)} adds a value to itself (h + h); nngraph represents a sum by one identity "
-            "edge per operand, and two parallel edges between the same neurons cannot be told apart"
-        )
-    if a.axis - len(a.shape) != b.axis - len(b.shape):
-        raise UnsupportedError(
-            f"{describe(node)} adds a tensor of shape {tuple(a.shape)} with neurons on axis {a.axis} to one of "
-            f"shape {tuple(b.shape)} with neurons on axis {b.axis}: the sum mixes neurons with positions, so "
-            "permuting them is not a symmetry. Move the neurons to the same axis before adding."
-        )
-    if a.num_neurons != b.num_neurons or a.spatial != b.spatial:
-        raise UnsupportedError(
-            f"{describe(node)} adds tensors with {a.num_neurons} and {b.num_neurons} neurons; a residual sum "
-            "needs the same neurons on both sides"
-        )
-    builder = ctx.builder
-    out = builder.tied_copies(a.nodes, NodeKind.SUM, layer=max(builder.node_layer(a.nodes), builder.node_layer(b.nodes)) + 1)
-    builder.add_edges(a.nodes, out, EdgeType.RESIDUAL, identity=True)
-    builder.add_edges(b.nodes, out, EdgeType.RESIDUAL, constant=sign)  # a - b: the edge from b carries -1
-    builder.tie(b.nodes, out)
-    shape = ctx.shape_of(node)
-    axis = (a.axis - len(a.shape)) % len(shape)
-    if a.heads or b.heads:  # a sum of two head-split values (rotary's q * cos + rotate_half(q) * sin)
-        if (a.heads, a.head_axis - len(a.shape)) != (b.heads, b.head_axis - len(b.shape)):
-            raise UnsupportedError(f"{describe(node)} adds values split into heads differently")
-        return TensorValue(nodes=out, shape=shape, axis=axis, heads=a.heads,
-                           head_axis=(a.head_axis - len(a.shape)) % len(shape), source=node)
-    return TensorValue(nodes=out, shape=shape, axis=axis, spatial=a.spatial, source=node)
+# ----------------------------------------------------------------------- sums (residual_sum: .residual)
 
 
 @register_function(operator.add, operator.iadd, torch.add, "add", "add_")
 def _add(ctx, node, a, b, *args, **kwargs):
-    from .parameters import add_parameter
-    from .values import OffsetParam, ParamValue
-
     plain = not args and kwargs.get("alpha", 1) == 1  # a + b, not a + alpha * b
     param = next((v for v in (a, b) if isinstance(v, ParamValue)), None)
     other = b if param is a else a
@@ -135,25 +96,7 @@ def _add(ctx, node, a, b, *args, **kwargs):
     return residual_sum(ctx, node, a, b)
 
 
-# ----------------------------------------------------------------------- flatten
-
-
-def flatten_channels(ctx, node, x: TensorValue) -> TensorValue:
-    """``(B, C, *S) -> (B, C * prod(S))``: the neurons stay the channels, each spanning positions ``S``."""
-    shape = ctx.shape_of(node)
-    if x.nodes is None:  # flattening a model input: every feature becomes an input neuron
-        return TensorValue(nodes=None, shape=shape, axis=len(shape) - 1, source=x.source, pending=x.pending)
-    if tuple(shape) == tuple(x.shape):
-        return x
-    if x.axis != 1 or x.spatial or len(shape) != 2 or shape[0] != x.shape[0]:
-        raise UnsupportedError(
-            f"{describe(node)} reshapes {tuple(x.shape)} (neurons on axis {x.axis}) into {tuple(shape)}; only "
-            "flattening (B, C, *spatial) into (B, C * prod(spatial)) is supported"
-        )
-    spatial = tuple(x.shape[2:])
-    if all(s == 1 for s in spatial):  # (B, C, 1, 1) after global pooling: one value per neuron
-        spatial = ()
-    return x.with_(shape=shape, axis=1, spatial=spatial)
+# ----------------------------------------------------------------------- flatten (flatten_channels: .flatten)
 
 
 @register_module(nn.Flatten, passthrough=True)
@@ -174,8 +117,6 @@ def _getitem(ctx, node, obj, index):
         return item.with_(source=node) if isinstance(item, TensorValue) else item
     if isinstance(obj, Opaque):
         return Opaque(node.name)
-    from .values import ParamValue, StackedValue
-
     if isinstance(obj, ParamValue):
         return _index_parameter(node, obj, index)
     if not isinstance(obj, (TensorValue, StackedValue)):
@@ -186,8 +127,6 @@ def _getitem(ctx, node, obj, index):
 def _index_parameter(node, p, index):
     """A parameter indexed in forward (``table[index]``, Swin's relative-position bias): the parameter read
     as data, each entry where the indexing puts it. Index tensors must be constants of known value."""
-    from .values import ParamValue
-
     items = index if isinstance(index, tuple) else (index,)
     resolved = []
     for item in items:
@@ -208,9 +147,6 @@ def _index_tensor(ctx, node, x, index) -> TensorValue:
     ``x[:, 0]`` on a sequence keeps the neurons, the picked position recorded on them
     (:mod:`nngraph.convert.positions`); a slice of the neuron axis selects neurons and fixes
     their activation space; a list on it reorders them."""
-    from .movement import move
-    from .positions import index_records, record_positions
-
     if not isinstance(x, TensorValue) or x.shape is None:
         return move(ctx, node, lambda t: t[index], x)
     records, complete = index_records(x, index)
