@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from nngraph.errors import SpecError
+from nngraph.zoo.files import inside, read_with_sha256
 from nngraph.zoo.specs import DEFAULT_LIMITS, FAMILIES, SpecLimits, build_model, check_spec
 
 __all__ = ["IMPORTED_FAMILIES", "TRUST_ENV", "PROGRAM_DIR", "trust", "program_name", "check_zoo_spec",
@@ -180,8 +181,6 @@ def build_transformers(name: str, config: dict[str, Any], limits: SpecLimits | N
 
 def _program_bytes(spec: dict[str, Any], root: str | None) -> bytes:
     """The bytes of the spec's ``.pt2`` in the zoo ``root``, if they have the spec's sha256."""
-    from nngraph.zoo.storage import inside, read_with_sha256  # storage reads manifests with this module's checks
-
     if root is None:
         raise SpecError("a program spec names a file in its zoo: build it with the zoo directory "
                         "(Zoo(root).build(spec) or build_zoo_model(spec, root))")

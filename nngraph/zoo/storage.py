@@ -20,7 +20,6 @@ does a model listed twice with different fields (naming both lines).
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, save
 from nngraph.errors import SpecError, ZooError
 from nngraph.io import atomic_write
 from nngraph.zoo.architectures import SHA256, build_zoo_model, check_zoo_spec
+from nngraph.zoo.files import inside, read_with_sha256, sha256_bytes, sha256_file
 from nngraph.zoo.seeds import SPLITS
 from nngraph.zoo.specs import SpecLimits
 
@@ -56,24 +56,6 @@ def check_model_id(model_id: Any) -> str:
         raise ValueError(f"id {model_id!r} is not a model id (1-128 of letters, digits, '.', '_', '-', "
                          "not starting with '.' or '-')")
     return model_id
-
-
-def inside(root: str, relative: Any, what: str = "file") -> str:
-    """``root/relative`` if it is a relative path that resolves (symlinks included) inside ``root``.
-
-    Raises:
-        ValueError: naming ``what`` if ``relative`` is absolute, empty, climbs out of ``root`` or leads
-            out of it through a symlink. No file is opened, so nothing outside ``root`` is read.
-    """
-    if not isinstance(relative, str) or not relative or "\x00" in relative:
-        raise ValueError(f"{what} {relative!r} is not a path (an empty or non-string value)")
-    if os.path.isabs(relative):
-        raise ValueError(f"{what} {relative!r} is absolute; it must be relative to {root}")
-    base = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(base, relative))
-    if os.path.commonpath([base, path]) != base or path == base:
-        raise ValueError(f"{what} {relative!r} resolves to {path}, outside {root}")
-    return os.path.join(root, relative)
 
 
 def zoo_file(root: str, name: str) -> str:
@@ -125,29 +107,6 @@ def check_entry(root: str, entry: Any, limits: SpecLimits | None = None) -> dict
     except SpecError as err:
         raise ValueError(f"spec of model {entry['id']}: {err}") from None
     return entry
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_with_sha256(path: str) -> tuple[bytes, str]:
-    """A file's bytes and their sha256 hex digest, from one read (what is checked is what is then used).
-
-    Raises:
-        OSError: if the file cannot be read.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    return data, hashlib.sha256(data).hexdigest()
 
 
 def save_weights(root: str, model_id: str, state: dict[str, torch.Tensor]) -> tuple[str, str]:
