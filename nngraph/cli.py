@@ -24,7 +24,11 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["main", "load_model", "load_graph", "parse_inputs"]
+from nngraph.commands import DEBUG_ENV, CommandError, add_common_args, debugging, one_line, run_command, set_threads
+
+# the shared command plumbing (nngraph.commands) is re-exported: the task packages use it from here
+__all__ = ["main", "load_model", "load_graph", "parse_inputs", "DEBUG_ENV", "CommandError", "add_common_args",
+           "debugging", "one_line", "run_command", "set_threads"]
 
 COMMANDS = ("convert", "inspect", "verify", "zoo", "task", "demo", "embed", "search")
 #: the commands a registered task package provides (its ``COMMANDS``), not the library
@@ -34,73 +38,8 @@ _USAGE = __doc__.split("\n\n")[1].rstrip()
 MAX_DRAW_NODES = 2000
 
 
-class CommandError(Exception):
-    """A bad argument or file: printed as one line, exit status 2."""
-
-
 #: ``--inputs`` refuses example inputs of more elements than this (before allocating them): 2**28 floats are 1 GiB.
 MAX_INPUT_ELEMENTS = 1 << 28
-#: Set (to anything but ``0`` / empty) to show the traceback of every error, as ``--debug`` does.
-DEBUG_ENV = "NNGRAPH_DEBUG"
-
-
-def add_common_args(p: argparse.ArgumentParser) -> None:
-    """``--threads N`` and ``--debug``, the flags every ``nngraph`` command takes."""
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="threads for torch (torch.set_num_threads) and OpenMP / BLAS. One by default: the models "
-                        "are small, and on a machine whose other cores are busy more threads stall at their "
-                        "barriers (a 7 s run took 119 s); 0 keeps the libraries' defaults")
-    p.add_argument("--debug", action="store_true",
-                   help=f"show the Python traceback of an error instead of its one line (or set {DEBUG_ENV}=1)")
-
-
-def set_threads(threads: int | None) -> None:
-    """Use ``threads`` threads in torch and in OpenMP / BLAS (threadpoolctl, if installed); ``0`` or ``None``
-    keeps the libraries' defaults.
-
-    Raises:
-        CommandError: for a negative count.
-    """
-    if threads is None or threads == 0:
-        return
-    if threads < 0:
-        raise CommandError(f"--threads {threads}: give a positive number of threads (0 keeps the defaults)")
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(threads)
-
-
-def debugging(args: argparse.Namespace | None = None) -> bool:
-    """Whether errors show their traceback: ``--debug``, or :data:`DEBUG_ENV` set."""
-    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
-def run_command(parser: argparse.ArgumentParser, argv, body) -> int:
-    """Parse ``argv``, use ``--threads``, and return ``body(args)``; an :class:`~nngraph.NNGraphError` or
-    :class:`CommandError` is one line on standard error and exit status 1 (``--debug``: the traceback)."""
-    from nngraph.errors import NNGraphError
-
-    args = parser.parse_args(argv)
-    try:
-        set_threads(getattr(args, "threads", 1))
-        return body(args)
-    except (NNGraphError, CommandError) as err:
-        if debugging(args):
-            raise
-        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
-        return 1
-
-
-def one_line(err: BaseException) -> str:
-    """An error's message on one line (a ``KeyError``'s without its quotes)."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(text.split()) or type(err).__name__
-
 
 def _version() -> str:
     import nngraph

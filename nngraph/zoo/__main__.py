@@ -25,6 +25,9 @@ import os
 import sys
 import time
 
+from nngraph.commands import CommandError, add_common_args, debugging, one_line, set_threads
+from nngraph.errors import NNGraphError
+
 __all__ = ["main", "build_parser"]
 
 
@@ -66,8 +69,6 @@ SUMMARY_DESCRIPTION = ("Print a zoo's statistics: its models and splits, the PSN
 
 
 def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser:
-    from nngraph.cli import add_common_args
-
     p = argparse.ArgumentParser(prog=prog, description="Generate model zoos, import models trained elsewhere, and "
                                                        "summarize a zoo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -231,9 +232,6 @@ def main(argv=None, prog: str = "python -m nngraph.zoo") -> int:
     """Run one command; a bad file, zoo or argument (an :class:`~nngraph.NNGraphError`, or the ``ValueError`` /
     ``OSError`` of a bad source or setting) ends it with one line on standard error and exit status 1
     (``--debug``: the traceback)."""
-    from nngraph.cli import CommandError, debugging, one_line, set_threads
-    from nngraph.errors import NNGraphError
-
     args = build_parser(prog).parse_args(argv)
     try:
         set_threads(args.threads)

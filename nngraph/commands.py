@@ -1,0 +1,78 @@
+"""What every ``nngraph`` command shares: ``--threads`` and ``--debug``, and errors printed as one line.
+
+Below :mod:`nngraph.cli` and the commands it dispatches to (``python -m nngraph.zoo``, the task packages), which all
+import it; :mod:`nngraph.cli` re-exports its names.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from nngraph.errors import NNGraphError
+
+__all__ = ["DEBUG_ENV", "CommandError", "add_common_args", "debugging", "one_line", "run_command", "set_threads"]
+
+
+class CommandError(Exception):
+    """A bad argument or file: printed as one line, exit status 2."""
+
+
+#: Set (to anything but ``0`` / empty) to show the traceback of every error, as ``--debug`` does.
+DEBUG_ENV = "NNGRAPH_DEBUG"
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` and ``--debug``, the flags every ``nngraph`` command takes."""
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="threads for torch (torch.set_num_threads) and OpenMP / BLAS. One by default: the models "
+                        "are small, and on a machine whose other cores are busy more threads stall at their "
+                        "barriers (a 7 s run took 119 s); 0 keeps the libraries' defaults")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the Python traceback of an error instead of its one line (or set {DEBUG_ENV}=1)")
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` threads in torch and in OpenMP / BLAS (threadpoolctl, if installed); ``0`` or ``None``
+    keeps the libraries' defaults.
+
+    Raises:
+        CommandError: for a negative count.
+    """
+    if threads is None or threads == 0:
+        return
+    if threads < 0:
+        raise CommandError(f"--threads {threads}: give a positive number of threads (0 keeps the defaults)")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)
+
+
+def debugging(args: argparse.Namespace | None = None) -> bool:
+    """Whether errors show their traceback: ``--debug``, or :data:`DEBUG_ENV` set."""
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def run_command(parser: argparse.ArgumentParser, argv, body) -> int:
+    """Parse ``argv``, use ``--threads``, and return ``body(args)``; an :class:`~nngraph.NNGraphError` or
+    :class:`CommandError` is one line on standard error and exit status 1 (``--debug``: the traceback)."""
+    args = parser.parse_args(argv)
+    try:
+        set_threads(getattr(args, "threads", 1))
+        return body(args)
+    except (NNGraphError, CommandError) as err:
+        if debugging(args):
+            raise
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (a ``KeyError``'s without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(text.split()) or type(err).__name__
