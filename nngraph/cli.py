@@ -221,18 +221,18 @@ def load_model(path: str, factory: str | None = None, inputs: str | None = None)
         raise CommandError(f"MODEL {path} is a TorchScript archive (torch.jit.save of a traced or scripted module); "
                            "nngraph reads torch.export programs: torch.export.save(torch.export.export(model, "
                            "inputs), 'model.pt2') with the nn.Module itself, or a state dict with --factory")
-    try:
-        program = torch.export.load(path)
-    except Exception as err:  # a zip of another kind, a truncated file, a pickle: torch.export refuses
-        raise CommandError(f"MODEL {path} is not a torch.export program (.pt2 of torch.export.save) nor a "
-                           f".safetensors state dict ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    from nngraph.convert.program import program_module, read_program
+    from nngraph.errors import ProgramError
+
+    try:  # torch's warnings held back; an unregistered custom operator, a truncated file, a pickle: one line
+        program = read_program(path)
+    except ProgramError as err:
+        raise CommandError(f"MODEL {one_line(err)}") from None
     if example is None:
         args, kwargs = program.example_inputs or ((), {})
         if kwargs:
             raise CommandError(f"MODEL {path} takes keyword inputs; nngraph converts positional tensor inputs only")
         example = tuple(args) if args else None
-    from nngraph.convert.program import program_module
-
     return program_module(program), example, "export"
 
 

@@ -15,6 +15,7 @@ import nngraph
 from nngraph.schema import NodeKind
 from benchmarks.__main__ import benchmark_names, parse
 from nngraph.cli import MAX_DRAW_NODES, load_graph, main
+from tests.test_program import CUSTOM_OP, save_program_with_a_custom_op
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -162,6 +163,21 @@ def test_convert_bad_arguments_name_the_argument(state_dict, tmp_path, capsys, a
     assert main(["convert", *[a.format(**names) for a in args]]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nngraph convert: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "g.pt")
+
+
+def test_convert_of_a_program_with_an_unregistered_custom_op_is_one_line(tmp_path, capfd):
+    """The program is read through nngraph.convert.program.read_program: the operator named, torch's warnings and
+    logged tracebacks held back."""
+    path = tmp_path / "custom.pt2"
+    save_program_with_a_custom_op(path)
+    capfd.readouterr()
+    assert main(["convert", str(path), "-o", str(tmp_path / "g.pt")]) == 2
+    printed = capfd.readouterr()
+    assert printed.out == ""
+    assert printed.err.startswith(f"nngraph convert: error: MODEL {path} calls custom operator {CUSTOM_OP} not "
+                                  "registered"), printed.err
+    assert len(printed.err.strip().splitlines()) == 1, printed.err
     assert not os.path.exists(tmp_path / "g.pt")
 
 

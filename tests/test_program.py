@@ -67,13 +67,17 @@ def test_to_graph_takes_an_exported_program(saved):
     assert torch.equal(nngraph.to_graph(program, torch.randn(5, 3)).x, reference.x)  # or the inputs given
 
 
-def test_an_unregistered_custom_op_is_named_in_one_line(tmp_path, capfd):
-    path = tmp_path / "custom.pt2"
+CUSTOM_OP = "nngraph_test_unregistered::wiggle"
+
+
+def save_program_with_a_custom_op(path) -> None:
+    """Export to ``path`` a model that calls the custom operator :data:`CUSTOM_OP`, in another process: this one never
+    registers it, as a user's session that did not import the operator's module."""
     script = textwrap.dedent(f'''
         import torch
         from torch import nn
 
-        @torch.library.custom_op("nngraph_test_unregistered::wiggle", mutates_args=())
+        @torch.library.custom_op({CUSTOM_OP!r}, mutates_args=())
         def wiggle(x: torch.Tensor) -> torch.Tensor:
             return x.sin() + x
 
@@ -94,6 +98,11 @@ def test_an_unregistered_custom_op_is_named_in_one_line(tmp_path, capfd):
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+def test_an_unregistered_custom_op_is_named_in_one_line(tmp_path, capfd):
+    path = tmp_path / "custom.pt2"
+    save_program_with_a_custom_op(path)
     capfd.readouterr()
     with pytest.raises(nngraph.ProgramError) as info:
         nngraph.load_program(str(path))
