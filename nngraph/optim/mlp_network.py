@@ -1,0 +1,46 @@
+"""The per-parameter update network of :class:`~nngraph.optim.PerParameterMLPOptimizer`: the design of
+`Metz et al. (2022) <https://arxiv.org/abs/2203.11860>`_, no graph."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from .features import DEFAULT_BETAS
+from .output import StepOutput
+
+__all__ = ["PerParameterUpdateNetwork"]
+
+
+class PerParameterUpdateNetwork(nn.Module):
+    r"""Every entry's step from its own features only: a :class:`StepOutput` without context.
+
+    The baseline of the graph optimizer: the same features, the same output parametrisation and the same
+    per-entry MLP, but no message passing, so an entry never sees the rest of its model.
+
+    Args:
+        betas (sequence of float): momentum timescales of the features.
+            (default: :data:`~nngraph.optim.features.DEFAULT_BETAS`)
+        output_dim (int): width of the per-entry MLP. (default: :obj:`32`)
+        init_lr (float): initial step size. (default: :obj:`1e-3`)
+        act (str): activation of the MLP. (default: :obj:`"silu"`)
+
+    Shapes:
+        - **input:** features :math:`(P, C)` (``graph`` and ``placement`` are ignored)
+        - **output:** the step :math:`(P,)`
+    """
+
+    kind = "mlp"
+
+    def __init__(self, betas: Sequence[float] = DEFAULT_BETAS, output_dim: int = 32, init_lr: float = 1e-3,
+                 act: str = "silu"):
+        super().__init__()
+        self.betas = tuple(float(b) for b in betas)
+        self.config = dict(betas=list(self.betas), output_dim=output_dim, init_lr=init_lr, act=act)
+        self.output = StepOutput(self.betas, 0, output_dim, init_lr, act=act)
+
+    def forward(self, features: Tensor, graph=None, placement=None) -> Tensor:
+        return self.output(features)  # (P,)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(output_dim={self.config['output_dim']}, betas={self.betas})"
