@@ -44,8 +44,49 @@ def python_blocks(path: str) -> list[tuple[int, str]]:
 
 def test_the_extractor_sees_the_blocks():
     blocks = python_blocks(os.path.join(ROOT, "README.md"))
-    assert len(blocks) >= 4
-    assert blocks[0][1].startswith("import torch")
+    assert blocks and blocks[0][1].startswith("import torch")
+    assert sum(len(python_blocks(os.path.join(ROOT, d))) for d in DOCS) >= 8  # the docs pages' too
+
+
+#: a Markdown link or image, ``[text](target)`` / ``![alt](target "title")``: the target
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def relative_links(path: str) -> list[tuple[int, str]]:
+    """``(line, target)`` of every link and image of the Markdown file ``path`` that points into the repository
+    (no scheme such as ``https:``, no bare ``#anchor``), outside fenced blocks and inline code."""
+    found, fence = [], None
+    for number, line in enumerate(open(path, encoding="utf-8").read().splitlines(), 1):
+        opening = _FENCE.match(line)
+        if opening:
+            marker = opening.group(2)
+            if fence is None:
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence):
+                fence = None
+            continue
+        if fence is not None:
+            continue
+        for target in _LINK.findall(re.sub(r"`[^`]*`", "", line)):
+            if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", target) and not target.startswith("#"):
+                found.append((number, target))
+    return found
+
+
+def test_the_link_finder_sees_links_and_images(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("[a](x.md#part) ![b](img/y.png \"title\") [c](https://e.org) [d](#top) `[e](code.md)`\n"
+                   "```text\n[f](in_a_block.md)\n```\n[g](../z/)\n")
+    assert relative_links(str(doc)) == [(1, "x.md#part"), (1, "img/y.png"), (5, "../z/")]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_relative_links_point_to_files(doc):
+    """Every link and image of README.md and docs/*.md that points into the repository finds its file or folder."""
+    folder = os.path.dirname(os.path.join(ROOT, doc))
+    missing = [f"{doc}:{line}: {target}" for line, target in relative_links(os.path.join(ROOT, doc))
+               if not os.path.exists(os.path.join(folder, target.split("#")[0]))]
+    assert not missing, "links to nothing: " + "; ".join(missing)
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if python_blocks(os.path.join(ROOT, d))])  # docs with code
