@@ -8,7 +8,7 @@ from scratch in the work directory; rerun and it is reused). The encoder reads t
 8 x 8 grid of coordinates, computed from the graph's own weights) and trains with ``nngraph.train.fit``
 (checkpoints, resume, early stopping) for 15 epochs: validation accuracy climbs from chance (0.10) to about
 0.8 in well under a minute. Without probes the same encoder stays at chance on such SIRENs (their first layer
-is a random frequency basis per INR; see the README's Results). The tasks (``python -m
+is a random frequency basis per INR; see docs/results.md). The tasks (``python -m
 tasks.inr_classification``) do this properly: more INRs, sign-flip augmentation, baselines.
 
 One thread by default: on a machine whose other cores are busy, more threads stall at OpenMP's barriers.

@@ -130,7 +130,8 @@ def test_the_graph_sees_imports_of_every_kind(tmp_path):
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("from .a import f\n")
     (pkg / "a.py").write_text("from pkg.sub import b\n\ndef f():\n    from . import c\n")
-    (pkg / "c.py").write_text("import pkg.a\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import d\n")
+    (pkg / "c.py").write_text("import pkg.a\nfrom typing import TYPE_CHECKING\n"
+                              "if TYPE_CHECKING:\n    from pkg import d\n")
     (pkg / "d.py").write_text("try:\n    from .sub.b import g\nexcept ImportError:\n    pass\n")
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "b.py").write_text("from .. import d\n\ndef g():\n    pass\n")

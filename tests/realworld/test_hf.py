@@ -1,6 +1,6 @@
 """Hugging Face models from tiny configs: each converts to a sound graph that round-trips bit for bit,
 or is refused with an UnsupportedError; never a wrong graph. The encoder is invariant / equivariant on
-the graphs of real models. ``README.md`` holds the coverage table these expectations mirror."""
+the graphs of real models. ``docs/converting.md`` (Real-world models) holds the table these expectations mirror."""
 from __future__ import annotations
 
 import pytest
@@ -14,7 +14,7 @@ from .hf_models import MODELS, build
 
 pytestmark = pytest.mark.realworld
 
-#: name -> None (converts soundly) or a fragment of the refusal (see README's coverage table)
+#: name -> None (converts soundly) or a fragment of the refusal (see the Real-world models table of docs/converting.md)
 EXPECTED = {
     "BertModel": None,
     "DistilBertModel": None,
