@@ -42,3 +42,15 @@ def test_edit_cnn():
     assert "from_graph of the edited graph gives the same logits: True" in out
     before, after = lines["test accuracy of the 6 CNNs the editor trained on"].split(":", 1)[1].split("->")
     assert sum(eval(after)) > sum(eval(before))  # the edit helps the CNNs it was trained on
+
+
+@pytest.mark.slow  # ~15 s: a small CNN trained 100 steps with the learned optimizer and with Adam
+def test_learned_optimizer():
+    out = _run("learned_optimizer.py", "--steps", "100", "--threads", "1")
+    lines = {l.split(":")[0]: l for l in out.splitlines()}
+    start = float(lines["training loss at the start"].split(": ")[1])
+    learned = float(lines["learned optimizer"].split("training loss ")[1].split(",")[0])
+    adam = float(lines["adam (lr 1e-2)"].split("training loss ")[1].split(",")[0])
+    assert learned < 0.95 * start  # it trains, in a plain loop, through a state-dict round trip mid-run
+    assert learned == pytest.approx(adam, rel=1e-3)  # untrained, its step is Adam's
+    assert "is not a parameter of the Sequential" in lines["a parameter of another model"]

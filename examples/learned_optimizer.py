@@ -1,0 +1,95 @@
+"""Train a CNN on the digits with a learned optimizer that reads the CNN as a neural graph, in a plain PyTorch loop.
+
+    python examples/learned_optimizer.py [--checkpoint runs/learned_optimizer/graph.pt] [--steps N] [--threads N]
+
+``nngraph.optim.LearnedOptimizer(model, checkpoint)`` is a ``torch.optim.Optimizer``: every ``step()`` it places the
+weights, gradients and momenta (normalised per tensor) on the model's neural graph and an equivariant network gives
+every weight its step. Without ``--checkpoint`` the script writes an untrained update network to a file first
+(``nngraph.optim.save_network``; the untrained step is Adam's, here at step size 1e-2) and loads it the way a
+meta-trained one (``python -m tasks.learned_optimizer``) is loaded: ``torch.load(weights_only=True)``. The same CNN
+from the same start is trained with Adam (lr 1e-2) for comparison, and the optimizer's state is saved and loaded
+mid-run as any optimizer's is.
+
+One thread by default: on a machine whose other cores are busy, more threads stall at OpenMP's barriers.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from nngraph.optim import GraphUpdateNetwork, LearnedOptimizer, save_network
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--checkpoint", default=None, help="a learned optimizer's file (default: an untrained one)")
+parser.add_argument("--steps", type=int, default=150, help="training steps (default: 150)")
+parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
+args = parser.parse_args()
+torch.set_num_threads(args.threads)
+threadpool_limits(args.threads)
+
+digits = load_digits()
+images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16  # (1797, 1, 8, 8)
+labels = torch.tensor(digits.target)
+order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+train_idx, test_idx = order[:1400], order[1400:]
+
+
+def make_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+
+def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, save_at: int | None = None):
+    """A plain loop; at ``save_at`` the optimizer's state dict goes through bytes and back (as a checkpoint would)."""
+    generator = torch.Generator().manual_seed(1)
+    seconds = 0.0
+    for step in range(steps):
+        batch = train_idx[torch.randint(len(train_idx), (64,), generator=generator)]
+        opt.zero_grad()
+        F.cross_entropy(model(images[batch]), labels[batch]).backward()
+        start = time.perf_counter()
+        opt.step()
+        seconds += time.perf_counter() - start
+        if step == save_at:
+            buffer = io.BytesIO()
+            torch.save(opt.state_dict(), buffer)
+            buffer.seek(0)
+            opt.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        loss = float(F.cross_entropy(model(images[train_idx]), labels[train_idx]))
+        accuracy = float((model(images[test_idx]).argmax(1) == labels[test_idx]).float().mean())
+    return loss, accuracy, 1e3 * seconds / steps
+
+
+checkpoint = args.checkpoint
+if checkpoint is None:
+    checkpoint = os.path.join(tempfile.mkdtemp(), "untrained.pt")
+    torch.manual_seed(0)
+    save_network(GraphUpdateNetwork(init_lr=1e-2), checkpoint)
+
+cnn = make_cnn()
+with torch.no_grad():
+    start_loss = float(F.cross_entropy(cnn(images[train_idx]), labels[train_idx]))
+opt = LearnedOptimizer(cnn, checkpoint)
+print(f"optimizer: {opt!r}")
+learned = train(cnn, opt, args.steps, save_at=args.steps // 2)
+adam_cnn = make_cnn()
+adam = train(adam_cnn, torch.optim.Adam(adam_cnn.parameters(), lr=1e-2), args.steps)
+print(f"training loss at the start: {start_loss:.4f}")
+for name, (loss, accuracy, ms) in (("learned optimizer", learned), ("adam (lr 1e-2)", adam)):
+    print(f"{name}: training loss {loss:.4f}, test accuracy {accuracy:.3f}, {ms:.2f} ms per step")
+
+try:
+    LearnedOptimizer(cnn, checkpoint, params=[nn.Parameter(torch.zeros(3))])
+except ValueError as err:
+    print(f"a parameter of another model: {err}")
