@@ -250,48 +250,16 @@ def _is_torchscript(path: str) -> bool:
 
 
 def _save_graph(graph, path: str) -> None:
-    import json
+    from nngraph.graph_io import save_graph
 
-    import torch
-    from safetensors.torch import save
-
-    from nngraph.io import atomic_write
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in graph.items() if torch.is_tensor(v)}
-    tensors["num_nodes"] = torch.tensor(int(graph.num_nodes))
-    spec = getattr(graph, "input_spec", None)
-    if path.endswith(".safetensors"):
-        data = save(tensors, metadata={"format": "nngraph", "input_spec": json.dumps(spec)})
-    else:
-        import io
-
-        buffer = io.BytesIO()
-        torch.save({**tensors, "input_spec": spec}, buffer)
-        data = buffer.getvalue()
-    atomic_write(path, data)
+    save_graph(graph, path)
 
 
 def load_graph(path: str):
     """A graph written by ``nngraph convert`` (``.pt`` or ``.safetensors``) as a :class:`~torch_geometric.data.Data`."""
-    import json
+    from nngraph.graph_io import load_graph as load
 
-    import torch
-    from safetensors import safe_open
-    from torch_geometric.data import Data
-
-    if path.endswith(".safetensors"):
-        with safe_open(path, "pt") as f:
-            fields = {k: f.get_tensor(k) for k in f.keys()}
-            spec = json.loads((f.metadata() or {}).get("input_spec", "null"))
-    else:
-        fields = torch.load(path, weights_only=True)
-        spec = fields.pop("input_spec", None)
-    num_nodes = int(fields.pop("num_nodes"))
-    data = Data(**fields)
-    data.num_nodes = num_nodes
-    if spec is not None:
-        data.input_spec = spec
-    return data
+    return load(path)
 
 
 # -- convert / inspect / verify ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ try:
 except ImportError:  # Windows: no advisory locks
     fcntl = None
 
-__all__ = ["atomic_write", "replace", "clean_stale_temps", "exclusive_lock", "LockHeld", "TEMP_PREFIX",
+__all__ = ["atomic_path", "atomic_write", "replace", "clean_stale_temps", "exclusive_lock", "LockHeld", "TEMP_PREFIX",
            "user_cache_dir", "zoo_cache_dir"]
 
 TEMP_PREFIX = ".tmp-"
@@ -85,6 +85,28 @@ def atomic_write(path: str, data: bytes) -> None:
                 os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
+            os.fsync(f.fileno())
+        replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary path beside ``path`` for a writer that needs a file name (``safetensors.torch.save_file``,
+    which streams a large file without first building it in memory); on a clean exit the file is fsynced,
+    given ``open``'s permissions and renamed over ``path``; on an error it is removed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}-", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         replace(tmp, path)
     except BaseException:

@@ -271,7 +271,9 @@ def from_graph(
     if not isinstance(graph, Data):
         raise TypeError(f"from_graph(graph, module): graph must be a torch_geometric Data of nngraph.to_graph, "
                         f"got {type(graph).__name__} (the arguments are graph first, then the module)")
-    missing = [k for k in ("x", "edge_index", "edge_attr") if getattr(graph, k, None) is None]
+    missing = [k for k in ("x", "edge_attr") if getattr(graph, k, None) is None]
+    if getattr(graph, "edge_index", None) is None and getattr(graph, "edge_blocks", None) is None:
+        missing.insert(1, "edge_index")
     if missing:
         raise GraphMismatchError(f"from_graph: the graph has no {', '.join(missing)}; it must be a graph of "
                                  "nngraph.to_graph (its features are read from x and edge_attr)")

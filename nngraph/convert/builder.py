@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..kernels import KERNEL_SHAPE_DTYPE, kernel_sizes
+from ..blocks import EdgeBlock, EdgeBlocks
 from ..schema import (
     NODE_FEATURE_DIM,
     ACT_ARGS_DIM,
@@ -25,7 +25,8 @@ from ..schema import (
     NodeType,
     Pool,
 )
-from .layout import EdgePlacement, Layout, NodePlacement, SymmetryGroup, constant_buffers, flat_view, named_tensors
+from .layout import (EdgePlacement, Layout, NodePlacement, SymmetryGroup, View, constant_buffers, flat_view,
+                     named_tensors, view_indices)
 
 
 @dataclass
@@ -61,12 +62,15 @@ class GraphBuilder:
         self._op: dict[str, list[torch.Tensor]] = {k: [] for k in ("act_args", "conv_args", "pool", "pool_args",
                                                                 "op_code", "norm_eps")}
         self.num_nodes = 0
-        self._edge_chunks: dict[str, list[torch.Tensor]] = {k: [] for k in ("src", "dst", "type", "kshape")}
+        self._edge_blocks: list[EdgeBlock] = []  # the edges, one block per add_edges call (nngraph.blocks)
         self.num_edges = 0
         self._edge_constants: list[torch.Tensor] = []  # edge ids with a constant at the kernel centre
         self._edge_constant_values: list[torch.Tensor] = []  # (float64) that constant, 1 for identities
         self._node_placements: list[NodePlacement] = []
-        self._edge_placements: list[tuple[str, torch.Tensor, torch.Tensor, tuple[int, int, int]]] = []
+        #: (name, edge ids (a tensor broadcastable to the shape, or a strided View of edge ids), kernel_pos,
+        #: kernel shape, parameter shape)
+        self._edge_placements: list[tuple[str, torch.Tensor | View, torch.Tensor, tuple[int, int, int],
+                                          tuple[int, ...]]] = []
         self._placed: set[str] = set()
         self.casts: set[torch.dtype] = set()  # floating dtypes the forward casts activations to
         self._edge_read_back: list[bool] = []  # per edge placement: False for later places of a shared tensor
@@ -264,11 +268,8 @@ class GraphBuilder:
         count = src.numel()
         ids = torch.arange(self.num_edges, self.num_edges + count)
         self.num_edges += count
-        self._edge_chunks["src"].append(src)
-        self._edge_chunks["dst"].append(dst)
-        self._edge_chunks["type"].append(torch.full((count,), int(edge_type)))
-        if count:  # one (count, (3,)) kernel shape per block of edges, expanded in finish
-            self._edge_chunks["kshape"].append((count, tuple(int(k) for k in kernel_shape)))
+        if count:  # a dense layer's edges are stored as a grid of its two neuron lists
+            self._edge_blocks.append(EdgeBlock.from_ends(src, dst, int(edge_type), kernel_shape))
         if identity or constant is not None:
             self._edge_constants.append(ids)
             self._edge_constant_values.append(torch.full((count,), 1.0 if constant is None else float(constant),
@@ -317,19 +318,20 @@ class GraphBuilder:
         for index in (edges, kernel_pos):
             if torch.broadcast_shapes(index.shape, tensor.shape) != tensor.shape:
                 raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {tuple(tensor.shape)}")
-        self._share(name, first, lambda: self._edge_axis_nodes(edges, tuple(tensor.shape)))
-        # kept broadcastable (not expanded to one entry per weight) until finish: memory
-        self._edge_placements.append((name, edges, kernel_pos, tuple(kernel_shape), tuple(tensor.shape)))
+        shape = tuple(tensor.shape)
+        # kept broadcastable, or as a strided view of edge ids (a dense layer's), until finish: memory
+        stored = _compact_edges(edges, shape)
+        self._share(name, first, lambda: self._edge_axis_nodes(_edge_ids(stored, shape), shape))
+        self._edge_placements.append((name, stored, kernel_pos, tuple(kernel_shape), shape))
         self._edge_read_back.append(first is None)
 
     def _edge_axis_nodes(self, edges: torch.Tensor, shape: tuple[int, ...]) -> list[list[torch.Tensor]]:
         """Per axis of a parameter placed on ``edges``: the node ids its index selects, as a list with
         one ``(shape[axis],)`` tensor per edge end (source, target) that depends on that axis only."""
-        full = edges.expand(shape)
-        src, dst = torch.cat(self._edge_chunks["src"]), torch.cat(self._edge_chunks["dst"])
+        ends = EdgeBlocks(self._edge_blocks).ends(edges.expand(shape))  # (src, dst) of every entry
         out = []
         for k in range(len(shape)):
-            lines = [_axis_nodes(end[full], k) for end in (src, dst)]
+            lines = [_axis_nodes(end, k) for end in ends]
             out.append([
                 line for line in lines
                 if line is not None and (shape[k] == 1 or bool((line != line[0]).any()))
@@ -548,17 +550,17 @@ class GraphBuilder:
             if not self.is_placed(name):  # (one tensor under two names is placed once)
                 self.place_parameter_rows(name)
         cat = lambda chunks, n: torch.cat(chunks) if chunks else torch.zeros(n, dtype=torch.long)  # noqa: E731
-        src = cat(self._edge_chunks["src"], 0)
-        dst = cat(self._edge_chunks["dst"], 0)
-        kernel_shape, offsets, num_entries = _kernel_shapes(self._edge_chunks["kshape"], self.num_edges)  # (E, 3), (E,)
-        _check_kernel_shapes(self._edge_placements, self._edge_chunks["kshape"], kernel_shape)
-        edge_placements = tuple(
-            EdgePlacement(name, positions, flat_view(positions, shape, num_entries), read_back, tuple(shape))
-            for name, positions, shape, read_back in (
-                (name, _flat_positions(edges, kernel_pos, offsets, shape), shape, read_back)
-                for (name, edges, kernel_pos, _, shape), read_back in zip(self._edge_placements, self._edge_read_back)
-            )
-        )
+        blocks = EdgeBlocks(self._edge_blocks)
+        num_entries = blocks.num_entries
+        edge_placements = []
+        for (name, stored, kernel_pos, kshape, shape), read_back in zip(self._edge_placements, self._edge_read_back):
+            edges = _edge_ids(stored, shape)
+            _check_kernel_shape(name, blocks, edges, kshape)
+            positions = (blocks.entry_offsets(edges) + kernel_pos).reshape(-1)  # (numel,)
+            view = flat_view(positions, shape, num_entries)
+            # a strided placement keeps its view only (a dense layer's positions would cost 8 bytes a weight)
+            edge_placements.append(EdgePlacement(name, None if view is not None else positions, view, read_back, shape))
+            del edges, positions
         node_placements = tuple(
             NodePlacement(p.name, p.nodes, p.column,
                           flat_view(p.nodes * NODE_FEATURE_DIM + p.column, p.shape, self.num_nodes * NODE_FEATURE_DIM),
@@ -567,23 +569,21 @@ class GraphBuilder:
         )
         constant_edges = torch.cat(self._edge_constants) if self._edge_constants else torch.zeros(0, dtype=torch.long)
         # the constant 1 of an identity edge sits at its kernel's centre (they are 1x1 in practice)
-        centre = _centre_position(kernel_shape[constant_edges].long())
+        centre = _centre_position(blocks.kernel_shapes_of(constant_edges).long())
         return Layout(
             num_nodes=self.num_nodes,
-            edge_index=torch.stack([src, dst]),
-            edge_type=cat(self._edge_chunks["type"], 0),
+            edge_blocks=blocks,
             node_type=cat(self._node_chunks["type"], 0),
             node_kind=cat(self._node_chunks["kind"], 0),
             io_position=cat(self._node_chunks["index"], 0),
             layer=cat(self._node_chunks["layer"], 0),
             act=cat(self._act, 0),
             **{k: torch.cat(v) for k, v in self._op.items() if v},
-            kernel_shape=kernel_shape,
             num_entries=num_entries,
-            identity_positions=offsets[constant_edges] + centre,
+            identity_positions=blocks.entry_offsets(constant_edges) + centre,
             identity_values=torch.cat(self._edge_constant_values) if self._edge_constant_values else None,
             node_placements=node_placements,
-            edge_placements=edge_placements,
+            edge_placements=tuple(edge_placements),
             symmetries=self._symmetries(),
             module_nodes=dict(self.module_nodes),
             value_nodes=dict(self.value_nodes),
@@ -626,44 +626,34 @@ def _padded(args: tuple[float, ...], width: int) -> torch.Tensor:
     return row
 
 
-def _kernel_shapes(chunks: list[tuple[int, tuple[int, int, int]]], num_edges: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``(kernel_shape (E, 3), offsets (E,), W)`` from ``(count, shape)`` blocks of edges, worked out
-    per block (a ViT-B has 86M edges)."""
-    if not chunks:
-        return torch.ones(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE), torch.arange(num_edges), num_edges
-    kernel_shape = torch.empty(num_edges, 3, dtype=KERNEL_SHAPE_DTYPE)  # (E, 3)
-    offsets = torch.empty(num_edges, dtype=torch.long)  # (E,)
-    start, entry = 0, 0
-    for count, shape in chunks:  # one fill per block of edges
-        size = shape[0] * shape[1] * shape[2]
-        kernel_shape[start:start + count] = torch.tensor(shape, dtype=KERNEL_SHAPE_DTYPE)
-        torch.arange(entry, entry + count * size, size, out=offsets[start:start + count])
-        start, entry = start + count, entry + count * size
-    return kernel_shape, offsets, entry
+def _compact_edges(edges: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor | View:
+    """The edge ids of a placement as given (broadcastable to ``shape``), or as a :data:`View` when they are a
+    large strided range (a dense layer's weights on consecutive edges): 8 bytes a weight saved until finish."""
+    if edges.numel() < 4096:
+        return edges
+    full = edges.expand(shape).reshape(-1)  # (numel,)
+    view = flat_view(full, shape, int(full.max()) + 1)
+    return edges if view is None else view
 
 
-def _check_kernel_shapes(placements, chunks, kernel_shape: torch.Tensor) -> None:
+def _edge_ids(stored: torch.Tensor | View, shape: tuple[int, ...]) -> torch.Tensor:
+    """The edge ids of a placement, broadcastable to ``shape``."""
+    return stored if isinstance(stored, torch.Tensor) else view_indices(stored)
+
+
+def _check_kernel_shape(name: str, blocks: EdgeBlocks, edges: torch.Tensor, kshape: tuple[int, int, int]) -> None:
     """Every weight is placed as kernels of the shape its edges were added with (else its entries
     would land in other edges' kernels)."""
-    ends = torch.tensor([c for c, _ in chunks]).cumsum(0) if chunks else torch.zeros(0, dtype=torch.long)
-    for name, edges, _, kshape, _ in placements:
-        if not edges.numel():
-            continue
-        lo, hi = int(edges.min()), int(edges.max())
-        block = int(torch.searchsorted(ends, lo, right=True))
-        if block < len(chunks) and hi < int(ends[block]) and lo >= int(ends[block]) - chunks[block][0]:
-            ok = chunks[block][1] == tuple(kshape)  # the edges lie in one block of one shape
-        else:
-            ok = bool((kernel_shape[edges.reshape(-1)] == torch.tensor(kshape, dtype=kernel_shape.dtype)).all())
-        if not ok:
-            raise ValueError(f"{name}: placed as {tuple(kshape)} kernels on edges added with other kernel shapes")
-
-
-def _flat_positions(edges, kernel_pos, offsets, shape) -> torch.Tensor:
-    """``(prod(shape),)`` rows of ``edge_attr`` of a parameter of ``shape`` whose entry ``idx`` is at
-    kernel position ``kernel_pos[idx]`` of edge ``edges[idx]`` (both broadcast to ``shape``)."""
-    positions = offsets[edges] + kernel_pos  # broadcastable to shape
-    return positions.expand(shape).reshape(-1)  # (numel,)
+    if not edges.numel():
+        return
+    lo, hi = torch.aminmax(edges)
+    block = blocks.block_index(int(lo))
+    if block == blocks.block_index(int(hi)):  # the edges lie in one block of one shape
+        ok = blocks.blocks[block].kernel_shape == tuple(kshape)
+    else:
+        ok = bool((blocks.kernel_shapes_of(edges) == torch.tensor(kshape, dtype=torch.int32)).all())
+    if not ok:
+        raise ValueError(f"{name}: placed as {tuple(kshape)} kernels on edges added with other kernel shapes")
 
 
 def _centre_position(kernel_shape: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
+from ..blocks import COMPACT_EDGES, EdgeBlocks, is_blocked, materialize
 from ..kernels import reorder_kernels
 from ..schema import ACT_ARGS_DIM, CONV_ARGS_DIM, MAX_POOLS, NODE_FEATURE_DIM, OP_CODE_DIM, POOL_ARGS_DIM
 from .errors import GraphMismatchError
@@ -43,13 +44,21 @@ class NodePlacement:
 @dataclass(frozen=True)
 class EdgePlacement:
     """Parameter ``name`` (flattened) lives at ``edge_attr.view(-1)[positions]``; ``(numel,)``.
-    ``view``, when set, is the same entries as a strided view of ``edge_attr.view(-1)``."""
+    ``view``, when set, is the same entries as a strided view of ``edge_attr.view(-1)``, and the positions
+    are not stored (a dense layer's would cost 8 bytes a weight): :attr:`positions` computes them."""
 
     name: str
-    positions: torch.Tensor
+    stored_positions: torch.Tensor | None
     view: View | None = None
     read_back: bool = True  # as for NodePlacement
     shape: tuple[int, ...] | None = None  # the parameter's
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """``(numel,)`` int64: the rows of ``edge_attr`` the parameter's entries are at, in C order."""
+        if self.stored_positions is not None:
+            return self.stored_positions
+        return view_indices(self.view).reshape(-1)
 
 
 def flat_view(positions: torch.Tensor, shape: tuple[int, ...], size: int) -> View | None:
@@ -72,6 +81,16 @@ def flat_view(positions: torch.Tensor, shape: tuple[int, ...], size: int) -> Vie
     if not torch.equal(expected.expand(shape), p):
         return None
     return start, shape, tuple(strides)
+
+
+def view_indices(view: View) -> torch.Tensor:
+    """``shape`` int64: the flat indices a :data:`View` names (``offset + sum_i index_i * strides_i``)."""
+    offset, shape, strides = view
+    out = torch.full(shape, offset, dtype=torch.long)
+    for i, (n, stride) in enumerate(zip(shape, strides)):
+        if stride and n > 1:
+            out += (torch.arange(n) * stride).view((-1,) + (1,) * (len(shape) - i - 1))
+    return out
 
 
 def _strided(flat: torch.Tensor, view: View) -> torch.Tensor:
@@ -121,14 +140,14 @@ class Layout:
     """
 
     num_nodes: int
-    edge_index: torch.Tensor  # (2, E)
-    edge_type: torch.Tensor  # (E,)
+    #: the edges as blocks (a dense layer's as a grid of its neurons); ``edge_index``, ``edge_type`` and
+    #: ``kernel_shape`` are materialised from it on first use
+    edge_blocks: EdgeBlocks
     node_type: torch.Tensor  # (N,)
     node_kind: torch.Tensor  # (N,)
     io_position: torch.Tensor  # (N,)
     layer: torch.Tensor  # (N,)
     act: torch.Tensor  # (N,)
-    kernel_shape: torch.Tensor  # (E, 3) int32: every edge's (depth, height, width)
     num_entries: int  # W = sum of prod(kernel_shape): rows of edge_attr
     identity_positions: torch.Tensor  # rows of edge_attr that hold a constant (1 for identity edges)
     node_placements: tuple[NodePlacement, ...]
@@ -161,24 +180,36 @@ class Layout:
     fallbacks: tuple = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "_versions", self._structure_versions())
+        object.__setattr__(self, "_materialised", {})  # name -> (tensor, its version when made)
 
-    def _structure_versions(self) -> tuple[int, ...]:
-        """The in-place version counters of the structure tensors every converted graph shares with this layout."""
-        out = []
-        for t in (self.edge_index, self.edge_type, self.kernel_shape):
-            try:
-                out.append(t._version)
-            except RuntimeError:  # an inference-mode tensor keeps no counter
-                out.append(-1)
-        return tuple(out)
+    def _materialise(self, name: str) -> torch.Tensor:
+        """``edge_index`` / ``edge_type`` / ``kernel_shape`` from the blocks, made once and shared by every graph."""
+        if name not in self._materialised:
+            tensor = getattr(self.edge_blocks, name)()
+            self._materialised[name] = (tensor, _version(tensor))
+        return self._materialised[name][0]
+
+    @property
+    def edge_index(self) -> torch.Tensor:
+        """``(2, E)`` int64 (materialised from :attr:`edge_blocks` on first use)."""
+        return self._materialise("edge_index")
+
+    @property
+    def edge_type(self) -> torch.Tensor:
+        """``(E,)`` int64 (materialised from :attr:`edge_blocks` on first use)."""
+        return self._materialise("edge_type")
+
+    @property
+    def kernel_shape(self) -> torch.Tensor:
+        """``(E, 3)`` int32: every edge's ``(depth, height, width)`` (materialised on first use)."""
+        return self._materialise("kernel_shape")
 
     @property
     def edited(self) -> bool:
         """Whether a graph's shared ``edge_index``, ``edge_type`` or ``kernel_shape`` was edited in place since
-        this layout was built (``g.edge_index[1, 0] = 5``): the layout no longer describes its model. Edits
+        this layout made it (``g.edge_index[1, 0] = 5``): the layout no longer describes its model. Edits
         through ``.data`` or NumPy bypass torch's version counters and are not seen."""
-        return self._structure_versions() != self._versions
+        return any(_version(t) != v for t, v in self._materialised.values())
 
     def op_fields(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The operation descriptions of every node, float ones in ``dtype`` (fresh tensors)."""
@@ -195,22 +226,28 @@ class Layout:
 
     @property
     def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
+        return self.edge_blocks.num_edges
 
     @property
     def max_kernel_shape(self) -> tuple[int, int, int]:
         """The elementwise largest kernel ``(depth, height, width)`` of the graph (``(1, 1, 1)`` if none)."""
-        if self.kernel_shape.numel() == 0:
-            return (1, 1, 1)
-        return tuple(int(v) for v in self.kernel_shape.amax(0))  # type: ignore[return-value]
+        return self.edge_blocks.max_kernel_shape
 
     # ------------------------------------------------------------ to / from
-    def to_graph(self, module: nn.Module) -> Data:
+    def to_graph(self, module: nn.Module, compact: bool | None = None) -> Data:
         """Read ``module``'s parameters into a new graph with this layout.
 
         The feature tensors (``x``, ``edge_attr``) are new; the structure tensors are this layout's
         own, shared by every graph it converts (treat them as read-only, clone before editing).
+
+        With ``compact`` (by default when the graph has more than :data:`~nngraph.blocks.COMPACT_EDGES`
+        edges) the graph holds its edges as ``edge_blocks`` (:class:`~nngraph.blocks.EdgeBlocks`, shared with
+        this layout) instead of ``edge_index`` / ``edge_type`` / ``kernel_shape``: a dense model's graph is then
+        about its parameter bytes. The encoder reads it block by block; :func:`nngraph.blocks.materialize` gives
+        the plain PyG tensors.
         """
+        if compact is None:
+            compact = self.num_edges > COMPACT_EDGES
         tensors = _named_tensors(module)
         dtype = _float_dtype(tensors, self.dtype)
         x = torch.zeros(self.num_nodes * NODE_FEATURE_DIM, dtype=dtype)  # (N * F,)
@@ -222,12 +259,12 @@ class Layout:
                        _lookup(tensors, p.name))
             for p in self.edge_placements:
                 _write(edge_attr, p.view, p.positions, _lookup(tensors, p.name))
+        edges = ({"edge_blocks": self.edge_blocks} if compact else
+                 {"edge_index": self.edge_index, "edge_type": self.edge_type, "kernel_shape": self.kernel_shape})
         return Data(
             x=x.view(self.num_nodes, NODE_FEATURE_DIM),  # (N, F)
-            edge_index=self.edge_index,
             edge_attr=edge_attr.view(self.num_entries, 1),  # (W, 1)
-            edge_type=self.edge_type,
-            kernel_shape=self.kernel_shape,  # (E, 3)
+            **edges,  # edge_index (2, E), edge_type (E,), kernel_shape (E, 3); or edge_blocks
             node_type=self.node_type.clone(),
             node_kind=self.node_kind.clone(),
             io_position=self.io_position.clone(),
@@ -250,11 +287,17 @@ class Layout:
         problems = []
         if int(graph.num_nodes) != self.num_nodes:
             problems.append(f"{int(graph.num_nodes)} nodes, the module needs {self.num_nodes}")
-        if graph.edge_index.shape != self.edge_index.shape:
+        if is_blocked(graph):
+            if not self.edge_blocks.same_as(graph.edge_blocks):
+                problems.append(f"edge blocks other than the module's ({graph.edge_blocks!r}, the module needs "
+                                f"{self.edge_blocks!r})")
+        elif graph.edge_index.shape != self.edge_index.shape:
             problems.append(f"{graph.edge_index.shape[1]} edges, the module needs {self.num_edges}")
         elif graph.edge_index is not self.edge_index and not torch.equal(graph.edge_index.cpu(), self.edge_index):
             problems.append("the same number of edges but connecting other nodes")
-        if "kernel_shape" in graph:
+        if is_blocked(graph):
+            pass
+        elif "kernel_shape" in graph:
             shapes = graph.kernel_shape
             if not problems and shapes is not self.kernel_shape and not torch.equal(
                     shapes.cpu().to(self.kernel_shape.dtype), self.kernel_shape):
@@ -397,6 +440,7 @@ class Layout:
     def permute_graph(self, graph: Data, perm: torch.Tensor) -> Data:
         """Relabel ``graph``'s nodes by ``perm`` and reorder its edges into this layout's edge order,
         so that the result can be read back with :meth:`from_graph` (old node ``i`` -> ``perm[i]``)."""
+        graph = materialize(graph)
         n = self.num_nodes
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(n)
@@ -456,6 +500,13 @@ def _ranked(keys: torch.Tensor) -> torch.Tensor:
     if keys.numel() and int(rank.max()) >= 4:
         raise GraphMismatchError("the graph has more than 4 parallel edges of one type between two nodes")
     return keys * 4 + rank
+
+
+def _version(t: torch.Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # an inference-mode tensor keeps no counter
+        return -1
 
 
 def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ from .head import NodeEdgeHead
 from .kernel import KernelDecoder, KernelLinear
 from .node_encoder import NodeEncoder
 from .readout import GraphReadout
+from .stream import stream_encode, stream_forward
 
 __all__ = [
     "EdgeEncoder",
@@ -17,4 +18,6 @@ __all__ = [
     "NeuralGraphEncoder",
     "NodeEdgeHead",
     "NodeEncoder",
+    "stream_encode",
+    "stream_forward",
 ]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
+from nngraph.blocks import is_blocked
 from nngraph.schema import (NUM_ACTIVATIONS, NUM_EDGE_TYPES, NODE_FEATURE_DIM, NUM_NODE_KINDS, OP_CATEGORIES,
                             OP_CODE_DIM, NodeType)
 
@@ -16,6 +17,7 @@ from .kernel import MAX_KERNEL_BOX
 from .node_encoder import NodeEncoder
 from .readout import GraphReadout
 from .segment import message_index
+from .stream import stream_forward
 
 
 #: Integer fields checked against the number of embeddings of their table.
@@ -198,6 +200,10 @@ class NeuralGraphEncoder(nn.Module):
             ``(h, e)``: node embeddings :math:`(N, H)` and edge embeddings :math:`(E, H)`.
         """
         batch = as_graph_fields(batch, edge_index, edge_attr, batch_index, fields)
+        if is_blocked(batch):
+            raise ValueError("the graph is blocked (graph.edge_blocks, a large model): its edge embeddings are "
+                             "E x H and are not made; nngraph.gnn.stream_encode gives its node embeddings, "
+                             "nngraph.blocks.materialize(graph) the plain graph if it fits in memory")
         check_graph(batch, self.param_dtype(), self.probe_dim, finite=self.check_finite)
         h = self.node_encoder(batch)  # (N, H)
         e = self.edge_encoder(batch)  # (E, H)
@@ -226,6 +232,11 @@ class NeuralGraphEncoder(nn.Module):
             :math:`(B, \text{out\_dim})`
         """
         batch = as_graph_fields(batch, edge_index, edge_attr, batch_index, fields)
+        if is_blocked(batch):  # a large model's graph: read block by block, without gradients
+            if self.training and torch.is_grad_enabled():
+                raise ValueError("a blocked graph (graph.edge_blocks) is encoded block by block without gradients: "
+                                 "call encoder.eval() (or torch.no_grad()), or train on graphs that fit in memory")
+            return stream_forward(self, batch)  # (1, out_dim)
         h, e = self.encode(batch)
         return self.readout(h, e, batch.edge_index, getattr(batch, "batch", None),
                             getattr(batch, "num_graphs", None), batch.node_type)  # (B, out_dim)

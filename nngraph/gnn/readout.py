@@ -70,6 +70,13 @@ class GraphReadout(nn.Module):
             num_graphs = 1
         if num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        edge_batch = batch[edge_index[1]]  # (E,)
+        return self.from_pooled_edges(x, batch, num_graphs, node_type, *pool(edge_attr, edge_batch, num_graphs))
+
+    def from_pooled_edges(self, x: Tensor, batch: Tensor, num_graphs: int, node_type: Tensor | None,
+                          edge_mean: Tensor, edge_max: Tensor) -> Tensor:
+        """The readout from the nodes and the edges' per-graph mean and max ``(B, H)`` (pooled elsewhere,
+        e.g. block by block: :func:`nngraph.gnn.stream_forward`). Shapes: as :meth:`forward`."""
         if self.by_type:
             if node_type is None:
                 raise ValueError("GraphReadout(by_type=True) needs node_type")
@@ -79,8 +86,7 @@ class GraphReadout(nn.Module):
                 parts += pool(x[m], batch[m], num_graphs)
         else:
             parts = list(pool(x, batch, num_graphs))
-        edge_batch = batch[edge_index[1]]  # (E,)
-        pooled = torch.cat([*parts, *pool(edge_attr, edge_batch, num_graphs)], dim=-1)  # (B, 2 * (groups + 1) * H)
+        pooled = torch.cat([*parts, edge_mean, edge_max], dim=-1)  # (B, 2 * (groups + 1) * H)
         return self.mlp(pooled)  # (B, out_dim)
 
     def __repr__(self) -> str:

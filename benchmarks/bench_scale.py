@@ -1,0 +1,156 @@
+"""Models at the size people hold them: Hugging Face configs at real widths (random init, never downloaded).
+
+For each model: the floor (one ``torch.cat`` of every parameter, same process); the first ``to_graph``
+(tracing included) and a cached one as ratios to the floor, with their peak memory rise; the graph's bytes in
+memory and in a safetensors file over the parameter bytes; whether the round trip is exact; and the
+block-by-block encoder (:func:`nngraph.gnn.stream_forward`) on the graph: seconds per million edges and its peak.
+``verify`` runs on a reduced copy (2 layers, same widths).
+
+Peaks are the rise of ``VmHWM`` over the resident size before each step (see ``bench_convert``).
+
+Usage: ``python -m benchmarks scale [--models gpt2-medium,llama-1b] [--encode] [--hidden 32] [--layers 4]``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import nngraph  # noqa: E402
+from nngraph.blocks import is_blocked  # noqa: E402
+from nngraph.convert import api  # noqa: E402
+
+from benchmarks.bench_convert import best, measure  # noqa: E402
+
+
+def _llama(layers: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # TinyLlama-1.1B's shape: hidden 2048, 22 layers, 32 heads (4 key/value heads), MLP 5632, vocab 32000
+    config = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=layers, num_attention_heads=32,
+                         num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)
+    return LlamaForCausalLM(config)
+
+
+def _gpt2(layers: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_embd=1024, n_layer=layers, n_head=16, vocab_size=50257, n_positions=1024, use_cache=False)
+    return GPT2LMHeadModel(config)
+
+
+MODELS = {
+    "gpt2-medium": ("GPT-2 medium", lambda layers=24: _gpt2(layers)),
+    "llama-1b": ("LLaMA 1.1B", lambda layers=22: _llama(layers)),
+}
+
+
+def _ids() -> tuple[torch.Tensor, ...]:
+    return (torch.zeros(1, 8, dtype=torch.long),)
+
+
+def graph_bytes(graph) -> int:
+    """Bytes of every tensor of ``graph`` plus its edge blocks."""
+    total = sum(v.numel() * v.element_size() for _, v in graph.items() if torch.is_tensor(v))
+    return total + (graph.edge_blocks.nbytes if is_blocked(graph) else 0)
+
+
+def file_bytes(graph) -> int:
+    from nngraph.graph_io import save_graph
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "g.safetensors")
+        save_graph(graph, path)
+        return os.path.getsize(path)
+
+
+def encode_cost(graph, hidden: int, layers: int) -> dict:
+    from nngraph.gnn import NeuralGraphEncoder, stream_forward
+
+    torch.manual_seed(0)
+    encoder = NeuralGraphEncoder(16, hidden_dim=hidden, num_layers=layers).eval()
+    out, seconds, peak, _ = measure(lambda: stream_forward(encoder, graph, progress=True))
+    edges = graph.edge_blocks.num_edges if is_blocked(graph) else graph.edge_index.size(1)
+    return {"encode s / M edges": seconds / (edges / 1e6), "encode peak (MiB)": peak,
+            "_encode": f"{seconds:.1f} s for {edges / 1e6:.1f}M edges, out {tuple(out.shape)}"}
+
+
+def run(key: str, encode: bool, hidden: int, layers: int, verify: bool) -> dict:
+    name, make = MODELS[key]
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = make().eval()
+    build_s = time.perf_counter() - start
+    params = [p.detach() for p in model.parameters()]
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    floor = best(lambda: torch.cat([p.reshape(-1) for p in params]), 2)
+    del params
+    api.clear_cache()
+    graph, first, first_mem, _ = measure(lambda: nngraph.to_graph(model, _ids()))
+    del graph
+    graph, cached, cached_mem, _ = measure(lambda: nngraph.to_graph(model, _ids()))
+    back = nngraph.from_graph(graph, model, _ids())
+    exact = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    del back
+    gc.collect()
+    mib = param_bytes / 2**20
+    row = {
+        "model": name, "params": f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f}M",
+        "floor (s)": floor, "to_graph first / floor": first / floor, "to_graph cached / floor": cached / floor,
+        "peak first (MiB)": first_mem, "peak cached (MiB)": cached_mem,
+        "graph / params (memory)": graph_bytes(graph) / param_bytes, "graph / params (file)": file_bytes(graph) / param_bytes,
+        "exact": exact, "blocked": is_blocked(graph),
+        "_seconds": f"model built in {build_s:.0f} s; params {mib:.0f} MiB; first {first:.1f} s, cached {cached:.2f} s",
+    }
+    if encode:
+        row.update(encode_cost(graph, hidden, layers))
+    del graph, model
+    gc.collect()
+    if verify:
+        small = make(layers=2).eval()
+        report = nngraph.verify(small, _ids())
+        row["verify (2 layers)"] = report.ok
+        del small
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("_")))
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "|".join("---" for _ in keys) + "|")
+    for r in rows:
+        print("| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |")
+    for r in rows:
+        print(f"\n{r['model']}: {r['_seconds']}" + (f"; encode {r['_encode']}" if "_encode" in r else ""), end="")
+    print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="gpt2-medium,llama-1b", help=f"comma-separated, of {sorted(MODELS)}")
+    parser.add_argument("--encode", action="store_true", help="also run the block-by-block encoder on each graph")
+    parser.add_argument("--hidden", type=int, default=32, help="encoder width for --encode (default: 32)")
+    parser.add_argument("--layers", type=int, default=4, help="encoder layers for --encode (default: 4)")
+    parser.add_argument("--no-verify", action="store_true", help="skip verify on the 2-layer copy")
+    args = parser.parse_args(argv if argv is not None else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    rows = []
+    for key in args.models.split(","):
+        rows.append(run(key, args.encode, args.hidden, args.layers, not args.no_verify))
+        print(rows[-1], flush=True)
+        gc.collect()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
