@@ -33,6 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nngraph  # noqa: E402
+from nngraph.blocks import is_blocked  # noqa: E402
 from nngraph.convert import api  # noqa: E402
 
 from benchmarks.models import ViTStack, vgg11  # noqa: E402
@@ -89,6 +90,8 @@ def best(fn, reps: int) -> float:
 def graph_bytes(graph) -> tuple[int, int]:
     """``(all tensors, x + edge_attr)`` bytes of ``graph``."""
     total = sum(v.numel() * v.element_size() for _, v in graph.items() if torch.is_tensor(v))
+    if is_blocked(graph):  # a large model's edges as blocks (nngraph.blocks)
+        total += graph.edge_blocks.nbytes
     features = sum(graph[k].numel() * graph[k].element_size() for k in ("x", "edge_attr"))
     return total, features
 
@@ -126,7 +129,7 @@ def run(key: str, size: int, reps: int) -> dict:
         f"peak first / graph ({how})": first_mem / mib, "peak to / graph": cached_mem / mib,
         "peak from / graph": back_mem / mib,
         "graph (MiB)": mib, "graph / params": total / param_bytes, "x+edge_attr / params": features / param_bytes,
-        "edges": graph.num_edges, "exact": exact,
+        "edges": graph.edge_blocks.num_edges if is_blocked(graph) else graph.num_edges, "exact": exact,
         "_seconds": f"first {first:.2f}, cached {cached:.3f}, from {back_s:.3f}",
     }
 
