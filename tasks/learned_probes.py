@@ -6,7 +6,8 @@ batch's probe features from the graphs' own features (:func:`nngraph.batched_pro
 differentiable in the inputs), so a sign-flipped or relabelled graph gets its own model's features.
 ProbeGen generates the probes with a small network shared by all of them; free inputs are the simplest member
 of that family, and ``generator=True`` is the other: each probe is its starting input plus a shared deep linear
-generator's output on the probe's own latent code (:class:`ProbeGenerator`).
+generator's output on the probe's own latent code (:class:`nngraph.probing.ProbeGenerator`). The whole of
+ProbeGen (probes read through the model's outputs only, no graph) is :class:`nngraph.probing.ProbeGen`.
 """
 from __future__ import annotations
 
@@ -16,43 +17,12 @@ import torch
 from torch import nn
 
 import nngraph
+from nngraph.probing import ProbeGenerator
 
 from .models import GraphPredictor
 from .scaling import GraphScaler
 
 __all__ = ["LearnedProbePredictor", "ProbeGenerator"]
-
-
-class ProbeGenerator(nn.Module):
-    """Probe inputs made by a generator shared across probes (after ProbeGen): ``start + G(z)``.
-
-    Every probe ``k`` has a latent code ``z_k``; ``G`` is a deep linear network (ProbeGen's choice: no
-    activations, so it couples the probes without restricting where they go) whose last layer starts at zero,
-    so the probes start at ``start`` and move together through ``G``'s shared weights.
-
-    Args:
-        start: the starting inputs, ``(P, *in_shape)``.
-        latent_dim: size of each probe's code.
-        hidden_dim: width of ``G``'s hidden layers.
-        depth: number of linear layers of ``G`` (at least 1).
-
-    Shapes:
-        - output: ``(P, *in_shape)``
-    """
-
-    def __init__(self, start: torch.Tensor, latent_dim: int = 16, hidden_dim: int = 64, depth: int = 3):
-        super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
-        self.register_buffer("start", start.detach().clone().to(torch.get_default_dtype()))
-        self.latent = nn.Parameter(torch.randn(start.shape[0], latent_dim))  # (P, latent)
-        widths = [latent_dim] + [hidden_dim] * (depth - 1) + [start[0].numel()]
-        self.layers = nn.Sequential(*(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])))
-        nn.init.zeros_(self.layers[-1].weight)
-        nn.init.zeros_(self.layers[-1].bias)
-
-    def forward(self) -> torch.Tensor:
-        return self.start + self.layers(self.latent).view(self.start.shape)  # (P, prod in_shape) -> (P, *in_shape)
 
 
 class LearnedProbePredictor(GraphPredictor):
