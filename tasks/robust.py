@@ -20,6 +20,7 @@ import copy
 import torch
 
 from nngraph import schema
+from nngraph.blocks import is_blocked
 
 from .scaling import GraphScaler
 from .splits import Split
@@ -79,9 +80,12 @@ class RobustGraphScaler(GraphScaler):
     def forward(self, batch):
         """A shallow copy of ``batch``: weights and biases scaled per depth, then every parameter ``asinh``-ed."""
         out = copy.copy(batch)
-        w, _ = self._weight_entries(batch)  # (W,); identity edges stay 1
-        w = w.unsqueeze(-1)  # (W, 1)
-        out.edge_attr = torch.where(w, signed_log(batch.edge_attr / self.edge_factor(batch)), batch.edge_attr)
+        if is_blocked(batch):  # a large model's graph, block by block
+            out.edge_attr = self.scaled_blocked_edges(batch, signed_log)
+        else:
+            w, _ = self._weight_entries(batch)  # (W,); identity edges stay 1
+            w = w.unsqueeze(-1)  # (W, 1)
+            out.edge_attr = torch.where(w, signed_log(batch.edge_attr / self.edge_factor(batch)), batch.edge_attr)
         x = batch.x.clone()
         x[:, schema.BIAS] = x[:, schema.BIAS] / self.node_factor(batch)
         out.x = signed_log(x)  # (N, 5)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from nngraph import schema
+from nngraph.blocks import is_blocked
 from nngraph.kernels import expand_to_entries
 
 __all__ = ["GraphScaler"]
@@ -67,10 +68,26 @@ class GraphScaler(nn.Module):
         """``(N,)``: the bias scale of every node."""
         return self.node_scale[self._depth(batch.layer)]
 
+    def scaled_blocked_edges(self, graph, squash=None) -> torch.Tensor:
+        """``(W, 1)``: a blocked graph's (``graph.edge_blocks``, a large model) ``edge_attr`` with its weights
+        divided by their depth's scale (then ``squash``-ed), made block by block: no edge-sized temporaries."""
+        out = torch.empty_like(graph.edge_attr)  # (W, 1)
+        for chunk in graph.edge_blocks.chunks():
+            rows = slice(chunk.entries.start, chunk.entries.stop)
+            if chunk.edge_type != int(schema.EdgeType.WEIGHT):
+                out[rows] = graph.edge_attr[rows]
+                continue
+            size = len(chunk.entries) // len(chunk.edges)
+            scale = self.edge_scale[self._depth(graph.layer[chunk.dst])]  # (n,)
+            value = graph.edge_attr[rows].view(-1, size) / scale.unsqueeze(-1)  # (n, K): one row per edge
+            out[rows] = (value if squash is None else squash(value)).view(-1, 1)  # (n * K, 1)
+        return out
+
     def forward(self, batch):
         """A shallow copy of ``batch`` with scaled ``edge_attr`` and bias column."""
         out = copy.copy(batch)  # shallow: shares the untouched tensors
-        out.edge_attr = batch.edge_attr / self.edge_factor(batch)  # (W, 1)
+        out.edge_attr = self.scaled_blocked_edges(batch) if is_blocked(batch) else \
+            batch.edge_attr / self.edge_factor(batch)  # (W, 1)
         x = batch.x.clone()
         x[:, schema.BIAS] = x[:, schema.BIAS] / self.node_factor(batch)
         out.x = x

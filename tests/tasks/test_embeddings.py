@@ -380,3 +380,24 @@ def test_search_and_embed_take_threads(clf_zoo, embedded, monkeypatch):
     assert search.main(["--zoo", clf_zoo, "--query", query, "--embeddings", embedded]) == 0
     assert seen == [2, 1]  # one thread unless told otherwise
     assert embed.build_parser().parse_args(["--zoo", "z", "-o", "e.safetensors"]).threads == 1
+
+
+def test_embed_reads_graph_files_and_a_blocked_graph_equals_its_plain_form(clf_zoo, embedded, tmp_path):
+    from nngraph.blocks import materialize
+    from nngraph.convert import build_layout
+    from nngraph.graph_io import save_graph
+
+    _, _, encoder_dir = load_embeddings(embedded)
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
+    layout = build_layout(model, (torch.randn(2, 1, 8, 8),))
+    blocked = layout.to_graph(model, compact=True)
+    save_graph(blocked, str(tmp_path / "blocked.safetensors"))
+    save_graph(materialize(blocked), str(tmp_path / "plain.pt"))
+    out = str(tmp_path / "files.safetensors")
+    assert embed.main(["--graph", str(tmp_path / "blocked.safetensors"), str(tmp_path / "plain.pt"),
+                       "--checkpoint", encoder_dir, "-o", out, "--no-progress"]) == 0
+    emb, models, _ = load_embeddings(out)
+    assert [m["id"] for m in models] == ["blocked.safetensors", "plain.pt"] and emb.shape == (2, 8)
+    torch.testing.assert_close(emb[0], emb[1], rtol=1e-5, atol=1e-6)  # block by block = in memory
+    assert embed.main(["--graph", str(tmp_path / "plain.pt"), "-o", out, "--no-progress"]) == 1  # no encoder
