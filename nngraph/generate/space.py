@@ -135,7 +135,8 @@ class WeightSpace:
 
     def check(self, graph: Data | nn.Module, what: str = "the template") -> None:
         """Raise :class:`~nngraph.GraphMismatchError` (one line) unless ``graph`` (or the module's graph) has this
-        space's structure."""
+        space's structure. A module is converted with the inputs :func:`nngraph.to_graph` makes up from its first
+        layer; pass its graph instead when it needs other example inputs."""
         if isinstance(graph, nn.Module):
             graph = to_graph(graph)
         if not isinstance(graph, Data):

@@ -46,6 +46,7 @@ def test_features_and_read_are_inverse_on_a_batch():
     batch = nngraph.batch_graphs(space.graphs(flat))
     assert torch.equal(batch.x, x.to(batch.x.dtype)) and torch.equal(batch.edge_attr, edge_attr.to(batch.x.dtype))
     assert torch.equal(space.batch_fields(3)["edge_index"], batch.edge_index)
+    assert torch.equal(space.flatten(batch), space.flatten(space.graphs(flat)))  # a Batch or a list
 
 
 def test_another_architecture_is_a_one_line_error():
