@@ -118,11 +118,12 @@ def plot(results: dict, zoo_acc: np.ndarray, path: str) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     bins = np.linspace(0, 1, 26)
     ax1.hist(zoo_acc, bins=bins, alpha=0.4, density=True, label="zoo")
-    for name, (target, acc) in results.items():
-        ax1.hist(acc, bins=bins, histtype="step", lw=1.5, density=True, label=name)
+    for i, (name, (target, acc)) in enumerate(results.items()):
+        color = f"C{i + 1}"  # one colour per method in both panels (C0 is the zoo's)
+        ax1.hist(acc, bins=bins, histtype="step", lw=1.5, density=True, label=name, color=color)
         if target is not None:
             jitter = (np.random.default_rng(0).random(len(target)) - 0.5) * 0.01
-            ax2.scatter(target + jitter, acc, s=8, alpha=0.6, label=name)
+            ax2.scatter(target + jitter, acc, s=8, alpha=0.6, label=name, color=color)
     ax1.set_xlabel("test accuracy without training")
     ax1.legend(fontsize=7)
     lo, hi = 0.0, 1.0
