@@ -8,7 +8,11 @@ features), also trained on randomly relabelled models (``encoder_broken_perm``, 
 weight statistics + gradient boosting and + an MLP; the models' outputs on fixed probe images + gradient
 boosting and + an MLP (``probe_*``, :mod:`tasks.probing`); opt-in, ``encoder_probe``: the encoder reading every
 neuron's value on those probe images as node features (as the INR encoder reads coordinates); opt-in,
-``encoder_stats``: the encoder's graph embedding and the weight statistics read by one MLP (:mod:`tasks.hybrid`).
+``encoder_stats``: the encoder's graph embedding and the weight statistics read by one MLP (:mod:`tasks.hybrid`);
+opt-in, ``probegen``: ProbeGen (:class:`nngraph.probing.ProbeGen`), probes from a shared deep linear generator
+started at those probe images, the models' softmax outputs read by an MLP, trained end to end. The probing methods
+add their cost per prediction: ``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
+test models, plus an MLP reader's) and ``seconds_per_prediction``.
 (An MLP on the flattened weights needs one architecture: not applicable.)
 
 Outputs in ``--out``: ``results.json`` (the rows), ``predictions.json`` (every test model's id, family, true and
@@ -35,6 +39,8 @@ import torch
 import nngraph
 from nngraph.io import atomic_write
 from nngraph.convert.module_info import parameter_dtype
+from nngraph.probing import ProbeGen, fit_probegen, forward_flops, model_outputs, probing_flops
+from nngraph.train import seed_everything
 
 from .baselines import fit_vector_mlp, gradient_boosting, predict_vectors
 from nngraph.symmetry import positive_scale, sign_flip, symmetry_augment
@@ -53,9 +59,10 @@ from .weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
 METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "encoder_stats", "stats_gbm",
-           "stats_mlp", "probe_gbm", "probe_mlp")
-#: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe``, ``encoder_stats``: opt-in).
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats"))
+           "stats_mlp", "probe_gbm", "probe_mlp", "probegen")
+#: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe``, ``encoder_stats``,
+#: ``probegen``: opt-in).
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats", "probegen"))
 
 
 
@@ -95,6 +102,11 @@ def build_parser(prog: str = "python -m tasks.accuracy_prediction") -> argparse.
                         "only the neurons where they keep the function (nngraph.symmetry)")
     p.add_argument("--probe-inputs", type=int, default=32,
                    help="images the probing baselines run every classifier on (from the zoo's training images)")
+    p.add_argument("--probegen-epochs", type=int, default=60, help="training epochs of ProbeGen")
+    p.add_argument("--probegen-dropout", type=float, default=0.0, help="dropout of ProbeGen's MLP reader")
+    p.add_argument("--probegen-start", choices=("images", "zeros"), default="images",
+                   help="ProbeGen's probes start at the --probe-inputs images or at zero (then only the generator "
+                        "shapes them)")
     add_run_args(p)
     return p
 
@@ -247,16 +259,21 @@ def _with_targets(graphs: list, y: np.ndarray) -> list:
 def _stats_method(args, name, train, val, test, tag=""):
     """The vector baselines: weight statistics (``stats_*``) or outputs on probe images (``probe_*``), read by
     gradient boosting (``*_gbm``) or an MLP (``*_mlp``)."""
+    cost = None
     if name.startswith("probe"):
         inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
-        feats = [output_features(s.models, inputs) for s in (train, val, test)]  # (M, K * classes)
+        feats = [output_features(s.models, inputs) for s in (train, val)]  # (M, K * classes)
+        begin = time.perf_counter()
+        feats.append(output_features(test.models, inputs))  # (M_test, K * classes)
+        cost = (inputs, time.perf_counter() - begin)
     else:
         # asinh: diverged models have statistics of 1e17+, which would swamp the MLP's standardisation
         # (gradient boosting only sees the order of each feature: unaffected).
         feats = [signed_log(torch.stack([weight_stat_features(m) for m in s.models])) for s in (train, val, test)]
     ys = [torch.tensor(_targets(s), dtype=torch.float) for s in (train, val, test)]
     if name.endswith("_gbm"):
-        return np.asarray(gradient_boosting(feats[0], ys[0], feats[2], "regression", args.seed, args.gbm_iters)), None
+        pred = np.asarray(gradient_boosting(feats[0], ys[0], feats[2], "regression", args.seed, args.gbm_iters))
+        return pred, None, None if cost is None else _probe_cost(test.models, *cost)  # the trees' FLOPs not counted
     model, result = fit_vector_mlp(feats[0], ys[0], feats[1], ys[1], "regression", run_dir(args.out, name + tag),
                                    epochs=args.baseline_epochs, seed=args.seed, patience=args.patience,
                                    hidden=(64, 64), batch_size=16)
@@ -264,12 +281,56 @@ def _stats_method(args, name, train, val, test, tag=""):
     # prediction of 30 took R² to -5,900 on a demo zoo); an accuracy is bounded, so predict within the range
     # of accuracies seen in training (Kendall's tau changes only through ties among the clipped predictions)
     predictions = predict_vectors(model, feats[2]).squeeze(-1).numpy()
-    return np.clip(predictions, float(ys[0].min()), float(ys[0].max())), result
+    if cost is not None:
+        cost = _probe_cost(test.models, *cost, reader_flops=forward_flops(model, feats[2][:1]))
+    return np.clip(predictions, float(ys[0].min()), float(ys[0].max())), result, cost
+
+
+def _probegen_method(args, train, val, test, progress, tag=""):
+    """ProbeGen (:class:`nngraph.probing.ProbeGen`): ``--probe-inputs`` probes from a shared deep linear generator,
+    starting at the probe images (or zeros), the models' softmax outputs read by an MLP, trained end to end on
+    the standardised accuracy; returns (pred, result, cost)."""
+    inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
+    seed_everything(args.seed)
+    num_outputs = model_outputs(train.models[0], inputs[:1]).shape[-1]
+    model = ProbeGen(inputs if args.probegen_start == "images" else torch.zeros_like(inputs), num_outputs,
+                     hidden=(64, 64), dropout=args.probegen_dropout)
+    result = fit_probegen(model, train.models, _targets(train), val.models, _targets(val),
+                          run_dir(args.out, "probegen" + tag), epochs=args.probegen_epochs, batch_size=args.batch_size,
+                          lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
+                          progress=progress, settings={"start": args.probegen_start, "dropout": args.probegen_dropout})
+    begin = time.perf_counter()
+    pred = model.predict(test.models).squeeze(-1).numpy()
+    seconds = time.perf_counter() - begin
+    reader_flops = forward_flops(model.reader, torch.zeros(1, model.reader[0].in_features))
+    cost = _probe_cost(test.models, model.generator().detach(), seconds, reader_flops)
+    y = _targets(train)
+    return np.clip(pred, y.min(), y.max()), result, cost
+
+
+def _probe_cost(models, probes: torch.Tensor, seconds: float, reader_flops: int = 0) -> dict:
+    """One prediction of a probing method: ``P`` probe forward passes of the model (the mean FLOPs over
+    ``models``) plus the reader's FLOPs, and ``seconds`` spent on all ``models``, per model."""
+    return {"passes": len(probes), "flops": probing_flops(models, probes) + reader_flops, "reader_flops": reader_flops,
+            "seconds": seconds / len(models)}
+
+
+def _cost_rows(method: str, cost: dict) -> list[dict]:
+    reader = f" + {cost['reader_flops']:,} of the MLP reader" if cost["reader_flops"] else ""
+    return [row(TASK, method, "flops_per_prediction", cost["flops"], None,
+                note=f"{cost['passes']} probe forward passes x the model's FLOPs (mean over the test models){reader}"),
+            row(TASK, method, "seconds_per_prediction", cost["seconds"], None,
+                note="running the test models on the probes" + (" and reading them" if method == "probegen" else "")
+                + ", per model, one thread")]
 
 
 def _predict(args, name, train, val, test, progress, tag=""):
+    """``(pred, result, cost)``: predictions for ``test``, the training result (or None), the cost per
+    prediction of a probing method (or None)."""
     if name.startswith("encoder"):
-        return _graph_method(args, name, train, val, test, progress, tag)
+        return (*_graph_method(args, name, train, val, test, progress, tag), None)
+    if name == "probegen":
+        return _probegen_method(args, train, val, test, progress, tag)
     return _stats_method(args, name, train, val, test, tag)
 
 
@@ -295,12 +356,13 @@ def run(args: argparse.Namespace) -> list[dict]:
                    "true": [float(v) for v in _targets(test)], "pred": {}}
     for name in [] if args.holdout_only else args.methods:
         start = time.perf_counter()
-        pred, result = _predict(args, name, train, val, test, progress)
+        pred, result, cost = _predict(args, name, train, val, test, progress)
         predictions["pred"][name] = [float(v) for v in pred]
         if result is not None:
             histories[name] = result.history
         method_note = note + (f"; augmented: {args.augment}" if name == "encoder" and args.augment != "none" else "")
         rows += _score_rows(name, _targets(test), pred, _families(test), time.perf_counter() - start, method_note)
+        rows += _cost_rows(name, cost) if cost is not None else []
         print(f"{name}: kendall tau {kendall_tau(_targets(test), pred):.4f}", flush=True)
         if name == "encoder":
             plot_scatter(_targets(test), pred, _families(test), os.path.join(args.out, "scatter.png"),
@@ -318,7 +380,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         held = Split.concat([s.where(lambda e: e["family"] == fam) for s in (all_train, val, test)])
         for name in args.methods:
             start = time.perf_counter()
-            pred, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")
+            pred, _, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")
             rows += _score_rows(name, _targets(held), pred, _families(held), time.perf_counter() - start,
                                 f"trained without {fam}: {len(tr)} models; tested on all {len(held)} {fam}",
                                 scope=f"unseen {fam}")
