@@ -36,7 +36,8 @@ class ProbeGenerator(nn.Module):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         if start.dim() < 2:
-            raise ValueError(f"start must hold P probes along dimension 0, (P, *in_shape); got shape {tuple(start.shape)}")
+            raise ValueError("start must hold P probes along dimension 0, (P, *in_shape); got shape "
+                             f"{tuple(start.shape)}")
         self.register_buffer("start", start.detach().clone().to(torch.get_default_dtype()))
         self.latent = nn.Parameter(torch.randn(start.shape[0], latent_dim))  # (P, latent)
         widths = [latent_dim] + [hidden_dim] * (depth - 1) + [start[0].numel()]

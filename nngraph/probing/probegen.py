@@ -125,7 +125,8 @@ class ProbeGen(nn.Module):
         self.eval()
         try:
             probes = self.generator()  # (P, *in_shape)
-            out = [self.read(self.responses(models[s:s + batch_size], probes)) for s in range(0, len(models), batch_size)]
+            out = [self.read(self.responses(models[s:s + batch_size], probes))  # (b, out_dim)
+                   for s in range(0, len(models), batch_size)]
         finally:
             self.train(was_training)
         return torch.cat(out)

@@ -54,7 +54,8 @@ def test_the_generator_is_an_affine_map_of_the_codes_and_starts_at_its_inputs():
         for p in gen.layers.parameters():
             p.normal_()
         assert all(isinstance(m, nn.Linear) for m in gen.layers)  # no activation between the layers
-        z1, z2, zero = torch.randn(7, 4, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64), torch.zeros(7, 4, dtype=torch.float64)
+        z1, z2 = torch.randn(7, 4, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64)
+        zero = torch.zeros(7, 4, dtype=torch.float64)
         lin = lambda z: gen.decode(z) - gen.decode(zero)  # noqa: E731
         torch.testing.assert_close(lin(2.0 * z1 - 0.5 * z2), 2.0 * lin(z1) - 0.5 * lin(z2), rtol=1e-10, atol=1e-10)
         assert gen().shape == (5, 2, 3) and gen.decode(z1).shape == (7, 2, 3)
@@ -96,7 +97,7 @@ def test_gradients_reach_the_generator_and_reader_but_not_the_probed_model():
     assert probegen.generator.layers[-1].weight.grad.abs().sum() > 0
     assert probegen.reader[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for m in models for p in m.parameters())
-    assert all(not m.training for m in models) or all(m.training for m in models)  # modes left as they were
+    assert all(m.training for m in models)  # run in eval mode, their train mode restored
 
 
 def test_outputs_of_a_diverged_model_read_as_uniform_and_send_no_nan_gradient():
