@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["pyplot"]
+__all__ = ["pyplot", "save_figure"]
 
 
 def pyplot():
@@ -21,3 +21,11 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> str:
+    """Lay out ``fig``, write it to ``path``, close it (figures are not kept open by scripts); returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path

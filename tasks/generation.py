@@ -27,7 +27,7 @@ import torch
 import nngraph
 from nngraph.generate import FlowGenerator, GaussianGenerator
 from nngraph.io import atomic_write
-from nngraph.plotting import pyplot
+from nngraph.plotting import pyplot, save_figure
 from nngraph.zoo import ClassifierZooConfig, build_model, derive_seed
 from nngraph.zoo.classifiers import classifier_data, evaluate, sample_hparams, train_run
 
@@ -131,10 +131,7 @@ def plot(results: dict, zoo_acc: np.ndarray, path: str) -> str:
     ax2.set_xlabel("target accuracy (condition)")
     ax2.set_ylabel("sampled model's test accuracy")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(args: argparse.Namespace) -> list[dict]:

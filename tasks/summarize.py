@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nngraph.plotting import pyplot
+from nngraph.plotting import pyplot, save_figure
 
 __all__ = ["load_rows", "tag_methods", "expand_fields", "over_seeds", "format_seed_table", "paired_differences",
            "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
@@ -200,10 +200,7 @@ def plot_learning_curve(curve: dict[str, list[tuple[int, float, float, int]]], m
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _pair(parser: argparse.ArgumentParser, flag: str, item: str, form: str, last: bool = False) -> tuple[str, str]:
