@@ -258,7 +258,7 @@ class Layout:
                 _write(x, p.view, p.nodes * NODE_FEATURE_DIM + p.column if p.view is None else None,
                        _lookup(tensors, p.name))
             for p in self.edge_placements:
-                _write(edge_attr, p.view, p.positions, _lookup(tensors, p.name))
+                _write(edge_attr, p.view, p.stored_positions, _lookup(tensors, p.name))
         edges = ({"edge_blocks": self.edge_blocks} if compact else
                  {"edge_index": self.edge_index, "edge_type": self.edge_type, "kernel_shape": self.kernel_shape})
         return Data(
@@ -386,7 +386,7 @@ class Layout:
                 out[p.name] = _gather(xb, p.view, positions, p.shape)
         for p in self.edge_placements:
             if p.read_back:
-                out[p.name] = _gather(eb, p.view, p.positions, p.shape)
+                out[p.name] = _gather(eb, p.view, p.stored_positions, p.shape)
         return out
 
     def _count_graphs(self, x: torch.Tensor, edge_attr: torch.Tensor, batch: torch.Tensor | None) -> int:
