@@ -111,7 +111,7 @@ def encoder_rows(hidden: int, layers: int, width: int = 1024, depth: int = 3) ->
     return rows
 
 
-def run(key: str, encode: bool, hidden: int, layers: int, verify: bool) -> dict:
+def run(key: str, encode: bool, hidden: int, layers: int, verify: bool, save_dir: str | None = None) -> dict:
     name, make = MODELS[key]
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -140,6 +140,13 @@ def run(key: str, encode: bool, hidden: int, layers: int, verify: bool) -> dict:
     }
     if encode:
         row.update(encode_cost(graph, hidden, layers))
+    if save_dir:  # for nngraph embed --graph (the embedding of a model larger than the encoder's memory)
+        from nngraph.graph_io import save_graph
+
+        path = os.path.join(save_dir, f"{key}.safetensors")
+        start = time.perf_counter()
+        save_graph(graph, path)
+        row["_seconds"] += f"; graph file {path} ({os.path.getsize(path) / 2**30:.2f} GiB, {time.perf_counter() - start:.0f} s)"
     del graph, model
     gc.collect()
     if verify:
@@ -170,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=32, help="encoder width for --encode (default: 32)")
     parser.add_argument("--layers", type=int, default=4, help="encoder layers for --encode (default: 4)")
     parser.add_argument("--no-verify", action="store_true", help="skip verify on the 2-layer copy")
+    parser.add_argument("--save-graphs", metavar="DIR", default=None,
+                        help="write each model's graph to DIR/<model>.safetensors (for nngraph embed --graph)")
     parser.add_argument("--encoder-only", action="store_true",
                         help="only the encoder table (in memory against block by block, on an MLP graph)")
     args = parser.parse_args(argv if argv is not None else [])
@@ -180,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = []
     for key in args.models.split(","):
-        rows.append(run(key, args.encode, args.hidden, args.layers, not args.no_verify))
+        rows.append(run(key, args.encode, args.hidden, args.layers, not args.no_verify, args.save_graphs))
         print(rows[-1], flush=True)
         gc.collect()
     print_table(rows)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -110,15 +110,41 @@ def _first_run(values: Tensor) -> int:
     return int(changed[0, 0]) if changed.numel() else values.numel()
 
 
-class EdgeChunk(NamedTuple):
-    """Edges ``edges`` (a range of edge ids) of one block with their ends, type and kernel rows ``entries``."""
+class EdgeChunk:
+    """Edges ``edges`` (a range of edge ids) of one block with their ends ``src`` / ``dst`` ``(n,)`` int64, type and
+    kernel rows ``entries``.
 
-    edges: range
-    entries: range
-    src: Tensor  # (n,) int64
-    dst: Tensor  # (n,) int64
-    edge_type: int
-    kernel_shape: tuple[int, int, int]
+    A chunk of a grid block holds whole rows: ``grid = (rows, cols, src_major)``, local edge ``r * C + c``
+    joining ``rows[r]`` and ``cols[c]`` (``rows`` the sources when ``src_major``, else the targets), so that
+    per-edge work can broadcast two node tables instead of gathering ``n`` rows; its ``src`` / ``dst`` are made
+    only when read."""
+
+    __slots__ = ("edges", "entries", "edge_type", "kernel_shape", "grid", "_src", "_dst")
+
+    def __init__(self, edges: range, entries: range, edge_type: int, kernel_shape: tuple[int, int, int],
+                 src: Tensor | None = None, dst: Tensor | None = None,
+                 grid: tuple[Tensor, Tensor, bool] | None = None):
+        self.edges, self.entries, self.edge_type, self.kernel_shape, self.grid = (edges, entries, edge_type,
+                                                                                  kernel_shape, grid)
+        self._src, self._dst = src, dst
+
+    def _ends(self) -> None:
+        rows, cols, src_major = self.grid
+        major = rows.repeat_interleave(cols.numel())  # (R * C,)
+        minor = cols.repeat(rows.numel())  # (R * C,)
+        self._src, self._dst = (major, minor) if src_major else (minor, major)
+
+    @property
+    def src(self) -> Tensor:
+        if self._src is None:
+            self._ends()
+        return self._src
+
+    @property
+    def dst(self) -> Tensor:
+        if self._dst is None:
+            self._ends()
+        return self._dst
 
 
 class EdgeBlocks:
@@ -241,15 +267,27 @@ class EdgeBlocks:
 
     # ------------------------------------------------------------ streaming
     def chunks(self, max_edges: int = 1 << 20) -> Iterator[EdgeChunk]:
-        """The edges in order, in pieces of at most ``max_edges`` edges that never cross a block, each with
-        its materialised ends: what a block-by-block pass over a graph larger than memory reads."""
+        """The edges in order, in pieces of at most ``max_edges`` edges (a grid's: whole rows, at least one) that
+        never cross a block, each with its materialised ends: what a block-by-block pass over a graph larger than
+        memory reads."""
         for start, entry, b in zip(self.starts, self.entry_starts, self.blocks):
             size = b.kernel_size
+            if b.grid:  # whole rows of the grid: the major end's list cut, the minor end's whole
+                major, minor = (b.src, b.dst) if b.src_major else (b.dst, b.src)
+                width = minor.numel()
+                step = max(1, max_edges // width)
+                for r0 in range(0, major.numel(), step):
+                    r1 = min(r0 + step, major.numel())
+                    lo, hi = r0 * width, r1 * width
+                    yield EdgeChunk(range(start + lo, start + hi), range(entry + lo * size, entry + hi * size),
+                                    b.edge_type, b.kernel_shape,
+                                    grid=(major[r0:r1].long(), minor.long(), b.src_major))
+                continue
             for lo in range(0, b.count, max_edges):
                 hi = min(lo + max_edges, b.count)
                 src, dst = b.range_ends(lo, hi)
-                yield EdgeChunk(range(start + lo, start + hi), range(entry + lo * size, entry + hi * size), src, dst,
-                                b.edge_type, b.kernel_shape)
+                yield EdgeChunk(range(start + lo, start + hi), range(entry + lo * size, entry + hi * size),
+                                b.edge_type, b.kernel_shape, src, dst)
 
     def degrees(self, num_nodes: int) -> tuple[Tensor, Tensor]:
         """``(in_degree, out_degree)`` ``(N,)`` int64, counted per block (a grid block adds ``D`` to each of its

@@ -55,11 +55,12 @@ def _encoder(aggregators=("mean", "max", "std")):
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("cache_bytes", [0, 1 << 30])
-def test_stream_forward_equals_the_in_memory_forward(name, compact, cache_bytes):
+@pytest.mark.parametrize("max_edges", [7, 40, 1 << 20])  # one grid row per chunk, several, whole blocks
+def test_stream_forward_equals_the_in_memory_forward(name, compact, cache_bytes, max_edges):
     graph = _graph(name, compact)
     encoder = _encoder()
     expected = encoder(materialize(graph))  # (1, 7)
-    got = stream_forward(encoder, graph, max_edges=7, cache_bytes=cache_bytes)
+    got = stream_forward(encoder, graph, max_edges=max_edges, cache_bytes=cache_bytes)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
     h_expected = encoder.encode(materialize(graph))[0]
