@@ -439,7 +439,13 @@ class Layout:
 
     def permute_graph(self, graph: Data, perm: torch.Tensor) -> Data:
         """Relabel ``graph``'s nodes by ``perm`` and reorder its edges into this layout's edge order,
-        so that the result can be read back with :meth:`from_graph` (old node ``i`` -> ``perm[i]``)."""
+        so that the result can be read back with :meth:`from_graph` (old node ``i`` -> ``perm[i]``).
+        A blocked graph stays blocked: a grid block whose neuron lists the permutation maps onto themselves is
+        reordered as a grid (no per-edge keys), the other blocks as edge lists."""
+        if is_blocked(graph):
+            permuted = _permute_blocked(graph, perm)
+            if permuted is not None:
+                return permuted
         graph = materialize(graph)
         n = self.num_nodes
         inverse = torch.empty_like(perm)
@@ -461,6 +467,61 @@ class Layout:
         if "kernel_shape" in graph:
             out.kernel_shape = shapes[edges]
         return out
+
+
+def _permute_blocked(graph: Data, perm: torch.Tensor) -> Data | None:
+    """:meth:`Layout.permute_graph` of a blocked graph, block by block; ``None`` when some block's preimage is
+    not found in that block (the caller then takes the general path over all edges)."""
+    blocks = graph.edge_blocks
+    n = int(graph.num_nodes)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n)
+    attr = graph.edge_attr.view(-1)  # (W,)
+    new_attr = torch.empty_like(attr)
+    where = torch.full((n,), -1, dtype=torch.long)  # node -> its index in the list being looked up
+    lists = []  # (edge start, entry start, block) of the list blocks, reordered together below
+    for start, entry, block in zip(blocks.starts, blocks.entry_starts, blocks.blocks):
+        if not block.grid:
+            lists.append((start, entry, block))
+            continue
+        major, minor = (block.src, block.dst) if block.src_major else (block.dst, block.src)
+        index = []
+        for nodes in (major.long(), minor.long()):
+            where[nodes] = torch.arange(nodes.numel())
+            found = where[inverse[nodes]]  # (len,): where each new node's preimage sits in the list
+            where[nodes] = -1
+            if bool((found < 0).any()):
+                return None
+            index.append(found)
+        size = block.kernel_size
+        rows = slice(entry, entry + block.count * size)
+        old = attr[rows].view(major.numel(), minor.numel(), size)  # (R, C, K): the grid row by row
+        new_attr[rows] = old[index[0]][:, index[1]].reshape(-1)
+    if lists:  # the general path, over the list blocks' edges only
+        old_edges = torch.cat([torch.arange(s, s + b.count) for s, _, b in lists])  # (L,)
+        src, dst = blocks.ends(old_edges)
+        types = torch.cat([torch.full((b.count,), b.edge_type) for _, _, b in lists])
+        keys = _ranked(_edge_keys(src, dst, types, n))
+        order = torch.argsort(keys)
+        wanted = _ranked(_edge_keys(inverse[src], inverse[dst], types, n))
+        found = torch.searchsorted(keys[order], wanted).clamp(max=keys.numel() - 1)
+        if not torch.equal(keys[order][found], wanted):
+            return None
+        shapes = blocks.kernel_shapes_of(old_edges)  # (L, 3)
+        sizes = shapes.prod(1).long()
+        offsets = blocks.entry_offsets(old_edges)  # (L,): rows of edge_attr of each list edge
+        source = old_edges[order[found]]  # (L,): the old edge each list position takes
+        if bool((shapes[order[found]] != shapes).any()):
+            return None
+        source_offsets = blocks.entry_offsets(source)
+        width = int(sizes.max())
+        for k in range(width):  # kernel entry k of every list edge that has one
+            has = sizes > k
+            new_attr[offsets[has] + k] = attr[source_offsets[has] + k]
+    out = graph.clone()
+    out.x = graph.x[inverse]
+    out.edge_attr = new_attr.view_as(graph.edge_attr)
+    return out
 
 
 def inputs_from_spec(spec, seed: int = 0) -> tuple[torch.Tensor, ...]:

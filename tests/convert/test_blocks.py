@@ -124,3 +124,15 @@ def test_graph_files_hold_the_blocks(tmp_path, suffix, mmap):
     assert torch.equal(back(x), model(x))
     encoder = NeuralGraphEncoder(4, hidden_dim=8, num_layers=2).eval()
     torch.testing.assert_close(stream_forward(encoder, again, max_edges=16), encoder(materialize(graph)))
+
+
+@pytest.mark.parametrize("trap", CONVERTED, ids=[t.name for t in CONVERTED])
+def test_a_blocked_graph_permutes_as_its_plain_form(trap):
+    torch.manual_seed(0)
+    model, inputs = trap.build().eval(), trap.inputs()
+    layout = build_layout(model, inputs, cache=False)
+    perm = layout.random_node_permutation(torch.Generator().manual_seed(1))
+    plain = layout.permute_graph(layout.to_graph(model), perm)
+    blocked = layout.permute_graph(layout.to_graph(model, compact=True), perm)
+    assert is_blocked(blocked)
+    assert torch.equal(blocked.x, plain.x) and torch.equal(blocked.edge_attr, plain.edge_attr)
