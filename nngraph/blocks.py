@@ -105,9 +105,16 @@ class EdgeBlock:
 
 
 def _first_run(values: Tensor) -> int:
-    """Length of the run of equal values that ``values`` ``(n,)`` starts with."""
-    changed = (values != values[0]).nonzero()
-    return int(changed[0, 0]) if changed.numel() else values.numel()
+    """Length of the run of equal values that ``values`` ``(n,)`` starts with, found in prefixes growing 4x at a
+    time: the cost follows the run's length, not ``n``."""
+    size = 256
+    while True:
+        changed = values[:size] != values[0]
+        if bool(changed.any()):
+            return int(changed.to(torch.uint8).argmax())
+        if size >= values.numel():
+            return values.numel()
+        size *= 4
 
 
 class EdgeChunk:

@@ -554,6 +554,10 @@ class GraphBuilder:
         num_entries = blocks.num_entries
         edge_placements = []
         for (name, stored, kernel_pos, kshape, shape), read_back in zip(self._edge_placements, self._edge_read_back):
+            view = _block_view(blocks, stored, kernel_pos, kshape)
+            if view is not None:  # a dense layer's weights in one block: positions by arithmetic
+                edge_placements.append(EdgePlacement(name, None, view, read_back, shape))
+                continue
             edges = _edge_ids(stored, shape)
             _check_kernel_shape(name, blocks, edges, kshape)
             positions = (blocks.entry_offsets(edges) + kernel_pos).reshape(-1)  # (numel,)
@@ -634,6 +638,20 @@ def _compact_edges(edges: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor 
     full = edges.expand(shape).reshape(-1)  # (numel,)
     view = flat_view(full, shape, int(full.max()) + 1)
     return edges if view is None else view
+
+
+def _block_view(blocks: EdgeBlocks, stored, kernel_pos: torch.Tensor, kshape: tuple[int, int, int]) -> View | None:
+    """The positions :data:`View` of a placement whose edge ids are a :data:`View` inside one block with 1x1
+    kernels of its shape (a linear layer's weight), computed without any per-entry tensor; else ``None``."""
+    if isinstance(stored, torch.Tensor) or bool(kernel_pos.any()):  # kernel positions all 0: 1x1 kernels
+        return None
+    offset, shape, strides = stored
+    last = offset + sum((n - 1) * st for n, st in zip(shape, strides))  # strides are >= 0 (flat_view)
+    block = blocks.block_index(offset)
+    if block != blocks.block_index(last) or blocks.blocks[block].kernel_shape != tuple(kshape) \
+            or blocks.blocks[block].kernel_size != 1:
+        return None
+    return blocks.entry_starts[block] + offset - blocks.starts[block], tuple(shape), tuple(strides)
 
 
 def _edge_ids(stored: torch.Tensor | View, shape: tuple[int, ...]) -> torch.Tensor:

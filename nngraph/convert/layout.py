@@ -73,12 +73,12 @@ def flat_view(positions: torch.Tensor, shape: tuple[int, ...], size: int) -> Vie
     strides = []
     for i, n in enumerate(shape):
         strides.append(int(p[(0,) * i + (1,) + (0,) * (len(shape) - i - 1)]) - start if n > 1 else 0)
-    if any(v < 0 for v in strides) or start < 0 or int(positions.max()) >= size:
+    extent = sum((n - 1) * v for n, v in zip(shape, strides)) + 1  # the last index named, + 1, from start
+    if any(v < 0 for v in strides) or start < 0 or start + extent > size:
         return None
-    expected = torch.full((), start, dtype=positions.dtype)
-    for i, (n, v) in enumerate(zip(shape, strides)):
-        expected = expected + (torch.arange(n) * v).view((-1,) + (1,) * (len(shape) - i - 1))
-    if not torch.equal(expected.expand(shape), p):
+    # what the view names, as a strided view of one range (two passes over the entries, no per-dim tensors)
+    expected = torch.arange(start, start + extent, dtype=positions.dtype).as_strided(shape, strides)
+    if not torch.equal(expected, p):
         return None
     return start, shape, tuple(strides)
 
