@@ -136,3 +136,16 @@ def test_a_blocked_graph_permutes_as_its_plain_form(trap):
     blocked = layout.permute_graph(layout.to_graph(model, compact=True), perm)
     assert is_blocked(blocked)
     assert torch.equal(blocked.x, plain.x) and torch.equal(blocked.edge_attr, plain.edge_attr)
+
+
+def test_verify_runs_on_blocked_graphs(monkeypatch):
+    """verify on a model whose graph is blocked (as a large model's is) permutes it block by block."""
+    monkeypatch.setattr("nngraph.convert.layout.COMPACT_EDGES", 100)
+    api.clear_cache()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(4, 8)
+    assert is_blocked(nngraph.to_graph(model, x))
+    report = nngraph.verify(model, x)
+    assert report.ok and report.round_trip_error == 0.0
+    api.clear_cache()
