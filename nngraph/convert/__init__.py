@@ -22,11 +22,9 @@ from .layout import Layout, SymmetryGroup
 from .probe import probe_features
 from .registry import register_function, register_module, supported_functions, supported_modules
 from .trace import trace
-from .verify import SoundnessError, VerifyReport, use_layout_builder, verify
+from .verify import SoundnessError, VerifyReport, verify
 
-use_layout_builder(build_layout)  # verify sits below api, which defines the builder (see verify._build_layout)
-
-_INFRASTRUCTURE = {"api", "builder", "errors", "export_lift", "export_patterns", "flatten", "probe", "program",
+_INFRASTRUCTURE = {"api", "builder", "building", "errors", "export_lift", "export_patterns", "flatten", "probe", "program",
                    "layout", "registry", "residual", "softmax_patterns", "trace", "values", "verify", "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):

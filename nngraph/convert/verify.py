@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import NNGraphError
 from ..schema import NodeKind
+from .building import build_layout
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import constant_buffers, named_tensors
 from .module_info import output_tensors, parameter_dtype
@@ -25,16 +26,8 @@ from .repair import check_tolerance, output_error
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
 
-#: Builds a model's layout: :func:`nngraph.convert.api.build_layout`, handed in by ``nngraph/convert/__init__.py``
-#: (:func:`use_layout_builder`). ``api`` sits above this module (``to_graph(verify=True)`` calls :func:`verify`), so
-#: importing it from here would close an import circle.
-_build_layout: Callable[..., Any] | None = None
-
-
-def use_layout_builder(build_layout: Callable[..., Any]) -> None:
-    """Make :func:`verify` build its layouts with ``build_layout`` (``nngraph.convert`` passes its own)."""
-    global _build_layout
-    _build_layout = build_layout
+#: Builds a model's layout (a module attribute, so that a test can hand verify a lying builder)
+_build_layout = build_layout
 
 
 class SoundnessError(NNGraphError, AssertionError):
