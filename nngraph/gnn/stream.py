@@ -186,7 +186,8 @@ def _run(encoder, graph, max_edges: int, cache_bytes: int, progress: bool) -> tu
                         f"parameters are {dtype}: convert one to the other")
     if encoder.check_finite:
         for name in ("x", "edge_attr"):
-            if not bool(torch.isfinite(getattr(graph, name)).all()):
+            flat = getattr(graph, name).view(-1)
+            if not all(bool(torch.isfinite(flat[i:i + (1 << 24)]).all()) for i in range(0, flat.numel(), 1 << 24)):
                 raise ValueError(f"graph.{name} holds NaN or Inf entries; the encoder refuses them "
                                  "(encoder.check_finite = False to encode them anyway)")
     blocks = edge_blocks_of(graph)
