@@ -101,3 +101,10 @@ def test_stream_forward_is_invariant_to_hidden_permutations():
     encoder = _encoder()
     torch.testing.assert_close(stream_forward(encoder, layout.to_graph(back, compact=True), max_edges=4),
                                stream_forward(encoder, graph, max_edges=4), rtol=1e-10, atol=1e-10)
+
+
+def test_non_finite_weights_are_refused_in_one_line():
+    graph = _graph("mlp", True)
+    graph.edge_attr[5, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        stream_forward(_encoder(), graph)
