@@ -1,7 +1,8 @@
 """The encoder and weight statistics read by one network (``encoder_stats`` in :mod:`tasks.accuracy_prediction`).
 
 On the wild zoo the encoder and weight statistics + GBM are level, and a rank average of their predictions is
-well above both (tasks/README, "Level, but not the same knowledge"): each reads something the other misses.
+well above both (docs/tasks/accuracy_prediction.md, "Level, but not the same knowledge"): each reads something
+the other misses.
 :class:`StatsGraphPredictor` puts both into one model: the encoder's invariant graph embedding and the model's
 weight statistics (:func:`tasks.weightstats.weight_stat_features`, invariant to relabelling hidden neurons)
 are concatenated and read by an MLP, trained end to end. The predictor stays invariant: neither input changes

@@ -13,7 +13,7 @@ Options: ``--flip`` (sign-flip augmentation), ``--head-scale``, ``--first-layer-
 first layer's deltas), ``--render-res`` (training loss on a finer grid), ``--ensemble K`` (output ensembles,
 Dayan, Eitan & Maron, ICML 2026: the head predicts ``K`` deltas per parameter and the edited INR is the
 pixel-wise mean of the ``K`` edited SIRENs; row ``encoder_kK``; with ``--ensemble-match-params`` the head's
-width keeps the encoder's parameter budget, :mod:`tasks.budget`). Measured in ``tasks/README.md``.
+width keeps the encoder's parameter budget, :mod:`tasks.budget`). Measured in ``docs/tasks/inr_editing.md``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/*.md runs as written, so the documentation cannot drift.
+"""Every ```python block of README.md, docs/**/*.md and the folders' READMEs runs as written, so the documentation
+cannot drift.
 
 The blocks of one file run in order in one fresh namespace (a later block may use an earlier one's names), in a
 scratch directory (files a block writes land there) with nngraph's cache there too. A block that is not meant to
@@ -14,7 +15,9 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+#: the Markdown a reader is sent to: the front page, every page under docs/ (sub-folders too), the folders' READMEs
+DOCS = ["README.md", "ARCHITECTURE.md", "tasks/README.md", "examples/README.md",
+        *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))]
 #: an opening fence and its info string (the language), a closing fence
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 #: a block is meant to stay small: this many seconds on a loaded 2-core machine at most
@@ -46,6 +49,18 @@ def test_the_extractor_sees_the_blocks():
     blocks = python_blocks(os.path.join(ROOT, "README.md"))
     assert blocks and blocks[0][1].startswith("import torch")
     assert sum(len(python_blocks(os.path.join(ROOT, d))) for d in DOCS) >= 8  # the docs pages' too
+
+
+def test_every_page_is_checked():
+    """A Markdown page added to the repository (a moved section, a new folder's README) is among the :data:`DOCS`."""
+    pages = set()
+    for folder, dirs, files in os.walk(ROOT):
+        # not the environment, caches, or what runs write (runs/, zoos/, data/)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and "egg-info" not in d and "cache" not in d
+                   and (folder != ROOT or d not in ("runs", "zoos", "data"))]
+        pages |= {os.path.relpath(os.path.join(folder, name), ROOT) for name in files if name.endswith(".md")}
+    assert "docs/tasks/inr_editing.md" in DOCS
+    assert pages <= set(DOCS), f"pages test_docs does not read: {sorted(pages - set(DOCS))}"
 
 
 #: a Markdown link or image, ``[text](target)`` / ``![alt](target "title")``: the target
@@ -82,7 +97,7 @@ def test_the_link_finder_sees_links_and_images(tmp_path):
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_relative_links_point_to_files(doc):
-    """Every link and image of README.md and docs/*.md that points into the repository finds its file or folder."""
+    """Every link and image of the :data:`DOCS` that points into the repository finds its file or folder."""
     folder = os.path.dirname(os.path.join(ROOT, doc))
     missing = [f"{doc}:{line}: {target}" for line, target in relative_links(os.path.join(ROOT, doc))
                if not os.path.exists(os.path.join(folder, target.split("#")[0]))]
