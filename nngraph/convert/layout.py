@@ -607,7 +607,11 @@ def _float_dtype(tensors: dict[str, torch.Tensor], default: torch.dtype) -> torc
 def _write(flat: torch.Tensor, view: View | None, positions: torch.Tensor | None, value: torch.Tensor) -> None:
     """Put ``value`` into the entries of ``flat`` a placement names (one strided copy for a view)."""
     if view is not None:
-        _strided(flat, view).copy_(value.detach())
+        dest = _strided(flat, view)
+        # walk the destination in its memory order (a transposed weight: contiguous writes, strided reads, ~5x
+        # faster than the other way round)
+        order = sorted(range(dest.dim()), key=lambda i: -dest.stride(i))
+        dest.permute(order).copy_(value.detach().permute(order))
     else:
         flat.index_copy_(0, positions, value.detach().reshape(-1).to(flat.dtype))
 
