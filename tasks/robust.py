@@ -80,8 +80,8 @@ class RobustGraphScaler(GraphScaler):
     def forward(self, batch):
         """A shallow copy of ``batch``: weights and biases scaled per depth, then every parameter ``asinh``-ed."""
         out = copy.copy(batch)
-        if is_blocked(batch):  # a large model's graph, block by block
-            out.edge_attr = self.scaled_blocked_edges(batch, signed_log)
+        if is_blocked(batch):  # a large model's graph: scaled as the encoder reads it, block by block
+            out.edge_transform = self.blocked_edge_transform(batch, signed_log)
         else:
             w, _ = self._weight_entries(batch)  # (W,); identity edges stay 1
             w = w.unsqueeze(-1)  # (W, 1)

@@ -68,26 +68,29 @@ class GraphScaler(nn.Module):
         """``(N,)``: the bias scale of every node."""
         return self.node_scale[self._depth(batch.layer)]
 
-    def scaled_blocked_edges(self, graph, squash=None) -> torch.Tensor:
-        """``(W, 1)``: a blocked graph's (``graph.edge_blocks``, a large model) ``edge_attr`` with its weights
-        divided by their depth's scale (then ``squash``-ed), made block by block: no edge-sized temporaries."""
-        out = torch.empty_like(graph.edge_attr)  # (W, 1)
-        for chunk in graph.edge_blocks.chunks():
-            rows = slice(chunk.entries.start, chunk.entries.stop)
+    def blocked_edge_transform(self, graph, squash=None):
+        """``transform(chunk, rows) -> rows`` for a blocked graph (``graph.edge_blocks``, a large model): the
+        chunk's weight rows divided by their depth's scale (then ``squash``-ed), applied by the block-by-block
+        encoder as it reads them (:mod:`nngraph.gnn.stream`), so a graph larger than memory is never copied."""
+        layer = graph.layer
+
+        def transform(chunk, rows: torch.Tensor) -> torch.Tensor:
             if chunk.edge_type != int(schema.EdgeType.WEIGHT):
-                out[rows] = graph.edge_attr[rows]
-                continue
+                return rows
             size = len(chunk.entries) // len(chunk.edges)
-            scale = self.edge_scale[self._depth(graph.layer[chunk.dst])]  # (n,)
-            value = graph.edge_attr[rows].view(-1, size) / scale.unsqueeze(-1)  # (n, K): one row per edge
-            out[rows] = (value if squash is None else squash(value)).view(-1, 1)  # (n * K, 1)
-        return out
+            scale = self.edge_scale[self._depth(layer[chunk.dst])]  # (n,)
+            value = rows.reshape(-1, size) / scale.unsqueeze(-1)  # (n, K): one row per edge
+            return (value if squash is None else squash(value)).reshape(-1, 1)  # (n * K, 1)
+
+        return transform
 
     def forward(self, batch):
         """A shallow copy of ``batch`` with scaled ``edge_attr`` and bias column."""
         out = copy.copy(batch)  # shallow: shares the untouched tensors
-        out.edge_attr = self.scaled_blocked_edges(batch) if is_blocked(batch) else \
-            batch.edge_attr / self.edge_factor(batch)  # (W, 1)
+        if is_blocked(batch):  # scaled as the encoder reads it, block by block
+            out.edge_transform = self.blocked_edge_transform(batch)
+        else:
+            out.edge_attr = batch.edge_attr / self.edge_factor(batch)  # (W, 1)
         x = batch.x.clone()
         x[:, schema.BIAS] = x[:, schema.BIAS] / self.node_factor(batch)
         out.x = x

@@ -107,9 +107,14 @@ class _Accumulator:
 
 
 def _edge_input(graph, chunk: EdgeChunk) -> SimpleNamespace:
-    """The edge fields of one chunk, as :class:`~nngraph.gnn.EdgeEncoder` reads them."""
+    """The edge fields of one chunk, as :class:`~nngraph.gnn.EdgeEncoder` reads them. A graph may carry
+    ``edge_transform(chunk, rows) -> rows``, applied to the chunk's kernel rows as they are read (a scaler's
+    per-depth scaling of a graph too large to copy)."""
     n = len(chunk.edges)
     attr = graph.edge_attr[chunk.entries.start:chunk.entries.stop]  # (n * K, 1)
+    transform = getattr(graph, "edge_transform", None)
+    if transform is not None:
+        attr = transform(chunk, attr)
     shape = torch.tensor(chunk.kernel_shape, dtype=torch.int32).expand(n, 3)  # (n, 3)
     edge_type = torch.full((n,), chunk.edge_type, dtype=torch.long)
     return SimpleNamespace(edge_attr=attr, kernel_shape=shape, edge_type=edge_type)
