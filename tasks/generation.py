@@ -9,7 +9,9 @@ from chance to about 0.95. Fits the generators of :mod:`nngraph.generate` on eve
 test accuracy, and samples ``--per-target`` models at each of ``--targets`` target accuracies (evenly spaced from
 the zoo's 10th to its 90th percentile). Rows, per method: the median test accuracy of the samples (all of them,
 and at the highest target), the fraction of samples above the zoo's median, the mean distance between target and
-accuracy, and Kendall's tau between target and accuracy; the references are the zoo itself and randomly
+accuracy, Kendall's tau between target and accuracy, and novelty: the distance of every sample to its nearest
+zoo model after weight matching, against the zoo's own (each model to its nearest of another run), and the
+fraction of samples closer than the zoo's 5th percentile (copies). The references are the zoo itself and randomly
 initialised models. ``accuracy.png`` shows the distributions and the target against the result.
 """
 from __future__ import annotations
@@ -97,6 +99,58 @@ def accuracies(graphs, template, x_te, y_te) -> np.ndarray:
     return np.array([evaluate(nngraph.from_graph(g, template), x_te, y_te)[0] for g in graphs])
 
 
+def _invariants(graphs, num_nodes: int) -> torch.Tensor:
+    """``(B, F)``: features of every model that relabelling its hidden neurons leaves unchanged (the Gram
+    matrices of the weights over the fixed input and output neurons, and their biases), to shortlist the
+    nearest models before aligning them. For graphs of one entry per edge (the task's MLPs)."""
+    out = []
+    for g in graphs:
+        w = torch.zeros(num_nodes, num_nodes, dtype=torch.float64).index_put_(
+            (g.edge_index[0], g.edge_index[1]), g.edge_attr.view(-1).double(), accumulate=True)  # (N, N)
+        fixed = g.node_type != nngraph.schema.NodeType.HIDDEN  # (N,)
+        gram = w.t() @ w + w @ w.t()  # (N, N): sums over the hidden neurons between fixed ones
+        out.append(torch.cat([gram[fixed][:, fixed].reshape(-1), g.x.double()[fixed].reshape(-1)]))
+    return torch.stack(out)
+
+
+class Novelty:
+    """Distance of a sample to its nearest zoo model after aligning the model to it (weight matching,
+    :func:`nngraph.symmetry.align_graph`), against the distance of every zoo model to its nearest model of another
+    run (checkpoints of one run are near-copies of each other). Only the ``shortlist`` nearest models by
+    invariant features (:func:`_invariants`) are aligned."""
+
+    def __init__(self, graphs, runs: np.ndarray, template, example_inputs, shortlist: int = 8):
+        from nngraph.generate import WeightSpace
+
+        self.graphs, self.shortlist = graphs, shortlist
+        self.layout = nngraph.build_layout(template, (example_inputs,))
+        self.space = WeightSpace.of(template, example_inputs)
+        self.invariants = _invariants(graphs, self.space.num_nodes)  # (M, F)
+        self.zoo = np.array([self.nearest(g, torch.as_tensor(runs == runs[i])) for i, g in enumerate(graphs)])
+
+    def nearest(self, graph, exclude: torch.Tensor | None = None) -> float:
+        from nngraph.symmetry import align_graph
+
+        d = torch.cdist(_invariants([graph], self.space.num_nodes), self.invariants)[0]  # (M,)
+        if exclude is not None:
+            d[exclude] = float("inf")
+        own = self.space.flatten([graph]).double()[0]  # (D,)
+        best = float("inf")
+        for j in torch.argsort(d)[:self.shortlist].tolist():
+            if not torch.isfinite(d[j]):
+                break
+            aligned = align_graph(self.graphs[j], graph, self.layout)[0]
+            best = min(best, float((self.space.flatten([aligned]).double()[0] - own).norm()))
+        return best
+
+    def __call__(self, samples) -> dict:
+        """The samples' median distance, its ratio to the zoo's, and the fraction of samples closer to a zoo model
+        than the zoo's 5th percentile (copies)."""
+        d = np.array([self.nearest(g) for g in samples])
+        return {"median": float(np.median(d)), "ratio": float(np.median(d) / np.median(self.zoo)),
+                "frac_copies": float((d < np.percentile(self.zoo, 5)).mean())}
+
+
 def score(method: str, target: np.ndarray | None, acc: np.ndarray, zoo_acc: np.ndarray, seconds, note="") -> list[dict]:
     """The rows of one method: median accuracy (all, at the highest target), above the zoo's median,
     distance to the target and Kendall's tau."""
@@ -164,7 +218,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(derive_seed(args.seed, "random-init"))
     random_acc = np.array([evaluate(build_model(zoo["spec"]).eval(), x_te, y_te)[0] for _ in range(n)])
     note = f"{len(graphs)} zoo models, one MLP 64-{args.hidden}-10"
+    novel = Novelty(graphs, zoo["run"].numpy(), template, x_te[:2])
     rows = score("zoo", None, zoo_acc, zoo_acc, zoo_seconds, note)
+    rows.append(row(TASK, "zoo", "nearest_aligned_distance", float(np.median(novel.zoo)),
+                    note="median over zoo models, to the nearest model of another run"))
     rows += score("random_init", None, random_acc, zoo_acc, None)
     results = {"random_init": (None, random_acc)}
     for method in args.methods:
@@ -187,7 +244,12 @@ def run(args: argparse.Namespace) -> list[dict]:
         seconds = time.perf_counter() - start
         results[method] = (target, acc)
         rows += score(method, target, acc, zoo_acc, seconds, fitted)
-        print(f"{method}: median accuracy {np.median(acc):.3f}, kendall tau {kendall_tau(target, acc):.3f} "
+        near = novel(samples)
+        rows += [row(TASK, method, "nearest_aligned_distance", near["median"],
+                     note=f"{near['ratio']:.2f}x the zoo's"),
+                 row(TASK, method, "frac_copies", near["frac_copies"], note="closer than the zoo's 5th percentile")]
+        print(f"{method}: median accuracy {np.median(acc):.3f}, kendall tau {kendall_tau(target, acc):.3f}, "
+              f"nearest aligned zoo model {near['ratio']:.2f}x the zoo's, copies {near['frac_copies']:.2f} "
               f"({seconds:.0f} s)", flush=True)
     plot(results, zoo_acc, os.path.join(args.out, "accuracy.png"))
     save_results(rows, os.path.join(args.out, "results.json"))

@@ -15,19 +15,23 @@ modules::
   (``FlowGenerator(denoiser="flat")``);
 - :class:`GaussianGenerator`: the statistics baseline, a Gaussian per parameter tensor;
 - the pieces: :class:`WeightSpace` (graphs <-> weight vectors), :class:`TensorStats` (per-tensor normalisation),
-  :class:`ConditionEncoder`.
+  :class:`ConditionEncoder`, and the graph denoiser's layers :class:`WeightMessage`, :class:`EndpointProduct`,
+  :class:`FiLM` (:mod:`nngraph.generate.layers`).
 """
 from .base import GENERATORS, WeightGenerator, load_generator, register_generator
 from .condition import ConditionEncoder
 from .denoisers import DENOISERS, FlatDenoiser, GraphDenoiser
 from .flow import FlowGenerator
 from .gaussian import GaussianGenerator
+from .layers import EndpointProduct, FiLM, WeightMessage
 from .normalize import TensorStats
 from .space import WeightSpace
 
 __all__ = [
     "ConditionEncoder",
     "DENOISERS",
+    "EndpointProduct",
+    "FiLM",
     "FlatDenoiser",
     "FlowGenerator",
     "GENERATORS",
@@ -35,6 +39,7 @@ __all__ = [
     "GraphDenoiser",
     "TensorStats",
     "WeightGenerator",
+    "WeightMessage",
     "WeightSpace",
     "load_generator",
     "register_generator",

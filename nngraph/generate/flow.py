@@ -16,8 +16,11 @@ non-equivariant denoiser (the twin, ``denoiser="flat"``) must instead learn the 
 neuron order the zoo holds. An autoencoder with a latent sampler (SANE) is the other choice; its decoder has to
 produce a neuron order from an invariant code, which an equivariant decoder cannot do without noise.
 
-Conditioning: time and condition are every node's probe features; conditions are dropped with probability
-``cond_drop`` in training, so :meth:`FlowGenerator.sample` can use classifier-free guidance (``guidance`` > 1).
+Conditioning: time and condition are embedded once per graph and modulate every node and edge before every
+layer (:class:`~nngraph.generate.layers.FiLM`); conditions are dropped with probability ``cond_drop`` in
+training, so :meth:`FlowGenerator.sample` can use classifier-free guidance (``guidance`` > 1). Both denoisers
+are preconditioned (:func:`~nngraph.generate.denoisers.velocity`): an untrained one samples the per-tensor
+Gaussian.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,3 +33,30 @@ def test_the_task_runs_and_reports_every_method(tmp_path, capsys):
 def test_unknown_methods_are_one_line(tmp_path, capsys):
     assert generation.main(["--out", str(tmp_path), "--methods", "flow,vae"]) == 1
     assert "Could not resolve methods ['vae']" in capsys.readouterr().err
+
+
+def test_novelty_catches_a_relabelled_copy():
+    """A zoo model with its hidden neurons relabelled is at distance 0 after alignment (a copy); new weights are
+    not; the relabelling itself is checked to keep the function and change the weights."""
+    from torch import nn
+
+    import nngraph
+
+    inputs = torch.randn(2, 6)
+    models = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        models.append(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)))
+    graphs = [nngraph.to_graph(m, inputs) for m in models]
+    novel = generation.Novelty(graphs, np.array([0, 0, 1, 1, 2, 2]), models[0], inputs)
+    assert novel.zoo.shape == (6,) and (novel.zoo > 0).all()
+    layout = nngraph.build_layout(models[3], (inputs,))
+    perm = layout.random_node_permutation(torch.Generator().manual_seed(0))
+    copy = layout.permute_graph(graphs[3], perm)
+    assert not torch.equal(copy.edge_attr, graphs[3].edge_attr)
+    torch.testing.assert_close(nngraph.from_graph(copy, models[0])(inputs), models[3](inputs))
+    torch.manual_seed(10)
+    new = nngraph.to_graph(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)), inputs)
+    out = novel([copy, new])
+    assert novel.nearest(copy) < 1e-6 < novel.nearest(new)
+    assert out["frac_copies"] == 0.5
