@@ -107,7 +107,13 @@ What the fallback makes, for an operation no converter represents exactly:
   parameter of one entry per row holds it in ``bias``; longer rows are cut into pieces, each the kernel
   ``(1, 1, width)`` of an OPAQUE edge from its node to the operation's output;
 - on ELEMENTWISE and OPAQUE nodes, ``op_code[:, 0]`` the operation's category (a hash of its name) and
-  ``op_code[:, 1]`` a fingerprint of its constant arguments and input shapes.
+  ``op_code[:, 1]`` a fingerprint of its constant arguments and input shapes;
+- ``F.linear`` / ``F.conv*d`` whose weight is computed from parameters (weight norm, a standardised kernel) by a
+  derivation a float64 test showed to commute with relabelling the layer's neurons
+  (:mod:`nngraph.convert.derived`): :attr:`NodeKind.LINEAR` / :attr:`NodeKind.CONV` neurons as for the module, the
+  parameter of the weight's shape on the WEIGHT edges, parameters of one entry per output neuron (weight norm's
+  ``g``) in ``norm_weight``, ``norm_bias``, ``running_mean``, ``running_var`` of the output neurons in that order,
+  and ``op_code`` of the output neurons the derivation (category and fingerprint as above).
 """
 from __future__ import annotations
 

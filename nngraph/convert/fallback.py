@@ -10,7 +10,8 @@ happens, in this order:
    floating result is a new model input, whose neurons the next layer makes, like any input's).
 2. **Derived parameters.** An operation on parameters and constants only (weight norm's ``g * v / ||v||``,
    ``1 + w``) is a :class:`~nngraph.convert.values.DerivedParam`: the operation that uses it places the
-   parameters it came from.
+   parameters it came from (a linear or convolution whose derived weight commutes with relabelling its neurons
+   keeps their symmetry, :mod:`nngraph.convert.derived`; the walk tries that before handing the layer here).
 3. **Seen through.** The operation reads one activation space (the same neurons on one axis of every tensor
    input), no parameter, and constants whose values are known, and returns a tensor with those neurons on the
    same axis. It is run in float64 on random inputs with its own constant arguments, each input's neuron axis

@@ -101,7 +101,8 @@ class ParamValue:
 class DerivedParam:
     """A tensor computed from parameters (and constants) by operations no converter names: weight norm's
     ``g * v / ||v||``, ``1 + w``, a standardised kernel, ``W + A @ B``. Only the fallback reads it
-    (:mod:`nngraph.convert.fallback`): the operation that uses it places ``names`` on fixed parameter nodes."""
+    (:mod:`nngraph.convert.fallback`): the operation that uses it places ``names`` on fixed parameter nodes, except
+    a linear or convolution whose derivation commutes with its neurons (:mod:`nngraph.convert.derived`)."""
 
     names: tuple[str, ...]  # the parameters it is computed from
     shape: tuple[int, ...] | None

@@ -19,6 +19,7 @@ from .registry import (
     PASSTHROUGH,
     SCORE_CONVERTERS,
 )
+from .derived import convert_derived_layer
 from .fallback import convert_unknown
 from .values import (FOLD_LIMIT, DerivedParam, OffsetParam, Opaque, ParamValue, ScoreValue, StackedValue, TensorValue,
                      flatten)
@@ -215,6 +216,17 @@ def _convert_node(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: di
                or isinstance(v, Opaque) and v.from_activations for v in leaves):
         if node.op != "call_module" or next(iter(ctx.module_of(node).parameters()), None) is None:
             return _fold(ctx, node, args, kwargs)  # sizes, constants (position ids, masks) and other bookkeeping
+    if any(isinstance(v, DerivedParam) for v in leaves):  # a layer whose weight is derived: its symmetry if shown
+        mark = ctx.builder.mark()
+        try:
+            out = convert_derived_layer(ctx, node, args, kwargs)
+        except Exception as error:
+            reason = UnsupportedError(f"converting {describe(node)} with its derived weight failed: {error}")
+            if ctx.builder.mark() != mark:
+                raise RetryWalk(node.name, reason, _first_line(reason, node)) from error
+            out = None
+        if out is not None:
+            return out
     try:
         converter = _converter_for(ctx, node, args, kwargs, leaves)
     except UnsupportedError as error:

@@ -77,6 +77,17 @@ def weight_norm_mlp():
     return nn.Sequential(parametrizations.weight_norm(nn.Linear(4, 8)), nn.Tanh(), nn.Linear(8, 3))
 
 
+class RowCumsum(nn.Module):
+    """A weight derived by a ``cumsum`` over its rows: the derivation orders the neurons, which stay fixed."""
+
+    def __init__(self):
+        super().__init__()
+        self.w, self.c = nn.Parameter(torch.randn(8, 4)), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.c(torch.tanh(torch.nn.functional.linear(x, torch.cumsum(self.w, 0))))
+
+
 class Unused(nn.Module):
     def __init__(self):
         super().__init__()
@@ -114,7 +125,8 @@ CASES = {  # name -> (model, inputs, a node kind the fallback makes, whether neu
     "see_through": (Pointwise, _vec, NodeKind.ELEMENTWISE, True),
     "opaque": (Cumulative, _vec, NodeKind.OPAQUE, True),
     "activation_index": (Gathered, _vec, NodeKind.OPAQUE, False),
-    "derived_parameter": (weight_norm_mlp, _vec, NodeKind.PARAMETER, False),
+    "derived_parameter": (RowCumsum, _vec, NodeKind.PARAMETER, False),
+    "derived_weight_norm": (weight_norm_mlp, _vec, NodeKind.LINEAR, True),  # nngraph/convert/derived.py
     "unused_parameter": (Unused, _vec, NodeKind.PARAMETER, True),
     "integer_inputs": (PositionIds, _ids, None, True),
 }

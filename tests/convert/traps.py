@@ -788,6 +788,35 @@ class _LoRA(nn.Module):
         return self.c(torch.relu(F.linear(x, self.w + self.lora_a @ self.lora_b)))
 
 
+class _Standardised(nn.Conv2d):
+    """A kernel standardised before use: per output channel (``over=(1, 2, 3)``, BiT), across the output
+    channels (``over=0``: per input entry, which also commutes), or summed over the output channels in order
+    (``over=None``: ``cumsum``, which does not)."""
+
+    def __init__(self, *args, over=(1, 2, 3), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.over = over
+
+    def forward(self, x):
+        w = self.weight
+        if self.over is None:
+            w = torch.cumsum(w, 0)
+        else:
+            w = (w - w.mean(self.over, keepdim=True)) / torch.sqrt(w.var(self.over, keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias)
+
+
+class _Derived(nn.Module):
+    """``c(mean(relu(conv(x))))`` around a convolution whose kernel is computed in forward."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv, self.c = conv, nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.c(torch.relu(self.conv(x)).mean((2, 3)))
+
+
 # operations no converter names: seen through where a float64 test shows they act per neuron, else fixed
 TRAPS += [
     Trap("erf_neurons", lam(lambda s, x: s.c(torch.erf(s.a(x)))), _vec, "fallback"),
@@ -799,6 +828,11 @@ TRAPS += [
     Trap("cummax_positions", lam(lambda s, x: s.c(torch.cummax(s.a(x), 1).values)), _seq, "fallback"),
     Trap("weight_norm_linear", _WeightNormed, _vec, "fallback"),
     Trap("lora_on_parameters", _LoRA, _vec, "fallback"),
+    Trap("weight_norm_conv", lambda: _Derived(nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 6, 3))), _img,
+         "fallback"),  # the derivation commutes with the neurons: their symmetry kept (convert/derived.py)
+    Trap("standardised_conv", lambda: _Derived(_Standardised(3, 6, 3)), _img, "fallback"),
+    Trap("standardised_across_channels", lambda: _Derived(_Standardised(3, 6, 3, over=0)), _img, "fallback"),
+    Trap("weight_rows_cumsum", lambda: _Derived(_Standardised(3, 6, 3, over=None)), _img, "fallback"),
     Trap("topk_values", lam(lambda s, x: s.c(torch.cat([torch.topk(s.a(x), 3, -1).values] * 2, -1))), _vec,
          "fallback"),
 ]
