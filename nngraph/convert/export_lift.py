@@ -399,9 +399,8 @@ class _Lifter:
                     break
         return out
 
-    def collapse(self, path: str, members: list[fx.Node]) -> None:
-        """Replace the exported ``members`` of layer ``path`` by one call of (a meta copy of) it."""
-        layer = self.module.get_submodule(path)
+    def _boundary(self, members: list[fx.Node]) -> tuple[list[fx.Node], list[fx.Node]]:
+        """The tensors the exported ``members`` of one layer read from outside and the ones used outside."""
         inside = set(members)
         inputs, outputs = [], []
         for node in members:
@@ -410,15 +409,22 @@ class _Lifter:
                     inputs.append(arg)
             if any(user not in inside for user in node.users):
                 outputs.append(node)
-        what = f"{type(layer).__name__} {path or '(the model)'!r} reached through torch.export"
+        return inputs, outputs
+
+    def collapsible(self, path: str, members: list[fx.Node]) -> bool:
+        """Whether layer ``path`` can be one call again: one tensor in (self-attention without mask tensors), one
+        out, and for attention its output (not its weights). Other uses (cross-attention, masks) stay the ATen
+        operations they were exported as: the converters or the fallback take them one by one."""
+        inputs, outputs = self._boundary(members)
         if len(inputs) != 1 or len(outputs) != 1:
-            raise UnsupportedError(
-                f"{what} reads {len(inputs)} tensors and gives {len(outputs)}; through torch.export nngraph supports "
-                "self-attention on one tensor without mask tensors. Use method='fx' for cross-attention and masks."
-            )
-        (source,), (result,) = inputs, outputs
-        if isinstance(layer, nn.MultiheadAttention) and not self._made_by_out_proj(result, inside, path):
-            raise UnsupportedError(f"{what}: the attention weights are used; only the attention output is supported")
+            return False
+        layer = self.module.get_submodule(path)
+        return not isinstance(layer, nn.MultiheadAttention) or self._made_by_out_proj(outputs[0], set(members), path)
+
+    def collapse(self, path: str, members: list[fx.Node]) -> None:
+        """Replace the exported ``members`` of layer ``path`` by one call of (a meta copy of) it (:meth:`collapsible`)."""
+        layer = self.module.get_submodule(path)
+        (source,), (result,) = self._boundary(members)
         base = re.sub(r"\W", "_", path) or "layer"
         name, k = base, 1
         while hasattr(self.root, name):
@@ -479,6 +485,8 @@ class _Lifter:
         members: dict[str, list[fx.Node]] = {}
         for node, path in groups.items():
             members.setdefault(path, []).append(node)
+        kept = {path for path, nodes in members.items() if self.collapsible(path, nodes)}
+        groups = {node: path for node, path in groups.items() if path in kept}
         spelled_out, inner = find_activations(self.program.graph)
         norms, norm_inner = find_norms(self.program.graph, lambda n: n.op == "placeholder" and n.name in self.param_of
                                        and self.param_of[n.name] not in self.non_persistent)

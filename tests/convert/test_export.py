@@ -256,7 +256,9 @@ def test_export_refuses_a_pad_that_no_convolution_owns():
         nngraph.to_graph(Padded(), torch.randn(1, 2, 6, 6), method="export")
 
 
-def test_export_refuses_cross_attention_and_used_attention_weights():
+def test_export_converts_cross_attention_and_used_attention_weights_op_by_op():
+    """Not collapsible into one MultiheadAttention call, they stay ATen operations (converters and the fallback
+    take them one by one): sound graphs instead of the refusals they once were."""
     class Cross(nn.Module):
         def __init__(self):
             super().__init__()
@@ -275,9 +277,11 @@ def test_export_refuses_cross_attention_and_used_attention_weights():
             h = self.inp(x)
             return self.att(h, h, h)[1]
 
-    x = torch.randn(2, 5, 3)
-    nngraph.to_graph(Cross(), x, method="fx")  # fx supports it
-    with pytest.raises(nngraph.UnsupportedError, match="MultiheadAttention 'att' .* reads 2 tensors"):
-        nngraph.to_graph(Cross(), x, method="export")
-    with pytest.raises(nngraph.UnsupportedError, match="attention weights are used"):
-        nngraph.to_graph(Weights(), x, method="export")
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    nngraph.to_graph(Cross(), x.float(), method="fx")  # fx supports it
+    for build in (Cross, Weights):
+        torch.manual_seed(0)
+        model = build().double().eval()
+        report = nngraph.verify(model, (x,), method="export")
+        assert report.ok and report.round_trip_error == 0.0, report
+        assert nngraph.build_layout(model, (x,), method="export").fallbacks  # some neurons fixed, proven by repair
