@@ -135,23 +135,30 @@ class EdgeChunk:
                                                                                   kernel_shape, grid)
         self._src, self._dst = src, dst
 
-    def _ends(self) -> None:
+    def _ends(self) -> tuple[Tensor, Tensor]:
+        """A grid chunk's ``(src, dst)``, made anew on every read: a pass over a large graph keeps its chunks, and
+        16 bytes an edge cached in each would add up to the graph's size several times."""
         rows, cols, src_major = self.grid
         major = rows.repeat_interleave(cols.numel())  # (R * C,)
         minor = cols.repeat(rows.numel())  # (R * C,)
-        self._src, self._dst = (major, minor) if src_major else (minor, major)
+        return (major, minor) if src_major else (minor, major)
 
     @property
     def src(self) -> Tensor:
-        if self._src is None:
-            self._ends()
-        return self._src
+        return self._src if self._src is not None else self._ends()[0]
 
     @property
     def dst(self) -> Tensor:
-        if self._dst is None:
-            self._ends()
-        return self._dst
+        return self._dst if self._dst is not None else self._ends()[1]
+
+    @property
+    def dst_nodes(self) -> tuple[Tensor, tuple[int, ...]]:
+        """``(nodes, shape)``: the targets without one entry per edge: a grid's target list and the shape that
+        broadcasts it over its ``(R, C)`` edges (``(1, C)`` or ``(R, 1)``); a list chunk's ``dst`` and ``(n,)``."""
+        if self.grid is None:
+            return self.dst, (self.dst.numel(),)
+        rows, cols, src_major = self.grid
+        return (cols, (1, cols.numel())) if src_major else (rows, (rows.numel(), 1))
 
 
 class EdgeBlocks:

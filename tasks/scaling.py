@@ -78,8 +78,10 @@ class GraphScaler(nn.Module):
             if chunk.edge_type != int(schema.EdgeType.WEIGHT):
                 return rows
             size = len(chunk.entries) // len(chunk.edges)
-            scale = self.edge_scale[self._depth(layer[chunk.dst])]  # (n,)
-            value = rows.reshape(-1, size) / scale.unsqueeze(-1)  # (n, K): one row per edge
+            nodes, shape = chunk.dst_nodes  # a grid's target list, broadcast over its edges
+            scale = self.edge_scale[self._depth(layer[nodes])].view(*shape, 1)  # (1, C, 1), (R, 1, 1) or (n, 1)
+            grid = (chunk.grid[0].numel(), chunk.grid[1].numel()) if chunk.grid is not None else (-1,)
+            value = rows.reshape(*grid, size) / scale  # (R, C, K) or (n, K): the chunk's kernels
             return (value if squash is None else squash(value)).reshape(-1, 1)  # (n * K, 1)
 
         return transform

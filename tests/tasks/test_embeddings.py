@@ -401,3 +401,32 @@ def test_embed_reads_graph_files_and_a_blocked_graph_equals_its_plain_form(clf_z
     assert [m["id"] for m in models] == ["blocked.safetensors", "plain.pt"] and emb.shape == (2, 8)
     torch.testing.assert_close(emb[0], emb[1], rtol=1e-5, atol=1e-6)  # block by block = in memory
     assert embed.main(["--graph", str(tmp_path / "plain.pt"), "-o", out, "--no-progress"]) == 1  # no encoder
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_a_scaler_scales_a_blocked_graph_as_it_is_read_like_the_plain_one(robust):
+    from nngraph.blocks import materialize
+    from nngraph.convert import build_layout
+    from tasks.robust import RobustGraphScaler
+    from tasks.scaling import GraphScaler
+
+    class Net(nn.Module):  # an embedding (a grid read source-major), 3x3 kernels, a linear (target-major)
+        def __init__(self):
+            super().__init__()
+            self.emb, self.conv, self.head = nn.Embedding(11, 6), nn.Conv1d(6, 5, 3, padding=1), nn.Linear(5, 4)
+
+        def forward(self, ids):
+            return self.head(torch.relu(self.conv(self.emb(ids).transpose(1, 2))).mean(-1))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    layout = build_layout(model, (torch.zeros(2, 7, dtype=torch.long),))
+    blocked = layout.to_graph(model, compact=True)
+    plain = materialize(blocked)
+    scaler = (RobustGraphScaler if robust else GraphScaler)().fit([plain])
+    assert not torch.all(scaler.edge_scale == 1)  # the test scales something
+    expected = scaler(plain).edge_attr  # (W, 1)
+    lazy = scaler(blocked)
+    got = torch.cat([lazy.edge_transform(c, blocked.edge_attr[c.entries.start:c.entries.stop])
+                     for c in blocked.edge_blocks.chunks(7)])
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
