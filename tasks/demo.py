@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo, build_inr_zoo
 
 from . import TASKS, accuracy_prediction, inr_classification, inr_editing, pretrained
-from .demo_page import format_demo_table, plot_confusion, write_index
+from .demo_page import format_demo_table, format_headline, headline_sentence, plot_confusion, write_index
 from .metrics import kendall_tau
 from .report import plot_edit_grid, plot_scatter, row, save_results
 
@@ -49,7 +49,7 @@ PROFILES = {
         "clf_zoo": ClassifierZooConfig(),
         # ~50 s per epoch on 2 busy cores; the probe rows reach ~95% test accuracy in 10 epochs
         "inr_classification": ["--epochs", "10", "--baseline-epochs", "200", "--hidden-dim", "32", "--num-layers", "2"],
-        # the settings of the measured tables in tasks/README.md
+        # the settings of the measured tables in docs/tasks/accuracy_prediction.md
         "accuracy_prediction": ["--holdout-family", "resnet"],
         "inr_editing": ["--epochs", "30", "--probes", "64", "--flip", "--lr", "5e-3"],
     },
@@ -60,10 +60,19 @@ PROFILES = {
 SHIPPED = {"inr_classification": ("encoder_probe_flip", "encoder_broken"), "accuracy_prediction": ("encoder",),
            "inr_editing": ("encoder", "flat_mlp")}
 
-#: The plots each task writes into its output directory, and what they show.
-TASK_FIGURES = {"inr_classification": [("curves.png", "training curves")],
-                "accuracy_prediction": [("scatter.png", "predicted vs true accuracy"), ("curves.png", "training curves")],
-                "inr_editing": [("edits.png", "edits of test INRs"), ("curves.png", "training curves")]}
+#: The plots each task writes into its output directory, and what to see in them.
+TASK_FIGURES = {
+    "inr_classification": [("curves.png", "training and validation curves of every method; the encoders with probes "
+                            "leave chance (0.1) within the first epochs")],
+    "accuracy_prediction": [("scatter.png", "predicted against true test accuracy of the test models, coloured by "
+                             "family; Kendall's τ in the title (1: the ranking is right)"),
+                            ("curves.png", "training and validation curves of every method")],
+    "inr_editing": [("edits.png", "test INRs: unedited, the dilated target, and each method's edit (the closer to "
+                     "the target, the lower the MSE)"),
+                    ("edits_fine.png", "the same edits rendered on a 4x finer grid: what the edited INR draws between "
+                     "the training pixels"),
+                    ("curves.png", "training and validation curves of every method")],
+}
 
 
 def _shipped_note(result: dict, models: str) -> str:
@@ -87,17 +96,21 @@ def shipped_rows(task: str, zoo: str, workdir: str) -> tuple[list[dict], list[tu
         models = "test INRs" if task != "accuracy_prediction" else "test models"
         extra = {k: r[k] for k in ("mse_background", "mse_stroke", "speckle", "r2") if k in r}
         rows.append(row(task, method, r["metric"], r["value"], r["seconds"], note=_shipped_note(r, models),
-                        source="shipped", **extra))
+                        source="shipped", n=r["n"], **extra))
     if task == "inr_classification" and "encoder_probe_flip" in results:
         r = results["encoder_probe_flip"]
         plot_confusion(r["true"], r["pred"], os.path.join(workdir, "confusion.png"),
                        f"shipped encoder, {r['n']} test INRs: accuracy {r['value']:.3f}")
-        figures.append(("confusion.png", "INR classification, shipped encoder (probes + sign flips): confusion matrix"))
+        figures.append(("confusion.png", f"INR classification, shipped encoder (probes + sign flips): accuracy "
+                        f"{r['value']:.3f} on {r['n']} test INRs; the confusion matrix, true digit by row: the "
+                        "diagonal holds the right answers, off-diagonal cells the digits it mixes up"))
     if task == "accuracy_prediction" and "encoder" in results:
         r = results["encoder"]
         plot_scatter(r["true"], r["pred"], r["families"], os.path.join(workdir, "scatter_shipped.png"),
-                     f"shipped encoder: tau {r['value']:.3f} on {r['n']} test models")
-        figures.append(("scatter_shipped.png", "accuracy prediction, shipped encoder: predicted vs true test accuracy"))
+                     f"shipped encoder: τ {r['value']:.3f} on {r['n']} test models")
+        figures.append(("scatter_shipped.png", f"accuracy prediction, shipped encoder: Kendall's τ "
+                        f"{r['value']:.3f} on {r['n']} test models; predicted against true test accuracy, coloured "
+                        "by family (on the dashed line the prediction is exact)"))
         # none of the demo zoo's runs was seen in training (another seed): score it on all of them too
         parts = [r] + [pretrained.evaluate("accuracy_prediction.encoder", zoo, s) for s in ("train", "val")]
         true = np.concatenate([p["true"] for p in parts])
@@ -111,8 +124,10 @@ def shipped_rows(task: str, zoo: str, workdir: str) -> tuple[list[dict], list[tu
         for method, r in results.items():
             columns[f"shipped {method} edit"] = r["images"][shown, 0].numpy()
         plot_edit_grid(columns, os.path.join(workdir, "edits_shipped.png"))
-        figures.append(("edits_shipped.png", "INR editing, shipped checkpoints: the unedited INR, the dilation target "
-                        "and the edits"))
+        mse = ", ".join(f"{method} {r['value']:.4f}" for method, r in results.items())
+        figures.append(("edits_shipped.png", f"INR editing, shipped checkpoints (test MSE {mse}): the unedited INR, "
+                        "the dilation target and each checkpoint's edit; the edit should thicken the strokes like the "
+                        "target"))
     return rows, figures
 
 
@@ -173,12 +188,16 @@ def main(argv=None, prog: str | None = None) -> int:
     save_results(rows, os.path.join(args.workdir, "results.json"))
     print()
     print(format_demo_table(rows))
+    print()
+    print(headline_sentence(rows, seconds))
+    print(format_headline(rows))
     page = write_index(os.path.join(args.workdir, "index.html"), "nngraph demo",
-                       f"{'Full' if args.full else 'Short'} demo, {seconds:.0f} s wall. Rows marked 'shipped' are the "
+                       f"{'Full' if args.full else 'Short'} demo, {seconds:.0f} s wall. 'Shipped' are the "
                        "checkpoints in tasks/checkpoints, trained by the full-run command in their note and scored "
-                       "here on test models they never saw; rows marked 'trained in demo' were trained in this run "
-                       "on the demo zoo's training split.", rows, figures)
-    print(f"\ndemo wall time: {seconds:.0f} s; open {page} (table and plots); results.json in {args.workdir}")
+                       "here on test models they never saw; 'trained in the demo' were trained in this run "
+                       "on the demo zoo's training split, briefly.", rows, figures, seconds)
+    print(f"\ndemo wall time: {seconds:.0f} s; open {page} (headline, plots, every row); results.json in "
+          f"{args.workdir}")
     return 0
 
 

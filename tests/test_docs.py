@@ -8,6 +8,7 @@ run is marked with another language (```text, ```bash). Tracebacks name the Mark
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import time
@@ -61,6 +62,25 @@ def test_every_page_is_checked():
         pages |= {os.path.relpath(os.path.join(folder, name), ROOT) for name in files if name.endswith(".md")}
     assert "docs/tasks/inr_editing.md" in DOCS
     assert pages <= set(DOCS), f"pages test_docs does not read: {sorted(pages - set(DOCS))}"
+
+
+def test_the_demo_table_is_written_from_a_demo_run():
+    """The demo's table in docs/results.md is the headline of the demo run kept in docs/demo_results.json, so a
+    number edited by hand or a new run without its table fails here (``python -m tasks.demo_page runs/demo`` writes
+    both); the demo section's prose quotes no number of its own, only the full runs' numbers above it."""
+    from tasks.demo_page import DEMO_DOC, DEMO_RESULTS, DEMO_TABLE_BEGIN, DEMO_TABLE_END, format_headline, headline
+
+    rows = json.load(open(os.path.join(ROOT, DEMO_RESULTS), encoding="utf-8"))
+    assert [e["task"] for e in headline(rows)] == ["INR classification", "accuracy prediction", "INR editing"]
+    assert all(e["encoder"] is not None for e in headline(rows)), "the kept run scored no shipped checkpoint"
+    text = open(os.path.join(ROOT, DEMO_DOC), encoding="utf-8").read()
+    table = f"{DEMO_TABLE_BEGIN}\n{format_headline(rows)}\n{DEMO_TABLE_END}"
+    assert table in text, f"{DEMO_DOC}: the demo table is not the one {DEMO_RESULTS} gives:\n{format_headline(rows)}"
+    before, demo = text.split("\n## The demo\n")
+    prose = demo.split("\n## ")[0].replace(table, "")
+    decimals = lambda part: set(re.findall(r"\d+\.\d+", part))  # noqa: E731
+    own = decimals(prose) - decimals(before)
+    assert not own, f"numbers in the demo's prose that the results above it do not hold: {sorted(own)}"
 
 
 #: a Markdown link or image, ``[text](target)`` / ``![alt](target "title")``: the target
