@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         print(f"{name}: kendall tau {kendall_tau(_targets(test), pred):.4f}", flush=True)
         if name == "encoder":
             plot_scatter(_targets(test), pred, _families(test), os.path.join(args.out, "scatter.png"),
-                         "encoder: predicted vs true test accuracy")
+                         f"encoder: τ {kendall_tau(_targets(test), pred):.3f} on {len(pred)} test models")
 
     fam = args.holdout_family
     families = set(_families(train) + _families(val) + _families(test))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
 from nngraph.zoo import ClassifierZooConfig, INRZooConfig, Zoo
-from tasks import demo, pretrained
+from tasks import demo, demo_page, pretrained
 
 FAST = ["--epochs", "1", "--baseline-epochs", "2", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
 
@@ -55,11 +56,17 @@ def test_demo_scores_the_shipped_checkpoints_beside_the_trained_rows(tiny_demo, 
             assert again["value"] == pytest.approx(r["value"], abs=1e-9)
             assert "full run" in r["note"] and "python -m tasks." in r["note"]
     page = open(os.path.join(workdir, "index.html")).read()
-    for png in ("confusion.png", "scatter_shipped.png", "edits_shipped.png", "inr_editing/edits.png"):
+    expected = ["confusion.png", "scatter_shipped.png", "edits_shipped.png"]
+    expected += [f"{task}/{png}" for task, plots in demo.TASK_FIGURES.items() for png, _ in plots]
+    for png in expected:  # every plot the demo means to show was written, and the page links it
         assert os.path.exists(os.path.join(workdir, png)), png
         assert f'src="{png}"' in page, png
-    assert page.count("<tr>") == len(rows) + 1
+    assert all(os.path.isfile(os.path.join(workdir, src)) for src in re.findall(r'<img src="([^"]+)"', page))
+    assert "pictures not written" not in printed
+    assert page.index('<p class="headline">') < page.index("<figure>") < page.index("<details>")
+    assert page.count("<tr>") == len(rows) + 1 + 1 + len(demo_page.headline(rows))  # every row, the headline
     assert "| source |" in printed and "| shipped |" in printed
+    assert demo_page.format_headline(rows) in printed
 
 
 def test_demo_without_checkpoints_says_so_and_still_runs(tiny_demo, tmp_path, monkeypatch, capsys):
