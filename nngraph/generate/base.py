@@ -5,6 +5,7 @@ A generator file is one ``torch.save`` of plain tensors, numbers, strings, lists
 """
 from __future__ import annotations
 
+import abc
 import io
 import pickle
 from typing import Any, ClassVar, Sequence
@@ -40,7 +41,7 @@ def register_generator(name: str):
     return wrap
 
 
-class WeightGenerator:
+class WeightGenerator(abc.ABC):
     """Base of the generators: fitted on graphs of one architecture (the template), samples graphs of it.
 
     Subclasses implement :meth:`fit` (calling :meth:`prepare`) and :meth:`sample` (calling
@@ -94,11 +95,13 @@ class WeightGenerator:
                                "or load a fitted one")
         self.space.check(template)
 
+    @abc.abstractmethod
     def fit(self, graphs: Sequence[Data], conditions=None, *, template: nn.Module, **options):
-        raise NotImplementedError
+        """Fit the generator on ``graphs`` of one architecture (``template``), with one condition per graph."""
 
+    @abc.abstractmethod
     def sample(self, template: Data | nn.Module, n: int, condition=None, **options) -> list[Data]:
-        raise NotImplementedError
+        """``n`` new graphs of ``template``'s architecture, under ``condition``."""
 
     # ------------------------------------------------------------ storage
     def settings(self) -> dict[str, Any]:

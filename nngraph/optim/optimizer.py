@@ -1,6 +1,7 @@
 """Learned optimizers as ``torch.optim.Optimizer``\\ s: drop-in for Adam in a plain PyTorch loop."""
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Iterable, Sequence
 
@@ -29,7 +30,7 @@ def _network(checkpoint, network: nn.Module | None, kind: str, default: type, wh
     return default()
 
 
-class _LearnedStep(torch.optim.Optimizer):
+class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
     """What both learned optimizers share: the state (momenta per timescale, second moment), the features,
     applying the network's step times each group's ``lr``, and saving the network with the state."""
 
@@ -53,9 +54,9 @@ class _LearnedStep(torch.optim.Optimizer):
             self._segments_key = key
         return self._segments_cache
 
+    @abc.abstractmethod
     def _network_step(self, features: Tensor, params: Sequence[Tensor]) -> Tensor:
         """``(P,)``: the network's step for the entries of ``params`` from their features ``(P, C)``."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def step(self, closure=None):
