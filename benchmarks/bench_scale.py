@@ -29,7 +29,7 @@ import nngraph  # noqa: E402
 from nngraph.blocks import is_blocked  # noqa: E402
 from nngraph.convert import api  # noqa: E402
 
-from benchmarks.bench_convert import best, measure  # noqa: E402
+from benchmarks.bench_convert import best, graph_bytes, measure  # noqa: E402
 
 
 def _llama(layers: int):
@@ -56,12 +56,6 @@ MODELS = {
 
 def _ids() -> tuple[torch.Tensor, ...]:
     return (torch.zeros(1, 8, dtype=torch.long),)
-
-
-def graph_bytes(graph) -> int:
-    """Bytes of every tensor of ``graph`` plus its edge blocks."""
-    total = sum(v.numel() * v.element_size() for _, v in graph.items() if torch.is_tensor(v))
-    return total + (graph.edge_blocks.nbytes if is_blocked(graph) else 0)
 
 
 def file_bytes(graph) -> int:
@@ -134,7 +128,7 @@ def run(key: str, encode: bool, hidden: int, layers: int, verify: bool, save_dir
         "model": name, "params": f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f}M",
         "floor (s)": floor, "to_graph first / floor": first / floor, "to_graph cached / floor": cached / floor,
         "peak first (MiB)": first_mem, "peak cached (MiB)": cached_mem,
-        "graph / params (memory)": graph_bytes(graph) / param_bytes, "graph / params (file)": file_bytes(graph) / param_bytes,
+        "graph / params (memory)": graph_bytes(graph)[0] / param_bytes, "graph / params (file)": file_bytes(graph) / param_bytes,
         "exact": exact, "blocked": is_blocked(graph),
         "_seconds": f"model built in {build_s:.0f} s; params {mib:.0f} MiB; first {first:.1f} s, cached {cached:.2f} s",
     }

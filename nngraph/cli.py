@@ -27,7 +27,7 @@ from typing import Any
 from nngraph.commands import DEBUG_ENV, CommandError, add_common_args, debugging, one_line, run_command, set_threads
 
 # the shared command plumbing (nngraph.commands) is re-exported: the task packages use it from here
-__all__ = ["main", "load_model", "load_graph", "parse_inputs", "DEBUG_ENV", "CommandError", "add_common_args",
+__all__ = ["main", "load_model", "parse_inputs", "DEBUG_ENV", "CommandError", "add_common_args",
            "debugging", "one_line", "run_command", "set_threads"]
 
 COMMANDS = ("convert", "inspect", "verify", "zoo", "task", "demo", "embed", "search")
@@ -249,19 +249,6 @@ def _is_torchscript(path: str) -> bool:
         and not any(n.endswith("serialized_exported_program.json") or "/models/" in n for n in names)
 
 
-def _save_graph(graph, path: str) -> None:
-    from nngraph.graph_io import save_graph
-
-    save_graph(graph, path)
-
-
-def load_graph(path: str):
-    """A graph written by ``nngraph convert`` (``.pt`` or ``.safetensors``) as a :class:`~torch_geometric.data.Data`."""
-    from nngraph.graph_io import load_graph as load
-
-    return load(path)
-
-
 # -- convert / inspect / verify ---------------------------------------------------------------------
 def _model_parser(command: str) -> argparse.ArgumentParser:
     descriptions = {
@@ -320,10 +307,13 @@ def _model_command(command: str, argv: list[str]) -> int:
 
 def _convert(args, model, example, method) -> int:
     import nngraph
+    from nngraph.blocks import is_blocked
+    from nngraph.graph_io import save_graph
 
     graph = nngraph.to_graph(model, example, method=method, verify=args.verify)
-    _save_graph(graph, args.output)
-    print(f"{args.model} -> {args.output}: {int(graph.num_nodes)} nodes, {graph.num_edges} edges, "
+    save_graph(graph, args.output)
+    edges = graph.edge_blocks.num_edges if is_blocked(graph) else graph.num_edges
+    print(f"{args.model} -> {args.output}: {int(graph.num_nodes)} nodes, {edges} edges, "
           f"{graph.edge_attr.size(0)} kernel entries")
     return 0
 

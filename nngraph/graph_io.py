@@ -2,7 +2,7 @@
 ``weights_only=True``), blocked graphs with their edge blocks (:mod:`nngraph.blocks`).
 
 A safetensors file is written by streaming (no second copy of the graph in memory) and atomically; read back,
-its tensors can be memory-mapped (``mmap=True``), so a graph larger than memory is read piecewise: the
+its tensors are memory-mapped, so a graph larger than memory is read piecewise: the
 block-by-block encoder touches one chunk of ``edge_attr`` at a time.
 """
 from __future__ import annotations
@@ -40,20 +40,18 @@ def save_graph(graph: Data, path: str) -> None:
         atomic_write(path, buffer.getvalue())
 
 
-def load_graph(path: str, mmap: bool = False) -> Data:
+def load_graph(path: str) -> Data:
     """A graph written by :func:`save_graph` (or ``nngraph convert``) as a :class:`~torch_geometric.data.Data`.
 
-    With ``mmap`` (safetensors only) the tensors are views of the memory-mapped file, read from disk as they
-    are touched: a graph larger than memory can be encoded with :func:`nngraph.gnn.stream_forward`."""
+    From a safetensors file the tensors are views of the memory-mapped file (what ``safe_open`` gives), read
+    from disk as they are touched: a graph larger than memory can be encoded with
+    :func:`nngraph.gnn.stream_forward`."""
     if path.endswith(".safetensors"):
-        if mmap:
-            fields, metadata = _mapped(path)
-        else:
-            from safetensors import safe_open
+        from safetensors import safe_open
 
-            with safe_open(path, "pt") as f:
-                fields = {k: f.get_tensor(k) for k in f.keys()}
-                metadata = f.metadata() or {}
+        with safe_open(path, "pt") as f:
+            fields = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = f.metadata() or {}
         spec = json.loads(metadata.get("input_spec", "null"))
     else:
         fields = torch.load(path, weights_only=True)
@@ -70,32 +68,3 @@ def load_graph(path: str, mmap: bool = False) -> Data:
         data.input_spec = spec
     return data
 
-
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
-
-
-def _mapped(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors of a safetensors file as read-only views of its memory map (the format: an 8-byte
-    little-endian header length, a JSON header of dtypes, shapes and byte offsets, then the data)."""
-    import mmap
-    import struct
-    import warnings
-
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    metadata = header.pop("__metadata__", {}) or {}
-    fields = {}
-    with warnings.catch_warnings():  # torch warns that the buffer is read-only: graphs are read, not written
-        warnings.simplefilter("ignore", UserWarning)
-        for name, info in header.items():
-            dtype = _DTYPES[info["dtype"]]
-            start, end = info["data_offsets"]
-            count = (end - start) // torch.empty(0, dtype=dtype).element_size()
-            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=8 + length + start) if count else \
-                torch.empty(0, dtype=dtype)
-            fields[name] = flat.view(info["shape"])
-    return fields, metadata

@@ -74,23 +74,11 @@ def _umask() -> int:
 
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part
-    (a temporary file in the same directory, fsynced, then renamed over ``path``). The file gets the
-    permissions ``open`` would give it (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode is not private anyway
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
+    (a temporary file in the same directory, fsynced, then renamed over ``path``: :func:`atomic_path`). The file
+    gets the permissions ``open`` would give it (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @contextmanager

@@ -101,7 +101,7 @@ def embed_graph_files(args: argparse.Namespace, start: float) -> str:
     for path in args.graph:
         if not os.path.isfile(path):
             raise EmbeddingError(f"--graph {path}: no such file (write one with nngraph convert MODEL -o {path})")
-        graph = load_graph(path, mmap=path.endswith(".safetensors"))
+        graph = load_graph(path)  # a safetensors file memory-mapped
         for key in ("x", "edge_attr"):
             if graph[key].dtype != dtype:
                 graph[key] = graph[key].to(dtype)

@@ -14,7 +14,8 @@ from torch import nn
 import nngraph
 from nngraph.schema import NodeKind
 from benchmarks.__main__ import benchmark_names, parse
-from nngraph.cli import MAX_DRAW_NODES, load_graph, main
+from nngraph.cli import MAX_DRAW_NODES, main
+from nngraph.graph_io import load_graph
 from tests.test_program import CUSTOM_OP, save_program_with_a_custom_op
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -231,14 +231,9 @@ def _run(encoder, graph, max_edges: int, cache_bytes: int, progress: bool) -> tu
 
 
 def _progress(total: int, show: bool):
-    if show:
-        try:
-            from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-            return tqdm(total=total, desc="encode (edge chunks)", unit="chunk")
-        except ImportError:
-            pass
-    return SimpleNamespace(update=lambda k: None, close=lambda: None)
+    return tqdm(total=total, desc="encode (edge chunks)", unit="chunk", disable=not show)
 
 
 @torch.no_grad()
