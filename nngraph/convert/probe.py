@@ -29,6 +29,7 @@ def probe_features(
     module: nn.Module,
     inputs: torch.Tensor | Sequence[torch.Tensor],
     layout: Layout | None = None,
+    grad: bool = False,
 ) -> torch.Tensor:
     r"""Each neuron's value on ``P`` probe inputs, as node features of ``to_graph(module)``.
 
@@ -44,6 +45,9 @@ def probe_features(
         module: the model the graph is built from (fx-traceable: not a torch.export fallback).
         inputs: a batch of ``P`` probe inputs along dimension 0 (a tuple for several model inputs).
         layout: the model's layout, if already built.
+        grad: keep the autograd graph, so the features are differentiable in ``inputs`` (learned probes; the
+            module's parameters that require grad get gradients too: freeze them if they are data).
+            (default: ``False``)
 
     Shapes:
         - **output:** :math:`(N, P)`
@@ -57,12 +61,13 @@ def probe_features(
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             recorder.run(*inputs)
     finally:
         module.train(was_training)
     num_probes = inputs[0].shape[0]
-    probe = torch.zeros(layout.num_nodes, num_probes, dtype=parameter_dtype(module))  # (N, P)
+    probe = torch.zeros(layout.num_nodes, num_probes, dtype=parameter_dtype(module),
+                        device=inputs[0].device)  # (N, P)
     for name, (nodes, axis, spatial, head_axis) in layout.value_nodes.items():  # graph order: later values win
         value = recorder.values.get(name)
         if not isinstance(value, torch.Tensor):
