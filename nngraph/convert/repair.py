@@ -19,6 +19,7 @@ from torch import nn
 from .errors import GraphMismatchError
 from .layout import Layout
 from .module_info import output_tensors
+from .precision import float64_islands
 
 #: Random permutations tried per set of groups.
 PERMUTATIONS = 3
@@ -31,6 +32,32 @@ def check_tolerance(layout: Layout, dtype: torch.dtype = torch.float64) -> float
     float64, or ``1000`` times the epsilon of the least precise dtype the forward casts to."""
     lowest = max((torch.finfo(d).eps for d in (*layout.casts, dtype)), default=torch.finfo(dtype).eps)
     return 1e-9 if lowest <= torch.finfo(torch.float64).eps else 1e3 * lowest
+
+
+def forward(model: nn.Module, inputs: Sequence[Any], lift: bool = False) -> list[torch.Tensor]:
+    """``model``'s output tensors on ``inputs`` without gradients; with ``lift``, its lower-precision casts run
+    in float64 (:func:`~nngraph.convert.precision.float64_islands`)."""
+    with torch.no_grad():
+        if not lift:
+            return output_tensors(model(*inputs))
+        with float64_islands():
+            return output_tensors(model(*inputs))
+
+
+def reference_outputs(model: nn.Module, inputs: Sequence[Any], dtype: torch.dtype) -> tuple[list[torch.Tensor], bool]:
+    """The outputs a soundness check compares with, and whether they were computed wholly in float64.
+
+    A float64 model is run with its lower-precision islands lifted; when that forward fails or still returns a
+    lower-precision tensor, it is run as written (``False``: the check then needs :func:`check_tolerance`).
+    """
+    if dtype == torch.float64:
+        try:
+            outputs = forward(model, inputs, lift=True)
+            if all(t.dtype == torch.float64 for t in outputs if t.is_floating_point()):
+                return outputs, True
+        except Exception:  # a forward the lifted casts break: checked as written, at its own precision
+            pass
+    return forward(model, inputs), False
 
 
 def output_error(outputs: list[torch.Tensor], reference: list[torch.Tensor], scale: float) -> float:
@@ -102,13 +129,12 @@ class _Check:
                 self.model = copy.deepcopy(module).eval().to(dtype)
                 self.inputs = tuple(x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
                                     for x in inputs)
-                with torch.no_grad():
-                    self.reference = output_tensors(self.model(*self.inputs))
+                self.reference, self.lifted = reference_outputs(self.model, self.inputs, dtype)
                 break
             except Exception:
                 if dtype == candidates[-1]:
                     raise
-        self.tolerance = check_tolerance(layout, dtype)
+        self.tolerance = 1e-9 if self.lifted else check_tolerance(layout, dtype)
         finite = [t for t in self.reference if t.is_floating_point() and t.numel()]
         self.scale = max((float(t.nan_to_num(0.0, 0.0, 0.0).abs().max()) for t in finite), default=0.0) or 1.0
         self.graph = layout.to_graph(self.model)
@@ -137,8 +163,7 @@ class _Check:
                 permuted = layout.from_graph(layout.permute_graph(self.graph, perm), self.model)
             except GraphMismatchError:
                 return True
-            with torch.no_grad():
-                outputs = output_tensors(permuted(*self.inputs))
+            outputs = forward(permuted, self.inputs, lift=self.lifted)
             if not output_error(outputs, self.reference, self.scale) <= self.tolerance:
                 return True
         return False

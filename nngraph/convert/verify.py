@@ -21,7 +21,7 @@ from .building import build_layout
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import constant_buffers, named_tensors
 from .module_info import output_tensors, parameter_dtype
-from .repair import check_tolerance, output_error
+from .repair import check_tolerance, forward, output_error, reference_outputs
 
 #: The default tolerance of :func:`verify`, relative to ``max |output|``.
 DEFAULT_TOLERANCE = 1e-9
@@ -101,9 +101,11 @@ def verify(
         example_inputs: a tensor or tuple of inputs; floating-point ones are cast to float64, integer
             ones (token ids) kept. Made up from the first layer when omitted.
         num_permutations: random hidden-neuron permutations to draw (default: 8).
-        tolerance: largest output error accepted, relative to ``max |f(x)|`` (default: ``1e-9``; for a
-            forward that casts activations to a lower precision, such as Hugging Face's float32
-            RMSNorm, ``1000`` times that precision's epsilon: ``1.2e-4`` for float32).
+        tolerance: largest output error accepted, relative to ``max |f(x)|`` (default: ``1e-9``). A forward
+            that casts activations to a lower precision (Hugging Face's float32 RMSNorm, rotary angles and
+            softmax) is run with those casts lifted to float64 (:mod:`nngraph.convert.precision`), so the
+            default holds there too; only where the lifted forward fails or still returns a lower
+            precision is it ``1000`` times that precision's epsilon (``1.2e-4`` for float32).
         seed: seed of the permutations (default: 0).
         method: the tracer, as for :func:`~nngraph.convert.to_graph`.
         raise_on_failure: raise :class:`SoundnessError` with the report instead of returning it.
@@ -127,14 +129,13 @@ def verify(
         if inputs is None:
             inputs = layout.example_inputs()
         try:
-            with torch.no_grad():
-                reference = output_tensors(model(*inputs))
+            reference, lifted = reference_outputs(model, inputs, dtype)
             break
         except Exception:
             if dtype == parameter_dtype(module):
                 raise
-    if tolerance == DEFAULT_TOLERANCE:  # a forward computing in lower precision in places cannot reach float64's
-        tolerance = max(tolerance, check_tolerance(layout, dtype))
+    if tolerance == DEFAULT_TOLERANCE and not lifted:  # a forward computing in lower precision in places cannot
+        tolerance = max(tolerance, check_tolerance(layout, dtype))  # reach float64's tolerance
     with torch.no_grad():
         if not reference:
             raise UnsupportedError(f"{type(module).__name__} returns no tensor to compare")
@@ -154,7 +155,7 @@ def verify(
             except GraphMismatchError:  # a claimed symmetry that does not even keep the graph's edges
                 worst = float("inf")
                 continue
-            outputs = output_tensors(permuted(*inputs))
+            outputs = forward(permuted, inputs, lift=lifted)
             if len(outputs) != len(reference):
                 raise SoundnessError("the permuted model returns another number of tensors")
             for a, b in zip(outputs, reference):
