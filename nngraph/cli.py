@@ -161,19 +161,15 @@ def parse_inputs(text: str) -> tuple:
 
 
 def _factory(spec: str):
-    module_name, _, function_name = spec.partition(":")
-    if not module_name or not function_name:
-        raise CommandError(f"--factory {spec!r} is not package.module:function")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: factories next to the user's files import
+    """The function ``--factory`` names (:func:`nngraph.factories.resolve_factory`, as ``nngraph zoo import``
+    resolves it: from ``sys.path`` or the current directory)."""
+    from nngraph.errors import SpecError
+    from nngraph.factories import resolve_factory
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise CommandError(f"--factory {spec!r}: cannot import {module_name!r} ({err})") from None
-    fn = getattr(module, function_name, None)
-    if not callable(fn):
-        raise CommandError(f"--factory {spec!r}: {module_name} has no function {function_name!r}")
-    return fn
+        return resolve_factory(spec, "--factory")
+    except SpecError as err:
+        raise CommandError(one_line(err)) from None
 
 
 def load_model(path: str, factory: str | None = None, inputs: str | None = None) -> tuple[Any, tuple | None, str]:

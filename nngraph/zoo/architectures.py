@@ -25,17 +25,16 @@ is allocated.
 """
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import re
-import sys
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from nngraph.errors import SpecError
+from nngraph.factories import FACTORY, resolve_factory  # re-exported: the one resolver of --factory
 from nngraph.zoo.files import inside, read_with_sha256
 from nngraph.zoo.specs import DEFAULT_LIMITS, FAMILIES, SpecLimits, build_model, check_spec
 
@@ -46,7 +45,6 @@ IMPORTED_FAMILIES = ("factory", "transformers", "program")
 TRUST_ENV = "NNGRAPH_TRUSTED_CODE"
 #: Where an import stores the ``.pt2`` of a ``program`` architecture, relative to the zoo.
 PROGRAM_DIR = "architecture"
-FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
 _TRUSTED: set[str] = set()
@@ -70,29 +68,6 @@ def _trusted(name: str) -> bool:
 def _refuse(what: str, name: str) -> SpecError:
     return SpecError(f"the zoo builds its models with {what} {name!r}, code nngraph runs only if you trust it: "
                      f"set {TRUST_ENV}={name} (comma-separated, '*' for any) if you know where the zoo comes from")
-
-
-def resolve_factory(name: str) -> Callable[..., nn.Module]:
-    """The function ``"package.module:function"`` names, imported from ``sys.path`` or the current directory
-    (as ``nngraph convert --factory`` finds it)."""
-    if not isinstance(name, str) or not FACTORY.fullmatch(name):
-        raise SpecError(f"factory {name!r} is not 'package.module:function'")
-    module, _, attr = name.partition(":")
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:  # as `python -m` and `nngraph convert --factory` do: a module next to the user's files imports
-        sys.path.insert(0, cwd)
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise SpecError(f"cannot resolve factory {name!r} ({err}); is its package on PYTHONPATH or in the current "
-                        f"directory ({cwd})?") from None
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-    if not callable(fn):
-        raise SpecError(f"factory {name!r} is not callable")
-    return fn
 
 
 def _check_inputs(spec: dict, limits: SpecLimits) -> None:
