@@ -195,6 +195,11 @@ class ZooDataset(Dataset):
         if not entries:
             raise ZooError(f"{self.zoo.root} holds no models: no complete line in its manifest*.jsonl (an empty "
                            "or unfinished build); build or resume it with python -m nngraph.zoo")
+        expected = self.zoo.config.get("num_models")
+        if isinstance(expected, int) and not isinstance(expected, bool) and len(entries) < expected:
+            warnings.warn(f"ZooDataset: {self.zoo.root} is unfinished: {len(entries)} of {expected} models stored (a "
+                          "build stopped early, by a kill or --max-models, or one shard of several); rerun the command "
+                          "that built it to finish it", stacklevel=3)
         for e in entries:
             missing = [k for k in ("split", "family") if k not in e]
             if missing:
