@@ -78,11 +78,11 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
         q.add_argument("--out", required=True, help="zoo directory (rerun to resume)")
         q.add_argument("--source", default=None, help="'digits' (default) or an .npz with images and labels")
         q.add_argument("--small", action="store_true", help="a small zoo that builds in well under a minute")
-        q.add_argument("--seed", type=int, default=None)
+        q.add_argument("--seed", type=int, default=None, help="seed of the models and splits (default 0)")
         q.add_argument("--split", type=_floats, default=None, help="train,val,test fractions (default 0.7,0.1,0.2)")
         q.add_argument("--shard", default=None, help="i/n: build only shard i (0-based) of n")
         q.add_argument("--max-models", type=int, default=None, help="stop after storing this many models")
-        q.add_argument("--no-progress", action="store_true")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     q = sub.add_parser("inr", help="SIRENs of images (several per image)",
                        description="Build (or resume) a zoo of SIRENs fitted to images: the digits of scikit-learn "
@@ -90,27 +90,35 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     common(q)
     q.add_argument("--resolution", type=int, default=None, help="image side length (default 16)")
     q.add_argument("--hidden", type=_ints, default=None, help="hidden widths, e.g. 32,32")
-    q.add_argument("--w0", type=float, default=None)
-    q.add_argument("--inrs-per-image", type=int, default=None)
-    q.add_argument("--max-images", type=int, default=None)
+    q.add_argument("--w0", type=float, default=None, help="the SIRENs' omega_0, the scale of sin(w0 x) (default 30)")
+    q.add_argument("--inrs-per-image", type=int, default=None,
+                   help="SIRENs fitted to each image, from different seeds (default 4; --small: 2)")
+    q.add_argument("--max-images", type=int, default=None,
+                   help="use the first this many images of the source (default: all; --small: 200)")
     q.add_argument("--split-scope", choices=("zoo", "source"), default=None,
                    help="draw the splits over the zoo's images (zoo, default) or over all images of the source "
                         "before --max-images cuts them (source: the test images are those of the full zoo)")
-    q.add_argument("--target-psnr", type=float, default=None)
-    q.add_argument("--max-steps", type=int, default=None)
-    q.add_argument("--lr", type=float, default=None)
-    q.add_argument("--chunk-size", type=int, default=None)
+    q.add_argument("--target-psnr", type=float, default=None,
+                   help="a SIREN stops training once its PSNR (dB, pixels in [0, 1]) reaches this (default 45)")
+    q.add_argument("--max-steps", type=int, default=None, help="Adam steps after which a SIREN stops (default 500)")
+    q.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default 1e-3)")
+    q.add_argument("--chunk-size", type=int, default=None,
+                   help="SIRENs fitted together in one batch (default 512; part of the result: keep it to resume)")
     q.add_argument("--init", choices=("siren", "dwsnets"), default=None,
                    help="initialisation: siren (default; random first-layer frequencies up to w0/in) or dwsnets "
                         "(small first layer, zero biases, as the DWSNets MNIST INRs)")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device the SIRENs are fitted on (default cpu)")
 
     def runs(q):  # the zoos of training runs (classifiers, recurrent)
         q.add_argument("--resolution", type=int, default=None, help="image side length (default: native)")
-        q.add_argument("--num-runs", type=int, default=None)
+        q.add_argument("--num-runs", type=int, default=None,
+                       help="training runs, each an architecture and hyperparameters drawn at random (default 300; "
+                            "--small: 24)")
         q.add_argument("--checkpoints", type=int, default=None, help="checkpoints stored per run")
-        q.add_argument("--max-epochs", type=int, default=None)
-        q.add_argument("--max-params", type=int, default=None)
+        q.add_argument("--max-epochs", type=int, default=None,
+                       help="upper end of the epochs a run trains, drawn per run (default 20; --small: 8)")
+        q.add_argument("--max-params", type=int, default=None,
+                       help="architectures with more parameters are drawn again (default 6000)")
         q.add_argument("--workers", type=int, default=1, help="training processes")
         q.add_argument("--png", default=None, help="where to save the accuracy histogram")
 
@@ -150,18 +158,21 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                         "its example inputs are the input shape unless --input-shape is given. It is code (a "
                         "pickle): a later process loads it only with NNGRAPH_TRUSTED_CODE=sha256:<hex of the file>")
     q.add_argument("--input-shape", type=_ints, default=None, help="one input without the batch dim, e.g. 1,28,28")
-    q.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64", "int32"))
+    q.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64", "int32"),
+                   help="dtype of the example input of --input-shape (int64 for token ids; default float32)")
     q.add_argument("--table", default=None,
                    help="CSV/JSON of labels, splits, metrics: a 'file' column, 'test_acc' for classifiers, 'label' "
                         "for INRs (the format is above)")
-    q.add_argument("--kind", default=None, choices=("inr", "classifier"))
+    q.add_argument("--kind", default=None, choices=("inr", "classifier"),
+                   help="what the models are (default: the layout's; a folder: inr for SIRENs or with INR "
+                        "coordinates, else classifier)")
     q.add_argument("--coord-range", type=_floats, default=None, help="INR coordinates: low,high (default -1,1)")
     q.add_argument("--coord-order", default=None, choices=("xy", "rowcol"), help="INR coordinate columns")
     q.add_argument("--w0", type=float, default=None, help="INR: the SIREN's omega_0")
     q.add_argument("--image-size", type=_ints, default=None, help="INR: height,width of the images")
     q.add_argument("--split", type=_floats, default=None, help="train,val,test fractions for models without one")
     q.add_argument("--val-fraction", type=float, default=None, help="move this share of train to val")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=int, default=0, help="seed of the splits drawn with --split (default 0)")
     q.add_argument("--strides", type=_ints, default=None, help="cnn_zoo: conv strides (default 2,2,2)")
     q.add_argument("--step", type=int, default=None, help="cnn_zoo: keep only checkpoints of this step (86: final)")
     q.add_argument("--max-models", type=int, default=None,
@@ -171,7 +182,7 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
     q.add_argument("--no-cast", action="store_true",
                    help="refuse tensors of another dtype than the architecture's (float64, int64, bool, ...) "
                         "instead of casting them and counting the casts")
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(q)
 
     q = sub.add_parser("summary", help="print a zoo's statistics (writes nothing into the zoo)",
