@@ -770,7 +770,8 @@ def issue_cases(work: str, inr_zoo: str) -> tuple[list[tuple[str, str]], list[tu
     # nngraph search on malformed embeddings files
     from safetensors import safe_open
 
-    from tasks import embed, search
+    from tasks.embeddings import embed
+    from tasks.embeddings import search
 
     clf = os.path.join(base, "clf")
     build_classifier_zoo(clf, tiny_classifiers(num_runs=6, max_epochs=1, checkpoints=1, split=[0.5, 0.2, 0.3]),

@@ -59,18 +59,11 @@ TASK_GROUP = "nngraph.tasks"
 
 
 def task_packages() -> list:
-    """The task packages registered in :data:`TASK_GROUP`; in a source checkout that is not installed
-    (no entry points), the checkout's own ``tasks`` folder beside ``nngraph/``."""
+    """The task packages registered in :data:`TASK_GROUP` (``pip install -e .`` registers this checkout's
+    ``tasks/`` as ``nngraph_tasks``); nothing else: the library never imports a folder beside it."""
     from importlib.metadata import entry_points
 
-    found = [ep.load() for ep in entry_points(group=TASK_GROUP)]
-    if not found:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        if os.path.isfile(os.path.join(root, "tasks", "__init__.py")):
-            if root not in sys.path:
-                sys.path.append(root)
-            found = [importlib.import_module("tasks")]
-    return found
+    return [ep.load() for ep in entry_points(group=TASK_GROUP)]
 
 
 def _registered(kind: str) -> dict:
@@ -107,7 +100,8 @@ def main(argv=None) -> int:
             print(_task_help(tasks))
             return 0 if rest else 2
         if rest[0] not in tasks:
-            hint = "" if tasks else f" (no task package is registered in the entry-point group {TASK_GROUP!r})"
+            hint = "" if tasks else (f" (no task package is registered in the entry-point group {TASK_GROUP!r}; "
+                                     "`pip install -e .` in a checkout registers its tasks)")
             print(f"nngraph task: error: Could not resolve task {rest[0]!r} among choices {list(tasks)}{hint}",
                   file=sys.stderr)
             return 2
@@ -116,7 +110,7 @@ def main(argv=None) -> int:
         commands = _registered("COMMANDS")
         if command not in commands:
             print(f"nngraph {command}: error: no task package providing {command!r} is registered in "
-                  f"{TASK_GROUP!r}", file=sys.stderr)
+                  f"{TASK_GROUP!r} (`pip install -e .` in a checkout registers its tasks)", file=sys.stderr)
             return 2
         return commands[command].load(command)(rest, prog=f"nngraph {command}")
     if command in ("convert", "inspect", "verify"):

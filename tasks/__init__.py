@@ -1,4 +1,6 @@
-"""Tasks built on nngraph's public API: INR classification, accuracy prediction, INR editing, and the demo.
+"""Tasks built on nngraph's public API, one package per task: INR classification, accuracy prediction, INR
+editing, model embeddings, merging, the learned optimizer, generation; the demo, the shipped checkpoints, what the
+tasks share (``common``) and the diagnostics the task pages quote (``diagnostics``).
 
 Run one with ``python -m tasks.<name> --help`` from a checkout, or ``nngraph task <name> ...``. Installed,
 this folder is the package ``nngraph_tasks`` (``pyproject.toml`` maps it), registered in the entry-point
@@ -10,17 +12,22 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-#: The tasks, by the name ``nngraph task NAME`` runs; each is the module of that name here, with
+#: The tasks, by the name ``nngraph task NAME`` runs; each is the package of that name here, with
 #: ``build_parser()``, ``run(args) -> rows`` and ``main(argv, prog)``. The one list: the CLI and the
 #: demo read it.
 TASKS = ("inr_classification", "accuracy_prediction", "inr_editing")
-#: Commands of this package besides the tasks (``nngraph demo``, ``nngraph embed``, ``nngraph search``), each the
-#: module of that name here with ``main(argv, prog)``.
+#: Commands of this package besides the tasks (``nngraph demo``, ``nngraph embed``, ``nngraph search``), each
+#: with ``main(argv, prog)`` in the module :data:`MODULES` names.
 COMMANDS = ("demo", "embed", "search")
+#: the module (under this package) of every task and command
+MODULES = {**{name: name for name in TASKS}, "demo": "demo", "embed": "embeddings.embed",
+           "search": "embeddings.search"}
+
+__all__ = ["TASKS", "COMMANDS", "MODULES", "load"]
 
 
 def load(name: str) -> Callable[..., int]:
     """``main(argv, prog)`` of task or command ``name`` (imported now)."""
-    if name not in TASKS + COMMANDS:
+    if name not in MODULES:
         raise KeyError(f"Could not resolve task {name!r} among choices {list(TASKS)}")
-    return importlib.import_module(f"{__name__}.{name}").main
+    return importlib.import_module(f"{__name__}.{MODULES[name]}").main

@@ -123,7 +123,7 @@ def test_a_misspelt_split_of_a_zoo_is_an_error(tmp_path):
 
 
 def test_unknown_methods_end_a_task_with_one_line(capsys):
-    from tasks.inr_classification import main
+    from tasks.inr_classification.task import main
 
     assert main(["--zoo", "/nonexistent", "--methods", "encoder,bogus"]) == 1
     err = capsys.readouterr().err

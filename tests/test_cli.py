@@ -88,8 +88,8 @@ def test_help_of_every_command_names_nngraph_and_shows_defaults(command, capsys)
         assert "(default:" in out
 
 
-@pytest.mark.parametrize("name", ["inr_classification", "accuracy_prediction", "inr_editing", "demo", "embed",
-                                  "search", "embeddings"])
+@pytest.mark.parametrize("name", ["inr_classification", "accuracy_prediction", "inr_editing", "demo",
+                                  "embeddings.embed", "embeddings.search", "embeddings"])
 def test_every_task_flag_has_help_and_the_defaults_formatter(name):
     parser = importlib.import_module(f"tasks.{name}").build_parser()
     assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter

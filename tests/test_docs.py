@@ -66,9 +66,9 @@ def test_every_page_is_checked():
 
 def test_the_demo_table_is_written_from_a_demo_run():
     """The demo's table in docs/results.md is the headline of the demo run kept in docs/demo_results.json, so a
-    number edited by hand or a new run without its table fails here (``python -m tasks.demo_page runs/demo`` writes
+    number edited by hand or a new run without its table fails here (``python -m tasks.demo.page runs/demo`` writes
     both); the demo section's prose quotes no number of its own, only the full runs' numbers above it."""
-    from tasks.demo_page import DEMO_DOC, DEMO_RESULTS, DEMO_TABLE_BEGIN, DEMO_TABLE_END, format_headline, headline
+    from tasks.demo.page import DEMO_DOC, DEMO_RESULTS, DEMO_TABLE_BEGIN, DEMO_TABLE_END, format_headline, headline
 
     rows = json.load(open(os.path.join(ROOT, DEMO_RESULTS), encoding="utf-8"))
     assert [e["task"] for e in headline(rows)] == ["INR classification", "accuracy prediction", "INR editing"]

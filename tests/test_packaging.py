@@ -31,7 +31,8 @@ def test_the_package_list_holds_every_package_of_the_library():
 
 def test_every_folder_of_the_tasks_is_listed():
     """setuptools treats every importable folder as a package and warns (45 lines at ``pip install``) about one
-    left out of ``packages``: the data folder ``tasks/checkpoints`` is listed, with its files as package data."""
+    left out of ``packages``: the data folder ``tasks/pretrained/checkpoints`` is listed, with its files as package
+    data."""
     setuptools = _pyproject()["tool"]["setuptools"]
     tasks = os.path.join(ROOT, "tasks")
     found = set()
@@ -40,7 +41,7 @@ def test_every_folder_of_the_tasks_is_listed():
         rel = os.path.relpath(d, tasks)
         found.add("nngraph_tasks" if rel == "." else "nngraph_tasks." + rel.replace(os.sep, "."))
     assert found <= set(setuptools["packages"]), f"add {sorted(found - set(setuptools['packages']))} to pyproject.toml"
-    assert setuptools["package-data"]["nngraph_tasks.checkpoints"] == ["*.safetensors", "*.json"]
+    assert setuptools["package-data"]["nngraph_tasks.pretrained.checkpoints"] == ["*.safetensors", "*.json"]
 
 
 def _run(args, cwd, pythonpath):
@@ -86,3 +87,16 @@ def test_the_library_imports_no_task_code():
             "print(bad); sys.exit(1 if bad else 0)")
     out = _run(["-c", code], ROOT, [ROOT])
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_cli_finds_tasks_through_the_entry_point_group_only(monkeypatch, capsys):
+    """Run from this checkout, whose ``tasks/`` sits beside ``nngraph/``: with nothing registered, no task is found
+    (the library never imports a folder beside it) and the error says how to register them."""
+    import importlib.metadata
+
+    import nngraph.cli
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
+    assert nngraph.cli.task_packages() == []
+    assert nngraph.cli.main(["task", "inr_classification"]) == 2
+    assert "pip install -e ." in capsys.readouterr().err

@@ -15,7 +15,7 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 
 
 def test_importing_the_library_and_the_task_reports_does_not_touch_matplotlib():
-    out = _python("import sys, nngraph, nngraph.cli, nngraph.plotting, tasks.report, tasks.inr_editing; "
+    out = _python("import sys, nngraph, nngraph.cli, nngraph.plotting, tasks.common.report, tasks.inr_editing; "
                   "sys.exit('matplotlib' in sys.modules)")
     assert out.returncode == 0, out.stderr
 
@@ -34,7 +34,7 @@ def test_a_backend_the_user_chose_is_kept_and_agg_is_the_default():
 def test_a_task_plot_is_written(tmp_path):
     import numpy as np
 
-    from tasks.report import plot_edit_grid
+    from tasks.common.report import plot_edit_grid
 
     path = plot_edit_grid({"a": np.zeros((2, 4, 4)), "b": np.ones((2, 4, 4))}, str(tmp_path / "grid.png"))
     assert os.path.getsize(path) > 100

@@ -3,7 +3,7 @@
 Zoos built here fit SIRENs on :func:`~nngraph.zoo.images.coordinate_grid` (``[-1, 1]^2``, columns
 ``(x, y)``). Imported zoos may differ (DWSNets: ``[-1, 1]^2`` in ``(x, y)``; others fit on ``[0, 1]``
 or feed ``(row, col)``), so an import records :class:`INRMetadata` under ``"inr"`` in ``zoo.json`` and
-the probes (``tasks/graphs.py``) and the renderer (``tasks/render.py``) place their grids with
+the probes (``tasks/common/features.py``) and the renderer (``tasks/inr_editing/render.py``) place their grids with
 :meth:`INRMetadata.grid`. A zoo without the record keeps the default, which is the grid of the zoos
 built here.
 """

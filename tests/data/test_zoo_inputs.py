@@ -195,7 +195,7 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
 # -- the tasks check their zoo first ----------------------------------------------------------
 def test_inr_task_on_a_classifier_zoo_fails_before_converting(clf_zoo, tmp_path, capsys, monkeypatch):
     import nngraph
-    from tasks import inr_classification
+    from tasks.inr_classification import task as inr_classification
 
     def refuse(*args, **kwargs):
         raise AssertionError("converted a model")

@@ -1,4 +1,4 @@
-"""Weight matching (tasks.align) and weight-space MixUp (tasks.mixup).
+"""Weight matching (nngraph.symmetry) and weight-space MixUp (tasks.inr_classification.mixup).
 
 An alignment is a symmetry: the aligned model computes what the original computes (float64); a model
 relabelled and sign-flipped at random is aligned back onto itself exactly; the vectorised similarity equals a
@@ -18,7 +18,7 @@ from nngraph.symmetry import align_graph as align_to
 
 from ..symmetry_reference import dense_weights, group_similarity
 from nngraph.symmetry import sign_flip
-from tasks.mixup import WeightMixup
+from tasks.inr_classification.mixup import WeightMixup
 
 
 def _siren(seed: int):

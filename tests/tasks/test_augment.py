@@ -212,7 +212,7 @@ def test_max_pooled_relu_neurons_scale():
 def test_positional_columns_keep_their_sign():
     """The broken twin's positional features (the last probe columns) name a position: a flip or a scale of
     the neuron leaves them alone, and moves the value columns before them."""
-    from tasks.features import add_positional_features
+    from tasks.common.features import add_positional_features
 
     model = _siren()
     inputs = torch.rand(5, 2) * 2 - 1

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tasks import accuracy_prediction
-from tasks.blend import blend_report, load_predictions, main, rank_blend, seed_ensemble
-from tasks.metrics import kendall_tau
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.diagnostics.blend import blend_report, load_predictions, main, rank_blend, seed_ensemble
+from tasks.common.metrics import kendall_tau
 
 
 def test_rank_blend_is_the_mean_of_scaled_ranks():

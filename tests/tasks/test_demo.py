@@ -9,7 +9,9 @@ import re
 import pytest
 
 from nngraph.zoo import ClassifierZooConfig, INRZooConfig, Zoo
-from tasks import demo, demo_page, pretrained
+from tasks.demo import demo
+from tasks.demo import page as demo_page
+from tasks.pretrained import shipped as pretrained
 
 FAST = ["--epochs", "1", "--baseline-epochs", "2", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
 

@@ -8,8 +8,9 @@ import re
 
 import numpy as np
 
-from tasks import demo, demo_page
-from tasks.report import row
+from tasks.demo import demo
+from tasks.demo import page as demo_page
+from tasks.common.report import row
 
 
 def fake_rows() -> list[dict]:

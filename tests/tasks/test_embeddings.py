@@ -21,12 +21,14 @@ import nngraph.cli
 from nngraph.testing import permuted_graphs
 from nngraph.train import make_loader
 from nngraph.zoo import Zoo
-from tasks import embed, embeddings, search
-from tasks.contrastive import ViewPairs, augment_view, group_ids, nt_xent, weight_noise
-from tasks.embedder import ContrastiveEncoder, EmbeddingError, embed_graphs, load_encoder
-from tasks.retrieval import cosine_neighbours, load_embeddings, precision_at_k
-from tasks.scaling import GraphScaler
-from tasks.splits import load_split
+from tasks.embeddings import embed
+from tasks.embeddings import task as embeddings
+from tasks.embeddings import search
+from tasks.embeddings.contrastive import ViewPairs, augment_view, group_ids, nt_xent, weight_noise
+from tasks.embeddings.embedder import ContrastiveEncoder, EmbeddingError, embed_graphs, load_encoder
+from tasks.embeddings.retrieval import cosine_neighbours, load_embeddings, precision_at_k
+from tasks.common.scaling import GraphScaler
+from tasks.common.splits import load_split
 
 
 # -- the loss --------------------------------------------------------------------------------------
@@ -407,8 +409,8 @@ def test_embed_reads_graph_files_and_a_blocked_graph_equals_its_plain_form(clf_z
 def test_a_scaler_scales_a_blocked_graph_as_it_is_read_like_the_plain_one(robust):
     from nngraph.blocks import materialize
     from nngraph.convert import build_layout
-    from tasks.robust import RobustGraphScaler
-    from tasks.scaling import GraphScaler
+    from tasks.common.robust import RobustGraphScaler
+    from tasks.common.scaling import GraphScaler
 
     class Net(nn.Module):  # an embedding (a grid read source-major), 3x3 kernels, a linear (target-major)
         def __init__(self):

@@ -12,11 +12,12 @@ from torch_geometric.data import Batch
 import nngraph
 from nngraph import schema
 from nngraph.gnn import KernelDecoder, NodeEdgeHead
-from tasks import inr_editing, pretrained
-from tasks.budget import kernel_boxes, match_head_dim, parameter_counts
-from tasks.models import GraphEditor, apply_deltas
-from tasks.render import INRRenderer, render_ensemble, render_module
-from tasks.scaling import GraphScaler
+from tasks.inr_editing import task as inr_editing
+from tasks.pretrained import shipped as pretrained
+from tasks.inr_editing.budget import kernel_boxes, match_head_dim, parameter_counts
+from tasks.common.models import GraphEditor, apply_deltas
+from tasks.inr_editing.render import INRRenderer, render_ensemble, render_module
+from tasks.common.scaling import GraphScaler
 
 from .test_render import small_sirens
 
@@ -164,7 +165,7 @@ def test_ensemble_of_one_is_todays_run_and_unmatched_keeps_the_width(inr_zoo, tm
 
 
 def test_sweep_runs_each_k_and_seed_once_and_summarises(inr_zoo, tmp_path):
-    from tasks import edit_sweep
+    from tasks.inr_editing import sweep as edit_sweep
 
     out = str(tmp_path / "sweep")
     flags = ["--epochs", "1", "--baseline-epochs", "1", "--hidden-dim", "8", "--num-layers", "1", "--no-progress",
@@ -183,7 +184,7 @@ def test_sweep_runs_each_k_and_seed_once_and_summarises(inr_zoo, tmp_path):
 
 
 def test_sweep_summary_averages_over_seeds(tmp_path):
-    from tasks import edit_sweep
+    from tasks.inr_editing import sweep as edit_sweep
 
     for seed, (a, b) in enumerate([(0.02, 0.010), (0.04, 0.014)]):
         os.makedirs(tmp_path / f"k8_seed{seed}")
@@ -201,7 +202,7 @@ def test_sweep_summary_averages_over_seeds(tmp_path):
 
 
 def test_ensemble_diagnostics_reproduce_the_runs_score_and_compare_the_mean_delta(inr_zoo, tmp_path):
-    from tasks.ensemble_diagnostics import ensemble_diagnostics
+    from tasks.diagnostics.edit_ensemble import ensemble_diagnostics
 
     out = str(tmp_path / "k2")
     rows = inr_editing.run(inr_editing.build_parser().parse_args(

@@ -6,8 +6,8 @@ import pytest
 
 from nngraph.errors import ZooError
 from nngraph.zoo import ClassifierZooConfig, Zoo, build_classifier_zoo
-from tasks import accuracy_prediction
-from tasks.splits import check_more_runs
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.common.splits import check_more_runs
 
 #: the settings of the session's clf_zoo fixture (tests/tasks/conftest.py)
 CLF = dict(num_runs=10, max_epochs=2, checkpoints=1, max_params=3000, split=[0.5, 0.2, 0.3])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import generation
+from tasks.generation import task as generation
 
 
 def test_the_task_runs_and_reports_every_method(tmp_path, capsys):

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 import nngraph
-from tasks.graph_training import predict_graphs, train_graph_predictor
-from tasks.features import max_kernel_shape
-from tasks.scaling import GraphScaler
+from tasks.common.graph_training import predict_graphs, train_graph_predictor
+from tasks.common.features import max_kernel_shape
+from tasks.common.scaling import GraphScaler
 
 
 def _graphs(model, x, n, seed):

@@ -10,10 +10,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import nngraph
-from tasks import accuracy_prediction
-from tasks.hybrid import CLIP, StatsGraphPredictor, StatsStandardizer, with_stats_features
-from tasks.robust import RobustGraphScaler
-from tasks.weightstats import feature_dim, weight_stat_features
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.accuracy_prediction.hybrid import CLIP, StatsGraphPredictor, StatsStandardizer, with_stats_features
+from tasks.common.robust import RobustGraphScaler
+from tasks.common.weightstats import feature_dim, weight_stat_features
 
 FAST = ["--epochs", "1", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
 

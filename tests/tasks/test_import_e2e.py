@@ -10,10 +10,11 @@ from safetensors.torch import save_file
 import nngraph
 from nngraph.cli import main as cli_main
 from nngraph.zoo import INRMetadata, build_model, import_zoo, siren_spec
-from tasks import accuracy_prediction, inr_classification
-from tasks.features import probe_inputs_for
-from tasks.splits import load_split
-from tasks.render import INRRenderer, render_module
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.inr_classification import task as inr_classification
+from tasks.common.features import probe_inputs_for
+from tasks.common.splits import load_split
+from tasks.inr_editing.render import INRRenderer, render_module
 
 from ..zoo.layouts import write_cnn_zoo, write_dwsnets
 
@@ -86,8 +87,8 @@ def test_renderer_uses_the_recorded_coordinates():
 
 
 def test_inr_editing_renders_on_the_recorded_coordinates(tmp_path):
-    from tasks import inr_editing
-    from tasks.render import dilate
+    from tasks.inr_editing import task as inr_editing
+    from tasks.inr_editing.render import dilate
 
     src, zoo, out = str(tmp_path / "src"), str(tmp_path / "zoo"), str(tmp_path / "run")
     spec = _siren_folder(src, n=6)
@@ -108,7 +109,7 @@ def test_inr_editing_renders_on_the_recorded_coordinates(tmp_path):
 
 
 def test_inr_editing_names_an_empty_split(tmp_path):
-    from tasks import inr_editing
+    from tasks.inr_editing import task as inr_editing
 
     src, zoo = str(tmp_path / "src"), str(tmp_path / "zoo")
     spec = _siren_folder(src)  # train and test only

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nngraph.zoo import INRZooConfig, build_inr_zoo
-from tasks import inr_diagnostics
+from tasks.diagnostics import inr_weights as inr_diagnostics
 
 
 @pytest.mark.parametrize("init", ["siren", "dwsnets"])

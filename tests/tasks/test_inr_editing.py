@@ -9,12 +9,12 @@ import torch
 from torch_geometric.data import Batch
 
 import nngraph
-from tasks import inr_editing
+from tasks.inr_editing import task as inr_editing
 from nngraph.symmetry import sign_flip
-from tasks.scaling import GraphScaler
-from tasks.inr_editing import rendering_loss, upsample_target
-from tasks.models import GraphEditor
-from tasks.render import INRRenderer
+from tasks.common.scaling import GraphScaler
+from tasks.inr_editing.task import rendering_loss, upsample_target
+from tasks.common.models import GraphEditor
+from tasks.inr_editing.render import INRRenderer
 
 from .test_render import small_sirens
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nngraph.optim import LearnedOptimizer, load_network
-from tasks import learned_optimizer as task
+from tasks.learned_optimizer import task
 
 TOY = ["--truncations", "2", "--unroll", "3", "--hidden-dim", "8", "--num-layers", "1", "--context-dim", "2",
        "--output-dim", "8", "--no-progress"]

@@ -8,9 +8,9 @@ from torch_geometric.data import Batch
 import nngraph
 from nngraph.zoo import build_model, siren_spec
 from nngraph.symmetry import sign_flip
-from tasks.learned_probes import LearnedProbePredictor, ProbeGenerator
-from tasks.models import GraphPredictor
-from tasks.scaling import GraphScaler
+from tasks.inr_classification.learned_probes import LearnedProbePredictor, ProbeGenerator
+from tasks.common.models import GraphPredictor
+from tasks.common.scaling import GraphScaler
 
 
 def _graphs(inputs, n=4):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tasks import merging
+from tasks.merging import task as merging
 
 
 def test_merging_runs_and_writes_its_results(tmp_path):

@@ -10,9 +10,9 @@ TASKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
 IDIOM = ("def main(", 'if __name__ == "__main__":')
 
 
-def repeated_blocks(paths, size: int = 4) -> dict:
+def repeated_blocks(paths, size: int = 4, root: str | None = None) -> dict:
     """Windows of ``size`` consecutive code lines (stripped; blank lines, comments and imports skipped)
-    found at more than one place, with their places."""
+    found at more than one place, with their places (paths relative to ``root``, else file names)."""
     seen = defaultdict(list)
     for path in paths:
         with open(path) as f:
@@ -21,7 +21,7 @@ def repeated_blocks(paths, size: int = 4) -> dict:
         for k in range(len(lines) - size + 1):
             window = tuple(s for _, s in lines[k:k + size])
             if not any(s.startswith(IDIOM) for s in window):
-                seen[window].append((os.path.basename(path), lines[k][0]))
+                seen[window].append((os.path.relpath(path, root) if root else os.path.basename(path), lines[k][0]))
     return {w: places for w, places in seen.items() if len(places) > 1}
 
 
@@ -34,5 +34,7 @@ def test_the_detector_finds_a_copied_block(tmp_path):
 
 
 def test_no_block_is_repeated_in_the_tasks():
-    found = repeated_blocks(sorted(glob.glob(os.path.join(TASKS, "*.py"))))
+    paths = sorted(glob.glob(os.path.join(TASKS, "**", "*.py"), recursive=True))
+    assert len(paths) > 40 and any(os.sep + "common" + os.sep in p for p in paths)  # the sub-packages are read
+    found = repeated_blocks(paths, root=TASKS)
     assert not found, "\n\n".join(f"{places}:\n" + "\n".join(w) for w, places in found.items())

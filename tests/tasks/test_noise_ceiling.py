@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tasks.metrics import kendall_tau
-from tasks.noise_ceiling import (bootstrap_tau, ceiling_from_split_half, correctness_matrix, main, noise_ceiling,
+from tasks.common.metrics import kendall_tau
+from tasks.diagnostics.noise_ceiling import (bootstrap_tau, ceiling_from_split_half, correctness_matrix, main, noise_ceiling,
                                  split_half_tau)
 
 

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.zoo import build_model
-from tasks.permutation import SymmetryAugmented
+from tasks.common.permutation import SymmetryAugmented
 
 SPECS = [
     {"family": "mlp", "in_shape": [1, 8, 8], "hidden": [12, 10], "num_classes": 10, "act": "tanh", "norm": "layer",
@@ -77,7 +77,7 @@ def test_mismatched_inputs_are_refused():
 
 def test_zoo_split_graphs_without_input_spec(clf_zoo):
     from nngraph.data.zoo_dataset import example_inputs_for_spec
-    from tasks.splits import load_split
+    from tasks.common.splits import load_split
 
     split = load_split(clf_zoo, "train")
     assert all("input_spec" not in g for g in split.graphs)  # the zoo cache drops it

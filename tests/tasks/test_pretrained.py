@@ -11,7 +11,10 @@ from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.zoo import ClassifierZooConfig, INRZooConfig, Zoo, build_model
-from tasks import accuracy_prediction, inr_classification, inr_editing, pretrained
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.inr_classification import task as inr_classification
+from tasks.inr_editing import task as inr_editing
+from tasks.pretrained import shipped as pretrained
 
 FAST = ["--epochs", "1", "--baseline-epochs", "2", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
 
@@ -86,7 +89,7 @@ def test_zoos_whose_test_models_may_have_been_seen_are_refused():
         pretrained.check_unseen(clf, full)
 
 
-# ---- the checkpoints shipped in tasks/checkpoints ----------------------------------------------------
+# ---- the checkpoints shipped in tasks/pretrained/checkpoints ----------------------------------------------------
 
 SHIPPED = pretrained.available()
 #: What the demo relies on (issue 15): one checkpoint per task, and the twin of the probe encoder.
@@ -104,11 +107,11 @@ def _siren_graph(probes: int, positional: int = 0):
     model = build_model(spec)
     g = nngraph.to_graph(model)
     if probes:
-        from tasks.features import probe_inputs_for
+        from tasks.common.features import probe_inputs_for
 
         g.probe = nngraph.probe_features(model, probe_inputs_for(spec, probes)).float()
     if positional:
-        from tasks.features import add_positional_features
+        from tasks.common.features import add_positional_features
 
         g = add_positional_features([g], positional, 0)[0]
     return g

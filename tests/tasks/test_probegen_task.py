@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from nngraph.train import read_metrics
-from tasks import accuracy_prediction
+from tasks.accuracy_prediction import task as accuracy_prediction
 
 
 def _run(clf_zoo, out, *more):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from nngraph.zoo import RecurrentZooConfig, build_recurrent_zoo
-from tasks import accuracy_prediction
+from tasks.accuracy_prediction import task as accuracy_prediction
 
 FAST = ["--epochs", "1", "--baseline-epochs", "2", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
 

@@ -8,8 +8,8 @@ from torch_geometric.data import Batch
 import nngraph
 from nngraph.zoo import build_model, siren_forward, siren_spec
 from nngraph.zoo.inr_meta import INRMetadata
-from tasks.splits import load_split
-from tasks.render import INRRenderer, dilate, render_module
+from tasks.common.splits import load_split
+from tasks.inr_editing.render import INRRenderer, dilate, render_module
 
 
 def small_sirens(n: int = 3) -> list:

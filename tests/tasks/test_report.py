@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from tasks import accuracy_prediction
-from tasks.harness import run_main
-from tasks.report import row
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.common.harness import run_main
+from tasks.common.report import row
 
 
 def _parser():

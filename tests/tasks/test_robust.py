@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 import nngraph
-from tasks.accuracy_prediction import check_runs_disjoint
-from tasks.scaling import GraphScaler
-from tasks.splits import Split
-from tasks.robust import RobustGraphScaler, finite_only, is_finite_graph
+from tasks.accuracy_prediction.task import check_runs_disjoint
+from tasks.common.scaling import GraphScaler
+from tasks.common.splits import Split
+from tasks.common.robust import RobustGraphScaler, finite_only, is_finite_graph
 
 
 def _mlp(seed: int, scale: float = 1.0) -> nn.Module:

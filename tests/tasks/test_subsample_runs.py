@@ -1,8 +1,8 @@
 """accuracy_prediction.subsample_runs: learning curves train on whole runs, never on part of one."""
 import pytest
 
-from tasks.accuracy_prediction import subsample_runs
-from tasks.splits import Split
+from tasks.accuracy_prediction.task import subsample_runs
+from tasks.common.splits import Split
 
 
 def _split(runs: dict[str, int]) -> Split:

@@ -1,12 +1,12 @@
-"""tasks.summarize: mean ± std over seeds and learning curves, against a plain loop."""
+"""tasks.common.summarize: mean ± std over seeds and learning curves, against a plain loop."""
 import json
 import math
 import statistics
 
 import pytest
 
-from tasks import summarize
-from tasks.report import row
+from tasks.common import summarize
+from tasks.common.report import row
 
 
 def _run(tmp_path, name, n_train, values):

@@ -9,7 +9,9 @@ import pytest
 from safetensors.torch import load_file
 
 from nngraph.cli import main as cli_main
-from tasks import accuracy_prediction, inr_classification, inr_editing
+from tasks.accuracy_prediction import task as accuracy_prediction
+from tasks.inr_classification import task as inr_classification
+from tasks.inr_editing import task as inr_editing
 
 FAST = ["--epochs", "1", "--baseline-epochs", "2", "--hidden-dim", "8", "--num-layers", "1", "--no-progress"]
 
@@ -86,7 +88,7 @@ def test_probe_features_are_each_models_softmax_on_the_same_images(clf_zoo, inr_
     import torch
 
     from nngraph.zoo import Zoo
-    from tasks.probing import output_features, probe_images
+    from tasks.accuracy_prediction.probing import output_features, probe_images
 
     images = probe_images(clf_zoo, 6, seed=1)
     assert images.shape[0] == 6 and torch.equal(images, probe_images(clf_zoo, 6, seed=1))
@@ -107,8 +109,8 @@ def test_encoder_probe_reads_each_neurons_value_on_the_probe_images(clf_zoo, tmp
     import torch
 
     import nngraph
-    from tasks.probing import probe_images
-    from tasks.splits import load_split
+    from tasks.accuracy_prediction.probing import probe_images
+    from tasks.common.splits import load_split
 
     split = load_split(clf_zoo, "val")
     inputs = probe_images(clf_zoo, 4, seed=0)  # (4, C, H, W)

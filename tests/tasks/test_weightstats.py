@@ -7,7 +7,7 @@ from torch import nn
 
 import nngraph
 from nngraph.schema import NORM_BIAS, NORM_WEIGHT, RUNNING_MEAN, RUNNING_VAR, NodeKind
-from tasks.weightstats import NORM_FIELDS, STATS, feature_dim, tensor_stats, weight_stat_features
+from tasks.common.weightstats import NORM_FIELDS, STATS, feature_dim, tensor_stats, weight_stat_features
 
 S = len(STATS)
 
@@ -126,7 +126,7 @@ def test_invariant_to_hidden_permutations_and_sensitive_to_weights():
 def test_statistics_of_huge_but_finite_weights_stay_finite():
     import torch
 
-    from tasks.weightstats import tensor_stats
+    from tasks.common.weightstats import tensor_stats
 
     stats = tensor_stats(torch.tensor([1e20, -1e20, 3.0]))  # variance 6.7e39: over float32's range
     assert torch.isfinite(stats).all() and stats[2] == torch.finfo(torch.float32).max

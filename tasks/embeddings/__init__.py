@@ -1,0 +1,7 @@
+"""Model embeddings: the self-supervised encoder, ``nngraph embed`` / ``nngraph search`` and their
+evaluation.
+
+``python -m tasks.embeddings --help`` runs :mod:`.task`; the package re-exports its entry points."""
+from .task import build_parser, retrieval_baselines, tsne_2d, run, main
+
+__all__ = ["build_parser", "retrieval_baselines", "tsne_2d", "run", "main"]

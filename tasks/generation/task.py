@@ -1,0 +1,264 @@
+"""Weight generation: classifiers of one architecture sampled without training, conditioned on their test accuracy.
+
+    python -m tasks.generation --out runs/generation --runs 80 --epochs 100
+
+Builds its zoo here (cached in ``OUT/zoo.pt``): ``--runs`` training runs of one MLP on the scikit-learn digits,
+each with random hyperparameters (optimizer, learning rate, initial scale, label noise, epochs;
+:func:`nngraph.zoo.classifiers.sample_hparams`) and checkpoints at up to four epochs, so test accuracies spread
+from chance to about 0.95. Fits the generators of :mod:`nngraph.generate` on every checkpoint, conditioned on its
+test accuracy, and samples ``--per-target`` models at each of ``--targets`` target accuracies (evenly spaced from
+the zoo's 10th to its 90th percentile). Rows, per method: the median test accuracy of the samples (all of them,
+and at the highest target), the fraction of samples above the zoo's median, the mean distance between target and
+accuracy, Kendall's tau between target and accuracy, and novelty: the distance of every sample to its nearest
+zoo model after weight matching, against the zoo's own (each model to its nearest of another run), and the
+fraction of samples closer than the zoo's 5th percentile (copies). The references are the zoo itself and randomly
+initialised models. ``accuracy.png`` shows the distributions and the target against the result.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+
+import nngraph
+from nngraph.generate import FlowGenerator, GaussianGenerator
+from nngraph.io import atomic_write
+from nngraph.plotting import pyplot, save_figure
+from nngraph.zoo import ClassifierZooConfig, build_model, derive_seed
+from nngraph.zoo.classifiers import classifier_data, evaluate, sample_hparams, train_run
+
+from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
+from ..common.metrics import kendall_tau
+from ..common.report import row, save_results
+
+TASK = "generation"
+METHODS = ("flow", "twin", "gaussian")
+
+
+def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentParser:
+    p = task_parser(prog, __doc__)
+    p.add_argument("--out", default="runs/generation", help="directory of the zoo cache, runs, plots and results.json")
+    p.add_argument("--methods", type=csv_list, default=list(METHODS), help=f"comma-separated subset of {list(METHODS)}")
+    p.add_argument("--runs", type=int, default=80, help="training runs of the zoo (up to 4 checkpoints each)")
+    p.add_argument("--hidden", type=int, default=16, help="width of the zoo's MLP (64 -> hidden -> 10)")
+    p.add_argument("--zoo-epochs", type=int, default=20, help="largest number of epochs of a zoo run")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs of the flow generators")
+    p.add_argument("--batch-size", type=int, default=32, help="models per training batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
+    p.add_argument("--hidden-dim", type=int, default=32, help="width of the equivariant denoiser")
+    p.add_argument("--num-layers", type=int, default=3, help="message-passing layers of the equivariant denoiser")
+    p.add_argument("--twin-dim", type=int, default=512, help="width of the twin's MLP")
+    p.add_argument("--steps", type=int, default=40, help="Euler steps of sampling")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight (1: none)")
+    p.add_argument("--targets", type=int, default=8, help="target accuracies sampled at")
+    p.add_argument("--per-target", type=int, default=16, help="samples per target accuracy")
+    add_run_args(p)
+    return p
+
+
+def zoo_spec(hidden: int, in_shape: list[int], num_classes: int) -> dict:
+    """The one architecture of the zoo: ``Flatten, Linear(64, hidden), ReLU, Linear(hidden, 10)``."""
+    return {"family": "mlp", "in_shape": in_shape, "num_classes": num_classes, "act": "relu", "hidden": [hidden],
+            "norm": "none", "dropout": 0.0}
+
+
+def build_zoo(args, config: ClassifierZooConfig, data) -> dict:
+    """The zoo's checkpoints: ``{"spec", "states": [state dict], "test_acc": (M,), "run": (M,)}``, cached in
+    ``OUT/zoo.pt`` (read with ``weights_only=True``) under the settings that made it."""
+    x_tr, y_tr, x_te, y_te, num_classes = data
+    spec = zoo_spec(args.hidden, list(x_tr.shape[1:]), num_classes)
+    key = {"spec": spec, "runs": args.runs, "zoo_epochs": args.zoo_epochs, "seed": args.seed}
+    path = os.path.join(args.out, "zoo.pt")
+    if os.path.exists(path):
+        cached = torch.load(path, weights_only=True)
+        if cached.get("key") == key:
+            return cached
+    states, accs, runs = [], [], []
+    for r in range(args.runs):
+        rng = random.Random(derive_seed(args.seed, "generation-zoo", r))
+        hparams = sample_hparams(rng, config, derive_seed(args.seed, "generation-train", r))
+        for metrics, state in train_run({"spec": spec, "hparams": hparams}, x_tr, y_tr, x_te, y_te, num_classes):
+            states.append(state)
+            accs.append(metrics["test_acc"])
+            runs.append(r)
+    zoo = {"key": key, "spec": spec, "states": states, "test_acc": torch.tensor(accs), "run": torch.tensor(runs)}
+    buffer = io.BytesIO()
+    torch.save(zoo, buffer)
+    atomic_write(path, buffer.getvalue())
+    return zoo
+
+
+def accuracies(graphs, template, x_te, y_te) -> np.ndarray:
+    """Test accuracy of the module of every graph (no training)."""
+    return np.array([evaluate(nngraph.from_graph(g, template), x_te, y_te)[0] for g in graphs])
+
+
+def _invariants(graphs, num_nodes: int) -> torch.Tensor:
+    """``(B, F)``: features of every model that relabelling its hidden neurons leaves unchanged (the Gram
+    matrices of the weights over the fixed input and output neurons, and their biases), to shortlist the
+    nearest models before aligning them. For graphs of one entry per edge (the task's MLPs)."""
+    out = []
+    for g in graphs:
+        w = torch.zeros(num_nodes, num_nodes, dtype=torch.float64).index_put_(
+            (g.edge_index[0], g.edge_index[1]), g.edge_attr.view(-1).double(), accumulate=True)  # (N, N)
+        fixed = g.node_type != nngraph.schema.NodeType.HIDDEN  # (N,)
+        gram = w.t() @ w + w @ w.t()  # (N, N): sums over the hidden neurons between fixed ones
+        out.append(torch.cat([gram[fixed][:, fixed].reshape(-1), g.x.double()[fixed].reshape(-1)]))
+    return torch.stack(out)
+
+
+class Novelty:
+    """Distance of a sample to its nearest zoo model after aligning the model to it (weight matching,
+    :func:`nngraph.symmetry.align_graph`), against the distance of every zoo model to its nearest model of another
+    run (checkpoints of one run are near-copies of each other). Only the ``shortlist`` nearest models by
+    invariant features (:func:`_invariants`) are aligned."""
+
+    def __init__(self, graphs, runs: np.ndarray, template, example_inputs, shortlist: int = 8):
+        from nngraph.generate import WeightSpace
+
+        self.graphs, self.shortlist = graphs, shortlist
+        self.layout = nngraph.build_layout(template, (example_inputs,))
+        self.space = WeightSpace.of(template, example_inputs)
+        self.invariants = _invariants(graphs, self.space.num_nodes)  # (M, F)
+        self.zoo = np.array([self.nearest(g, torch.as_tensor(runs == runs[i])) for i, g in enumerate(graphs)])
+
+    def nearest(self, graph, exclude: torch.Tensor | None = None) -> float:
+        from nngraph.symmetry import align_graph
+
+        d = torch.cdist(_invariants([graph], self.space.num_nodes), self.invariants)[0]  # (M,)
+        if exclude is not None:
+            d[exclude] = float("inf")
+        own = self.space.flatten([graph]).double()[0]  # (D,)
+        best = float("inf")
+        for j in torch.argsort(d)[:self.shortlist].tolist():
+            if not torch.isfinite(d[j]):
+                break
+            aligned = align_graph(self.graphs[j], graph, self.layout)[0]
+            best = min(best, float((self.space.flatten([aligned]).double()[0] - own).norm()))
+        return best
+
+    def __call__(self, samples) -> dict:
+        """The samples' median distance, its ratio to the zoo's, and the fraction of samples closer to a zoo model
+        than the zoo's 5th percentile (copies)."""
+        d = np.array([self.nearest(g) for g in samples])
+        return {"median": float(np.median(d)), "ratio": float(np.median(d) / np.median(self.zoo)),
+                "frac_copies": float((d < np.percentile(self.zoo, 5)).mean())}
+
+
+def score(method: str, target: np.ndarray | None, acc: np.ndarray, zoo_acc: np.ndarray, seconds, note="") -> list[dict]:
+    """The rows of one method: median accuracy (all, at the highest target), above the zoo's median,
+    distance to the target and Kendall's tau."""
+    rows = [row(TASK, method, "median_acc", float(np.median(acc)), seconds, note=note),
+            row(TASK, method, "frac_above_zoo_median", float((acc >= np.median(zoo_acc)).mean()), note=note)]
+    if target is not None:
+        top = target == target.max()
+        rows += [row(TASK, method, "median_acc_at_top_target", float(np.median(acc[top])),
+                     note=f"target {target.max():.3f}"),
+                 row(TASK, method, "mean_abs_target_error", float(np.abs(acc - target).mean())),
+                 row(TASK, method, "kendall_tau_target", kendall_tau(target, acc),
+                     note=f"{len(acc)} samples at {len(np.unique(target))} targets")]
+    return rows
+
+
+def plot(results: dict, zoo_acc: np.ndarray, path: str) -> str:
+    """Histograms of test accuracy (zoo, random init, each method) and sampled accuracy against the target."""
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    bins = np.linspace(0, 1, 26)
+    ax1.hist(zoo_acc, bins=bins, alpha=0.4, density=True, label="zoo")
+    for i, (name, (target, acc)) in enumerate(results.items()):
+        color = f"C{i + 1}"  # one colour per method in both panels (C0 is the zoo's)
+        ax1.hist(acc, bins=bins, histtype="step", lw=1.5, density=True, label=name, color=color)
+        if target is not None:
+            jitter = (np.random.default_rng(0).random(len(target)) - 0.5) * 0.01
+            ax2.scatter(target + jitter, acc, s=8, alpha=0.6, label=name, color=color)
+    ax1.set_xlabel("test accuracy without training")
+    ax1.legend(fontsize=7)
+    lo, hi = 0.0, 1.0
+    ax2.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax2.set_xlabel("target accuracy (condition)")
+    ax2.set_ylabel("sampled model's test accuracy")
+    ax2.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    check_methods(args.methods, METHODS)
+    os.makedirs(args.out, exist_ok=True)
+    progress = not args.no_progress
+    config = ClassifierZooConfig(checkpoints=4, max_epochs=args.zoo_epochs, seed=args.seed)
+    images, train_mask = classifier_data(config)
+    data = (images.images[train_mask], images.labels[train_mask], images.images[~train_mask],
+            images.labels[~train_mask], images.num_classes)
+    x_te, y_te = data[2], data[3]
+    start = time.perf_counter()
+    zoo = build_zoo(args, config, data)
+    zoo_seconds = time.perf_counter() - start
+    template = build_model(zoo["spec"]).eval()
+    models = []
+    for state in zoo["states"]:
+        m = build_model(zoo["spec"])
+        m.load_state_dict(state)
+        models.append(m.eval())
+    graphs = [nngraph.to_graph(m, x_te[:2]) for m in models]
+    zoo_acc = zoo["test_acc"].numpy()
+    print(f"zoo: {len(graphs)} checkpoints of {args.runs} runs in {zoo_seconds:.0f} s; test accuracy median "
+          f"{np.median(zoo_acc):.3f} (min {zoo_acc.min():.3f}, max {zoo_acc.max():.3f})", flush=True)
+    conditions = torch.tensor(zoo_acc, dtype=torch.float32)
+    levels = np.quantile(zoo_acc, np.linspace(0.1, 0.9, args.targets))
+    target = np.repeat(levels, args.per_target)  # (S,)
+    n = len(target)
+
+    torch.manual_seed(derive_seed(args.seed, "random-init"))
+    random_acc = np.array([evaluate(build_model(zoo["spec"]).eval(), x_te, y_te)[0] for _ in range(n)])
+    note = f"{len(graphs)} zoo models, one MLP 64-{args.hidden}-10"
+    novel = Novelty(graphs, zoo["run"].numpy(), template, x_te[:2])
+    rows = score("zoo", None, zoo_acc, zoo_acc, zoo_seconds, note)
+    rows.append(row(TASK, "zoo", "nearest_aligned_distance", float(np.median(novel.zoo)),
+                    note="median over zoo models, to the nearest model of another run"))
+    rows += score("random_init", None, random_acc, zoo_acc, None)
+    results = {"random_init": (None, random_acc)}
+    for method in args.methods:
+        start = time.perf_counter()
+        if method == "gaussian":
+            gen = GaussianGenerator().fit(graphs, conditions, template=template, example_inputs=x_te[:2])
+            samples = gen.sample(template, n, condition=torch.tensor(target), seed=args.seed)
+            fitted = ""
+        else:
+            denoiser, width, layers = ("graph", args.hidden_dim, args.num_layers) if method == "flow" else \
+                ("flat", args.twin_dim, 3)
+            gen = FlowGenerator(denoiser, hidden_dim=width, num_layers=layers)
+            result = gen.fit(graphs, conditions, template=template, example_inputs=x_te[:2],
+                             out_dir=run_dir(args.out, method), epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, seed=args.seed, progress=progress, device=args.device)
+            fitted = f"best epoch {result.best_epoch}, val loss {result.best_value:.4f}"
+            samples = gen.sample(template, n, condition=torch.tensor(target), steps=args.steps,
+                                 guidance=args.guidance, seed=args.seed)
+        acc = accuracies(samples, template, x_te, y_te)
+        seconds = time.perf_counter() - start
+        results[method] = (target, acc)
+        rows += score(method, target, acc, zoo_acc, seconds, fitted)
+        near = novel(samples)
+        rows += [row(TASK, method, "nearest_aligned_distance", near["median"],
+                     note=f"{near['ratio']:.2f}x the zoo's"),
+                 row(TASK, method, "frac_copies", near["frac_copies"], note="closer than the zoo's 5th percentile")]
+        print(f"{method}: median accuracy {np.median(acc):.3f}, kendall tau {kendall_tau(target, acc):.3f}, "
+              f"nearest aligned zoo model {near['ratio']:.2f}x the zoo's, copies {near['frac_copies']:.2f} "
+              f"({seconds:.0f} s)", flush=True)
+    plot(results, zoo_acc, os.path.join(args.out, "accuracy.png"))
+    save_results(rows, os.path.join(args.out, "results.json"))
+    return rows
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    return run_main(run, build_parser, argv, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

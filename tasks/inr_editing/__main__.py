@@ -1,0 +1,6 @@
+"""``python -m tasks.inr_editing``: the command line of :mod:`.task`."""
+import sys
+
+from .task import main
+
+sys.exit(main())
