@@ -14,16 +14,16 @@ import argparse
 
 import torch
 import transformers
-from threadpoolctl import threadpool_limits
 
 import nngraph
 from nngraph.schema import NodeKind
+from nngraph.threads import set_threads
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
+parser.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and OpenMP (default: $NNGRAPH_THREADS, else 1: nngraph.threads)")
 args = parser.parse_args()
-torch.set_num_threads(args.threads)
-threadpool_limits(args.threads)
+set_threads(args.threads)  # nngraph.threads.pick_threads: one unless told, see the docstring
 
 torch.manual_seed(0)
 config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -19,18 +19,18 @@ import argparse
 
 import torch
 from sklearn.datasets import load_digits
-from threadpoolctl import threadpool_limits
 from torch import nn
 from torch_geometric.data import Batch
 
 import nngraph
 from nngraph.schema import BIAS, EdgeType, NodeType
+from nngraph.threads import set_threads
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
+parser.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and OpenMP (default: $NNGRAPH_THREADS, else 1: nngraph.threads)")
 args = parser.parse_args()
-torch.set_num_threads(args.threads)
-threadpool_limits(args.threads)
+set_threads(args.threads)  # nngraph.threads.pick_threads: one unless told, see the docstring
 
 torch.manual_seed(0)
 digits = load_digits()

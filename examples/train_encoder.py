@@ -21,7 +21,6 @@ import tempfile
 import time
 
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 from torch_geometric.loader import DataLoader
 
@@ -29,14 +28,15 @@ import nngraph
 from nngraph.data import ZooDataset
 from nngraph.train import TrainConfig, fit
 from nngraph.zoo import INRZooConfig, Zoo, build_inr_zoo, coordinate_grid
+from nngraph.threads import set_threads
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "nngraph-example-inr-probes"))
 parser.add_argument("--epochs", type=int, default=15)
-parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
+parser.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and OpenMP (default: $NNGRAPH_THREADS, else 1: nngraph.threads)")
 args = parser.parse_args()
-torch.set_num_threads(args.threads)
-threadpool_limits(args.threads)
+set_threads(args.threads)  # nngraph.threads.pick_threads: one unless told, see the docstring
 start = time.perf_counter()
 
 zoo = os.path.join(args.workdir, "zoo")

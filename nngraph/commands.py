@@ -10,6 +10,8 @@ import os
 import sys
 
 from nngraph.errors import NNGraphError
+from nngraph.threads import THREADS_ENV
+from nngraph.threads import set_threads as _set_threads
 
 __all__ = ["DEBUG_ENV", "CommandError", "add_common_args", "debugging", "one_line", "run_command", "set_threads"]
 
@@ -24,33 +26,25 @@ DEBUG_ENV = "NNGRAPH_DEBUG"
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """``--threads N`` and ``--debug``, the flags every ``nngraph`` command takes."""
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="threads for torch (torch.set_num_threads) and OpenMP / BLAS. One by default: the models "
-                        "are small, and on a machine whose other cores are busy more threads stall at their "
-                        "barriers (a 7 s run took 119 s); 0 keeps the libraries' defaults")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"threads for torch (torch.set_num_threads) and OpenMP / BLAS (default: ${THREADS_ENV}, else "
+                        "1: the models are small, and on a machine whose other cores are busy more threads stall at "
+                        "their barriers, a 7 s run took 119 s); 0 keeps the libraries' defaults (nngraph.threads)")
     p.add_argument("--debug", action="store_true",
                    help=f"show the Python traceback of an error instead of its one line (or set {DEBUG_ENV}=1)")
 
 
-def set_threads(threads: int | None) -> None:
-    """Use ``threads`` threads in torch and in OpenMP / BLAS (threadpoolctl, if installed); ``0`` or ``None``
-    keeps the libraries' defaults.
+def set_threads(threads: int | None) -> int:
+    """:func:`nngraph.threads.set_threads` for a command: ``threads`` (``--threads``), else ``$NNGRAPH_THREADS``,
+    else 1; ``0`` keeps the libraries' defaults. Returns the count torch uses.
 
     Raises:
         CommandError: for a negative count.
     """
-    if threads is None or threads == 0:
-        return
-    if threads < 0:
-        raise CommandError(f"--threads {threads}: give a positive number of threads (0 keeps the defaults)")
-    import torch
-
-    torch.set_num_threads(threads)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(threads)
+        return _set_threads(threads)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
 
 
 def debugging(args: argparse.Namespace | None = None) -> bool:
@@ -63,7 +57,7 @@ def run_command(parser: argparse.ArgumentParser, argv, body) -> int:
     :class:`CommandError` is one line on standard error and exit status 1 (``--debug``: the traceback)."""
     args = parser.parse_args(argv)
     try:
-        set_threads(getattr(args, "threads", 1))
+        set_threads(getattr(args, "threads", None))
         return body(args)
     except (NNGraphError, CommandError) as err:
         if debugging(args):

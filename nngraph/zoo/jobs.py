@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from nngraph.errors import ZooError
 from nngraph.io import LockHeld, clean_stale_temps, exclusive_lock
+from nngraph.threads import set_threads
 from nngraph.zoo.storage import WEIGHTS_DIR, append_manifest, manifest_name, read_manifests, save_weights
 
 __all__ = ["Unit", "building", "parse_shard", "run_units"]
@@ -153,7 +154,9 @@ def _run_units(root: str, units: Sequence[Unit], compute: Callable[[Unit], list[
     todo = [u for u in mine if not all(m in done for m in u.model_ids)]
     pool = None
     if workers > 1 and len(todo) > 1:
-        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(todo)))
+        # a spawned worker starts with torch's default (a thread per core): it uses this process's count instead
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(todo)), initializer=set_threads,
+                                                          initargs=(torch.get_num_threads(),))
         results = pool.imap(compute, todo)
     else:
         results = map(compute, todo)
