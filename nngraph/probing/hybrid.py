@@ -184,7 +184,8 @@ class ProbeGraphHybrid(nn.Module):
             raise ValueError(f"{len(models)} models for a batch of {int(getattr(batch, 'num_graphs', 1) or 1)} graphs")
         probes = self.current_probes()  # (P, *in_shape)
         with _frozen(models):
-            rows = [probe_features(m, probes.to(next(m.parameters()).dtype), grad=self.learned).to(probes.dtype)
+            grad = self.learned and torch.is_grad_enabled()  # not under torch.no_grad (prediction)
+            rows = [probe_features(m, probes.to(next(m.parameters()).dtype), grad=grad).to(probes.dtype)
                     for m in models]  # B x (N_b, P)
         values = torch.cat(rows)  # (N, P)
         if values.shape[0] != batch.x.shape[0]:
@@ -193,8 +194,12 @@ class ProbeGraphHybrid(nn.Module):
         return values
 
     def forward(self, batch, models: Sequence[nn.Module] | None = None) -> Tensor:
+        return self.read(batch, self.neuron_values(batch, models) if self.uses_probes else None)  # (B, out_dim)
+
+    def read(self, batch, values: Tensor | None) -> Tensor:
+        """The prediction from the neurons' raw values on the probes ``(N, P)`` (:meth:`neuron_values`; ``None``
+        without probes): ``(B, out_dim)``."""
         parts, out = [], 0.0
-        values = self.neuron_values(batch, models) if self.uses_probes else None  # (N, P)
         if self.graph:
             graphs = copy.copy(self.scaler(batch) if self.scaler is not None else batch)  # shallow: batch kept
             graphs.probe = None

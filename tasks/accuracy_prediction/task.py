@@ -10,8 +10,11 @@ boosting and + an MLP (``probe_*``, :mod:`tasks.accuracy_prediction.probing`); o
 neuron's value on those probe images as node features (as the INR encoder reads coordinates); opt-in,
 ``encoder_stats``: the encoder's graph embedding and the weight statistics read by one MLP (:mod:`tasks.accuracy_prediction.hybrid`);
 opt-in, ``probegen``: ProbeGen (:class:`nngraph.probing.ProbeGen`), probes from a shared deep linear generator
-started at those probe images, the models' softmax outputs read by an MLP, trained end to end. The probing methods
-add their cost per prediction: ``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
+started at those probe images, the models' softmax outputs read by an MLP, trained end to end; opt-in, ``hybrid``
+and its ablations ``hybrid_no_graph``, ``hybrid_fixed_probes``, ``hybrid_no_prior``, ``hybrid_no_probes``
+(:class:`nngraph.probing.ProbeGraphHybrid`, :mod:`tasks.accuracy_prediction.probe_hybrid`): the encoder reading
+every neuron's values on learned probes, the output neurons' softmax statistics read directly, on top of the
+cross-fitted ``probe_gbm`` prediction. The probing methods add their cost per prediction: ``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
 test models, plus an MLP reader's) and ``seconds_per_prediction``.
 (An MLP on the flattened weights needs one architecture: not applicable.)
 
@@ -48,6 +51,7 @@ from ..common.features import add_positional_features, max_kernel_shape
 from ..common.permutation import SymmetryAugmented
 from .probing import output_features, probe_images
 from .hybrid import StatsGraphPredictor, StatsStandardizer, with_stats_features
+from .probe_hybrid import HYBRIDS, hybrid_method
 from ..common.graph_training import predict_graphs, train_graph_predictor
 from ..common.harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from ..common.metrics import kendall_tau, per_group_tau, r2
@@ -59,10 +63,10 @@ from ..common.weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
 METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "encoder_stats", "stats_gbm",
-           "stats_mlp", "probe_gbm", "probe_mlp", "probegen")
+           "stats_mlp", "probe_gbm", "probe_mlp", "probegen", *HYBRIDS)
 #: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe``, ``encoder_stats``,
-#: ``probegen``: opt-in).
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats", "probegen"))
+#: ``probegen``, the ``hybrid*`` rows: opt-in).
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats", "probegen", *HYBRIDS))
 
 
 
@@ -316,6 +320,12 @@ def _probe_cost(models, probes: torch.Tensor, seconds: float, reader_flops: int 
 
 
 def _cost_rows(method: str, cost: dict) -> list[dict]:
+    if method in HYBRIDS:
+        return [row(TASK, method, "flops_per_prediction", cost["flops"], None,
+                    note=f"{cost['passes']} probe forward passes x the model's FLOPs + the network on its graph (mean "
+                         "over the test models; gradient boosting's trees not counted)"),
+                row(TASK, method, "seconds_per_prediction", cost["seconds"], None,
+                    note="probing the test models, reading their graphs and outputs, per model, one thread")]
     reader = f" + {cost['reader_flops']:,} of the MLP reader" if cost["reader_flops"] else ""
     return [row(TASK, method, "flops_per_prediction", cost["flops"], None,
                 note=f"{cost['passes']} probe forward passes x the model's FLOPs (mean over the test models){reader}"),
@@ -329,6 +339,8 @@ def _predict(args, name, train, val, test, progress, tag=""):
     prediction of a probing method (or None)."""
     if name.startswith("encoder"):
         return (*_graph_method(args, name, train, val, test, progress, tag), None)
+    if name in HYBRIDS:
+        return hybrid_method(args, name, train, val, test, progress, tag)
     if name == "probegen":
         return _probegen_method(args, train, val, test, progress, tag)
     return _stats_method(args, name, train, val, test, tag)

@@ -1,0 +1,138 @@
+"""The ``hybrid*`` rows of accuracy prediction: :class:`nngraph.probing.ProbeGraphHybrid` and its ablations.
+
+``hybrid``: the encoder reading every neuron's values on ``--probe-inputs`` learned probes (a shared deep linear generator started
+at the probe images), the output neurons' softmax statistics read directly, on top of gradient boosting on the
+probe images' outputs (the ``probe_gbm`` row), cross-fitted by training run (5 folds) so that the prior the model
+trains on is as good as the one it sees at test time. Ablations: ``hybrid_no_graph`` (no GNN), ``hybrid_fixed_probes``
+(the probe images, not learned), ``hybrid_no_prior`` (no gradient boosting: the neural model alone),
+``hybrid_no_probes`` (the weights' graph only: no probes, no prior). Targets are standardised on the training set.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+import nngraph
+from nngraph.probing import ProbeGraphHybrid, cross_fit, forward_flops, probing_flops
+
+from ..common.baselines import gradient_boosting
+from ..common.features import max_kernel_shape
+from ..common.graph_training import predict_graphs, train_graph_predictor
+from ..common.harness import run_dir
+from ..common.models import max_box
+from ..common.robust import RobustGraphScaler
+from .probing import output_features, probe_images
+
+__all__ = ["HYBRIDS", "HybridOnZoo", "hybrid_method"]
+
+#: method -> (ProbeGraphHybrid options, cross-fitted GBM prior)
+HYBRIDS = {"hybrid": ({}, True),
+           "hybrid_no_graph": ({"graph": False}, True),
+           "hybrid_fixed_probes": ({"learned": False}, True),
+           "hybrid_no_prior": ({}, False),
+           "hybrid_no_probes": ({"node_probes": False, "readout_probes": False}, False)}
+
+
+class _Reader(nn.Module):
+    """``hybrid.read`` as a module's forward (for the FLOP counter, which cannot run the probed models' tracing)."""
+
+    def __init__(self, hybrid):
+        super().__init__()
+        self.hybrid = hybrid
+
+    def forward(self, batch, values):
+        return self.hybrid.read(batch, values)
+
+
+class HybridOnZoo(nn.Module):
+    """A :class:`ProbeGraphHybrid` that finds each graph's model by ``graph.model_key`` (models kept out of the
+    state dict)."""
+
+    def __init__(self, hybrid: ProbeGraphHybrid, models: list):
+        super().__init__()
+        self.hybrid = hybrid
+        self._models = tuple(models)
+
+    def forward(self, batch):
+        runs_models = self.hybrid.learned and self.hybrid.uses_probes
+        models = [self._models[i] for i in batch.model_key.tolist()] if runs_models else None
+        return self.hybrid(batch, models)
+
+
+def _targets(split):
+    return np.array([e["test_acc"] for e in split.entries], dtype=float)
+
+
+def hybrid_method(args, name, train, val, test, progress, tag=""):
+    """Train the hybrid ``name`` (a key of :data:`HYBRIDS`) and predict ``test``; returns ``(pred, result, cost)``,
+    ``cost`` as the probing rows' (probe forward passes, FLOPs per prediction, seconds per prediction)."""
+    options, use_prior = HYBRIDS[name]
+    splits = (train, val, test)
+    inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
+    ys = [_targets(s) for s in splits]
+    mean, std = float(ys[0].mean()), float(max(ys[0].std(), 1e-6))
+    all_models = [m for s in splits for m in s.models]
+    offsets = np.cumsum([0] + [len(s.models) for s in splits])
+    priors = [None] * 3
+    prior_seconds = 0.0
+    if use_prior:  # gradient boosting on the probe outputs, cross-fitted by training run
+        feats = [output_features(s.models, inputs) for s in splits[:2]]  # (M, K * classes)
+        begin = time.perf_counter()
+        feats.append(output_features(test.models, inputs))
+        prior_seconds = time.perf_counter() - begin  # running the test models on the probe images (trees not timed)
+        groups = [e.get("run", e["id"]) for e in train.entries]
+        gbm = lambda xf, yf, xp: gradient_boosting(xf, yf, xp, "regression", args.seed, args.gbm_iters)  # noqa: E731
+        oof, (p_val, p_test) = cross_fit(gbm, feats[0], torch.tensor(ys[0], dtype=torch.float), groups,
+                                         [feats[1], feats[2]], folds=5, seed=args.seed)
+        priors = [(p - mean) / std for p in (oof, p_val, p_test)]
+    fixed = not options.get("learned", True)
+    graphs = []
+    for k, s in enumerate(splits):
+        out = []
+        for i, (g, model) in enumerate(zip(s.graphs, s.models)):
+            g = copy.copy(g)
+            g.y = torch.tensor([(ys[k][i] - mean) / std], dtype=torch.float)
+            g.model_key = torch.tensor([int(offsets[k]) + i])
+            if priors[k] is not None:
+                g.prior = torch.tensor([[float(priors[k][i])]])  # (1, 1)
+            if fixed:
+                g.probe = nngraph.probe_features(model, inputs.to(next(model.parameters()).dtype)).float()  # (N, K)
+            out.append(g)
+        graphs.append(out)
+    scaler = RobustGraphScaler().fit(graphs[0])
+    num_classes = all_models[0](inputs[:1]).shape[-1]
+
+    def factory(box):
+        hybrid = ProbeGraphHybrid(inputs, num_classes, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
+                                  dropout=args.dropout, max_kernel_box=max_box(box), scaler=scaler, **options)
+        return HybridOnZoo(hybrid, all_models)
+
+    box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
+    model, result = train_graph_predictor(
+        graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
+        num_layers=args.num_layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
+        device=args.device, progress=progress, kernel_box=box, model_factory=factory,
+        settings={"hybrid": name, "prior": use_prior, "target_mean": mean, "target_std": std,
+                  "probe_inputs": args.probe_inputs})
+    begin = time.perf_counter()
+    pred = predict_graphs(model, graphs[2], "regression").numpy() * std + mean
+    seconds = (time.perf_counter() - begin + prior_seconds) / len(test.models)
+    # FLOPs per prediction: the network on one graph (with learned probes, their forward passes through the model
+    # are inside it) plus the forward passes on the fixed probe images (the prior's and fixed node features)
+    hybrid = model.hybrid
+    values = [hybrid.neuron_values(g, [test.models[i]] if hybrid.learned else None) if hybrid.uses_probes else None
+              for i, g in enumerate(nngraph.batch_graphs([g]) for g in graphs[2])]
+    net = float(np.mean([forward_flops(_Reader(hybrid), nngraph.batch_graphs([g]), v)
+                         for g, v in zip(graphs[2], values)]))
+    if learned_passes := (len(inputs) if hybrid.learned and hybrid.uses_probes else 0):
+        net += probing_flops(test.models, hybrid.current_probes().detach())
+    fixed_passes = use_prior or (fixed and hybrid.uses_probes)
+    flops = net + (probing_flops(test.models, inputs) if fixed_passes else 0.0)
+    cost = {"passes": learned_passes + (len(inputs) if fixed_passes else 0), "flops": flops, "reader_flops": 0,
+            "seconds": seconds}
+    return np.clip(pred, ys[0].min(), ys[0].max()), result, cost
