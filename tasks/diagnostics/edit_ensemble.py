@@ -34,7 +34,7 @@ __all__ = ["ensemble_diagnostics"]
 
 
 def _load_editor(run: str) -> tuple[nn.Module, dict, str]:
-    from ..pretrained.shipped import _build
+    from ..pretrained import build_predictor
 
     runs = os.path.join(run, "runs")
     names = sorted(d for d in os.listdir(runs) if d.startswith("encoder_k"))
@@ -45,7 +45,7 @@ def _load_editor(run: str) -> tuple[nn.Module, dict, str]:
         raise FileNotFoundError(f"{os.path.join(runs, names[0])}: no best checkpoint (the run has not finished)")
     tensors, info = found
     settings, state = info["settings"], model_state(tensors)
-    model = _build(settings, state)
+    model = build_predictor(settings, state)
     model.load_state_dict(state)
     return model.eval(), settings, names[0]
 

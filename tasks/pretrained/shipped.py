@@ -44,7 +44,8 @@ from ..common.metrics import kendall_tau, r2
 from ..common.models import GraphEditor, GraphPredictor
 from ..common.robust import RobustGraphScaler, finite_only
 
-__all__ = ["CHECKPOINT_DIR", "available", "read_meta", "load", "evaluate", "export", "check_unseen"]
+__all__ = ["CHECKPOINT_DIR", "available", "read_meta", "build_predictor", "load", "evaluate", "export",
+           "check_unseen"]
 
 #: Where the shipped checkpoints live (package data of ``tasks``).
 CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
@@ -87,7 +88,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _build(settings: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+def build_predictor(settings: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
     """An untrained model of the architecture ``settings`` describe (the ``settings`` of its run)."""
     kind = settings["model"]
     if kind == "graph_predictor":
@@ -122,7 +123,7 @@ def load(name: str, directory: str | None = None, device: str | torch.device = "
         raise ValueError(f"{tensors_path}: sha256 {_sha256(data)} is not the recorded {meta['sha256']}; the file "
                          "is damaged or replaced")
     state = load_tensors(data)  # plain tensors: nothing is unpickled
-    model = _build(meta["settings"], state)
+    model = build_predictor(meta["settings"], state)
     model.load_state_dict(state)  # strict; older formats' embedding tables grow (nngraph.gnn.compat)
     return model.to(device).eval(), meta
 
