@@ -9,12 +9,16 @@ handles; odd and positively homogeneous activations add sign flips and positive 
 - :mod:`~nngraph.symmetry.scale`: :func:`sign_flip`, :func:`positive_scale`, :func:`symmetry_augment` and
   :class:`SignFlip` on graphs and batches, where they keep the function;
 - :mod:`~nngraph.symmetry.match`: :func:`align` (a model relabelled, and flipped where that is a symmetry, to
-  match a reference: weight matching), :func:`align_graph` / :func:`align_all` on graphs;
+  match a reference: weight matching, or activation matching with ``data``), :func:`align_graph` /
+  :func:`align_all` on graphs;
+- :mod:`~nngraph.symmetry.activations`: :func:`neuron_samples` (every neuron's values over inputs and positions,
+  what activation matching correlates);
 - :mod:`~nngraph.symmetry.merge`: :func:`merge` (a weighted average after alignment),
   :func:`interpolation_barrier` and :func:`plot_barrier` (the loss on the path between two models).
 """
 from __future__ import annotations
 
+from .activations import neuron_samples
 from .match import align, align_all, align_graph, weight_matching
 from .merge import interpolate, interpolation_barrier, merge, plot_barrier, reset_norms
 from .permute import RandomPermutation, permute_model, random_permutation
@@ -45,6 +49,7 @@ __all__ = [
     "interpolate",
     "interpolation_barrier",
     "merge",
+    "neuron_samples",
     "permute_model",
     "plot_barrier",
     "positive_scale",

@@ -20,6 +20,7 @@ from torch import nn
 from ..convert import build_layout
 from ..convert.layout import Layout, SymmetryGroup
 from ..kernels import entry_edges, kernel_offsets
+from .activations import neuron_samples
 from .permute import _tuple
 from .scale import apply_signs, flippable_nodes
 
@@ -39,9 +40,9 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
         return_permutation: also return the node relabelling ``(N,)`` (old node -> new node of ``model``'s graph)
             and the signs ``(N,)`` (``+-1`` per new node).
         data: inputs (a batch, or a tuple for several model inputs) for **activation matching**: a group's
-            neurons are matched by the correlation of their values on ``data`` (averaged over positions,
-            :func:`nngraph.probe_features`) instead of their weights; groups whose neurons show no values there
-            (queries and keys) are matched by weights. Needs a model torch.fx can trace.
+            neurons are matched by the correlation of their values on ``data`` over every input and position
+            (:func:`~nngraph.symmetry.activations.neuron_samples`) instead of their weights; groups whose neurons
+            show no values there (queries and keys) are matched by weights. Needs a model torch.fx can trace.
 
     Returns:
         the aligned copy (the same function as ``model``), and with ``return_permutation`` ``(perm, sign)``.
@@ -58,10 +59,8 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
                          "constants); alignment needs one architecture")
     activations = None
     if data is not None:
-        from ..convert import probe_features
-
-        activations = (_standardised(probe_features(reference, data, layout)),
-                       _standardised(probe_features(model, data, layout)))
+        data = _tuple(data)
+        activations = (neuron_samples(reference, data, layout), neuron_samples(model, data, layout))
     aligned, perm, sign = align_graph(layout.to_graph(model), layout.to_graph(reference), layout, max_rounds,
                                       activations)
     out = layout.from_graph(aligned, model)
@@ -190,7 +189,7 @@ def _best_group_step(group: SymmetryGroup, features: _Features, current, layout:
     s = features.similarity(group.rows, current, group.satellites, group.block_size)  # (C, C)
     if activations is not None:
         ref, cur = activations
-        act = sum(ref[row] @ cur[row].T for row in group.rows)  # (C, C): correlations summed over the rows
+        act = sum((ref[row] @ cur[row].T).double() for row in group.rows)  # (C, C): correlations summed over the rows
         if bool(act.abs().gt(0).any()):  # else no values there (queries, keys): weights alone
             s = act + 1e-3 * s / s.abs().max().clamp_min(1e-300)  # the weights break ties (dead neurons)
     c = s.shape[0]
@@ -216,13 +215,6 @@ def _best_group_step(group: SymmetryGroup, features: _Features, current, layout:
     flips = torch.ones(layout.num_nodes, dtype=torch.float64)
     flips[group.rows[:, negate].reshape(-1)] = -1.0
     return move, flips
-
-
-def _standardised(values: torch.Tensor) -> torch.Tensor:
-    """``(N, P)`` values centred and scaled per neuron (zero rows stay zero)."""
-    values = values.double()
-    centred = values - values.mean(1, keepdim=True)
-    return centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def _moved(activations, perm: torch.Tensor, sign: torch.Tensor):
