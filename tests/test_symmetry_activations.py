@@ -2,6 +2,7 @@
 values computed by hand, and activation matching on models whose layers the converter takes whole."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -59,14 +60,27 @@ def test_attention_and_feed_forward_inside_an_encoder_layer_get_their_values():
         torch.testing.assert_close(samples[nodes, :20].double(), expected, atol=1e-6, rtol=0, msg=part)
 
 
-def test_activation_matching_recovers_a_relabelled_transformer():
-    model = _encoder(1)
-    x = torch.randn(6, 5, 8, dtype=torch.float64)
+def _gpt2(seed: int) -> nn.Module:
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(vocab_size=11, n_embd=8, n_layer=1, n_head=2, n_positions=8, use_cache=False,
+                                     bos_token_id=0, eos_token_id=0)
+    return transformers.GPT2LMHeadModel(config).double().eval()
+
+
+@pytest.mark.parametrize("build, data, probed", [
+    (_encoder, lambda: torch.randn(6, 5, 8, dtype=torch.float64), "1.layers.0.self_attn.query"),
+    # converted through torch.export: values from the submodules' hooks only
+    (_gpt2, lambda: torch.randint(0, 11, (6, 7)), "transformer_h_0_mlp_c_fc"),
+])
+def test_activation_matching_recovers_a_relabelled_transformer(build, data, probed):
+    model, x = build(1), data()
     layout = nngraph.build_layout(model, (x,))
     perm = symmetry.random_permutation(layout, torch.Generator().manual_seed(4))
     other = symmetry.permute_model(model, perm, (x,), layout)
     original, moved = neuron_samples(model, x, layout), neuron_samples(other, x, layout)
-    assert bool(original[layout.module_nodes["1.layers.0.self_attn.query"]].abs().sum(1).gt(0).all())
+    assert bool(original[layout.module_nodes[probed]].abs().sum(1).gt(0).all())
     torch.testing.assert_close(moved[perm], original, atol=1e-6, rtol=0)  # the values move with their nodes
     aligned = symmetry.align(model, other, (x,), data=(x,))
     for (key, p), q in zip(model.state_dict().items(), aligned.state_dict().values()):

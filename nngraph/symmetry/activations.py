@@ -45,7 +45,8 @@ def neuron_samples(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tens
     hook (before the activation that follows it, where the traced values are after it).
 
     Args:
-        module: a model torch.fx can trace.
+        module: the model (one converted through torch.export, such as Hugging Face's GPT-2, has values only on
+            the outputs of its submodules).
         inputs: a batch ``(P, ...)``, or a tuple for several model inputs.
         layout: the model's layout, if already built.
         max_samples: at most this many samples per space: a larger ``P x positions`` is subsampled at positions
@@ -56,11 +57,10 @@ def neuron_samples(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tens
     """
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     layout = layout if layout is not None else build_layout(module, inputs)
-    if layout.fx_graph is None:
-        raise ValueError("activation matching needs a model torch.fx can trace (this one converts through "
-                         "torch.export): align it by weights (data=None)")
-    recorder = _Recorder(fx.GraphModule(module, layout.fx_graph), set(layout.value_nodes))
+    traced = layout.fx_graph is not None  # else converted through torch.export: only the hooks see values
+    recorder = _Recorder(fx.GraphModule(module, layout.fx_graph), set(layout.value_nodes)) if traced else None
     submodules = dict(module.named_modules())
+    submodules.update({name.replace(".", "_"): m for name, m in list(submodules.items())})  # export's names
     inner = {}  # module name -> its output, for modules inside a layer the converter took whole
     hooks = [submodules[name].register_forward_hook(_keep(inner, name))
              for name in layout.module_nodes if name in submodules]
@@ -71,7 +71,7 @@ def neuron_samples(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tens
     module.eval()
     try:
         with torch.no_grad():
-            recorder.run(*inputs)
+            recorder.run(*inputs) if traced else module(*inputs)
     finally:
         module.train(was_training)
         for hook in hooks:
@@ -79,11 +79,11 @@ def neuron_samples(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tens
     num_inputs = inputs[0].shape[0]
     spaces, seen = [], torch.zeros(layout.num_nodes, dtype=torch.bool)
     for name, (nodes, axis, spatial, head_axis) in layout.value_nodes.items():  # graph order: later values win
-        value = recorder.values.get(name)
+        value = recorder.values.get(name) if traced else None
         if isinstance(value, torch.Tensor):
             spaces.append((nodes, _columns(value, num_inputs, nodes.numel(), axis, spatial, head_axis)))
             seen[nodes] = True
-    for name, value in inner.items():  # the layers' insides the traced values do not show (a TransformerEncoder's)
+    for name, value in inner.items():  # what the traced values do not show (a TransformerEncoder's insides)
         nodes = layout.module_nodes[name]
         if not bool(seen[nodes].any()) and isinstance(value, torch.Tensor):
             axis = 1 if isinstance(submodules.get(name), _CHANNEL_FIRST) else value.dim() - 1

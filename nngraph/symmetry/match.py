@@ -42,7 +42,7 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
         data: inputs (a batch, or a tuple for several model inputs) for **activation matching**: a group's
             neurons are matched by the correlation of their values on ``data`` over every input and position
             (:func:`~nngraph.symmetry.activations.neuron_samples`) instead of their weights; groups whose neurons
-            show no values there (queries and keys) are matched by weights. Needs a model torch.fx can trace.
+            show no values there are matched by weights.
 
     Returns:
         the aligned copy (the same function as ``model``), and with ``return_permutation`` ``(perm, sign)``.
