@@ -1,14 +1,16 @@
 """Merging models trained apart: the loss barrier on the path between two, naive against aligned.
 
 Two models of one architecture are trained on scikit-learn's digits from different seeds (initialisation and data
-order): a wide MLP, a small ResNet and a small vision transformer. Along the straight path between their weights the test loss rises (the barrier); aligning one to the
+order): a wide MLP, a small ResNet and a small vision transformer; and two tiny Hugging Face GPT-2 models on a
+synthetic sequence task (reversal of 6 digits, :mod:`.sequences`). Along the straight path between their weights the test loss rises (the barrier); aligning one to the
 other first with :func:`nngraph.symmetry.align` (weight matching over the symmetries the converter derives, for
 any architecture) should remove most of that rise (Git Re-Basin). Per pair: the barrier naive and aligned, the
 accuracy of the midpoint (the merged model), and the time of the alignment. BatchNorm statistics are recomputed
 on training batches at every point of the path (REPAIR's reset) for both paths alike.
 
-Usage: ``python -m tasks.merging --out runs/merging [--seeds 0,1,2] [--models mlp,resnet,transformer]``; writes
-``results.json`` and ``barrier_<model>.png`` (the seed-0 curves) into ``--out``.
+Usage: ``python -m tasks.merging --out runs/merging [--seeds 0,1,2] [--models mlp,resnet,transformer,gpt2]``; writes
+``results.json`` (after every pair: a rerun skips the pairs it holds) and ``barrier_<model>.png`` (the first pair's
+curves) into ``--out``.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from torch import nn
 from nngraph import symmetry
 from nngraph.io import atomic_write
 
-MODELS = ("mlp", "resnet", "transformer")
+from . import sequences
+
+MODELS = ("mlp", "resnet", "transformer", "gpt2")
 
 
 def digits(seed: int = 0):
@@ -112,17 +116,26 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
 
 def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: str = "weights") -> dict:
     """Train two models (seeds ``2 seed``, ``2 seed + 1``), measure both barriers and the merged models."""
-    x, y, xt, yt = digits()
     models = []
-    for s in (2 * seed, 2 * seed + 1):
-        torch.manual_seed(s)
-        models.append(train(build(name, width), x, y, s, epochs))
+    if name == "gpt2":  # reversal sequences: train and test sets fixed, the seeds change init and batch order
+        x, test = sequences.reversal(8000, seed=100), sequences.reversal(1000, seed=200)  # (n, 13)
+        for s in (2 * seed, 2 * seed + 1):
+            torch.manual_seed(s)
+            models.append(sequences.train(sequences.tiny_gpt2(width), x, s, epochs))
+        x = x[:, :-1]  # (n, 12): what the model reads
+        measure = lambda m: sequences.evaluate(m, test)  # noqa: E731
+    else:
+        x, y, xt, yt = digits()
+        for s in (2 * seed, 2 * seed + 1):
+            torch.manual_seed(s)
+            models.append(train(build(name, width), x, y, s, epochs))
+        measure = lambda m: evaluate(m, xt, yt)  # noqa: E731
     a, b = models
     start = time.perf_counter()
     b_aligned = symmetry.align(a, b, (x[:2],), data=(x[:256],) if match == "activations" else None)
     align_seconds = time.perf_counter() - start
     norm_batches = [x[i:i + 256] for i in range(0, len(x), 256)] if name == "resnet" else None
-    loss = lambda m: evaluate(m, xt, yt)[0]  # noqa: E731
+    loss = lambda m: measure(m)[0]  # noqa: E731
     naive = symmetry.interpolation_barrier(a, b, loss, steps, norm_batches)
     aligned = symmetry.interpolation_barrier(a, b_aligned, loss, steps, norm_batches)
     merged = {}
@@ -130,8 +143,9 @@ def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: s
         mid = symmetry.interpolate(a, other, 0.5)
         if norm_batches is not None:
             symmetry.reset_norms(mid, norm_batches)
-        merged[label] = evaluate(mid, xt, yt)[1]
-    return {"model": name, "seed": seed, "match": match, "acc_a": evaluate(a, xt, yt)[1], "acc_b": evaluate(b, xt, yt)[1],
+        merged[label] = measure(mid)[1]
+    return {"model": name, "seed": seed, "match": match, "width": width, "epochs": epochs,
+            "acc_a": measure(a)[1], "acc_b": measure(b)[1],
             "barrier_naive": naive["barrier"], "barrier_aligned": aligned["barrier"],
             "ratio": aligned["barrier"] / naive["barrier"] if naive["barrier"] > 0 else float("nan"),
             "merged_acc_naive": merged["naive"], "merged_acc_aligned": merged["aligned"],
@@ -147,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-width", type=int, default=512, help="hidden width of the MLP (default: 512)")
     p.add_argument("--resnet-width", type=int, default=32, help="channels of the ResNet (default: 32)")
     p.add_argument("--transformer-width", type=int, default=64, help="width of the transformer (default: 64)")
+    p.add_argument("--gpt2-width", type=int, default=64, help="n_embd of the GPT-2 models (default: 64)")
+    p.add_argument("--gpt2-epochs", type=int, default=10,
+                   help="epochs over the 8,000 training sequences per GPT-2 model (default: 10)")
     p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
     p.add_argument("--match", choices=("weights", "activations"), default="weights",
                    help="align by weights, or by the neurons' values on 256 training digits (default: weights)")
@@ -162,11 +179,20 @@ def main(argv=None) -> int:
     if unknown:
         build_parser().error(f"--models: unknown {unknown}; choices: {list(MODELS)}")
     os.makedirs(args.out, exist_ok=True)
+    results = os.path.join(args.out, "results.json")
+    done = json.load(open(results)) if os.path.exists(results) else []  # resume: pairs measured before a kill
     rows = []
     for name in names:
-        width = {"mlp": args.mlp_width, "resnet": args.resnet_width, "transformer": args.transformer_width}[name]
+        width = {"mlp": args.mlp_width, "resnet": args.resnet_width, "transformer": args.transformer_width,
+                 "gpt2": args.gpt2_width}[name]
+        epochs = args.gpt2_epochs if name == "gpt2" else args.epochs
         for seed in (int(s) for s in args.seeds.split(",")):
-            row = run_pair(name, seed, args.epochs, width, args.steps, args.match)
+            key = {"model": name, "seed": seed, "match": args.match, "width": width, "epochs": epochs}
+            row = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
+            if row is None:
+                row = run_pair(name, seed, epochs, width, args.steps, args.match)
+                done.append(row)
+                atomic_write(results, json.dumps(done, indent=1).encode())
             rows.append(row)
             print(f"{name} seed {seed}: barrier naive {row['barrier_naive']:.3f}, aligned {row['barrier_aligned']:.3f} "
                   f"({100 * row['ratio']:.0f} %); merged accuracy naive {row['merged_acc_naive']:.3f}, aligned "
@@ -187,7 +213,6 @@ def main(argv=None) -> int:
 
         print(f"| {name} | {len(mine)} | {ms('barrier_naive')} | {ms('barrier_aligned')} | {ms('ratio')} | "
               f"{ms('merged_acc_naive')} | {ms('merged_acc_aligned')} | {ms('align_seconds')} |")
-    atomic_write(os.path.join(args.out, "results.json"), json.dumps(rows, indent=1).encode())
     return 0
 
 

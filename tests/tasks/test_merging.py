@@ -1,4 +1,4 @@
-"""tasks.merging end to end at toy sizes: both models, results.json with every field, a plot per model."""
+"""tasks.merging end to end at toy sizes: every model, results.json with every field, a plot per model, resume."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,14 @@ import json
 from tasks.merging import task as merging
 
 
-def test_merging_runs_and_writes_its_results(tmp_path):
+def test_merging_runs_and_writes_its_results(tmp_path, monkeypatch):
     out = tmp_path / "merge"
-    assert merging.main(["--out", str(out), "--seeds", "0", "--epochs", "1", "--mlp-width", "16",
-                         "--resnet-width", "4", "--transformer-width", "8", "--steps", "3"]) == 0
+    argv = ["--out", str(out), "--seeds", "0", "--epochs", "1", "--mlp-width", "16", "--resnet-width", "4",
+            "--transformer-width", "8", "--gpt2-width", "8", "--gpt2-epochs", "1", "--steps", "3"]
+    assert merging.main(argv) == 0
     rows = json.loads((out / "results.json").read_text())
-    assert [r["model"] for r in rows] == ["mlp", "resnet", "transformer"]
+    assert [r["model"] for r in rows] == ["mlp", "resnet", "transformer", "gpt2"]
+    assert all(0.0 <= r["acc_a"] <= 1.0 for r in rows)
     for row in rows:
         for kind in ("naive", "aligned"):
             curve = row["curves"][kind]
@@ -19,3 +21,7 @@ def test_merging_runs_and_writes_its_results(tmp_path):
             assert row[f"barrier_{kind}"] == max(v - e for v, e in zip(curve["loss"], ends))
         assert 0.0 <= row["merged_acc_aligned"] <= 1.0 and len(row["curves"]["aligned"]["t"]) == 3
         assert (out / f"barrier_{row['model']}.png").stat().st_size > 1000
+    # a rerun finds every pair in results.json and trains nothing
+    monkeypatch.setattr(merging, "run_pair", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    assert merging.main(argv) == 0
+    assert json.loads((out / "results.json").read_text()) == rows
