@@ -84,6 +84,14 @@ class EdgeBlock:
                 and torch.equal(self.dst, other.dst))
 
     @staticmethod
+    def grid_of(src: Tensor, dst: Tensor, edge_type: int, kernel_shape: tuple[int, int, int] = (1, 1, 1),
+                src_major: bool = False) -> "EdgeBlock":
+        """The block of every edge ``src[i] -> dst[j]`` (``src`` ``(S,)``, ``dst`` ``(D,)``), edge ``j * S + i``
+        (``i * D + j`` when ``src_major``): a dense layer's, given by its two neuron lists."""
+        return EdgeBlock(src.reshape(-1).to(NODE_ID_DTYPE).clone(), dst.reshape(-1).to(NODE_ID_DTYPE).clone(),
+                         int(edge_type), tuple(int(k) for k in kernel_shape), grid=True, src_major=src_major)
+
+    @staticmethod
     def from_ends(src: Tensor, dst: Tensor, edge_type: int, kernel_shape: tuple[int, int, int] = (1, 1, 1)
                   ) -> "EdgeBlock":
         """The block of edges ``src[k] -> dst[k]`` (``(n,)`` each), as a grid when they are one (detected in

@@ -276,6 +276,20 @@ class GraphBuilder:
                                                          dtype=torch.float64))
         return ids
 
+    def add_grid(
+        self, src: torch.Tensor, dst: torch.Tensor, edge_type: EdgeType, kernel_shape: tuple[int, int, int] = (1, 1, 1),
+        src_major: bool = False,
+    ) -> View:
+        """Add an edge from every node of ``src`` ``(S,)`` to every node of ``dst`` ``(D,)`` (a dense layer's),
+        edge ``j * S + i`` joining ``src[i]`` to ``dst[j]`` (``i * D + j`` when ``src_major``), without any
+        per-edge tensor. Returns their ids as a :data:`View` of shape ``(D, S)`` (``(S, D)`` when
+        ``src_major``), which :meth:`place_edge_param` takes as it is."""
+        start, n_src, n_dst = self.num_edges, src.numel(), dst.numel()
+        self.num_edges += n_src * n_dst
+        if n_src * n_dst:
+            self._edge_blocks.append(EdgeBlock.grid_of(src, dst, int(edge_type), kernel_shape, src_major))
+        return (start, (n_src, n_dst), (n_dst, 1)) if src_major else (start, (n_dst, n_src), (n_src, 1))
+
     # ------------------------------------------------------------- parameters
     def _claim(self, name: str) -> tuple[str, torch.Tensor, str | None]:
         """``(name, tensor, first)``: ``first`` is ``None`` the first time ``tensor`` is placed, and
@@ -314,13 +328,17 @@ class GraphBuilder:
         be the kernel shape those edges were added with. ``edges`` and ``kernel_pos`` broadcast to
         the parameter's shape."""
         name, tensor, first = self._claim(name)
-        edges, kernel_pos = edges.long(), torch.as_tensor(kernel_pos).long()
-        for index in (edges, kernel_pos):
-            if torch.broadcast_shapes(index.shape, tensor.shape) != tensor.shape:
-                raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {tuple(tensor.shape)}")
+        kernel_pos = torch.as_tensor(kernel_pos).long()
         shape = tuple(tensor.shape)
+        if isinstance(edges, tuple):  # a View of edge ids (add_grid's), broadcast by zero strides
+            if tuple(edges[1]) != shape:
+                raise ValueError(f"{name}: edge ids of shape {tuple(edges[1])} for a tensor of {shape}")
+            edges = (int(edges[0]), shape, tuple(int(st) for st in edges[2]))
+        for index in (kernel_pos,) if isinstance(edges, tuple) else (edges, kernel_pos):
+            if torch.broadcast_shapes(index.shape, tensor.shape) != tensor.shape:
+                raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {shape}")
         # kept broadcastable, or as a strided view of edge ids (a dense layer's), until finish: memory
-        stored = _compact_edges(edges, shape)
+        stored = edges if isinstance(edges, tuple) else _compact_edges(edges.long(), shape)
         self._share(name, first, lambda: self._edge_axis_nodes(_edge_ids(stored, shape), shape))
         self._edge_placements.append((name, stored, kernel_pos, tuple(kernel_shape), shape))
         self._edge_read_back.append(first is None)
@@ -641,17 +659,49 @@ def _compact_edges(edges: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor 
 
 
 def _block_view(blocks: EdgeBlocks, stored, kernel_pos: torch.Tensor, kshape: tuple[int, int, int]) -> View | None:
-    """The positions :data:`View` of a placement whose edge ids are a :data:`View` inside one block with 1x1
-    kernels of its shape (a linear layer's weight), computed without any per-entry tensor; else ``None``."""
-    if isinstance(stored, torch.Tensor) or bool(kernel_pos.any()):  # kernel positions all 0: 1x1 kernels
+    """The positions :data:`View` of a placement whose edge ids are a :data:`View` inside one block of kernels of
+    its shape, with kernel positions an affine function of the index (a linear layer's weight, a convolution's
+    kernels), computed without any per-entry tensor; else ``None``."""
+    if isinstance(stored, torch.Tensor):
         return None
     offset, shape, strides = stored
-    last = offset + sum((n - 1) * st for n, st in zip(shape, strides))  # strides are >= 0 (flat_view)
-    block = blocks.block_index(offset)
-    if block != blocks.block_index(last) or blocks.blocks[block].kernel_shape != tuple(kshape) \
-            or blocks.blocks[block].kernel_size != 1:
+    if any(st < 0 for st in strides):
         return None
-    return blocks.entry_starts[block] + offset - blocks.starts[block], tuple(shape), tuple(strides)
+    last = offset + sum((n - 1) * st for n, st in zip(shape, strides))
+    block = blocks.block_index(offset)
+    if block != blocks.block_index(last) or blocks.blocks[block].kernel_shape != tuple(kshape):
+        return None
+    size = blocks.blocks[block].kernel_size
+    affine = _affine(kernel_pos, shape)
+    if affine is None:
+        return None
+    k0, kstrides = affine
+    if k0 < 0 or k0 + sum((n - 1) * st for n, st in zip(shape, kstrides)) >= size:
+        return None
+    # entry of index idx: entry_start + (edge(idx) - start) * size + kernel_pos(idx)
+    start = blocks.entry_starts[block] + (offset - blocks.starts[block]) * size + k0
+    return start, tuple(shape), tuple(st * size + k for st, k in zip(strides, kstrides))
+
+
+def _affine(values: torch.Tensor, shape: tuple[int, ...], limit: int = 1 << 16) -> tuple[int, tuple[int, ...]] | None:
+    """``(offset, strides)`` with ``values[idx] == offset + sum_d idx_d * strides[d]`` for ``values`` broadcast to
+    ``shape`` (strides >= 0), or ``None``; ``values`` larger than ``limit`` entries are not examined."""
+    if values.numel() > limit or values.dim() > len(shape):
+        return None
+    values = values.reshape((1,) * (len(shape) - values.dim()) + tuple(values.shape))  # (1.., *values.shape)
+    origin = values.reshape(-1)[0]
+    strides = []
+    for d, n in enumerate(values.shape):
+        if n == 1:
+            strides.append(0)
+            continue
+        index = [0] * values.dim()
+        index[d] = 1
+        strides.append(int(values[tuple(index)] - origin))
+    if any(st < 0 for st in strides):
+        return None
+    expected = view_indices((int(origin), tuple(values.shape), tuple(strides)))
+    return (int(origin), tuple(strides)) if torch.equal(expected, values) else None
 
 
 def _edge_ids(stored: torch.Tensor | View, shape: tuple[int, ...]) -> torch.Tensor:

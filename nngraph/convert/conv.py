@@ -131,12 +131,16 @@ def _convert(ctx, node, x, transposed: bool) -> TensorValue:
     builder = ctx.builder
     n_in, n_out, groups = module.in_channels, module.out_channels, module.groups
     out = builder.add_nodes(n_out, NodeKind.CONV, layer=builder.node_layer(x.nodes) + 1)
-    in_idx, out_idx = grouped_pairs(n_in, n_out, groups, transposed)  # each (W0, W1): weight.shape[:2]
     kernel_shape = kernel_shape_3d(module.kernel_size)
-    edges = builder.add_edges(x.nodes[in_idx], out[out_idx], EdgeType.WEIGHT, kernel_shape=kernel_shape)  # (W0 * W1,)
     weight_shape = tuple(module.weight.shape)  # (W0, W1, *k)
     # weight[a, b, *k] -> edge a * W1 + b, kernel position = flat index of *k (C order)
-    edge_of_entry = edges.view(*weight_shape[:2], *[1] * dims)  # (W0, W1, 1, ...), broadcast over k
+    if groups == 1:  # every channel pair: a grid (sources major for a transposed conv's (C_in, C_out) weight)
+        start, _, pair_strides = builder.add_grid(x.nodes, out, EdgeType.WEIGHT, kernel_shape, transposed)
+        edge_of_entry = (start, weight_shape, (*pair_strides, *[0] * dims))  # (W0, W1, *k), broadcast over k
+    else:
+        in_idx, out_idx = grouped_pairs(n_in, n_out, groups, transposed)  # each (W0, W1): weight.shape[:2]
+        edges = builder.add_edges(x.nodes[in_idx], out[out_idx], EdgeType.WEIGHT, kernel_shape=kernel_shape)
+        edge_of_entry = edges.view(*weight_shape[:2], *[1] * dims)  # (W0, W1, 1, ...), broadcast over k
     position = torch.arange(module.weight[0, 0].numel()).view(1, 1, *module.kernel_size)  # (1, 1, *k)
     builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
     if module.bias is not None:

@@ -55,17 +55,19 @@ def dense_layer(
             f"{name}: {n_in} input neurons x {per_neuron} positions do not match in_features={module.in_features}"
         )
     out = builder.add_nodes(n_out, kind, layer=builder.node_layer(in_nodes) + 1)
-    # edge e = o * n_in + c connects input neuron c to output neuron o
-    src = in_nodes.repeat(n_out)  # (n_out * n_in,)
-    dst = out.repeat_interleave(n_in)  # (n_out * n_in,)
     kernel_shape = _kernel_shape(spatial) if per_neuron > 1 else (1, 1, 1)
-    edges = builder.add_edges(src, dst, EdgeType.WEIGHT, kernel_shape=kernel_shape)
-    # weight[o, c * P + p] -> edge o * n_in + c, kernel position p
-    edge_of_entry = edges.view(n_out, n_in, 1).expand(n_out, n_in, per_neuron).reshape(n_out, -1)  # (out, in)
-    position = torch.arange(per_neuron).repeat(n_in).view(1, -1)  # (1, in)
-    if transposed:
-        edge_of_entry, position = edge_of_entry.t(), position.t()  # (in, out), as the weight is stored
-    builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
+    # edge e = o * n_in + c connects input neuron c to output neuron o
+    start, _, _ = builder.add_grid(in_nodes, out, EdgeType.WEIGHT, kernel_shape=kernel_shape)
+    if per_neuron == 1:  # weight[o, c] -> edge o * n_in + c: a strided view of edge ids, no per-weight tensor
+        edge_of_entry = (start, (n_in, n_out), (1, n_in)) if transposed else (start, (n_out, n_in), (n_in, 1))
+        builder.place_edge_param(f"{name}.weight", edge_of_entry)
+    else:  # weight[o, c * P + p] -> edge o * n_in + c, kernel position p
+        edges = torch.arange(start, start + n_out * n_in).view(n_out, n_in, 1)  # (out, in, 1)
+        edge_of_entry = edges.expand(n_out, n_in, per_neuron).reshape(n_out, -1)  # (out, in * P)
+        position = torch.arange(per_neuron).repeat(n_in).view(1, -1)  # (1, in * P)
+        if transposed:
+            edge_of_entry, position = edge_of_entry.t(), position.t()  # (in * P, out), as the weight is stored
+        builder.place_edge_param(f"{name}.weight", edge_of_entry, position, kernel_shape)
     if module.bias is not None:
         builder.place_node_param(f"{name}.bias", out, BIAS)
     builder.record_module_nodes(name, out)

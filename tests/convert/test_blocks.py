@@ -14,18 +14,57 @@ CONVERTED = [t for t in TRAPS if t.expected != "refused"]
 
 
 def _as_lists(monkeypatch):
-    """Make the builder store every block as a plain list of edges (the slow, obvious reference)."""
+    """Make the builder store every block as a plain list of edges and find every weight's positions edge by edge
+    (the slow, obvious reference)."""
     def plain(src, dst, edge_type, kernel_shape=(1, 1, 1)):
         return EdgeBlock(src.reshape(-1).int().clone(), dst.reshape(-1).int().clone(), int(edge_type),
                          tuple(int(k) for k in kernel_shape))
 
+    def plain_grid(src, dst, edge_type, kernel_shape=(1, 1, 1), src_major=False):
+        s, d = src.reshape(-1), dst.reshape(-1)
+        if src_major:  # edge i * D + j
+            return plain(s.repeat_interleave(d.numel()), d.repeat(s.numel()), edge_type, kernel_shape)
+        return plain(s.repeat(d.numel()), d.repeat_interleave(s.numel()), edge_type, kernel_shape)  # j * S + i
+
     monkeypatch.setattr(EdgeBlock, "from_ends", staticmethod(plain))
+    monkeypatch.setattr(EdgeBlock, "grid_of", staticmethod(plain_grid))
+    monkeypatch.setattr("nngraph.convert.builder._block_view", lambda *args: None)
 
 
 @pytest.mark.parametrize("trap", CONVERTED, ids=[t.name for t in CONVERTED])
 def test_grid_blocks_equal_plain_edge_lists(trap, monkeypatch):
     torch.manual_seed(0)
-    model, inputs = trap.build().eval(), trap.inputs()
+    _check_against_lists(trap.build().eval(), trap.inputs(), monkeypatch)
+
+
+def _gpt2():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(vocab_size=20, n_embd=8, n_layer=1, n_head=2, n_positions=8, use_cache=False)
+    return transformers.GPT2LMHeadModel(cfg), (torch.randint(0, 20, (2, 5)),)
+
+
+GRID_CASES = {  # weights placed as views of a grid: transposed, grouped, flattened and 3-D layouts
+    "conv_transpose": lambda: (nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.ConvTranspose2d(4, 3, (2, 3)),
+                                             nn.ReLU(), nn.ConvTranspose2d(3, 2, 2, groups=1)),
+                               (torch.randn(2, 2, 6, 6),)),
+    "grouped": lambda: (nn.Sequential(nn.Conv2d(4, 6, 3, groups=2), nn.ReLU(), nn.Conv2d(6, 6, 1, groups=6)),
+                        (torch.randn(2, 4, 6, 6),)),
+    "flatten_linear": lambda: (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5)),
+                               (torch.randn(2, 2, 6, 6),)),
+    "conv3d_1d": lambda: (nn.Sequential(nn.Conv3d(2, 3, (1, 2, 3)), nn.ReLU(), nn.Flatten(2), nn.Conv1d(3, 2, 2)),
+                          (torch.randn(2, 2, 3, 4, 5),)),
+    "gpt2_conv1d": _gpt2,
+}
+
+
+@pytest.mark.parametrize("case", list(GRID_CASES))
+def test_grid_views_equal_plain_edge_lists(case, monkeypatch):
+    torch.manual_seed(0)
+    model, inputs = GRID_CASES[case]()
+    _check_against_lists(model.eval(), inputs, monkeypatch)
+
+
+def _check_against_lists(model, inputs, monkeypatch):
     fast = build_layout(model, inputs, cache=False, check=False)
     _as_lists(monkeypatch)
     slow = build_layout(model, inputs, cache=False, check=False)
