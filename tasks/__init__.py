@@ -23,7 +23,7 @@ COMMANDS = ("demo", "embed", "search")
 MODULES = {**{name: name for name in TASKS}, "demo": "demo", "embed": "embeddings.embed",
            "search": "embeddings.search"}
 
-__all__ = ["TASKS", "COMMANDS", "MODULES", "load"]
+__all__ = ["TASKS", "COMMANDS", "MODULES", "load", "reexport"]
 
 
 def load(name: str) -> Callable[..., int]:
@@ -31,3 +31,18 @@ def load(name: str) -> Callable[..., int]:
     if name not in MODULES:
         raise KeyError(f"Could not resolve task {name!r} among choices {list(TASKS)}")
     return importlib.import_module(f"{__name__}.{MODULES[name]}").main
+
+
+def reexport(package: str, module: str, names: list[str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` for ``package``: each of ``names`` is read from ``package.module`` on first use.
+
+    A task package re-exports its entry points this way instead of importing them when it loads, so that
+    ``python -m tasks.<package>.<other>`` runs ``<other>`` without the package having imported it first (which
+    runpy warns about and runs a second copy of).
+    """
+    def __getattr__(name: str):
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{module}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

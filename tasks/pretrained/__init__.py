@@ -1,7 +1,9 @@
 """The shipped checkpoints (``checkpoints/``): export a full run's best model, load it, score it.
 
-``python -m tasks.pretrained --help`` runs :mod:`.shipped`; the package re-exports its entry points."""
-from .shipped import CHECKPOINT_DIR, available, build_predictor, check_unseen, evaluate, export, load, read_meta
+``python -m tasks.pretrained --help`` runs :mod:`.shipped`;
+the package re-exports its entry points, read on first use."""
+from .. import reexport
 
 __all__ = ["CHECKPOINT_DIR", "available", "read_meta", "build_predictor", "load", "evaluate", "export",
            "check_unseen"]
+__getattr__ = reexport(__name__, "shipped", __all__)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS = os.path.join(ROOT, "tasks")
@@ -72,3 +74,11 @@ def test_the_folder_shows_the_tasks():
     for name, module in tasks.MODULES.items():
         assert callable(importlib.import_module(f"tasks.{module}").main), name
     assert os.path.isdir(os.path.join(TASKS, "common")) and os.path.isdir(os.path.join(TASKS, "diagnostics"))
+
+
+def test_a_module_of_a_task_package_runs_alone():
+    """``python -m tasks.demo.page`` (the docs quote it) runs without its package having imported it first: the
+    packages re-export their entry points on first use (else runpy warns and runs a second copy of the module)."""
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "tasks.demo.page", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "python -m tasks.demo.page" in out.stdout, out.stderr[-2000:]
