@@ -46,7 +46,8 @@ def screenshot(html: str, png: str, width: int = 1280, height: int = 800, browse
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if not os.path.isfile(png):
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{os.path.basename(browser)} wrote no screenshot of {html} (exit {done.returncode}: {last})")
+        raise RuntimeError(f"{os.path.basename(browser)} wrote no screenshot of {html} "
+                           f"(exit {done.returncode}: {last})")
     return png
 
 

@@ -77,8 +77,9 @@ def _registered(kind: str) -> dict:
 
 def _task_help(tasks) -> str:
     return ("usage: nngraph task [-h] {" + ",".join(tasks) + "} ...\n\n"
-            "Run one of the tasks (nngraph task NAME --help for its flags):\n"
-            + "\n".join(f"  {name}" for name in tasks))
+            "Run one of the tasks: train the encoder and its baselines on a zoo and score them on its test split "
+            "(nngraph task NAME --help for its flags).\n\n"
+            "tasks:\n" + "\n".join(f"  {name}" for name in tasks))
 
 
 def main(argv=None) -> int:
