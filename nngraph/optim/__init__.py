@@ -5,17 +5,18 @@ per-parameter baseline (no graph). Both are ``torch.optim.Optimizer``\\ s.
 - :mod:`~nngraph.optim.features`: momenta and the per-tensor normalised features of every entry;
 - :mod:`~nngraph.optim.placement`: where the entries sit in the model's graph, both ways;
 - :mod:`~nngraph.optim.relabel`: a graph with its nodes and edges in random order (the twin);
-- :mod:`~nngraph.optim.output`: features to a step, direction times exp(magnitude);
+- :mod:`~nngraph.optim.output`: features to a bounded step (Adam's direction modulated, at Adam's norm per tensor);
 - :mod:`~nngraph.optim.graph_network`, :mod:`~nngraph.optim.mlp_network`: the two update networks;
-- :mod:`~nngraph.optim.checkpoint`: networks to and from files (``torch.load(weights_only=True)``);
+- :mod:`~nngraph.optim.checkpoint`: networks to and from files (safetensors, or ``torch.load(weights_only=True)``),
+  and the shipped meta-trained networks (``nngraph/optim/checkpoints/``);
 - :mod:`~nngraph.optim.optimizer`: the optimizers.
 
 Meta-training (``python -m tasks.learned_optimizer``) unrolls the functional pieces directly:
-``advance_state`` -> ``entry_features`` -> ``network(features, graph, placement)``.
+``advance_state`` -> ``entry_features`` -> ``network(features, segments, graph, placement)``.
 """
 from __future__ import annotations
 
-from .checkpoint import load_network, network_from_dict, network_to_dict, save_network
+from .checkpoint import load_network, network_from_dict, network_to_dict, save_network, shipped_checkpoint
 from .features import (DEFAULT_BETAS, MomentState, Segments, advance_state, entry_features, feature_names,
                        init_state, num_features)
 from .graph_network import GraphUpdateNetwork
@@ -46,4 +47,5 @@ __all__ = [
     "place",
     "relabel_graph",
     "save_network",
+    "shipped_checkpoint",
 ]

@@ -1,12 +1,26 @@
-"""Update networks to and from a file: one ``torch.save`` dict of plain values and tensors, read with
-``torch.load(weights_only=True)`` (no pickled code can run) and written atomically."""
+"""Update networks to and from a file, and the meta-trained networks shipped with nngraph.
+
+Two formats, both read without running pickled code:
+
+- ``.safetensors`` (what :func:`save_network` writes for that suffix, and what is shipped): the weights as
+  tensors, the format / kind / config as JSON in the file's metadata;
+- any other suffix: one ``torch.save`` dict of plain values and tensors, read with
+  ``torch.load(weights_only=True)``.
+
+Both are written atomically. :func:`shipped_checkpoint` is the path of the meta-trained network of a kind
+inside the package (``nngraph/optim/checkpoints/``), which :class:`~nngraph.optim.LearnedOptimizer` and
+:class:`~nngraph.optim.PerParameterMLPOptimizer` load when given no checkpoint.
+"""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from nngraph.errors import CheckpointError
@@ -15,11 +29,26 @@ from nngraph.io import atomic_write
 from .graph_network import GraphUpdateNetwork
 from .mlp_network import PerParameterUpdateNetwork
 
-__all__ = ["FORMAT", "NETWORKS", "load_network", "network_from_dict", "network_to_dict", "save_network"]
+__all__ = ["FORMAT", "NETWORKS", "SHIPPED", "load_network", "network_from_dict", "network_to_dict", "save_network",
+           "shipped_checkpoint"]
 
 FORMAT = "nngraph.optim/1"
 #: The update networks by the ``kind`` a checkpoint names.
 NETWORKS = {cls.kind: cls for cls in (GraphUpdateNetwork, PerParameterUpdateNetwork)}
+#: The shipped meta-trained network of every kind, a file of ``nngraph/optim/checkpoints/``.
+SHIPPED = {"graph": "graph.safetensors", "mlp": "mlp.safetensors"}
+
+
+def shipped_checkpoint(kind: str) -> str:
+    """The path of the meta-trained update network of ``kind`` shipped in the package.
+
+    Raises:
+        KeyError: one line, for a kind without a shipped network.
+    """
+    if kind not in SHIPPED:
+        raise KeyError(f"no shipped learned optimizer of kind {kind!r}; Could not resolve it among choices "
+                       f"{sorted(SHIPPED)}")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", SHIPPED[kind])
 
 
 def network_to_dict(network: nn.Module) -> dict:
@@ -55,11 +84,35 @@ def network_from_dict(record: dict, where: str = "the checkpoint") -> nn.Module:
     return network
 
 
-def save_network(network: nn.Module, path: str) -> None:
-    """Write ``network`` to ``path`` atomically (a reader sees the old file or the whole new one)."""
-    buffer = io.BytesIO()
-    torch.save(network_to_dict(network), buffer)
-    atomic_write(path, buffer.getvalue())
+def _is_safetensors(path) -> bool:
+    return str(path).endswith(".safetensors")
+
+
+def save_network(network: nn.Module, path: str | os.PathLike) -> None:
+    """Write ``network`` to ``path`` atomically (a reader sees the old file or the whole new one); a path ending
+    in ``.safetensors`` gets a safetensors file, any other a ``torch.save`` file."""
+    record = network_to_dict(network)
+    if _is_safetensors(path):
+        metadata = {"format": FORMAT, "kind": record["kind"], "config": json.dumps(record["config"])}
+        data = save_safetensors({k: v.contiguous() for k, v in record["state_dict"].items()}, metadata=metadata)
+    else:
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        data = buffer.getvalue()
+    atomic_write(str(path), data)
+
+
+def _read_safetensors(path: str) -> dict:
+    """The :func:`network_to_dict` record of a safetensors file of :func:`save_network`."""
+    try:
+        with safe_open(path, "pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        config = json.loads(metadata.get("config", "null"))
+    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+        first = str(err).strip().split("\n")[0]
+        raise CheckpointError(f"{path} is not a learned-optimizer safetensors file ({first})") from None
+    return {"format": metadata.get("format"), "kind": metadata.get("kind"), "config": config, "state_dict": state}
 
 
 def load_network(checkpoint: str | os.PathLike | dict, kind: str | None = None) -> nn.Module:
@@ -79,12 +132,15 @@ def load_network(checkpoint: str | os.PathLike | dict, kind: str | None = None) 
     else:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"no learned-optimizer checkpoint at {checkpoint}")
-        try:
-            record = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-            first = str(err).strip().split("\n")[0]
-            raise CheckpointError(f"{where} is not a learned-optimizer checkpoint torch.load(weights_only=True) can "
-                                  f"read ({first})") from None
+        if _is_safetensors(checkpoint):
+            record = _read_safetensors(str(checkpoint))
+        else:
+            try:
+                record = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+                first = str(err).strip().split("\n")[0]
+                raise CheckpointError(f"{where} is not a learned-optimizer checkpoint torch.load(weights_only=True) "
+                                      f"can read ({first})") from None
     network = network_from_dict(record, where)
     if kind is not None and network.kind != kind:
         raise CheckpointError(f"{where} holds a {network.kind!r} update network, this optimizer needs a {kind!r} one "

@@ -8,13 +8,14 @@ from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from nngraph.gnn import KernelLinear, NeuralGraphConv, NodeEdgeHead, NodeEncoder
 from nngraph.gnn.kernel import MAX_KERNEL_BOX
 from nngraph.gnn.utils import make_act
 from nngraph.schema import NODE_FEATURE_DIM, NUM_EDGE_TYPES
 
-from .features import DEFAULT_BETAS, num_features
+from .features import DEFAULT_BETAS, Segments, num_features
 from .output import StepOutput
 from .placement import GraphPlacement
 from .relabel import NODE_FIELDS
@@ -52,11 +53,13 @@ class GraphUpdateNetwork(nn.Module):
         context_dim (int): width of every entry's context. (default: :obj:`8`)
         output_dim (int): width of the per-entry MLP of :class:`StepOutput`. (default: :obj:`32`)
         init_lr (float): initial step size. (default: :obj:`1e-3`)
+        max_log_scale (float): bound of the log of the per-entry step factor (:class:`StepOutput`).
+            (default: :obj:`1.0`)
         max_kernel_box (tuple[int, int, int]): largest kernel accepted. (default: :obj:`(3, 7, 7)`)
         act (str): activation throughout. (default: :obj:`"silu"`)
 
     Shapes:
-        - **input:** features :math:`(P, C)`, the model's graph (structure fields of :mod:`nngraph.schema`)
+        - **input:** features :math:`(P, C)`, their :class:`~nngraph.optim.features.Segments`, the model's graph (structure fields of :mod:`nngraph.schema`)
           and the :class:`GraphPlacement` of the :math:`P` entries
         - **output:** the step :math:`(P,)`
     """
@@ -64,13 +67,13 @@ class GraphUpdateNetwork(nn.Module):
     kind = "graph"
 
     def __init__(self, betas: Sequence[float] = DEFAULT_BETAS, hidden_dim: int = 32, num_layers: int = 2,
-                 context_dim: int = 8, output_dim: int = 32, init_lr: float = 1e-3,
+                 context_dim: int = 8, output_dim: int = 32, init_lr: float = 1e-3, max_log_scale: float = 1.0,
                  max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, act: str = "silu"):
         super().__init__()
         self.betas = tuple(float(b) for b in betas)
         self.config = dict(betas=list(self.betas), hidden_dim=hidden_dim, num_layers=num_layers,
                            context_dim=context_dim, output_dim=output_dim, init_lr=init_lr,
-                           max_kernel_box=[int(v) for v in max_kernel_box], act=act)
+                           max_log_scale=max_log_scale, max_kernel_box=[int(v) for v in max_kernel_box], act=act)
         self.in_channels = num_features(len(self.betas)) + 1
         self.node_encoder = NodeEncoder(hidden_dim, act=act)
         self.node_features = nn.Linear(NODE_FEATURE_DIM * self.in_channels, hidden_dim)
@@ -80,7 +83,7 @@ class GraphUpdateNetwork(nn.Module):
         self.convs = nn.ModuleList(NeuralGraphConv(hidden_dim, act=act) for _ in range(num_layers))
         self.head = NodeEdgeHead(hidden_dim, NODE_FEATURE_DIM, max_kernel_box, init_scale=1.0, act=act,
                                  num_outputs=context_dim)
-        self.output = StepOutput(self.betas, context_dim, output_dim, init_lr, act=act)
+        self.output = StepOutput(self.betas, context_dim, output_dim, init_lr, max_log_scale, act=act)
 
     def embed(self, graph, node_table: Tensor, edge_table: Tensor) -> tuple[Tensor, Tensor]:
         """Node and edge embeddings ``(N, H)``, ``(E, H)`` from the per-slot tables ``(N, 5, C')`` and ``(W, C')``."""
@@ -94,16 +97,21 @@ class GraphUpdateNetwork(nn.Module):
         e = self.edge_mlp(e / math.sqrt(self.in_channels) + self.edge_type(graph.edge_type))  # (E, H)
         return h, e
 
-    def forward(self, features: Tensor, graph, placement: GraphPlacement) -> Tensor:
-        mask = features.new_ones(features.shape[0], 1)  # (P, 1): the trainable entries
-        node_table, edge_table = placement.scatter(torch.cat([features, mask], dim=1))  # (N, 5, C'), (W, C')
-        h, e = self.embed(graph, node_table, edge_table)
-        for conv in self.convs:
-            h, e = conv(h, graph.edge_index, e)
-        node_ctx, edge_ctx = self.head(h, e, graph.kernel_shape, edge_table.shape[0])  # (N, D * 5), (W, D)
-        node_ctx = node_ctx.view(h.shape[0], -1, NODE_FEATURE_DIM).transpose(1, 2)  # (N, D, 5) -> (N, 5, D)
-        context = placement.gather(node_ctx, edge_ctx)  # (P, D)
-        return self.output(features, context)  # (P,)
+    def forward(self, features: Tensor, segments: Segments, graph, placement: GraphPlacement) -> Tensor:
+        # record_function: the stages the step-overhead benchmark profiles (benchmarks/bench_optim.py)
+        with record_function("lopt.embed"):
+            mask = features.new_ones(features.shape[0], 1)  # (P, 1): the trainable entries
+            node_table, edge_table = placement.scatter(torch.cat([features, mask], dim=1))  # (N, 5, C'), (W, C')
+            h, e = self.embed(graph, node_table, edge_table)
+        with record_function("lopt.message_passing"):
+            for conv in self.convs:
+                h, e = conv(h, graph.edge_index, e)
+        with record_function("lopt.head"):
+            node_ctx, edge_ctx = self.head(h, e, graph.kernel_shape, edge_table.shape[0])  # (N, D * 5), (W, D)
+            node_ctx = node_ctx.view(h.shape[0], -1, NODE_FEATURE_DIM).transpose(1, 2)  # (N, D, 5) -> (N, 5, D)
+            context = placement.gather(node_ctx, edge_ctx)  # (P, D)
+        with record_function("lopt.output"):
+            return self.output(features, segments, context)  # (P,)
 
     def __repr__(self) -> str:
         c = self.config

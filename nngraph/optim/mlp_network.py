@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .features import DEFAULT_BETAS
+from .features import DEFAULT_BETAS, Segments
 from .output import StepOutput
 
 __all__ = ["PerParameterUpdateNetwork"]
@@ -23,24 +23,28 @@ class PerParameterUpdateNetwork(nn.Module):
             (default: :data:`~nngraph.optim.features.DEFAULT_BETAS`)
         output_dim (int): width of the per-entry MLP. (default: :obj:`32`)
         init_lr (float): initial step size. (default: :obj:`1e-3`)
+        max_log_scale (float): bound of the log of the per-entry step factor (:class:`StepOutput`).
+            (default: :obj:`1.0`)
         act (str): activation of the MLP. (default: :obj:`"silu"`)
 
     Shapes:
-        - **input:** features :math:`(P, C)` (``graph`` and ``placement`` are ignored)
+        - **input:** features :math:`(P, C)` and their :class:`~nngraph.optim.features.Segments` (``graph`` and
+          ``placement`` are ignored)
         - **output:** the step :math:`(P,)`
     """
 
     kind = "mlp"
 
     def __init__(self, betas: Sequence[float] = DEFAULT_BETAS, output_dim: int = 32, init_lr: float = 1e-3,
-                 act: str = "silu"):
+                 max_log_scale: float = 1.0, act: str = "silu"):
         super().__init__()
         self.betas = tuple(float(b) for b in betas)
-        self.config = dict(betas=list(self.betas), output_dim=output_dim, init_lr=init_lr, act=act)
-        self.output = StepOutput(self.betas, 0, output_dim, init_lr, act=act)
+        self.config = dict(betas=list(self.betas), output_dim=output_dim, init_lr=init_lr, max_log_scale=max_log_scale,
+                           act=act)
+        self.output = StepOutput(self.betas, 0, output_dim, init_lr, max_log_scale, act=act)
 
-    def forward(self, features: Tensor, graph=None, placement=None) -> Tensor:
-        return self.output(features)  # (P,)
+    def forward(self, features: Tensor, segments: Segments, graph=None, placement=None) -> Tensor:
+        return self.output(features, segments)  # (P,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(output_dim={self.config['output_dim']}, betas={self.betas})"

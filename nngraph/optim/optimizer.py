@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
-from .checkpoint import load_network, network_to_dict
+from .checkpoint import load_network, network_to_dict, shipped_checkpoint
 from .features import MomentState, Segments, advance_state, entry_features
 from .graph_network import GraphUpdateNetwork
 from .mlp_network import PerParameterUpdateNetwork
@@ -25,9 +26,7 @@ def _network(checkpoint, network: nn.Module | None, kind: str, default: type, wh
         if getattr(network, "kind", None) != kind:
             raise TypeError(f"{who} needs a {default.__name__}, got a {type(network).__name__}")
         return network
-    if checkpoint is not None:
-        return load_network(checkpoint, kind)
-    return default()
+    return load_network(shipped_checkpoint(kind) if checkpoint is None else checkpoint, kind)
 
 
 class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
@@ -55,7 +54,7 @@ class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         return self._segments_cache
 
     @abc.abstractmethod
-    def _network_step(self, features: Tensor, params: Sequence[Tensor]) -> Tensor:
+    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor]) -> Tensor:
         """``(P,)``: the network's step for the entries of ``params`` from their features ``(P, C)``."""
 
     @torch.no_grad()
@@ -79,29 +78,31 @@ class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
                 state["momenta"] = torch.zeros((len(betas), *p.shape), dtype=p.dtype, device=p.device)
                 state["second"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
         states = [self.state[p] for p in params]
-        weight = torch.cat([p.detach().reshape(-1).to(dtype) for p in params])  # (P,)
-        grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
-                          for p in params])  # (P,)
-        moments = MomentState(
-            torch.cat([s["step"].to(dtype).expand(p.numel()) for s, p in zip(states, params)]),  # (P,)
-            torch.cat([s["momenta"].reshape(len(betas), -1).to(dtype) for s in states], dim=1),  # (K, P)
-            torch.cat([s["second"].reshape(-1).to(dtype) for s in states]))  # (P,)
-        moments = advance_state(moments, grad, betas)
-        segments = self._segments(params)
-        features = entry_features(weight, grad, moments, segments, betas)  # (P, C)
-        delta = self._network_step(features, params)  # (P,)
-        lrs = torch.cat([torch.full((p.numel(),), float(g["lr"]), dtype=dtype)
-                         for g in self.param_groups for p in g["params"]])  # (P,)
-        delta = delta * lrs
-        offset = 0
-        for p, s in zip(params, states):
-            n = p.numel()
-            if p.grad is not None:
-                p.add_(delta[offset:offset + n].view_as(p).to(p.dtype))
-                s["step"] += 1
-                s["momenta"].copy_(moments.momenta[:, offset:offset + n].reshape(s["momenta"].shape))
-                s["second"].copy_(moments.second[offset:offset + n].view_as(p))
-            offset += n
+        with record_function("lopt.features"):  # a stage of benchmarks/bench_optim.py's profile
+            weight = torch.cat([p.detach().reshape(-1).to(dtype) for p in params])  # (P,)
+            grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
+                              for p in params])  # (P,)
+            moments = MomentState(
+                torch.cat([s["step"].to(dtype).expand(p.numel()) for s, p in zip(states, params)]),  # (P,)
+                torch.cat([s["momenta"].reshape(len(betas), -1).to(dtype) for s in states], dim=1),  # (K, P)
+                torch.cat([s["second"].reshape(-1).to(dtype) for s in states]))  # (P,)
+            moments = advance_state(moments, grad, betas)
+            segments = self._segments(params)
+            features = entry_features(weight, grad, moments, segments, betas)  # (P, C)
+        delta = self._network_step(features, segments, params)  # (P,)
+        with record_function("lopt.write_back"):
+            lrs = torch.cat([torch.full((p.numel(),), float(g["lr"]), dtype=dtype)
+                             for g in self.param_groups for p in g["params"]])  # (P,)
+            delta = delta * lrs
+            offset = 0
+            for p, s in zip(params, states):
+                n = p.numel()
+                if p.grad is not None:
+                    p.add_(delta[offset:offset + n].view_as(p).to(p.dtype))
+                    s["step"] += 1
+                    s["momenta"].copy_(moments.momenta[:, offset:offset + n].reshape(s["momenta"].shape))
+                    s["second"].copy_(moments.second[offset:offset + n].view_as(p))
+                offset += n
         return loss
 
     # ------------------------------------------------------------ saving
@@ -128,20 +129,21 @@ class LearnedOptimizer(_LearnedStep):
 
     Use it like any optimizer::
 
-        opt = LearnedOptimizer(model, "learned_optimizer.pt")
+        opt = LearnedOptimizer(model)  # the shipped meta-trained network
         for x, y in loader:
             opt.zero_grad()
             loss_fn(model(x), y).backward()
             opt.step()
 
-    Without a checkpoint the network is untrained, and its step is Adam's (``betas=(0.9, 0.999)``, learning
-    rate ``1e-3``; see :class:`~nngraph.optim.output.StepOutput`). Meta-train one with
-    ``python -m tasks.learned_optimizer``.
+    Without a checkpoint it loads the meta-trained network shipped with nngraph
+    (:func:`~nngraph.optim.shipped_checkpoint`); ``network=GraphUpdateNetwork(init_lr=lr)`` is an untrained one,
+    whose step is Adam's (``betas=(0.9, 0.999)``, learning rate ``lr``; see
+    :class:`~nngraph.optim.output.StepOutput`). Meta-train one with ``python -m tasks.learned_optimizer``.
 
     Args:
         model (nn.Module): the model whose parameters are optimized; any model :func:`nngraph.to_graph` converts.
-        checkpoint (str or dict, optional): a file of :func:`~nngraph.optim.save_network` (read with
-            ``torch.load(weights_only=True)``) or its record. (default: :obj:`None`, untrained)
+        checkpoint (str or dict, optional): a file of :func:`~nngraph.optim.save_network` (safetensors, or
+            read with ``torch.load(weights_only=True)``) or its record. (default: :obj:`None`, the shipped one)
         params (iterable of Tensor or dicts, optional): the parameters to optimize, or param groups (each
             with its own ``lr``); all must be parameters of ``model``. (default: those of ``model`` that
             require a gradient)
@@ -189,12 +191,13 @@ class LearnedOptimizer(_LearnedStep):
             self._placement_key = key
         return self.graph, self.placement
 
-    def _network_step(self, features: Tensor, params: Sequence[Tensor]) -> Tensor:
-        graph, placement = self._place()
+    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor]) -> Tensor:
+        with record_function("lopt.graph"):  # the graph from the layout cache (built on the first step only)
+            graph, placement = self._place()
         if self.relabel:
             graph, node_map, entry_map = relabel_graph(graph, self.generator)
             placement = placement.relabelled(node_map, entry_map)
-        return self.network(features, graph, placement)  # (P,)
+        return self.network(features, segments, graph, placement)  # (P,)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({type(self.model).__name__}, {self.network!r}, "
@@ -209,8 +212,8 @@ class PerParameterMLPOptimizer(_LearnedStep):
     Args:
         params (nn.Module, or iterable of Tensor or dicts): a model (its parameters that require a gradient),
             parameters or param groups.
-        checkpoint (str or dict, optional): a file of :func:`~nngraph.optim.save_network`. (default: untrained:
-            Adam with learning rate ``1e-3``)
+        checkpoint (str or dict, optional): a file of :func:`~nngraph.optim.save_network`. (default: the
+            shipped one, meta-trained with the same budget as :class:`LearnedOptimizer`'s)
         lr (float): multiplies the learned step. (default: :obj:`1.0`)
         network (PerParameterUpdateNetwork, optional): the update network itself, instead of a checkpoint.
     """
@@ -223,8 +226,8 @@ class PerParameterMLPOptimizer(_LearnedStep):
             params = [p for p in params.parameters() if p.requires_grad]
         super().__init__(params, _network(checkpoint, network, "mlp", PerParameterUpdateNetwork, self.who), lr)
 
-    def _network_step(self, features: Tensor, params: Sequence[Tensor]) -> Tensor:
-        return self.network(features)  # (P,)
+    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor]) -> Tensor:
+        return self.network(features, segments)  # (P,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r}, {len(self._params())} tensors)"

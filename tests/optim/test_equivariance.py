@@ -66,8 +66,8 @@ def test_the_check_fails_for_a_rule_that_reads_positions():
     network = _random_network()
 
     class Positional(LearnedOptimizer):
-        def _network_step(self, features, params):
-            step = super()._network_step(features, params)
+        def _network_step(self, features, segments, params):
+            step = super()._network_step(features, segments, params)
             return step * torch.linspace(0.5, 1.5, step.numel(), dtype=step.dtype)
 
     _steps(model, inputs, Positional(model, network=network))

@@ -3,6 +3,7 @@ what they cannot do in one line."""
 from __future__ import annotations
 
 import io
+import os
 import pickle
 
 import pytest
@@ -13,7 +14,7 @@ from torch import nn
 import nngraph
 from nngraph.errors import CheckpointError
 from nngraph.optim import (GraphUpdateNetwork, LearnedOptimizer, PerParameterMLPOptimizer, PerParameterUpdateNetwork,
-                           load_network, place, save_network)
+                           load_network, place, save_network, shipped_checkpoint)
 
 from .models import build
 
@@ -60,7 +61,7 @@ def test_untrained_step_is_adam():
     twin, _ = build("mlp")
     x, y = _blobs()
     x = x[:, :4]
-    ours = _train(model, LearnedOptimizer(model), x, y % 3, 5)
+    ours = _train(model, LearnedOptimizer(model, network=GraphUpdateNetwork()), x, y % 3, 5)
     adam = _train(twin, torch.optim.Adam(twin.parameters(), lr=1e-3), x, y % 3, 5)
     assert ours == pytest.approx(adam, rel=1e-5)
     for p, q in zip(model.parameters(), twin.parameters()):
@@ -140,7 +141,7 @@ def test_state_dict_round_trip_continues_identically():
     saved = torch.load(buffer, weights_only=True)
     copy, _ = build("mlp", seed=7)
     copy.load_state_dict(saved["model"])
-    restored = LearnedOptimizer(copy)  # an untrained network: the state dict brings the trained one
+    restored = LearnedOptimizer(copy)  # the shipped network: the state dict brings the one in use
     restored.load_state_dict(saved["opt"])
     for _ in range(2):
         step(model, opt)
@@ -160,6 +161,46 @@ def test_network_file_round_trip(tmp_path):
     assert repr(loaded) == repr(network)
     for (n, p), q in zip(network.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(p, q), n
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_network_file_round_trip_in_both_formats(tmp_path, suffix):
+    torch.manual_seed(0)
+    network = PerParameterUpdateNetwork(output_dim=8, max_log_scale=0.7).double()
+    with torch.no_grad():
+        for p in network.parameters():
+            p.normal_(0, 0.2)
+    path = str(tmp_path / f"n{suffix}")
+    save_network(network, path)
+    loaded = load_network(path, "mlp")
+    assert loaded.config == network.config and repr(loaded) == repr(network)
+    for (n, p), q in zip(network.state_dict().items(), loaded.state_dict().values()):
+        assert q.dtype == torch.float64 and torch.equal(p, q), n
+
+
+def test_a_broken_safetensors_file_is_one_line(tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError) as err:
+        load_network(str(path))
+    assert "not a learned-optimizer safetensors file" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind, cls", [("graph", LearnedOptimizer), ("mlp", PerParameterMLPOptimizer)])
+def test_no_checkpoint_loads_the_shipped_network(kind, cls):
+    path = shipped_checkpoint(kind)
+    assert path.endswith(".safetensors") and os.path.isfile(path)
+    assert os.path.getsize(path) < 2_000_000  # small enough to ship in the package
+    shipped = load_network(path, kind)
+    untrained = type(shipped)(**shipped.config)
+    # meta-trained: not the Adam-like start (the last layer left zero)
+    assert shipped.output.mlp[-1].weight.abs().max() > 0
+    opt = cls(build("mlp")[0])
+    for (n, p), q in zip(shipped.state_dict().items(), opt.network.state_dict().values()):
+        assert torch.equal(p, q), n
+    assert not torch.equal(untrained.output.mlp[-1].weight, opt.network.output.mlp[-1].weight)
+    with pytest.raises(KeyError, match="Could not resolve"):
+        shipped_checkpoint("rnn")
 
 
 def test_checkpoints_are_read_with_weights_only(tmp_path, monkeypatch, hand_set_checkpoint):
