@@ -1,42 +1,54 @@
-"""Meta-training learned optimizers on small digits problems, and evaluating them against tuned Adam.
+"""Meta-training learned optimizers on small digits problems, and evaluating them against tuned Adam and AdamW.
 
-The problems: scikit-learn's 8 x 8 digits (1,437 training images, 360 test), classified by MLPs of several widths
-and depths and by a small CNN (:data:`FAMILIES`), each from a fresh initialisation and data order. Two update
-networks of :mod:`nngraph.optim` are meta-trained with the same budget: the graph network of
-:class:`~nngraph.optim.LearnedOptimizer` (``graph``) and the per-parameter MLP of
-:class:`~nngraph.optim.PerParameterMLPOptimizer` (``mlp``).
+The problems (:data:`FAMILIES`): scikit-learn's 8 x 8 digits (1,437 training images, 360 test), classified by MLPs
+of several widths and depths, CNNs, and by an LSTM and a one-layer transformer that read the image as a sequence of
+8 rows of 8 pixels (the sequence task), each from a fresh initialisation and data order. Two update networks of
+:mod:`nngraph.optim` are meta-trained with the same budget (the same problems, steps and meta-updates): the graph
+network of :class:`~nngraph.optim.LearnedOptimizer` (``graph``) and the per-parameter MLP of
+:class:`~nngraph.optim.PerParameterMLPOptimizer` (``mlp``). Both start from Adam at the learning rate tuned on the
+distribution (``--init-lr``) and learn to modulate its direction (:class:`~nngraph.optim.StepOutput`).
 
 Gradient estimator: truncated backpropagation through short unrolls. A trajectory of ``--truncations`` x
-``--unroll`` inner steps trains one sampled problem; after each ``--unroll`` steps the meta-loss (the mean training
-loss over the truncation's steps) is backpropagated into the update network and the problem's weights and momenta
-are detached and carried on. The gradients that enter the features are treated as constants (first order, as in
-Andrychowicz et al., 2016): the meta-gradient flows through every weight update but not through the Hessian. Short
-unrolls keep the variance of the meta-gradient low and the memory of the unroll small (one problem's weights per
-step); their bias (the short-horizon bias towards greedy steps) is what persistent evolution strategies would
-remove at the cost of many more unrolls, too many for a CPU run of minutes. Meta-gradients are clipped to norm 1
+``--unroll`` inner steps (as long as the evaluation horizon) trains one sampled problem; after each ``--unroll``
+steps the meta-loss (the mean log training loss over the truncation's steps: log, so a CNN at loss 1.4 and an MLP
+at 0.05 weigh alike) is backpropagated into the update network, and the problem's weights and momenta are detached
+and carried on. The gradients that enter the features are constants (first order, as in Andrychowicz et al.,
+2016): the meta-gradient flows through every weight update but not through the Hessian. Why not persistent
+evolution strategies (UNF's estimator): PES is unbiased over the whole trajectory but needs many antithetic
+unrolls per meta-update (its variance grows with the number of meta-parameters, here ~30k); a CPU budget of
+minutes gives ~1,000 meta-updates by backprop and would give tens by PES. Backprop through 10-step truncations has
+low variance and a short-horizon bias towards greedy steps, which the bounded output (the step size stays within
+``e^±c`` of Adam's at the learned rate) keeps from turning into divergence. Meta-gradients are clipped to norm 1
 and a truncation with a non-finite meta-loss is skipped.
 
 Resumable: after every trajectory the networks and meta-optimizers are saved (``nngraph.train.save_checkpoint``,
 atomic; safetensors and JSON), and a killed run started again with the same flags continues from the last
-trajectory. Problems are drawn from a generator seeded by ``(seed, trajectory)``, so a resumed run trains on the
-same problems as an uninterrupted one.
+trajectory; every evaluation run is saved as it finishes (``<out>/eval/``, under a fingerprint of the networks
+and the tuned baselines) and not run again. Problems are drawn
+from a generator seeded by ``(seed, trajectory)``, so a resumed run trains on the same problems as an uninterrupted
+one.
 
-Evaluation on fresh problems (seeds the meta-training never drew), ``--eval-steps`` steps each (a longer horizon
-than a trajectory): Adam with its learning rate tuned on problems of the meta-training distribution
-(``--adam-lrs``), the two meta-trained optimizers, and the graph optimizer with its graph relabelled at random every
-step (``graph_relabel``, its twin: equivariant, so it takes the same steps up to rounding). In-distribution problems
-and an unseen family (a wider and deeper MLP than any meta-trained). Reported: final training loss (the whole
-training set), test accuracy, and wall-clock per step in the same process.
+Evaluation on fresh problems (seeds the meta-training never drew), ``--eval-seeds`` seeds, ``--long-steps`` steps
+each; the tables report the training loss (the whole training set) at ``--eval-steps`` (the trajectories' length)
+and at ``--long-steps`` (a longer horizon), and the test accuracy at the end. Optimizers: Adam and AdamW with
+learning rate (and AdamW's weight decay) tuned on problems of the meta-training distribution, the per-parameter
+MLP, the graph optimizer and its twin, the graph optimizer with its graph relabelled at random every step
+(equivariant: the same steps up to rounding). Problems: in distribution (:data:`IN_DISTRIBUTION`: new
+initialisations, data orders, and an MLP width no trajectory had) and unseen (:data:`UNSEEN`: a wider and deeper
+MLP, a residual MLP and a GRU, families no trajectory trained on).
 
-Usage: ``python -m tasks.learned_optimizer --out runs/learned_optimizer``; writes ``results.json``,
-``curves.png`` and the meta-trained networks ``graph.pt`` / ``mlp.pt`` (``LearnedOptimizer(model, "graph.pt")``).
+Usage: ``python -m tasks.learned_optimizer --out runs/learned_optimizer``; writes ``results.json``, ``curves.png``,
+``table.md`` and the meta-trained networks ``graph.safetensors`` / ``mlp.safetensors``
+(``LearnedOptimizer(model, "graph.safetensors")``).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -53,17 +65,32 @@ from nngraph.train import load_checkpoint, save_checkpoint
 from nngraph.train.checkpoint import optimizer_from_flat
 
 METHODS = ("graph", "mlp")
-#: The meta-training distribution: ``name -> (kind, widths)`` (an MLP's hidden widths, a CNN's channels).
+#: The meta-training distribution: ``name -> (kind, widths)`` (hidden widths, channels or model width).
 FAMILIES = {
     "mlp-16": ("mlp", (16,)),
     "mlp-32": ("mlp", (32,)),
     "mlp-64": ("mlp", (64,)),
-    "mlp-32-32": ("mlp", (32, 32)),
     "mlp-16-16": ("mlp", (16, 16)),
+    "mlp-32-32": ("mlp", (32, 32)),
     "cnn-8": ("cnn", (8,)),
+    "cnn-12": ("cnn", (12,)),
+    "lstm-16": ("lstm", (16,)),
+    "transformer-16": ("transformer", (16,)),
 }
-#: Evaluation problems: the first in distribution, the last of a family no trajectory trained on.
-EVAL_FAMILIES = {"mlp-32": ("mlp", (32,)), "cnn-8": ("cnn", (8,)), "unseen mlp-128-64-32": ("mlp", (128, 64, 32))}
+#: In-distribution evaluation problems (``mlp-48``: a width between those meta-trained on).
+IN_DISTRIBUTION = {
+    "mlp-48": ("mlp", (48,)),
+    "mlp-32-32": ("mlp", (32, 32)),
+    "cnn-8": ("cnn", (8,)),
+    "lstm-16": ("lstm", (16,)),
+    "transformer-16": ("transformer", (16,)),
+}
+#: Families no trajectory trained on: wider and deeper than any MLP, residual, a GRU.
+UNSEEN = {
+    "mlp-128-64-32": ("mlp", (128, 64, 32)),
+    "resmlp-64": ("resmlp", (64,)),
+    "gru-32": ("gru", (32,)),
+}
 
 
 def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,18 +103,62 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
 
 
+class RowSequence(nn.Module):
+    """A recurrent network or a transformer layer reading an image ``(B, 1, 8, 8)`` as 8 rows of 8 pixels; a linear
+    head on the last state (recurrent) or the mean over rows (transformer) gives the 10 logits."""
+
+    def __init__(self, kind: str, width: int):
+        super().__init__()
+        self.kind = kind
+        if kind == "transformer":
+            self.embed = nn.Linear(8, width)
+            self.body = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0, batch_first=True)
+        else:
+            self.body = (nn.LSTM if kind == "lstm" else nn.GRU)(8, width, batch_first=True)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        rows = x.flatten(1, 2)  # (B, 1, 8, 8) -> (B, 8, 8)
+        if self.kind == "transformer":
+            return self.head(self.body(self.embed(rows)).mean(1))  # (B, 10)
+        return self.head(self.body(rows)[0][:, -1])  # (B, 10)
+
+
+class ResidualMLP(nn.Module):
+    """``x -> h = relu(W_in x); h += relu(W_k h) (k = 1, 2); W_out h``: an MLP with two residual blocks."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.inp = nn.Linear(64, width)
+        self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(2))
+        self.out = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x.flatten(1)))  # (B, W)
+        for block in self.blocks:
+            h = h + torch.relu(block(h))
+        return self.out(h)  # (B, 10)
+
+
 def build_model(kind: str, widths: tuple[int, ...]) -> nn.Module:
-    """An MLP with hidden ``widths`` (ReLU), or a CNN: two 3 x 3 convolutions of ``widths[0]`` channels, global
-    average pooling, a linear head."""
+    """An MLP with hidden ``widths`` (ReLU); a CNN (two 3 x 3 convolutions of ``widths[0]`` channels, global average
+    pooling, a linear head); a row-sequence LSTM, GRU or transformer of width ``widths[0]``; a residual MLP."""
     if kind == "mlp":
         layers, last = [nn.Flatten()], 64
         for w in widths:
             layers += [nn.Linear(last, w), nn.ReLU()]
             last = w
         return nn.Sequential(*layers, nn.Linear(last, 10))
-    c = widths[0]
-    return nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+    if kind == "cnn":
+        c = widths[0]
+        return nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+    if kind in ("lstm", "gru", "transformer"):
+        return RowSequence(kind, widths[0])
+    if kind == "resmlp":
+        return ResidualMLP(widths[0])
+    raise ValueError(f"unknown problem kind {kind!r}; Could not resolve it among choices "
+                     "['cnn', 'gru', 'lstm', 'mlp', 'resmlp', 'transformer']")
 
 
 @dataclass
@@ -115,14 +186,14 @@ def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None
 def make_network(method: str, args) -> nn.Module:
     if method == "graph":
         return GraphUpdateNetwork(hidden_dim=args.hidden_dim, num_layers=args.num_layers, context_dim=args.context_dim,
-                                  output_dim=args.output_dim, init_lr=args.init_lr)
-    return PerParameterUpdateNetwork(output_dim=args.output_dim, init_lr=args.init_lr)
+                                  output_dim=args.output_dim, init_lr=args.init_lr, max_log_scale=args.max_log_scale)
+    return PerParameterUpdateNetwork(output_dim=args.output_dim, init_lr=args.init_lr, max_log_scale=args.max_log_scale)
 
 
 # ------------------------------------------------------------ meta-training
 def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem: Problem, data, args) -> list[float]:
     """Train ``problem`` for ``truncations x unroll`` steps with ``network``, one meta-update per truncation.
-    Returns the meta-losses."""
+    Returns the meta-losses (mean log training loss of every truncation)."""
     x, y = data[0], data[1]
     model = problem.model
     names = [n for n, _ in model.named_parameters()]
@@ -148,9 +219,9 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
                 losses.append(loss)
             state = advance_state(state, grad, network.betas)
             features = entry_features(w.detach(), grad, state, segments, network.betas)  # (P, C)
-            w = w + network(features, graph, placement)  # (P,)
+            w = w + network(features, segments, graph, placement)  # (P,)
         losses.append(loss_at(w))
-        meta_loss = torch.stack(losses).mean()
+        meta_loss = torch.stack(losses).clamp_min(1e-8).log().mean()
         meta_opt.zero_grad()
         if torch.isfinite(meta_loss):
             meta_loss.backward()
@@ -167,7 +238,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 def settings(args) -> dict:
     """The flags a resumed run must share with the run it continues."""
     keys = ("seed", "truncations", "unroll", "batch_size", "hidden_dim", "num_layers", "context_dim", "output_dim",
-            "init_lr", "meta_lr")
+            "init_lr", "max_log_scale", "meta_lr")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -202,7 +273,11 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
         info["seconds"] += time.perf_counter() - start
         save_checkpoint(directory, "last", network, info, optimizer=meta_opt)
         bar.set_postfix(problem=problem.name, meta_loss=f"{losses[-1]:.3f}")
-    save_network(network, os.path.join(args.out, f"{method}.pt"))
+        if args.no_progress and (k + 1) % 10 == 0:
+            print(f"{method}: trajectory {k + 1}, {info['seconds']:.0f} s, last meta-losses "
+                  f"{[round(v, 2) for v in losses[-3:]]} ({problem.name}), step size "
+                  f"{float(network.output.log_lr.detach().exp()):.4g}", flush=True)
+    save_network(network, os.path.join(args.out, f"{method}.safetensors"))
     return network, info
 
 
@@ -213,11 +288,14 @@ def train_with(make_opt, problem: Problem, data, steps: int, batch_size: int) ->
     x, y, xt, yt = data
     model = problem.model
     opt = make_opt(model)
-    curve, opt_seconds = [], 0.0
+    curve, opt_seconds, taken = [], 0.0, 0
     for step in range(steps + 1):
         if step % 10 == 0 or step == steps:
             with torch.no_grad():
-                curve.append((step, float(F.cross_entropy(model(x), y))))
+                loss = float(F.cross_entropy(model(x), y))
+            curve.append((step, loss if math.isfinite(loss) else math.inf))
+            if not math.isfinite(loss):
+                break
         if step == steps:
             break
         xb, yb = problem.batch(x, y, batch_size)
@@ -226,87 +304,211 @@ def train_with(make_opt, problem: Problem, data, steps: int, batch_size: int) ->
         start = time.perf_counter()
         opt.step()
         opt_seconds += time.perf_counter() - start
-        if not math.isfinite(curve[-1][1]):
-            break
+        taken += 1
     with torch.no_grad():
         accuracy = float((model(xt).argmax(1) == yt).float().mean())
-    return {"curve": curve, "final_loss": curve[-1][1], "test_acc": accuracy, "ms_per_step": 1e3 * opt_seconds / steps}
+    return {"curve": curve, "test_acc": accuracy, "ms_per_step": 1e3 * opt_seconds / max(taken, 1)}
 
 
-def tune_adam(args, data) -> float:
-    """The learning rate of ``--adam-lrs`` with the lowest mean final training loss on ``--tune-problems`` problems
-    of the meta-training distribution (seeds apart from meta-training's and evaluation's)."""
+def loss_at(curve: list, step: int) -> float:
+    """The training loss of ``curve`` at ``step`` (``inf`` if the run diverged before it)."""
+    for s, v in curve:
+        if s == step:
+            return v
+    return math.inf
+
+
+def tune_baselines(args, data) -> dict:
+    """Adam's learning rate and AdamW's learning rate and weight decay: of the grids, those with the lowest mean log
+    training loss at ``--eval-steps`` on one problem of every meta-training family (seeds apart from meta-training's
+    and evaluation's). Cached in ``<out>/tuning.json``."""
+    path = os.path.join(args.out, "tuning.json")
+    key = {"adam_lrs": args.adam_lrs, "weight_decays": args.weight_decays, "eval_steps": args.eval_steps}
+    if os.path.isfile(path):
+        with open(path) as f:
+            stored = json.load(f)
+        if stored.get("key") == key:
+            return stored
+    grid = [("adam", lr, 0.0) for lr in args.adam_lrs] + [("adamw", lr, wd) for lr in args.adam_lrs
+                                                           for wd in args.weight_decays]
     scores = {}
-    for lr in args.adam_lrs:
-        losses = [train_with(lambda m: torch.optim.Adam(m.parameters(), lr=lr), sample_problem(10_000 + i), data,
-                             args.eval_steps, args.batch_size)["final_loss"] for i in range(args.tune_problems)]
-        scores[lr] = sum(losses) / len(losses) if all(math.isfinite(v) for v in losses) else math.inf
-        print(f"adam lr {lr:g}: mean final training loss {scores[lr]:.4f}", flush=True)
-    return min(scores, key=scores.get)
+    for name, lr, wd in grid:
+        make = ((lambda m: torch.optim.Adam(m.parameters(), lr=lr)) if name == "adam" else
+                (lambda m: torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=wd)))
+        logs = []
+        for i, family in enumerate(sorted(FAMILIES)):
+            run = train_with(make, sample_problem(10_000 + i, FAMILIES, family), data, args.eval_steps, args.batch_size)
+            logs.append(math.log(max(loss_at(run["curve"], args.eval_steps), 1e-8)))
+        scores[(name, lr, wd)] = sum(logs) / len(logs)
+        print(f"{name} lr {lr:g} wd {wd:g}: mean log training loss {scores[(name, lr, wd)]:.3f}", flush=True)
+    best = {n: min((k for k in scores if k[0] == n), key=scores.get) for n in ("adam", "adamw")}
+    out = {"key": key, "adam": {"lr": best["adam"][1]}, "adamw": {"lr": best["adamw"][1], "weight_decay": best["adamw"][2]},
+           "scores": [[*k, v] for k, v in scores.items()]}
+    atomic_write(path, json.dumps(out, indent=1).encode())
+    return out
 
 
-def evaluate(args, data, networks: dict) -> list[dict]:
-    adam_lr = tune_adam(args, data)
-    makers = {f"adam (lr {adam_lr:g})": lambda m: torch.optim.Adam(m.parameters(), lr=adam_lr)}
+def optimizers(args, data, networks: dict, tuning: dict) -> dict:
+    """``method -> make(model, seed)`` of every optimizer evaluated."""
+    adam, adamw = tuning["adam"], tuning["adamw"]
+    makers = {
+        f"adam (lr {adam['lr']:g})": lambda m, s: torch.optim.Adam(m.parameters(), lr=adam["lr"]),
+        f"adamw (lr {adamw['lr']:g}, wd {adamw['weight_decay']:g})": lambda m, s: torch.optim.AdamW(
+            m.parameters(), lr=adamw["lr"], weight_decay=adamw["weight_decay"]),
+    }
     if "mlp" in networks:
-        makers["per-parameter mlp"] = lambda m: PerParameterMLPOptimizer(m, network=networks["mlp"])
+        makers["per-parameter mlp"] = lambda m, s: PerParameterMLPOptimizer(m, network=networks["mlp"])
     if "graph" in networks:
-        makers["graph"] = lambda m: LearnedOptimizer(m, network=networks["graph"], example_inputs=(data[0][:2],))
-        makers["graph, relabelled each step"] = lambda m: LearnedOptimizer(
+        makers["graph"] = lambda m, s: LearnedOptimizer(m, network=networks["graph"], example_inputs=(data[0][:2],))
+        makers["graph, relabelled each step"] = lambda m, s: LearnedOptimizer(
             m, network=networks["graph"], example_inputs=(data[0][:2],), relabel=True,
-            generator=torch.Generator().manual_seed(args.seed))
+            generator=torch.Generator().manual_seed(s))
+    return makers
+
+
+def fingerprint(args, networks: dict, tuning: dict) -> str:
+    """A name for what an evaluation run depends on: the networks' weights, the tuned baselines, the horizons and the
+    batch size (a run saved under another fingerprint is not read back)."""
+    digest = hashlib.sha256(json.dumps([args.long_steps, args.eval_steps, args.batch_size, tuning["adam"],
+                                        tuning["adamw"]]).encode())
+    for method in sorted(networks):
+        for name, value in networks[method].state_dict().items():
+            digest.update(f"{method}/{name}".encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
+    """Every optimizer on every evaluation problem and seed, ``--long-steps`` steps; each run saved to
+    ``<out>/eval/<fingerprint>/`` as it finishes and read from there on a resumed run."""
+    tuning = tune_baselines(args, data)
+    makers = optimizers(args, data, networks, tuning)
+    directory = os.path.join(args.out, "eval", fingerprint(args, networks, tuning))
+    os.makedirs(directory, exist_ok=True)
+    problems = [(n, f, "in distribution") for n, f in IN_DISTRIBUTION.items()] + \
+               [(n, f, "unseen") for n, f in UNSEEN.items()]
     rows = []
-    for name in EVAL_FAMILIES:
-        for method, make in makers.items():
-            problem = sample_problem(20_000 + args.seed, EVAL_FAMILIES, name)  # the same start for every method
-            row = {"problem": name, "method": method, **train_with(make, problem, data, args.eval_steps,
-                                                                    args.batch_size)}
-            rows.append(row)
-            print(f"{name:>22} | {method:>28} | final train loss {row['final_loss']:.4f} | test acc "
-                  f"{row['test_acc']:.3f} | {row['ms_per_step']:.2f} ms/step", flush=True)
-    return rows
+    for seed in args.eval_seeds:
+        for name, family, split in problems:
+            for method, make in makers.items():
+                path = os.path.join(directory, f"{name}__{method.split(' (')[0].replace(', ', '_').replace(' ', '_')}"
+                                               f"__{seed}.json")
+                if os.path.isfile(path):
+                    with open(path) as f:
+                        rows.append(json.load(f))
+                    continue
+                problem = sample_problem(20_000 + seed, {name: family}, name)  # the same start for every method
+                run = train_with(lambda m: make(m, seed), problem, data, args.long_steps, args.batch_size)
+                row = {"problem": name, "split": split, "method": method, "seed": seed, **run,
+                       "loss": loss_at(run["curve"], args.eval_steps), "loss_long": loss_at(run["curve"], args.long_steps)}
+                atomic_write(path, json.dumps(row).encode())
+                rows.append(row)
+                print(f"seed {seed} | {name:>15} | {method:>28} | loss@{args.eval_steps} {row['loss']:.4f} | "
+                      f"loss@{args.long_steps} {row['loss_long']:.4f} | test acc {row['test_acc']:.3f} | "
+                      f"{row['ms_per_step']:.2f} ms/step", flush=True)
+    return rows, tuning
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(rows: list[dict], args) -> tuple[list[dict], list[str]]:
+    """Per (problem, method): mean ± std over seeds of the losses at both horizons, test accuracy and ms per step;
+    and the goal checks of issue 29 (graph vs Adam and vs the per-parameter MLP, per problem)."""
+    table = []
+    keys = list(dict.fromkeys((r["problem"], r["split"], r["method"]) for r in rows))
+    for problem, split, method in keys:
+        runs = [r for r in rows if (r["problem"], r["method"]) == (problem, method)]
+        entry = {"problem": problem, "split": split, "method": method, "seeds": len(runs)}
+        for field in ("loss", "loss_long", "test_acc", "ms_per_step"):
+            entry[field] = _mean_std([r[field] for r in runs])
+        table.append(entry)
+    checks = []
+    by = {(e["problem"], e["method"]): e for e in table}
+    adam = next(m for _, _, m in keys if m.startswith("adam ("))
+    for problem, split in dict.fromkeys((p, s) for p, s, _ in keys):
+        g, a, p = by.get((problem, "graph")), by.get((problem, adam)), by.get((problem, "per-parameter mlp"))
+        if g is None or a is None or p is None:
+            continue
+        target = 0.8 if split == "in distribution" else 1.0
+        for field, horizon in (("loss", args.eval_steps), ("loss_long", args.long_steps)):
+            gm, gs = g[field]
+            vs_adam = gm <= target * a[field][0]
+            spread = max(gs, p[field][1])
+            vs_mlp = gm < p[field][0] - spread
+            checks.append(f"{problem} ({split}) @ {horizon}: graph {gm:.4f} vs {target:g} x adam "
+                          f"{target * a[field][0]:.4f}: {'met' if vs_adam else 'NOT met'}; vs per-parameter mlp "
+                          f"{p[field][0]:.4f} - spread {spread:.4f}: {'met' if vs_mlp else 'NOT met'}")
+    return table, checks
+
+
+def markdown_table(table: list[dict], args) -> str:
+    lines = [f"| problem | split | optimizer | train loss @ {args.eval_steps} | train loss @ {args.long_steps} | "
+             "test acc | ms / step |", "|---|---|---|---|---|---|---|"]
+    for e in table:
+        fmt = lambda v, d=4: f"{v[0]:.{d}f} ± {v[1]:.{d}f}"  # noqa: E731
+        lines.append(f"| {e['problem']} | {e['split']} | {e['method']} | {fmt(e['loss'])} | {fmt(e['loss_long'])} | "
+                     f"{fmt(e['test_acc'], 3)} | {e['ms_per_step'][0]:.2f} |")
+    return "\n".join(lines)
 
 
 def plot_curves(rows: list[dict], path: str) -> None:
+    """The training loss against steps, mean over seeds (shaded: min to max), one panel per problem."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     problems = list(dict.fromkeys(r["problem"] for r in rows))
-    fig, axes = plt.subplots(1, len(problems), figsize=(4.5 * len(problems), 3.6), squeeze=False)
-    for ax, problem in zip(axes[0], problems):
-        for r in rows:
-            if r["problem"] == problem:
-                steps, losses = zip(*r["curve"])
-                ax.plot(steps, losses, label=r["method"])
-        ax.set(title=problem, xlabel="step", ylabel="training loss", yscale="log")
-    axes[0][0].legend(fontsize=7)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cols = 4
+    n_rows = math.ceil(len(problems) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.3 * n_rows), squeeze=False)
+    for ax, problem in zip(axes.flat, problems):
+        split = next(r["split"] for r in rows if r["problem"] == problem)
+        for i, method in enumerate(methods):
+            runs = [r for r in rows if (r["problem"], r["method"]) == (problem, method)]
+            steps = [s for s, _ in runs[0]["curve"]]
+            curves = [[loss_at(r["curve"], s) for s in steps] for r in runs]
+            values = torch.tensor(curves).clamp_max(1e3)  # (seeds, T): a diverged run drawn at the top
+            ax.plot(steps, values.mean(0), label=method, color=f"C{i}",
+                    linestyle="--" if "relabelled" in method else "-")
+            ax.fill_between(steps, values.min(0).values, values.max(0).values, color=f"C{i}", alpha=0.15)
+        ax.set(title=f"{problem} ({split})", xlabel="step", ylabel="training loss", yscale="log")
+    for ax in list(axes.flat)[len(problems):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tasks.learned_optimizer", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
+    floats = lambda s: [float(v) for v in s.split(",") if v]  # noqa: E731
     p.add_argument("--out", default="runs/learned_optimizer", help="output folder (runs, networks, results)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"networks to meta-train, of {list(METHODS)}")
-    p.add_argument("--trajectories", type=int, default=40, help="meta-training trajectories (problems) per network")
-    p.add_argument("--truncations", type=int, default=5, help="meta-updates per trajectory")
+    p.add_argument("--trajectories", type=int, default=60, help="meta-training trajectories (problems) per network")
+    p.add_argument("--truncations", type=int, default=15, help="meta-updates per trajectory")
     p.add_argument("--unroll", type=int, default=10, help="inner steps per truncation (backpropagated through)")
     p.add_argument("--batch-size", type=int, default=64, help="minibatch of the inner problems")
     p.add_argument("--meta-lr", type=float, default=1e-3, help="learning rate of the meta-optimizer (Adam)")
-    p.add_argument("--init-lr", type=float, default=3e-3,
+    p.add_argument("--init-lr", type=float, default=3e-2,
                    help="initial step size of the update networks (their untrained step is Adam's at this rate)")
+    p.add_argument("--max-log-scale", type=float, default=1.0, help="bound c of the log per-entry step factor")
     p.add_argument("--hidden-dim", type=int, default=32, help="node and edge width of the graph network")
     p.add_argument("--num-layers", type=int, default=2, help="message-passing layers of the graph network")
     p.add_argument("--context-dim", type=int, default=8, help="context per entry from the graph network's heads")
     p.add_argument("--output-dim", type=int, default=32, help="width of the per-entry MLP (both networks)")
-    p.add_argument("--eval-steps", type=int, default=150, help="steps of every evaluation run")
-    p.add_argument("--adam-lrs", type=lambda s: [float(v) for v in s.split(",") if v], default=[1e-3, 3e-3, 1e-2, 3e-2],
-                   help="Adam's learning-rate grid")
-    p.add_argument("--tune-problems", type=int, default=3, help="problems Adam's learning rate is tuned on")
+    p.add_argument("--eval-steps", type=int, default=150, help="evaluation horizon (the trajectories' length)")
+    p.add_argument("--long-steps", type=int, default=450, help="the longer evaluation horizon")
+    p.add_argument("--eval-seeds", type=ints, default=[0, 1, 2], help="seeds of the evaluation problems")
+    p.add_argument("--adam-lrs", type=floats, default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], help="Adam's learning-rate grid")
+    p.add_argument("--weight-decays", type=floats, default=[1e-2, 1e-1], help="AdamW's weight-decay grid")
+    p.add_argument("--skip-eval", action="store_true", help="meta-train only")
     p.add_argument("--seed", type=int, default=0, help="seed of the meta-training problems and the networks")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -328,14 +530,19 @@ def main(argv=None) -> int:
         networks[method], info = meta_train(method, args, data)
         training[method] = {"trajectories": info["trajectory"], "seconds": info["seconds"]}
         print(f"{method}: {info['trajectory']} trajectories meta-trained in {info['seconds']:.0f} s", flush=True)
-    rows = evaluate(args, data, networks)
+    if args.skip_eval:
+        return 0
+    rows, tuning = evaluate(args, data, networks)
+    table, checks = summarise(rows, args)
     plot_curves(rows, os.path.join(args.out, "curves.png"))
+    text = markdown_table(table, args)
+    atomic_write(os.path.join(args.out, "table.md"), (text + "\n\n" + "\n".join(f"- {c}" for c in checks) + "\n").encode())
     atomic_write(os.path.join(args.out, "results.json"),
-                 json.dumps({"settings": vars(args), "meta_training": training, "rows": rows}, indent=1).encode())
-    print("\n| problem | optimizer | final train loss | test acc | ms / step |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['problem']} | {r['method']} | {r['final_loss']:.4f} | {r['test_acc']:.3f} | "
-              f"{r['ms_per_step']:.2f} |")
+                 json.dumps({"settings": vars(args), "meta_training": training, "tuning": tuning, "table": table,
+                             "checks": checks, "rows": rows}, indent=1).encode())
+    print("\n" + text + "\n")
+    for c in checks:
+        print(c)
     return 0
 
 

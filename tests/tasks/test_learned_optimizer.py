@@ -1,8 +1,9 @@
 """tasks.learned_optimizer at toy sizes: meta-training resumes where a killed run stopped, exactly, and the
-evaluation writes its table, curves and networks."""
+evaluation writes its table, curves and networks and resumes from the runs it saved."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -41,19 +42,48 @@ def test_other_settings_are_refused(tmp_path):
         task.meta_train("mlp", args, data)
 
 
-def test_the_task_writes_results_curves_and_networks(tmp_path):
+@pytest.mark.parametrize("name", sorted({**task.FAMILIES, **task.IN_DISTRIBUTION, **task.UNSEEN}))
+def test_every_problem_builds_and_places(name):
+    family = {**task.FAMILIES, **task.IN_DISTRIBUTION, **task.UNSEEN}[name]
+    problem = task.sample_problem(0, {name: family}, name)
+    x = task.digits()[0][:4]
+    assert problem.model(x).shape == (4, 10)
+    LearnedOptimizer(problem.model, example_inputs=(x[:2],))  # every problem has a neural graph
+    assert not set(task.UNSEEN) & set(task.FAMILIES)  # unseen means no trajectory trains on it
+
+
+def test_the_task_writes_results_curves_and_networks(tmp_path, monkeypatch):
+    # two small problems keep the toy run short; the full lists are checked above
+    monkeypatch.setattr(task, "FAMILIES", {"mlp-16": ("mlp", (16,)), "lstm-8": ("lstm", (8,))})
+    monkeypatch.setattr(task, "IN_DISTRIBUTION", {"mlp-16": ("mlp", (16,))})
+    monkeypatch.setattr(task, "UNSEEN", {"gru-8": ("gru", (8,))})
     out = tmp_path / "lo"
-    assert task.main(["--out", str(out), "--trajectories", "1", *TOY, "--eval-steps", "10", "--tune-problems", "1",
-                      "--adam-lrs", "1e-3,1e-2"]) == 0
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    flags = ["--out", str(out), "--trajectories", "1", *TOY, "--eval-steps", "10", "--long-steps", "20",
+             "--eval-seeds", "0,1", "--adam-lrs", "1e-3,1e-2", "--weight-decays", "0.1"]
+    assert task.main(flags) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
     methods = {r["method"] for r in rows}
-    adam = {m for m in methods if m.startswith("adam (lr ")}
-    assert len(adam) == 1 and methods - adam == {"per-parameter mlp", "graph", "graph, relabelled each step"}
-    by = {(r["problem"], r["method"]): r for r in rows}
-    for problem in task.EVAL_FAMILIES:  # the twin takes the same steps
-        assert by[(problem, "graph")]["final_loss"] == pytest.approx(by[(problem, "graph, relabelled each step")]
-                                                                     ["final_loss"], rel=1e-4)
+    baselines = {m for m in methods if m.startswith(("adam (lr ", "adamw (lr "))}
+    assert len(baselines) == 2 and methods - baselines == {"per-parameter mlp", "graph", "graph, relabelled each step"}
+    assert {(r["problem"], r["split"]) for r in rows} == {("mlp-16", "in distribution"), ("gru-8", "unseen")}
+    assert {r["seed"] for r in rows} == {0, 1}
+    by = {(r["problem"], r["method"], r["seed"]): r for r in rows}
+    for problem in ("mlp-16", "gru-8"):  # the twin takes the same steps
+        for seed in (0, 1):
+            a, b = by[(problem, "graph", seed)], by[(problem, "graph, relabelled each step", seed)]
+            assert a["loss_long"] == pytest.approx(b["loss_long"], rel=1e-4)
+            assert math.isfinite(a["loss"]) and a["curve"][-1][0] == 20
+    entry = next(e for e in results["table"] if (e["problem"], e["method"]) == ("mlp-16", "graph"))
+    losses = [by[("mlp-16", "graph", s)]["loss"] for s in (0, 1)]
+    assert entry["seeds"] == 2 and entry["loss"][0] == pytest.approx(sum(losses) / 2)
+    assert "graph" in (out / "table.md").read_text() and results["checks"]
     assert (out / "curves.png").stat().st_size > 1000
     model = task.build_model("mlp", (8,))
-    LearnedOptimizer(model, str(out / "graph.pt"))  # the meta-trained network loads as a checkpoint
-    assert load_network(str(out / "mlp.pt")).kind == "mlp"
+    LearnedOptimizer(model, str(out / "graph.safetensors"))  # the meta-trained network loads as a checkpoint
+    assert load_network(str(out / "mlp.safetensors")).kind == "mlp"
+    # a resumed evaluation reads the saved runs instead of training again
+    first = (out / "results.json").read_text()
+    monkeypatch.setattr(task, "train_with", lambda *a, **k: pytest.fail("an evaluation run was repeated"))
+    assert task.main(flags) == 0
+    assert json.loads((out / "results.json").read_text())["rows"] == json.loads(first)["rows"]
