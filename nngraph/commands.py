@@ -24,12 +24,18 @@ class CommandError(Exception):
 DEBUG_ENV = "NNGRAPH_DEBUG"
 
 
+def threads(text: str) -> int | None:
+    """The value of ``--threads``: a whole number, or ``auto`` (``None``: :func:`nngraph.threads.pick_threads`
+    decides)."""
+    return None if text.strip().lower() == "auto" else int(text)
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """``--threads N`` and ``--debug``, the flags every ``nngraph`` command takes."""
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help=f"threads for torch (torch.set_num_threads) and OpenMP / BLAS (default: ${THREADS_ENV}, else "
-                        "1: the models are small, and on a machine whose other cores are busy more threads stall at "
-                        "their barriers, a 7 s run took 119 s); 0 keeps the libraries' defaults (nngraph.threads)")
+    p.add_argument("--threads", type=threads, default="auto", metavar="N",
+                   help=f"threads for torch (torch.set_num_threads) and OpenMP / BLAS; auto: ${THREADS_ENV} if set, "
+                        "else 1 (the models are small, and on a machine whose other cores are busy more threads stall "
+                        "at their barriers: a 7 s run took 119 s); 0 keeps the libraries' defaults (nngraph.threads)")
     p.add_argument("--debug", action="store_true",
                    help=f"show the Python traceback of an error instead of its one line (or set {DEBUG_ENV}=1)")
 

@@ -56,7 +56,8 @@ def test_commands_read_the_environment(monkeypatch, tmp_path, restore_threads, c
     monkeypatch.setenv(THREADS_ENV, "3")
     assert main(["zoo", "summary", str(tmp_path / "nowhere")]) == 1
     assert main(["zoo", "summary", str(tmp_path / "nowhere"), "--threads", "2"]) == 1
-    assert seen == [3, 2]
+    assert main(["zoo", "summary", str(tmp_path / "nowhere"), "--threads", "auto"]) == 1
+    assert seen == [3, 2, 3]
     monkeypatch.setenv(THREADS_ENV, "-2")
     assert main(["zoo", "summary", str(tmp_path / "nowhere")]) == 1
     assert f"{THREADS_ENV}=-2: give a positive number of threads" in capsys.readouterr().err
@@ -98,3 +99,13 @@ def test_zoo_workers_use_the_parent_s_thread_count(tmp_path, monkeypatch, restor
     assert run_units(str(tmp_path), units, _threads_in_worker, progress=False, workers=2) == 2
     with open(tmp_path / "manifest.jsonl") as f:
         assert [json.loads(line)["threads"] for line in f] == [1, 1]
+
+
+def test_the_help_names_the_choice_not_none(capsys):
+    from nngraph.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    flag = text[text.rindex("--threads N"):text.rindex("--debug")]  # the flag's own help
+    assert f"auto: ${THREADS_ENV} if set, else 1" in flag and flag.rstrip().endswith("(default: auto)"), flag
