@@ -13,6 +13,8 @@ modules::
 - :class:`FlowGenerator`: flow matching in per-tensor normalised weight space (:mod:`nngraph.generate.flow` says
   why), with the equivariant :class:`GraphDenoiser` or its twin without equivariance, :class:`FlatDenoiser`
   (``FlowGenerator(denoiser="flat")``);
+- :class:`LatentFlowGenerator`: the same flow on low-rank codes of the zoo's models aligned by weight matching,
+  samples relabelled at random (:mod:`nngraph.generate.latent` says why: it is the one whose samples work);
 - :class:`GaussianGenerator`: the statistics baseline, a Gaussian per parameter tensor;
 - the pieces: :class:`WeightSpace` (graphs <-> weight vectors), :class:`TensorStats` (per-tensor normalisation),
   :class:`ConditionEncoder`, and the graph denoiser's layers :class:`WeightMessage`, :class:`EndpointProduct`,
@@ -23,6 +25,7 @@ from .condition import ConditionEncoder
 from .denoisers import DENOISERS, FlatDenoiser, GraphDenoiser
 from .flow import FlowGenerator
 from .gaussian import GaussianGenerator
+from .latent import LatentFlowGenerator, align_zoo
 from .layers import EndpointProduct, FiLM, WeightMessage
 from .normalize import TensorStats
 from .space import WeightSpace
@@ -37,10 +40,12 @@ __all__ = [
     "GENERATORS",
     "GaussianGenerator",
     "GraphDenoiser",
+    "LatentFlowGenerator",
     "TensorStats",
     "WeightGenerator",
     "WeightMessage",
     "WeightSpace",
+    "align_zoo",
     "load_generator",
     "register_generator",
 ]

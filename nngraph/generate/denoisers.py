@@ -145,7 +145,8 @@ class FlatDenoiser(nn.Module):
     trained from independent initialisations, carries no information) and relabelled models are new inputs.
 
     Args:
-        space (WeightSpace): the architecture (only its size :math:`D` is used).
+        space (WeightSpace or int): the architecture (only its size :math:`D` is used), or the size of the
+            vectors (a latent code).
         cond_dim (int): width :math:`C` of the condition features.
         hidden_dim (int): width of the hidden layers. (default: :obj:`512`)
         num_layers (int): hidden layers. (default: :obj:`3`)
@@ -155,14 +156,15 @@ class FlatDenoiser(nn.Module):
         - **output:** :math:`(B, D)`
     """
 
-    def __init__(self, space: WeightSpace, cond_dim: int, hidden_dim: int = 512, num_layers: int = 3):
+    def __init__(self, space: WeightSpace | int, cond_dim: int, hidden_dim: int = 512, num_layers: int = 3):
         super().__init__()
-        self.dim, self.cond_dim, self.hidden_dim, self.num_layers = space.dim, cond_dim, hidden_dim, num_layers
-        widths = [space.dim + TIME_DIM + cond_dim] + [hidden_dim] * num_layers
+        dim = space if isinstance(space, int) else space.dim
+        self.dim, self.cond_dim, self.hidden_dim, self.num_layers = dim, cond_dim, hidden_dim, num_layers
+        widths = [dim + TIME_DIM + cond_dim] + [hidden_dim] * num_layers
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(a, b), nn.SiLU()]
-        layers.append(nn.Linear(widths[-1], space.dim))
+        layers.append(nn.Linear(widths[-1], dim))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, t: Tensor, cond: Tensor) -> Tensor:

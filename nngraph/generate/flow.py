@@ -85,14 +85,15 @@ class FlowGenerator(WeightGenerator):
     def fit(self, graphs: Sequence[Data], conditions=None, *, template: nn.Module, out_dir: str,
             example_inputs: Sequence[Tensor] | Tensor | None = None, epochs: int = 100, batch_size: int = 32,
             lr: float = 1e-3, weight_decay: float = 0.0, val_fraction: float = 0.1, seed: int = 0,
-            progress: bool = True, device: str = "cpu") -> FitResult:
+            progress: bool = True, device: str = "cpu", repeats: int = 1) -> FitResult:
         """Fit the generator on ``graphs`` (all of ``template``'s architecture) with ``conditions`` ``(M,)``.
 
         Trains with the shared loop (:func:`nngraph.train.fit`): checkpoints in ``out_dir`` after every epoch
         (safetensors + JSON, atomic), a progress bar, and a killed fit resumes where it stopped when called
         again with the same arguments (its result is that of an uninterrupted fit). The denoiser of the epoch
         with the lowest validation loss (``val_fraction`` of the models, fixed noise) is kept, and the fitted
-        generator is saved as ``out_dir/generator.pt``.
+        generator is saved as ``out_dir/generator.pt``. ``repeats`` passes over the training models make one
+        epoch (fresh noise and times each pass: more steps per checkpoint for small zoos).
 
         Returns:
             the loop's :class:`~nngraph.train.FitResult` (history, best epoch, seconds).
@@ -101,12 +102,14 @@ class FlowGenerator(WeightGenerator):
         m = flat.shape[0]
         if m < 2:
             raise ValueError(f"fit needs at least 2 graphs (one held out for validation), got {m}")
-        z = self.stats.normalize(flat).to(torch.float32)  # (M, D)
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        z = self._encode(flat, seed).to(torch.float32)  # (M, d)
         c = torch.zeros(m) if values is None else values  # (M,)
         order = torch.randperm(m, generator=torch.Generator().manual_seed(seed))
         n_val = min(max(1, round(val_fraction * m)), m - 1)
         items = [(z[i], c[i:i + 1]) for i in order.tolist()]  # (D,), (1,) each
-        train_items, val_items = items[n_val:], items[:n_val]
+        train_items, val_items = items[n_val:] * repeats, items[:n_val]
         seed_everything(seed)
         self.model = self._build()
         config = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -115,11 +118,24 @@ class FlowGenerator(WeightGenerator):
         data_sha = hashlib.sha256(flat.numpy().tobytes() + c.to(torch.float64).numpy().tobytes()).hexdigest()[:16]
         settings = {"generator": self.kind, **self.settings(), "fingerprint": self.space.fingerprint,
                     "condition": self.condition.state(), "models": m, "val_fraction": val_fraction,
-                    "data_sha256": data_sha}
+                    "repeats": repeats, "data_sha256": data_sha}
         result = train_fit(self.model, train_items, val_items, self._loss, self._make_eval(seed), config, settings)
         self.model.cpu().eval()
         self.save(os.path.join(out_dir, "generator.pt"))
         return result
+
+    def _encode(self, flat: Tensor, seed: int) -> Tensor:
+        """The vectors ``(M, d)`` the flow is fitted on, from the zoo's weight vectors ``(M, D)``: here the
+        per-tensor normalised weights (``d = D``); a subclass may fit more (a frame, a basis) on them."""
+        return self.stats.normalize(flat)
+
+    def _decode(self, z: Tensor) -> Tensor:
+        """Weight vectors ``(B, D)`` from the flow's samples ``(B, d)``: the inverse of :meth:`_encode`."""
+        return self.stats.denormalize(z)
+
+    def _finish(self, graphs: list[Data], template, seed: int | None) -> list[Data]:
+        """The sampled graphs as :meth:`sample` returns them (a subclass may relabel them)."""
+        return graphs
 
     def _features(self, c: Tensor, drop: Tensor) -> Tensor:
         values = None if self.condition.kind == "none" else c.reshape(-1)
@@ -179,13 +195,19 @@ class FlowGenerator(WeightGenerator):
         self.model.eval()
         dtype = next(self.model.parameters()).dtype
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.space.dim, generator=generator).to(dtype)  # (n, D)
+        z = torch.randn(n, self.latent_dim, generator=generator).to(dtype)  # (n, d)
         out = []
         for s in range(0, n, batch_size):
             zb = z[s:s + batch_size]
             cb = None if values is None else values[s:s + batch_size]
             out.append(self._integrate(zb, cb, steps, guidance))
-        return self.space.graphs(self.stats.denormalize(torch.cat(out).to(torch.float64)))
+        graphs = self.space.graphs(self._decode(torch.cat(out).to(torch.float64)))
+        return self._finish(graphs, template, seed)
+
+    @property
+    def latent_dim(self) -> int:
+        """Width ``d`` of the vectors the flow moves (the weight space's ``D`` here)."""
+        return self.space.dim
 
     def _integrate(self, z: Tensor, values: Tensor | None, steps: int, guidance: float) -> Tensor:
         """Euler steps of the flow from noise ``z`` ``(B, D)`` at ``t = 0`` to ``t = 1``."""

@@ -7,7 +7,9 @@ each with random hyperparameters (optimizer, learning rate, initial scale, label
 :func:`nngraph.zoo.classifiers.sample_hparams`) and checkpoints at up to four epochs, so test accuracies spread
 from chance to about 0.95. Fits the generators of :mod:`nngraph.generate` on every checkpoint, conditioned on its
 test accuracy, and samples ``--per-target`` models at each of ``--targets`` target accuracies (evenly spaced from
-the zoo's 10th to its 90th percentile). Rows, per method: the median test accuracy of the samples (all of them,
+the zoo's 10th to its 90th percentile). Methods: ``latent`` (flow on low-rank codes of the zoo aligned by weight
+matching, :class:`nngraph.generate.LatentFlowGenerator`), ``flow`` (flow on the whole graph with the equivariant
+denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics). Rows, per method: the median test accuracy of the samples (all of them,
 and at the highest target), the fraction of samples above the zoo's median, the mean distance between target and
 accuracy, Kendall's tau between target and accuracy, and novelty: the distance of every sample to its nearest
 zoo model after weight matching, against the zoo's own (each model to its nearest of another run), and the
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 import nngraph
-from nngraph.generate import FlowGenerator, GaussianGenerator
+from nngraph.generate import FlowGenerator, GaussianGenerator, LatentFlowGenerator
 from nngraph.io import atomic_write
 from nngraph.plotting import pyplot, save_figure
 from nngraph.zoo import ClassifierZooConfig, build_model, derive_seed
@@ -38,7 +40,7 @@ from ..common.metrics import kendall_tau
 from ..common.report import row, save_results
 
 TASK = "generation"
-METHODS = ("flow", "twin", "gaussian")
+METHODS = ("latent", "flow", "twin", "gaussian")
 
 
 def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentParser:
@@ -56,6 +58,11 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
     p.add_argument("--twin-dim", type=int, default=512, help="width of the twin's MLP")
     p.add_argument("--steps", type=int, default=40, help="Euler steps of sampling")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight (1: none)")
+    p.add_argument("--rank", type=int, default=32, help="principal directions of the latent generator's code")
+    p.add_argument("--latent-epochs", type=int, default=100, help="training epochs of the latent generator")
+    p.add_argument("--latent-repeats", type=int, default=8, help="passes over the zoo per epoch of the latent generator")
+    p.add_argument("--latent-guidance", type=float, default=2.0,
+                   help="classifier-free guidance weight of the latent generator (1: none)")
     p.add_argument("--targets", type=int, default=8, help="target accuracies sampled at")
     p.add_argument("--per-target", type=int, default=16, help="samples per target accuracy")
     add_run_args(p)
@@ -223,6 +230,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows.append(row(TASK, "zoo", "nearest_aligned_distance", float(np.median(novel.zoo)),
                     note="median over zoo models, to the nearest model of another run"))
     rows += score("random_init", None, random_acc, zoo_acc, None)
+    pick = np.random.default_rng(derive_seed(args.seed, "zoo-subset")).choice(len(zoo_acc), n, replace=n > len(zoo_acc))
+    rows += score("zoo_subset", None, zoo_acc[pick], zoo_acc, None, note=f"{n} zoo models drawn at random")
     results = {"random_init": (None, random_acc)}
     for method in args.methods:
         start = time.perf_counter()
@@ -230,6 +239,15 @@ def run(args: argparse.Namespace) -> list[dict]:
             gen = GaussianGenerator().fit(graphs, conditions, template=template, example_inputs=x_te[:2])
             samples = gen.sample(template, n, condition=torch.tensor(target), seed=args.seed)
             fitted = ""
+        elif method == "latent":
+            gen = LatentFlowGenerator(rank=args.rank)
+            result = gen.fit(graphs, conditions, template=template, example_inputs=x_te[:2],
+                             out_dir=run_dir(args.out, method), epochs=args.latent_epochs, batch_size=128,
+                             repeats=args.latent_repeats, lr=args.lr, seed=args.seed, progress=progress,
+                             device=args.device)
+            fitted = f"rank {gen.latent_dim}, best epoch {result.best_epoch}, val loss {result.best_value:.4f}"
+            samples = gen.sample(template, n, condition=torch.tensor(target), steps=args.steps,
+                                 guidance=args.latent_guidance, seed=args.seed)
         else:
             denoiser, width, layers = ("graph", args.hidden_dim, args.num_layers) if method == "flow" else \
                 ("flat", args.twin_dim, 3)

@@ -1,0 +1,146 @@
+r"""Flow matching in a low-rank code of the zoo's weights after aligning its models: the latent generator.
+
+Why (``tasks.generation`` measures it, docs/tasks/generation.md): the flow on the full graph
+(:class:`~nngraph.generate.FlowGenerator`) completes a zoo model noised to :math:`t \ge 0.9` into a working one, but
+from :math:`t \le 0.5` it lands near chance. Between those times the best estimate of the clean weights is a
+mixture over the zoo's models *each under its best relabelling*, which is weight matching, a combinatorial search
+that a few message-passing layers do not learn from a few hundred models; and a flow on all :math:`D` entries
+leaves noise in the directions the zoo never varies in, which breaks the classifier. Here both are taken out of
+the learning problem, as p-diff and SANE do with an autoencoder:
+
+1. **canonical frame** (Ainsworth et al., *Git Re-Basin*): every model is relabelled to a reference by weight
+   matching (:func:`nngraph.symmetry.align_graph`), twice: to the first model, then to the mean of the aligned
+   models;
+2. **code**: the aligned, per-tensor normalised weights are projected on their ``rank`` first principal
+   directions (a linear autoencoder, whitened per direction);
+3. **flow** on the codes with the non-equivariant MLP (:class:`~nngraph.generate.FlatDenoiser`), conditioned
+   like the other flows;
+4. **relabelling**: every sample is relabelled by a random symmetry of the architecture, so the samples'
+   distribution is invariant to relabelling hidden neurons (canonicalise, generate, relabel: the invariance of
+   the equivariant flow, by a frame instead of by the denoiser).
+
+The decoder is linear, so it only produces models in the span of the zoo's aligned directions; with
+``rank`` near the number of models the flow can memorise them (``tasks.generation`` counts copies).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from nngraph.convert import build_layout
+
+from .base import register_generator
+from .denoisers import FlatDenoiser
+from .flow import FlowGenerator
+
+__all__ = ["LatentFlowGenerator", "align_zoo"]
+
+
+def align_zoo(space, graphs: Sequence[Data], layout, rounds: int = 2) -> Tensor:
+    """The weight vectors ``(M, D)`` (float64) of ``graphs`` after weight matching: round 1 aligns every graph to
+    the first, each further round to the mean of the previous round's aligned vectors."""
+    from nngraph.symmetry import align_graph
+
+    reference = graphs[0]
+    flat = space.flatten(graphs).to(torch.float64)  # (M, D)
+    for _ in range(rounds):
+        aligned = [align_graph(g, reference, layout)[0] for g in graphs]
+        flat = space.flatten(aligned).to(torch.float64)  # (M, D)
+        reference = space.graphs(flat.mean(0, keepdim=True))[0]
+    return flat
+
+
+@register_generator("latent")
+class LatentFlowGenerator(FlowGenerator):
+    r"""Flow matching on whitened principal-component codes of the zoo's aligned, normalised weights.
+
+    With :math:`\mathbf{z}` a model's weights aligned to the zoo's frame and normalised per tensor, its code is
+    :math:`\mathbf{u} = S^{-1} V (\mathbf{z} - \bar{\mathbf{z}})` (:math:`V` the ``rank`` first principal
+    directions over the zoo, :math:`S` their standard deviations); the flow of :class:`FlowGenerator` is fitted on
+    the codes with a :class:`~nngraph.generate.FlatDenoiser`, and a sample decodes to
+    :math:`\bar{\mathbf{z}} + V^\top S\,\mathbf{u}`, denormalised and relabelled by a random symmetry
+    (module docstring).
+
+    Args:
+        rank (int): principal directions kept (at most the number of models minus one). (default: :obj:`32`)
+        hidden_dim (int): width of the MLP. (default: :obj:`256`)
+        num_layers (int): its hidden layers. (default: :obj:`3`)
+        cond_drop (float): probability of dropping a model's condition in training. (default: :obj:`0.1`)
+        relabel (bool): relabel every sample by a random symmetry. (default: :obj:`True`)
+
+    Shapes:
+        - codes :math:`(M, r)`; basis :math:`(r, D)`; mean :math:`(D,)`; scales :math:`(r,)`
+    """
+
+    def __init__(self, rank: int = 32, hidden_dim: int | None = 256, num_layers: int | None = 3,
+                 cond_drop: float = 0.1, relabel: bool = True, denoiser: str = "flat"):
+        if denoiser != "flat":
+            raise ValueError(f"the latent generator's denoiser is the flat MLP on codes, got denoiser={denoiser!r}")
+        super().__init__("flat", hidden_dim, num_layers, cond_drop)
+        if rank < 1:
+            raise ValueError(f"rank must be at least 1, got {rank}")
+        self.rank, self.relabel = int(rank), bool(relabel)
+        self.mean: Tensor | None = None  # (D,)
+        self.basis: Tensor | None = None  # (r, D)
+        self.scales: Tensor | None = None  # (r,)
+        self._layout = None
+
+    def settings(self) -> dict:
+        return {**super().settings(), "rank": self.rank, "relabel": self.relabel}
+
+    def fit(self, graphs: Sequence[Data], conditions=None, *, template: nn.Module, out_dir: str,
+            example_inputs: Sequence[Tensor] | Tensor | None = None, **options):
+        """Align ``graphs``, fit the basis on them, then fit the flow on their codes (the options of
+        :meth:`FlowGenerator.fit`; resumable)."""
+        inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else example_inputs
+        self._layout = build_layout(template, inputs)
+        self._graphs = list(graphs)
+        try:
+            return super().fit(self._graphs, conditions, template=template, out_dir=out_dir,
+                               example_inputs=example_inputs, **options)
+        finally:
+            del self._graphs
+
+    def _encode(self, flat: Tensor, seed: int) -> Tensor:
+        z = self.stats.normalize(align_zoo(self.space, self._graphs, self._layout))  # (M, D)
+        rank = min(self.rank, z.shape[0] - 1)
+        self.mean = z.mean(0)  # (D,)
+        _, _, vh = torch.linalg.svd(z - self.mean, full_matrices=False)  # vh (min(M, D), D)
+        self.basis = vh[:rank].contiguous()  # (r, D)
+        codes = (z - self.mean) @ self.basis.t()  # (M, r)
+        self.scales = codes.std(0).clamp_min(1e-8)  # (r,)
+        return codes / self.scales
+
+    def _decode(self, u: Tensor) -> Tensor:
+        z = (u * self.scales.to(u)) @ self.basis.to(u) + self.mean.to(u)  # (B, r) -> (B, D)
+        return self.stats.denormalize(z)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.basis.shape[0])
+
+    def _build(self) -> nn.Module:
+        sizes = {k: v for k, v in (("hidden_dim", self.hidden_dim), ("num_layers", self.num_layers)) if v is not None}
+        return FlatDenoiser(self.latent_dim, self.condition.dim, **sizes)
+
+    def _finish(self, graphs: list[Data], template, seed: int | None) -> list[Data]:
+        if not self.relabel:
+            return graphs
+        layout = self._layout
+        if layout is None:
+            if not isinstance(template, nn.Module):
+                raise ValueError("relabelling samples needs the architecture: sample(module, ...) with the module, "
+                                 "or LatentFlowGenerator(relabel=False)")
+            layout = self._layout = build_layout(template)
+        generator = None if seed is None else torch.Generator().manual_seed(seed + 1)
+        return [layout.permute_graph(g, layout.random_node_permutation(generator)) for g in graphs]
+
+    def extra_state(self) -> dict:
+        return {**super().extra_state(), "mean": self.mean, "basis": self.basis, "scales": self.scales}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.mean, self.basis, self.scales = state["mean"], state["basis"], state["scales"]
+        super().load_extra_state(state)

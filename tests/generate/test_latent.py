@@ -1,0 +1,64 @@
+"""The latent generator: the zoo aligned by weight matching, an exact linear code at full rank, samples that run,
+relabelled samples that compute what the unrelabelled ones compute, and a file that samples the same."""
+from __future__ import annotations
+
+import torch
+
+import nngraph
+from nngraph.generate import LatentFlowGenerator, WeightSpace, align_zoo, load_generator
+
+from .zoo import INPUTS, mlp, zoo
+
+
+def _relabelled_copies(model, n: int):
+    """``n`` graphs of ``model`` under random relabellings of its hidden neurons (the first not relabelled)."""
+    layout = nngraph.build_layout(model, (INPUTS,))
+    graph = layout.to_graph(model)
+    generator = torch.Generator().manual_seed(0)
+    return layout, [graph] + [layout.permute_graph(graph, layout.random_node_permutation(generator))
+                              for _ in range(n - 1)]
+
+
+def test_align_zoo_maps_relabellings_of_one_model_to_one_vector():
+    model = mlp(0)
+    layout, graphs = _relabelled_copies(model, 4)
+    space = WeightSpace.of(model, INPUTS)
+    raw = space.flatten(graphs).double()  # (4, D)
+    assert (raw[1:] - raw[0]).abs().max() > 0.1  # the copies differ as vectors
+    aligned = align_zoo(space, graphs, layout)
+    torch.testing.assert_close(aligned, raw[:1].expand_as(aligned), rtol=0, atol=1e-6)
+
+
+def _fit(tmp_path, rank: int, n: int = 8, **kw):
+    models, graphs, acc = zoo(mlp, n=n)
+    gen = LatentFlowGenerator(rank=rank, hidden_dim=16, num_layers=1, **kw)
+    gen.fit(graphs, acc, template=models[0], example_inputs=INPUTS, out_dir=str(tmp_path / "run"), epochs=2,
+            batch_size=4, repeats=2, progress=False)
+    return gen, models, graphs
+
+
+def test_full_rank_code_reproduces_the_aligned_zoo(tmp_path):
+    gen, models, graphs = _fit(tmp_path, rank=50)
+    assert gen.latent_dim == len(graphs) - 1  # capped at M - 1 directions
+    layout = nngraph.build_layout(models[0], (INPUTS,))
+    z = gen.stats.normalize(align_zoo(gen.space, graphs, layout))  # (M, D)
+    codes = (z - gen.mean) @ gen.basis.t() / gen.scales  # (M, r)
+    torch.testing.assert_close(gen._decode(codes), gen.stats.denormalize(z), rtol=0, atol=1e-8)
+
+
+def test_samples_run_and_relabelling_keeps_their_function(tmp_path):
+    gen, models, _ = _fit(tmp_path, rank=4)
+    cond = [0.2, 0.5, 0.8]
+    relabelled = gen.sample(models[0], 3, condition=cond, steps=3, seed=0)
+    gen.relabel = False
+    plain = gen.sample(models[0], 3, condition=cond, steps=3, seed=0)
+    for a, b in zip(relabelled, plain):
+        ma, mb = nngraph.from_graph(a, models[0]), nngraph.from_graph(b, models[0])
+        assert not torch.equal(ma[1].weight, mb[1].weight)  # relabelled: other weights ...
+        torch.testing.assert_close(ma(INPUTS), mb(INPUTS), rtol=0, atol=1e-5)  # ... the same function
+        assert torch.isfinite(ma(INPUTS)).all()
+    loaded = load_generator(str(tmp_path / "run" / "generator.pt"))
+    assert isinstance(loaded, LatentFlowGenerator) and loaded.rank == 4
+    again = loaded.sample(models[0], 3, condition=cond, steps=3, seed=0)
+    for a, b in zip(again, relabelled):
+        torch.testing.assert_close(a.edge_attr, b.edge_attr, rtol=0, atol=1e-6)
