@@ -91,9 +91,14 @@ def attention_nodes(builder, name: str, module: nn.MultiheadAttention, q_in: tor
     v = builder.add_nodes(e, NodeKind.VALUE, layer)
     qkv = torch.cat([q, k, v])  # (3E,) in the row order of in_proj_weight
     # edge e' = r * E + c connects input neuron c of the row's tensor to projection row r
-    src = torch.cat([q_in.repeat(e), k_in.repeat(e), v_in.repeat(e)])  # (3E * E,)
-    edges = builder.add_edges(src, qkv.repeat_interleave(e), EdgeType.WEIGHT)
-    builder.place_edge_param(f"{name}.in_proj_weight", edges.view(3 * e, e))
+    if torch.equal(q_in, k_in) and torch.equal(k_in, v_in):  # self-attention: one grid
+        edges = builder.add_grid(q_in, qkv, EdgeType.WEIGHT)  # View of ids, (3E, E)
+    else:  # three grids on consecutive ids: the same (3E, E) view of them
+        start, _, _ = builder.add_grid(q_in, q, EdgeType.WEIGHT)
+        builder.add_grid(k_in, k, EdgeType.WEIGHT)
+        builder.add_grid(v_in, v, EdgeType.WEIGHT)
+        edges = (start, (3 * e, e), (e, 1))
+    builder.place_edge_param(f"{name}.in_proj_weight", edges)
     if module.in_proj_bias is not None:
         builder.place_node_param(f"{name}.in_proj_bias", qkv, BIAS)
     heads = builder.add_nodes(h, kind, layer)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..schema import BIAS, NORM_BIAS, NORM_WEIGHT, OP_CATEGORIES, RUNNING_MEAN, RUNNING_VAR, EdgeType, NodeKind
-from .conv import conv_args, grouped_pairs, kernel_shape_3d
+from .conv import conv_args, kernel_shape_3d
 from .errors import describe
 from .fallback import op_code
 from .values import DerivedParam, Opaque, ParamValue, TensorValue
@@ -305,15 +305,14 @@ def _place(ctx, node, x, dshape, geometry, bias, full, per_output, free, describ
     kind = NodeKind.CONV if dims else NodeKind.LINEAR
     out = builder.add_nodes(n_out, kind, layer=builder.node_layer(x_in.nodes) + 1)
     if dims:
-        in_idx, out_idx = grouped_pairs(n_in, n_out, 1, False)  # (C_out, C_in) each
         kshape = kernel_shape_3d(dshape[2:])
-        edges = builder.add_edges(x_in.nodes[in_idx], out[out_idx], EdgeType.WEIGHT, kernel_shape=kshape)
-        edge_of_entry = edges.view(n_out, n_in, *[1] * dims)  # (C_out, C_in, 1, ...), broadcast over the kernel
+        start, _, strides = builder.add_grid(x_in.nodes, out, EdgeType.WEIGHT, kshape)  # edge o * C_in + c
+        edge_of_entry = (start, tuple(dshape), (*strides, *[0] * dims))  # (C_out, C_in, *k), broadcast over k
         position = torch.arange(int(torch.tensor(dshape[2:]).prod())).view(1, 1, *dshape[2:])  # (1, 1, *k)
         builder.place_edge_param(full, edge_of_entry, position, kshape)
     else:
-        edges = builder.add_edges(x_in.nodes.repeat(n_out), out.repeat_interleave(n_in), EdgeType.WEIGHT)
-        builder.place_edge_param(full, edges.view(n_out, n_in))  # weight[o, c] -> edge o * n_in + c
+        edges = builder.add_grid(x_in.nodes, out, EdgeType.WEIGHT)  # weight[o, c] -> edge o * n_in + c
+        builder.place_edge_param(full, edges)
     shapes = {}
     for name, column in zip(per_output, PER_OUTPUT_COLUMNS):
         shapes[name] = tuple(builder.named_tensors[builder.aliases.get(name, name)].shape)

@@ -264,6 +264,8 @@ def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, example_inputs: Seq
     and record the inputs' shapes and dtypes as ``gm.meta['input_spec']``."""
     inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
     gm.meta["input_spec"] = input_spec(inputs)
+    if _propagate_fake(gm, inputs):
+        return
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(*inputs)
@@ -273,6 +275,43 @@ def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, example_inputs: Seq
             f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
             "with the shapes the model expects."
         ) from error
+
+
+def _propagate_fake(gm: fx.GraphModule, inputs: Sequence[object]) -> bool:
+    """Annotate ``gm`` as :class:`ShapeProp` does, from fake tensors (shapes and dtypes computed without running a
+    single convolution or product: the first ``to_graph`` of a large model spent a third of its time there).
+    ``False``, with ``gm`` as it was, when a node cannot run on fake tensors (data-dependent shapes, ops without a
+    fake kernel): the real forward is then used."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.node import map_aggregate
+    from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+    from torch.fx.passes.shape_prop import _extract_tensor_metadata
+
+    try:
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        fakes = [mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in inputs]
+        with torch.no_grad():
+            FakeTensorProp(gm, mode).propagate(*fakes)
+    except Exception:  # the real forward says what is wrong, if anything is
+        for node in gm.graph.nodes:
+            node.meta.pop("val", None)
+        return False
+    for node in gm.graph.nodes:
+        value = node.meta.pop("val", None)
+        found = False
+
+        def extract(v):
+            nonlocal found
+            if isinstance(v, torch.Tensor):
+                found = True
+                return _extract_tensor_metadata(v)
+            return v
+
+        meta = map_aggregate(value, extract)
+        if found:
+            node.meta["tensor_meta"] = meta
+        node.meta["type"] = type(value)
+    return True
 
 
 def _trace_bare_layer(

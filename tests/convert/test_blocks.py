@@ -54,7 +54,34 @@ GRID_CASES = {  # weights placed as views of a grid: transposed, grouped, flatte
     "conv3d_1d": lambda: (nn.Sequential(nn.Conv3d(2, 3, (1, 2, 3)), nn.ReLU(), nn.Flatten(2), nn.Conv1d(3, 2, 2)),
                           (torch.randn(2, 2, 3, 4, 5),)),
     "gpt2_conv1d": _gpt2,
+    "embedding_attention": lambda: (_EmbedAttend(), (torch.randint(0, 11, (2, 5)),)),
+    "cross_attention": lambda: (_CrossAttend(), (torch.randn(2, 5, 8), torch.randn(2, 3, 6))),
+    "weight_norm": lambda: (nn.Sequential(
+        nn.utils.parametrizations.weight_norm(nn.Conv2d(2, 3, 3)), nn.ReLU(), nn.Flatten(),
+        nn.utils.parametrizations.weight_norm(nn.Linear(3 * 4 * 4, 5)), nn.ReLU(),
+        nn.utils.parametrizations.weight_norm(nn.Linear(5, 2))), (torch.randn(2, 2, 6, 6),)),
 }
+
+
+class _EmbedAttend(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.attend = nn.Embedding(11, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, ids):
+        h = self.embed(ids)
+        return self.attend(h, h, h, need_weights=False)[0]
+
+
+class _CrossAttend(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.memory = nn.Linear(6, 8)
+        self.attend = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x, m):
+        m = self.memory(m)
+        return self.attend(x, m, m, need_weights=False)[0]
 
 
 @pytest.mark.parametrize("case", list(GRID_CASES))
