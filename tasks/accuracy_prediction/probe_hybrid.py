@@ -1,11 +1,12 @@
 """The ``hybrid*`` rows of accuracy prediction: :class:`nngraph.probing.ProbeGraphHybrid` and its ablations.
 
-``hybrid``: the encoder reading every neuron's values on ``--probe-inputs`` learned probes (a shared deep linear generator started
-at the probe images), the output neurons' softmax statistics read directly, on top of gradient boosting on the
-probe images' outputs (the ``probe_gbm`` row), cross-fitted by training run (5 folds) so that the prior the model
-trains on is as good as the one it sees at test time. Ablations: ``hybrid_no_graph`` (no GNN), ``hybrid_fixed_probes``
-(the probe images, not learned), ``hybrid_no_prior`` (no gradient boosting: the neural model alone),
-``hybrid_no_probes`` (the weights' graph only: no probes, no prior). Targets are standardised on the training set.
+``hybrid``: the encoder reading every neuron's values on ``--probe-inputs`` learned probes (a shared deep linear
+generator started at the probe images), the output neurons' softmax statistics read directly, on top of gradient
+boosting on the probe images' outputs (the ``probe_gbm`` row), cross-fitted by training run (5 folds) so that the
+prior the model trains on is as good as the one it sees at test time. Ablations: ``hybrid_no_graph`` (no GNN),
+``hybrid_fixed_probes`` (the probe images, not learned), ``hybrid_no_prior`` (no gradient boosting: the neural model
+alone), ``hybrid_no_probes`` (the weights' graph only: no probes, no prior). Targets are standardised on the
+training set.
 """
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ started at those probe images, the models' softmax outputs read by an MLP, train
 and its ablations ``hybrid_no_graph``, ``hybrid_fixed_probes``, ``hybrid_no_prior``, ``hybrid_no_probes``
 (:class:`nngraph.probing.ProbeGraphHybrid`, :mod:`tasks.accuracy_prediction.probe_hybrid`): the encoder reading
 every neuron's values on learned probes, the output neurons' softmax statistics read directly, on top of the
-cross-fitted ``probe_gbm`` prediction. The probing methods add their cost per prediction: ``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
+cross-fitted ``probe_gbm`` prediction. The probing methods add their cost per prediction:
+``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
 test models, plus an MLP reader's) and ``seconds_per_prediction``.
 (An MLP on the flattened weights needs one architecture: not applicable.)
 
