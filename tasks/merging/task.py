@@ -22,11 +22,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
 from sklearn.datasets import load_digits
 from torch import nn
 
 from nngraph import symmetry
-from nngraph.io import atomic_write
+from nngraph.io import atomic_path, atomic_write
 
 from . import sequences
 
@@ -114,23 +115,37 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: str = "weights") -> dict:
-    """Train two models (seeds ``2 seed``, ``2 seed + 1``), measure both barriers and the merged models."""
-    models = []
+def trained(name: str, width: int, seed: int, epochs: int, fit, cache: str | None = None) -> nn.Module:
+    """A model of ``name`` initialised from ``seed`` and trained by ``fit(model)``, or read from ``cache`` where an
+    earlier run left it (safetensors, written atomically)."""
+    torch.manual_seed(seed)
+    model = sequences.tiny_gpt2(width) if name == "gpt2" else build(name, width)
+    path = os.path.join(cache, f"{name}_w{width}_e{epochs}_s{seed}.safetensors") if cache else None
+    if path and os.path.exists(path):
+        load_model(model, path)
+        return model.eval()
+    fit(model)
+    if path:
+        with atomic_path(path) as tmp:
+            save_model(model, tmp)  # tied weights (GPT-2's embedding and head) stored once
+    return model.eval()
+
+
+def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: str = "weights",
+             cache: str | None = None) -> dict:
+    """Train two models (seeds ``2 seed``, ``2 seed + 1``; read from ``cache`` if there), measure both barriers and
+    the merged models."""
     if name == "gpt2":  # reversal sequences: train and test sets fixed, the seeds change init and batch order
         x, test = sequences.reversal(8000, seed=100), sequences.reversal(1000, seed=200)  # (n, 13)
-        for s in (2 * seed, 2 * seed + 1):
-            torch.manual_seed(s)
-            models.append(sequences.train(sequences.tiny_gpt2(width), x, s, epochs))
-        x = x[:, :-1]  # (n, 12): what the model reads
+        fits = [lambda m, s=s: sequences.train(m, x, s, epochs) for s in (2 * seed, 2 * seed + 1)]
         measure = lambda m: sequences.evaluate(m, test)  # noqa: E731
     else:
         x, y, xt, yt = digits()
-        for s in (2 * seed, 2 * seed + 1):
-            torch.manual_seed(s)
-            models.append(train(build(name, width), x, y, s, epochs))
+        fits = [lambda m, s=s: train(m, x, y, s, epochs) for s in (2 * seed, 2 * seed + 1)]
         measure = lambda m: evaluate(m, xt, yt)  # noqa: E731
-    a, b = models
+    a, b = (trained(name, width, s, epochs, fit, cache) for s, fit in zip((2 * seed, 2 * seed + 1), fits))
+    if name == "gpt2":
+        x = x[:, :-1]  # (n, 12): what the model reads
     start = time.perf_counter()
     b_aligned = symmetry.align(a, b, (x[:2],), data=(x[:256],) if match == "activations" else None)
     align_seconds = time.perf_counter() - start
@@ -167,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
     p.add_argument("--match", choices=("weights", "activations"), default="weights",
                    help="align by weights, or by the neurons' values on 256 training digits (default: weights)")
+    p.add_argument("--cache", default=None,
+                   help="folder of the trained models, read back by a rerun (default: <out>/models)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     return p
 
@@ -190,7 +207,8 @@ def main(argv=None) -> int:
             key = {"model": name, "seed": seed, "match": args.match, "width": width, "epochs": epochs}
             row = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
             if row is None:
-                row = run_pair(name, seed, epochs, width, args.steps, args.match)
+                row = run_pair(name, seed, epochs, width, args.steps, args.match,
+                               args.cache or os.path.join(args.out, "models"))
                 done.append(row)
                 atomic_write(results, json.dumps(done, indent=1).encode())
             rows.append(row)

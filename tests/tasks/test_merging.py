@@ -22,6 +22,14 @@ def test_merging_runs_and_writes_its_results(tmp_path, monkeypatch):
         assert 0.0 <= row["merged_acc_aligned"] <= 1.0 and len(row["curves"]["aligned"]["t"]) == 3
         assert (out / f"barrier_{row['model']}.png").stat().st_size > 1000
     # a rerun finds every pair in results.json and trains nothing
+    run_pair = merging.run_pair
     monkeypatch.setattr(merging, "run_pair", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     assert merging.main(argv) == 0
     assert json.loads((out / "results.json").read_text()) == rows
+    # another matching on the same models reads them from <out>/models: nothing is trained again
+    monkeypatch.setattr(merging, "run_pair", run_pair)
+    monkeypatch.setattr(merging, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    monkeypatch.setattr(merging.sequences, "train", merging.train)
+    assert merging.main(argv + ["--match", "activations"]) == 0
+    again = [r for r in json.loads((out / "results.json").read_text()) if r["match"] == "activations"]
+    assert [(r["acc_a"], r["acc_b"]) for r in again] == [(r["acc_a"], r["acc_b"]) for r in rows]
