@@ -12,7 +12,9 @@ the learning problem, as p-diff and SANE do with an autoencoder:
    matching (:func:`nngraph.symmetry.align_graph`), twice: to the first model, then to the mean of the aligned
    models;
 2. **code**: the aligned, per-tensor normalised weights are projected on their ``rank`` first principal
-   directions (a linear autoencoder, whitened per direction);
+   directions (a linear autoencoder), divided by one scale (the codes keep the zoo's spectrum: the flow's
+   unit noise then weighs the directions the zoo varies most in most; whitening each direction gave samples
+   that follow the condition less, ``whiten=True``);
 3. **flow** on the codes with the non-equivariant MLP (:class:`~nngraph.generate.FlatDenoiser`), conditioned
    like the other flows;
 4. **relabelling**: every sample is relabelled by a random symmetry of the architecture, so the samples'
@@ -59,7 +61,8 @@ class LatentFlowGenerator(FlowGenerator):
 
     With :math:`\mathbf{z}` a model's weights aligned to the zoo's frame and normalised per tensor, its code is
     :math:`\mathbf{u} = S^{-1} V (\mathbf{z} - \bar{\mathbf{z}})` (:math:`V` the ``rank`` first principal
-    directions over the zoo, :math:`S` their standard deviations); the flow of :class:`FlowGenerator` is fitted on
+    directions over the zoo, :math:`S` the codes' overall standard deviation, or each direction's with
+    ``whiten``); the flow of :class:`FlowGenerator` is fitted on
     the codes with a :class:`~nngraph.generate.FlatDenoiser`, and a sample decodes to
     :math:`\bar{\mathbf{z}} + V^\top S\,\mathbf{u}`, denormalised and relabelled by a random symmetry
     (module docstring).
@@ -70,26 +73,28 @@ class LatentFlowGenerator(FlowGenerator):
         num_layers (int): its hidden layers. (default: :obj:`3`)
         cond_drop (float): probability of dropping a model's condition in training. (default: :obj:`0.1`)
         relabel (bool): relabel every sample by a random symmetry. (default: :obj:`True`)
+        whiten (bool): scale every direction of the code to unit variance instead of all by one scale.
+            (default: :obj:`False`)
 
     Shapes:
         - codes :math:`(M, r)`; basis :math:`(r, D)`; mean :math:`(D,)`; scales :math:`(r,)`
     """
 
     def __init__(self, rank: int = 32, hidden_dim: int | None = 256, num_layers: int | None = 3,
-                 cond_drop: float = 0.1, relabel: bool = True, denoiser: str = "flat"):
+                 cond_drop: float = 0.1, relabel: bool = True, whiten: bool = False, denoiser: str = "flat"):
         if denoiser != "flat":
             raise ValueError(f"the latent generator's denoiser is the flat MLP on codes, got denoiser={denoiser!r}")
         super().__init__("flat", hidden_dim, num_layers, cond_drop)
         if rank < 1:
             raise ValueError(f"rank must be at least 1, got {rank}")
-        self.rank, self.relabel = int(rank), bool(relabel)
+        self.rank, self.relabel, self.whiten = int(rank), bool(relabel), bool(whiten)
         self.mean: Tensor | None = None  # (D,)
         self.basis: Tensor | None = None  # (r, D)
         self.scales: Tensor | None = None  # (r,)
         self._layout = None
 
     def settings(self) -> dict:
-        return {**super().settings(), "rank": self.rank, "relabel": self.relabel}
+        return {**super().settings(), "rank": self.rank, "relabel": self.relabel, "whiten": self.whiten}
 
     def fit(self, graphs: Sequence[Data], conditions=None, *, template: nn.Module, out_dir: str,
             example_inputs: Sequence[Tensor] | Tensor | None = None, **options):
@@ -111,7 +116,8 @@ class LatentFlowGenerator(FlowGenerator):
         _, _, vh = torch.linalg.svd(z - self.mean, full_matrices=False)  # vh (min(M, D), D)
         self.basis = vh[:rank].contiguous()  # (r, D)
         codes = (z - self.mean) @ self.basis.t()  # (M, r)
-        self.scales = codes.std(0).clamp_min(1e-8)  # (r,)
+        scales = codes.std(0) if self.whiten else codes.std().expand(rank)  # (r,)
+        self.scales = scales.clamp_min(1e-8).contiguous()
         return codes / self.scales
 
     def _decode(self, u: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 relabelled samples that compute what the unrelabelled ones compute, and a file that samples the same."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import nngraph
@@ -37,9 +38,11 @@ def _fit(tmp_path, rank: int, n: int = 8, **kw):
     return gen, models, graphs
 
 
-def test_full_rank_code_reproduces_the_aligned_zoo(tmp_path):
-    gen, models, graphs = _fit(tmp_path, rank=50)
+@pytest.mark.parametrize("whiten", [False, True])
+def test_full_rank_code_reproduces_the_aligned_zoo(tmp_path, whiten):
+    gen, models, graphs = _fit(tmp_path, rank=50, whiten=whiten)
     assert gen.latent_dim == len(graphs) - 1  # capped at M - 1 directions
+    assert bool((gen.scales == gen.scales[0]).all()) != whiten  # one scale, or one per direction
     layout = nngraph.build_layout(models[0], (INPUTS,))
     z = gen.stats.normalize(align_zoo(gen.space, graphs, layout))  # (M, D)
     codes = (z - gen.mean) @ gen.basis.t() / gen.scales  # (M, r)
