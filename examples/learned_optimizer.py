@@ -22,18 +22,18 @@ import time
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from nngraph.optim import GraphUpdateNetwork, LearnedOptimizer
+from nngraph.threads import set_threads
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--checkpoint", default=None, help="a learned optimizer's file (default: the shipped one)")
 parser.add_argument("--steps", type=int, default=150, help="training steps (default: 150)")
-parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
+parser.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and OpenMP (default: $NNGRAPH_THREADS, else 1: nngraph.threads)")
 args = parser.parse_args()
-torch.set_num_threads(args.threads)
-threadpool_limits(args.threads)
+set_threads(args.threads)  # nngraph.threads.pick_threads: one unless told, see the docstring
 
 digits = load_digits()
 images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16  # (1797, 1, 8, 8)

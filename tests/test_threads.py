@@ -14,11 +14,7 @@ import torch
 from nngraph.threads import THREADS_ENV, pick_threads, set_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: examples/learned_optimizer.py is being rewritten in another change (the shipped optimizer): it moves to
-#: nngraph.threads with it; strict, so this mark fails the day it is no longer needed
-PENDING = {"learned_optimizer.py": "switches to nngraph.threads.set_threads with its pending rewrite"}
-EXAMPLES = [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=PENDING[f])) if f in PENDING else f
-            for f in sorted(os.listdir(os.path.join(ROOT, "examples"))) if f.endswith(".py")]
+EXAMPLES = sorted(f for f in os.listdir(os.path.join(ROOT, "examples")) if f.endswith(".py"))
 
 
 @pytest.fixture
