@@ -9,7 +9,8 @@ from chance to about 0.95. Fits the generators of :mod:`nngraph.generate` on eve
 test accuracy, and samples ``--per-target`` models at each of ``--targets`` target accuracies (evenly spaced from
 the zoo's 10th to its 90th percentile). Methods: ``latent`` (flow on low-rank codes of the zoo aligned by weight
 matching, :class:`nngraph.generate.LatentFlowGenerator`), ``flow`` (flow on the whole graph with the equivariant
-denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics). Rows, per method: the median test accuracy of the samples (all of them,
+denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics), and the baseline
+``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per method: the median test accuracy of the samples (all of them,
 and at the highest target), the fraction of samples above the zoo's median, the mean distance between target and
 accuracy, Kendall's tau between target and accuracy, and novelty: the distance of every sample to its nearest
 zoo model after weight matching, against the zoo's own (each model to its nearest of another run), and the
@@ -40,7 +41,7 @@ from ..common.metrics import kendall_tau
 from ..common.report import row, save_results
 
 TASK = "generation"
-METHODS = ("latent", "flow", "twin", "gaussian")
+METHODS = ("latent", "flow", "twin", "gaussian", "interpolate")
 
 
 def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentParser:
@@ -158,6 +159,28 @@ class Novelty:
                 "frac_copies": float((d < np.percentile(self.zoo, 5)).mean())}
 
 
+def interpolate_baseline(graphs, zoo_acc: np.ndarray, runs: np.ndarray, target: np.ndarray, layout, space,
+                         seed: int) -> list:
+    """The retrieval baseline (not a generator): for every target, a zoo model drawn from the 8 nearest to it in
+    accuracy and a second one of another run among them (of any other run if none), the second aligned to the
+    first by weight matching, the two mixed at a random :math:`\\lambda \\in [0.3, 0.7]`."""
+
+    from nngraph.symmetry import align_graph
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in target:
+        near = np.argsort(np.abs(zoo_acc - t))[:8]
+        a = int(rng.choice(near))
+        others = [j for j in near if runs[j] != runs[a]] or [j for j in range(len(runs)) if runs[j] != runs[a]]
+        b = int(rng.choice(others))
+        aligned = align_graph(graphs[b], graphs[a], layout)[0]
+        lam = rng.uniform(0.3, 0.7)
+        mixed = lam * space.flatten([graphs[a]]).double() + (1 - lam) * space.flatten([aligned]).double()  # (1, D)
+        out += space.graphs(mixed)
+    return out
+
+
 def score(method: str, target: np.ndarray | None, acc: np.ndarray, zoo_acc: np.ndarray, seconds, note="") -> list[dict]:
     """The rows of one method: median accuracy (all, at the highest target), above the zoo's median,
     distance to the target and Kendall's tau."""
@@ -239,6 +262,10 @@ def run(args: argparse.Namespace) -> list[dict]:
             gen = GaussianGenerator().fit(graphs, conditions, template=template, example_inputs=x_te[:2])
             samples = gen.sample(template, n, condition=torch.tensor(target), seed=args.seed)
             fitted = ""
+        elif method == "interpolate":
+            samples = interpolate_baseline(graphs, zoo_acc, zoo["run"].numpy(), target, novel.layout, novel.space,
+                                           derive_seed(args.seed, "interpolate"))
+            fitted = "baseline: two zoo models near the target, aligned and mixed"
         elif method == "latent":
             gen = LatentFlowGenerator(rank=args.rank)
             result = gen.fit(graphs, conditions, template=template, example_inputs=x_te[:2],
