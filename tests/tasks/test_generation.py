@@ -1,4 +1,4 @@
-"""tasks.generation end to end at toy sizes: the zoo, the three generators, the rows and the picture."""
+"""tasks.generation end to end at toy sizes: the zoo, the generators and baselines, the rows and the picture."""
 from __future__ import annotations
 
 import json
@@ -15,16 +15,17 @@ def test_the_task_runs_and_reports_every_method(tmp_path, capsys):
     out = str(tmp_path / "gen")
     argv = ["--out", out, "--runs", "3", "--zoo-epochs", "3", "--epochs", "1", "--hidden-dim", "8",
             "--num-layers", "1", "--twin-dim", "16", "--steps", "2", "--targets", "2", "--per-target", "2",
-            "--no-progress"]
+            "--latent-epochs", "1", "--rank", "4", "--no-progress"]
     assert generation.main(argv) == 0
     rows = json.load(open(os.path.join(out, "results.json")))
     methods = {r["method"] for r in rows}
-    assert methods == {"zoo", "random_init", "flow", "twin", "gaussian"}
+    assert methods == {"zoo", "random_init", "zoo_subset", "latent", "flow", "twin", "gaussian", "interpolate"}
     taus = [r for r in rows if r["metric"] == "kendall_tau_target"]
-    assert len(taus) == 3
+    assert len(taus) == 5
     assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] == "median_acc")
     assert os.path.exists(os.path.join(out, "accuracy.png"))
-    assert os.path.exists(os.path.join(out, "runs", "flow", "generator.pt"))
+    for method in ("latent", "flow", "twin"):
+        assert os.path.exists(os.path.join(out, "runs", method, "generator.pt"))
     zoo = torch.load(os.path.join(out, "zoo.pt"), weights_only=True)
     assert len(zoo["states"]) == len(zoo["test_acc"]) > 0
     assert generation.main(argv) == 0  # a second run reads the zoo and the fitted generators back
@@ -60,3 +61,29 @@ def test_novelty_catches_a_relabelled_copy():
     out = novel([copy, new])
     assert novel.nearest(copy) < 1e-6 < novel.nearest(new)
     assert out["frac_copies"] == 0.5
+
+
+def test_interpolate_baseline_mixes_two_runs_near_the_target():
+    """Every sample is a mix of two models of different runs: with two one-model runs of very different accuracy
+    and a target at each, both samples lie on the segment between model 0 and model 1 aligned to it."""
+    from torch import nn
+
+    import nngraph
+    from nngraph.generate import WeightSpace
+
+    inputs = torch.randn(2, 6)
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)))
+    graphs = [nngraph.to_graph(m, inputs) for m in models]
+    layout, space = nngraph.build_layout(models[0], (inputs,)), WeightSpace.of(models[0], inputs)
+    out = generation.interpolate_baseline(graphs, np.array([0.2, 0.9]), np.array([0, 1]), np.array([0.2, 0.9]),
+                                          layout, space, seed=0)
+    a, b = space.flatten(graphs).double()  # (D,) each
+    for g in out:
+        w = space.flatten([g]).double()[0]
+        # a mix, not a copy: away from both models, nearer to each than they are to each other
+        d_ab = float((a - b).norm())
+        assert 0 < float((w - a).norm()) < d_ab and 0 < float((w - b).norm()) < d_ab
+        assert torch.isfinite(nngraph.from_graph(g, models[0])(inputs)).all()
