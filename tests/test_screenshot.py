@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.screenshot import find_browser, main, screenshot
+from benchmarks.screenshot import find_browser, layout, main, screenshot
 
 pytestmark = pytest.mark.skipif(find_browser() is None, reason="no headless Chromium (apt-get install "
                                                                "chromium-headless-shell)")
@@ -31,3 +31,14 @@ def test_a_missing_page_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "nothere.html"), "-o", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nothere.html: no such file" in err
+
+
+def test_layout_gives_the_boxes_the_browser_laid_out(tmp_path):
+    (tmp_path / "img").mkdir()
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><html><head><style>body{margin:0}</style></head><body>"
+                    "<div id='top' style='height:100px'></div><div style='height:2900px'></div>"
+                    "<p class='far' style='margin:0;height:50px'>x</p></body></html>")
+    boxes = layout(str(page), {"top": "#top", "far": "p.far", "none": "table"})
+    assert boxes["top"] == (0, 0, 1280, 100) and boxes["far"] == (0, 3000, 1280, 3050) and boxes["none"] is None
+    assert "nngraph-layout" not in page.read_text()  # measured on a copy
