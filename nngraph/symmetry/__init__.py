@@ -13,6 +13,8 @@ handles; odd and positively homogeneous activations add sign flips and positive 
   :func:`align_all` on graphs;
 - :mod:`~nngraph.symmetry.activations`: :func:`neuron_samples` (every neuron's values over inputs and positions,
   what activation matching correlates);
+- :mod:`~nngraph.symmetry.rotate`: :func:`rotate_heads` (attention heads reordered and rotated towards a
+  reference's: the continuous symmetry of queries, keys and values that permutations leave out);
 - :mod:`~nngraph.symmetry.merge`: :func:`merge` (a weighted average after alignment),
   :func:`interpolation_barrier` and :func:`plot_barrier` (the loss on the path between two models).
 """
@@ -22,6 +24,7 @@ from .activations import neuron_samples
 from .match import align, align_all, align_graph, weight_matching
 from .merge import interpolate, interpolation_barrier, merge, plot_barrier, reset_norms
 from .permute import RandomPermutation, permute_model, random_permutation
+from .rotate import rotate_heads
 from .scale import (
     HOMOGENEOUS_ACTIVATIONS,
     ODD_ACTIVATIONS,
@@ -55,6 +58,7 @@ __all__ = [
     "positive_scale",
     "random_permutation",
     "reset_norms",
+    "rotate_heads",
     "scalable_nodes",
     "sign_flip",
     "symmetry_augment",

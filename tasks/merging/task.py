@@ -148,6 +148,8 @@ def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: s
         x = x[:, :-1]  # (n, 12): what the model reads
     start = time.perf_counter()
     b_aligned = symmetry.align(a, b, (x[:2],), data=(x[:256],) if match == "activations" else None)
+    if match == "activations":  # attention heads: reordered and rotated by their activations (a no-op elsewhere)
+        b_aligned = symmetry.rotate_heads(a, b_aligned, x[:256])
     align_seconds = time.perf_counter() - start
     norm_batches = [x[i:i + 256] for i in range(0, len(x), 256)] if name == "resnet" else None
     loss = lambda m: measure(m)[0]  # noqa: E731
@@ -181,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs over the 8,000 training sequences per GPT-2 model (default: 10)")
     p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
     p.add_argument("--match", choices=("weights", "activations"), default="weights",
-                   help="align by weights, or by the neurons' values on 256 training digits (default: weights)")
+                   help="align by weights, or by the neurons' values on 256 training inputs, attention heads then "
+                        "rotated by theirs (default: weights)")
     p.add_argument("--cache", default=None,
                    help="folder of the trained models, read back by a rerun (default: <out>/models)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
