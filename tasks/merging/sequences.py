@@ -51,8 +51,8 @@ def train(model: nn.Module, sequences: torch.Tensor, seed: int, epochs: int, bat
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(sequences) / batch)
     warm = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (i + 1) / warm if i < warm else
+                                                 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm))))
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(sequences), generator=generator).split(batch):
