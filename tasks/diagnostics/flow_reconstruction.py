@@ -93,7 +93,8 @@ def run(args) -> dict:
             back = accuracy(_integrate(gen, zt, t0, feats, args.steps))
             result["reconstruction"][t0] = {"median_acc": float(np.median(back)),
                                             "corr_with_own": float(np.corrcoef(back, acc[held].numpy())[0, 1])}
-            print(f"t0={t0}: held-out loss {result['loss'][t0]['flow']:.3f} (untrained {result['loss'][t0]['gaussian']:.3f}); "
+            loss = result["loss"][t0]
+            print(f"t0={t0}: held-out loss {loss['flow']:.3f} (untrained {loss['gaussian']:.3f}); "
                   f"rebuilt median acc {np.median(back):.3f} (own {float(acc[held].median()):.3f})", flush=True)
         target = float(np.quantile(acc.numpy(), 0.9))
         cond = gen.condition.features(torch.full((args.samples,), target, dtype=torch.float64),

@@ -10,12 +10,15 @@ test accuracy, and samples ``--per-target`` models at each of ``--targets`` targ
 the zoo's 10th to its 90th percentile). Methods: ``latent`` (flow on low-rank codes of the zoo aligned by weight
 matching, :class:`nngraph.generate.LatentFlowGenerator`), ``flow`` (flow on the whole graph with the equivariant
 denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics), and the baseline
-``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per method: the median test accuracy of the samples (all of them,
-and at the highest target), the fraction of samples above the zoo's median, the mean distance between target and
-accuracy, Kendall's tau between target and accuracy, and novelty: the distance of every sample to its nearest
-zoo model after weight matching, against the zoo's own (each model to its nearest of another run), and the
-fraction of samples closer than the zoo's 5th percentile (copies). The references are the zoo itself and randomly
-initialised models. ``accuracy.png`` shows the distributions and the target against the result.
+``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per
+method: the median test accuracy of the samples (all of them, and at the highest target), the fraction of samples
+above the zoo's median, the mean distance between target and accuracy, Kendall's tau between target and accuracy,
+and novelty: the distance of every sample to its nearest zoo model after weight matching, against the zoo's own
+(each model to its nearest of another run), and the fraction of samples closer than the zoo's 5th percentile
+(copies). The references are the zoo itself and randomly initialised models. ``accuracy.png`` shows the
+distributions and the target against the result. Fine-tuning: the samples at the highest target,
+``--per-target`` randomly initialised models and the zoo's ``--per-target`` best checkpoints, fine-tuned for up to
+``--finetune-epochs`` epochs on the same task and on a new one (labels moved by one class, readout re-initialised).
 """
 from __future__ import annotations
 
@@ -61,9 +64,13 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight (1: none)")
     p.add_argument("--rank", type=int, default=32, help="principal directions of the latent generator's code")
     p.add_argument("--latent-epochs", type=int, default=100, help="training epochs of the latent generator")
-    p.add_argument("--latent-repeats", type=int, default=8, help="passes over the zoo per epoch of the latent generator")
+    p.add_argument("--latent-repeats", type=int, default=8,
+                   help="passes over the zoo per epoch of the latent generator")
     p.add_argument("--latent-guidance", type=float, default=2.0,
                    help="classifier-free guidance weight of the latent generator (1: none)")
+    p.add_argument("--finetune-epochs", type=int, default=5,
+                   help="epochs of fine-tuning the samples at the highest target (0: no fine-tuning rows)")
+    p.add_argument("--finetune-lr", type=float, default=1e-2, help="learning rate (Adam) of the fine-tuning")
     p.add_argument("--targets", type=int, default=8, help="target accuracies sampled at")
     p.add_argument("--per-target", type=int, default=16, help="samples per target accuracy")
     add_run_args(p)
@@ -181,6 +188,45 @@ def interpolate_baseline(graphs, zoo_acc: np.ndarray, runs: np.ndarray, target: 
     return out
 
 
+def finetune_curve(model, x, y, x_te, y_te, epochs: int, lr: float, seed: int, new_task: bool) -> list[float]:
+    """Test accuracy after 0..``epochs`` epochs of fine-tuning a copy of ``model`` (Adam, batches of 64). The new
+    task: every label moved to the next class, ``(y + 1) % 10``, and the last linear layer re-initialised (its
+    old readout is the old task's), so what can carry over is the hidden layers."""
+    import copy
+
+    model = copy.deepcopy(model)
+    if new_task:
+        y, y_te = (y + 1) % 10, (y_te + 1) % 10
+        torch.manual_seed(seed)
+        [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].reset_parameters()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    curve = [evaluate(model, x_te, y_te)[0]]
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x), generator=generator).split(64):
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        curve.append(evaluate(model, x_te, y_te)[0])
+    return curve
+
+
+def finetune_rows(method: str, modules, data, args) -> list[dict]:
+    """Median test accuracy of ``modules`` after 0..``--finetune-epochs`` epochs, on the same task and on the new
+    one (:func:`finetune_curve`), one row per task and budget."""
+    x_tr, y_tr, x_te, y_te = data[:4]
+    rows = []
+    for task, new in (("same", False), ("new", True)):
+        curves = np.array([finetune_curve(m, x_tr, y_tr, x_te, y_te, args.finetune_epochs, args.finetune_lr,
+                                          derive_seed(args.seed, "finetune", i), new) for i, m in enumerate(modules)])
+        for epoch, value in enumerate(np.median(curves, 0)):
+            rows.append(row(TASK, method, f"finetune_{task}_acc_epoch{epoch}", float(value),
+                            note=f"median of {len(modules)} models, Adam lr {args.finetune_lr}"))
+    return rows
+
+
 def score(method: str, target: np.ndarray | None, acc: np.ndarray, zoo_acc: np.ndarray, seconds, note="") -> list[dict]:
     """The rows of one method: median accuracy (all, at the highest target), above the zoo's median,
     distance to the target and Kendall's tau."""
@@ -255,6 +301,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows += score("random_init", None, random_acc, zoo_acc, None)
     pick = np.random.default_rng(derive_seed(args.seed, "zoo-subset")).choice(len(zoo_acc), n, replace=n > len(zoo_acc))
     rows += score("zoo_subset", None, zoo_acc[pick], zoo_acc, None, note=f"{n} zoo models drawn at random")
+    if args.finetune_epochs > 0:
+        torch.manual_seed(derive_seed(args.seed, "finetune-init"))
+        rows += finetune_rows("random_init", [build_model(zoo["spec"]) for _ in range(args.per_target)], data, args)
+        top_zoo = np.argsort(-zoo_acc)[:args.per_target]  # the zoo's best checkpoints
+        rows += finetune_rows("zoo_best", [models[i] for i in top_zoo], data, args)
     results = {"random_init": (None, random_acc)}
     for method in args.methods:
         start = time.perf_counter()
@@ -289,6 +340,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         seconds = time.perf_counter() - start
         results[method] = (target, acc)
         rows += score(method, target, acc, zoo_acc, seconds, fitted)
+        if args.finetune_epochs > 0:  # the samples at the highest target
+            top = np.flatnonzero(target == target.max())
+            rows += finetune_rows(method, [nngraph.from_graph(samples[i], template) for i in top], data, args)
         near = novel(samples)
         rows += [row(TASK, method, "nearest_aligned_distance", near["median"],
                      note=f"{near['ratio']:.2f}x the zoo's"),

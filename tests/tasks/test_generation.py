@@ -15,13 +15,18 @@ def test_the_task_runs_and_reports_every_method(tmp_path, capsys):
     out = str(tmp_path / "gen")
     argv = ["--out", out, "--runs", "3", "--zoo-epochs", "3", "--epochs", "1", "--hidden-dim", "8",
             "--num-layers", "1", "--twin-dim", "16", "--steps", "2", "--targets", "2", "--per-target", "2",
-            "--latent-epochs", "1", "--rank", "4", "--no-progress"]
+            "--latent-epochs", "1", "--rank", "4", "--finetune-epochs", "1", "--no-progress"]
     assert generation.main(argv) == 0
     rows = json.load(open(os.path.join(out, "results.json")))
     methods = {r["method"] for r in rows}
-    assert methods == {"zoo", "random_init", "zoo_subset", "latent", "flow", "twin", "gaussian", "interpolate"}
+    assert methods == {"zoo", "random_init", "zoo_subset", "zoo_best", "latent", "flow", "twin", "gaussian",
+                       "interpolate"}
     taus = [r for r in rows if r["metric"] == "kendall_tau_target"]
     assert len(taus) == 5
+    tuned = {(r["method"], r["metric"]) for r in rows if r["metric"].startswith("finetune_")}
+    for method in ("random_init", "zoo_best", "latent", "flow", "twin", "gaussian", "interpolate"):
+        for task in ("same", "new"):
+            assert {(method, f"finetune_{task}_acc_epoch{e}") for e in (0, 1)} <= tuned
     assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] == "median_acc")
     assert os.path.exists(os.path.join(out, "accuracy.png"))
     for method in ("latent", "flow", "twin"):
@@ -87,3 +92,27 @@ def test_interpolate_baseline_mixes_two_runs_near_the_target():
         d_ab = float((a - b).norm())
         assert 0 < float((w - a).norm()) < d_ab and 0 < float((w - b).norm()) < d_ab
         assert torch.isfinite(nngraph.from_graph(g, models[0])(inputs)).all()
+
+
+def test_finetune_curve_trains_and_the_new_task_resets_the_readout():
+    """A trained classifier starts high on its own task and at chance on the new one (labels moved, readout
+    re-initialised); an epoch of fine-tuning raises the new task's accuracy."""
+    from torch import nn
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, 4, 4, generator=g)
+    y = (x.view(400, -1)[:, :10].argmax(1))  # a learnable rule: the largest of the first 10 inputs
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 10))
+    trained = generation.finetune_curve(model, x, y, x, y, epochs=8, lr=1e-2, seed=0, new_task=False)
+    assert trained[0] < 0.3 < 0.6 < trained[-1]
+    for _ in range(8):  # make ``model`` itself the trained one
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for idx in torch.randperm(400, generator=g).split(64):
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    same = generation.finetune_curve(model, x, y, x, y, epochs=1, lr=1e-2, seed=0, new_task=False)
+    new = generation.finetune_curve(model, x, y, x, y, epochs=1, lr=1e-2, seed=0, new_task=True)
+    assert same[0] > 0.6 and new[0] < 0.3 < new[1]
