@@ -300,9 +300,9 @@ def _check_fields(source: L.Source, kind: str, src: str, table: str | None) -> N
     what = "INRs" if kind == "inr" else "classifiers"
     purpose = "the class of an INR" if kind == "inr" else "the accuracy-prediction target"
     if table and source.layout != "cnn_zoo" and not any(column in i.fields for i in source.items):
-        columns = sorted({k for i in source.items for k in i.fields} - {"split"} | {"file"})
+        columns = sorted({k for _, row in L.read_table_rows(table) for k in row})  # the header, not the fields
         raise ZooError(f"table {table} has no {column!r} column ({purpose}, required for {what}; its columns: "
-                       f"{columns}); see `nngraph zoo import --help` for the table format")
+                       f"{columns}); see `nngraph zoo import --help` or docs/zoos.md for the table format")
     first = bad[0]
     if column not in first.fields:
         how = ("give a table (--table) with a 'label' column, or label_N folders" if kind == "inr"

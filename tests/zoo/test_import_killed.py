@@ -108,3 +108,17 @@ def test_the_table_format_in_the_docs_is_the_help_s():
         docs = f.read()
     assert f"```text\n{block}\n```" in docs, "copy the table format of nngraph zoo import --help into docs/zoos.md"
     assert "test_acc   required for classifiers" in block and "file       required" in block
+
+
+def test_a_table_without_the_target_column_names_it_and_lists_the_table_s_own_columns(tmp_path, capsys):
+    src = str(tmp_path / "src")
+    _folder(src)
+    table = tmp_path / "no_acc.csv"
+    table.write_text("file,split,epoch\n" + "".join(f"m{i:03d},train,3\n" for i in range(N)))
+    out = str(tmp_path / "zoo")
+    assert main(["zoo", "import", src, "--out", out, "--spec", json.dumps(SPEC), "--table", str(table),
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not os.path.exists(out)
+    assert f"table {table} has no 'test_acc' column (the accuracy-prediction target, required for classifiers; " \
+           "its columns: ['epoch', 'file', 'split'])" in err, err
