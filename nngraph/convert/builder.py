@@ -339,14 +339,18 @@ class GraphBuilder:
                 raise ValueError(f"{name}: indices of shape {tuple(index.shape)} for a tensor of {shape}")
         # kept broadcastable, or as a strided view of edge ids (a dense layer's), until finish: memory
         stored = edges if isinstance(edges, tuple) else _compact_edges(edges.long(), shape)
-        self._share(name, first, lambda: self._edge_axis_nodes(_edge_ids(stored, shape), shape))
+        self._share(name, first, lambda: self._edge_axis_nodes(stored, shape))
         self._edge_placements.append((name, stored, kernel_pos, tuple(kernel_shape), shape))
         self._edge_read_back.append(first is None)
 
-    def _edge_axis_nodes(self, edges: torch.Tensor, shape: tuple[int, ...]) -> list[list[torch.Tensor]]:
-        """Per axis of a parameter placed on ``edges``: the node ids its index selects, as a list with
-        one ``(shape[axis],)`` tensor per edge end (source, target) that depends on that axis only."""
-        ends = EdgeBlocks(self._edge_blocks).ends(edges.expand(shape))  # (src, dst) of every entry
+    def _edge_axis_nodes(self, stored: torch.Tensor | View, shape: tuple[int, ...]) -> list[list[torch.Tensor]]:
+        """Per axis of a parameter placed on edges ``stored`` (ids broadcastable to ``shape``, or their
+        :data:`View`): the node ids its index selects, as a list with one ``(shape[axis],)`` tensor per edge end
+        (source, target) that depends on that axis only."""
+        blocks = EdgeBlocks(self._edge_blocks)
+        if not isinstance(stored, torch.Tensor) and (fast := _grid_axis_nodes(blocks, stored)) is not None:
+            return fast  # a dense layer's whole grid (a tied embedding): read off its two neuron lists
+        ends = blocks.ends(_edge_ids(stored, shape).expand(shape))  # (src, dst) of every entry
         out = []
         for k in range(len(shape)):
             lines = [_axis_nodes(end, k) for end in ends]
@@ -702,6 +706,39 @@ def _affine(values: torch.Tensor, shape: tuple[int, ...], limit: int = 1 << 16) 
         return None
     expected = view_indices((int(origin), tuple(values.shape), tuple(strides)))
     return (int(origin), tuple(strides)) if torch.equal(expected, values) else None
+
+
+def _grid_axis_nodes(blocks: EdgeBlocks, view: View) -> list[list[torch.Tensor]] | None:
+    """:meth:`GraphBuilder._edge_axis_nodes` of a placement whose edge ids are exactly one grid block, one axis
+    running along its major list (stride = the minor list's length), one along its minor list (stride 1) and any
+    other axes broadcast (stride 0, length > 1: kernel positions), both lists longer than 1; ``None`` otherwise.
+    Then the major end depends on the first axis only, the minor end on the second only, and nothing on the
+    others: the answer without the ends of every entry."""
+    offset, shape, strides = view
+    index = blocks.block_index(offset)
+    block = blocks.blocks[index]
+    if not block.grid or offset != blocks.starts[index]:
+        return None
+    major, minor = (block.src, block.dst) if block.src_major else (block.dst, block.src)
+    width = minor.numel()
+    if major.numel() < 2 or width < 2:
+        return None
+    along = {}
+    for k, (n, st) in enumerate(zip(shape, strides)):
+        if st == 0 and n > 1:
+            continue
+        if (st, n) == (width, major.numel()) and "major" not in along:
+            along["major"] = k
+        elif (st, n) == (1, width) and "minor" not in along:
+            along["minor"] = k
+        else:
+            return None
+    if len(along) != 2:
+        return None
+    out: list[list[torch.Tensor]] = [[] for _ in shape]
+    out[along["major"]].append(major.long())
+    out[along["minor"]].append(minor.long())
+    return out
 
 
 def _edge_ids(stored: torch.Tensor | View, shape: tuple[int, ...]) -> torch.Tensor:

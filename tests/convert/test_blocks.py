@@ -29,6 +29,7 @@ def _as_lists(monkeypatch):
     monkeypatch.setattr(EdgeBlock, "from_ends", staticmethod(plain))
     monkeypatch.setattr(EdgeBlock, "grid_of", staticmethod(plain_grid))
     monkeypatch.setattr("nngraph.convert.builder._block_view", lambda *args: None)
+    monkeypatch.setattr("nngraph.convert.builder._grid_axis_nodes", lambda *args: None)
 
 
 @pytest.mark.parametrize("trap", CONVERTED, ids=[t.name for t in CONVERTED])
@@ -101,6 +102,9 @@ def _check_against_lists(model, inputs, monkeypatch):
     assert [p.name for p in fast.edge_placements] == [p.name for p in slow.edge_placements]
     for a, b in zip(fast.edge_placements, slow.edge_placements):
         assert torch.equal(a.positions, b.positions), a.name
+    assert len(fast.symmetries) == len(slow.symmetries)  # tied parameters tie the same neurons
+    for a, b in zip(fast.symmetries, slow.symmetries):
+        assert torch.equal(a.rows, b.rows) and a.block_size == b.block_size
     g_fast, g_slow = fast.to_graph(model), slow.to_graph(model)
     assert torch.equal(g_fast.x, g_slow.x) and torch.equal(g_fast.edge_attr, g_slow.edge_attr)
 
