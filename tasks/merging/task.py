@@ -10,7 +10,7 @@ on training batches at every point of the path (REPAIR's reset) for both paths a
 
 Usage: ``python -m tasks.merging --out runs/merging [--seeds 0,1,2] [--models mlp,resnet,transformer,gpt2]``; writes
 ``results.json`` (after every pair: a rerun skips the pairs it holds) and ``barrier_<model>.png`` (the first pair's
-curves) into ``--out``.
+curves: naive, and aligned by every ``--match`` run into ``--out``) into ``--out``.
 """
 from __future__ import annotations
 
@@ -220,8 +220,12 @@ def main(argv=None) -> int:
                   f"{row['merged_acc_aligned']:.3f} (ends {row['acc_a']:.3f} / {row['acc_b']:.3f}); "
                   f"align {row['align_seconds']:.2f} s", flush=True)
         first = next(r for r in rows if r["model"] == name)
-        symmetry.plot_barrier(first["curves"], os.path.join(args.out, f"barrier_{name}.png"),
-                              title=f"{name}: test loss between two digits models (seed {first['seed']})")
+        curves = {"naive": first["curves"]["naive"]}  # and the aligned path of every matching run on this pair
+        curves.update({f"aligned ({r['match']})": r["curves"]["aligned"] for r in done if
+                       all(r.get(k) == first[k] for k in ("model", "seed", "width", "epochs"))})
+        data = "reversal" if name == "gpt2" else "digits"
+        symmetry.plot_barrier(curves, os.path.join(args.out, f"barrier_{name}.png"),
+                              title=f"{name}: test loss between two {data} models (pair {first['seed']})")
     print("\n| model | pairs | barrier naive | barrier aligned | aligned / naive | merged acc naive | merged acc aligned "
           "| align (s) |\n|---|---|---|---|---|---|---|---|")
     for name in names:
