@@ -131,7 +131,7 @@ def trained(name: str, width: int, seed: int, epochs: int, fit, cache: str | Non
     return model.eval()
 
 
-def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: str = "weights",
+def run_pair(name: str, seed: int, epochs: int, width: int, steps: int, match: str = "activations",
              cache: str | None = None) -> dict:
     """Train two models (seeds ``2 seed``, ``2 seed + 1``; read from ``cache`` if there), measure both barriers and
     the merged models."""
@@ -182,9 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpt2-epochs", type=int, default=10,
                    help="epochs over the 8,000 training sequences per GPT-2 model (default: 10)")
     p.add_argument("--steps", type=int, default=11, help="points on each path (default: 11)")
-    p.add_argument("--match", choices=("weights", "activations"), default="weights",
+    p.add_argument("--match", choices=("weights", "activations"), default="activations",
                    help="align by weights, or by the neurons' values on 256 training inputs, attention heads then "
-                        "rotated by theirs (default: weights)")
+                        "rotated by theirs (default: activations)")
     p.add_argument("--cache", default=None,
                    help="folder of the trained models, read back by a rerun (default: <out>/models)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")

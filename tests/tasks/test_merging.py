@@ -26,10 +26,11 @@ def test_merging_runs_and_writes_its_results(tmp_path, monkeypatch):
     monkeypatch.setattr(merging, "run_pair", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     assert merging.main(argv) == 0
     assert json.loads((out / "results.json").read_text()) == rows
+    assert all(r["match"] == "activations" for r in rows)  # the default
     # another matching on the same models reads them from <out>/models: nothing is trained again
     monkeypatch.setattr(merging, "run_pair", run_pair)
     monkeypatch.setattr(merging, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     monkeypatch.setattr(merging.sequences, "train", merging.train)
-    assert merging.main(argv + ["--match", "activations"]) == 0
-    again = [r for r in json.loads((out / "results.json").read_text()) if r["match"] == "activations"]
+    assert merging.main(argv + ["--match", "weights"]) == 0
+    again = [r for r in json.loads((out / "results.json").read_text()) if r["match"] == "weights"]
     assert [(r["acc_a"], r["acc_b"]) for r in again] == [(r["acc_a"], r["acc_b"]) for r in rows]
