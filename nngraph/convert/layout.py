@@ -83,6 +83,53 @@ def flat_view(positions: torch.Tensor, shape: tuple[int, ...], size: int) -> Vie
     return start, shape, tuple(strides)
 
 
+def dense_span(view: View) -> tuple[int, int] | None:
+    """``(start, count)`` when ``view`` names every index of ``start .. start + count - 1`` exactly once (its
+    strides, sorted, are those of a contiguous tensor of its shape, permuted), else ``None``."""
+    offset, shape, strides = view
+    count, expected = 1, 1
+    for n, stride in sorted(((n, st) for n, st in zip(shape, strides) if n != 1), key=lambda d: d[1]):
+        if n == 0:
+            return offset, 0
+        if stride != expected:
+            return None
+        expected *= n
+        count *= n
+    return offset, count
+
+
+def _writes_every_entry(layout: "Layout") -> bool:
+    """:attr:`Layout.writes_every_entry`, computed."""
+    intervals, loose = [], []
+    for p in layout.edge_placements:
+        span = dense_span(p.view) if p.view is not None else None
+        if span is not None:
+            intervals.append(span)
+        else:
+            loose.append(p.positions.reshape(-1))
+    if layout.identity_positions.numel():
+        loose.append(layout.identity_positions.reshape(-1))
+    intervals.sort()
+    covered, end = 0, 0
+    for start, count in intervals:
+        if start < end:  # two placements write one entry
+            return False
+        covered, end = covered + count, start + count
+    rest = torch.cat(loose) if loose else torch.zeros(0, dtype=torch.long)
+    if (intervals and (intervals[0][0] < 0 or end > layout.num_entries)) or covered + rest.numel() != layout.num_entries:
+        return False
+    if rest.numel():
+        if int(rest.min()) < 0 or int(rest.max()) >= layout.num_entries or rest.unique().numel() != rest.numel():
+            return False
+        if intervals:
+            starts = torch.tensor([s for s, _ in intervals])  # (I,)
+            ends = starts + torch.tensor([c for _, c in intervals])  # (I,)
+            which = (torch.searchsorted(starts, rest, right=True) - 1).clamp(min=0)  # (R,): interval at or before
+            if bool(((rest >= starts[which]) & (rest < ends[which])).any()):
+                return False
+    return True  # distinct entries in range, as many as there are: every one written once
+
+
 def view_indices(view: View) -> torch.Tensor:
     """``shape`` int64: the flat indices a :data:`View` names (``offset + sum_i index_i * strides_i``)."""
     offset, shape, strides = view
@@ -181,6 +228,17 @@ class Layout:
 
     def __post_init__(self):
         object.__setattr__(self, "_materialised", {})  # name -> (tensor, its version when made)
+        object.__setattr__(self, "_writes_all", None)  # writes_every_entry, found on first use
+
+    @property
+    def writes_every_entry(self) -> bool:
+        """Whether the edge placements and the identity constants write every row of ``edge_attr`` exactly once,
+        so that :meth:`to_graph` need not zero it first (a pass over the graph's bytes saved). Found once from the
+        placements' views (a view that is a permuted contiguous block covers an interval); positions given one
+        by one are checked to be distinct and to fill exactly the rest."""
+        if self._writes_all is None:
+            object.__setattr__(self, "_writes_all", _writes_every_entry(self))
+        return self._writes_all
 
     def _materialise(self, name: str) -> torch.Tensor:
         """``edge_index`` / ``edge_type`` / ``kernel_shape`` from the blocks, made once and shared by every graph."""
@@ -251,7 +309,7 @@ class Layout:
         tensors = _named_tensors(module)
         dtype = _float_dtype(tensors, self.dtype)
         x = torch.zeros(self.num_nodes * NODE_FEATURE_DIM, dtype=dtype)  # (N * F,)
-        edge_attr = torch.zeros(self.num_entries, dtype=dtype)  # (W,)
+        edge_attr = (torch.empty if self.writes_every_entry else torch.zeros)(self.num_entries, dtype=dtype)  # (W,)
         edge_attr[self.identity_positions] = 1 if self.identity_values is None else self.identity_values.to(dtype)
         with torch.no_grad():
             for p in self.node_placements:

@@ -55,13 +55,13 @@ def dense_layer(
             f"{name}: {n_in} input neurons x {per_neuron} positions do not match in_features={module.in_features}"
         )
     out = builder.add_nodes(n_out, kind, layer=builder.node_layer(in_nodes) + 1)
-    kernel_shape = _kernel_shape(spatial) if per_neuron > 1 else (1, 1, 1)
-    # edge e = o * n_in + c connects input neuron c to output neuron o
-    start, _, _ = builder.add_grid(in_nodes, out, EdgeType.WEIGHT, kernel_shape=kernel_shape)
-    if per_neuron == 1:  # weight[o, c] -> edge o * n_in + c: a strided view of edge ids, no per-weight tensor
-        edge_of_entry = (start, (n_in, n_out), (1, n_in)) if transposed else (start, (n_out, n_in), (n_in, 1))
-        builder.place_edge_param(f"{name}.weight", edge_of_entry)
-    else:  # weight[o, c * P + p] -> edge o * n_in + c, kernel position p
+    if per_neuron == 1:  # edges in the weight's memory order, so that to_graph copies it straight:
+        # weight[o, c] -> edge o * n_in + c; a transposed weight[c, o] -> edge c * n_out + o (sources major)
+        builder.place_edge_param(f"{name}.weight", builder.add_grid(in_nodes, out, EdgeType.WEIGHT,
+                                                                    src_major=transposed))
+    else:  # after a flatten: weight[o, c * P + p] -> edge o * n_in + c, kernel position p
+        kernel_shape = _kernel_shape(spatial)
+        start, _, _ = builder.add_grid(in_nodes, out, EdgeType.WEIGHT, kernel_shape=kernel_shape)
         edges = torch.arange(start, start + n_out * n_in).view(n_out, n_in, 1)  # (out, in, 1)
         edge_of_entry = edges.expand(n_out, n_in, per_neuron).reshape(n_out, -1)  # (out, in * P)
         position = torch.arange(per_neuron).repeat(n_in).view(1, -1)  # (1, in * P)
