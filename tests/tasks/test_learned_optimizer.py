@@ -59,7 +59,7 @@ def test_the_task_writes_results_curves_and_networks(tmp_path, monkeypatch):
     monkeypatch.setattr(task, "UNSEEN", {"gru-8": ("gru", (8,))})
     out = tmp_path / "lo"
     flags = ["--out", str(out), "--trajectories", "1", *TOY, "--eval-steps", "10", "--long-steps", "20",
-             "--eval-seeds", "0,1", "--adam-lrs", "1e-3,1e-2", "--weight-decays", "0.1"]
+             "--eval-seeds", "0,1", "--twin-seeds", "0,1", "--adam-lrs", "1e-3,1e-2", "--weight-decays", "0.1"]
     assert task.main(flags) == 0
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
