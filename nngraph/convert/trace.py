@@ -264,7 +264,8 @@ def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, example_inputs: Seq
     and record the inputs' shapes and dtypes as ``gm.meta['input_spec']``."""
     inputs = tuple(example_inputs) if example_inputs is not None else example_inputs_for(module, gm)
     gm.meta["input_spec"] = input_spec(inputs)
-    if _propagate_fake(gm, inputs):
+    size = sum(p.numel() for p in module.parameters()) + sum(t.numel() for t in inputs if isinstance(t, torch.Tensor))
+    if size >= FAKE_PROPAGATION_SIZE and _propagate_fake(gm, inputs):
         return
     try:
         with torch.no_grad():
@@ -275,6 +276,11 @@ def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, example_inputs: Seq
             f"through {type(module).__name__} failed: {error}. Pass example_inputs=(tensor, ...) "
             "with the shapes the model expects."
         ) from error
+
+
+#: Parameters plus input entries from which shapes are propagated on fake tensors: below it the real forward is
+#: as cheap as faking it (a tiny model's ops take microseconds, a fake op tens of them)
+FAKE_PROPAGATION_SIZE = 1 << 20
 
 
 def _propagate_fake(gm: fx.GraphModule, inputs: Sequence[object]) -> bool:
