@@ -43,6 +43,8 @@ def _models():
 
 
 def _best(fn, reps: int) -> float:
+    """Best wall seconds of ``reps`` calls (this file's own: under ``--against`` it runs beside an older nngraph
+    whose ``benchmarks`` package may lack the shared helpers)."""
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
