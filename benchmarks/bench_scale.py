@@ -164,6 +164,71 @@ def print_table(rows: list[dict]) -> None:
     print()
 
 
+def _anon_bytes() -> int:
+    """The process's anonymous resident bytes (``RssAnon``: its own memory, not mapped files' pages)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def checkpoint_child(key: str, path: str) -> dict:
+    """In a fresh process: the model built with its parameters on the meta device and filled from the
+    safetensors file ``path`` by memory mapping (:mod:`nngraph.convert.checkpoint`), then converted; the peak of
+    its anonymous memory sampled every 10 ms."""
+    import threading
+
+    import nngraph
+    from nngraph.convert.checkpoint import load_mapped, parameters_on_meta
+
+    with parameters_on_meta():
+        model = MODELS[key][1]()
+    load_mapped(model, path)
+    base, peak, done = _anon_bytes(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _anon_bytes())
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    graph = nngraph.to_graph(model, _ids())
+    seconds = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    largest = max(p.numel() * p.element_size() for p in model.parameters())
+    return {"seconds": seconds, "anon_before": base, "anon_peak_rise": max(peak[0], _anon_bytes()) - base,
+            "graph": graph_bytes(graph)[0], "params": params, "largest": largest}
+
+
+def checkpoint_rows(keys: list[str], directory: str) -> list[dict]:
+    """Per model: its checkpoint written to ``directory`` (once), converted from it in a fresh process."""
+    import json
+    import subprocess
+
+    from safetensors.torch import save_model
+
+    rows = []
+    for key in keys:
+        path = os.path.join(directory, f"{key}.safetensors")
+        if not os.path.exists(path):
+            model = MODELS[key][1]()
+            save_model(model, path + ".tmp")
+            os.replace(path + ".tmp", path)
+            del model
+            gc.collect()
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--checkpoint-child", key, path],
+                             check=True, capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append({"model": MODELS[key][0], "params (GiB)": r["params"] / 2**30, "to_graph (s)": r["seconds"],
+                     "own memory before (GiB)": r["anon_before"] / 2**30,
+                     "own memory rise (GiB)": r["anon_peak_rise"] / 2**30, "graph (GiB)": r["graph"] / 2**30,
+                     "rise / graph": r["anon_peak_rise"] / r["graph"],
+                     "transient / largest tensor": (r["anon_peak_rise"] - r["graph"]) / r["largest"]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="gpt2-medium,llama-1b", help=f"comma-separated, of {sorted(MODELS)}")
@@ -175,7 +240,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="write each model's graph to DIR/<model>.safetensors (for nngraph embed --graph)")
     parser.add_argument("--encoder-only", action="store_true",
                         help="only the encoder table (in memory against block by block, on an MLP graph)")
+    parser.add_argument("--from-checkpoint", metavar="DIR", default=None,
+                        help="only the table of conversions from a checkpoint: each model saved to "
+                             "DIR/<model>.safetensors, then converted in a fresh process with its weights mapped")
+    parser.add_argument("--checkpoint-child", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv if argv is not None else [])
+    if args.checkpoint_child:
+        import json
+
+        print(json.dumps(checkpoint_child(*args.checkpoint_child)))
+        return
+    if args.from_checkpoint:
+        print_table(checkpoint_rows(args.models.split(","), args.from_checkpoint))
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print(f"encoder width {args.hidden}, {args.layers} layers:\n")
     print_table(encoder_rows(args.hidden, args.layers))

@@ -17,6 +17,7 @@ from .api import (
     random_hidden_permutation,
     to_graph,
 )
+from .checkpoint import load_mapped, parameters_on_meta
 from .errors import GraphMismatchError, UnsupportedError
 from .layout import Layout, SymmetryGroup
 from .probe import probe_features
@@ -24,8 +25,9 @@ from .registry import register_function, register_module, supported_functions, s
 from .trace import trace
 from .verify import SoundnessError, VerifyReport, verify
 
-_INFRASTRUCTURE = {"api", "builder", "building", "errors", "export_lift", "export_patterns", "flatten", "probe", "program",
-                   "layout", "registry", "residual", "softmax_patterns", "trace", "values", "verify", "walk"}
+_INFRASTRUCTURE = {"api", "builder", "building", "checkpoint", "errors", "export_lift", "export_patterns", "flatten", "probe", "program",
+                   "layout", "precision", "registry", "residual", "softmax_patterns", "trace", "values", "verify",
+                   "walk"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _INFRASTRUCTURE and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
@@ -41,7 +43,9 @@ __all__ = [
     "build_layout",
     "clear_cache",
     "from_graph",
+    "load_mapped",
     "pad_kernel_box",
+    "parameters_on_meta",
     "probe_features",
     "random_hidden_permutation",
     "register_function",
