@@ -1,4 +1,7 @@
-"""The shipped learned optimizer does not diverge on a model wider and deeper than any it was meta-trained on."""
+"""The shipped learned optimizer on a model wider and deeper than any it was meta-trained on: it must not diverge
+within the trajectories' horizon (150 steps). It does today (training loss 2.30 -> 3.18 at 150 steps, 19.6 at 300:
+the learned correction of Adam's direction does not transfer, docs/tasks/learned_optimizer.md), so the test is a
+strict xfail that turns into a failure the day a shipped network passes it."""
 from __future__ import annotations
 
 import math
@@ -46,14 +49,18 @@ def _run(opt_of, steps: int = 100) -> tuple[float, float, list[float]]:
     return initial, final, losses
 
 
+@pytest.mark.xfail(strict=True, reason="the shipped network's loss rises after ~100 steps on wider MLPs (issue 29)")
 def test_shipped_optimizer_is_stable_on_a_wider_deeper_mlp():
-    initial, final, losses = _run(lambda m: LearnedOptimizer(m))
+    initial, final, losses = _run(lambda m: LearnedOptimizer(m), steps=150)
     assert all(math.isfinite(v) for v in losses)
     assert math.isfinite(final) and final < 0.5 * initial, (initial, final)
     assert max(losses[10:]) < 2 * initial, losses  # no blow-up on the way
 
 
-def test_the_check_fails_for_an_optimizer_that_diverges():
-    """The same check on the untrained rule at a step size far too large (Adam at lr 3) fails: it can."""
+def test_the_check_passes_for_adam_and_fails_for_an_optimizer_that_diverges():
+    """The same check holds for the untrained rule at Adam's tuned rate (3e-2) and fails at a step size far too large
+    (lr 3): it can tell the two apart."""
+    initial, final, losses = _run(lambda m: LearnedOptimizer(m, network=GraphUpdateNetwork(init_lr=3e-2)), steps=150)
+    assert final < 0.5 * initial and max(losses[10:]) < 2 * initial
     initial, final, losses = _run(lambda m: LearnedOptimizer(m, network=GraphUpdateNetwork(init_lr=3.0)), steps=30)
     assert not (final < 0.5 * initial and max(losses[10:]) < 2 * initial)
