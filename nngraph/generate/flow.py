@@ -14,7 +14,9 @@ true distribution, whatever neuron order the zoo's models happen to have. The no
 between hidden neurons that an equivariant map cannot break on its own (a symmetric input stays symmetric). A
 non-equivariant denoiser (the twin, ``denoiser="flat"``) must instead learn the same field separately for every
 neuron order the zoo holds. An autoencoder with a latent sampler (SANE) is the other choice; its decoder has to
-produce a neuron order from an invariant code, which an equivariant decoder cannot do without noise.
+produce a neuron order from an invariant code, which an equivariant decoder cannot do without noise;
+:class:`~nngraph.generate.LatentFlowGenerator` takes it with a frame instead (the zoo aligned by weight matching),
+and is the one whose samples work on the digits zoo (:mod:`nngraph.generate.latent` says why this flow's do not).
 
 Conditioning: time and condition are embedded once per graph and modulate every node and edge before every
 layer (:class:`~nngraph.generate.layers.FiLM`); conditions are dropped with probability ``cond_drop`` in
