@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)} (default: all)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs per model (default: 20)")
     p.add_argument("--mlp-width", type=int, default=512, help="hidden width of the MLP (default: 512)")
-    p.add_argument("--resnet-width", type=int, default=32, help="channels of the ResNet (default: 32)")
+    p.add_argument("--resnet-width", type=int, default=128, help="channels of the ResNet (default: 128)")
     p.add_argument("--transformer-width", type=int, default=64, help="width of the transformer (default: 64)")
     p.add_argument("--gpt2-width", type=int, default=64, help="n_embd of the GPT-2 models (default: 64)")
     p.add_argument("--gpt2-epochs", type=int, default=10,
