@@ -41,7 +41,7 @@ from benchmarks.resnet import resnet18  # noqa: E402
 
 
 def _status(field: str) -> int:
-    """``VmRSS`` / ``VmHWM`` of this process in KiB."""
+    """A memory field of this process's ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``RssAnon``) in KiB."""
     return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 

@@ -29,7 +29,7 @@ import nngraph  # noqa: E402
 from nngraph.blocks import is_blocked  # noqa: E402
 from nngraph.convert import api  # noqa: E402
 
-from benchmarks.bench_convert import best, graph_bytes, measure  # noqa: E402
+from benchmarks.bench_convert import _status, best, graph_bytes, measure  # noqa: E402
 
 
 def _llama(layers: int):
@@ -166,8 +166,7 @@ def print_table(rows: list[dict]) -> None:
 
 def _anon_bytes() -> int:
     """The process's anonymous resident bytes (``RssAnon``: its own memory, not mapped files' pages)."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+    return _status("RssAnon") * 1024
 
 
 def checkpoint_child(key: str, path: str) -> dict:
