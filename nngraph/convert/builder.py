@@ -676,36 +676,25 @@ def _block_view(blocks: EdgeBlocks, stored, kernel_pos: torch.Tensor, kshape: tu
     if block != blocks.block_index(last) or blocks.blocks[block].kernel_shape != tuple(kshape):
         return None
     size = blocks.blocks[block].kernel_size
-    affine = _affine(kernel_pos, shape)
+    affine = _affine(kernel_pos, shape, size)
     if affine is None:
         return None
     k0, kstrides = affine
-    if k0 < 0 or k0 + sum((n - 1) * st for n, st in zip(shape, kstrides)) >= size:
-        return None
     # entry of index idx: entry_start + (edge(idx) - start) * size + kernel_pos(idx)
     start = blocks.entry_starts[block] + (offset - blocks.starts[block]) * size + k0
     return start, tuple(shape), tuple(st * size + k for st, k in zip(strides, kstrides))
 
 
-def _affine(values: torch.Tensor, shape: tuple[int, ...], limit: int = 1 << 16) -> tuple[int, tuple[int, ...]] | None:
+def _affine(values: torch.Tensor, shape: tuple[int, ...], size: int, limit: int = 1 << 16
+            ) -> tuple[int, tuple[int, ...]] | None:
     """``(offset, strides)`` with ``values[idx] == offset + sum_d idx_d * strides[d]`` for ``values`` broadcast to
-    ``shape`` (strides >= 0), or ``None``; ``values`` larger than ``limit`` entries are not examined."""
+    ``shape``, all in ``0 .. size - 1`` (:func:`flat_view` of ``values`` at their own shape, broadcast axes
+    stride 0), or ``None``; ``values`` larger than ``limit`` entries are not examined."""
     if values.numel() > limit or values.dim() > len(shape):
         return None
-    values = values.reshape((1,) * (len(shape) - values.dim()) + tuple(values.shape))  # (1.., *values.shape)
-    origin = values.reshape(-1)[0]
-    strides = []
-    for d, n in enumerate(values.shape):
-        if n == 1:
-            strides.append(0)
-            continue
-        index = [0] * values.dim()
-        index[d] = 1
-        strides.append(int(values[tuple(index)] - origin))
-    if any(st < 0 for st in strides):
-        return None
-    expected = view_indices((int(origin), tuple(values.shape), tuple(strides)))
-    return (int(origin), tuple(strides)) if torch.equal(expected, values) else None
+    own = (1,) * (len(shape) - values.dim()) + tuple(values.shape)  # values' axes, padded on the left
+    view = flat_view(values.reshape(-1), own, size)
+    return None if view is None else (view[0], view[2])
 
 
 def _grid_axis_nodes(blocks: EdgeBlocks, view: View) -> list[list[torch.Tensor]] | None:
