@@ -20,7 +20,8 @@ test models, plus an MLP reader's) and ``seconds_per_prediction``.
 (An MLP on the flattened weights needs one architecture: not applicable.)
 
 Outputs in ``--out``: ``results.json`` (the rows), ``predictions.json`` (every test model's id, family, true and
-predicted accuracy per method: for paired comparisons and blends, :mod:`tasks.diagnostics.blend`), curves and a scatter plot.
+predicted accuracy per method: for paired comparisons and blends, :mod:`tasks.diagnostics.blend`; under ``unseen``
+the same for the held-out family), curves and a scatter plot.
 
 The zoo's splits are by training run (every checkpoint of a run is in one split; checked here). Models
 whose weights diverged to NaN / inf are dropped (counted in the notes); the encoder sees weights scaled
@@ -391,9 +392,13 @@ def run(args: argparse.Namespace) -> list[dict]:
         not_fam = lambda e: e["family"] != fam  # noqa: E731
         tr, va = train.where(not_fam), val.where(not_fam)
         held = Split.concat([s.where(lambda e: e["family"] == fam) for s in (all_train, val, test)])
+        unseen = {"family": fam, "ids": [e["id"] for e in held.entries], "true": [float(v) for v in _targets(held)],
+                  "pred": {}}
+        predictions["unseen"] = unseen
         for name in args.methods:
             start = time.perf_counter()
             pred, _, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")
+            unseen["pred"][name] = [float(v) for v in pred]
             rows += _score_rows(name, _targets(held), pred, _families(held), time.perf_counter() - start,
                                 f"trained without {fam}: {len(tr)} models; tested on all {len(held)} {fam}",
                                 scope=f"unseen {fam}")

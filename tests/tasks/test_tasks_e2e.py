@@ -50,6 +50,15 @@ def test_accuracy_prediction_holdout_only(clf_zoo, tmp_path):
                                           "--methods", "stats_gbm", "--holdout-family", "mlp", "--holdout-only",
                                           "--no-progress"]))
     assert rows and {r["metric"] for r in rows} == {"kendall_tau[unseen mlp]", "r2[unseen mlp]"}
+    import json
+
+    from tasks.common.metrics import r2
+
+    unseen = json.load(open(tmp_path / "held" / "predictions.json"))["unseen"]  # for paired comparisons and blends
+    assert unseen["family"] == "mlp" and len(unseen["ids"]) == len(unseen["true"]) == len(unseen["pred"]["stats_gbm"])
+    assert len(unseen["ids"]) > 0 and all(math.isfinite(v) for v in unseen["pred"]["stats_gbm"])
+    value = {r["metric"]: r["value"] for r in rows}  # (NaN on this tiny zoo: the held-out accuracies are alike)
+    assert r2(unseen["true"], unseen["pred"]["stats_gbm"]) == pytest.approx(value["r2[unseen mlp]"], nan_ok=True)
     with pytest.raises(ValueError, match="--holdout-only needs"):
         accuracy_prediction.run(parse(["--zoo", clf_zoo, "--out", str(tmp_path / "none"), "--methods", "stats_gbm",
                                        "--holdout-family", "", "--holdout-only", "--no-progress"]))
