@@ -75,26 +75,31 @@ class LatentFlowGenerator(FlowGenerator):
         relabel (bool): relabel every sample by a random symmetry. (default: :obj:`True`)
         whiten (bool): scale every direction of the code to unit variance instead of all by one scale.
             (default: :obj:`False`)
+        align (bool): align the zoo by weight matching before fitting the basis; ``False`` with
+            ``relabel=False`` is the twin without the frame, on the neuron order the models were trained with.
+            (default: :obj:`True`)
 
     Shapes:
         - codes :math:`(M, r)`; basis :math:`(r, D)`; mean :math:`(D,)`; scales :math:`(r,)`
     """
 
     def __init__(self, rank: int = 32, hidden_dim: int | None = 256, num_layers: int | None = 3,
-                 cond_drop: float = 0.1, relabel: bool = True, whiten: bool = False, denoiser: str = "flat"):
+                 cond_drop: float = 0.1, relabel: bool = True, whiten: bool = False, denoiser: str = "flat",
+                 align: bool = True):
         if denoiser != "flat":
             raise ValueError(f"the latent generator's denoiser is the flat MLP on codes, got denoiser={denoiser!r}")
         super().__init__("flat", hidden_dim, num_layers, cond_drop)
         if rank < 1:
             raise ValueError(f"rank must be at least 1, got {rank}")
-        self.rank, self.relabel, self.whiten = int(rank), bool(relabel), bool(whiten)
+        self.rank, self.relabel, self.whiten, self.align = int(rank), bool(relabel), bool(whiten), bool(align)
         self.mean: Tensor | None = None  # (D,)
         self.basis: Tensor | None = None  # (r, D)
         self.scales: Tensor | None = None  # (r,)
         self._layout = None
 
     def settings(self) -> dict:
-        return {**super().settings(), "rank": self.rank, "relabel": self.relabel, "whiten": self.whiten}
+        return {**super().settings(), "rank": self.rank, "relabel": self.relabel, "whiten": self.whiten,
+                "align": self.align}
 
     def fit(self, graphs: Sequence[Data], conditions=None, *, template: nn.Module, out_dir: str,
             example_inputs: Sequence[Tensor] | Tensor | None = None, **options):
@@ -110,7 +115,8 @@ class LatentFlowGenerator(FlowGenerator):
             del self._graphs
 
     def _encode(self, flat: Tensor, seed: int) -> Tensor:
-        z = self.stats.normalize(align_zoo(self.space, self._graphs, self._layout))  # (M, D)
+        frame = align_zoo(self.space, self._graphs, self._layout) if self.align else flat.to(torch.float64)  # (M, D)
+        z = self.stats.normalize(frame)  # (M, D)
         rank = min(self.rank, z.shape[0] - 1)
         self.mean = z.mean(0)  # (D,)
         _, _, vh = torch.linalg.svd(z - self.mean, full_matrices=False)  # vh (min(M, D), D)

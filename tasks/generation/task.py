@@ -8,8 +8,9 @@ each with random hyperparameters (optimizer, learning rate, initial scale, label
 from chance to about 0.95. Fits the generators of :mod:`nngraph.generate` on every checkpoint, conditioned on its
 test accuracy, and samples ``--per-target`` models at each of ``--targets`` target accuracies (evenly spaced from
 the zoo's 10th to its 90th percentile). Methods: ``latent`` (flow on low-rank codes of the zoo aligned by weight
-matching, :class:`nngraph.generate.LatentFlowGenerator`), ``flow`` (flow on the whole graph with the equivariant
-denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics), and the baseline
+matching, :class:`nngraph.generate.LatentFlowGenerator`), ``latent_twin`` (its twin without the frame: the same
+generator on the neuron order the zoo's models were trained with, not aligned, samples not relabelled), ``flow``
+(flow on the whole graph with the equivariant denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics), and the baseline
 ``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per
 method: the median test accuracy of the samples (all of them, and at the highest target), the fraction of samples
 above the zoo's median, the mean distance between target and accuracy, Kendall's tau between target and accuracy,
@@ -44,7 +45,7 @@ from ..common.metrics import kendall_tau
 from ..common.report import row, save_results
 
 TASK = "generation"
-METHODS = ("latent", "flow", "twin", "gaussian", "interpolate")
+METHODS = ("latent", "latent_twin", "flow", "twin", "gaussian", "interpolate")
 
 
 def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentParser:
@@ -317,13 +318,15 @@ def run(args: argparse.Namespace) -> list[dict]:
             samples = interpolate_baseline(graphs, zoo_acc, zoo["run"].numpy(), target, novel.layout, novel.space,
                                            derive_seed(args.seed, "interpolate"))
             fitted = "baseline: two zoo models near the target, aligned and mixed"
-        elif method == "latent":
-            gen = LatentFlowGenerator(rank=args.rank)
+        elif method in ("latent", "latent_twin"):
+            twin = method == "latent_twin"
+            gen = LatentFlowGenerator(rank=args.rank, align=not twin, relabel=not twin)
             result = gen.fit(graphs, conditions, template=template, example_inputs=x_te[:2],
                              out_dir=run_dir(args.out, method), epochs=args.latent_epochs, batch_size=128,
                              repeats=args.latent_repeats, lr=args.lr, seed=args.seed, progress=progress,
                              device=args.device)
-            fitted = f"rank {gen.latent_dim}, best epoch {result.best_epoch}, val loss {result.best_value:.4f}"
+            fitted = (f"rank {gen.latent_dim}, {'fixed neuron order' if twin else 'aligned, relabelled'}, "
+                      f"best epoch {result.best_epoch}, val loss {result.best_value:.4f}")
             samples = gen.sample(template, n, condition=torch.tensor(target), steps=args.steps,
                                  guidance=args.latent_guidance, seed=args.seed)
         else:
