@@ -129,3 +129,48 @@ def test_activation_matching_recovers_a_relabelled_copy_and_keeps_the_function_o
     assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), aligned.state_dict().values()))
     independent = _mlp(5, width=32)
     assert _same_outputs(independent, symmetry.align(model, independent, x, data=data), x) < 1e-12
+
+
+def _attention(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0, batch_first=True, norm_first=True)
+    return nn.Sequential(nn.Linear(3, 8), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False),
+                         nn.Linear(8, 2)).double().eval()
+
+
+def _tanh_mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+
+
+@pytest.mark.parametrize("build, inputs", [
+    (_tanh_mlp, lambda: (torch.randn(5, 4, dtype=torch.float64),)),
+    (_cnn, lambda: (torch.randn(2, 3, 10, 10, dtype=torch.float64),)),
+    (_attention, lambda: (torch.randn(2, 5, 3, dtype=torch.float64),)),
+])
+def test_similarity_of_a_described_relabelling_equals_that_of_the_built_graph(build, inputs):
+    """Weight matching never builds the relabelled graph (``_Relabelled``: moved ends, signed values, entries
+    gathered per group and kept); every group's similarity must equal the one computed on the graph built by
+    ``permute_graph`` + ``apply_signs``, for relabellings of every group, negations (the tanh MLP) and head
+    blocks (the attention)."""
+    reference, model, x = build(0), build(1), inputs()
+    layout = nngraph.build_layout(model, x)
+    graph = layout.to_graph(model)
+    features = match._Features(layout, layout.to_graph(reference))
+    flippable = symmetry.flippable_nodes(graph)
+    if build is _tanh_mlp:
+        assert int(flippable.sum()) == 12
+    if build is _attention:
+        assert any(g.block_size for g in layout.symmetries)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):  # the second and third reuse the kept entries
+        perm = symmetry.random_permutation(layout, generator)
+        assert not torch.equal(perm, torch.arange(layout.num_nodes))
+        sign = torch.where(flippable & (torch.rand(layout.num_nodes, generator=generator) < 0.5), -1.0, 1.0)
+        sign = sign.double()
+        built = symmetry.apply_signs(layout.permute_graph(graph, perm), sign)
+        described = match._Relabelled(features, graph, perm, sign)
+        for group in layout.symmetries:
+            fast = features.similarity(group.rows, described, group.satellites, group.block_size)
+            slow = features.similarity(group.rows, built, group.satellites, group.block_size)
+            torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)

@@ -17,6 +17,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from .. import schema
+from ..blocks import materialize
 from ..convert import build_layout
 from ..convert.layout import Layout, SymmetryGroup
 from ..kernels import entry_edges, kernel_offsets
@@ -25,6 +27,9 @@ from .permute import _tuple
 from .scale import apply_signs, flippable_nodes
 
 __all__ = ["align", "align_all", "align_graph", "weight_matching"]
+
+_TABLE_ENTRIES = 50_000_000  # keys are looked up in a direct table up to this key range, else searched
+_KEEP_ENTRIES = 20_000_000  # up to this many kernel entries, every group's entries are gathered once and kept
 
 
 def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor | None = None,
@@ -94,13 +99,18 @@ def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30,
     """``(perm, sign)``: the relabelling ``(N,)`` (old node -> new node) and the signs ``(N,)`` per new node that
     make ``graph`` most like ``reference`` (both graphs of ``layout``), by coordinate descent over the symmetry
     groups (module docstring). ``activations``: ``(N, P)`` standardised values of the reference's and of
-    ``graph``'s neurons on common inputs, to match groups by instead of weights where they are not zero."""
+    ``graph``'s neurons on common inputs, to match groups by instead of weights where they are not zero.
+
+    The relabelled graph is never built during the descent: :class:`_Relabelled` describes it by its entries'
+    moved ends and signed values, gathered per group (no sort of the edges per step)."""
     n = layout.num_nodes
     perm, sign = torch.arange(n), torch.ones(n, dtype=torch.float64)
     features = _Features(layout, reference)
     flippable = flippable_nodes(reference)
-    relabel = lambda: apply_signs(layout.permute_graph(graph, perm), sign.to(graph.x.dtype))  # noqa: E731
-    current = relabel()
+    graph = materialize(graph)
+    if not torch.equal(graph.edge_index, layout.edge_index):  # entries in the layout's order, as the reference's
+        graph = layout.permute_graph(graph, perm)
+    current = _Relabelled(features, graph, perm, sign)
     for _ in range(max_rounds):
         changed = False
         for group in layout.symmetries:
@@ -113,7 +123,7 @@ def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30,
             moved_sign = torch.empty_like(sign)
             moved_sign[move] = sign  # the signs travel with their neurons
             perm, sign = move[perm], moved_sign * flips
-            current = relabel()  # only after a change: the next group reads the graph as relabelled so far
+            current = _Relabelled(features, graph, perm, sign)  # the next group reads the graph as relabelled so far
         if not changed:
             break
     return perm, sign
@@ -121,64 +131,152 @@ def weight_matching(layout: Layout, reference, graph, max_rounds: int = 30,
 
 class _Features:
     """Per node, the sparse description weight matching compares: node features, and for every edge entry the
-    (other end, kernel position, edge type) key with its value, for incoming and outgoing edges."""
+    (other end, kernel position, edge type) key with its value, for incoming and outgoing edges. The reference's
+    side of every group's comparison is computed once and kept."""
 
     def __init__(self, layout: Layout, reference):
         src, dst = layout.edge_index
         self.num_nodes = layout.num_nodes
-        entries = entry_edges(layout.kernel_shape, layout.num_entries)  # (W,) edge of every kernel entry
-        position = torch.arange(layout.num_entries) - kernel_offsets(layout.kernel_shape)[entries]  # (W,)
-        kind = layout.edge_type[entries]
-        self.entry_src, self.entry_dst = src[entries], dst[entries]  # (W,)
+        self.entries = entry_edges(layout.kernel_shape, layout.num_entries)  # (W,) edge of every kernel entry
+        position = torch.arange(layout.num_entries) - kernel_offsets(layout.kernel_shape)[self.entries]  # (W,)
+        kind = layout.edge_type[self.entries]
+        self.entry_src, self.entry_dst = src[self.entries], dst[self.entries]  # (W,)
         span = int(position.max()) + 1 if position.numel() else 1
         types = int(layout.edge_type.max()) + 1 if layout.edge_type.numel() else 1
-        # a key per (other end, kernel position, edge type): entries with equal keys are compared
-        self.in_key = (self.entry_src * span + position) * types + kind
-        self.out_key = (self.entry_dst * span + position) * types + kind
-        self.kinds = span * types  # key % kinds: the (kernel position, edge type) part of a key
-        self.reference = self._values(reference)
-        self.reference_x = reference.x.double()
+        # an entry's key seen from one end: other end * kinds + its (kernel position, edge type) part; entries
+        # with equal keys are compared
+        self.kinds = span * types
+        self.local = position * types + kind  # (W,) in [0, kinds)
+        # the entries at each node, as a node's incoming (by dst) and outgoing (by src) runs: a group's entries
+        # are gathered instead of masked out of all W
+        self._runs = {incoming: _runs(ends, self.num_nodes)
+                      for incoming, ends in ((True, self.entry_dst), (False, self.entry_src))}
+        self._entries: dict[tuple, tuple] = {}
+        self.reference = _Relabelled(self, reference)
+        self._reference_sides: dict[int, tuple] = {}
 
-    @staticmethod
-    def _values(graph) -> torch.Tensor:
-        return graph.edge_attr[:, 0].double()
+    def entries_of(self, nodes: torch.Tensor, incoming: bool, values: torch.Tensor):
+        """The entries whose head (``incoming``) or tail is one of ``nodes`` ``(K,)`` (original labels): their
+        ``(src, dst, values, local)`` ``(E,)`` in the original labels. Kept per node set: a group's permutations
+        map its nodes onto themselves, so every step of the descent asks for the same set."""
+        ordered = torch.sort(nodes).values
+        slot = (id(values), incoming, ordered.numel(), int(ordered[0]) if ordered.numel() else -1)
+        kept = self._entries.get(slot)
+        if kept is not None and kept[0] is values and torch.equal(kept[1], ordered):
+            return kept[2]
+        order, start = self._runs[incoming]
+        first, count = start[ordered], start[ordered + 1] - start[ordered]  # (K,), (K,)
+        total = int(count.sum())
+        offset = torch.arange(total) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)  # (E,)
+        sub = order[torch.repeat_interleave(first, count) + offset]  # (E,)
+        found = (self.entry_src[sub], self.entry_dst[sub], values[sub], self.local[sub])
+        if self.local.numel() <= _KEEP_ENTRIES:  # ~64 bytes per entry and graph kept
+            self._entries[slot] = (values, ordered, found)
+        return found
 
     def similarity(self, rows: torch.Tensor, current, satellites: torch.Tensor | None = None,
                    block_size: int | None = None) -> torch.Tensor:
         """``(C, C)``: ``S[i, j]`` how much column ``i`` of the reference's rows looks like column ``j`` of the
-        current graph's, summed over the rows (``satellites`` ``(S, C // block_size)``: nodes that move with
-        the blocks, such as attention heads)."""
+        current graph's (a graph in the layout's order, or a :class:`_Relabelled` one), summed over the rows
+        (``satellites`` ``(S, C // block_size)``: nodes that move with the blocks, such as attention heads)."""
+        if not isinstance(current, _Relabelled):
+            current = _Relabelled(self, current)
         c = rows.shape[1]
-        mine_x = self.reference_x[rows].transpose(0, 1).reshape(c, -1)  # (C, R * F)
-        s = mine_x @ current.x.double()[rows].transpose(0, 1).reshape(c, -1).T  # (C, C)
-        values = self._values(current)
+        mine_x = self.reference.x[rows].transpose(0, 1).reshape(c, -1)  # (C, R * F)
+        s = mine_x @ current.x[rows].transpose(0, 1).reshape(c, -1).T  # (C, C)
         column = torch.full((self.num_nodes,), -1, dtype=torch.long)
         column[rows.reshape(-1)] = torch.arange(c).repeat(rows.shape[0])  # node -> its column in the group
-        block = torch.full((self.num_nodes,), -1, dtype=torch.long)  # satellite -> the block it moves with
+        block = None  # satellite -> the block it moves with
         if satellites is not None:
+            block = torch.full((self.num_nodes,), -1, dtype=torch.long)
             block[satellites.reshape(-1)] = torch.arange(satellites.shape[1]).repeat(satellites.shape[0])
-        for end, other, key in ((self.entry_dst, self.entry_src, self.in_key),
-                                (self.entry_src, self.entry_dst, self.out_key)):
-            mine = column[end] >= 0  # entries touching the group's nodes at this end
-            # an entry between two neurons of the group (a norm's identity edge from the neuron it normalizes)
-            # moves with both ends: compared as "to its own column", skipped if it joins two columns
-            inside = mine & (column[other] >= 0)
-            key = torch.where(inside, -1 - key % self.kinds, key)
-            mine = mine & (~inside | (column[other] == column[end]))
-            if satellites is not None:  # an edge from a head to its member: compared as "from its own block's"
-                held = mine & (block[other] >= 0)
-                key = torch.where(held, -1 - self.kinds - key % self.kinds, key)
-                mine = mine & (~held | (block[other] == column[end] // block_size))
-            if not bool(mine.any()):
+        for incoming in (True, False):
+            keys, a = self._reference_side(rows, incoming, column, block, block_size)
+            if keys.numel() == 0:
                 continue
-            keys, index = torch.unique(key[mine], return_inverse=True)
-            cols = column[end[mine]]
-            a = torch.zeros(keys.numel(), c, dtype=torch.float64)
+            key, cols, values = self._side(*current.touching(rows.reshape(-1), incoming), column, block, block_size)
+            at = self._row_of(keys, key)
+            hit = at >= 0  # keys the reference lacks add nothing
             b = torch.zeros(keys.numel(), c, dtype=torch.float64)
-            a.index_put_((index, cols), self.reference[mine], accumulate=True)
-            b.index_put_((index, cols), values[mine], accumulate=True)
+            b.index_put_((at[hit], cols[hit]), values[hit], accumulate=True)
             s += a.T @ b
         return s
+
+    def _row_of(self, keys: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """``(E,)``: the row of each ``key`` in the sorted ``keys`` ``(K,)``, ``-1`` where absent; a direct
+        table over the key range (keys lie in ``[-2 kinds, N kinds)``) when that is small, else a binary search."""
+        low = 2 * self.kinds
+        if (self.num_nodes + 2) * self.kinds <= _TABLE_ENTRIES:
+            table = torch.full(((self.num_nodes + 2) * self.kinds,), -1, dtype=torch.long)
+            table[keys + low] = torch.arange(keys.numel())
+            return table[key + low]
+        at = torch.searchsorted(keys, key).clamp(max=keys.numel() - 1)
+        return torch.where(keys[at] == key, at, -1)
+
+    def _reference_side(self, rows, incoming: bool, column, block, block_size):
+        """``(keys (K,) sorted, A (K, C))``: the reference's entries at one end of ``rows``, summed per key and
+        column (computed once per group and direction)."""
+        slot = (id(rows), incoming)
+        kept = self._reference_sides.get(slot)
+        if kept is not None and kept[0] is rows:
+            return kept[1]
+        key, cols, values = self._side(*self.reference.touching(rows.reshape(-1), incoming), column, block,
+                                       block_size)
+        keys, index = torch.unique(key, return_inverse=True)
+        a = torch.zeros(keys.numel(), rows.shape[1], dtype=torch.float64)
+        a.index_put_((index, cols), values, accumulate=True)
+        self._reference_sides[slot] = (rows, (keys, a))
+        return keys, a
+
+    def _side(self, end, other, values, local, column, block, block_size):
+        """Entries with an end in the group (``end``, ``other``, ``values``, ``local`` ``(E,)``): their
+        ``(keys, columns, values)``, each ``(E',)``."""
+        key = other * self.kinds + local
+        # an entry between two neurons of the group (a norm's identity edge from the neuron it normalizes) moves
+        # with both ends: compared as "to its own column", skipped if it joins two columns
+        inside = column[other] >= 0
+        key = torch.where(inside, -1 - local, key)
+        mine = ~inside | (column[other] == column[end])
+        if block is not None:  # an edge from a head to its member: compared as "from its own block's"
+            held = mine & (block[other] >= 0)
+            key = torch.where(held, -1 - self.kinds - local, key)
+            mine = mine & (~held | (block[other] == column[end] // block_size))
+        return key[mine], column[end[mine]], values[mine]
+
+
+class _Relabelled:
+    """A graph in the layout's edge order, relabelled by ``perm`` (old node -> new node) and negated by ``sign``
+    (per new node), described without building it: node features ``x`` ``(N, F)``, and its entries touching a
+    set of nodes on demand (:meth:`touching`)."""
+
+    def __init__(self, features: _Features, graph, perm: torch.Tensor | None = None,
+                 sign: torch.Tensor | None = None):
+        n = features.num_nodes
+        self.features = features
+        self.values = graph.edge_attr[:, 0].double()  # (W,) in the original labelling
+        self.perm = torch.arange(n) if perm is None else perm
+        self.sign = torch.ones(n, dtype=torch.float64) if sign is None else sign
+        self.inverse = torch.empty_like(self.perm)
+        self.inverse[self.perm] = torch.arange(n)
+        self.x = graph.x.double()[self.inverse]  # (N, F): new node v holds old node inverse[v]
+        self.x[:, schema.BIAS] *= self.sign
+
+    def touching(self, nodes: torch.Tensor, incoming: bool):
+        """The entries whose head (``incoming``) or tail is one of ``nodes`` (new labels): ``(end, other,
+        values, local)``, each ``(E,)``, with ends in the new labels and values signed as :func:`apply_signs`
+        signs them (``sign[src] * sign[dst]``)."""
+        src, dst, values, local = self.features.entries_of(self.inverse[nodes], incoming, self.values)
+        src, dst = self.perm[src], self.perm[dst]
+        values = values * self.sign[src] * self.sign[dst]
+        return (dst, src, values, local) if incoming else (src, dst, values, local)
+
+
+def _runs(ends: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(order (W,), start (N + 1,))``: entries sorted by ``ends``; node ``v``'s are ``order[start[v]:start[v+1]]``."""
+    order = torch.argsort(ends, stable=True)
+    start = torch.zeros(num_nodes + 1, dtype=torch.long)
+    start[1:] = torch.cumsum(torch.bincount(ends, minlength=num_nodes), 0)
+    return order, start
 
 
 def _best_group_step(group: SymmetryGroup, features: _Features, current, layout: Layout,
