@@ -1,11 +1,12 @@
-"""Cross-fitting: a base model's predictions on its own training rows, each made by a fit that did not see it."""
+"""Stacking on a base model: cross-fitting (its predictions on its own training rows, each made by a fit that did
+not see it) and shrinking a stacked model's correction toward it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["cross_fit"]
+__all__ = ["cross_fit", "correction_shrinkage"]
 
 
 def cross_fit(fit_predict: Callable, x, y, groups: Sequence, others: Sequence = (), folds: int = 5,
@@ -45,3 +46,32 @@ def cross_fit(fit_predict: Callable, x, y, groups: Sequence, others: Sequence = 
         oof[held] = np.asarray(fit_predict(x[kept], y[kept], x[held]), dtype=float).reshape(-1)
     full = [np.asarray(fit_predict(x, y, o), dtype=float).reshape(-1) for o in others]
     return oof, full
+
+
+def correction_shrinkage(prior, pred, y) -> float:
+    r"""How much of a stacked model's correction to keep: the :math:`\alpha \in [0, 1]` minimising
+
+    .. math::
+        \sum_i \big(\pi_i + \alpha (\hat{y}_i - \pi_i) - y_i\big)^2
+
+    over held-out rows (models the stacked model was not trained on), with :math:`\pi` the base model's
+    prediction and :math:`\hat{y}` the stacked one's: least squares of the residual :math:`y - \pi` on the
+    correction :math:`c = \hat{y} - \pi`, :math:`\alpha = \langle c, y - \pi \rangle / \langle c, c \rangle`,
+    clipped to :math:`[0, 1]`. A correction that fits noise in training (it does not carry over to new models)
+    gets a small :math:`\alpha`, one that carries over keeps its size; :math:`\alpha = 0` returns the base model.
+    ``0`` when the correction is zero everywhere.
+
+    Shapes:
+        - **input:** ``prior``, ``pred``, ``y``: :math:`(M,)` each (array-likes)
+        - **output:** a float in :math:`[0, 1]`
+    """
+    prior, pred, y = (np.asarray(v, dtype=float).reshape(-1) for v in (prior, pred, y))
+    if not len(prior) == len(pred) == len(y):
+        raise ValueError(f"prior, pred and y must have one value per row: got {len(prior)}, {len(pred)}, {len(y)}")
+    if not (np.isfinite(prior).all() and np.isfinite(pred).all() and np.isfinite(y).all()):
+        raise ValueError("prior, pred and y must be finite")
+    correction = pred - prior  # (M,)
+    energy = float(correction @ correction)
+    if energy == 0.0:
+        return 0.0
+    return float(np.clip(correction @ (y - prior) / energy, 0.0, 1.0))

@@ -7,6 +7,12 @@ prior the model trains on is as good as the one it sees at test time. Ablations:
 ``hybrid_fixed_probes`` (the probe images, not learned), ``hybrid_no_prior`` (no gradient boosting: the neural model
 alone), ``hybrid_no_probes`` (the weights' graph only: no probes, no prior). Targets are standardised on the
 training set.
+
+``hybrid_shrunk`` (and ``hybrid_fixed_probes_shrunk``): the trained network of ``hybrid`` (of
+``hybrid_fixed_probes``; the same run directory, so a finished one is loaded, not trained again), its correction to
+the prior scaled by the factor in [0, 1] that fits the validation models best
+(:func:`nngraph.probing.correction_shrinkage`): the correction overfits its training models, and the validation
+models, which it never trained on and whose prior is made as the test models' is, say how much of it carries over.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import torch
 from torch import nn
 
 import nngraph
-from nngraph.probing import ProbeGraphHybrid, cross_fit, forward_flops, probing_flops
+from nngraph.probing import ProbeGraphHybrid, correction_shrinkage, cross_fit, forward_flops, probing_flops
 
 from ..common.baselines import gradient_boosting
 from ..common.features import max_kernel_shape
@@ -28,7 +34,7 @@ from ..common.models import max_box
 from ..common.robust import RobustGraphScaler
 from .probing import output_features, probe_images
 
-__all__ = ["HYBRIDS", "HybridOnZoo", "hybrid_method"]
+__all__ = ["HYBRIDS", "HybridOnZoo", "SHRUNK", "hybrid_method"]
 
 #: method -> (ProbeGraphHybrid options, cross-fitted GBM prior)
 HYBRIDS = {"hybrid": ({}, True),
@@ -36,6 +42,9 @@ HYBRIDS = {"hybrid": ({}, True),
            "hybrid_fixed_probes": ({"learned": False}, True),
            "hybrid_no_prior": ({}, False),
            "hybrid_no_probes": ({"node_probes": False, "readout_probes": False}, False)}
+#: method -> the hybrid whose trained network it reuses, its correction shrunk on the validation models
+SHRUNK = {"hybrid_shrunk": "hybrid", "hybrid_fixed_probes_shrunk": "hybrid_fixed_probes"}
+HYBRIDS.update({name: HYBRIDS[trained] for name, trained in SHRUNK.items()})
 
 
 class _Reader(nn.Module):
@@ -70,8 +79,10 @@ def _targets(split):
 
 def hybrid_method(args, name, train, val, test, progress, tag=""):
     """Train the hybrid ``name`` (a key of :data:`HYBRIDS`) and predict ``test``; returns ``(pred, result, cost)``,
-    ``cost`` as the probing rows' (probe forward passes, FLOPs per prediction, seconds per prediction)."""
-    options, use_prior = HYBRIDS[name]
+    ``cost`` as the probing rows' (probe forward passes, FLOPs per prediction, seconds per prediction; for the
+    :data:`SHRUNK` methods also ``shrinkage``, the factor kept of the correction)."""
+    trained = SHRUNK.get(name, name)  # the network trained (or loaded from its run directory)
+    options, use_prior = HYBRIDS[trained]
     splits = (train, val, test)
     inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
     ys = [_targets(s) for s in splits]
@@ -114,15 +125,21 @@ def hybrid_method(args, name, train, val, test, progress, tag=""):
 
     box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
     model, result = train_graph_predictor(
-        graphs[0], graphs[1], "regression", run_dir(args.out, name + tag), scaler, 1, hidden_dim=args.hidden_dim,
+        graphs[0], graphs[1], "regression", run_dir(args.out, trained + tag), scaler, 1, hidden_dim=args.hidden_dim,
         num_layers=args.num_layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
         device=args.device, progress=progress, kernel_box=box, model_factory=factory,
-        settings={"hybrid": name, "prior": use_prior, "target_mean": mean, "target_std": std,
+        settings={"hybrid": trained, "prior": use_prior, "target_mean": mean, "target_std": std,
                   "probe_inputs": args.probe_inputs})
     begin = time.perf_counter()
-    pred = predict_graphs(model, graphs[2], "regression").numpy() * std + mean
+    pred = predict_graphs(model, graphs[2], "regression").numpy()  # (M_test,) standardised
     seconds = (time.perf_counter() - begin + prior_seconds) / len(test.models)
+    shrinkage = None
+    if name in SHRUNK:  # keep of the correction what carries over to the validation models
+        val_pred = predict_graphs(model, graphs[1], "regression").numpy()  # (M_val,) standardised
+        shrinkage = correction_shrinkage(priors[1], val_pred, (ys[1] - mean) / std)
+        pred = priors[2] + shrinkage * (pred - priors[2])
+    pred = pred * std + mean
     # FLOPs per prediction: the network on one graph (with learned probes, their forward passes through the model
     # are inside it) plus the forward passes on the fixed probe images (the prior's and fixed node features)
     hybrid = model.hybrid
@@ -135,5 +152,5 @@ def hybrid_method(args, name, train, val, test, progress, tag=""):
     fixed_passes = use_prior or (fixed and hybrid.uses_probes)
     flops = net + (probing_flops(test.models, inputs) if fixed_passes else 0.0)
     cost = {"passes": learned_passes + (len(inputs) if fixed_passes else 0), "flops": flops, "reader_flops": 0,
-            "seconds": seconds}
+            "seconds": seconds, "shrinkage": shrinkage}
     return np.clip(pred, ys[0].min(), ys[0].max()), result, cost

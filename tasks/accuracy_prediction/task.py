@@ -14,7 +14,9 @@ started at those probe images, the models' softmax outputs read by an MLP, train
 and its ablations ``hybrid_no_graph``, ``hybrid_fixed_probes``, ``hybrid_no_prior``, ``hybrid_no_probes``
 (:class:`nngraph.probing.ProbeGraphHybrid`, :mod:`tasks.accuracy_prediction.probe_hybrid`): the encoder reading
 every neuron's values on learned probes, the output neurons' softmax statistics read directly, on top of the
-cross-fitted ``probe_gbm`` prediction. The probing methods add their cost per prediction:
+cross-fitted ``probe_gbm`` prediction; opt-in, ``hybrid_shrunk``, ``hybrid_fixed_probes_shrunk``: the trained
+``hybrid`` (``hybrid_fixed_probes``) network with its correction to the prior shrunk by a factor fitted on the
+validation models (row ``correction_shrinkage``). The probing methods add their cost per prediction:
 ``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
 test models, plus an MLP reader's) and ``seconds_per_prediction``.
 (An MLP on the flattened weights needs one architecture: not applicable.)
@@ -323,11 +325,15 @@ def _probe_cost(models, probes: torch.Tensor, seconds: float, reader_flops: int 
 
 def _cost_rows(method: str, cost: dict) -> list[dict]:
     if method in HYBRIDS:
-        return [row(TASK, method, "flops_per_prediction", cost["flops"], None,
-                    note=f"{cost['passes']} probe forward passes x the model's FLOPs + the network on its graph (mean "
-                         "over the test models; gradient boosting's trees not counted)"),
-                row(TASK, method, "seconds_per_prediction", cost["seconds"], None,
-                    note="probing the test models, reading their graphs and outputs, per model, one thread")]
+        shrunk = [] if cost.get("shrinkage") is None else [
+            row(TASK, method, "correction_shrinkage", cost["shrinkage"], None,
+                note="the factor kept of the network's correction to the prior, fitted on the validation models")]
+        return shrunk + [
+            row(TASK, method, "flops_per_prediction", cost["flops"], None,
+                note=f"{cost['passes']} probe forward passes x the model's FLOPs + the network on its graph (mean "
+                     "over the test models; gradient boosting's trees not counted)"),
+            row(TASK, method, "seconds_per_prediction", cost["seconds"], None,
+                note="probing the test models, reading their graphs and outputs, per model, one thread")]
     reader = f" + {cost['reader_flops']:,} of the MLP reader" if cost["reader_flops"] else ""
     return [row(TASK, method, "flops_per_prediction", cost["flops"], None,
                 note=f"{cost['passes']} probe forward passes x the model's FLOPs (mean over the test models){reader}"),
