@@ -88,6 +88,32 @@ def test_align_refuses_models_of_different_architectures():
         symmetry.align(_mlp(0, width=16), _mlp(0, width=8))
 
 
+@pytest.mark.parametrize("data, match", [
+    (torch.randn(6, 5, dtype=torch.float64), r"data of shapes \[\(6, 5\)\] does not run through Sequential: mat1"),
+    ((torch.randn(6, 4, dtype=torch.float64),) * 2, "takes 2 positional arguments but 3 were given"),
+    ((torch.randn(6, 4), torch.randn(5, 4)), "batches differ in size"),
+    ([torch.randn(6, 4), 3], "a batch tensor or a tuple of them"),
+])
+def test_align_on_data_the_model_cannot_run_is_a_one_line_error(data, match):
+    with pytest.raises(ValueError, match=match) as caught:
+        symmetry.align(_mlp(0), _mlp(1), data=data)
+    assert "\n" not in str(caught.value)
+
+
+class _ReturnsNumber(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return 3
+
+
+def test_align_of_models_the_converter_refuses_says_why():
+    with pytest.raises(nngraph.UnsupportedError, match="returns no tensor"):
+        symmetry.align(_ReturnsNumber(), _ReturnsNumber(), torch.randn(2, 4))
+
+
 def test_merge_of_a_model_and_its_relabelled_copy_is_the_model_only_when_aligned():
     model, x = _mlp(0), (torch.randn(5, 4, dtype=torch.float64),)
     layout = nngraph.build_layout(model, x)

@@ -53,7 +53,8 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
         the aligned copy (the same function as ``model``), and with ``return_permutation`` ``(perm, sign)``.
 
     Raises:
-        ValueError: for models of different architectures.
+        ValueError: for models of different architectures, or ``data`` the models cannot run on.
+        nngraph.UnsupportedError: for a model the converter refuses.
     """
     inputs = _tuple(example_inputs)
     _check_same_architecture(reference, model)
@@ -64,7 +65,7 @@ def align(reference: nn.Module, model: nn.Module, example_inputs: Sequence[torch
                          "constants); alignment needs one architecture")
     activations = None
     if data is not None:
-        data = _tuple(data)
+        data = _checked_data(model, data)
         activations = (neuron_samples(reference, data, layout), neuron_samples(model, data, layout))
     aligned, perm, sign = align_graph(layout.to_graph(model), layout.to_graph(reference), layout, max_rounds,
                                       activations)
@@ -329,6 +330,27 @@ def _assignment(score: torch.Tensor) -> torch.Tensor:
     """``(C,)``: the column of ``score`` each row takes in the assignment of largest total score."""
     rows, cols = linear_sum_assignment(score.numpy(), maximize=True)
     return torch.as_tensor(cols)[torch.argsort(torch.as_tensor(rows))]
+
+
+def _checked_data(model: nn.Module, data) -> tuple[torch.Tensor, ...]:
+    """``data`` as a tuple of batches, after checking that two of its samples run through ``model``."""
+    data = _tuple(data)
+    if not data or not all(isinstance(d, torch.Tensor) and d.dim() > 0 for d in data):
+        raise ValueError(f"align: data must be a batch tensor or a tuple of them, got "
+                         f"{[type(d).__name__ for d in data]}")
+    if len({d.shape[0] for d in data}) != 1:
+        raise ValueError(f"align: the data's batches differ in size: {[tuple(d.shape) for d in data]}")
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(*(d[:2] for d in data))
+    except Exception as err:  # any failure of the user's forward: said in one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"align: data of shapes {[tuple(d.shape) for d in data]} does not run through "
+                         f"{type(model).__name__}: {first}") from err
+    finally:
+        model.train(was_training)
+    return data
 
 
 def _check_same_architecture(reference: nn.Module, model: nn.Module) -> None:
