@@ -96,6 +96,7 @@ class LatentFlowGenerator(FlowGenerator):
         self.basis: Tensor | None = None  # (r, D)
         self.scales: Tensor | None = None  # (r,)
         self._layout = None
+        self._code_noise: tuple[float, int | None] = (0.0, None)  # (std, seed) while sample() runs
 
     def settings(self) -> dict:
         return {**super().settings(), "rank": self.rank, "relabel": self.relabel, "whiten": self.whiten,
@@ -127,8 +128,54 @@ class LatentFlowGenerator(FlowGenerator):
         return codes / self.scales
 
     def _decode(self, u: Tensor) -> Tensor:
+        std, seed = self._code_noise
+        if std > 0:  # code noise of sample(): Gaussian in code units, its own stream of the sample's seed
+            generator = None if seed is None else torch.Generator().manual_seed(seed + 2)
+            u = u + std * torch.randn(u.shape, generator=generator, dtype=u.dtype)  # (B, r)
         z = (u * self.scales.to(u)) @ self.basis.to(u) + self.mean.to(u)  # (B, r) -> (B, D)
         return self.stats.denormalize(z)
+
+    def sample(self, template: Data | nn.Module, n: int, condition=None, steps: int = 50, guidance: float = 1.0,
+               seed: int | None = None, batch_size: int = 256, code_noise: float = 0.0) -> list[Data]:
+        """:meth:`FlowGenerator.sample`, with ``code_noise``: the standard deviation of Gaussian noise added to
+        every sampled code before decoding (in code units, where the zoo's codes have standard deviation 1
+        overall). It moves samples away from the zoo's models they were drawn near (fewer copies), at a cost
+        in accuracy (``tasks.generation`` measures both)."""
+        if not code_noise >= 0:
+            raise ValueError(f"code_noise must be a standard deviation >= 0, got {code_noise}")
+        self._code_noise = (float(code_noise), seed)
+        try:
+            return super().sample(template, n, condition, steps=steps, guidance=guidance, seed=seed,
+                                  batch_size=batch_size)
+        finally:
+            self._code_noise = (0.0, None)
+
+    def encode(self, graphs: Sequence[Data], template: nn.Module | None = None) -> Tensor:
+        """``(B, r)``: the codes of ``graphs`` (of the fitted architecture, in any neuron order) in the generator's
+        frame: every graph aligned by weight matching to the frame's reference (the decoded mean), normalised and
+        projected on the basis, in the units the flow samples in (the inverse of the decoding for graphs in the
+        basis' span). ``template`` (the module) is needed only on a loaded generator. With one hidden layer weight
+        matching is an exact assignment and the code does not depend on the graph's neuron order; with more, its
+        coordinate descent may end in another local optimum for another order."""
+        from nngraph.symmetry import align_graph
+
+        layout = self._frame_layout(template)
+        reference = self.space.graphs(self.stats.denormalize(self.mean.unsqueeze(0)))[0]
+        graphs = list(graphs)
+        for i, g in enumerate(graphs):
+            self.space.check(g, what=f"graphs[{i}]")
+        if self.align:
+            graphs = [align_graph(g, reference, layout)[0] for g in graphs]
+        z = self.stats.normalize(self.space.flatten(graphs).to(torch.float64))  # (B, D)
+        return (z - self.mean) @ self.basis.t() / self.scales  # (B, r)
+
+    def _frame_layout(self, template):
+        if self._layout is None:
+            if not isinstance(template, nn.Module):
+                raise ValueError("relabelling samples or aligning graphs to the generator's frame needs the "
+                                 "architecture: pass the module as template (or sample with relabel=False)")
+            self._layout = build_layout(template)
+        return self._layout
 
     @property
     def latent_dim(self) -> int:
@@ -141,12 +188,7 @@ class LatentFlowGenerator(FlowGenerator):
     def _finish(self, graphs: list[Data], template, seed: int | None) -> list[Data]:
         if not self.relabel:
             return graphs
-        layout = self._layout
-        if layout is None:
-            if not isinstance(template, nn.Module):
-                raise ValueError("relabelling samples needs the architecture: sample(module, ...) with the module, "
-                                 "or LatentFlowGenerator(relabel=False)")
-            layout = self._layout = build_layout(template)
+        layout = self._frame_layout(template)
         generator = None if seed is None else torch.Generator().manual_seed(seed + 1)
         return [layout.permute_graph(g, layout.random_node_permutation(generator)) for g in graphs]
 

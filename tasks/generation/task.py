@@ -10,7 +10,9 @@ test accuracy, and samples ``--per-target`` models at each of ``--targets`` targ
 the zoo's 10th to its 90th percentile). Methods: ``latent`` (flow on low-rank codes of the zoo aligned by weight
 matching, :class:`nngraph.generate.LatentFlowGenerator`), ``latent_twin`` (its twin without the frame: the same
 generator on the neuron order the zoo's models were trained with, not aligned, samples not relabelled), ``flow``
-(flow on the whole graph with the equivariant denoiser), ``twin`` (the same without equivariance), ``gaussian`` (per-tensor statistics), and the baseline
+(flow on the whole graph with the equivariant denoiser), ``twin`` (the same without equivariance),
+``latent_filtered`` (the latent generator's samples filtered by a weights-only accuracy predictor fitted on the
+zoo: :mod:`.filtering`), ``gaussian`` (per-tensor statistics), and the baseline
 ``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per
 method: the median test accuracy of the samples (all of them, and at the highest target), the fraction of samples
 above the zoo's median, the mean distance between target and accuracy, Kendall's tau between target and accuracy,
@@ -43,9 +45,10 @@ from nngraph.zoo.classifiers import classifier_data, evaluate, sample_hparams, t
 from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
 from ..common.metrics import kendall_tau
 from ..common.report import row, save_results
+from .filtering import CodeAccuracyPredictor, select_nearest
 
 TASK = "generation"
-METHODS = ("latent", "latent_twin", "flow", "twin", "gaussian", "interpolate")
+METHODS = ("latent", "latent_twin", "latent_filtered", "flow", "twin", "gaussian", "interpolate")
 
 
 def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentParser:
@@ -69,6 +72,10 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
                    help="passes over the zoo per epoch of the latent generator")
     p.add_argument("--latent-guidance", type=float, default=2.0,
                    help="classifier-free guidance weight of the latent generator (1: none)")
+    p.add_argument("--code-noise", type=float, default=0.0,
+                   help="std of Gaussian noise on the latent generators' codes (code units): fewer copies, lower accuracy")
+    p.add_argument("--filter-pool", type=int, default=4,
+                   help="latent_filtered draws this many samples per kept one and keeps the predicted-nearest")
     p.add_argument("--finetune-epochs", type=int, default=5,
                    help="epochs of fine-tuning the samples at the highest target (0: no fine-tuning rows)")
     p.add_argument("--finetune-lr", type=float, default=1e-2, help="learning rate (Adam) of the fine-tuning")
@@ -318,17 +325,31 @@ def run(args: argparse.Namespace) -> list[dict]:
             samples = interpolate_baseline(graphs, zoo_acc, zoo["run"].numpy(), target, novel.layout, novel.space,
                                            derive_seed(args.seed, "interpolate"))
             fitted = "baseline: two zoo models near the target, aligned and mixed"
-        elif method in ("latent", "latent_twin"):
+        elif method in ("latent", "latent_twin", "latent_filtered"):
             twin = method == "latent_twin"
+            name = "latent_twin" if twin else "latent"  # latent_filtered filters the latent generator's samples
             gen = LatentFlowGenerator(rank=args.rank, align=not twin, relabel=not twin)
             result = gen.fit(graphs, conditions, template=template, example_inputs=x_te[:2],
-                             out_dir=run_dir(args.out, method), epochs=args.latent_epochs, batch_size=128,
+                             out_dir=run_dir(args.out, name), epochs=args.latent_epochs, batch_size=128,
                              repeats=args.latent_repeats, lr=args.lr, seed=args.seed, progress=progress,
                              device=args.device)
             fitted = (f"rank {gen.latent_dim}, {'fixed neuron order' if twin else 'aligned, relabelled'}, "
-                      f"best epoch {result.best_epoch}, val loss {result.best_value:.4f}")
-            samples = gen.sample(template, n, condition=torch.tensor(target), steps=args.steps,
-                                 guidance=args.latent_guidance, seed=args.seed)
+                      f"guidance {args.latent_guidance}, code noise {args.code_noise}, best epoch "
+                      f"{result.best_epoch}, val loss {result.best_value:.4f}")
+            draw = dict(steps=args.steps, guidance=args.latent_guidance, code_noise=args.code_noise)
+            if method == "latent_filtered":
+                pool_target = np.repeat(levels, args.per_target * args.filter_pool)  # (S * pool,)
+                pool = gen.sample(template, len(pool_target), condition=torch.tensor(pool_target),
+                                  seed=derive_seed(args.seed, "filter-pool"), **draw)
+                predictor = CodeAccuracyPredictor(gen, template).fit(graphs, zoo_acc, zoo["run"].numpy())
+                keep = select_nearest(predictor.predict(pool), pool_target, args.per_target)
+                samples = [pool[i] for i in keep]  # pool_target[keep] is `target`
+                fitted += (f"; kept {args.per_target} of {args.per_target * args.filter_pool} per target by a ridge "
+                           f"on the codes (held-out-run tau on the zoo {predictor.heldout_tau:.3f})")
+                rows.append(row(TASK, method, "predictor_heldout_tau", predictor.heldout_tau,
+                                note="weights-only predictor on the zoo, 5 folds of runs"))
+            else:
+                samples = gen.sample(template, n, condition=torch.tensor(target), seed=args.seed, **draw)
         else:
             denoiser, width, layers = ("graph", args.hidden_dim, args.num_layers) if method == "flow" else \
                 ("flat", args.twin_dim, 3)

@@ -84,3 +84,36 @@ def test_the_twin_without_a_frame_codes_the_zoo_as_trained(tmp_path):
         error[align] = float((gen._decode(codes) - raw).abs().max())
         assert load_generator(str(tmp_path / f"a{align}" / "generator.pt")).align == align
     assert error[False] < 1e-6 < 0.1 < error[True]
+
+
+def test_encode_reads_the_code_whatever_the_neuron_order(tmp_path):
+    """Codes come from the frame: a relabelled sample has the code of the sample, and the frame's reference
+    (the decoded mean) in any order has code 0; without aligning (the twin's encode) relabelling changes it."""
+    gen, models, _ = _fit(tmp_path, rank=4)
+    gen.relabel = False
+    plain = gen.sample(models[0], 3, condition=[0.2, 0.5, 0.8], steps=3, seed=0)
+    layout = nngraph.build_layout(models[0], (INPUTS,))
+    generator = torch.Generator().manual_seed(1)
+    moved = [layout.permute_graph(g, layout.random_node_permutation(generator)) for g in plain]
+    torch.testing.assert_close(gen.encode(moved), gen.encode(plain), rtol=0, atol=1e-8)
+    reference = gen.space.graphs(gen.stats.denormalize(gen.mean.unsqueeze(0)))[0]
+    ref_moved = layout.permute_graph(reference, layout.random_node_permutation(generator))
+    assert gen.encode([ref_moved]).abs().max() < 1e-5  # the graph holds float32 weights
+    gen.align = False
+    assert (gen.encode(moved) - gen.encode(plain)).abs().max() > 1e-2
+
+
+def test_code_noise_is_gaussian_in_code_units(tmp_path):
+    """``code_noise``: the decoded samples differ from the noiseless ones by a code of that standard deviation
+    (read back through the basis); 0 changes nothing; a negative one is an error."""
+    gen, models, _ = _fit(tmp_path, rank=4)
+    gen.relabel = False
+    plain = gen.sample(models[0], 200, condition=0.5, steps=2, seed=3)
+    same = gen.sample(models[0], 200, condition=0.5, steps=2, seed=3, code_noise=0.0)
+    noisy = gen.sample(models[0], 200, condition=0.5, steps=2, seed=3, code_noise=0.5)
+    flat = lambda gs: gen.stats.normalize(gen.space.flatten(gs).double())  # noqa: E731  (200, D)
+    torch.testing.assert_close(flat(same), flat(plain), rtol=0, atol=0)
+    noise = (flat(noisy) - flat(plain)) @ gen.basis.t() / gen.scales  # (200, r)
+    assert abs(float(noise.std()) - 0.5) < 0.05 and abs(float(noise.mean())) < 0.05
+    with pytest.raises(ValueError, match="code_noise"):
+        gen.sample(models[0], 2, condition=0.5, code_noise=-1.0)

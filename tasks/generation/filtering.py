@@ -1,0 +1,78 @@
+"""Choosing among many samples with a weights-only accuracy predictor fitted on the zoo.
+
+A filter, said as such: ``latent_filtered`` draws ``--filter-pool`` times more samples than it keeps from the
+latent generator and keeps, at every target, those whose *predicted* accuracy is nearest the target. The predictor
+reads only weights (the samples' codes in the generator's frame, :meth:`nngraph.generate.LatentFlowGenerator.encode`,
+into a ridge regression fitted on the zoo's codes and test accuracies); no sample is run on data to choose it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..common.metrics import kendall_tau
+
+__all__ = ["CodeAccuracyPredictor", "select_nearest"]
+
+
+class CodeAccuracyPredictor:
+    """Ridge regression (penalty chosen by leave-one-out, :class:`sklearn.linear_model.RidgeCV`) from the codes of a
+    fitted :class:`~nngraph.generate.LatentFlowGenerator` to test accuracy.
+
+    Args:
+        generator: the fitted latent generator whose frame and basis give the codes.
+        template: the architecture (the module), to align graphs to the frame.
+    """
+
+    ALPHAS = np.logspace(-3, 3, 13)
+
+    def __init__(self, generator, template):
+        self.generator, self.template = generator, template
+        self.model = None
+
+    def codes(self, graphs) -> np.ndarray:
+        """``(B, r)``: the graphs' codes in the generator's frame."""
+        return self.generator.encode(graphs, self.template).numpy()
+
+    def fit(self, graphs, accuracy: np.ndarray, runs: np.ndarray | None = None, folds: int = 5):
+        """Fit on the zoo; with ``runs`` ``(M,)`` also measure Kendall's tau on held-out runs (``folds`` groups of
+        runs, at most one per run, each predicted by the predictor fitted on the others), kept as
+        :attr:`heldout_tau`."""
+        from sklearn.linear_model import RidgeCV
+
+        x = self.codes(graphs)  # (M, r)
+        self.heldout_tau = None
+        if runs is not None:
+            run_index = np.unique(runs, return_inverse=True)[1]  # (M,): 0..R-1
+            folds = min(folds, int(run_index.max()) + 1)
+            if folds < 2:
+                raise ValueError("measuring the held-out tau needs models of at least 2 runs")
+            fold = run_index % folds  # (M,): the fold of every model's run
+            pred = np.empty(len(x))
+            for f in range(folds):
+                test = fold == f
+                pred[test] = RidgeCV(alphas=self.ALPHAS).fit(x[~test], accuracy[~test]).predict(x[test])
+            self.heldout_tau = kendall_tau(accuracy, pred)
+        self.model = RidgeCV(alphas=self.ALPHAS).fit(x, accuracy)
+        return self
+
+    def predict(self, graphs) -> np.ndarray:
+        """``(B,)`` predicted test accuracies."""
+        return self.model.predict(self.codes(graphs))
+
+
+def select_nearest(predicted: np.ndarray, target: np.ndarray, per_target: int) -> np.ndarray:
+    """Indices of the ``per_target`` samples whose ``predicted`` value is nearest their ``target``, for every
+    distinct target in increasing order (so ``target[kept]`` is each target repeated ``per_target`` times);
+    ties go to the earlier sample.
+
+    Raises:
+        ValueError: when a target has fewer than ``per_target`` samples.
+    """
+    predicted, target = np.asarray(predicted, dtype=float), np.asarray(target, dtype=float)
+    kept = []
+    for t in np.unique(target):
+        idx = np.flatnonzero(target == t)
+        if len(idx) < per_target:
+            raise ValueError(f"target {t:.4g} has {len(idx)} samples; cannot keep {per_target}")
+        kept.append(idx[np.argsort(np.abs(predicted[idx] - t), kind="stable")[:per_target]])
+    return np.concatenate(kept)
