@@ -4,6 +4,10 @@ one results table with the baselines, the plots, and ``index.html`` with both.
     python -m tasks.demo                 # small zoos, shipped checkpoints + short training (a few minutes)
     python -m tasks.demo --full          # whole zoos (1,797 digits x 4 INRs, 300 classifier runs), longer training
 
+Besides the tasks of ``tasks.TASKS`` it samples weights (``generation``): classifiers conditioned on a target
+accuracy (:mod:`tasks.generation`) and INRs conditioned on their digit (:mod:`tasks.generation.inr`), each on a
+zoo it builds itself.
+
 Rows marked "shipped" are the checkpoints in ``tasks/pretrained/checkpoints`` (trained by the full-run command their note
 names, on zoos whose test images / runs the demo's test splits do not share: :func:`tasks.pretrained.check_unseen`);
 rows marked "trained in demo" were trained here, on the demo zoo's training split. Rerunning continues: zoos
@@ -24,6 +28,8 @@ from nngraph.zoo import ClassifierZooConfig, INRZooConfig, build_classifier_zoo,
 
 from .. import TASKS
 from ..accuracy_prediction import task as accuracy_prediction
+from ..generation import inr as generation_inr
+from ..generation import task as generation
 from ..inr_classification import task as inr_classification
 from ..inr_editing import task as inr_editing
 from ..pretrained import shipped as pretrained
@@ -47,6 +53,10 @@ PROFILES = {
                                 "--gbm-iters", "100"],
         "inr_editing": ["--epochs", "4", "--baseline-epochs", "40", "--hidden-dim", "32", "--num-layers", "2",
                         "--max-train", "96"],
+        # a 30-run classifier zoo and 200 digit INRs, the latent generator against the Gaussian
+        "generation": ["--runs", "30", "--methods", "latent,gaussian", "--per-target", "4", "--latent-epochs", "40",
+                       "--finetune-epochs", "0"],
+        "generation_inr": ["--images", "200", "--methods", "latent,gaussian", "--epochs", "40", "--per-class", "8"],
     },
     "full": {
         "inr_zoo": INRZooConfig(),  # the default zoo: 1,797 digits x 4 INRs (5,028 / 716 / 1,444)
@@ -56,9 +66,16 @@ PROFILES = {
         # the settings of the measured tables in docs/tasks/accuracy_prediction.md
         "accuracy_prediction": ["--holdout-family", "resnet"],
         "inr_editing": ["--epochs", "30", "--probes", "64", "--flip", "--lr", "5e-3"],
+        # the settings of the measured tables in docs/tasks/generation.md
+        "generation": ["--runs", "80", "--methods", "latent,latent_twin,latent_filtered,gaussian,interpolate",
+                       "--per-target", "8"],
+        "generation_inr": [],
     },
 }
 
+
+#: What the demo runs: the tasks, then weight generation (:func:`generation_rows`).
+DEMO_TASKS = (*TASKS, "generation")
 
 #: The shipped checkpoints the demo scores, per task.
 SHIPPED = {"inr_classification": ("encoder_probe_flip", "encoder_broken"), "accuracy_prediction": ("encoder",),
@@ -76,6 +93,11 @@ TASK_FIGURES = {
                     ("edits_fine.png", "the same edits rendered on a 4x finer grid: what the edited INR draws between "
                      "the training pixels"),
                     ("curves.png", "training and validation curves of every method")],
+    "generation": [("classifiers/accuracy.png", "classifiers sampled without training: their test accuracy against "
+                    "the zoo's and random init's (left), and against the accuracy they were conditioned on (right; on "
+                    "the dashed line the condition is met)"),
+                   ("inr/samples.png", "INRs sampled for each digit (one row per digit) beside INRs of the zoo; the "
+                    "pixel classifier's recognition rate is in the table")],
 }
 
 
@@ -135,12 +157,22 @@ def shipped_rows(task: str, zoo: str, workdir: str) -> tuple[list[dict], list[tu
     return rows, figures
 
 
+def generation_rows(profile: dict, workdir: str, quiet: list[str]) -> list[dict]:
+    """The rows of the two generation runs (classifiers, then INRs), each in ``workdir/generation/...``."""
+    rows = []
+    for module, key, sub in ((generation, "generation", "classifiers"), (generation_inr, "generation_inr", "inr")):
+        args = module.build_parser().parse_args(
+            ["--out", os.path.join(workdir, "generation", sub), *profile[key], *quiet])
+        rows += module.run(args)
+    return rows
+
+
 def build_parser(prog: str = "python -m tasks.demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=" ".join(__doc__.split("\n\n")[0].split()),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--workdir", default="runs/demo", help="zoos, runs, plots and results.json go here")
     p.add_argument("--full", action="store_true", help="whole zoos and longer training")
-    p.add_argument("--tasks", default=",".join(TASKS),
+    p.add_argument("--tasks", default=",".join(DEMO_TASKS),
                    help="comma-separated subset of the tasks")
     p.add_argument("--workers", type=int, default=1, help="processes building the classifier zoo")
     p.add_argument("--progress", action="store_true", help="show progress bars")
@@ -174,6 +206,13 @@ def main(argv=None, prog: str | None = None) -> int:
                "inr_editing": (inr_editing, inr_zoo)}
     rows, figures = [], []
     for name in tasks:
+        if name == "generation":
+            t0 = time.perf_counter()
+            rows += [{**r, "source": "trained in demo"} for r in generation_rows(profile, args.workdir, quiet)]
+            figures += [(os.path.join(name, f), f"generation, fitted in the demo: {what}")
+                        for f, what in TASK_FIGURES[name]]
+            print(f"generation fitted and sampled in {time.perf_counter() - t0:.0f} s", flush=True)
+            continue
         module, zoo = modules[name]
         if not args.no_shipped:
             t0 = time.perf_counter()

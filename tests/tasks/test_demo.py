@@ -36,7 +36,12 @@ def tiny_demo(inr_zoo, clf_zoo, tmp_path, monkeypatch):
     profile = {"inr_zoo": config(INRZooConfig, inr_zoo), "clf_zoo": config(ClassifierZooConfig, clf_zoo),
                "inr_classification": FAST + ["--probes", "4", "--gbm-iters", "5"],
                "accuracy_prediction": FAST + ["--gbm-iters", "5", "--holdout-family", ""],
-               "inr_editing": FAST}
+               "inr_editing": FAST,
+               "generation": ["--runs", "3", "--zoo-epochs", "3", "--methods", "latent,gaussian", "--targets", "2",
+                              "--per-target", "2", "--latent-epochs", "1", "--rank", "4", "--steps", "2",
+                              "--finetune-epochs", "0"],
+               "generation_inr": ["--images", "40", "--resolution", "8", "--hidden", "8", "--epochs", "1", "--rank",
+                                  "4", "--steps", "2", "--per-class", "1", "--show", "1", "--methods", "latent"]}
     monkeypatch.setitem(demo.PROFILES, "small", profile)
     return directory
 
@@ -50,6 +55,8 @@ def test_demo_scores_the_shipped_checkpoints_beside_the_trained_rows(tiny_demo, 
         shipped = {r["method"] for r in rows if r["task"] == task and r["source"] == "shipped"}
         assert shipped == set(methods), (task, shipped)
         assert any(r["task"] == task and r["source"] == "trained in demo" for r in rows), task
+    for task in ("generation", "generation_inr"):  # sampled weights: the latent generator's rows
+        assert {"latent", "zoo"} <= {r["method"] for r in rows if r["task"] == task and r["source"] == "trained in demo"}
     for r in rows:
         if r["source"] == "shipped" and r["metric"] != "kendall_tau[all]":
             # the number is the checkpoint's, on the demo zoo's test split: evaluate gives it again

@@ -45,8 +45,8 @@ def fake_results(workdir) -> tuple[list[dict], list[tuple[str, str]]]:
     figures = [("confusion.png", "the shipped encoder's confusion matrix")]
     demo_page.plot_confusion(np.arange(10), np.arange(10), os.path.join(workdir, "confusion.png"), "accuracy 1.000")
     for task, plots in demo.TASK_FIGURES.items():
-        os.makedirs(os.path.join(workdir, task), exist_ok=True)
         for png, caption in plots:
+            os.makedirs(os.path.dirname(os.path.join(workdir, task, png)), exist_ok=True)  # png may be in a subfolder
             with open(os.path.join(workdir, task, png), "wb") as f:
                 f.write(b"\x89PNG\r\n\x1a\n")
             figures.append((os.path.join(task, png), caption))
