@@ -61,6 +61,8 @@ def build_parser(prog: str = "python -m tasks.generation.inr") -> argparse.Argum
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
     p.add_argument("--steps", type=int, default=40, help="Euler steps of sampling")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance weight (1: none)")
+    p.add_argument("--code-noise", type=float, default=0.0,
+                   help="std of Gaussian noise on the latent generators' codes (code units): fewer copies")
     p.add_argument("--per-class", type=int, default=16, help="samples per digit")
     p.add_argument("--show", type=int, default=5, help="samples and zoo INRs per digit in samples.png")
     add_run_args(p)
@@ -196,10 +198,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                              out_dir=run_dir(args.out, method), epochs=args.epochs, batch_size=128,
                              repeats=args.repeats, lr=args.lr, seed=args.seed, progress=not args.no_progress,
                              device=args.device)
-            fitted = (f"rank {gen.latent_dim}, guidance {args.guidance}, best epoch {result.best_epoch}, "
-                      f"val loss {result.best_value:.4f}")
+            fitted = (f"rank {gen.latent_dim}, guidance {args.guidance}, code noise {args.code_noise}, best epoch "
+                      f"{result.best_epoch}, val loss {result.best_value:.4f}")
             samples = gen.sample(template, len(classes), condition=torch.as_tensor(classes), steps=args.steps,
-                                 guidance=args.guidance, seed=args.seed)
+                                 guidance=args.guidance, seed=args.seed, code_noise=args.code_noise)
         images = render(samples, template, args.resolution)  # (S, R, R)
         seconds = time.perf_counter() - start
         rows += recognition_rows(method, clf, images, classes, seconds, fitted)
