@@ -34,7 +34,7 @@ from ..common.models import max_box
 from ..common.robust import RobustGraphScaler
 from .probing import output_features, probe_images
 
-__all__ = ["HYBRIDS", "HybridOnZoo", "SHRUNK", "hybrid_method"]
+__all__ = ["HYBRIDS", "HybridOnZoo", "SHRUNK", "hybrid_graphs", "hybrid_method", "network_flops", "train_hybrid"]
 
 #: method -> (ProbeGraphHybrid options, cross-fitted GBM prior)
 HYBRIDS = {"hybrid": ({}, True),
@@ -88,7 +88,6 @@ def hybrid_method(args, name, train, val, test, progress, tag=""):
     ys = [_targets(s) for s in splits]
     mean, std = float(ys[0].mean()), float(max(ys[0].std(), 1e-6))
     all_models = [m for s in splits for m in s.models]
-    offsets = np.cumsum([0] + [len(s.models) for s in splits])
     priors = [None] * 3
     prior_seconds = 0.0
     if use_prior:  # gradient boosting on the probe outputs, cross-fitted by training run
@@ -102,35 +101,12 @@ def hybrid_method(args, name, train, val, test, progress, tag=""):
                                          [feats[1], feats[2]], folds=5, seed=args.seed)
         priors = [(p - mean) / std for p in (oof, p_val, p_test)]
     fixed = not options.get("learned", True)
-    graphs = []
-    for k, s in enumerate(splits):
-        out = []
-        for i, (g, model) in enumerate(zip(s.graphs, s.models)):
-            g = copy.copy(g)
-            g.y = torch.tensor([(ys[k][i] - mean) / std], dtype=torch.float)
-            g.model_key = torch.tensor([int(offsets[k]) + i])
-            if priors[k] is not None:
-                g.prior = torch.tensor([[float(priors[k][i])]])  # (1, 1)
-            if fixed:
-                g.probe = nngraph.probe_features(model, inputs.to(next(model.parameters()).dtype)).float()  # (N, K)
-            out.append(g)
-        graphs.append(out)
-    scaler = RobustGraphScaler().fit(graphs[0])
-    num_classes = all_models[0](inputs[:1]).shape[-1]
-
-    def factory(box):
-        hybrid = ProbeGraphHybrid(inputs, num_classes, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
-                                  dropout=args.dropout, max_kernel_box=max_box(box), scaler=scaler, **options)
-        return HybridOnZoo(hybrid, all_models)
-
+    graphs = hybrid_graphs(splits, ys, mean, std, priors, inputs if fixed else None)
     box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
-    model, result = train_graph_predictor(
-        graphs[0], graphs[1], "regression", run_dir(args.out, trained + tag), scaler, 1, hidden_dim=args.hidden_dim,
-        num_layers=args.num_layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
-        device=args.device, progress=progress, kernel_box=box, model_factory=factory,
-        settings={"hybrid": trained, "prior": use_prior, "target_mean": mean, "target_std": std,
-                  "probe_inputs": args.probe_inputs})
+    model, result = train_hybrid(args, graphs[0], graphs[1], box, inputs, all_models, options,
+                                 run_dir(args.out, trained + tag), progress,
+                                 {"hybrid": trained, "prior": use_prior, "target_mean": mean, "target_std": std,
+                                  "probe_inputs": args.probe_inputs})
     begin = time.perf_counter()
     pred = predict_graphs(model, graphs[2], "regression").numpy()  # (M_test,) standardised
     seconds = (time.perf_counter() - begin + prior_seconds) / len(test.models)
@@ -143,14 +119,63 @@ def hybrid_method(args, name, train, val, test, progress, tag=""):
     # FLOPs per prediction: the network on one graph (with learned probes, their forward passes through the model
     # are inside it) plus the forward passes on the fixed probe images (the prior's and fixed node features)
     hybrid = model.hybrid
-    values = [hybrid.neuron_values(g, [test.models[i]] if hybrid.learned else None) if hybrid.uses_probes else None
-              for i, g in enumerate(nngraph.batch_graphs([g]) for g in graphs[2])]
-    net = float(np.mean([forward_flops(_Reader(hybrid), nngraph.batch_graphs([g]), v)
-                         for g, v in zip(graphs[2], values)]))
-    if learned_passes := (len(inputs) if hybrid.learned and hybrid.uses_probes else 0):
-        net += probing_flops(test.models, hybrid.current_probes().detach())
+    net = network_flops(hybrid, graphs[2], test.models)
+    learned_passes = len(inputs) if hybrid.learned and hybrid.uses_probes else 0
     fixed_passes = use_prior or (fixed and hybrid.uses_probes)
     flops = net + (probing_flops(test.models, inputs) if fixed_passes else 0.0)
     cost = {"passes": learned_passes + (len(inputs) if fixed_passes else 0), "flops": flops, "reader_flops": 0,
             "seconds": seconds, "shrinkage": shrinkage}
     return np.clip(pred, ys[0].min(), ys[0].max()), result, cost
+
+
+def hybrid_graphs(splits, ys, mean: float, std: float, priors, fixed_probes: torch.Tensor | None) -> list[list]:
+    """Shallow copies of each split's graphs with ``y`` (the accuracy standardised by ``mean``, ``std``),
+    ``model_key`` (the model's index in the splits' models, concatenated), ``prior`` ``(1, 1)`` where ``priors``
+    holds one (standardised) and, given ``fixed_probes`` ``(K, ...)``, ``probe`` ``(N, K)``: every neuron's raw
+    value on them."""
+    offsets = np.cumsum([0] + [len(s.models) for s in splits])
+    graphs = []
+    for k, s in enumerate(splits):
+        out = []
+        for i, (g, model) in enumerate(zip(s.graphs, s.models)):
+            g = copy.copy(g)
+            g.y = torch.tensor([(ys[k][i] - mean) / std], dtype=torch.float)
+            g.model_key = torch.tensor([int(offsets[k]) + i])
+            if priors[k] is not None:
+                g.prior = torch.tensor([[float(priors[k][i])]])  # (1, 1)
+            if fixed_probes is not None:
+                inputs = fixed_probes.to(next(model.parameters()).dtype)
+                g.probe = nngraph.probe_features(model, inputs).float()  # (N, K)
+            out.append(g)
+        graphs.append(out)
+    return graphs
+
+
+def train_hybrid(args, train_graphs: list, val_graphs: list, box, inputs: torch.Tensor, all_models: list,
+                 options: dict, out_dir: str, progress: bool, settings: dict):
+    """Train (or load, when ``out_dir`` holds the finished run) a :class:`HybridOnZoo` with the
+    :class:`ProbeGraphHybrid` ``options`` on the standardised targets; returns ``(model, result)``."""
+    scaler = RobustGraphScaler().fit(train_graphs)
+    num_classes = all_models[0](inputs[:1]).shape[-1]
+
+    def factory(box):
+        hybrid = ProbeGraphHybrid(inputs, num_classes, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
+                                  dropout=args.dropout, max_kernel_box=max_box(box), scaler=scaler, **options)
+        return HybridOnZoo(hybrid, all_models)
+
+    return train_graph_predictor(
+        train_graphs, val_graphs, "regression", out_dir, scaler, 1, hidden_dim=args.hidden_dim,
+        num_layers=args.num_layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience, seed=args.seed,
+        device=args.device, progress=progress, kernel_box=box, model_factory=factory, settings=settings)
+
+
+def network_flops(hybrid: ProbeGraphHybrid, graphs: list, models: list) -> float:
+    """FLOPs of ``hybrid`` on one graph, the mean over ``graphs``; with learned probes, their forward passes
+    through the ``models`` too."""
+    values = [hybrid.neuron_values(g, [models[i]] if hybrid.learned else None) if hybrid.uses_probes else None
+              for i, g in enumerate(nngraph.batch_graphs([g]) for g in graphs)]
+    net = float(np.mean([forward_flops(_Reader(hybrid), nngraph.batch_graphs([g]), v) for g, v in zip(graphs, values)]))
+    if hybrid.learned and hybrid.uses_probes:
+        net += probing_flops(models, hybrid.current_probes().detach())
+    return net

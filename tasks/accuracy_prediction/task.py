@@ -16,7 +16,9 @@ and its ablations ``hybrid_no_graph``, ``hybrid_fixed_probes``, ``hybrid_no_prio
 every neuron's values on learned probes, the output neurons' softmax statistics read directly, on top of the
 cross-fitted ``probe_gbm`` prediction; opt-in, ``hybrid_shrunk``, ``hybrid_fixed_probes_shrunk``: the trained
 ``hybrid`` (``hybrid_fixed_probes``) network with its correction to the prior shrunk by a factor fitted on the
-validation models (row ``correction_shrinkage``). The probing methods add their cost per prediction:
+validation models (row ``correction_shrinkage``); opt-in, ``probe_gbm_stacked``, ``probe_gbm_stacked_no_graph``:
+gradient boosting on the probe outputs and the cross-fitted prediction of the hybrid network without a prior (with
+and without the graph; :mod:`tasks.accuracy_prediction.probe_stacking`). The probing methods add their cost per prediction:
 ``flops_per_prediction`` (probe forward passes x the model's FLOPs, mean over the
 test models, plus an MLP reader's) and ``seconds_per_prediction``.
 (An MLP on the flattened weights needs one architecture: not applicable.)
@@ -56,6 +58,7 @@ from ..common.permutation import SymmetryAugmented
 from .probing import output_features, probe_images
 from .hybrid import StatsGraphPredictor, StatsStandardizer, with_stats_features
 from .probe_hybrid import HYBRIDS, hybrid_method
+from .probe_stacking import STACKED, stacked_method
 from ..common.graph_training import predict_graphs, train_graph_predictor
 from ..common.harness import add_optional_args, add_run_args, add_training_args, run_dir, run_main, start_run, task_parser
 from ..common.metrics import kendall_tau, per_group_tau, r2
@@ -67,10 +70,11 @@ from ..common.weightstats import weight_stat_features
 
 TASK = "accuracy_prediction"
 METHODS = ("encoder", "encoder_broken", "encoder_broken_perm", "encoder_probe", "encoder_stats", "stats_gbm",
-           "stats_mlp", "probe_gbm", "probe_mlp", "probegen", *HYBRIDS)
+           "stats_mlp", "probe_gbm", "probe_mlp", "probegen", *HYBRIDS, *STACKED)
 #: The methods a run trains unless ``--methods`` says otherwise (``encoder_probe``, ``encoder_stats``,
-#: ``probegen``, the ``hybrid*`` rows: opt-in).
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("encoder_probe", "encoder_stats", "probegen", *HYBRIDS))
+#: ``probegen``, the ``hybrid*`` and ``probe_gbm_stacked*`` rows: opt-in).
+DEFAULT_METHODS = tuple(m for m in METHODS
+                        if m not in ("encoder_probe", "encoder_stats", "probegen", *HYBRIDS, *STACKED))
 
 
 
@@ -324,7 +328,7 @@ def _probe_cost(models, probes: torch.Tensor, seconds: float, reader_flops: int 
 
 
 def _cost_rows(method: str, cost: dict) -> list[dict]:
-    if method in HYBRIDS:
+    if method in HYBRIDS or method in STACKED:
         shrunk = [] if cost.get("shrinkage") is None else [
             row(TASK, method, "correction_shrinkage", cost["shrinkage"], None,
                 note="the factor kept of the network's correction to the prior, fitted on the validation models")]
@@ -349,6 +353,8 @@ def _predict(args, name, train, val, test, progress, tag=""):
         return (*_graph_method(args, name, train, val, test, progress, tag), None)
     if name in HYBRIDS:
         return hybrid_method(args, name, train, val, test, progress, tag)
+    if name in STACKED:
+        return stacked_method(args, name, train, val, test, progress, tag)
     if name == "probegen":
         return _probegen_method(args, train, val, test, progress, tag)
     return _stats_method(args, name, train, val, test, tag)
