@@ -57,10 +57,13 @@ class GraphUpdateNetwork(nn.Module):
             (default: :obj:`1.0`)
         max_kernel_box (tuple[int, int, int]): largest kernel accepted. (default: :obj:`(3, 7, 7)`)
         act (str): activation throughout. (default: :obj:`"silu"`)
+        rule, min_log_scale, max_additive, progress: how the outputs shape the step (:class:`StepOutput`).
+            (default: :obj:`"rescaled"`, :obj:`None`, :obj:`0.5`, :obj:`False`)
 
     Shapes:
         - **input:** features :math:`(P, C)`, their :class:`~nngraph.optim.features.Segments`, the model's graph (structure fields of :mod:`nngraph.schema`)
-          and the :class:`GraphPlacement` of the :math:`P` entries
+          and the :class:`GraphPlacement` of the :math:`P` entries; with ``progress``, the fraction of the run done
+          :math:`(P,)` or a scalar
         - **output:** the step :math:`(P,)`
     """
 
@@ -68,12 +71,14 @@ class GraphUpdateNetwork(nn.Module):
 
     def __init__(self, betas: Sequence[float] = DEFAULT_BETAS, hidden_dim: int = 32, num_layers: int = 2,
                  context_dim: int = 8, output_dim: int = 32, init_lr: float = 1e-3, max_log_scale: float = 1.0,
-                 max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, act: str = "silu"):
+                 max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, act: str = "silu", rule: str = "rescaled",
+                 min_log_scale: float | None = None, max_additive: float = 0.5, progress: bool = False):
         super().__init__()
         self.betas = tuple(float(b) for b in betas)
         self.config = dict(betas=list(self.betas), hidden_dim=hidden_dim, num_layers=num_layers,
                            context_dim=context_dim, output_dim=output_dim, init_lr=init_lr,
-                           max_log_scale=max_log_scale, max_kernel_box=[int(v) for v in max_kernel_box], act=act)
+                           max_log_scale=max_log_scale, max_kernel_box=[int(v) for v in max_kernel_box], act=act,
+                           rule=rule, min_log_scale=min_log_scale, max_additive=max_additive, progress=progress)
         self.in_channels = num_features(len(self.betas)) + 1
         self.node_encoder = NodeEncoder(hidden_dim, act=act)
         self.node_features = nn.Linear(NODE_FEATURE_DIM * self.in_channels, hidden_dim)
@@ -83,7 +88,8 @@ class GraphUpdateNetwork(nn.Module):
         self.convs = nn.ModuleList(NeuralGraphConv(hidden_dim, act=act) for _ in range(num_layers))
         self.head = NodeEdgeHead(hidden_dim, NODE_FEATURE_DIM, max_kernel_box, init_scale=1.0, act=act,
                                  num_outputs=context_dim)
-        self.output = StepOutput(self.betas, context_dim, output_dim, init_lr, max_log_scale, act=act)
+        self.output = StepOutput(self.betas, context_dim, output_dim, init_lr, max_log_scale, act=act, rule=rule,
+                                 min_log_scale=min_log_scale, max_additive=max_additive, progress=progress)
 
     def embed(self, graph, node_table: Tensor, edge_table: Tensor) -> tuple[Tensor, Tensor]:
         """Node and edge embeddings ``(N, H)``, ``(E, H)`` from the per-slot tables ``(N, 5, C')`` and ``(W, C')``."""
@@ -97,7 +103,8 @@ class GraphUpdateNetwork(nn.Module):
         e = self.edge_mlp(e / math.sqrt(self.in_channels) + self.edge_type(graph.edge_type))  # (E, H)
         return h, e
 
-    def forward(self, features: Tensor, segments: Segments, graph, placement: GraphPlacement) -> Tensor:
+    def forward(self, features: Tensor, segments: Segments, graph, placement: GraphPlacement,
+                progress: Tensor | None = None) -> Tensor:
         # record_function: the stages the step-overhead benchmark profiles (benchmarks/bench_optim.py)
         with record_function("lopt.embed"):
             mask = features.new_ones(features.shape[0], 1)  # (P, 1): the trainable entries
@@ -111,7 +118,7 @@ class GraphUpdateNetwork(nn.Module):
             node_ctx = node_ctx.view(h.shape[0], -1, NODE_FEATURE_DIM).transpose(1, 2)  # (N, D, 5) -> (N, 5, D)
             context = placement.gather(node_ctx, edge_ctx)  # (P, D)
         with record_function("lopt.output"):
-            return self.output(features, segments, context)  # (P,)
+            return self.output(features, segments, context, progress)  # (P,)
 
     def __repr__(self) -> str:
         c = self.config

@@ -35,10 +35,15 @@ class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
 
     who = "learned optimizer"
 
-    def __init__(self, params: Iterable[Tensor], network: nn.Module, lr: float):
+    def __init__(self, params: Iterable[Tensor], network: nn.Module, lr: float, total_steps: int | None = None):
         if lr <= 0:
             raise ValueError(f"{self.who}: lr multiplies the learned step and must be positive, got {lr}")
-        self.network = network
+        if total_steps is not None and total_steps < 1:
+            raise ValueError(f"{self.who}: total_steps is the run's number of steps and must be positive, got {total_steps}")
+        if network.output.progress and total_steps is None:
+            raise ValueError(f"{self.who}: this network follows a learned schedule over the run; give "
+                             "total_steps=<the number of steps the run will take>")
+        self.network, self.total_steps = network, total_steps
         self._segments_key: tuple | None = None
         super().__init__(params, dict(lr=lr))
 
@@ -54,8 +59,10 @@ class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         return self._segments_cache
 
     @abc.abstractmethod
-    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor]) -> Tensor:
-        """``(P,)``: the network's step for the entries of ``params`` from their features ``(P, C)``."""
+    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor],
+                      progress: Tensor | None) -> Tensor:
+        """``(P,)``: the network's step for the entries of ``params`` from their features ``(P, C)`` (and the
+        fraction of the run every entry has done, ``(P,)``, for a network with a schedule)."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -89,7 +96,10 @@ class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
             moments = advance_state(moments, grad, betas)
             segments = self._segments(params)
             features = entry_features(weight, grad, moments, segments, betas)  # (P, C)
-        delta = self._network_step(features, segments, params)  # (P,)
+            progress = None
+            if self.network.output.progress:  # steps done before this one, over the run's: 0 on the first step
+                progress = ((moments.step - 1) / self.total_steps).clamp(0, 1)  # (P,)
+        delta = self._network_step(features, segments, params, progress)  # (P,)
         with record_function("lopt.write_back"):
             lrs = torch.cat([torch.full((p.numel(),), float(g["lr"]), dtype=dtype)
                              for g in self.param_groups for p in g["params"]])  # (P,)
@@ -150,6 +160,9 @@ class LearnedOptimizer(_LearnedStep):
         example_inputs (tuple of Tensor, optional): inputs to trace the model with, when its first layer does
             not tell their shape. (default: :obj:`None`)
         lr (float): multiplies the learned step (schedulers act on it). (default: :obj:`1.0`)
+        total_steps (int, optional): the number of steps the run will take, for a network that follows a learned
+            schedule (``network.output.progress``; it reads the fraction of the run done, held at 1 past the end);
+            required by such a network, ignored by others. (default: :obj:`None`)
         relabel (bool): list the graph's nodes and edges in a new random order every step (the twin that shows
             the steps do not depend on the labels). (default: :obj:`False`)
         network (GraphUpdateNetwork, optional): the update network itself, instead of a checkpoint.
@@ -164,8 +177,8 @@ class LearnedOptimizer(_LearnedStep):
 
     def __init__(self, model: nn.Module, checkpoint: str | os.PathLike | dict | None = None, *,
                  params: Iterable | None = None, example_inputs: Sequence[Tensor] | Tensor | None = None,
-                 lr: float = 1.0, relabel: bool = False, network: GraphUpdateNetwork | None = None,
-                 generator: torch.Generator | None = None):
+                 lr: float = 1.0, total_steps: int | None = None, relabel: bool = False,
+                 network: GraphUpdateNetwork | None = None, generator: torch.Generator | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"LearnedOptimizer(model, ...) needs the nn.Module itself (its graph is built from it), "
                             f"got a {type(model).__name__}; for a bare list of tensors use PerParameterMLPOptimizer")
@@ -173,7 +186,7 @@ class LearnedOptimizer(_LearnedStep):
         self.relabel, self.generator = relabel, generator
         self._placement_key: tuple | None = None
         params = [p for p in model.parameters() if p.requires_grad] if params is None else params
-        super().__init__(params, _network(checkpoint, network, "graph", GraphUpdateNetwork, self.who), lr)
+        super().__init__(params, _network(checkpoint, network, "graph", GraphUpdateNetwork, self.who), lr, total_steps)
         self._place()
 
     def add_param_group(self, param_group: dict) -> None:
@@ -191,13 +204,14 @@ class LearnedOptimizer(_LearnedStep):
             self._placement_key = key
         return self.graph, self.placement
 
-    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor]) -> Tensor:
+    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor],
+                      progress: Tensor | None) -> Tensor:
         with record_function("lopt.graph"):  # the graph from the layout cache (built on the first step only)
             graph, placement = self._place()
         if self.relabel:
             graph, node_map, entry_map = relabel_graph(graph, self.generator)
             placement = placement.relabelled(node_map, entry_map)
-        return self.network(features, segments, graph, placement)  # (P,)
+        return self.network(features, segments, graph, placement, progress)  # (P,)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({type(self.model).__name__}, {self.network!r}, "
@@ -215,19 +229,22 @@ class PerParameterMLPOptimizer(_LearnedStep):
         checkpoint (str or dict, optional): a file of :func:`~nngraph.optim.save_network`. (default: the
             shipped one, meta-trained with the same budget as :class:`LearnedOptimizer`'s)
         lr (float): multiplies the learned step. (default: :obj:`1.0`)
+        total_steps (int, optional): the number of steps the run will take, as for :class:`LearnedOptimizer`.
         network (PerParameterUpdateNetwork, optional): the update network itself, instead of a checkpoint.
     """
 
     who = "PerParameterMLPOptimizer"
 
     def __init__(self, params: nn.Module | Iterable, checkpoint: str | os.PathLike | dict | None = None, *,
-                 lr: float = 1.0, network: PerParameterUpdateNetwork | None = None):
+                 lr: float = 1.0, total_steps: int | None = None, network: PerParameterUpdateNetwork | None = None):
         if isinstance(params, nn.Module):
             params = [p for p in params.parameters() if p.requires_grad]
-        super().__init__(params, _network(checkpoint, network, "mlp", PerParameterUpdateNetwork, self.who), lr)
+        super().__init__(params, _network(checkpoint, network, "mlp", PerParameterUpdateNetwork, self.who), lr,
+                         total_steps)
 
-    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor]) -> Tensor:
-        return self.network(features, segments)  # (P,)
+    def _network_step(self, features: Tensor, segments: Segments, params: Sequence[Tensor],
+                      progress: Tensor | None) -> Tensor:
+        return self.network(features, segments, progress=progress)  # (P,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r}, {len(self._params())} tensors)"

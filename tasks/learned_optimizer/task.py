@@ -72,6 +72,8 @@ FAMILIES = {
     "mlp-64": ("mlp", (64,)),
     "mlp-16-16": ("mlp", (16, 16)),
     "mlp-32-32": ("mlp", (32, 32)),
+    "mlp-128": ("mlp", (128,)),
+    "mlp-64-64": ("mlp", (64, 64)),
     "cnn-8": ("cnn", (8,)),
     "cnn-12": ("cnn", (12,)),
     "lstm-16": ("lstm", (16,)),
@@ -184,10 +186,13 @@ def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None
 
 
 def make_network(method: str, args) -> nn.Module:
+    """The update network of ``method`` (``graph`` or ``mlp``), untrained; both get the same output rule and inputs."""
+    step = dict(output_dim=args.output_dim, init_lr=args.init_lr, max_log_scale=args.max_log_scale, rule=args.rule,
+                min_log_scale=args.min_log_scale, max_additive=args.max_additive, progress=args.schedule)
     if method == "graph":
         return GraphUpdateNetwork(hidden_dim=args.hidden_dim, num_layers=args.num_layers, context_dim=args.context_dim,
-                                  output_dim=args.output_dim, init_lr=args.init_lr, max_log_scale=args.max_log_scale)
-    return PerParameterUpdateNetwork(output_dim=args.output_dim, init_lr=args.init_lr, max_log_scale=args.max_log_scale)
+                                  **step)
+    return PerParameterUpdateNetwork(**step)
 
 
 # ------------------------------------------------------------ meta-training
@@ -202,6 +207,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
     segments = Segments([math.prod(s) for s in shapes])
     weight = torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # (P,)
     state = init_state(weight.numel(), len(network.betas))
+    horizon = args.truncations * args.unroll
 
     def loss_at(w: torch.Tensor) -> torch.Tensor:
         params = {n: t.view(s) for n, t, s in zip(names, w.split(segments.sizes), shapes)}
@@ -219,7 +225,8 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
                 losses.append(loss)
             state = advance_state(state, grad, network.betas)
             features = entry_features(w.detach(), grad, state, segments, network.betas)  # (P, C)
-            w = w + network(features, segments, graph, placement)  # (P,)
+            progress = (state.step - 1) / horizon if args.schedule else None  # (P,): 0 on the first step
+            w = w + network(features, segments, graph, placement, progress)  # (P,)
         losses.append(loss_at(w))
         meta_loss = torch.stack(losses).clamp_min(1e-8).log().mean()
         meta_opt.zero_grad()
@@ -238,7 +245,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 def settings(args) -> dict:
     """The flags a resumed run must share with the run it continues."""
     keys = ("seed", "truncations", "unroll", "batch_size", "hidden_dim", "num_layers", "context_dim", "output_dim",
-            "init_lr", "max_log_scale", "meta_lr")
+            "init_lr", "max_log_scale", "meta_lr", "rule", "min_log_scale", "max_additive", "schedule")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -318,51 +325,77 @@ def loss_at(curve: list, step: int) -> float:
     return math.inf
 
 
+class CosineAdam:
+    """Adam whose learning rate decays from ``lr`` to 0 over ``total_steps`` on a half cosine (held at 0 after): the
+    baseline with a schedule, as the learned optimizers get one. ``zero_grad`` / ``step`` as an optimizer."""
+
+    def __init__(self, params, lr: float, total_steps: int):
+        self.opt = torch.optim.Adam(params, lr=lr)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+
+    def zero_grad(self):
+        self.opt.zero_grad()
+
+    def step(self):
+        self.opt.step()
+        self.schedule.step()
+
+
 def tune_baselines(args, data) -> dict:
-    """Adam's learning rate and AdamW's learning rate and weight decay: of the grids, those with the lowest mean log
-    training loss at ``--eval-steps`` on one problem of every meta-training family (seeds apart from meta-training's
-    and evaluation's). Cached in ``<out>/tuning.json``."""
+    """Adam's learning rate (constant, and decayed on a cosine) and AdamW's learning rate and weight decay: of the
+    grids, those with the lowest mean log training loss at ``--eval-steps`` on one problem of every meta-training
+    family (seeds apart from meta-training's and evaluation's). Cached in ``<out>/tuning.json``."""
     path = os.path.join(args.out, "tuning.json")
-    key = {"adam_lrs": args.adam_lrs, "weight_decays": args.weight_decays, "eval_steps": args.eval_steps}
+    key = {"adam_lrs": args.adam_lrs, "weight_decays": args.weight_decays, "eval_steps": args.eval_steps,
+           "families": sorted(FAMILIES), "cosine": True}
     if os.path.isfile(path):
         with open(path) as f:
             stored = json.load(f)
         if stored.get("key") == key:
             return stored
-    grid = [("adam", lr, 0.0) for lr in args.adam_lrs] + [("adamw", lr, wd) for lr in args.adam_lrs
-                                                           for wd in args.weight_decays]
+    grid = ([("adam", lr, 0.0) for lr in args.adam_lrs] + [("adam_cosine", lr, 0.0) for lr in args.adam_lrs] +
+            [("adamw", lr, wd) for lr in args.adam_lrs for wd in args.weight_decays])
     scores = {}
     for name, lr, wd in grid:
-        make = ((lambda m: torch.optim.Adam(m.parameters(), lr=lr)) if name == "adam" else
-                (lambda m: torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=wd)))
+        make = {"adam": lambda m: torch.optim.Adam(m.parameters(), lr=lr),
+                "adam_cosine": lambda m: CosineAdam(m.parameters(), lr, args.eval_steps),
+                "adamw": lambda m: torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=wd)}[name]
         logs = []
         for i, family in enumerate(sorted(FAMILIES)):
             run = train_with(make, sample_problem(10_000 + i, FAMILIES, family), data, args.eval_steps, args.batch_size)
             logs.append(math.log(max(loss_at(run["curve"], args.eval_steps), 1e-8)))
         scores[(name, lr, wd)] = sum(logs) / len(logs)
         print(f"{name} lr {lr:g} wd {wd:g}: mean log training loss {scores[(name, lr, wd)]:.3f}", flush=True)
-    best = {n: min((k for k in scores if k[0] == n), key=scores.get) for n in ("adam", "adamw")}
-    out = {"key": key, "adam": {"lr": best["adam"][1]}, "adamw": {"lr": best["adamw"][1], "weight_decay": best["adamw"][2]},
+    best = {n: min((k for k in scores if k[0] == n), key=scores.get) for n in ("adam", "adam_cosine", "adamw")}
+    out = {"key": key, "adam": {"lr": best["adam"][1]}, "adam_cosine": {"lr": best["adam_cosine"][1]},
+           "adamw": {"lr": best["adamw"][1], "weight_decay": best["adamw"][2]},
            "scores": [[*k, v] for k, v in scores.items()]}
     atomic_write(path, json.dumps(out, indent=1).encode())
     return out
 
 
 def optimizers(args, data, networks: dict, tuning: dict) -> dict:
-    """``method -> make(model, seed)`` of every optimizer evaluated."""
-    adam, adamw = tuning["adam"], tuning["adamw"]
+    """``method -> (make(model, seed, total_steps), knows_horizon)`` of every optimizer evaluated; an optimizer that
+    knows the horizon (a schedule over ``total_steps``) is run once per horizon."""
+    adam, cosine, adamw = tuning["adam"], tuning["adam_cosine"], tuning["adamw"]
     makers = {
-        f"adam (lr {adam['lr']:g})": lambda m, s: torch.optim.Adam(m.parameters(), lr=adam["lr"]),
-        f"adamw (lr {adamw['lr']:g}, wd {adamw['weight_decay']:g})": lambda m, s: torch.optim.AdamW(
-            m.parameters(), lr=adamw["lr"], weight_decay=adamw["weight_decay"]),
+        f"adam (lr {adam['lr']:g})": (lambda m, s, t: torch.optim.Adam(m.parameters(), lr=adam["lr"]), False),
+        f"adamw (lr {adamw['lr']:g}, wd {adamw['weight_decay']:g})": (lambda m, s, t: torch.optim.AdamW(
+            m.parameters(), lr=adamw["lr"], weight_decay=adamw["weight_decay"]), False),
+        f"adam, cosine decay (lr {cosine['lr']:g})": (lambda m, s, t: CosineAdam(m.parameters(), cosine["lr"], t), True),
     }
     if "mlp" in networks:
-        makers["per-parameter mlp"] = lambda m, s: PerParameterMLPOptimizer(m, network=networks["mlp"])
+        mlp = networks["mlp"]
+        makers["per-parameter mlp"] = (lambda m, s, t: PerParameterMLPOptimizer(m, network=mlp, total_steps=t),
+                                       mlp.output.progress)
     if "graph" in networks:
-        makers["graph"] = lambda m, s: LearnedOptimizer(m, network=networks["graph"], example_inputs=(data[0][:2],))
-        makers["graph, relabelled each step"] = lambda m, s: LearnedOptimizer(
-            m, network=networks["graph"], example_inputs=(data[0][:2],), relabel=True,
-            generator=torch.Generator().manual_seed(s))
+        graph, example = networks["graph"], (data[0][:2],)
+        makers["graph"] = (lambda m, s, t: LearnedOptimizer(m, network=graph, example_inputs=example, total_steps=t),
+                           graph.output.progress)
+        makers["graph, relabelled each step"] = (lambda m, s, t: LearnedOptimizer(
+            m, network=graph, example_inputs=example, total_steps=t, relabel=True,
+            generator=torch.Generator().manual_seed(s)), graph.output.progress)
     return makers
 
 
@@ -370,7 +403,7 @@ def fingerprint(args, networks: dict, tuning: dict) -> str:
     """A name for what an evaluation run depends on: the networks' weights, the tuned baselines, the horizons and the
     batch size (a run saved under another fingerprint is not read back)."""
     digest = hashlib.sha256(json.dumps([args.long_steps, args.eval_steps, args.batch_size, tuning["adam"],
-                                        tuning["adamw"]]).encode())
+                                        tuning["adamw"], tuning["adam_cosine"]]).encode())
     for method in sorted(networks):
         for name, value in networks[method].state_dict().items():
             digest.update(f"{method}/{name}".encode())
@@ -379,8 +412,9 @@ def fingerprint(args, networks: dict, tuning: dict) -> str:
 
 
 def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
-    """Every optimizer on every evaluation problem and seed, ``--long-steps`` steps; each run saved to
-    ``<out>/eval/<fingerprint>/`` as it finishes and read from there on a resumed run."""
+    """Every optimizer on every evaluation problem and seed, ``--long-steps`` steps (and, for an optimizer that knows
+    the horizon, a second run of ``--eval-steps`` steps told so: the loss at ``--eval-steps`` comes from it); each
+    run saved to ``<out>/eval/<fingerprint>/`` as it finishes and read from there on a resumed run."""
     tuning = tune_baselines(args, data)
     makers = optimizers(args, data, networks, tuning)
     directory = os.path.join(args.out, "eval", fingerprint(args, networks, tuning))
@@ -390,7 +424,7 @@ def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
     rows = []
     for seed in args.eval_seeds:
         for name, family, split in problems:
-            for method, make in makers.items():
+            for method, (make, knows_horizon) in makers.items():
                 if "relabelled" in method and seed not in args.twin_seeds:
                     continue
                 path = os.path.join(directory, f"{name}__{method.split(' (')[0].replace(', ', '_').replace(' ', '_')}"
@@ -400,9 +434,16 @@ def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
                         rows.append(json.load(f))
                     continue
                 problem = sample_problem(20_000 + seed, {name: family}, name)  # the same start for every method
-                run = train_with(lambda m: make(m, seed), problem, data, args.long_steps, args.batch_size)
+                run = train_with(lambda m: make(m, seed, args.long_steps), problem, data, args.long_steps,
+                                 args.batch_size)
+                loss = loss_at(run["curve"], args.eval_steps)
+                if knows_horizon:  # told the shorter horizon, from the same start
+                    problem = sample_problem(20_000 + seed, {name: family}, name)
+                    short = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
+                                       args.batch_size)
+                    loss = loss_at(short["curve"], args.eval_steps)
                 row = {"problem": name, "split": split, "method": method, "seed": seed, **run,
-                       "loss": loss_at(run["curve"], args.eval_steps), "loss_long": loss_at(run["curve"], args.long_steps)}
+                       "loss": loss, "loss_long": loss_at(run["curve"], args.long_steps)}
                 atomic_write(path, json.dumps(row).encode())
                 rows.append(row)
                 print(f"seed {seed} | {name:>15} | {method:>28} | loss@{args.eval_steps} {row['loss']:.4f} | "
@@ -501,7 +542,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta-lr", type=float, default=1e-3, help="learning rate of the meta-optimizer (Adam)")
     p.add_argument("--init-lr", type=float, default=3e-2,
                    help="initial step size of the update networks (their untrained step is Adam's at this rate)")
-    p.add_argument("--max-log-scale", type=float, default=1.0, help="bound c of the log per-entry step factor")
+    p.add_argument("--rule", default="cone", choices=["cone", "rescaled"],
+                   help="output rule (nngraph.optim.StepOutput): a factor on Adam's direction plus a small bounded term "
+                        "(cone), or Adam's direction plus a free correction rescaled to Adam's norm (rescaled)")
+    p.add_argument("--max-log-scale", type=float, default=1.0, help="bound c+ of the log per-entry step factor, above")
+    p.add_argument("--min-log-scale", type=float, default=3.0, help="bound c- of the log per-entry step factor, below")
+    p.add_argument("--max-additive", type=float, default=0.5, help="bound of the cone rule's additive term (x rms Adam)")
+    p.add_argument("--no-schedule", dest="schedule", action="store_false",
+                   help="the networks do not read the fraction of the run done (no learned schedule)")
     p.add_argument("--hidden-dim", type=int, default=32, help="node and edge width of the graph network")
     p.add_argument("--num-layers", type=int, default=2, help="message-passing layers of the graph network")
     p.add_argument("--context-dim", type=int, default=8, help="context per entry from the graph network's heads")

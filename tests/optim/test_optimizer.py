@@ -14,7 +14,8 @@ from torch import nn
 import nngraph
 from nngraph.errors import CheckpointError
 from nngraph.optim import (GraphUpdateNetwork, LearnedOptimizer, PerParameterMLPOptimizer, PerParameterUpdateNetwork,
-                           load_network, place, save_network, shipped_checkpoint)
+                           Segments, advance_state, entry_features, init_state, load_network, place, save_network,
+                           shipped_checkpoint)
 
 from .models import build
 
@@ -195,7 +196,7 @@ def test_no_checkpoint_loads_the_shipped_network(kind, cls):
     untrained = type(shipped)(**shipped.config)
     # meta-trained: not the Adam-like start (the last layer left zero)
     assert shipped.output.mlp[-1].weight.abs().max() > 0
-    opt = cls(build("mlp")[0])
+    opt = cls(build("mlp")[0], total_steps=100)  # the run's length, for a network that follows a schedule
     for (n, p), q in zip(shipped.state_dict().items(), opt.network.state_dict().values()):
         assert torch.equal(p, q), n
     assert not torch.equal(untrained.output.mlp[-1].weight, opt.network.output.mlp[-1].weight)
@@ -272,5 +273,62 @@ def test_other_misuse_is_one_line(tmp_path, hand_set_checkpoint):
         PerParameterMLPOptimizer(model, hand_set_checkpoint)
     assert "LearnedOptimizer reads it" in _one_line(err)
     with pytest.raises(ValueError) as err:
-        LearnedOptimizer(model, lr=0.0)
+        LearnedOptimizer(model, lr=0.0, total_steps=10)
     _one_line(err)
+    scheduled = GraphUpdateNetwork(hidden_dim=8, num_layers=1, context_dim=2, output_dim=8, rule="cone", progress=True)
+    with pytest.raises(ValueError) as err:
+        LearnedOptimizer(model, network=scheduled)
+    assert "give total_steps=" in _one_line(err)
+    with pytest.raises(ValueError) as err:
+        LearnedOptimizer(model, network=scheduled, total_steps=0)
+    _one_line(err)
+
+
+@pytest.mark.parametrize("kind", ["graph", "mlp"])
+def test_a_scheduled_network_reads_the_fraction_of_the_run_done(kind):
+    """With ``total_steps=T`` the optimizer's k-th step (k = 0, 1, ...) is the functional step
+    (advance_state -> entry_features -> network) at progress k / T, held at 1 past the end; another T gives
+    other steps (the network reads it)."""
+    torch.manual_seed(0)
+    if kind == "graph":
+        network = GraphUpdateNetwork(hidden_dim=8, num_layers=1, context_dim=2, output_dim=8, rule="cone", progress=True)
+    else:
+        network = PerParameterUpdateNetwork(output_dim=8, rule="cone", progress=True)
+    with torch.no_grad():
+        for p in network.output.mlp.parameters():
+            p.normal_(0, 0.5)
+        network.output.additive.fill_(0.5)
+    x, y = _blobs(64)
+    x = x[:, :4]
+    total = 3
+
+    def run(steps: int, total_steps: int) -> list[torch.Tensor]:
+        model, _ = build("mlp")
+        opt = (LearnedOptimizer(model, network=network, total_steps=total_steps) if kind == "graph" else
+               PerParameterMLPOptimizer(model, network=network, total_steps=total_steps))
+        _train(model, opt, x, y % 3, steps)
+        return [p.detach().clone() for p in model.parameters()]
+
+    # the reference: the functional pieces, step by step
+    model, inputs = build("mlp")
+    params = list(model.parameters())
+    segments = Segments([p.numel() for p in params])
+    graph, placement = place(model, params, inputs)
+    state = init_state(segments.num_entries, len(network.betas))
+    for k in range(5):
+        model.zero_grad()
+        F.cross_entropy(model(x), y % 3).backward()
+        grad = torch.cat([p.grad.reshape(-1) for p in params])  # (P,)
+        state = advance_state(state, grad, network.betas)
+        weight = torch.cat([p.detach().reshape(-1) for p in params])  # (P,)
+        features = entry_features(weight, grad, state, segments, network.betas)
+        progress = torch.full((segments.num_entries,), min(k / total, 1.0))  # (P,)
+        with torch.no_grad():
+            step = network(features, segments, graph, placement, progress)  # (P,)
+            for p, d in zip(params, step.split(segments.sizes)):
+                p.add_(d.view_as(p))
+    ours = run(5, total)
+    for p, q in zip(ours, params):
+        assert torch.allclose(p, q, atol=1e-6)
+    other = run(5, 50)
+    assert max(float((p - q).abs().max()) for p, q in zip(ours, other)) > 1e-4

@@ -97,3 +97,56 @@ def test_the_bound_check_fails_for_an_unbounded_output():
 def test_bad_bound_is_one_line():
     with pytest.raises(ValueError, match="must be positive"):
         StepOutput((0.5, 0.9, 0.99), max_log_scale=0.0)
+
+
+def _sign_and_size_check(step, features, segments, output, lr: float) -> tuple[bool, bool, float]:
+    """``(sizes ok, signs ok, share of entries the sign check covers)`` of the cone rule's guarantee: every entry's
+    step lies between ``lr e^-c- (|a| - |b| rms(a))`` and ``lr e^c+ (|a| + |b| rms(a))``, and points against Adam's
+    direction ``a`` wherever ``|a| > |b| rms(a)``."""
+    adam = features[:, output.base]  # (P,)
+    rms = segments.mean_square(adam.unsqueeze(0)).sqrt()[0][segments.ids]  # (P,): its tensor's rms, per entry
+    b = output.max_additive * float(torch.tanh(output.additive.detach()).abs()) if output.rule == "cone" else 0.5
+    upper = lr * math.exp(output.max_log_scale) * (adam.abs() + b * rms)
+    lower = lr * math.exp(-output.min_log_scale) * (adam.abs() - b * rms).clamp_min(0)
+    sizes = bool(torch.all(step.abs() <= upper * (1 + 1e-5)) and torch.all(step.abs() >= lower * (1 - 1e-5)))
+    covered = adam.abs() > b * rms
+    signs = bool(torch.all(step[covered] * adam[covered] < 0))
+    return sizes, signs, float(covered.float().mean())
+
+
+@pytest.mark.parametrize("width", [8, 512])
+def test_cone_step_keeps_adams_sign_and_size_per_entry(width):
+    """Whatever the network outputs, the cone rule's step of every entry is Adam's direction times a factor in
+    (e^-c-, e^c+) plus at most |b| rms(a), so it points against Adam's direction wherever that is larger than the
+    additive term; on the rescaled rule (a free correction) the same check fails."""
+    torch.manual_seed(width)
+    model = nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
+    inputs = (torch.randn(16, 6),)
+    features, segments, params = _features(model, inputs)
+    graph, placement = place(model, params, inputs)
+    progress = torch.full((segments.num_entries,), 0.7)
+    for rule, holds in (("cone", True), ("rescaled", False)):
+        network = _wild(GraphUpdateNetwork(hidden_dim=16, num_layers=2, context_dim=4, output_dim=16, rule=rule,
+                                           min_log_scale=3.0, max_additive=0.3, progress=True))
+        with torch.no_grad():
+            step = network(features, segments, graph, placement, progress)  # (P,)
+        sizes, signs, covered = _sign_and_size_check(step, features, segments, network.output, 1e-2)
+        assert torch.isfinite(step).all()
+        if holds:
+            assert sizes and signs and covered > 0.5, (sizes, signs, covered)
+        else:
+            assert not signs, rule
+
+
+def test_the_step_follows_the_progress_it_is_given():
+    """A network that reads the run's progress gives other steps at other progress, and refuses to step without it."""
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    features, segments, _ = _features(model, (torch.randn(16, 6),))
+    scheduled = _wild(PerParameterUpdateNetwork(output_dim=8, rule="cone", progress=True))
+    with torch.no_grad():
+        early, late = (scheduled(features, segments, progress=torch.tensor(t)) for t in (0.0, 1.0))
+    assert not torch.allclose(early, late)
+    with pytest.raises(ValueError, match="pass progress"):
+        scheduled(features, segments)
+    with pytest.raises(ValueError, match="Could not resolve rule"):
+        StepOutput((0.5, 0.9, 0.99), rule="free")

@@ -64,8 +64,8 @@ def test_the_task_writes_results_curves_and_networks(tmp_path, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
     methods = {r["method"] for r in rows}
-    baselines = {m for m in methods if m.startswith(("adam (lr ", "adamw (lr "))}
-    assert len(baselines) == 2 and methods - baselines == {"per-parameter mlp", "graph", "graph, relabelled each step"}
+    baselines = {m for m in methods if m.startswith(("adam (lr ", "adamw (lr ", "adam, cosine decay (lr "))}
+    assert len(baselines) == 3 and methods - baselines == {"per-parameter mlp", "graph", "graph, relabelled each step"}
     assert {(r["problem"], r["split"]) for r in rows} == {("mlp-16", "in distribution"), ("gru-8", "unseen")}
     assert {r["seed"] for r in rows} == {0, 1}
     by = {(r["problem"], r["method"], r["seed"]): r for r in rows}
@@ -80,7 +80,7 @@ def test_the_task_writes_results_curves_and_networks(tmp_path, monkeypatch):
     assert "graph" in (out / "table.md").read_text() and results["checks"]
     assert (out / "curves.png").stat().st_size > 1000
     model = task.build_model("mlp", (8,))
-    LearnedOptimizer(model, str(out / "graph.safetensors"))  # the meta-trained network loads as a checkpoint
+    LearnedOptimizer(model, str(out / "graph.safetensors"), total_steps=20)  # the network loads as a checkpoint
     assert load_network(str(out / "mlp.safetensors")).kind == "mlp"
     # a resumed evaluation reads the saved runs instead of training again
     first = (out / "results.json").read_text()
