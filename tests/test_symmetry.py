@@ -200,3 +200,15 @@ def test_similarity_of_a_described_relabelling_equals_that_of_the_built_graph(bu
             fast = features.similarity(group.rows, described, group.satellites, group.block_size)
             slow = features.similarity(group.rows, built, group.satellites, group.block_size)
             torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+
+
+def test_tolerance_stops_steps_that_gain_too_little():
+    """``tol`` is relative to the group's similarity: at 10 no step of two independent models is worth taking (the
+    model comes back as it was); at 0 and at the default the weights move closer to the reference."""
+    x = (torch.randn(7, 4, dtype=torch.float64),)
+    reference, model = _mlp(0, width=32), _mlp(1, width=32)
+    distance = lambda m: sum(float((p - q).pow(2).sum()) for p, q in zip(reference.parameters(), m.parameters()))  # noqa: E731
+    _, (perm, sign) = symmetry.align(reference, model, x, tol=10.0, return_permutation=True)
+    assert torch.equal(perm, torch.arange(perm.numel())) and bool((sign == 1).all())
+    for tol in (0.0, match.TOLERANCE):
+        assert distance(symmetry.align(reference, model, x, tol=tol)) < 0.9 * distance(model)
