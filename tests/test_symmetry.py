@@ -212,3 +212,27 @@ def test_tolerance_stops_steps_that_gain_too_little():
     assert torch.equal(perm, torch.arange(perm.numel())) and bool((sign == 1).all())
     for tol in (0.0, match.TOLERANCE):
         assert distance(symmetry.align(reference, model, x, tol=tol)) < 0.9 * distance(model)
+
+
+def test_align_and_flips_on_blocked_graphs(monkeypatch):
+    """Graphs above ``COMPACT_EDGES`` edges come blocked (no ``edge_index``): a relabelled, negated copy of a tanh
+    MLP is still recovered exactly, and the flippable neurons are those of the plain graph."""
+    from nngraph.convert import layout as layout_module
+
+    torch.manual_seed(0)  # 16 wide: at 6 the descent can stop in a local optimum when both layers are negated
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    x = (torch.randn(5, 4, dtype=torch.float64),)
+    layout = nngraph.build_layout(model, x)
+    plain_flippable = symmetry.flippable_nodes(layout.to_graph(model, compact=False))
+    monkeypatch.setattr(layout_module, "COMPACT_EDGES", 10)
+    blocked = layout.to_graph(model)
+    assert "edge_index" not in blocked
+    assert torch.equal(symmetry.flippable_nodes(blocked), plain_flippable)
+    perm = symmetry.random_permutation(layout, torch.Generator().manual_seed(1))
+    sign = torch.where(plain_flippable & (torch.arange(layout.num_nodes) % 2 == 0), -1.0, 1.0).double()
+    other = layout.from_graph(symmetry.apply_signs(layout.permute_graph(layout.to_graph(model, compact=False), perm),
+                                                   sign), model)
+    assert _same_outputs(model, other, x) < 1e-12  # a symmetry: the test's premise
+    aligned = symmetry.align(model, other, x)
+    for (key, p), q in zip(model.state_dict().items(), aligned.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-15, msg=key)

@@ -95,7 +95,7 @@ def align_graph(graph, reference, layout: Layout, max_rounds: int = 30, activati
     perm, sign = weight_matching(layout, reference, plain, max_rounds, activations, tol)
     aligned = layout.permute_graph(plain, perm)
     if bool((sign < 0).any()):
-        aligned = apply_signs(materialize(aligned), sign.to(graph.x.dtype))
+        aligned = apply_signs(aligned, sign.to(graph.x.dtype))
     return aligned, perm, sign
 
 

@@ -18,6 +18,7 @@ import torch
 from torch_geometric.transforms import BaseTransform
 
 from .. import schema
+from ..blocks import is_blocked, materialize
 from ..kernels import expand_to_entries
 
 __all__ = ["ODD_ACTIVATIONS", "HOMOGENEOUS_ACTIVATIONS", "SignFlip", "apply_scales", "apply_signs", "flippable_nodes",
@@ -48,6 +49,12 @@ def _symmetric_nodes(graph, activations, pools) -> torch.Tensor:
         for kind in pools:
             pool_ok |= graph.pool == int(kind)
         ok &= pool_ok.all(-1)
+    if is_blocked(graph):  # every node a structural block holds, without listing the weights' edges
+        for block in graph.edge_blocks.blocks:
+            if block.edge_type != int(schema.EdgeType.WEIGHT):
+                ok[block.src] = False
+                ok[block.dst] = False
+        return ok
     structural = graph.edge_index[:, graph.edge_type != int(schema.EdgeType.WEIGHT)].reshape(-1)  # (2 * E_s,)
     ok[structural] = False
     return ok
@@ -129,6 +136,7 @@ def apply_scales(graph, scale: torch.Tensor, fixed_columns: int = 0):
     Shapes:
         - ``scale`` :math:`(N,)`; ``x``, ``edge_attr``, ``probe`` keep their shapes.
     """
+    graph = materialize(graph)
     src, dst = graph.edge_index
     out = copy.copy(graph)  # shallow: shares the untouched tensors
     factor = expand_to_entries(scale[dst] / scale[src], graph.kernel_shape, graph.edge_attr.size(0))  # (W,)
