@@ -26,6 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from nngraph.optim import LearnedOptimizer, PerParameterMLPOptimizer
 
+#: The run length the learned optimizers are told (their schedule); the benchmark times a few of its first steps.
+RUN_STEPS = 1000
 STAGES = ("lopt.features", "lopt.graph", "lopt.embed", "lopt.message_passing", "lopt.head", "lopt.output",
           "lopt.write_back")
 
@@ -78,8 +80,8 @@ def time_steps(name: str, steps: int) -> dict:
     x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
     makers = {"adam": lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),
-              "per-parameter mlp": lambda m: PerParameterMLPOptimizer(m),
-              "graph": lambda m: LearnedOptimizer(m, example_inputs=(x[:2],))}
+              "per-parameter mlp": lambda m: PerParameterMLPOptimizer(m, total_steps=RUN_STEPS),
+              "graph": lambda m: LearnedOptimizer(m, example_inputs=(x[:2],), total_steps=RUN_STEPS)}
     out = {}
     for method, make in makers.items():
         torch.manual_seed(0)
@@ -98,7 +100,7 @@ def profile_stages(name: str, steps: int) -> dict:
     y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     model = MODELS[name]()
-    run = _stepper(model, LearnedOptimizer(model, example_inputs=(x[:2],)), x, y)
+    run = _stepper(model, LearnedOptimizer(model, example_inputs=(x[:2],), total_steps=RUN_STEPS), x, y)
     for _ in range(3):
         run()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -73,7 +73,7 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, save_at: int
 cnn = make_cnn()
 with torch.no_grad():
     start_loss = float(F.cross_entropy(cnn(images[train_idx]), labels[train_idx]))
-opt = LearnedOptimizer(cnn, args.checkpoint)  # None: the shipped meta-trained network
+opt = LearnedOptimizer(cnn, args.checkpoint, total_steps=args.steps)  # None: the shipped meta-trained network
 print(f"optimizer: {opt!r}")
 learned = train(cnn, opt, args.steps, save_at=args.steps // 2)
 adam_cnn = make_cnn()
@@ -89,6 +89,6 @@ gap = max(float((p - q).detach().abs().max()) for p, q in zip(untrained_cnn.para
 print(f"untrained network vs adam (lr 1e-2), largest weight difference after 20 steps: {gap:.1e}")
 
 try:
-    LearnedOptimizer(cnn, params=[nn.Parameter(torch.zeros(3))])
+    LearnedOptimizer(cnn, params=[nn.Parameter(torch.zeros(3))], total_steps=args.steps)
 except ValueError as err:
     print(f"a parameter of another model: {err}")

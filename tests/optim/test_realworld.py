@@ -25,7 +25,7 @@ def test_trains_a_real_model_in_a_plain_loop(name, network, tmp_path):
     if network == "hand-set":
         path = str(tmp_path / "lopt.pt")
         save_network(GraphUpdateNetwork(hidden_dim=8, num_layers=1, context_dim=2, output_dim=8, init_lr=3e-3), path)
-    opt = LearnedOptimizer(model, path, example_inputs=inputs)
+    opt = LearnedOptimizer(model, path, example_inputs=inputs, total_steps=15)
     if name.startswith("ViT"):
         labels = torch.arange(inputs[0].shape[0]) % model.config.num_labels
 

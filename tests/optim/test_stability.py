@@ -51,7 +51,7 @@ def _run(opt_of, steps: int = 100) -> tuple[float, float, list[float]]:
 
 @pytest.mark.xfail(strict=True, reason="the shipped network's loss rises after ~100 steps on wider MLPs (issue 29)")
 def test_shipped_optimizer_is_stable_on_a_wider_deeper_mlp():
-    initial, final, losses = _run(lambda m: LearnedOptimizer(m), steps=150)
+    initial, final, losses = _run(lambda m: LearnedOptimizer(m, total_steps=150), steps=150)
     assert all(math.isfinite(v) for v in losses)
     assert math.isfinite(final) and final < 0.5 * initial, (initial, final)
     assert max(losses[10:]) < 2 * initial, losses  # no blow-up on the way

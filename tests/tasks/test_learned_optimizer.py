@@ -48,7 +48,7 @@ def test_every_problem_builds_and_places(name):
     problem = task.sample_problem(0, {name: family}, name)
     x = task.digits()[0][:4]
     assert problem.model(x).shape == (4, 10)
-    LearnedOptimizer(problem.model, example_inputs=(x[:2],))  # every problem has a neural graph
+    LearnedOptimizer(problem.model, example_inputs=(x[:2],), total_steps=10)  # every problem has a neural graph
     assert not set(task.UNSEEN) & set(task.FAMILIES)  # unseen means no trajectory trains on it
 
 
