@@ -126,7 +126,11 @@ class _LearnedStep(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         state_dict = dict(state_dict)
         record = state_dict.pop("network", None)
         if record is not None:  # the saved network, whatever its size (this optimizer's may be a fresh default)
-            self.network = load_network(record, self.network.kind)
+            network = load_network(record, self.network.kind)
+            if network.output.progress and self.total_steps is None:
+                raise ValueError(f"{self.who}: the saved network follows a learned schedule over the run; make this "
+                                 "optimizer with total_steps=<the number of steps the run will take>")
+            self.network = network
         super().load_state_dict(state_dict)
 
 

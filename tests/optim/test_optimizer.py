@@ -282,6 +282,12 @@ def test_other_misuse_is_one_line(tmp_path, hand_set_checkpoint):
     with pytest.raises(ValueError) as err:
         LearnedOptimizer(model, network=scheduled, total_steps=0)
     _one_line(err)
+    saved = LearnedOptimizer(model, network=scheduled, total_steps=10).state_dict()
+    unscheduled = LearnedOptimizer(model, network=GraphUpdateNetwork(hidden_dim=8, num_layers=1, context_dim=2,
+                                                                     output_dim=8))
+    with pytest.raises(ValueError) as err:
+        unscheduled.load_state_dict(saved)
+    assert "give" not in _one_line(err) and "total_steps=" in _one_line(err)
 
 
 @pytest.mark.parametrize("kind", ["graph", "mlp"])
