@@ -9,6 +9,7 @@ import nngraph
 from nngraph import symmetry
 from nngraph.symmetry import match
 from nngraph.convert.module_info import output_tensors
+from .convert.test_fallback import _ReturnsNumber
 from .symmetry_reference import dense_weights, group_similarity
 
 
@@ -98,15 +99,6 @@ def test_align_on_data_the_model_cannot_run_is_a_one_line_error(data, match):
     with pytest.raises(ValueError, match=match) as caught:
         symmetry.align(_mlp(0), _mlp(1), data=data)
     assert "\n" not in str(caught.value)
-
-
-class _ReturnsNumber(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return 3
 
 
 def test_align_of_models_the_converter_refuses_says_why():
