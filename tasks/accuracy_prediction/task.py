@@ -327,21 +327,23 @@ def _probe_cost(models, probes: torch.Tensor, seconds: float, reader_flops: int 
             "seconds": seconds / len(models)}
 
 
-def _cost_rows(method: str, cost: dict) -> list[dict]:
+def _cost_rows(method: str, cost: dict, scope: str = "") -> list[dict]:
+    """The cost rows of a probing method (``scope``: appended to the metrics' names, ``"[unseen resnet]"`` for the
+    held-out family's models, whose cost differs)."""
     if method in HYBRIDS or method in STACKED:
         shrunk = [] if cost.get("shrinkage") is None else [
-            row(TASK, method, "correction_shrinkage", cost["shrinkage"], None,
+            row(TASK, method, "correction_shrinkage" + scope, cost["shrinkage"], None,
                 note="the factor kept of the network's correction to the prior, fitted on the validation models")]
         return shrunk + [
-            row(TASK, method, "flops_per_prediction", cost["flops"], None,
+            row(TASK, method, "flops_per_prediction" + scope, cost["flops"], None,
                 note=f"{cost['passes']} probe forward passes x the model's FLOPs + the network on its graph (mean "
                      "over the test models; gradient boosting's trees not counted)"),
-            row(TASK, method, "seconds_per_prediction", cost["seconds"], None,
+            row(TASK, method, "seconds_per_prediction" + scope, cost["seconds"], None,
                 note="probing the test models, reading their graphs and outputs, per model, one thread")]
     reader = f" + {cost['reader_flops']:,} of the MLP reader" if cost["reader_flops"] else ""
-    return [row(TASK, method, "flops_per_prediction", cost["flops"], None,
+    return [row(TASK, method, "flops_per_prediction" + scope, cost["flops"], None,
                 note=f"{cost['passes']} probe forward passes x the model's FLOPs (mean over the test models){reader}"),
-            row(TASK, method, "seconds_per_prediction", cost["seconds"], None,
+            row(TASK, method, "seconds_per_prediction" + scope, cost["seconds"], None,
                 note="running the test models on the probes" + (" and reading them" if method == "probegen" else "")
                 + ", per model, one thread")]
 
@@ -409,11 +411,12 @@ def run(args: argparse.Namespace) -> list[dict]:
         predictions["unseen"] = unseen
         for name in args.methods:
             start = time.perf_counter()
-            pred, _, _ = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")
+            pred, _, cost = _predict(args, name, tr, va, held, progress, tag=f"-without-{fam}")
             unseen["pred"][name] = [float(v) for v in pred]
             rows += _score_rows(name, _targets(held), pred, _families(held), time.perf_counter() - start,
                                 f"trained without {fam}: {len(tr)} models; tested on all {len(held)} {fam}",
                                 scope=f"unseen {fam}")
+            rows += _cost_rows(name, cost, f"[unseen {fam}]") if cost is not None else []
     atomic_write(os.path.join(args.out, "predictions.json"), (json.dumps(predictions) + "\n").encode())
     save_run(rows, histories, ["train_loss", "val_loss"], args.out, "accuracy prediction")
     return rows

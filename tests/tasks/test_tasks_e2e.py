@@ -47,9 +47,13 @@ def test_accuracy_prediction(clf_zoo, tmp_path):
 def test_accuracy_prediction_holdout_only(clf_zoo, tmp_path):
     parse = accuracy_prediction.build_parser().parse_args
     rows = accuracy_prediction.run(parse(["--zoo", clf_zoo, "--out", str(tmp_path / "held"), "--gbm-iters", "5",
-                                          "--methods", "stats_gbm", "--holdout-family", "mlp", "--holdout-only",
-                                          "--no-progress"]))
-    assert rows and {r["metric"] for r in rows} == {"kendall_tau[unseen mlp]", "r2[unseen mlp]"}
+                                          "--methods", "stats_gbm,probe_gbm", "--probe-inputs", "4",
+                                          "--holdout-family", "mlp", "--holdout-only", "--no-progress"]))
+    metrics = {(r["method"], r["metric"]) for r in rows}
+    assert {m for _, m in metrics} == {"kendall_tau[unseen mlp]", "r2[unseen mlp]", "flops_per_prediction[unseen mlp]",
+                                       "seconds_per_prediction[unseen mlp]"}
+    assert ("probe_gbm", "flops_per_prediction[unseen mlp]") in metrics  # the held-out models' cost, for probing
+    assert ("stats_gbm", "flops_per_prediction[unseen mlp]") not in metrics
     import json
 
     from tasks.common.metrics import r2
