@@ -169,6 +169,11 @@ class LatentFlowGenerator(FlowGenerator):
         z = self.stats.normalize(self.space.flatten(graphs).to(torch.float64))  # (B, D)
         return (z - self.mean) @ self.basis.t() / self.scales  # (B, r)
 
+    def project(self, graphs: Sequence[Data], template: nn.Module | None = None) -> list[Data]:
+        """``graphs`` through the code: :meth:`encode`, then decoded (in the frame, not relabelled). What the
+        generator's rank can represent of a model: the distance to the (aligned) original is what the code loses."""
+        return self.space.graphs(self._decode(self.encode(graphs, template)))
+
     def _frame_layout(self, template):
         if self._layout is None:
             if not isinstance(template, nn.Module):

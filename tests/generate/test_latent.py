@@ -103,6 +103,17 @@ def test_encode_reads_the_code_whatever_the_neuron_order(tmp_path):
     assert (gen.encode(moved) - gen.encode(plain)).abs().max() > 1e-2
 
 
+def test_project_rebuilds_the_aligned_zoo_at_full_rank_and_loses_detail_below(tmp_path):
+    """At rank M - 1 every zoo model is in the code's span: projecting rebuilds it as aligned to the frame (its
+    function unchanged); at rank 1 it does not."""
+    for rank, exact in ((50, True), (1, False)):
+        gen, models, graphs = _fit(tmp_path / str(rank), rank=rank)
+        for model, g, p in zip(models, graphs, gen.project(graphs)):
+            rebuilt = nngraph.from_graph(p, models[0])
+            close = torch.allclose(rebuilt(INPUTS), model(INPUTS), rtol=0, atol=1e-4)
+            assert close == exact
+
+
 def test_code_noise_is_gaussian_in_code_units(tmp_path):
     """``code_noise``: the decoded samples differ from the noiseless ones by a code of that standard deviation
     (read back through the basis); 0 changes nothing; a negative one is an error."""

@@ -58,3 +58,18 @@ def test_recognition_rows_count_hits_per_digit():
         images[i, r, 4] = 1.0
     rows = {r["metric"]: r["value"] for r in inr.recognition_rows("m", _Reader(), images, truth)}
     assert rows == {"recognised": 4 / 6, "recognised_digit0": 0.5, "recognised_digit3": 2 / 3, "recognised_digit7": 1.0}
+
+
+def test_the_projection_diagnostic_is_exact_at_full_rank(tmp_path):
+    """tasks.diagnostics.latent_projection on a run whose code has rank M - 1: the zoo INRs are in the span, so
+    the projected renders are (in the median) the INRs' own; at rank 2 they are not. (Not every INR: with two
+    hidden layers weight matching to the decoded mean may end in another optimum than the fit's alignment.)"""
+    from tasks.diagnostics import latent_projection
+
+    for rank, exact in (("60", True), ("2", False)):
+        out = str(tmp_path / rank)
+        assert inr.main(["--out", out, *ARGV, "--methods", "latent", "--rank", rank]) == 0
+        r = latent_projection.project_zoo(out)
+        assert r["rank"] == (39 if exact else 2)
+        assert (r["psnr"] > 60) == exact
+        assert 0 <= r["recognised"] <= 1 and 0 <= r["recognised_own"] <= 1
