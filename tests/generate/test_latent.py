@@ -128,3 +128,50 @@ def test_code_noise_is_gaussian_in_code_units(tmp_path):
     assert abs(float(noise.std()) - 0.5) < 0.05 and abs(float(noise.mean())) < 0.05
     with pytest.raises(ValueError, match="code_noise"):
         gen.sample(models[0], 2, condition=0.5, code_noise=-1.0)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _DyingLatent(LatentFlowGenerator):
+    """A LatentFlowGenerator whose training dies at its ``die_at``-th batch."""
+
+    die_at, calls = None, 0
+
+    def _loss(self, model, batch):
+        _DyingLatent.calls += 1
+        if _DyingLatent.calls == _DyingLatent.die_at:
+            raise _Killed
+        return super()._loss(model, batch)
+
+
+def test_a_killed_class_conditional_fit_resumes_and_refuses_other_architectures(tmp_path):
+    """Conditioned on a class (the INR task's digit): killed in epoch 3 of 4 and run again, the fit trains only
+    the missing epochs and samples what the uninterrupted fit samples; another architecture or an unseen class is
+    a one-line error."""
+    from .zoo import cnn
+
+    models, graphs, _ = zoo(mlp, n=10)
+    classes = torch.arange(10) % 3  # (10,) integer: a class condition
+    options = dict(template=models[0], example_inputs=INPUTS, epochs=4, batch_size=4, progress=False, seed=3)
+    full = LatentFlowGenerator(rank=4, hidden_dim=8, num_layers=1)
+    full.fit(graphs, classes, out_dir=str(tmp_path / "full"), **options)
+    assert full.condition.kind == "class"
+    _DyingLatent.calls, _DyingLatent.die_at = 0, 2 * 3 + 2  # 9 training models, batches of 4: 3 per epoch
+    with pytest.raises(_Killed):
+        _DyingLatent(rank=4, hidden_dim=8, num_layers=1).fit(graphs, classes, out_dir=str(tmp_path / "cut"), **options)
+    _DyingLatent.calls, _DyingLatent.die_at = 0, None
+    resumed = _DyingLatent(rank=4, hidden_dim=8, num_layers=1)
+    resumed.fit(graphs, classes, out_dir=str(tmp_path / "cut"), **options)
+    assert _DyingLatent.calls == 2 * 3  # only epochs 3 and 4 were trained
+    a = full.sample(models[0], 3, condition=[0, 1, 2], steps=3, seed=0)
+    b = load_generator(str(tmp_path / "cut" / "generator.pt")).sample(models[0], 3, condition=[0, 1, 2], steps=3,
+                                                                      seed=0)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x.edge_attr, y.edge_attr, rtol=0, atol=1e-5)
+    with pytest.raises(nngraph.GraphMismatchError) as info:
+        full.sample(cnn(0), 2, condition=1)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="class conditions must be in 0..2"):
+        full.sample(models[0], 2, condition=5)
