@@ -23,6 +23,7 @@ from nngraph.zoo import build_model
 from nngraph.zoo.images import coordinate_grid
 
 from ..generation import inr
+from ..generation.task import zoo_modules
 
 __all__ = ["project_zoo", "main"]
 
@@ -41,11 +42,7 @@ def project_zoo(out: str) -> dict:
     zoo = inr.build_zoo(args)  # the cached zoo (same key)
     template = build_model(zoo["spec"]).eval()
     coords = coordinate_grid(args.resolution, args.resolution)  # (P, 2)
-    graphs = []
-    for state in zoo["states"]:
-        m = build_model(zoo["spec"])
-        m.load_state_dict(state)
-        graphs.append(nngraph.to_graph(m.eval(), coords[:2]))
+    graphs = [nngraph.to_graph(m, coords[:2]) for m in zoo_modules(zoo)]
     gen = load_generator(gen_path)
     own = inr.render(graphs, template, args.resolution)  # (M, R, R)
     projected = inr.render(gen.project(graphs, template), template, args.resolution)  # (M, R, R)

@@ -20,7 +20,6 @@ zoo INRs of that digit.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -30,7 +29,6 @@ import torch
 
 import nngraph
 from nngraph.generate import GaussianGenerator, LatentFlowGenerator
-from nngraph.io import atomic_write
 from nngraph.plotting import pyplot, save_figure
 from nngraph.zoo import build_model, derive_seed
 from nngraph.zoo.images import coordinate_grid, load_images
@@ -39,7 +37,7 @@ from nngraph.zoo.specs import siren_spec
 
 from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
 from ..common.report import row, save_results
-from .task import Novelty
+from .task import Novelty, cached_zoo, mix_aligned, zoo_modules
 
 TASK = "generation_inr"
 METHODS = ("latent", "latent_twin", "gaussian", "interpolate")
@@ -74,23 +72,18 @@ def build_zoo(args) -> dict:
     ``OUT/zoo.pt`` under the settings that made it."""
     spec = siren_spec(2, [args.hidden, args.hidden], 1, 30.0)
     key = {"spec": spec, "images": args.images, "resolution": args.resolution, "init": args.init, "seed": args.seed}
-    path = os.path.join(args.out, "zoo.pt")
-    if os.path.exists(path):
-        cached = torch.load(path, weights_only=True)
-        if cached.get("key") == key:
-            return cached
-    images = load_images("digits", args.resolution)
-    x, labels = images.images[:args.images], images.labels[:args.images]  # (M, 1, R, R), (M,)
-    targets = x.flatten(2).transpose(1, 2)  # (M, 1, R, R) -> (M, P, 1)
-    seeds = [derive_seed(args.seed, "inr-init", 0 if args.init == "shared" else i) for i in range(len(x))]
-    fit = fit_sirens(spec, coordinate_grid(args.resolution, args.resolution), targets,
-                     [torch.Generator().manual_seed(s) for s in seeds], target_psnr=40.0, max_steps=500)
-    zoo = {"key": key, "spec": spec, "states": [siren_state_dict(fit.params, k) for k in range(len(x))],
-           "labels": labels.clone(), "psnr": fit.psnr}
-    buffer = io.BytesIO()
-    torch.save(zoo, buffer)
-    atomic_write(path, buffer.getvalue())
-    return zoo
+
+    def make() -> dict:
+        images = load_images("digits", args.resolution)
+        x, labels = images.images[:args.images], images.labels[:args.images]  # (M, 1, R, R), (M,)
+        targets = x.flatten(2).transpose(1, 2)  # (M, 1, R, R) -> (M, P, 1)
+        seeds = [derive_seed(args.seed, "inr-init", 0 if args.init == "shared" else i) for i in range(len(x))]
+        fit = fit_sirens(spec, coordinate_grid(args.resolution, args.resolution), targets,
+                         [torch.Generator().manual_seed(s) for s in seeds], target_psnr=40.0, max_steps=500)
+        return {"spec": spec, "states": [siren_state_dict(fit.params, k) for k in range(len(x))],
+                "labels": labels.clone(), "psnr": fit.psnr}
+
+    return cached_zoo(os.path.join(args.out, "zoo.pt"), key, make)
 
 
 @torch.no_grad()
@@ -126,16 +119,11 @@ def interpolate_baseline(graphs, labels: np.ndarray, classes: np.ndarray, layout
     """The retrieval baseline (not a generator): per sample, two zoo INRs of its digit, the second aligned to the
     first by weight matching (:func:`nngraph.symmetry.align_graph`), mixed at a random
     :math:`\\lambda \\in [0.3, 0.7]`."""
-    from nngraph.symmetry import align_graph
-
     rng = np.random.default_rng(seed)
     out = []
     for c in classes:
         a, b = rng.choice(np.flatnonzero(labels == c), 2, replace=False)
-        aligned = align_graph(graphs[b], graphs[a], layout)[0]
-        lam = rng.uniform(0.3, 0.7)
-        mixed = lam * space.flatten([graphs[a]]).double() + (1 - lam) * space.flatten([aligned]).double()  # (1, D)
-        out += space.graphs(mixed)
+        out += mix_aligned(graphs, int(a), int(b), rng.uniform(0.3, 0.7), layout, space)
     return out
 
 
@@ -155,6 +143,10 @@ def plot_grid(samples: torch.Tensor, real: torch.Tensor, title: str, path: str) 
     return save_figure(fig, path)
 
 
+def _overall(rows: list[dict], method: str) -> float:
+    return next(r["value"] for r in rows if r["method"] == method and r["metric"] == "recognised")
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     check_methods(args.methods, METHODS)
     os.makedirs(args.out, exist_ok=True)
@@ -162,12 +154,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     zoo = build_zoo(args)
     template = build_model(zoo["spec"]).eval()
     coords = coordinate_grid(args.resolution, args.resolution)  # (P, 2)
-    models = []
-    for state in zoo["states"]:
-        m = build_model(zoo["spec"])
-        m.load_state_dict(state)
-        models.append(m.eval())
-    graphs = [nngraph.to_graph(m, coords[:2]) for m in models]
+    graphs = [nngraph.to_graph(m, coords[:2]) for m in zoo_modules(zoo)]
     labels = zoo["labels"].numpy()
     zoo_seconds = time.perf_counter() - start
     clf, image_acc = pixel_classifier(args)
@@ -220,10 +207,6 @@ def run(args: argparse.Namespace) -> list[dict]:
         plot_grid(grid, zoo_grid, f"{method} samples", os.path.join(args.out, "samples.png"))
     save_results(rows, os.path.join(args.out, "results.json"))
     return rows
-
-
-def _overall(rows: list[dict], method: str) -> float:
-    return next(r["value"] for r in rows if r["method"] == method and r["metric"] == "recognised")
 
 
 def main(argv=None, prog: str | None = None) -> int:

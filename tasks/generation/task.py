@@ -91,30 +91,58 @@ def zoo_spec(hidden: int, in_shape: list[int], num_classes: int) -> dict:
             "norm": "none", "dropout": 0.0}
 
 
+def cached_zoo(path: str, key: dict, make) -> dict:
+    """The zoo dict stored at ``path`` if it was made under ``key``; otherwise ``make()`` (a dict without the
+    key), stored with ``key`` atomically. Read with ``weights_only=True``."""
+    if os.path.exists(path):
+        cached = torch.load(path, weights_only=True)
+        if cached.get("key") == key:
+            return cached
+    zoo = {"key": key, **make()}
+    buffer = io.BytesIO()
+    torch.save(zoo, buffer)
+    atomic_write(path, buffer.getvalue())
+    return zoo
+
+
+def zoo_modules(zoo: dict) -> list:
+    """The zoo's models (``build_model(zoo["spec"])`` with every state dict), in eval mode."""
+    models = []
+    for state in zoo["states"]:
+        m = build_model(zoo["spec"])
+        m.load_state_dict(state)
+        models.append(m.eval())
+    return models
+
+
+def mix_aligned(graphs, a: int, b: int, lam: float, layout, space) -> list:
+    """``[graph]``: ``lam`` of graph ``a`` and ``1 - lam`` of graph ``b`` aligned to it by weight matching."""
+    from nngraph.symmetry import align_graph
+
+    aligned = align_graph(graphs[b], graphs[a], layout)[0]
+    mixed = lam * space.flatten([graphs[a]]).double() + (1 - lam) * space.flatten([aligned]).double()  # (1, D)
+    return space.graphs(mixed)
+
+
 def build_zoo(args, config: ClassifierZooConfig, data) -> dict:
     """The zoo's checkpoints: ``{"spec", "states": [state dict], "test_acc": (M,), "run": (M,)}``, cached in
     ``OUT/zoo.pt`` (read with ``weights_only=True``) under the settings that made it."""
     x_tr, y_tr, x_te, y_te, num_classes = data
     spec = zoo_spec(args.hidden, list(x_tr.shape[1:]), num_classes)
     key = {"spec": spec, "runs": args.runs, "zoo_epochs": args.zoo_epochs, "seed": args.seed}
-    path = os.path.join(args.out, "zoo.pt")
-    if os.path.exists(path):
-        cached = torch.load(path, weights_only=True)
-        if cached.get("key") == key:
-            return cached
-    states, accs, runs = [], [], []
-    for r in range(args.runs):
-        rng = random.Random(derive_seed(args.seed, "generation-zoo", r))
-        hparams = sample_hparams(rng, config, derive_seed(args.seed, "generation-train", r))
-        for metrics, state in train_run({"spec": spec, "hparams": hparams}, x_tr, y_tr, x_te, y_te, num_classes):
-            states.append(state)
-            accs.append(metrics["test_acc"])
-            runs.append(r)
-    zoo = {"key": key, "spec": spec, "states": states, "test_acc": torch.tensor(accs), "run": torch.tensor(runs)}
-    buffer = io.BytesIO()
-    torch.save(zoo, buffer)
-    atomic_write(path, buffer.getvalue())
-    return zoo
+
+    def make() -> dict:
+        states, accs, runs = [], [], []
+        for r in range(args.runs):
+            rng = random.Random(derive_seed(args.seed, "generation-zoo", r))
+            hparams = sample_hparams(rng, config, derive_seed(args.seed, "generation-train", r))
+            for metrics, state in train_run({"spec": spec, "hparams": hparams}, x_tr, y_tr, x_te, y_te, num_classes):
+                states.append(state)
+                accs.append(metrics["test_acc"])
+                runs.append(r)
+        return {"spec": spec, "states": states, "test_acc": torch.tensor(accs), "run": torch.tensor(runs)}
+
+    return cached_zoo(os.path.join(args.out, "zoo.pt"), key, make)
 
 
 def accuracies(graphs, template, x_te, y_te) -> np.ndarray:
@@ -179,9 +207,6 @@ def interpolate_baseline(graphs, zoo_acc: np.ndarray, runs: np.ndarray, target: 
     """The retrieval baseline (not a generator): for every target, a zoo model drawn from the 8 nearest to it in
     accuracy and a second one of another run among them (of any other run if none), the second aligned to the
     first by weight matching, the two mixed at a random :math:`\\lambda \\in [0.3, 0.7]`."""
-
-    from nngraph.symmetry import align_graph
-
     rng = np.random.default_rng(seed)
     out = []
     for t in target:
@@ -189,10 +214,7 @@ def interpolate_baseline(graphs, zoo_acc: np.ndarray, runs: np.ndarray, target: 
         a = int(rng.choice(near))
         others = [j for j in near if runs[j] != runs[a]] or [j for j in range(len(runs)) if runs[j] != runs[a]]
         b = int(rng.choice(others))
-        aligned = align_graph(graphs[b], graphs[a], layout)[0]
-        lam = rng.uniform(0.3, 0.7)
-        mixed = lam * space.flatten([graphs[a]]).double() + (1 - lam) * space.flatten([aligned]).double()  # (1, D)
-        out += space.graphs(mixed)
+        out += mix_aligned(graphs, a, b, rng.uniform(0.3, 0.7), layout, space)
     return out
 
 
@@ -285,11 +307,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     zoo = build_zoo(args, config, data)
     zoo_seconds = time.perf_counter() - start
     template = build_model(zoo["spec"]).eval()
-    models = []
-    for state in zoo["states"]:
-        m = build_model(zoo["spec"])
-        m.load_state_dict(state)
-        models.append(m.eval())
+    models = zoo_modules(zoo)
     graphs = [nngraph.to_graph(m, x_te[:2]) for m in models]
     zoo_acc = zoo["test_acc"].numpy()
     print(f"zoo: {len(graphs)} checkpoints of {args.runs} runs in {zoo_seconds:.0f} s; test accuracy median "
