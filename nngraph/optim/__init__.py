@@ -5,7 +5,8 @@ per-parameter baseline (no graph). Both are ``torch.optim.Optimizer``\\ s.
 - :mod:`~nngraph.optim.features`: momenta and the per-tensor normalised features of every entry;
 - :mod:`~nngraph.optim.placement`: where the entries sit in the model's graph, both ways;
 - :mod:`~nngraph.optim.relabel`: a graph with its nodes and edges in random order (the twin);
-- :mod:`~nngraph.optim.output`: features to a bounded step (Adam's direction modulated, at Adam's norm per tensor);
+- :mod:`~nngraph.optim.output`: features to a bounded step (Adam's direction times a bounded factor plus a small
+  bounded term, following a learned schedule over the run; or modulated and rescaled to Adam's norm per tensor);
 - :mod:`~nngraph.optim.graph_network`, :mod:`~nngraph.optim.mlp_network`: the two update networks;
 - :mod:`~nngraph.optim.checkpoint`: networks to and from files (safetensors, or ``torch.load(weights_only=True)``),
   and the shipped meta-trained networks (``nngraph/optim/checkpoints/``);

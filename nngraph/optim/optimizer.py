@@ -143,7 +143,7 @@ class LearnedOptimizer(_LearnedStep):
 
     Use it like any optimizer::
 
-        opt = LearnedOptimizer(model)  # the shipped meta-trained network
+        opt = LearnedOptimizer(model, total_steps=len(loader))  # the shipped meta-trained network
         for x, y in loader:
             opt.zero_grad()
             loss_fn(model(x), y).backward()

@@ -81,7 +81,7 @@ def test_per_parameter_optimizer_trains_bare_tensors(tmp_path):
 
 def test_parameters_without_gradient_keep_values_and_state():
     model, inputs = build("mlp")
-    opt = LearnedOptimizer(model)
+    opt = LearnedOptimizer(model, total_steps=10)
     frozen = model[0].weight
     before = frozen.detach().clone()
     model(*inputs).sum().backward()
@@ -94,7 +94,8 @@ def test_parameters_without_gradient_keep_values_and_state():
 def test_param_groups_scale_the_step():
     model, inputs = build("mlp")
     opt = LearnedOptimizer(model, params=[{"params": model[0].parameters(), "lr": 0.0},
-                                          {"params": model[2].parameters()}, {"params": model[4].parameters()}])
+                                          {"params": model[2].parameters()}, {"params": model[4].parameters()}],
+                           total_steps=10)
     before = [p.detach().clone() for p in model.parameters()]
     model(*inputs).sum().backward()
     opt.step()
@@ -122,11 +123,11 @@ def test_placement_scatters_each_parameter_to_where_to_graph_puts_it():
 def test_state_dict_round_trip_continues_identically():
     model, inputs = build("mlp")
     torch.manual_seed(1)
-    network = GraphUpdateNetwork(hidden_dim=8, num_layers=1, context_dim=2, output_dim=8)
+    network = GraphUpdateNetwork(hidden_dim=8, num_layers=1, context_dim=2, output_dim=8, rule="cone", progress=True)
     with torch.no_grad():
         for p in network.parameters():
             p.normal_(0, 0.2)
-    opt = LearnedOptimizer(model, network=network)
+    opt = LearnedOptimizer(model, network=network, total_steps=5)  # the schedule reads the saved step counts
     target = torch.randn(8, 3)
 
     def step(m, o):
@@ -142,7 +143,7 @@ def test_state_dict_round_trip_continues_identically():
     saved = torch.load(buffer, weights_only=True)
     copy, _ = build("mlp", seed=7)
     copy.load_state_dict(saved["model"])
-    restored = LearnedOptimizer(copy)  # the shipped network: the state dict brings the one in use
+    restored = LearnedOptimizer(copy, total_steps=5)  # the shipped network: the state dict brings the one in use
     restored.load_state_dict(saved["opt"])
     for _ in range(2):
         step(model, opt)
@@ -243,7 +244,7 @@ def _one_line(err) -> str:
 
 def test_a_model_the_converter_refuses_is_one_line():
     with pytest.raises(nngraph.UnsupportedError) as err:
-        LearnedOptimizer(_DataDependent(), example_inputs=(torch.randn(2, 3),))
+        LearnedOptimizer(_DataDependent(), example_inputs=(torch.randn(2, 3),), total_steps=10)
     message = _one_line(err)
     assert "LearnedOptimizer cannot place the parameters of _DataDependent" in message
     assert "PerParameterMLPOptimizer" in message
@@ -253,9 +254,9 @@ def test_a_parameter_not_in_the_model_is_one_line():
     model, _ = build("mlp")
     stranger = nn.Parameter(torch.zeros(3))
     with pytest.raises(ValueError) as err:
-        LearnedOptimizer(model, params=[*model.parameters(), stranger])
+        LearnedOptimizer(model, params=[*model.parameters(), stranger], total_steps=10)
     assert "is not a parameter of the Sequential" in _one_line(err)
-    opt = LearnedOptimizer(model)
+    opt = LearnedOptimizer(model, total_steps=10)
     with pytest.raises(ValueError) as err:
         opt.add_param_group({"params": [stranger]})
     assert "position 0" in _one_line(err)
