@@ -6,7 +6,8 @@ of several widths and depths, CNNs, and by an LSTM and a one-layer transformer t
 :mod:`nngraph.optim` are meta-trained with the same budget (the same problems, steps and meta-updates): the graph
 network of :class:`~nngraph.optim.LearnedOptimizer` (``graph``) and the per-parameter MLP of
 :class:`~nngraph.optim.PerParameterMLPOptimizer` (``mlp``). Both start from Adam at the learning rate tuned on the
-distribution (``--init-lr``) and learn to modulate its direction (:class:`~nngraph.optim.StepOutput`).
+distribution (``--init-lr``) and learn how far every entry moves along Adam's direction, reading the fraction of
+the run done (a learned schedule; ``--rule``, ``--no-schedule``, :class:`~nngraph.optim.StepOutput`).
 
 Gradient estimator: truncated backpropagation through short unrolls. A trajectory of ``--truncations`` x
 ``--unroll`` inner steps (as long as the evaluation horizon) trains one sampled problem; after each ``--unroll``
@@ -17,8 +18,9 @@ and carried on. The gradients that enter the features are constants (first order
 evolution strategies (UNF's estimator): PES is unbiased over the whole trajectory but needs many antithetic
 unrolls per meta-update (its variance grows with the number of meta-parameters, here ~30k); a CPU budget of
 minutes gives ~1,000 meta-updates by backprop and would give tens by PES. Backprop through 10-step truncations has
-low variance and a short-horizon bias towards greedy steps, which the bounded output (the step size stays within
-``e^±c`` of Adam's at the learned rate) keeps from turning into divergence. Meta-gradients are clipped to norm 1
+low variance and a short-horizon bias towards greedy, small steps (measured on the LSTM and the CNN,
+docs/tasks/learned_optimizer.md), which the bounded output (every entry's step within ``e^-c-`` .. ``e^c+`` of
+Adam's at the learned rate, plus a small bounded term) keeps from turning into divergence. Meta-gradients are clipped to norm 1
 and a truncation with a non-finite meta-loss is skipped.
 
 Resumable: after every trajectory the networks and meta-optimizers are saved (``nngraph.train.save_checkpoint``,
@@ -30,8 +32,9 @@ one.
 
 Evaluation on fresh problems (seeds the meta-training never drew), ``--eval-seeds`` seeds, ``--long-steps`` steps
 each; the tables report the training loss (the whole training set) at ``--eval-steps`` (the trajectories' length)
-and at ``--long-steps`` (a longer horizon), and the test accuracy at the end. Optimizers: Adam and AdamW with
-learning rate (and AdamW's weight decay) tuned on problems of the meta-training distribution, the per-parameter
+and at ``--long-steps`` (a longer horizon), and the test accuracy at the end; an optimizer told the run's length
+is run once per horizon. Optimizers: Adam, Adam with a cosine decay and AdamW with learning rate (and AdamW's
+weight decay) tuned on problems of the meta-training distribution, the per-parameter
 MLP, the graph optimizer and its twin, the graph optimizer with its graph relabelled at random every step
 (equivariant: the same steps up to rounding; run on ``--twin-seeds`` only). Problems: in distribution
 (:data:`IN_DISTRIBUTION`: new initialisations, data orders, and an MLP width no trajectory had) and unseen
