@@ -77,17 +77,23 @@ def _targets(split):
     return np.array([e["test_acc"] for e in split.entries], dtype=float)
 
 
+def probe_setup(args, train, val, test):
+    """What every probe-reading method starts from: ``(splits, inputs (K, C, H, W), targets per split,
+    mean, std of the training targets, every split's models)``."""
+    splits = (train, val, test)
+    inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
+    ys = [_targets(s) for s in splits]
+    mean, std = float(ys[0].mean()), float(max(ys[0].std(), 1e-6))
+    return splits, inputs, ys, mean, std, [m for s in splits for m in s.models]
+
+
 def hybrid_method(args, name, train, val, test, progress, tag=""):
     """Train the hybrid ``name`` (a key of :data:`HYBRIDS`) and predict ``test``; returns ``(pred, result, cost)``,
     ``cost`` as the probing rows' (probe forward passes, FLOPs per prediction, seconds per prediction; for the
     :data:`SHRUNK` methods also ``shrinkage``, the factor kept of the correction)."""
     trained = SHRUNK.get(name, name)  # the network trained (or loaded from its run directory)
     options, use_prior = HYBRIDS[trained]
-    splits = (train, val, test)
-    inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
-    ys = [_targets(s) for s in splits]
-    mean, std = float(ys[0].mean()), float(max(ys[0].std(), 1e-6))
-    all_models = [m for s in splits for m in s.models]
+    splits, inputs, ys, mean, std, all_models = probe_setup(args, train, val, test)
     priors = [None] * 3
     prior_seconds = 0.0
     if use_prior:  # gradient boosting on the probe outputs, cross-fitted by training run

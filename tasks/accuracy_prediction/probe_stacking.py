@@ -24,8 +24,8 @@ from ..common.baselines import gradient_boosting
 from ..common.features import max_kernel_shape
 from ..common.graph_training import predict_graphs
 from ..common.harness import run_dir
-from .probe_hybrid import hybrid_graphs, network_flops, train_hybrid
-from .probing import output_features, probe_images
+from .probe_hybrid import hybrid_graphs, network_flops, probe_setup, train_hybrid
+from .probing import output_features
 
 __all__ = ["STACKED", "stacked_method"]
 
@@ -33,10 +33,6 @@ __all__ = ["STACKED", "stacked_method"]
 STACKED = {"probe_gbm_stacked": {"learned": False},
            "probe_gbm_stacked_no_graph": {"learned": False, "graph": False}}
 FOLDS = 5
-
-
-def _targets(split) -> np.ndarray:
-    return np.array([e["test_acc"] for e in split.entries], dtype=float)
 
 
 def _objects(items: list) -> np.ndarray:
@@ -52,11 +48,7 @@ def stacked_method(args, name, train, val, test, progress, tag=""):
     outputs with their prediction; returns ``(pred, result, cost)`` (``result``: the network trained on every
     training model; ``cost`` as the hybrid rows')."""
     options = STACKED[name]
-    splits = (train, val, test)
-    inputs = probe_images(args.zoo, args.probe_inputs, args.seed)  # (K, C, H, W)
-    ys = [_targets(s) for s in splits]
-    mean, std = float(ys[0].mean()), float(max(ys[0].std(), 1e-6))
-    all_models = [m for s in splits for m in s.models]
+    splits, inputs, ys, mean, std, all_models = probe_setup(args, train, val, test)
     feats = [output_features(s.models, inputs) for s in splits[:2]]  # (M, K * classes)
     graphs = hybrid_graphs(splits[:2], ys[:2], mean, std, [None] * 2, inputs)
     begin = time.perf_counter()  # the test models on the probe images: their outputs and every neuron's values
