@@ -179,11 +179,18 @@ class Problem:
         return x[idx], y[idx]
 
 
-def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None) -> Problem:
-    """A problem of family ``name`` (random among ``families`` if ``None``), initialised from ``seed``."""
+def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None, by_kind: bool = False) -> Problem:
+    """A problem of family ``name``, initialised from ``seed``; if ``name`` is ``None``, a family drawn at random
+    among ``families`` (``by_kind``: a kind first, then a family of that kind, so that each kind of model, MLP,
+    CNN, LSTM, transformer, is drawn as often whatever its number of widths)."""
     generator = torch.Generator().manual_seed(seed)
     if name is None:
-        name = sorted(families)[int(torch.randint(len(families), (), generator=generator))]
+        pool = sorted(families)
+        if by_kind:
+            kinds = sorted({families[n][0] for n in pool})
+            kind = kinds[int(torch.randint(len(kinds), (), generator=generator))]
+            pool = [n for n in pool if families[n][0] == kind]
+        name = pool[int(torch.randint(len(pool), (), generator=generator))]
     torch.manual_seed(seed)
     return Problem(name, build_model(*families[name]), generator)
 
@@ -199,8 +206,10 @@ def make_network(method: str, args) -> nn.Module:
 
 
 # ------------------------------------------------------------ meta-training
-def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem: Problem, data, args) -> list[float]:
-    """Train ``problem`` for ``truncations x unroll`` steps with ``network``, one meta-update per truncation.
+def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem: Problem, data, args,
+                   unroll: int | None = None) -> list[float]:
+    """Train ``problem`` for ``args.truncations x args.unroll`` steps (the horizon) with ``network``, one
+    meta-update per truncation of ``unroll`` steps (default ``args.unroll``; it must divide the horizon).
     Returns the meta-losses (mean log training loss of every truncation)."""
     x, y = data[0], data[1]
     model = problem.model
@@ -211,6 +220,10 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
     weight = torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # (P,)
     state = init_state(weight.numel(), len(network.betas))
     horizon = args.truncations * args.unroll
+    unroll = args.unroll if unroll is None else unroll
+    if horizon % unroll:
+        raise ValueError(f"an unroll of {unroll} steps does not divide the trajectory's {horizon} steps "
+                         f"(--truncations x --unroll)")
 
     def loss_at(w: torch.Tensor) -> torch.Tensor:
         params = {n: t.view(s) for n, t, s in zip(names, w.split(segments.sizes), shapes)}
@@ -218,10 +231,10 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
         return F.cross_entropy(torch.func.functional_call(model, params, (xb,)), yb)
 
     meta_losses = []
-    for _ in range(args.truncations):
+    for _ in range(horizon // unroll):
         w = weight.detach().requires_grad_(True)
         losses = []
-        for t in range(args.unroll):
+        for t in range(unroll):
             loss = loss_at(w)
             grad = torch.autograd.grad(loss, w, retain_graph=t > 0)[0].detach()  # first order: a constant
             if t > 0:
@@ -245,11 +258,25 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
     return meta_losses
 
 
+#: Settings a run stored before they were flags, with the value such a run had (it resumes under them).
+_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family"}
+
+
 def settings(args) -> dict:
     """The flags a resumed run must share with the run it continues."""
     keys = ("seed", "truncations", "unroll", "batch_size", "hidden_dim", "num_layers", "context_dim", "output_dim",
-            "init_lr", "max_log_scale", "meta_lr", "rule", "min_log_scale", "max_additive", "schedule")
+            "init_lr", "max_log_scale", "meta_lr", "rule", "min_log_scale", "max_additive", "schedule",
+            *_ADDED_SETTINGS)
     return {k: getattr(args, k) for k in keys}
+
+
+def trajectory_unroll(args, k: int) -> int:
+    """The truncation length of trajectory ``k``: ``--unroll``, or one of ``--unroll-choices`` drawn from a
+    generator seeded by ``(seed, k)`` (a resumed run draws the same)."""
+    if not args.unroll_choices:
+        return args.unroll
+    generator = torch.Generator().manual_seed(args.seed * 1_000_003 + k + 500_000_000)
+    return args.unroll_choices[int(torch.randint(len(args.unroll_choices), (), generator=generator))]
 
 
 def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
@@ -265,7 +292,7 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
     found = load_checkpoint(directory, "last")
     if found is not None:
         tensors, stored = found
-        if stored.get("settings") != info["settings"]:
+        if {**_ADDED_SETTINGS, **stored.get("settings", {})} != info["settings"]:
             raise SystemExit(f"{directory} holds a run with other settings ({stored.get('settings')}); use another "
                              "--out or remove it")
         network.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
@@ -276,9 +303,10 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
                initial=info["trajectory"], total=args.trajectories)
     for k in bar:
         start = time.perf_counter()
-        problem = sample_problem(args.seed * 1_000_003 + k)
-        losses = run_trajectory(network, meta_opt, problem, data, args)
-        info["meta_losses"].append({"trajectory": k, "problem": problem.name, "losses": losses})
+        problem = sample_problem(args.seed * 1_000_003 + k, by_kind=args.sample == "kind")
+        unroll = trajectory_unroll(args, k)
+        losses = run_trajectory(network, meta_opt, problem, data, args, unroll)
+        info["meta_losses"].append({"trajectory": k, "problem": problem.name, "unroll": unroll, "losses": losses})
         info["trajectory"] = k + 1
         info["seconds"] += time.perf_counter() - start
         save_checkpoint(directory, "last", network, info, optimizer=meta_opt)
@@ -541,6 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectories", type=int, default=60, help="meta-training trajectories (problems) per network")
     p.add_argument("--truncations", type=int, default=15, help="meta-updates per trajectory")
     p.add_argument("--unroll", type=int, default=10, help="inner steps per truncation (backpropagated through)")
+    p.add_argument("--unroll-choices", type=ints, default=[],
+                   help="truncation lengths to mix: each trajectory draws one (e.g. 10,30; each must divide "
+                        "--truncations x --unroll, the trajectory's length); empty: every truncation is --unroll")
+    p.add_argument("--sample", default="family", choices=["family", "kind"],
+                   help="how a trajectory's problem is drawn: a family uniformly, or a kind of model (mlp, cnn, lstm, "
+                        "transformer) uniformly and then one of its families")
     p.add_argument("--batch-size", type=int, default=64, help="minibatch of the inner problems")
     p.add_argument("--meta-lr", type=float, default=1e-3, help="learning rate of the meta-optimizer (Adam)")
     p.add_argument("--init-lr", type=float, default=3e-2,
@@ -579,6 +613,9 @@ def main(argv=None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: Could not resolve {unknown} among choices {list(METHODS)}")
+    bad = [u for u in args.unroll_choices if u < 1 or (args.truncations * args.unroll) % u]
+    if bad:
+        parser.error(f"--unroll-choices {bad} do not divide the trajectory's {args.truncations * args.unroll} steps")
     os.makedirs(args.out, exist_ok=True)
     data = digits()
     networks, training = {}, {}

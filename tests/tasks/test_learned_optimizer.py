@@ -42,6 +42,46 @@ def test_other_settings_are_refused(tmp_path):
         task.meta_train("mlp", args, data)
 
 
+def test_unroll_choices_mix_truncation_lengths(tmp_path):
+    args = task.build_parser().parse_args(["--out", str(tmp_path), "--trajectories", "6", *TOY, "--truncations", "3",
+                                           "--unroll", "2", "--unroll-choices", "2,3,6"])
+    _, info = task.meta_train("mlp", args, task.digits())
+    unrolls = [t["unroll"] for t in info["meta_losses"]]
+    assert set(unrolls) <= {2, 3, 6} and len(set(unrolls)) > 1  # every trajectory draws one
+    for t in info["meta_losses"]:  # one meta-update per truncation of the 6-step trajectory
+        assert len(t["losses"]) == 6 // t["unroll"]
+    again = [task.trajectory_unroll(args, k) for k in range(6)]
+    assert again == unrolls  # a resumed run draws the same lengths
+    with pytest.raises(SystemExit):  # 4 does not divide the trajectory's 6 steps
+        task.main(["--out", str(tmp_path / "bad"), *TOY, "--truncations", "3", "--unroll", "2", "--unroll-choices", "4"])
+
+
+def test_a_run_stored_before_the_newer_flags_resumes(tmp_path, capsys, monkeypatch):
+    data = task.digits()
+    with monkeypatch.context() as m:  # a run stored before these flags existed
+        m.setattr(task, "_ADDED_SETTINGS", {})
+        task.meta_train("mlp", _args(tmp_path, 1), data)
+    stored = json.loads((tmp_path / "runs" / "mlp" / "last.json").read_text())["settings"]
+    assert "sample" not in stored and "unroll_choices" not in stored
+    _, info = task.meta_train("mlp", _args(tmp_path, 2), data)
+    assert "mlp: resumed after trajectory 1" in capsys.readouterr().out and info["trajectory"] == 2
+    args = _args(tmp_path, 3)
+    args.sample = "kind"  # a newer flag set otherwise is another run
+    with pytest.raises(SystemExit, match="other settings"):
+        task.meta_train("mlp", args, data)
+
+
+def test_sampling_by_kind_draws_every_kind_alike():
+    def shares(by_kind):
+        kinds = [task.FAMILIES[task.sample_problem(k, by_kind=by_kind).name][0] for k in range(200)]
+        return {kind: kinds.count(kind) / len(kinds) for kind in set(kinds)}
+
+    by_kind = shares(True)
+    assert set(by_kind) == {"mlp", "cnn", "lstm", "transformer"}
+    assert all(abs(v - 0.25) < 0.08 for v in by_kind.values()), by_kind
+    assert shares(False)["mlp"] > 0.5  # by family the MLPs' seven widths dominate
+
+
 @pytest.mark.parametrize("name", sorted({**task.FAMILIES, **task.IN_DISTRIBUTION, **task.UNSEEN}))
 def test_every_problem_builds_and_places(name):
     family = {**task.FAMILIES, **task.IN_DISTRIBUTION, **task.UNSEEN}[name]
