@@ -1,9 +1,11 @@
-"""Choosing among many samples with a weights-only accuracy predictor fitted on the zoo.
+"""Choosing among many samples with an accuracy predictor fitted on the zoo.
 
 A filter, said as such: ``latent_filtered`` draws ``--filter-pool`` times more samples than it keeps from the
-latent generator and keeps, at every target, those whose *predicted* accuracy is nearest the target. The predictor
+latent generator and keeps, at every target, those whose *predicted* accuracy is nearest the target. Its predictor
 reads only weights (the samples' codes in the generator's frame, :meth:`nngraph.generate.LatentFlowGenerator.encode`,
 into a ridge regression fitted on the zoo's codes and test accuracies); no sample is run on data to choose it.
+``latent_probed`` keeps them by a predictor of their function instead (:mod:`.probed`). Both report their
+Kendall tau on held-out runs of the zoo (:func:`heldout_tau`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from ..common.metrics import kendall_tau
 
-__all__ = ["CodeAccuracyPredictor", "select_nearest"]
+__all__ = ["CodeAccuracyPredictor", "heldout_tau", "select_nearest"]
 
 
 class CodeAccuracyPredictor:
@@ -40,24 +42,34 @@ class CodeAccuracyPredictor:
         from sklearn.linear_model import RidgeCV
 
         x = self.codes(graphs)  # (M, r)
-        self.heldout_tau = None
-        if runs is not None:
-            run_index = np.unique(runs, return_inverse=True)[1]  # (M,): 0..R-1
-            folds = min(folds, int(run_index.max()) + 1)
-            if folds < 2:
-                raise ValueError("measuring the held-out tau needs models of at least 2 runs")
-            fold = run_index % folds  # (M,): the fold of every model's run
-            pred = np.empty(len(x))
-            for f in range(folds):
-                test = fold == f
-                pred[test] = RidgeCV(alphas=self.ALPHAS).fit(x[~test], accuracy[~test]).predict(x[test])
-            self.heldout_tau = kendall_tau(accuracy, pred)
+        self.heldout_tau = None if runs is None else heldout_tau(lambda: RidgeCV(alphas=self.ALPHAS), x, accuracy,
+                                                                 runs, folds)
         self.model = RidgeCV(alphas=self.ALPHAS).fit(x, accuracy)
         return self
 
     def predict(self, graphs) -> np.ndarray:
         """``(B,)`` predicted test accuracies."""
         return self.model.predict(self.codes(graphs))
+
+
+def heldout_tau(make, x: np.ndarray, y: np.ndarray, runs: np.ndarray, folds: int = 5) -> float:
+    """Kendall's tau between ``y`` and predictions of models never fitted on their run: runs dealt into ``folds``
+    groups by their index (``run % folds``, at most one fold per run), every group predicted by ``make()`` (a fresh
+    scikit-learn regressor) fitted on the others. ``x`` ``(M, F)``, ``y`` and ``runs`` ``(M,)``.
+
+    Raises:
+        ValueError: when the models come from fewer than 2 runs.
+    """
+    run_index = np.unique(runs, return_inverse=True)[1]  # (M,): 0..R-1
+    folds = min(folds, int(run_index.max()) + 1)
+    if folds < 2:
+        raise ValueError("measuring the held-out tau needs models of at least 2 runs")
+    fold = run_index % folds  # (M,): the fold of every model's run
+    pred = np.empty(len(x))
+    for f in range(folds):
+        test = fold == f
+        pred[test] = make().fit(x[~test], y[~test]).predict(x[test])
+    return kendall_tau(y, pred)
 
 
 def select_nearest(predicted: np.ndarray, target: np.ndarray, per_target: int) -> np.ndarray:

@@ -12,7 +12,8 @@ matching, :class:`nngraph.generate.LatentFlowGenerator`), ``latent_twin`` (its t
 generator on the neuron order the zoo's models were trained with, not aligned, samples not relabelled), ``flow``
 (flow on the whole graph with the equivariant denoiser), ``twin`` (the same without equivariance),
 ``latent_filtered`` (the latent generator's samples filtered by a weights-only accuracy predictor fitted on the
-zoo: :mod:`.filtering`), ``gaussian`` (per-tensor statistics), and the baseline
+zoo: :mod:`.filtering`), ``latent_probed`` (the same pool filtered by a predictor of the samples' outputs on
+``--probes`` unlabelled training images: :mod:`.probed`), ``gaussian`` (per-tensor statistics), and the baseline
 ``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per
 method: the median test accuracy of the samples (all of them, and at the highest target), the fraction of samples
 above the zoo's median, the mean distance between target and accuracy, Kendall's tau between target and accuracy,
@@ -46,9 +47,10 @@ from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run
 from ..common.metrics import kendall_tau
 from ..common.report import row, save_results
 from .filtering import CodeAccuracyPredictor, select_nearest
+from .probed import choose_by_function
 
 TASK = "generation"
-METHODS = ("latent", "latent_twin", "latent_filtered", "flow", "twin", "gaussian", "interpolate")
+METHODS = ("latent", "latent_twin", "latent_filtered", "latent_probed", "flow", "twin", "gaussian", "interpolate")
 
 
 def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentParser:
@@ -75,7 +77,12 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
     p.add_argument("--code-noise", type=float, default=0.0,
                    help="std of Gaussian noise on the latent generators' codes (code units): fewer copies, lower accuracy")
     p.add_argument("--filter-pool", type=int, default=4,
-                   help="latent_filtered draws this many samples per kept one and keeps the predicted-nearest")
+                   help="latent_filtered / latent_probed draw this many samples per kept one and keep the "
+                        "predicted-nearest")
+    p.add_argument("--probes", type=int, default=64,
+                   help="latent_probed: unlabelled training images every sample is run on to predict its accuracy")
+    p.add_argument("--probe-predictor", choices=("ridge", "gbm"), default="ridge",
+                   help="latent_probed: the regression from the outputs on the probes to test accuracy")
     p.add_argument("--finetune-epochs", type=int, default=5,
                    help="epochs of fine-tuning the samples at the highest target (0: no fine-tuning rows)")
     p.add_argument("--finetune-lr", type=float, default=1e-2, help="learning rate (Adam) of the fine-tuning")
@@ -343,9 +350,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             samples = interpolate_baseline(graphs, zoo_acc, zoo["run"].numpy(), target, novel.layout, novel.space,
                                            derive_seed(args.seed, "interpolate"))
             fitted = "baseline: two zoo models near the target, aligned and mixed"
-        elif method in ("latent", "latent_twin", "latent_filtered"):
+        elif method in ("latent", "latent_twin", "latent_filtered", "latent_probed"):
             twin = method == "latent_twin"
-            name = "latent_twin" if twin else "latent"  # latent_filtered filters the latent generator's samples
+            name = "latent_twin" if twin else "latent"  # the filters filter the latent generator's samples
             gen = LatentFlowGenerator(rank=args.rank, align=not twin, relabel=not twin)
             result = gen.fit(graphs, conditions, template=template, example_inputs=x_te[:2],
                              out_dir=run_dir(args.out, name), epochs=args.latent_epochs, batch_size=128,
@@ -355,17 +362,25 @@ def run(args: argparse.Namespace) -> list[dict]:
                       f"guidance {args.latent_guidance}, code noise {args.code_noise}, best epoch "
                       f"{result.best_epoch}, val loss {result.best_value:.4f}")
             draw = dict(steps=args.steps, guidance=args.latent_guidance, code_noise=args.code_noise)
-            if method == "latent_filtered":
+            if method in ("latent_filtered", "latent_probed"):
                 pool_target = np.repeat(levels, args.per_target * args.filter_pool)  # (S * pool,)
                 pool = gen.sample(template, len(pool_target), condition=torch.tensor(pool_target),
-                                  seed=derive_seed(args.seed, "filter-pool"), **draw)
-                predictor = CodeAccuracyPredictor(gen, template).fit(graphs, zoo_acc, zoo["run"].numpy())
-                keep = select_nearest(predictor.predict(pool), pool_target, args.per_target)
+                                  seed=derive_seed(args.seed, "filter-pool"), **draw)  # one pool for both filters
+                if method == "latent_filtered":
+                    predictor = CodeAccuracyPredictor(gen, template).fit(graphs, zoo_acc, zoo["run"].numpy())
+                    keep = select_nearest(predictor.predict(pool), pool_target, args.per_target)
+                    reads = "a ridge on the codes"
+                else:
+                    keep, predictor = choose_by_function(
+                        [nngraph.from_graph(g, template) for g in pool], pool_target, models, zoo_acc,
+                        zoo["run"].numpy(), data, args.per_target, args.probes, args.probe_predictor,
+                        derive_seed(args.seed, "probes"))
+                    reads = f"a {args.probe_predictor} on the outputs on {args.probes} unlabelled training images"
                 samples = [pool[i] for i in keep]  # pool_target[keep] is `target`
-                fitted += (f"; kept {args.per_target} of {args.per_target * args.filter_pool} per target by a ridge "
-                           f"on the codes (held-out-run tau on the zoo {predictor.heldout_tau:.3f})")
+                fitted += (f"; kept {args.per_target} of {args.per_target * args.filter_pool} per target by {reads} "
+                           f"(held-out-run tau on the zoo {predictor.heldout_tau:.3f})")
                 rows.append(row(TASK, method, "predictor_heldout_tau", predictor.heldout_tau,
-                                note="weights-only predictor on the zoo, 5 folds of runs"))
+                                note=f"{reads}, fitted on the zoo, 5 folds of runs"))
             else:
                 samples = gen.sample(template, n, condition=torch.tensor(target), seed=args.seed, **draw)
         else:

@@ -20,13 +20,14 @@ def test_the_task_runs_and_reports_every_method(tmp_path, capsys):
     rows = json.load(open(os.path.join(out, "results.json")))
     methods = {r["method"] for r in rows}
     assert methods == {"zoo", "random_init", "zoo_subset", "zoo_best", "latent", "latent_twin", "latent_filtered",
-                       "flow", "twin", "gaussian", "interpolate"}
+                       "latent_probed", "flow", "twin", "gaussian", "interpolate"}
     taus = [r for r in rows if r["metric"] == "kendall_tau_target"]
-    assert len(taus) == 7
-    assert [r["metric"] for r in rows if r["method"] == "latent_filtered"].count("predictor_heldout_tau") == 1
+    assert len(taus) == 8
+    for method in ("latent_filtered", "latent_probed"):
+        assert [r["metric"] for r in rows if r["method"] == method].count("predictor_heldout_tau") == 1
     tuned = {(r["method"], r["metric"]) for r in rows if r["metric"].startswith("finetune_")}
-    for method in ("random_init", "zoo_best", "latent", "latent_twin", "latent_filtered", "flow", "twin", "gaussian",
-                   "interpolate"):
+    for method in ("random_init", "zoo_best", "latent", "latent_twin", "latent_filtered", "latent_probed", "flow",
+                   "twin", "gaussian", "interpolate"):
         for task in ("same", "new"):
             assert {(method, f"finetune_{task}_acc_epoch{e}") for e in (0, 1)} <= tuned
     assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] == "median_acc")

@@ -1,0 +1,135 @@
+"""Choosing among many samples by what they compute: an accuracy predictor that reads a model's outputs on fixed,
+unlabelled probe images, fitted on the zoo.
+
+The filter of ``latent_probed``, said as such: every sample of a ``--filter-pool`` times larger pool is run on
+``--probes`` images drawn once from the classifiers' *training* split (never their labels, never a test image);
+what is read of its outputs (:func:`function_features`) goes into a ridge regression (or gradient boosting) fitted
+on the zoo's models' same features and their recorded test accuracies; at every target the samples whose
+predicted accuracy is nearest it are kept (:func:`~.filtering.select_nearest`). The zoo's consensus (the class
+its models' mean softmax favours on each probe) stands in for the labels the filter does not read.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nngraph.probing import output_statistics
+
+from .filtering import heldout_tau, select_nearest
+
+__all__ = ["FunctionAccuracyPredictor", "choose_by_function", "function_features", "probe_inputs"]
+
+
+def probe_inputs(x_train: torch.Tensor, num: int, seed: int = 0) -> torch.Tensor:
+    """``(num, ...)``: ``num`` distinct images of ``x_train`` ``(N, ...)``, drawn by ``seed`` (no labels).
+
+    Raises:
+        ValueError: when ``x_train`` has fewer than ``num`` images.
+    """
+    if not 0 < num <= len(x_train):
+        raise ValueError(f"cannot draw {num} probe images from {len(x_train)} training images")
+    return x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:num]]
+
+
+@torch.no_grad()
+def model_logits(models: Sequence[nn.Module], inputs: torch.Tensor) -> torch.Tensor:
+    """``(M, P, C)``: every model's logits on ``inputs`` ``(P, ...)``, in eval mode (restored afterwards)."""
+    out = []
+    for model in models:
+        was_training = model.training
+        out.append(model.eval()(inputs).float())  # (P, C)
+        model.train(was_training)
+    return torch.stack(out)
+
+
+def function_features(logits: torch.Tensor, consensus: torch.Tensor) -> torch.Tensor:
+    r"""What the filter reads of a model's outputs on :math:`P` probes: per probe the class probabilities, the
+    confidence (largest probability), entropy and margin (:func:`nngraph.probing.output_statistics`) and whether
+    its top class is the zoo's consensus class; then three summaries: the fraction of probes where it agrees with
+    the consensus, its mean confidence and its mean probability of the consensus class. Non-finite logits (a
+    diverged model) read as uniform probabilities.
+
+    Shapes:
+        - **input:** ``logits`` :math:`(M, P, C)`; ``consensus`` :math:`(P,)` class indices
+        - **output:** :math:`(M, P (C + 4) + 3)`
+    """
+    m, p, c = logits.shape
+    stats = output_statistics(logits)  # (M, P C + 3 P): probabilities first, probe-major
+    probs = stats[:, :p * c].view(m, p, c)  # (M, P C) -> (M, P, C)
+    agree = (probs.argmax(-1) == consensus).to(probs.dtype)  # (M, P)
+    on_consensus = probs.gather(-1, consensus.view(1, p, 1).expand(m, p, 1))[..., 0]  # (M, P)
+    summary = torch.stack([agree.mean(1), probs.max(-1).values.mean(1), on_consensus.mean(1)], dim=1)  # (M, 3)
+    return torch.cat([stats, agree, summary], dim=1)
+
+
+class FunctionAccuracyPredictor:
+    """Test accuracy predicted from a classifier's outputs on fixed probe images (:func:`function_features`):
+    a ridge regression (penalty by leave-one-out, ``kind="ridge"``) or histogram gradient boosting (``"gbm"``).
+
+    Args:
+        inputs: ``(P, ...)`` the probe images, the same for every model.
+        kind: ``"ridge"`` or ``"gbm"``. (default: ``"ridge"``)
+        seed: the gradient boosting's seed. (default: ``0``)
+    """
+
+    ALPHAS = np.logspace(-3, 3, 13)
+    KINDS = ("ridge", "gbm")
+
+    def __init__(self, inputs: torch.Tensor, kind: str = "ridge", seed: int = 0):
+        if kind not in self.KINDS:
+            raise ValueError(f"Could not resolve predictor kind '{kind}' among choices {list(self.KINDS)}")
+        self.inputs, self.kind, self.seed = inputs, kind, seed
+        self.consensus = self.model = self.heldout_tau = None
+
+    def _make(self, rows: int):
+        """A fresh regressor for ``rows`` training rows."""
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from sklearn.linear_model import RidgeCV
+
+        if self.kind == "ridge":
+            return RidgeCV(alphas=self.ALPHAS)
+        leaf = max(2, min(20, rows // 10))  # the default 20 is a constant predictor on tiny zoos
+        return HistGradientBoostingRegressor(max_iter=200, random_state=self.seed, early_stopping=False,
+                                             min_samples_leaf=leaf)
+
+    def features(self, models: Sequence[nn.Module]) -> np.ndarray:
+        """``(M, F)``: the models' :func:`function_features` against the zoo's consensus (set by :meth:`fit`)."""
+        if self.consensus is None:
+            raise RuntimeError("fit the predictor on the zoo before reading features")
+        return function_features(model_logits(models, self.inputs), self.consensus).double().numpy()
+
+    def fit(self, models: Sequence[nn.Module], accuracy: np.ndarray, runs: np.ndarray | None = None,
+            folds: int = 5):
+        """Fit on the zoo's ``models`` and their test ``accuracy`` ``(M,)``; the consensus is the top class of the
+        zoo's mean softmax on every probe. With ``runs`` ``(M,)`` also measure Kendall's tau on held-out runs
+        (:func:`~.filtering.heldout_tau`), kept as :attr:`heldout_tau`."""
+        logits = model_logits(models, self.inputs)  # (M, P, C)
+        probs = output_statistics(logits)[:, :logits.shape[1] * logits.shape[2]].view(logits.shape)  # (M, P, C)
+        self.consensus = probs.mean(0).argmax(-1)  # (P,)
+        x = function_features(logits, self.consensus).double().numpy()  # (M, F)
+        accuracy = np.asarray(accuracy, dtype=float)
+        make = lambda: self._make(len(x))  # noqa: E731
+        self.heldout_tau = None if runs is None else heldout_tau(make, x, accuracy, runs, folds)
+        self.model = make().fit(x, accuracy)
+        return self
+
+    def predict(self, models: Sequence[nn.Module]) -> np.ndarray:
+        """``(B,)`` predicted test accuracies."""
+        return self.model.predict(self.features(models))
+
+
+def choose_by_function(pool: Sequence[nn.Module], pool_target: np.ndarray, zoo: Sequence[nn.Module],
+                       zoo_acc: np.ndarray, runs: np.ndarray, data: tuple, per_target: int, probes: int = 64,
+                       kind: str = "ridge", seed: int = 0) -> tuple[np.ndarray, FunctionAccuracyPredictor]:
+    """The ``latent_probed`` filter: indices of the ``per_target`` samples of ``pool`` nearest each target by
+    predicted accuracy (in :func:`~.filtering.select_nearest`'s order), and the predictor fitted on the zoo.
+
+    Reads ``data`` (the task's ``(x_train, y_train, x_test, y_test, num_classes)``) for ``probes`` training
+    images only: no label, no test image; ``zoo_acc`` ``(M,)`` (the zoo's recorded test accuracies) is what the
+    predictor is fitted to.
+    """
+    predictor = FunctionAccuracyPredictor(probe_inputs(data[0], probes, seed), kind, seed).fit(zoo, zoo_acc, runs)
+    return select_nearest(predictor.predict(pool), pool_target, per_target), predictor
