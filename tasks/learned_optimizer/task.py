@@ -259,7 +259,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 
 
 #: Settings a run stored before they were flags, with the value such a run had (it resumes under them).
-_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family"}
+_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": []}
 
 
 def settings(args) -> dict:
@@ -271,8 +271,12 @@ def settings(args) -> dict:
 
 
 def trajectory_unroll(args, k: int) -> int:
-    """The truncation length of trajectory ``k``: ``--unroll``, or one of ``--unroll-choices`` drawn from a
-    generator seeded by ``(seed, k)`` (a resumed run draws the same)."""
+    """The truncation length of trajectory ``k``: that of the last ``--unroll-from`` stage started by ``k`` (a
+    curriculum), else one of ``--unroll-choices`` drawn from a generator seeded by ``(seed, k)`` (a resumed run
+    draws the same), else ``--unroll``."""
+    stages = [unroll for start, unroll in sorted(args.unroll_from) if start <= k]
+    if stages:
+        return stages[-1]
     if not args.unroll_choices:
         return args.unroll
     generator = torch.Generator().manual_seed(args.seed * 1_000_003 + k + 500_000_000)
@@ -292,12 +296,15 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
     found = load_checkpoint(directory, "last")
     if found is not None:
         tensors, stored = found
-        if {**_ADDED_SETTINGS, **stored.get("settings", {})} != info["settings"]:
+        done = stored.get("trajectory", 0)
+        # a curriculum stage that starts after the stored trajectories leaves the run so far the same: it continues
+        same_so_far = {**info["settings"], "unroll_from": [s for s in args.unroll_from if s[0] < done]}
+        if {**_ADDED_SETTINGS, **stored.get("settings", {})} not in (info["settings"], same_so_far):
             raise SystemExit(f"{directory} holds a run with other settings ({stored.get('settings')}); use another "
                              "--out or remove it")
         network.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
         optimizer_from_flat(meta_opt, tensors, stored["optimizer"])
-        info = {k: stored[k] for k in info}
+        info = {**{k: stored[k] for k in info}, "settings": info["settings"]}  # stored from now on: these flags
         print(f"{method}: resumed after trajectory {info['trajectory']}", flush=True)
     bar = tqdm(range(info["trajectory"], args.trajectories), desc=f"meta-training {method}", disable=args.no_progress,
                initial=info["trajectory"], total=args.trajectories)
@@ -572,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unroll-choices", type=ints, default=[],
                    help="truncation lengths to mix: each trajectory draws one (e.g. 10,30; each must divide "
                         "--truncations x --unroll, the trajectory's length); empty: every truncation is --unroll")
+    stage = lambda s: [[int(v) for v in pair.split(":")] for pair in s.split(",") if pair]  # noqa: E731
+    p.add_argument("--unroll-from", type=stage, default=[],
+                   help="a curriculum: TRAJECTORY:UNROLL stages (e.g. 60:30: trajectories 60 on truncate every 30 "
+                        "steps); a run stored before a stage starts continues into it")
     p.add_argument("--sample", default="family", choices=["family", "kind"],
                    help="how a trajectory's problem is drawn: a family uniformly, or a kind of model (mlp, cnn, lstm, "
                         "transformer) uniformly and then one of its families")
@@ -613,7 +624,10 @@ def main(argv=None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: Could not resolve {unknown} among choices {list(METHODS)}")
-    bad = [u for u in args.unroll_choices if u < 1 or (args.truncations * args.unroll) % u]
+    if any(len(stage) != 2 for stage in args.unroll_from):
+        parser.error(f"--unroll-from takes TRAJECTORY:UNROLL pairs, got {args.unroll_from}")
+    bad = [u for u in [*args.unroll_choices, *(u for _, u in args.unroll_from)]
+           if u < 1 or (args.truncations * args.unroll) % u]
     if bad:
         parser.error(f"--unroll-choices {bad} do not divide the trajectory's {args.truncations * args.unroll} steps")
     os.makedirs(args.out, exist_ok=True)

@@ -56,13 +56,30 @@ def test_unroll_choices_mix_truncation_lengths(tmp_path):
         task.main(["--out", str(tmp_path / "bad"), *TOY, "--truncations", "3", "--unroll", "2", "--unroll-choices", "4"])
 
 
+def test_a_curriculum_stage_continues_a_stored_run(tmp_path, capsys):
+    data = task.digits()
+    flags = ["--out", str(tmp_path), *TOY, "--truncations", "3", "--unroll", "2"]  # 6-step trajectories
+    task.meta_train("mlp", task.build_parser().parse_args([*flags, "--trajectories", "2"]), data)
+    later = task.build_parser().parse_args([*flags, "--trajectories", "4", "--unroll-from", "2:6"])
+    _, info = task.meta_train("mlp", later, data)  # the stage starts after the stored run: the run so far is the same
+    assert "mlp: resumed after trajectory 2" in capsys.readouterr().out
+    assert [t["unroll"] for t in info["meta_losses"]] == [2, 2, 6, 6]
+    assert [len(t["losses"]) for t in info["meta_losses"]] == [3, 3, 1, 1]
+    _, info = task.meta_train("mlp", task.build_parser().parse_args([*flags, "--trajectories", "5", "--unroll-from",
+                                                                     "2:6"]), data)  # resumed inside the stage
+    assert info["meta_losses"][-1]["unroll"] == 6
+    earlier = task.build_parser().parse_args([*flags, "--trajectories", "6", "--unroll-from", "1:6"])
+    with pytest.raises(SystemExit, match="other settings"):  # trajectory 1 was not truncated every 6 steps
+        task.meta_train("mlp", earlier, data)
+
+
 def test_a_run_stored_before_the_newer_flags_resumes(tmp_path, capsys, monkeypatch):
     data = task.digits()
     with monkeypatch.context() as m:  # a run stored before these flags existed
         m.setattr(task, "_ADDED_SETTINGS", {})
         task.meta_train("mlp", _args(tmp_path, 1), data)
     stored = json.loads((tmp_path / "runs" / "mlp" / "last.json").read_text())["settings"]
-    assert "sample" not in stored and "unroll_choices" not in stored
+    assert not {"sample", "unroll_choices", "unroll_from"} & set(stored)
     _, info = task.meta_train("mlp", _args(tmp_path, 2), data)
     assert "mlp: resumed after trajectory 1" in capsys.readouterr().out and info["trajectory"] == 2
     args = _args(tmp_path, 3)
