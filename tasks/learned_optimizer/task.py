@@ -259,7 +259,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 
 
 #: Settings a run stored before they were flags, with the value such a run had (it resumes under them).
-_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": []}
+_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": [], "kind_unroll": {}}
 
 
 def settings(args) -> dict:
@@ -270,13 +270,15 @@ def settings(args) -> dict:
     return {k: getattr(args, k) for k in keys}
 
 
-def trajectory_unroll(args, k: int) -> int:
-    """The truncation length of trajectory ``k``: that of the last ``--unroll-from`` stage started by ``k`` (a
-    curriculum), else one of ``--unroll-choices`` drawn from a generator seeded by ``(seed, k)`` (a resumed run
-    draws the same), else ``--unroll``."""
+def trajectory_unroll(args, k: int, kind: str | None = None) -> int:
+    """The truncation length of trajectory ``k`` (a problem of ``kind``): that of the last ``--unroll-from`` stage
+    started by ``k`` (a curriculum), else ``--kind-unroll``'s for ``kind``, else one of ``--unroll-choices`` drawn
+    from a generator seeded by ``(seed, k)`` (a resumed run draws the same), else ``--unroll``."""
     stages = [unroll for start, unroll in sorted(args.unroll_from) if start <= k]
     if stages:
         return stages[-1]
+    if kind in args.kind_unroll:
+        return args.kind_unroll[kind]
     if not args.unroll_choices:
         return args.unroll
     generator = torch.Generator().manual_seed(args.seed * 1_000_003 + k + 500_000_000)
@@ -310,8 +312,8 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
                initial=info["trajectory"], total=args.trajectories)
     for k in bar:
         start = time.perf_counter()
-        problem = sample_problem(args.seed * 1_000_003 + k, by_kind=args.sample == "kind")
-        unroll = trajectory_unroll(args, k)
+        problem = sample_problem(args.seed * 1_000_003 + k, FAMILIES, by_kind=args.sample == "kind")
+        unroll = trajectory_unroll(args, k, FAMILIES[problem.name][0])
         losses = run_trajectory(network, meta_opt, problem, data, args, unroll)
         info["meta_losses"].append({"trajectory": k, "problem": problem.name, "unroll": unroll, "losses": losses})
         info["trajectory"] = k + 1
@@ -583,6 +585,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unroll-from", type=stage, default=[],
                    help="a curriculum: TRAJECTORY:UNROLL stages (e.g. 60:30: trajectories 60 on truncate every 30 "
                         "steps); a run stored before a stage starts continues into it")
+    kinds = lambda s: {kind: int(v) for kind, v in (pair.split(":") for pair in s.split(",") if pair)}  # noqa: E731
+    p.add_argument("--kind-unroll", type=kinds, default={},
+                   help="truncation lengths per kind of problem, KIND:UNROLL (e.g. cnn:30,lstm:30,transformer:30: "
+                        "problems whose loss falls slowly are truncated less often); other kinds: --unroll")
     p.add_argument("--sample", default="family", choices=["family", "kind"],
                    help="how a trajectory's problem is drawn: a family uniformly, or a kind of model (mlp, cnn, lstm, "
                         "transformer) uniformly and then one of its families")
@@ -626,7 +632,11 @@ def main(argv=None) -> int:
         parser.error(f"--methods: Could not resolve {unknown} among choices {list(METHODS)}")
     if any(len(stage) != 2 for stage in args.unroll_from):
         parser.error(f"--unroll-from takes TRAJECTORY:UNROLL pairs, got {args.unroll_from}")
-    bad = [u for u in [*args.unroll_choices, *(u for _, u in args.unroll_from)]
+    unknown = sorted(set(args.kind_unroll) - {kind for kind, _ in FAMILIES.values()})
+    if unknown:
+        parser.error(f"--kind-unroll: Could not resolve {unknown} among choices "
+                     f"{sorted({kind for kind, _ in FAMILIES.values()})}")
+    bad = [u for u in [*args.unroll_choices, *(u for _, u in args.unroll_from), *args.kind_unroll.values()]
            if u < 1 or (args.truncations * args.unroll) % u]
     if bad:
         parser.error(f"--unroll-choices {bad} do not divide the trajectory's {args.truncations * args.unroll} steps")

@@ -56,6 +56,17 @@ def test_unroll_choices_mix_truncation_lengths(tmp_path):
         task.main(["--out", str(tmp_path / "bad"), *TOY, "--truncations", "3", "--unroll", "2", "--unroll-choices", "4"])
 
 
+def test_kind_unroll_truncates_each_kind_at_its_length(tmp_path, monkeypatch):
+    monkeypatch.setattr(task, "FAMILIES", {"mlp-8": ("mlp", (8,)), "lstm-4": ("lstm", (4,))})
+    args = task.build_parser().parse_args(["--out", str(tmp_path), "--trajectories", "6", *TOY, "--truncations", "3",
+                                           "--unroll", "2", "--kind-unroll", "lstm:6"])
+    _, info = task.meta_train("mlp", args, task.digits())
+    drawn = {(t["problem"], t["unroll"], len(t["losses"])) for t in info["meta_losses"]}
+    assert drawn == {("mlp-8", 2, 3), ("lstm-4", 6, 1)}  # both kinds drawn, each truncated at its own length
+    with pytest.raises(SystemExit):  # a kind no family has
+        task.main(["--out", str(tmp_path / "bad"), *TOY, "--kind-unroll", "rnn:6"])
+
+
 def test_a_curriculum_stage_continues_a_stored_run(tmp_path, capsys):
     data = task.digits()
     flags = ["--out", str(tmp_path), *TOY, "--truncations", "3", "--unroll", "2"]  # 6-step trajectories
@@ -79,7 +90,7 @@ def test_a_run_stored_before_the_newer_flags_resumes(tmp_path, capsys, monkeypat
         m.setattr(task, "_ADDED_SETTINGS", {})
         task.meta_train("mlp", _args(tmp_path, 1), data)
     stored = json.loads((tmp_path / "runs" / "mlp" / "last.json").read_text())["settings"]
-    assert not {"sample", "unroll_choices", "unroll_from"} & set(stored)
+    assert not {"sample", "unroll_choices", "unroll_from", "kind_unroll"} & set(stored)
     _, info = task.meta_train("mlp", _args(tmp_path, 2), data)
     assert "mlp: resumed after trajectory 1" in capsys.readouterr().out and info["trajectory"] == 2
     args = _args(tmp_path, 3)
