@@ -72,19 +72,23 @@ def heldout_tau(make, x: np.ndarray, y: np.ndarray, runs: np.ndarray, folds: int
     return kendall_tau(y, pred)
 
 
-def select_nearest(predicted: np.ndarray, target: np.ndarray, per_target: int) -> np.ndarray:
+def select_nearest(predicted: np.ndarray, target: np.ndarray, per_target: int,
+                   last: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``per_target`` samples whose ``predicted`` value is nearest their ``target``, for every
     distinct target in increasing order (so ``target[kept]`` is each target repeated ``per_target`` times);
-    ties go to the earlier sample.
+    ties go to the earlier sample. Samples flagged in ``last`` ``(B,)`` bool (e.g. copies of a zoo model) are
+    kept only when a target has fewer than ``per_target`` others.
 
     Raises:
         ValueError: when a target has fewer than ``per_target`` samples.
     """
     predicted, target = np.asarray(predicted, dtype=float), np.asarray(target, dtype=float)
+    last = np.zeros(len(target), dtype=bool) if last is None else np.asarray(last, dtype=bool)
     kept = []
     for t in np.unique(target):
         idx = np.flatnonzero(target == t)
         if len(idx) < per_target:
             raise ValueError(f"target {t:.4g} has {len(idx)} samples; cannot keep {per_target}")
-        kept.append(idx[np.argsort(np.abs(predicted[idx] - t), kind="stable")[:per_target]])
+        order = np.lexsort((np.abs(predicted[idx] - t), last[idx]))  # flagged last, then nearest; stable
+        kept.append(idx[order[:per_target]])
     return np.concatenate(kept)

@@ -123,13 +123,15 @@ class FunctionAccuracyPredictor:
 
 def choose_by_function(pool: Sequence[nn.Module], pool_target: np.ndarray, zoo: Sequence[nn.Module],
                        zoo_acc: np.ndarray, runs: np.ndarray, data: tuple, per_target: int, probes: int = 64,
-                       kind: str = "ridge", seed: int = 0) -> tuple[np.ndarray, FunctionAccuracyPredictor]:
+                       kind: str = "ridge", seed: int = 0, last: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, FunctionAccuracyPredictor]:
     """The ``latent_probed`` filter: indices of the ``per_target`` samples of ``pool`` nearest each target by
-    predicted accuracy (in :func:`~.filtering.select_nearest`'s order), and the predictor fitted on the zoo.
+    predicted accuracy (in :func:`~.filtering.select_nearest`'s order, samples flagged in ``last`` kept last),
+    and the predictor fitted on the zoo.
 
     Reads ``data`` (the task's ``(x_train, y_train, x_test, y_test, num_classes)``) for ``probes`` training
     images only: no label, no test image; ``zoo_acc`` ``(M,)`` (the zoo's recorded test accuracies) is what the
     predictor is fitted to.
     """
     predictor = FunctionAccuracyPredictor(probe_inputs(data[0], probes, seed), kind, seed).fit(zoo, zoo_acc, runs)
-    return select_nearest(predictor.predict(pool), pool_target, per_target), predictor
+    return select_nearest(predictor.predict(pool), pool_target, per_target, last), predictor

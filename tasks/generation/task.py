@@ -79,6 +79,9 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
     p.add_argument("--filter-pool", type=int, default=4,
                    help="latent_filtered / latent_probed draw this many samples per kept one and keep the "
                         "predicted-nearest")
+    p.add_argument("--reject-copies", action="store_true",
+                   help="latent_filtered / latent_probed keep a pool sample that is a copy of a zoo model (the "
+                        "novelty criterion, on weights only) only when a target has too few others")
     p.add_argument("--probes", type=int, default=64,
                    help="latent_probed: unlabelled training images every sample is run on to predict its accuracy")
     p.add_argument("--probe-predictor", choices=("ridge", "gbm"), default="ridge",
@@ -206,7 +209,11 @@ class Novelty:
         than the zoo's 5th percentile (copies)."""
         d = np.array([self.nearest(g) for g in samples])
         return {"median": float(np.median(d)), "ratio": float(np.median(d) / np.median(self.zoo)),
-                "frac_copies": float((d < np.percentile(self.zoo, 5)).mean())}
+                "frac_copies": float(self.is_copy(d).mean())}
+
+    def is_copy(self, distances: np.ndarray) -> np.ndarray:
+        """``(B,)`` bool: distances to the nearest aligned zoo model below the zoo's 5th percentile (copies)."""
+        return np.asarray(distances) < np.percentile(self.zoo, 5)
 
 
 def interpolate_baseline(graphs, zoo_acc: np.ndarray, runs: np.ndarray, target: np.ndarray, layout, space,
@@ -366,16 +373,19 @@ def run(args: argparse.Namespace) -> list[dict]:
                 pool_target = np.repeat(levels, args.per_target * args.filter_pool)  # (S * pool,)
                 pool = gen.sample(template, len(pool_target), condition=torch.tensor(pool_target),
                                   seed=derive_seed(args.seed, "filter-pool"), **draw)  # one pool for both filters
+                copies = novel.is_copy([novel.nearest(g) for g in pool]) if args.reject_copies else None  # (S * pool,)
                 if method == "latent_filtered":
                     predictor = CodeAccuracyPredictor(gen, template).fit(graphs, zoo_acc, zoo["run"].numpy())
-                    keep = select_nearest(predictor.predict(pool), pool_target, args.per_target)
+                    keep = select_nearest(predictor.predict(pool), pool_target, args.per_target, copies)
                     reads = "a ridge on the codes"
                 else:
                     keep, predictor = choose_by_function(
                         [nngraph.from_graph(g, template) for g in pool], pool_target, models, zoo_acc,
                         zoo["run"].numpy(), data, args.per_target, args.probes, args.probe_predictor,
-                        derive_seed(args.seed, "probes"))
+                        derive_seed(args.seed, "probes"), copies)
                     reads = f"a {args.probe_predictor} on the outputs on {args.probes} unlabelled training images"
+                if args.reject_copies:
+                    reads += f", copies kept last ({int(copies.sum())} of {len(pool)} in the pool)"
                 samples = [pool[i] for i in keep]  # pool_target[keep] is `target`
                 fitted += (f"; kept {args.per_target} of {args.per_target * args.filter_pool} per target by {reads} "
                            f"(held-out-run tau on the zoo {predictor.heldout_tau:.3f})")

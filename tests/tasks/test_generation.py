@@ -37,6 +37,11 @@ def test_the_task_runs_and_reports_every_method(tmp_path, capsys):
     zoo = torch.load(os.path.join(out, "zoo.pt"), weights_only=True)
     assert len(zoo["states"]) == len(zoo["test_acc"]) > 0
     assert generation.main(argv) == 0  # a second run reads the zoo and the fitted generators back
+    argv[argv.index("--finetune-epochs") + 1] = "0"
+    assert generation.main(argv + ["--methods", "latent_filtered,latent_probed", "--reject-copies"]) == 0
+    notes = [r["note"] for r in json.load(open(os.path.join(out, "results.json")))
+             if r["metric"] == "predictor_heldout_tau"]
+    assert len(notes) == 2 and all("copies kept last" in n for n in notes)
 
 
 def test_unknown_methods_are_one_line(tmp_path, capsys):

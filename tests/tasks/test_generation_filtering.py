@@ -22,6 +22,14 @@ def test_select_nearest_against_a_loop():
     assert target[kept].tolist() == [0.2] * 3 + [0.5] * 3 + [0.9] * 3
     with pytest.raises(ValueError, match="cannot keep 8"):
         select_nearest(predicted, target, 8)
+    last = rng.random(21) < 0.5  # (21,) flagged samples (copies): kept only when too few others
+    kept = select_nearest(predicted, target, 3, last)
+    expected = []
+    for t in sorted(set(target)):
+        pairs = sorted((bool(last[i]), abs(predicted[i] - t), i) for i in range(21) if target[i] == t)
+        expected += [i for _, _, i in pairs[:3]]
+    assert kept.tolist() == expected
+    assert last[kept].sum() == sum(max(0, 3 - int((~last[target == t]).sum())) for t in set(target))
 
 
 def test_the_predictor_reads_accuracy_from_the_codes_in_any_neuron_order(tmp_path):
