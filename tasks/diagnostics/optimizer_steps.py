@@ -1,0 +1,104 @@
+"""How far a learned optimizer moves each tensor, against Adam's direction, over a run of a learned-optimizer problem.
+
+    python -m tasks.diagnostics.optimizer_steps --problems gru-32,lstm-16            # the shipped network
+    python -m tasks.diagnostics.optimizer_steps --problems gru-32 --adam-on weight_hh --seeds 0,1,2
+
+Trains each problem of ``tasks.learned_optimizer`` (``IN_DISTRIBUTION`` and ``UNSEEN``, evaluation seeds as the
+task's) with :class:`~nngraph.optim.LearnedOptimizer` told the run's length, and prints, per tensor, its
+**effective step size** at a few steps: ``mean |step| / mean |a|`` over the tensor's entries, with ``a`` Adam's
+direction (the step's base, :class:`~nngraph.optim.StepOutput`), so that Adam at learning rate ``lr`` reads ``lr``.
+``--adam-on NAME`` replaces the network's step on every tensor whose name contains ``NAME`` by Adam's direction at
+the network's learned rate (``-lr a``) and prints the final training loss beside the unmodified run's: whether the
+network's steps on those tensors are what holds the problem back.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from nngraph.optim import LearnedOptimizer
+
+from ..learned_optimizer.task import IN_DISTRIBUTION, UNSEEN, digits, sample_problem
+
+__all__ = ["run_steps", "main"]
+
+
+def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | None = None,
+              adam_on: str | None = None) -> dict:
+    """Train ``problem`` (evaluation seed ``seed``) for ``steps`` steps with the network of ``checkpoint`` (the
+    shipped one if ``None``); ``{"names", "effective": (steps, T) tensor, "loss"}``: every tensor's effective step
+    size at every step and the final training loss on the whole training set. With ``adam_on``, the tensors whose
+    name contains it take Adam's step at the learned rate instead of the network's."""
+    families = {**IN_DISTRIBUTION, **UNSEEN}
+    if problem not in families:
+        raise ValueError(f"Could not resolve problem {problem!r} among choices {sorted(families)}")
+    x, y, _, _ = digits()
+    run = sample_problem(20_000 + seed, {problem: families[problem]}, problem)  # the task's evaluation start
+    model = run.model
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    replace = torch.tensor([adam_on is not None and adam_on in n for n in names])  # (T,)
+    opt = LearnedOptimizer(model, checkpoint, example_inputs=(x[:2],), total_steps=steps)
+    output = opt.network.output
+    effective = []
+
+    def hook(module, inputs, step):  # step (P,) of StepOutput.forward(features, segments, ...)
+        features, segments = inputs[0], inputs[1]
+        adam = features[:, output.base]  # (P,): Adam's direction
+        ids = segments.ids.to(adam.device)
+        if replace.any():
+            step = torch.where(replace[ids], -output.log_lr.exp() * adam, step)  # (P,)
+        sums = torch.zeros(2, len(segments.sizes), dtype=adam.dtype)  # (2, T)
+        sums[0].index_add_(0, ids, step.detach().abs())
+        sums[1].index_add_(0, ids, adam.abs())
+        effective.append(sums[0] / sums[1].clamp_min(1e-30))  # (T,): of the step taken
+        return step
+
+    handle = output.register_forward_hook(hook)
+    try:
+        for _ in range(steps):
+            xb, yb = run.batch(x, y, 64)
+            opt.zero_grad()
+            F.cross_entropy(model(xb), yb).backward()
+            opt.step()
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        loss = float(F.cross_entropy(model(x), y))
+    return {"names": names, "effective": torch.stack(effective), "loss": loss}  # effective: (steps, T)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tasks.diagnostics.optimizer_steps", description=__doc__.split("\n")[0])
+    p.add_argument("--problems", default="gru-32,lstm-16,transformer-16", help="problems of tasks.learned_optimizer")
+    p.add_argument("--checkpoint", default=None, help="a network file (default: the shipped graph network)")
+    p.add_argument("--steps", type=int, default=150, help="the run's length (the network is told it)")
+    p.add_argument("--at", default="0,50,149", help="steps whose effective step sizes are printed")
+    p.add_argument("--seeds", default="0", help="evaluation seeds (the effective steps are printed for the first)")
+    p.add_argument("--adam-on", default=None, help="tensors (name contains this) that take Adam's step instead")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    at = [int(v) for v in args.at.split(",") if v]
+    seeds = [int(v) for v in args.seeds.split(",") if v]
+    for problem in [v for v in args.problems.split(",") if v]:
+        runs = [run_steps(problem, s, args.steps, args.checkpoint) for s in seeds]
+        first = runs[0]
+        print(f"{problem}: effective step size at steps {at} (seed {seeds[0]}; mean over tensors "
+              + " / ".join(f"{float(first['effective'][t].mean()):.4f}" for t in at) + ")")
+        for j, name in enumerate(first["names"]):
+            print(f"  {name:<36} " + " / ".join(f"{float(first['effective'][t, j]):.4f}" for t in at))
+        losses = [r["loss"] for r in runs]
+        line = f"  training loss at {args.steps}: {statistics.fmean(losses):.4f} {[round(v, 4) for v in losses]}"
+        if args.adam_on:
+            swapped = [run_steps(problem, s, args.steps, args.checkpoint, args.adam_on)["loss"] for s in seeds]
+            line += (f"; with Adam's step on '{args.adam_on}': {statistics.fmean(swapped):.4f} "
+                     f"{[round(v, 4) for v in swapped]}")
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
