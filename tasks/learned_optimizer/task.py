@@ -21,7 +21,10 @@ minutes gives ~1,000 meta-updates by backprop and would give tens by PES. Backpr
 low variance and a short-horizon bias towards greedy, small steps (measured on the LSTM and the CNN,
 docs/tasks/learned_optimizer.md), which the bounded output (every entry's step within ``e^-c-`` .. ``e^c+`` of
 Adam's at the learned rate, plus a small bounded term) keeps from turning into divergence. Meta-gradients are clipped to norm 1
-and a truncation with a non-finite meta-loss is skipped.
+and a truncation with a non-finite meta-loss is skipped. Other truncation lengths: ``--kind-unroll`` (one per kind of
+problem, e.g. every 30 steps on the CNNs, LSTM and transformer, whose loss falls slowly), ``--unroll-choices`` (one
+drawn per trajectory), ``--unroll-from`` (curriculum stages); ``--sample kind`` draws every kind of model alike
+(docs/tasks/learned_optimizer.md measures the first three).
 
 Resumable: after every trajectory the networks and meta-optimizers are saved (``nngraph.train.save_checkpoint``,
 atomic; safetensors and JSON), and a killed run started again with the same flags continues from the last
