@@ -72,7 +72,7 @@ class FunctionAccuracyPredictor:
     Args:
         inputs: ``(P, ...)`` the probe images, the same for every model.
         kind: ``"ridge"`` or ``"gbm"``. (default: ``"ridge"``)
-        seed: the gradient boosting's seed. (default: ``0``)
+        seed: the gradient boosting's seed, any non-negative int (taken modulo :math:`2^{32}`). (default: ``0``)
     """
 
     ALPHAS = np.logspace(-3, 3, 13)
@@ -92,7 +92,7 @@ class FunctionAccuracyPredictor:
         if self.kind == "ridge":
             return RidgeCV(alphas=self.ALPHAS)
         leaf = max(2, min(20, rows // 10))  # the default 20 is a constant predictor on tiny zoos
-        return HistGradientBoostingRegressor(max_iter=200, random_state=self.seed, early_stopping=False,
+        return HistGradientBoostingRegressor(max_iter=200, random_state=self.seed % 2**32, early_stopping=False,
                                              min_samples_leaf=leaf)
 
     def features(self, models: Sequence[nn.Module]) -> np.ndarray:

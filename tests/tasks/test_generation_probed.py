@@ -70,7 +70,8 @@ def test_the_predictor_recovers_an_accuracy_it_can_read():
     np.testing.assert_allclose(predictor.predict(new), agreement(new), atol=0.05)
     shuffled = np.random.default_rng(0).permutation(acc)
     assert FunctionAccuracyPredictor(inputs).fit(zoo, shuffled, runs).heldout_tau < 0.5
-    assert FunctionAccuracyPredictor(inputs, kind="gbm").fit(zoo, acc, runs).heldout_tau > 0.7
+    # the task passes 64-bit derived seeds; scikit-learn takes 32-bit ones
+    assert FunctionAccuracyPredictor(inputs, kind="gbm", seed=2**63 - 1).fit(zoo, acc, runs).heldout_tau > 0.7
     with pytest.raises(ValueError, match="among choices"):
         FunctionAccuracyPredictor(inputs, kind="lasso")
     with pytest.raises(ValueError, match="cannot draw 65 probe images from 64"):
