@@ -13,7 +13,7 @@ from nngraph.errors import CheckpointError
 from nngraph.generate import FlatDenoiser, FlowGenerator, GraphDenoiser, WeightSpace, load_generator
 from nngraph.train import read_metrics
 
-from .zoo import INPUTS, cnn, mlp, zoo
+from .zoo import INPUTS, Killed, cnn, dying, mlp, zoo
 
 TINY = {"hidden_dim": 8, "num_layers": 1}
 
@@ -105,21 +105,7 @@ def test_the_flat_twin_is_not_equivariant():
 
 
 # ------------------------------------------------------------------ resume
-class _Killed(Exception):
-    pass
-
-
-class DyingFlow(FlowGenerator):
-    """A FlowGenerator whose training dies at its ``die_at``-th batch."""
-
-    die_at = None
-    calls = 0
-
-    def _loss(self, model, batch):
-        DyingFlow.calls += 1
-        if DyingFlow.calls == DyingFlow.die_at:
-            raise _Killed
-        return super()._loss(model, batch)
+DyingFlow = dying(FlowGenerator)
 
 
 def test_a_killed_fit_resumes_to_the_same_result(tmp_path):
@@ -129,7 +115,7 @@ def test_a_killed_fit_resumes_to_the_same_result(tmp_path):
     full.fit(graphs, acc, out_dir=str(tmp_path / "full"), **options)
     # 9 training models in batches of 4: 3 batches per epoch; die in the middle of epoch 3
     DyingFlow.calls, DyingFlow.die_at = 0, 2 * 3 + 2
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         DyingFlow("graph", **TINY).fit(graphs, acc, out_dir=str(tmp_path / "cut"), **options)
     assert [r["epoch"] for r in read_metrics(str(tmp_path / "cut" / "metrics.jsonl"))] == [1, 2]
     assert not os.path.exists(tmp_path / "cut" / "generator.pt")

@@ -8,7 +8,7 @@ import torch
 import nngraph
 from nngraph.generate import LatentFlowGenerator, WeightSpace, align_zoo, load_generator
 
-from .zoo import INPUTS, mlp, zoo
+from .zoo import INPUTS, Killed, dying, mlp, zoo
 
 
 def _relabelled_copies(model, n: int):
@@ -130,20 +130,7 @@ def test_code_noise_is_gaussian_in_code_units(tmp_path):
         gen.sample(models[0], 2, condition=0.5, code_noise=-1.0)
 
 
-class _Killed(Exception):
-    pass
-
-
-class _DyingLatent(LatentFlowGenerator):
-    """A LatentFlowGenerator whose training dies at its ``die_at``-th batch."""
-
-    die_at, calls = None, 0
-
-    def _loss(self, model, batch):
-        _DyingLatent.calls += 1
-        if _DyingLatent.calls == _DyingLatent.die_at:
-            raise _Killed
-        return super()._loss(model, batch)
+_DyingLatent = dying(LatentFlowGenerator)
 
 
 def test_a_killed_class_conditional_fit_resumes_and_refuses_other_architectures(tmp_path):
@@ -159,7 +146,7 @@ def test_a_killed_class_conditional_fit_resumes_and_refuses_other_architectures(
     full.fit(graphs, classes, out_dir=str(tmp_path / "full"), **options)
     assert full.condition.kind == "class"
     _DyingLatent.calls, _DyingLatent.die_at = 0, 2 * 3 + 2  # 9 training models, batches of 4: 3 per epoch
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         _DyingLatent(rank=4, hidden_dim=8, num_layers=1).fit(graphs, classes, out_dir=str(tmp_path / "cut"), **options)
     _DyingLatent.calls, _DyingLatent.die_at = 0, None
     resumed = _DyingLatent(rank=4, hidden_dim=8, num_layers=1)

@@ -37,3 +37,25 @@ def zoo(make=mlp, n: int = 12, dtype: torch.dtype = torch.float32):
     graphs = [nngraph.to_graph(m, INPUTS.to(dtype)) for m in models]
     conditions = torch.linspace(0.1, 0.9, n)
     return models, graphs, conditions
+
+
+class Killed(Exception):
+    """What a generator made by :func:`dying` raises at its ``die_at``-th training batch (a killed run)."""
+
+
+def dying(generator_class: type) -> type:
+    """A subclass of ``generator_class`` whose training raises :class:`Killed` at its ``die_at``-th batch
+    (``None``: never); ``calls`` counts the batches trained, so a resumed fit can be checked to train only the
+    epochs left."""
+
+    class Dying(generator_class):
+        die_at, calls = None, 0
+
+        def _loss(self, model, batch):
+            Dying.calls += 1
+            if Dying.calls == Dying.die_at:
+                raise Killed
+            return super()._loss(model, batch)
+
+    Dying.__name__ = Dying.__qualname__ = f"Dying{generator_class.__name__}"
+    return Dying
