@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from nngraph.optim import LearnedOptimizer
 
-from ..learned_optimizer.task import IN_DISTRIBUTION, UNSEEN, digits, sample_problem
+from ..learned_optimizer.task import IN_DISTRIBUTION, UNSEEN, digits, evaluation_problem
 
 __all__ = ["run_steps", "main"]
 
@@ -36,7 +36,7 @@ def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | N
     if problem not in families:
         raise ValueError(f"Could not resolve problem {problem!r} among choices {sorted(families)}")
     x, y, _, _ = digits()
-    run = sample_problem(20_000 + seed, {problem: families[problem]}, problem)  # the task's evaluation start
+    run = evaluation_problem(problem, families[problem], seed)
     model = run.model
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     replace = torch.tensor([adam_on is not None and adam_on in n for n in names])  # (T,)

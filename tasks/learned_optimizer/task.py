@@ -198,6 +198,12 @@ def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None
     return Problem(name, build_model(*families[name]), generator)
 
 
+def evaluation_problem(name: str, family: tuple, seed: int) -> Problem:
+    """Problem ``name`` (of ``family``, an entry of ``IN_DISTRIBUTION`` / ``UNSEEN``) at evaluation seed ``seed``:
+    the same start for every optimizer evaluated, kept apart from the meta-training and tuning seeds."""
+    return sample_problem(20_000 + seed, {name: family}, name)
+
+
 def make_network(method: str, args) -> nn.Module:
     """The update network of ``method`` (``graph`` or ``mlp``), untrained; both get the same output rule and inputs."""
     step = dict(output_dim=args.output_dim, init_lr=args.init_lr, max_log_scale=args.max_log_scale, rule=args.rule,
@@ -476,12 +482,12 @@ def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
                     with open(path) as f:
                         rows.append(json.load(f))
                     continue
-                problem = sample_problem(20_000 + seed, {name: family}, name)  # the same start for every method
+                problem = evaluation_problem(name, family, seed)
                 run = train_with(lambda m: make(m, seed, args.long_steps), problem, data, args.long_steps,
                                  args.batch_size)
                 loss = loss_at(run["curve"], args.eval_steps)
                 if knows_horizon:  # told the shorter horizon, from the same start
-                    problem = sample_problem(20_000 + seed, {name: family}, name)
+                    problem = evaluation_problem(name, family, seed)
                     short = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
                                        args.batch_size)
                     loss = loss_at(short["curve"], args.eval_steps)
