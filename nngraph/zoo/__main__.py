@@ -121,6 +121,10 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                        help="architectures with more parameters are drawn again (default 6000)")
         q.add_argument("--workers", type=int, default=1, help="training processes")
         q.add_argument("--png", default=None, help="where to save the accuracy histogram")
+        q.add_argument("--first-run", type=int, default=None,
+                       help="index of the first run (default 0): with the settings of another zoo and a first run "
+                            "past its last, new runs of the same distribution, e.g. more training models with "
+                            "--split 1,0,0")
 
     q = sub.add_parser("classifiers", help="small classifiers of mixed architectures",
                        description="Build (or resume) a zoo of small classifiers of mixed architectures trained on "
@@ -131,9 +135,6 @@ def build_parser(prog: str = "python -m nngraph.zoo") -> argparse.ArgumentParser
                    help="the Wild-Park-style zoo: ~10,000 checkpoints of MLPs, CNNs and residual CNNs (3/5/7 "
                         "kernels), patch transformers and gated MLPs on 10-100%% of the data "
                         "(ClassifierZooConfig.wild; --num-runs etc. override it)")
-    q.add_argument("--first-run", type=int, default=None,
-                   help="index of the first run (default 0): with the settings of another zoo and a first run past "
-                        "its last, new runs of the same distribution, e.g. more training models with --split 1,0,0")
 
     q = sub.add_parser("recurrent", help="RNN / LSTM / GRU classifiers reading the images row by row",
                        description="Build (or resume) a zoo of RNN, LSTM and GRU classifiers reading the digits "

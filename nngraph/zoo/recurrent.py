@@ -44,6 +44,11 @@ class RecurrentZooConfig:
         data_split: fraction of the images the classifiers train on (the rest is their test set).
         split: fractions of runs in the zoo's train / val / test.
         seed: global seed.
+        first_run: index of the zoo's first run; the zoo holds runs ``first_run .. first_run + num_runs - 1``.
+            A zoo with the same settings and ``first_run`` past another's last run holds new runs of the same
+            distribution, trained and tested on the same images: more training models for that zoo
+            (``split=[1, 0, 0]``) without changing its splits. Stored in ``zoo.json`` only when set, so zoos
+            built before it existed resume.
     """
 
     source: str = "digits"
@@ -56,6 +61,7 @@ class RecurrentZooConfig:
     data_split: float = 0.7
     split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     seed: int = 0
+    first_run: int = 0
 
     @classmethod
     def small(cls, **overrides) -> "RecurrentZooConfig":
@@ -109,10 +115,15 @@ def build_recurrent_zoo(out: str, config: RecurrentZooConfig | None = None, shar
         in_shape, num_classes = list(images.images.shape[1:]), images.num_classes
         settings = {"kind": "classifier", "architectures": "recurrent", "version": 1, **dataclasses.asdict(config),
                     "data_fingerprint": images.fingerprint, "in_shape": in_shape, "num_classes": num_classes}
+        if config.first_run < 0:
+            raise ValueError(f"first_run must be >= 0, got {config.first_run}")
+        if not config.first_run:
+            del settings["first_run"]  # not set: zoo.json as before the option existed
         os.makedirs(out, exist_ok=True)
         write_config(out, settings)
-        run_split = random_split(config.num_runs, config.split, config.seed)
-        units = [Unit(r, _model_ids(config, r, in_shape, num_classes)) for r in range(config.num_runs)]
+        runs = range(config.first_run, config.first_run + config.num_runs)
+        run_split = dict(zip(runs, random_split(config.num_runs, config.split, config.seed)))  # run -> split
+        units = [Unit(r, _model_ids(config, r, in_shape, num_classes)) for r in runs]
         trainer = RunTrainer(config, run_split, sample_recurrent_run, "rnn", "cell")
         return run_units(out, units, trainer, shard=shard, max_models=max_models,
                          progress=progress, desc="recurrent checkpoints", workers=workers)

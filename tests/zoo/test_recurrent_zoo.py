@@ -41,6 +41,26 @@ def test_resumable_and_shardable(full, tmp_path):
     assert build_recurrent_zoo(root, tiny_recurrent(), progress=False) == 0
 
 
+def test_first_run_continues_the_same_runs_on_the_same_images(full, tmp_path):
+    """A zoo starting at run 2 holds exactly the runs 2 and 3 of the full zoo (a run is a function of the seed
+    and its index), all in the split it is told, records where it starts, and counts as more runs of the full
+    zoo for --extra-train; the full zoo's zoo.json has no first_run (zoos built before it existed resume)."""
+    from tasks.common.splits import check_more_runs
+
+    root = str(tmp_path / "more")
+    assert build_recurrent_zoo(root, tiny_recurrent(first_run=2, num_runs=2, split=[1.0, 0.0, 0.0]),
+                               progress=False) > 0
+    more = Zoo(root)
+    assert {e["run"] for e in more.entries} == {2, 3} and {e["split"] for e in more.entries} == {"train"}
+    assert checksums(more) == {k: v for k, v in checksums(full).items() if int(k.split("-")[1]) >= 2}
+    assert more.config["first_run"] == 2 and "first_run" not in full.config
+    later = str(tmp_path / "later")
+    build_recurrent_zoo(later, tiny_recurrent(first_run=4, num_runs=1, split=[1.0, 0.0, 0.0]), progress=False)
+    check_more_runs(full.root, later)  # runs 4.. of the same settings: accepted
+    with pytest.raises(ValueError, match="first_run"):
+        build_recurrent_zoo(str(tmp_path / "bad"), tiny_recurrent(first_run=-1), progress=False)
+
+
 def test_runs_depend_only_on_seed_and_run_and_mix_cells():
     a = sample_recurrent_run(RecurrentZooConfig(seed=1, num_runs=10), 7, [1, 8, 8], 10)
     b = sample_recurrent_run(RecurrentZooConfig(seed=1, num_runs=500), 7, [1, 8, 8], 10)
@@ -63,3 +83,7 @@ def test_command_line_builds_a_recurrent_zoo(tmp_path, capsys):
     assert main(["recurrent", "--out", root, "--num-runs", "2", "--max-epochs", "1", "--no-progress"]) == 0
     zoo = Zoo(root)
     assert len(zoo.entries) == 2 and all(e["id"].startswith("rnn-") for e in zoo.entries)
+    more = str(tmp_path / "cli-more")
+    assert main(["recurrent", "--out", more, "--num-runs", "1", "--max-epochs", "1", "--first-run", "5",
+                 "--split", "1,0,0", "--no-progress"]) == 0
+    assert {e["run"] for e in Zoo(more).entries} == {5} and Zoo(more).config["first_run"] == 5
