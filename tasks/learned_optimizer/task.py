@@ -43,8 +43,13 @@ MLP, the graph optimizer and its twin, the graph optimizer with its graph relabe
 (:data:`IN_DISTRIBUTION`: new initialisations, data orders, and an MLP width no trajectory had) and unseen
 (:data:`UNSEEN`: a wider and deeper MLP, a residual MLP and a GRU, families no trajectory trained on).
 
+Validation (:func:`validate`): the same problems at other seeds (``--val-seeds``, offset
+``SPLIT_OFFSETS["validation"]``: other initialisations and data orders), tuned Adam and the networks at
+``--eval-steps``, summarised as the geometric mean of loss / Adam's over the problems; meta-training runs are
+compared on it (``--validation-only`` runs it without the evaluation), never on the evaluation problems.
+
 Usage: ``python -m tasks.learned_optimizer --out runs/learned_optimizer``; writes ``results.json``, ``curves.png``,
-``table.md`` and the meta-trained networks ``graph.safetensors`` / ``mlp.safetensors``
+``table.md``, ``validation.md`` / ``validation.json`` and the meta-trained networks ``graph.safetensors`` / ``mlp.safetensors``
 (``LearnedOptimizer(model, "graph.safetensors")``).
 """
 from __future__ import annotations
@@ -198,10 +203,18 @@ def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None
     return Problem(name, build_model(*families[name]), generator)
 
 
-def evaluation_problem(name: str, family: tuple, seed: int) -> Problem:
-    """Problem ``name`` (of ``family``, an entry of ``IN_DISTRIBUTION`` / ``UNSEEN``) at evaluation seed ``seed``:
-    the same start for every optimizer evaluated, kept apart from the meta-training and tuning seeds."""
-    return sample_problem(20_000 + seed, {name: family}, name)
+#: Seed offsets of the held-out problems: meta-training draws ``seed * 1_000_003 + k``, tuning ``10_000 + i``; the
+#: evaluation problems (reported) and the validation problems (for choosing among meta-training runs) lie apart.
+SPLIT_OFFSETS = {"evaluation": 20_000, "validation": 30_000}
+
+
+def evaluation_problem(name: str, family: tuple, seed: int, split: str = "evaluation") -> Problem:
+    """Problem ``name`` (of ``family``, an entry of ``IN_DISTRIBUTION`` / ``UNSEEN``) at seed ``seed`` of ``split``
+    (``evaluation`` or ``validation``: the same families, other initialisations and data orders): the same start for
+    every optimizer run on it, kept apart from the meta-training and tuning seeds and from the other split."""
+    if split not in SPLIT_OFFSETS:
+        raise ValueError(f"Could not resolve split {split!r} among choices {sorted(SPLIT_OFFSETS)}")
+    return sample_problem(SPLIT_OFFSETS[split] + seed, {name: family}, name)
 
 
 def make_network(method: str, args) -> nn.Module:
@@ -505,6 +518,87 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+#: The optimizers run on the validation problems: the tuned constant-rate Adam (the goal's reference) and the networks.
+_VALIDATED = ("adam (", "per-parameter mlp", "graph")
+
+
+def validate(args, data, networks: dict) -> dict:
+    """Tuned Adam and the meta-trained networks on the validation problems: the evaluation's problems
+    (``IN_DISTRIBUTION`` and ``UNSEEN``) at ``--val-seeds`` of the ``validation`` split (other initialisations and
+    data orders than the evaluation's), ``--eval-steps`` steps each, an optimizer with a schedule told so. Runs of
+    meta-training are compared on these, never on the evaluation problems. Each run saved to
+    ``<out>/validation/<fingerprint>/`` and read back on a resumed run.
+
+    Returns ``{"seeds", "rows", "table", "score", "met"}``: ``table`` the mean ± std over seeds per (problem,
+    method); ``score[method]`` the geometric mean over the problems of the method's mean loss over the seeds divided
+    by Adam's (lower is better; Adam reads 1); ``met[method]`` on how many problems that ratio is at most the goal's
+    (0.8 in distribution, 1 unseen)."""
+    tuning = tune_baselines(args, data)
+    makers = {m: v for m, v in optimizers(args, data, networks, tuning).items()
+              if m.startswith(_VALIDATED[0]) or m in _VALIDATED[1:]}
+    directory = os.path.join(args.out, "validation", fingerprint(args, networks, tuning))
+    os.makedirs(directory, exist_ok=True)
+    problems = [(n, f, "in distribution") for n, f in IN_DISTRIBUTION.items()] + \
+               [(n, f, "unseen") for n, f in UNSEEN.items()]
+    rows = []
+    for seed in args.val_seeds:
+        for name, family, split in problems:
+            for method, (make, _) in makers.items():
+                path = os.path.join(directory, f"{name}__{method.split(' (')[0].replace(' ', '_')}__{seed}.json")
+                if os.path.isfile(path):
+                    with open(path) as f:
+                        rows.append(json.load(f))
+                    continue
+                problem = evaluation_problem(name, family, seed, split="validation")
+                run = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
+                                 args.batch_size)
+                row = {"problem": name, "split": split, "method": method, "seed": seed,
+                       "loss": loss_at(run["curve"], args.eval_steps)}
+                atomic_write(path, json.dumps(row).encode())
+                rows.append(row)
+                print(f"validation seed {seed} | {name:>15} | {method:>17} | loss@{args.eval_steps} "
+                      f"{row['loss']:.4f}", flush=True)
+    return {"seeds": list(args.val_seeds), "rows": rows, **validation_summary(rows)}
+
+
+def validation_summary(rows: list[dict]) -> dict:
+    """``{"table", "score", "met"}`` of :func:`validate` from its rows."""
+    keys = list(dict.fromkeys((r["problem"], r["split"], r["method"]) for r in rows))
+    table = [{"problem": p, "split": s, "method": m,
+              "loss": _mean_std([r["loss"] for r in rows if (r["problem"], r["method"]) == (p, m)])}
+             for p, s, m in keys]
+    by = {(e["problem"], e["method"]): e["loss"][0] for e in table}
+    adam = next((m for _, _, m in keys if m.startswith("adam (")), None)
+    score, met = {}, {}
+    for method in dict.fromkeys(m for _, _, m in keys):
+        ratios = [(by[(p, method)] / by[(p, adam)], 0.8 if s == "in distribution" else 1.0)
+                  for p, s in dict.fromkeys((p, s) for p, s, _ in keys) if adam is not None]
+        score[method] = math.exp(statistics.fmean(math.log(r) for r, _ in ratios)) if ratios else math.nan
+        met[method] = sum(r <= target for r, target in ratios)
+    return {"table": table, "score": score, "met": met}
+
+
+def validation_markdown(validation: dict, eval_steps: int) -> str:
+    """The validation table: mean ± std per problem and method, then every method's score and goal count."""
+    seeds = ",".join(map(str, validation["seeds"]))
+    lines = [f"| problem | split | optimizer | train loss @ {eval_steps} (validation seeds {seeds}) |",
+             "|---|---|---|---|"]
+    lines += [f"| {e['problem']} | {e['split']} | {e['method']} | {e['loss'][0]:.4f} ± {e['loss'][1]:.4f} |"
+              for e in validation["table"]]
+    n = len({e["problem"] for e in validation["table"]})
+    lines += ["", *(f"- {m}: geometric mean of loss / adam {validation['score'][m]:.3f}; the goal's ratio to Adam met "
+                    f"on {validation['met'][m]} of {n} problems" for m in validation["score"])]
+    return "\n".join(lines)
+
+
+def paired_difference(rows: list[dict], problem: str, a: str, b: str, field: str) -> tuple[list[float], float, float]:
+    """Per evaluation seed, ``a``'s ``field`` minus ``b``'s on ``problem`` (the same initialisation and data order
+    for both), and the differences' mean and std over the seeds."""
+    value = {(r["method"], r["seed"]): r[field] for r in rows if r["problem"] == problem}
+    diffs = [value[(a, s)] - value[(b, s)] for s in sorted({s for m, s in value if m == a}) if (b, s) in value]
+    return (diffs, *_mean_std(diffs)) if diffs else ([], math.nan, math.nan)
+
+
 def summarise(rows: list[dict], args) -> tuple[list[dict], list[str]]:
     """Per (problem, method): mean ± std over seeds of the losses at both horizons, test accuracy and ms per step;
     and the goal checks of issue 29 (graph vs Adam and vs the per-parameter MLP, per problem)."""
@@ -529,9 +623,12 @@ def summarise(rows: list[dict], args) -> tuple[list[dict], list[str]]:
             vs_adam = gm <= target * a[field][0]
             spread = max(gs, p[field][1])
             vs_mlp = gm < p[field][0] - spread
+            diffs, mean, std = paired_difference(rows, problem, "graph", "per-parameter mlp", field)
             checks.append(f"{problem} ({split}) @ {horizon}: graph {gm:.4f} vs {target:g} x adam "
                           f"{target * a[field][0]:.4f}: {'met' if vs_adam else 'NOT met'}; vs per-parameter mlp "
-                          f"{p[field][0]:.4f} - spread {spread:.4f}: {'met' if vs_mlp else 'NOT met'}")
+                          f"{p[field][0]:.4f} - spread {spread:.4f}: {'met' if vs_mlp else 'NOT met'}; paired by "
+                          f"seed, graph - mlp {mean:+.4f} ± {std:.4f} ({', '.join(f'{d:+.4f}' for d in diffs)}): "
+                          f"{'below by more than the paired spread' if mean + std < 0 else 'not below by the paired spread'}")
     return table, checks
 
 
@@ -620,6 +717,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-steps", type=int, default=150, help="evaluation horizon (the trajectories' length)")
     p.add_argument("--long-steps", type=int, default=300, help="the longer evaluation horizon")
     p.add_argument("--eval-seeds", type=ints, default=[0, 1, 2], help="seeds of the evaluation problems")
+    p.add_argument("--val-seeds", type=ints, default=[0, 1, 2],
+                   help="seeds of the validation problems (the evaluation's problems from other initialisations and "
+                        "data orders: seed offset SPLIT_OFFSETS['validation']); what to compare meta-training runs by")
+    p.add_argument("--validation-only", action="store_true",
+                   help="meta-train (or resume), then run the validation problems only, not the evaluation")
     p.add_argument("--twin-seeds", type=ints, default=[0],
                    help="seeds the relabelled twin runs on (it takes the graph optimizer's steps up to rounding)")
     p.add_argument("--adam-lrs", type=floats, default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], help="Adam's learning-rate grid")
@@ -658,6 +760,14 @@ def main(argv=None) -> int:
         print(f"{method}: {info['trajectory']} trajectories meta-trained in {info['seconds']:.0f} s", flush=True)
     if args.skip_eval:
         return 0
+    validation = validate(args, data, networks) if args.val_seeds else None
+    if validation is not None:
+        text = validation_markdown(validation, args.eval_steps)
+        atomic_write(os.path.join(args.out, "validation.md"), (text + "\n").encode())
+        atomic_write(os.path.join(args.out, "validation.json"), json.dumps(validation, indent=1).encode())
+        print("\n" + text + "\n", flush=True)
+    if args.validation_only:
+        return 0
     rows, tuning = evaluate(args, data, networks)
     table, checks = summarise(rows, args)
     plot_curves(rows, os.path.join(args.out, "curves.png"))
@@ -665,7 +775,7 @@ def main(argv=None) -> int:
     atomic_write(os.path.join(args.out, "table.md"), (text + "\n\n" + "\n".join(f"- {c}" for c in checks) + "\n").encode())
     atomic_write(os.path.join(args.out, "results.json"),
                  json.dumps({"settings": vars(args), "meta_training": training, "tuning": tuning, "table": table,
-                             "checks": checks, "rows": rows}, indent=1).encode())
+                             "checks": checks, "rows": rows, "validation": validation}, indent=1).encode())
     print("\n" + text + "\n")
     for c in checks:
         print(c)

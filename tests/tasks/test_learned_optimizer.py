@@ -155,3 +155,58 @@ def test_the_task_writes_results_curves_and_networks(tmp_path, monkeypatch):
     monkeypatch.setattr(task, "train_with", lambda *a, **k: pytest.fail("an evaluation run was repeated"))
     assert task.main(flags) == 0
     assert json.loads((out / "results.json").read_text())["rows"] == json.loads(first)["rows"]
+
+
+@pytest.mark.parametrize("name", sorted({**task.IN_DISTRIBUTION, **task.UNSEEN}))
+def test_validation_problems_are_the_evaluation_families_from_other_starts(name):
+    family = {**task.IN_DISTRIBUTION, **task.UNSEEN}[name]
+    test, val = task.evaluation_problem(name, family, 0), task.evaluation_problem(name, family, 0, "validation")
+    again = task.evaluation_problem(name, family, 0, "validation")
+    a, b, c = (dict(p.model.named_parameters()) for p in (test, val, again))
+    assert [t.shape for t in a.values()] == [t.shape for t in b.values()]  # the same architecture
+    assert all(torch.equal(b[n], c[n]) for n in b)  # a fixed start
+    assert not torch.equal(a[next(iter(a))], b[next(iter(b))])  # another initialisation
+    assert not torch.equal(torch.randint(10**6, (8,), generator=test.generator),
+                           torch.randint(10**6, (8,), generator=val.generator))  # another data order
+    with pytest.raises(ValueError, match="Could not resolve split"):
+        task.evaluation_problem(name, family, 0, "test")
+
+
+def test_paired_difference_pairs_runs_by_seed():
+    rows = [{"problem": "p", "method": m, "seed": s, "loss": v}
+            for m, s, v in [("graph", 2, 1.0), ("graph", 0, 3.0), ("mlp", 0, 4.0), ("mlp", 2, 1.5), ("mlp", 1, 9.0)]]
+    diffs, mean, std = task.paired_difference(rows, "p", "graph", "mlp", "loss")
+    assert diffs == [-1.0, -0.5] and mean == -0.75 and std == pytest.approx(2 ** -0.5 * 0.5)
+
+
+def test_validation_runs_on_its_own_seeds_and_scores_against_adam(tmp_path, monkeypatch):
+    monkeypatch.setattr(task, "FAMILIES", {"mlp-16": ("mlp", (16,))})
+    monkeypatch.setattr(task, "IN_DISTRIBUTION", {"mlp-16": ("mlp", (16,))})
+    monkeypatch.setattr(task, "UNSEEN", {"gru-8": ("gru", (8,))})
+    out = tmp_path / "lo"
+    flags = ["--out", str(out), "--trajectories", "1", *TOY, "--eval-steps", "10", "--long-steps", "20",
+             "--val-seeds", "0,1", "--adam-lrs", "1e-2", "--weight-decays", "0.1", "--validation-only"]
+    assert task.main(flags) == 0
+    assert not (out / "results.json").exists() and not (out / "eval").exists()  # the evaluation problems unseen
+    validation = json.loads((out / "validation.json").read_text())
+    rows = validation["rows"]
+    assert {r["method"] for r in rows} == {"adam (lr 0.01)", "per-parameter mlp", "graph"}  # no AdamW, cosine, twin
+    assert {(r["problem"], r["seed"]) for r in rows} == {(p, s) for p in ("mlp-16", "gru-8") for s in (0, 1)}
+    data = task.digits()
+    for r in rows:
+        if r["method"].startswith("adam"):  # Adam's run starts from the validation split's problem
+            make = lambda m: torch.optim.Adam(m.parameters(), lr=1e-2)  # noqa: E731
+            family = {"mlp-16": ("mlp", (16,)), "gru-8": ("gru", (8,))}[r["problem"]]
+            run = task.train_with(make, task.evaluation_problem(r["problem"], family, r["seed"], "validation"), data,
+                                  10, 64)
+            assert r["loss"] == task.loss_at(run["curve"], 10)
+            test = task.train_with(make, task.evaluation_problem(r["problem"], family, r["seed"]), data, 10, 64)
+            assert r["loss"] != task.loss_at(test["curve"], 10)
+    mean = lambda p, m: sum(r["loss"] for r in rows if (r["problem"], r["method"]) == (p, m)) / 2  # noqa: E731
+    ratios = [mean(p, "graph") / mean(p, "adam (lr 0.01)") for p in ("mlp-16", "gru-8")]
+    assert validation["score"]["graph"] == pytest.approx(math.sqrt(ratios[0] * ratios[1]), rel=1e-12)
+    assert validation["score"]["adam (lr 0.01)"] == pytest.approx(1.0)
+    assert validation["met"]["graph"] == (ratios[0] <= 0.8) + (ratios[1] <= 1.0)
+    assert "geometric mean of loss / adam" in (out / "validation.md").read_text()
+    monkeypatch.setattr(task, "train_with", lambda *a, **k: pytest.fail("a validation run was repeated"))
+    assert task.main(flags) == 0  # a resumed run reads the saved runs

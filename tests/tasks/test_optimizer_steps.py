@@ -33,3 +33,22 @@ def test_adam_on_swaps_the_named_tensors_only():
     assert swapped["loss"] != plain["loss"]
     with pytest.raises(ValueError, match="Could not resolve problem"):
         optimizer_steps.run_steps("gru-33")
+
+
+def test_lr_scale_multiplies_the_whole_step(tmp_path):
+    torch.manual_seed(0)
+    path = str(tmp_path / "adam.safetensors")
+    save_network(GraphUpdateNetwork(init_lr=0.01, progress=True), path)
+    out = optimizer_steps.run_steps("mlp-48", steps=3, checkpoint=path, lr_scale=2.5)
+    assert torch.allclose(out["effective"], torch.full((3, 4), 0.025), rtol=1e-5)
+
+
+def test_adam_loss_is_the_tasks_adam_on_the_same_start():
+    from tasks.learned_optimizer import task
+
+    for split in ("evaluation", "validation"):
+        problem = task.evaluation_problem("mlp-48", task.IN_DISTRIBUTION["mlp-48"], 1, split)
+        run = task.train_with(lambda m: torch.optim.Adam(m.parameters(), lr=0.03), problem, task.digits(), 20, 64)
+        assert optimizer_steps.adam_loss("mlp-48", 0.03, 1, 20, split) == task.loss_at(run["curve"], 20)
+    assert optimizer_steps.adam_loss("mlp-48", 0.03, 1, 20) != optimizer_steps.adam_loss("mlp-48", 0.03, 1, 20,
+                                                                                         "validation")
