@@ -418,7 +418,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                                 scope=f"unseen {fam}")
             rows += _cost_rows(name, cost, f"[unseen {fam}]") if cost is not None else []
     atomic_write(os.path.join(args.out, "predictions.json"), (json.dumps(predictions) + "\n").encode())
-    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "accuracy prediction")
+    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "accuracy prediction", seed=args.seed)
     return rows
 
 

@@ -136,8 +136,12 @@ def plot_maps(maps: dict[str, np.ndarray], labels: Sequence, path: str, title: s
 
 
 def save_run(rows: Sequence[dict[str, Any]], histories: dict[str, list[dict]], curve_keys: Sequence[str],
-             out: str, title: str) -> None:
-    """A task's outputs in ``out``: ``curves.png`` (when anything was trained) and ``results.json``."""
+             out: str, title: str, seed: int | None = None) -> None:
+    """A task's outputs in ``out``: ``curves.png`` (when anything was trained) and ``results.json``. With
+    ``seed`` every row (in place, so the rows a task returns are those it wrote) records the run's seed, which
+    ``tasks.common.summarize --paired`` pairs runs by."""
     if histories:
         plot_curves(histories, curve_keys, os.path.join(out, "curves.png"), title)
+    for r in rows if seed is not None else ():
+        r["seed"] = int(seed)
     save_results(rows, os.path.join(out, "results.json"))

@@ -9,10 +9,11 @@
 Seeds: every (method, metric) row that the runs share is reduced to its mean, its standard deviation over
 the runs (``ddof=1``; 0 for one run) and the number of runs, and printed as a Markdown table. Curves: the
 runs are grouped by their number of training models (the first number of the rows' ``note``, which every
-task writes as ``"N train / ..."``); each method's metric is drawn as mean ± std against it. Paired: the
-i-th run that holds method A is paired with the i-th run that holds method B (so list each group's runs in the
-same seed order; a run holding both pairs with itself), and every metric they share is reduced to the mean ±
-std of the per-seed differences A - B, which a shared seed's luck cancels out of. Fields: numbers a task keeps
+task writes as ``"N train / ..."``); each method's metric is drawn as mean ± std against it. Paired: the run
+that holds method A is paired with the run of the same seed that holds method B (the seed each run's rows record;
+a run holding both pairs with itself; runs from before the rows recorded a seed pair by the order they are listed
+in), and every metric they share is reduced to the mean ± std of the per-seed differences A - B, which a shared
+seed's luck cancels out of. Fields: numbers a task keeps
 beside a row's value (INR editing's ``mse_background``, ``speckle``) become metrics of their own.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from nngraph.plotting import pyplot, save_figure
 
-__all__ = ["load_rows", "tag_methods", "expand_fields", "over_seeds", "format_seed_table", "paired_differences",
+__all__ = ["load_rows", "tag_methods", "expand_fields", "over_seeds", "format_seed_table", "run_seed", "paired_differences",
            "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
 
 
@@ -108,22 +109,54 @@ def format_seed_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | N
     return "\n".join(lines) + f"\n\n(mean ± std over {n} runs)"
 
 
+def run_seed(rows: Sequence[dict[str, Any]]) -> int | None:
+    """The seed a run's rows record (``None`` when none does: a run from before the tasks recorded it).
+    Raises ``ValueError`` when its rows record different seeds or only some record one."""
+    seeds = {r.get("seed") for r in rows}
+    if len(seeds) > 1:
+        raise ValueError(f"one run's rows record different seeds {sorted(map(str, seeds))}")
+    return next(iter(seeds), None)
+
+
 def paired_differences(runs: Sequence[Sequence[dict[str, Any]]], first: str, second: str) -> list[dict[str, Any]]:
-    """Method ``first`` against method ``second``, paired run by run: the i-th run holding ``first`` with the
-    i-th run holding ``second``. One row per (task, metric) that every one of those runs has: ``first_mean``,
-    ``first_std``, ``second_mean``, ``second_std``, ``mean`` and ``std`` (ddof 1) of the differences
-    ``first - second``, ``n`` pairs and the differences as ``values``; in the first run's order."""
-    def holding(method: str) -> list[dict[tuple[str, str], dict[str, Any]]]:
-        held = [{(r["task"], r["metric"]): r for r in rows if r["method"] == method} for rows in runs]
-        held = [h for h in held if h]
+    """Method ``first`` against method ``second``, paired by seed: the run of seed ``s`` holding ``first`` with
+    the run of seed ``s`` holding ``second`` (:func:`run_seed`; when no run records a seed, the i-th run
+    holding ``first`` with the i-th run holding ``second``). One row per (task, metric) that every one of those
+    runs has: ``first_mean``, ``first_std``, ``second_mean``, ``second_std``, ``mean`` and ``std`` (ddof 1) of
+    the differences ``first - second``, ``n`` pairs, the differences as ``values`` and the ``seeds`` paired (in
+    the order of the runs holding ``first``; ``None`` for runs that record none); in the first run's order.
+
+    Raises:
+        ValueError: a method no run holds, some runs recording a seed and others not, two runs of one seed
+            holding the same method, or the seeds of ``first``'s runs not those of ``second``'s.
+    """
+    seeds = [run_seed(rows) for rows in runs]
+    if len({s is None for s in seeds}) > 1:
+        raise ValueError("some runs record their seed and others do not (older runs): pair runs of one kind")
+
+    def holding(method: str) -> tuple[list[dict[tuple[str, str], dict[str, Any]]], list[int | None]]:
+        held = [({(r["task"], r["metric"]): r for r in rows if r["method"] == method}, seed)
+                for rows, seed in zip(runs, seeds)]
+        held = [(h, seed) for h, seed in held if h]
         if not held:
             raise ValueError(f"no run holds method {method!r} (methods: "
                              f"{sorted({r['method'] for rows in runs for r in rows})})")
-        return held
-    a, b = holding(first), holding(second)
-    if len(a) != len(b):
-        raise ValueError(f"{len(a)} runs hold {first!r} and {len(b)} hold {second!r}: pairing needs one of each "
-                         "per seed")
+        return [h for h, _ in held], [seed for _, seed in held]
+    (a, seeds_a), (b, seeds_b) = holding(first), holding(second)
+    if seeds_a[0] is None:  # runs that record no seed: by the order given
+        if len(a) != len(b):
+            raise ValueError(f"{len(a)} runs hold {first!r} and {len(b)} hold {second!r}: pairing needs one of "
+                             "each per seed")
+    else:
+        for method, held in ((first, seeds_a), (second, seeds_b)):
+            twice = sorted({s for s in held if held.count(s) > 1})
+            if twice:
+                raise ValueError(f"more than one run of seed {twice} holds {method!r}: pairing needs one run per "
+                                 "seed and method")
+        if set(seeds_a) != set(seeds_b):
+            raise ValueError(f"the seeds do not match: {first!r} ran with seeds {sorted(seeds_a)}, {second!r} with "
+                             f"{sorted(seeds_b)}")
+        b = [b[seeds_b.index(s)] for s in seeds_a]  # second's runs in the order of first's seeds
     out = []
     for key in a[0]:
         if not all(key in h for h in a + b):
@@ -133,7 +166,7 @@ def paired_differences(runs: Sequence[Sequence[dict[str, Any]]], first: str, sec
         (ma, sa), (mb, sb), (md, sd) = _mean_std(va), _mean_std(vb), _mean_std(va - vb)
         out.append({"task": key[0], "metric": key[1], "first": first, "second": second, "first_mean": ma,
                     "first_std": sa, "second_mean": mb, "second_std": sb, "mean": md, "std": sd, "n": len(va),
-                    "values": (va - vb).tolist()})
+                    "values": (va - vb).tolist(), "seeds": list(seeds_a)})
     if not out:
         raise ValueError(f"the runs of {first!r} and {second!r} share no metric")
     return out
@@ -226,8 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "first match counts; the seed table reduces each tag's runs on their own), e.g. "
                         "'_w64_=width 64'")
     p.add_argument("--paired", action="append", default=[], metavar="A=B",
-                   help="method A against method B, paired run by run (repeatable), e.g. "
-                        "'encoder (width 64)=encoder'; list each method's runs in the same seed order")
+                   help="method A against method B, paired by the seed each run records (repeatable), e.g. "
+                        "'encoder (width 64)=encoder'")
     p.add_argument("--fields", default="", help="comma-separated numbers kept beside a row's value that become "
                    "metrics of their own, e.g. 'mse_background,speckle' (INR editing)")
     p.add_argument("--digits", type=int, default=3, help="decimals in the tables")

@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows += _baseline_rows(args, test, kind)
     plot_maps(maps, [label_of(test.entries[i]) for i in shown], os.path.join(args.out, "map.png"),
               f"t-SNE of {len(shown)} test models of {os.path.basename(os.path.normpath(args.zoo))}")
-    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "model embeddings: contrastive training")
+    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "model embeddings: contrastive training",
+             seed=args.seed)
     return rows
 
 

@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     for r in rows:
         r["note"] = f"{r['note']}; {n_note}"
-    save_run(rows, histories, ["train_loss", "val_acc"], args.out, "INR classification")
+    save_run(rows, histories, ["train_loss", "val_acc"], args.out, "INR classification", seed=args.seed)
     return rows
 
 

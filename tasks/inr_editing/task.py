@@ -363,7 +363,7 @@ def run(args: argparse.Namespace) -> list[dict]:
               f"{r['mse_stroke']:.5f}; speckle {r['speckle']:.4f})", flush=True)
     plot_edit_grid(grid, os.path.join(args.out, "edits.png"))
     plot_edit_grid(fine_grid, os.path.join(args.out, "edits_fine.png"))  # the same INRs on a 4x finer grid
-    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "INR editing")
+    save_run(rows, histories, ["train_loss", "val_loss"], args.out, "INR editing", seed=args.seed)
     return rows
 
 

@@ -30,8 +30,10 @@ def _run(zoo, out, *extra):
 
 
 def test_extra_runs_join_training_only(clf_zoo, more_zoo, tmp_path):
-    rows, plain = _run(clf_zoo, str(tmp_path / "plain"))
-    rows_more, more = _run(clf_zoo, str(tmp_path / "more"), "--extra-train", more_zoo)
+    rows, plain = _run(clf_zoo, str(tmp_path / "plain"), "--seed", "2")
+    with open(tmp_path / "plain" / "results.json") as f:
+        assert {r["seed"] for r in json.load(f)} == {2}  # what summarize --paired pairs runs by
+    rows_more, more = _run(clf_zoo, str(tmp_path / "more"), "--extra-train", more_zoo, "--seed", "2")
     n_train = lambda rs: int(rs[0]["note"].split()[0])  # noqa: E731
     assert n_train(rows_more) == n_train(rows) + len(Zoo(more_zoo).entries) == n_train(rows) + 4
     assert more["ids"] == plain["ids"] and more["true"] == plain["true"]  # the same test models

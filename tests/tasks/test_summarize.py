@@ -9,9 +9,10 @@ from tasks.common import summarize
 from tasks.common.report import row
 
 
-def _run(tmp_path, name, n_train, values):
+def _run(tmp_path, name, n_train, values, seed=None):
     rows = [row("t", m, "tau", v, 10.0 + i, note=f"{n_train} train / 5 test models")
             for i, (m, v) in enumerate(values.items())]
+    rows = rows if seed is None else [{**r, "seed": seed} for r in rows]  # as save_run(..., seed=) writes them
     d = tmp_path / name
     d.mkdir()
     (d / "results.json").write_text(json.dumps(rows))
@@ -127,6 +128,46 @@ def test_paired_refuses_unmatched_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         summarize.main([*dirs, "--paired", "enc=mlp"])
     assert "no run holds method 'mlp'" in capsys.readouterr().err
+
+
+def test_paired_by_the_recorded_seed_not_the_order(tmp_path, capsys):
+    """A method split over two sets of run folders, listed in another order than its partner's: each run pairs
+    with the run of its own seed (by order, seed 2's hybrid would meet seed 0's GBM)."""
+    hyb = {0: 0.80, 1: 0.70, 2: 0.60}
+    gbm = {0: 0.79, 1: 0.68, 2: 0.57}
+    dirs = [_run(tmp_path, f"late_s{s}", 10, {"hyb": hyb[s]}, seed=s) for s in (2,)]
+    dirs += [_run(tmp_path, f"early_s{s}", 10, {"hyb": hyb[s]}, seed=s) for s in (0, 1)]
+    dirs += [_run(tmp_path, f"gbm_s{s}", 10, {"gbm": gbm[s]}, seed=s) for s in (0, 1, 2)]
+    runs = [summarize.load_rows(d) for d in dirs]
+    (out,) = summarize.paired_differences(runs, "hyb", "gbm")
+    assert out["seeds"] == [2, 0, 1]
+    assert out["values"] == pytest.approx([hyb[s] - gbm[s] for s in (2, 0, 1)])  # 0.03, 0.01, 0.02
+    assert summarize.main([*dirs, "--paired", "hyb=gbm"]) == 0
+    assert "+0.030 / +0.010 / +0.020" in capsys.readouterr().out
+
+
+def test_paired_refuses_runs_whose_seeds_do_not_match(tmp_path, capsys):
+    a = [_run(tmp_path, f"a{s}", 10, {"enc": 0.5}, seed=s) for s in (0, 1)]
+    b = [_run(tmp_path, f"b{s}", 10, {"gbm": 0.4}, seed=s) for s in (0, 2)]
+    with pytest.raises(SystemExit):
+        summarize.main([*a, *b, "--paired", "enc=gbm"])
+    err = capsys.readouterr().err
+    assert "the seeds do not match: 'enc' ran with seeds [0, 1], 'gbm' with [0, 2]" in err.strip().splitlines()[-1]
+    twice = _run(tmp_path, "a0_again", 10, {"enc": 0.7}, seed=0)
+    with pytest.raises(ValueError, match=r"more than one run of seed \[0\] holds 'enc'"):
+        summarize.paired_differences([summarize.load_rows(d) for d in [*a, twice, *b]], "enc", "gbm")
+    old = _run(tmp_path, "old", 10, {"gbm": 0.4})  # a run from before the rows recorded a seed
+    with pytest.raises(ValueError, match="some runs record their seed and others do not"):
+        summarize.paired_differences([summarize.load_rows(d) for d in [*a, old]], "enc", "gbm")
+
+
+def test_save_run_records_the_seed_on_every_row(tmp_path):
+    from tasks.common.report import save_run
+
+    rows = [row("t", "enc", "tau", 0.5), row("t", "gbm", "tau", 0.4)]
+    save_run(rows, {}, [], str(tmp_path), "t", seed=3)
+    assert [r["seed"] for r in summarize.load_rows(str(tmp_path))] == [3, 3]
+    assert summarize.run_seed(summarize.load_rows(str(tmp_path))) == 3 and rows[0]["seed"] == 3  # returned = written
 
 
 def test_fields_beside_the_value_become_metrics(tmp_path, capsys):
