@@ -6,6 +6,10 @@ reads only weights (the samples' codes in the generator's frame, :meth:`nngraph.
 into a ridge regression fitted on the zoo's codes and test accuracies); no sample is run on data to choose it.
 ``latent_probed`` keeps them by a predictor of their function instead (:mod:`.probed`). Both report their
 Kendall tau on held-out runs of the zoo (:func:`heldout_tau`).
+
+What the condition means is a choice of the filter: :func:`select_nearest` reads it as "this accuracy" (the
+samples predicted nearest the target), :func:`select_at_least` as "at least this accuracy" (the samples predicted
+at or above the target plus a margin, the nearest to it first).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import numpy as np
 
 from ..common.metrics import kendall_tau
 
-__all__ = ["CodeAccuracyPredictor", "heldout_tau", "select_nearest"]
+__all__ = ["CodeAccuracyPredictor", "heldout_predictions", "heldout_tau", "select_at_least", "select_nearest"]
 
 
 class CodeAccuracyPredictor:
@@ -52,8 +56,8 @@ class CodeAccuracyPredictor:
         return self.model.predict(self.codes(graphs))
 
 
-def heldout_tau(make, x: np.ndarray, y: np.ndarray, runs: np.ndarray, folds: int = 5) -> float:
-    """Kendall's tau between ``y`` and predictions of models never fitted on their run: runs dealt into ``folds``
+def heldout_predictions(make, x: np.ndarray, y: np.ndarray, runs: np.ndarray, folds: int = 5) -> np.ndarray:
+    """``(M,)``: every model's ``y`` predicted by a regressor never fitted on its run: runs dealt into ``folds``
     groups by their index (``run % folds``, at most one fold per run), every group predicted by ``make()`` (a fresh
     scikit-learn regressor) fitted on the others. ``x`` ``(M, F)``, ``y`` and ``runs`` ``(M,)``.
 
@@ -69,7 +73,27 @@ def heldout_tau(make, x: np.ndarray, y: np.ndarray, runs: np.ndarray, folds: int
     for f in range(folds):
         test = fold == f
         pred[test] = make().fit(x[~test], y[~test]).predict(x[test])
-    return kendall_tau(y, pred)
+    return pred
+
+
+def heldout_tau(make, x: np.ndarray, y: np.ndarray, runs: np.ndarray, folds: int = 5) -> float:
+    """Kendall's tau between ``y`` and its :func:`heldout_predictions` (same arguments)."""
+    return kendall_tau(y, heldout_predictions(make, x, y, runs, folds))
+
+
+def _select(target: np.ndarray, per_target: int, last: np.ndarray | None, order) -> np.ndarray:
+    """For every distinct target in increasing order, the first ``per_target`` of its samples in ``order(idx, t)``
+    (positions into ``idx``, the target's samples), with samples flagged in ``last`` moved after the others."""
+    last = np.zeros(len(target), dtype=bool) if last is None else np.asarray(last, dtype=bool)
+    kept = []
+    for t in np.unique(target):
+        idx = np.flatnonzero(target == t)
+        if len(idx) < per_target:
+            raise ValueError(f"target {t:.4g} has {len(idx)} samples; cannot keep {per_target}")
+        ranked = idx[order(idx, t)]
+        ranked = np.concatenate([ranked[~last[ranked]], ranked[last[ranked]]])  # flagged last, order kept
+        kept.append(ranked[:per_target])
+    return np.concatenate(kept)
 
 
 def select_nearest(predicted: np.ndarray, target: np.ndarray, per_target: int,
@@ -83,12 +107,28 @@ def select_nearest(predicted: np.ndarray, target: np.ndarray, per_target: int,
         ValueError: when a target has fewer than ``per_target`` samples.
     """
     predicted, target = np.asarray(predicted, dtype=float), np.asarray(target, dtype=float)
-    last = np.zeros(len(target), dtype=bool) if last is None else np.asarray(last, dtype=bool)
-    kept = []
-    for t in np.unique(target):
-        idx = np.flatnonzero(target == t)
-        if len(idx) < per_target:
-            raise ValueError(f"target {t:.4g} has {len(idx)} samples; cannot keep {per_target}")
-        order = np.lexsort((np.abs(predicted[idx] - t), last[idx]))  # flagged last, then nearest; stable
-        kept.append(idx[order[:per_target]])
-    return np.concatenate(kept)
+    return _select(target, per_target, last, lambda idx, t: np.argsort(np.abs(predicted[idx] - t), kind="stable"))
+
+
+def select_at_least(predicted: np.ndarray, target: np.ndarray, per_target: int, margin: float = 0.0,
+                    last: np.ndarray | None = None) -> np.ndarray:
+    """The condition read as "at least this value": for every distinct target ``t`` in increasing order, the
+    ``per_target`` samples whose ``predicted`` value is at least ``t + margin``, the nearest to it
+    first; when fewer qualify, the others follow, nearest ``t + margin`` first (the highest
+    predicted below it). Ties go to the earlier sample; samples flagged in ``last`` ``(B,)`` bool come after all
+    others, as in :func:`select_nearest`. With every prediction exact this keeps samples at or above their
+    target, so their median is at or above the targets' where :func:`select_nearest` centres it on them.
+
+    Raises:
+        ValueError: when a target has fewer than ``per_target`` samples, or ``margin`` is negative or not finite.
+    """
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+    predicted, target = np.asarray(predicted, dtype=float), np.asarray(target, dtype=float)
+
+    def order(idx, t):
+        floor = t + margin
+        below = predicted[idx] < floor  # (n,): not qualifying
+        return np.lexsort((np.abs(predicted[idx] - floor), below))  # qualifying first, then nearest the floor
+
+    return _select(target, per_target, last, order)

@@ -14,7 +14,9 @@ overall and per digit, and novelty (distance to the nearest zoo INR after weight
 :class:`tasks.generation.task.Novelty`). Methods: ``latent``, ``latent_twin`` (the same generator on the neuron
 order the INRs were fitted with, no alignment, no relabelling), ``gaussian`` (per-tensor statistics,
 unconditional), and the baseline ``interpolate`` (two zoo INRs of the digit aligned and mixed: retrieval, not
-generation). ``samples.png``: one row per digit, ``--show`` samples of the first method beside ``--show`` renders of
+generation). ``--filter-pool K --reject-copies``: the latent generators draw ``K`` times more samples than they
+keep and drop those the novelty criterion calls copies (it reads weights only, never the pixel classifier),
+keeping per digit the first others in draw order (copies only when a digit has too few others). ``samples.png``: one row per digit, ``--show`` samples of the first method beside ``--show`` renders of
 zoo INRs of that digit.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nngraph.zoo.specs import siren_spec
 
 from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
 from ..common.report import row, save_results
+from .filtering import select_nearest
 from .task import Novelty, cached_zoo, mix_aligned, zoo_modules
 
 TASK = "generation_inr"
@@ -62,6 +65,12 @@ def build_parser(prog: str = "python -m tasks.generation.inr") -> argparse.Argum
     p.add_argument("--code-noise", type=float, default=0.0,
                    help="std of Gaussian noise on the latent generators' codes (code units): fewer copies")
     p.add_argument("--per-class", type=int, default=16, help="samples per digit")
+    p.add_argument("--filter-pool", type=int, default=1,
+                   help="latent / latent_twin draw this many samples per kept one and keep the first of each digit "
+                        "(in draw order)")
+    p.add_argument("--reject-copies", action="store_true",
+                   help="latent / latent_twin keep a pool sample that is a copy of a zoo INR (the novelty criterion, "
+                        "on weights only) only when its digit has too few others")
     p.add_argument("--show", type=int, default=5, help="samples and zoo INRs per digit in samples.png")
     add_run_args(p)
     return p
@@ -143,6 +152,26 @@ def plot_grid(samples: torch.Tensor, real: torch.Tensor, title: str, path: str) 
     return save_figure(fig, path)
 
 
+def draw_pool(gen, template, classes: np.ndarray, args, novel: Novelty) -> tuple[list, str]:
+    """``--filter-pool`` samples per kept one of every digit of ``classes`` ``(S,)`` (digits in increasing order,
+    as ``np.repeat``), the first ``--per-class`` of each digit kept in draw order; with ``--reject-copies`` the
+    samples :meth:`Novelty.copies` flags (weights only) go last. Returns the kept samples (their digits are
+    ``classes``) and a note. A pool of 1 without rejection is the plain draw."""
+    pool_classes = np.repeat(np.unique(classes), args.per_class * args.filter_pool)  # (S * pool,)
+    pool = gen.sample(template, len(pool_classes), condition=torch.as_tensor(pool_classes), steps=args.steps,
+                      guidance=args.guidance, seed=args.seed, code_noise=args.code_noise)
+    if args.filter_pool == 1 and not args.reject_copies:
+        return pool, ""
+    copies = novel.copies(pool) if args.reject_copies else None  # (S * pool,)
+    # every sample ranks equal (prediction 0 at distance |c| from its digit c), so each digit keeps its first
+    # samples in draw order, copies last
+    keep = select_nearest(np.zeros(len(pool)), pool_classes, args.per_class, copies)
+    note = f"; kept {args.per_class} of {args.per_class * args.filter_pool} per digit in draw order"
+    if copies is not None:
+        note += f", copies dropped ({int(copies.sum())} of {len(pool)} in the pool; weights only)"
+    return [pool[i] for i in keep], note
+
+
 def _overall(rows: list[dict], method: str) -> float:
     return next(r["value"] for r in rows if r["method"] == method and r["metric"] == "recognised")
 
@@ -187,8 +216,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                              device=args.device)
             fitted = (f"rank {gen.latent_dim}, guidance {args.guidance}, code noise {args.code_noise}, best epoch "
                       f"{result.best_epoch}, val loss {result.best_value:.4f}")
-            samples = gen.sample(template, len(classes), condition=torch.as_tensor(classes), steps=args.steps,
-                                 guidance=args.guidance, seed=args.seed, code_noise=args.code_noise)
+            samples, chosen = draw_pool(gen, template, classes, args, novel)
+            fitted += chosen
         images = render(samples, template, args.resolution)  # (S, R, R)
         seconds = time.perf_counter() - start
         rows += recognition_rows(method, clf, images, classes, seconds, fitted)

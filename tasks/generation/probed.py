@@ -5,7 +5,8 @@ The filter of ``latent_probed``, said as such: every sample of a ``--filter-pool
 ``--probes`` images drawn once from the classifiers' *training* split (never their labels, never a test image);
 what is read of its outputs (:func:`function_features`) goes into a ridge regression (or gradient boosting) fitted
 on the zoo's models' same features and their recorded test accuracies; at every target the samples whose
-predicted accuracy is nearest it are kept (:func:`~.filtering.select_nearest`). The zoo's consensus (the class
+predicted accuracy is nearest it are kept (:func:`~.filtering.select_nearest`), or, with ``rule="at_least"``, those
+predicted at or above the target plus a margin (:func:`~.filtering.select_at_least`). The zoo's consensus (the class
 its models' mean softmax favours on each probe) stands in for the labels the filter does not read.
 """
 from __future__ import annotations
@@ -18,9 +19,12 @@ from torch import nn
 
 from nngraph.probing import output_statistics
 
-from .filtering import heldout_tau, select_nearest
+from ..common.metrics import kendall_tau
+from .filtering import heldout_predictions, select_at_least, select_nearest
 
-__all__ = ["FunctionAccuracyPredictor", "choose_by_function", "function_features", "probe_inputs"]
+__all__ = ["RULES", "FunctionAccuracyPredictor", "choose_by_function", "function_features", "probe_inputs"]
+
+RULES = ("nearest", "at_least")  # what the condition means: "this accuracy" or "at least this accuracy"
 
 
 def probe_inputs(x_train: torch.Tensor, num: int, seed: int = 0) -> torch.Tensor:
@@ -82,7 +86,7 @@ class FunctionAccuracyPredictor:
         if kind not in self.KINDS:
             raise ValueError(f"Could not resolve predictor kind '{kind}' among choices {list(self.KINDS)}")
         self.inputs, self.kind, self.seed = inputs, kind, seed
-        self.consensus = self.model = self.heldout_tau = None
+        self.consensus = self.model = self.heldout_tau = self.heldout_residual = None
 
     def _make(self, rows: int):
         """A fresh regressor for ``rows`` training rows."""
@@ -104,15 +108,20 @@ class FunctionAccuracyPredictor:
     def fit(self, models: Sequence[nn.Module], accuracy: np.ndarray, runs: np.ndarray | None = None,
             folds: int = 5):
         """Fit on the zoo's ``models`` and their test ``accuracy`` ``(M,)``; the consensus is the top class of the
-        zoo's mean softmax on every probe. With ``runs`` ``(M,)`` also measure Kendall's tau on held-out runs
-        (:func:`~.filtering.heldout_tau`), kept as :attr:`heldout_tau`."""
+        zoo's mean softmax on every probe. With ``runs`` ``(M,)`` also predict every model from the others' runs
+        (:func:`~.filtering.heldout_predictions`): Kendall's tau of those predictions is kept as
+        :attr:`heldout_tau`, the median absolute residual (accuracy minus prediction) as
+        :attr:`heldout_residual`."""
         logits = model_logits(models, self.inputs)  # (M, P, C)
         probs = output_statistics(logits)[:, :logits.shape[1] * logits.shape[2]].view(logits.shape)  # (M, P, C)
         self.consensus = probs.mean(0).argmax(-1)  # (P,)
         x = function_features(logits, self.consensus).double().numpy()  # (M, F)
         accuracy = np.asarray(accuracy, dtype=float)
         make = lambda: self._make(len(x))  # noqa: E731
-        self.heldout_tau = None if runs is None else heldout_tau(make, x, accuracy, runs, folds)
+        if runs is not None:
+            heldout = heldout_predictions(make, x, accuracy, runs, folds)  # (M,)
+            self.heldout_tau = kendall_tau(accuracy, heldout)
+            self.heldout_residual = float(np.median(np.abs(accuracy - heldout)))
         self.model = make().fit(x, accuracy)
         return self
 
@@ -123,15 +132,29 @@ class FunctionAccuracyPredictor:
 
 def choose_by_function(pool: Sequence[nn.Module], pool_target: np.ndarray, zoo: Sequence[nn.Module],
                        zoo_acc: np.ndarray, runs: np.ndarray, data: tuple, per_target: int, probes: int = 64,
-                       kind: str = "ridge", seed: int = 0, last: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, FunctionAccuracyPredictor]:
-    """The ``latent_probed`` filter: indices of the ``per_target`` samples of ``pool`` nearest each target by
-    predicted accuracy (in :func:`~.filtering.select_nearest`'s order, samples flagged in ``last`` kept last),
-    and the predictor fitted on the zoo.
+                       kind: str = "ridge", seed: int = 0, last: np.ndarray | None = None, rule: str = "nearest",
+                       margin: float | str = 0.0) -> tuple[np.ndarray, FunctionAccuracyPredictor, float]:
+    """The ``latent_probed`` filter: indices of ``per_target`` samples of ``pool`` per target (samples flagged in
+    ``last`` kept last), the predictor fitted on the zoo, and the margin used. ``rule="nearest"``: the samples whose
+    predicted accuracy is nearest the target (:func:`~.filtering.select_nearest`); ``rule="at_least"``: the target
+    read as "at least this accuracy", the samples predicted at or above the target plus ``margin``, nearest it
+    first, the highest below it when too few qualify (:func:`~.filtering.select_at_least`). ``margin`` is a number
+    or ``"heldout"``, the predictor's median absolute residual on held-out runs of the zoo.
 
     Reads ``data`` (the task's ``(x_train, y_train, x_test, y_test, num_classes)``) for ``probes`` training
     images only: no label, no test image; ``zoo_acc`` ``(M,)`` (the zoo's recorded test accuracies) is what the
     predictor is fitted to.
+
+    Raises:
+        ValueError: on an unknown rule or a margin that is neither a number nor ``"heldout"``.
     """
+    if rule not in RULES:
+        raise ValueError(f"Could not resolve rule '{rule}' among choices {list(RULES)}")
+    if isinstance(margin, str) and margin != "heldout":
+        raise ValueError(f"margin must be a number or 'heldout', got '{margin}'")
     predictor = FunctionAccuracyPredictor(probe_inputs(data[0], probes, seed), kind, seed).fit(zoo, zoo_acc, runs)
-    return select_nearest(predictor.predict(pool), pool_target, per_target, last), predictor
+    predicted = predictor.predict(pool)  # (B,)
+    if rule == "nearest":
+        return select_nearest(predicted, pool_target, per_target, last), predictor, 0.0
+    margin = predictor.heldout_residual if margin == "heldout" else float(margin)
+    return select_at_least(predicted, pool_target, per_target, margin, last), predictor, margin

@@ -13,7 +13,8 @@ generator on the neuron order the zoo's models were trained with, not aligned, s
 (flow on the whole graph with the equivariant denoiser), ``twin`` (the same without equivariance),
 ``latent_filtered`` (the latent generator's samples filtered by a weights-only accuracy predictor fitted on the
 zoo: :mod:`.filtering`), ``latent_probed`` (the same pool filtered by a predictor of the samples' outputs on
-``--probes`` unlabelled training images: :mod:`.probed`), ``gaussian`` (per-tensor statistics), and the baseline
+``--probes`` unlabelled training images: :mod:`.probed`; ``--probe-rule at_least`` reads the target as "at least
+this accuracy"), ``gaussian`` (per-tensor statistics), and the baseline
 ``interpolate`` (two zoo models near the target accuracy, aligned and mixed: retrieval, not generation). Rows, per
 method: the median test accuracy of the samples (all of them, and at the highest target), the fraction of samples
 above the zoo's median, the mean distance between target and accuracy, Kendall's tau between target and accuracy,
@@ -47,7 +48,7 @@ from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run
 from ..common.metrics import kendall_tau
 from ..common.report import row, save_results
 from .filtering import CodeAccuracyPredictor, select_nearest
-from .probed import choose_by_function
+from .probed import RULES, choose_by_function
 
 TASK = "generation"
 METHODS = ("latent", "latent_twin", "latent_filtered", "latent_probed", "flow", "twin", "gaussian", "interpolate")
@@ -86,6 +87,13 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
                    help="latent_probed: unlabelled training images every sample is run on to predict its accuracy")
     p.add_argument("--probe-predictor", choices=("ridge", "gbm"), default="ridge",
                    help="latent_probed: the regression from the outputs on the probes to test accuracy")
+    p.add_argument("--probe-rule", choices=RULES, default="nearest",
+                   help="latent_probed: what the condition means; nearest: keep the samples predicted nearest the "
+                        "target; at_least: those predicted at or above target + --probe-margin, nearest it first "
+                        "(the highest below it when too few qualify)")
+    p.add_argument("--probe-margin", type=_margin, default=0.0,
+                   help="latent_probed with --probe-rule at_least: a number >= 0, or 'heldout' (the predictor's "
+                        "median absolute residual on held-out runs of the zoo)")
     p.add_argument("--finetune-epochs", type=int, default=5,
                    help="epochs of fine-tuning the samples at the highest target (0: no fine-tuning rows)")
     p.add_argument("--finetune-lr", type=float, default=1e-2, help="learning rate (Adam) of the fine-tuning")
@@ -93,6 +101,11 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
     p.add_argument("--per-target", type=int, default=16, help="samples per target accuracy")
     add_run_args(p)
     return p
+
+
+def _margin(text: str) -> float | str:
+    """``--probe-margin``: ``"heldout"`` or a number."""
+    return text if text == "heldout" else float(text)
 
 
 def zoo_spec(hidden: int, in_shape: list[int], num_classes: int) -> dict:
@@ -210,6 +223,11 @@ class Novelty:
         d = np.array([self.nearest(g) for g in samples])
         return {"median": float(np.median(d)), "ratio": float(np.median(d) / np.median(self.zoo)),
                 "frac_copies": float(self.is_copy(d).mean())}
+
+    def copies(self, graphs) -> np.ndarray:
+        """``(B,)`` bool: which ``graphs`` are copies of a zoo model (:meth:`is_copy` of :meth:`nearest`); reads
+        weights only."""
+        return self.is_copy([self.nearest(g) for g in graphs])
 
     def is_copy(self, distances: np.ndarray) -> np.ndarray:
         """``(B,)`` bool: distances to the nearest aligned zoo model below the zoo's 5th percentile (copies)."""
@@ -373,17 +391,22 @@ def run(args: argparse.Namespace) -> list[dict]:
                 pool_target = np.repeat(levels, args.per_target * args.filter_pool)  # (S * pool,)
                 pool = gen.sample(template, len(pool_target), condition=torch.tensor(pool_target),
                                   seed=derive_seed(args.seed, "filter-pool"), **draw)  # one pool for both filters
-                copies = novel.is_copy([novel.nearest(g) for g in pool]) if args.reject_copies else None  # (S * pool,)
+                copies = novel.copies(pool) if args.reject_copies else None  # (S * pool,)
                 if method == "latent_filtered":
                     predictor = CodeAccuracyPredictor(gen, template).fit(graphs, zoo_acc, zoo["run"].numpy())
                     keep = select_nearest(predictor.predict(pool), pool_target, args.per_target, copies)
                     reads = "a ridge on the codes"
                 else:
-                    keep, predictor = choose_by_function(
+                    keep, predictor, margin = choose_by_function(
                         [nngraph.from_graph(g, template) for g in pool], pool_target, models, zoo_acc,
                         zoo["run"].numpy(), data, args.per_target, args.probes, args.probe_predictor,
-                        derive_seed(args.seed, "probes"), copies)
+                        derive_seed(args.seed, "probes"), copies, args.probe_rule, args.probe_margin)
                     reads = f"a {args.probe_predictor} on the outputs on {args.probes} unlabelled training images"
+                    if args.probe_rule == "at_least":
+                        reads += f", at least the target + {margin:.3f} ({args.probe_margin} margin)"
+                        rows.append(row(TASK, method, "probe_margin", margin,
+                                        note=f"--probe-margin {args.probe_margin}; held-out median absolute "
+                                             f"residual {predictor.heldout_residual:.3f}"))
                 if args.reject_copies:
                     reads += f", copies kept last ({int(copies.sum())} of {len(pool)} in the pool)"
                 samples = [pool[i] for i in keep]  # pool_target[keep] is `target`

@@ -28,6 +28,11 @@ def test_the_task_runs_and_reports_every_method_and_digit(tmp_path):
     assert inr.main(["--out", out, *ARGV]) == 0  # a second run reads the zoo and the fitted generators back
     again = json.load(open(os.path.join(out, "results.json")))
     assert [r["value"] for r in again] == [r["value"] for r in rows]
+    assert inr.main(["--out", out, *ARGV, "--methods", "latent,latent_twin", "--filter-pool", "3",
+                     "--reject-copies"]) == 0
+    pooled = json.load(open(os.path.join(out, "results.json")))
+    notes = [r["note"] for r in pooled if r["metric"] == "recognised" and r["method"].startswith("latent")]
+    assert len(notes) == 2 and all("kept 2 of 6 per digit" in n and "copies dropped" in n for n in notes)
 
 
 def test_shared_init_starts_every_inr_alike(tmp_path):
@@ -73,3 +78,62 @@ def test_the_projection_diagnostic_is_exact_at_full_rank(tmp_path):
         assert r["rank"] == (39 if exact else 2)
         assert (r["psnr"] > 60) == exact
         assert 0 <= r["recognised"] <= 1 and 0 <= r["recognised_own"] <= 1
+
+
+class _Pool:
+    """A stand-in generator: per digit, zoo INRs relabelled (copies) or new weights, in a fixed draw order."""
+
+    def __init__(self, zoo, new, layout, pattern):
+        self.zoo, self.new, self.layout, self.pattern = zoo, new, layout, pattern
+
+    def sample(self, template, n, condition, **kwargs):
+        g = torch.Generator().manual_seed(0)
+        out, made = [], {"copy": 0, "new": 0}
+        for kind in self.pattern:
+            if kind == "copy":
+                graph = self.zoo[made[kind] % len(self.zoo)]
+                out.append(self.layout.permute_graph(graph, self.layout.random_node_permutation(g)))
+            else:
+                out.append(self.new[made[kind]])
+            made[kind] += 1
+        assert len(out) == n == len(condition)
+        return out
+
+
+def test_the_pool_drops_copies_by_weights_and_keeps_draw_order():
+    """``draw_pool`` with ``--reject-copies``: samples that are relabelled zoo INRs are dropped and the first others
+    of each digit kept in draw order; without it the first samples are kept, copies included. The novelty
+    criterion is checked to call the relabelled ones copies and the new ones not."""
+    from argparse import Namespace
+
+    import nngraph
+    from torch import nn
+
+    from tasks.generation.task import Novelty
+
+    inputs = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
+
+    def mlp(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 1))
+
+    zoo = [nngraph.to_graph(mlp(s), inputs) for s in range(5)]
+    new = [nngraph.to_graph(mlp(100 + s), inputs) for s in range(6)]
+    novel = Novelty(zoo, np.arange(5), mlp(0), inputs)
+    layout = nngraph.build_layout(mlp(0), (inputs,))
+    # digit 0: copy copy new copy new new; digit 1: new copy copy copy copy new
+    pattern = ["copy", "copy", "new", "copy", "new", "new", "new", "copy", "copy", "copy", "copy", "new"]
+    gen = _Pool(zoo, new, layout, pattern)
+    pool = gen.sample(None, 12, np.zeros(12))
+    assert novel.copies(pool).tolist() == [k == "copy" for k in pattern]  # the premise
+    classes = np.repeat([0, 1], 2)
+    args = Namespace(per_class=2, filter_pool=3, reject_copies=True, steps=2, guidance=1.0, seed=0, code_noise=0.0)
+    kept, note = inr.draw_pool(gen, mlp(0), classes, args, novel)
+    expected = [pool[i] for i in (2, 4, 6, 11)]
+    assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(kept, expected, strict=True))
+    assert novel(kept)["frac_copies"] == 0.0 and "copies dropped (7 of 12" in note
+    args.reject_copies = False
+    kept, note = inr.draw_pool(gen, mlp(0), classes, args, novel)
+    expected = [pool[i] for i in (0, 1, 6, 7)]
+    assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(kept, expected, strict=True))
+    assert novel(kept)["frac_copies"] == 0.75 and "copies" not in note  # copy copy | new copy

@@ -98,3 +98,42 @@ def test_the_choice_reads_no_label_and_no_test_image():
     assert choose(blind).tolist() == kept.tolist()
     assert choose((torch.randn(200, 6, generator=g), y_tr, x_te, y_te, 4)).tolist() != kept.tolist()
     assert choose((x_tr, y_tr, x_te, y_te, 4), 1 - zoo_acc).tolist() != kept.tolist()
+
+
+def test_the_at_least_rule_keeps_samples_predicted_above_the_target_plus_the_heldout_margin():
+    """``rule="at_least"``: every kept sample's predicted accuracy is at least its target plus the margin when
+    enough qualify; ``margin="heldout"`` is the predictor's median absolute residual on held-out runs (against its
+    definition); unknown rules and margins are one-line errors."""
+    from sklearn.linear_model import RidgeCV
+
+    from tasks.generation.filtering import heldout_predictions
+
+    g = torch.Generator().manual_seed(3)
+    data = (torch.randn(100, 6, generator=g), None, None, None, 4)
+    zoo, pool = _zoo(30, 0), _zoo(40, 200)
+    runs = np.arange(30) // 2
+    inputs = probe_inputs(data[0], 32, 0)
+    consensus = torch.softmax(model_logits(zoo, inputs), -1).mean(0).argmax(-1)  # (P,)
+    zoo_acc = (model_logits(zoo, inputs).argmax(-1) == consensus).double().mean(1).numpy()  # (M,) readable
+    pool_target = np.repeat(np.quantile(zoo_acc, [0.3, 0.6]), 20)  # (40,)
+
+    def choose(rule, margin):
+        return choose_by_function(pool, pool_target, zoo, zoo_acc, runs, data, per_target=3, probes=32, seed=0,
+                                  rule=rule, margin=margin)
+
+    kept, predictor, margin = choose("at_least", "heldout")
+    x = predictor.features(zoo)  # (M, F)
+    heldout = heldout_predictions(lambda: RidgeCV(alphas=predictor.ALPHAS), x, zoo_acc, runs)  # (M,)
+    assert margin == predictor.heldout_residual == pytest.approx(np.median(np.abs(zoo_acc - heldout)))
+    assert 0 < margin < 0.5
+    predicted = predictor.predict(pool)  # (40,)
+    for t in np.unique(pool_target):
+        assert (predicted[pool_target == t] >= t + margin).sum() >= 3  # the premise: enough qualify
+    assert (predicted[kept] >= pool_target[kept] + margin).all()
+    nearest, _, zero = choose("nearest", "heldout")
+    assert zero == 0.0 and not (predicted[nearest] >= pool_target[nearest] + margin).all()
+    assert choose("at_least", 0.0)[0].tolist() != kept.tolist()
+    with pytest.raises(ValueError, match="Could not resolve rule 'above'"):
+        choose("above", 0.0)
+    with pytest.raises(ValueError, match="margin must be a number or 'heldout'"):
+        choose("at_least", "spread")
