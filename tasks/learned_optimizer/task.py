@@ -187,18 +187,24 @@ class Problem:
         return x[idx], y[idx]
 
 
-def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None, by_kind: bool = False) -> Problem:
+def sample_problem(seed: int, families: dict = FAMILIES, name: str | None = None, by_kind: bool = False,
+                   weights: dict | None = None) -> Problem:
     """A problem of family ``name``, initialised from ``seed``; if ``name`` is ``None``, a family drawn at random
     among ``families`` (``by_kind``: a kind first, then a family of that kind, so that each kind of model, MLP,
-    CNN, LSTM, transformer, is drawn as often whatever its number of widths)."""
+    CNN, LSTM, transformer, is drawn as often whatever its number of widths; ``weights``: family -> relative
+    weight of its draw, 1 for a family not named)."""
     generator = torch.Generator().manual_seed(seed)
     if name is None:
         pool = sorted(families)
-        if by_kind:
-            kinds = sorted({families[n][0] for n in pool})
-            kind = kinds[int(torch.randint(len(kinds), (), generator=generator))]
-            pool = [n for n in pool if families[n][0] == kind]
-        name = pool[int(torch.randint(len(pool), (), generator=generator))]
+        if weights:
+            w = torch.tensor([float(weights.get(n, 1.0)) for n in pool], dtype=torch.float64)  # (F,)
+            name = pool[int(torch.multinomial(w, 1, generator=generator))]
+        else:
+            if by_kind:
+                kinds = sorted({families[n][0] for n in pool})
+                kind = kinds[int(torch.randint(len(kinds), (), generator=generator))]
+                pool = [n for n in pool if families[n][0] == kind]
+            name = pool[int(torch.randint(len(pool), (), generator=generator))]
     torch.manual_seed(seed)
     return Problem(name, build_model(*families[name]), generator)
 
@@ -281,7 +287,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 
 
 #: Settings a run stored before they were flags, with the value such a run had (it resumes under them).
-_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": [], "kind_unroll": {}}
+_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": [], "kind_unroll": {}, "family_weights": {}}
 
 
 def settings(args) -> dict:
@@ -334,7 +340,8 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
                initial=info["trajectory"], total=args.trajectories)
     for k in bar:
         start = time.perf_counter()
-        problem = sample_problem(args.seed * 1_000_003 + k, FAMILIES, by_kind=args.sample == "kind")
+        problem = sample_problem(args.seed * 1_000_003 + k, FAMILIES, by_kind=args.sample == "kind",
+                                 weights=args.family_weights)
         unroll = trajectory_unroll(args, k, FAMILIES[problem.name][0])
         losses = run_trajectory(network, meta_opt, problem, data, args, unroll)
         info["meta_losses"].append({"trajectory": k, "problem": problem.name, "unroll": unroll, "losses": losses})
@@ -695,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind-unroll", type=kinds, default={},
                    help="truncation lengths per kind of problem, KIND:UNROLL (e.g. cnn:30,lstm:30,transformer:30: "
                         "problems whose loss falls slowly are truncated less often); other kinds: --unroll")
+    weights = lambda s: {name: float(v) for name, v in (pair.split(":") for pair in s.split(",") if pair)}  # noqa: E731
+    p.add_argument("--family-weights", type=weights, default={},
+                   help="FAMILY:WEIGHT, relative weights of the families' draws (e.g. transformer-16:3; others 1)")
     p.add_argument("--sample", default="family", choices=["family", "kind"],
                    help="how a trajectory's problem is drawn: a family uniformly, or a kind of model (mlp, cnn, lstm, "
                         "transformer) uniformly and then one of its families")
@@ -747,6 +757,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--kind-unroll: Could not resolve {unknown} among choices "
                      f"{sorted({kind for kind, _ in FAMILIES.values()})}")
+    unknown = sorted(set(args.family_weights) - set(FAMILIES))
+    if unknown or any(w <= 0 for w in args.family_weights.values()) or (args.family_weights and args.sample == "kind"):
+        parser.error(f"--family-weights: positive weights of families among {sorted(FAMILIES)} (got "
+                     f"{args.family_weights}), not with --sample kind")
     bad = [u for u in [*args.unroll_choices, *(u for _, u in args.unroll_from), *args.kind_unroll.values()]
            if u < 1 or (args.truncations * args.unroll) % u]
     if bad:

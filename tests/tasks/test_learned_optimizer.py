@@ -210,3 +210,15 @@ def test_validation_runs_on_its_own_seeds_and_scores_against_adam(tmp_path, monk
     assert "geometric mean of loss / adam" in (out / "validation.md").read_text()
     monkeypatch.setattr(task, "train_with", lambda *a, **k: pytest.fail("a validation run was repeated"))
     assert task.main(flags) == 0  # a resumed run reads the saved runs
+
+
+def test_family_weights_draw_a_family_more_often(tmp_path):
+    families = {"mlp-8": ("mlp", (8,)), "lstm-4": ("lstm", (4,))}
+    share = lambda weights: sum(task.sample_problem(k, families, weights=weights).name == "lstm-4"  # noqa: E731
+                                for k in range(400)) / 400
+    assert abs(share({"lstm-4": 3}) - 0.75) < 0.06 and abs(share({}) - 0.5) < 0.07
+    assert share({"mlp-8": 1e-9}) == 1.0
+    for bad in (["--family-weights", "rnn-4:2"], ["--family-weights", "mlp-16:0"],
+                ["--family-weights", "mlp-16:2", "--sample", "kind"]):
+        with pytest.raises(SystemExit):
+            task.main(["--out", str(tmp_path / "bad"), *TOY, *bad])
