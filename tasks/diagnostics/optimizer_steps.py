@@ -10,7 +10,7 @@ direction (the step's base, :class:`~nngraph.optim.StepOutput`), so that Adam at
 ``--adam-on NAME`` replaces the network's step on every tensor whose name contains ``NAME`` by Adam's direction at
 the network's learned rate (``-lr a``) and prints the final training loss beside the unmodified run's: whether the
 network's steps on those tensors are what holds the problem back. ``--lr-scales 0.5,2`` multiplies the network's
-whole step by each factor (is the learned rate the limit?), ``--adam-lrs 0.01,0.03,0.1`` prints Adam's final loss at
+whole step by each factor (is the learned rate the limit?; ``--scale-steps 0:30`` only on those steps of the run), ``--adam-lrs 0.01,0.03,0.1`` prints Adam's final loss at
 each rate on the same problems (Adam's best rate on this problem against the distribution's), and ``--split
 validation`` runs the task's validation problems instead of its evaluation problems.
 """
@@ -30,12 +30,13 @@ __all__ = ["run_steps", "main"]
 
 
 def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | None = None,
-              adam_on: str | None = None, lr_scale: float = 1.0, split: str = "evaluation") -> dict:
+              adam_on: str | None = None, lr_scale: float = 1.0, split: str = "evaluation",
+              scale_steps: tuple[int, int] | None = None) -> dict:
     """Train ``problem`` (evaluation seed ``seed``) for ``steps`` steps with the network of ``checkpoint`` (the
     shipped one if ``None``); ``{"names", "effective": (steps, T) tensor, "loss"}``: every tensor's effective step
     size at every step and the final training loss on the whole training set. With ``adam_on``, the tensors whose
-    name contains it take Adam's step at the learned rate instead of the network's; every step is then multiplied by
-    ``lr_scale``. ``split``: the task's ``evaluation`` or ``validation`` problems."""
+    name contains it take Adam's step at the learned rate instead of the network's; every step (of the steps
+    ``scale_steps = (first, stop)`` of the run if given) is then multiplied by ``lr_scale``. ``split``: the task's ``evaluation`` or ``validation`` problems."""
     families = {**IN_DISTRIBUTION, **UNSEEN}
     if problem not in families:
         raise ValueError(f"Could not resolve problem {problem!r} among choices {sorted(families)}")
@@ -54,7 +55,9 @@ def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | N
         ids = segments.ids.to(adam.device)
         if replace.any():
             step = torch.where(replace[ids], -output.log_lr.exp() * adam, step)  # (P,)
-        step = lr_scale * step  # (P,)
+        t = len(effective)  # the step of the run being taken
+        if scale_steps is None or scale_steps[0] <= t < scale_steps[1]:
+            step = lr_scale * step  # (P,)
         sums = torch.zeros(2, len(segments.sizes), dtype=adam.dtype)  # (2, T)
         sums[0].index_add_(0, ids, step.detach().abs())
         sums[1].index_add_(0, ids, adam.abs())
@@ -106,6 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0", help="evaluation seeds (the effective steps are printed for the first)")
     p.add_argument("--adam-on", default=None, help="tensors (name contains this) that take Adam's step instead")
     p.add_argument("--lr-scales", default="", help="factors on the network's whole step (e.g. 0.5,2)")
+    p.add_argument("--scale-steps", default="", help="FIRST:STOP, the steps --lr-scales applies to (default: all)")
     p.add_argument("--adam-lrs", default="", help="Adam's learning rates to run on the same problems (e.g. 0.01,0.1)")
     p.add_argument("--split", default="evaluation", choices=["evaluation", "validation"],
                    help="the task's evaluation problems or its validation problems (other seeds)")
@@ -114,6 +118,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     at = [int(v) for v in args.at.split(",") if v]
     seeds = [int(v) for v in args.seeds.split(",") if v]
+    window = tuple(int(v) for v in args.scale_steps.split(":")) if args.scale_steps else None
     for problem in [v for v in args.problems.split(",") if v]:
         runs = [run_steps(problem, s, args.steps, args.checkpoint, split=args.split) for s in seeds]
         first = runs[0]
@@ -127,9 +132,9 @@ def main(argv=None) -> int:
                        for s in seeds]
             line += "; " + _losses(f"with Adam's step on '{args.adam_on}'", swapped)
         for scale in [float(v) for v in args.lr_scales.split(",") if v]:
-            scaled = [run_steps(problem, s, args.steps, args.checkpoint, lr_scale=scale, split=args.split)["loss"]
-                      for s in seeds]
-            line += "; " + _losses(f"step x {scale:g}", scaled)
+            scaled = [run_steps(problem, s, args.steps, args.checkpoint, lr_scale=scale, split=args.split,
+                                scale_steps=window)["loss"] for s in seeds]
+            line += "; " + _losses(f"step x {scale:g}" + (f" on steps {args.scale_steps}" if window else ""), scaled)
         for lr in [float(v) for v in args.adam_lrs.split(",") if v]:
             line += "; " + _losses(f"Adam lr {lr:g}", [adam_loss(problem, lr, s, args.steps, args.split) for s in seeds])
         print(line, flush=True)

@@ -41,6 +41,9 @@ def test_lr_scale_multiplies_the_whole_step(tmp_path):
     save_network(GraphUpdateNetwork(init_lr=0.01, progress=True), path)
     out = optimizer_steps.run_steps("mlp-48", steps=3, checkpoint=path, lr_scale=2.5)
     assert torch.allclose(out["effective"], torch.full((3, 4), 0.025), rtol=1e-5)
+    window = optimizer_steps.run_steps("mlp-48", steps=5, checkpoint=path, lr_scale=2.5, scale_steps=(1, 3))
+    expected = torch.tensor([0.01, 0.025, 0.025, 0.01, 0.01])[:, None].expand(5, 4)  # (steps, T): steps 1 and 2 only
+    assert torch.allclose(window["effective"], expected, rtol=1e-5)
 
 
 def test_adam_loss_is_the_tasks_adam_on_the_same_start():
