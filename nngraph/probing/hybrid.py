@@ -74,6 +74,21 @@ def _frozen(models: Sequence[nn.Module]):
                 p.requires_grad_(f)
 
 
+class _DropNonFiniteGrad(torch.autograd.Function):
+    """The identity whose backward passes the gradient on only when every entry is finite, else zeros: one
+    model's share of the shared probes' gradient. A near-diverged model whose activations overflow on the probes
+    reads as finite values forward (``nan_to_num``, uniform outputs), but its backward multiplies the zero
+    gradient of those reads by infinite slopes (``0 * inf = nan``); dropping its share keeps the others'."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad if bool(torch.isfinite(grad).all()) else torch.zeros_like(grad)
+
+
 def _body(widths: Sequence[int], dropout: float = 0.0) -> nn.Module:
     """``Linear -> ReLU -> Dropout`` for every pair of consecutive ``widths`` (the identity for one width)."""
     layers: list[nn.Module] = []
@@ -185,7 +200,8 @@ class ProbeGraphHybrid(nn.Module):
         probes = self.current_probes()  # (P, *in_shape)
         with _frozen(models):
             grad = self.learned and torch.is_grad_enabled()  # not under torch.no_grad (prediction)
-            rows = [probe_features(m, probes.to(next(m.parameters()).dtype), grad=grad).to(probes.dtype)
+            share = _DropNonFiniteGrad.apply if grad else (lambda p: p)  # noqa: E731 (each model's gradient share)
+            rows = [probe_features(m, share(probes).to(next(m.parameters()).dtype), grad=grad).to(probes.dtype)
                     for m in models]  # B x (N_b, P)
         values = torch.cat(rows)  # (N, P)
         if values.shape[0] != batch.x.shape[0]:

@@ -168,6 +168,28 @@ def test_gradients_reach_the_probes_and_every_branch_but_not_the_probed_models()
     assert not frozen.requires_grad and models[0][1].weight.requires_grad  # flags restored as they were
 
 
+def test_a_model_that_overflows_on_the_probes_gives_them_no_gradient_and_leaves_the_others_share():
+    """A near-diverged model (weights of 1e30: its hidden values are inf on the probes, its tanh-bounded logits
+    finite) reads finitely forward but its backward is 0 * inf = nan; the probes' gradient is then that of the
+    other models alone (the wild zoo's hybrid stopped on such a batch: 'gradient norm nan')."""
+    good = _models()[::2]
+    bad = _mlp(1)
+    with torch.no_grad():
+        bad[1].weight.mul_(1e30)
+        bad[3].weight.mul_(1e30)
+    probes = _hybrid().current_probes().detach()
+    assert not torch.isfinite(nngraph.probe_features(bad, probes)).all()  # the premise: it overflows
+    grads = []
+    for models in (good, [good[0], bad, good[1]]):
+        hybrid = _hybrid()
+        _randomise(hybrid)
+        out = hybrid(_batch(models), models)  # (B, 1)
+        out[[0, -1]].sum().backward()  # the good models' predictions
+        grads.append(hybrid.probe_generator.latent.grad)
+    assert torch.isfinite(grads[1]).all() and grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+
+
 def test_probe_features_are_differentiable_in_the_inputs_on_request():
     model = _cnn(0).requires_grad_(False)
     inputs = torch.randn(PROBES, *IN_SHAPE, requires_grad=True)
