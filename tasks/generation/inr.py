@@ -40,7 +40,7 @@ from nngraph.zoo.specs import siren_spec
 from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
 from ..common.report import row, save_results
 from .filtering import select_nearest
-from .task import Novelty, cached_zoo, mix_aligned, zoo_modules
+from .task import Novelty, add_pool_args, cached_zoo, mix_aligned, zoo_modules
 
 TASK = "generation_inr"
 METHODS = ("latent", "latent_twin", "gaussian", "interpolate")
@@ -65,12 +65,7 @@ def build_parser(prog: str = "python -m tasks.generation.inr") -> argparse.Argum
     p.add_argument("--code-noise", type=float, default=0.0,
                    help="std of Gaussian noise on the latent generators' codes (code units): fewer copies")
     p.add_argument("--per-class", type=int, default=16, help="samples per digit")
-    p.add_argument("--filter-pool", type=int, default=1,
-                   help="latent / latent_twin draw this many samples per kept one and keep the first of each digit "
-                        "(in draw order)")
-    p.add_argument("--reject-copies", action="store_true",
-                   help="latent / latent_twin keep a pool sample that is a copy of a zoo INR (the novelty criterion, "
-                        "on weights only) only when its digit has too few others")
+    add_pool_args(p, "latent / latent_twin", 1, "the first of each digit (in draw order)", "INR", "its digit")
     p.add_argument("--show", type=int, default=5, help="samples and zoo INRs per digit in samples.png")
     add_run_args(p)
     return p

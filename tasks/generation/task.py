@@ -77,12 +77,8 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
                    help="classifier-free guidance weight of the latent generator (1: none)")
     p.add_argument("--code-noise", type=float, default=0.0,
                    help="std of Gaussian noise on the latent generators' codes (code units): fewer copies, lower accuracy")
-    p.add_argument("--filter-pool", type=int, default=4,
-                   help="latent_filtered / latent_probed draw this many samples per kept one and keep the "
-                        "predicted-nearest")
-    p.add_argument("--reject-copies", action="store_true",
-                   help="latent_filtered / latent_probed keep a pool sample that is a copy of a zoo model (the "
-                        "novelty criterion, on weights only) only when a target has too few others")
+    add_pool_args(p, "latent_filtered / latent_probed", 4, "the predicted-nearest (latent_probed: by --probe-rule)",
+                  "model", "a target")
     p.add_argument("--probes", type=int, default=64,
                    help="latent_probed: unlabelled training images every sample is run on to predict its accuracy")
     p.add_argument("--probe-predictor", choices=("ridge", "gbm"), default="ridge",
@@ -101,6 +97,17 @@ def build_parser(prog: str = "python -m tasks.generation") -> argparse.ArgumentP
     p.add_argument("--per-target", type=int, default=16, help="samples per target accuracy")
     add_run_args(p)
     return p
+
+
+def add_pool_args(p: argparse.ArgumentParser, methods: str, default: int, keeps: str, model: str, group: str):
+    """``--filter-pool`` and ``--reject-copies``, shared by the classifier and INR tasks: ``methods`` draw a pool
+    and keep ``keeps``; a pool sample that is a copy of a zoo ``model`` is kept only when its ``group`` has too few
+    others."""
+    p.add_argument("--filter-pool", type=int, default=default,
+                   help=f"{methods} draw this many samples per kept one and keep {keeps}")
+    p.add_argument("--reject-copies", action="store_true",
+                   help=f"{methods} keep a pool sample that is a copy of a zoo {model} (the novelty criterion, on "
+                        f"weights only) only when {group} has too few others")
 
 
 def _margin(text: str) -> float | str:
