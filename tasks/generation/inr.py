@@ -16,7 +16,9 @@ order the INRs were fitted with, no alignment, no relabelling), ``gaussian`` (pe
 unconditional), and the baseline ``interpolate`` (two zoo INRs of the digit aligned and mixed: retrieval, not
 generation). ``--filter-pool K --reject-copies``: the latent generators draw ``K`` times more samples than they
 keep and drop those the novelty criterion calls copies (it reads weights only, never the pixel classifier),
-keeping per digit the first others in draw order (copies only when a digit has too few others). ``samples.png``: one row per digit, ``--show`` samples of the first method beside ``--show`` renders of
+keeping per digit the first others in draw order (copies only when a digit has too few others); ``--pool-cap C``
+lets a digit short of others draw more, ``--filter-pool`` rounds at a time, up to ``C`` samples per kept one.
+``samples.png``: one row per digit, ``--show`` samples of the first method beside ``--show`` renders of
 zoo INRs of that digit.
 """
 from __future__ import annotations
@@ -66,6 +68,10 @@ def build_parser(prog: str = "python -m tasks.generation.inr") -> argparse.Argum
                    help="std of Gaussian noise on the latent generators' codes (code units): fewer copies")
     p.add_argument("--per-class", type=int, default=16, help="samples per digit")
     add_pool_args(p, "latent / latent_twin", 1, "the first of each digit (in draw order)", "INR", "its digit")
+    p.add_argument("--pool-cap", type=int, default=None,
+                   help="with --reject-copies: a digit with fewer than --per-class non-copies in its pool draws "
+                        "--filter-pool rounds more until it has enough or this many samples per kept one "
+                        "(default: --filter-pool, no growth)")
     p.add_argument("--show", type=int, default=5, help="samples and zoo INRs per digit in samples.png")
     add_run_args(p)
     return p
@@ -150,21 +156,55 @@ def plot_grid(samples: torch.Tensor, real: torch.Tensor, title: str, path: str) 
 def draw_pool(gen, template, classes: np.ndarray, args, novel: Novelty) -> tuple[list, str]:
     """``--filter-pool`` samples per kept one of every digit of ``classes`` ``(S,)`` (digits in increasing order,
     as ``np.repeat``), the first ``--per-class`` of each digit kept in draw order; with ``--reject-copies`` the
-    samples :meth:`Novelty.copies` flags (weights only) go last. Returns the kept samples (their digits are
+    samples :meth:`Novelty.copies` flags (weights only) go last, and while a digit has fewer than ``--per-class``
+    others its pool grows by another ``--filter-pool`` rounds' worth of draws (a new seed per round, only for the
+    short digits) up to ``--pool-cap`` samples per kept one. Returns the kept samples (their digits are
     ``classes``) and a note. A pool of 1 without rejection is the plain draw."""
-    pool_classes = np.repeat(np.unique(classes), args.per_class * args.filter_pool)  # (S * pool,)
-    pool = gen.sample(template, len(pool_classes), condition=torch.as_tensor(pool_classes), steps=args.steps,
-                      guidance=args.guidance, seed=args.seed, code_noise=args.code_noise)
+    digits = np.unique(classes)
+    step = args.per_class * args.filter_pool  # draws per digit per round
+    cap = args.per_class * max(args.pool_cap or args.filter_pool, args.filter_pool)  # most draws per digit
+
+    def draw(counts: np.ndarray, round_: int) -> tuple[list, np.ndarray]:
+        cond = np.repeat(digits, counts)  # (sum(counts),) digits in increasing order
+        seed = args.seed if round_ == 0 else derive_seed(args.seed, "inr-pool", round_)
+        return gen.sample(template, len(cond), condition=torch.as_tensor(cond), steps=args.steps,
+                          guidance=args.guidance, seed=seed, code_noise=args.code_noise), cond
+
+    pool, pool_classes = draw(np.full(len(digits), step), 0)  # (S * pool,)
     if args.filter_pool == 1 and not args.reject_copies:
         return pool, ""
     copies = novel.copies(pool) if args.reject_copies else None  # (S * pool,)
+    rounds = 1
+    while copies is not None:
+        drawn = np.array([(pool_classes == c).sum() for c in digits])  # (10,)
+        others = np.array([((pool_classes == c) & ~copies).sum() for c in digits])  # (10,)
+        more = np.where(others < args.per_class, np.minimum(step, cap - drawn), 0)  # (10,) draws this round
+        if not more.any():
+            break
+        extra, extra_classes = draw(more, rounds)
+        pool, pool_classes = pool + extra, np.concatenate([pool_classes, extra_classes])
+        copies = np.concatenate([copies, novel.copies(extra)])
+        rounds += 1
     # every sample ranks equal (prediction 0 at distance |c| from its digit c), so each digit keeps its first
     # samples in draw order, copies last
     keep = select_nearest(np.zeros(len(pool)), pool_classes, args.per_class, copies)
     note = f"; kept {args.per_class} of {args.per_class * args.filter_pool} per digit in draw order"
     if copies is not None:
         note += f", copies dropped ({int(copies.sum())} of {len(pool)} in the pool; weights only)"
+        if rounds > 1:
+            grown = ", ".join(f"{c}: {(pool_classes == c).sum()}" for c in digits if (pool_classes == c).sum() > step)
+            note += f"; pool grown in {rounds - 1} more rounds (cap {cap} per digit; drawn {grown})"
     return [pool[i] for i in keep], note
+
+
+def check_pool(args) -> None:
+    """One-line errors for ``--filter-pool`` / ``--pool-cap`` that cannot be honoured."""
+    if args.filter_pool < 1:
+        raise ValueError(f"--filter-pool must be >= 1, got {args.filter_pool}")
+    if args.pool_cap is not None and args.pool_cap < args.filter_pool:
+        raise ValueError(f"--pool-cap ({args.pool_cap}) must be at least --filter-pool ({args.filter_pool})")
+    if args.pool_cap is not None and args.pool_cap > args.filter_pool and not args.reject_copies:
+        raise ValueError("--pool-cap grows the pool only to replace copies: add --reject-copies")
 
 
 def _overall(rows: list[dict], method: str) -> float:
@@ -173,6 +213,7 @@ def _overall(rows: list[dict], method: str) -> float:
 
 def run(args: argparse.Namespace) -> list[dict]:
     check_methods(args.methods, METHODS)
+    check_pool(args)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     zoo = build_zoo(args)

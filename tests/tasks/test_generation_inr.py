@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
+import pytest
 import torch
 
 from tasks.generation import inr
@@ -127,7 +129,8 @@ def test_the_pool_drops_copies_by_weights_and_keeps_draw_order():
     pool = gen.sample(None, 12, np.zeros(12))
     assert novel.copies(pool).tolist() == [k == "copy" for k in pattern]  # the premise
     classes = np.repeat([0, 1], 2)
-    args = Namespace(per_class=2, filter_pool=3, reject_copies=True, steps=2, guidance=1.0, seed=0, code_noise=0.0)
+    args = Namespace(per_class=2, filter_pool=3, pool_cap=None, reject_copies=True, steps=2, guidance=1.0, seed=0,
+                     code_noise=0.0)
     kept, note = inr.draw_pool(gen, mlp(0), classes, args, novel)
     expected = [pool[i] for i in (2, 4, 6, 11)]
     assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(kept, expected, strict=True))
@@ -137,3 +140,85 @@ def test_the_pool_drops_copies_by_weights_and_keeps_draw_order():
     expected = [pool[i] for i in (0, 1, 6, 7)]
     assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(kept, expected, strict=True))
     assert novel(kept)["frac_copies"] == 0.75 and "copies" not in note  # copy copy | new copy
+
+
+class _Queues:
+    """A stand-in generator that draws, per digit, the next of a fixed list of kinds (a relabelled zoo INR, a copy,
+    or new weights) on every call, and records each call's digits and seed."""
+
+    def __init__(self, zoo, new, layout, kinds: dict):
+        self.zoo, self.new, self.layout = zoo, iter(new), layout
+        self.kinds = {c: iter(k) for c, k in kinds.items()}
+        self.calls, self.made = [], []  # (digits, seed) per call; every graph drawn, with its kind, in draw order
+        self.g = torch.Generator().manual_seed(0)
+
+    def sample(self, template, n, condition, seed=None, **kwargs):
+        digits = [int(c) for c in condition]
+        assert len(digits) == n
+        self.calls.append((digits, seed))
+        out = []
+        for c in digits:
+            kind = next(self.kinds[c])
+            graph = self.zoo[len(self.made) % len(self.zoo)]
+            out.append(self.layout.permute_graph(graph, self.layout.random_node_permutation(self.g))
+                       if kind == "copy" else next(self.new))
+            self.made.append((kind, out[-1]))
+        return out
+
+
+def test_the_pool_grows_for_a_digit_short_of_non_copies():
+    """``--pool-cap``: a digit with fewer than ``--per-class`` non-copies draws ``--filter-pool`` rounds more (a
+    new seed each, only the short digits) until it has enough or reaches the cap; its first non-copies in draw
+    order are kept. Digit 0 finds its two in the third round, digit 1 needs none, digit 2 (copies only) stops at
+    the cap and keeps its first copies. Without a cap the pool does not grow and digit 0 keeps copies."""
+    from argparse import Namespace
+
+    import nngraph
+    from torch import nn
+
+    from tasks.generation.task import Novelty
+
+    inputs = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
+
+    def mlp(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 1))
+
+    zoo = [nngraph.to_graph(mlp(s), inputs) for s in range(5)]
+    novel = Novelty(zoo, np.arange(5), mlp(0), inputs)
+    layout = nngraph.build_layout(mlp(0), (inputs,))
+    kinds = {0: ["copy", "copy", "copy", "new", "copy", "new", "new", "new"], 1: ["new"] * 8, 2: ["copy"] * 12}
+
+    def draw(pool_cap):
+        gen = _Queues(zoo, [nngraph.to_graph(mlp(100 + s), inputs) for s in range(20)], layout, kinds)
+        args = Namespace(per_class=2, filter_pool=1, pool_cap=pool_cap, reject_copies=True, steps=2, guidance=1.0,
+                         seed=7, code_noise=0.0)
+        inr.check_pool(args)
+        kept, note = inr.draw_pool(gen, mlp(0), np.repeat([0, 1, 2], 2), args, novel)
+        return gen, kept, note
+
+    gen, kept, note = draw(pool_cap=4)  # up to 8 draws per digit
+    assert novel.copies([g for _, g in gen.made]).tolist() == [k == "copy" for k, _ in gen.made]  # the premise
+    assert [d for d, _ in gen.calls] == [[0, 0, 1, 1, 2, 2], [0, 0, 2, 2], [0, 0, 2, 2], [2, 2]]
+    seeds = [s for _, s in gen.calls]
+    assert seeds[0] == 7 and len(set(seeds)) == 4  # round 0 is the plain draw's seed, each later round its own
+    drawn = {c: [g for (k, g), d in zip(gen.made, sum((d for d, _ in gen.calls), [])) if d == c] for c in (0, 1, 2)}
+    expected = [drawn[0][3], drawn[0][5], drawn[1][0], drawn[1][1], drawn[2][0], drawn[2][1]]
+    assert all(torch.equal(a.edge_attr, b.edge_attr) for a, b in zip(kept, expected, strict=True))
+    assert novel.copies(kept).tolist() == [False] * 4 + [True] * 2
+    assert "pool grown in 3 more rounds (cap 8 per digit; drawn 0: 6, 2: 8)" in note
+    gen, kept, note = draw(pool_cap=None)  # no growth: digit 0 keeps its first two draws, both copies
+    assert len(gen.calls) == 1 and novel.copies(kept).tolist() == [True, True, False, False, True, True]
+    assert "grown" not in note
+
+
+@pytest.mark.parametrize("pool,cap,reject,message", [
+    (0, None, True, "--filter-pool must be >= 1"),
+    (4, 2, True, "--pool-cap (2) must be at least --filter-pool (4)"),
+    (4, 8, False, "add --reject-copies"),
+])
+def test_pool_settings_that_cannot_be_honoured_are_one_line_errors(pool, cap, reject, message):
+    from argparse import Namespace
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        inr.check_pool(Namespace(filter_pool=pool, pool_cap=cap, reject_copies=reject))
