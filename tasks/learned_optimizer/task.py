@@ -480,6 +480,18 @@ def fingerprint(args, networks: dict, tuning: dict) -> str:
     return digest.hexdigest()[:16]
 
 
+def _problems() -> list[tuple[str, object, str]]:
+    """Every problem of the evaluation (and of the validation, at other seeds) as ``(name, family, split)``."""
+    return [(n, f, "in distribution") for n, f in IN_DISTRIBUTION.items()] + \
+           [(n, f, "unseen") for n, f in UNSEEN.items()]
+
+
+def _run_path(directory: str, problem: str, method: str, seed: int) -> str:
+    """The file one optimizer's run on one problem and seed is stored in (the method's name up to its bracket)."""
+    return os.path.join(directory, f"{problem}__{method.split(' (')[0].replace(', ', '_').replace(' ', '_')}"
+                                   f"__{seed}.json")
+
+
 def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
     """Every optimizer on every evaluation problem and seed, ``--long-steps`` steps (and, for an optimizer that knows
     the horizon, a second run of ``--eval-steps`` steps told so: the loss at ``--eval-steps`` comes from it); each
@@ -488,17 +500,15 @@ def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
     makers = optimizers(args, data, networks, tuning)
     directory = os.path.join(args.out, "eval", fingerprint(args, networks, tuning))
     os.makedirs(directory, exist_ok=True)
-    problems = [(n, f, "in distribution") for n, f in IN_DISTRIBUTION.items()] + \
-               [(n, f, "unseen") for n, f in UNSEEN.items()]
+    problems = _problems()
     rows = []
     for seed in args.eval_seeds:
         for name, family, split in problems:
             for method, (make, knows_horizon) in makers.items():
                 if "relabelled" in method and seed not in args.twin_seeds:
                     continue
-                path = os.path.join(directory, f"{name}__{method.split(' (')[0].replace(', ', '_').replace(' ', '_')}"
-                                               f"__{seed}.json")
-                if os.path.isfile(path):
+                path = _run_path(directory, name, method, seed)
+                if os.path.isfile(path):  # finished before a kill
                     with open(path) as f:
                         rows.append(json.load(f))
                     continue
@@ -545,14 +555,13 @@ def validate(args, data, networks: dict) -> dict:
               if m.startswith(_VALIDATED[0]) or m in _VALIDATED[1:]}
     directory = os.path.join(args.out, "validation", fingerprint(args, networks, tuning))
     os.makedirs(directory, exist_ok=True)
-    problems = [(n, f, "in distribution") for n, f in IN_DISTRIBUTION.items()] + \
-               [(n, f, "unseen") for n, f in UNSEEN.items()]
+    problems = _problems()
     rows = []
     for seed in args.val_seeds:
         for name, family, split in problems:
             for method, (make, _) in makers.items():
-                path = os.path.join(directory, f"{name}__{method.split(' (')[0].replace(' ', '_')}__{seed}.json")
-                if os.path.isfile(path):
+                path = _run_path(directory, name, method, seed)
+                if os.path.isfile(path):  # finished before a kill
                     with open(path) as f:
                         rows.append(json.load(f))
                     continue
