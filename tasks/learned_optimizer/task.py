@@ -492,6 +492,23 @@ def _run_path(directory: str, problem: str, method: str, seed: int) -> str:
                                    f"__{seed}.json")
 
 
+def _pending(directory: str, seeds, makers: dict, rows: list, skip=lambda method, seed: False):
+    """Every (seed, problem, optimizer) run still to do, as ``(seed, name, family, split, method, maker, path)``
+    with ``path`` from :func:`_run_path`; runs stored in ``directory`` before a kill are appended to ``rows``
+    instead, and those ``skip(method, seed)`` names are left out."""
+    for seed in seeds:
+        for name, family, split in _problems():
+            for method, maker in makers.items():
+                if skip(method, seed):
+                    continue
+                path = _run_path(directory, name, method, seed)
+                if os.path.isfile(path):
+                    with open(path) as f:
+                        rows.append(json.load(f))
+                    continue
+                yield seed, name, family, split, method, maker, path
+
+
 def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
     """Every optimizer on every evaluation problem and seed, ``--long-steps`` steps (and, for an optimizer that knows
     the horizon, a second run of ``--eval-steps`` steps told so: the loss at ``--eval-steps`` comes from it); each
@@ -500,34 +517,26 @@ def evaluate(args, data, networks: dict) -> tuple[list[dict], dict]:
     makers = optimizers(args, data, networks, tuning)
     directory = os.path.join(args.out, "eval", fingerprint(args, networks, tuning))
     os.makedirs(directory, exist_ok=True)
-    problems = _problems()
     rows = []
-    for seed in args.eval_seeds:
-        for name, family, split in problems:
-            for method, (make, knows_horizon) in makers.items():
-                if "relabelled" in method and seed not in args.twin_seeds:
-                    continue
-                path = _run_path(directory, name, method, seed)
-                if os.path.isfile(path):  # finished before a kill
-                    with open(path) as f:
-                        rows.append(json.load(f))
-                    continue
-                problem = evaluation_problem(name, family, seed)
-                run = train_with(lambda m: make(m, seed, args.long_steps), problem, data, args.long_steps,
-                                 args.batch_size)
-                loss = loss_at(run["curve"], args.eval_steps)
-                if knows_horizon:  # told the shorter horizon, from the same start
-                    problem = evaluation_problem(name, family, seed)
-                    short = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
-                                       args.batch_size)
-                    loss = loss_at(short["curve"], args.eval_steps)
-                row = {"problem": name, "split": split, "method": method, "seed": seed, **run,
-                       "loss": loss, "loss_long": loss_at(run["curve"], args.long_steps)}
-                atomic_write(path, json.dumps(row).encode())
-                rows.append(row)
-                print(f"seed {seed} | {name:>15} | {method:>28} | loss@{args.eval_steps} {row['loss']:.4f} | "
-                      f"loss@{args.long_steps} {row['loss_long']:.4f} | test acc {row['test_acc']:.3f} | "
-                      f"{row['ms_per_step']:.2f} ms/step", flush=True)
+    skip = lambda method, seed: "relabelled" in method and seed not in args.twin_seeds  # noqa: E731
+    pending = _pending(directory, args.eval_seeds, makers, rows, skip)
+    for seed, name, family, split, method, (make, knows_horizon), path in pending:
+        problem = evaluation_problem(name, family, seed)
+        run = train_with(lambda m: make(m, seed, args.long_steps), problem, data, args.long_steps,
+                         args.batch_size)
+        loss = loss_at(run["curve"], args.eval_steps)
+        if knows_horizon:  # told the shorter horizon, from the same start
+            problem = evaluation_problem(name, family, seed)
+            short = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
+                               args.batch_size)
+            loss = loss_at(short["curve"], args.eval_steps)
+        row = {"problem": name, "split": split, "method": method, "seed": seed, **run,
+               "loss": loss, "loss_long": loss_at(run["curve"], args.long_steps)}
+        atomic_write(path, json.dumps(row).encode())
+        rows.append(row)
+        print(f"seed {seed} | {name:>15} | {method:>28} | loss@{args.eval_steps} {row['loss']:.4f} | "
+              f"loss@{args.long_steps} {row['loss_long']:.4f} | test acc {row['test_acc']:.3f} | "
+              f"{row['ms_per_step']:.2f} ms/step", flush=True)
     return rows, tuning
 
 
@@ -555,25 +564,17 @@ def validate(args, data, networks: dict) -> dict:
               if m.startswith(_VALIDATED[0]) or m in _VALIDATED[1:]}
     directory = os.path.join(args.out, "validation", fingerprint(args, networks, tuning))
     os.makedirs(directory, exist_ok=True)
-    problems = _problems()
     rows = []
-    for seed in args.val_seeds:
-        for name, family, split in problems:
-            for method, (make, _) in makers.items():
-                path = _run_path(directory, name, method, seed)
-                if os.path.isfile(path):  # finished before a kill
-                    with open(path) as f:
-                        rows.append(json.load(f))
-                    continue
-                problem = evaluation_problem(name, family, seed, split="validation")
-                run = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
-                                 args.batch_size)
-                row = {"problem": name, "split": split, "method": method, "seed": seed,
-                       "loss": loss_at(run["curve"], args.eval_steps)}
-                atomic_write(path, json.dumps(row).encode())
-                rows.append(row)
-                print(f"validation seed {seed} | {name:>15} | {method:>17} | loss@{args.eval_steps} "
-                      f"{row['loss']:.4f}", flush=True)
+    for seed, name, family, split, method, (make, _), path in _pending(directory, args.val_seeds, makers, rows):
+        problem = evaluation_problem(name, family, seed, split="validation")
+        run = train_with(lambda m: make(m, seed, args.eval_steps), problem, data, args.eval_steps,
+                         args.batch_size)
+        row = {"problem": name, "split": split, "method": method, "seed": seed,
+               "loss": loss_at(run["curve"], args.eval_steps)}
+        atomic_write(path, json.dumps(row).encode())
+        rows.append(row)
+        print(f"validation seed {seed} | {name:>15} | {method:>17} | loss@{args.eval_steps} "
+              f"{row['loss']:.4f}", flush=True)
     return {"seeds": list(args.val_seeds), "rows": rows, **validation_summary(rows)}
 
 
