@@ -29,6 +29,28 @@ from ..learned_optimizer.task import IN_DISTRIBUTION, UNSEEN, digits, evaluation
 __all__ = ["run_steps", "main"]
 
 
+def _start(problem: str, seed: int, split: str):
+    """``(run, x, y)``: the task's ``problem`` at ``seed`` of ``split`` (its model, initialisation and batch order)
+    and the digits' training images ``x`` ``(N, 1, 8, 8)`` and labels ``y`` ``(N,)``."""
+    families = {**IN_DISTRIBUTION, **UNSEEN}
+    if problem not in families:
+        raise ValueError(f"Could not resolve problem {problem!r} among choices {sorted(families)}")
+    x, y, _, _ = digits()
+    return evaluation_problem(problem, families[problem], seed, split), x, y
+
+
+def _train(run, opt, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    """``steps`` steps of ``opt`` on ``run``'s model in its batch order (64 a batch); the training loss on all of
+    ``x`` after them."""
+    for _ in range(steps):
+        xb, yb = run.batch(x, y, 64)
+        opt.zero_grad()
+        F.cross_entropy(run.model(xb), yb).backward()
+        opt.step()
+    with torch.no_grad():
+        return float(F.cross_entropy(run.model(x), y))
+
+
 def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | None = None,
               adam_on: str | None = None, lr_scale: float = 1.0, split: str = "evaluation",
               scale_steps: tuple[int, int] | None = None) -> dict:
@@ -36,12 +58,9 @@ def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | N
     shipped one if ``None``); ``{"names", "effective": (steps, T) tensor, "loss"}``: every tensor's effective step
     size at every step and the final training loss on the whole training set. With ``adam_on``, the tensors whose
     name contains it take Adam's step at the learned rate instead of the network's; every step (of the steps
-    ``scale_steps = (first, stop)`` of the run if given) is then multiplied by ``lr_scale``. ``split``: the task's ``evaluation`` or ``validation`` problems."""
-    families = {**IN_DISTRIBUTION, **UNSEEN}
-    if problem not in families:
-        raise ValueError(f"Could not resolve problem {problem!r} among choices {sorted(families)}")
-    x, y, _, _ = digits()
-    run = evaluation_problem(problem, families[problem], seed, split)
+    ``scale_steps = (first, stop)`` of the run if given) is then multiplied by ``lr_scale``. ``split``: the
+    task's ``evaluation`` or ``validation`` problems."""
+    run, x, y = _start(problem, seed, split)
     model = run.model
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     replace = torch.tensor([adam_on is not None and adam_on in n for n in names])  # (T,)
@@ -66,34 +85,17 @@ def run_steps(problem: str, seed: int = 0, steps: int = 150, checkpoint: str | N
 
     handle = output.register_forward_hook(hook)
     try:
-        for _ in range(steps):
-            xb, yb = run.batch(x, y, 64)
-            opt.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            opt.step()
+        loss = _train(run, opt, x, y, steps)
     finally:
         handle.remove()
-    with torch.no_grad():
-        loss = float(F.cross_entropy(model(x), y))
     return {"names": names, "effective": torch.stack(effective), "loss": loss}  # effective: (steps, T)
 
 
 def adam_loss(problem: str, lr: float, seed: int = 0, steps: int = 150, split: str = "evaluation") -> float:
     """The training loss on the whole training set after ``steps`` steps of Adam at ``lr`` on ``problem`` (the same
     start and batches as :func:`run_steps`)."""
-    families = {**IN_DISTRIBUTION, **UNSEEN}
-    if problem not in families:
-        raise ValueError(f"Could not resolve problem {problem!r} among choices {sorted(families)}")
-    x, y, _, _ = digits()
-    run = evaluation_problem(problem, families[problem], seed, split)
-    opt = torch.optim.Adam(run.model.parameters(), lr=lr)
-    for _ in range(steps):
-        xb, yb = run.batch(x, y, 64)
-        opt.zero_grad()
-        F.cross_entropy(run.model(xb), yb).backward()
-        opt.step()
-    with torch.no_grad():
-        return float(F.cross_entropy(run.model(x), y))
+    run, x, y = _start(problem, seed, split)
+    return _train(run, torch.optim.Adam(run.model.parameters(), lr=lr), x, y, steps)
 
 
 def _losses(label: str, losses: list[float]) -> str:
