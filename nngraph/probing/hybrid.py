@@ -86,7 +86,7 @@ class _DropNonFiniteGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        return grad if bool(torch.isfinite(grad).all()) else torch.zeros_like(grad)
+        return torch.where(torch.isfinite(grad).all(), grad, torch.zeros_like(grad))  # no host sync per model
 
 
 def _body(widths: Sequence[int], dropout: float = 0.0) -> nn.Module:

@@ -30,8 +30,8 @@ import numpy as np
 
 from nngraph.plotting import pyplot, save_figure
 
-__all__ = ["load_rows", "tag_methods", "expand_fields", "over_seeds", "format_seed_table", "run_seed", "paired_differences",
-           "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
+__all__ = ["load_rows", "tag_methods", "expand_fields", "over_seeds", "format_seed_table", "run_seed",
+           "paired_differences", "format_paired_table", "train_size", "learning_curve", "plot_learning_curve"]
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
