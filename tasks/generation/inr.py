@@ -40,7 +40,7 @@ from nngraph.zoo.siren import fit_sirens, siren_state_dict
 from nngraph.zoo.specs import siren_spec
 
 from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
-from ..common.report import row, save_results
+from ..common.report import row, save_run
 from .filtering import select_nearest
 from .task import Novelty, add_pool_args, cached_zoo, mix_aligned, zoo_modules
 
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         grid = images.reshape(10, args.per_class, *images.shape[1:])[:, :k]  # (10, k, R, R)
         zoo_grid = torch.stack([real[np.flatnonzero(labels == c)[:k]] for c in range(10)])  # (10, k, R, R)
         plot_grid(grid, zoo_grid, f"{method} samples", os.path.join(args.out, "samples.png"))
-    save_results(rows, os.path.join(args.out, "results.json"))
+    save_run(rows, {}, [], args.out, "class-conditional INR generation", seed=args.seed)  # every row records the seed
     return rows
 
 

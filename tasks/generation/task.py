@@ -46,7 +46,7 @@ from nngraph.zoo.classifiers import classifier_data, evaluate, sample_hparams, t
 
 from ..common.harness import add_run_args, check_methods, csv_list, run_dir, run_main, task_parser
 from ..common.metrics import kendall_tau
-from ..common.report import row, save_results
+from ..common.report import row, save_run
 from .filtering import CodeAccuracyPredictor, select_nearest
 from .probed import RULES, choose_by_function
 
@@ -448,7 +448,7 @@ def run(args: argparse.Namespace) -> list[dict]:
               f"nearest aligned zoo model {near['ratio']:.2f}x the zoo's, copies {near['frac_copies']:.2f} "
               f"({seconds:.0f} s)", flush=True)
     plot(results, zoo_acc, os.path.join(args.out, "accuracy.png"))
-    save_results(rows, os.path.join(args.out, "results.json"))
+    save_run(rows, {}, [], args.out, "weight generation", seed=args.seed)  # every row records the seed
     return rows
 
 

@@ -31,6 +31,7 @@ def test_the_task_runs_and_reports_every_method(tmp_path, capsys):
         for task in ("same", "new"):
             assert {(method, f"finetune_{task}_acc_epoch{e}") for e in (0, 1)} <= tuned
     assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] == "median_acc")
+    assert all(r.get("seed") == 0 for r in rows)  # summarize --paired pairs runs by it
     assert os.path.exists(os.path.join(out, "accuracy.png"))
     for method in ("latent", "latent_twin", "flow", "twin"):
         assert os.path.exists(os.path.join(out, "runs", method, "generator.pt"))

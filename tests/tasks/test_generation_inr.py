@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tasks.common.summarize import run_seed
 from tasks.generation import inr
 
 ARGV = ["--images", "40", "--resolution", "8", "--hidden", "8", "--epochs", "1", "--repeats", "1", "--rank", "4",
@@ -35,6 +36,15 @@ def test_the_task_runs_and_reports_every_method_and_digit(tmp_path):
     pooled = json.load(open(os.path.join(out, "results.json")))
     notes = [r["note"] for r in pooled if r["metric"] == "recognised" and r["method"].startswith("latent")]
     assert len(notes) == 2 and all("kept 2 of 6 per digit" in n and "copies dropped" in n for n in notes)
+
+
+def test_every_row_records_the_runs_seed(tmp_path):
+    # tasks.common.summarize --paired pairs runs by the seed their rows record
+    out = str(tmp_path / "inr")
+    assert inr.main(["--out", out, *ARGV, "--methods", "gaussian", "--seed", "4"]) == 0
+    rows = json.load(open(os.path.join(out, "results.json")))
+    assert len(rows) > 10 and all(r.get("seed") == 4 for r in rows)
+    assert run_seed(rows) == 4
 
 
 def test_shared_init_starts_every_inr_alike(tmp_path):
