@@ -3,7 +3,8 @@
 ``hybrid``: the encoder reading every neuron's values on ``--probe-inputs`` learned probes (a shared deep linear
 generator started at the probe images), the output neurons' softmax statistics read directly, on top of gradient
 boosting on the probe images' outputs (the ``probe_gbm`` row), cross-fitted by training run (5 folds) so that the
-prior the model trains on is as good as the one it sees at test time. Ablations: ``hybrid_no_graph`` (no GNN),
+prior the model trains on is as good as the one it sees at test time (cached in ``<run>/cache``, shared by the
+variants and restarts: :mod:`tasks.accuracy_prediction.prior_cache`). Ablations: ``hybrid_no_graph`` (no GNN),
 ``hybrid_fixed_probes`` (the probe images, not learned), ``hybrid_no_prior`` (no gradient boosting: the neural model
 alone), ``hybrid_no_probes`` (the weights' graph only: no probes, no prior). Targets are standardised on the
 training set.
@@ -17,6 +18,7 @@ models, which it never trained on and whose prior is made as the test models' is
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import numpy as np
@@ -24,14 +26,14 @@ import torch
 from torch import nn
 
 import nngraph
-from nngraph.probing import ProbeGraphHybrid, correction_shrinkage, cross_fit, forward_flops, probing_flops
+from nngraph.probing import ProbeGraphHybrid, correction_shrinkage, forward_flops, probing_flops
 
-from ..common.baselines import gradient_boosting
 from ..common.features import max_kernel_shape
 from ..common.graph_training import predict_graphs, train_graph_predictor
 from ..common.harness import run_dir
 from ..common.models import max_box
 from ..common.robust import RobustGraphScaler
+from .prior_cache import gbm_prior
 from .probing import output_features, probe_images
 
 __all__ = ["HYBRIDS", "HybridOnZoo", "SHRUNK", "hybrid_graphs", "hybrid_method", "network_flops", "train_hybrid"]
@@ -102,10 +104,11 @@ def hybrid_method(args, name, train, val, test, progress, tag=""):
         feats.append(output_features(test.models, inputs))
         prior_seconds = time.perf_counter() - begin  # running the test models on the probe images (trees not timed)
         groups = [e.get("run", e["id"]) for e in train.entries]
-        gbm = lambda xf, yf, xp: gradient_boosting(xf, yf, xp, "regression", args.seed, args.gbm_iters)  # noqa: E731
-        oof, (p_val, p_test) = cross_fit(gbm, feats[0], torch.tensor(ys[0], dtype=torch.float), groups,
-                                         [feats[1], feats[2]], folds=5, seed=args.seed)
-        priors = [(p - mean) / std for p in (oof, p_val, p_test)]
+        ids = [[e["id"] for e in s.entries] for s in splits]
+        # the same for every hybrid variant and every restart of the run: cached in the run directory
+        prior = gbm_prior(feats, ys[0], groups, ids, args.seed, args.gbm_iters, args.probe_inputs,
+                          os.path.join(args.out, "cache"))
+        priors = [(p - mean) / std for p in prior]
     fixed = not options.get("learned", True)
     graphs = hybrid_graphs(splits, ys, mean, std, priors, inputs if fixed else None)
     box = max_kernel_shape([g for gs in graphs for g in gs])  # the held-out family's kernels too
