@@ -4,6 +4,8 @@ per-parameter baseline (no graph). Both are ``torch.optim.Optimizer``\\ s.
 
 - :mod:`~nngraph.optim.features`: momenta and the per-tensor normalised features of every entry;
 - :mod:`~nngraph.optim.placement`: where the entries sit in the model's graph, both ways;
+- :mod:`~nngraph.optim.roles`: every entry's role in the graph (where it sits, the kinds of the neurons it joins),
+  for a step size per role;
 - :mod:`~nngraph.optim.relabel`: a graph with its nodes and edges in random order (the twin);
 - :mod:`~nngraph.optim.output`: features to a bounded step (Adam's direction times a bounded factor plus a small
   bounded term, following a learned schedule over the run; or modulated and rescaled to Adam's norm per tensor);
@@ -26,6 +28,7 @@ from .optimizer import LearnedOptimizer, PerParameterMLPOptimizer
 from .output import StepOutput
 from .placement import GraphPlacement, place
 from .relabel import relabel_graph
+from .roles import ROLE_SIZES, entry_roles
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -35,10 +38,12 @@ __all__ = [
     "MomentState",
     "PerParameterMLPOptimizer",
     "PerParameterUpdateNetwork",
+    "ROLE_SIZES",
     "Segments",
     "StepOutput",
     "advance_state",
     "entry_features",
+    "entry_roles",
     "feature_names",
     "init_state",
     "load_network",

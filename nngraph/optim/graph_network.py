@@ -59,9 +59,12 @@ class GraphUpdateNetwork(nn.Module):
         act (str): activation throughout. (default: :obj:`"silu"`)
         rule, min_log_scale, max_additive, progress: how the outputs shape the step (:class:`StepOutput`).
             (default: :obj:`"rescaled"`, :obj:`None`, :obj:`0.5`, :obj:`False`)
+        role_offsets (bool): a learned step size per role of an entry in the graph (:class:`StepOutput`; the roles
+            come from the graph, :func:`~nngraph.optim.roles.entry_roles`). (default: :obj:`False`)
 
     Shapes:
-        - **input:** features :math:`(P, C)`, their :class:`~nngraph.optim.features.Segments`, the model's graph (structure fields of :mod:`nngraph.schema`)
+        - **input:** features :math:`(P, C)`, their :class:`~nngraph.optim.features.Segments`, the model's graph
+          (structure fields of :mod:`nngraph.schema`)
           and the :class:`GraphPlacement` of the :math:`P` entries; with ``progress``, the fraction of the run done
           :math:`(P,)` or a scalar
         - **output:** the step :math:`(P,)`
@@ -72,13 +75,15 @@ class GraphUpdateNetwork(nn.Module):
     def __init__(self, betas: Sequence[float] = DEFAULT_BETAS, hidden_dim: int = 32, num_layers: int = 2,
                  context_dim: int = 8, output_dim: int = 32, init_lr: float = 1e-3, max_log_scale: float = 1.0,
                  max_kernel_box: Sequence[int] = MAX_KERNEL_BOX, act: str = "silu", rule: str = "rescaled",
-                 min_log_scale: float | None = None, max_additive: float = 0.5, progress: bool = False):
+                 min_log_scale: float | None = None, max_additive: float = 0.5, progress: bool = False,
+                 role_offsets: bool = False):
         super().__init__()
         self.betas = tuple(float(b) for b in betas)
         self.config = dict(betas=list(self.betas), hidden_dim=hidden_dim, num_layers=num_layers,
                            context_dim=context_dim, output_dim=output_dim, init_lr=init_lr,
                            max_log_scale=max_log_scale, max_kernel_box=[int(v) for v in max_kernel_box], act=act,
-                           rule=rule, min_log_scale=min_log_scale, max_additive=max_additive, progress=progress)
+                           rule=rule, min_log_scale=min_log_scale, max_additive=max_additive, progress=progress,
+                           role_offsets=role_offsets)
         self.in_channels = num_features(len(self.betas)) + 1
         self.node_encoder = NodeEncoder(hidden_dim, act=act)
         self.node_features = nn.Linear(NODE_FEATURE_DIM * self.in_channels, hidden_dim)
@@ -89,7 +94,8 @@ class GraphUpdateNetwork(nn.Module):
         self.head = NodeEdgeHead(hidden_dim, NODE_FEATURE_DIM, max_kernel_box, init_scale=1.0, act=act,
                                  num_outputs=context_dim)
         self.output = StepOutput(self.betas, context_dim, output_dim, init_lr, max_log_scale, act=act, rule=rule,
-                                 min_log_scale=min_log_scale, max_additive=max_additive, progress=progress)
+                                 min_log_scale=min_log_scale, max_additive=max_additive, progress=progress,
+                                 role_offsets=role_offsets)
 
     def embed(self, graph, node_table: Tensor, edge_table: Tensor) -> tuple[Tensor, Tensor]:
         """Node and edge embeddings ``(N, H)``, ``(E, H)`` from the per-slot tables ``(N, 5, C')`` and ``(W, C')``."""
@@ -118,7 +124,8 @@ class GraphUpdateNetwork(nn.Module):
             node_ctx = node_ctx.view(h.shape[0], -1, NODE_FEATURE_DIM).transpose(1, 2)  # (N, D, 5) -> (N, 5, D)
             context = placement.gather(node_ctx, edge_ctx)  # (P, D)
         with record_function("lopt.output"):
-            return self.output(features, segments, context, progress)  # (P,)
+            roles = placement.roles(graph) if self.output.role_offsets else None  # (P, 3)
+            return self.output(features, segments, context, progress, roles)  # (P,)
 
     def __repr__(self) -> str:
         c = self.config

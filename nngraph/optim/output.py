@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from nngraph.gnn.utils import make_act
 
 from .features import Segments, feature_names, num_features
+from .roles import ROLE_SIZES
 
 __all__ = ["RULES", "StepOutput", "base_channel"]
 
@@ -64,6 +65,13 @@ class StepOutput(nn.Module):
     (its per-tensor size is bounded, its direction is the MLP's: on models wider than meta-training it leaves
     Adam's descent cone, docs/tasks/learned_optimizer.md).
 
+    With ``role_offsets``, the step size is one per role of an entry in its model's graph
+    (:func:`~nngraph.optim.roles.entry_roles`: where the entry sits, the kinds of the neurons it joins),
+    :math:`\eta_i = \exp(\log\eta + o_{\text{where}(i)} + o_{\text{from}(i)} + o_{\text{to}(i)})`, with one learned
+    offset :math:`o` per value of each role index, started at 0 (the rule unchanged until meta-training moves them):
+    the attention in-projection, a weight read from a normalised value, a norm gain or a recurrent weight can take
+    a step size of its own without moving every other tensor's.
+
     Here :math:`\mathbf{f}_i` are the entry's features (:func:`~nngraph.optim.features.entry_features`),
     :math:`\mathbf{z}_i` its context (what a graph network read about the entry's neighbourhood; none for the
     per-parameter optimizer), :math:`a_i` Adam's direction at the timescale closest to 0.9 (feature channel
@@ -85,17 +93,20 @@ class StepOutput(nn.Module):
         min_log_scale (float, optional): :math:`c_-`, the bound below. (default: :obj:`None`, :math:`c_+`)
         max_additive (float): :math:`b_{\max}` of the cone rule. (default: :obj:`0.5`)
         progress (bool): the MLP reads the fraction of the run done, :math:`\tau \in [0, 1]`. (default: :obj:`False`)
+        role_offsets (bool): a learned log step-size offset per value of every role index (the entries' roles
+            are then an input). (default: :obj:`False`)
 
     Shapes:
         - **input:** features :math:`(P, C)`, the :class:`~nngraph.optim.features.Segments` of the :math:`P`
           entries, context :math:`(P, D)` (or :obj:`None` when :math:`D = 0`), progress :math:`(P,)` (or
-          :obj:`None` without ``progress``)
+          :obj:`None` without ``progress``), roles :math:`(P, 3)` long (or :obj:`None` without ``role_offsets``)
         - **output:** the step :math:`(P,)`, to be added to the parameters
     """
 
     def __init__(self, betas: Sequence[float], context_dim: int = 0, hidden_dim: int = 32, init_lr: float = 1e-3,
                  max_log_scale: float = 1.0, act: str = "silu", rule: str = "rescaled",
-                 min_log_scale: float | None = None, max_additive: float = 0.5, progress: bool = False):
+                 min_log_scale: float | None = None, max_additive: float = 0.5, progress: bool = False,
+                 role_offsets: bool = False):
         super().__init__()
         if rule not in RULES:
             raise ValueError(f"StepOutput: Could not resolve rule {rule!r} among choices {list(RULES)}")
@@ -107,12 +118,18 @@ class StepOutput(nn.Module):
         self.base = base_channel(betas)
         self.context_dim, self.hidden_dim, self.init_lr, self.max_log_scale = context_dim, hidden_dim, init_lr, max_log_scale
         self.rule, self.min_log_scale, self.max_additive, self.progress = rule, min_log_scale, max_additive, progress
+        self.role_offsets = role_offsets
         inputs = self.num_features + context_dim + int(progress)
         self.mlp = nn.Sequential(nn.Linear(inputs, hidden_dim), make_act(act),
                                  nn.Linear(hidden_dim, hidden_dim), make_act(act), nn.Linear(hidden_dim, 2))
         self.log_lr = nn.Parameter(torch.empty(()))
         if rule == "cone":
             self.additive = nn.Parameter(torch.empty(()))  # beta: b = max_additive * tanh(beta)
+        if role_offsets:
+            # one table for the three role indices, each index's values one after another
+            self.role_offset = nn.Parameter(torch.empty(sum(ROLE_SIZES)))  # (R,)
+            self.register_buffer("role_base", torch.tensor([0, ROLE_SIZES[0], ROLE_SIZES[0] + ROLE_SIZES[1]]),
+                                 persistent=False)  # (3,)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -128,9 +145,11 @@ class StepOutput(nn.Module):
         nn.init.constant_(self.log_lr, math.log(self.init_lr))
         if self.rule == "cone":
             nn.init.zeros_(self.additive)
+        if self.role_offsets:
+            nn.init.zeros_(self.role_offset)
 
     def forward(self, features: Tensor, segments: Segments, context: Tensor | None = None,
-                progress: Tensor | None = None) -> Tensor:
+                progress: Tensor | None = None, roles: Tensor | None = None) -> Tensor:
         parts = [features] if context is None else [features, context]
         if self.progress:
             if progress is None:
@@ -150,9 +169,16 @@ class StepOutput(nn.Module):
             rms = segments.mean_square(both).sqrt()  # (2, T): per tensor, Adam's and the modulated direction's
             ratio = rms[0] / (rms[1] + _EPS)  # (T,)
             direction = direction * ratio[ids] * factor  # (P,): every tensor at Adam's norm, times the factor
-        return -self.log_lr.exp() * direction  # (P,)
+        log_lr = self.log_lr
+        if self.role_offsets:
+            if roles is None:
+                raise ValueError("StepOutput has a step size per role: pass roles (P, 3) "
+                                 "(nngraph.optim.roles.entry_roles)")
+            log_lr = log_lr + self.role_offset[roles.to(adam.device) + self.role_base].sum(1)  # (P, 3) -> (P,)
+        return -log_lr.exp() * direction  # (P,)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(features={self.num_features}, context_dim={self.context_dim}, "
                 f"hidden_dim={self.hidden_dim}, init_lr={self.init_lr}, rule={self.rule!r}, "
-                f"log_scale=(-{self.min_log_scale}, {self.max_log_scale}), progress={self.progress})")
+                f"log_scale=(-{self.min_log_scale}, {self.max_log_scale}), progress={self.progress}"
+                f"{', role_offsets=True' if self.role_offsets else ''})")

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from nngraph.convert import Layout, UnsupportedError, build_layout
 from nngraph.schema import NODE_FEATURE_DIM
 
+from .roles import entry_roles
+
 __all__ = ["GraphPlacement", "parameter_names", "place"]
 
 
@@ -91,6 +93,16 @@ class GraphPlacement:
         self.write_entries = torch.cat(sources) if sources else empty  # (Q,)
         self.read_slots = torch.cat(reads) if reads else empty  # (P,)
         self.names = tuple(names)
+        self._roles: Tensor | None = None  # (P, 3), found by the first call of roles()
+
+    def roles(self, graph) -> Tensor:
+        """``(P, 3)`` long: every entry's role in ``graph`` (:func:`~nngraph.optim.roles.entry_roles`), computed once.
+
+        A role is made of node kinds and edge types, which relabelling leaves unchanged, so the roles found in one
+        labelling of the graph hold for the entries in every other (:meth:`relabelled` keeps them)."""
+        if getattr(self, "_roles", None) is None:
+            self._roles = entry_roles(graph, self.read_slots)
+        return self._roles
 
     @property
     def node_slots(self) -> int:

@@ -7,7 +7,8 @@ of several widths and depths, CNNs, and by an LSTM and a one-layer transformer t
 network of :class:`~nngraph.optim.LearnedOptimizer` (``graph``) and the per-parameter MLP of
 :class:`~nngraph.optim.PerParameterMLPOptimizer` (``mlp``). Both start from Adam at the learning rate tuned on the
 distribution (``--init-lr``) and learn how far every entry moves along Adam's direction, reading the fraction of
-the run done (a learned schedule; ``--rule``, ``--no-schedule``, :class:`~nngraph.optim.StepOutput`).
+the run done (a learned schedule; ``--rule``, ``--no-schedule``, :class:`~nngraph.optim.StepOutput`); with
+``--role-offsets`` the graph network also learns a step size per role of an entry in the graph.
 
 Gradient estimator: truncated backpropagation through short unrolls. A trajectory of ``--truncations`` x
 ``--unroll`` inner steps (as long as the evaluation horizon) trains one sampled problem; after each ``--unroll``
@@ -229,7 +230,7 @@ def make_network(method: str, args) -> nn.Module:
                 min_log_scale=args.min_log_scale, max_additive=args.max_additive, progress=args.schedule)
     if method == "graph":
         return GraphUpdateNetwork(hidden_dim=args.hidden_dim, num_layers=args.num_layers, context_dim=args.context_dim,
-                                  **step)
+                                  role_offsets=args.role_offsets, **step)
     return PerParameterUpdateNetwork(**step)
 
 
@@ -287,7 +288,8 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 
 
 #: Settings a run stored before they were flags, with the value such a run had (it resumes under them).
-_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": [], "kind_unroll": {}, "family_weights": {}}
+_ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": [], "kind_unroll": {}, "family_weights": {},
+                   "role_offsets": False}
 
 
 def settings(args) -> dict:
@@ -318,9 +320,10 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
     directory = os.path.join(args.out, "runs", method)
     torch.manual_seed(args.seed)
     network = make_network(method, args)
-    # the step size is one number that moves every step: it learns 10x faster than the network's weights
-    step_size = [network.output.log_lr]
-    rest = [p for p in network.parameters() if p is not network.output.log_lr]
+    # the step size is one number that moves every step: it learns 10x faster than the network's weights, as do
+    # the step-size offsets per role (--role-offsets)
+    step_size = [network.output.log_lr] + ([network.output.role_offset] if network.output.role_offsets else [])
+    rest = [p for p in network.parameters() if all(p is not q for q in step_size)]
     meta_opt = torch.optim.Adam([{"params": rest}, {"params": step_size, "lr": 10 * args.meta_lr}], lr=args.meta_lr)
     info = {"settings": settings(args), "trajectory": 0, "meta_losses": [], "seconds": 0.0}
     found = load_checkpoint(directory, "last")
@@ -730,6 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-additive", type=float, default=0.5, help="bound of the cone rule's additive term (x rms Adam)")
     p.add_argument("--no-schedule", dest="schedule", action="store_false",
                    help="the networks do not read the fraction of the run done (no learned schedule)")
+    p.add_argument("--role-offsets", action="store_true",
+                   help="the graph network learns a step size per role of an entry in the graph (edge type or node "
+                        "column, kinds of the neurons it joins; nngraph.optim.roles), started at the common one")
     p.add_argument("--hidden-dim", type=int, default=32, help="node and edge width of the graph network")
     p.add_argument("--num-layers", type=int, default=2, help="message-passing layers of the graph network")
     p.add_argument("--context-dim", type=int, default=8, help="context per entry from the graph network's heads")

@@ -222,3 +222,20 @@ def test_family_weights_draw_a_family_more_often(tmp_path):
                 ["--family-weights", "mlp-16:2", "--sample", "kind"]):
         with pytest.raises(SystemExit):
             task.main(["--out", str(tmp_path / "bad"), *TOY, *bad])
+
+
+def test_role_offsets_are_meta_trained_in_the_graph_network_only(tmp_path):
+    """``--role-offsets``: the graph network gets a step size per role, started at 0 and moved by meta-training;
+    the per-parameter MLP (no graph, so no roles) is the network it always was; the flag is a setting of the run."""
+    data = task.digits()
+    args = task.build_parser().parse_args(["--out", str(tmp_path), "--trajectories", "2", "--role-offsets", *TOY])
+    assert not hasattr(task.make_network("mlp", args).output, "role_offset")
+    fresh = task.make_network("graph", args)
+    assert fresh.output.role_offsets and not fresh.output.role_offset.any()
+    network, info = task.meta_train("graph", args, data)
+    assert info["settings"]["role_offsets"] is True
+    assert network.output.role_offset.abs().max() > 0  # meta-training moved the offsets of the roles it saw
+    assert load_network(str(tmp_path / "graph.safetensors")).output.role_offsets
+    plain = _args(tmp_path, 3)  # the same run without the flag is another run
+    with pytest.raises(SystemExit, match="other settings"):
+        task.meta_train("graph", plain, data)
