@@ -23,9 +23,18 @@ the learning problem, as p-diff and SANE do with an autoencoder:
 
 The decoder is linear, so it only produces models in the span of the zoo's aligned directions; with
 ``rank`` near the number of models the flow can memorise them (``tasks.generation`` counts copies).
+
+The frame a fit computes (mean, basis, scales and the training models' codes) is kept beside its checkpoints
+(:data:`FRAME_FILE`) and read back when the fit is run again on the same zoo with the same settings (a resumed
+or finished run): the flow then decodes in the frame it was trained in. Aligning again would not be safe: weight
+matching is a local search, and another version of it (or another float summation order) can settle some model
+in another frame, which silently pairs a flow trained on one set of codes with another basis.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from typing import Sequence
 
 import torch
@@ -39,6 +48,9 @@ from .denoisers import FlatDenoiser
 from .flow import FlowGenerator
 
 __all__ = ["LatentFlowGenerator", "align_zoo"]
+
+#: the file, in a fit's ``out_dir``, of the frame of one zoo and settings (``{}``: a hash of both)
+FRAME_FILE = "frame-{}.safetensors"
 
 
 def align_zoo(space, graphs: Sequence[Data], layout, rounds: int = 2) -> Tensor:
@@ -108,14 +120,21 @@ class LatentFlowGenerator(FlowGenerator):
         :meth:`FlowGenerator.fit`; resumable)."""
         inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else example_inputs
         self._layout = build_layout(template, inputs)
-        self._graphs = list(graphs)
+        self._graphs, self._out_dir = list(graphs), out_dir
         try:
             return super().fit(self._graphs, conditions, template=template, out_dir=out_dir,
                                example_inputs=example_inputs, **options)
         finally:
-            del self._graphs
+            del self._graphs, self._out_dir
 
     def _encode(self, flat: Tensor, seed: int) -> Tensor:
+        path = self._frame_path(flat)
+        if os.path.exists(path):  # this zoo's frame, fitted before: the flow in out_dir was trained on its codes
+            from safetensors.torch import load_file
+
+            stored = load_file(path)
+            self.mean, self.basis, self.scales = stored["mean"], stored["basis"], stored["scales"]
+            return stored["codes"]
         frame = align_zoo(self.space, self._graphs, self._layout) if self.align else flat.to(torch.float64)  # (M, D)
         z = self.stats.normalize(frame)  # (M, D)
         rank = min(self.rank, z.shape[0] - 1)
@@ -125,7 +144,25 @@ class LatentFlowGenerator(FlowGenerator):
         codes = (z - self.mean) @ self.basis.t()  # (M, r)
         scales = codes.std(0) if self.whiten else codes.std().expand(rank)  # (r,)
         self.scales = scales.clamp_min(1e-8).contiguous()
-        return codes / self.scales
+        codes = (codes / self.scales).contiguous()  # (M, r)
+        self._write_frame(path, codes)
+        return codes
+
+    def _frame_path(self, flat: Tensor) -> str:
+        """``out_dir/frame-<hash>.safetensors``: the hash of the zoo's weights ``flat`` ``(M, D)`` and the settings
+        that shape the frame."""
+        key = json.dumps({"rank": self.rank, "align": self.align, "whiten": self.whiten}, sort_keys=True)
+        digest = hashlib.sha256(flat.to(torch.float64).contiguous().numpy().tobytes() + key.encode()).hexdigest()
+        return os.path.join(self._out_dir, FRAME_FILE.format(digest[:16]))
+
+    def _write_frame(self, path: str, codes: Tensor) -> None:
+        from safetensors.torch import save_file
+
+        from nngraph.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file({"mean": self.mean.contiguous(), "basis": self.basis, "scales": self.scales, "codes": codes},
+                      tmp)
 
     def _decode(self, u: Tensor) -> Tensor:
         std, seed = self._code_noise

@@ -162,3 +162,38 @@ def test_a_killed_class_conditional_fit_resumes_and_refuses_other_architectures(
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="class conditions must be in 0..2"):
         full.sample(models[0], 2, condition=5)
+
+
+def test_a_fit_run_again_reads_its_frame_back_instead_of_aligning_again(tmp_path, monkeypatch):
+    """The flow in a run directory was trained on that run's codes: a finished or extended fit run again there
+    decodes with the stored frame even when alignment would now give another (here: a stand-in that does not
+    align), and samples what the first fit sampled; a new directory aligns."""
+    import nngraph.generate.latent as latent
+
+    models, graphs, acc = zoo(mlp, n=8)
+    options = dict(template=models[0], example_inputs=INPUTS, batch_size=4, progress=False)
+    first = LatentFlowGenerator(rank=4, hidden_dim=16, num_layers=1)
+    first.fit(graphs, acc, out_dir=str(tmp_path / "run"), epochs=2, **options)
+    assert len(list((tmp_path / "run").glob("frame-*.safetensors"))) == 1
+    calls = []
+
+    def other_frame(space, graphs_, layout, rounds=2):  # what another version of weight matching might give
+        calls.append(len(graphs_))
+        return space.flatten(graphs_).to(torch.float64)  # (M, D): the zoo as trained, not aligned
+
+    monkeypatch.setattr(latent, "align_zoo", other_frame)
+    again = LatentFlowGenerator(rank=4, hidden_dim=16, num_layers=1)
+    again.fit(graphs, acc, out_dir=str(tmp_path / "run"), epochs=2, **options)
+    assert calls == []
+    for name in ("mean", "basis", "scales"):
+        assert torch.equal(getattr(again, name), getattr(first, name))
+    a = first.sample(models[0], 3, condition=[0.3, 0.5, 0.7], steps=3, seed=0)
+    b = again.sample(models[0], 3, condition=[0.3, 0.5, 0.7], steps=3, seed=0)
+    for x, y in zip(a, b):
+        assert torch.equal(x.edge_attr, y.edge_attr)
+    LatentFlowGenerator(rank=4, hidden_dim=16, num_layers=1).fit(graphs, acc, out_dir=str(tmp_path / "run"),
+                                                                 epochs=3, **options)  # extended: same codes
+    assert calls == []
+    fresh = LatentFlowGenerator(rank=4, hidden_dim=16, num_layers=1)
+    fresh.fit(graphs, acc, out_dir=str(tmp_path / "new"), epochs=2, **options)
+    assert calls == [len(graphs)] and not torch.equal(fresh.basis, first.basis)
