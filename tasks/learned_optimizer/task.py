@@ -289,7 +289,7 @@ def run_trajectory(network: nn.Module, meta_opt: torch.optim.Optimizer, problem:
 
 #: Settings a run stored before they were flags, with the value such a run had (it resumes under them).
 _ADDED_SETTINGS = {"unroll_choices": [], "sample": "family", "unroll_from": [], "kind_unroll": {}, "family_weights": {},
-                   "role_offsets": False}
+                   "role_offsets": False, "role_offset_lr_scale": 10.0}
 
 
 def settings(args) -> dict:
@@ -320,11 +320,17 @@ def meta_train(method: str, args, data) -> tuple[nn.Module, dict]:
     directory = os.path.join(args.out, "runs", method)
     torch.manual_seed(args.seed)
     network = make_network(method, args)
-    # the step size is one number that moves every step: it learns 10x faster than the network's weights, as do
-    # the step-size offsets per role (--role-offsets)
-    step_size = [network.output.log_lr] + ([network.output.role_offset] if network.output.role_offsets else [])
-    rest = [p for p in network.parameters() if all(p is not q for q in step_size)]
-    meta_opt = torch.optim.Adam([{"params": rest}, {"params": step_size, "lr": 10 * args.meta_lr}], lr=args.meta_lr)
+    # the step size is one number that moves every step: it learns 10x faster than the network's weights; the
+    # step-size offsets per role (--role-offsets) learn --role-offset-lr-scale x faster (default 10, the step size's)
+    step_size = [network.output.log_lr]
+    offsets = [network.output.role_offset] if network.output.role_offsets else []
+    rest = [p for p in network.parameters() if all(p is not q for q in step_size + offsets)]
+    if args.role_offset_lr_scale == 10:  # one group with the step size, as the stored runs' optimizer states have
+        step_size, offsets = step_size + offsets, []
+    groups = [{"params": rest}, {"params": step_size, "lr": 10 * args.meta_lr}]
+    if offsets:
+        groups.append({"params": offsets, "lr": args.role_offset_lr_scale * args.meta_lr})
+    meta_opt = torch.optim.Adam(groups, lr=args.meta_lr)
     info = {"settings": settings(args), "trajectory": 0, "meta_losses": [], "seconds": 0.0}
     found = load_checkpoint(directory, "last")
     if found is not None:
@@ -736,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role-offsets", action="store_true",
                    help="the graph network learns a step size per role of an entry in the graph (edge type or node "
                         "column, kinds of the neurons it joins; nngraph.optim.roles), started at the common one")
+    p.add_argument("--role-offset-lr-scale", type=float, default=10.0,
+                   help="the role offsets' meta-learning rate, x --meta-lr (default 10: the common step size's)")
     p.add_argument("--hidden-dim", type=int, default=32, help="node and edge width of the graph network")
     p.add_argument("--num-layers", type=int, default=2, help="message-passing layers of the graph network")
     p.add_argument("--context-dim", type=int, default=8, help="context per entry from the graph network's heads")

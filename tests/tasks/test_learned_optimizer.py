@@ -239,3 +239,26 @@ def test_role_offsets_are_meta_trained_in_the_graph_network_only(tmp_path):
     plain = _args(tmp_path, 3)  # the same run without the flag is another run
     with pytest.raises(SystemExit, match="other settings"):
         task.meta_train("graph", plain, data)
+
+
+def test_role_offset_lr_scale_sets_the_offsets_meta_learning_rate(tmp_path):
+    """``--role-offset-lr-scale s``: the role offsets learn at ``s x --meta-lr`` (default 10, the common step size's
+    rate, which the stored runs have). Adam's first steps move a parameter by at most its rate each, so one
+    trajectory of 2 truncations moves an offset by at most ``2 s x meta-lr``; the common step size keeps 10x."""
+    data = task.digits()
+    moved = {}
+    for scale in ("1", "10"):
+        out = tmp_path / scale
+        args = task.build_parser().parse_args(["--out", str(out), "--trajectories", "1", "--role-offsets",
+                                               "--role-offset-lr-scale", scale, *TOY])
+        network, info = task.meta_train("graph", args, data)
+        assert info["settings"]["role_offset_lr_scale"] == float(scale)
+        moved[scale] = float(network.output.role_offset.detach().abs().max())
+    meta_lr = task.build_parser().parse_args(["--out", "x"]).meta_lr
+    assert 0 < moved["1"] <= 2 * meta_lr * 1.001
+    assert moved["10"] > 2 * meta_lr  # the default: the step size's rate, 10x the network's
+    assert task.build_parser().parse_args(["--out", "x"]).role_offset_lr_scale == 10.0
+    again = task.build_parser().parse_args(["--out", str(tmp_path / "1"), "--trajectories", "2", "--role-offsets",
+                                            *TOY])
+    with pytest.raises(SystemExit, match="other settings"):  # another rate is another run
+        task.meta_train("graph", again, data)
