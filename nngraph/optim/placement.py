@@ -100,7 +100,7 @@ class GraphPlacement:
 
         A role is made of node kinds and edge types, which relabelling leaves unchanged, so the roles found in one
         labelling of the graph hold for the entries in every other (:meth:`relabelled` keeps them)."""
-        if getattr(self, "_roles", None) is None:
+        if self._roles is None:
             self._roles = entry_roles(graph, self.read_slots)
         return self._roles
 
